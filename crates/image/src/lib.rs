@@ -1,0 +1,209 @@
+//! The on-media format of a zhuque image.
+//!
+//! An image is a directory holding
+//! - `meta`: the runtime's metadata (this crate's [`Meta`]), replaced atomically
+//!   (`meta.tmp` + rename) and checksummed, so a torn write is detected instead of trusted;
+//! - `memory`: one sparse file backing every persistent region of the process.
+//!
+//! The directory itself is `flock`ed by the live process: a locked image is RUNNING whatever
+//! `meta` says. This crate is pure (no I/O): the runtime must do its own I/O with raw system
+//! calls, the CLI with `std`.
+
+mod codec;
+mod meta;
+
+pub use codec::{Reader, Writer};
+pub use meta::*;
+
+/// File names inside an image directory.
+pub const META_FILE: &str = "meta";
+pub const META_TMP_FILE: &str = "meta.tmp";
+pub const MEMORY_FILE: &str = "memory";
+
+/// Environment variables of the user-facing contract.
+pub const ENV_CRASH_RESISTANT: &str = "CRASH_RESISTANT";
+pub const ENV_FAIL_AFTER: &str = "ZHUQUE_FAIL_AFTER";
+pub const ENV_DIR: &str = "ZHUQUE_DIR";
+pub const DEFAULT_DIR: &str = "/dev/shm/zhuque";
+
+/// Width of the value of `ZHUQUE_FAIL_AFTER` in a canonical environment.
+///
+/// The process's initial stack holds argv and the environment, so their total size fixes every
+/// address below. A resume must rebuild the same layout while the failure delay may differ
+/// between launches: the variable is therefore always present and padded to this width.
+pub const FAIL_AFTER_WIDTH: usize = 24;
+
+/// Exit status of `run`/`resume` when the program stopped at a failure and its image is SAVED.
+pub const EXIT_SAVED: i32 = 75;
+/// Exit status when zhuque itself refused or failed.
+pub const EXIT_REFUSED: i32 = 125;
+
+/// Errors decoding an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The data ends before a value does.
+    Truncated,
+    /// Not a zhuque image (wrong magic).
+    BadMagic,
+    /// Written by an incompatible version of zhuque.
+    Version(u32),
+    /// The checksum does not match: a torn or damaged write.
+    Checksum,
+    /// A value that no writer produces.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Truncated => write!(f, "image metadata is truncated"),
+            Error::BadMagic => write!(f, "not a zhuque image"),
+            Error::Version(v) => write!(f, "image format version {v} is not supported"),
+            Error::Checksum => write!(
+                f,
+                "image metadata checksum mismatch (damaged or torn write)"
+            ),
+            Error::Invalid(what) => write!(f, "image metadata is invalid: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Builds the canonical `ZHUQUE_FAIL_AFTER=...` entry (see [`FAIL_AFTER_WIDTH`]).
+/// `None` (no failure injection) is encoded as a blank value.
+pub fn fail_after_entry(secs: Option<f64>) -> Vec<u8> {
+    let value = match secs {
+        Some(s) => format!("{s}"),
+        None => String::new(),
+    };
+    let mut v = format!("{ENV_FAIL_AFTER}={value:<FAIL_AFTER_WIDTH$}").into_bytes();
+    v.truncate(ENV_FAIL_AFTER.len() + 1 + FAIL_AFTER_WIDTH);
+    v
+}
+
+/// Parses a `ZHUQUE_FAIL_AFTER` value: seconds, fractions allowed, blank meaning none.
+pub fn parse_fail_after(value: &[u8]) -> Result<Option<f64>, &'static str> {
+    let s = std::str::from_utf8(value).map_err(|_| "not UTF-8")?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+        _ => Err("expected a non-negative number of seconds"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_after_entry_has_fixed_width() {
+        let a = fail_after_entry(None);
+        let b = fail_after_entry(Some(0.005));
+        let c = fail_after_entry(Some(12345.678));
+        assert_eq!(a.len(), b.len());
+        assert_eq!(b.len(), c.len());
+        let value = |e: &[u8]| e[ENV_FAIL_AFTER.len() + 1..].to_vec();
+        assert_eq!(parse_fail_after(&value(&a)), Ok(None));
+        assert_eq!(parse_fail_after(&value(&b)), Ok(Some(0.005)));
+        assert_eq!(parse_fail_after(&value(&c)), Ok(Some(12345.678)));
+        assert!(parse_fail_after(b"-1").is_err());
+        assert!(parse_fail_after(b"abc").is_err());
+    }
+}
+
+/// Builds the canonical environment a crash-resistant program is executed with.
+///
+/// `env` is the caller's environment; any earlier `CRASH_RESISTANT` and `ZHUQUE_FAIL_AFTER`
+/// entries are dropped and replaced by `CRASH_RESISTANT=<image_dir>` (an absolute path) and the
+/// fixed-width failure entry, appended in that order. `LD_PRELOAD` is set to `runtime`, followed
+/// by the caller's own preloads (other than `runtime`). Used by the CLI before it executes a
+/// program, and by the runtime when it has to re-execute one that was started by hand.
+pub fn canonical_env(
+    env: &[Vec<u8>],
+    image_dir: &[u8],
+    runtime: &[u8],
+    fail_after: Option<f64>,
+) -> Vec<Vec<u8>> {
+    let cr = format!("{ENV_CRASH_RESISTANT}=");
+    let fa = format!("{ENV_FAIL_AFTER}=");
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 3);
+    let mut preload = runtime.to_vec();
+    for e in env {
+        if e.starts_with(cr.as_bytes()) || e.starts_with(fa.as_bytes()) {
+            continue;
+        }
+        if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
+            for item in list
+                .split(|c| *c == b':' || *c == b' ')
+                .filter(|s| !s.is_empty())
+            {
+                if item != runtime {
+                    preload.push(b':');
+                    preload.extend_from_slice(item);
+                }
+            }
+            continue;
+        }
+        out.push(e.clone());
+    }
+    let mut p = b"LD_PRELOAD=".to_vec();
+    p.extend_from_slice(&preload);
+    out.push(p);
+    let mut c = cr.into_bytes();
+    c.extend_from_slice(image_dir);
+    out.push(c);
+    out.push(fail_after_entry(fail_after));
+    out
+}
+
+/// Replaces the failure entry of a canonical environment (same width, so the same layout).
+pub fn with_fail_after(env: &[Vec<u8>], fail_after: Option<f64>) -> Vec<Vec<u8>> {
+    let fa = format!("{ENV_FAIL_AFTER}=");
+    env.iter()
+        .map(|e| {
+            if e.starts_with(fa.as_bytes()) {
+                fail_after_entry(fail_after)
+            } else {
+                e.clone()
+            }
+        })
+        .collect()
+}
+
+/// Looks up `name` in an environment list.
+pub fn env_get<'a>(env: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
+    env.iter().find_map(|e| {
+        e.strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+    })
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn canonical_env_is_idempotent_and_fixed_width() {
+        let env = vec![
+            b"HOME=/root".to_vec(),
+            b"CRASH_RESISTANT=1".to_vec(),
+            b"LD_PRELOAD=/x/other.so".to_vec(),
+        ];
+        let a = canonical_env(&env, b"/dev/shm/zhuque/p", b"/r/libzhuque.so", Some(1.5));
+        let b = canonical_env(&a, b"/dev/shm/zhuque/p", b"/r/libzhuque.so", None);
+        assert_eq!(
+            env_get(&a, "LD_PRELOAD"),
+            Some(&b"/r/libzhuque.so:/x/other.so"[..])
+        );
+        assert_eq!(
+            env_get(&a, "CRASH_RESISTANT"),
+            Some(&b"/dev/shm/zhuque/p"[..])
+        );
+        let sizes = |e: &[Vec<u8>]| e.iter().map(|x| x.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(&a), sizes(&b));
+        assert_eq!(with_fail_after(&b, Some(1.5)), a);
+    }
+}

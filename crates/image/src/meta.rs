@@ -1,0 +1,604 @@
+//! The `meta` file: header, program identity, layout fingerprint, regions, threads.
+
+use crate::Error;
+use crate::codec::{Reader, Writer};
+
+pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
+pub const VERSION: u32 = 1;
+
+/// Lifecycle of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A live process owns the image (or owned it and died without a save).
+    Running,
+    /// Stopped at a failure; can be resumed.
+    Saved,
+    /// The program finished; kept only with `--keep`.
+    Finished,
+}
+
+impl State {
+    fn code(self) -> u32 {
+        match self {
+            State::Running => 1,
+            State::Saved => 2,
+            State::Finished => 3,
+        }
+    }
+
+    fn from_code(c: u32) -> Result<Self, Error> {
+        match c {
+            1 => Ok(State::Running),
+            2 => Ok(State::Saved),
+            3 => Ok(State::Finished),
+            _ => Err(Error::Invalid("state")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "RUNNING",
+            State::Saved => "SAVED",
+            State::Finished => "FINISHED",
+        }
+    }
+}
+
+/// Identity of a file the process maps, to refuse a resume against a changed file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileId {
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What to execute, exactly as the first launch executed it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Program {
+    /// Absolute path passed to `execve` (also the kernel's `AT_EXECFN`).
+    pub exe: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    /// The canonical environment (see `FAIL_AFTER_WIDTH`), including `LD_PRELOAD`.
+    pub env: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    /// `RLIMIT_STACK` (soft, hard): it moves `mmap_base`, so it is part of the layout.
+    pub rlimit_stack: (u64, u64),
+}
+
+/// Facts about the machine and address space that must be identical at resume.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    pub vdso_start: u64,
+    pub vdso_end: u64,
+    /// FNV-1a of the vdso's bytes: a different kernel has a different vdso.
+    pub vdso_hash: u64,
+    pub vvar_start: u64,
+    pub vvar_end: u64,
+    /// Size of the kernel's signal-frame xsave area and the enabled feature mask: saved
+    /// frames can only be restored on the same CPU features.
+    pub xsave_size: u32,
+    pub xcr0: u64,
+    /// Top of the initial stack and the initial stack pointer (`argc`'s address).
+    pub stack_top: u64,
+    pub initial_sp: u64,
+    /// Every file mapped at the fresh start (executable, ld.so, libraries).
+    pub files: Vec<FileId>,
+}
+
+/// What backs a region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// A range of the `memory` file, mapped `MAP_SHARED`.
+    Pool { offset: u64 },
+    /// A file mapping (library text, read-only data, a user's shared file mapping).
+    File {
+        file: FileId,
+        offset: u64,
+        shared: bool,
+    },
+    /// Anonymous memory with no contents worth keeping (reservations).
+    Anon,
+}
+
+/// One range of the address space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    /// `PROT_READ | PROT_WRITE | PROT_EXEC` bits.
+    pub prot: u32,
+    pub backing: Backing,
+}
+
+impl Region {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// A thread's saved CPU context and kernel registrations.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Thread {
+    pub tid: i32,
+    /// Address of the `ucontext` in the kernel-built signal frame on the thread's own
+    /// (persistent) stack; `rt_sigreturn` with `rsp` there resumes the thread.
+    pub frame: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// `set_tid_address` (glibc: `&pd->tid`).
+    pub tid_address: u64,
+    /// `set_robust_list` head and length.
+    pub robust_head: u64,
+    pub robust_len: u64,
+    /// True for the thread-group leader (its tid is the pid).
+    pub leader: bool,
+}
+
+/// Bytes of the initial stack holding argc, argv, the environment and the auxiliary vector:
+/// the stack itself is not persistent, but programs keep pointers into this part.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StackCopy {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The whole `meta` file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Meta {
+    pub state: Option<State>,
+    pub generation: u64,
+    pub failures: u64,
+    pub created_unix_ns: u64,
+    pub saved_unix_ns: u64,
+    /// Exit status (as `run` reports it) once FINISHED.
+    pub exit_status: Option<i32>,
+    /// The program's pid as the program sees it.
+    pub pid: i32,
+    /// Whether the program ran in a pid namespace owned by `zhuque run` (ids are kept).
+    pub namespaced: bool,
+    /// Bump pointer of the `memory` file: offsets are never reused, so a region's offset is
+    /// valid for as long as the region lives.
+    pub pool_end: u64,
+    pub program: Program,
+    pub layout: Layout,
+    pub regions: Vec<Region>,
+    pub threads: Vec<Thread>,
+    pub stack_copy: StackCopy,
+    /// Sections owned by other parts of the runtime (OS state), by tag.
+    pub sections: Vec<(u32, Vec<u8>)>,
+}
+
+impl Meta {
+    pub fn state(&self) -> State {
+        self.state.unwrap_or(State::Running)
+    }
+
+    /// Bytes of all pool-backed regions.
+    pub fn pool_bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .filter(|r| matches!(r.backing, Backing::Pool { .. }))
+            .map(Region::len)
+            .sum()
+    }
+
+    pub fn section(&self, tag: u32) -> Option<&[u8]> {
+        self.sections
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    pub fn set_section(&mut self, tag: u32, bytes: Vec<u8>) {
+        self.sections.retain(|(t, _)| *t != tag);
+        self.sections.push((tag, bytes));
+    }
+}
+
+// Section tags of this format. Tags >= 0x100 belong to runtime modules (OS state).
+const TAG_HEADER: u32 = 1;
+const TAG_PROGRAM: u32 = 2;
+const TAG_LAYOUT: u32 = 3;
+const TAG_REGIONS: u32 = 4;
+const TAG_THREADS: u32 = 5;
+const TAG_STACK: u32 = 6;
+
+/// Serialises `meta`: magic, version, length, crc32 of the body, body.
+pub fn encode(meta: &Meta) -> Vec<u8> {
+    let mut w = Writer::new();
+    for b in MAGIC {
+        w.u8(b);
+    }
+    w.u32(VERSION);
+    let len_at = w.len();
+    w.u64(0);
+    let crc_at = w.len();
+    w.u32(0);
+    let body_start = w.len();
+
+    let s = w.begin_section(TAG_HEADER);
+    w.u32(meta.state().code());
+    w.u64(meta.generation);
+    w.u64(meta.failures);
+    w.u64(meta.created_unix_ns);
+    w.u64(meta.saved_unix_ns);
+    w.bool(meta.exit_status.is_some());
+    w.i32(meta.exit_status.unwrap_or(0));
+    w.i32(meta.pid);
+    w.bool(meta.namespaced);
+    w.u64(meta.pool_end);
+    w.end_section(s);
+
+    let s = w.begin_section(TAG_PROGRAM);
+    let p = &meta.program;
+    w.bytes(&p.exe);
+    w.bytes_list(&p.argv);
+    w.bytes_list(&p.env);
+    w.bytes(&p.cwd);
+    w.u64(p.rlimit_stack.0);
+    w.u64(p.rlimit_stack.1);
+    w.end_section(s);
+
+    let s = w.begin_section(TAG_LAYOUT);
+    let l = &meta.layout;
+    for v in [
+        l.vdso_start,
+        l.vdso_end,
+        l.vdso_hash,
+        l.vvar_start,
+        l.vvar_end,
+    ] {
+        w.u64(v);
+    }
+    w.u32(l.xsave_size);
+    w.u64(l.xcr0);
+    w.u64(l.stack_top);
+    w.u64(l.initial_sp);
+    w.u64(l.files.len() as u64);
+    for f in &l.files {
+        put_file(&mut w, f);
+    }
+    w.end_section(s);
+
+    let s = w.begin_section(TAG_REGIONS);
+    w.u64(meta.regions.len() as u64);
+    for r in &meta.regions {
+        put_region(&mut w, r);
+    }
+    w.end_section(s);
+
+    let s = w.begin_section(TAG_THREADS);
+    w.u64(meta.threads.len() as u64);
+    for t in &meta.threads {
+        w.i32(t.tid);
+        for v in [
+            t.frame,
+            t.fs_base,
+            t.gs_base,
+            t.tid_address,
+            t.robust_head,
+            t.robust_len,
+        ] {
+            w.u64(v);
+        }
+        w.bool(t.leader);
+    }
+    w.end_section(s);
+
+    let s = w.begin_section(TAG_STACK);
+    w.u64(meta.stack_copy.start);
+    w.bytes(&meta.stack_copy.bytes);
+    w.end_section(s);
+
+    for (tag, bytes) in &meta.sections {
+        let s = w.begin_section(*tag);
+        for b in bytes {
+            w.u8(*b);
+        }
+        w.end_section(s);
+    }
+
+    let body_len = (w.len() - body_start) as u64;
+    w.patch_u64(len_at, body_len);
+    let mut bytes = w.into_bytes();
+    let crc = crc32fast::hash(&bytes[body_start..]);
+    bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn put_file(w: &mut Writer, f: &FileId) {
+    w.bytes(&f.path);
+    w.u64(f.dev);
+    w.u64(f.ino);
+    w.u64(f.size);
+    w.i64(f.mtime_ns);
+}
+
+fn get_file(r: &mut Reader) -> Result<FileId, Error> {
+    Ok(FileId {
+        path: r.bytes()?,
+        dev: r.u64()?,
+        ino: r.u64()?,
+        size: r.u64()?,
+        mtime_ns: r.i64()?,
+    })
+}
+
+fn put_region(w: &mut Writer, r: &Region) {
+    w.u64(r.start);
+    w.u64(r.end);
+    w.u32(r.prot);
+    match &r.backing {
+        Backing::Pool { offset } => {
+            w.u8(1);
+            w.u64(*offset);
+        }
+        Backing::File {
+            file,
+            offset,
+            shared,
+        } => {
+            w.u8(2);
+            put_file(w, file);
+            w.u64(*offset);
+            w.bool(*shared);
+        }
+        Backing::Anon => w.u8(3),
+    }
+}
+
+fn get_region(r: &mut Reader) -> Result<Region, Error> {
+    let start = r.u64()?;
+    let end = r.u64()?;
+    let prot = r.u32()?;
+    let backing = match r.u8()? {
+        1 => Backing::Pool { offset: r.u64()? },
+        2 => Backing::File {
+            file: get_file(r)?,
+            offset: r.u64()?,
+            shared: r.bool()?,
+        },
+        3 => Backing::Anon,
+        _ => return Err(Error::Invalid("region backing")),
+    };
+    if end < start || start % 4096 != 0 || end % 4096 != 0 {
+        return Err(Error::Invalid("region bounds"));
+    }
+    Ok(Region {
+        start,
+        end,
+        prot,
+        backing,
+    })
+}
+
+/// Parses and verifies a `meta` file.
+pub fn decode(bytes: &[u8]) -> Result<Meta, Error> {
+    let mut r = Reader::new(bytes);
+    for b in MAGIC {
+        if r.u8().map_err(|_| Error::BadMagic)? != b {
+            return Err(Error::BadMagic);
+        }
+    }
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(Error::Version(version));
+    }
+    let len = r.u64()?;
+    let crc = r.u32()?;
+    let body_start: usize = 8 + 4 + 8 + 4;
+    let body_end = body_start
+        .checked_add(usize::try_from(len).map_err(|_| Error::Truncated)?)
+        .ok_or(Error::Truncated)?;
+    if bytes.len() < body_end {
+        return Err(Error::Truncated);
+    }
+    let body = &bytes[body_start..body_end];
+    if crc32fast::hash(body) != crc {
+        return Err(Error::Checksum);
+    }
+
+    let mut meta = Meta::default();
+    let mut seen_header = false;
+    let mut r = Reader::new(body);
+    while !r.is_empty() {
+        let (tag, mut s) = r.section()?;
+        match tag {
+            TAG_HEADER => {
+                seen_header = true;
+                meta.state = Some(State::from_code(s.u32()?)?);
+                meta.generation = s.u64()?;
+                meta.failures = s.u64()?;
+                meta.created_unix_ns = s.u64()?;
+                meta.saved_unix_ns = s.u64()?;
+                let has_status = s.bool()?;
+                let status = s.i32()?;
+                meta.exit_status = has_status.then_some(status);
+                meta.pid = s.i32()?;
+                meta.namespaced = s.bool()?;
+                meta.pool_end = s.u64()?;
+            }
+            TAG_PROGRAM => {
+                meta.program = Program {
+                    exe: s.bytes()?,
+                    argv: s.bytes_list()?,
+                    env: s.bytes_list()?,
+                    cwd: s.bytes()?,
+                    rlimit_stack: (s.u64()?, s.u64()?),
+                };
+            }
+            TAG_LAYOUT => {
+                let l = &mut meta.layout;
+                l.vdso_start = s.u64()?;
+                l.vdso_end = s.u64()?;
+                l.vdso_hash = s.u64()?;
+                l.vvar_start = s.u64()?;
+                l.vvar_end = s.u64()?;
+                l.xsave_size = s.u32()?;
+                l.xcr0 = s.u64()?;
+                l.stack_top = s.u64()?;
+                l.initial_sp = s.u64()?;
+                let n = s.len_prefix()?;
+                for _ in 0..n {
+                    l.files.push(get_file(&mut s)?);
+                }
+            }
+            TAG_REGIONS => {
+                let n = s.len_prefix()?;
+                for _ in 0..n {
+                    meta.regions.push(get_region(&mut s)?);
+                }
+            }
+            TAG_THREADS => {
+                let n = s.len_prefix()?;
+                for _ in 0..n {
+                    let tid = s.i32()?;
+                    let mut v = [0u64; 6];
+                    for x in &mut v {
+                        *x = s.u64()?;
+                    }
+                    meta.threads.push(Thread {
+                        tid,
+                        frame: v[0],
+                        fs_base: v[1],
+                        gs_base: v[2],
+                        tid_address: v[3],
+                        robust_head: v[4],
+                        robust_len: v[5],
+                        leader: s.bool()?,
+                    });
+                }
+            }
+            TAG_STACK => {
+                meta.stack_copy.start = s.u64()?;
+                meta.stack_copy.bytes = s.bytes()?;
+            }
+            other => {
+                let mut rest = Vec::new();
+                while !s.is_empty() {
+                    rest.push(s.u8()?);
+                }
+                meta.sections.push((other, rest));
+            }
+        }
+    }
+    if !seen_header {
+        return Err(Error::Invalid("missing header"));
+    }
+    Ok(meta)
+}
+
+/// FNV-1a, used for fingerprints (not for integrity: that is crc32's job).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Meta {
+        Meta {
+            state: Some(State::Saved),
+            generation: 3,
+            failures: 2,
+            created_unix_ns: 1,
+            saved_unix_ns: 2,
+            exit_status: None,
+            pid: 2,
+            namespaced: true,
+            pool_end: 1 << 30,
+            program: Program {
+                exe: b"/bin/true".to_vec(),
+                argv: vec![b"true".to_vec(), b"x".to_vec()],
+                env: vec![b"A=B".to_vec()],
+                cwd: b"/".to_vec(),
+                rlimit_stack: (8 << 20, u64::MAX),
+            },
+            layout: Layout {
+                vdso_start: 0x7fff_f7fc_1000,
+                files: vec![FileId {
+                    path: b"/lib/x.so".to_vec(),
+                    dev: 1,
+                    ino: 2,
+                    size: 3,
+                    mtime_ns: 4,
+                }],
+                ..Layout::default()
+            },
+            regions: vec![
+                Region {
+                    start: 0x1000,
+                    end: 0x3000,
+                    prot: 3,
+                    backing: Backing::Pool { offset: 0 },
+                },
+                Region {
+                    start: 0x4000,
+                    end: 0x5000,
+                    prot: 5,
+                    backing: Backing::File {
+                        file: FileId::default(),
+                        offset: 4096,
+                        shared: false,
+                    },
+                },
+                Region {
+                    start: 0x6000,
+                    end: 0x7000,
+                    prot: 0,
+                    backing: Backing::Anon,
+                },
+            ],
+            threads: vec![Thread {
+                tid: 2,
+                frame: 0x1234,
+                leader: true,
+                ..Thread::default()
+            }],
+            stack_copy: StackCopy {
+                start: 0x7fff_ffff_e000,
+                bytes: vec![1, 2, 3],
+            },
+            sections: vec![(0x100, vec![9, 9])],
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let m = sample();
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = encode(&sample());
+        for n in 0..bytes.len() {
+            assert!(
+                decode(&bytes[..n]).is_err(),
+                "prefix of {n} bytes was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let bytes = encode(&sample());
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(decode(&b).is_err(), "flipped byte {i} was accepted");
+        }
+    }
+}
