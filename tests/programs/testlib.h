@@ -1,0 +1,75 @@
+/*
+ * Helpers shared by the crash-test programs: a deterministic PRNG, a checksum and argument
+ * parsing. Every program's stdout must be the same in every run (no addresses, times or
+ * pids), so that a run interrupted by failures can be compared with an uninterrupted one.
+ */
+#ifndef ZHUQUE_TESTLIB_H
+#define ZHUQUE_TESTLIB_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* splitmix64: tiny, good enough, and the state is one word. */
+static inline uint64_t tl_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform-ish value in [0, n). */
+static inline uint64_t tl_below(uint64_t *state, uint64_t n)
+{
+    return n ? tl_next(state) % n : 0;
+}
+
+/* FNV-1a over bytes, chained through `h`. */
+static inline uint64_t tl_hash(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+#define TL_HASH_INIT 0xcbf29ce484222325ULL
+
+/* Mixes one word into `h`. */
+static inline uint64_t tl_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+
+/* argv[i] as an unsigned number, `dflt` when absent; exits 2 on garbage. */
+static inline unsigned long tl_arg(int argc, char **argv, int i, unsigned long dflt)
+{
+    if (argc <= i)
+        return dflt;
+    char *end;
+    unsigned long v = strtoul(argv[i], &end, 0);
+    if (*argv[i] == '\0' || *end != '\0') {
+        fprintf(stderr, "%s: bad argument %d: %s\n", argv[0], i, argv[i]);
+        exit(2);
+    }
+    return v;
+}
+
+/* Reports a broken invariant and exits 99: a wrong result must never look like success. */
+#define TL_CHECK(cond, ...)                                                              \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fflush(stdout);                                                              \
+            fprintf(stderr, "CHECK FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fprintf(stderr, "\n");                                                       \
+            exit(99);                                                                    \
+        }                                                                                \
+    } while (0)
+
+#endif
