@@ -1,0 +1,215 @@
+//! Launches that zhuque must refuse: exit status 125, a `zhuque:` line on stderr, nothing
+//! run (no stdout), and the image left byte-identical.
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// A SAVED image of `prog args`: runs it with shorter and shorter `--fail-after` delays
+/// until a failure lands. Returns the image and the working directory used.
+fn saved_image(zq: &Zhuque, prog: &Program, args: &[String]) -> (ImageDir, PathBuf) {
+    for delay in [0.3, 0.1, 0.03, 0.01, 0.003] {
+        let image = ImageDir::new();
+        let cwd = prog.workdir();
+        let l = zq.launch(
+            prog,
+            args,
+            &image.path,
+            &cwd,
+            Via::Run {
+                fail_after: Some(delay),
+            },
+            None,
+        );
+        if l.status() == SAVED {
+            assert_saved(&image.path);
+            return (image, cwd);
+        }
+        println!("no failure with --fail-after {delay}: {}", l.describe());
+    }
+    panic!("could not get a SAVED image of {} {args:?}", prog.name);
+}
+
+/// Asserts that a launch was refused cleanly.
+#[track_caller]
+fn assert_refused(f: &Finished, what: &str) {
+    assert_eq!(
+        f.status,
+        REFUSED,
+        "{what}: expected exit status 125; stderr:\n{}",
+        tail_lines(&f.stderr, 20)
+    );
+    assert!(
+        !f.zhuque_lines().is_empty(),
+        "{what}: no line starting with `zhuque:` on stderr:\n{}",
+        tail_lines(&f.stderr, 20)
+    );
+    assert!(
+        f.stdout.is_empty(),
+        "{what}: a refused launch ran the program, which wrote:\n{}",
+        tail_lines(&f.stdout, 10)
+    );
+}
+
+/// `zhuque run` with `args` and `zhuque resume` on `image` are both refused, and the image
+/// stays byte-identical.
+fn refused_both_ways(zq: &Zhuque, prog: &Program, args: &[String], image: &Path, cwd: &Path) {
+    let before = Snapshot::take(image);
+    let run = zq.exec(Zhuque::run_args(image, None, prog, args), cwd, None);
+    assert_refused(&run, "zhuque run");
+    if let Err(e) = Snapshot::take(image).same_as(&before) {
+        panic!("after the refused `zhuque run`: {e}");
+    }
+    let resume = zq.exec([OsString::from("resume"), image.into()], cwd, None);
+    assert_refused(&resume, "zhuque resume");
+    if let Err(e) = Snapshot::take(image).same_as(&before) {
+        panic!("after the refused `zhuque resume`: {e}");
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn resume_with_a_rebuilt_binary_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let old = std::fs::read(&prog.path).unwrap();
+    prog.build(&["-O1"]);
+    assert_ne!(
+        old,
+        std::fs::read(&prog.path).unwrap(),
+        "the rebuild changed nothing"
+    );
+    refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+}
+
+#[test]
+fn truncated_meta_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let meta = std::fs::read(image.meta_path()).unwrap();
+    assert!(meta.len() > 64, "meta is only {} bytes", meta.len());
+    for keep in [meta.len() - 1, meta.len() / 2, 16] {
+        std::fs::write(image.meta_path(), &meta[..keep]).unwrap();
+        println!("meta truncated to {keep} of {} bytes", meta.len());
+        refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+    }
+}
+
+#[test]
+fn a_different_command_on_a_saved_image_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let before = Snapshot::take(&image.path);
+    let other = strings(&["30000001"]);
+    let run = zq.exec(
+        Zhuque::run_args(&image.path, None, &prog, &other),
+        &cwd,
+        None,
+    );
+    assert_refused(&run, "zhuque run with other arguments");
+    if let Err(e) = Snapshot::take(&image.path).same_as(&before) {
+        panic!("after the refused `zhuque run`: {e}");
+    }
+    // The image is still good: it resumes and finishes as if nothing happened.
+    let resumed = zq.exec(
+        [OsString::from("resume"), image.path.clone().into()],
+        &cwd,
+        None,
+    );
+    assert_eq!(
+        resumed.status,
+        COMPUTE_LOOP.status,
+        "{}",
+        tail_lines(&resumed.stderr, 20)
+    );
+}
+
+#[test]
+fn a_running_image_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile("wait_stdin.c");
+    let args = strings(&["4096"]);
+    let native = run_native(&prog, &args, &prog.workdir(), Some(b"hello\n"));
+    assert_eq!(native.status, 0);
+
+    let image = ImageDir::new();
+    let cwd = prog.workdir();
+    let mut cmd = zq.command(Zhuque::run_args(&image.path, None, &prog, &args), &cwd);
+    cmd.stdin(Stdio::piped());
+    let mut first = spawn(cmd, "zhuque run wait_stdin");
+    let stdin = first.child.stdin.take().expect("stdin");
+    first.wait_for_stdout(b"ready\n", Duration::from_secs(60));
+    assert!(
+        image.path.is_dir(),
+        "no image directory while the program runs"
+    );
+
+    let before = Snapshot::take(&image.path);
+    let again = zq.exec(
+        Zhuque::run_args(&image.path, None, &prog, &args),
+        &cwd,
+        None,
+    );
+    assert_refused(&again, "second `zhuque run` on a RUNNING image");
+    let resume = zq.exec(
+        [OsString::from("resume"), image.path.clone().into()],
+        &cwd,
+        None,
+    );
+    assert_refused(&resume, "`zhuque resume` of a RUNNING image");
+    let mut fresh_args = Zhuque::run_args(&image.path, None, &prog, &args);
+    fresh_args.insert(1, "--fresh".into());
+    let fresh = zq.exec(fresh_args, &cwd, None);
+    assert_refused(&fresh, "`zhuque run --fresh` on a RUNNING image");
+    if let Err(e) = Snapshot::take(&image.path).same_as(&before) {
+        panic!("after the refused launches: {e}");
+    }
+
+    // The owner is unharmed: it reads its input and finishes like the native run.
+    {
+        use std::io::Write;
+        let mut stdin = stdin;
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    let done = first.wait(LAUNCH_TIMEOUT);
+    if let Err(d) = compare(&native.outcome(), &done.outcome(), &[]) {
+        panic!(
+            "the first launch, after the refused ones:\n{d}\nstderr:\n{}",
+            tail_lines(&done.stderr, 20)
+        );
+    }
+    assert!(!image.path.exists(), "the finished image was not removed");
+}
+
+#[test]
+fn fresh_discards_a_saved_image() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let native = run_native(&prog, &args, &prog.workdir(), None);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let mut fresh_args = Zhuque::run_args(&image.path, None, &prog, &args);
+    fresh_args.insert(1, "--fresh".into());
+    let fresh = zq.exec(fresh_args, &cwd, None);
+    if let Err(d) = compare(&native.outcome(), &fresh.outcome(), &[]) {
+        panic!(
+            "`zhuque run --fresh` on a SAVED image must start over:\n{d}\nstderr:\n{}",
+            tail_lines(&fresh.stderr, 20)
+        );
+    }
+    assert!(!image.path.exists(), "the finished image was not removed");
+}
