@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 {
     unsigned long ops = tl_arg(argc, argv, 1, 500000);
     uint64_t rng = tl_arg(argc, argv, 2, 7);
-    unsigned long every = ops / 100 ? ops / 100 : 1;
+    unsigned long every = ops / 400 ? ops / 400 : 1;
     uint64_t keyspace = ops / 3 + 16;
 
     char *buf = malloc(16384);

@@ -130,8 +130,7 @@ static uint64_t run(unsigned long rounds, size_t n)
         printf("siglongjmp back at round %lu (sig_jumps=%lu)\n", r, ++sig_jumps);
     while (++r <= rounds) {
         total = tl_mix(total, round_work(recs, n, &rng, r));
-        if (r % 10 == 0)
-            printf("round %lu total=%016llx\n", r, (unsigned long long)total);
+        printf("round %lu total=%016llx\n", r, (unsigned long long)total);
         if (r % 7 == 0)
             dive(20 + (unsigned)(r % 13), total, (r / 7) % 2);
     }

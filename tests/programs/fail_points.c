@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 {
     unsigned long points = tl_arg(argc, argv, 1, 5);
     unsigned long work = tl_arg(argc, argv, 2, 20000000);
-    unsigned long every = work / 20 ? work / 20 : 1;
+    unsigned long every = work * (points + 1) / 600 ? work * (points + 1) / 600 : 1;
     uint64_t rng = 3, h = TL_HASH_INIT;
     double acc = 1.0;
 

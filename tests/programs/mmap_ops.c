@@ -250,7 +250,7 @@ int main(int argc, char **argv)
     unsigned long rounds = tl_arg(argc, argv, 1, 5000);
     fpath = argc > 2 ? argv[2] : "mmap_ops.dat";
     fpages = tl_arg(argc, argv, 3, 64);
-    unsigned long every = rounds / 100 ? rounds / 100 : 1;
+    unsigned long every = rounds / 400 ? rounds / 400 : 1;
     uint64_t rng = 99, h = TL_HASH_INIT;
 
     fdirty = calloc(fpages, sizeof *fdirty);
