@@ -19,6 +19,9 @@ pub use meta::*;
 pub const META_FILE: &str = "meta";
 pub const META_TMP_FILE: &str = "meta.tmp";
 pub const MEMORY_FILE: &str = "memory";
+/// Memory copied at a save because it was not pool-backed (see `Backing::Captured`).
+pub const CAPTURED_FILE: &str = "captured";
+pub const CAPTURED_TMP_FILE: &str = "captured.tmp";
 
 /// Environment variables of the user-facing contract.
 pub const ENV_CRASH_RESISTANT: &str = "CRASH_RESISTANT";

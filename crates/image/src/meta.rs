@@ -100,6 +100,10 @@ pub enum Backing {
     },
     /// Anonymous memory with no contents worth keeping (reservations).
     Anon,
+    /// Memory the runtime did not see being created (made behind its back, e.g. by a library
+    /// calling the kernel directly), copied at the save into the `captured` file at `offset`.
+    /// A resume moves it into the pool.
+    Captured { offset: u64 },
 }
 
 /// One range of the address space.
@@ -350,6 +354,10 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.bool(*shared);
         }
         Backing::Anon => w.u8(3),
+        Backing::Captured { offset } => {
+            w.u8(4);
+            w.u64(*offset);
+        }
     }
 }
 
@@ -365,6 +373,7 @@ fn get_region(r: &mut Reader) -> Result<Region, Error> {
             shared: r.bool()?,
         },
         3 => Backing::Anon,
+        4 => Backing::Captured { offset: r.u64()? },
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {

@@ -1,0 +1,133 @@
+//! `malloc` and friends, served by mimalloc.
+//!
+//! glibc's malloc gets its memory through internal `mmap`/`brk` calls that cannot be
+//! interposed, so it is replaced. mimalloc is compiled into this library; its calls to `mmap`,
+//! `munmap` and `madvise` resolve to the runtime's interposed versions, so in a crash-resistant
+//! process every heap byte lives in the pool (and its state — segments, per-thread heaps in
+//! static TLS, globals in this library's `.bss` — is persistent like everything else), while in
+//! an inert process it behaves as a plain, fast allocator. Measured against glibc in
+//! `bench/`.
+
+use core::ffi::{c_int, c_void};
+use libmimalloc_sys as mi;
+
+unsafe extern "C" {
+    fn mi_memalign(alignment: usize, size: usize) -> *mut c_void;
+    fn mi_valloc(size: usize) -> *mut c_void;
+    fn mi_pvalloc(size: usize) -> *mut c_void;
+    fn mi_reallocarray(p: *mut c_void, count: usize, size: usize) -> *mut c_void;
+    fn __errno_location() -> *mut c_int;
+}
+
+/// Allocates from the program's (persistent) heap.
+pub fn persistent_alloc(size: usize) -> *mut c_void {
+    // SAFETY: plain allocation.
+    unsafe { mi::mi_malloc(size) }
+}
+
+/// # Safety
+/// C `malloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi::mi_malloc(size) }
+}
+
+/// # Safety
+/// C `free` contract. Preserves `errno`, as glibc requires of a replacement.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: errno location is valid for the calling thread; p came from this allocator.
+    unsafe {
+        let e = __errno_location();
+        let saved = *e;
+        mi::mi_free(p);
+        *e = saved;
+    }
+}
+
+/// # Safety
+/// C `calloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract (mimalloc checks the multiplication).
+    unsafe { mi::mi_calloc(n, size) }
+}
+
+/// # Safety
+/// C `realloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi::mi_realloc(p, size) }
+}
+
+/// # Safety
+/// C `reallocarray` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi_reallocarray(p, n, size) }
+}
+
+/// # Safety
+/// C `posix_memalign` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { mi::mi_posix_memalign(out, align, size) }
+}
+
+/// # Safety
+/// C `aligned_alloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi::mi_aligned_alloc(align, size) }
+}
+
+/// # Safety
+/// C `memalign` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi_memalign(align, size) }
+}
+
+/// # Safety
+/// C `valloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi_valloc(size) }
+}
+
+/// # Safety
+/// C `pvalloc` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { mi_pvalloc(size) }
+}
+
+/// # Safety
+/// `p` must come from this allocator (or be null).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { mi::mi_usable_size(p) }
+}
+
+/// # Safety
+/// As `free`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}

@@ -1,0 +1,197 @@
+//! The runtime's I/O on its image directory (raw system calls through rustix; no libc).
+//!
+//! `meta` and `captured` are only ever replaced by rename, so a reader sees either the old or
+//! the new file, never a torn one; the directory `flock` marks the image RUNNING.
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use rustix::fs::{self, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use zhuque_image::{self as image, Meta};
+
+/// Runtime fds live at high numbers so they do not take the numbers the program expects to
+/// get from `open` (the lowest free one).
+fn hide(fd: OwnedFd) -> OwnedFd {
+    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let min = (soft.min(1 << 20) as i32 - 64).max(64);
+    match crate::sys::dup_at_least(fd.as_raw_fd(), min) {
+        // SAFETY: dup_at_least returned a fresh fd we now own.
+        Ok(n) => unsafe { OwnedFd::from_raw_fd(n) },
+        Err(_) => fd,
+    }
+}
+
+fn cstr(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.push(0);
+    v
+}
+
+fn as_cstr(v: &[u8]) -> &core::ffi::CStr {
+    core::ffi::CStr::from_bytes_with_nul(v).unwrap_or(c"")
+}
+
+/// Creates `dir` (and missing parents; the image directory itself `0700`).
+pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
+    let mut at = 1;
+    while at <= dir.len() {
+        let end = dir[at..]
+            .iter()
+            .position(|c| *c == b'/')
+            .map(|p| at + p)
+            .unwrap_or(dir.len());
+        let part = cstr(&dir[..end]);
+        let mode = if end == dir.len() { 0o700 } else { 0o755 };
+        match fs::mkdirat(fs::CWD, as_cstr(&part), Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
+        at = end + 1;
+    }
+    Ok(())
+}
+
+/// Opens the image directory.
+pub fn open_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
+    let p = cstr(dir);
+    let fd = fs::openat(
+        fs::CWD,
+        as_cstr(&p),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(hide(fd))
+}
+
+/// Takes the image: fails with `EWOULDBLOCK` when another live process holds it.
+pub fn lock(dir: BorrowedFd) -> Result<(), Errno> {
+    fs::flock(dir, FlockOperation::NonBlockingLockExclusive)
+}
+
+/// Reads `meta`; `Ok(None)` when there is none.
+pub fn read_meta(dir: BorrowedFd) -> Result<Option<Result<Meta, image::Error>>, Errno> {
+    match fs::openat(
+        dir,
+        c"meta",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let bytes = crate::procfs::read_fd(&fd)?;
+            Ok(Some(image::decode(&bytes)))
+        }
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces `name` atomically with `bytes` (write `tmp`, optionally fsync, rename).
+fn replace(
+    dir: BorrowedFd,
+    tmp: &core::ffi::CStr,
+    name: &core::ffi::CStr,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<(), Errno> {
+    let fd = fs::openat(
+        dir,
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut done = 0;
+    while done < bytes.len() {
+        match rustix::io::write(&fd, &bytes[done..]) {
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if sync {
+        fs::fsync(&fd)?;
+    }
+    drop(fd);
+    fs::renameat(dir, tmp, dir, name)?;
+    if sync {
+        fs::fsync(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes `meta` atomically.
+pub fn write_meta(dir: BorrowedFd, meta: &Meta, sync: bool) -> Result<(), Errno> {
+    replace(dir, c"meta.tmp", c"meta", &image::encode(meta), sync)
+}
+
+/// Creates an empty pool file (a fresh start discards the old one).
+pub fn create_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
+    let fd = fs::openat(
+        dir,
+        c"memory",
+        OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(hide(fd))
+}
+
+/// Opens the existing pool file (resume).
+pub fn open_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
+    let fd = fs::openat(
+        dir,
+        c"memory",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(hide(fd))
+}
+
+/// Writes memory captured at a save into `captured` (atomically).
+pub fn write_captured(dir: BorrowedFd, bytes: &[u8], sync: bool) -> Result<(), Errno> {
+    replace(dir, c"captured.tmp", c"captured", bytes, sync)
+}
+
+pub fn open_captured(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
+    fs::openat(
+        dir,
+        c"captured",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Whether stores to a file are lost on power failure unless synced (anything but tmpfs).
+pub fn needs_sync(fd: BorrowedFd) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    fs::fstatfs(fd)
+        .map(|s| s.f_type as i64 != TMPFS_MAGIC)
+        .unwrap_or(true)
+}
+
+/// Identity of a file by path, for the layout fingerprint.
+pub fn file_id(path: &[u8]) -> Option<image::FileId> {
+    let p = cstr(path);
+    let st = fs::statat(fs::CWD, as_cstr(&p), fs::AtFlags::empty()).ok()?;
+    Some(image::FileId {
+        path: path.to_vec(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+    })
+}
+
+/// Keeps an fd open for the life of the process and returns its number.
+pub fn leak(fd: OwnedFd) -> i32 {
+    fd.into_raw_fd()
+}
+
+/// Borrows a raw fd the runtime keeps open.
+pub fn borrow(fd: i32) -> BorrowedFd<'static> {
+    // SAFETY: runtime fds stay open for the life of the process.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+pub fn fstat_id(fd: BorrowedFd) -> (u64, u64) {
+    fs::fstat(fd.as_fd())
+        .map(|s| (s.st_dev, s.st_ino))
+        .unwrap_or((0, 0))
+}

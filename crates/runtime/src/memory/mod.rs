@@ -1,0 +1,410 @@
+//! Memory: keeps the program's address space in the pool.
+//!
+//! - [`pool`]: the sparse backing file and its offsets;
+//! - [`table`]: which ranges are pool-backed (for `munmap`, `madvise`, `mremap`);
+//! - [`convert`]: moving existing private memory into the pool;
+//! - [`brk`]: the program break, emulated on pool memory;
+//! - this module: the semantics of `mmap`/`munmap`/`mremap`/`mprotect`/`madvise` on a
+//!   persistent address space, called by the interposed entry points in `interpose.rs`.
+
+pub mod brk;
+pub mod convert;
+pub mod lock;
+pub mod pool;
+pub mod table;
+
+use crate::procfs;
+use crate::sys::{self, Errno};
+use table::Piece;
+
+const PAGE: usize = 4096;
+
+fn page_aligned(v: usize) -> bool {
+    v % PAGE == 0
+}
+
+fn round_up(v: usize) -> Option<usize> {
+    v.checked_add(PAGE - 1).map(|x| x & !(PAGE - 1))
+}
+
+/// Flags a pool mapping keeps from the caller's request.
+const KEPT_FLAGS: i32 = sys::MAP_FIXED
+    | sys::MAP_FIXED_NOREPLACE
+    | sys::MAP_NORESERVE
+    | sys::MAP_POPULATE
+    | sys::MAP_LOCKED
+    | sys::MAP_32BIT
+    | sys::MAP_NONBLOCK;
+
+/// Whether a request creates memory that must be persistent: anonymous memory (private or
+/// shared) and writable private file mappings. Read-only private file mappings and shared file
+/// mappings stay with their files (a save records them; a resume maps them again).
+fn wants_pool(prot: i32, flags: i32) -> bool {
+    let kind = flags & sys::MAP_TYPE;
+    if flags & sys::MAP_ANONYMOUS != 0 {
+        return true;
+    }
+    kind == sys::MAP_PRIVATE && prot & sys::PROT_WRITE != 0
+}
+
+/// `mmap` for a crash-resistant process.
+pub fn map(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: u64,
+) -> Result<usize, Errno> {
+    if !wants_pool(prot, flags) {
+        return map_outside_pool(addr, len, prot, flags, fd, off);
+    }
+    let kind = flags & sys::MAP_TYPE;
+    if len == 0
+        || !(kind == sys::MAP_PRIVATE
+            || kind == sys::MAP_SHARED
+            || kind == sys::MAP_SHARED_VALIDATE)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if flags & sys::MAP_ANONYMOUS == 0 && !page_aligned(off as usize) {
+        return Err(Errno::EINVAL);
+    }
+    let len = round_up(len).ok_or(Errno::ENOMEM)?;
+    let _g = lock::lock();
+    let pool_off = pool::alloc(len as u64)?;
+    // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
+    let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
+    let mut t = table::get();
+    if flags & sys::MAP_FIXED != 0 {
+        t.remove(at, at + len, |p| pool::punch(p.off, p.len() as u64));
+    }
+    t.insert(Piece {
+        start: at,
+        end: at + len,
+        off: pool_off,
+    });
+    if flags & sys::MAP_ANONYMOUS == 0 {
+        // A private file mapping starts with the file's contents.
+        // SAFETY: [at, at+len) was just mapped writable by us.
+        unsafe { fill_from_file(at, len, prot, fd, off)? };
+    }
+    Ok(at)
+}
+
+/// Copies a file's bytes into a fresh private-file-turned-pool mapping. Bytes past the end of
+/// the file read as zeros (the kernel would raise SIGBUS past the last page; nobody relies on it).
+///
+/// # Safety
+/// `[at, at+len)` must be a mapping the caller just created.
+unsafe fn fill_from_file(at: usize, len: usize, prot: i32, fd: i32, off: u64) -> Result<(), Errno> {
+    if prot & sys::PROT_WRITE == 0 {
+        // SAFETY: temporarily writable for the copy, restored below.
+        unsafe { sys::mprotect(at, len, prot | sys::PROT_WRITE)? };
+    }
+    let mut done = 0;
+    while done < len {
+        // SAFETY: the destination is our own writable mapping.
+        match unsafe { sys::pread_raw(fd, at + done, len - done, off + done as u64) } {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if prot & sys::PROT_WRITE == 0 {
+        // SAFETY: restores the requested protection.
+        unsafe { sys::mprotect(at, len, prot)? };
+    }
+    Ok(())
+}
+
+/// `mmap` that stays outside the pool; a `MAP_FIXED` one may still replace pool pieces.
+fn map_outside_pool(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: u64,
+) -> Result<usize, Errno> {
+    if flags & sys::MAP_FIXED == 0 {
+        // SAFETY: a non-fixed mapping never replaces existing memory.
+        return unsafe { sys::mmap(addr, len, prot, flags, fd, off) };
+    }
+    let _g = lock::lock();
+    // SAFETY: MAP_FIXED replacement is what the caller asked for.
+    let at = unsafe { sys::mmap(addr, len, prot, flags, fd, off)? };
+    let end = at + round_up(len).unwrap_or(len);
+    table::get().remove(at, end, |p| pool::punch(p.off, p.len() as u64));
+    Ok(at)
+}
+
+/// `munmap`: unmap, then return the pool storage of what was unmapped.
+pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
+    let _g = lock::lock();
+    // SAFETY: unmapping is what the caller asked for.
+    unsafe { sys::munmap(addr, len)? };
+    let end = addr + round_up(len).ok_or(Errno::EINVAL)?;
+    table::get().remove(addr, end, |p| pool::punch(p.off, p.len() as u64));
+    Ok(())
+}
+
+/// `madvise`: advice that discards contents (`DONTNEED`, `FREE`, `REMOVE`) must make pool
+/// pages read back as zeros, as it would for anonymous memory; on a shared file mapping the
+/// kernel would merely drop page-table entries and re-read the old contents, so the runtime
+/// punches the storage out instead. Other advice goes to the kernel unchanged.
+pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    let discards = matches!(
+        advice,
+        sys::MADV_DONTNEED | sys::MADV_FREE | sys::MADV_REMOVE | sys::MADV_DONTNEED_LOCKED
+    );
+    if !discards || !page_aligned(addr) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { sys::madvise(addr, len, advice) };
+    }
+    let end = addr
+        .checked_add(round_up(len).ok_or(Errno::EINVAL)?)
+        .ok_or(Errno::EINVAL)?;
+    let _g = lock::lock();
+    let t = table::get();
+    if t.covered(addr, end) == 0 {
+        // SAFETY: forwarded unchanged: no pool memory involved.
+        return unsafe { sys::madvise(addr, len, advice) };
+    }
+    // Pool parts: punch. Gaps between them: forward the advice.
+    let mut cursor = addr;
+    let mut result = Ok(());
+    t.for_each_overlap(addr, end, |p| {
+        if p.start > cursor {
+            // SAFETY: forwarded unchanged on the non-pool gap.
+            if let Err(e) = unsafe { sys::madvise(cursor, p.start - cursor, advice) } {
+                result = Err(e);
+            }
+        }
+        pool::punch(p.off, p.len() as u64);
+        cursor = p.end;
+    });
+    if cursor < end {
+        // SAFETY: as above.
+        if let Err(e) = unsafe { sys::madvise(cursor, end - cursor, advice) } {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// `mprotect`: making private memory that is not in the pool writable moves it into the pool
+/// first (a private file mapping that was mapped read-only, or memory created behind our
+/// back), so its future contents are persistent.
+pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    if prot & sys::PROT_WRITE != 0 && page_aligned(addr) && len > 0 {
+        let end = addr.saturating_add(round_up(len).unwrap_or(len));
+        let _g = lock::lock();
+        if table::get().covered(addr, end) < end - addr {
+            // Rare path (the common case is memory that is already pooled).
+            let _ = convert::convert_where(|v, _| {
+                v.start < end
+                    && v.end > addr
+                    && !v.shared
+                    && !v.is_special()
+                    && v.name != b"[stack]"
+                    && !crate::vmem::in_window(v.start)
+            });
+        }
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { sys::mprotect(addr, len, prot) }
+}
+
+/// `mremap` on pool memory. The kernel can move a pool mapping (it keeps its file offsets) but
+/// cannot grow it in place, because the file range after it belongs to other regions; growth
+/// therefore maps a new piece with its own offset, and moving a multi-piece range moves each
+/// kernel mapping separately.
+pub fn remap(
+    old: usize,
+    old_len: usize,
+    new_len: usize,
+    flags: i32,
+    new_addr: usize,
+) -> Result<usize, Errno> {
+    let old_len_r = round_up(old_len).ok_or(Errno::EINVAL)?;
+    let new_len_r = round_up(new_len).ok_or(Errno::ENOMEM)?;
+    let _g = lock::lock();
+    let covered = if old_len == 0 {
+        0
+    } else {
+        table::get().covered(old, old + old_len_r)
+    };
+    if covered == 0 {
+        // Not pool memory (or an alias request): the kernel's behaviour is exactly right.
+        // SAFETY: forwarded unchanged.
+        let at = unsafe { sys::mremap(old, old_len, new_len, flags, new_addr)? };
+        if flags & sys::MREMAP_FIXED != 0 {
+            table::get().remove(at, at + new_len_r, |p| pool::punch(p.off, p.len() as u64));
+        }
+        return Ok(at);
+    }
+    if !page_aligned(old)
+        || new_len == 0
+        || covered != old_len_r
+        || flags & sys::MREMAP_DONTUNMAP != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let fixed = flags & sys::MREMAP_FIXED != 0;
+    if fixed && (flags & sys::MREMAP_MAYMOVE == 0 || !page_aligned(new_addr)) {
+        return Err(Errno::EINVAL);
+    }
+    if !fixed && new_len_r <= old_len_r {
+        // Shrink in place.
+        if new_len_r < old_len_r {
+            // SAFETY: the tail is ours to drop, as the caller asked.
+            unsafe { sys::munmap(old + new_len_r, old_len_r - new_len_r)? };
+            table::get().remove(old + new_len_r, old + old_len_r, |p| {
+                pool::punch(p.off, p.len() as u64)
+            });
+        }
+        return Ok(old);
+    }
+    let tail_prot = prot_at(old + old_len_r - 1)?;
+    if !fixed {
+        // Grow in place if the addresses after it are free.
+        let grow = new_len_r - old_len_r;
+        let off = pool::alloc(grow as u64)?;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces existing memory.
+        if unsafe {
+            pool::map(
+                old + old_len_r,
+                grow,
+                tail_prot,
+                sys::MAP_FIXED_NOREPLACE,
+                off,
+            )
+        }
+        .is_ok()
+        {
+            table::get().insert(Piece {
+                start: old + old_len_r,
+                end: old + new_len_r,
+                off,
+            });
+            return Ok(old);
+        }
+        if flags & sys::MREMAP_MAYMOVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    move_pool_range(
+        old,
+        old_len_r,
+        new_len_r,
+        if fixed { Some(new_addr) } else { None },
+        tail_prot,
+    )
+}
+
+/// Moves `[old, old+old_len)` to a new place of `new_len` bytes, piece by piece.
+fn move_pool_range(
+    old: usize,
+    old_len: usize,
+    new_len: usize,
+    dest: Option<usize>,
+    tail_prot: i32,
+) -> Result<usize, Errno> {
+    let dest = match dest {
+        Some(d) => {
+            if d < old + old_len && old < d + new_len {
+                return Err(Errno::EINVAL);
+            }
+            // MREMAP_FIXED replaces whatever is at the destination.
+            table::get().remove(d, d + new_len, |p| pool::punch(p.off, p.len() as u64));
+            // SAFETY: the caller asked for the destination to be replaced.
+            unsafe {
+                sys::mmap(
+                    d,
+                    new_len,
+                    0,
+                    sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED | sys::MAP_NORESERVE,
+                    -1,
+                    0,
+                )?
+            }
+        }
+        // SAFETY: a fresh reservation at a kernel-chosen address.
+        None => unsafe {
+            sys::mmap(
+                0,
+                new_len,
+                0,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_NORESERVE,
+                -1,
+                0,
+            )?
+        },
+    };
+    let keep = old_len.min(new_len);
+    // Move each kernel mapping (pieces with different offsets or protections are separate).
+    for v in procfs::maps()
+        .iter()
+        .filter(|v| v.end > old && v.start < old + keep)
+    {
+        let s = v.start.max(old);
+        let e = v.end.min(old + keep);
+        // SAFETY: moves our own pool mapping onto our own reservation.
+        unsafe {
+            sys::mremap(
+                s,
+                e - s,
+                e - s,
+                sys::MREMAP_MAYMOVE | sys::MREMAP_FIXED,
+                dest + (s - old),
+            )?
+        };
+    }
+    let mut t = table::get();
+    let mut moved = Vec::new();
+    t.remove(old, old + keep, |p| moved.push(p));
+    for p in moved {
+        t.insert(Piece {
+            start: dest + (p.start - old),
+            end: dest + (p.end - old),
+            off: p.off,
+        });
+    }
+    if new_len > old_len {
+        let grow = new_len - old_len;
+        let off = pool::alloc(grow as u64)?;
+        // SAFETY: replaces the rest of our own reservation.
+        unsafe { pool::map(dest + old_len, grow, tail_prot, sys::MAP_FIXED, off)? };
+        t.insert(Piece {
+            start: dest + old_len,
+            end: dest + new_len,
+            off,
+        });
+    } else if old_len > new_len {
+        // SAFETY: the caller shrank the mapping; the rest goes away.
+        unsafe { sys::munmap(old + new_len, old_len - new_len)? };
+        t.remove(old + new_len, old + old_len, |p| {
+            pool::punch(p.off, p.len() as u64)
+        });
+    }
+    Ok(dest)
+}
+
+/// Protection of the mapping containing `addr`.
+fn prot_at(addr: usize) -> Result<i32, Errno> {
+    procfs::maps()
+        .into_iter()
+        .find(|v| v.start <= addr && addr < v.end)
+        .map(|v| v.prot)
+        .ok_or(Errno::EFAULT)
+}
+
+/// Forgets all pool bookkeeping (fresh start).
+pub fn reset() {
+    lock::reset();
+    pool::reset();
+    table::reset();
+    brk::reset();
+}

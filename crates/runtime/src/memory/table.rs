@@ -1,0 +1,337 @@
+//! The piece table: which address ranges are pool-backed, and at which pool offset.
+//!
+//! The kernel's `/proc/self/maps` is what a save records; this table exists for the hot paths
+//! that must know, without reading `/proc`, whether a range belongs to the pool and where its
+//! storage is: `munmap` and `madvise(DONTNEED)` punch the storage out, `mremap` moves it.
+//! It is a sorted array of disjoint pieces in persistent memory, guarded by the memory lock.
+//! A thread stopped by a failure between a system call and the matching table update simply
+//! finishes the update after the resume, because the table is restored with memory.
+
+use super::pool;
+use crate::sys;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// A pool-backed address range `[start, end)` whose first byte is at pool offset `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Piece {
+    pub start: usize,
+    pub end: usize,
+    pub off: u64,
+}
+
+impl Piece {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The part of this piece inside `[start, end)`, if any.
+    pub fn clip(&self, start: usize, end: usize) -> Option<Piece> {
+        let s = self.start.max(start);
+        let e = self.end.min(end);
+        (s < e).then(|| Piece {
+            start: s,
+            end: e,
+            off: self.off + (s - self.start) as u64,
+        })
+    }
+}
+
+/// Storage of a sorted piece array; `Table` is generic over it so the logic is unit-testable
+/// with plain memory.
+pub trait Storage {
+    fn slice(&self) -> &[Piece];
+    fn slice_mut(&mut self) -> &mut [Piece];
+    fn len(&self) -> usize;
+    fn set_len(&mut self, n: usize);
+    /// Makes room for at least `n` pieces.
+    fn reserve(&mut self, n: usize);
+}
+
+/// Sorted, disjoint pieces.
+pub struct Table<S: Storage>(pub S);
+
+impl<S: Storage> Table<S> {
+    /// Index of the first piece whose end is above `addr`.
+    fn first_ending_after(&self, addr: usize) -> usize {
+        self.0.slice().partition_point(|p| p.end <= addr)
+    }
+
+    /// Calls `f` for each pool-backed part of `[start, end)`, in address order.
+    pub fn for_each_overlap(&self, start: usize, end: usize, mut f: impl FnMut(Piece)) {
+        let s = self.0.slice();
+        let mut i = self.first_ending_after(start);
+        while i < s.len() && s[i].start < end {
+            if let Some(c) = s[i].clip(start, end) {
+                f(c);
+            }
+            i += 1;
+        }
+    }
+
+    /// Bytes of `[start, end)` that are pool-backed.
+    pub fn covered(&self, start: usize, end: usize) -> usize {
+        let mut n = 0;
+        self.for_each_overlap(start, end, |p| n += p.len());
+        n
+    }
+
+    /// Removes `[start, end)` from the table, calling `f` for every removed part.
+    pub fn remove(&mut self, start: usize, end: usize, mut f: impl FnMut(Piece)) {
+        let mut i = self.first_ending_after(start);
+        while i < self.0.len() {
+            let p = self.0.slice()[i];
+            if p.start >= end {
+                break;
+            }
+            let Some(cut) = p.clip(start, end) else {
+                i += 1;
+                continue;
+            };
+            f(cut);
+            let left = (p.start < cut.start).then(|| Piece {
+                start: p.start,
+                end: cut.start,
+                off: p.off,
+            });
+            let right = (cut.end < p.end).then(|| Piece {
+                start: cut.end,
+                end: p.end,
+                off: p.off + (cut.end - p.start) as u64,
+            });
+            match (left, right) {
+                (Some(l), Some(r)) => {
+                    self.0.slice_mut()[i] = l;
+                    self.insert_at(i + 1, r);
+                    return;
+                }
+                (Some(l), None) => {
+                    self.0.slice_mut()[i] = l;
+                    i += 1;
+                }
+                (None, Some(r)) => {
+                    self.0.slice_mut()[i] = r;
+                    return;
+                }
+                (None, None) => self.remove_at(i),
+            }
+        }
+    }
+
+    /// Adds a piece; the range must not overlap existing pieces (callers remove first).
+    pub fn insert(&mut self, p: Piece) {
+        if p.is_empty() {
+            return;
+        }
+        let i = self.first_ending_after(p.start);
+        // Merge with neighbours that continue it both in address and in pool offset.
+        if i > 0 {
+            let prev = self.0.slice()[i - 1];
+            if prev.end == p.start && prev.off + prev.len() as u64 == p.off {
+                self.0.slice_mut()[i - 1].end = p.end;
+                self.merge_next(i - 1);
+                return;
+            }
+        }
+        self.insert_at(i, p);
+        self.merge_next(i);
+    }
+
+    fn merge_next(&mut self, i: usize) {
+        if i + 1 < self.0.len() {
+            let (a, b) = (self.0.slice()[i], self.0.slice()[i + 1]);
+            if a.end == b.start && a.off + a.len() as u64 == b.off {
+                self.0.slice_mut()[i].end = b.end;
+                self.remove_at(i + 1);
+            }
+        }
+    }
+
+    fn insert_at(&mut self, i: usize, p: Piece) {
+        let n = self.0.len();
+        self.0.reserve(n + 1);
+        self.0.set_len(n + 1);
+        let s = self.0.slice_mut();
+        s.copy_within(i..n, i + 1);
+        s[i] = p;
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let n = self.0.len();
+        self.0.slice_mut().copy_within(i + 1..n, i);
+        self.0.set_len(n - 1);
+    }
+}
+
+/// The table's storage in pool memory (so it is restored with everything else).
+pub struct PoolStorage;
+
+// Persistent statics (restored with memory).
+static PTR: AtomicUsize = AtomicUsize::new(0);
+static LEN: AtomicUsize = AtomicUsize::new(0);
+static CAP: AtomicUsize = AtomicUsize::new(0);
+static STORE_OFF: AtomicUsize = AtomicUsize::new(0);
+
+impl Storage for PoolStorage {
+    fn slice(&self) -> &[Piece] {
+        let p = PTR.load(Ordering::Relaxed);
+        if p == 0 {
+            return &[];
+        }
+        // SAFETY: PTR points to CAP pieces of pool memory, LEN of them initialised; mutation
+        // only happens under the memory lock, which the caller holds.
+        unsafe { core::slice::from_raw_parts(p as *const Piece, LEN.load(Ordering::Relaxed)) }
+    }
+
+    fn slice_mut(&mut self) -> &mut [Piece] {
+        let p = PTR.load(Ordering::Relaxed);
+        if p == 0 {
+            return &mut [];
+        }
+        // SAFETY: as above.
+        unsafe { core::slice::from_raw_parts_mut(p as *mut Piece, LEN.load(Ordering::Relaxed)) }
+    }
+
+    fn len(&self) -> usize {
+        LEN.load(Ordering::Relaxed)
+    }
+
+    fn set_len(&mut self, n: usize) {
+        LEN.store(n, Ordering::Relaxed);
+    }
+
+    fn reserve(&mut self, n: usize) {
+        let cap = CAP.load(Ordering::Relaxed);
+        if n <= cap {
+            return;
+        }
+        let new_cap = (cap * 2).max(4096 / core::mem::size_of::<Piece>()).max(n);
+        let bytes = crate::vmem::round_up(new_cap * core::mem::size_of::<Piece>(), 4096);
+        let new_cap = bytes / core::mem::size_of::<Piece>();
+        let off = pool::alloc(bytes as u64)
+            .unwrap_or_else(|_| crate::diag::fatal("cannot grow the region table: pool file full"));
+        // SAFETY: a fresh mapping at a kernel-chosen address.
+        let at = unsafe { pool::map(0, bytes, sys::PROT_READ | sys::PROT_WRITE, 0, off) }
+            .unwrap_or_else(|_| crate::diag::fatal("cannot map the region table"));
+        let old = PTR.load(Ordering::Relaxed);
+        let len = LEN.load(Ordering::Relaxed);
+        if old != 0 {
+            // SAFETY: both ranges are valid and disjoint.
+            unsafe { core::ptr::copy_nonoverlapping(old as *const Piece, at as *mut Piece, len) };
+        }
+        let old_off = STORE_OFF.load(Ordering::Relaxed);
+        PTR.store(at, Ordering::Relaxed);
+        CAP.store(new_cap, Ordering::Relaxed);
+        STORE_OFF.store(off as usize, Ordering::Relaxed);
+        if old != 0 {
+            let old_bytes = crate::vmem::round_up(cap * core::mem::size_of::<Piece>(), 4096);
+            // SAFETY: the old storage is no longer referenced.
+            let _ = unsafe { sys::munmap(old, old_bytes) };
+            pool::punch(old_off as u64, old_bytes as u64);
+        }
+    }
+}
+
+/// Forgets the table (fresh start: nothing is pool-backed yet).
+pub fn reset() {
+    PTR.store(0, Ordering::Relaxed);
+    LEN.store(0, Ordering::Relaxed);
+    CAP.store(0, Ordering::Relaxed);
+}
+
+/// The process's table. The caller must hold the memory lock.
+pub fn get() -> Table<PoolStorage> {
+    Table(PoolStorage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct VecStorage(Vec<Piece>);
+
+    impl Storage for VecStorage {
+        fn slice(&self) -> &[Piece] {
+            &self.0
+        }
+        fn slice_mut(&mut self) -> &mut [Piece] {
+            &mut self.0
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn set_len(&mut self, n: usize) {
+            self.0.resize(
+                n,
+                Piece {
+                    start: 0,
+                    end: 0,
+                    off: 0,
+                },
+            );
+        }
+        fn reserve(&mut self, _n: usize) {}
+    }
+
+    fn p(start: usize, end: usize, off: u64) -> Piece {
+        Piece { start, end, off }
+    }
+
+    #[test]
+    fn insert_merges_only_contiguous_storage() {
+        let mut t = Table(VecStorage(vec![]));
+        t.insert(p(0x3000, 0x4000, 0x1000));
+        t.insert(p(0x1000, 0x2000, 0x0));
+        t.insert(p(0x2000, 0x3000, 0x9000)); // address-contiguous, storage not
+        assert_eq!(
+            t.0.0,
+            vec![
+                p(0x1000, 0x2000, 0),
+                p(0x2000, 0x3000, 0x9000),
+                p(0x3000, 0x4000, 0x1000)
+            ]
+        );
+        t.insert(p(0x4000, 0x5000, 0x2000)); // continues the last piece
+        assert_eq!(t.0.0.last(), Some(&p(0x3000, 0x5000, 0x1000)));
+    }
+
+    #[test]
+    fn remove_splits_and_reports_exact_storage() {
+        let mut t = Table(VecStorage(vec![]));
+        t.insert(p(0x1000, 0x9000, 0x10000));
+        let mut cut = vec![];
+        t.remove(0x3000, 0x5000, |c| cut.push(c));
+        assert_eq!(cut, vec![p(0x3000, 0x5000, 0x12000)]);
+        assert_eq!(
+            t.0.0,
+            vec![p(0x1000, 0x3000, 0x10000), p(0x5000, 0x9000, 0x14000)]
+        );
+        cut.clear();
+        t.remove(0x0, 0x6000, |c| cut.push(c));
+        assert_eq!(
+            cut,
+            vec![p(0x1000, 0x3000, 0x10000), p(0x5000, 0x6000, 0x14000)]
+        );
+        assert_eq!(t.0.0, vec![p(0x6000, 0x9000, 0x15000)]);
+        assert_eq!(t.covered(0x0, 0x10000), 0x3000);
+        t.remove(0x6000, 0x9000, |_| {});
+        assert!(t.0.0.is_empty());
+    }
+
+    #[test]
+    fn overlaps_are_clipped() {
+        let mut t = Table(VecStorage(vec![]));
+        t.insert(p(0x1000, 0x3000, 0));
+        t.insert(p(0x5000, 0x7000, 0x8000));
+        let mut seen = vec![];
+        t.for_each_overlap(0x2000, 0x6000, |c| seen.push(c));
+        assert_eq!(
+            seen,
+            vec![p(0x2000, 0x3000, 0x1000), p(0x5000, 0x6000, 0x8000)]
+        );
+    }
+}

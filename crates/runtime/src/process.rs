@@ -1,0 +1,307 @@
+//! Per-process (volatile) state and the facts about how this process was launched.
+//!
+//! [`Process`] lives at a fixed address in the volatile window (see `vmem.rs`), so it is valid
+//! in every process of an image without being re-established after a resume. Everything in it
+//! describes *this* process: its image fds, its coordinator, what it was launched with.
+
+use crate::{sys, vmem};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use zhuque_image::Meta;
+
+/// What the runtime does in this process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum Mode {
+    /// Not decided yet.
+    Unset = 0,
+    /// Deciding (the first call is running `init`).
+    Starting = 1,
+    /// `CRASH_RESISTANT` not set: every interposed call is forwarded unchanged.
+    Inert = 2,
+    /// Crash-resistant: memory is persistent.
+    Active = 3,
+}
+
+/// How this process was executed, read from its initial stack.
+pub struct Launch {
+    /// Address of `argc` on the initial stack (the kernel's `start_stack`).
+    pub initial_sp: usize,
+    /// End of the initial stack mapping.
+    pub stack_top: usize,
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    /// Address of the environment pointer array (so our variables can be removed).
+    pub envp: usize,
+    /// The filename given to `execve` (`AT_EXECFN`).
+    pub execfn: Vec<u8>,
+    /// `/proc/self/exe`.
+    pub exe: Vec<u8>,
+    pub cwd: Vec<u8>,
+}
+
+/// Everything the runtime keeps about the current process.
+#[repr(C)]
+pub struct Process {
+    mode: AtomicU32,
+    pub pid: AtomicI32,
+    /// `O_DIRECTORY` fd of the image, `flock`ed while we own it.
+    pub dir_fd: AtomicI32,
+    /// The pool file.
+    pub mem_fd: AtomicI32,
+    /// Identity of the pool file, to recognise pool mappings in `/proc/self/maps`.
+    pub mem_dev: AtomicU64,
+    pub mem_ino: AtomicU64,
+    /// The pool needs `fsync` at a save (not tmpfs: not "flush-on-fail" memory).
+    pub mem_needs_sync: AtomicBool,
+    pub coordinator_tid: AtomicI32,
+    /// Threads that reached the stop handler during the current save (futex word).
+    pub stopped: AtomicU32,
+    /// A failure was requested before the coordinator existed.
+    pub failure_pending: AtomicBool,
+    /// Failure injection delay for this process (`ZHUQUE_FAIL_AFTER`), ns; u64::MAX = none.
+    pub fail_after_ns: AtomicU64,
+    /// True when thread ids can be chosen at resume (pid namespace owned by `zhuque run`).
+    pub ids_kept: AtomicBool,
+    /// The metadata written at the start (program, layout): every save starts from it.
+    meta: core::sync::atomic::AtomicPtr<Meta>,
+    /// Absolute image directory, NUL-free bytes.
+    dir: core::sync::atomic::AtomicPtr<Vec<u8>>,
+    launch: core::sync::atomic::AtomicPtr<Launch>,
+}
+
+const _: () = assert!(core::mem::size_of::<Process>() <= vmem::FIXED_AREA - vmem::PROCESS_OFFSET);
+
+/// The process's state (mapped on first use, zero-initialised).
+pub fn get() -> &'static Process {
+    // SAFETY: the area is mapped by vmem, zero-filled (a valid `Process`: all fields are
+    // atomics whose zero value is meaningful), never unmapped, and fixed in place.
+    unsafe { &*(vmem::process_area() as *const Process) }
+}
+
+impl Process {
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::Acquire) {
+            1 => Mode::Starting,
+            2 => Mode::Inert,
+            3 => Mode::Active,
+            _ => Mode::Unset,
+        }
+    }
+
+    pub fn set_mode(&self, m: Mode) {
+        self.mode.store(m as u32, Ordering::Release);
+    }
+
+    /// Claims the right to initialise: true for exactly one caller.
+    pub fn begin_init(&self) -> bool {
+        self.mode
+            .compare_exchange(
+                Mode::Unset as u32,
+                Mode::Starting as u32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    pub fn mem_fd(&self) -> i32 {
+        self.mem_fd.load(Ordering::Relaxed)
+    }
+
+    pub fn meta(&self) -> &'static mut Meta {
+        // SAFETY: set once during init (before any other thread exists) to a leaked Box in
+        // volatile memory; afterwards only the coordinator (or the exiting thread) uses it.
+        unsafe { &mut *self.meta.load(Ordering::Acquire) }
+    }
+
+    pub fn set_meta(&self, m: Meta) {
+        self.meta
+            .store(Box::into_raw(Box::new(m)), Ordering::Release);
+    }
+
+    pub fn dir(&self) -> &'static [u8] {
+        // SAFETY: set once during init to a leaked Box in volatile memory.
+        unsafe { (*self.dir.load(Ordering::Acquire)).as_slice() }
+    }
+
+    pub fn set_dir(&self, d: Vec<u8>) {
+        self.dir
+            .store(Box::into_raw(Box::new(d)), Ordering::Release);
+    }
+
+    pub fn launch(&self) -> &'static Launch {
+        // SAFETY: set once during init to a leaked Box in volatile memory.
+        unsafe { &*self.launch.load(Ordering::Acquire) }
+    }
+
+    pub fn set_launch(&self, l: Launch) {
+        self.launch
+            .store(Box::into_raw(Box::new(l)), Ordering::Release);
+    }
+
+    pub fn fail_after_ns(&self) -> Option<u64> {
+        match self.fail_after_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            v => Some(v),
+        }
+    }
+}
+
+/// Reads the C string at `p`.
+///
+/// # Safety
+/// `p` must point to a NUL-terminated string.
+unsafe fn c_string(p: usize) -> Vec<u8> {
+    // SAFETY: forwarded contract.
+    unsafe { core::ffi::CStr::from_ptr(p as *const core::ffi::c_char) }
+        .to_bytes()
+        .to_vec()
+}
+
+/// Reads a NULL-terminated array of string pointers.
+///
+/// # Safety
+/// `p` must point to such an array.
+unsafe fn c_string_array(p: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut v = Vec::new();
+    let mut at = p;
+    loop {
+        // SAFETY: the array is NULL-terminated; each entry is a C string.
+        let s = unsafe { *(at as *const usize) };
+        if s == 0 {
+            return (v, at + 8);
+        }
+        // SAFETY: see above.
+        v.push(unsafe { c_string(s) });
+        at += 8;
+    }
+}
+
+const AT_EXECFN: usize = 31;
+
+impl Launch {
+    /// Reads argv, the environment and the auxiliary vector from the initial stack, whose
+    /// address the kernel publishes in `/proc/self/stat`. This works before libc has set
+    /// `environ`, which matters because the first `malloc` can precede libc's initialisation.
+    pub fn read() -> Launch {
+        let stat = crate::procfs::read(b"/proc/self/stat\0").unwrap_or_else(|_| {
+            crate::diag::fatal("cannot read /proc/self/stat (is /proc mounted?)")
+        });
+        let initial_sp = stat_field(&stat, 28).unwrap_or(0) as usize;
+        if initial_sp == 0 {
+            crate::diag::fatal("cannot find the initial stack in /proc/self/stat");
+        }
+        // SAFETY: the kernel laid out argc, argv[], NULL, envp[], NULL, auxv[] at start_stack.
+        let (argv, envp, env, auxv) = unsafe {
+            let argv_at = initial_sp + 8;
+            let (argv, envp) = c_string_array(argv_at);
+            let (env, auxv) = c_string_array(envp);
+            (argv, envp, env, auxv)
+        };
+        let mut execfn = Vec::new();
+        let mut at = auxv;
+        loop {
+            // SAFETY: auxv is a list of (type, value) pairs ending with AT_NULL.
+            let (t, v) = unsafe { (*(at as *const usize), *((at + 8) as *const usize)) };
+            if t == 0 {
+                break;
+            }
+            if t == AT_EXECFN {
+                // SAFETY: AT_EXECFN points to the filename string on the stack.
+                execfn = unsafe { c_string(v) };
+            }
+            at += 16;
+        }
+        let exe = crate::procfs::readlink(b"/proc/self/exe\0").unwrap_or_default();
+        let cwd = rustix::process::getcwd(Vec::new())
+            .map(|c| c.into_bytes())
+            .unwrap_or_default();
+        let stack_top = crate::procfs::stack_top().unwrap_or(0);
+        Launch {
+            initial_sp,
+            stack_top,
+            argv,
+            env,
+            envp,
+            execfn,
+            exe,
+            cwd,
+        }
+    }
+
+    pub fn env_get(&self, name: &str) -> Option<&[u8]> {
+        zhuque_image::env_get(&self.env, name)
+    }
+
+    /// Removes the runtime's own variables from the program's environment (in place, on the
+    /// initial stack), so children the program starts are not crash-resistant on our image.
+    pub fn hide_runtime_env(&self) {
+        let names = [
+            zhuque_image::ENV_CRASH_RESISTANT,
+            zhuque_image::ENV_FAIL_AFTER,
+        ];
+        let mut read = self.envp;
+        let mut write = self.envp;
+        loop {
+            // SAFETY: envp is the NULL-terminated environment array on the initial stack,
+            // which is writable; entries are only moved down, never past the terminator.
+            unsafe {
+                let s = *(read as *const usize);
+                if s != 0 {
+                    let entry = c_string(s);
+                    let ours = names.iter().any(|n| {
+                        entry.starts_with(n.as_bytes()) && entry.get(n.len()) == Some(&b'=')
+                    });
+                    if ours {
+                        read += 8;
+                        continue;
+                    }
+                }
+                *(write as *mut usize) = s;
+                if s == 0 {
+                    break;
+                }
+            }
+            read += 8;
+            write += 8;
+        }
+    }
+}
+
+/// Field `n` (1-based) of `/proc/<pid>/stat`, counting after the parenthesised command name.
+fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
+    let close = stat.iter().rposition(|c| *c == b')')?;
+    let rest = &stat[close + 1..];
+    // After ')' comes field 3 (state).
+    let field = rest
+        .split(|c| *c == b' ')
+        .filter(|s| !s.is_empty())
+        .nth(n - 3)?;
+    core::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// Monotonic clock in nanoseconds.
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Wall clock in nanoseconds since the epoch.
+pub fn unix_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+pub fn set_pid() {
+    get().pid.store(sys::getpid(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stat_fields_after_comm() {
+        let s = b"12 (a b) c) R 1 2 3 4 5";
+        assert_eq!(super::stat_field(s, 4), Some(1));
+        assert_eq!(super::stat_field(s, 8), Some(5));
+    }
+}

@@ -1,0 +1,244 @@
+//! Reading `/proc/self`: the kernel's own account of the address space is the source of truth
+//! for what a save records, so the runtime never has to shadow every mapping change exactly.
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+
+/// Reads a whole (proc) file. `path` must be NUL-terminated.
+pub fn read(path: &[u8]) -> rustix::io::Result<Vec<u8>> {
+    let fd = open(path)?;
+    read_fd(&fd)
+}
+
+fn open(path: &[u8]) -> rustix::io::Result<OwnedFd> {
+    let c = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| rustix::io::Errno::INVAL)?;
+    rustix::fs::openat(
+        rustix::fs::CWD,
+        c,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+pub fn read_fd(fd: impl AsFd) -> rustix::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(8192);
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.capacity());
+        }
+        let spare = out.spare_capacity_mut();
+        let (filled, _) = rustix::io::read(&fd, spare)?;
+        let n = filled.len();
+        if n == 0 {
+            return Ok(out);
+        }
+        // SAFETY: `read` initialised the first n bytes of the spare capacity.
+        unsafe { out.set_len(out.len() + n) };
+    }
+}
+
+pub fn readlink(path: &[u8]) -> rustix::io::Result<Vec<u8>> {
+    let c = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| rustix::io::Errno::INVAL)?;
+    Ok(rustix::fs::readlinkat(rustix::fs::CWD, c, Vec::new())?.into_bytes())
+}
+
+/// One line of `/proc/self/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: usize,
+    pub end: usize,
+    pub prot: i32,
+    pub shared: bool,
+    pub offset: u64,
+    pub dev: u64,
+    pub ino: u64,
+    /// Path or pseudo-name (`[stack]`, `[vdso]`...); empty for anonymous memory.
+    pub name: Vec<u8>,
+}
+
+impl Vma {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.ino != 0 && self.name.first() == Some(&b'/')
+    }
+
+    pub fn is_anon(&self) -> bool {
+        self.ino == 0 && (self.name.is_empty() || self.name == b"[heap]")
+    }
+
+    pub fn is_special(&self) -> bool {
+        matches!(
+            self.name.as_slice(),
+            b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"
+        )
+    }
+
+    pub fn writable(&self) -> bool {
+        self.prot & crate::sys::PROT_WRITE != 0
+    }
+
+    /// The path without the kernel's " (deleted)" suffix.
+    pub fn path(&self) -> &[u8] {
+        self.name.strip_suffix(b" (deleted)").unwrap_or(&self.name)
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.name.ends_with(b" (deleted)")
+    }
+}
+
+fn hex(s: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    if s.is_empty() {
+        return None;
+    }
+    for c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        v = v.checked_mul(16)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+/// Parses one maps line: `start-end perms offset major:minor inode   name`.
+pub fn parse_line(line: &[u8]) -> Option<Vma> {
+    let mut fields = line.splitn(6, |c| *c == b' ');
+    let range = fields.next()?;
+    let perms = fields.next()?;
+    let offset = hex(fields.next()?)?;
+    let dev = fields.next()?;
+    let ino = fields.next()?;
+    let name = fields.next().unwrap_or(b"");
+    let dash = range.iter().position(|c| *c == b'-')?;
+    let start = hex(&range[..dash])? as usize;
+    let end = hex(&range[dash + 1..])? as usize;
+    if perms.len() < 4 {
+        return None;
+    }
+    let mut prot = 0;
+    if perms[0] == b'r' {
+        prot |= crate::sys::PROT_READ;
+    }
+    if perms[1] == b'w' {
+        prot |= crate::sys::PROT_WRITE;
+    }
+    if perms[2] == b'x' {
+        prot |= crate::sys::PROT_EXEC;
+    }
+    let colon = dev.iter().position(|c| *c == b':')?;
+    let major = hex(&dev[..colon])?;
+    let minor = hex(&dev[colon + 1..])?;
+    let ino: u64 = core::str::from_utf8(ino).ok()?.parse().ok()?;
+    let name = name
+        .iter()
+        .skip_while(|c| **c == b' ')
+        .copied()
+        .collect::<Vec<u8>>();
+    Some(Vma {
+        start,
+        end,
+        prot,
+        shared: perms[3] == b's',
+        offset,
+        dev: makedev(major, minor),
+        ino,
+        name,
+    })
+}
+
+/// The kernel's `new_encode_dev`-compatible device number, as `stat` reports it.
+pub fn makedev(major: u64, minor: u64) -> u64 {
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
+}
+
+/// The current address space.
+pub fn maps() -> Vec<Vma> {
+    let text = read(b"/proc/self/maps\0")
+        .unwrap_or_else(|_| crate::diag::fatal("cannot read /proc/self/maps"));
+    text.split(|c| *c == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(parse_line)
+        .collect()
+}
+
+/// `/proc/self/smaps`: each mapping with its count of anonymous (private, written) bytes.
+pub fn smaps() -> Vec<(Vma, u64)> {
+    let text = read(b"/proc/self/smaps\0")
+        .unwrap_or_else(|_| crate::diag::fatal("cannot read /proc/self/smaps"));
+    let mut out: Vec<(Vma, u64)> = Vec::new();
+    for line in text.split(|c| *c == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"Anonymous:") {
+            if let Some(last) = out.last_mut() {
+                let kb = rest
+                    .split(|c| *c == b' ')
+                    .find(|s| !s.is_empty())
+                    .and_then(|s| core::str::from_utf8(s).ok()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+                last.1 = kb * 1024;
+            }
+        } else if is_smaps_header(line) {
+            if let Some(v) = parse_line(line) {
+                out.push((v, 0));
+            }
+        }
+    }
+    out
+}
+
+/// A mapping line starts with `start-end`; attribute lines start with `Key:`.
+fn is_smaps_header(line: &[u8]) -> bool {
+    let first = line.split(|c| *c == b' ').next().unwrap_or(b"");
+    first.contains(&b'-') && !first.contains(&b':')
+}
+
+/// End of the `[stack]` mapping.
+pub fn stack_top() -> Option<usize> {
+    maps()
+        .into_iter()
+        .find(|v| v.name == b"[stack]")
+        .map(|v| v.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps_lines() {
+        let v = parse_line(
+            b"7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0                          [vvar]",
+        )
+        .unwrap();
+        assert_eq!(v.start, 0x7ffff7fc1000);
+        assert_eq!(v.name, b"[vvar]");
+        assert!(v.is_special());
+        let f = parse_line(
+            b"555555554000-555555556000 rw-p 00002000 fe:01 1234  /usr/bin/my prog (deleted)",
+        )
+        .unwrap();
+        assert_eq!(f.prot, 3);
+        assert_eq!(f.offset, 0x2000);
+        assert_eq!(f.ino, 1234);
+        assert_eq!(f.path(), b"/usr/bin/my prog");
+        assert!(f.deleted() && f.is_file());
+        let a = parse_line(b"7ffff7d00000-7ffff7d03000 rw-s 00000000 00:1a 77 /dev/shm/x/memory")
+            .unwrap();
+        assert!(a.shared);
+        let anon = parse_line(b"7ffff7d00000-7ffff7d03000 ---p 00000000 00:00 0 ").unwrap();
+        assert!(anon.is_anon() && anon.prot == 0);
+    }
+}

@@ -1,0 +1,208 @@
+//! Laying the saved address space over the new process.
+//!
+//! Runs on a volatile stack, single-threaded, with signals blocked and rseq unregistered.
+//! Every saved region is mapped with `MAP_FIXED` (which replaces atomically whatever the new
+//! process had there, including this library's own data and GOT, so no instruction ever sees
+//! an unmapped page); then whatever the new process had that the saved one did not is
+//! unmapped. After this the library's `.data`/`.bss` hold the saved process's values: only
+//! volatile state (in the fixed window) and locals may be trusted across it.
+
+use crate::memory::{pool, table};
+use crate::procfs::{self, Vma};
+use crate::sys::{self, Errno};
+use crate::vmem;
+use rustix::fd::AsRawFd;
+use zhuque_image::{Backing, Meta, Region};
+
+/// Maps every saved region back; returns an error naming the first region that failed.
+pub fn restore(meta: &Meta, captured: Option<&rustix::fd::OwnedFd>) -> Result<(), (Errno, u64)> {
+    let before = procfs::maps();
+    // Pool and file regions first: once they are in place, this library's .bss (itself a pool
+    // region) holds the saved pool bookkeeping, which captured regions then extend.
+    for r in meta
+        .regions
+        .iter()
+        .filter(|r| !matches!(r.backing, Backing::Captured { .. }))
+    {
+        map_region(r, &before).map_err(|e| (e, r.start))?;
+    }
+    for r in &meta.regions {
+        if let Backing::Captured { offset } = r.backing {
+            let fd = captured.ok_or((Errno::ENOENT, r.start))?;
+            // SAFETY: single-threaded resume; the range is a saved region.
+            unsafe { restore_captured(r, fd.as_raw_fd(), offset) }.map_err(|e| (e, r.start))?;
+        }
+    }
+    unmap_leftovers(meta, &before);
+    restore_stack_copy(meta);
+    Ok(())
+}
+
+fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
+    let (start, len, prot) = (r.start as usize, r.len() as usize, r.prot as i32);
+    match &r.backing {
+        // SAFETY (all arms): MAP_FIXED over the new process's memory is the point of a resume;
+        // nothing else runs.
+        Backing::Pool { offset } => {
+            unsafe { pool::map(start, len, prot, sys::MAP_FIXED, *offset) }.map(|_| ())
+        }
+        Backing::Anon => unsafe {
+            sys::mmap(
+                start,
+                len,
+                prot,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED | sys::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        }
+        .map(|_| ()),
+        Backing::File {
+            file,
+            offset,
+            shared,
+        } => {
+            let identical = before.iter().any(|v| {
+                v.start == start
+                    && v.end == start + len
+                    && v.prot == prot
+                    && v.ino == file.ino
+                    && v.offset == *offset
+                    && v.shared == *shared
+            });
+            if identical {
+                return Ok(());
+            }
+            let mut path = file.path.clone();
+            path.push(0);
+            let c = core::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| Errno::EINVAL)?;
+            let writable = *shared && prot & sys::PROT_WRITE != 0;
+            let mode = if writable {
+                rustix::fs::OFlags::RDWR
+            } else {
+                rustix::fs::OFlags::RDONLY
+            };
+            let fd = rustix::fs::openat(
+                rustix::fs::CWD,
+                c,
+                mode | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| Errno(e.raw_os_error()))?;
+            let kind = if *shared {
+                sys::MAP_SHARED
+            } else {
+                sys::MAP_PRIVATE
+            };
+            unsafe {
+                sys::mmap(
+                    start,
+                    len,
+                    prot,
+                    kind | sys::MAP_FIXED,
+                    fd.as_raw_fd(),
+                    *offset,
+                )
+            }
+            .map(|_| ())
+        }
+        Backing::Captured { .. } => Ok(()),
+    }
+}
+
+/// Moves captured bytes into fresh pool storage mapped at the region.
+///
+/// # Safety
+/// Single-threaded; the region's range is being restored.
+unsafe fn restore_captured(r: &Region, fd: i32, offset: u64) -> Result<(), Errno> {
+    let (start, len) = (r.start as usize, r.len() as usize);
+    // The pool allocator and the table may be mid-update by a thread the failure stopped while
+    // holding the memory lock: then the bytes go to private memory, to be captured again at
+    // the next save, rather than risk the bookkeeping.
+    let pooled = crate::memory::lock::is_free();
+    let off = if pooled { pool::alloc(len as u64)? } else { 0 };
+    if pooled {
+        // SAFETY: forwarded contract.
+        unsafe {
+            pool::map(
+                start,
+                len,
+                sys::PROT_READ | sys::PROT_WRITE,
+                sys::MAP_FIXED,
+                off,
+            )?
+        };
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe {
+            sys::mmap(
+                start,
+                len,
+                sys::PROT_READ | sys::PROT_WRITE,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED,
+                -1,
+                0,
+            )?
+        };
+    }
+    let mut done = 0;
+    while done < len {
+        // SAFETY: the destination was just mapped writable.
+        match unsafe { sys::pread_raw(fd, start + done, len - done, offset + done as u64) } {
+            Ok(0) => return Err(Errno::EFAULT),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: back to the saved protection.
+    unsafe { sys::mprotect(start, len, r.prot as i32)? };
+    if pooled {
+        table::get().insert(table::Piece {
+            start,
+            end: start + len,
+            off,
+        });
+    }
+    Ok(())
+}
+
+/// Unmaps what the new process had and the saved one did not (except the kernel's special
+/// mappings, the initial stack and the runtime's volatile window).
+fn unmap_leftovers(meta: &Meta, before: &[Vma]) {
+    for v in before {
+        if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
+            continue;
+        }
+        let mut cursor = v.start;
+        let mut saved: Vec<(usize, usize)> = meta
+            .regions
+            .iter()
+            .map(|r| (r.start as usize, r.end as usize))
+            .filter(|(s, e)| *e > v.start && *s < v.end)
+            .collect();
+        saved.sort_unstable();
+        for (s, e) in saved {
+            if s > cursor {
+                // SAFETY: memory of the new process that the saved process did not have.
+                let _ = unsafe { sys::munmap(cursor, s - cursor) };
+            }
+            cursor = cursor.max(e);
+        }
+        if cursor < v.end {
+            // SAFETY: as above.
+            let _ = unsafe { sys::munmap(cursor, v.end - cursor) };
+        }
+    }
+}
+
+/// Puts argv/environ/auxv back as the saved process last had them.
+fn restore_stack_copy(meta: &Meta) {
+    let c = &meta.stack_copy;
+    if c.bytes.is_empty() {
+        return;
+    }
+    // SAFETY: verified identical stack layout: [start, start+len) is the top of [stack], above
+    // every frame of the current thread (which runs on a volatile stack anyway).
+    unsafe { core::ptr::copy_nonoverlapping(c.bytes.as_ptr(), c.start as *mut u8, c.bytes.len()) };
+}

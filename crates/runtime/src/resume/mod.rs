@@ -1,0 +1,128 @@
+//! The resume: turning a new process of the same program into the saved one.
+//!
+//! 1. Verify the image can be resumed exactly here (`verify`), or refuse with the image intact.
+//! 2. Switch to a volatile stack, block every signal, unregister rseq.
+//! 3. Lay the saved address space over this one (`layout`).
+//! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
+//! 5. Recreate every other thread, parked on a trampoline (`threads`).
+//! 6. Run the program's recovery handlers, release every thread at once, start the
+//!    coordinator, and return into the leader's own saved frame.
+
+mod layout;
+mod threads;
+mod verify;
+
+pub use threads::warn_ids_not_kept;
+
+use crate::diag::{self, Line};
+use crate::image_io;
+use crate::process::{self, Launch};
+use crate::sys;
+use crate::threads::{arch, coordinator, glibc};
+use crate::vmem;
+use core::sync::atomic::{AtomicU32, Ordering};
+use zhuque_image::{Backing, Meta, State};
+
+const RESUME_STACK: usize = 1 << 20;
+
+struct Ctx {
+    meta: Meta,
+    captured: Option<rustix::fd::OwnedFd>,
+}
+
+/// Resumes the saved image `meta`. Never returns.
+pub fn resume(meta: Meta, launch: Launch) -> ! {
+    if let Err(mut why) = verify::check(&meta, &launch) {
+        diag::refuse(&mut why);
+    }
+    let p = process::get();
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let mem = image_io::open_memory(dir).unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("image ")
+                .push(p.dir())
+                .str(" has no usable memory file: ")
+                .str(&e.to_string()),
+        )
+    });
+    crate::runtime::adopt_memory(mem);
+    let captured = if meta
+        .regions
+        .iter()
+        .any(|r| matches!(r.backing, Backing::Captured { .. }))
+    {
+        Some(image_io::open_captured(dir).unwrap_or_else(|e| {
+            diag::refuse(
+                Line::new()
+                    .str("image ")
+                    .push(p.dir())
+                    .str(" is missing its captured memory: ")
+                    .str(&e.to_string()),
+            )
+        }))
+    } else {
+        None
+    };
+    let mut running = meta.clone();
+    running.state = Some(State::Running);
+    p.set_meta(running);
+    p.set_launch(launch);
+    let ctx = Box::leak(Box::new(Ctx { meta, captured })) as *mut Ctx as usize;
+    let stack = vmem::map(RESUME_STACK);
+    // SAFETY: a fresh volatile stack; `run` never returns.
+    unsafe { arch::call_on_stack(ctx, run, stack + RESUME_STACK) }
+}
+
+extern "C" fn run(ctx: usize) -> ! {
+    // SAFETY: leaked for this function by `resume`.
+    let ctx = unsafe { &*(ctx as *const Ctx) };
+    let meta = &ctx.meta;
+    let p = process::get();
+    let _ = sys::sigprocmask(sys::SIG_SETMASK, !0);
+    glibc::unregister_rseq();
+
+    if let Err((e, at)) = layout::restore(meta, ctx.captured.as_ref()) {
+        // The image is untouched: restoring only reads it.
+        diag::refuse(
+            Line::new()
+                .str("cannot restore the memory region at ")
+                .hex(at)
+                .str(": errno ")
+                .num(e.0 as u64),
+        );
+    }
+    // From here on, memory is the saved process's.
+    crate::signals::install();
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    if let Err(e) = image_io::write_meta(dir, p.meta(), p.mem_needs_sync.load(Ordering::Relaxed)) {
+        diag::refuse(
+            Line::new()
+                .str("cannot write image ")
+                .push(p.dir())
+                .str(": ")
+                .str(&e.to_string()),
+        );
+    }
+    let release: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+    let keep_ids = sys::getpid() == meta.pid;
+    if !keep_ids {
+        threads::warn_ids_not_kept();
+    }
+    let kept = threads::recreate(&meta.threads, release, keep_ids);
+    p.ids_kept.store(kept, Ordering::Relaxed);
+    let leader = meta.threads.iter().find(|t| t.leader);
+    if let Some(l) = leader {
+        threads::adopt_leader(l);
+    }
+    crate::api::run_recovery_handlers();
+    release.store(1, Ordering::Release);
+    sys::futex_wake(release, u32::MAX);
+    coordinator::start();
+    match leader {
+        // SAFETY: memory is restored and the leader's registrations are done.
+        Some(l) => unsafe { arch::sigreturn(l.frame as usize) },
+        // The leader had ended (pthread_exit from main); it ends again.
+        None => sys::exit_thread(0),
+    }
+}

@@ -1,0 +1,120 @@
+//! Recreating the saved threads.
+//!
+//! Each non-leader thread is created with `clone3`, with its saved thread pointer and glibc's
+//! tid bookkeeping (`&pd->tid` as parent/child tid address, so the kernel writes the new tid
+//! there and clears it at exit, which `pthread_join` waits for), and, when the process is in a
+//! pid namespace the launcher owns, with its saved tid (`set_tid`). It waits on a volatile
+//! trampoline stack until the resume releases every thread at once, re-registers its robust
+//! list and rseq area, and returns into its saved signal frame.
+
+use crate::sys;
+use crate::threads::{arch, glibc};
+use crate::vmem;
+use core::sync::atomic::{AtomicU32, Ordering};
+use zhuque_image::Thread;
+
+const TRAMPOLINE_STACK: usize = 64 << 10;
+
+struct Ctx {
+    thread: Thread,
+    release: &'static AtomicU32,
+}
+
+/// Creates every saved thread but the leader; they wait for `release` to become non-zero.
+/// Returns whether thread ids could be kept.
+pub fn recreate(threads: &[Thread], release: &'static AtomicU32, mut keep_ids: bool) -> bool {
+    for t in threads.iter().filter(|t| !t.leader) {
+        let stack = vmem::map(TRAMPOLINE_STACK);
+        let ctx = Box::leak(Box::new(Ctx {
+            thread: t.clone(),
+            release,
+        })) as *mut Ctx as usize;
+        let mut flags = arch::THREAD_FLAGS;
+        if t.tid_address != 0 {
+            flags |= arch::CLONE_PARENT_SETTID | arch::CLONE_CHILD_CLEARTID;
+        }
+        let spawn = |want: Option<i32>| {
+            // SAFETY: the trampoline stack and ctx are volatile memory owned by the new
+            // thread; fs_base and tid_address point into its restored TCB.
+            unsafe {
+                arch::spawn3(
+                    flags,
+                    stack,
+                    stack + TRAMPOLINE_STACK,
+                    t.fs_base,
+                    t.tid_address,
+                    want,
+                    entry,
+                    ctx,
+                )
+            }
+        };
+        let r = if keep_ids {
+            match spawn(Some(t.tid)) {
+                Ok(tid) => Ok(tid),
+                Err(_) => {
+                    keep_ids = false;
+                    warn_ids_not_kept();
+                    spawn(None)
+                }
+            }
+        } else {
+            spawn(None)
+        };
+        if r.is_err() {
+            crate::diag::fatal("cannot recreate a thread of the saved process");
+        }
+    }
+    keep_ids
+}
+
+/// Said once per process when tids change across this resume.
+pub fn warn_ids_not_kept() {
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        crate::diag::say(
+            "thread ids change across this resume (no pid namespace owned by zhuque run); \
+                          mutexes that record owner tids (error-checking, recursive, robust, PI) held across the failure are unsafe",
+        );
+    }
+}
+
+extern "C" fn entry(ctx: usize) -> ! {
+    // SAFETY: ctx was leaked for this thread by `recreate`.
+    let c = unsafe { &*(ctx as *const Ctx) };
+    while c.release.load(Ordering::Acquire) == 0 {
+        sys::futex_wait(c.release, 0, None);
+    }
+    register(&c.thread);
+    // SAFETY: memory is restored, the frame is this thread's, registrations are done.
+    unsafe { arch::sigreturn(c.thread.frame as usize) }
+}
+
+/// Re-establishes what the kernel keeps per thread and the signal frame does not hold.
+pub fn register(t: &Thread) {
+    // SAFETY: the saved FS/GS bases point to the thread's restored TCB.
+    unsafe {
+        sys::set_fs_base(t.fs_base);
+        if t.gs_base != 0 {
+            sys::set_gs_base(t.gs_base);
+        }
+        if t.robust_head != 0 {
+            sys::set_robust_list(t.robust_head, t.robust_len);
+        }
+    }
+    glibc::register_rseq(t.fs_base);
+}
+
+/// The leader (this thread): its kernel task is the process's first one, so only its
+/// registrations need redoing; glibc's cached tid is corrected if the pid changed.
+pub fn adopt_leader(t: &Thread) {
+    if t.tid_address != 0 {
+        // SAFETY: tid_address is &pd->tid inside the restored leader TCB.
+        let tid = unsafe { sys::set_tid_address(t.tid_address) };
+        if tid != t.tid {
+            // SAFETY: as above; glibc reads its own tid from there.
+            unsafe { *(t.tid_address as *mut i32) = tid };
+        }
+    }
+    register(t);
+}

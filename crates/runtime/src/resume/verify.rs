@@ -1,0 +1,90 @@
+//! Refusing resumes that cannot be exact.
+//!
+//! A resume lays saved bytes over a new process and returns into saved register state, so the
+//! new process must be the same program on the same machine: same executable and libraries
+//! (identity: device, inode, size, mtime), at the same addresses, the same vdso (the saved
+//! code may hold pointers into it), the same initial stack layout, and the same signal-frame
+//! vector state format. Anything else is refused with a reason, before anything is touched.
+
+use crate::diag::Line;
+use crate::image_io;
+use crate::process::Launch;
+use crate::procfs;
+use zhuque_image::{Backing, FileId, Meta};
+
+fn same(a: &FileId, b: &FileId) -> bool {
+    a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime_ns == b.mtime_ns
+}
+
+/// Returns the reason the image cannot be resumed here, if any.
+pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
+    for f in meta
+        .layout
+        .files
+        .iter()
+        .chain(meta.regions.iter().filter_map(|r| match &r.backing {
+            Backing::File { file, .. } => Some(file),
+            _ => None,
+        }))
+    {
+        match image_io::file_id(&f.path) {
+            Some(now) if same(&now, f) => {}
+            Some(_) => {
+                return Err(Line::new().str("cannot resume: ").push(&f.path).str(" changed since the image was saved (a rebuilt or upgraded file); use --fresh to start over").take());
+            }
+            None => {
+                return Err(Line::new()
+                    .str("cannot resume: ")
+                    .push(&f.path)
+                    .str(" no longer exists")
+                    .take());
+            }
+        }
+    }
+    let now = crate::runtime::current_layout(launch);
+    let l = &meta.layout;
+    if (now.vdso_start, now.vdso_end, now.vdso_hash) != (l.vdso_start, l.vdso_end, l.vdso_hash) {
+        return Err(Line::new()
+            .str("cannot resume: the kernel's vdso differs (a different kernel booted)")
+            .take());
+    }
+    if (now.xsave_size, now.xcr0) != (l.xsave_size, l.xcr0) {
+        return Err(Line::new()
+            .str("cannot resume: the CPU's vector state format differs (xsave size ")
+            .num(now.xsave_size as u64)
+            .str(" vs saved ")
+            .num(l.xsave_size as u64)
+            .str(")")
+            .take());
+    }
+    if (now.stack_top, now.initial_sp) != (l.stack_top, l.initial_sp) {
+        return Err(Line::new()
+            .str("cannot resume: the initial stack is laid out differently (stack top ")
+            .hex(now.stack_top)
+            .str(", saved ")
+            .hex(l.stack_top)
+            .str(")")
+            .take());
+    }
+    check_text_layout(meta)
+}
+
+/// Every executable file mapping of the new process (what ld.so loaded) must sit exactly where
+/// the saved process had it.
+fn check_text_layout(meta: &Meta) -> Result<(), Line> {
+    for v in procfs::maps()
+        .iter()
+        .filter(|v| v.is_file() && v.prot & crate::sys::PROT_EXEC != 0)
+    {
+        let matched = meta.regions.iter().any(|r| {
+            r.start == v.start as u64
+                && r.end == v.end as u64
+                && matches!(&r.backing, Backing::File { file, offset, .. } if file.ino == v.ino && *offset == v.offset)
+        });
+        if !matched {
+            return Err(Line::new().str("cannot resume: ").push(v.path()).str(" is loaded at ").hex(v.start as u64)
+                .str(" but the saved process had a different layout (different libraries or LD_PRELOAD?)").take());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! Start-up: deciding, once per process, between inert, fresh start, resume and refusal.
+//!
+//! The first of the runtime's entry points that a process reaches (usually `mmap` through the
+//! first `malloc`, else `__libc_start_main`) calls [`ensure_init`]. A fresh start opens the image
+//! and returns; the program's existing memory is moved into the pool later, in
+//! `__libc_start_main` ([`prepare_fresh_program`]), once every library is loaded and
+//! initialised. A resume never returns: the process becomes the saved one.
+
+use crate::diag::{self, Line};
+use crate::image_io;
+use crate::memory;
+use crate::process::{self, Launch, Mode};
+use crate::procfs;
+use crate::sys;
+use core::sync::atomic::Ordering;
+use rustix::fd::AsFd;
+use zhuque_image::{self as image, Layout, Meta, Program, State};
+
+/// Makes sure the runtime has decided what this process is.
+pub fn ensure_init() {
+    let p = process::get();
+    if p.mode() == Mode::Unset && p.begin_init() {
+        init();
+    }
+}
+
+/// True when memory requests must go to the pool.
+#[inline]
+pub fn active() -> bool {
+    let p = process::get();
+    match p.mode() {
+        Mode::Active => true,
+        Mode::Inert | Mode::Starting => false,
+        Mode::Unset => {
+            ensure_init();
+            p.mode() == Mode::Active
+        }
+    }
+}
+
+fn refuse_with(what: &str, detail: &[u8]) -> ! {
+    diag::refuse(Line::new().str(what).push(detail))
+}
+
+fn init() {
+    let p = process::get();
+    let launch = Launch::read();
+    let Some(cr) = launch
+        .env_get(image::ENV_CRASH_RESISTANT)
+        .filter(|v| !v.is_empty() && *v != b"0")
+    else {
+        p.set_mode(Mode::Inert);
+        return;
+    };
+    let dir = image_dir(cr, &launch);
+    let fail_after = match launch
+        .env_get(image::ENV_FAIL_AFTER)
+        .map(image::parse_fail_after)
+    {
+        None => None,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => refuse_with("ZHUQUE_FAIL_AFTER: ", e.as_bytes()),
+    };
+    p.fail_after_ns.store(
+        fail_after.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    let runtime_path = own_path();
+
+    if let Err(e) = image_io::create_dir_all(&dir) {
+        diag::refuse(
+            Line::new()
+                .str("cannot create image directory ")
+                .push(&dir)
+                .str(": ")
+                .str(&e.to_string()),
+        );
+    }
+    let dir_fd = image_io::open_dir(&dir).unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("cannot open image directory ")
+                .push(&dir)
+                .str(": ")
+                .str(&e.to_string()),
+        )
+    });
+
+    // Plan the exec this process must be (to re-execute if it is not).
+    let before = image_io::read_meta(dir_fd.as_fd()).ok().flatten();
+    let target =
+        match &before {
+            Some(Ok(m)) if m.state() == State::Saved => {
+                if m.program.argv != launch.argv {
+                    diag::refuse(Line::new().str("image ").push(&dir).str(
+                        " holds a saved run of a different command; use --fresh to discard it",
+                    ));
+                }
+                let mut prog = m.program.clone();
+                prog.env = image::with_fail_after(&prog.env, fail_after);
+                prog
+            }
+            _ => fresh_program(&launch, &dir, &runtime_path, fail_after),
+        };
+    if !launch_matches(
+        &launch,
+        &target,
+        before
+            .as_ref()
+            .is_some_and(|m| m.as_ref().is_ok_and(|m| m.state() == State::Saved)),
+    ) {
+        reexec(&target);
+    }
+
+    match image_io::lock(dir_fd.as_fd()) {
+        Ok(()) => {}
+        Err(_) => diag::refuse(
+            Line::new()
+                .str("image ")
+                .push(&dir)
+                .str(" is in use by a running process"),
+        ),
+    }
+    let meta = match image_io::read_meta(dir_fd.as_fd()) {
+        Ok(m) => m,
+        Err(e) => diag::refuse(
+            Line::new()
+                .str("cannot read image ")
+                .push(&dir)
+                .str(": ")
+                .str(&e.to_string()),
+        ),
+    };
+    p.dir_fd.store(image_io::leak(dir_fd), Ordering::Relaxed);
+    p.set_dir(dir.clone());
+    process::set_pid();
+    match meta {
+        None => fresh_start(target, launch),
+        Some(Err(e)) => diag::refuse(Line::new().str("image ").push(&dir).str(": ").str(&e.to_string())),
+        Some(Ok(m)) => match m.state() {
+            State::Finished => fresh_start(target, launch),
+            State::Saved => crate::resume::resume(m, launch),
+            State::Running => diag::refuse(
+                Line::new().str("image ").push(&dir).str(" was left RUNNING by a process that died without saving; use --fresh to discard it"),
+            ),
+        },
+    }
+}
+
+/// `CRASH_RESISTANT=1` means `$ZHUQUE_DIR/<basename of the program>`; relative paths are
+/// made absolute so that every launch sees the same environment.
+fn image_dir(value: &[u8], launch: &Launch) -> Vec<u8> {
+    let mut dir = if value == b"1" {
+        let base = launch
+            .env_get(image::ENV_DIR)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(image::DEFAULT_DIR.as_bytes());
+        let exe = launch
+            .argv
+            .first()
+            .map(|a| a.as_slice())
+            .unwrap_or(&launch.exe);
+        let name = exe.rsplit(|c| *c == b'/').next().unwrap_or(b"program");
+        let mut d = base.to_vec();
+        d.push(b'/');
+        d.extend_from_slice(name);
+        d
+    } else {
+        value.to_vec()
+    };
+    if dir.first() != Some(&b'/') {
+        let mut abs = launch.cwd.clone();
+        abs.push(b'/');
+        abs.extend_from_slice(&dir);
+        dir = abs;
+    }
+    while dir.len() > 1 && dir.ends_with(b"/") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The canonical form of this launch (see docs/internals.md).
+fn fresh_program(launch: &Launch, dir: &[u8], runtime: &[u8], fail_after: Option<f64>) -> Program {
+    // Keep the filename the launcher used when it names this executable (a symlink such as
+    // /usr/bin/python3 is fine), so canonical launches need no re-execution.
+    let exe = if launch.execfn.first() == Some(&b'/') && same_file(&launch.execfn, &launch.exe) {
+        launch.execfn.clone()
+    } else {
+        launch.exe.clone()
+    };
+    let mut cr = dir.to_vec();
+    if cr.is_empty() {
+        cr.push(b'/');
+    }
+    Program {
+        exe,
+        argv: launch.argv.clone(),
+        env: image::canonical_env(&launch.env, &cr, runtime, fail_after),
+        cwd: launch.cwd.clone(),
+        rlimit_stack: sys::getrlimit(sys::RLIMIT_STACK),
+    }
+}
+
+fn same_file(a: &[u8], b: &[u8]) -> bool {
+    match (image_io::file_id(a), image_io::file_id(b)) {
+        (Some(x), Some(y)) => x.dev == y.dev && x.ino == y.ino,
+        _ => false,
+    }
+}
+
+fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
+    sys::personality_get() & sys::ADDR_NO_RANDOMIZE != 0
+        && launch.execfn == target.exe
+        && launch.argv == target.argv
+        && launch.env == target.env
+        && (!resuming || sys::getrlimit(sys::RLIMIT_STACK) == target.rlimit_stack)
+}
+
+/// Executes `target` in place of this process, with ASLR off: the one re-execution that makes a
+/// hand-started program's layout reproducible (the CLI never needs it).
+fn reexec(target: &Program) -> ! {
+    let z = |v: &[u8]| {
+        let mut c = v.to_vec();
+        c.push(0);
+        c
+    };
+    let exe = z(&target.exe);
+    let argv: Vec<Vec<u8>> = target.argv.iter().map(|a| z(a)).collect();
+    let env: Vec<Vec<u8>> = target.env.iter().map(|a| z(a)).collect();
+    let mut argv_p: Vec<*const u8> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(core::ptr::null());
+    let mut env_p: Vec<*const u8> = env.iter().map(|a| a.as_ptr()).collect();
+    env_p.push(core::ptr::null());
+    sys::personality_set(sys::personality_get() | sys::ADDR_NO_RANDOMIZE);
+    let (soft, hard) = target.rlimit_stack;
+    if (soft, hard) != (0, 0) {
+        let _ = sys::setrlimit(sys::RLIMIT_STACK, soft, hard);
+    }
+    // SAFETY: all strings and arrays are NUL/NULL-terminated and outlive the call.
+    let e = unsafe { sys::execve(exe.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
+    diag::refuse(
+        Line::new()
+            .str("cannot re-execute ")
+            .push(&target.exe)
+            .str(": errno ")
+            .num(e.0 as u64),
+    )
+}
+
+/// Path of this library (`libzhuque.so`), found in the address space.
+fn own_path() -> Vec<u8> {
+    let here = own_path as *const () as usize;
+    procfs::maps()
+        .into_iter()
+        .find(|v| v.start <= here && here < v.end)
+        .map(|v| v.path().to_vec())
+        .unwrap_or_else(|| diag::fatal("cannot find libzhuque.so in the address space"))
+}
+
+/// Opens the pool and records which file it is, for recognising pool mappings.
+pub fn adopt_memory(fd: rustix::fd::OwnedFd) {
+    let p = process::get();
+    let (dev, ino) = image_io::fstat_id(fd.as_fd());
+    p.mem_needs_sync
+        .store(image_io::needs_sync(fd.as_fd()), Ordering::Relaxed);
+    p.mem_dev.store(dev, Ordering::Relaxed);
+    p.mem_ino.store(ino, Ordering::Relaxed);
+    p.mem_fd.store(image_io::leak(fd), Ordering::Relaxed);
+}
+
+fn fresh_start(program: Program, launch: Launch) {
+    let p = process::get();
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let mem = image_io::create_memory(dir).unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("cannot create the pool file in ")
+                .push(p.dir())
+                .str(": ")
+                .str(&e.to_string()),
+        )
+    });
+    adopt_memory(mem);
+    memory::reset();
+    let meta = Meta {
+        state: Some(State::Running),
+        created_unix_ns: process::unix_ns(),
+        pid: sys::getpid(),
+        program,
+        layout: current_layout(&launch),
+        ..Meta::default()
+    };
+    if let Err(e) = image_io::write_meta(dir, &meta, p.mem_needs_sync.load(Ordering::Relaxed)) {
+        diag::refuse(
+            Line::new()
+                .str("cannot write image ")
+                .push(p.dir())
+                .str(": ")
+                .str(&e.to_string()),
+        );
+    }
+    p.set_meta(meta);
+    p.set_launch(launch);
+    crate::signals::install();
+    p.set_mode(Mode::Active);
+}
+
+/// Facts about this machine and address space that a resume must find identical.
+pub fn current_layout(launch: &Launch) -> Layout {
+    let maps = procfs::maps();
+    let mut layout = Layout {
+        stack_top: launch.stack_top as u64,
+        initial_sp: launch.initial_sp as u64,
+        ..Layout::default()
+    };
+    for v in &maps {
+        match v.name.as_slice() {
+            b"[vdso]" => {
+                layout.vdso_start = v.start as u64;
+                layout.vdso_end = v.end as u64;
+                // SAFETY: the vdso is mapped readable for its whole length.
+                let bytes = unsafe { core::slice::from_raw_parts(v.start as *const u8, v.len()) };
+                layout.vdso_hash = image::fnv1a(bytes);
+            }
+            b"[vvar]" => {
+                layout.vvar_start = v.start as u64;
+                layout.vvar_end = v.end as u64;
+            }
+            _ => {}
+        }
+        if v.is_file() && !layout.files.iter().any(|f| f.path == v.path()) {
+            if let Some(id) = image_io::file_id(v.path()) {
+                layout.files.push(id);
+            }
+        }
+    }
+    let (size, xcr0) = xsave_facts();
+    layout.xsave_size = size;
+    layout.xcr0 = xcr0;
+    layout
+}
+
+/// Size of the xsave area for the enabled features, and XCR0: a signal frame's vector state is
+/// only restorable where both are the same.
+pub fn xsave_facts() -> (u32, u64) {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 27) == 0 {
+        return (0, 0); // no OSXSAVE
+    }
+    let d = core::arch::x86_64::__cpuid_count(0xd, 0);
+    let (lo, hi): (u32, u32);
+    // SAFETY: xgetbv(0) is available when OSXSAVE is set.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
+    (d.ebx, (hi as u64) << 32 | lo as u64)
+}
+
+/// Called by `__libc_start_main` on a fresh start, before the program's own code runs: every
+/// library is loaded, relocated and initialised, and the process still has one thread.
+pub fn prepare_fresh_program() {
+    if thread_count() != 1 {
+        diag::refuse(
+            Line::new().str("a library started threads before main; this is not supported"),
+        );
+    }
+    if let Err(e) = memory::convert::convert_where(memory::convert::needs_pool) {
+        diag::refuse(
+            Line::new()
+                .str("cannot move the program's memory into the pool: errno ")
+                .num(e.0 as u64),
+        );
+    }
+    process::get().launch().hide_runtime_env();
+    crate::api::register_exit_hook();
+}
+
+fn thread_count() -> usize {
+    procfs::read(b"/proc/self/status\0")
+        .ok()
+        .and_then(|s| {
+            let line = s
+                .split(|c| *c == b'\n')
+                .find(|l| l.starts_with(b"Threads:"))?;
+            core::str::from_utf8(&line[8..]).ok()?.trim().parse().ok()
+        })
+        .unwrap_or(1)
+}
+
+/// Marks the image FINISHED with the program's exit status (it ran to completion).
+pub fn mark_finished(status: i32) {
+    let p = process::get();
+    if p.mode() != Mode::Active || sys::getpid() != p.pid.load(Ordering::Relaxed) {
+        return; // a forked child exiting: not the image's process
+    }
+    let meta = p.meta();
+    meta.state = Some(State::Finished);
+    meta.exit_status = Some(status);
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let _ = image_io::write_meta(dir, meta, p.mem_needs_sync.load(Ordering::Relaxed));
+}

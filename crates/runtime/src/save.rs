@@ -1,0 +1,237 @@
+//! The save: what the coordinator does at a failure.
+//!
+//! 1. Stop every application thread where it is (`threads::stop`).
+//! 2. Record the address space from `/proc/self/maps`: pool regions with their offsets, file
+//!    mappings with their files' identity; memory that escaped the pool is captured.
+//! 3. Copy the part of the initial stack that holds argv/environ/auxv.
+//! 4. Write `meta` (SAVED, generation + 1) atomically and `exit_group(75)`: no atexit handlers,
+//!    no stdio flush; they would change the saved state.
+//!
+//! Pool memory itself needs no work: it already is the image. With a pool on a real disk
+//! (not tmpfs) the pool file is `fsync`ed, standing in for flush-on-fail hardware.
+
+use crate::image_io;
+use crate::process::{self, unix_ns};
+use crate::procfs::{self, Vma};
+use crate::sys;
+use crate::threads::stop::{self, StopSlot};
+use crate::{api, signals, vmem};
+use core::sync::atomic::Ordering;
+use zhuque_image::{Backing, Region, State, Thread};
+
+/// How long threads get to reach their stop handler before the save is abandoned.
+const STOP_TIMEOUT_NS: u64 = 20_000_000_000;
+
+pub fn save_and_exit() -> ! {
+    let p = process::get();
+    let (threads, leader_alive) = stop_all_threads();
+    api::note_failure();
+    let mut meta = p.meta().clone();
+    meta.state = Some(State::Saved);
+    meta.generation += 1;
+    meta.failures += 1;
+    meta.saved_unix_ns = unix_ns();
+    meta.pid = sys::getpid();
+    meta.threads = threads;
+    let _ = leader_alive;
+    let mut captured = Vec::new();
+    meta.regions = record_regions(&mut captured);
+    meta.pool_end = crate::memory::pool::end();
+    meta.stack_copy = copy_initial_stack();
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let sync = p.mem_needs_sync.load(Ordering::Relaxed);
+    if sync {
+        let _ = rustix::fs::fsync(image_io::borrow(p.mem_fd()));
+    }
+    let written = (if captured.is_empty() {
+        Ok(())
+    } else {
+        image_io::write_captured(dir, &captured, sync)
+    })
+    .and_then(|_| image_io::write_meta(dir, &meta, sync));
+    if written.is_err() {
+        // The previous image is intact (nothing was renamed over it); this one is lost.
+        crate::diag::say(
+            "the save failed: cannot write the image (disk full?); the program is stopped unsaved",
+        );
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
+    sys::exit_group(zhuque_image::EXIT_SAVED)
+}
+
+/// Stops every thread but the coordinator. Threads created meanwhile are found by listing
+/// `/proc/self/task` again until no new one appears (stopped threads create none).
+fn stop_all_threads() -> (Vec<Thread>, bool) {
+    let pid = sys::getpid();
+    let me = sys::gettid();
+    let mut slots: Vec<Box<StopSlot>> = Vec::new();
+    let mut gone: Vec<i32> = Vec::new();
+    let mut leader_alive = true;
+    let counter = stop::stopped_counter();
+    let deadline = process::now_ns() + STOP_TIMEOUT_NS;
+    loop {
+        let mut new = 0;
+        for tid in task_ids() {
+            if tid == me || slots.iter().any(|s| s.tid == tid) || gone.contains(&tid) {
+                continue;
+            }
+            if is_zombie(tid) {
+                // A thread-group leader that called pthread_exit stays listed as a zombie.
+                if tid == pid {
+                    leader_alive = false;
+                }
+                gone.push(tid);
+                continue;
+            }
+            let slot = Box::new(StopSlot::new(tid));
+            let ptr = &*slot as *const StopSlot as usize;
+            slots.push(slot);
+            if sys::tgsigqueue(pid, tid, signals::STOP_SIGNAL, ptr).is_err() {
+                gone.push(tid);
+            }
+            new += 1;
+        }
+        let pending: Vec<i32> = slots
+            .iter()
+            .filter(|s| s.done.load(Ordering::Acquire) == 0 && !gone.contains(&s.tid))
+            .map(|s| s.tid)
+            .collect();
+        if pending.is_empty() && new == 0 {
+            break;
+        }
+        for tid in pending {
+            if sys::tgkill(pid, tid, 0).is_err() || is_zombie(tid) {
+                gone.push(tid);
+            }
+        }
+        if process::now_ns() > deadline {
+            crate::diag::say(
+                "the save failed: a thread did not stop (is the stop signal SIGRTMAX blocked?)",
+            );
+            sys::exit_group(zhuque_image::EXIT_REFUSED);
+        }
+        let seen = counter.load(Ordering::Acquire);
+        sys::futex_wait(counter, seen, Some(2_000_000));
+    }
+    let threads = slots
+        .iter()
+        .filter(|s| s.done.load(Ordering::Acquire) == 1)
+        .map(|s| Thread {
+            tid: s.tid,
+            frame: s.frame,
+            fs_base: s.fs_base,
+            gs_base: s.gs_base,
+            tid_address: s.tid_address,
+            robust_head: s.robust_head,
+            robust_len: s.robust_len,
+            leader: s.tid == pid,
+        })
+        .collect();
+    (threads, leader_alive)
+}
+
+fn task_ids() -> Vec<i32> {
+    let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        c"/proc/self/task",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        crate::diag::fatal("cannot list /proc/self/task");
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        crate::diag::fatal("cannot list /proc/self/task");
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            core::str::from_utf8(e.file_name().to_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn is_zombie(tid: i32) -> bool {
+    let mut path = b"/proc/self/task/".to_vec();
+    path.extend_from_slice(tid.to_string().as_bytes());
+    path.extend_from_slice(b"/stat\0");
+    match procfs::read(&path) {
+        Ok(stat) => {
+            let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
+            stat.get(close + 2) == Some(&b'Z') || stat.get(close + 2) == Some(&b'X')
+        }
+        Err(_) => true,
+    }
+}
+
+/// The address space as the kernel sees it, as regions to restore.
+fn record_regions(captured: &mut Vec<u8>) -> Vec<Region> {
+    let p = process::get();
+    let (mem_dev, mem_ino) = (
+        p.mem_dev.load(Ordering::Relaxed),
+        p.mem_ino.load(Ordering::Relaxed),
+    );
+    let mut out = Vec::new();
+    for v in procfs::maps() {
+        if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
+            continue;
+        }
+        let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
+            Backing::Pool { offset: v.offset }
+        } else if v.is_file() && !v.deleted() && (v.shared || !v.writable()) {
+            match image_io::file_id(v.path()) {
+                Some(file) => Backing::File {
+                    file,
+                    offset: v.offset,
+                    shared: v.shared,
+                },
+                None => capture(&v, captured),
+            }
+        } else if v.prot == 0 && !v.shared {
+            Backing::Anon
+        } else {
+            capture(&v, captured)
+        };
+        out.push(Region {
+            start: v.start as u64,
+            end: v.end as u64,
+            prot: v.prot as u32,
+            backing,
+        });
+    }
+    out
+}
+
+/// Copies memory that is not pool-backed (it was created without going through the runtime)
+/// so the resume can restore it; the resume moves it into the pool.
+fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
+    let offset = captured.len() as u64;
+    if v.prot & sys::PROT_READ == 0 {
+        // SAFETY: adds read permission only, on memory no running thread uses.
+        let _ = unsafe { sys::mprotect(v.start, v.len(), sys::PROT_READ) };
+    }
+    // SAFETY: the range is mapped and readable; every other thread is stopped.
+    let bytes = unsafe { core::slice::from_raw_parts(v.start as *const u8, v.len()) };
+    captured.extend_from_slice(bytes);
+    Backing::Captured { offset }
+}
+
+/// argc, argv, the environment and the auxiliary vector on the initial stack: not persistent
+/// memory, but the program holds pointers into it (and may have changed it, like a process
+/// title).
+fn copy_initial_stack() -> zhuque_image::StackCopy {
+    let l = process::get().launch();
+    if l.stack_top <= l.initial_sp {
+        return zhuque_image::StackCopy::default();
+    }
+    // SAFETY: [initial_sp, stack_top) is the mapped top of the initial stack.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(l.initial_sp as *const u8, l.stack_top - l.initial_sp)
+    };
+    zhuque_image::StackCopy {
+        start: l.initial_sp as u64,
+        bytes: bytes.to_vec(),
+    }
+}

@@ -1,0 +1,38 @@
+//! The runtime's two signals.
+//!
+//! - `SIGPWR` (the contract's "power failure"): whichever thread receives it forwards the
+//!   request to the coordinator. Its default action would kill the process, so the runtime
+//!   installs a handler process-wide.
+//! - The stop signal (`SIGRTMAX`): sent by the coordinator to each application thread at a save;
+//!   see `threads::stop`.
+
+use crate::sys::{self, SigInfo};
+
+pub const FAIL_SIGNAL: i32 = 30; // SIGPWR
+pub const STOP_SIGNAL: i32 = 64; // SIGRTMAX
+
+extern "C" fn fail_handler(_sig: i32, _info: *mut SigInfo, _uc: *mut core::ffi::c_void) {
+    crate::threads::coordinator::request_failure();
+}
+
+/// Installs the runtime's handlers (fresh start and resume).
+pub fn install() {
+    let all = !0u64;
+    let ok = sys::sigaction(
+        FAIL_SIGNAL,
+        fail_handler as *const () as usize,
+        sys::SA_SIGINFO | sys::SA_RESTART,
+        all,
+    )
+    .and_then(|_| {
+        sys::sigaction(
+            STOP_SIGNAL,
+            crate::threads::stop::handler as *const () as usize,
+            sys::SA_SIGINFO | sys::SA_RESTART,
+            all,
+        )
+    });
+    if ok.is_err() {
+        crate::diag::fatal("cannot install the runtime's signal handlers");
+    }
+}

@@ -1,0 +1,83 @@
+//! The coordinator: a volatile thread that never runs program code.
+//!
+//! It is created by the runtime with a raw `clone` (glibc does not know it, so it is not counted
+//! among the program's threads and `__libc_single_threaded` stays true for single-threaded
+//! programs), on a stack and a minimal TLS block in volatile memory, with every signal blocked.
+//! It waits for a failure (`SIGPWR`, `zhuque_fail_now`, or the `ZHUQUE_FAIL_AFTER` delay) and
+//! then performs the save and ends the process.
+
+use super::arch;
+use crate::process::{self, now_ns};
+use crate::sys;
+use crate::{signals, vmem};
+use core::sync::atomic::Ordering;
+
+const STACK_SIZE: usize = 256 << 10;
+
+/// Starts the coordinator; the failure-injection clock starts now.
+pub fn start() {
+    let p = process::get();
+    let stack = vmem::map(STACK_SIZE);
+    let tls = fake_tls();
+    let started = now_ns();
+    // SAFETY: the stack and TLS block are volatile memory owned by the coordinator for the
+    // life of the process; `run` never returns.
+    let tid = unsafe {
+        arch::spawn(
+            arch::THREAD_FLAGS,
+            stack + STACK_SIZE,
+            tls,
+            run,
+            started as usize,
+        )
+    }
+    .unwrap_or_else(|_| crate::diag::fatal("cannot start the coordinator thread"));
+    p.coordinator_tid.store(tid, Ordering::Release);
+}
+
+/// A minimal thread control block: the coordinator runs only runtime code, which uses no TLS,
+/// but a valid self pointer and stack guard keep any stray TLS-relative access harmless.
+fn fake_tls() -> usize {
+    let block = vmem::map(4096);
+    let guard: u64;
+    // SAFETY: reads the current thread's stack guard at fs:0x28 (glibc's TCB layout).
+    unsafe { core::arch::asm!("mov {}, fs:0x28", out(reg) guard) };
+    // SAFETY: the block is a fresh page.
+    unsafe {
+        *(block as *mut usize) = block; // tcb
+        *((block + 0x10) as *mut usize) = block; // self
+        *((block + 0x28) as *mut u64) = guard;
+    }
+    block
+}
+
+extern "C" fn run(started: usize) -> ! {
+    let _ = sys::sigprocmask(sys::SIG_SETMASK, !0);
+    let p = process::get();
+    let deadline = p.fail_after_ns().map(|d| started as u64 + d);
+    loop {
+        if p.failure_pending.load(Ordering::Acquire) {
+            break;
+        }
+        let timeout = deadline.map(|d| d.saturating_sub(now_ns()));
+        if timeout == Some(0) {
+            break;
+        }
+        match sys::sigtimedwait(sys::sig_bit(signals::FAIL_SIGNAL), timeout) {
+            Ok(_) => break,
+            Err(sys::Errno::EAGAIN) => {} // timeout: re-evaluated at the top
+            Err(_) => {}
+        }
+    }
+    crate::save::save_and_exit()
+}
+
+/// Asks the coordinator for a failure (from any thread; async-signal-safe).
+pub fn request_failure() {
+    let p = process::get();
+    p.failure_pending.store(true, Ordering::Release);
+    let tid = p.coordinator_tid.load(Ordering::Acquire);
+    if tid != 0 {
+        let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
+    }
+}
