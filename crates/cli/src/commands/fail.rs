@@ -1,0 +1,148 @@
+//! `zhuque fail TARGET`: emulates a power failure and returns once the image is saved.
+//!
+//! The failure itself is the runtime's: `SIGPWR` to the program makes it save and exit 75.
+//! This command only finds the program and its image and watches `meta` for the new save.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use zhuque_image::{ENV_CRASH_RESISTANT, State};
+
+use crate::args::FailTarget;
+use crate::error::{Failure, Result};
+use crate::image_dir::ImageDir;
+use crate::procfs;
+
+/// How long a save may take before `fail` gives up.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// How often `meta` is polled.
+const POLL: Duration = Duration::from_millis(5);
+
+pub fn fail(target: FailTarget) -> Result<i32> {
+    let (pid, image) = match target {
+        FailTarget::Pid(pid) => {
+            let program = find_program(pid)?;
+            (program, image_of(program)?)
+        }
+        FailTarget::Dir(dir) => {
+            let image = ImageDir::new(&dir)?;
+            image.require_exists()?;
+            (owner_of(&image)?, image)
+        }
+    };
+    let generation_before = current_generation(&image);
+    // SAFETY: plain system call.
+    if unsafe { libc::kill(pid, libc::SIGPWR) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::refused(format!(
+            "cannot signal pid {pid}: {}",
+            crate::error::plain_io(&e)
+        )));
+    }
+    let generation = wait_for_save(&image, pid, generation_before)?;
+    println!("saved {} (generation {generation})", image.path().display());
+    Ok(0)
+}
+
+/// The program under `pid`: `pid` itself unless it runs the zhuque executable (a `zhuque run`
+/// or a zhuque init), in which case the first descendant that does not.
+fn find_program(pid: i32) -> Result<i32> {
+    if !procfs::is_alive(pid) {
+        return Err(Failure::refused(format!("no process with pid {pid}")));
+    }
+    let zhuque = std::env::current_exe()
+        .and_then(fs::metadata)
+        .map_err(|e| Failure::refused(format!("cannot identify the zhuque executable: {e}")))?;
+    let mut queue = std::collections::VecDeque::from([pid]);
+    while let Some(p) = queue.pop_front() {
+        if !procfs::runs_executable(p, &zhuque) {
+            return Ok(p);
+        }
+        queue.extend(procfs::children(p));
+    }
+    Err(Failure::refused(format!(
+        "pid {pid} is a zhuque process with no program under it"
+    )))
+}
+
+/// The image directory of a running program: the directory it holds locked (authoritative:
+/// the runtime locks its image), else the one its environment names.
+fn image_of(pid: i32) -> Result<ImageDir> {
+    if let Some(dir) = procfs::read_locks()
+        .and_then(|locks| procfs::locked_dirs_of(pid, &locks).into_iter().next())
+    {
+        return ImageDir::new(&dir);
+    }
+    let env = procfs::environ(pid).unwrap_or_default();
+    match zhuque_image::env_get(&env, ENV_CRASH_RESISTANT) {
+        Some(dir) if dir.starts_with(b"/") => {
+            use std::os::unix::ffi::OsStrExt;
+            ImageDir::new(&PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
+        }
+        _ => Err(Failure::refused(format!(
+            "pid {pid} is not a crash-resistant program (it holds no image lock and its \
+             environment names no image)"
+        ))),
+    }
+}
+
+/// The process holding the image's lock: the program.
+fn owner_of(image: &ImageDir) -> Result<i32> {
+    match image.owner()? {
+        Some(Some(pid)) => Ok(pid),
+        Some(None) => Err(Failure::refused(format!(
+            "{} is running, but its owner cannot be found (/proc/locks is unreadable); \
+             pass the program's pid instead",
+            image.path().display()
+        ))),
+        None => {
+            let state = image.condition()?.label();
+            Err(Failure::refused(format!(
+                "{} is not running (state {state})",
+                image.path().display()
+            )))
+        }
+    }
+}
+
+/// The generation in `meta` now, if it can be read.
+fn current_generation(image: &ImageDir) -> Option<u64> {
+    let bytes = image.meta_bytes().ok()??;
+    zhuque_image::decode(&bytes).ok().map(|m| m.generation)
+}
+
+/// The generation of a SAVED `meta`, if that is what `meta` holds.
+fn saved_generation(image: &ImageDir) -> Option<u64> {
+    let bytes = image.meta_bytes().ok()??;
+    let meta = zhuque_image::decode(&bytes).ok()?;
+    (meta.state() == State::Saved).then_some(meta.generation)
+}
+
+/// Polls until `meta` is SAVED with a generation above `before`; fails when the program is
+/// gone without that, or after [`TIMEOUT`].
+fn wait_for_save(image: &ImageDir, pid: i32, before: Option<u64>) -> Result<u64> {
+    let is_new = |g: u64| before.is_none_or(|b| g > b);
+    let start = Instant::now();
+    loop {
+        // Check liveness first: a save written just before the exit is then still seen.
+        let alive = procfs::is_alive(pid);
+        if let Some(g) = saved_generation(image).filter(|g| is_new(*g)) {
+            return Ok(g);
+        }
+        if !alive {
+            return Err(Failure::refused(format!(
+                "pid {pid} ended without saving {}",
+                image.path().display()
+            )));
+        }
+        if start.elapsed() > TIMEOUT {
+            return Err(Failure::refused(format!(
+                "{} was not saved within {} s (pid {pid} is still running)",
+                image.path().display(),
+                TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}

@@ -1,0 +1,174 @@
+//! `zhuque inspect DIR [--json]`: what an image holds.
+
+use std::path::Path;
+
+use zhuque_image::Meta;
+
+use crate::display;
+use crate::error::{Failure, Result};
+use crate::image_dir::{Condition, ImageDir};
+use crate::json::Value;
+use crate::launch::exec_plan::display_argv;
+
+pub fn inspect(dir: &Path, json: bool) -> Result<i32> {
+    let image = ImageDir::new(dir)?;
+    image.require_exists()?;
+    let report = Report::gather(&image)?;
+    if let Condition::Empty = report.condition {
+        return Err(Failure::refused(format!(
+            "{} holds no zhuque image (no meta)",
+            image.path().display()
+        )));
+    }
+    if json {
+        print!("{}", report.to_json().render());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(0)
+}
+
+/// Everything `inspect` and `ls` say about one image.
+pub struct Report {
+    pub image: ImageDir,
+    pub condition: Condition,
+    pub memory_allocated: Option<u64>,
+}
+
+impl Report {
+    pub fn gather(image: &ImageDir) -> Result<Report> {
+        Ok(Report {
+            condition: image.condition()?,
+            memory_allocated: image.memory_allocated(),
+            image: image.clone(),
+        })
+    }
+
+    fn meta(&self) -> Option<&Meta> {
+        self.condition.meta()
+    }
+
+    /// A short reason when `meta` cannot be shown.
+    pub fn problem(&self) -> Option<String> {
+        match &self.condition {
+            Condition::Damaged(e) => Some(e.to_string()),
+            Condition::Running { meta: None, .. } => Some("no readable meta yet".into()),
+            _ => None,
+        }
+    }
+
+    pub fn command(&self) -> Option<String> {
+        self.meta().map(|m| display_argv(&m.program.argv))
+    }
+
+    fn to_text(&self) -> String {
+        let mut rows: Vec<(&str, String)> = vec![
+            ("image", self.image.path().display().to_string()),
+            ("state", self.condition.label().to_string()),
+        ];
+        if let Some(owner) = self.condition.owner() {
+            rows.push(("owner", format!("pid {owner}")));
+        }
+        if let Some(problem) = self.problem() {
+            rows.push(("problem", problem));
+        }
+        if let Some(m) = self.meta() {
+            rows.extend(meta_rows(m));
+        }
+        if let Some(n) = self.memory_allocated {
+            rows.push((
+                "memory",
+                format!("{} allocated ({n} bytes)", display::bytes(n)),
+            ));
+        }
+        rows.iter()
+            .map(|(k, v)| format!("{:<14}{v}\n", format!("{k}:")))
+            .collect()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let m = self.meta();
+        let num = |f: fn(&Meta) -> u64| Value::opt(m, |m| Value::int(f(m)));
+        Value::Object(vec![
+            ("image", Value::str(self.image.path().display().to_string())),
+            ("state", Value::str(state_word(&self.condition))),
+            (
+                "owner_died",
+                Value::Bool(matches!(self.condition, Condition::Orphaned(_))),
+            ),
+            ("owner_pid", Value::opt(self.condition.owner(), Value::int)),
+            ("problem", Value::opt(self.problem(), Value::str)),
+            (
+                "command",
+                Value::opt(m, |m| {
+                    Value::Array(m.program.argv.iter().map(|a| Value::bytes(a)).collect())
+                }),
+            ),
+            ("exe", Value::opt(m, |m| Value::bytes(&m.program.exe))),
+            ("cwd", Value::opt(m, |m| Value::bytes(&m.program.cwd))),
+            ("pid", Value::opt(m, |m| Value::int(m.pid))),
+            ("namespaced", Value::opt(m, |m| Value::Bool(m.namespaced))),
+            ("generation", num(|m| m.generation)),
+            ("failures", num(|m| m.failures)),
+            ("regions", num(|m| m.regions.len() as u64)),
+            ("pool_bytes", num(Meta::pool_bytes)),
+            (
+                "memory_allocated_bytes",
+                Value::opt(self.memory_allocated, Value::int),
+            ),
+            ("threads", num(|m| m.threads.len() as u64)),
+            ("created_unix_ns", num(|m| m.created_unix_ns)),
+            ("saved_unix_ns", num(|m| m.saved_unix_ns)),
+            (
+                "exit_status",
+                Value::opt(m.and_then(|m| m.exit_status), Value::int),
+            ),
+        ])
+    }
+}
+
+/// The state as one word for scripts; `owner_died` carries the orphan detail.
+pub fn state_word(c: &Condition) -> &'static str {
+    match c {
+        Condition::Orphaned(_) => "RUNNING",
+        other => other.label(),
+    }
+}
+
+fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
+    let mut rows = vec![
+        ("command", display_argv(&m.program.argv)),
+        ("exe", String::from_utf8_lossy(&m.program.exe).into_owned()),
+        ("cwd", String::from_utf8_lossy(&m.program.cwd).into_owned()),
+        (
+            "pid",
+            format!(
+                "{}{}",
+                m.pid,
+                if m.namespaced {
+                    " (in its own pid namespace)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("generation", m.generation.to_string()),
+        ("failures", m.failures.to_string()),
+        ("regions", m.regions.len().to_string()),
+        (
+            "pool",
+            format!(
+                "{} in regions ({} bytes)",
+                display::bytes(m.pool_bytes()),
+                m.pool_bytes()
+            ),
+        ),
+        ("threads", m.threads.len().to_string()),
+        ("created", display::unix_ns(m.created_unix_ns)),
+        ("saved", display::unix_ns(m.saved_unix_ns)),
+    ];
+    if let Some(status) = m.exit_status {
+        rows.push(("exit status", status.to_string()));
+    }
+    rows
+}

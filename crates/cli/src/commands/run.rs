@@ -1,0 +1,254 @@
+//! `zhuque run` and `zhuque resume` (docs/internals.md, "zhuque run / zhuque resume").
+//!
+//! The CLI checks the image before launching only to give good messages and to pick the
+//! command to execute; the runtime makes the same checks again and has the last word.
+
+use std::env;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use zhuque_image::{DEFAULT_DIR, EXIT_REFUSED, EXIT_SAVED, Meta, Program, State};
+
+use crate::args::{ResumeArgs, RunArgs};
+use crate::error::{Failure, Result};
+use crate::image_dir::{Condition, ImageDir};
+use crate::launch::exec_plan::{self, ExecPlan, display_argv};
+use crate::launch::outcome::{Outcome, classify};
+use crate::paths;
+
+/// `zhuque run [--image DIR] [--fresh] [--keep] [--fail-after SECS] [--] PROG [ARGS...]`.
+pub fn run(args: RunArgs) -> Result<i32> {
+    let runtime = paths::find_runtime()?;
+    let exe = exec_plan::resolve_program(&args.program, env::var_os("PATH").as_deref())?;
+    let argv: Vec<Vec<u8>> = std::iter::once(&args.program)
+        .chain(&args.args)
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+
+    let root = paths::absolute(&paths::images_root())?;
+    let image = match &args.image {
+        Some(dir) => ImageDir::new(dir)?,
+        None => ImageDir::new(&paths::default_image(&root, &args.program)?)?,
+    };
+    // Images directly under the images root share it with other users.
+    let shared_root =
+        (image.path().parent() == Some(root.as_path())).then(|| (root.as_path(), root_mode(&root)));
+
+    let mut condition = image.condition()?;
+    refuse_running(&image, &condition)?;
+    if args.fresh || matches!(condition, Condition::Finished(_)) {
+        image.discard_state()?;
+        condition = Condition::Empty;
+    }
+    let canonical_dir = image.create(shared_root)?;
+
+    let plan = match condition {
+        Condition::Empty => ExecPlan::fresh(
+            &exe,
+            argv,
+            &user_environment(),
+            &canonical_dir,
+            &runtime,
+            args.fail_after,
+        ),
+        Condition::Saved(meta)
+            if exec_plan::same_program(&meta, exe.as_os_str().as_bytes(), &argv) =>
+        {
+            resume_plan(&image, &canonical_dir, &meta, args.fail_after)?
+        }
+        Condition::Saved(meta) => return Err(different_command(&image, &meta)),
+        other => return Err(unusable(&image, &other)),
+    };
+    execute(&image, &plan, args.keep)
+}
+
+/// `zhuque resume [--keep] [--fail-after SECS] DIR`.
+pub fn resume(args: ResumeArgs) -> Result<i32> {
+    let image = ImageDir::new(&args.dir)?;
+    image.require_exists()?;
+    let condition = image.condition()?;
+    refuse_running(&image, &condition)?;
+    let Condition::Saved(meta) = condition else {
+        return Err(unusable(&image, &condition));
+    };
+    let canonical_dir = image
+        .path()
+        .canonicalize()
+        .map_err(|e| Failure::io("cannot resolve", image.path(), &e))?;
+    let plan = resume_plan(&image, &canonical_dir, &meta, args.fail_after)?;
+    execute(&image, &plan, args.keep)
+}
+
+/// The images root is shared by every user when it is the default (like `/tmp`: sticky,
+/// world-writable); a root of the user's own choosing stays private.
+fn root_mode(root: &Path) -> u32 {
+    if root == Path::new(DEFAULT_DIR) {
+        0o1777
+    } else {
+        0o700
+    }
+}
+
+/// The caller's environment as `NAME=value` byte strings, in order.
+fn user_environment() -> Vec<Vec<u8>> {
+    env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.into_vec();
+            e.push(b'=');
+            e.extend(v.into_vec());
+            e
+        })
+        .collect()
+}
+
+/// Builds the resume after checking what only the CLI can check well: the image has not
+/// moved, and the runtime it was started with still exists.
+fn resume_plan(
+    image: &ImageDir,
+    canonical_dir: &Path,
+    meta: &Meta,
+    fail_after: Option<f64>,
+) -> Result<ExecPlan> {
+    let saved_dir = exec_plan::saved_image_dir(meta).unwrap_or_default();
+    if saved_dir != canonical_dir.as_os_str().as_bytes() {
+        return Err(Failure::refused(format!(
+            "{} was saved as {}: an image cannot be moved (its path is part of the \
+             program's memory layout)",
+            image.path().display(),
+            String::from_utf8_lossy(saved_dir)
+        )));
+    }
+    check_saved_runtime(&meta.program)?;
+    eprintln!(
+        "zhuque: resuming {} from {} (generation {}, {} failure{} so far)",
+        display_argv(&meta.program.argv),
+        image.path().display(),
+        meta.generation,
+        meta.failures,
+        if meta.failures == 1 { "" } else { "s" }
+    );
+    Ok(ExecPlan::resume(meta, fail_after))
+}
+
+/// The saved `LD_PRELOAD` must still name the runtime: it cannot be changed on resume.
+fn check_saved_runtime(program: &Program) -> Result<()> {
+    let preload = zhuque_image::env_get(&program.env, "LD_PRELOAD").unwrap_or_default();
+    let runtime = preload.split(|b| *b == b':').next().unwrap_or_default();
+    let path = Path::new(std::ffi::OsStr::from_bytes(runtime));
+    if runtime.is_empty() || !path.is_file() {
+        return Err(Failure::refused(format!(
+            "the runtime this image was started with ({}) is missing; it must be at the \
+             same path to resume",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn refuse_running(image: &ImageDir, condition: &Condition) -> Result<()> {
+    let Condition::Running { owner, .. } = condition else {
+        return Ok(());
+    };
+    let by = owner.map_or(String::new(), |pid| format!(" by pid {pid}"));
+    Err(Failure::refused(format!(
+        "{} is in use{by} (RUNNING); stop it first, e.g. with `zhuque fail {}`",
+        image.path().display(),
+        owner.map_or(image.path().display().to_string(), |p| p.to_string())
+    )))
+}
+
+fn different_command(image: &ImageDir, meta: &Meta) -> Failure {
+    Failure::refused(format!(
+        "{} holds a saved image of a different command ({}); use --fresh to discard it or \
+         --image to choose another directory",
+        image.path().display(),
+        display_argv(&meta.program.argv)
+    ))
+}
+
+/// The message for an image that cannot be launched in its condition.
+fn unusable(image: &ImageDir, condition: &Condition) -> Failure {
+    let dir = image.path().display();
+    Failure::refused(match condition {
+        Condition::Orphaned(_) => format!(
+            "{dir}: its program died without saving (state RUNNING, unlocked); use --fresh \
+             to discard it"
+        ),
+        Condition::Damaged(e) => format!("{dir}/meta: {e}; use --fresh to discard it"),
+        Condition::Finished(_) => format!("{dir}: the program has finished; nothing to resume"),
+        Condition::Empty => format!("{dir} holds no saved image"),
+        Condition::Running { .. } | Condition::Saved(_) => format!("{dir} cannot be launched"),
+    })
+}
+
+/// Launches `plan` and maps the outcome to the exit status (docs/internals.md, step 5).
+fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
+    let before = image.meta_bytes()?;
+    let status = crate::launch::launch(plan)?;
+    let after = image.meta_bytes()?;
+    match classify(status, before.as_deref(), after.as_deref()) {
+        Outcome::Saved { .. } => Ok(EXIT_SAVED),
+        Outcome::Refused => Ok(EXIT_REFUSED),
+        Outcome::Finished => {
+            let cleanup = if keep {
+                keep_finished(image, after.as_deref(), plan, status)
+            } else {
+                image.remove()
+            };
+            // The program's status matters more than a cleanup problem: report, don't replace.
+            if let Err(e) = cleanup {
+                eprintln!("{e}");
+            }
+            Ok(status)
+        }
+    }
+}
+
+/// `--keep`: marks the image FINISHED with the program's status. A program that never wrote
+/// `meta` (runtime inert or absent) gets one describing its launch, so `inspect` can tell.
+fn keep_finished(
+    image: &ImageDir,
+    after: Option<&[u8]>,
+    plan: &ExecPlan,
+    status: i32,
+) -> Result<()> {
+    let mut meta = after
+        .and_then(|b| zhuque_image::decode(b).ok())
+        .unwrap_or_else(|| launch_meta(plan));
+    meta.state = Some(State::Finished);
+    meta.exit_status = Some(status);
+    image.write_meta(&meta)
+}
+
+fn launch_meta(plan: &ExecPlan) -> Meta {
+    let cwd = plan
+        .cwd
+        .clone()
+        .or_else(|| {
+            env::current_dir()
+                .ok()
+                .map(|d| d.into_os_string().into_vec())
+        })
+        .unwrap_or_default();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack);
+    Meta {
+        created_unix_ns: now_ns(),
+        program: Program {
+            exe: plan.exe.clone(),
+            argv: plan.argv.clone(),
+            env: plan.env.clone(),
+            cwd,
+            rlimit_stack: (
+                limit.current.unwrap_or(u64::MAX),
+                limit.maximum.unwrap_or(u64::MAX),
+            ),
+        },
+        ..Meta::default()
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

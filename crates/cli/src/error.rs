@@ -1,0 +1,81 @@
+//! The one way a command fails: a single `zhuque:` line on stderr and an exit status.
+//!
+//! Commands return `Result<i32, Failure>`; only `main` prints and exits, so no code path can
+//! print a second line or forget the status the contract requires.
+
+use std::fmt;
+use std::path::Path;
+
+use zhuque_image::EXIT_REFUSED;
+
+/// Exit status of a command-line usage error (the convention of most Unix tools).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Why a command stopped, and with which exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The message, without the `zhuque: ` prefix and without a trailing newline.
+    pub message: String,
+    pub status: i32,
+    /// Print the usage text after the message.
+    pub show_usage: bool,
+}
+
+impl Failure {
+    /// zhuque refused or failed (exit 125): the user's image is left untouched.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            status: EXIT_REFUSED,
+            show_usage: false,
+        }
+    }
+
+    /// The command line is malformed (exit 2, usage text follows).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            status: EXIT_USAGE,
+            show_usage: true,
+        }
+    }
+
+    /// An I/O error on `path`, phrased for a user.
+    pub fn io(what: &str, path: &Path, err: &std::io::Error) -> Self {
+        Failure::refused(format!("{what} {}: {}", path.display(), plain_io(err)))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "zhuque: {}", self.message)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// An `io::Error` without Rust's ` (os error N)` suffix, which means nothing to users.
+pub fn plain_io(err: &std::io::Error) -> String {
+    let s = err.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_lose_the_os_error_suffix() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(plain_io(&e), "No such file or directory");
+        let f = Failure::io("cannot read", Path::new("/x"), &e);
+        assert_eq!(
+            f.to_string(),
+            "zhuque: cannot read /x: No such file or directory"
+        );
+        assert_eq!(f.status, 125);
+    }
+}

@@ -1,0 +1,329 @@
+//! An image directory as the CLI sees it: where it is, who owns it, what its `meta` says.
+//!
+//! The CLI never takes the directory's `flock` itself: the runtime takes it (non-blocking) when
+//! the program starts, and a lock held by the CLI even briefly could make that fail. Ownership
+//! is read from `/proc/locks` instead.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use zhuque_image::{MEMORY_FILE, META_FILE, META_TMP_FILE, Meta, State};
+
+use crate::error::{Failure, Result};
+use crate::procfs;
+
+/// An image directory, by absolute path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDir {
+    path: PathBuf,
+}
+
+/// What an image directory holds, as far as launching it is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// No `meta` and no owner: a launch starts fresh.
+    Empty,
+    /// A live process holds the directory's lock (`owner` is `None` when the lock is seen but
+    /// its pid is not). `meta` may be absent while the program starts.
+    Running {
+        owner: Option<i32>,
+        meta: Option<Meta>,
+    },
+    /// `meta` says RUNNING but nobody holds the lock: the owner died without a save.
+    Orphaned(Meta),
+    Saved(Meta),
+    Finished(Meta),
+    /// `meta` exists but cannot be decoded.
+    Damaged(zhuque_image::Error),
+}
+
+impl Condition {
+    /// The state as `inspect` and `ls` print it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Condition::Empty => "EMPTY",
+            Condition::Running { .. } => "RUNNING",
+            Condition::Orphaned(_) => "RUNNING (owner died without saving)",
+            Condition::Saved(_) => "SAVED",
+            Condition::Finished(_) => "FINISHED",
+            Condition::Damaged(_) => "DAMAGED",
+        }
+    }
+
+    pub fn meta(&self) -> Option<&Meta> {
+        match self {
+            Condition::Running { meta, .. } => meta.as_ref(),
+            Condition::Orphaned(m) | Condition::Saved(m) | Condition::Finished(m) => Some(m),
+            Condition::Empty | Condition::Damaged(_) => None,
+        }
+    }
+
+    pub fn owner(&self) -> Option<i32> {
+        match self {
+            Condition::Running { owner, .. } => *owner,
+            _ => None,
+        }
+    }
+}
+
+impl ImageDir {
+    /// The image at `path` (made absolute; symlinks are kept as the user wrote them).
+    pub fn new(path: &Path) -> Result<Self> {
+        Ok(ImageDir {
+            path: crate::paths::absolute(path)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Fails unless the directory exists.
+    pub fn require_exists(&self) -> Result<()> {
+        match fs::metadata(&self.path) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Failure::refused(format!(
+                "{} is not a directory",
+                self.path.display()
+            ))),
+            Err(e) => Err(Failure::io("cannot open image", &self.path, &e)),
+        }
+    }
+
+    /// The raw bytes of `meta`, `None` when there is none.
+    pub fn meta_bytes(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.file(META_FILE);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+            Err(e) => Err(Failure::io("cannot read", &path, &e)),
+        }
+    }
+
+    /// The pid holding the directory's lock. `Ok(Some(None))`: locked by a pid this process
+    /// cannot see (only possible when `/proc/locks` is unreadable).
+    pub fn owner(&self) -> Result<Option<Option<i32>>> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Failure::io("cannot open image", &self.path, &e)),
+        };
+        match procfs::read_locks() {
+            Some(locks) => Ok(procfs::flock_owner(&locks, &meta).map(Some)),
+            None => self.probe_lock(),
+        }
+    }
+
+    /// Fallback when `/proc/locks` is unavailable: try a shared lock without waiting and drop
+    /// it at once. Shared, so that a concurrent `inspect` never blocks another.
+    fn probe_lock(&self) -> Result<Option<Option<i32>>> {
+        let dir = fs::File::open(&self.path)
+            .map_err(|e| Failure::io("cannot open image", &self.path, &e))?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => Ok(None),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(Some(None)),
+            Err(e) => Err(Failure::io(
+                "cannot test the lock of",
+                &self.path,
+                &io::Error::from(e),
+            )),
+        }
+    }
+
+    /// Reads ownership and `meta` together into a [`Condition`].
+    pub fn condition(&self) -> Result<Condition> {
+        let owner = self.owner()?;
+        let decoded = self.meta_bytes()?.map(|bytes| zhuque_image::decode(&bytes));
+        Ok(match (owner, decoded) {
+            (Some(owner), meta) => Condition::Running {
+                owner,
+                meta: meta.and_then(|m| m.ok()),
+            },
+            (None, None) => Condition::Empty,
+            (None, Some(Err(e))) => Condition::Damaged(e),
+            (None, Some(Ok(meta))) => match meta.state() {
+                State::Running => Condition::Orphaned(meta),
+                State::Saved => Condition::Saved(meta),
+                State::Finished => Condition::Finished(meta),
+            },
+        })
+    }
+
+    /// Replaces `meta` atomically (`meta.tmp`, fsync, rename), as the format requires.
+    pub fn write_meta(&self, meta: &Meta) -> Result<()> {
+        let tmp = self.file(META_TMP_FILE);
+        let write = || -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            io::Write::write_all(&mut file, &zhuque_image::encode(meta))?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.file(META_FILE))
+        };
+        write().map_err(|e| Failure::io("cannot write", &tmp, &e))
+    }
+
+    /// Removes the image's state (`meta`, `meta.tmp`, `memory`) and keeps the directory.
+    pub fn discard_state(&self) -> Result<()> {
+        for name in [META_TMP_FILE, META_FILE, MEMORY_FILE] {
+            let path = self.file(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::io("cannot remove", &path, &e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the directory plausibly is an image: it holds image files or nothing at all.
+    /// Checked before zhuque writes into or deletes a directory the user named, so a mistyped
+    /// `--image ~` can never cost the user their files.
+    pub fn looks_like_image(&self) -> Result<bool> {
+        let mut entries = match fs::read_dir(&self.path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(Failure::io("cannot read", &self.path, &e)),
+        };
+        let mut empty = true;
+        for entry in entries.by_ref().flatten() {
+            empty = false;
+            let name = entry.file_name();
+            if name == META_FILE || name == MEMORY_FILE || name == META_TMP_FILE {
+                return Ok(true);
+            }
+        }
+        Ok(empty)
+    }
+
+    fn require_image_like(&self) -> Result<()> {
+        if self.looks_like_image()? {
+            Ok(())
+        } else {
+            Err(Failure::refused(format!(
+                "{} is not empty and holds no zhuque image; refusing to use it",
+                self.path.display()
+            )))
+        }
+    }
+
+    /// Creates the directory (`0700`, parents as needed) and returns its canonical path: the
+    /// path goes into the program's environment, where it must be the same at every launch.
+    pub fn create(&self, root_mode: Option<(&Path, u32)>) -> Result<PathBuf> {
+        self.require_image_like()?;
+        if let Some((root, mode)) = root_mode {
+            create_shared_root(root, mode)?;
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(|e| Failure::io("cannot create image directory", &self.path, &e))?;
+        self.path
+            .canonicalize()
+            .map_err(|e| Failure::io("cannot resolve", &self.path, &e))
+    }
+
+    /// Deletes the whole directory (the runtime may keep more than `meta` and `memory` there,
+    /// e.g. copies of unlinked files), after checking it is an image.
+    pub fn remove(&self) -> Result<()> {
+        self.require_image_like()?;
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Failure::io("cannot remove", &self.path, &e)),
+        }
+    }
+
+    /// Bytes the `memory` file really occupies (it is sparse: freed ranges are punched out).
+    pub fn memory_allocated(&self) -> Option<u64> {
+        fs::metadata(self.file(MEMORY_FILE))
+            .ok()
+            .map(|m| m.blocks() * 512)
+    }
+}
+
+/// Creates the shared images root (e.g. `/dev/shm/zhuque`, used by every user) with `mode`
+/// if it does not exist yet. The mode is set explicitly because the umask would narrow it.
+fn create_shared_root(root: &Path, mode: u32) -> Result<()> {
+    if root.is_dir() {
+        return Ok(());
+    }
+    match fs::DirBuilder::new().recursive(true).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Failure::io("cannot create", root, &e)),
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(root, fs::Permissions::from_mode(mode))
+        .map_err(|e| Failure::io("cannot set permissions of", root, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("zhuque-imgdir-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn conditions_follow_meta_and_lock() {
+        let path = temp("cond");
+        let img = ImageDir::new(&path).unwrap();
+        assert_eq!(img.condition().unwrap(), Condition::Empty);
+        img.create(None).unwrap();
+        assert_eq!(img.condition().unwrap(), Condition::Empty);
+
+        let mut meta = Meta {
+            state: Some(State::Saved),
+            generation: 4,
+            ..Meta::default()
+        };
+        img.write_meta(&meta).unwrap();
+        assert!(!path.join(META_TMP_FILE).exists());
+        assert_eq!(img.condition().unwrap(), Condition::Saved(meta.clone()));
+
+        meta.state = Some(State::Running);
+        img.write_meta(&meta).unwrap();
+        assert_eq!(
+            img.condition().unwrap().label(),
+            "RUNNING (owner died without saving)"
+        );
+
+        let handle = fs::File::open(&path).unwrap();
+        rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let c = img.condition().unwrap();
+        assert_eq!(c.owner(), Some(std::process::id() as i32));
+        assert_eq!(c.meta(), Some(&meta));
+        drop(handle);
+
+        fs::write(path.join(META_FILE), b"junk").unwrap();
+        assert!(matches!(img.condition().unwrap(), Condition::Damaged(_)));
+
+        img.discard_state().unwrap();
+        assert_eq!(img.condition().unwrap(), Condition::Empty);
+        img.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn refuses_to_touch_a_directory_that_is_not_an_image() {
+        let path = temp("notimage");
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("thesis.tex"), b"precious").unwrap();
+        let img = ImageDir::new(&path).unwrap();
+        assert!(!img.looks_like_image().unwrap());
+        assert_eq!(img.remove().unwrap_err().status, 125);
+        assert_eq!(img.create(None).unwrap_err().status, 125);
+        assert!(path.join("thesis.tex").exists());
+        fs::remove_dir_all(&path).unwrap();
+    }
+}

@@ -1,0 +1,119 @@
+//! Where things are: the images directory, a program's default image, the runtime library.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use zhuque_image::{DEFAULT_DIR, ENV_DIR};
+
+use crate::error::{Failure, Result};
+
+/// Environment variable naming the runtime library explicitly.
+pub const ENV_RUNTIME: &str = "ZHUQUE_RUNTIME";
+/// File name of the runtime library.
+pub const RUNTIME_FILE: &str = "libzhuque.so";
+
+/// `$ZHUQUE_DIR`, or `/dev/shm/zhuque` (tmpfs: the pool outlives the process, like memory
+/// behind flush-on-fail caches would).
+pub fn images_root() -> PathBuf {
+    match env::var_os(ENV_DIR) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_DIR),
+    }
+}
+
+/// `$ZHUQUE_DIR/<basename of PROG>`.
+pub fn default_image(root: &Path, program: &OsStr) -> Result<PathBuf> {
+    let name = Path::new(program)
+        .file_name()
+        .filter(|n| *n != "." && *n != "..")
+        .ok_or_else(|| {
+            Failure::refused(format!(
+                "cannot name an image after '{}'; pass --image DIR",
+                program.to_string_lossy()
+            ))
+        })?;
+    Ok(root.join(name))
+}
+
+/// `path` made absolute against the current directory, without resolving symlinks (the
+/// directory may not exist yet).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Failure::io("cannot resolve", path, &e))
+}
+
+/// Locates `libzhuque.so`: `$ZHUQUE_RUNTIME`, else next to the `zhuque` executable (where
+/// `cargo build` puts both), else `../lib/` of it (an installed layout). The result is
+/// canonical, because its path is part of the canonical environment.
+pub fn find_runtime() -> Result<PathBuf> {
+    if let Some(explicit) = env::var_os(ENV_RUNTIME).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(explicit);
+        return path.canonicalize().map_err(|e| {
+            Failure::refused(format!(
+                "{ENV_RUNTIME}={}: {}",
+                path.display(),
+                crate::error::plain_io(&e)
+            ))
+        });
+    }
+    let candidates = runtime_candidates(env::current_exe().ok().as_deref());
+    candidates
+        .iter()
+        .find_map(|c| c.canonicalize().ok().filter(|p| p.is_file()))
+        .ok_or_else(|| missing_runtime(&candidates))
+}
+
+/// The places searched for the runtime when `$ZHUQUE_RUNTIME` is unset, best first.
+pub fn runtime_candidates(exe: Option<&Path>) -> Vec<PathBuf> {
+    let Some(dir) = exe.and_then(Path::parent) else {
+        return Vec::new();
+    };
+    vec![
+        dir.join(RUNTIME_FILE),
+        dir.join("..").join("lib").join(RUNTIME_FILE),
+    ]
+}
+
+fn missing_runtime(searched: &[PathBuf]) -> Failure {
+    let list = searched
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Failure::refused(format!(
+        "runtime {RUNTIME_FILE} not found (looked in: {list}); build it with \
+         `cargo build --release` or set {ENV_RUNTIME}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_image_uses_the_basename() {
+        let root = Path::new("/dev/shm/zhuque");
+        assert_eq!(
+            default_image(root, OsStr::new("./bin/my-prog")).unwrap(),
+            root.join("my-prog")
+        );
+        assert_eq!(
+            default_image(root, OsStr::new("python3")).unwrap(),
+            root.join("python3")
+        );
+        assert!(default_image(root, OsStr::new("..")).is_err());
+        assert!(default_image(root, OsStr::new("/")).is_err());
+    }
+
+    #[test]
+    fn runtime_is_searched_next_to_the_executable_then_in_lib() {
+        assert_eq!(
+            runtime_candidates(Some(Path::new("/opt/zq/bin/zhuque"))),
+            vec![
+                PathBuf::from("/opt/zq/bin/libzhuque.so"),
+                PathBuf::from("/opt/zq/bin/../lib/libzhuque.so")
+            ]
+        );
+        assert!(runtime_candidates(None).is_empty());
+    }
+}
