@@ -20,6 +20,14 @@ pub struct ImageDir {
     path: PathBuf,
 }
 
+/// Who holds an image directory's `flock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Free,
+    /// Held by this pid; `None` when the pid cannot be seen (`/proc/locks` unreadable).
+    Held(Option<i32>),
+}
+
 /// What an image directory holds, as far as launching it is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
@@ -107,28 +115,32 @@ impl ImageDir {
         }
     }
 
-    /// The pid holding the directory's lock. `Ok(Some(None))`: locked by a pid this process
-    /// cannot see (only possible when `/proc/locks` is unreadable).
-    pub fn owner(&self) -> Result<Option<Option<i32>>> {
+    /// Who holds the directory's lock.
+    pub fn lock(&self) -> Result<Lock> {
         let meta = match fs::metadata(&self.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Free),
             Err(e) => return Err(Failure::io("cannot open image", &self.path, &e)),
         };
         match procfs::read_locks() {
-            Some(locks) => Ok(procfs::flock_owner(&locks, &meta).map(Some)),
+            Some(locks) => Ok(match procfs::flock_owner(&locks, &meta) {
+                Some(pid) => Lock::Held(Some(pid)),
+                None => Lock::Free,
+            }),
             None => self.probe_lock(),
         }
     }
 
     /// Fallback when `/proc/locks` is unavailable: try a shared lock without waiting and drop
-    /// it at once. Shared, so that a concurrent `inspect` never blocks another.
-    fn probe_lock(&self) -> Result<Option<Option<i32>>> {
+    /// it at once. Shared, so that concurrent `inspect`s never disturb each other; a launch
+    /// racing with it could see the image as busy for that instant, which is why
+    /// `/proc/locks` comes first.
+    fn probe_lock(&self) -> Result<Lock> {
         let dir = fs::File::open(&self.path)
             .map_err(|e| Failure::io("cannot open image", &self.path, &e))?;
         match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
-            Ok(()) => Ok(None),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(Some(None)),
+            Ok(()) => Ok(Lock::Free),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(Lock::Held(None)),
             Err(e) => Err(Failure::io(
                 "cannot test the lock of",
                 &self.path,
@@ -139,16 +151,16 @@ impl ImageDir {
 
     /// Reads ownership and `meta` together into a [`Condition`].
     pub fn condition(&self) -> Result<Condition> {
-        let owner = self.owner()?;
+        let lock = self.lock()?;
         let decoded = self.meta_bytes()?.map(|bytes| zhuque_image::decode(&bytes));
-        Ok(match (owner, decoded) {
-            (Some(owner), meta) => Condition::Running {
+        Ok(match (lock, decoded) {
+            (Lock::Held(owner), meta) => Condition::Running {
                 owner,
                 meta: meta.and_then(|m| m.ok()),
             },
-            (None, None) => Condition::Empty,
-            (None, Some(Err(e))) => Condition::Damaged(e),
-            (None, Some(Ok(meta))) => match meta.state() {
+            (Lock::Free, None) => Condition::Empty,
+            (Lock::Free, Some(Err(e))) => Condition::Damaged(e),
+            (Lock::Free, Some(Ok(meta))) => match meta.state() {
                 State::Running => Condition::Orphaned(meta),
                 State::Saved => Condition::Saved(meta),
                 State::Finished => Condition::Finished(meta),
@@ -188,6 +200,12 @@ impl ImageDir {
         let mut entries = match fs::read_dir(&self.path) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Err(Failure::refused(format!(
+                    "{} exists and is not a directory",
+                    self.path.display()
+                )));
+            }
             Err(e) => return Err(Failure::io("cannot read", &self.path, &e)),
         };
         let mut empty = true;

@@ -284,7 +284,7 @@ fn on_stderr(line: &str, started: Instant, ready: &mut Option<Instant>) {
         let now = Instant::now();
         *ready = Some(now);
         println!(
-            "  --- resumed in {} (launch to recovery handler); it continues where it stopped ---",
+            "  --- resumed in {}, continuing where it stopped ---",
             display::duration(now - started)
         );
     } else if line.starts_with("zhuque: resuming") {
@@ -311,11 +311,10 @@ fn failure_marker(image: &ImageDir, launch: &Launch) -> String {
         .ready
         .map(|r| (launch.ended - r).saturating_sub(Duration::from_secs_f64(FAIL_AFTER)));
     let save = save.map_or(String::new(), |s| {
-        format!(", saved and stopped in ~{}", display::duration(s))
+        format!(", save took ~{}", display::duration(s))
     });
     format!(
-        "  --- power failure after {}: image saved (generation {generation}, {memory} of \
-         memory){save} ---",
+        "  --- power failure after {}: image saved (generation {generation}, {memory}){save} ---",
         display::duration(ran)
     )
 }

@@ -11,7 +11,7 @@ use zhuque_image::{ENV_CRASH_RESISTANT, State};
 
 use crate::args::FailTarget;
 use crate::error::{Failure, Result};
-use crate::image_dir::ImageDir;
+use crate::image_dir::{ImageDir, Lock};
 use crate::procfs;
 
 /// How long a save may take before `fail` gives up.
@@ -89,14 +89,14 @@ fn image_of(pid: i32) -> Result<ImageDir> {
 
 /// The process holding the image's lock: the program.
 fn owner_of(image: &ImageDir) -> Result<i32> {
-    match image.owner()? {
-        Some(Some(pid)) => Ok(pid),
-        Some(None) => Err(Failure::refused(format!(
+    match image.lock()? {
+        Lock::Held(Some(pid)) => Ok(pid),
+        Lock::Held(None) => Err(Failure::refused(format!(
             "{} is running, but its owner cannot be found (/proc/locks is unreadable); \
              pass the program's pid instead",
             image.path().display()
         ))),
-        None => {
+        Lock::Free => {
             let state = image.condition()?.label();
             Err(Failure::refused(format!(
                 "{} is not running (state {state})",
