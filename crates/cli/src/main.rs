@@ -18,6 +18,10 @@ use args::Command;
 use commands::{demo, fail, inspect, ls, rm, run};
 
 fn main() {
+    // Rust ignores SIGPIPE; a command-line tool should end quietly when its reader goes away
+    // (`zhuque ls | head -1`) instead of failing to print.
+    // SAFETY: resetting a signal disposition before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let code = match args::parse(std::env::args_os().skip(1)).and_then(dispatch) {
         Ok(code) => code,
         Err(failure) => {

@@ -18,13 +18,13 @@ pub use exec_plan::ExecPlan;
 pub fn launch(plan: &ExecPlan) -> Result<i32> {
     let prep = spawn::Prepared::new(plan)?;
     // Blocked before any child exists, so that no signal sent to us is lost.
-    let blocked = signals::Blocked::new()
+    let mask = signals::block_watched()
         .map_err(|e| Failure::refused(format!("cannot block signals: {e}")))?;
-    let child = match namespace::start_init(&prep, blocked.original()) {
+    let child = match namespace::start_init(&prep, &mask) {
         Ok(init) => init,
         Err(reason) => {
             eprintln!("{}", fallback_notice(&reason, prep.pid()));
-            spawn::spawn(&prep, blocked.original(), false)?
+            spawn::spawn(&prep, &mask, false)?
         }
     };
     Ok(signals::supervise(signals::Supervision {

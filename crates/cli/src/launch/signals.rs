@@ -32,38 +32,22 @@ pub fn should_forward(sig: libc::c_int, si_code: libc::c_int) -> bool {
     }
 }
 
-/// The forwarded signals and `SIGCHLD` are blocked while this lives; dropping it restores the
-/// previous mask.
-pub struct Blocked {
-    original: libc::sigset_t,
-}
-
-impl Blocked {
-    pub fn new() -> io::Result<Self> {
-        let set = watched_set();
-        let mut original = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: valid set and out-pointer.
-        let r = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, original.as_mut_ptr()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Blocked {
-            // SAFETY: initialised by the successful sigprocmask.
-            original: unsafe { original.assume_init() },
-        })
+/// Blocks the forwarded signals and `SIGCHLD` for the rest of this process's life and
+/// returns the previous mask, which the program is started with.
+///
+/// Never unblocked: a signal that arrives after the program ended (a second `kill -PWR`)
+/// stays pending instead of killing `zhuque run` before it has mapped the outcome and
+/// cleaned up the image.
+pub fn block_watched() -> io::Result<libc::sigset_t> {
+    let set = watched_set();
+    let mut original = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: valid set and out-pointer.
+    let r = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, original.as_mut_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
-
-    /// The mask from before: the program is started with it.
-    pub fn original(&self) -> &libc::sigset_t {
-        &self.original
-    }
-}
-
-impl Drop for Blocked {
-    fn drop(&mut self) {
-        // SAFETY: restores a mask obtained from sigprocmask.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.original, std::ptr::null_mut()) };
-    }
+    // SAFETY: initialised by the successful sigprocmask.
+    Ok(unsafe { original.assume_init() })
 }
 
 fn watched_set() -> libc::sigset_t {
@@ -90,7 +74,7 @@ pub struct Supervision {
 }
 
 /// Forwards signals to `target` until `child` ends; returns the child's status as an exit
-/// code (128+N for signal N). Requires a live [`Blocked`].
+/// code (128+N for signal N). Requires [`block_watched`] first.
 pub fn supervise(s: Supervision) -> i32 {
     let set = watched_set();
     loop {
