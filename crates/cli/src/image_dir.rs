@@ -258,6 +258,11 @@ impl ImageDir {
         }
     }
 
+    /// Removes the directory if it is empty (e.g. created for a launch that never ran).
+    pub fn remove_if_empty(&self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+
     /// Bytes the `memory` file really occupies (it is sparse: freed ranges are punched out).
     pub fn memory_allocated(&self) -> Option<u64> {
         fs::metadata(self.file(MEMORY_FILE))

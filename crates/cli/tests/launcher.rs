@@ -661,6 +661,15 @@ fn usage_errors_and_missing_pieces() {
         &sb.output(["run", "--", "no-such-program-zq"]),
         "command not found",
     );
+    // The program exists but cannot be executed: the init refuses, no image is left behind.
+    let bogus = sb.work().join("bogus");
+    fs::write(&bogus, "not a program\n").unwrap();
+    chmod(&bogus, 0o755);
+    assert_refused(
+        &sb.output(["run", "--", bogus.to_str().unwrap()]),
+        "cannot execute",
+    );
+    assert!(!sb.image("bogus").exists());
     let out = finish(
         sb.zhuque(["run", "--", "true"])
             .env("ZHUQUE_RUNTIME", "/nonexistent/libzhuque.so")

@@ -184,11 +184,15 @@ fn unusable(image: &ImageDir, condition: &Condition) -> Failure {
 /// Launches `plan` and maps the outcome to the exit status (docs/internals.md, step 5).
 fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
     let before = image.meta_bytes()?;
-    let status = crate::launch::launch(plan)?;
+    let status = crate::launch::launch(plan).inspect_err(|_| image.remove_if_empty())?;
     let after = image.meta_bytes()?;
     match classify(status, before.as_deref(), after.as_deref()) {
         Outcome::Saved { .. } => Ok(EXIT_SAVED),
-        Outcome::Refused => Ok(EXIT_REFUSED),
+        Outcome::Refused => {
+            // A refused fresh start leaves no empty directory behind.
+            image.remove_if_empty();
+            Ok(EXIT_REFUSED)
+        }
         Outcome::Finished => {
             let cleanup = if keep {
                 keep_finished(image, after.as_deref(), plan, status)
