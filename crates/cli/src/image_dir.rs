@@ -115,6 +115,12 @@ impl ImageDir {
         }
     }
 
+    /// `meta` decoded, best effort: `None` when absent, unreadable or damaged.
+    pub fn meta(&self) -> Option<Meta> {
+        let bytes = self.meta_bytes().ok()??;
+        zhuque_image::decode(&bytes).ok()
+    }
+
     /// Who holds the directory's lock.
     pub fn lock(&self) -> Result<Lock> {
         let meta = match fs::metadata(&self.path) {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zhuque_image::{EXIT_SAVED, MEMORY_FILE};
+use zhuque_image::EXIT_SAVED;
 
 use crate::display;
 use crate::error::{Failure, Result};
@@ -297,14 +297,11 @@ fn on_stderr(line: &str, started: Instant, ready: &mut Option<Instant>) {
 /// The line shown after a launch that ended at a power failure.
 fn failure_marker(image: &ImageDir, launch: &Launch) -> String {
     let generation = image
-        .meta_bytes()
-        .ok()
-        .flatten()
-        .and_then(|b| zhuque_image::decode(&b).ok())
+        .meta()
         .map_or("?".to_string(), |m| m.generation.to_string());
-    let memory = fs::metadata(image.path().join(MEMORY_FILE))
-        .map(|m| display::bytes(std::os::unix::fs::MetadataExt::blocks(&m) * 512))
-        .unwrap_or_else(|_| "?".into());
+    let memory = image
+        .memory_allocated()
+        .map_or("?".to_string(), display::bytes);
     let ran = launch.ended - launch.started;
     // The failure fires FAIL_AFTER after the program was ready; what follows is the save.
     let save = launch

@@ -31,7 +31,7 @@ pub fn fail(target: FailTarget) -> Result<i32> {
             (owner_of(&image)?, image)
         }
     };
-    let generation_before = current_generation(&image);
+    let generation_before = image.meta().map(|m| m.generation);
     // SAFETY: plain system call.
     if unsafe { libc::kill(pid, libc::SIGPWR) } < 0 {
         let e = std::io::Error::last_os_error();
@@ -106,17 +106,12 @@ fn owner_of(image: &ImageDir) -> Result<i32> {
     }
 }
 
-/// The generation in `meta` now, if it can be read.
-fn current_generation(image: &ImageDir) -> Option<u64> {
-    let bytes = image.meta_bytes().ok()??;
-    zhuque_image::decode(&bytes).ok().map(|m| m.generation)
-}
-
 /// The generation of a SAVED `meta`, if that is what `meta` holds.
 fn saved_generation(image: &ImageDir) -> Option<u64> {
-    let bytes = image.meta_bytes().ok()??;
-    let meta = zhuque_image::decode(&bytes).ok()?;
-    (meta.state() == State::Saved).then_some(meta.generation)
+    image
+        .meta()
+        .filter(|m| m.state() == State::Saved)
+        .map(|m| m.generation)
 }
 
 /// Polls until `meta` is SAVED with a generation above `before`; fails when the program is
