@@ -303,12 +303,13 @@ fn failure_marker(image: &ImageDir, launch: &Launch) -> String {
         .memory_allocated()
         .map_or("?".to_string(), display::bytes);
     let ran = launch.ended - launch.started;
-    // The failure fires FAIL_AFTER after the program was ready; what follows is the save.
+    // The failure fires FAIL_AFTER after the program was ready; what follows is the save, the
+    // exit and the launcher's teardown (an upper bound of the save, inflated on a busy machine).
     let save = launch
         .ready
         .map(|r| (launch.ended - r).saturating_sub(Duration::from_secs_f64(FAIL_AFTER)));
     let save = save.map_or(String::new(), |s| {
-        format!(", save took ~{}", display::duration(s))
+        format!(", stopped within ~{}", display::duration(s))
     });
     format!(
         "  --- power failure after {}: image saved (generation {generation}, {memory}){save} ---",
