@@ -55,26 +55,31 @@ __attribute__((constructor)) static void fake_runtime(void)
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The stand-in runtime, built once per test process.
+/// The stand-in runtime, built once per test process into Cargo's temporary directory for
+/// tests (compiled under a unique name, then renamed: other test processes may be using it).
 fn fake_runtime() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("zhuque-launcher-rt-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zhuque-launcher");
         fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("fake.c");
+        let me = std::process::id();
+        let src = dir.join(format!("fake-{me}.c"));
+        let tmp = dir.join(format!("libfake-{me}.so"));
         let lib = dir.join("libfake.so");
         fs::write(&src, FAKE_RUNTIME).unwrap();
         let st = Command::new("cc")
             .args(["-shared", "-fPIC", "-O1", "-o"])
-            .arg(&lib)
+            .arg(&tmp)
             .arg(&src)
             .status()
             .expect("cc must be installed to build the stand-in runtime");
         assert!(st.success(), "building the stand-in runtime failed");
+        fs::remove_file(&src).unwrap();
         // Readable by the unprivileged user of the user-namespace test.
         chmod(&dir, 0o755);
-        chmod(&lib, 0o755);
-        lib
+        chmod(&tmp, 0o755);
+        fs::rename(&tmp, &lib).unwrap();
+        lib.canonicalize().unwrap()
     })
 }
 
