@@ -17,6 +17,10 @@ pub use exec_plan::ExecPlan;
 /// signal N). Fails only when the program could not be started at all.
 pub fn launch(plan: &ExecPlan) -> Result<i32> {
     let prep = spawn::Prepared::new(plan)?;
+    // The handshake pipes' readers may die: a write must then fail, not kill the launcher.
+    // (The program gets the default disposition back before `execve`.)
+    // SAFETY: changing a disposition in a single-threaded process.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Blocked before any child exists, so that no signal sent to us is lost.
     let mask = signals::block_watched()
         .map_err(|e| Failure::refused(format!("cannot block signals: {e}")))?;
