@@ -247,7 +247,7 @@ static uint64_t file_op(uint64_t *rng)
 
 int main(int argc, char **argv)
 {
-    unsigned long rounds = tl_arg(argc, argv, 1, 5000);
+    unsigned long rounds = tl_arg(argc, argv, 1, 3000);
     fpath = argc > 2 ? argv[2] : "mmap_ops.dat";
     fpages = tl_arg(argc, argv, 3, 64);
     unsigned long every = rounds / 400 ? rounds / 400 : 1;

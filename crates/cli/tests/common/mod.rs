@@ -597,7 +597,7 @@ pub const ALLOC_CHURN: Case = Case {
 };
 pub const MMAP_OPS: Case = Case {
     file: "mmap_ops.c",
-    args: &["5000", "mmap_ops.dat"],
+    args: &["3000", "mmap_ops.dat"],
     status: 0,
 };
 pub const CALLBACKS: Case = Case {
