@@ -354,7 +354,8 @@ fn the_program_is_pid_2_of_its_own_namespace_with_the_canonical_environment() {
     let out = sb.run_sh(
         &image,
         &["--fail-after", "2.5"],
-        "echo pid=$$; echo ppid=$PPID; cat /proc/1/comm; cat /proc/self/personality; env",
+        "echo pid=$$; echo ppid=$PPID; cat /proc/1/comm; cat /proc/self/personality; \
+         grep SigIgn /proc/self/status; env",
     );
     assert_eq!(status(&out), 0, "stderr: {}", text(&out.stderr));
     assert!(zhuque_lines(&out).is_empty(), "{:?}", zhuque_lines(&out));
@@ -365,7 +366,13 @@ fn the_program_is_pid_2_of_its_own_namespace_with_the_canonical_environment() {
     assert_eq!(lines[2], "zhuque-init");
     let personality = u32::from_str_radix(lines[3], 16).unwrap();
     assert_ne!(personality & 0x0040000, 0, "ADDR_NO_RANDOMIZE is off");
-    let env = &lines[4..];
+    let ignored = u64::from_str_radix(lines[4].split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored"
+    );
+    let env = &lines[5..];
     let value = |name: &str| {
         let prefix = format!("{name}=");
         let found: Vec<_> = env.iter().filter(|l| l.starts_with(&prefix)).collect();
