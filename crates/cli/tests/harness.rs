@@ -222,21 +222,27 @@ fn crash_loop_requires_the_promised_failures() {
 #[test]
 fn late_failures_are_retried_earlier() {
     let prog = fake_program();
-    let h = Harness::with("fake-late", fake_zhuque(None));
+    // Failures later than 50 ms never land: the first attempts of every run come too late,
+    // and the harness must retry with earlier ones until one lands.
+    let mut zq = fake_zhuque(None);
+    zq.env.push(("FAKE_IGNORE_ABOVE".into(), "0.05".into()));
+    let h = Harness::with("fake-late", zq);
     let oracle = h.oracle(&prog, FAKE_ARGS);
-    // Every first attempt injects after the program would have finished.
+    assert!(oracle.under_zhuque.as_secs_f64() > 0.2);
     let plan = CrashPlan {
-        window: (1.5, 2.0),
+        window: (0.5, 0.95),
         resume_fail_chance: 0.0,
         external_fail_chance: 0.0,
+        max_attempts: 12,
         ..small_plan(2)
     };
     let report = h.crash_test(&prog, &oracle, &plan);
-    assert!(report.retries() >= 2, "{report:?}");
     assert!(report.failures() >= 2);
     for r in &report.runs {
+        assert!(r.attempts.len() >= 2, "{r:?}");
         assert_eq!(r.attempts[0].failures, 0);
         assert_eq!(r.attempts[0].launches.len(), 1);
+        assert_eq!(r.attempts.last().unwrap().failures, 1);
     }
 }
 
