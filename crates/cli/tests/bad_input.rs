@@ -27,7 +27,7 @@ fn saved_image(zq: &Zhuque, prog: &Program, args: &[String]) -> (ImageDir, PathB
             None,
         );
         if l.status() == SAVED {
-            assert_saved(&image.path);
+            assert_eq!(image.meta().state(), zhuque_image::State::Saved);
             return (image, cwd);
         }
         println!("no failure with --fail-after {delay}: {}", l.describe());

@@ -1,7 +1,6 @@
 //! Oracles and crash tests.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use super::*;
@@ -58,15 +57,7 @@ impl Harness {
                 break;
             }
         }
-        let stdout: Vec<u8> = launches
-            .iter()
-            .flat_map(|l| l.result.stdout.iter().copied())
-            .collect();
-        let parts: Vec<usize> = launches.iter().map(|l| l.result.stdout.len()).collect();
-        let under = Outcome {
-            stdout,
-            status: launches.last().map_or(-1, Launch::status),
-        };
+        let (under, parts) = combined(&launches);
         if let Err(diff) = compare(&native.outcome(), &under, &parts) {
             let mut s = String::new();
             for (i, l) in launches.iter().enumerate() {
@@ -277,15 +268,7 @@ impl Harness {
             }
         }
 
-        let stdout: Vec<u8> = launches
-            .iter()
-            .flat_map(|l| l.result.stdout.iter().copied())
-            .collect();
-        let parts: Vec<usize> = launches.iter().map(|l| l.result.stdout.len()).collect();
-        let actual = Outcome {
-            stdout,
-            status: launches.last().map_or(-1, Launch::status),
-        };
+        let (actual, parts) = combined(&launches);
         if let Err(diff) = compare(&oracle.outcome, &actual, &parts) {
             return Err(self.explain(prog, oracle, run, attempt, &launches, &diff));
         }
@@ -341,6 +324,22 @@ impl Harness {
         }
         s
     }
+}
+
+/// The outcome of a sequence of launches (stdout concatenated, the last status) and the
+/// length of each launch's part of the stdout.
+pub fn combined(launches: &[Launch]) -> (Outcome, Vec<usize>) {
+    let outcome = Outcome {
+        stdout: launches
+            .iter()
+            .flat_map(|l| l.result.stdout.clone())
+            .collect(),
+        status: launches.last().map_or(-1, Launch::status),
+    };
+    (
+        outcome,
+        launches.iter().map(|l| l.result.stdout.len()).collect(),
+    )
 }
 
 /// Failures that really happened: a launch that ended with 75 followed by a launch that
@@ -444,18 +443,4 @@ impl CrashReport {
             .flat_map(|r| r.attempts.iter())
             .flat_map(|a| a.launches.iter())
     }
-}
-
-/// Panics unless `image` is SAVED.
-pub fn assert_saved(image: &Path) {
-    let bytes = std::fs::read(image.join(zhuque_image::META_FILE))
-        .unwrap_or_else(|e| panic!("reading the meta of {}: {e}", image.display()));
-    let meta = zhuque_image::decode(&bytes)
-        .unwrap_or_else(|e| panic!("decoding the meta of {}: {e}", image.display()));
-    assert_eq!(
-        meta.state(),
-        zhuque_image::State::Saved,
-        "image {} should be SAVED",
-        image.display()
-    );
 }
