@@ -106,3 +106,24 @@ pub fn abort() -> ! {
     let _ = sys::tgkill(sys::getpid(), sys::gettid(), SIGABRT);
     sys::exit_group(134)
 }
+
+/// Makes every panic of the runtime a one-line `zhuque:` diagnostic followed by an abort.
+/// The hook neither allocates nor formats the payload: a panic may happen while the runtime's
+/// allocator lock is held, or inside a signal handler.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let mut l = Line::new();
+        l.str("internal error (panic)");
+        if let Some(loc) = info.location() {
+            l.str(" at ")
+                .str(loc.file())
+                .str(":")
+                .num(loc.line() as u64);
+        }
+        if let Some(s) = info.payload().downcast_ref::<&str>() {
+            l.str(": ").str(s);
+        }
+        l.emit();
+        abort();
+    }));
+}

@@ -4,6 +4,7 @@
 
 use crate::memory;
 use crate::runtime::active;
+use crate::signals::critical;
 use crate::sys::{self, Errno};
 use core::ffi::{c_int, c_void};
 
@@ -38,6 +39,7 @@ pub unsafe extern "C" fn mmap(
     off: i64,
 ) -> *mut c_void {
     let r = if active() {
+        let _c = critical();
         memory::map(addr as usize, len, prot, flags, fd, off as u64)
     } else {
         // SAFETY: forwarded contract.
@@ -69,6 +71,7 @@ pub unsafe extern "C" fn mmap64(
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     if active() {
+        let _c = critical();
         to_int(memory::unmap(addr as usize, len))
     } else {
         // SAFETY: forwarded contract.
@@ -93,6 +96,7 @@ pub unsafe extern "C" fn mremap(
         0
     };
     let r = if active() {
+        let _c = critical();
         memory::remap(old as usize, old_len, new_len, flags, new_addr)
     } else {
         // SAFETY: forwarded contract.
@@ -109,6 +113,7 @@ pub unsafe extern "C" fn mremap(
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
     if active() {
+        let _c = critical();
         to_int(memory::protect(addr as usize, len, prot))
     } else {
         // SAFETY: forwarded contract.
@@ -121,6 +126,7 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) ->
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
     if active() {
+        let _c = critical();
         to_int(memory::advise(addr as usize, len, advice))
     } else {
         // SAFETY: forwarded contract.
@@ -149,6 +155,7 @@ pub unsafe extern "C" fn posix_madvise(addr: *mut c_void, len: usize, advice: c_
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
     if active() {
+        let _c = critical();
         to_int(memory::brk::brk(addr as usize))
     } else {
         let now = sys::brk(addr as usize);
@@ -165,6 +172,7 @@ pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sbrk(incr: isize) -> *mut c_void {
     if active() {
+        let _c = critical();
         match memory::brk::sbrk(incr) {
             Ok(p) => p as *mut c_void,
             Err(e) => fail(e, MAP_FAILED),

@@ -62,6 +62,8 @@ pub struct Process {
     pub fail_after_ns: AtomicU64,
     /// True when thread ids can be chosen at resume (pid namespace owned by `zhuque run`).
     pub ids_kept: AtomicBool,
+    /// The "thread ids change" warning was printed by this process.
+    pub ids_warned: AtomicBool,
     /// The metadata written at the start (program, layout): every save starts from it.
     meta: core::sync::atomic::AtomicPtr<Meta>,
     /// Absolute image directory, NUL-free bytes.

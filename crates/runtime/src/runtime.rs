@@ -43,6 +43,7 @@ fn refuse_with(what: &str, detail: &[u8]) -> ! {
 }
 
 fn init() {
+    diag::install_panic_hook();
     let p = process::get();
     let launch = Launch::read();
     let Some(cr) = launch

@@ -36,3 +36,26 @@ pub fn install() {
         crate::diag::fatal("cannot install the runtime's signal handlers");
     }
 }
+
+/// A runtime critical section on an application thread: the stop signal is held back until
+/// it ends, so a failure never stops a thread in the middle of runtime code.
+///
+/// That matters because such code uses volatile resources (scratch allocations, temporary
+/// fds such as `/proc/self/maps`, the pool fd's number) and pairs system calls with
+/// bookkeeping; a thread stopped there would resume holding references into the *old*
+/// process. Critical sections never wait for anything but the memory lock, whose holder is in
+/// a critical section too and finishes without waiting, so a save is only delayed, never
+/// blocked.
+pub struct Critical(sys::SigSet);
+
+pub fn critical() -> Critical {
+    Critical(sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL)).unwrap_or(0))
+}
+
+impl Drop for Critical {
+    fn drop(&mut self) {
+        if self.0 & sys::sig_bit(STOP_SIGNAL) == 0 {
+            let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
+        }
+    }
+}

@@ -189,6 +189,9 @@ unsafe impl GlobalAlloc for VolatileAlloc {
             at
         };
         unlock(mask);
+        if !in_window(p) {
+            crate::diag::fatal("runtime allocator corrupted (block outside the volatile window)");
+        }
         p as *mut u8
     }
 

@@ -70,8 +70,10 @@ pub fn recreate(threads: &[Thread], release: &'static AtomicU32, mut keep_ids: b
 
 /// Said once per process when tids change across this resume.
 pub fn warn_ids_not_kept() {
-    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::Relaxed) {
+    if !crate::process::get()
+        .ids_warned
+        .swap(true, Ordering::Relaxed)
+    {
         crate::diag::say(
             "thread ids change across this resume (no pid namespace owned by zhuque run); \
                           mutexes that record owner tids (error-checking, recursive, robust, PI) held across the failure are unsafe",

@@ -74,6 +74,7 @@ extern "C" fn run(started: usize) -> ! {
 
 /// Asks the coordinator for a failure (from any thread; async-signal-safe).
 pub fn request_failure() {
+    let _c = signals::critical();
     let p = process::get();
     p.failure_pending.store(true, Ordering::Release);
     let tid = p.coordinator_tid.load(Ordering::Acquire);
