@@ -162,7 +162,7 @@ pub fn open_captured(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
 pub fn needs_sync(fd: BorrowedFd) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     fs::fstatfs(fd)
-        .map(|s| s.f_type as i64 != TMPFS_MAGIC)
+        .map(|s| s.f_type != TMPFS_MAGIC)
         .unwrap_or(true)
 }
 

@@ -3,6 +3,7 @@
 //! Layout of the crate, one concern per module:
 //! - [`runtime`]: start-up — inert, fresh start, resume or refusal;
 //! - [`memory`] and [`interpose`]: the persistent address space (`mmap` & co. on the pool);
+//!   [`loader`]: libraries loaded with `dlopen` join it;
 //! - [`allocator`]: `malloc` & co. (mimalloc on pool memory);
 //! - [`threads`]: the coordinator, stopping threads, `main` on a persistent stack;
 //! - [`save`]: what happens at a failure; [`resume`]: rebuilding the saved process;
@@ -30,6 +31,7 @@ pub mod api;
 pub mod diag;
 pub mod image_io;
 pub mod interpose;
+pub mod loader;
 pub mod memory;
 pub mod process;
 pub mod procfs;

@@ -190,10 +190,10 @@ pub fn smaps() -> Vec<(Vma, u64)> {
                     .unwrap_or(0);
                 last.1 = kb * 1024;
             }
-        } else if is_smaps_header(line) {
-            if let Some(v) = parse_line(line) {
-                out.push((v, 0));
-            }
+        } else if is_smaps_header(line)
+            && let Some(v) = parse_line(line)
+        {
+            out.push((v, 0));
         }
     }
     out

@@ -330,10 +330,11 @@ pub fn current_layout(launch: &Launch) -> Layout {
             }
             _ => {}
         }
-        if v.is_file() && !layout.files.iter().any(|f| f.path == v.path()) {
-            if let Some(id) = image_io::file_id(v.path()) {
-                layout.files.push(id);
-            }
+        if v.is_file()
+            && !layout.files.iter().any(|f| f.path == v.path())
+            && let Some(id) = image_io::file_id(v.path())
+        {
+            layout.files.push(id);
         }
     }
     let (size, xcr0) = xsave_facts();

@@ -20,7 +20,7 @@ use table::Piece;
 const PAGE: usize = 4096;
 
 fn page_aligned(v: usize) -> bool {
-    v % PAGE == 0
+    v.is_multiple_of(PAGE)
 }
 
 fn round_up(v: usize) -> Option<usize> {

@@ -47,6 +47,9 @@ pub trait Storage {
     fn slice(&self) -> &[Piece];
     fn slice_mut(&mut self) -> &mut [Piece];
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn set_len(&mut self, n: usize);
     /// Makes room for at least `n` pieces.
     fn reserve(&mut self, n: usize);
@@ -93,7 +96,7 @@ impl<S: Storage> Table<S> {
                 continue;
             };
             f(cut);
-            let left = (p.start < cut.start).then(|| Piece {
+            let left = (p.start < cut.start).then_some(Piece {
                 start: p.start,
                 end: cut.start,
                 off: p.off,

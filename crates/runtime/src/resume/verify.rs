@@ -17,7 +17,7 @@ fn same(a: &FileId, b: &FileId) -> bool {
 }
 
 /// Returns the reason the image cannot be resumed here, if any.
-pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
+pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Box<Line>> {
     for f in meta
         .layout
         .files
@@ -30,14 +30,15 @@ pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
         match image_io::file_id(&f.path) {
             Some(now) if same(&now, f) => {}
             Some(_) => {
-                return Err(Line::new().str("cannot resume: ").push(&f.path).str(" changed since the image was saved (a rebuilt or upgraded file); use --fresh to start over").take());
+                return Err(Line::new().str("cannot resume: ").push(&f.path).str(" changed since the image was saved (a rebuilt or upgraded file); use --fresh to start over").take().into());
             }
             None => {
                 return Err(Line::new()
                     .str("cannot resume: ")
                     .push(&f.path)
                     .str(" no longer exists")
-                    .take());
+                    .take()
+                    .into());
             }
         }
     }
@@ -46,7 +47,8 @@ pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
     if (now.vdso_start, now.vdso_end, now.vdso_hash) != (l.vdso_start, l.vdso_end, l.vdso_hash) {
         return Err(Line::new()
             .str("cannot resume: the kernel's vdso differs (a different kernel booted)")
-            .take());
+            .take()
+            .into());
     }
     if (now.xsave_size, now.xcr0) != (l.xsave_size, l.xcr0) {
         return Err(Line::new()
@@ -55,7 +57,8 @@ pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
             .str(" vs saved ")
             .num(l.xsave_size as u64)
             .str(")")
-            .take());
+            .take()
+            .into());
     }
     if (now.stack_top, now.initial_sp) != (l.stack_top, l.initial_sp) {
         return Err(Line::new()
@@ -64,14 +67,15 @@ pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Line> {
             .str(", saved ")
             .hex(l.stack_top)
             .str(")")
-            .take());
+            .take()
+            .into());
     }
     check_text_layout(meta)
 }
 
 /// Every executable file mapping of the new process (what ld.so loaded) must sit exactly where
 /// the saved process had it.
-fn check_text_layout(meta: &Meta) -> Result<(), Line> {
+fn check_text_layout(meta: &Meta) -> Result<(), Box<Line>> {
     for v in procfs::maps()
         .iter()
         .filter(|v| v.is_file() && v.prot & crate::sys::PROT_EXEC != 0)
@@ -83,7 +87,7 @@ fn check_text_layout(meta: &Meta) -> Result<(), Line> {
         });
         if !matched {
             return Err(Line::new().str("cannot resume: ").push(v.path()).str(" is loaded at ").hex(v.start as u64)
-                .str(" but the saved process had a different layout (different libraries or LD_PRELOAD?)").take());
+                .str(" but the saved process had a different layout (different libraries or LD_PRELOAD?)").take().into());
         }
     }
     Ok(())

@@ -39,18 +39,8 @@ struct StartArgs {
 }
 
 fn real_start_main() -> StartMain {
-    // SAFETY: dlsym with RTLD_NEXT and a valid symbol name.
-    let f = unsafe { libc_dlsym(-1isize as usize, c"__libc_start_main".as_ptr()) };
-    if f == 0 {
-        crate::diag::fatal("cannot find glibc's __libc_start_main");
-    }
-    // SAFETY: glibc's __libc_start_main has this signature on x86-64.
-    unsafe { core::mem::transmute::<usize, StartMain>(f) }
-}
-
-unsafe extern "C" {
-    #[link_name = "dlsym"]
-    fn libc_dlsym(handle: usize, name: *const core::ffi::c_char) -> usize;
+    crate::loader::next::<StartMain>(c"__libc_start_main")
+        .unwrap_or_else(|| crate::diag::fatal("cannot find glibc's __libc_start_main"))
 }
 
 /// Called by the program's `_start`.
@@ -127,7 +117,40 @@ fn map_main_stack() -> usize {
     )
     .unwrap_or_else(|_| crate::diag::fatal("cannot map the main thread's persistent stack"));
     let _ = memory::protect(base, GUARD, 0);
+    MAIN_THREAD.store(sys::get_fs_base() as usize, Ordering::Relaxed);
     MAIN_STACK_LO.store(base + GUARD, Ordering::Relaxed);
     MAIN_STACK_HI.store(base + GUARD + size, Ordering::Relaxed);
     base + GUARD + size
+}
+
+// Persistent: the initial thread's `pthread_t` (its TCB address).
+static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" {
+    fn pthread_attr_setstack(attr: *mut core::ffi::c_void, addr: usize, size: usize) -> i32;
+}
+
+type GetAttr = unsafe extern "C" fn(usize, *mut core::ffi::c_void) -> i32;
+
+/// Reports the main thread's real (pool) stack: glibc would describe the kernel's initial
+/// stack, where `main` no longer runs. Stack-overflow detectors and language runtimes that
+/// bound recursion by stack address rely on this.
+///
+/// # Safety
+/// C `pthread_getattr_np` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn pthread_getattr_np(thread: usize, attr: *mut core::ffi::c_void) -> i32 {
+    let Some(real) = crate::loader::next::<GetAttr>(c"pthread_getattr_np") else {
+        return 38; // ENOSYS
+    };
+    // SAFETY: forwarded contract.
+    let r = unsafe { real(thread, attr) };
+    if r == 0
+        && thread == MAIN_THREAD.load(Ordering::Relaxed)
+        && let Some((lo, hi)) = main_stack()
+    {
+        // SAFETY: attr was just initialised by glibc.
+        unsafe { pthread_attr_setstack(attr, lo, hi - lo) };
+    }
+    r
 }

@@ -52,7 +52,10 @@ pub fn stopped_counter() -> &'static AtomicU32 {
 }
 
 /// The stop signal's handler (`SA_SIGINFO | SA_RESTART`, every signal blocked while it runs).
-pub extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::ffi::c_void) {
+///
+/// # Safety
+/// Called by the kernel only, with a valid siginfo and ucontext.
+pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::ffi::c_void) {
     // SAFETY: the kernel passes a valid siginfo.
     let info = unsafe { &*info };
     if info.code != sys::SI_QUEUE || info.pid != sys::getpid() || info.value == 0 {
