@@ -195,3 +195,9 @@ pub fn fstat_id(fd: BorrowedFd) -> (u64, u64) {
         .map(|s| (s.st_dev, s.st_ino))
         .unwrap_or((0, 0))
 }
+
+/// Changes the working directory.
+pub fn chdir(dir: &[u8]) -> Result<(), Errno> {
+    let p = cstr(dir);
+    rustix::process::chdir(as_cstr(&p))
+}

@@ -6,6 +6,7 @@
 //!   [`loader`]: libraries loaded with `dlopen` join it;
 //! - [`allocator`]: `malloc` & co. (mimalloc on pool memory);
 //! - [`threads`]: the coordinator, stopping threads, `main` on a persistent stack;
+//! - [`os`]: kernel state outside memory (cwd, umask, fds, signals...);
 //! - [`save`]: what happens at a failure; [`resume`]: rebuilding the saved process;
 //! - [`image_io`]: the image directory; the format itself is the `zhuque-image` crate;
 //! - [`api`]: the C API of `zhuque.h`;
@@ -33,6 +34,7 @@ pub mod image_io;
 pub mod interpose;
 pub mod loader;
 pub mod memory;
+pub mod os;
 pub mod process;
 pub mod procfs;
 pub mod resume;

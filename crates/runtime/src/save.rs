@@ -33,6 +33,7 @@ pub fn save_and_exit() -> ! {
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
     meta.threads = threads;
+    crate::os::save(&mut meta);
     let _ = leader_alive;
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured);

@@ -94,6 +94,7 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     // From here on, memory is the saved process's.
     p.set_mode(process::Mode::Active);
+    crate::os::restore(meta);
     crate::signals::install();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     if let Err(e) = image_io::write_meta(dir, p.meta(), p.mem_needs_sync.load(Ordering::Relaxed)) {
