@@ -9,7 +9,7 @@
 //! - [`os`]: kernel state outside memory (cwd, umask, fds, signals...);
 //! - [`save`]: what happens at a failure; [`resume`]: rebuilding the saved process;
 //! - [`image_io`]: the image directory; the format itself is the `zhuque-image` crate;
-//! - [`api`]: the C API of `zhuque.h`;
+//! - [`api`]: the C API of `zhuque.h`; [`fork`]: `fork` is refused (see why there);
 //! - [`process`], [`vmem`]: per-process volatile state, at a fixed address outside the
 //!   persistent address space; [`sys`], [`procfs`], [`diag`]: raw system calls, `/proc`, and
 //!   one-line diagnostics.
@@ -30,6 +30,7 @@
 pub mod allocator;
 pub mod api;
 pub mod diag;
+pub mod fork;
 pub mod image_io;
 pub mod interpose;
 pub mod loader;
