@@ -288,6 +288,7 @@ fn fresh_start(program: Program, launch: Launch) {
         state: Some(State::Running),
         created_unix_ns: process::unix_ns(),
         pid: sys::getpid(),
+        namespaced: in_zhuque_namespace(),
         program,
         layout: current_layout(&launch),
         ..Meta::default()
@@ -305,6 +306,13 @@ fn fresh_start(program: Program, launch: Launch) {
     p.set_launch(launch);
     crate::signals::install();
     p.set_mode(Mode::Active);
+}
+
+/// Whether this process runs in a pid namespace of `zhuque run` (its pid 1 is the zhuque init),
+/// where thread ids can be kept across a resume.
+pub fn in_zhuque_namespace() -> bool {
+    procfs::read(b"/proc/1/comm\0")
+        .is_ok_and(|c| c.strip_suffix(b"\n").unwrap_or(&c) == b"zhuque-init")
 }
 
 /// Facts about this machine and address space that a resume must find identical.
@@ -392,6 +400,8 @@ fn thread_count() -> usize {
 
 /// Marks the image FINISHED with the program's exit status (it ran to completion).
 pub fn mark_finished(status: i32) {
+    // Writes the image with volatile fds: a failure must not stop this thread halfway.
+    let _c = crate::signals::critical();
     let p = process::get();
     if p.mode() != Mode::Active || sys::getpid() != p.pid.load(Ordering::Relaxed) {
         return; // a forked child exiting: not the image's process
