@@ -46,6 +46,7 @@ pub unsafe extern "C" fn fork() -> c_int {
 /// # Safety
 /// C `_Fork` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
+#[allow(non_snake_case)] // glibc's name
 pub unsafe extern "C" fn _Fork() -> c_int {
     if active() {
         refuse()
