@@ -305,6 +305,9 @@ fn fresh_start(program: Program, launch: Launch) {
     p.set_meta(meta);
     p.set_launch(launch);
     crate::signals::install();
+    // `zhuque run` starts programs with SIGPWR blocked (so an early one cannot kill them); now
+    // that the handler exists, a pending one is delivered and becomes the requested failure.
+    let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL));
     p.set_mode(Mode::Active);
 }
 

@@ -208,7 +208,12 @@ fn exec_child(
         }
         // Rust ignores SIGPIPE in its own processes; programs expect the default.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+        // SIGPWR stays blocked across execve: one arriving while ld.so loads the program would
+        // otherwise kill it before the runtime's handler exists. The runtime unblocks it once
+        // its handler is installed, and a pending one becomes the requested failure.
+        let mut program_mask = *mask;
+        libc::sigaddset(&mut program_mask, libc::SIGPWR);
+        libc::sigprocmask(libc::SIG_SETMASK, &program_mask, std::ptr::null_mut());
         libc::execve(prep.exe.as_ptr(), argv.as_ptr(), env.as_ptr());
         (Stage::Exec, errno())
     }
