@@ -11,6 +11,7 @@
 
 mod codec;
 mod meta;
+pub mod os;
 
 pub use codec::{Reader, Writer};
 pub use meta::*;
