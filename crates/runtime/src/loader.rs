@@ -42,6 +42,8 @@ fn load_then_convert(load: impl FnOnce() -> *mut c_void) -> *mut c_void {
     let _ = convert::convert_where(|v, anon| {
         convert::needs_pool(v, anon) && !before.iter().any(|(s, e)| *s == v.start && *e == v.end)
     });
+    // Runtime allocations are freed inside the critical section too (see vmem::lock).
+    drop(before);
     handle
 }
 

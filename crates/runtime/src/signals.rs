@@ -48,6 +48,21 @@ pub fn install() {
 /// blocked.
 pub struct Critical(sys::SigSet);
 
+/// True when the calling thread is a program thread that a failure could stop right now (the
+/// coordinator exists and is not the caller, and the stop signal is not held back; during
+/// start-up and resume there is no coordinator yet). For debug assertions: a system call.
+pub fn stoppable_program_thread() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    let p = crate::process::get();
+    let coordinator = p.coordinator_tid.load(Relaxed);
+    if p.mode() != crate::process::Mode::Active || coordinator == 0 || coordinator == sys::gettid()
+    {
+        return false;
+    }
+    let mask = sys::sigprocmask(sys::SIG_BLOCK, 0).unwrap_or(!0);
+    mask & sys::sig_bit(STOP_SIGNAL) == 0
+}
+
 pub fn critical() -> Critical {
     Critical(sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL)).unwrap_or(0))
 }

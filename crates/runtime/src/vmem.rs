@@ -129,12 +129,17 @@ pub const fn round_up(v: usize, to: usize) -> usize {
     (v + to - 1) & !(to - 1)
 }
 
-/// Takes the allocator lock with the stop signal blocked: an application thread that a failure
-/// stopped while holding it would otherwise deadlock the coordinator's save, which allocates.
-/// Returns the previous signal mask for [`unlock`].
-fn lock() -> sys::SigSet {
-    let old =
-        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::STOP_SIGNAL)).unwrap_or(0);
+/// Takes the allocator lock.
+///
+/// A program thread that a failure stopped while holding it would deadlock the coordinator's
+/// save, which allocates. Runtime code on program threads therefore allocates only inside a
+/// critical section (`signals::critical`, which holds the stop signal back); the coordinator
+/// and the start-up/resume code cannot be stopped. Checked in debug builds.
+fn lock() {
+    debug_assert!(
+        !crate::signals::stoppable_program_thread(),
+        "runtime allocation on a program thread outside a critical section"
+    );
     let h = header();
     while h
         .lock
@@ -143,12 +148,10 @@ fn lock() -> sys::SigSet {
     {
         core::hint::spin_loop();
     }
-    old
 }
 
-fn unlock(mask: sys::SigSet) {
+fn unlock() {
     header().lock.store(false, Ordering::Release);
-    let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
 }
 
 fn class_of(size: usize, align: usize) -> Option<usize> {
@@ -171,7 +174,7 @@ unsafe impl GlobalAlloc for VolatileAlloc {
             return map(layout.size() + PAGE.max(layout.align())) as *mut u8;
         };
         let size = 1usize << (class + MIN_SHIFT);
-        let mask = lock();
+        lock();
         let h = header();
         let p = if h.free[class] != 0 {
             let p = h.free[class];
@@ -188,7 +191,7 @@ unsafe impl GlobalAlloc for VolatileAlloc {
             h.slab_cur = at + size;
             at
         };
-        unlock(mask);
+        unlock();
         if !in_window(p) {
             crate::diag::fatal("runtime allocator corrupted (block outside the volatile window)");
         }
@@ -200,12 +203,12 @@ unsafe impl GlobalAlloc for VolatileAlloc {
             unmap(ptr as usize, layout.size() + PAGE.max(layout.align()));
             return;
         };
-        let mask = lock();
+        lock();
         let h = header();
         // SAFETY: the block is at least 16 bytes and no longer in use.
         unsafe { *(ptr as *mut usize) = h.free[class] };
         h.free[class] = ptr as usize;
-        unlock(mask);
+        unlock();
     }
 }
 

@@ -57,11 +57,12 @@ fn set(new: usize) -> Result<(), Errno> {
             start: cur_top,
             end: new_top,
             off,
+            prot: sys::PROT_READ | sys::PROT_WRITE,
         });
     } else if new_top < cur_top {
         // SAFETY: the pages above the new break belong to the break and are given up.
         unsafe { sys::munmap(new_top, cur_top - new_top)? };
-        table::get().remove(new_top, cur_top, |p| pool::punch(p.off, p.len() as u64));
+        table::get().remove(new_top, cur_top, |p| pool::release(p.off, p.len() as u64));
     }
     CURRENT.store(new, Ordering::Relaxed);
     Ok(())

@@ -48,6 +48,7 @@ pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, E
             start: v.start,
             end: v.end,
             off,
+            prot: v.prot,
         });
     }
     for p in &pieces {

@@ -77,12 +77,13 @@ pub fn map(
     let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
     let mut t = table::get();
     if flags & sys::MAP_FIXED != 0 {
-        t.remove(at, at + len, |p| pool::punch(p.off, p.len() as u64));
+        t.remove(at, at + len, |p| pool::release(p.off, p.len() as u64));
     }
     t.insert(Piece {
         start: at,
         end: at + len,
         off: pool_off,
+        prot,
     });
     if flags & sys::MAP_ANONYMOUS == 0 {
         // A private file mapping starts with the file's contents.
@@ -136,7 +137,7 @@ fn map_outside_pool(
     // SAFETY: MAP_FIXED replacement is what the caller asked for.
     let at = unsafe { sys::mmap(addr, len, prot, flags, fd, off)? };
     let end = at + round_up(len).unwrap_or(len);
-    table::get().remove(at, end, |p| pool::punch(p.off, p.len() as u64));
+    table::get().remove(at, end, |p| pool::release(p.off, p.len() as u64));
     Ok(at)
 }
 
@@ -146,7 +147,7 @@ pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
     // SAFETY: unmapping is what the caller asked for.
     unsafe { sys::munmap(addr, len)? };
     let end = addr + round_up(len).ok_or(Errno::EINVAL)?;
-    table::get().remove(addr, end, |p| pool::punch(p.off, p.len() as u64));
+    table::get().remove(addr, end, |p| pool::release(p.off, p.len() as u64));
     Ok(())
 }
 
@@ -198,23 +199,29 @@ pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
 /// first (a private file mapping that was mapped read-only, or memory created behind our
 /// back), so its future contents are persistent.
 pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
-    if prot & sys::PROT_WRITE != 0 && page_aligned(addr) && len > 0 {
-        let end = addr.saturating_add(round_up(len).unwrap_or(len));
-        let _g = lock::lock();
-        if table::get().covered(addr, end) < end - addr {
-            // Rare path (the common case is memory that is already pooled).
-            let _ = convert::convert_where(|v, _| {
-                v.start < end
-                    && v.end > addr
-                    && !v.shared
-                    && !v.is_special()
-                    && v.name != b"[stack]"
-                    && !crate::vmem::in_window(v.start)
-            });
-        }
+    let end = addr.saturating_add(round_up(len).unwrap_or(len));
+    let _g = lock::lock();
+    if prot & sys::PROT_WRITE != 0
+        && page_aligned(addr)
+        && len > 0
+        && table::get().covered(addr, end) < end - addr
+    {
+        // Rare path (the common case is memory that is already pooled).
+        let _ = convert::convert_where(|v, _| {
+            v.start < end
+                && v.end > addr
+                && !v.shared
+                && !v.is_special()
+                && v.name != b"[stack]"
+                && !crate::vmem::in_window(v.start)
+        });
     }
     // SAFETY: forwarded unchanged.
-    unsafe { sys::mprotect(addr, len, prot) }
+    unsafe { sys::mprotect(addr, len, prot)? };
+    if page_aligned(addr) {
+        table::get().set_prot(addr, end, prot);
+    }
+    Ok(())
 }
 
 /// `mremap` on pool memory. The kernel can move a pool mapping (it keeps its file offsets) but
@@ -241,7 +248,7 @@ pub fn remap(
         // SAFETY: forwarded unchanged.
         let at = unsafe { sys::mremap(old, old_len, new_len, flags, new_addr)? };
         if flags & sys::MREMAP_FIXED != 0 {
-            table::get().remove(at, at + new_len_r, |p| pool::punch(p.off, p.len() as u64));
+            table::get().remove(at, at + new_len_r, |p| pool::release(p.off, p.len() as u64));
         }
         return Ok(at);
     }
@@ -262,7 +269,7 @@ pub fn remap(
             // SAFETY: the tail is ours to drop, as the caller asked.
             unsafe { sys::munmap(old + new_len_r, old_len_r - new_len_r)? };
             table::get().remove(old + new_len_r, old + old_len_r, |p| {
-                pool::punch(p.off, p.len() as u64)
+                pool::release(p.off, p.len() as u64)
             });
         }
         return Ok(old);
@@ -288,6 +295,7 @@ pub fn remap(
                 start: old + old_len_r,
                 end: old + new_len_r,
                 off,
+                prot: tail_prot,
             });
             return Ok(old);
         }
@@ -318,7 +326,7 @@ fn move_pool_range(
                 return Err(Errno::EINVAL);
             }
             // MREMAP_FIXED replaces whatever is at the destination.
-            table::get().remove(d, d + new_len, |p| pool::punch(p.off, p.len() as u64));
+            table::get().remove(d, d + new_len, |p| pool::release(p.off, p.len() as u64));
             // SAFETY: the caller asked for the destination to be replaced.
             unsafe {
                 sys::mmap(
@@ -344,23 +352,24 @@ fn move_pool_range(
         },
     };
     let keep = old_len.min(new_len);
-    // Move each kernel mapping (pieces with different offsets or protections are separate).
-    for v in procfs::maps()
-        .iter()
-        .filter(|v| v.end > old && v.start < old + keep)
-    {
-        let s = v.start.max(old);
-        let e = v.end.min(old + keep);
+    // Move each piece: a piece is one kernel mapping (same offsets run, same protection),
+    // unless something the table does not track split it; then move the kernel's mappings.
+    for p in table::get().pieces(old, old + keep) {
+        let to = dest + (p.start - old);
         // SAFETY: moves our own pool mapping onto our own reservation.
-        unsafe {
+        match unsafe {
             sys::mremap(
-                s,
-                e - s,
-                e - s,
+                p.start,
+                p.len(),
+                p.len(),
                 sys::MREMAP_MAYMOVE | sys::MREMAP_FIXED,
-                dest + (s - old),
-            )?
-        };
+                to,
+            )
+        } {
+            Ok(_) => {}
+            Err(Errno::EFAULT) => move_kernel_mappings(p.start, p.end, to)?,
+            Err(e) => return Err(e),
+        }
     }
     let mut t = table::get();
     let mut moved = Vec::new();
@@ -369,7 +378,7 @@ fn move_pool_range(
         t.insert(Piece {
             start: dest + (p.start - old),
             end: dest + (p.end - old),
-            off: p.off,
+            ..p
         });
     }
     if new_len > old_len {
@@ -381,24 +390,43 @@ fn move_pool_range(
             start: dest + old_len,
             end: dest + new_len,
             off,
+            prot: tail_prot,
         });
     } else if old_len > new_len {
         // SAFETY: the caller shrank the mapping; the rest goes away.
         unsafe { sys::munmap(old + new_len, old_len - new_len)? };
         t.remove(old + new_len, old + old_len, |p| {
-            pool::punch(p.off, p.len() as u64)
+            pool::release(p.off, p.len() as u64)
         });
     }
     Ok(dest)
 }
 
-/// Protection of the mapping containing `addr`.
+/// Moves `[start, end)` to `to`, one kernel mapping at a time (as `/proc/self/maps` lists them).
+fn move_kernel_mappings(start: usize, end: usize, to: usize) -> Result<(), Errno> {
+    for v in procfs::maps()
+        .iter()
+        .filter(|v| v.end > start && v.start < end)
+    {
+        let s = v.start.max(start);
+        let e = v.end.min(end);
+        // SAFETY: moves our own pool mapping onto our own reservation.
+        unsafe {
+            sys::mremap(
+                s,
+                e - s,
+                e - s,
+                sys::MREMAP_MAYMOVE | sys::MREMAP_FIXED,
+                to + (s - start),
+            )?
+        };
+    }
+    Ok(())
+}
+
+/// Protection of the pool mapping containing `addr`.
 fn prot_at(addr: usize) -> Result<i32, Errno> {
-    procfs::maps()
-        .into_iter()
-        .find(|v| v.start <= addr && addr < v.end)
-        .map(|v| v.prot)
-        .ok_or(Errno::EFAULT)
+    table::get().prot_at(addr).ok_or(Errno::EFAULT)
 }
 
 /// Forgets all pool bookkeeping (fresh start).

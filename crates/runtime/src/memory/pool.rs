@@ -27,6 +27,8 @@ pub fn end() -> u64 {
 pub fn reset() {
     POOL_END.store(0, Ordering::Relaxed);
     FILE_SIZE.store(0, Ordering::Relaxed);
+    PENDING_LEN.store(0, Ordering::Relaxed);
+    PENDING_BYTES.store(0, Ordering::Relaxed);
 }
 
 /// Reserves `len` bytes (page multiple) of the pool file. Callers hold the memory lock (or run
@@ -47,11 +49,66 @@ pub fn alloc(len: u64) -> Result<u64, Errno> {
     Ok(off)
 }
 
-/// Returns a range's storage to the filesystem; it reads back as zeros.
+/// Returns a range's storage to the filesystem now; it reads back as zeros. For storage that
+/// is still mapped (`madvise(DONTNEED)` must read zeros at once).
 pub fn punch(off: u64, len: u64) {
     if len > 0 {
         let _ = sys::punch_hole(process::get().mem_fd(), off, len);
     }
+}
+
+/// Storage of unmapped ranges waiting to be punched out, merged when contiguous. Offsets are
+/// never reused, so freeing them late is only a matter of memory, and batching saves a
+/// `fallocate` per `munmap` (most unmapped ranges were allocated one after the other).
+/// Persistent like the rest of the pool bookkeeping; guarded by the memory lock.
+static mut PENDING: [(u64, u64); 32] = [(0, 0); 32];
+static PENDING_LEN: AtomicU64 = AtomicU64::new(0);
+static PENDING_BYTES: AtomicU64 = AtomicU64::new(0);
+const PENDING_MAX_BYTES: u64 = 4 << 20;
+
+/// Frees the storage of a range that is no longer mapped, soon. Callers hold the memory lock.
+pub fn release(off: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: PENDING is only touched under the memory lock, which the caller holds.
+    let pending = unsafe { &mut *core::ptr::addr_of_mut!(PENDING) };
+    let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
+    let merged = pending[..n].iter_mut().any(|(o, l)| {
+        if *o + *l == off {
+            *l += len;
+            true
+        } else if off + len == *o {
+            *o = off;
+            *l += len;
+            true
+        } else {
+            false
+        }
+    });
+    if !merged {
+        if n == pending.len() {
+            flush_released();
+            return release(off, len);
+        }
+        pending[n] = (off, len);
+        PENDING_LEN.store(n as u64 + 1, Ordering::Relaxed);
+    }
+    if PENDING_BYTES.fetch_add(len, Ordering::Relaxed) + len >= PENDING_MAX_BYTES {
+        flush_released();
+    }
+}
+
+/// Punches out every pending range. Callers hold the memory lock.
+pub fn flush_released() {
+    // SAFETY: as in `release`.
+    let pending = unsafe { &mut *core::ptr::addr_of_mut!(PENDING) };
+    let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
+    for (off, len) in &pending[..n] {
+        punch(*off, *len);
+    }
+    PENDING_LEN.store(0, Ordering::Relaxed);
+    PENDING_BYTES.store(0, Ordering::Relaxed);
 }
 
 /// Maps `len` bytes of the pool at `off`. `flags` may add `MAP_FIXED`, `MAP_FIXED_NOREPLACE`

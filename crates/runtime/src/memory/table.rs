@@ -4,6 +4,8 @@
 //! that must know, without reading `/proc`, whether a range belongs to the pool and where its
 //! storage is: `munmap` and `madvise(DONTNEED)` punch the storage out, `mremap` moves it.
 //! It is a sorted array of disjoint pieces in persistent memory, guarded by the memory lock.
+//! Pieces also carry their protection (kept current by `mprotect`), so a piece is exactly one
+//! kernel mapping and `mremap` can move and grow mappings without reading `/proc`.
 //! A thread stopped by a failure between a system call and the matching table update simply
 //! finishes the update after the resume, because the table is restored with memory.
 
@@ -11,13 +13,15 @@ use super::pool;
 use crate::sys;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// A pool-backed address range `[start, end)` whose first byte is at pool offset `off`.
+/// A pool-backed address range `[start, end)` whose first byte is at pool offset `off`,
+/// mapped with protection `prot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Piece {
     pub start: usize,
     pub end: usize,
     pub off: u64,
+    pub prot: i32,
 }
 
 impl Piece {
@@ -37,7 +41,14 @@ impl Piece {
             start: s,
             end: e,
             off: self.off + (s - self.start) as u64,
+            prot: self.prot,
         })
+    }
+
+    /// Whether `next` continues this piece in address, storage and protection (then the kernel
+    /// merges the two mappings, and so does the table).
+    fn continued_by(&self, next: &Piece) -> bool {
+        self.end == next.start && self.off + self.len() as u64 == next.off && self.prot == next.prot
     }
 }
 
@@ -96,16 +107,8 @@ impl<S: Storage> Table<S> {
                 continue;
             };
             f(cut);
-            let left = (p.start < cut.start).then_some(Piece {
-                start: p.start,
-                end: cut.start,
-                off: p.off,
-            });
-            let right = (cut.end < p.end).then(|| Piece {
-                start: cut.end,
-                end: p.end,
-                off: p.off + (cut.end - p.start) as u64,
-            });
+            let left = p.clip(p.start, cut.start);
+            let right = p.clip(cut.end, p.end);
             match (left, right) {
                 (Some(l), Some(r)) => {
                     self.0.slice_mut()[i] = l;
@@ -131,10 +134,10 @@ impl<S: Storage> Table<S> {
             return;
         }
         let i = self.first_ending_after(p.start);
-        // Merge with neighbours that continue it both in address and in pool offset.
+        // Merge with neighbours that continue it in address, pool offset and protection.
         if i > 0 {
             let prev = self.0.slice()[i - 1];
-            if prev.end == p.start && prev.off + prev.len() as u64 == p.off {
+            if prev.continued_by(&p) {
                 self.0.slice_mut()[i - 1].end = p.end;
                 self.merge_next(i - 1);
                 return;
@@ -144,10 +147,33 @@ impl<S: Storage> Table<S> {
         self.merge_next(i);
     }
 
+    /// Records that `[start, end)` now has protection `prot` (after a successful `mprotect`).
+    pub fn set_prot(&mut self, start: usize, end: usize, prot: i32) {
+        let mut changed = Vec::new();
+        self.remove(start, end, |p| changed.push(p));
+        for p in changed {
+            self.insert(Piece { prot, ..p });
+        }
+    }
+
+    /// Protection of the pool mapping containing `addr`, if any.
+    pub fn prot_at(&self, addr: usize) -> Option<i32> {
+        let s = self.0.slice();
+        let i = self.first_ending_after(addr);
+        (i < s.len() && s[i].start <= addr).then(|| s[i].prot)
+    }
+
+    /// The pieces overlapping `[start, end)`, clipped to it.
+    pub fn pieces(&self, start: usize, end: usize) -> Vec<Piece> {
+        let mut v = Vec::new();
+        self.for_each_overlap(start, end, |p| v.push(p));
+        v
+    }
+
     fn merge_next(&mut self, i: usize) {
         if i + 1 < self.0.len() {
             let (a, b) = (self.0.slice()[i], self.0.slice()[i + 1]);
-            if a.end == b.start && a.off + a.len() as u64 == b.off {
+            if a.continued_by(&b) {
                 self.0.slice_mut()[i].end = b.end;
                 self.remove_at(i + 1);
             }
@@ -234,7 +260,7 @@ impl Storage for PoolStorage {
             let old_bytes = crate::vmem::round_up(cap * core::mem::size_of::<Piece>(), 4096);
             // SAFETY: the old storage is no longer referenced.
             let _ = unsafe { sys::munmap(old, old_bytes) };
-            pool::punch(old_off as u64, old_bytes as u64);
+            pool::release(old_off as u64, old_bytes as u64);
         }
     }
 }
@@ -274,6 +300,7 @@ mod tests {
                     start: 0,
                     end: 0,
                     off: 0,
+                    prot: 0,
                 },
             );
         }
@@ -281,7 +308,35 @@ mod tests {
     }
 
     fn p(start: usize, end: usize, off: u64) -> Piece {
-        Piece { start, end, off }
+        Piece {
+            start,
+            end,
+            off,
+            prot: 3,
+        }
+    }
+
+    #[test]
+    fn protection_splits_and_merges_pieces() {
+        let mut t = Table(VecStorage(vec![]));
+        t.insert(p(0x1000, 0x5000, 0));
+        t.set_prot(0x2000, 0x3000, 1);
+        assert_eq!(
+            t.0.0,
+            vec![
+                p(0x1000, 0x2000, 0),
+                Piece {
+                    prot: 1,
+                    ..p(0x2000, 0x3000, 0x1000)
+                },
+                p(0x3000, 0x5000, 0x2000)
+            ]
+        );
+        assert_eq!(t.prot_at(0x2fff), Some(1));
+        assert_eq!(t.prot_at(0x3000), Some(3));
+        assert_eq!(t.prot_at(0x5000), None);
+        t.set_prot(0x1000, 0x5000, 3);
+        assert_eq!(t.0.0, vec![p(0x1000, 0x5000, 0)]);
     }
 
     #[test]

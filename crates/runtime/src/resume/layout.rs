@@ -162,6 +162,7 @@ unsafe fn restore_captured(r: &Region, fd: i32, offset: u64) -> Result<(), Errno
             start,
             end: start + len,
             off,
+            prot: r.prot as i32,
         });
     }
     Ok(())
