@@ -73,7 +73,9 @@ pub struct OpenFile {
 pub enum FileKind {
     /// The same description as the launch's standard stream `fd` (0, 1 or 2): comes back as a
     /// duplicate of the resuming launch's.
-    Stdio { fd: i32 },
+    Stdio {
+        fd: i32,
+    },
     /// Reopened by path: regular files, directories, devices, `O_PATH` fds.
     Path {
         path: Vec<u8>,
@@ -97,16 +99,29 @@ pub enum FileKind {
         copy: Vec<u8>,
     },
     /// One end (or both, `O_RDWR`) of a pipe or FIFO: index into [`FdTable::pipes`].
-    Pipe { pipe: u32 },
+    Pipe {
+        pipe: u32,
+    },
     Socket(Socket),
-    Epoll { entries: Vec<EpollEntry> },
-    EventFd { count: u64, semaphore: bool },
+    Epoll {
+        entries: Vec<EpollEntry>,
+    },
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
     TimerFd(TimerFd),
-    SignalFd { mask: u64 },
-    Inotify { watches: Vec<InotifyWatch> },
+    SignalFd {
+        mask: u64,
+    },
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
     /// Something zhuque cannot recreate, described by its `/proc/self/fd` link text; it comes
     /// back as an fd that fails every operation with `EBADF`, and the resume says so.
-    Unsupported { what: Vec<u8> },
+    Unsupported {
+        what: Vec<u8>,
+    },
 }
 
 /// A pipe, or a FIFO (`fifo` is its path).
@@ -142,15 +157,23 @@ pub enum SockState {
     /// Neither listening nor connected (possibly bound).
     #[default]
     Unconnected,
-    Listening { backlog: u32 },
+    Listening {
+        backlog: u32,
+    },
     /// Connected to another socket of this process (a socketpair): the other end's index in
     /// [`FdTable::files`].
-    Pair { peer: u32 },
+    Pair {
+        peer: u32,
+    },
     /// A stream connection to the outside world: it comes back as a socket that reports the
     /// connection reset (TCP) or closed (Unix), as a dead peer would.
-    Outside { peer: Vec<u8> },
+    Outside {
+        peer: Vec<u8>,
+    },
     /// A datagram socket with a default destination (`connect`): reconnected to `peer`.
-    Datagram { peer: Vec<u8> },
+    Datagram {
+        peer: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

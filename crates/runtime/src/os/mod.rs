@@ -1,19 +1,59 @@
 //! OS state: what the kernel holds for the process outside its memory, saved by the
 //! coordinator at a failure and recreated by a resume before any program thread runs.
 //!
-//! Each kind of kernel object has its own module with one save/restore pair. The records are
-//! part of the image format (`zhuque_image`), so `zhuque inspect` can show them.
+//! Each kind of kernel object has its own module with one save/restore pair; the records are
+//! part of the image format (`zhuque_image::os`), so `zhuque inspect` can show them.
+//!
+//! | module | what comes back |
+//! |---|---|
+//! | `process_state` | working directory, umask |
+//! | `rlimits` | every resource limit |
+//! | `fds` | every fd (files, pipes, sockets, epoll, eventfd, timerfd, signalfd, inotify, memfd) |
+//! | `signals` | every signal disposition (the runtime's two signals stay the runtime's) |
+//! | `timers` | `setitimer`/`alarm`, POSIX timers |
+//! | `pending` | signals pending at the failure |
+//!
+//! Order at a resume: limits first (`RLIMIT_NOFILE` bounds the fd numbers), then the working
+//! directory, fds, dispositions, interval timers, and the process's pending signals; POSIX
+//! timers and thread-directed signals wait until the threads exist ([`restore_after_threads`]).
 
+pub mod fds;
+mod image_files;
+mod next;
+mod pending;
 mod process_state;
+mod rlimits;
+pub mod signals;
+pub mod sys;
+mod timers;
 
 use zhuque_image::Meta;
 
-/// Records the OS state into `meta` (coordinator, every program thread stopped).
+/// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
+/// carrying the new generation and the stopped threads).
 pub fn save(meta: &mut Meta) {
     process_state::save(meta);
+    rlimits::save(meta);
+    signals::save(meta);
+    timers::save(meta);
+    pending::save(meta);
+    let mut files = image_files::ImageFiles::for_save(meta.generation);
+    fds::save(meta, &mut files);
+    files.clean();
 }
 
-/// Recreates the OS state from `meta` (resume, after memory is back, before threads run).
+/// Recreates the OS state from `meta` (resume, after memory is back, before threads exist).
 pub fn restore(meta: &Meta) {
+    rlimits::restore(meta);
     process_state::restore(meta);
+    fds::restore(meta);
+    signals::restore(meta);
+    timers::restore_itimers(meta);
+    pending::restore_process(meta);
+}
+
+/// What needs the program's threads to exist (resume, threads created and still held).
+pub fn restore_after_threads(meta: &Meta) {
+    timers::restore_posix(meta);
+    pending::restore_threads(meta);
 }

@@ -1,9 +1,8 @@
 //! Process-wide attributes: the working directory and the file mode creation mask.
 
 use crate::image_io;
+use zhuque_image::os::TAG_PROCESS as TAG;
 use zhuque_image::{Meta, Reader, Writer};
-
-const TAG: u32 = 0x100;
 
 pub fn save(meta: &mut Meta) {
     let cwd = rustix::process::getcwd(Vec::new())

@@ -114,6 +114,7 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     let kept = threads::recreate(&meta.threads, release, keep_ids);
     p.ids_kept.store(kept, Ordering::Relaxed);
+    crate::os::restore_after_threads(meta);
     let leader = meta.threads.iter().find(|t| t.leader);
     if let Some(l) = leader {
         threads::adopt_leader(l);

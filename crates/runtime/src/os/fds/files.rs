@@ -1,0 +1,289 @@
+//! Files reached by path (regular files, directories, devices, `O_PATH` fds) and files only
+//! the fd still reaches (unlinked while open, `O_TMPFILE`, memfds).
+//!
+//! A file reached by path is reopened by that path with its flags and offset; if the path now
+//! leads to a different file (or nowhere), the fd fails with `EBADF` rather than silently
+//! writing to the wrong file. An unlinked file's contents are copied into the image at every
+//! save (the kernel frees an unlinked file with its last fd; a hard link would need the same
+//! filesystem and, for anything but `O_TMPFILE`, is refused by the kernel); the resume makes
+//! a new unlinked file with those contents in the same directory (`O_TMPFILE`). A memfd comes
+//! back as a memfd of the same name, contents and seals.
+
+use super::super::image_files;
+use super::super::sys::{self as osys};
+use super::{Desc, Restorer, SaveCtx, procfd};
+use zhuque_image::os::FileKind;
+
+const DELETED: &[u8] = b" (deleted)";
+
+fn cstr(p: &[u8]) -> Vec<u8> {
+    let mut v = p.to_vec();
+    v.push(0);
+    v
+}
+
+fn stat_path(p: &[u8]) -> Option<(u64, u64)> {
+    let c = cstr(p);
+    let c = core::ffi::CStr::from_bytes_with_nul(&c).ok()?;
+    let st = rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::empty()).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// Whether the fd's path still leads to its file.
+pub fn reachable(d: &Desc) -> bool {
+    stat_path(&d.link) == Some((d.st.dev, d.st.ino))
+}
+
+fn offset(fd: i32) -> u64 {
+    osys::lseek(fd, 0, osys::SEEK_CUR).unwrap_or(0)
+}
+
+pub fn save_path(d: &Desc) -> FileKind {
+    FileKind::Path {
+        path: d.link.clone(),
+        dev: d.st.dev,
+        ino: d.st.ino,
+        mode: d.st.mode,
+        offset: if d.flags & osys::O_PATH != 0 {
+            0
+        } else {
+            offset(d.fd)
+        },
+    }
+}
+
+/// Copies the contents of an fd-only file into the image.
+pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
+    let d = &ctx.descs[i];
+    let memfd = d.link.starts_with(b"/memfd:");
+    let path = d.link.strip_suffix(DELETED).unwrap_or(&d.link);
+    let path = if memfd {
+        path[b"/memfd:".len()..].to_vec()
+    } else {
+        path.to_vec()
+    };
+    let seals = if memfd {
+        osys::fcntl(d.fd, osys::F_GET_SEALS, 0).unwrap_or(osys::F_SEAL_SEAL as usize) as u32
+    } else {
+        0
+    };
+    // Read through a new read-only description: the program's may be write-only.
+    let src = osys::openat(
+        osys::AT_FDCWD,
+        &procfd::path(d.fd),
+        osys::O_RDONLY | osys::O_CLOEXEC,
+        0,
+    );
+    let size = d.st.size.max(0) as u64;
+    let copied = src.and_then(|src| {
+        let r = ctx.files.create().and_then(|(dst, name)| {
+            let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
+            r.map(|_| name)
+        });
+        let _ = osys::close(src);
+        r
+    });
+    let copy = match copied {
+        Ok(name) => name,
+        Err(e) => {
+            crate::diag::Line::new()
+                .str("the save failed: cannot copy the contents of fd ")
+                .num(d.fd as u64)
+                .str(" (")
+                .push(&d.link)
+                .str(") into the image: errno ")
+                .num(e.0 as u64)
+                .emit();
+            crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
+        }
+    };
+    FileKind::Anonymous {
+        path,
+        memfd,
+        mode: d.st.mode,
+        offset: offset(d.fd),
+        size,
+        seals,
+        copy,
+    }
+}
+
+/// The flags to reopen a file with: its access mode and status flags, never creating,
+/// truncating or acquiring a controlling terminal.
+fn open_flags(flags: u32, mode: u32) -> u32 {
+    let kept = osys::O_ACCMODE
+        | osys::O_APPEND
+        | osys::O_NONBLOCK
+        | osys::O_DSYNC
+        | osys::O_SYNC
+        | osys::O_DIRECT
+        | osys::O_NOATIME
+        | osys::O_LARGEFILE
+        | osys::O_PATH;
+    let mut f = (flags & kept) | osys::O_NOCTTY | osys::O_CLOEXEC;
+    if mode & osys::S_IFMT == osys::S_IFDIR {
+        f |= osys::O_DIRECTORY;
+    }
+    f
+}
+
+fn seekable(mode: u32) -> bool {
+    matches!(
+        mode & osys::S_IFMT,
+        osys::S_IFREG | osys::S_IFDIR | osys::S_IFBLK
+    )
+}
+
+pub fn restore_path(r: &mut Restorer, i: usize) {
+    let f = &r.table.files[i];
+    let FileKind::Path {
+        path,
+        dev,
+        ino,
+        mode,
+        offset,
+    } = &f.kind
+    else {
+        return;
+    };
+    let flags = open_flags(f.flags, *mode);
+    let c = cstr(path);
+    let opened = osys::openat(osys::AT_FDCWD, &c, flags, 0).or_else(|e| {
+        if flags & osys::O_NOATIME != 0 {
+            osys::openat(osys::AT_FDCWD, &c, flags & !osys::O_NOATIME, 0)
+        } else {
+            Err(e)
+        }
+    });
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(e) => {
+            let why = format!(
+                "cannot reopen {}: errno {}",
+                String::from_utf8_lossy(path),
+                e.0
+            );
+            r.placeholder(i, &why);
+            return;
+        }
+    };
+    match osys::fstat(fd) {
+        Ok(st) if st.dev == *dev && st.ino == *ino => {}
+        _ => {
+            let _ = osys::close(fd);
+            let why = format!(
+                "{} is no longer the file the program had open",
+                String::from_utf8_lossy(path)
+            );
+            r.placeholder(i, &why);
+            return;
+        }
+    }
+    if f.flags & osys::O_PATH == 0 && seekable(*mode) {
+        if let Err(e) = osys::lseek(fd, *offset as i64, osys::SEEK_SET) {
+            r.warning(i)
+                .str("cannot restore the offset ")
+                .num(*offset)
+                .str(": errno ")
+                .num(e.0 as u64)
+                .emit();
+        }
+    }
+    r.put(i, fd);
+}
+
+/// A new unlinked regular file in `dir` (mode `perm`), or in the image when `dir` is gone.
+fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
+    let flags = osys::O_TMPFILE | osys::O_RDWR | osys::O_CLOEXEC;
+    osys::openat(osys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
+        // The directory is gone or has no O_TMPFILE: a file made and removed at once.
+        let mut p = dir.to_vec();
+        p.extend_from_slice(format!("/.zhuque-tmp-{}", crate::sys::gettid()).as_bytes());
+        let c = cstr(&p);
+        let fd = osys::openat(
+            osys::AT_FDCWD,
+            &c,
+            osys::O_RDWR | osys::O_CREAT | osys::O_EXCL | osys::O_CLOEXEC,
+            perm,
+        )?;
+        let _ = osys::unlinkat(osys::AT_FDCWD, &c, 0);
+        Ok(fd)
+    })
+}
+
+pub fn restore_anonymous(r: &mut Restorer, i: usize) {
+    let f = &r.table.files[i];
+    let FileKind::Anonymous {
+        path,
+        memfd,
+        mode,
+        offset,
+        size,
+        seals,
+        copy,
+    } = &f.kind
+    else {
+        return;
+    };
+    let perm = mode & 0o7777;
+    let made = if *memfd {
+        let mut flags = osys::MFD_CLOEXEC;
+        // Created without MFD_ALLOW_SEALING, a memfd reports exactly F_SEAL_SEAL.
+        if *seals != osys::F_SEAL_SEAL {
+            flags |= osys::MFD_ALLOW_SEALING;
+        }
+        osys::memfd_create(&cstr(path), flags)
+    } else {
+        let dir = match path.iter().rposition(|c| *c == b'/') {
+            Some(0) => b"/".to_vec(),
+            Some(p) => path[..p].to_vec(),
+            None => b".".to_vec(),
+        };
+        new_unlinked(&dir, perm)
+    };
+    let fd = match made {
+        Ok(fd) => fd,
+        Err(e) => {
+            r.placeholder(i, &format!("cannot make a new file: errno {}", e.0));
+            return;
+        }
+    };
+    let filled = image_files::open(copy).and_then(|src| {
+        let res = image_files::copy(src, fd, *size);
+        let _ = osys::close(src);
+        res
+    });
+    if let Err(e) = filled {
+        let _ = osys::close(fd);
+        r.placeholder(
+            i,
+            &format!(
+                "cannot read its saved contents from the image: errno {}",
+                e.0
+            ),
+        );
+        return;
+    }
+    // The new file is open read-write; a description with the saved access mode and flags is
+    // opened on it (through /proc, which reaches unlinked files).
+    let flags = open_flags(f.flags, *mode);
+    let fd = if flags & osys::O_ACCMODE == osys::O_RDWR {
+        r.set_status_flags(fd, i);
+        fd
+    } else {
+        let re = osys::openat(osys::AT_FDCWD, &procfd::path(fd), flags, 0);
+        let _ = osys::close(fd);
+        match re {
+            Ok(n) => n,
+            Err(e) => {
+                r.placeholder(i, &format!("cannot reopen it read-only: errno {}", e.0));
+                return;
+            }
+        }
+    };
+    let _ = osys::lseek(fd, *offset as i64, osys::SEEK_SET);
+    if *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
+        let _ = osys::fcntl(fd, osys::F_ADD_SEALS, *seals as usize);
+    }
+    r.put(i, fd);
+}

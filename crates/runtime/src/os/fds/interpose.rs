@@ -1,0 +1,150 @@
+//! Keeping the runtime's own fds (the image directory, the pool file) out of the program's
+//! reach: they live at high numbers, are close-on-exec, are never saved, and these entry points
+//! stop a program from closing or overwriting them.
+//!
+//! - `close(runtime fd)` fails with `EBADF`, as for a number that is not open: the program
+//!   never opened it. `close_range` and `closefrom` close everything else in their range.
+//! - `dup2`/`dup3` onto a runtime fd's number first move the runtime fd to another free
+//!   number (under the memory lock, since the pool fd's number is used by every pool mapping),
+//!   then do what the program asked.
+//!
+//! Everything else is forwarded to glibc unchanged (`close` stays a cancellation point).
+
+use super::super::sys::{self as osys};
+use super::{move_runtime_fd, runtime_fds};
+use crate::process::{self, Mode};
+use crate::signals::critical;
+use core::ffi::{c_int, c_uint};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+unsafe extern "C" {
+    fn __errno_location() -> *mut c_int;
+}
+
+fn fail(e: crate::sys::Errno) -> c_int {
+    // SAFETY: errno's location is valid for the calling thread.
+    unsafe { *__errno_location() = e.0 };
+    -1
+}
+
+/// Runtime fds worth protecting: only in a crash-resistant process (never triggers start-up).
+fn protected() -> Option<[i32; 2]> {
+    (process::get().mode() == Mode::Active).then(runtime_fds)
+}
+
+fn is_runtime(fd: c_int) -> bool {
+    protected().is_some_and(|r| fd >= 0 && r.contains(&fd))
+}
+
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+static NEXT_CLOSE: AtomicUsize = AtomicUsize::new(0);
+
+/// # Safety
+/// C `close` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if is_runtime(fd) {
+        return fail(crate::sys::Errno(9)); // EBADF
+    }
+    let mut f = NEXT_CLOSE.load(Ordering::Relaxed);
+    if f == 0 {
+        f = crate::loader::next::<CloseFn>(c"close").map_or(usize::MAX, |p| p as usize);
+        NEXT_CLOSE.store(f, Ordering::Relaxed);
+    }
+    if f == usize::MAX {
+        return match osys::close(fd) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    // SAFETY: glibc's close, found with dlsym.
+    unsafe { core::mem::transmute::<usize, CloseFn>(f)(fd) }
+}
+
+/// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags.
+fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> Result<(), crate::sys::Errno> {
+    let mut ours: Vec<u32> = protected()
+        .map(|r| r.iter().filter(|f| **f >= 0).map(|f| *f as u32).collect())
+        .unwrap_or_default();
+    ours.retain(|f| *f >= first && *f <= last);
+    ours.sort_unstable();
+    if ours.is_empty() || first > last {
+        return osys::close_range(first, last, flags);
+    }
+    let mut from = first;
+    for f in ours {
+        if f > from {
+            osys::close_range(from, f - 1, flags)?;
+        }
+        from = f.saturating_add(1);
+        if f == u32::MAX {
+            return Ok(());
+        }
+    }
+    if from <= last {
+        osys::close_range(from, last, flags)?;
+    }
+    Ok(())
+}
+
+/// # Safety
+/// C `close_range` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    match close_range_around(first, last, flags as c_uint) {
+        Ok(()) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+/// # Safety
+/// C `closefrom` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn closefrom(low: c_int) {
+    let _ = close_range_around(low.max(0) as c_uint, c_uint::MAX, 0);
+}
+
+/// Moves the runtime fd at `fd` out of the way of a `dup2`/`dup3` onto it.
+fn make_room(fd: c_int) {
+    let _c = critical();
+    let _g = crate::memory::lock::lock();
+    let p = process::get();
+    for field in [&p.dir_fd, &p.mem_fd] {
+        if field.load(Ordering::Relaxed) != fd {
+            continue;
+        }
+        match move_runtime_fd(fd, &[fd]) {
+            Some(n) => {
+                field.store(n, Ordering::Relaxed);
+                let _ = osys::close(fd);
+            }
+            None => crate::diag::fatal("cannot move a runtime fd out of the program's way"),
+        }
+    }
+}
+
+/// # Safety
+/// C `dup2` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old != new && is_runtime(new) {
+        make_room(new);
+    }
+    match osys::dup2(old, new) {
+        Ok(fd) => fd,
+        Err(e) => fail(e),
+    }
+}
+
+/// # Safety
+/// C `dup3` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old != new && is_runtime(new) {
+        make_room(new);
+    }
+    match osys::dup3(old, new, flags as u32) {
+        Ok(fd) => fd,
+        Err(e) => fail(e),
+    }
+}

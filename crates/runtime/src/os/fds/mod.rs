@@ -1,0 +1,512 @@
+//! File descriptors: every fd of the program comes back at its number, with its close-on-exec
+//! flag, on an open file description of the same kind, flags and offset; fds that shared a
+//! description (`dup`, `dup2`, `F_DUPFD`, inherited) share one again.
+//!
+//! **Save** (coordinator, every program thread stopped): `/proc/self/fd` lists the fds; fds
+//! on the same inode are grouped into descriptions with `kcmp(KCMP_FILE)`; each description is
+//! described by the module of its kind, reading the kernel (`fcntl`, `lseek`, `fdinfo`,
+//! `getsockname`...). fds 0, 1 and 2 belong to each launch and are not saved, but an fd that
+//! shares a description with one of them is recorded as a duplicate of it.
+//!
+//! **Resume** (single-threaded, memory back, before any program thread runs):
+//! 1. fds the new process has besides 0–2 and the runtime's own are closed;
+//! 2. runtime fds sitting on a saved number are moved away;
+//! 3. each description is created by its kind's module and *staged* above the highest saved
+//!    number (so creating one never lands on a number another still needs);
+//! 4. each fd is `dup3`ed into place from its description's staged fd, then epoll interest
+//!    lists are filled (every target exists by then), and the staged fds are closed.
+//!
+//! What cannot be recreated comes back as an fd that fails with `EBADF` (an `O_PATH` fd of
+//! `/`), with one `zhuque: warning:` line: never silently as something else.
+
+mod epoll;
+mod eventfd;
+mod files;
+pub mod inotify;
+pub mod interpose;
+mod pipes;
+mod procfd;
+mod signalfd;
+mod sockets;
+mod timerfd;
+mod unix_diag;
+
+use super::image_files::ImageFiles;
+use super::sys::{self as osys, Stat};
+use crate::diag::Line;
+use crate::process;
+use core::sync::atomic::Ordering;
+use zhuque_image::Meta;
+use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
+
+/// The runtime's own fds in this process (never saved, never closed for the program).
+pub fn runtime_fds() -> [i32; 2] {
+    let p = process::get();
+    [
+        p.dir_fd.load(Ordering::Relaxed),
+        p.mem_fd.load(Ordering::Relaxed),
+    ]
+}
+
+/// One open file description found at a save.
+pub struct Desc {
+    /// The lowest fd referring to it.
+    pub fd: i32,
+    pub link: Vec<u8>,
+    pub st: Stat,
+    /// `F_GETFL`.
+    pub flags: u32,
+}
+
+/// What the kind modules see at a save: every description of the table, in table order.
+pub struct SaveCtx<'a> {
+    pub descs: &'a [Desc],
+    pub files: &'a mut ImageFiles,
+}
+
+impl SaveCtx<'_> {
+    /// Table index of the description `fd` refers to, if it is one of the program's.
+    pub fn index_of_ino(&self, ino: u64, pred: impl Fn(&Desc) -> bool) -> Option<u32> {
+        self.descs
+            .iter()
+            .position(|d| d.st.ino == ino && pred(d))
+            .map(|i| i as u32)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Path,
+    Anonymous,
+    Pipe,
+    Socket,
+    EventFd,
+    TimerFd,
+    SignalFd,
+    Epoll,
+    Inotify,
+    Unsupported,
+}
+
+fn classify(d: &Desc) -> Class {
+    let fmt = d.st.mode & osys::S_IFMT;
+    if d.flags & osys::O_PATH != 0 {
+        return Class::Path;
+    }
+    let l = d.link.as_slice();
+    if l.starts_with(b"pipe:[") {
+        return Class::Pipe;
+    }
+    if l.starts_with(b"socket:[") {
+        return Class::Socket;
+    }
+    match l {
+        b"anon_inode:[eventfd]" => return Class::EventFd,
+        b"anon_inode:[timerfd]" => return Class::TimerFd,
+        b"anon_inode:[signalfd]" => return Class::SignalFd,
+        b"anon_inode:[eventpoll]" => return Class::Epoll,
+        b"anon_inode:inotify" => return Class::Inotify,
+        _ => {}
+    }
+    if !l.starts_with(b"/") {
+        return Class::Unsupported;
+    }
+    if fmt == osys::S_IFIFO {
+        return Class::Pipe;
+    }
+    if files::reachable(d) {
+        return Class::Path;
+    }
+    if fmt == osys::S_IFREG {
+        // Unlinked while open (or O_TMPFILE, or a memfd): only its contents can come back.
+        return Class::Anonymous;
+    }
+    // Paths that no longer lead to the file (a removed directory, a renamed device node):
+    // reopened by path at the resume, which notices and says so.
+    Class::Path
+}
+
+/// Whether fds `a` and `b` (same inode) share one open file description.
+fn shares(a: i32, b: i32, no_kcmp: &mut bool) -> bool {
+    match osys::same_file(a, b) {
+        Some(v) => v,
+        None => {
+            // Without kcmp (CONFIG_KCMP off), same flags and offset is the best evidence.
+            *no_kcmp = true;
+            let (ia, ib) = (procfd::fdinfo(a), procfd::fdinfo(b));
+            procfd::field(&ia, b"pos") == procfd::field(&ib, b"pos")
+                && procfd::field(&ia, b"flags") == procfd::field(&ib, b"flags")
+                && !matches!(
+                    procfd::link(a)
+                        .as_deref()
+                        .map(|l| l.starts_with(b"socket:")),
+                    Some(true)
+                )
+        }
+    }
+}
+
+/// Records every program fd into `meta` (coordinator, all program threads stopped).
+pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
+    let skip = runtime_fds();
+    let mut descs: Vec<Desc> = Vec::new();
+    let mut fds: Vec<(i32, bool, usize)> = Vec::new();
+    let mut no_kcmp = false;
+    for fd in procfd::list() {
+        if skip.contains(&fd) {
+            continue;
+        }
+        // The fds used for listing are closed again: they fail here and are skipped.
+        let (Ok(st), Some(link)) = (osys::fstat(fd), procfd::link(fd)) else {
+            continue;
+        };
+        let flags = osys::fcntl(fd, osys::F_GETFL, 0).unwrap_or(0) as u32;
+        let cloexec = osys::fcntl(fd, osys::F_GETFD, 0)
+            .map(|v| v & osys::FD_CLOEXEC != 0)
+            .unwrap_or(false);
+        let same = descs.iter().position(|d| {
+            d.st.dev == st.dev && d.st.ino == st.ino && shares(d.fd, fd, &mut no_kcmp)
+        });
+        let idx = same.unwrap_or_else(|| {
+            descs.push(Desc {
+                fd,
+                link,
+                st,
+                flags,
+            });
+            descs.len() - 1
+        });
+        if fd > 2 {
+            fds.push((fd, cloexec, idx));
+        }
+    }
+    if no_kcmp {
+        crate::diag::say(
+            "warning: kcmp is unavailable: fds are taken to share an open file when they have \
+             the same file, offset and flags",
+        );
+    }
+    // The table holds the descriptions some fd above 2 uses, in order of first use.
+    let mut order: Vec<usize> = Vec::new();
+    for (_, _, i) in &fds {
+        if !order.contains(i) {
+            order.push(*i);
+        }
+    }
+    let mut used: Vec<Desc> = Vec::with_capacity(order.len());
+    let mut old: Vec<Option<Desc>> = descs.into_iter().map(Some).collect();
+    for i in &order {
+        used.push(old[*i].take().expect("each description is moved once"));
+    }
+    let index_of = |i: usize| order.iter().position(|o| *o == i).unwrap_or(0) as u32;
+    let table_fds: Vec<Fd> = fds
+        .iter()
+        .map(|(fd, cloexec, i)| Fd {
+            fd: *fd,
+            cloexec: *cloexec,
+            file: index_of(*i),
+        })
+        .collect();
+
+    let mut kinds: Vec<Option<FileKind>> = vec![None; used.len()];
+    let mut table = FdTable::default();
+    {
+        let mut ctx = SaveCtx {
+            descs: &used,
+            files,
+        };
+        for (i, d) in ctx.descs.iter().enumerate() {
+            if d.fd <= 2 {
+                kinds[i] = Some(FileKind::Stdio { fd: d.fd });
+            }
+        }
+        // Kinds whose records need the whole table (peers, both ends) go first, by kind.
+        pipes::save(&mut ctx, &mut kinds, &mut table.pipes, |d| {
+            classify(d) == Class::Pipe
+        });
+        sockets::save(&mut ctx, &mut kinds, |d| classify(d) == Class::Socket);
+        for i in 0..used.len() {
+            if kinds[i].is_some() {
+                continue;
+            }
+            let d = &used[i];
+            kinds[i] = Some(match classify(d) {
+                Class::Path => files::save_path(d),
+                Class::Anonymous => files::save_anonymous(&mut ctx, i),
+                Class::EventFd => eventfd::save(d),
+                Class::TimerFd => timerfd::save(d),
+                Class::SignalFd => signalfd::save(d),
+                Class::Epoll => epoll::save(d),
+                Class::Inotify => inotify::save(d),
+                Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
+                    what: d.link.clone(),
+                },
+            });
+        }
+    }
+    table.files = used
+        .iter()
+        .zip(kinds)
+        .map(|(d, k)| OpenFile {
+            flags: d.flags,
+            kind: k.unwrap_or(FileKind::Unsupported {
+                what: d.link.clone(),
+            }),
+        })
+        .collect();
+    table.fds = table_fds;
+    meta.set_section(TAG_FDS, table.encode());
+}
+
+// ---- resume ------------------------------------------------------------------------------------
+
+/// Recreating the table: the staged fd of each open file, and where staging starts.
+pub struct Restorer<'a> {
+    pub table: &'a FdTable,
+    staged: Vec<Option<i32>>,
+    stage_min: i32,
+    /// Extra fds to close once every fd is in place (pipe anchors and the like).
+    pub later: Vec<i32>,
+}
+
+impl Restorer<'_> {
+    /// Moves `fd` (just created, at any number) into the staging area.
+    pub fn stage(&self, fd: i32) -> i32 {
+        if fd >= self.stage_min {
+            return fd;
+        }
+        match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
+            Ok(n) => {
+                let _ = osys::close(fd);
+                n as i32
+            }
+            Err(e) => crate::diag::refuse(
+                Line::new()
+                    .str("cannot recreate the program's fds: no free fd number above ")
+                    .num(self.stage_min as u64)
+                    .str(" (errno ")
+                    .num(e.0 as u64)
+                    .str(")"),
+            ),
+        }
+    }
+
+    /// Records `fd` as open file `i`'s (staging it).
+    pub fn put(&mut self, i: usize, fd: i32) {
+        let s = self.stage(fd);
+        if let Some(old) = self.staged[i].replace(s) {
+            let _ = osys::close(old);
+        }
+    }
+
+    pub fn has(&self, i: usize) -> bool {
+        self.staged[i].is_some()
+    }
+
+    pub fn staged(&self, i: usize) -> Option<i32> {
+        self.staged[i]
+    }
+
+    /// The lowest fd number of open file `i` (for messages).
+    pub fn fd_of(&self, i: usize) -> i32 {
+        self.table
+            .fds
+            .iter()
+            .filter(|f| f.file as usize == i)
+            .map(|f| f.fd)
+            .min()
+            .unwrap_or(-1)
+    }
+
+    /// Starts a warning line about open file `i`.
+    pub fn warning(&self, i: usize) -> Line {
+        let mut l = Line::new();
+        l.str("warning: fd ")
+            .num(self.fd_of(i) as u64)
+            .str(" (")
+            .str(self.table.files[i].kind.name())
+            .str("): ");
+        l
+    }
+
+    /// Open file `i` cannot be recreated: it becomes an fd that fails with `EBADF`; `why`
+    /// is said once.
+    pub fn placeholder(&mut self, i: usize, why: &str) {
+        let mut l = self.warning(i);
+        l.str(why).str("; it fails with EBADF from now on").emit();
+        match osys::openat(
+            osys::AT_FDCWD,
+            b"/\0",
+            osys::O_PATH | osys::O_CLOEXEC | osys::O_DIRECTORY,
+            0,
+        ) {
+            Ok(fd) => self.put(i, fd),
+            Err(_) => crate::diag::fatal("cannot open / for a placeholder fd"),
+        }
+    }
+
+    /// Applies the status flags of open file `i` (`O_NONBLOCK`, `O_APPEND`...) to its fd.
+    pub fn set_status_flags(&self, fd: i32, i: usize) {
+        let settable = osys::O_APPEND | osys::O_NONBLOCK | osys::O_DIRECT | osys::O_NOATIME;
+        let want = self.table.files[i].flags & settable;
+        let now = osys::fcntl(fd, osys::F_GETFL, 0).unwrap_or(0) as u32;
+        if now & settable != want {
+            let _ = osys::fcntl(fd, osys::F_SETFL, ((now & !settable) | want) as usize);
+        }
+    }
+}
+
+fn bad_image(what: &str) -> ! {
+    crate::diag::refuse(
+        Line::new()
+            .str("image ")
+            .push(process::get().dir())
+            .str(": invalid fd table: ")
+            .str(what),
+    )
+}
+
+/// Closes every fd of this process but 0, 1, 2 and the runtime's: what the new process's
+/// start-up opened is not the saved program's.
+fn close_strays() {
+    let keep = runtime_fds();
+    for fd in procfd::list() {
+        if fd > 2 && !keep.contains(&fd) {
+            let _ = osys::close(fd);
+        }
+    }
+}
+
+/// Duplicates runtime fd `fd` to a free number not in `avoid`, preferring high numbers (the
+/// program's `open` takes the lowest free one). Returns the new number; `fd` stays open.
+pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
+    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let top = soft.min(1 << 20) as i32;
+    let highest = avoid.iter().copied().max().unwrap_or(0);
+    let mut got: Vec<i32> = Vec::new();
+    let mut result = None;
+    for min in [(top - 64).max(highest + 1), highest + 1, 3] {
+        let Ok(n) = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, min.max(3) as usize) else {
+            continue;
+        };
+        let n = n as i32;
+        if avoid.contains(&n) {
+            got.push(n);
+            continue;
+        }
+        result = Some(n);
+        break;
+    }
+    for n in got {
+        let _ = osys::close(n);
+    }
+    result
+}
+
+/// Moves the runtime's fds off the numbers the program's fds must take.
+fn relocate_runtime_fds(targets: &[i32]) {
+    let p = process::get();
+    let mut avoid = targets.to_vec();
+    avoid.extend(runtime_fds());
+    for field in [&p.dir_fd, &p.mem_fd] {
+        let fd = field.load(Ordering::Relaxed);
+        if !targets.contains(&fd) {
+            continue;
+        }
+        let Some(n) = move_runtime_fd(fd, &avoid) else {
+            crate::diag::refuse(
+                Line::new()
+                    .str("cannot move the runtime's fd ")
+                    .num(fd as u64)
+                    .str(" out of the program's way"),
+            );
+        };
+        field.store(n, Ordering::Relaxed);
+        avoid.push(n);
+        let _ = osys::close(fd);
+    }
+}
+
+/// Recreates every saved fd (resume: single thread, memory restored).
+pub fn restore(meta: &Meta) {
+    close_strays();
+    let Some(bytes) = meta.section(TAG_FDS) else {
+        return;
+    };
+    let table = match FdTable::decode(bytes) {
+        Ok(t) => t,
+        Err(e) => bad_image(&e.to_string()),
+    };
+    let targets: Vec<i32> = table.fds.iter().map(|f| f.fd).collect();
+    let highest = targets.iter().copied().max().unwrap_or(2);
+
+    // Room above the highest saved number for staging (restored at the end).
+    let (soft, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let need = highest as u64 + 1 + table.files.len() as u64 * 2 + 64;
+    let raised = need > soft
+        && crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, need.min(hard), hard).is_ok();
+
+    relocate_runtime_fds(&targets);
+    let mut r = Restorer {
+        table: &table,
+        staged: vec![None; table.files.len()],
+        stage_min: highest + 1,
+        later: Vec::new(),
+    };
+    for i in 0..table.files.len() {
+        if r.has(i) {
+            continue;
+        }
+        match &table.files[i].kind {
+            FileKind::Stdio { fd } => match osys::fcntl(*fd, osys::F_DUPFD_CLOEXEC, 0) {
+                Ok(n) => r.put(i, n as i32),
+                Err(_) => r.placeholder(i, "the launch has no such standard stream"),
+            },
+            FileKind::Path { .. } => files::restore_path(&mut r, i),
+            FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
+            FileKind::Pipe { .. } => pipes::restore(&mut r, i),
+            FileKind::Socket(_) => sockets::restore(&mut r, i),
+            FileKind::Epoll { .. } => epoll::create(&mut r, i),
+            FileKind::EventFd { .. } => eventfd::restore(&mut r, i),
+            FileKind::TimerFd(_) => timerfd::restore(&mut r, i),
+            FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
+            FileKind::Inotify { .. } => inotify::restore(&mut r, i),
+            FileKind::Unsupported { what } => {
+                let what = String::from_utf8_lossy(what).into_owned();
+                r.placeholder(i, &format!("{what} cannot be recreated"));
+            }
+        }
+        if !r.has(i) {
+            r.placeholder(i, "it could not be recreated");
+        }
+    }
+    for f in &table.fds {
+        let Some(s) = r.staged(f.file as usize) else {
+            continue;
+        };
+        let flags = if f.cloexec { osys::O_CLOEXEC } else { 0 };
+        if let Err(e) = osys::dup3(s, f.fd, flags) {
+            crate::diag::refuse(
+                Line::new()
+                    .str("cannot recreate fd ")
+                    .num(f.fd as u64)
+                    .str(": errno ")
+                    .num(e.0 as u64),
+            );
+        }
+    }
+    for i in 0..table.files.len() {
+        if let FileKind::Epoll { .. } = table.files[i].kind {
+            epoll::fill(&r, i);
+        }
+    }
+    for s in r.staged.iter().flatten() {
+        let _ = osys::close(*s);
+    }
+    for fd in &r.later {
+        let _ = osys::close(*fd);
+    }
+    if raised {
+        let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, soft, hard);
+    }
+}

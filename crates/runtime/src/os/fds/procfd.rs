@@ -1,0 +1,129 @@
+//! What `/proc/self/fd` and `/proc/self/fdinfo` say about the process's fds.
+
+use crate::procfs;
+
+/// The numbers of every open fd, ascending. The fds used for listing are closed again before
+/// this returns, so they never appear as program fds to a caller that checks each number.
+pub fn list() -> Vec<i32> {
+    let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        c"/proc/self/fd",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        crate::diag::fatal("cannot list /proc/self/fd");
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        crate::diag::fatal("cannot list /proc/self/fd");
+    };
+    let mut v: Vec<i32> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            core::str::from_utf8(e.file_name().to_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// `/proc/self/fd/N` (NUL-terminated), for readlink or for reopening the file behind an fd.
+pub fn path(fd: i32) -> Vec<u8> {
+    let mut p = b"/proc/self/fd/".to_vec();
+    p.extend_from_slice(fd.to_string().as_bytes());
+    p.push(0);
+    p
+}
+
+/// The link text of fd `fd` (a path, `pipe:[N]`, `socket:[N]`, `anon_inode:[eventfd]`...).
+pub fn link(fd: i32) -> Option<Vec<u8>> {
+    procfs::readlink(&path(fd)).ok()
+}
+
+/// `/proc/self/fdinfo/N`.
+pub fn fdinfo(fd: i32) -> Vec<u8> {
+    let mut p = b"/proc/self/fdinfo/".to_vec();
+    p.extend_from_slice(fd.to_string().as_bytes());
+    p.push(0);
+    procfs::read(&p).unwrap_or_default()
+}
+
+/// The value of `key:` in fdinfo-style text (leading blanks removed).
+pub fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    text.split(|c| *c == b'\n').find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(b":")?;
+        Some(trim(rest))
+    })
+}
+
+pub fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+pub fn dec(s: &[u8]) -> Option<u64> {
+    core::str::from_utf8(trim(s)).ok()?.parse().ok()
+}
+
+pub fn hex(s: &[u8]) -> Option<u64> {
+    u64::from_str_radix(core::str::from_utf8(trim(s)).ok()?, 16).ok()
+}
+
+pub fn oct(s: &[u8]) -> Option<u64> {
+    u64::from_str_radix(core::str::from_utf8(trim(s)).ok()?, 8).ok()
+}
+
+/// `key:value` pairs of one line (`tfd:        6 events: 19 data: 7 ...`): the value of `key`.
+pub fn word_after<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let at = line.windows(key.len()).position(|w| w == key)?;
+    let rest = &line[at + key.len()..];
+    let rest = &rest[rest.iter().position(|c| *c != b' ' && *c != b'\t')?..];
+    let end = rest
+        .iter()
+        .position(|c| *c == b' ' || *c == b'\t')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// `(sec, nsec)` as nanoseconds. A negative time (printed unsigned by the kernel) is 1 ns.
+pub fn timespec_pair(s: &[u8]) -> Option<u64> {
+    let s = trim(s).strip_prefix(b"(")?.strip_suffix(b")")?;
+    let comma = s.iter().position(|c| *c == b',')?;
+    let sec = dec(&s[..comma])?;
+    let nsec = dec(&s[comma + 1..])?;
+    if sec > (1 << 40) || nsec >= 1_000_000_000 {
+        return Some(1);
+    }
+    Some(sec * 1_000_000_000 + nsec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo_fields() {
+        let t = b"pos:\t0\nflags:\t04002\nclockid: 1\nit_value: (2, 999984391)\nsigmask:\t0000000000002200\n";
+        assert_eq!(field(t, b"flags").and_then(oct), Some(0o4002));
+        assert_eq!(field(t, b"clockid").and_then(dec), Some(1));
+        assert_eq!(field(t, b"sigmask").and_then(hex), Some(0x2200));
+        assert_eq!(
+            field(t, b"it_value").and_then(timespec_pair),
+            Some(2_999_984_391)
+        );
+        let l = b"tfd:        6 events: 80000019 data:       1234567890  pos:0 ino:40f sdev:10";
+        assert_eq!(word_after(l, b"tfd:").and_then(dec), Some(6));
+        assert_eq!(word_after(l, b"events:").and_then(hex), Some(0x8000_0019));
+        assert_eq!(word_after(l, b"data:").and_then(hex), Some(0x12_3456_7890));
+        assert_eq!(word_after(l, b"ino:").and_then(hex), Some(0x40f));
+    }
+}

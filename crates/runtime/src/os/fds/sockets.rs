@@ -1,0 +1,578 @@
+//! Sockets.
+//!
+//! - **Listening** TCP and Unix sockets are made anew, with the options that differ from a new
+//!   socket's (`SO_REUSEADDR`, `SO_REUSEPORT`, `IPV6_V6ONLY`, `TCP_NODELAY`...), re-bound to
+//!   their address and listening with their backlog (from `TCP_INFO` / sock_diag). Re-binding a
+//!   TCP port whose old connections linger in `TIME_WAIT` needs `SO_REUSEADDR`: it is set for the
+//!   `bind` and put back to the program's value right after. A Unix socket's file, left behind
+//!   by the dead process, is removed first (only if it is a socket).
+//! - **Bound or connected datagram** sockets are re-bound and reconnected (a datagram
+//!   `connect` only sets a default destination). Datagrams queued at the failure are lost.
+//! - **Socketpairs** (both ends in the process; sock_diag names each end's peer) come back as a
+//!   socketpair with the unread data of each direction and the shutdown state.
+//! - **Stream connections to the outside** cannot survive the process (the peer saw the old
+//!   socket close). A TCP one comes back as a connection that was reset: the first read fails
+//!   with `ECONNRESET`, writes with `EPIPE`, `epoll` reports `EPOLLERR|EPOLLHUP` — the same
+//!   as when a client vanishes, which servers already handle. (It is made by connecting to a
+//!   throw-away loopback listener whose end closes with `SO_LINGER` 0.) A Unix one comes back
+//!   as a socket whose peer has closed: end of file, `EPIPE`.
+//! - Other families (netlink, packet...) are not recreated: the fd fails with `EBADF`.
+
+use super::super::sys::{self as osys};
+use super::unix_diag::{self, UnixInfo};
+use super::{Desc, Restorer, SaveCtx};
+use zhuque_image::os::{FileKind, SockOpt, SockState, Socket};
+
+/// Options compared with a new socket's at a save: (level, name, size).
+const OPTIONS: &[(i32, i32, usize)] = &[
+    (osys::SOL_SOCKET, 2, 4),   // SO_REUSEADDR
+    (osys::SOL_SOCKET, 15, 4),  // SO_REUSEPORT
+    (osys::SOL_SOCKET, 9, 4),   // SO_KEEPALIVE
+    (osys::SOL_SOCKET, 6, 4),   // SO_BROADCAST
+    (osys::SOL_SOCKET, 13, 8),  // SO_LINGER
+    (osys::SOL_SOCKET, 10, 4),  // SO_OOBINLINE
+    (osys::SOL_SOCKET, 12, 4),  // SO_PRIORITY
+    (osys::SOL_SOCKET, 18, 4),  // SO_RCVLOWAT
+    (osys::SOL_SOCKET, 20, 16), // SO_RCVTIMEO
+    (osys::SOL_SOCKET, 21, 16), // SO_SNDTIMEO
+    (osys::SOL_SOCKET, 16, 4),  // SO_PASSCRED
+    (osys::SOL_SOCKET, 36, 4),  // SO_MARK
+    (osys::SOL_SOCKET, 29, 4),  // SO_TIMESTAMP
+    (osys::SOL_SOCKET, osys::SO_RCVBUF, 4),
+    (osys::SOL_SOCKET, osys::SO_SNDBUF, 4),
+    (osys::IPPROTO_TCP, 1, 4),   // TCP_NODELAY
+    (osys::IPPROTO_TCP, 3, 4),   // TCP_CORK
+    (osys::IPPROTO_TCP, 4, 4),   // TCP_KEEPIDLE
+    (osys::IPPROTO_TCP, 5, 4),   // TCP_KEEPINTVL
+    (osys::IPPROTO_TCP, 6, 4),   // TCP_KEEPCNT
+    (osys::IPPROTO_TCP, 7, 4),   // TCP_SYNCNT
+    (osys::IPPROTO_TCP, 8, 4),   // TCP_LINGER2
+    (osys::IPPROTO_TCP, 9, 4),   // TCP_DEFER_ACCEPT
+    (osys::IPPROTO_TCP, 10, 4),  // TCP_WINDOW_CLAMP
+    (osys::IPPROTO_TCP, 13, 16), // TCP_CONGESTION
+    (osys::IPPROTO_TCP, 18, 4),  // TCP_USER_TIMEOUT
+    (osys::IPPROTO_TCP, 23, 4),  // TCP_FASTOPEN
+    (osys::IPPROTO_TCP, 25, 4),  // TCP_NOTSENT_LOWAT
+    (osys::IPPROTO_IP, 1, 4),    // IP_TOS
+    (osys::IPPROTO_IP, 2, 4),    // IP_TTL
+    (osys::IPPROTO_IP, 11, 4),   // IP_RECVERR
+    (osys::IPPROTO_IP, 15, 4),   // IP_FREEBIND
+    (osys::IPPROTO_IP, 19, 4),   // IP_TRANSPARENT
+    (osys::IPPROTO_IP, 24, 4),   // IP_BIND_ADDRESS_NO_PORT
+    (osys::IPPROTO_IP, 33, 4),   // IP_MULTICAST_TTL
+    (osys::IPPROTO_IP, 34, 4),   // IP_MULTICAST_LOOP
+    (osys::IPPROTO_IPV6, 26, 4), // IPV6_V6ONLY
+    (osys::IPPROTO_IPV6, 16, 4), // IPV6_UNICAST_HOPS
+    (osys::IPPROTO_IPV6, 25, 4), // IPV6_RECVERR
+    (osys::IPPROTO_IPV6, 67, 4), // IPV6_TCLASS
+];
+
+const TCP_LISTEN: u8 = 10;
+const TCP_CLOSE: u8 = 7;
+const SEND_SHUTDOWN: u8 = 2;
+
+fn is_tcp(s: &Socket) -> bool {
+    matches!(s.domain, osys::AF_INET | osys::AF_INET6)
+        && s.ty == osys::SOCK_STREAM
+        && matches!(s.protocol, 0 | osys::IPPROTO_TCP)
+}
+
+/// Whether a `getsockname` result names an address (not the unbound "any, port 0").
+fn bound(domain: i32, name: &[u8]) -> bool {
+    match domain {
+        osys::AF_INET | osys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
+        osys::AF_UNIX => name.len() > 2,
+        _ => !name.is_empty(),
+    }
+}
+
+pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl Fn(&Desc) -> bool) {
+    let socks: Vec<usize> = (0..ctx.descs.len())
+        .filter(|i| kinds[*i].is_none() && is_socket(&ctx.descs[*i]))
+        .collect();
+    let unix: Vec<u64> = socks
+        .iter()
+        .filter(|i| {
+            osys::getsockopt_int(ctx.descs[**i].fd, osys::SOL_SOCKET, osys::SO_DOMAIN)
+                == Ok(osys::AF_UNIX)
+        })
+        .map(|i| ctx.descs[*i].st.ino)
+        .collect();
+    let diag = unix_diag::query(&unix);
+    let mut probes: Vec<((i32, i32, i32), i32)> = Vec::new();
+    let mut out: Vec<(usize, FileKind)> = Vec::new();
+    for &i in &socks {
+        out.push((i, save_one(ctx, i, &socks, &diag, &mut probes)));
+    }
+    for (_, p) in probes {
+        let _ = osys::close(p);
+    }
+    for (i, k) in out {
+        kinds[i] = Some(k);
+    }
+}
+
+fn save_one(
+    ctx: &SaveCtx,
+    i: usize,
+    socks: &[usize],
+    diag: &[(u64, UnixInfo)],
+    probes: &mut Vec<((i32, i32, i32), i32)>,
+) -> FileKind {
+    let d = &ctx.descs[i];
+    let fd = d.fd;
+    let int = |name| osys::getsockopt_int(fd, osys::SOL_SOCKET, name).unwrap_or(-1);
+    let (domain, ty, protocol) = (
+        int(osys::SO_DOMAIN),
+        int(osys::SO_TYPE),
+        int(osys::SO_PROTOCOL),
+    );
+    let unsupported = || FileKind::Unsupported {
+        what: d.link.clone(),
+    };
+    let name = osys::getsockname(fd).unwrap_or_default();
+    let mut s = Socket {
+        domain,
+        ty,
+        protocol,
+        local: if bound(domain, &name) {
+            name
+        } else {
+            Vec::new()
+        },
+        ..Socket::default()
+    };
+    let peer_name = || osys::getpeername(fd).unwrap_or_default();
+    s.state = match domain {
+        osys::AF_INET | osys::AF_INET6 if is_tcp(&s) => {
+            let info =
+                osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 32).unwrap_or_default();
+            match info.first().copied() {
+                Some(TCP_LISTEN) => SockState::Listening {
+                    backlog: info
+                        .get(28..32)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(128),
+                },
+                // Reset (pending error): stays a reset connection.
+                Some(TCP_CLOSE) if int(osys::SO_ERROR) == 0 => SockState::Unconnected,
+                _ => SockState::Outside { peer: peer_name() },
+            }
+        }
+        osys::AF_INET | osys::AF_INET6 if ty == osys::SOCK_DGRAM => match osys::getpeername(fd) {
+            Ok(p) => SockState::Datagram { peer: p },
+            Err(_) => SockState::Unconnected,
+        },
+        osys::AF_UNIX => {
+            let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
+            let info = find(d.st.ino).unwrap_or_default();
+            s.shutdown = info.shutdown;
+            let mutual = |j: &usize| {
+                ctx.descs[*j].st.ino == info.peer
+                    && find(info.peer).is_some_and(|pi| pi.peer == d.st.ino)
+            };
+            if info.state == unix_diag::LISTEN {
+                SockState::Listening {
+                    backlog: info.wqueue,
+                }
+            } else if info.peer != 0 || info.state == unix_diag::ESTABLISHED {
+                match socks.iter().copied().find(|j| *j != i && mutual(j)) {
+                    Some(j) => SockState::Pair { peer: j as u32 },
+                    None if ty == osys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
+                    None => SockState::Outside { peer: peer_name() },
+                }
+            } else {
+                SockState::Unconnected
+            }
+        }
+        _ => return unsupported(),
+    };
+    if !matches!(s.domain, osys::AF_UNIX) && !is_tcp(&s) && s.ty != osys::SOCK_DGRAM {
+        return unsupported();
+    }
+    let outside = matches!(s.state, SockState::Outside { .. });
+    s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
+    // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
+    // read to the end first); a TCP connection is reset, which discards it.
+    if s.domain == osys::AF_UNIX
+        && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
+    {
+        s.queue = drain(fd, ty);
+    }
+    FileKind::Socket(s)
+}
+
+fn differing_options(
+    fd: i32,
+    key: (i32, i32, i32),
+    probes: &mut Vec<((i32, i32, i32), i32)>,
+    skip_buffers: bool,
+) -> Vec<SockOpt> {
+    let probe = match probes.iter().find(|(k, _)| *k == key) {
+        Some((_, p)) => *p,
+        None => {
+            let p = osys::socket(key.0, key.1 | osys::SOCK_CLOEXEC, key.2).unwrap_or(-1);
+            probes.push((key, p));
+            p
+        }
+    };
+    let mut out = Vec::new();
+    for &(level, name, size) in OPTIONS {
+        if skip_buffers
+            && level == osys::SOL_SOCKET
+            && matches!(name, osys::SO_RCVBUF | osys::SO_SNDBUF)
+        {
+            continue;
+        }
+        let Ok(v) = osys::getsockopt(fd, level, name, size) else {
+            continue;
+        };
+        if probe >= 0 && osys::getsockopt(probe, level, name, size).as_ref() == Ok(&v) {
+            continue;
+        }
+        out.push(SockOpt {
+            level,
+            name,
+            value: v,
+        });
+    }
+    out
+}
+
+/// Takes every unread message out of a socket's receive queue (the process is about to end).
+/// File descriptors in flight (`SCM_RIGHTS`) cannot be kept: they are closed and counted.
+fn drain(fd: i32, ty: i32) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut control = [0u8; 4096];
+    let mut lost_fds = 0;
+    loop {
+        let r = osys::recvmsg(
+            fd,
+            &mut buf,
+            &mut control,
+            osys::MSG_DONTWAIT | osys::MSG_CMSG_CLOEXEC,
+        );
+        let (n, flags, clen) = match r {
+            Ok(v) => v,
+            Err(crate::sys::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        lost_fds += close_passed_fds(&control[..clen.min(control.len())]);
+        if n == 0 && ty == osys::SOCK_STREAM {
+            break; // end of stream
+        }
+        let msg = buf[..n].to_vec();
+        if ty == osys::SOCK_STREAM {
+            match out.first_mut() {
+                Some(all) => all.extend_from_slice(&msg),
+                None => out.push(msg),
+            }
+        } else {
+            out.push(msg);
+        }
+        let _ = flags;
+    }
+    if lost_fds > 0 {
+        crate::diag::Line::new()
+            .str("warning: ")
+            .num(lost_fds)
+            .str(" fd(s) in flight on a socketpair (SCM_RIGHTS) are not kept")
+            .emit();
+    }
+    out
+}
+
+/// Closes the fds of `SCM_RIGHTS` control messages; returns how many.
+fn close_passed_fds(c: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 16 <= c.len() {
+        let len = u64::from_le_bytes(c[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
+        let level = i32::from_le_bytes(c[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+        let ty = i32::from_le_bytes(c[at + 12..at + 16].try_into().unwrap_or([0; 4]));
+        if len < 16 || at + len > c.len() {
+            break;
+        }
+        if level == osys::SOL_SOCKET && ty == 1 {
+            for f in c[at + 16..at + len].chunks_exact(4) {
+                let _ = osys::close(i32::from_le_bytes([f[0], f[1], f[2], f[3]]));
+                n += 1;
+            }
+        }
+        at += (len + 7) & !7;
+    }
+    n
+}
+
+// ---- resume ------------------------------------------------------------------------------------
+
+fn new_socket(s: &Socket) -> Result<i32, crate::sys::Errno> {
+    osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, s.protocol)
+}
+
+fn apply_options(fd: i32, s: &Socket) {
+    for o in &s.options {
+        let mut v = o.value.clone();
+        // The kernel reports twice the buffer size it was given.
+        if o.level == osys::SOL_SOCKET && matches!(o.name, osys::SO_RCVBUF | osys::SO_SNDBUF) {
+            let n = i32::from_le_bytes(v[..4].try_into().unwrap_or([0; 4]));
+            v = (n / 2).to_le_bytes().to_vec();
+        }
+        let _ = osys::setsockopt(fd, o.level, o.name, &v);
+    }
+}
+
+fn saved_reuseaddr(s: &Socket) -> i32 {
+    s.options
+        .iter()
+        .find(|o| o.level == osys::SOL_SOCKET && o.name == osys::SO_REUSEADDR)
+        .map(|o| i32::from_le_bytes(o.value[..4].try_into().unwrap_or([0; 4])))
+        .unwrap_or(0)
+}
+
+/// The file of a path-bound Unix socket address, if it names one.
+fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
+    let path = addr.get(2..)?;
+    if path.first().is_none_or(|c| *c == 0) {
+        return None; // abstract or unnamed
+    }
+    let end = path.iter().position(|c| *c == 0).unwrap_or(path.len());
+    let mut p = path[..end].to_vec();
+    p.push(0);
+    Some(p)
+}
+
+/// Binds `fd` to the saved address (see the module comment).
+fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
+    let inet = matches!(s.domain, osys::AF_INET | osys::AF_INET6);
+    if s.domain == osys::AF_UNIX
+        && let Some(p) = unix_path(&s.local)
+        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
+        && let Ok(st) =
+            rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        && st.st_mode & osys::S_IFMT == osys::S_IFSOCK
+    {
+        let _ = osys::unlinkat(osys::AT_FDCWD, &p, 0);
+    }
+    if inet {
+        let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, 1);
+    }
+    let r = osys::bind(fd, &s.local);
+    if inet {
+        let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, saved_reuseaddr(s));
+    }
+    r
+}
+
+fn describe(addr: &[u8]) -> String {
+    match u16::from_le_bytes([
+        addr.first().copied().unwrap_or(0),
+        addr.get(1).copied().unwrap_or(0),
+    ]) as i32
+    {
+        osys::AF_INET if addr.len() >= 8 => format!(
+            "{}.{}.{}.{}:{}",
+            addr[4],
+            addr[5],
+            addr[6],
+            addr[7],
+            u16::from_be_bytes([addr[2], addr[3]])
+        ),
+        osys::AF_INET6 if addr.len() >= 24 => {
+            format!("[ipv6]:{}", u16::from_be_bytes([addr[2], addr[3]]))
+        }
+        osys::AF_UNIX => match addr.get(2) {
+            Some(0) => format!("@{}", String::from_utf8_lossy(&addr[3..])),
+            _ => String::from_utf8_lossy(addr.get(2..).unwrap_or(b""))
+                .trim_end_matches('\0')
+                .to_string(),
+        },
+        _ => "?".to_string(),
+    }
+}
+
+pub fn restore(r: &mut Restorer, i: usize) {
+    let FileKind::Socket(s) = &r.table.files[i].kind else {
+        return;
+    };
+    let made = match &s.state {
+        SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
+        SockState::Outside { .. } => dead_connection(r, i, s),
+        SockState::Unconnected => plain(s, None),
+        SockState::Listening { backlog } => plain(s, Some(*backlog)),
+        SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
+            if let Err(e) = osys::connect(*fd, peer) {
+                r.warning(i)
+                    .str("cannot reconnect to ")
+                    .str(&describe(peer))
+                    .str(": errno ")
+                    .num(e.0 as u64)
+                    .emit();
+            }
+        }),
+    };
+    match made {
+        Ok(fd) => {
+            r.set_status_flags(fd, i);
+            r.put(i, fd);
+        }
+        Err(why) => r.placeholder(i, &why),
+    }
+}
+
+/// A socket bound (and listening) as saved.
+fn plain(s: &Socket, listen: Option<u32>) -> Result<i32, String> {
+    let fd = new_socket(s).map_err(|e| format!("cannot make a socket: errno {}", e.0))?;
+    apply_options(fd, s);
+    if !s.local.is_empty()
+        && let Err(e) = rebind(fd, s)
+    {
+        let _ = osys::close(fd);
+        return Err(format!(
+            "cannot bind {} again: errno {}",
+            describe(&s.local),
+            e.0
+        ));
+    }
+    if let Some(b) = listen
+        && let Err(e) = osys::listen(fd, b)
+    {
+        let _ = osys::close(fd);
+        return Err(format!(
+            "cannot listen on {}: errno {}",
+            describe(&s.local),
+            e.0
+        ));
+    }
+    Ok(fd)
+}
+
+fn loopback(domain: i32) -> Vec<u8> {
+    if domain == osys::AF_INET6 {
+        let mut a = vec![0u8; 28];
+        a[..2].copy_from_slice(&(osys::AF_INET6 as u16).to_le_bytes());
+        a[23] = 1; // ::1
+        a
+    } else {
+        let mut a = vec![0u8; 16];
+        a[..2].copy_from_slice(&(osys::AF_INET as u16).to_le_bytes());
+        a[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        a
+    }
+}
+
+/// A TCP socket whose connection has been reset by its peer.
+fn reset_connection(domain: i32) -> Result<i32, crate::sys::Errno> {
+    let l = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+    let made = (|| {
+        osys::bind(l, &loopback(domain))?;
+        osys::listen(l, 1)?;
+        let addr = osys::getsockname(l)?;
+        let c = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+        if let Err(e) = osys::connect(c, &addr) {
+            let _ = osys::close(c);
+            return Err(e);
+        }
+        match osys::accept(l) {
+            Ok(a) => {
+                let linger = [1i32, 0i32];
+                let mut v = [0u8; 8];
+                v[..4].copy_from_slice(&linger[0].to_le_bytes());
+                v[4..].copy_from_slice(&linger[1].to_le_bytes());
+                let _ = osys::setsockopt(a, osys::SOL_SOCKET, osys::SO_LINGER, &v);
+                let _ = osys::close(a);
+            }
+            Err(e) => {
+                let _ = osys::close(c);
+                return Err(e);
+            }
+        }
+        // The reset travels through loopback at once; wait until it has landed.
+        let _ = osys::poll_one(c, osys::POLLIN, 1000);
+        Ok(c)
+    })();
+    let _ = osys::close(l);
+    made
+}
+
+/// A stream connection whose peer is gone (see the module comment).
+fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
+    let fd = if s.domain == osys::AF_UNIX {
+        let (a, b) = osys::socketpair(osys::AF_UNIX, s.ty | osys::SOCK_CLOEXEC, 0)
+            .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
+        let lost = refill(b, &s.queue);
+        if lost > 0 {
+            r.warning(i)
+                .num(lost)
+                .str(" unread bytes do not fit and are lost")
+                .emit();
+        }
+        let _ = osys::close(b);
+        a
+    } else {
+        reset_connection(s.domain)
+            .or_else(|_| reset_connection(osys::AF_INET))
+            .map_err(|e| format!("cannot make a reset connection: errno {}", e.0))?
+    };
+    apply_options(fd, s);
+    Ok(fd)
+}
+
+fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
+    let mut lost = 0;
+    for m in queue {
+        let mut left: &[u8] = m;
+        loop {
+            match osys::send(fd, left, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL) {
+                Ok(n) if n < left.len() => left = &left[n..],
+                Ok(_) => break,
+                Err(crate::sys::Errno::EINTR) => {}
+                Err(_) => {
+                    lost += left.len() as u64;
+                    break;
+                }
+            }
+        }
+    }
+    lost
+}
+
+/// Both ends of a socketpair, with the unread data of each direction.
+fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
+    let (FileKind::Socket(si), Some(FileKind::Socket(sj))) = (
+        &r.table.files[i].kind,
+        r.table.files.get(j).map(|f| &f.kind),
+    ) else {
+        r.placeholder(i, "its socketpair peer is missing from the image");
+        return;
+    };
+    let (a, b) = match osys::socketpair(osys::AF_UNIX, si.ty | osys::SOCK_CLOEXEC, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            r.placeholder(i, &format!("cannot make a socketpair: errno {}", e.0));
+            return;
+        }
+    };
+    apply_options(a, si);
+    apply_options(b, sj);
+    // What i had to read was sent by j, and the other way round.
+    let lost = refill(b, &si.queue) + refill(a, &sj.queue);
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" unread bytes of a socketpair do not fit and are lost")
+            .emit();
+    }
+    for (fd, s) in [(a, si), (b, sj)] {
+        if s.shutdown & SEND_SHUTDOWN != 0 {
+            // SHUT_WR; the kernel sets the peer's RCV_SHUTDOWN with it, and a SHUT_RD of one
+            // end had set the other's SEND_SHUTDOWN: the pair of bits is restored either way.
+            let _ = osys::shutdown(fd, 1);
+        }
+    }
+    r.set_status_flags(a, i);
+    r.put(i, a);
+    r.set_status_flags(b, j);
+    r.put(j, b);
+}

@@ -1,0 +1,70 @@
+//! timerfd: clock, flags, time left, interval and unread expirations (`fdinfo`).
+//!
+//! A relative timer keeps the time it had left (the program did not run while it was down,
+//! so the timer did not either); an absolute one (`TFD_TIMER_ABSTIME`) keeps its expiry on its
+//! clock, so it fires on time — at once, with the expirations it missed counted, if that time
+//! has passed. Unread expirations come back with `TFD_IOC_SET_TICKS`.
+
+use super::super::sys::{self as osys};
+use super::{Desc, Restorer, procfd};
+use zhuque_image::os::{FileKind, TimerFd};
+
+const TFD_TIMER_ABSTIME: u32 = 1;
+const TFD_TIMER_CANCEL_ON_SET: u32 = 2;
+
+pub fn save(d: &Desc) -> FileKind {
+    let info = procfd::fdinfo(d.fd);
+    let num = |k: &[u8]| procfd::field(&info, k).and_then(procfd::dec).unwrap_or(0);
+    let clock = num(b"clockid") as i32;
+    let settime_flags = procfd::field(&info, b"settime flags")
+        .and_then(procfd::oct)
+        .unwrap_or(0) as u32;
+    let left = procfd::field(&info, b"it_value")
+        .and_then(procfd::timespec_pair)
+        .unwrap_or(0);
+    let interval_ns = procfd::field(&info, b"it_interval")
+        .and_then(procfd::timespec_pair)
+        .unwrap_or(0);
+    let value_ns = if left != 0 && settime_flags & TFD_TIMER_ABSTIME != 0 {
+        osys::clock_gettime_ns(clock).unwrap_or(0) + left
+    } else {
+        left
+    };
+    FileKind::TimerFd(TimerFd {
+        clock,
+        settime_flags,
+        value_ns,
+        interval_ns,
+        ticks: num(b"ticks"),
+    })
+}
+
+pub fn restore(r: &mut Restorer, i: usize) {
+    let FileKind::TimerFd(t) = &r.table.files[i].kind else {
+        return;
+    };
+    let flags = osys::O_CLOEXEC | (r.table.files[i].flags & osys::O_NONBLOCK);
+    let fd = match osys::timerfd_create(t.clock, flags) {
+        Ok(fd) => fd,
+        Err(e) => return r.placeholder(i, &format!("cannot make a timerfd: errno {}", e.0)),
+    };
+    if t.value_ns != 0 {
+        let f = t.settime_flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
+        if let Err(e) = osys::timerfd_settime(fd, f, t.value_ns, t.interval_ns) {
+            r.warning(i)
+                .str("cannot arm it again: errno ")
+                .num(e.0 as u64)
+                .emit();
+        }
+    }
+    if t.ticks > 0 {
+        let ticks = t.ticks;
+        if osys::ioctl(fd, osys::TFD_IOC_SET_TICKS, &ticks as *const u64 as usize).is_err() {
+            r.warning(i)
+                .num(ticks)
+                .str(" unread expirations are lost")
+                .emit();
+        }
+    }
+    r.put(i, fd);
+}

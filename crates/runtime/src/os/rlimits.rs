@@ -1,0 +1,49 @@
+//! Resource limits: every limit as the program left it (it may have lowered some, or raised
+//! `RLIMIT_NOFILE`). A hard limit above the new launch's cannot be raised without
+//! `CAP_SYS_RESOURCE`: then the limit is kept as close as allowed and the resume says so.
+
+use crate::sys;
+use zhuque_image::Meta;
+use zhuque_image::os::{Rlimit, TAG_RLIMITS, decode_rlimits, encode_rlimits};
+
+const RLIM_NLIMITS: u32 = 16;
+
+pub fn save(meta: &mut Meta) {
+    let v: Vec<Rlimit> = (0..RLIM_NLIMITS)
+        .map(|resource| {
+            let (soft, hard) = sys::getrlimit(resource);
+            Rlimit {
+                resource,
+                soft,
+                hard,
+            }
+        })
+        .collect();
+    meta.set_section(TAG_RLIMITS, encode_rlimits(&v));
+}
+
+pub fn restore(meta: &Meta) {
+    let Some(bytes) = meta.section(TAG_RLIMITS) else {
+        return;
+    };
+    let Ok(v) = decode_rlimits(bytes) else {
+        crate::diag::refuse(crate::diag::Line::new().str("image: invalid resource limits"));
+    };
+    for l in v {
+        let now = sys::getrlimit(l.resource);
+        if now == (l.soft, l.hard) {
+            continue;
+        }
+        if sys::setrlimit(l.resource, l.soft, l.hard).is_ok() {
+            continue;
+        }
+        let hard = l.hard.min(now.1);
+        let soft = l.soft.min(hard);
+        let _ = sys::setrlimit(l.resource, soft, hard);
+        crate::diag::Line::new()
+            .str("warning: resource limit ")
+            .num(l.resource as u64)
+            .str(" cannot be raised back to its saved hard limit (no CAP_SYS_RESOURCE)")
+            .emit();
+    }
+}
