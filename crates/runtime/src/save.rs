@@ -14,17 +14,13 @@ use crate::image_io;
 use crate::process::{self, unix_ns};
 use crate::procfs::{self, Vma};
 use crate::sys;
-use crate::threads::stop::{self, StopSlot};
-use crate::{api, signals, vmem};
+use crate::{api, vmem};
 use core::sync::atomic::Ordering;
-use zhuque_image::{Backing, Region, State, Thread};
-
-/// How long threads get to reach their stop handler before the save is abandoned.
-const STOP_TIMEOUT_NS: u64 = 20_000_000_000;
+use zhuque_image::{Backing, Region, State};
 
 pub fn save_and_exit() -> ! {
     let p = process::get();
-    let (threads, leader_alive) = stop_all_threads();
+    let stopped = crate::threads::stop::stop_all();
     api::note_failure();
     let mut meta = p.meta().clone();
     meta.state = Some(State::Saved);
@@ -32,9 +28,8 @@ pub fn save_and_exit() -> ! {
     meta.failures += 1;
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
-    meta.threads = threads;
+    meta.threads = stopped.threads;
     crate::os::save(&mut meta);
-    let _ = leader_alive;
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured);
     meta.pool_end = crate::memory::pool::end();
@@ -58,113 +53,6 @@ pub fn save_and_exit() -> ! {
         sys::exit_group(zhuque_image::EXIT_REFUSED);
     }
     sys::exit_group(zhuque_image::EXIT_SAVED)
-}
-
-/// Stops every thread but the coordinator. Threads created meanwhile are found by listing
-/// `/proc/self/task` again until no new one appears (stopped threads create none).
-fn stop_all_threads() -> (Vec<Thread>, bool) {
-    let pid = sys::getpid();
-    let me = sys::gettid();
-    let mut slots: Vec<Box<StopSlot>> = Vec::new();
-    let mut gone: Vec<i32> = Vec::new();
-    let mut leader_alive = true;
-    let counter = stop::stopped_counter();
-    let deadline = process::now_ns() + STOP_TIMEOUT_NS;
-    loop {
-        let mut new = 0;
-        for tid in task_ids() {
-            if tid == me || slots.iter().any(|s| s.tid == tid) || gone.contains(&tid) {
-                continue;
-            }
-            if is_zombie(tid) {
-                // A thread-group leader that called pthread_exit stays listed as a zombie.
-                if tid == pid {
-                    leader_alive = false;
-                }
-                gone.push(tid);
-                continue;
-            }
-            let slot = Box::new(StopSlot::new(tid));
-            let ptr = &*slot as *const StopSlot as usize;
-            slots.push(slot);
-            if sys::tgsigqueue(pid, tid, signals::STOP_SIGNAL, ptr).is_err() {
-                gone.push(tid);
-            }
-            new += 1;
-        }
-        let pending: Vec<i32> = slots
-            .iter()
-            .filter(|s| s.done.load(Ordering::Acquire) == 0 && !gone.contains(&s.tid))
-            .map(|s| s.tid)
-            .collect();
-        if pending.is_empty() && new == 0 {
-            break;
-        }
-        for tid in pending {
-            if sys::tgkill(pid, tid, 0).is_err() || is_zombie(tid) {
-                gone.push(tid);
-            }
-        }
-        if process::now_ns() > deadline {
-            crate::diag::say(
-                "the save failed: a thread did not stop (is the stop signal SIGRTMAX blocked?)",
-            );
-            sys::exit_group(zhuque_image::EXIT_REFUSED);
-        }
-        let seen = counter.load(Ordering::Acquire);
-        sys::futex_wait(counter, seen, Some(2_000_000));
-    }
-    let threads = slots
-        .iter()
-        .filter(|s| s.done.load(Ordering::Acquire) == 1)
-        .map(|s| Thread {
-            tid: s.tid,
-            frame: s.frame,
-            fs_base: s.fs_base,
-            gs_base: s.gs_base,
-            tid_address: s.tid_address,
-            robust_head: s.robust_head,
-            robust_len: s.robust_len,
-            leader: s.tid == pid,
-        })
-        .collect();
-    (threads, leader_alive)
-}
-
-fn task_ids() -> Vec<i32> {
-    let Ok(dir) = rustix::fs::openat(
-        rustix::fs::CWD,
-        c"/proc/self/task",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    ) else {
-        crate::diag::fatal("cannot list /proc/self/task");
-    };
-    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-        crate::diag::fatal("cannot list /proc/self/task");
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            core::str::from_utf8(e.file_name().to_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-fn is_zombie(tid: i32) -> bool {
-    let mut path = b"/proc/self/task/".to_vec();
-    path.extend_from_slice(tid.to_string().as_bytes());
-    path.extend_from_slice(b"/stat\0");
-    match procfs::read(&path) {
-        Ok(stat) => {
-            let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
-            stat.get(close + 2) == Some(&b'Z') || stat.get(close + 2) == Some(&b'X')
-        }
-        Err(_) => true,
-    }
 }
 
 /// The address space as the kernel sees it, as regions to restore.

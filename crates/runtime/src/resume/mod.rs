@@ -121,7 +121,8 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     crate::api::run_recovery_handlers();
     release.store(1, Ordering::Release);
-    sys::futex_wake(release, u32::MAX);
+    // The kernel reads the count as an int: u32::MAX would be -1 and wake only one thread.
+    sys::futex_wake(release, i32::MAX as u32);
     coordinator::start();
     match leader {
         // SAFETY: memory is restored and the leader's registrations are done.

@@ -4,21 +4,39 @@
 //! handler runs on the thread's own (persistent) stack, where the kernel has just written a
 //! signal frame holding every register, the vector state, the signal mask and the alternate
 //! stack. The handler records where that frame is, plus what the frame does not hold (FS base,
-//! kernel registrations), reports itself stopped and parks for good. A resume later returns
-//! into the frame with `rt_sigreturn`, continuing the thread at the interrupted instruction.
+//! kernel registrations), reports itself stopped and parks. A resume later returns into the
+//! frame with `rt_sigreturn`, continuing the thread at the interrupted instruction.
 //!
-//! Everything here is async-signal-safe: raw system calls and atomics only.
+//! **Rounds.** A thread that holds the stop signal back (a runtime critical section, glibc's
+//! last steps of a thread exit, a program signal handler whose mask blocks everything) stops
+//! only once it unblocks it. If such a thread *sleeps* meanwhile, it may be waiting for a lock
+//! that an already stopped thread holds (glibc's stack-list lock, taken by an exiting detached
+//! thread with every signal blocked, is the real case): waiting longer would never end. The
+//! coordinator then releases every stopped thread (their handlers return and they run on as if
+//! nothing happened), lets them progress a moment, and starts a new round with new slots. A
+//! signal of an abandoned round that arrives late finds its slot released and returns at once.
+//!
+//! The handler is async-signal-safe: raw system calls and atomics only.
 
+use crate::process::now_ns;
+use crate::procfs;
+use crate::signals;
 use crate::sys::{self, SigInfo};
 use core::sync::atomic::{AtomicU32, Ordering};
+use zhuque_image::Thread;
 
-/// Written by a stopped thread for the coordinator. Volatile memory, owned by the coordinator.
+/// Written by a stopped thread for the coordinator. Volatile memory, owned by the coordinator,
+/// never freed during a save (a late signal of an abandoned round may still read it).
 #[repr(C)]
 pub struct StopSlot {
     magic: u64,
     pub tid: i32,
     /// 0 while the thread runs, 1 once it has recorded itself.
     pub done: AtomicU32,
+    /// Set by the coordinator to let the thread go (its round was abandoned).
+    pub release: AtomicU32,
+    /// The coordinator found the thread gone (exited) before it stopped.
+    pub gone: bool,
     pub frame: u64,
     pub fs_base: u64,
     pub gs_base: u64,
@@ -35,6 +53,8 @@ impl StopSlot {
             magic: MAGIC,
             tid,
             done: AtomicU32::new(0),
+            release: AtomicU32::new(0),
+            gone: false,
             frame: 0,
             fs_base: 0,
             gs_base: 0,
@@ -42,6 +62,10 @@ impl StopSlot {
             robust_head: 0,
             robust_len: 0,
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.done.load(Ordering::Acquire) == 1
     }
 }
 
@@ -61,11 +85,14 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     if info.code != sys::SI_QUEUE || info.pid != sys::getpid() || info.value == 0 {
         return; // not from our coordinator: ignore, as if blocked
     }
-    // SAFETY: a queued stop signal from our own process carries a pointer to a live slot; the
-    // magic and tid checks reject anything else.
+    // SAFETY: a queued stop signal from our own process carries a pointer to a slot the
+    // coordinator keeps alive for the whole save; the magic and tid checks reject anything else.
     let slot = unsafe { &mut *(info.value as *mut StopSlot) };
     if slot.magic != MAGIC || slot.tid != sys::gettid() {
         return;
+    }
+    if slot.release.load(Ordering::Acquire) != 0 {
+        return; // a signal of an abandoned round, delivered late
     }
     slot.frame = uc as u64;
     slot.fs_base = sys::get_fs_base();
@@ -78,14 +105,251 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     let counter = stopped_counter();
     counter.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(counter, 1);
-    park()
+    // Parked until the process ends (exit_group) — or until the coordinator abandons this
+    // round, in which case the thread simply continues. A resume re-enters the thread through
+    // its signal frame, never through this function.
+    while slot.release.load(Ordering::Acquire) == 0 {
+        sys::futex_wait(&slot.release, 0, None);
+    }
 }
 
-/// Waits forever: the process ends (`exit_group`) while the thread is parked here, and a resume
-/// re-enters the thread through its signal frame, never through this function.
+/// Waits forever.
 pub fn park() -> ! {
     let word = AtomicU32::new(0);
     loop {
         sys::futex_wait(&word, 0, None);
+    }
+}
+
+/// How long threads get to stop before the save is abandoned.
+const STOP_TIMEOUT_NS: u64 = 20_000_000_000;
+/// How often threads that have not stopped yet are examined (gone? unable to stop?).
+const CHECK_EVERY_NS: u64 = 5_000_000;
+/// How long a round waits for a thread that sleeps with the stop signal blocked before it is
+/// abandoned (doubled at each new round).
+const FIRST_ROUND_PATIENCE_NS: u64 = 20_000_000;
+
+/// Every thread of the process but the caller, stopped.
+pub struct Stopped {
+    pub threads: Vec<Thread>,
+    /// The thread-group leader still runs (it did not `pthread_exit`).
+    pub leader_alive: bool,
+    /// Rounds it took (1 unless a round had to be abandoned).
+    pub rounds: u32,
+}
+
+/// Stops every thread but the coordinator (the caller). Threads created meanwhile are found by
+/// listing `/proc/self/task` again once every known thread has stopped (stopped threads create
+/// none). Ends the process with a message if some thread cannot be stopped in time.
+pub fn stop_all() -> Stopped {
+    let deadline = now_ns() + STOP_TIMEOUT_NS;
+    let mut patience = FIRST_ROUND_PATIENCE_NS;
+    let mut rounds = 1;
+    // Slots of abandoned rounds stay allocated: a late signal may still point to one.
+    let mut abandoned: Vec<Box<StopSlot>> = Vec::new();
+    loop {
+        match round(deadline, patience) {
+            Ok(mut s) => {
+                s.rounds = rounds;
+                return s;
+            }
+            Err(slots) => {
+                for s in &slots {
+                    s.release.store(1, Ordering::Release);
+                    sys::futex_wake(&s.release, 1);
+                }
+                abandoned.extend(slots);
+                // Let the released threads (and the blocked one) make progress.
+                sys::sleep_ns(patience / 4);
+                patience = patience.saturating_mul(2);
+                rounds += 1;
+            }
+        }
+    }
+}
+
+/// One round; `Err` with its slots when it must be abandoned (see the module comment). Slots
+/// are boxed: threads hold their addresses while the vector grows.
+#[allow(clippy::vec_box)]
+fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
+    let pid = sys::getpid();
+    let me = sys::gettid();
+    let counter = stopped_counter();
+    let started = now_ns();
+    let mut slots: Vec<Box<StopSlot>> = Vec::new();
+    let mut known: Vec<i32> = Vec::new();
+    let mut leader_alive = true;
+    loop {
+        let mut new = 0;
+        let mut tids = task_ids();
+        tids.sort_unstable();
+        for tid in tids {
+            if tid == me || known.binary_search(&tid).is_ok() {
+                continue;
+            }
+            let at = known.partition_point(|t| *t < tid);
+            known.insert(at, tid);
+            if tid == pid && is_zombie(tid) {
+                // A thread-group leader that called pthread_exit stays listed as a zombie.
+                leader_alive = false;
+                continue;
+            }
+            let mut slot = Box::new(StopSlot::new(tid));
+            let ptr = &*slot as *const StopSlot as usize;
+            if sys::tgsigqueue(pid, tid, signals::STOP_SIGNAL, ptr).is_err() {
+                slot.gone = true;
+            }
+            slots.push(slot);
+            new += 1;
+        }
+        if new == 0 {
+            break;
+        }
+        // Wait until every signalled thread has stopped or is gone.
+        let mut next_check = now_ns() + CHECK_EVERY_NS;
+        loop {
+            let seen = counter.load(Ordering::Acquire);
+            if slots.iter().all(|s| s.gone || s.stopped()) {
+                break;
+            }
+            let now = now_ns();
+            if now >= next_check {
+                let mut blocked_sleepers = 0;
+                for s in slots.iter_mut().filter(|s| !s.gone && !s.stopped()) {
+                    match examine(pid, s.tid) {
+                        Task::Gone => {
+                            s.gone = true;
+                            if s.tid == pid {
+                                leader_alive = false;
+                            }
+                        }
+                        Task::BlockedAsleep => blocked_sleepers += 1,
+                        Task::Other => {}
+                    }
+                }
+                if blocked_sleepers > 0 && now - started >= patience {
+                    return Err(slots);
+                }
+                if now > deadline {
+                    report_unstoppable(&slots);
+                }
+                next_check = now + CHECK_EVERY_NS;
+            }
+            sys::futex_wait(
+                counter,
+                seen,
+                Some(next_check.saturating_sub(now).max(100_000)),
+            );
+        }
+    }
+    let threads = slots
+        .iter()
+        .filter(|s| s.stopped())
+        .map(|s| Thread {
+            tid: s.tid,
+            frame: s.frame,
+            fs_base: s.fs_base,
+            gs_base: s.gs_base,
+            tid_address: s.tid_address,
+            robust_head: s.robust_head,
+            robust_len: s.robust_len,
+            leader: s.tid == pid,
+        })
+        .collect();
+    // The slots of a finished save stay allocated too: the process ends right after.
+    core::mem::forget(slots);
+    Ok(Stopped {
+        threads,
+        leader_alive,
+        rounds: 0,
+    })
+}
+
+fn report_unstoppable(slots: &[Box<StopSlot>]) -> ! {
+    let mut line = crate::diag::Line::new();
+    line.str("the save failed: thread(s)");
+    for s in slots.iter().filter(|s| !s.gone && !s.stopped()).take(8) {
+        line.str(" ").num(s.tid as u64);
+    }
+    line.str(" did not stop within 20 s (the stop signal SIGRTMAX blocked for good?)");
+    line.emit();
+    sys::exit_group(zhuque_image::EXIT_REFUSED)
+}
+
+enum Task {
+    Gone,
+    /// Sleeping with the stop signal blocked: it cannot stop until something wakes it.
+    BlockedAsleep,
+    Other,
+}
+
+/// What a thread that has not stopped yet is doing, from `/proc/self/task/TID/status`.
+fn examine(pid: i32, tid: i32) -> Task {
+    if tid != pid && sys::tgkill(pid, tid, 0).is_err() {
+        return Task::Gone;
+    }
+    let Ok(status) = procfs::read(&task_path(tid, b"status")) else {
+        return Task::Gone;
+    };
+    let field = |name: &[u8]| {
+        status
+            .split(|c| *c == b'\n')
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim_ascii())
+    };
+    let state = field(b"State:").and_then(|s| s.first().copied());
+    if matches!(state, Some(b'Z' | b'X')) {
+        return Task::Gone;
+    }
+    let blocked = field(b"SigBlk:")
+        .and_then(|h| core::str::from_utf8(h).ok())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .is_some_and(|m| m & sys::sig_bit(signals::STOP_SIGNAL) != 0);
+    if blocked && matches!(state, Some(b'S' | b'D')) {
+        Task::BlockedAsleep
+    } else {
+        Task::Other
+    }
+}
+
+fn task_path(tid: i32, file: &[u8]) -> Vec<u8> {
+    let mut path = b"/proc/self/task/".to_vec();
+    path.extend_from_slice(tid.to_string().as_bytes());
+    path.push(b'/');
+    path.extend_from_slice(file);
+    path.push(0);
+    path
+}
+
+fn task_ids() -> Vec<i32> {
+    let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        c"/proc/self/task",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        crate::diag::fatal("cannot list /proc/self/task");
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        crate::diag::fatal("cannot list /proc/self/task");
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            core::str::from_utf8(e.file_name().to_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn is_zombie(tid: i32) -> bool {
+    match procfs::read(&task_path(tid, b"stat")) {
+        Ok(stat) => {
+            let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
+            stat.get(close + 2) == Some(&b'Z') || stat.get(close + 2) == Some(&b'X')
+        }
+        Err(_) => true,
     }
 }
