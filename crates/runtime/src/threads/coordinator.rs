@@ -20,6 +20,10 @@ pub fn start() {
     let stack = vmem::map(STACK_SIZE);
     let tls = fake_tls();
     let started = now_ns();
+    // The new thread inherits the mask: it must start with every signal blocked, or a
+    // failure requested before its first instruction would run the SIGPWR handler in it, which
+    // re-sends SIGPWR to the coordinator (itself), forever.
+    let old = sys::sigprocmask(sys::SIG_SETMASK, !0).unwrap_or(0);
     // SAFETY: the stack and TLS block are volatile memory owned by the coordinator for the
     // life of the process; `run` never returns.
     let tid = unsafe {
@@ -33,6 +37,7 @@ pub fn start() {
     }
     .unwrap_or_else(|_| crate::diag::fatal("cannot start the coordinator thread"));
     p.coordinator_tid.store(tid, Ordering::Release);
+    let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
 }
 
 /// A minimal thread control block: the coordinator runs only runtime code, which uses no TLS,
@@ -78,7 +83,7 @@ pub fn request_failure() {
     let p = process::get();
     p.failure_pending.store(true, Ordering::Release);
     let tid = p.coordinator_tid.load(Ordering::Acquire);
-    if tid != 0 {
+    if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }
 }
