@@ -179,15 +179,16 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
             return;
         }
     }
-    if f.flags & osys::O_PATH == 0 && seekable(*mode) {
-        if let Err(e) = osys::lseek(fd, *offset as i64, osys::SEEK_SET) {
-            r.warning(i)
-                .str("cannot restore the offset ")
-                .num(*offset)
-                .str(": errno ")
-                .num(e.0 as u64)
-                .emit();
-        }
+    if f.flags & osys::O_PATH == 0
+        && seekable(*mode)
+        && let Err(e) = osys::lseek(fd, *offset as i64, osys::SEEK_SET)
+    {
+        r.warning(i)
+            .str("cannot restore the offset ")
+            .num(*offset)
+            .str(": errno ")
+            .num(e.0 as u64)
+            .emit();
     }
     r.put(i, fd);
 }

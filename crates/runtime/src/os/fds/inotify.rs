@@ -74,11 +74,11 @@ fn table(_: &Locked) -> &'static mut [Entry; CAPACITY] {
 /// Remembers where watch `wd` points (called right after the kernel added it).
 fn record(wd: i32, path: &[u8], mask: u32) {
     let mut abs = Vec::new();
-    if path.first() != Some(&b'/') {
-        if let Ok(cwd) = rustix::process::getcwd(Vec::new()) {
-            abs.extend_from_slice(cwd.as_bytes());
-            abs.push(b'/');
-        }
+    if path.first() != Some(&b'/')
+        && let Ok(cwd) = rustix::process::getcwd(Vec::new())
+    {
+        abs.extend_from_slice(cwd.as_bytes());
+        abs.push(b'/');
     }
     abs.extend_from_slice(path);
     if abs.len() >= PATH_MAX {

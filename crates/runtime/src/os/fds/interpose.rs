@@ -61,18 +61,21 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     unsafe { core::mem::transmute::<usize, CloseFn>(f)(fd) }
 }
 
-/// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags.
+/// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags. (No allocation:
+/// this runs on program threads outside any critical section.)
 fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> Result<(), crate::sys::Errno> {
-    let mut ours: Vec<u32> = protected()
-        .map(|r| r.iter().filter(|f| **f >= 0).map(|f| *f as u32).collect())
-        .unwrap_or_default();
-    ours.retain(|f| *f >= first && *f <= last);
+    let mut ours = protected().unwrap_or([-1, -1]);
     ours.sort_unstable();
-    if ours.is_empty() || first > last {
+    let inside = |f: i32| f >= 0 && (f as u32) >= first && (f as u32) <= last;
+    if first > last || !ours.iter().any(|f| inside(*f)) {
         return osys::close_range(first, last, flags);
     }
     let mut from = first;
     for f in ours {
+        if !inside(f) {
+            continue;
+        }
+        let f = f as u32;
         if f > from {
             osys::close_range(from, f - 1, flags)?;
         }
