@@ -20,6 +20,8 @@ use zhuque_image::{Backing, Region, State};
 
 pub fn save_and_exit() -> ! {
     let p = process::get();
+    // Before anything opens a file: see `os::detach_fd_table`.
+    crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
     api::note_failure();
     let mut meta = p.meta().clone();

@@ -23,30 +23,41 @@ fn image_dir_fd() -> i32 {
 }
 
 impl ImageFiles {
-    /// For the save of `generation` (the coordinator, every program thread stopped).
+    /// For the save of `generation` (the coordinator, every program thread stopped). The
+    /// directory is opened on first use: after the program's fds have been listed, so that it
+    /// is never mistaken for one of them.
     pub fn for_save(generation: u64) -> ImageFiles {
-        let _ = rustix::fs::mkdirat(
-            crate::image_io::borrow(image_dir_fd()),
-            c"files",
-            rustix::fs::Mode::from_raw_mode(0o700),
-        );
-        let dir = osys::openat(
-            image_dir_fd(),
-            b"files\0",
-            O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-            0,
-        )
-        .unwrap_or(-1);
         ImageFiles {
-            dir,
+            dir: -1,
             generation,
             next: 0,
             sync: process::get().mem_needs_sync.load(Ordering::Relaxed),
         }
     }
 
+    fn open_dir(&mut self, create: bool) {
+        if self.dir >= 0 {
+            return;
+        }
+        if create {
+            let _ = rustix::fs::mkdirat(
+                crate::image_io::borrow(image_dir_fd()),
+                c"files",
+                rustix::fs::Mode::from_raw_mode(0o700),
+            );
+        }
+        self.dir = osys::openat(
+            image_dir_fd(),
+            b"files\0",
+            O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+            0,
+        )
+        .unwrap_or(-1);
+    }
+
     /// Creates the next copy; returns its fd and its name relative to the image directory.
     pub fn create(&mut self) -> Result<(i32, Vec<u8>), crate::sys::Errno> {
+        self.open_dir(true);
         if self.dir < 0 {
             return Err(crate::sys::Errno::ENOENT);
         }
@@ -79,7 +90,8 @@ impl ImageFiles {
     }
 
     /// Removes copies no `meta` can name any more: all but this save's and the previous one's.
-    pub fn clean(&self) {
+    pub fn clean(&mut self) {
+        self.open_dir(false);
         if self.dir < 0 {
             return;
         }

@@ -29,14 +29,31 @@ mod timers;
 
 use zhuque_image::Meta;
 
+/// Gives the coordinator an fd table of its own for the rest of the save (`unshare`). Files it
+/// opens while program threads still run (`/proc` entries, to stop them) would otherwise take,
+/// for an instant, the lowest free fd number, which a concurrent `open` in the program expects
+/// to get. The program's fds are then reached through a program thread's `/proc` entry and
+/// duplicated with `pidfd_getfd` (`fds::save`).
+pub fn detach_fd_table() {
+    if let Err(e) = sys::unshare_files() {
+        crate::diag::Line::new()
+            .str("warning: the coordinator cannot have an fd table of its own (errno ")
+            .num(e.0 as u64)
+            .str("); fds the program opens during this save may get other numbers")
+            .emit();
+    }
+}
+
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
 /// carrying the new generation and the stopped threads).
 pub fn save(meta: &mut Meta) {
     process_state::save(meta);
     rlimits::save(meta);
     signals::save(meta);
-    timers::save(meta);
+    // Pending signals first: dequeuing a pending SIGALRM is what re-arms an expired periodic
+    // ITIMER_REAL, whose time left reads 0 until then.
     pending::save(meta);
+    timers::save(meta);
     let mut files = image_files::ImageFiles::for_save(meta.generation);
     fds::save(meta, &mut files);
     files.clean();

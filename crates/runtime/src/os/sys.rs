@@ -66,6 +66,9 @@ pub mod nr {
     pub const KCMP: usize = 312;
     pub const MEMFD_CREATE: usize = 319;
     pub const CLOSE_RANGE: usize = 436;
+    pub const UNSHARE: usize = 272;
+    pub const PIDFD_OPEN: usize = 434;
+    pub const PIDFD_GETFD: usize = 438;
 }
 
 #[inline]
@@ -305,18 +308,19 @@ pub fn fstat(fd: i32) -> Result<Stat> {
 pub const KCMP_FILE: usize = 0;
 pub const KCMP_EPOLL_TFD: usize = 7;
 
-/// Whether two fds of this process refer to the same open file description: `Some(true)`,
-/// `Some(false)`, or `None` when the kernel cannot tell (no `kcmp`).
-pub fn same_file(a: i32, b: i32) -> Option<bool> {
-    let pid = crate::sys::getpid() as usize;
+/// Whether fds `a` and `b` of task `task` refer to the same open file description:
+/// `Some(true)`, `Some(false)`, or `None` when the kernel cannot tell (no `kcmp`).
+pub fn same_file(task: i32, a: i32, b: i32) -> Option<bool> {
+    let pid = task as usize;
     match call(nr::KCMP, pid, pid, KCMP_FILE, a as usize, b as usize, 0) {
         Ok(v) => Some(v == 0),
         Err(_) => None,
     }
 }
 
-/// Whether fd `a`'s file is the target registered as `tfd` in epoll instance `epfd`.
-pub fn is_epoll_target(a: i32, epfd: i32, tfd: i32) -> Option<bool> {
+/// Whether fd `a`'s file is the target registered as `tfd` in epoll instance `epfd` (all
+/// fds of task `task`).
+pub fn is_epoll_target(task: i32, a: i32, epfd: i32, tfd: i32) -> Option<bool> {
     #[repr(C)]
     struct Slot {
         efd: u32,
@@ -328,7 +332,7 @@ pub fn is_epoll_target(a: i32, epfd: i32, tfd: i32) -> Option<bool> {
         tfd: tfd as u32,
         toff: 0,
     };
-    let pid = crate::sys::getpid() as usize;
+    let pid = task as usize;
     match call(
         nr::KCMP,
         pid,
@@ -341,6 +345,24 @@ pub fn is_epoll_target(a: i32, epfd: i32, tfd: i32) -> Option<bool> {
         Ok(v) => Some(v == 0),
         Err(_) => None,
     }
+}
+
+pub const CLONE_FILES: usize = 0x400;
+/// `pidfd_open` flag: a pidfd for one thread rather than a process (Linux 6.9).
+pub const PIDFD_THREAD: usize = 0o200;
+
+/// Gives the calling thread a private copy of the fd table.
+pub fn unshare_files() -> Result<()> {
+    call(nr::UNSHARE, CLONE_FILES, 0, 0, 0, 0, 0).map(|_| ())
+}
+
+pub fn pidfd_open(pid: i32, flags: usize) -> Result<i32> {
+    call(nr::PIDFD_OPEN, pid as usize, flags, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+/// A duplicate (same open file description, close-on-exec) of fd `fd` of the pidfd's task.
+pub fn pidfd_getfd(pidfd: i32, fd: i32) -> Result<i32> {
+    call(nr::PIDFD_GETFD, pidfd as usize, fd as usize, 0, 0, 0, 0).map(|v| v as i32)
 }
 
 pub const POLLIN: i16 = 1;

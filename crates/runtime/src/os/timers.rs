@@ -100,8 +100,10 @@ pub fn save(meta: &mut Meta) {
     let mut t = Timers::default();
     for (which, slot) in t.itimers.iter_mut().enumerate() {
         if let Ok((value_ns, interval_ns)) = osys::getitimer(which as i32) {
+            // A periodic timer that has just expired reads 0 left: it reloads with its
+            // interval (its signal, pending, is saved with the pending signals).
             *slot = TimerValue {
-                value_ns,
+                value_ns: if value_ns == 0 { interval_ns } else { value_ns },
                 interval_ns,
             };
         }

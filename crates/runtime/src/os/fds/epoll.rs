@@ -25,7 +25,7 @@ pub fn save(d: &Desc) -> FileKind {
         let tfd = tfd as i32;
         // The entry is keyed by (file, fd number): if that number no longer holds the file
         // (closed, or reused for another file), the entry cannot be re-added under it.
-        let holds = osys::is_epoll_target(tfd, d.fd, tfd).unwrap_or(true);
+        let holds = osys::is_epoll_target(procfd::task_id(), tfd, d.fd, tfd).unwrap_or(true);
         entries.push(EpollEntry {
             fd: if holds { tfd } else { -1 - tfd },
             events: events as u32,

@@ -47,8 +47,43 @@ pub fn save_path(d: &Desc) -> FileKind {
         offset: if d.flags & osys::O_PATH != 0 {
             0
         } else {
-            offset(d.fd)
+            offset(d.local)
         },
+    }
+}
+
+/// Copies the file behind description `i` into the image; returns the copy's name. A copy
+/// that cannot be made fails the save: the resume could not be exact.
+fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
+    let d = &ctx.descs[i];
+    // Read through a new read-only description: the program's may be write-only.
+    let src = osys::openat(
+        osys::AT_FDCWD,
+        &procfd::path(d.fd),
+        osys::O_RDONLY | osys::O_CLOEXEC,
+        0,
+    );
+    let copied = src.and_then(|src| {
+        let r = ctx.files.create().and_then(|(dst, name)| {
+            let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
+            r.map(|_| name)
+        });
+        let _ = osys::close(src);
+        r
+    });
+    match copied {
+        Ok(name) => name,
+        Err(e) => {
+            crate::diag::Line::new()
+                .str("the save failed: cannot copy the contents of fd ")
+                .num(d.fd as u64)
+                .str(" (")
+                .push(&d.link)
+                .str(") into the image: errno ")
+                .num(e.0 as u64)
+                .emit();
+            crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
+        }
     }
 }
 
@@ -63,45 +98,29 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
         path.to_vec()
     };
     let seals = if memfd {
-        osys::fcntl(d.fd, osys::F_GET_SEALS, 0).unwrap_or(osys::F_SEAL_SEAL as usize) as u32
+        osys::fcntl(d.local, osys::F_GET_SEALS, 0).unwrap_or(osys::F_SEAL_SEAL as usize) as u32
     } else {
         0
     };
-    // Read through a new read-only description: the program's may be write-only.
-    let src = osys::openat(
-        osys::AT_FDCWD,
-        &procfd::path(d.fd),
-        osys::O_RDONLY | osys::O_CLOEXEC,
-        0,
-    );
     let size = d.st.size.max(0) as u64;
-    let copied = src.and_then(|src| {
-        let r = ctx.files.create().and_then(|(dst, name)| {
-            let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
-            r.map(|_| name)
-        });
-        let _ = osys::close(src);
-        r
-    });
-    let copy = match copied {
-        Ok(name) => name,
-        Err(e) => {
-            crate::diag::Line::new()
-                .str("the save failed: cannot copy the contents of fd ")
-                .num(d.fd as u64)
-                .str(" (")
-                .push(&d.link)
-                .str(") into the image: errno ")
-                .num(e.0 as u64)
-                .emit();
-            crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
+    let known = ctx
+        .copies
+        .iter()
+        .find(|(dev, ino, _)| *dev == d.st.dev && *ino == d.st.ino)
+        .map(|(_, _, name)| name.clone());
+    let copy = match known {
+        Some(name) => name,
+        None => {
+            let name = copy_contents(ctx, i, size);
+            ctx.copies.push((d.st.dev, d.st.ino, name.clone()));
+            name
         }
     };
     FileKind::Anonymous {
         path,
         memfd,
         mode: d.st.mode,
-        offset: offset(d.fd),
+        offset: offset(d.local),
         size,
         seals,
         copy,
@@ -213,19 +232,24 @@ fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
 }
 
 pub fn restore_anonymous(r: &mut Restorer, i: usize) {
-    let f = &r.table.files[i];
     let FileKind::Anonymous {
         path,
         memfd,
         mode,
-        offset,
         size,
         seals,
         copy,
-    } = &f.kind
+        ..
+    } = &r.table.files[i].kind
     else {
         return;
     };
+    // Every description of the same file (they share its copy) opens the one new file.
+    let group: Vec<usize> = (0..r.table.files.len())
+        .filter(
+            |j| matches!(&r.table.files[*j].kind, FileKind::Anonymous { copy: c, .. } if c == copy),
+        )
+        .collect();
     let perm = mode & 0o7777;
     let made = if *memfd {
         let mut flags = osys::MFD_CLOEXEC;
@@ -245,7 +269,9 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     let fd = match made {
         Ok(fd) => fd,
         Err(e) => {
-            r.placeholder(i, &format!("cannot make a new file: errno {}", e.0));
+            for j in group {
+                r.placeholder(j, &format!("cannot make a new file: errno {}", e.0));
+            }
             return;
         }
     };
@@ -256,35 +282,39 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     });
     if let Err(e) = filled {
         let _ = osys::close(fd);
-        r.placeholder(
-            i,
-            &format!(
-                "cannot read its saved contents from the image: errno {}",
-                e.0
-            ),
-        );
+        for j in group {
+            r.placeholder(
+                j,
+                &format!(
+                    "cannot read its saved contents from the image: errno {}",
+                    e.0
+                ),
+            );
+        }
         return;
     }
-    // The new file is open read-write; a description with the saved access mode and flags is
-    // opened on it (through /proc, which reaches unlinked files).
-    let flags = open_flags(f.flags, *mode);
-    let fd = if flags & osys::O_ACCMODE == osys::O_RDWR {
-        r.set_status_flags(fd, i);
-        fd
-    } else {
-        let re = osys::openat(osys::AT_FDCWD, &procfd::path(fd), flags, 0);
-        let _ = osys::close(fd);
-        match re {
-            Ok(n) => n,
-            Err(e) => {
-                r.placeholder(i, &format!("cannot reopen it read-only: errno {}", e.0));
-                return;
+    // Each description: the saved access mode, flags and offset, opened on the new file
+    // through /proc (which reaches unlinked files).
+    for j in group {
+        let f = &r.table.files[j];
+        let FileKind::Anonymous { offset, .. } = &f.kind else {
+            continue;
+        };
+        match osys::openat(
+            osys::AT_FDCWD,
+            &procfd::path(fd),
+            open_flags(f.flags, *mode),
+            0,
+        ) {
+            Ok(n) => {
+                let _ = osys::lseek(n, *offset as i64, osys::SEEK_SET);
+                r.put(j, n);
             }
+            Err(e) => r.placeholder(j, &format!("cannot open it again: errno {}", e.0)),
         }
-    };
-    let _ = osys::lseek(fd, *offset as i64, osys::SEEK_SET);
+    }
     if *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
         let _ = osys::fcntl(fd, osys::F_ADD_SEALS, *seals as usize);
     }
-    r.put(i, fd);
+    let _ = osys::close(fd);
 }

@@ -50,8 +50,10 @@ pub fn runtime_fds() -> [i32; 2] {
 
 /// One open file description found at a save.
 pub struct Desc {
-    /// The lowest fd referring to it.
+    /// The lowest program fd referring to it (for `/proc` paths, messages, `kcmp`).
     pub fd: i32,
+    /// The coordinator's duplicate of it (same description), for system calls.
+    pub local: i32,
     pub link: Vec<u8>,
     pub st: Stat,
     /// `F_GETFL`.
@@ -62,6 +64,9 @@ pub struct Desc {
 pub struct SaveCtx<'a> {
     pub descs: &'a [Desc],
     pub files: &'a mut ImageFiles,
+    /// Contents already copied into the image, by (device, inode): several descriptions of one
+    /// unlinked file or memfd share one copy, and one file again after the resume.
+    pub copies: Vec<(u64, u64, Vec<u8>)>,
 }
 
 impl SaveCtx<'_> {
@@ -126,9 +131,9 @@ fn classify(d: &Desc) -> Class {
     Class::Path
 }
 
-/// Whether fds `a` and `b` (same inode) share one open file description.
-fn shares(a: i32, b: i32, no_kcmp: &mut bool) -> bool {
-    match osys::same_file(a, b) {
+/// Whether program fds `a` and `b` (same inode) share one open file description.
+fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
+    match osys::same_file(task, a, b) {
         Some(v) => v,
         None => {
             // Without kcmp (CONFIG_KCMP off), same flags and offset is the best evidence.
@@ -146,9 +151,46 @@ fn shares(a: i32, b: i32, no_kcmp: &mut bool) -> bool {
     }
 }
 
-/// Records every program fd into `meta` (coordinator, all program threads stopped).
+/// A program thread whose fd table is the program's, and a pidfd to take fds from it: the
+/// leader, or (when it has ended with `pthread_exit`) another thread.
+fn program_task(meta: &Meta) -> Option<(i32, i32)> {
+    let pid = crate::sys::getpid();
+    let mut tids: Vec<i32> = meta.threads.iter().map(|t| t.tid).collect();
+    tids.sort_by_key(|t| *t != pid);
+    for tid in tids {
+        let flags = if tid == pid { 0 } else { osys::PIDFD_THREAD };
+        if let Ok(pidfd) = osys::pidfd_open(tid, flags) {
+            // A usable task has an fd table: fd 0..2 or any other will do as a probe.
+            let usable = procfd_has_table(tid);
+            if usable {
+                return Some((tid, pidfd));
+            }
+            let _ = osys::close(pidfd);
+        }
+    }
+    None
+}
+
+fn procfd_has_table(tid: i32) -> bool {
+    procfd::set_task(tid);
+    let ok = !procfd::list().is_empty();
+    procfd::set_task(0);
+    ok
+}
+
+/// Records every program fd into `meta` (coordinator, all program threads stopped). The
+/// coordinator may have an fd table of its own by now (`os::detach_fd_table`): program fds
+/// are listed through a program thread's `/proc` entry and duplicated into the coordinator's
+/// table with `pidfd_getfd`; without a pidfd (old kernel), the table is the shared one.
 pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     let skip = runtime_fds();
+    let (task, pidfd) = match program_task(meta) {
+        Some((t, p)) => (t, Some(p)),
+        None => (crate::sys::getpid(), None),
+    };
+    if pidfd.is_some() {
+        procfd::set_task(task);
+    }
     let mut descs: Vec<Desc> = Vec::new();
     let mut fds: Vec<(i32, bool, usize)> = Vec::new();
     let mut no_kcmp = false;
@@ -156,26 +198,46 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         if skip.contains(&fd) {
             continue;
         }
+        let local = match pidfd {
+            Some(p) => match osys::pidfd_getfd(p, fd) {
+                Ok(l) => l,
+                Err(_) => continue, // closed meanwhile (a listing fd)
+            },
+            None => fd,
+        };
         // The fds used for listing are closed again: they fail here and are skipped.
-        let (Ok(st), Some(link)) = (osys::fstat(fd), procfd::link(fd)) else {
+        let (Ok(st), Some(link)) = (osys::fstat(local), procfd::link(fd)) else {
+            if local != fd {
+                let _ = osys::close(local);
+            }
             continue;
         };
-        let flags = osys::fcntl(fd, osys::F_GETFL, 0).unwrap_or(0) as u32;
-        let cloexec = osys::fcntl(fd, osys::F_GETFD, 0)
-            .map(|v| v & osys::FD_CLOEXEC != 0)
-            .unwrap_or(false);
+        let flags = osys::fcntl(local, osys::F_GETFL, 0).unwrap_or(0) as u32;
+        // Close-on-exec belongs to the fd, not the description: fdinfo shows it.
+        let cloexec = procfd::field(&procfd::fdinfo(fd), b"flags")
+            .and_then(procfd::oct)
+            .is_some_and(|f| f & osys::O_CLOEXEC as u64 != 0);
         let same = descs.iter().position(|d| {
-            d.st.dev == st.dev && d.st.ino == st.ino && shares(d.fd, fd, &mut no_kcmp)
+            d.st.dev == st.dev && d.st.ino == st.ino && shares(task, d.fd, fd, &mut no_kcmp)
         });
-        let idx = same.unwrap_or_else(|| {
-            descs.push(Desc {
-                fd,
-                link,
-                st,
-                flags,
-            });
-            descs.len() - 1
-        });
+        let idx = match same {
+            Some(i) => {
+                if local != fd {
+                    let _ = osys::close(local);
+                }
+                i
+            }
+            None => {
+                descs.push(Desc {
+                    fd,
+                    local,
+                    link,
+                    st,
+                    flags,
+                });
+                descs.len() - 1
+            }
+        };
         if fd > 2 {
             fds.push((fd, cloexec, idx));
         }
@@ -198,6 +260,8 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     for i in &order {
         used.push(old[*i].take().expect("each description is moved once"));
     }
+    // Descriptions only fds 0-2 use (their duplicates are closed at the end).
+    let descs_left: Vec<Desc> = old.into_iter().flatten().collect();
     let index_of = |i: usize| order.iter().position(|o| *o == i).unwrap_or(0) as u32;
     let table_fds: Vec<Fd> = fds
         .iter()
@@ -214,6 +278,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         let mut ctx = SaveCtx {
             descs: &used,
             files,
+            copies: Vec::new(),
         };
         for (i, d) in ctx.descs.iter().enumerate() {
             if d.fd <= 2 {
@@ -256,6 +321,13 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         .collect();
     table.fds = table_fds;
     meta.set_section(TAG_FDS, table.encode());
+    if let Some(p) = pidfd {
+        for d in used.iter().chain(descs_left.iter()) {
+            let _ = osys::close(d.local);
+        }
+        let _ = osys::close(p);
+    }
+    procfd::set_task(0);
 }
 
 // ---- resume ------------------------------------------------------------------------------------
@@ -265,30 +337,49 @@ pub struct Restorer<'a> {
     pub table: &'a FdTable,
     staged: Vec<Option<i32>>,
     stage_min: i32,
+    /// Saved fd numbers (never used for staging).
+    targets: Vec<i32>,
+    /// Next candidate when staging has to go below the highest saved number.
+    down: i32,
     /// Extra fds to close once every fd is in place (pipe anchors and the like).
     pub later: Vec<i32>,
 }
 
 impl Restorer<'_> {
-    /// Moves `fd` (just created, at any number) into the staging area.
-    pub fn stage(&self, fd: i32) -> i32 {
-        if fd >= self.stage_min {
+    /// Moves `fd` (just created, at any number) into the staging area: above the highest
+    /// saved number, or, when the fd limit leaves no room there, on the highest free numbers
+    /// no saved fd takes.
+    pub fn stage(&mut self, fd: i32) -> i32 {
+        if fd >= self.stage_min && !self.targets.contains(&fd) {
             return fd;
         }
-        match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
-            Ok(n) => {
-                let _ = osys::close(fd);
-                n as i32
-            }
-            Err(e) => crate::diag::refuse(
-                Line::new()
-                    .str("cannot recreate the program's fds: no free fd number above ")
-                    .num(self.stage_min as u64)
-                    .str(" (errno ")
-                    .num(e.0 as u64)
-                    .str(")"),
-            ),
+        if let Ok(n) = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
+            let _ = osys::close(fd);
+            return n as i32;
         }
+        while self.down > 2 {
+            let n = self.down;
+            self.down -= 1;
+            if self.targets.contains(&n) || n == fd {
+                continue;
+            }
+            match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, n as usize) {
+                Ok(got) if got as i32 == n => {
+                    let _ = osys::close(fd);
+                    return n;
+                }
+                Ok(got) => {
+                    let _ = osys::close(got as i32);
+                }
+                Err(_) => {}
+            }
+        }
+        crate::diag::refuse(
+            Line::new()
+                .str("cannot recreate the program's fds: no free fd number left (RLIMIT_NOFILE ")
+                .num(crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE).0)
+                .str(")"),
+        )
     }
 
     /// Records `fd` as open file `i`'s (staging it).
@@ -377,30 +468,38 @@ fn close_strays() {
     }
 }
 
-/// Duplicates runtime fd `fd` to a free number not in `avoid`, preferring high numbers (the
-/// program's `open` takes the lowest free one). Returns the new number; `fd` stays open.
+/// Duplicates runtime fd `fd` to a free number not in `avoid`, as high as possible (the
+/// program's `open` takes the lowest free number, so a runtime fd sitting low would shift
+/// every fd the program opens afterwards). Above the soft `RLIMIT_NOFILE` when the hard limit
+/// allows (such fds stay valid, and the program can never reach them), else the highest free
+/// number below it. Returns the new number; `fd` stays open.
 pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
-    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let top = soft.min(1 << 20) as i32;
-    let highest = avoid.iter().copied().max().unwrap_or(0);
-    let mut got: Vec<i32> = Vec::new();
-    let mut result = None;
-    for min in [(top - 64).max(highest + 1), highest + 1, 3] {
-        let Ok(n) = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, min.max(3) as usize) else {
-            continue;
-        };
-        let n = n as i32;
+    let (soft, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let cap = 1u64 << 20;
+    if hard > soft && soft < cap {
+        let raised = (soft + 64).min(hard).min(cap);
+        if crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, raised, hard).is_ok() {
+            let n = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, soft as usize);
+            let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, soft, hard);
+            if let Ok(n) = n {
+                return Some(n as i32);
+            }
+        }
+    }
+    let top = soft.min(cap) as i32;
+    for n in (3..top).rev().take(1 << 14) {
         if avoid.contains(&n) {
-            got.push(n);
             continue;
         }
-        result = Some(n);
-        break;
+        match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, n as usize) {
+            Ok(got) if got as i32 == n => return Some(n),
+            Ok(got) => {
+                let _ = osys::close(got as i32); // n is taken
+            }
+            Err(_) => {}
+        }
     }
-    for n in got {
-        let _ = osys::close(n);
-    }
-    result
+    None
 }
 
 /// Moves the runtime's fds off the numbers the program's fds must take.
@@ -429,6 +528,7 @@ fn relocate_runtime_fds(targets: &[i32]) {
 
 /// Recreates every saved fd (resume: single thread, memory restored).
 pub fn restore(meta: &Meta) {
+    procfd::set_task(0);
     close_strays();
     let Some(bytes) = meta.section(TAG_FDS) else {
         return;
@@ -447,10 +547,13 @@ pub fn restore(meta: &Meta) {
         && crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, need.min(hard), hard).is_ok();
 
     relocate_runtime_fds(&targets);
+    let (soft_now, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
     let mut r = Restorer {
         table: &table,
         staged: vec![None; table.files.len()],
         stage_min: highest + 1,
+        targets: targets.clone(),
+        down: soft_now.min(1 << 20) as i32 - 1,
         later: Vec::new(),
     };
     for i in 0..table.files.len() {

@@ -71,7 +71,7 @@ pub fn save(
         pipes.push(Pipe {
             ino,
             fifo,
-            capacity: osys::fcntl(d.fd, osys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32,
+            capacity: osys::fcntl(d.local, osys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32,
             data,
         });
         for j in members {

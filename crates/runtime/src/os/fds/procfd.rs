@@ -1,20 +1,58 @@
-//! What `/proc/self/fd` and `/proc/self/fdinfo` say about the process's fds.
+//! What `/proc/.../fd` and `/proc/.../fdinfo` say about the program's fds.
+//!
+//! At a save the coordinator has an fd table of its own (see `os::detach_fd_table`): the
+//! program's fds are those of a program thread, `/proc/self/task/<tid>/fd`, set with
+//! [`set_task`]. Elsewhere (the resume) they are the calling thread's, `/proc/self/fd`.
 
 use crate::procfs;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+// Only meaningful during a save (the process ends right after); reset by every resume.
+static TASK: AtomicI32 = AtomicI32::new(0);
+
+/// Makes the helpers below describe the fds of program thread `tid` (0: the caller's own).
+pub fn set_task(tid: i32) {
+    TASK.store(tid, Ordering::Relaxed);
+}
+
+/// The task whose fds these are, as `kcmp` wants it.
+pub fn task_id() -> i32 {
+    match TASK.load(Ordering::Relaxed) {
+        0 => crate::sys::getpid(),
+        t => t,
+    }
+}
+
+fn dir(kind: &[u8]) -> Vec<u8> {
+    let mut p = b"/proc/self/".to_vec();
+    let t = TASK.load(Ordering::Relaxed);
+    if t != 0 {
+        p.extend_from_slice(b"task/");
+        p.extend_from_slice(t.to_string().as_bytes());
+        p.push(b'/');
+    }
+    p.extend_from_slice(kind);
+    p
+}
 
 /// The numbers of every open fd, ascending. The fds used for listing are closed again before
 /// this returns, so they never appear as program fds to a caller that checks each number.
 pub fn list() -> Vec<i32> {
+    let mut d = dir(b"fd");
+    d.push(0);
+    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&d) else {
+        return Vec::new();
+    };
     let Ok(dir) = rustix::fs::openat(
         rustix::fs::CWD,
-        c"/proc/self/fd",
+        c,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) else {
-        crate::diag::fatal("cannot list /proc/self/fd");
+        crate::diag::fatal("cannot list the program's fds in /proc");
     };
     let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-        crate::diag::fatal("cannot list /proc/self/fd");
+        crate::diag::fatal("cannot list the program's fds in /proc");
     };
     let mut v: Vec<i32> = entries
         .filter_map(|e| e.ok())
@@ -29,9 +67,9 @@ pub fn list() -> Vec<i32> {
     v
 }
 
-/// `/proc/self/fd/N` (NUL-terminated), for readlink or for reopening the file behind an fd.
+/// `/proc/.../fd/N` (NUL-terminated), for readlink or for reopening the file behind an fd.
 pub fn path(fd: i32) -> Vec<u8> {
-    let mut p = b"/proc/self/fd/".to_vec();
+    let mut p = dir(b"fd/");
     p.extend_from_slice(fd.to_string().as_bytes());
     p.push(0);
     p
@@ -42,9 +80,9 @@ pub fn link(fd: i32) -> Option<Vec<u8>> {
     procfs::readlink(&path(fd)).ok()
 }
 
-/// `/proc/self/fdinfo/N`.
+/// `/proc/.../fdinfo/N`.
 pub fn fdinfo(fd: i32) -> Vec<u8> {
-    let mut p = b"/proc/self/fdinfo/".to_vec();
+    let mut p = dir(b"fdinfo/");
     p.extend_from_slice(fd.to_string().as_bytes());
     p.push(0);
     procfs::read(&p).unwrap_or_default()

@@ -93,7 +93,7 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     let unix: Vec<u64> = socks
         .iter()
         .filter(|i| {
-            osys::getsockopt_int(ctx.descs[**i].fd, osys::SOL_SOCKET, osys::SO_DOMAIN)
+            osys::getsockopt_int(ctx.descs[**i].local, osys::SOL_SOCKET, osys::SO_DOMAIN)
                 == Ok(osys::AF_UNIX)
         })
         .map(|i| ctx.descs[*i].st.ino)
@@ -120,7 +120,7 @@ fn save_one(
     probes: &mut Vec<((i32, i32, i32), i32)>,
 ) -> FileKind {
     let d = &ctx.descs[i];
-    let fd = d.fd;
+    let fd = d.local;
     let int = |name| osys::getsockopt_int(fd, osys::SOL_SOCKET, name).unwrap_or(-1);
     let (domain, ty, protocol) = (
         int(osys::SO_DOMAIN),

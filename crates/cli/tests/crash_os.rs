@@ -1,0 +1,295 @@
+//! Crash tests of OS state (issue 4): files, pipes, sockets, event fds, signals and timers must
+//! come back after every resume. Each program is run natively (the oracle) and then 20 times
+//! with failures injected at random moments; output and exit status must equal the oracle's,
+//! and each program checks the kernel's view of its own state as it goes (exit 99 otherwise).
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A file copier: offsets shared by dup/F_DUPFD_CLOEXEC fds, O_APPEND logs, pread/pwrite,
+/// close-on-exec flags, /dev/null, a directory fd, cwd, umask, lowered rlimits.
+#[test]
+fn files_offsets_and_shared_descriptions() {
+    let case = Case {
+        file: "fd_files.c",
+        args: &["60000"],
+        status: 0,
+    };
+    crash_case("fd_files", &case, CrashPlan::default());
+}
+
+/// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
+/// description of it) and a sealed memfd keep their contents, offsets and seals.
+#[test]
+fn unlinked_files_and_memfds() {
+    let case = Case {
+        file: "fd_unlinked.c",
+        args: &["80000"],
+        status: 0,
+    };
+    crash_case("fd_unlinked", &case, CrashPlan::default());
+}
+
+/// Two threads talking over a pipe (non-blocking writer) and over stream and seqpacket
+/// socketpairs; unread data survives, including data whose writer has closed its end and a
+/// FIFO's, at a deterministic failure point and at random ones.
+#[test]
+fn threads_over_pipes_and_socketpairs() {
+    let case = Case {
+        file: "fd_pipes.c",
+        args: &["20000"],
+        status: 0,
+    };
+    crash_case("fd_pipes", &case, CrashPlan::default());
+}
+
+/// A program that closes every fd it did not open and dup2s onto the highest fd numbers,
+/// where the runtime keeps its own: the runtime's fds move out of its way and failures still
+/// save and resume.
+#[test]
+fn runtime_fds_out_of_the_programs_way() {
+    let case = Case {
+        file: "fd_protect.c",
+        args: &["200000"],
+        status: 0,
+    };
+    crash_case("fd_protect", &case, CrashPlan::default());
+}
+
+/// A SIGALRM ticker (setitimer) with its own SA_SIGINFO handler on a sigaltstack, a
+/// SIGVTALRM itimer, a POSIX timer, ignored SIGHUP, and the program's view of SIGPWR and
+/// SIGRTMAX.
+#[test]
+fn signal_handlers_and_timers() {
+    let case = Case {
+        file: "sig_ticker.c",
+        args: &["600"],
+        status: 0,
+    };
+    crash_case("sig_ticker", &case, CrashPlan::default());
+}
+
+/// A signalfd consumer: process- and thread-directed signals pending at a failure (real-time
+/// ones queued several times, with their values) are pending again after it.
+#[test]
+fn signalfd_and_pending_signals() {
+    let case = Case {
+        file: "sig_signalfd.c",
+        args: &["40000"],
+        status: 0,
+    };
+    crash_case("sig_signalfd", &case, CrashPlan::default());
+}
+
+// ---- the server test ----------------------------------------------------------------------------
+
+/// How one client connection ended.
+#[derive(Debug, Clone, PartialEq)]
+enum End {
+    /// The server finished (its last answer).
+    Bye,
+    /// End of file or a reset: the server (process) went away.
+    Gone,
+    /// Anything else: a wrong answer, a timeout.
+    Bad(String),
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    id: u64,
+    answers: u64,
+    end: End,
+}
+
+/// `tl_mix(TL_HASH_INIT, n)` of testlib.h: the value the server sends with answer `n`.
+fn expected(n: u64) -> u64 {
+    let h: u64 = 0xcbf2_9ce4_8422_2325;
+    h ^ n
+        .wrapping_add(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(h << 6)
+        .wrapping_add(h >> 2)
+}
+
+/// One connection: HELLO, then requests until the server says BYE or goes away.
+fn converse(stream: TcpStream, id: u64) -> Conn {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut w = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            return Conn {
+                id,
+                answers: 0,
+                end: End::Bad(e.to_string()),
+            };
+        }
+    };
+    let mut r = BufReader::new(stream);
+    let mut answers = 0;
+    let gone = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+        )
+    };
+    if let Err(e) = w.write_all(format!("HELLO {id}\n").as_bytes()) {
+        let end = if gone(&e) {
+            End::Gone
+        } else {
+            End::Bad(e.to_string())
+        };
+        return Conn { id, answers, end };
+    }
+    let end = loop {
+        if let Err(e) = w.write_all(b"REQ\n") {
+            break if gone(&e) {
+                End::Gone
+            } else {
+                End::Bad(e.to_string())
+            };
+        }
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => break End::Gone,
+            Ok(_) => {}
+            Err(e) if gone(&e) => break End::Gone,
+            Err(e) => break End::Bad(e.to_string()),
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["BYE", _] => break End::Bye,
+            ["OK", n, h] => {
+                let n: u64 = n.parse().unwrap_or(0);
+                if u64::from_str_radix(h, 16).ok() != Some(expected(n)) {
+                    break End::Bad(format!("wrong answer {line:?}"));
+                }
+                answers += 1;
+            }
+            _ => break End::Bad(format!("unexpected line {line:?}")),
+        }
+    };
+    Conn { id, answers, end }
+}
+
+/// A client that keeps connecting to 127.0.0.1:`port` and making requests, reconnecting
+/// whenever the server goes away, until `stop`.
+fn client(port: u16, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<Conn>>>) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut id = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => {
+                id += 1;
+                let c = converse(s, id);
+                log.lock().unwrap().push(c);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Connection ids listed on the server's stderr after `marker` (`?` for unknown ones).
+fn ids_after(stderr: &[u8], marker: &str) -> Vec<Option<u64>> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(marker) {
+            let rest = rest.split(':').next().unwrap_or("");
+            out.extend(rest.split_whitespace().map(|w| w.parse().ok()));
+        }
+    }
+    out
+}
+
+/// An epoll server (listening TCP socket, eventfd, timerfd) with a real client that
+/// reconnects after every resume. The connection open at a failure comes back as a socket
+/// that fails on first use: the server drops it and keeps accepting; the client saw that same
+/// connection end (EOF or reset) and then succeeded on a new one.
+#[test]
+fn epoll_server_with_reconnecting_client() {
+    let port = free_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let c = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || client(port, stop, log))
+    };
+    let prog = Program::compile("fd_server.c");
+    let h = Harness::new("fd_server");
+    let port_arg = port.to_string();
+    let oracle = h.oracle(&prog, &[&port_arg, "20000"]);
+    assert_eq!(oracle.outcome.status, 0);
+    let report = h.crash_test(&prog, &oracle, &CrashPlan::default());
+    stop.store(true, Ordering::Relaxed);
+    c.join().expect("client thread");
+    let conns = log.lock().unwrap().clone();
+
+    let bad: Vec<&Conn> = conns
+        .iter()
+        .filter(|c| matches!(c.end, End::Bad(_)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "connections that did not end cleanly: {bad:?}"
+    );
+    let mut recovered_total = 0;
+    for (run, r) in report.runs.iter().enumerate() {
+        let attempt = r.attempts.last().expect("an attempt");
+        let mut recovered: Vec<Option<u64>> = Vec::new();
+        let mut dropped: Vec<Option<u64>> = Vec::new();
+        for l in &attempt.launches {
+            recovered.extend(ids_after(
+                &l.result.stderr,
+                "server: recovered with open connections:",
+            ));
+            dropped.extend(ids_after(&l.result.stderr, "server: dropped connection "));
+        }
+        for id in &recovered {
+            assert!(
+                dropped.contains(id),
+                "run {run}: connection {id:?} was open at a failure but the server never \
+                 dropped it (dropped: {dropped:?})"
+            );
+            let Some(id) = id else { continue };
+            recovered_total += 1;
+            let conn = conns
+                .iter()
+                .find(|c| c.id == *id)
+                .unwrap_or_else(|| panic!("run {run}: the client has no connection {id}"));
+            assert_eq!(
+                conn.end,
+                End::Gone,
+                "run {run}: connection {id} was open at a failure; the client saw {conn:?}"
+            );
+            assert!(
+                conns
+                    .iter()
+                    .any(|c| c.id > *id && (c.answers > 0 || c.end == End::Bye)),
+                "run {run}: no connection after {id} succeeded"
+            );
+        }
+    }
+    let answered: u64 = conns.iter().map(|c| c.answers).sum();
+    println!(
+        "[fd_server] {} client connections, {answered} answers, {recovered_total} connections \
+         open at a failure and dropped by the resumed server",
+        conns.len()
+    );
+    assert!(
+        recovered_total > 0,
+        "no failure happened while a client connection was open"
+    );
+}
