@@ -17,7 +17,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +38,14 @@ static void write_all(int fd, const void *p, size_t n)
         c += w;
         n -= (size_t)w;
     }
+}
+
+/* Whether two fds share one open file description, as the kernel tells (kcmp): 1, 0, or -1
+ * when it cannot tell (no kcmp). */
+static int same_description(int a, int b)
+{
+    long r = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), KCMP_FILE, (long)a, (long)b);
+    return r < 0 ? -1 : r == 0;
 }
 
 static uint64_t hash_file(const char *path)
@@ -95,6 +105,9 @@ int main(int argc, char **argv)
     int side = open("side.dat", O_RDWR | O_CREAT | O_TRUNC, 0600);
     int dir = open(".", O_RDONLY | O_DIRECTORY);
     int devnull = open("/dev/null", O_WRONLY);
+    TL_CHECK(dup2(dst, 50) == 50 && dup3(src, 51, O_CLOEXEC) == 51, "dup2/dup3");
+    int out = dup(1); /* the launch's stdout, whichever launch that is */
+    TL_CHECK(out > 2, "dup(1): %s", strerror(errno));
     printf("fds src=%d src2=%d dst=%d dst2=%d log=%d log2=%d side=%d dir=%d null=%d\n", src,
            src2, dst, dst2, log, log2, side, dir, devnull);
     TL_CHECK(ftruncate(side, SIDE_SLOTS * 8) == 0, "ftruncate side");
@@ -152,6 +165,17 @@ int main(int argc, char **argv)
             TL_CHECK(fcntl(log2, F_GETFD) == FD_CLOEXEC, "log2 lost FD_CLOEXEC");
             TL_CHECK(fcntl(src, F_GETFD) == 0, "src gained FD_CLOEXEC");
             TL_CHECK(fcntl(devnull, F_GETFD) == 0, "devnull flags");
+            TL_CHECK(fcntl(51, F_GETFD) == FD_CLOEXEC && fcntl(50, F_GETFD) == 0, "dup3 flags");
+            TL_CHECK(lseek(50, 0, SEEK_CUR) == (off_t)dst_pos, "fd 50 offset");
+            TL_CHECK(lseek(51, 0, SEEK_CUR) == src_pos, "fd 51 offset");
+            if (same_description(src, dst) >= 0) {
+                TL_CHECK(same_description(src, src2) == 1 && same_description(src, 51) == 1,
+                         "src descriptions split");
+                TL_CHECK(same_description(dst, dst2) == 1 && same_description(dst, 50) == 1,
+                         "dst descriptions split");
+                TL_CHECK(same_description(log, log2) == 0, "log descriptions merged");
+                TL_CHECK(same_description(src, dst) == 0, "src and dst merged");
+            }
             struct rlimit l;
             TL_CHECK(getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur == nofile.rlim_cur,
                      "RLIMIT_NOFILE changed to %llu", (unsigned long long)l.rlim_cur);
@@ -177,5 +201,9 @@ int main(int argc, char **argv)
     struct stat st;
     TL_CHECK(stat("dst.dat", &st) == 0, "stat");
     printf("dst mode %o\n", st.st_mode & 0777);
+    fflush(stdout);
+    const char *last = "written through a duplicate of stdout\n";
+    TL_CHECK(write(out, last, strlen(last)) == (ssize_t)strlen(last), "write dup(1): %s",
+             strerror(errno));
     return 0;
 }

@@ -87,6 +87,19 @@ fn signalfd_and_pending_signals() {
     crash_case("sig_signalfd", &case, CrashPlan::default());
 }
 
+/// inotify (watch descriptors with a gap), epoll (level/edge-triggered, a disabled oneshot
+/// entry, a nested instance), a semaphore eventfd, timerfds (an unread expiration, relative
+/// and absolute timers), a connected UDP pair, Unix listeners on a path and an abstract name.
+#[test]
+fn inotify_epoll_timerfd_udp_and_unix_listeners() {
+    let case = Case {
+        file: "fd_events.c",
+        args: &["3000"],
+        status: 0,
+    };
+    crash_case("fd_events", &case, CrashPlan::default());
+}
+
 // ---- the server test ----------------------------------------------------------------------------
 
 /// How one client connection ended.
