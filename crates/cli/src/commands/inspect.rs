@@ -117,6 +117,22 @@ impl Report {
                 Value::opt(self.memory_allocated, Value::int),
             ),
             ("threads", num(|m| m.threads.len() as u64)),
+            (
+                "fds",
+                Value::opt(m.and_then(fd_list), |fds| {
+                    Value::Array(
+                        fds.into_iter()
+                            .map(|(fd, kind, cloexec)| {
+                                Value::Object(vec![
+                                    ("fd", Value::int(fd)),
+                                    ("kind", Value::str(kind)),
+                                    ("cloexec", Value::Bool(cloexec)),
+                                ])
+                            })
+                            .collect(),
+                    )
+                }),
+            ),
             ("created_unix_ns", num(|m| m.created_unix_ns)),
             ("saved_unix_ns", num(|m| m.saved_unix_ns)),
             (
@@ -164,11 +180,44 @@ fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
             ),
         ),
         ("threads", m.threads.len().to_string()),
+    ];
+    if let Some(fds) = fd_list(m) {
+        rows.push(("fds", fd_summary(&fds)));
+    }
+    rows.extend([
         ("created", display::unix_ns(m.created_unix_ns)),
         ("saved", display::unix_ns(m.saved_unix_ns)),
-    ];
+    ]);
     if let Some(status) = m.exit_status {
         rows.push(("exit status", status.to_string()));
     }
     rows
+}
+
+/// The saved fds above 2 (number, kind, close-on-exec), when the image has an fd table.
+fn fd_list(m: &Meta) -> Option<Vec<(i32, &'static str, bool)>> {
+    let t = zhuque_image::os::FdTable::decode(m.section(zhuque_image::os::TAG_FDS)?).ok()?;
+    Some(
+        t.fds
+            .iter()
+            .map(|f| (f.fd, t.files[f.file as usize].kind.name(), f.cloexec))
+            .collect(),
+    )
+}
+
+/// `3 (2 file, 1 pipe)`.
+fn fd_summary(fds: &[(i32, &'static str, bool)]) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for (_, k, _) in fds {
+        match kinds.iter_mut().find(|(n, _)| n == k) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((k, 1)),
+        }
+    }
+    let parts: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+    if parts.is_empty() {
+        "none besides 0-2".to_string()
+    } else {
+        format!("{} ({})", fds.len(), parts.join(", "))
+    }
 }
