@@ -41,6 +41,28 @@ pub fn detach_fd_table() {
             .num(e.0 as u64)
             .str("); fds the program opens during this save may get other numbers")
             .emit();
+        return;
+    }
+    // From here on, every program fd is reached with pidfd_getfd (Linux 5.6): make sure it
+    // works (this probe runs in the private table, so it disturbs nothing).
+    let probe = fds::runtime_fds()[0];
+    let got = sys::pidfd_open(crate::sys::getpid(), 0).and_then(|p| {
+        let got = sys::pidfd_getfd(p, probe);
+        let _ = sys::close(p);
+        got
+    });
+    match got {
+        Ok(g) => {
+            let _ = sys::close(g);
+        }
+        Err(e) => {
+            crate::diag::Line::new()
+                .str("the save failed: cannot reach the program's fds (pidfd_getfd: errno ")
+                .num(e.0 as u64)
+                .str("); the program is stopped unsaved")
+                .emit();
+            crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
+        }
     }
 }
 
