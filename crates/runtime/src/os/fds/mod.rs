@@ -178,6 +178,33 @@ fn procfd_has_table(tid: i32) -> bool {
     ok
 }
 
+/// A program thread may have moved a runtime fd (`dup2` onto its number) after the coordinator
+/// took its private fd table: give the private table the runtime fds at their current numbers.
+fn sync_runtime_fds(pidfd: i32) {
+    for fd in runtime_fds() {
+        if fd < 0 || osys::fcntl(fd, osys::F_GETFD, 0).is_ok_and(|_| same_in_both(pidfd, fd)) {
+            continue;
+        }
+        if let Ok(g) = osys::pidfd_getfd(pidfd, fd) {
+            let _ = osys::dup3(g, fd, osys::O_CLOEXEC);
+            let _ = osys::close(g);
+        }
+    }
+}
+
+/// Whether fd `fd` is the same file in the coordinator's table and the program's.
+fn same_in_both(pidfd: i32, fd: i32) -> bool {
+    let Ok(g) = osys::pidfd_getfd(pidfd, fd) else {
+        return true; // nothing to take from the program
+    };
+    let same = match (osys::fstat(g), osys::fstat(fd)) {
+        (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
+    };
+    let _ = osys::close(g);
+    same
+}
+
 /// Records every program fd into `meta` (coordinator, all program threads stopped). The
 /// coordinator may have an fd table of its own by now (`os::detach_fd_table`): program fds
 /// are listed through a program thread's `/proc` entry and duplicated into the coordinator's
@@ -188,8 +215,9 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         Some((t, p)) => (t, Some(p)),
         None => (crate::sys::getpid(), None),
     };
-    if pidfd.is_some() {
+    if let Some(p) = pidfd {
         procfd::set_task(task);
+        sync_runtime_fds(p);
     }
     let mut descs: Vec<Desc> = Vec::new();
     let mut fds: Vec<(i32, bool, usize)> = Vec::new();
