@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -46,6 +47,30 @@ static int same_description(int a, int b)
 {
     long r = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), KCMP_FILE, (long)a, (long)b);
     return r < 0 ? -1 : r == 0;
+}
+
+/* Whether /proc/self/fdinfo/FD lists a lock line containing `what`. */
+static int holds_lock(int fd, const char *what)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    TL_CHECK(f >= 0, "open %s", path);
+    ssize_t n = read(f, buf, sizeof buf - 1);
+    close(f);
+    TL_CHECK(n > 0, "read %s", path);
+    buf[n] = '\0';
+    for (char *line = strstr(buf, "lock:"); line; line = strstr(line + 1, "lock:")) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        int found = strstr(line, what) != NULL;
+        if (end)
+            *end = '\n';
+        if (found)
+            return 1;
+    }
+    return 0;
 }
 
 static uint64_t hash_file(const char *path)
@@ -111,6 +136,12 @@ int main(int argc, char **argv)
     printf("fds src=%d src2=%d dst=%d dst2=%d log=%d log2=%d side=%d dir=%d null=%d\n", src,
            src2, dst, dst2, log, log2, side, dir, devnull);
     TL_CHECK(ftruncate(side, SIDE_SLOTS * 8) == 0, "ftruncate side");
+    /* Locks: a POSIX write lock on part of dst, flock on the log, an OFD read lock on side. */
+    struct flock pl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 50};
+    TL_CHECK(fcntl(dst, F_SETLK, &pl) == 0, "F_SETLK: %s", strerror(errno));
+    TL_CHECK(flock(log, LOCK_EX | LOCK_NB) == 0, "flock: %s", strerror(errno));
+    struct flock ol = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    TL_CHECK(fcntl(side, F_OFD_SETLK, &ol) == 0, "F_OFD_SETLK: %s", strerror(errno));
 
     uint64_t copied = 0, dst_pos = 0, logged = 0, hsum = TL_HASH_INIT;
     off_t src_pos = 0;
@@ -187,6 +218,10 @@ int main(int argc, char **argv)
             TL_CHECK(fstat(dir, &a) == 0 && stat(".", &b) == 0 && a.st_ino == b.st_ino,
                      "cwd or dir fd moved");
             TL_CHECK(write(devnull, "x", 1) == 1, "/dev/null");
+            TL_CHECK(holds_lock(dst, "POSIX  ADVISORY  WRITE") && holds_lock(dst, " 100 149"),
+                     "POSIX lock lost");
+            TL_CHECK(holds_lock(log, "FLOCK  ADVISORY  WRITE"), "flock lost");
+            TL_CHECK(holds_lock(side, "OFDLCK ADVISORY  READ"), "OFD lock lost");
         }
         if (r % (rounds / 40 ? rounds / 40 : 1) == 0)
             printf("round %lu copied=%llu hsum=%016llx\n", r, (unsigned long long)copied,

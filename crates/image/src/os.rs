@@ -21,7 +21,7 @@ pub const TAG_RLIMITS: u32 = 0x104;
 /// Signals pending at the failure.
 pub const TAG_PENDING: u32 = 0x105;
 
-const FDS_VERSION: u32 = 1;
+const FDS_VERSION: u32 = 2;
 const SIGNALS_VERSION: u32 = 1;
 const TIMERS_VERSION: u32 = 1;
 const RLIMITS_VERSION: u32 = 1;
@@ -49,6 +49,32 @@ pub struct FdTable {
     pub fds: Vec<Fd>,
     /// Pipes and FIFOs, referenced by [`FileKind::Pipe`]: both ends share the unread data.
     pub pipes: Vec<Pipe>,
+    /// File locks the process held (version 2).
+    pub locks: Vec<FileLock>,
+}
+
+/// A lock held on an open file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileLock {
+    /// Index into [`FdTable::files`]: the description holding it (for POSIX locks, any
+    /// description of the file).
+    pub file: u32,
+    pub kind: LockKind,
+    pub write: bool,
+    /// Byte range (`len` 0: to the end of the file); whole file for `flock`.
+    pub start: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockKind {
+    /// `fcntl(F_SETLK)`: owned by the process.
+    #[default]
+    Posix,
+    /// `fcntl(F_OFD_SETLK)`: owned by the open file description.
+    Ofd,
+    /// `flock`: owned by the open file description.
+    Flock,
 }
 
 /// One file descriptor.
@@ -235,12 +261,27 @@ impl FdTable {
             w.bool(fd.cloexec);
             w.u32(fd.file);
         }
+        w.u64(self.locks.len() as u64);
+        for l in &self.locks {
+            w.u32(l.file);
+            w.u8(match l.kind {
+                LockKind::Posix => 1,
+                LockKind::Ofd => 2,
+                LockKind::Flock => 3,
+            });
+            w.bool(l.write);
+            w.u64(l.start);
+            w.u64(l.len);
+        }
         w.into_bytes()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<FdTable, Error> {
         let mut r = Reader::new(bytes);
-        check_version(&mut r, FDS_VERSION, "fd table version")?;
+        let version = r.u32()?;
+        if version != 1 && version != FDS_VERSION {
+            return Err(Error::Invalid("fd table version"));
+        }
         let mut t = FdTable::default();
         for _ in 0..count(&mut r)? {
             let ino = r.u64()?;
@@ -265,9 +306,29 @@ impl FdTable {
                 file: r.u32()?,
             });
         }
+        if version >= 2 {
+            for _ in 0..count(&mut r)? {
+                let file = r.u32()?;
+                let kind = match r.u8()? {
+                    1 => LockKind::Posix,
+                    2 => LockKind::Ofd,
+                    3 => LockKind::Flock,
+                    _ => return Err(Error::Invalid("lock kind")),
+                };
+                t.locks.push(FileLock {
+                    file,
+                    kind,
+                    write: r.bool()?,
+                    start: r.u64()?,
+                    len: r.u64()?,
+                });
+            }
+        }
         // References must point inside the table.
         let nfiles = t.files.len() as u32;
-        if t.fds.iter().any(|f| f.file >= nfiles || f.fd < 0) {
+        if t.fds.iter().any(|f| f.file >= nfiles || f.fd < 0)
+            || t.locks.iter().any(|l| l.file >= nfiles)
+        {
             return Err(Error::Invalid("fd refers to no open file"));
         }
         for f in &t.files {
@@ -848,6 +909,22 @@ mod tests {
                     fd: 8,
                     cloexec: false,
                     file: 2,
+                },
+            ],
+            locks: vec![
+                FileLock {
+                    file: 0,
+                    kind: LockKind::Posix,
+                    write: true,
+                    start: 10,
+                    len: 20,
+                },
+                FileLock {
+                    file: 0,
+                    kind: LockKind::Flock,
+                    write: false,
+                    start: 0,
+                    len: 0,
                 },
             ],
         }

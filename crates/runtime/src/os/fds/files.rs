@@ -146,6 +146,11 @@ fn open_flags(flags: u32, mode: u32) -> u32 {
     f
 }
 
+fn is_procfs(fd: i32) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    rustix::fs::fstatfs(crate::image_io::borrow(fd)).is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC)
+}
+
 fn seekable(mode: u32) -> bool {
     matches!(
         mode & osys::S_IFMT,
@@ -166,7 +171,14 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         return;
     };
     let flags = open_flags(f.flags, *mode);
-    let c = cstr(path);
+    // A file of the process's own /proc entry: the resumed process's (its pid may differ).
+    let procfs = path.starts_with(b"/proc/");
+    let mine = format!("/proc/{}/", r.saved_pid).into_bytes();
+    let path = match path.strip_prefix(mine.as_slice()) {
+        Some(rest) => [b"/proc/self/".as_slice(), rest].concat(),
+        None => path.clone(),
+    };
+    let c = cstr(&path);
     let opened = osys::openat(osys::AT_FDCWD, &c, flags, 0).or_else(|e| {
         if flags & osys::O_NOATIME != 0 {
             osys::openat(osys::AT_FDCWD, &c, flags & !osys::O_NOATIME, 0)
@@ -179,7 +191,7 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         Err(e) => {
             let why = format!(
                 "cannot reopen {}: errno {}",
-                String::from_utf8_lossy(path),
+                String::from_utf8_lossy(&path),
                 e.0
             );
             r.placeholder(i, &why);
@@ -188,11 +200,13 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
     };
     match osys::fstat(fd) {
         Ok(st) if st.dev == *dev && st.ino == *ino => {}
+        // /proc inodes are made on demand: the same path is the same file.
+        Ok(_) if procfs && is_procfs(fd) => {}
         _ => {
             let _ = osys::close(fd);
             let why = format!(
                 "{} is no longer the file the program had open",
-                String::from_utf8_lossy(path)
+                String::from_utf8_lossy(&path)
             );
             r.placeholder(i, &why);
             return;

@@ -24,6 +24,7 @@ mod eventfd;
 mod files;
 pub mod inotify;
 pub mod interpose;
+mod locks;
 mod pipes;
 mod procfd;
 mod signalfd;
@@ -118,6 +119,10 @@ fn classify(d: &Desc) -> Class {
     }
     if fmt == osys::S_IFIFO {
         return Class::Pipe;
+    }
+    // /dev/ptmx: opening it again makes a new pseudo-terminal, not the program's.
+    if fmt == osys::S_IFCHR && d.st.rdev == crate::procfs::makedev(5, 2) {
+        return Class::Unsupported;
     }
     if files::reachable(d) {
         return Class::Path;
@@ -302,6 +307,13 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
 
     let mut kinds: Vec<Option<FileKind>> = vec![None; used.len()];
     let mut table = FdTable::default();
+    // Locks first: nothing below may have closed a file yet (a POSIX lock goes with any close
+    // by its owner).
+    for (i, d) in used.iter().enumerate() {
+        if matches!(classify(d), Class::Path | Class::Anonymous) {
+            locks::save(d, i, &mut table.locks);
+        }
+    }
     {
         let mut ctx = SaveCtx {
             descs: &used,
@@ -371,6 +383,8 @@ pub struct Restorer<'a> {
     down: i32,
     /// Extra fds to close once every fd is in place (pipe anchors and the like).
     pub later: Vec<i32>,
+    /// The saved process's pid (paths under `/proc/<pid>/` name it).
+    pub saved_pid: i32,
 }
 
 impl Restorer<'_> {
@@ -583,47 +597,56 @@ pub fn restore(meta: &Meta) {
         targets: targets.clone(),
         down: soft_now.min(1 << 20) as i32 - 1,
         later: Vec::new(),
+        saved_pid: meta.pid,
     };
-    for i in 0..table.files.len() {
-        if r.has(i) {
-            continue;
-        }
-        match &table.files[i].kind {
-            FileKind::Stdio { fd } => match osys::fcntl(*fd, osys::F_DUPFD_CLOEXEC, 0) {
-                Ok(n) => r.put(i, n as i32),
-                Err(_) => r.placeholder(i, "the launch has no such standard stream"),
-            },
-            FileKind::Path { .. } => files::restore_path(&mut r, i),
-            FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
-            FileKind::Pipe { .. } => pipes::restore(&mut r, i),
-            FileKind::Socket(_) => sockets::restore(&mut r, i),
-            FileKind::Epoll { .. } => epoll::create(&mut r, i),
-            FileKind::EventFd { .. } => eventfd::restore(&mut r, i),
-            FileKind::TimerFd(_) => timerfd::restore(&mut r, i),
-            FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
-            FileKind::Inotify { .. } => inotify::restore(&mut r, i),
-            FileKind::Unsupported { what } => {
-                let what = String::from_utf8_lossy(what).into_owned();
-                r.placeholder(i, &format!("{what} cannot be recreated"));
+    // Files under /proc are opened last: /proc/self/fd/N and the like need the fds in place.
+    let late =
+        |k: &FileKind| matches!(k, FileKind::Path { path, .. } if path.starts_with(b"/proc/"));
+    for pass in [false, true] {
+        for i in 0..table.files.len() {
+            if r.has(i) || late(&table.files[i].kind) != pass {
+                continue;
+            }
+            match &table.files[i].kind {
+                FileKind::Stdio { fd } => match osys::fcntl(*fd, osys::F_DUPFD_CLOEXEC, 0) {
+                    Ok(n) => r.put(i, n as i32),
+                    Err(_) => r.placeholder(i, "the launch has no such standard stream"),
+                },
+                FileKind::Path { .. } => files::restore_path(&mut r, i),
+                FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
+                FileKind::Pipe { .. } => pipes::restore(&mut r, i),
+                FileKind::Socket(_) => sockets::restore(&mut r, i),
+                FileKind::Epoll { .. } => epoll::create(&mut r, i),
+                FileKind::EventFd { .. } => eventfd::restore(&mut r, i),
+                FileKind::TimerFd(_) => timerfd::restore(&mut r, i),
+                FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
+                FileKind::Inotify { .. } => inotify::restore(&mut r, i),
+                FileKind::Unsupported { what } => {
+                    let what = String::from_utf8_lossy(what).into_owned();
+                    r.placeholder(i, &format!("{what} cannot be recreated"));
+                }
+            }
+            if !r.has(i) {
+                r.placeholder(i, "it could not be recreated");
             }
         }
-        if !r.has(i) {
-            r.placeholder(i, "it could not be recreated");
-        }
-    }
-    for f in &table.fds {
-        let Some(s) = r.staged(f.file as usize) else {
-            continue;
-        };
-        let flags = if f.cloexec { osys::O_CLOEXEC } else { 0 };
-        if let Err(e) = osys::dup3(s, f.fd, flags) {
-            crate::diag::refuse(
-                Line::new()
-                    .str("cannot recreate fd ")
-                    .num(f.fd as u64)
-                    .str(": errno ")
-                    .num(e.0 as u64),
-            );
+        for f in &table.fds {
+            if late(&table.files[f.file as usize].kind) != pass {
+                continue;
+            }
+            let Some(s) = r.staged(f.file as usize) else {
+                continue;
+            };
+            let flags = if f.cloexec { osys::O_CLOEXEC } else { 0 };
+            if let Err(e) = osys::dup3(s, f.fd, flags) {
+                crate::diag::refuse(
+                    Line::new()
+                        .str("cannot recreate fd ")
+                        .num(f.fd as u64)
+                        .str(": errno ")
+                        .num(e.0 as u64),
+                );
+            }
         }
     }
     for i in 0..table.files.len() {
@@ -637,6 +660,7 @@ pub fn restore(meta: &Meta) {
     for fd in &r.later {
         let _ = osys::close(*fd);
     }
+    locks::restore(&r, &table);
     if raised {
         let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, soft, hard);
     }

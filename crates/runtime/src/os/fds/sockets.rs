@@ -163,6 +163,29 @@ fn save_one(
             Ok(p) => SockState::Datagram { peer: p },
             Err(_) => SockState::Unconnected,
         },
+        osys::AF_UNIX if !diag.iter().any(|(k, _)| *k == d.st.ino) => {
+            // No sock_diag (CONFIG_UNIX_DIAG off): the peer cannot be found, so a connected
+            // socket comes back with its peer closed.
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(
+                    ": the kernel does not describe Unix sockets (no sock_diag); a connected \
+                     one comes back with its peer closed",
+                )
+                .emit();
+            if int(osys::SO_ACCEPTCONN) == 1 {
+                SockState::Listening { backlog: 128 }
+            } else if osys::getpeername(fd).is_ok() {
+                if ty == osys::SOCK_DGRAM {
+                    SockState::Datagram { peer: peer_name() }
+                } else {
+                    SockState::Outside { peer: peer_name() }
+                }
+            } else {
+                SockState::Unconnected
+            }
+        }
         osys::AF_UNIX => {
             let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
             let info = find(d.st.ino).unwrap_or_default();

@@ -1,0 +1,136 @@
+//! File locks: POSIX record locks (`fcntl(F_SETLK)`), open-file-description locks
+//! (`F_OFD_SETLK`) and `flock` locks the program held are taken again at the resume.
+//!
+//! `/proc/self/fdinfo/N` lists the locks taken through a description (`lock:` lines). They are
+//! taken again once every fd is in place (a POSIX lock belongs to the process and goes away
+//! when the process closes *any* fd of the file, so not before the resume's own temporary fds
+//! are closed), without waiting: if another process took a conflicting lock while the program
+//! was down, the lock is lost and the resume says so.
+
+use super::super::sys::{self as osys};
+use super::{Desc, Restorer, procfd};
+use zhuque_image::os::{FdTable, FileKind, FileLock, LockKind};
+
+/// The locks held through description `i` (`d`).
+pub fn save(d: &Desc, i: usize, out: &mut Vec<FileLock>) {
+    let info = procfd::fdinfo(d.fd);
+    for line in info.split(|c| *c == b'\n') {
+        let Some(rest) = line.strip_prefix(b"lock:") else {
+            continue;
+        };
+        // "1: POSIX  ADVISORY  WRITE 4700 fe:00:10010908 10 29"; waiters have "->".
+        let words: Vec<&[u8]> = rest
+            .split(|c| *c == b' ' || *c == b'\t')
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() < 7 || words.contains(&&b"->"[..]) {
+            continue;
+        }
+        let kind = match words[1] {
+            b"POSIX" => LockKind::Posix,
+            b"OFDLCK" => LockKind::Ofd,
+            b"FLOCK" => LockKind::Flock,
+            _ => continue, // leases, delegations
+        };
+        let write = match words[3] {
+            b"WRITE" => true,
+            b"READ" => false,
+            _ => continue,
+        };
+        let (Some(start), end) = (procfd::dec(words[6]), words.get(7).copied()) else {
+            continue;
+        };
+        let len = match end.and_then(procfd::dec) {
+            Some(e) if e >= start => e - start + 1,
+            _ => 0, // EOF
+        };
+        let l = FileLock {
+            file: i as u32,
+            kind,
+            write,
+            start,
+            len,
+        };
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+}
+
+#[repr(C)]
+struct Flock {
+    ty: i16,
+    whence: i16,
+    _pad: i32,
+    start: i64,
+    len: i64,
+    pid: i32,
+    _pad2: i32,
+}
+
+const F_SETLK: u32 = 6;
+const F_OFD_SETLK: u32 = 37;
+const LOCK_SH: usize = 1;
+const LOCK_EX: usize = 2;
+const LOCK_NB: usize = 4;
+const FLOCK_NR: usize = 73;
+
+fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
+    if l.kind == LockKind::Flock {
+        let op = if l.write { LOCK_EX } else { LOCK_SH } | LOCK_NB;
+        // SAFETY: plain fd operation.
+        return crate::sys::check(unsafe { crate::sys::syscall2(FLOCK_NR, fd as usize, op) })
+            .map(|_| ());
+    }
+    let fl = Flock {
+        ty: if l.write { 1 } else { 0 },
+        whence: 0,
+        _pad: 0,
+        start: l.start as i64,
+        len: l.len as i64,
+        pid: 0,
+        _pad2: 0,
+    };
+    let cmd = if l.kind == LockKind::Posix {
+        F_SETLK
+    } else {
+        F_OFD_SETLK
+    };
+    osys::fcntl(fd, cmd, &fl as *const Flock as usize).map(|_| ())
+}
+
+/// Takes every saved lock again through the placed fds (every fd is in place, the resume's
+/// own temporary fds are closed).
+pub fn restore(r: &Restorer, t: &FdTable) {
+    for l in &t.locks {
+        let i = l.file as usize;
+        if !matches!(
+            t.files[i].kind,
+            FileKind::Path { .. } | FileKind::Anonymous { .. }
+        ) {
+            continue;
+        }
+        let fd = r.fd_of(i);
+        if fd < 0 {
+            continue;
+        }
+        if let Err(e) = take(fd, l) {
+            r.warning(i)
+                .str("a ")
+                .str(match l.kind {
+                    LockKind::Posix => "POSIX",
+                    LockKind::Ofd => "OFD",
+                    LockKind::Flock => "flock",
+                })
+                .str(if l.write { " write" } else { " read" })
+                .str(" lock is lost (errno ")
+                .num(e.0 as u64)
+                .str(if e.0 == 11 || e.0 == 13 {
+                    ": another process holds a conflicting lock now)"
+                } else {
+                    ")"
+                })
+                .emit();
+        }
+    }
+}
