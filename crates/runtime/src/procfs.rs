@@ -165,9 +165,11 @@ pub fn makedev(major: u64, minor: u64) -> u64 {
         | (minor & 0xff)
 }
 
-/// The current address space.
+/// The current address space. Read through `/proc/thread-self`: once the thread-group leader
+/// has called `pthread_exit` it is a zombie without an address space, and `/proc/self/maps`
+/// (the leader's) reads empty.
 pub fn maps() -> Vec<Vma> {
-    let text = read(b"/proc/self/maps\0")
+    let text = read(b"/proc/thread-self/maps\0")
         .unwrap_or_else(|_| crate::diag::fatal("cannot read /proc/self/maps"));
     text.split(|c| *c == b'\n')
         .filter(|l| !l.is_empty())
@@ -177,7 +179,7 @@ pub fn maps() -> Vec<Vma> {
 
 /// `/proc/self/smaps`: each mapping with its count of anonymous (private, written) bytes.
 pub fn smaps() -> Vec<(Vma, u64)> {
-    let text = read(b"/proc/self/smaps\0")
+    let text = read(b"/proc/thread-self/smaps\0")
         .unwrap_or_else(|_| crate::diag::fatal("cannot read /proc/self/smaps"));
     let mut out: Vec<(Vma, u64)> = Vec::new();
     for line in text.split(|c| *c == b'\n') {

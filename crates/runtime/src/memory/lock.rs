@@ -25,8 +25,7 @@ pub fn lock() -> Guard {
 
 #[cold]
 fn lock_slow() {
-    let mut spins = 0;
-    loop {
+    for _ in 0..64 {
         if WORD.load(Ordering::Relaxed) == 0
             && WORD
                 .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
@@ -34,14 +33,11 @@ fn lock_slow() {
         {
             return;
         }
-        if spins < 64 {
-            spins += 1;
-            core::hint::spin_loop();
-            continue;
-        }
-        if WORD.swap(2, Ordering::Acquire) == 0 {
-            return;
-        }
+        core::hint::spin_loop();
+    }
+    // From here on the lock is only taken as "locked with waiters" (2): a woken waiter that
+    // took it as 1 would let the next unlock skip the wake-up of the others still asleep.
+    while WORD.swap(2, Ordering::Acquire) != 0 {
         sys::futex_wait(&WORD, 2, None);
     }
 }
