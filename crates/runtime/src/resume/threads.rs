@@ -108,15 +108,14 @@ pub fn register(t: &Thread) {
 }
 
 /// The leader (this thread): its kernel task is the process's first one, so only its
-/// registrations need redoing; glibc's cached tid is corrected if the pid changed.
+/// registrations need redoing, and glibc's cached tid is written back (the same value when
+/// the pid was kept; the saved word may hold 0 if the kernel cleared it at the old exit).
 pub fn adopt_leader(t: &Thread) {
     if t.tid_address != 0 {
         // SAFETY: tid_address is &pd->tid inside the restored leader TCB.
         let tid = unsafe { sys::set_tid_address(t.tid_address) };
-        if tid != t.tid {
-            // SAFETY: as above; glibc reads its own tid from there.
-            unsafe { *(t.tid_address as *mut i32) = tid };
-        }
+        // SAFETY: as above; glibc reads its own tid from there.
+        unsafe { *(t.tid_address as *mut i32) = tid };
     }
     register(t);
 }

@@ -126,15 +126,12 @@ fn map_main_stack() -> usize {
 // Persistent: the initial thread's `pthread_t` (its TCB address).
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 
-unsafe extern "C" {
-    fn pthread_attr_setstack(attr: *mut core::ffi::c_void, addr: usize, size: usize) -> i32;
-}
-
 type GetAttr = unsafe extern "C" fn(usize, *mut core::ffi::c_void) -> i32;
 
 /// Reports the main thread's real (pool) stack: glibc would describe the kernel's initial
 /// stack, where `main` no longer runs. Stack-overflow detectors and language runtimes that
-/// bound recursion by stack address rely on this.
+/// bound recursion by stack address rely on this. For other threads on pool stacks, glibc
+/// reports the stack right but no guard (it was handed a stack): the guard is added.
 ///
 /// # Safety
 /// C `pthread_getattr_np` contract.
@@ -150,7 +147,12 @@ pub unsafe extern "C" fn pthread_getattr_np(thread: usize, attr: *mut core::ffi:
         && let Some((lo, hi)) = main_stack()
     {
         // SAFETY: attr was just initialised by glibc.
-        unsafe { pthread_attr_setstack(attr, lo, hi - lo) };
+        unsafe { super::pthread::attr_set_stack(attr.cast(), lo, hi - lo) };
+    } else if r == 0
+        && let Some(guard) = super::pthread::guard_of(thread)
+    {
+        // SAFETY: as above.
+        unsafe { super::pthread::attr_set_guard(attr.cast(), guard) };
     }
     r
 }

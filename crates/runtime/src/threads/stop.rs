@@ -101,6 +101,15 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     let (head, len) = sys::get_robust_list();
     slot.robust_head = head;
     slot.robust_len = len;
+    // The process will end with exit_group, and a task's exit writes to persistent memory:
+    // the kernel marks the robust mutexes on its robust list FUTEX_OWNER_DIED and zeroes its
+    // clear-tid word (glibc's pd->tid). The saved process must not see either, so the thread
+    // deregisters both first (the resume registers them again).
+    // SAFETY: null registrations only stop the kernel from touching those words.
+    unsafe {
+        sys::set_robust_list(0, len);
+        sys::set_tid_address(0);
+    }
     slot.done.store(1, Ordering::Release);
     let counter = stopped_counter();
     counter.fetch_add(1, Ordering::AcqRel);
@@ -110,6 +119,14 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     // its signal frame, never through this function.
     while slot.release.load(Ordering::Acquire) == 0 {
         sys::futex_wait(&slot.release, 0, None);
+    }
+    // Released: the thread runs on, with its registrations back.
+    // SAFETY: the values the kernel had for this thread a moment ago.
+    unsafe {
+        sys::set_robust_list(slot.robust_head, slot.robust_len);
+        if slot.tid_address != 0 {
+            sys::set_tid_address(slot.tid_address);
+        }
     }
 }
 
@@ -128,6 +145,10 @@ const CHECK_EVERY_NS: u64 = 5_000_000;
 /// How long a round waits for a thread that sleeps with the stop signal blocked before it is
 /// abandoned (doubled at each new round).
 const FIRST_ROUND_PATIENCE_NS: u64 = 20_000_000;
+/// Rounds before a thread that keeps sleeping with the stop signal blocked (about 5 s in
+/// all) is declared unstoppable: glibc's own helper threads (`SIGEV_THREAD` timers and
+/// `mq_notify`, POSIX AIO) block every signal for good.
+const MAX_ROUNDS: u32 = 8;
 
 /// Every thread of the process but the caller, stopped.
 pub struct Stopped {
@@ -153,6 +174,7 @@ pub fn stop_all() -> Stopped {
                 s.rounds = rounds;
                 return s;
             }
+            Err(slots) if rounds >= MAX_ROUNDS => report_unstoppable(&slots, true),
             Err(slots) => {
                 for s in &slots {
                     s.release.store(1, Ordering::Release);
@@ -231,7 +253,7 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
                     return Err(slots);
                 }
                 if now > deadline {
-                    report_unstoppable(&slots);
+                    report_unstoppable(&slots, false);
                 }
                 next_check = now + CHECK_EVERY_NS;
             }
@@ -265,13 +287,20 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
     })
 }
 
-fn report_unstoppable(slots: &[Box<StopSlot>]) -> ! {
+fn report_unstoppable(slots: &[Box<StopSlot>], asleep: bool) -> ! {
     let mut line = crate::diag::Line::new();
     line.str("the save failed: thread(s)");
     for s in slots.iter().filter(|s| !s.gone && !s.stopped()).take(8) {
         line.str(" ").num(s.tid as u64);
     }
-    line.str(" did not stop within 20 s (the stop signal SIGRTMAX blocked for good?)");
+    if asleep {
+        line.str(
+            " keep sleeping with every signal blocked (a glibc helper thread, such as the one \
+             of SIGEV_THREAD timers, cannot be saved); the program is stopped unsaved",
+        );
+    } else {
+        line.str(" did not stop within 20 s (the stop signal SIGRTMAX blocked for good?)");
+    }
     line.emit();
     sys::exit_group(zhuque_image::EXIT_REFUSED)
 }
