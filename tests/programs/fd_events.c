@@ -15,12 +15,15 @@
  * - UDP: two bound sockets connected to each other, a datagram each way per round;
  * - Unix stream listeners, one on a path and one in the abstract namespace, accepting a
  *   connection per round and exchanging a message over it.
- * Messages in flight at a failure are lost for datagrams and queued inotify events (the kernel
- * cannot be given them back), and a connection a listener had not accepted yet is lost: like
- * real programs, this one retransmits after a timeout, so its output stays deterministic.
+ * Every 1000 rounds the program fails on purpose (zhuque_fail_now, a no-op without the
+ * runtime) while a connection it made to its own listener waits to be accepted: after the
+ * resume the listener must still have it, with the message. Messages in flight at a failure
+ * are lost for datagrams and queued inotify events (the kernel cannot be given them back):
+ * like real programs, this one retransmits after a timeout, so its output stays deterministic.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
+#include "zhuque.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -218,6 +221,8 @@ int main(int argc, char **argv)
             char pbuf[32];
             int len = snprintf(pbuf, sizeof pbuf, "ping %lu", r);
             TL_CHECK(write(c, pbuf, (size_t)len) == len, "ping");
+            if (r % 1000 == 0 && attempt == 0)
+                zq_fail_now(); /* with a connection the listener has not accepted yet */
             int ok = 0;
             while (!ok && wait_readable(lst, 100)) {
                 int s = accept4(lst, NULL, NULL, SOCK_CLOEXEC);
@@ -231,6 +236,8 @@ int main(int argc, char **argv)
                 close(s);
             }
             close(c);
+            TL_CHECK(ok || r % 1000 != 0 || attempt != 0,
+                     "round %lu: the connection waiting at the failure was lost", r);
             if (ok)
                 break;
         }

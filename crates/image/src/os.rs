@@ -49,7 +49,7 @@ pub struct FdTable {
     pub fds: Vec<Fd>,
     /// Pipes and FIFOs, referenced by [`FileKind::Pipe`]: both ends share the unread data.
     pub pipes: Vec<Pipe>,
-    /// File locks the process held (version 2).
+    /// File locks the process held.
     pub locks: Vec<FileLock>,
 }
 
@@ -185,21 +185,21 @@ pub enum SockState {
     Unconnected,
     Listening {
         backlog: u32,
+        /// Connections made by sockets of this process and not accepted yet, in queue order:
+        /// their index in [`FdTable::files`] (each is [`SockState::Pending`]).
+        pending: Vec<u32>,
     },
+    /// Connected to a listening socket of this process (index `listener`), which had not
+    /// accepted the connection yet; `queue` holds what it sent.
+    Pending { listener: u32 },
     /// Connected to another socket of this process (a socketpair): the other end's index in
     /// [`FdTable::files`].
-    Pair {
-        peer: u32,
-    },
+    Pair { peer: u32 },
     /// A stream connection to the outside world: it comes back as a socket that reports the
     /// connection reset (TCP) or closed (Unix), as a dead peer would.
-    Outside {
-        peer: Vec<u8>,
-    },
+    Outside { peer: Vec<u8> },
     /// A datagram socket with a default destination (`connect`): reconnected to `peer`.
-    Datagram {
-        peer: Vec<u8>,
-    },
+    Datagram { peer: Vec<u8> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -279,7 +279,7 @@ impl FdTable {
     pub fn decode(bytes: &[u8]) -> Result<FdTable, Error> {
         let mut r = Reader::new(bytes);
         let version = r.u32()?;
-        if version != 1 && version != FDS_VERSION {
+        if version != FDS_VERSION {
             return Err(Error::Invalid("fd table version"));
         }
         let mut t = FdTable::default();
@@ -306,7 +306,7 @@ impl FdTable {
                 file: r.u32()?,
             });
         }
-        if version >= 2 {
+        {
             for _ in 0..count(&mut r)? {
                 let file = r.u32()?;
                 let kind = match r.u8()? {
@@ -337,10 +337,16 @@ impl FdTable {
                     return Err(Error::Invalid("open file refers to no pipe"));
                 }
                 FileKind::Socket(Socket {
-                    state: SockState::Pair { peer },
+                    state: SockState::Pair { peer } | SockState::Pending { listener: peer },
                     ..
                 }) if *peer >= nfiles => {
                     return Err(Error::Invalid("socket refers to no peer"));
+                }
+                FileKind::Socket(Socket {
+                    state: SockState::Listening { pending, .. },
+                    ..
+                }) if pending.iter().any(|p| *p >= nfiles) => {
+                    return Err(Error::Invalid("listener refers to no pending socket"));
                 }
                 _ => {}
             }
@@ -399,9 +405,17 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.bytes(&s.local);
             match &s.state {
                 SockState::Unconnected => w.u8(1),
-                SockState::Listening { backlog } => {
+                SockState::Listening { backlog, pending } => {
                     w.u8(2);
                     w.u32(*backlog);
+                    w.u64(pending.len() as u64);
+                    for p in pending {
+                        w.u32(*p);
+                    }
+                }
+                SockState::Pending { listener } => {
+                    w.u8(6);
+                    w.u32(*listener);
                 }
                 SockState::Pair { peer } => {
                     w.u8(3);
@@ -494,7 +508,15 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
             let local = r.bytes()?;
             let state = match r.u8()? {
                 1 => SockState::Unconnected,
-                2 => SockState::Listening { backlog: r.u32()? },
+                2 => {
+                    let backlog = r.u32()?;
+                    let mut pending = Vec::new();
+                    for _ in 0..count(r)? {
+                        pending.push(r.u32()?);
+                    }
+                    SockState::Listening { backlog, pending }
+                }
+                6 => SockState::Pending { listener: r.u32()? },
                 3 => SockState::Pair { peer: r.u32()? },
                 4 => SockState::Outside { peer: r.bytes()? },
                 5 => SockState::Datagram { peer: r.bytes()? },
@@ -826,7 +848,10 @@ mod tests {
                 OpenFile {
                     flags: 2,
                     kind: FileKind::Socket(Socket {
-                        state: SockState::Listening { backlog: 5 },
+                        state: SockState::Listening {
+                            backlog: 5,
+                            pending: vec![2],
+                        },
                         ..Socket::default()
                     }),
                 },

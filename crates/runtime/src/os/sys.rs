@@ -69,6 +69,7 @@ pub mod nr {
     pub const UNSHARE: usize = 272;
     pub const PIDFD_OPEN: usize = 434;
     pub const PIDFD_GETFD: usize = 438;
+    pub const ACCEPT4: usize = 288;
 }
 
 #[inline]
@@ -496,6 +497,10 @@ pub fn listen(fd: i32, backlog: u32) -> Result<()> {
 
 pub fn accept(fd: i32) -> Result<i32> {
     call(nr::ACCEPT, fd as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+pub fn accept4(fd: i32, flags: i32) -> Result<i32> {
+    call(nr::ACCEPT4, fd as usize, 0, 0, flags as usize, 0, 0).map(|v| v as i32)
 }
 
 pub fn shutdown(fd: i32, how: i32) -> Result<()> {

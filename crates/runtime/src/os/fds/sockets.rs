@@ -107,8 +107,69 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     for (_, p) in probes {
         let _ = osys::close(p);
     }
+    pending_connections(ctx, &diag, &mut out);
     for (i, k) in out {
         kinds[i] = Some(k);
+    }
+}
+
+/// Connections the program made to its own Unix listeners and that were not accepted yet:
+/// the client's peer is a socket waiting in the listener's queue, which no fd reaches, so
+/// sock_diag cannot pair them. The coordinator accepts them (the process is about to end),
+/// learns from each accepted socket which program socket is its client and takes what that
+/// client sent; the resume connects the clients again, in queue order, and resends it.
+fn pending_connections(ctx: &SaveCtx, diag: &[(u64, UnixInfo)], out: &mut [(usize, FileKind)]) {
+    let listeners: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, k))| {
+            matches!(k, FileKind::Socket(s) if s.domain == osys::AF_UNIX
+                && matches!(s.state, SockState::Listening { .. }))
+        })
+        .filter(|(_, (i, _))| {
+            diag.iter()
+                .any(|(ino, info)| *ino == ctx.descs[*i].st.ino && info.rqueue > 0)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for l in listeners {
+        let li = out[l].0;
+        let lfd = ctx.descs[li].local;
+        // (accepted fd, its inode), in queue order.
+        let mut accepted: Vec<(i32, u64)> = Vec::new();
+        while osys::poll_one(lfd, osys::POLLIN, 0).is_ok_and(|r| r & osys::POLLIN != 0) {
+            let Ok(e) = osys::accept4(lfd, osys::SOCK_NONBLOCK | osys::SOCK_CLOEXEC) else {
+                break;
+            };
+            let ino = osys::fstat(e).map(|st| st.ino).unwrap_or(0);
+            accepted.push((e, ino));
+        }
+        let inos: Vec<u64> = accepted.iter().map(|(_, ino)| *ino).collect();
+        let peers = unix_diag::query(&inos);
+        let mut pending = Vec::new();
+        for (e, ino) in accepted {
+            let client = peers
+                .iter()
+                .find(|(k, _)| *k == ino)
+                .map(|(_, info)| info.peer)
+                .and_then(|peer| out.iter().position(|(i, _)| ctx.descs[*i].st.ino == peer));
+            if let Some(c) = client
+                && let FileKind::Socket(cs) = &mut out[c].1
+                && matches!(cs.state, SockState::Outside { .. })
+            {
+                cs.state = SockState::Pending {
+                    listener: li as u32,
+                };
+                cs.queue = drain(e, cs.ty);
+                pending.push(out[c].0 as u32);
+            }
+            let _ = osys::close(e);
+        }
+        if let FileKind::Socket(ls) = &mut out[l].1
+            && let SockState::Listening { pending: p, .. } = &mut ls.state
+        {
+            *p = pending;
+        }
     }
 }
 
@@ -149,6 +210,7 @@ fn save_one(
                 osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 32).unwrap_or_default();
             match info.first().copied() {
                 Some(TCP_LISTEN) => SockState::Listening {
+                    pending: Vec::new(),
                     backlog: info
                         .get(28..32)
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -175,7 +237,10 @@ fn save_one(
                 )
                 .emit();
             if int(osys::SO_ACCEPTCONN) == 1 {
-                SockState::Listening { backlog: 128 }
+                SockState::Listening {
+                    backlog: 128,
+                    pending: Vec::new(),
+                }
             } else if osys::getpeername(fd).is_ok() {
                 if ty == osys::SOCK_DGRAM {
                     SockState::Datagram { peer: peer_name() }
@@ -197,6 +262,7 @@ fn save_one(
             if info.state == unix_diag::LISTEN {
                 SockState::Listening {
                     backlog: info.wqueue,
+                    pending: Vec::new(),
                 }
             } else if info.peer != 0 || info.state == unix_diag::ESTABLISHED {
                 match socks.iter().copied().find(|j| *j != i && mutual(j)) {
@@ -423,7 +489,20 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
         SockState::Outside { .. } => dead_connection(r, i, s),
         SockState::Unconnected => plain(s, None),
-        SockState::Listening { backlog } => plain(s, Some(*backlog)),
+        SockState::Listening { backlog, pending } => {
+            plain(s, Some(*backlog)).inspect(|_| reconnect_pending(r, s, pending))
+        }
+        SockState::Pending { listener } => {
+            // Its listener makes it (connecting it in queue order).
+            let l = *listener as usize;
+            if !r.has(l) && l != i {
+                restore(r, l);
+            }
+            if !r.has(i) {
+                r.placeholder(i, "its listener could not be recreated");
+            }
+            return;
+        }
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
             if let Err(e) = osys::connect(*fd, peer) {
                 r.warning(i)
@@ -441,6 +520,47 @@ pub fn restore(r: &mut Restorer, i: usize) {
             r.put(i, fd);
         }
         Err(why) => r.placeholder(i, &why),
+    }
+}
+
+/// Connects the program's not-yet-accepted clients to their recreated listener `s` (bound
+/// and listening), in queue order, with what each had sent.
+fn reconnect_pending(r: &mut Restorer, s: &Socket, pending: &[u32]) {
+    for &p in pending {
+        let p = p as usize;
+        let FileKind::Socket(c) = &r.table.files[p].kind else {
+            continue;
+        };
+        let made = new_socket(c).and_then(|fd| {
+            apply_options(fd, c);
+            match osys::connect(fd, &s.local) {
+                Ok(()) => Ok(fd),
+                Err(e) => {
+                    let _ = osys::close(fd);
+                    Err(e)
+                }
+            }
+        });
+        match made {
+            Ok(fd) => {
+                let lost = refill(fd, &c.queue);
+                if lost > 0 {
+                    r.warning(p)
+                        .num(lost)
+                        .str(" bytes it had sent do not fit and are lost")
+                        .emit();
+                }
+                if c.shutdown & SEND_SHUTDOWN != 0 {
+                    let _ = osys::shutdown(fd, 1);
+                }
+                r.set_status_flags(fd, p);
+                r.put(p, fd);
+            }
+            Err(e) => r.placeholder(
+                p,
+                &format!("cannot connect to its listener again: errno {}", e.0),
+            ),
+        }
     }
 }
 
