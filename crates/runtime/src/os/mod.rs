@@ -43,27 +43,41 @@ pub fn detach_fd_table() {
             .emit();
         return;
     }
-    // From here on, every program fd is reached with pidfd_getfd (Linux 5.6): make sure it
-    // works (this probe runs in the private table, so it disturbs nothing).
+    // From here on, every program fd is reached with pidfd_getfd (Linux 5.6) through a
+    // program thread: make sure that works (this probe runs in the private table, so it
+    // disturbs nothing). The leader may have ended (`pthread_exit` from main): then any other
+    // thread will do (a thread pidfd, Linux 6.9).
     let probe = fds::runtime_fds()[0];
-    let got = sys::pidfd_open(crate::sys::getpid(), 0).and_then(|p| {
-        let got = sys::pidfd_getfd(p, probe);
-        let _ = sys::close(p);
-        got
-    });
-    match got {
-        Ok(g) => {
-            let _ = sys::close(g);
-        }
-        Err(e) => {
-            crate::diag::Line::new()
-                .str("the save failed: cannot reach the program's fds (pidfd_getfd: errno ")
-                .num(e.0 as u64)
-                .str("); the program is stopped unsaved")
-                .emit();
-            crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
+    let pid = crate::sys::getpid();
+    let me = crate::sys::gettid();
+    let mut last = crate::sys::Errno(38);
+    let mut tids = vec![pid];
+    tids.extend(
+        fds::task_ids()
+            .into_iter()
+            .filter(|t| *t != pid && *t != me),
+    );
+    for tid in tids {
+        let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
+        let got = sys::pidfd_open(tid, flags).and_then(|p| {
+            let got = sys::pidfd_getfd(p, probe);
+            let _ = sys::close(p);
+            got
+        });
+        match got {
+            Ok(g) => {
+                let _ = sys::close(g);
+                return;
+            }
+            Err(e) => last = e,
         }
     }
+    crate::diag::Line::new()
+        .str("the save failed: cannot reach the program's fds (pidfd_getfd: errno ")
+        .num(last.0 as u64)
+        .str("); the program is stopped unsaved")
+        .emit();
+    crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
 }
 
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already

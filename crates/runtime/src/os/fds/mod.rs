@@ -2,11 +2,13 @@
 //! flag, on an open file description of the same kind, flags and offset; fds that shared a
 //! description (`dup`, `dup2`, `F_DUPFD`, inherited) share one again.
 //!
-//! **Save** (coordinator, every program thread stopped): `/proc/self/fd` lists the fds; fds
-//! on the same inode are grouped into descriptions with `kcmp(KCMP_FILE)`; each description is
-//! described by the module of its kind, reading the kernel (`fcntl`, `lseek`, `fdinfo`,
-//! `getsockname`...). fds 0, 1 and 2 belong to each launch and are not saved, but an fd that
-//! shares a description with one of them is recorded as a duplicate of it.
+//! **Save** (coordinator, every program thread stopped, with an fd table of its own): a program
+//! thread's `/proc/self/task/<tid>/fd` lists the fds, `pidfd_getfd` gives the coordinator a
+//! duplicate of each (same open file description); fds on the same inode are grouped into
+//! descriptions with `kcmp(KCMP_FILE)`; each description is described by the module of its
+//! kind, reading the kernel (`fcntl`, `lseek`, `fdinfo`, `getsockname`...). fds 0, 1 and 2
+//! belong to each launch and are not saved, but an fd that shares a description with one of
+//! them is recorded as a duplicate of it.
 //!
 //! **Resume** (single-threaded, memory back, before any program thread runs):
 //! 1. fds the new process has besides 0–2 and the runtime's own are closed;
@@ -68,16 +70,6 @@ pub struct SaveCtx<'a> {
     /// Contents already copied into the image, by (device, inode): several descriptions of one
     /// unlinked file or memfd share one copy, and one file again after the resume.
     pub copies: Vec<(u64, u64, Vec<u8>)>,
-}
-
-impl SaveCtx<'_> {
-    /// Table index of the description `fd` refers to, if it is one of the program's.
-    pub fn index_of_ino(&self, ino: u64, pred: impl Fn(&Desc) -> bool) -> Option<u32> {
-        self.descs
-            .iter()
-            .position(|d| d.st.ino == ino && pred(d))
-            .map(|i| i as u32)
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -165,8 +157,12 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
     for tid in tids {
         let flags = if tid == pid { 0 } else { osys::PIDFD_THREAD };
         if let Ok(pidfd) = osys::pidfd_open(tid, flags) {
-            // A usable task has an fd table: fd 0..2 or any other will do as a probe.
-            let usable = procfd_has_table(tid);
+            // A usable task has an fd table (an ended leader has none).
+            let usable = procfd_has_table(tid)
+                && osys::pidfd_getfd(pidfd, runtime_fds()[0]).is_ok_and(|g| {
+                    let _ = osys::close(g);
+                    true
+                });
             if usable {
                 return Some((tid, pidfd));
             }
@@ -174,6 +170,30 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
         }
     }
     None
+}
+
+/// The process's thread ids (`/proc/self/task`).
+pub fn task_ids() -> Vec<i32> {
+    let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        c"/proc/self/task",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            core::str::from_utf8(e.file_name().to_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 fn procfd_has_table(tid: i32) -> bool {
@@ -381,8 +401,6 @@ pub struct Restorer<'a> {
     targets: Vec<i32>,
     /// Next candidate when staging has to go below the highest saved number.
     down: i32,
-    /// Extra fds to close once every fd is in place (pipe anchors and the like).
-    pub later: Vec<i32>,
     /// The saved process's pid (paths under `/proc/<pid>/` name it).
     pub saved_pid: i32,
 }
@@ -596,7 +614,6 @@ pub fn restore(meta: &Meta) {
         stage_min: highest + 1,
         targets: targets.clone(),
         down: soft_now.min(1 << 20) as i32 - 1,
-        later: Vec::new(),
         saved_pid: meta.pid,
     };
     // Files under /proc are opened last: /proc/self/fd/N and the like need the fds in place.
@@ -656,9 +673,6 @@ pub fn restore(meta: &Meta) {
     }
     for s in r.staged.iter().flatten() {
         let _ = osys::close(*s);
-    }
-    for fd in &r.later {
-        let _ = osys::close(*fd);
     }
     locks::restore(&r, &table);
     if raised {
