@@ -9,7 +9,7 @@ use super::{Desc, Restorer, procfd};
 use zhuque_image::os::{EpollEntry, FileKind};
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = procfd::fdinfo(d.fd);
+    let info = &d.info;
     let mut entries = Vec::new();
     for line in info.split(|c| *c == b'\n') {
         if !line.starts_with(b"tfd:") {

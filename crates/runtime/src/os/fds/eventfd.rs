@@ -5,12 +5,12 @@ use super::{Desc, Restorer, procfd};
 use zhuque_image::os::FileKind;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = procfd::fdinfo(d.fd);
+    let info = &d.info;
     FileKind::EventFd {
-        count: procfd::field(&info, b"eventfd-count")
+        count: procfd::field(info, b"eventfd-count")
             .and_then(procfd::hex)
             .unwrap_or(0),
-        semaphore: procfd::field(&info, b"eventfd-semaphore").and_then(procfd::dec) == Some(1),
+        semaphore: procfd::field(info, b"eventfd-semaphore").and_then(procfd::dec) == Some(1),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Desc {
     pub st: Stat,
     /// `F_GETFL`.
     pub flags: u32,
+    /// Its `/proc/.../fdinfo/N` text (read once).
+    pub info: Vec<u8>,
+    class: Class,
 }
 
 /// What the kind modules see at a save: every description of the table, in table order.
@@ -247,6 +250,9 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     let mut descs: Vec<Desc> = Vec::new();
     let mut fds: Vec<(i32, bool, usize)> = Vec::new();
     let mut no_kcmp = false;
+    // (BTreeMap, not HashMap: a HashMap's random seed lives in TLS, which the coordinator
+    // does not have.)
+    let mut by_inode: std::collections::BTreeMap<(u64, u64), Vec<usize>> = Default::default();
     for fd in procfd::list() {
         if skip.contains(&fd) {
             continue;
@@ -267,11 +273,15 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         };
         let flags = osys::fcntl(local, osys::F_GETFL, 0).unwrap_or(0) as u32;
         // Close-on-exec belongs to the fd, not the description: fdinfo shows it.
-        let cloexec = procfd::field(&procfd::fdinfo(fd), b"flags")
+        let info = procfd::fdinfo(fd);
+        let cloexec = procfd::field(&info, b"flags")
             .and_then(procfd::oct)
             .is_some_and(|f| f & osys::O_CLOEXEC as u64 != 0);
-        let same = descs.iter().position(|d| {
-            d.st.dev == st.dev && d.st.ino == st.ino && shares(task, d.fd, fd, &mut no_kcmp)
+        let key = (st.dev, st.ino);
+        let same = by_inode.get(&key).and_then(|list| {
+            list.iter()
+                .copied()
+                .find(|&k| shares(task, descs[k].fd, fd, &mut no_kcmp))
         });
         let idx = match same {
             Some(i) => {
@@ -281,13 +291,18 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 i
             }
             None => {
-                descs.push(Desc {
+                by_inode.entry(key).or_default().push(descs.len());
+                let mut d = Desc {
                     fd,
                     local,
                     link,
                     st,
                     flags,
-                });
+                    info,
+                    class: Class::Unsupported,
+                };
+                d.class = classify(&d);
+                descs.push(d);
                 descs.len() - 1
             }
         };
@@ -302,9 +317,11 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         );
     }
     // The table holds the descriptions some fd above 2 uses, in order of first use.
+    let mut index: Vec<Option<u32>> = vec![None; descs.len()];
     let mut order: Vec<usize> = Vec::new();
     for (_, _, i) in &fds {
-        if !order.contains(i) {
+        if index[*i].is_none() {
+            index[*i] = Some(order.len() as u32);
             order.push(*i);
         }
     }
@@ -315,7 +332,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     }
     // Descriptions only fds 0-2 use (their duplicates are closed at the end).
     let descs_left: Vec<Desc> = old.into_iter().flatten().collect();
-    let index_of = |i: usize| order.iter().position(|o| *o == i).unwrap_or(0) as u32;
+    let index_of = |i: usize| index[i].unwrap_or(0);
     let table_fds: Vec<Fd> = fds
         .iter()
         .map(|(fd, cloexec, i)| Fd {
@@ -330,7 +347,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     // Locks first: nothing below may have closed a file yet (a POSIX lock goes with any close
     // by its owner).
     for (i, d) in used.iter().enumerate() {
-        if matches!(classify(d), Class::Path | Class::Anonymous) {
+        if matches!(d.class, Class::Path | Class::Anonymous) {
             locks::save(d, i, &mut table.locks);
         }
     }
@@ -347,15 +364,15 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         }
         // Kinds whose records need the whole table (peers, both ends) go first, by kind.
         pipes::save(&mut ctx, &mut kinds, &mut table.pipes, |d| {
-            classify(d) == Class::Pipe
+            d.class == Class::Pipe
         });
-        sockets::save(&mut ctx, &mut kinds, |d| classify(d) == Class::Socket);
+        sockets::save(&mut ctx, &mut kinds, |d| d.class == Class::Socket);
         for i in 0..used.len() {
             if kinds[i].is_some() {
                 continue;
             }
             let d = &used[i];
-            kinds[i] = Some(match classify(d) {
+            kinds[i] = Some(match d.class {
                 Class::Path => files::save_path(d),
                 Class::Anonymous => files::save_anonymous(&mut ctx, i),
                 Class::EventFd => eventfd::save(d),
@@ -397,7 +414,7 @@ pub struct Restorer<'a> {
     pub table: &'a FdTable,
     staged: Vec<Option<i32>>,
     stage_min: i32,
-    /// Saved fd numbers (never used for staging).
+    /// Saved fd numbers, sorted (never used for staging).
     targets: Vec<i32>,
     /// Next candidate when staging has to go below the highest saved number.
     down: i32,
@@ -410,7 +427,7 @@ impl Restorer<'_> {
     /// saved number, or, when the fd limit leaves no room there, on the highest free numbers
     /// no saved fd takes.
     pub fn stage(&mut self, fd: i32) -> i32 {
-        if fd >= self.stage_min && !self.targets.contains(&fd) {
+        if fd >= self.stage_min && self.targets.binary_search(&fd).is_err() {
             return fd;
         }
         if let Ok(n) = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
@@ -420,7 +437,7 @@ impl Restorer<'_> {
         while self.down > 2 {
             let n = self.down;
             self.down -= 1;
-            if self.targets.contains(&n) || n == fd {
+            if self.targets.binary_search(&n).is_ok() || n == fd {
                 continue;
             }
             match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, n as usize) {
@@ -612,7 +629,11 @@ pub fn restore(meta: &Meta) {
         table: &table,
         staged: vec![None; table.files.len()],
         stage_min: highest + 1,
-        targets: targets.clone(),
+        targets: {
+            let mut t = targets.clone();
+            t.sort_unstable();
+            t
+        },
         down: soft_now.min(1 << 20) as i32 - 1,
         saved_pid: meta.pid,
     };

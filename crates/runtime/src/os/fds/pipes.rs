@@ -29,7 +29,7 @@ fn drain(fd: i32) -> Vec<u8> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = [0u8; 1 << 14];
     loop {
         match osys::read(r, &mut buf) {
             Ok(0) => break,

@@ -6,9 +6,9 @@ use super::{Desc, Restorer, procfd};
 use zhuque_image::os::FileKind;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = procfd::fdinfo(d.fd);
+    let info = &d.info;
     FileKind::SignalFd {
-        mask: procfd::field(&info, b"sigmask")
+        mask: procfd::field(info, b"sigmask")
             .and_then(procfd::hex)
             .unwrap_or(0),
     }

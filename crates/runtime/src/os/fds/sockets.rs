@@ -99,15 +99,14 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
         .map(|i| ctx.descs[*i].st.ino)
         .collect();
     let diag = unix_diag::query(&unix);
-    let mut probes: Vec<((i32, i32, i32), i32)> = Vec::new();
+    let mut probes: Vec<Probe> = Vec::new();
+    // One receive buffer for the whole save (a datagram can be as large as a socket buffer).
+    let mut buf = vec![0u8; if socks.is_empty() { 0 } else { 1 << 20 }];
     let mut out: Vec<(usize, FileKind)> = Vec::new();
     for &i in &socks {
-        out.push((i, save_one(ctx, i, &socks, &diag, &mut probes)));
+        out.push((i, save_one(ctx, i, &socks, &diag, &mut probes, &mut buf)));
     }
-    for (_, p) in probes {
-        let _ = osys::close(p);
-    }
-    pending_connections(ctx, &diag, &mut out);
+    pending_connections(ctx, &diag, &mut out, &mut buf);
     for (i, k) in out {
         kinds[i] = Some(k);
     }
@@ -118,7 +117,12 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
 /// sock_diag cannot pair them. The coordinator accepts them (the process is about to end),
 /// learns from each accepted socket which program socket is its client and takes what that
 /// client sent; the resume connects the clients again, in queue order, and resends it.
-fn pending_connections(ctx: &SaveCtx, diag: &[(u64, UnixInfo)], out: &mut [(usize, FileKind)]) {
+fn pending_connections(
+    ctx: &SaveCtx,
+    diag: &[(u64, UnixInfo)],
+    out: &mut [(usize, FileKind)],
+    buf: &mut [u8],
+) {
     let listeners: Vec<usize> = out
         .iter()
         .enumerate()
@@ -160,7 +164,7 @@ fn pending_connections(ctx: &SaveCtx, diag: &[(u64, UnixInfo)], out: &mut [(usiz
                 cs.state = SockState::Pending {
                     listener: li as u32,
                 };
-                cs.queue = drain(e, cs.ty);
+                cs.queue = drain(e, cs.ty, buf);
                 pending.push(out[c].0 as u32);
             }
             let _ = osys::close(e);
@@ -178,7 +182,8 @@ fn save_one(
     i: usize,
     socks: &[usize],
     diag: &[(u64, UnixInfo)],
-    probes: &mut Vec<((i32, i32, i32), i32)>,
+    probes: &mut Vec<Probe>,
+    buf: &mut [u8],
 ) -> FileKind {
     let d = &ctx.descs[i];
     let fd = d.local;
@@ -286,37 +291,66 @@ fn save_one(
     if s.domain == osys::AF_UNIX
         && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
     {
-        s.queue = drain(fd, ty);
+        s.queue = drain(fd, ty, buf);
     }
     FileKind::Socket(s)
 }
 
+/// The option levels that apply to a socket of `domain` (others only fail).
+fn applies(domain: i32, tcp: bool, level: i32) -> bool {
+    match level {
+        osys::SOL_SOCKET => true,
+        osys::IPPROTO_TCP => tcp,
+        osys::IPPROTO_IP => domain == osys::AF_INET,
+        osys::IPPROTO_IPV6 => domain == osys::AF_INET6,
+        _ => false,
+    }
+}
+
+type Probe = ((i32, i32, i32), Vec<Option<Vec<u8>>>);
+
 fn differing_options(
     fd: i32,
     key: (i32, i32, i32),
-    probes: &mut Vec<((i32, i32, i32), i32)>,
+    probes: &mut Vec<Probe>,
     skip_buffers: bool,
 ) -> Vec<SockOpt> {
-    let probe = match probes.iter().find(|(k, _)| *k == key) {
-        Some((_, p)) => *p,
+    let tcp = matches!(key.0, osys::AF_INET | osys::AF_INET6)
+        && key.1 == osys::SOCK_STREAM
+        && matches!(key.2, 0 | osys::IPPROTO_TCP);
+    // A new socket's values, read once per kind of socket.
+    let defaults = match probes.iter().position(|(k, _)| *k == key) {
+        Some(i) => &probes[i].1,
         None => {
             let p = osys::socket(key.0, key.1 | osys::SOCK_CLOEXEC, key.2).unwrap_or(-1);
-            probes.push((key, p));
-            p
+            let values = OPTIONS
+                .iter()
+                .map(|&(level, name, size)| {
+                    (p >= 0 && applies(key.0, tcp, level))
+                        .then(|| osys::getsockopt(p, level, name, size).ok())
+                        .flatten()
+                })
+                .collect();
+            if p >= 0 {
+                let _ = osys::close(p);
+            }
+            probes.push((key, values));
+            &probes[probes.len() - 1].1
         }
     };
     let mut out = Vec::new();
-    for &(level, name, size) in OPTIONS {
-        if skip_buffers
-            && level == osys::SOL_SOCKET
-            && matches!(name, osys::SO_RCVBUF | osys::SO_SNDBUF)
+    for (k, &(level, name, size)) in OPTIONS.iter().enumerate() {
+        if !applies(key.0, tcp, level)
+            || skip_buffers
+                && level == osys::SOL_SOCKET
+                && matches!(name, osys::SO_RCVBUF | osys::SO_SNDBUF)
         {
             continue;
         }
         let Ok(v) = osys::getsockopt(fd, level, name, size) else {
             continue;
         };
-        if probe >= 0 && osys::getsockopt(probe, level, name, size).as_ref() == Ok(&v) {
+        if defaults[k].as_ref() == Some(&v) {
             continue;
         }
         out.push(SockOpt {
@@ -330,15 +364,14 @@ fn differing_options(
 
 /// Takes every unread message out of a socket's receive queue (the process is about to end).
 /// File descriptors in flight (`SCM_RIGHTS`) cannot be kept: they are closed and counted.
-fn drain(fd: i32, ty: i32) -> Vec<Vec<u8>> {
+fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut control = [0u8; 4096];
     let mut lost_fds = 0;
     loop {
         let r = osys::recvmsg(
             fd,
-            &mut buf,
+            buf,
             &mut control,
             osys::MSG_DONTWAIT | osys::MSG_CMSG_CLOEXEC,
         );

@@ -13,16 +13,16 @@ const TFD_TIMER_ABSTIME: u32 = 1;
 const TFD_TIMER_CANCEL_ON_SET: u32 = 2;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = procfd::fdinfo(d.fd);
-    let num = |k: &[u8]| procfd::field(&info, k).and_then(procfd::dec).unwrap_or(0);
+    let info = &d.info;
+    let num = |k: &[u8]| procfd::field(info, k).and_then(procfd::dec).unwrap_or(0);
     let clock = num(b"clockid") as i32;
-    let settime_flags = procfd::field(&info, b"settime flags")
+    let settime_flags = procfd::field(info, b"settime flags")
         .and_then(procfd::oct)
         .unwrap_or(0) as u32;
-    let left = procfd::field(&info, b"it_value")
+    let left = procfd::field(info, b"it_value")
         .and_then(procfd::timespec_pair)
         .unwrap_or(0);
-    let interval_ns = procfd::field(&info, b"it_interval")
+    let interval_ns = procfd::field(info, b"it_interval")
         .and_then(procfd::timespec_pair)
         .unwrap_or(0);
     let value_ns = if left != 0 && settime_flags & TFD_TIMER_ABSTIME != 0 {
