@@ -11,9 +11,13 @@
  * A third pipe is kept half-full for the whole run (64 KiB written at the start, read back at
  * the end) and must come back intact. Only the main thread prints, from what it has verified.
  *
+ * Every answer also goes over a TCP connection between the two threads (loopback): a
+ * connection with both ends in the process must survive with the bytes in flight.
+ *
  * Before all that, at a deterministic failure point (zhuque_fail_now, a no-op without the
  * runtime), a pipe and a socketpair each hold data whose writer has already closed its end,
- * and a FIFO holds data written through its read-write fd: after the resume the data must be
+ * and a FIFO holds data written through its read-write fd, and a loopback TCP connection holds
+ * 100 KiB one way and a message and a half-close the other: after the resume the data must be
  * read back, followed by end of file.
  */
 #define _GNU_SOURCE
@@ -24,11 +28,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int data_pipe[2], stream[2], packets[2];
+static int data_pipe[2], stream[2], packets[2], tcp_main, tcp_worker;
 static unsigned long messages;
 
 static void full_write(int fd, const void *p, size_t n)
@@ -83,6 +90,7 @@ static void *worker(void *arg)
         uint64_t h = tl_hash(TL_HASH_INIT, buf, len);
         seen++;
         full_write(stream[1], &h, sizeof h);
+        full_write(tcp_worker, &h, sizeof h);
         if (seen % 16 == 0) {
             uint64_t pkt[2] = {seen, h};
             while (send(packets[1], pkt, sizeof pkt, 0) < 0)
@@ -118,6 +126,25 @@ int main(int argc, char **argv)
         kept[i] = (unsigned char)(i * 31 + 7);
     full_write(keep[1], kept, sizeof kept); /* fills the pipe exactly */
 
+    /* A TCP connection inside the process: 127.0.0.1, an ephemeral port. */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    TL_CHECK(bind(ls, (void *)&sa, sizeof sa) == 0 && listen(ls, 4) == 0 &&
+                 getsockname(ls, (void *)&sa, &sl) == 0,
+             "tcp listen: %s", strerror(errno));
+    int ta = socket(AF_INET, SOCK_STREAM, 0);
+    TL_CHECK(connect(ta, (void *)&sa, sizeof sa) == 0, "tcp connect: %s", strerror(errno));
+    int tb = accept(ls, NULL, NULL);
+    tcp_main = socket(AF_INET, SOCK_STREAM, 0);
+    TL_CHECK(connect(tcp_main, (void *)&sa, sizeof sa) == 0, "tcp connect 2");
+    tcp_worker = accept(ls, NULL, NULL);
+    TL_CHECK(tb >= 0 && tcp_worker >= 0, "accept: %s", strerror(errno));
+    int one = 1;
+    setsockopt(tcp_worker, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    close(ls);
+
     /* Data whose writer is gone, and a FIFO, across a failure. */
     int late[2], pair[2];
     TL_CHECK(pipe(late) == 0, "pipe");
@@ -130,6 +157,12 @@ int main(int argc, char **argv)
     full_write(fifo, "fifo-data", 9);
     close(late[1]);
     close(pair[1]);
+    static unsigned char bulk[100 * 1024];
+    for (size_t i = 0; i < sizeof bulk; i++)
+        bulk[i] = (unsigned char)(i * 131 + 17);
+    full_write(tb, bulk, sizeof bulk);
+    full_write(ta, "tcp-data", 8);
+    TL_CHECK(shutdown(ta, SHUT_WR) == 0, "tcp shutdown");
     zq_fail_now();
     char small[16];
     TL_CHECK(full_read(late[0], small, 9) && memcmp(small, "pipe-data", 9) == 0, "late pipe");
@@ -137,6 +170,16 @@ int main(int argc, char **argv)
     TL_CHECK(full_read(pair[0], small, 9) && memcmp(small, "pair-data", 9) == 0, "late pair");
     TL_CHECK(read(pair[0], small, 1) == 0, "late pair: no end of file");
     TL_CHECK(full_read(fifo, small, 9) && memcmp(small, "fifo-data", 9) == 0, "fifo");
+    TL_CHECK(full_read(tb, small, 8) && memcmp(small, "tcp-data", 8) == 0, "tcp data");
+    TL_CHECK(read(tb, small, 1) == 0, "tcp: no end of file after the half-close");
+    static unsigned char bulk_back[sizeof bulk];
+    TL_CHECK(full_read(ta, bulk_back, sizeof bulk_back) &&
+                 memcmp(bulk, bulk_back, sizeof bulk) == 0,
+             "tcp bulk data");
+    full_write(tb, "back", 4);
+    TL_CHECK(full_read(ta, small, 4) && memcmp(small, "back", 4) == 0, "tcp after half-close");
+    close(ta);
+    close(tb);
     close(late[0]);
     close(pair[0]);
     close(fifo);
@@ -158,6 +201,9 @@ int main(int argc, char **argv)
         TL_CHECK(full_read(stream[0], &got, sizeof got), "stream ended");
         TL_CHECK(got == want, "message %lu: hash %016llx != %016llx", m,
                  (unsigned long long)got, (unsigned long long)want);
+        uint64_t via_tcp;
+        TL_CHECK(full_read(tcp_main, &via_tcp, sizeof via_tcp), "tcp ended");
+        TL_CHECK(via_tcp == want, "message %lu: tcp hash differs", m);
         acked++;
         total = tl_mix(total, got);
         if (m % 16 == 0) {
@@ -179,6 +225,8 @@ int main(int argc, char **argv)
     TL_CHECK(shutdown(stream[0], SHUT_WR) == 0, "shutdown");
     uint64_t last, done;
     TL_CHECK(full_read(stream[0], &last, sizeof last), "no hash of the last message");
+    uint64_t last_tcp;
+    TL_CHECK(full_read(tcp_main, &last_tcp, sizeof last_tcp) && last_tcp == last, "tcp last");
     TL_CHECK(last == tl_hash(TL_HASH_INIT, "bye!!", 5), "last message");
     TL_CHECK(full_read(stream[0], &done, sizeof done), "no end marker");
     TL_CHECK(done == ~(uint64_t)(messages + 1), "worker saw %llu messages",

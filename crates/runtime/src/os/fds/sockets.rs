@@ -107,8 +107,99 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
         out.push((i, save_one(ctx, i, &socks, &diag, &mut probes, &mut buf)));
     }
     pending_connections(ctx, &diag, &mut out, &mut buf);
+    tcp_pairs(ctx, &mut out, &mut buf);
     for (i, k) in out {
         kinds[i] = Some(k);
+    }
+}
+
+fn tcp_state(fd: i32) -> u8 {
+    osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 8)
+        .ok()
+        .and_then(|i| i.first().copied())
+        .unwrap_or(0)
+}
+
+/// Bytes a TCP socket has sent and its peer has not acknowledged yet (`SIOCOUTQ`).
+fn unacked(fd: i32) -> i32 {
+    let mut n: i32 = 0;
+    match osys::ioctl(fd, 0x5411, &mut n as *mut i32 as usize) {
+        Ok(_) => n,
+        Err(_) => 0,
+    }
+}
+
+/// TCP connections between two sockets of the program (say a client thread and a server
+/// thread over loopback): both ends are here, so the connection is kept like a socketpair
+/// (on new loopback addresses), with the data in flight each way and a half-close. Data still
+/// in a sender's queue is let through to its receiver and taken from there.
+fn tcp_pairs(ctx: &SaveCtx, out: &mut [(usize, FileKind)], buf: &mut [u8]) {
+    // (index in out, local, peer, state)
+    let mut cands: Vec<(usize, Vec<u8>, Vec<u8>, u8)> = Vec::new();
+    for (k, (i, kind)) in out.iter().enumerate() {
+        if let FileKind::Socket(s) = kind
+            && is_tcp(s)
+            && let SockState::Outside { peer } = &s.state
+            && !peer.is_empty()
+            && !s.local.is_empty()
+        {
+            let st = tcp_state(ctx.descs[*i].local);
+            // established, FIN_WAIT1/2, CLOSE_WAIT, CLOSING
+            if matches!(st, 1 | 4 | 5 | 8 | 11) {
+                cands.push((k, s.local.clone(), peer.clone(), st));
+            }
+        }
+    }
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for a in 0..cands.len() {
+        for b in a + 1..cands.len() {
+            if cands[a].1 == cands[b].2 && cands[a].2 == cands[b].1 {
+                pairs.push((a, b));
+            }
+        }
+    }
+    for (a, b) in pairs {
+        let (ka, kb) = (cands[a].0, cands[b].0);
+        let (fa, fb) = (ctx.descs[out[ka].0].local, ctx.descs[out[kb].0].local);
+        let (mut qa, mut qb) = (Vec::new(), Vec::new());
+        let deadline = crate::process::now_ns() + 500_000_000;
+        loop {
+            for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
+                for m in drain(fd, osys::SOCK_STREAM, buf) {
+                    q.extend_from_slice(&m);
+                }
+            }
+            if unacked(fa) == 0 && unacked(fb) == 0 {
+                for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
+                    for m in drain(fd, osys::SOCK_STREAM, buf) {
+                        q.extend_from_slice(&m);
+                    }
+                }
+                break;
+            }
+            if crate::process::now_ns() > deadline {
+                crate::diag::Line::new()
+                    .str("warning: fd ")
+                    .num(ctx.descs[out[ka].0].fd as u64)
+                    .str(": data in flight on a TCP connection inside the program could not all be taken")
+                    .emit();
+                break;
+            }
+            crate::sys::sleep_ns(100_000);
+        }
+        for (k, other, q, st) in [(ka, kb, qa, cands[a].3), (kb, ka, qb, cands[b].3)] {
+            let peer = out[other].0 as u32;
+            if let FileKind::Socket(s) = &mut out[k].1 {
+                s.state = SockState::Pair { peer };
+                s.queue = if q.is_empty() { Vec::new() } else { vec![q] };
+                // FIN_WAIT1/2 and CLOSING: this end had shut down its sending side.
+                s.shutdown = if matches!(st, 4 | 5 | 11) {
+                    SEND_SHUTDOWN
+                } else {
+                    0
+                };
+            }
+        }
     }
 }
 
@@ -638,6 +729,30 @@ fn loopback(domain: i32) -> Vec<u8> {
     }
 }
 
+/// Two connected TCP sockets over loopback.
+fn tcp_pair(domain: i32) -> Result<(i32, i32), crate::sys::Errno> {
+    let l = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+    let made = (|| {
+        osys::bind(l, &loopback(domain))?;
+        osys::listen(l, 1)?;
+        let addr = osys::getsockname(l)?;
+        let c = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+        if let Err(e) = osys::connect(c, &addr) {
+            let _ = osys::close(c);
+            return Err(e);
+        }
+        match osys::accept4(l, osys::SOCK_CLOEXEC) {
+            Ok(a) => Ok((c, a)),
+            Err(e) => {
+                let _ = osys::close(c);
+                Err(e)
+            }
+        }
+    })();
+    let _ = osys::close(l);
+    made
+}
+
 /// A TCP socket whose connection has been reset by its peer.
 fn reset_connection(domain: i32) -> Result<i32, crate::sys::Errno> {
     let l = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
@@ -704,6 +819,10 @@ fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
                 Ok(n) if n < left.len() => left = &left[n..],
                 Ok(_) => break,
                 Err(crate::sys::Errno::EINTR) => {}
+                // A TCP send buffer empties as the data crosses loopback: wait for room.
+                Err(crate::sys::Errno::EAGAIN)
+                    if osys::poll_one(fd, osys::POLLOUT, 200)
+                        .is_ok_and(|r| r & osys::POLLOUT != 0) => {}
                 Err(_) => {
                     lost += left.len() as u64;
                     break;
@@ -723,10 +842,15 @@ fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
         r.placeholder(i, "its socketpair peer is missing from the image");
         return;
     };
-    let (a, b) = match osys::socketpair(osys::AF_UNIX, si.ty | osys::SOCK_CLOEXEC, 0) {
+    let made = if si.domain == osys::AF_UNIX {
+        osys::socketpair(osys::AF_UNIX, si.ty | osys::SOCK_CLOEXEC, 0)
+    } else {
+        tcp_pair(si.domain).or_else(|_| tcp_pair(osys::AF_INET))
+    };
+    let (a, b) = match made {
         Ok(p) => p,
         Err(e) => {
-            r.placeholder(i, &format!("cannot make a socketpair: errno {}", e.0));
+            r.placeholder(i, &format!("cannot make a connected pair: errno {}", e.0));
             return;
         }
     };
