@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -79,6 +80,7 @@ static int full_read(int fd, void *p, size_t n)
 static void *worker(void *arg)
 {
     (void)arg;
+    TL_CHECK(pthread_setname_np(pthread_self(), "zq-worker") == 0, "setname");
     static unsigned char buf[8192];
     unsigned long seen = 0;
     for (;;) {
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
     close(fifo);
     printf("late data ok\n");
 
+    TL_CHECK(prctl(PR_SET_NAME, "zq-main") == 0, "PR_SET_NAME");
     pthread_t t;
     TL_CHECK(pthread_create(&t, NULL, worker, NULL) == 0, "pthread_create");
     uint64_t total = TL_HASH_INIT;
@@ -214,8 +217,17 @@ int main(int argc, char **argv)
             TL_CHECK(r == sizeof pkt && pkt[0] == m && pkt[1] == want, "packet %lu", m);
             packets_seen++;
         }
-        if (m % (messages / 30 ? messages / 30 : 1) == 0)
+        if (m % (messages / 30 ? messages / 30 : 1) == 0) {
             printf("message %lu total %016llx\n", m, (unsigned long long)total);
+            char name[16];
+            TL_CHECK(pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
+                         strcmp(name, "zq-main") == 0,
+                     "main thread name %s", name);
+            if (m > 1000) /* the worker has named itself by now */
+                TL_CHECK(pthread_getname_np(t, name, sizeof name) == 0 &&
+                             strcmp(name, "zq-worker") == 0,
+                         "worker thread name %s", name);
+        }
     }
     /* Last words, then hang up: the worker must still see them before end of file. */
     uint32_t len = 5;

@@ -6,7 +6,7 @@
 //!
 //! | module | what comes back |
 //! |---|---|
-//! | `process_state` | working directory, umask |
+//! | `process_state` | working directory, umask, dumpable/no_new_privs/subreaper, thread names |
 //! | `rlimits` | every resource limit |
 //! | `fds` | every fd (files, pipes, sockets, epoll, eventfd, timerfd, signalfd, inotify, memfd) |
 //! | `signals` | every signal disposition (the runtime's two signals stay the runtime's) |
@@ -107,6 +107,7 @@ pub fn restore(meta: &Meta) {
 
 /// What needs the program's threads to exist (resume, threads created and still held).
 pub fn restore_after_threads(meta: &Meta) {
+    process_state::restore_names(meta);
     timers::restore_posix(meta);
     pending::restore_threads(meta);
 }
