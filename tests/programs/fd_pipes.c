@@ -17,8 +17,9 @@
  * Before all that, at a deterministic failure point (zhuque_fail_now, a no-op without the
  * runtime), a pipe and a socketpair each hold data whose writer has already closed its end,
  * and a FIFO holds data written through its read-write fd, and a loopback TCP connection holds
- * 100 KiB one way and a message and a half-close the other: after the resume the data must be
- * read back, followed by end of file.
+ * 100 KiB one way and a message and a half-close the other, and a TCP client has connected to
+ * the program's own listener and sent a message before being accepted: after the resume the
+ * data must be read back, followed by end of file, and the connection accepted.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -145,7 +146,8 @@ int main(int argc, char **argv)
     TL_CHECK(tb >= 0 && tcp_worker >= 0, "accept: %s", strerror(errno));
     int one = 1;
     setsockopt(tcp_worker, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    close(ls);
+    int tc = socket(AF_INET, SOCK_STREAM, 0); /* connected, not accepted at the failure */
+    TL_CHECK(connect(tc, (void *)&sa, sizeof sa) == 0, "tcp connect 3");
 
     /* Data whose writer is gone, and a FIFO, across a failure. */
     int late[2], pair[2];
@@ -165,6 +167,7 @@ int main(int argc, char **argv)
     full_write(tb, bulk, sizeof bulk);
     full_write(ta, "tcp-data", 8);
     TL_CHECK(shutdown(ta, SHUT_WR) == 0, "tcp shutdown");
+    full_write(tc, "waiting", 7);
     zq_fail_now();
     char small[16];
     TL_CHECK(full_read(late[0], small, 9) && memcmp(small, "pipe-data", 9) == 0, "late pipe");
@@ -182,6 +185,14 @@ int main(int argc, char **argv)
     TL_CHECK(full_read(ta, small, 4) && memcmp(small, "back", 4) == 0, "tcp after half-close");
     close(ta);
     close(tb);
+    int td = accept(ls, NULL, NULL);
+    TL_CHECK(td >= 0, "accept after the failure: %s", strerror(errno));
+    TL_CHECK(full_read(td, small, 7) && memcmp(small, "waiting", 7) == 0, "pending tcp data");
+    full_write(td, "ok", 2);
+    TL_CHECK(full_read(tc, small, 2) && memcmp(small, "ok", 2) == 0, "pending tcp reply");
+    close(td);
+    close(tc);
+    close(ls);
     close(late[0]);
     close(pair[0]);
     close(fifo);

@@ -24,6 +24,7 @@
 mod epoll;
 mod eventfd;
 mod files;
+mod inet_diag;
 pub mod inotify;
 pub mod interpose;
 mod locks;

@@ -108,9 +108,27 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     }
     pending_connections(ctx, &diag, &mut out, &mut buf);
     tcp_pairs(ctx, &mut out, &mut buf);
+    // The process ends right after the save: its TCP connections are reset rather than closed
+    // (no FIN_WAIT/TIME_WAIT left behind on the program's ports, which would keep a listener
+    // without SO_REUSEADDR from being bound again), as after a crash.
+    for (i, k) in &out {
+        if let FileKind::Socket(s) = k
+            && is_tcp(s)
+            && !matches!(s.state, SockState::Listening { .. })
+        {
+            linger_zero(ctx.descs[*i].local);
+        }
+    }
     for (i, k) in out {
         kinds[i] = Some(k);
     }
+}
+
+/// `SO_LINGER` {on, 0}: closing the socket resets its connection.
+fn linger_zero(fd: i32) {
+    let mut v = [0u8; 8];
+    v[..4].copy_from_slice(&1i32.to_le_bytes());
+    let _ = osys::setsockopt(fd, osys::SOL_SOCKET, osys::SO_LINGER, &v);
 }
 
 fn tcp_state(fd: i32) -> u8 {
@@ -203,11 +221,12 @@ fn tcp_pairs(ctx: &SaveCtx, out: &mut [(usize, FileKind)], buf: &mut [u8]) {
     }
 }
 
-/// Connections the program made to its own Unix listeners and that were not accepted yet:
-/// the client's peer is a socket waiting in the listener's queue, which no fd reaches, so
-/// sock_diag cannot pair them. The coordinator accepts them (the process is about to end),
-/// learns from each accepted socket which program socket is its client and takes what that
-/// client sent; the resume connects the clients again, in queue order, and resends it.
+/// Connections the program made to its own listeners (Unix or TCP) and that were not accepted
+/// yet: the client's peer is a socket waiting in the listener's queue, which no fd reaches.
+/// The coordinator accepts them (the process is about to end), learns from each accepted
+/// socket which program socket is its client (sock_diag's peer inode for Unix, the addresses
+/// for TCP) and takes what that client sent; the resume connects the clients again, in queue
+/// order, and resends it. Connections from outside the process are dropped, as before.
 fn pending_connections(
     ctx: &SaveCtx,
     diag: &[(u64, UnixInfo)],
@@ -217,19 +236,23 @@ fn pending_connections(
     let listeners: Vec<usize> = out
         .iter()
         .enumerate()
-        .filter(|(_, (_, k))| {
-            matches!(k, FileKind::Socket(s) if s.domain == osys::AF_UNIX
-                && matches!(s.state, SockState::Listening { .. }))
-        })
-        .filter(|(_, (i, _))| {
-            diag.iter()
-                .any(|(ino, info)| *ino == ctx.descs[*i].st.ino && info.rqueue > 0)
+        .filter(|(_, (i, k))| match k {
+            FileKind::Socket(s) if matches!(s.state, SockState::Listening { .. }) => {
+                if s.domain == osys::AF_UNIX {
+                    diag.iter()
+                        .any(|(ino, info)| *ino == ctx.descs[*i].st.ino && info.rqueue > 0)
+                } else {
+                    is_tcp(s)
+                }
+            }
+            _ => false,
         })
         .map(|(k, _)| k)
         .collect();
     for l in listeners {
         let li = out[l].0;
         let lfd = ctx.descs[li].local;
+        let unix = matches!(&out[l].1, FileKind::Socket(s) if s.domain == osys::AF_UNIX);
         // (accepted fd, its inode), in queue order.
         let mut accepted: Vec<(i32, u64)> = Vec::new();
         while osys::poll_one(lfd, osys::POLLIN, 0).is_ok_and(|r| r & osys::POLLIN != 0) {
@@ -239,15 +262,31 @@ fn pending_connections(
             let ino = osys::fstat(e).map(|st| st.ino).unwrap_or(0);
             accepted.push((e, ino));
         }
-        let inos: Vec<u64> = accepted.iter().map(|(_, ino)| *ino).collect();
-        let peers = unix_diag::query(&inos);
+        if accepted.is_empty() {
+            continue;
+        }
+        // Who is at the other end of each: sock_diag for Unix, the addresses for TCP.
+        let peers = if unix {
+            unix_diag::query(&accepted.iter().map(|(_, ino)| *ino).collect::<Vec<_>>())
+        } else {
+            Vec::new()
+        };
         let mut pending = Vec::new();
         for (e, ino) in accepted {
-            let client = peers
-                .iter()
-                .find(|(k, _)| *k == ino)
-                .map(|(_, info)| info.peer)
-                .and_then(|peer| out.iter().position(|(i, _)| ctx.descs[*i].st.ino == peer));
+            let client = if unix {
+                peers
+                    .iter()
+                    .find(|(k, _)| *k == ino)
+                    .map(|(_, info)| info.peer)
+                    .and_then(|peer| out.iter().position(|(i, _)| ctx.descs[*i].st.ino == peer))
+            } else {
+                let (theirs, ours) = (osys::getpeername(e), osys::getsockname(e));
+                out.iter().position(|(_, k)| {
+                    matches!(k, FileKind::Socket(c) if is_tcp(c)
+                        && matches!(&c.state, SockState::Outside { peer } if Ok(peer) == ours.as_ref())
+                        && Ok(&c.local) == theirs.as_ref())
+                })
+            };
             if let Some(c) = client
                 && let FileKind::Socket(cs) = &mut out[c].1
                 && matches!(cs.state, SockState::Outside { .. })
@@ -257,6 +296,9 @@ fn pending_connections(
                 };
                 cs.queue = drain(e, cs.ty, buf);
                 pending.push(out[c].0 as u32);
+            }
+            if !unix {
+                linger_zero(e);
             }
             let _ = osys::close(e);
         }
@@ -571,7 +613,17 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     if inet {
         let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, 1);
     }
-    let r = osys::bind(fd, &s.local);
+    let mut r = osys::bind(fd, &s.local);
+    // Taken only by connections nobody owns any more (the dead process's, or earlier ones of
+    // the program in TIME_WAIT): clear them and bind.
+    if inet
+        && is_tcp(s)
+        && r == Err(crate::sys::Errno(98))
+        && s.local.len() >= 4
+        && super::inet_diag::clear_leftovers(s.domain, [s.local[2], s.local[3]]) > 0
+    {
+        r = osys::bind(fd, &s.local);
+    }
     if inet {
         let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, saved_reuseaddr(s));
     }
@@ -767,11 +819,7 @@ fn reset_connection(domain: i32) -> Result<i32, crate::sys::Errno> {
         }
         match osys::accept(l) {
             Ok(a) => {
-                let linger = [1i32, 0i32];
-                let mut v = [0u8; 8];
-                v[..4].copy_from_slice(&linger[0].to_le_bytes());
-                v[4..].copy_from_slice(&linger[1].to_le_bytes());
-                let _ = osys::setsockopt(a, osys::SOL_SOCKET, osys::SO_LINGER, &v);
+                linger_zero(a);
                 let _ = osys::close(a);
             }
             Err(e) => {

@@ -1,0 +1,99 @@
+//! Leftover TCP sockets on a port: connections of a process that has gone (`TIME_WAIT`,
+//! `FIN_WAIT`, `LAST_ACK`...; no process owns them) keep a listener without `SO_REUSEADDR`
+//! from being bound again for up to a minute. A resume that finds its port taken only by such
+//! leftovers destroys them (`SOCK_DESTROY`, as `ss -K` does; needs `CAP_NET_ADMIN`) and binds.
+//! Sockets a live process owns are never touched.
+
+use super::super::sys::{self as osys};
+
+const NETLINK_SOCK_DIAG: i32 = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const SOCK_DESTROY: u16 = 21;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+
+/// TCP states no process holds: FIN_WAIT1/2, TIME_WAIT, CLOSE_WAIT (orphaned), LAST_ACK,
+/// CLOSING.
+const ORPHAN_STATES: u32 = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11);
+
+fn request(ty: u16, flags: u16, family: u8, states: u32, id: &[u8; 48]) -> [u8; 72] {
+    let mut m = [0u8; 72];
+    m[0..4].copy_from_slice(&72u32.to_le_bytes());
+    m[4..6].copy_from_slice(&ty.to_le_bytes());
+    m[6..8].copy_from_slice(&flags.to_le_bytes());
+    m[8..12].copy_from_slice(&1u32.to_le_bytes());
+    m[16] = family;
+    m[17] = osys::IPPROTO_TCP as u8;
+    m[20..24].copy_from_slice(&states.to_le_bytes());
+    m[24..72].copy_from_slice(id);
+    m
+}
+
+/// Destroys the ownerless TCP sockets whose local port is `port` (network order bytes of a
+/// `sockaddr_in[6]`'s port); returns how many.
+pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
+    let Ok(nl) = osys::socket(osys::AF_NETLINK, 3 | osys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+        return 0;
+    };
+    let mut victims: Vec<[u8; 48]> = Vec::new();
+    let dump = request(
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        domain as u8,
+        ORPHAN_STATES,
+        &[0u8; 48],
+    );
+    if osys::send(nl, &dump, 0).is_ok() {
+        let mut buf = vec![0u8; 1 << 16];
+        'recv: loop {
+            let n = match osys::recv(nl, &mut buf, 0) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+                let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
+                if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
+                    break 'recv;
+                }
+                let msg = &buf[at + 16..at + len];
+                // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
+                // wqueue, uid, inode.
+                if msg.len() >= 72 && msg[4..6] == port {
+                    let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([1; 4]));
+                    if inode == 0 {
+                        let mut id = [0u8; 48];
+                        id.copy_from_slice(&msg[4..52]);
+                        victims.push(id);
+                    }
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+    let mut done = 0;
+    for id in &victims {
+        let m = request(
+            SOCK_DESTROY,
+            NLM_F_REQUEST | NLM_F_ACK,
+            domain as u8,
+            u32::MAX,
+            id,
+        );
+        if osys::send(nl, &m, 0).is_err() {
+            break;
+        }
+        let mut ack = [0u8; 256];
+        match osys::recv(nl, &mut ack, 0) {
+            // NLMSG_ERROR with error 0 is the acknowledgement.
+            Ok(n) if n >= 20 && ack[16..20] == [0, 0, 0, 0] => done += 1,
+            _ => {}
+        }
+    }
+    let _ = osys::close(nl);
+    done
+}
