@@ -571,7 +571,8 @@ fn apply_options(fd: i32, s: &Socket) {
         let mut v = o.value.clone();
         // The kernel reports twice the buffer size it was given.
         if o.level == osys::SOL_SOCKET && matches!(o.name, osys::SO_RCVBUF | osys::SO_SNDBUF) {
-            let n = i32::from_le_bytes(v[..4].try_into().unwrap_or([0; 4]));
+            let n =
+                i32::from_le_bytes(v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
             v = (n / 2).to_le_bytes().to_vec();
         }
         let _ = osys::setsockopt(fd, o.level, o.name, &v);
@@ -582,7 +583,14 @@ fn saved_reuseaddr(s: &Socket) -> i32 {
     s.options
         .iter()
         .find(|o| o.level == osys::SOL_SOCKET && o.name == osys::SO_REUSEADDR)
-        .map(|o| i32::from_le_bytes(o.value[..4].try_into().unwrap_or([0; 4])))
+        .map(|o| {
+            i32::from_le_bytes(
+                o.value
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or([0; 4]),
+            )
+        })
         .unwrap_or(0)
 }
 
@@ -671,7 +679,9 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Pending { listener } => {
             // Its listener makes it (connecting it in queue order).
             let l = *listener as usize;
-            if !r.has(l) && l != i {
+            let listening = matches!(&r.table.files[l].kind,
+                FileKind::Socket(ls) if matches!(ls.state, SockState::Listening { .. }));
+            if listening && !r.has(l) {
                 restore(r, l);
             }
             if !r.has(i) {
