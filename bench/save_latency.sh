@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Save latency: time from the failure signal (SIGPWR to the program) to its image being
+# SAVED (the runtime renames the new `meta` into place), for programs with 1, 16, 64 and 256
+# threads besides main, idle (blocked in pthread_cond_wait), busy (computing) or mixed.
+# Prints the median and the worst of RUNS runs per row, in milliseconds.
+#
+#   bench/save_latency.sh [RUNS]        (after `cargo build --release`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-7}
+zq=$PWD/target/release/zhuque
+[ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
+work=$(mktemp -d)
+image=/dev/shm/zhuque-bench-save
+trap 'rm -rf "$work" "$image"; [ -n "${run_pid:-}" ] && kill "$run_pid" 2>/dev/null; true' EXIT
+cc -O2 -pthread -o "$work/save_latency_prog" bench/save_latency_prog.c
+cc -O2 -o "$work/save_timer" bench/save_timer.c
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+worst() { sort -n | tail -1; }
+ms() { awk '{printf "%.2f", $1 / 1000}'; }
+
+one() { # threads mode -> microseconds
+    rm -rf "$image" "$work/out"
+    "$zq" run --image "$image" --fresh -- "$work/save_latency_prog" "$1" "$2" > "$work/out" 2> "$work/err" &
+    run_pid=$!
+    # This runs in a $(...) subshell: never leave the program behind, whatever happens.
+    trap 'kill "$run_pid" 2>/dev/null; true' EXIT
+    local i=0
+    until grep -q ready "$work/out" 2>/dev/null; do
+        sleep 0.01
+        i=$((i + 1))
+        [ $i -lt 3000 ] || { echo "program did not start: $(cat "$work/err")" >&2; exit 1; }
+    done
+    # zhuque run -> zhuque init (pid 1 of the program's namespace) -> the program
+    local init pid
+    until init=$(pgrep -P "$run_pid") && pid=$(pgrep -P "$init"); do sleep 0.01; done
+    timeout 60 "$work/save_timer" "$image" "$pid"
+    local status=0
+    wait "$run_pid" || status=$?
+    run_pid=
+    [ "$status" = 75 ] || { echo "zhuque run ended with $status: $(cat "$work/err")" >&2; exit 1; }
+}
+
+printf '| threads | mode  | median (ms) | worst (ms) |\n|--:|:--|--:|--:|\n'
+for mode in idle busy mixed; do
+    for n in 1 16 64 256; do
+        samples=()
+        for _ in $(seq "$runs"); do samples+=("$(one "$n" "$mode")"); done
+        printf '| %d | %s | %s | %s |\n' "$n" "$mode" \
+            "$(printf '%s\n' "${samples[@]}" | median | ms)" \
+            "$(printf '%s\n' "${samples[@]}" | worst | ms)"
+    done
+done
