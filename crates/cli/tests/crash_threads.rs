@@ -77,7 +77,7 @@ const THR_LIFECYCLE: Case = Case {
     args: &["60000000", "3"],
     status: 0,
 };
-/// Two zhuque_fail_now() points with four threads blocked in system calls.
+/// Two zhuque_fail_now() points with five threads blocked in system calls.
 const THR_BLOCKED: Case = Case {
     file: "thr_blocked.c",
     args: &["40", "2"],
@@ -172,8 +172,9 @@ fn join_cancel_and_exit_from_main() {
     crash_case("thr_lifecycle", &THR_LIFECYCLE, with_fail_points(3));
 }
 
-/// Threads blocked in nanosleep, read on a pipe, pthread_cond_timedwait and poll at the
-/// failure; each checks its ids afterwards.
+/// Threads blocked in nanosleep, read on a pipe, pthread_cond_timedwait, poll and
+/// epoll_pwait (with every signal blocked during the wait) at the failure; each checks its ids
+/// afterwards.
 #[test]
 fn threads_blocked_in_system_calls() {
     if !ids_kept() {

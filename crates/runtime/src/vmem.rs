@@ -141,12 +141,20 @@ fn lock() {
         "runtime allocation on a program thread outside a critical section"
     );
     let h = header();
+    let mut spins = 0u32;
     while h
         .lock
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        core::hint::spin_loop();
+        // The coordinator may run SCHED_FIFO: spinning for good could keep a preempted holder
+        // off its CPU. After a short spin, sleep a little instead.
+        spins += 1;
+        if spins < 200 {
+            core::hint::spin_loop();
+        } else {
+            sys::sleep_ns(20_000);
+        }
     }
 }
 

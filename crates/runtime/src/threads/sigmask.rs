@@ -2,7 +2,9 @@
 //!
 //! A save stops every thread with the stop signal (`SIGRTMAX`); a thread that blocks it could
 //! not be stopped, and a thread waiting for it (`sigwait` & co. dequeue the signals they wait
-//! for, blocked or not) would swallow it. Every libc entry point through which a program sets
+//! for, blocked or not) would swallow it — as it would swallow a failure request (`SIGPWR`),
+//! which is therefore removed from the sets `sigwait`, `sigwaitinfo` and `sigtimedwait` wait
+//! for too (blocking `SIGPWR` is harmless: the coordinator then dequeues it itself). Every libc entry point through which a program sets
 //! a signal mask or a set of signals to wait for is therefore interposed, and the stop signal
 //! is removed from the set before glibc sees it: `sigprocmask`, `pthread_sigmask`,
 //! `sigsuspend`, `sigwait`, `sigwaitinfo`, `sigtimedwait`, `pselect`, `ppoll`, `epoll_pwait`,
@@ -22,13 +24,14 @@
 //! installed with a full `sa_mask` runs, the thread stops only once it returns.
 
 use crate::runtime::active;
-use crate::signals::STOP_SIGNAL;
+use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use core::ffi::{c_int, c_void};
 
 /// glibc's `sigset_t`: 1024 bits.
 type SigSet = [u64; 16];
 
 const STOP_BIT: u64 = 1 << (STOP_SIGNAL - 1);
+const FAIL_BIT: u64 = 1 << (FAIL_SIGNAL - 1);
 const SIG_BLOCK: c_int = 0;
 const SIG_UNBLOCK: c_int = 1;
 const SIG_SETMASK: c_int = 2;
@@ -107,6 +110,22 @@ unsafe fn with_stripped<R>(set: *const SigSet, real: impl FnOnce(*const SigSet) 
         Some((copy, _)) => real(&copy),
         None => real(set),
     }
+}
+
+/// Runs `real` with both runtime signals removed from the set of signals to wait for: a
+/// thread waiting in `sigwait` & co. dequeues what it waits for, and must take neither a stop
+/// nor the failure request (`SIGPWR`, which the coordinator itself waits for).
+///
+/// # Safety
+/// `set` must be null or point to a `sigset_t`.
+unsafe fn waiting_without_ours<R>(set: *const SigSet, real: impl FnOnce(*const SigSet) -> R) -> R {
+    if !active() || set.is_null() {
+        return real(set);
+    }
+    // SAFETY: forwarded contract.
+    let mut copy = unsafe { *set };
+    copy[0] &= !(STOP_BIT | FAIL_BIT);
+    real(&copy)
 }
 
 /// The shared part of `sigprocmask` and `pthread_sigmask`: `real` succeeded when it returns 0.
@@ -220,7 +239,7 @@ pub unsafe extern "C" fn sigwait(set: *const SigSet, sig: *mut c_int) -> c_int {
         ENOSYS
     );
     // SAFETY: forwarded contract.
-    unsafe { with_stripped(set, |s| real(s, sig)) }
+    unsafe { waiting_without_ours(set, |s| real(s, sig)) }
 }
 
 /// # Safety
@@ -233,7 +252,7 @@ pub unsafe extern "C" fn sigwaitinfo(set: *const SigSet, info: *mut c_void) -> c
         -1
     );
     // SAFETY: forwarded contract.
-    unsafe { with_stripped(set, |s| real(s, info)) }
+    unsafe { waiting_without_ours(set, |s| real(s, info)) }
 }
 
 /// # Safety
@@ -250,7 +269,7 @@ pub unsafe extern "C" fn sigtimedwait(
         -1
     );
     // SAFETY: forwarded contract.
-    unsafe { with_stripped(set, |s| real(s, info, timeout)) }
+    unsafe { waiting_without_ours(set, |s| real(s, info, timeout)) }
 }
 
 /// # Safety
