@@ -12,7 +12,7 @@
 //! - [`api`]: the C API of `zhuque.h`; [`fork`]: `fork` is refused (see why there);
 //! - [`process`], [`vmem`]: per-process volatile state, at a fixed address outside the
 //!   persistent address space; [`sys`], [`procfs`], [`diag`]: raw system calls, `/proc`, and
-//!   one-line diagnostics.
+//!   one-line diagnostics; [`futex_lock`]: the lock of the runtime's persistent tables.
 //!
 //! **Persistent or volatile?** Every `static` of this crate lives in the library's `.bss` or
 //! `.data`, which is pool memory like the rest of the program: statics are persistent and are
@@ -31,6 +31,7 @@ pub mod allocator;
 pub mod api;
 pub mod diag;
 pub mod fork;
+pub mod futex_lock;
 pub mod image_io;
 pub mod interpose;
 pub mod loader;

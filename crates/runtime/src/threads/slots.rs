@@ -17,10 +17,11 @@
 //! Every operation runs in a runtime critical section, under the slot lock: a failure never
 //! finds the table half-updated, and the lock is never held by a stopped thread.
 
+use crate::futex_lock::{FutexGuard, FutexLock};
 use crate::memory;
 use crate::signals::critical;
 use crate::sys;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 const PAGE: usize = 4096;
 
@@ -50,7 +51,7 @@ const CACHED: u32 = 8;
 const CACHE_BYTES: usize = 64 << 20;
 
 // Persistent state (this library's .bss is pool memory).
-static LOCK: AtomicU32 = AtomicU32::new(0);
+static LOCK: FutexLock = FutexLock::new();
 /// The slot array (pool memory), its capacity and the number of entries used.
 static TABLE: AtomicUsize = AtomicUsize::new(0);
 static CAP: AtomicUsize = AtomicUsize::new(0);
@@ -61,28 +62,10 @@ static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Offset of `tid` in glibc's `struct pthread` (from `PR_GET_TID_ADDRESS`; 0 = not known yet).
 static TID_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
-struct Guard;
+type Guard = FutexGuard<'static>;
 
-/// A futex mutex: 0 free, 1 locked, 2 locked with (possible) waiters. After any contention
-/// it is taken as 2, so no waiter's wake-up can be lost.
 fn lock() -> Guard {
-    if LOCK
-        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        while LOCK.swap(2, Ordering::Acquire) != 0 {
-            sys::futex_wait(&LOCK, 2, None);
-        }
-    }
-    Guard
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if LOCK.swap(0, Ordering::Release) == 2 {
-            sys::futex_wake(&LOCK, 1);
-        }
-    }
+    LOCK.lock()
 }
 
 fn slots(_g: &Guard) -> &'static mut [Slot] {
