@@ -75,8 +75,66 @@ fn signal_handlers_and_timers() {
     crash_case("sig_ticker", &case, CrashPlan::default());
 }
 
+/// POSIX timers that notify by starting a thread (SIGEV_THREAD): periodic, self-rearming and
+/// churning timers whose notification threads are stopped and resumed like the program's own
+/// (glibc's helper thread, which blocks every signal, would make every save fail). Two
+/// failures come from inside a notification thread; every run also takes a random one.
+#[test]
+fn sigev_thread_timers() {
+    let case = Case {
+        file: "sig_thread_timers.c",
+        args: &["400", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        min_failures_per_run: 3,
+        ..CrashPlan::default()
+    };
+    crash_case("sig_thread_timers", &case, plan);
+}
+
+/// Started by hand (no pid namespace: the pid and every thread id change at every resume),
+/// `prog args` goes through its `fail_points` and ends as natively, with one warning about
+/// ids and no other.
+fn without_a_pid_namespace(file: &str, args: &[&str], fail_points: usize) {
+    let prog = Program::compile(file);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let native = run_native(&prog, &args, &prog.workdir(), None);
+    assert_eq!(
+        native.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    let image = ImageDir::new();
+    let (outcome, parts, stderr) = run_by_hand_to_end(&prog, &args, &image.path);
+    assert_eq!(parts.len(), fail_points, "failures:\n{stderr}");
+    assert_eq!(
+        stderr.matches("thread ids change").count(),
+        fail_points,
+        "one warning per resume about ids:\n{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    if let Err(d) = compare(&native.outcome(), &outcome, &parts) {
+        panic!("{d}\nstderr:\n{stderr}");
+    }
+}
+
+/// SIGEV_THREAD timers follow the coordinator to its new id, SIGEV_THREAD_ID timers their
+/// thread, and signals pending for a thread come back to it.
+#[test]
+fn sigev_thread_timers_without_a_pid_namespace() {
+    without_a_pid_namespace("sig_thread_timers.c", &["300", "2"], 2);
+}
+
+/// Pending signals the program sent itself name it (its new pid) as their sender.
+#[test]
+fn pending_signals_without_a_pid_namespace() {
+    without_a_pid_namespace("sig_signalfd.c", &["12000"], 3);
+}
+
 /// A signalfd consumer: process- and thread-directed signals pending at a failure (real-time
-/// ones queued several times, with their values) are pending again after it.
+/// ones queued several times, with their values and senders) are pending again after it.
 #[test]
 fn signalfd_and_pending_signals() {
     let case = Case {

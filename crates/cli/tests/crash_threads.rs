@@ -261,19 +261,7 @@ fn resume_without_a_pid_namespace() {
     let args: Vec<String> = vec!["30000".into()];
     let native = run_native(&prog, &args, &prog.workdir(), None);
     let image = ImageDir::new();
-    let cwd = prog.workdir();
-    let launch = |fail_after: Option<&str>| {
-        let mut cmd = Command::new(&prog.path);
-        cmd.args(&args)
-            .current_dir(&cwd)
-            .env("LD_PRELOAD", runtime_lib())
-            .env(zhuque_image::ENV_CRASH_RESISTANT, &image.path)
-            .env_remove(zhuque_image::ENV_FAIL_AFTER);
-        if let Some(s) = fail_after {
-            cmd.env(zhuque_image::ENV_FAIL_AFTER, s);
-        }
-        run_to_end(cmd, None, "thr_prodcons by hand")
-    };
+    let launch = |fail_after: Option<&str>| run_by_hand(&prog, &args, &image.path, fail_after);
     let first = launch(Some("0.1"));
     assert_eq!(
         first.status,

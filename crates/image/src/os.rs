@@ -25,7 +25,7 @@ const FDS_VERSION: u32 = 2;
 const SIGNALS_VERSION: u32 = 1;
 const TIMERS_VERSION: u32 = 1;
 const RLIMITS_VERSION: u32 = 1;
-const PENDING_VERSION: u32 = 1;
+const PENDING_VERSION: u32 = 2;
 
 fn check_version(r: &mut Reader, want: u32, what: &'static str) -> Result<(), Error> {
     if r.u32()? != want {
@@ -668,10 +668,14 @@ pub struct PosixTimer {
     pub signo: i32,
     /// `sigev_value`.
     pub value: u64,
-    /// Target thread of `SIGEV_THREAD_ID`.
+    /// Target thread of `SIGEV_THREAD_ID`; [`TIMER_TO_COORDINATOR`] for the runtime's own
+    /// `SIGEV_THREAD` timers, which signal whichever thread is the runtime's coordinator.
     pub tid: i32,
     pub time: TimerValue,
 }
+
+/// [`PosixTimer::tid`] of a timer aimed at the runtime's coordinator (no thread has id 0).
+pub const TIMER_TO_COORDINATOR: i32 = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Timers {
@@ -770,8 +774,9 @@ pub fn decode_rlimits(bytes: &[u8]) -> Result<Vec<Rlimit>, Error> {
 pub struct Pending {
     /// Process-directed signals, each as the kernel's 128-byte `siginfo`, in queue order.
     pub process: Vec<Vec<u8>>,
-    /// Thread-directed pending signals, per thread id (their `siginfo` is not kept).
-    pub threads: Vec<(i32, u64)>,
+    /// Thread-directed pending signals, per thread id, each as its 128-byte `siginfo`, in
+    /// queue order.
+    pub threads: Vec<(i32, Vec<Vec<u8>>)>,
 }
 
 impl Pending {
@@ -780,9 +785,9 @@ impl Pending {
         w.u32(PENDING_VERSION);
         w.bytes_list(&self.process);
         w.u64(self.threads.len() as u64);
-        for (tid, mask) in &self.threads {
+        for (tid, infos) in &self.threads {
             w.i32(*tid);
-            w.u64(*mask);
+            w.bytes_list(infos);
         }
         w.into_bytes()
     }
@@ -795,7 +800,7 @@ impl Pending {
             ..Pending::default()
         };
         for _ in 0..count(&mut r)? {
-            p.threads.push((r.i32()?, r.u64()?));
+            p.threads.push((r.i32()?, r.bytes_list()?));
         }
         Ok(p)
     }
@@ -1015,7 +1020,7 @@ mod tests {
         assert_eq!(decode_rlimits(&encode_rlimits(&l)).unwrap(), l);
         let p = Pending {
             process: vec![vec![0; 128]],
-            threads: vec![(5, 0x400)],
+            threads: vec![(5, vec![vec![1; 128], vec![2; 128]])],
         };
         assert_eq!(Pending::decode(&p.encode()).unwrap(), p);
         assert!(Pending::decode(&[9, 9, 9, 9]).is_err());

@@ -25,6 +25,15 @@ pub fn persistent_alloc(size: usize) -> *mut c_void {
     unsafe { mi::mi_malloc(size) }
 }
 
+/// Frees what [`persistent_alloc`] returned.
+///
+/// # Safety
+/// `p` is null or came from this allocator and is not used afterwards.
+pub unsafe fn persistent_free(p: *mut c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}
+
 /// # Safety
 /// C `malloc` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]

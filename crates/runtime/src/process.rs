@@ -54,6 +54,8 @@ pub struct Process {
     /// The pool needs `fsync` at a save (not tmpfs: not "flush-on-fail" memory).
     pub mem_needs_sync: AtomicBool,
     pub coordinator_tid: AtomicI32,
+    /// 0 while the coordinator is held (see `coordinator::spawn`), 1 once it may work.
+    pub coordinator_gate: AtomicU32,
     /// Threads that reached the stop handler during the current save (futex word).
     pub stopped: AtomicU32,
     /// A failure was requested before the coordinator existed.
@@ -64,6 +66,9 @@ pub struct Process {
     pub ids_kept: AtomicBool,
     /// The "thread ids change" warning was printed by this process.
     pub ids_warned: AtomicBool,
+    /// Saved tid -> tid in this process, for every thread a resume recreated (null: this
+    /// process was not resumed).
+    tids: core::sync::atomic::AtomicPtr<Vec<(i32, i32)>>,
     /// The metadata written at the start (program, layout): every save starts from it.
     meta: core::sync::atomic::AtomicPtr<Meta>,
     /// Absolute image directory, NUL-free bytes.
@@ -139,6 +144,27 @@ impl Process {
     pub fn set_launch(&self, l: Launch) {
         self.launch
             .store(Box::into_raw(Box::new(l)), Ordering::Release);
+    }
+
+    /// Records which tid each saved thread has in this process (resume, once per process).
+    pub fn set_tids(&self, map: Vec<(i32, i32)>) {
+        self.tids
+            .store(Box::into_raw(Box::new(map)), Ordering::Release);
+    }
+
+    /// The tid that the saved process's thread `saved` has in this one: itself when ids were
+    /// kept, its new id otherwise, `None` for a thread the resume did not recreate. Outside a
+    /// resumed process every tid is its own.
+    pub fn current_tid(&self, saved: i32) -> Option<i32> {
+        let map = self.tids.load(Ordering::Acquire);
+        if map.is_null() {
+            return Some(saved);
+        }
+        // SAFETY: set once by the resume to a leaked Box in volatile memory, never changed.
+        let map = unsafe { &*map };
+        map.iter()
+            .find(|(old, _)| *old == saved)
+            .map(|(_, new)| *new)
     }
 
     pub fn fail_after_ns(&self) -> Option<u64> {

@@ -30,8 +30,8 @@ pub fn save_and_exit() -> ! {
     meta.failures += 1;
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
-    meta.threads = stopped.threads;
-    crate::os::save(&mut meta);
+    meta.threads = stopped.threads.clone();
+    crate::os::save(&mut meta, &stopped);
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured);
     meta.pool_end = crate::memory::pool::end();

@@ -503,7 +503,7 @@ pub fn sigprocmask(how: i32, set: SigSet) -> Result<SigSet> {
 }
 
 /// Waits for one of `set` (which the caller blocks), up to `timeout_ns` (None: forever).
-pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<i32> {
+pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<(i32, SigInfo)> {
     let ts;
     let tsp = match timeout_ns {
         Some(ns) => {
@@ -523,7 +523,7 @@ pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<i32> {
             8,
         )
     })
-    .map(|s| s as i32)
+    .map(|s| (s as i32, info))
 }
 
 // ---- futexes --------------------------------------------------------------------------------

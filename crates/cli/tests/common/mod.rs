@@ -411,6 +411,53 @@ pub fn run_native(prog: &Program, args: &[String], cwd: &Path, stdin: Option<&[u
     run_to_end(cmd, stdin, &format!("native {}", prog.name))
 }
 
+/// The program started by hand, without `zhuque run` (hence without its pid namespace): the
+/// runtime preloaded, `CRASH_RESISTANT=image`, and a failure after `fail_after` seconds if set.
+/// Starts fresh or resumes, as the image says.
+pub fn run_by_hand(
+    prog: &Program,
+    args: &[String],
+    image: &Path,
+    fail_after: Option<&str>,
+) -> Finished {
+    let mut cmd = Command::new(&prog.path);
+    cmd.args(args).current_dir(prog.workdir());
+    clean_env(&mut cmd);
+    cmd.env("LD_PRELOAD", runtime_lib())
+        .env(zhuque_image::ENV_CRASH_RESISTANT, image);
+    if let Some(s) = fail_after {
+        cmd.env(zhuque_image::ENV_FAIL_AFTER, s);
+    }
+    run_to_end(cmd, None, &format!("{} by hand", prog.name))
+}
+
+/// [`run_by_hand`] again and again, without injected failures, until the program ends
+/// (its own `zhuque_fail_now()` points fail it): the combined outcome, where each launch's
+/// output ends, and every launch's stderr.
+pub fn run_by_hand_to_end(
+    prog: &Program,
+    args: &[String],
+    image: &Path,
+) -> (Outcome, Vec<usize>, String) {
+    let mut stdout = Vec::new();
+    let mut parts = Vec::new();
+    let mut stderr = String::new();
+    for _ in 0..100 {
+        let l = run_by_hand(prog, args, image, None);
+        stdout.extend_from_slice(&l.stdout);
+        stderr.push_str(&String::from_utf8_lossy(&l.stderr));
+        if l.status != SAVED {
+            let o = Outcome {
+                stdout,
+                status: l.status,
+            };
+            return (o, parts, stderr);
+        }
+        parts.push(stdout.len());
+    }
+    panic!("{} keeps failing:\n{stderr}", prog.name);
+}
+
 /// Removes zhuque's own variables from a child's environment.
 fn clean_env(cmd: &mut Command) {
     for v in [

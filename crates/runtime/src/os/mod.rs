@@ -11,6 +11,7 @@
 //! | `fds` | every fd (files, pipes, sockets, epoll, eventfd, timerfd, signalfd, inotify, memfd) |
 //! | `signals` | every signal disposition (the runtime's two signals stay the runtime's) |
 //! | `timers` | `setitimer`/`alarm`, POSIX timers |
+//! | `sigev_thread` | `SIGEV_THREAD` timers run by threads a save can stop (not glibc's helper) |
 //! | `pending` | signals pending at the failure |
 //!
 //! Order at a resume: limits first (`RLIMIT_NOFILE` bounds the fd numbers), then the working
@@ -23,6 +24,7 @@ mod next;
 mod pending;
 mod process_state;
 mod rlimits;
+pub mod sigev_thread;
 pub mod signals;
 pub mod sys;
 mod timers;
@@ -82,14 +84,18 @@ pub fn detach_fd_table() {
 
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
 /// carrying the new generation and the stopped threads).
-pub fn save(meta: &mut Meta) {
+pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     process_state::save(meta);
     rlimits::save(meta);
     signals::save(meta);
-    // Pending signals first: dequeuing a pending SIGALRM is what re-arms an expired periodic
-    // ITIMER_REAL, whose time left reads 0 until then.
-    pending::save(meta);
-    timers::save(meta);
+    // Timers, read before and after the signal queues: see `timers::settle`.
+    let list = timers::list();
+    let before = timers::now(&list);
+    let mut taken = pending::take(meta, stopped);
+    let after = timers::now(&list);
+    timers::settle(&list, &before, &after, &mut taken);
+    taken.save(meta);
+    timers::save(meta, list, &after);
     let mut files = image_files::ImageFiles::for_save(meta.generation);
     fds::save(meta, &mut files);
     files.clean();

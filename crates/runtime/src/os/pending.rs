@@ -1,16 +1,19 @@
-//! Signals pending at the failure come back pending.
+//! Signals pending at the failure come back pending, each with its whole `siginfo`, in
+//! queue order (every queued instance of a real-time signal).
 //!
 //! Process-directed ones are taken out of the queue by the coordinator at the save
-//! (`sigtimedwait`, so each keeps its whole `siginfo`, real-time signals every queued instance)
-//! and queued again with `rt_sigqueueinfo` at the resume, before any thread runs. Signals
-//! pending for one thread (`pthread_kill`, `raise`) are read from `/proc/self/task/*/status`
-//! and raised again with `tgkill` once the thread exists; their `siginfo` is not kept.
+//! (`sigtimedwait`) and queued again with `rt_sigqueueinfo` at the resume, before any thread
+//! runs. Signals pending for one thread (`pthread_kill`, `raise`, `pthread_sigqueue`, timers
+//! aimed at a thread) can only be dequeued by that thread: the coordinator asks each stopped
+//! thread with such signals to take them (`Stopped::take_signals`) and the resume queues them
+//! again for the thread with `rt_tgsigqueueinfo`. A signal the program sent itself names the
+//! sender's pid: when the pid changed (no pid namespace) it names the new one.
 
+use super::sigev_thread;
 use super::sys::{self as osys};
 use crate::procfs;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys;
-use core::sync::atomic::Ordering;
 use zhuque_image::Meta;
 use zhuque_image::os::{Pending, TAG_PENDING};
 
@@ -38,22 +41,96 @@ fn sigpnd(tid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn save(meta: &mut Meta) {
-    let mut p = Pending::default();
+/// The pending signals a save took off the queues (see `timers::settle`).
+pub struct Taken {
+    pending: Pending,
+    /// Kernel ids of the timers whose expiry signals were among them.
+    pub timer_ids: Vec<i32>,
+    /// Signals taken from the process's queue (and the coordinator's own).
+    pub signals: u64,
+}
+
+/// Takes the process-directed pending signals off the queue (each with its `siginfo`), and
+/// the coordinator's own: expiries of `SIGEV_THREAD` timers become due notifications there
+/// (`sigev_thread`), never pending signals. Reads which signals each stopped thread has
+/// pending.
+pub fn take(meta: &Meta, stopped: &crate::threads::stop::Stopped) -> Taken {
+    let mut t = Taken {
+        pending: Pending::default(),
+        timer_ids: Vec::new(),
+        signals: 0,
+    };
     while let Ok(info) = osys::sigtimedwait_now(wanted()) {
-        p.process.push(info.to_vec());
-        if p.process.len() > 1 << 16 {
+        let (signo, code) = (signo_of(&info), code_of(&info));
+        if code == SI_TIMER {
+            t.timer_ids.push(timer_of(&info));
+        }
+        if signo == sigev_thread::SIGTIMER {
+            // glibc's reserved signal: only the runtime's timers send it to the process.
+            let mut si = sys::SigInfo::zeroed();
+            si.code = code;
+            si.value = usize::from_le_bytes(info[24..32].try_into().unwrap_or_default());
+            sigev_thread::expired(&si);
+            continue;
+        }
+        t.signals |= sys::sig_bit(signo);
+        t.pending.process.push(info.to_vec());
+        if t.pending.process.len() > 1 << 16 {
             break;
         }
     }
-    for t in &meta.threads {
-        let m = sigpnd(t.tid) & wanted();
-        if m != 0 {
-            p.threads.push((t.tid, m));
+    for th in &meta.threads {
+        let m = sigpnd(th.tid) & wanted();
+        if m == 0 {
+            continue;
+        }
+        let infos = stopped.take_signals(th.tid, m);
+        for info in &infos {
+            if code_of(info) == SI_TIMER {
+                t.timer_ids.push(timer_of(info));
+            }
+        }
+        t.pending
+            .threads
+            .push((th.tid, infos.iter().map(|i| i.to_vec()).collect()));
+    }
+    t
+}
+
+fn signo_of(info: &[u8]) -> i32 {
+    i32::from_le_bytes([info[0], info[1], info[2], info[3]])
+}
+
+fn code_of(info: &[u8]) -> i32 {
+    i32::from_le_bytes([info[8], info[9], info[10], info[11]])
+}
+
+/// The kernel timer of an `SI_TIMER` siginfo.
+fn timer_of(info: &[u8]) -> i32 {
+    i32::from_le_bytes([info[16], info[17], info[18], info[19]])
+}
+
+impl Taken {
+    /// A process-directed signal the kernel generated after the queue was read.
+    pub fn add_process_signal(&mut self, info: [u8; 128]) {
+        self.signals |= sys::sig_bit(signo_of(&info));
+        self.pending.process.push(info.to_vec());
+    }
+
+    /// A signal for thread `tid` generated after its queue was read.
+    pub fn add_thread_signal(&mut self, tid: i32, info: [u8; 128]) {
+        match self.pending.threads.iter_mut().find(|(t, _)| *t == tid) {
+            Some((_, infos)) => infos.push(info.to_vec()),
+            None => self.pending.threads.push((tid, vec![info.to_vec()])),
         }
     }
-    meta.set_section(TAG_PENDING, p.encode());
+
+    pub fn save(self, meta: &mut Meta) {
+        meta.set_section(TAG_PENDING, self.pending.encode());
+    }
 }
+
+const SI_TIMER: i32 = -2;
 
 fn load(meta: &Meta) -> Option<Pending> {
     let bytes = meta.section(TAG_PENDING)?;
@@ -70,36 +147,58 @@ pub fn restore_process(meta: &Meta) {
     let Some(p) = load(meta) else { return };
     let pid = sys::getpid();
     for info in &p.process {
-        let Ok(info): Result<[u8; 128], _> = info.as_slice().try_into() else {
+        let Some(info) = as_siginfo(info, meta.pid, pid) else {
             continue;
         };
-        let sig = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+        let sig = signo_of(&info);
         if let Err(e) = osys::rt_sigqueueinfo(pid, sig, &info) {
-            crate::diag::Line::new()
-                .str("warning: pending signal ")
-                .num(sig as u64)
-                .str(" is lost: errno ")
-                .num(e.0 as u64)
-                .emit();
+            lost(sig, e);
         }
     }
 }
 
-/// Raises thread-directed pending signals again (resume, threads created and still held).
+/// Queues thread-directed pending signals again (resume, threads created and still held),
+/// for each thread at its id in this process.
 pub fn restore_threads(meta: &Meta) {
     let Some(p) = load(meta) else { return };
     let pid = sys::getpid();
-    let kept = crate::process::get().ids_kept.load(Ordering::Relaxed);
-    for (tid, mask) in &p.threads {
-        if !kept && *tid != meta.pid {
-            crate::diag::say("warning: signals pending for a thread are lost (its id changed)");
+    for (saved, infos) in &p.threads {
+        let Some(tid) = crate::process::get().current_tid(*saved) else {
             continue;
-        }
-        let tid = if *tid == meta.pid { pid } else { *tid };
-        for sig in 1..=64 {
-            if mask & sys::sig_bit(sig) != 0 {
-                let _ = osys::tgkill(pid, tid, sig);
+        };
+        for info in infos {
+            let Some(info) = as_siginfo(info, meta.pid, pid) else {
+                continue;
+            };
+            let sig = signo_of(&info);
+            if let Err(e) = osys::rt_tgsigqueueinfo(pid, tid, sig, &info) {
+                lost(sig, e);
             }
         }
     }
+}
+
+fn lost(sig: i32, e: sys::Errno) {
+    crate::diag::Line::new()
+        .str("warning: pending signal ")
+        .num(sig as u64)
+        .str(" is lost: errno ")
+        .num(e.0 as u64)
+        .emit();
+}
+
+const SI_USER: i32 = 0;
+const SI_QUEUE: i32 = -1;
+const SI_TKILL: i32 = -6;
+
+/// A saved siginfo, ready to queue in this process: a signal the saved process sent itself
+/// names this process as the sender (glibc's cancellation handler, for one, checks that).
+fn as_siginfo(bytes: &[u8], saved_pid: i32, pid: i32) -> Option<[u8; 128]> {
+    let mut info: [u8; 128] = bytes.try_into().ok()?;
+    if matches!(code_of(&info), SI_USER | SI_QUEUE | SI_TKILL)
+        && i32::from_le_bytes([info[16], info[17], info[18], info[19]]) == saved_pid
+    {
+        info[16..20].copy_from_slice(&pid.to_le_bytes());
+    }
+    Some(info)
 }

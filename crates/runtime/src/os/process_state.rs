@@ -4,7 +4,6 @@
 
 use super::sys as osys;
 use crate::image_io;
-use core::sync::atomic::Ordering;
 use zhuque_image::os::TAG_PROCESS as TAG;
 use zhuque_image::{Meta, Reader, Writer};
 
@@ -97,18 +96,11 @@ pub fn restore_names(meta: &Meta) {
         return;
     }
     let Ok(n) = r.len_prefix() else { return };
-    let kept = crate::process::get().ids_kept.load(Ordering::Relaxed);
-    let pid = crate::sys::getpid();
     for _ in 0..n {
-        let (Ok(tid), Ok(name)) = (r.i32(), r.bytes()) else {
+        let (Ok(saved), Ok(name)) = (r.i32(), r.bytes()) else {
             return;
         };
-        // Without kept ids only the leader (the process itself) is known for sure.
-        let tid = if tid == meta.pid {
-            pid
-        } else if kept {
-            tid
-        } else {
+        let Some(tid) = crate::process::get().current_tid(saved) else {
             continue;
         };
         if let Ok(fd) = osys::openat(

@@ -922,13 +922,23 @@ pub fn prctl(option: usize, a: usize) -> Result<usize> {
 /// Dequeues one signal of `set` pending for this thread or the process, without waiting;
 /// returns the raw 128-byte siginfo.
 pub fn sigtimedwait_now(set: u64) -> Result<[u8; 128]> {
-    let mut info = [0u8; 128];
     let ts = [0i64; 2];
+    sigtimedwait_raw(set, ts.as_ptr() as usize)
+}
+
+/// Waits until a signal of `set` is pending for this thread or the process and dequeues it
+/// (`EINTR` when a handler ran meanwhile); returns the raw 128-byte siginfo.
+pub fn sigwaitinfo(set: u64) -> Result<[u8; 128]> {
+    sigtimedwait_raw(set, 0)
+}
+
+fn sigtimedwait_raw(set: u64, timeout: usize) -> Result<[u8; 128]> {
+    let mut info = [0u8; 128];
     call(
         nr::RT_SIGTIMEDWAIT,
         &set as *const u64 as usize,
         info.as_mut_ptr() as usize,
-        ts.as_ptr() as usize,
+        timeout,
         8,
         0,
         0,
@@ -950,13 +960,15 @@ pub fn rt_sigqueueinfo(pid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
     .map(|_| ())
 }
 
-pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
+/// Queues `sig` for thread `tid` of the process with exactly `info` (allowed for one's own
+/// process).
+pub fn rt_tgsigqueueinfo(pid: i32, tid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
     call(
-        nr::TGKILL,
+        crate::sys::nr::RT_TGSIGQUEUEINFO,
         pid as usize,
         tid as usize,
         sig as usize,
-        0,
+        info.as_ptr() as usize,
         0,
         0,
     )

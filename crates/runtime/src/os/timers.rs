@@ -3,15 +3,19 @@
 //! Each keeps the time it had left and its interval: the program did not run while it was
 //! down, so neither did its timers. POSIX timers come back with their ids (the program holds
 //! them as `timer_t`), clock, signal, `sigev_value` and target thread, read from
-//! `/proc/self/timers`. The ids are requested with `PR_TIMER_CREATE_RESTORE_IDS` (Linux 6.17);
-//! older kernels hand out ids in order, so gaps are filled with throw-away timers. Timers aimed
-//! at a thread (`SIGEV_THREAD_ID`, and glibc's `SIGEV_THREAD` helper) are made once the threads
-//! exist. Overrun counts are not kept.
+//! `/proc/self/timers` (a timer aimed at a thread follows it to its new id when ids could not
+//! be kept; the runtime's `SIGEV_THREAD` timers aim at the new coordinator). The ids are
+//! requested with `PR_TIMER_CREATE_RESTORE_IDS` (Linux 6.17); older kernels hand out ids in
+//! order, so gaps are filled with throw-away timers. Timers aimed at a thread are made once
+//! the threads exist. Overrun counts are not kept.
+//!
+//! No expiry is lost or doubled by the save itself: timers run on while it reads them and the
+//! signal queues, and [`settle`] accounts for the ones that expire in between.
 
 use super::sys::{self as osys};
 use crate::procfs;
 use zhuque_image::Meta;
-use zhuque_image::os::{PosixTimer, TAG_TIMERS, TimerValue, Timers};
+use zhuque_image::os::{PosixTimer, TAG_TIMERS, TIMER_TO_COORDINATOR, TimerValue, Timers};
 
 const SIGEV_SIGNAL: i32 = 0;
 const SIGEV_NONE: i32 = 1;
@@ -96,29 +100,124 @@ fn num(s: &[u8]) -> Option<u64> {
     core::str::from_utf8(trim(s)).ok()?.parse().ok()
 }
 
-pub fn save(meta: &mut Meta) {
-    let mut t = Timers::default();
-    for (which, slot) in t.itimers.iter_mut().enumerate() {
-        if let Ok((value_ns, interval_ns)) = osys::getitimer(which as i32) {
-            // A periodic timer that has just expired reads 0 left: it reloads with its
-            // interval (its signal, pending, is saved with the pending signals).
-            *slot = TimerValue {
-                value_ns: if value_ns == 0 { interval_ns } else { value_ns },
-                interval_ns,
-            };
-        }
-    }
-    t.posix = procfs::read(b"/proc/self/timers\0")
+/// Every POSIX timer of the process (from `/proc/self/timers`), without its time.
+pub fn list() -> Vec<PosixTimer> {
+    procfs::read(b"/proc/self/timers\0")
         .map(|text| parse_timers(&text))
-        .unwrap_or_default();
-    for p in &mut t.posix {
-        if let Ok((value_ns, interval_ns)) = osys::timer_gettime(p.id) {
-            p.time = TimerValue {
-                value_ns,
-                interval_ns,
-            };
+        .unwrap_or_default()
+}
+
+/// Time left and interval of every timer at one instant: the three interval timers, then the
+/// POSIX timers of `list` in its order.
+pub struct Times {
+    itimers: [TimerValue; 3],
+    posix: Vec<TimerValue>,
+}
+
+pub fn now(list: &[PosixTimer]) -> Times {
+    let mut itimers = [TimerValue::default(); 3];
+    for (which, slot) in itimers.iter_mut().enumerate() {
+        if let Ok((value_ns, interval_ns)) = osys::getitimer(which as i32) {
+            *slot = running(value_ns, interval_ns);
         }
     }
+    let posix = list
+        .iter()
+        .map(|p| {
+            osys::timer_gettime(p.id)
+                .map(|(v, i)| running(v, i))
+                .unwrap_or_default()
+        })
+        .collect();
+    Times { itimers, posix }
+}
+
+/// A periodic timer that has just expired reads 0 left until its signal is taken: it reloads
+/// with its interval.
+fn running(value_ns: u64, interval_ns: u64) -> TimerValue {
+    TimerValue {
+        value_ns: if value_ns == 0 { interval_ns } else { value_ns },
+        interval_ns,
+    }
+}
+
+/// The timer expired between the two readings (a periodic one reloaded).
+fn fired(before: TimerValue, after: TimerValue) -> bool {
+    before.value_ns != 0
+        && if after.interval_ns == 0 {
+            after.value_ns == 0
+        } else {
+            after.value_ns > before.value_ns
+        }
+}
+
+/// The signals of the interval timers.
+const ITIMER_SIGNALS: [i32; 3] = [14, 26, 27]; // SIGALRM, SIGVTALRM, SIGPROF
+const SI_KERNEL: i32 = 0x80;
+const SI_TIMER: i32 = -2;
+
+/// Timers keep running while a save reads them and the queues of pending signals. The save
+/// reads the timers (`before`), then takes the pending signals, then reads the timers again
+/// (`after`, which is what the image records: everything later is still ahead of them). A
+/// timer that expired between the readings and whose signal was not among those taken expired
+/// after the queues were read: its signal is added to them here, as the kernel made it.
+pub fn settle(
+    list: &[PosixTimer],
+    before: &Times,
+    after: &Times,
+    taken: &mut super::pending::Taken,
+) {
+    let coordinator = crate::process::get()
+        .coordinator_tid
+        .load(core::sync::atomic::Ordering::Relaxed);
+    for ((p, b), a) in list.iter().zip(&before.posix).zip(&after.posix) {
+        if !fired(*b, *a) || taken.timer_ids.contains(&p.id) {
+            continue;
+        }
+        if p.notify & SIGEV_THREAD_ID != 0 {
+            if super::sigev_thread::is_ours(p.signo, p.tid, coordinator) {
+                super::sigev_thread::mark_due(p.value as usize);
+            } else {
+                taken.add_thread_signal(p.tid, siginfo(p.signo, SI_TIMER, p.id, p.value));
+            }
+        } else if p.notify == SIGEV_SIGNAL {
+            taken.add_process_signal(siginfo(p.signo, SI_TIMER, p.id, p.value));
+        }
+    }
+    for (which, sig) in ITIMER_SIGNALS.iter().enumerate() {
+        if fired(before.itimers[which], after.itimers[which])
+            && taken.signals & crate::sys::sig_bit(*sig) == 0
+        {
+            taken.add_process_signal(siginfo(*sig, SI_KERNEL, 0, 0));
+        }
+    }
+}
+
+/// A `siginfo` as the kernel fills it for a timer's signal.
+fn siginfo(signo: i32, code: i32, timer: i32, value: u64) -> [u8; 128] {
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&signo.to_le_bytes());
+    info[8..12].copy_from_slice(&code.to_le_bytes());
+    info[16..20].copy_from_slice(&timer.to_le_bytes());
+    info[24..32].copy_from_slice(&value.to_le_bytes());
+    info
+}
+
+/// Records the timers as `after` read them.
+pub fn save(meta: &mut Meta, mut list: Vec<PosixTimer>, after: &Times) {
+    let coordinator = crate::process::get()
+        .coordinator_tid
+        .load(core::sync::atomic::Ordering::Relaxed);
+    for (p, t) in list.iter_mut().zip(&after.posix) {
+        p.time = *t;
+        if super::sigev_thread::is_ours(p.signo, p.tid, coordinator) {
+            p.tid = TIMER_TO_COORDINATOR;
+        }
+    }
+    let t = Timers {
+        itimers: after.itimers,
+        posix: list,
+    };
     meta.set_section(TAG_TIMERS, t.encode());
 }
 
@@ -163,7 +262,8 @@ pub fn restore_posix(meta: &Meta) {
         } else {
             p.notify
         };
-        let sev = osys::SigEvent::new(p.value, p.signo, notify, p.tid);
+        let (notify, tid) = target(p, notify);
+        let sev = osys::SigEvent::new(p.value, p.signo, notify, tid);
         let made = if exact {
             let mut id = p.id;
             osys::timer_create(p.clock, &sev, &mut id).map(|_| id)
@@ -186,18 +286,47 @@ pub fn restore_posix(meta: &Meta) {
             }
             Err(e) => Some(format!("cannot create it: errno {}", e.0)),
         };
-        if let Some(p2) = problem {
-            crate::diag::Line::new()
-                .str("warning: POSIX timer ")
-                .num(p.id as u64)
-                .str(" is lost: ")
-                .str(&p2)
-                .emit();
+        if let Some(why) = problem {
+            lost(p, &why);
         }
     }
     if exact {
         let _ = osys::prctl(PR_TIMER_CREATE_RESTORE_IDS, 0);
     }
+}
+
+/// Where a timer's signal goes in this process. A timer aimed at a thread follows it to its
+/// id here; the runtime's own aim at the coordinator, which exists (held) by now. A timer
+/// whose thread had ended signals nobody, as in the saved process: it becomes `SIGEV_NONE`
+/// (it still exists, and can be read, re-armed and deleted).
+fn target(p: &PosixTimer, notify: i32) -> (i32, i32) {
+    if notify & SIGEV_THREAD_ID == 0 {
+        return (notify, p.tid);
+    }
+    let proc_ = crate::process::get();
+    let tid = if p.tid == TIMER_TO_COORDINATOR {
+        Some(
+            proc_
+                .coordinator_tid
+                .load(core::sync::atomic::Ordering::Relaxed),
+        )
+        .filter(|t| *t != 0)
+    } else {
+        proc_.current_tid(p.tid)
+    };
+    match tid {
+        Some(t) => (notify, t),
+        None => (SIGEV_NONE, 0),
+    }
+}
+
+fn lost(p: &PosixTimer, why: &str) {
+    crate::diag::Line::new()
+        .str("warning: POSIX timer ")
+        .num(p.id as u64)
+        .str(" is lost: ")
+        .str(why)
+        .emit();
 }
 
 /// Without restore mode: ids come in order; throw-away timers fill the gaps.

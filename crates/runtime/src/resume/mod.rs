@@ -4,9 +4,10 @@
 //! 2. Switch to a volatile stack, block every signal, unregister rseq.
 //! 3. Lay the saved address space over this one (`layout`).
 //! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
-//! 5. Recreate every other thread, parked on a trampoline (`threads`).
-//! 6. Run the program's recovery handlers, release every thread at once, start the
-//!    coordinator, and return into the leader's own saved frame.
+//! 5. Recreate every other thread, parked on a trampoline (`threads`), and the coordinator,
+//!    held; then what needs them (timers aimed at threads, their pending signals).
+//! 6. Run the program's recovery handlers, release every thread at once, let the
+//!    coordinator work, and return into the leader's own saved frame.
 
 mod layout;
 mod threads;
@@ -112,8 +113,12 @@ extern "C" fn run(ctx: usize) -> ! {
     if !keep_ids {
         threads::warn_ids_not_kept();
     }
-    let kept = threads::recreate(&meta.threads, release, keep_ids);
+    let (kept, mut tids) = threads::recreate(&meta.threads, release, keep_ids);
+    tids.push((meta.pid, sys::getpid()));
     p.ids_kept.store(kept, Ordering::Relaxed);
+    p.set_tids(tids);
+    // Held until every thread runs again; the program's timers may aim at it.
+    coordinator::spawn();
     crate::os::restore_after_threads(meta);
     let leader = meta.threads.iter().find(|t| t.leader);
     if let Some(l) = leader {
@@ -123,7 +128,7 @@ extern "C" fn run(ctx: usize) -> ! {
     release.store(1, Ordering::Release);
     // The kernel reads the count as an int: u32::MAX would be -1 and wake only one thread.
     sys::futex_wake(release, i32::MAX as u32);
-    coordinator::start();
+    coordinator::release();
     match leader {
         // SAFETY: memory is restored and the leader's registrations are done.
         Some(l) => unsafe { arch::sigreturn(l.frame as usize) },

@@ -21,8 +21,13 @@ struct Ctx {
 }
 
 /// Creates every saved thread but the leader; they wait for `release` to become non-zero.
-/// Returns whether thread ids could be kept.
-pub fn recreate(threads: &[Thread], release: &'static AtomicU32, mut keep_ids: bool) -> bool {
+/// Returns whether thread ids could be kept, and each recreated thread's (saved, new) tid.
+pub fn recreate(
+    threads: &[Thread],
+    release: &'static AtomicU32,
+    mut keep_ids: bool,
+) -> (bool, Vec<(i32, i32)>) {
+    let mut tids = Vec::with_capacity(threads.len());
     for t in threads.iter().filter(|t| !t.leader) {
         let stack = vmem::map(TRAMPOLINE_STACK);
         let ctx = Box::leak(Box::new(Ctx {
@@ -61,11 +66,12 @@ pub fn recreate(threads: &[Thread], release: &'static AtomicU32, mut keep_ids: b
         } else {
             spawn(None)
         };
-        if r.is_err() {
-            crate::diag::fatal("cannot recreate a thread of the saved process");
+        match r {
+            Ok(tid) => tids.push((t.tid, tid)),
+            Err(_) => crate::diag::fatal("cannot recreate a thread of the saved process"),
         }
     }
-    keep_ids
+    (keep_ids, tids)
 }
 
 /// Said once per process when tids change across this resume.

@@ -4,9 +4,12 @@
 //! among the program's threads and `__libc_single_threaded` stays true for single-threaded
 //! programs), on a stack and a minimal TLS block in volatile memory, with every signal blocked.
 //! It waits for a failure (`SIGPWR`, `zhuque_fail_now`, or the `ZHUQUE_FAIL_AFTER` delay) and
-//! then performs the save and ends the process.
+//! then performs the save and ends the process. Meanwhile it also receives the expiries of the
+//! program's `SIGEV_THREAD` timers (`os::sigev_thread`): a thread that is never stopped can
+//! take every one of them off its own queue at a save.
 
 use super::arch;
+use crate::os::sigev_thread;
 use crate::process::{self, now_ns};
 use crate::sys;
 use crate::{signals, vmem};
@@ -16,28 +19,35 @@ const STACK_SIZE: usize = 256 << 10;
 
 /// Starts the coordinator; the failure-injection clock starts now.
 pub fn start() {
+    spawn();
+    release();
+}
+
+/// Creates the coordinator, held: it exists (its tid is known, signals aimed at it queue up)
+/// but does nothing until [`release`]. A resume needs it to exist before the program's timers
+/// are recreated (`SIGEV_THREAD` timers signal it), and to do nothing before every thread is
+/// back in its saved frame.
+pub fn spawn() {
     let p = process::get();
     let stack = vmem::map(STACK_SIZE);
     let tls = fake_tls();
-    let started = now_ns();
     // The new thread inherits the mask: it must start with every signal blocked, or a
     // failure requested before its first instruction would run the SIGPWR handler in it, which
     // re-sends SIGPWR to the coordinator (itself), forever.
     let old = sys::sigprocmask(sys::SIG_SETMASK, !0).unwrap_or(0);
     // SAFETY: the stack and TLS block are volatile memory owned by the coordinator for the
     // life of the process; `run` never returns.
-    let tid = unsafe {
-        arch::spawn(
-            arch::THREAD_FLAGS,
-            stack + STACK_SIZE,
-            tls,
-            run,
-            started as usize,
-        )
-    }
-    .unwrap_or_else(|_| crate::diag::fatal("cannot start the coordinator thread"));
+    let tid = unsafe { arch::spawn(arch::THREAD_FLAGS, stack + STACK_SIZE, tls, run, 0) }
+        .unwrap_or_else(|_| crate::diag::fatal("cannot start the coordinator thread"));
     p.coordinator_tid.store(tid, Ordering::Release);
     let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
+}
+
+/// Lets the coordinator [`spawn`] created do its work; the failure-injection clock starts now.
+pub fn release() {
+    let gate = &process::get().coordinator_gate;
+    gate.store(1, Ordering::Release);
+    sys::futex_wake(gate, 1);
 }
 
 /// A minimal thread control block: the coordinator runs only runtime code, which uses no TLS,
@@ -76,11 +86,15 @@ fn become_realtime() {
     };
 }
 
-extern "C" fn run(started: usize) -> ! {
+extern "C" fn run(_: usize) -> ! {
     let _ = sys::sigprocmask(sys::SIG_SETMASK, !0);
-    become_realtime();
     let p = process::get();
-    let deadline = p.fail_after_ns().map(|d| started as u64 + d);
+    while p.coordinator_gate.load(Ordering::Acquire) == 0 {
+        sys::futex_wait(&p.coordinator_gate, 0, None);
+    }
+    become_realtime();
+    let deadline = p.fail_after_ns().map(|d| now_ns() + d);
+    let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     loop {
         if p.failure_pending.load(Ordering::Acquire) {
             break;
@@ -89,10 +103,11 @@ extern "C" fn run(started: usize) -> ! {
         if timeout == Some(0) {
             break;
         }
-        match sys::sigtimedwait(sys::sig_bit(signals::FAIL_SIGNAL), timeout) {
-            Ok(_) => break,
-            Err(sys::Errno::EAGAIN) => {} // timeout: re-evaluated at the top
-            Err(_) => {}
+        match sys::sigtimedwait(wanted, timeout) {
+            Ok((signals::FAIL_SIGNAL, _)) => break,
+            // An expiry of a SIGEV_THREAD timer: the helper thread starts its notification.
+            Ok((_, info)) => sigev_thread::expired(&info),
+            Err(_) => {} // a timeout (re-evaluated at the top), or EINTR
         }
     }
     crate::save::save_and_exit()

@@ -19,7 +19,7 @@ use core::ffi::{c_int, c_void};
 /// `pthread_attr_t` (56 bytes on x86-64), opaque.
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-pub struct Attr([u8; 56]);
+pub struct Attr(pub [u8; 56]);
 
 type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
 type Create = unsafe extern "C" fn(*mut usize, *const Attr, StartFn, *mut c_void) -> c_int;

@@ -42,6 +42,9 @@ const ENOSYS: c_int = 38;
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
+    // Global but hidden: code inlined into other codegen units of this library reaches it.
+    ".globl zhuque_thread_word",
+    ".hidden zhuque_thread_word",
     "zhuque_thread_word:",
     ".zero 8",
     ".popsection",
@@ -80,6 +83,13 @@ fn set_shadow(on: bool) {
             *w &= !SHADOW_BLOCKED
         }
     }
+}
+
+/// Makes the calling thread read the stop signal back as blocked (or not) from now on, as if
+/// it had blocked it itself (for threads the runtime starts on the program's behalf with a
+/// mask glibc would have given them).
+pub fn believe_stop_blocked(on: bool) {
+    set_shadow(on);
 }
 
 /// `set` without the stop signal (a copy), and whether it held it.

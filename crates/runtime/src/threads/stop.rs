@@ -43,7 +43,20 @@ pub struct StopSlot {
     pub tid_address: u64,
     pub robust_head: u64,
     pub robust_len: u64,
+    /// A drain request (see [`Stopped::take_signals`]): the signals to take, where to put
+    /// their `siginfo`s, how many fit, and how many the thread put there.
+    drain_set: u64,
+    drain_buf: usize,
+    drain_cap: usize,
+    drain_len: usize,
+    /// 1 once the thread has done what the request asked.
+    drained: AtomicU32,
 }
+
+/// Values of [`StopSlot::release`]: parked, let go, asked to take its pending signals.
+const PARKED: u32 = 0;
+const RELEASED: u32 = 1;
+const DRAIN: u32 = 2;
 
 const MAGIC: u64 = 0x7a68_7571_7565_5354; // "zhuqueST"
 
@@ -61,6 +74,11 @@ impl StopSlot {
             tid_address: 0,
             robust_head: 0,
             robust_len: 0,
+            drain_set: 0,
+            drain_buf: 0,
+            drain_cap: 0,
+            drain_len: 0,
+            drained: AtomicU32::new(0),
         }
     }
 
@@ -116,9 +134,19 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     sys::futex_wake(counter, 1);
     // Parked until the process ends (exit_group) — or until the coordinator abandons this
     // round, in which case the thread simply continues. A resume re-enters the thread through
-    // its signal frame, never through this function.
-    while slot.release.load(Ordering::Acquire) == 0 {
-        sys::futex_wait(&slot.release, 0, None);
+    // its signal frame, never through this function. Meanwhile the coordinator may ask the
+    // thread to take its own pending signals off its queue (no other thread can).
+    loop {
+        match slot.release.load(Ordering::Acquire) {
+            PARKED => sys::futex_wait(&slot.release, PARKED, None),
+            DRAIN => {
+                drain_own(slot);
+                slot.release.store(PARKED, Ordering::Release);
+                slot.drained.store(1, Ordering::Release);
+                sys::futex_wake(&slot.drained, 1);
+            }
+            _ => break,
+        }
     }
     // Released: the thread runs on, with its registrations back.
     // SAFETY: the values the kernel had for this thread a moment ago.
@@ -127,6 +155,19 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
         if slot.tid_address != 0 {
             sys::set_tid_address(slot.tid_address);
         }
+    }
+}
+
+/// Takes signals of `drain_set` pending for the calling thread into the coordinator's buffer
+/// (every signal is blocked while the handler runs, so they stay queued until taken).
+fn drain_own(slot: &mut StopSlot) {
+    while slot.drain_len < slot.drain_cap {
+        let Ok(info) = crate::os::sys::sigtimedwait_now(slot.drain_set) else {
+            return;
+        };
+        // SAFETY: the coordinator lent a buffer of drain_cap siginfos for this request.
+        unsafe { *(slot.drain_buf as *mut [u8; 128]).add(slot.drain_len) = info };
+        slot.drain_len += 1;
     }
 }
 
@@ -146,13 +187,15 @@ const CHECK_EVERY_NS: u64 = 5_000_000;
 /// abandoned (doubled at each new round).
 const FIRST_ROUND_PATIENCE_NS: u64 = 20_000_000;
 /// Rounds before a thread that keeps sleeping with the stop signal blocked (about 5 s in
-/// all) is declared unstoppable: glibc's own helper threads (`SIGEV_THREAD` timers and
-/// `mq_notify`, POSIX AIO) block every signal for good.
+/// all) is declared unstoppable: glibc's own helper threads (`mq_notify`, POSIX AIO) block
+/// every signal for good.
 const MAX_ROUNDS: u32 = 8;
 
 /// Every thread of the process but the caller, stopped.
 pub struct Stopped {
     pub threads: Vec<Thread>,
+    /// The slot of each of `threads`, where it is parked.
+    slots: Vec<usize>,
     /// The thread-group leader still runs (it did not `pthread_exit`).
     pub leader_alive: bool,
     /// Rounds it took (1 unless a round had to be abandoned).
@@ -177,7 +220,7 @@ pub fn stop_all() -> Stopped {
             Err(slots) if rounds >= MAX_ROUNDS => report_unstoppable(&slots, true),
             Err(slots) => {
                 for s in &slots {
-                    s.release.store(1, Ordering::Release);
+                    s.release.store(RELEASED, Ordering::Release);
                     sys::futex_wake(&s.release, 1);
                 }
                 abandoned.extend(slots);
@@ -264,6 +307,11 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
             );
         }
     }
+    let parked: Vec<usize> = slots
+        .iter()
+        .filter(|s| s.stopped())
+        .map(|s| &**s as *const StopSlot as usize)
+        .collect();
     let threads = slots
         .iter()
         .filter(|s| s.stopped())
@@ -282,9 +330,45 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
     core::mem::forget(slots);
     Ok(Stopped {
         threads,
+        slots: parked,
         leader_alive,
         rounds: 0,
     })
+}
+
+impl Stopped {
+    /// The signals of `set` pending for stopped thread `tid`, taken off its queue in order,
+    /// each as its 128-byte `siginfo`: only the thread itself can dequeue them, so the
+    /// coordinator asks it (it is parked in the stop handler) and waits.
+    pub fn take_signals(&self, tid: i32, set: u64) -> Vec<[u8; 128]> {
+        let Some(at) = self.threads.iter().position(|t| t.tid == tid) else {
+            return Vec::new();
+        };
+        // SAFETY: the slots of a finished round stay allocated until the process ends, and
+        // their thread is parked, touching only the drain fields it is asked to.
+        let slot = unsafe { &mut *(self.slots[at] as *mut StopSlot) };
+        let mut out: Vec<[u8; 128]> = Vec::new();
+        let mut cap = 16;
+        loop {
+            let mut buf = vec![[0u8; 128]; cap];
+            slot.drain_set = set;
+            slot.drain_buf = buf.as_mut_ptr() as usize;
+            slot.drain_cap = cap;
+            slot.drain_len = 0;
+            slot.drained.store(0, Ordering::Release);
+            slot.release.store(DRAIN, Ordering::Release);
+            sys::futex_wake(&slot.release, 1);
+            while slot.drained.load(Ordering::Acquire) == 0 {
+                sys::futex_wait(&slot.drained, 0, None);
+            }
+            let n = slot.drain_len;
+            out.extend_from_slice(&buf[..n]);
+            if n < cap {
+                return out;
+            }
+            cap *= 2; // full: there may be more
+        }
+    }
 }
 
 fn report_unstoppable(slots: &[Box<StopSlot>], asleep: bool) -> ! {
@@ -296,7 +380,7 @@ fn report_unstoppable(slots: &[Box<StopSlot>], asleep: bool) -> ! {
     if asleep {
         line.str(
             " keep sleeping with every signal blocked (a glibc helper thread, such as the one \
-             of SIGEV_THREAD timers, cannot be saved); the program is stopped unsaved",
+             of mq_notify or POSIX AIO, cannot be saved); the program is stopped unsaved",
         );
     } else {
         line.str(" did not stop within 20 s (the stop signal SIGRTMAX blocked for good?)");
