@@ -135,6 +135,8 @@ static CHUNK: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(0) }; CHUNKS];
 static LEN: AtomicU32 = AtomicU32::new(0);
 /// Head of the free list + 1 (0: empty).
 static FREE: AtomicU32 = AtomicU32::new(0);
+/// Records of timers that exist.
+static LIVE: AtomicU32 = AtomicU32::new(0);
 /// Top of the due stack + 1 (0: empty).
 static DUE_HEAD: AtomicU32 = AtomicU32::new(0);
 /// Bumped after every push: the helper futex-waits on it.
@@ -222,6 +224,7 @@ fn allocate(g: &Guard, f: Fields) -> Result<u32, Errno> {
 /// Makes record `i` live; returns the value its kernel timer carries (lock held).
 fn activate(_g: &Guard, i: u32) -> usize {
     let Some(r) = record(i) else { return 0 };
+    LIVE.fetch_add(1, Ordering::Relaxed);
     let generation = r.generation.load(Ordering::Relaxed).wrapping_add(1) | 1;
     r.generation.store(generation, Ordering::Release);
     encode(i, generation)
@@ -231,6 +234,9 @@ fn activate(_g: &Guard, i: u32) -> usize {
 fn release(g: &Guard, i: u32) {
     let Some(r) = record(i) else { return };
     let generation = r.generation.load(Ordering::Relaxed);
+    if generation & 1 == 1 {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
     r.generation
         .store(generation.wrapping_add(generation & 1), Ordering::Release);
     r.due.store(0, Ordering::Relaxed);
@@ -398,7 +404,11 @@ fn notification_attr(from: *const Attr) -> Attr {
 }
 
 /// The record of kernel timer `id` is no longer needed (`timer_delete` succeeded).
+/// (A linear search, as glibc's own list of `SIGEV_THREAD` timers; skipped while there is none.)
 fn forget(id: i32) {
+    if LIVE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     let _c = critical();
     let g = LOCK.lock();
     let live = (0..LEN.load(Ordering::Relaxed)).find(|i| {

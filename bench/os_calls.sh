@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Thread and OS-state call overhead: bench/os_calls.c natively and crash-resistant under
+# `zhuque run`, alternating, in one run. Prints the median ns per operation of RUNS runs and
+# the ratio zhuque / native.
+#
+#   bench/os_calls.sh [RUNS] [SCALE]        (after `cargo build --release`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+scale=${2:-1}
+zq=$PWD/target/release/zhuque
+[ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
+work=$(mktemp -d)
+image=/dev/shm/zhuque-bench-os
+trap 'rm -rf "$work" "$image"' EXIT
+cc -O2 -pthread -o "$work/os_calls" bench/os_calls.c
+
+for i in $(seq "$runs"); do
+    "$work/os_calls" "$scale" | sed "s/^/native\t/" >> "$work/all"
+    "$zq" run --image "$image" --fresh -- "$work/os_calls" "$scale" | sed "s/^/zhuque\t/" >> "$work/all"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "| operation (median of $runs runs) | native ns | zhuque ns | ratio |"
+echo "|---|--:|--:|--:|"
+cut -f2 "$work/all" | awk '!seen[$0]++' | while IFS= read -r op; do
+    n=$(awk -F'\t' -v op="$op" '$1 == "native" && $2 == op {print $3}' "$work/all" | median)
+    z=$(awk -F'\t' -v op="$op" '$1 == "zhuque" && $2 == op {print $3}' "$work/all" | median)
+    awk -v op="$op" -v n="$n" -v z="$z" 'BEGIN { printf "| %s | %d | %d | %.2fx |\n", op, n, z, z / n }'
+done
