@@ -263,6 +263,62 @@ fn thread_programs_are_deterministic_natively() {
     }
 }
 
+/// A thread that blocks every signal behind libc's back and sleeps cannot be stopped: the
+/// save fails with one `zhuque:` line naming it and status 125 (after the save's rounds), and
+/// the image then refuses to resume (the program ran on since the first save point), which
+/// `--fresh` gets past.
+#[test]
+fn an_unstoppable_thread_fails_the_save_clearly() {
+    let zq = Zhuque::real();
+    let prog = Program::compile("thr_unstoppable.c");
+    let image = ImageDir::new();
+    let cwd = prog.workdir();
+    let run = |fresh: bool| {
+        let mut args = Zhuque::run_args(&image.path, None, &prog, &[]);
+        if fresh {
+            args.insert(1, "--fresh".into());
+        }
+        zq.exec(args, &cwd, None)
+    };
+    let first = run(false);
+    assert_eq!(
+        first.status,
+        SAVED,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = run(false);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status, REFUSED, "{stderr}");
+    assert_eq!(second.stdout, b"after the first failure\n");
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("the save failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert!(
+        failed[0].starts_with("zhuque: ") && failed[0].contains("every signal blocked"),
+        "{stderr}"
+    );
+    let third = run(false);
+    assert_eq!(
+        third.status,
+        REFUSED,
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(third.stdout.is_empty());
+    assert_eq!(third.zhuque_lines().len(), 1, "{:?}", third.zhuque_lines());
+    let fresh = run(true);
+    assert_eq!(
+        fresh.status,
+        SAVED,
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    assert_eq!(fresh.stdout, b"before the first failure\n");
+}
+
 /// Without `zhuque run` (no pid namespace: the program is started by hand with the runtime
 /// preloaded), a multithreaded program still resumes: the runtime says once that thread ids
 /// change and fixes glibc's cached tids.

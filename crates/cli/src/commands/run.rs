@@ -171,8 +171,8 @@ fn unusable(image: &ImageDir, condition: &Condition) -> Failure {
     let dir = image.path().display();
     Failure::refused(match condition {
         Condition::Orphaned(_) => format!(
-            "{dir}: its program died without saving (state RUNNING, unlocked); use --fresh \
-             to discard it"
+            "{dir}: its program died without saving, or its last save failed (state \
+             RUNNING, unlocked); use --fresh to discard it"
         ),
         Condition::Damaged(e) => format!("{dir}/meta: {e}; use --fresh to discard it"),
         Condition::Finished(_) => format!("{dir}: the program has finished; nothing to resume"),
@@ -188,6 +188,8 @@ fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
     let after = image.meta_bytes()?;
     match classify(status, before.as_deref(), after.as_deref()) {
         Outcome::Saved { .. } => Ok(EXIT_SAVED),
+        // The runtime said why on stderr; the image stays to tell the next launch.
+        Outcome::Lost => Ok(EXIT_REFUSED),
         Outcome::Refused => {
             // A refused fresh start leaves no empty directory behind.
             image.remove_if_empty();

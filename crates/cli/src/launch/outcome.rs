@@ -10,6 +10,10 @@ pub enum Outcome {
     Saved { generation: u64 },
     /// The runtime refused to start (exit 125, `meta` untouched): leave the image alone.
     Refused,
+    /// A failure came and the save could not be made (exit 125 with `meta` still RUNNING:
+    /// the runtime said why). The state since the last save point is gone; the image stays,
+    /// refusing to resume, until `--fresh` discards it.
+    Lost,
     /// The program finished (exit or fatal signal): its status is the exit status.
     Finished,
 }
@@ -31,6 +35,15 @@ pub fn classify(status: i32, before: Option<&[u8]>, after: Option<&[u8]>) -> Out
     }
     if status == EXIT_REFUSED && before == after {
         return Outcome::Refused;
+    }
+    // A program that exits by itself is marked FINISHED first; RUNNING with 125 is the
+    // runtime giving up on a save.
+    if status == EXIT_REFUSED
+        && after
+            .and_then(decode)
+            .is_some_and(|m| m.state() == State::Running)
+    {
+        return Outcome::Lost;
     }
     Outcome::Finished
 }
@@ -82,12 +95,30 @@ mod tests {
         let saved = meta(State::Saved, 3);
         assert_eq!(classify(125, Some(&saved), Some(&saved)), Outcome::Refused);
         assert_eq!(classify(125, None, None), Outcome::Refused);
-        let running = meta(State::Running, 3);
+        let finished = meta(State::Finished, 3);
         assert_eq!(
-            classify(125, Some(&saved), Some(&running)),
+            classify(125, Some(&saved), Some(&finished)),
             Outcome::Finished
         );
-        assert_eq!(classify(125, None, Some(&running)), Outcome::Finished);
+        assert_eq!(classify(125, None, Some(&finished)), Outcome::Finished);
+    }
+
+    #[test]
+    fn a_failed_save_is_lost() {
+        let saved = meta(State::Saved, 3);
+        let running = meta(State::Running, 3);
+        assert_eq!(classify(125, Some(&saved), Some(&running)), Outcome::Lost);
+        assert_eq!(classify(125, None, Some(&running)), Outcome::Lost);
+        // The program's own status 125 after it finished.
+        assert_eq!(
+            classify(125, None, Some(&meta(State::Finished, 0))),
+            Outcome::Finished
+        );
+        // Killed while running: finished (the contract's 128+N).
+        assert_eq!(
+            classify(137, Some(&saved), Some(&running)),
+            Outcome::Finished
+        );
     }
 
     #[test]
