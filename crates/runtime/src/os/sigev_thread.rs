@@ -325,40 +325,37 @@ fn coordinated() -> bool {
 
 fn create(real: Create, clock: c_int, evp: &SigEvent) -> Result<i32, Errno> {
     helper()?;
-    let coordinator = crate::process::get()
-        .coordinator_tid
-        .load(Ordering::Acquire);
     let attr = notification_attr(evp.attributes);
-    let (index, value) = {
-        let _c = critical();
-        let g = LOCK.lock();
-        let i = allocate(
-            &g,
-            Fields {
-                ktimer: -1,
-                next_free: 0,
-                function: evp.function,
-                value: evp.value,
-                attr,
-            },
-        )?;
-        (i, activate(&g, i))
-    };
+    // One critical section: the coordinator named in the kernel timer must be this
+    // process's (a failure in between would resume the thread with a stale tid), and the
+    // record must never be live without its timer id.
+    let _c = critical();
+    let g = LOCK.lock();
+    let index = allocate(
+        &g,
+        Fields {
+            ktimer: -1,
+            next_free: 0,
+            function: evp.function,
+            value: evp.value,
+            attr,
+        },
+    )?;
     let sev = SigEvent {
-        value,
+        value: activate(&g, index),
         signo: SIGTIMER,
         notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
-        function: coordinator as usize,
+        function: crate::process::get()
+            .coordinator_tid
+            .load(Ordering::Acquire) as usize,
         attributes: core::ptr::null(),
         _pad: [0; 4],
     };
     let mut id = 0usize;
-    // SAFETY: a valid sigevent and timer_t for glibc's own timer_create (a plain kernel timer).
-    let r = unsafe { real(clock, &sev, &mut id) };
-    let e = errno();
-    let _c = critical();
-    let g = LOCK.lock();
-    if r != 0 {
+    // SAFETY: a valid sigevent and timer_t for glibc's own timer_create (a plain kernel timer:
+    // a system call, which never waits).
+    if unsafe { real(clock, &sev, &mut id) } != 0 {
+        let e = errno();
         release(&g, index);
         return Err(e);
     }
