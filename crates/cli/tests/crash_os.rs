@@ -24,6 +24,25 @@ fn files_offsets_and_shared_descriptions() {
     crash_case("fd_files", &case, CrashPlan::default());
 }
 
+/// Thousands of fds (4500: pipes with unread data, descriptions of one file at their own
+/// offsets, each dup'ed) with the soft RLIMIT_NOFILE lowered below the highest fd; two
+/// failures at fail points and a random one in every run.
+#[test]
+fn thousands_of_fds_under_a_lowered_limit() {
+    let case = Case {
+        file: "fd_many.c",
+        args: &["120000", "1500", "2"],
+        status: 0,
+    };
+    // The first fail point comes at a quarter of the run: random ones land before it.
+    let plan = CrashPlan {
+        min_failures_per_run: 3,
+        window: (0.02, 0.2),
+        ..CrashPlan::default()
+    };
+    crash_case("fd_many", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

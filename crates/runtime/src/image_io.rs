@@ -53,12 +53,14 @@ pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
 /// Opens the image directory.
 pub fn open_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
     let p = cstr(dir);
-    let fd = fs::openat(
-        fs::CWD,
-        as_cstr(&p),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            fs::CWD,
+            as_cstr(&p),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })?;
     Ok(hide(fd))
 }
 
@@ -69,12 +71,14 @@ pub fn lock(dir: BorrowedFd) -> Result<(), Errno> {
 
 /// Reads `meta`; `Ok(None)` when there is none.
 pub fn read_meta(dir: BorrowedFd) -> Result<Option<Result<Meta, image::Error>>, Errno> {
-    match fs::openat(
-        dir,
-        c"meta",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    match crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            c"meta",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }) {
         Ok(fd) => {
             let bytes = crate::procfs::read_fd(&fd)?;
             Ok(Some(image::decode(&bytes)))
@@ -92,12 +96,14 @@ fn replace(
     bytes: &[u8],
     sync: bool,
 ) -> Result<(), Errno> {
-    let fd = fs::openat(
-        dir,
-        tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
     let mut done = 0;
     while done < bytes.len() {
         match rustix::io::write(&fd, &bytes[done..]) {
@@ -124,23 +130,27 @@ pub fn write_meta(dir: BorrowedFd, meta: &Meta, sync: bool) -> Result<(), Errno>
 
 /// Creates an empty pool file (a fresh start discards the old one).
 pub fn create_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
-    let fd = fs::openat(
-        dir,
-        c"memory",
-        OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            c"memory",
+            OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
     Ok(hide(fd))
 }
 
 /// Opens the existing pool file (resume).
 pub fn open_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
-    let fd = fs::openat(
-        dir,
-        c"memory",
-        OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            c"memory",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })?;
     Ok(hide(fd))
 }
 
@@ -150,12 +160,14 @@ pub fn write_captured(dir: BorrowedFd, bytes: &[u8], sync: bool) -> Result<(), E
 }
 
 pub fn open_captured(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
-    fs::openat(
-        dir,
-        c"captured",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            c"captured",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
 }
 
 /// Whether stores to a file are lost on power failure unless synced (anything but tmpfs).

@@ -12,12 +12,14 @@ pub fn read(path: &[u8]) -> rustix::io::Result<Vec<u8>> {
 
 fn open(path: &[u8]) -> rustix::io::Result<OwnedFd> {
     let c = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| rustix::io::Errno::INVAL)?;
-    rustix::fs::openat(
-        rustix::fs::CWD,
-        c,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    crate::sys::with_fd_room(|| {
+        rustix::fs::openat(
+            rustix::fs::CWD,
+            c,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
 }
 
 pub fn read_fd(fd: impl AsFd) -> rustix::io::Result<Vec<u8>> {

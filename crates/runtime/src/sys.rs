@@ -706,6 +706,26 @@ pub fn getrlimit(resource: u32) -> (u64, u64) {
     (old[0], old[1])
 }
 
+/// Runs `open`, one of the runtime's opens of its own files; when the program has used up its
+/// soft `RLIMIT_NOFILE` (`EMFILE`), once more with the soft limit raised to the hard one for
+/// that call. Natively only the program's own calls would fail then, never the runtime's
+/// (a server at its fd limit under load is ordinary). Other threads may briefly see the higher
+/// limit: harmless.
+pub fn with_fd_room<T>(mut open: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    match open() {
+        Err(rustix::io::Errno::MFILE) => {
+            let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+            if soft >= hard || setrlimit(RLIMIT_NOFILE, hard, hard).is_err() {
+                return Err(rustix::io::Errno::MFILE);
+            }
+            let r = open();
+            let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+            r
+        }
+        r => r,
+    }
+}
+
 pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {
     let new = [soft, hard];
     // SAFETY: new is valid for reading.

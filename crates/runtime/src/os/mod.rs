@@ -14,7 +14,7 @@
 //! | `sigev_thread` | `SIGEV_THREAD` timers run by threads a save can stop (not glibc's helper) |
 //! | `pending` | signals pending at the failure |
 //!
-//! Order at a resume: limits first (`RLIMIT_NOFILE` bounds the fd numbers), then the working
+//! Order at a resume: limits first (but `RLIMIT_NOFILE`, set last), then the working
 //! directory, fds, dispositions, interval timers, and the process's pending signals; POSIX
 //! timers and thread-directed signals wait until the threads exist ([`restore_after_threads`]).
 
@@ -45,6 +45,12 @@ pub fn detach_fd_table() {
             .emit();
         return;
     }
+    // The private table is a copy of the program's. The coordinator needs none of those
+    // copies (it takes each program fd with pidfd_getfd when it needs it), and every number
+    // they hold is one it may need: a program with thousands of fds would leave it none.
+    // Closing them here closes nothing of the program's (its table still holds them) and
+    // releases none of its POSIX locks (those belong to the program's table).
+    close_all_but(&fds::runtime_fds());
     // From here on, every program fd is reached with pidfd_getfd (Linux 5.6) through a
     // program thread: make sure that works (this probe runs in the private table, so it
     // disturbs nothing). The leader may have ended (`pthread_exit` from main): then any other
@@ -82,11 +88,29 @@ pub fn detach_fd_table() {
     crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
 }
 
+/// Closes every fd above 2 of the calling thread's table but `keep`.
+fn close_all_but(keep: &[i32]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|f| **f > 2).map(|f| *f as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep {
+        if k > from {
+            let _ = sys::close_range(from, k - 1, 0);
+        }
+        from = k + 1;
+    }
+    let _ = sys::close_range(from, u32::MAX, 0);
+}
+
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
 /// carrying the new generation and the stopped threads).
 pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     process_state::save(meta);
     rlimits::save(meta);
+    // Recorded: from here on the coordinator may use every fd number the process may have
+    // (it holds a duplicate of each of the program's open files at once).
+    let (_, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, hard, hard);
     signals::save(meta);
     // Timers, read before and after the signal queues: see `timers::settle`.
     let list = timers::list();
@@ -116,4 +140,7 @@ pub fn restore_after_threads(meta: &Meta) {
     process_state::restore_names(meta);
     timers::restore_posix(meta);
     pending::restore_threads(meta);
+    // Last: the program's limit may leave the runtime no fd number (it may even lie below
+    // the program's highest fd).
+    rlimits::restore_nofile(meta);
 }

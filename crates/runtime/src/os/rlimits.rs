@@ -22,14 +22,27 @@ pub fn save(meta: &mut Meta) {
     meta.set_section(TAG_RLIMITS, encode_rlimits(&v));
 }
 
+const RLIMIT_NOFILE: u32 = 7;
+
+/// Every limit but `RLIMIT_NOFILE` (resume, first).
 pub fn restore(meta: &Meta) {
+    restore_where(meta, |r| r != RLIMIT_NOFILE);
+}
+
+/// `RLIMIT_NOFILE` (resume, last: the program may have lowered it below its highest fd, and
+/// recreating the fds, threads and timers needs room for a few more).
+pub fn restore_nofile(meta: &Meta) {
+    restore_where(meta, |r| r == RLIMIT_NOFILE);
+}
+
+fn restore_where(meta: &Meta, which: impl Fn(u32) -> bool) {
     let Some(bytes) = meta.section(TAG_RLIMITS) else {
         return;
     };
     let Ok(v) = decode_rlimits(bytes) else {
         crate::diag::refuse(crate::diag::Line::new().str("image: invalid resource limits"));
     };
-    for l in v {
+    for l in v.into_iter().filter(|l| which(l.resource)) {
         let now = sys::getrlimit(l.resource);
         if now == (l.soft, l.hard) {
             continue;

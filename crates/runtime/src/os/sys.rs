@@ -309,14 +309,17 @@ pub fn fstat(fd: i32) -> Result<Stat> {
 pub const KCMP_FILE: usize = 0;
 pub const KCMP_EPOLL_TFD: usize = 7;
 
-/// Whether fds `a` and `b` of task `task` refer to the same open file description:
-/// `Some(true)`, `Some(false)`, or `None` when the kernel cannot tell (no `kcmp`).
-pub fn same_file(task: i32, a: i32, b: i32) -> Option<bool> {
+/// How the open file descriptions of fds `a` and `b` of task `task` compare in the kernel's
+/// (consistent, obfuscated) order: `Ok(Some(Equal))` when they are the same description,
+/// `Ok(None)` when they differ but the kernel gives no order, `Err` without `kcmp`.
+pub fn compare_files(task: i32, a: i32, b: i32) -> Result<Option<core::cmp::Ordering>> {
     let pid = task as usize;
-    match call(nr::KCMP, pid, pid, KCMP_FILE, a as usize, b as usize, 0) {
-        Ok(v) => Some(v == 0),
-        Err(_) => None,
-    }
+    call(nr::KCMP, pid, pid, KCMP_FILE, a as usize, b as usize, 0).map(|v| match v {
+        0 => Some(core::cmp::Ordering::Equal),
+        1 => Some(core::cmp::Ordering::Less),
+        2 => Some(core::cmp::Ordering::Greater),
+        _ => None,
+    })
 }
 
 /// Whether fd `a`'s file is the target registered as `tfd` in epoll instance `epfd` (all

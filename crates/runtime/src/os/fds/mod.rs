@@ -15,8 +15,9 @@
 //! 2. runtime fds sitting on a saved number are moved away;
 //! 3. each description is created by its kind's module and *staged* above the highest saved
 //!    number (so creating one never lands on a number another still needs);
-//! 4. each fd is `dup3`ed into place from its description's staged fd, then epoll interest
-//!    lists are filled (every target exists by then), and the staged fds are closed.
+//! 4. once the module returns, each of its descriptions is `dup3`ed onto its saved numbers
+//!    and its staged fd closed (staging needs room for one module's descriptions at a time);
+//!    epoll interest lists are filled last (every target exists by then).
 //!
 //! What cannot be recreated comes back as an fd that fails with `EBADF` (an `O_PATH` fd of
 //! `/`), with one `zhuque: warning:` line: never silently as something else.
@@ -134,9 +135,9 @@ fn classify(d: &Desc) -> Class {
 
 /// Whether program fds `a` and `b` (same inode) share one open file description.
 fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
-    match osys::same_file(task, a, b) {
-        Some(v) => v,
-        None => {
+    match osys::compare_files(task, a, b) {
+        Ok(o) => o == Some(core::cmp::Ordering::Equal),
+        Err(_) => {
             // Without kcmp (CONFIG_KCMP off), same flags and offset is the best evidence.
             *no_kcmp = true;
             let (ia, ib) = (procfd::fdinfo(a), procfd::fdinfo(b));
@@ -150,6 +151,55 @@ fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
                 )
         }
     }
+}
+
+/// Where program fd `fd` belongs among the descriptions found so far on its inode (`list`,
+/// kept in the kernel's order of descriptions, so a program with thousands of fds on one file
+/// costs O(log n) `kcmp`s per fd, not O(n)): `Ok(description)` when it shares one,
+/// `Err(position)` where a new one goes.
+fn find_shared(
+    task: i32,
+    fd: i32,
+    list: &[usize],
+    descs: &[Desc],
+    no_kcmp: &mut bool,
+) -> Result<usize, usize> {
+    let mut ordered = true;
+    let found = list.binary_search_by(|&k| match osys::compare_files(task, descs[k].fd, fd) {
+        Ok(Some(o)) => o,
+        _ => {
+            ordered = false;
+            core::cmp::Ordering::Less
+        }
+    });
+    if ordered {
+        return found.map(|at| list[at]);
+    }
+    // No order from the kernel: one comparison per description.
+    list.iter()
+        .copied()
+        .find(|&k| shares(task, descs[k].fd, fd, no_kcmp))
+        .ok_or(list.len())
+}
+
+const EBADF: i32 = 9;
+
+/// A program fd that cannot be reached: the save cannot be complete, and an image without
+/// one of the program's fds must never be written.
+fn save_failed(fd: i32, e: crate::sys::Errno) -> ! {
+    Line::new()
+        .str("the save failed: cannot take fd ")
+        .num(fd as u64)
+        .str(" of the program (pidfd_getfd: errno ")
+        .num(e.0 as u64)
+        .str(if e.0 == 24 {
+            ", too many open files for its RLIMIT_NOFILE hard limit"
+        } else {
+            ""
+        })
+        .str("); the program is stopped unsaved")
+        .emit();
+    crate::sys::exit_group(zhuque_image::EXIT_REFUSED)
 }
 
 /// A program thread whose fd table is the program's, and a pidfd to take fds from it: the
@@ -261,7 +311,8 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         let local = match pidfd {
             Some(p) => match osys::pidfd_getfd(p, fd) {
                 Ok(l) => l,
-                Err(_) => continue, // closed meanwhile (a listing fd)
+                Err(crate::sys::Errno(EBADF)) => continue, // closed meanwhile (a listing fd)
+                Err(e) => save_failed(fd, e),
             },
             None => fd,
         };
@@ -278,21 +329,16 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         let cloexec = procfd::field(&info, b"flags")
             .and_then(procfd::oct)
             .is_some_and(|f| f & osys::O_CLOEXEC as u64 != 0);
-        let key = (st.dev, st.ino);
-        let same = by_inode.get(&key).and_then(|list| {
-            list.iter()
-                .copied()
-                .find(|&k| shares(task, descs[k].fd, fd, &mut no_kcmp))
-        });
-        let idx = match same {
-            Some(i) => {
+        let list = by_inode.entry((st.dev, st.ino)).or_default();
+        let idx = match find_shared(task, fd, list, &descs, &mut no_kcmp) {
+            Ok(i) => {
                 if local != fd {
                     let _ = osys::close(local);
                 }
                 i
             }
-            None => {
-                by_inode.entry(key).or_default().push(descs.len());
+            Err(at) => {
+                list.insert(at, descs.len());
                 let mut d = Desc {
                     fd,
                     local,
@@ -410,10 +456,20 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
 
 // ---- resume ------------------------------------------------------------------------------------
 
-/// Recreating the table: the staged fd of each open file, and where staging starts.
+/// Recreating the table. Each open file is created by its kind's module, which hands its fd
+/// to [`Restorer::put`]: the fd is *staged* (moved out of the saved numbers, so no file created
+/// later lands on a number another still needs, and no module's temporary fd is ever replaced
+/// by a `dup3`); once the module returns, [`Restorer::settle`] puts every staged file at its
+/// saved numbers and closes the staged fd. So staging needs room for one module's files at a
+/// time, never for the whole table.
 pub struct Restorer<'a> {
     pub table: &'a FdTable,
+    /// An fd of each open file once it exists: staged, then its lowest saved number.
     staged: Vec<Option<i32>>,
+    /// Files staged and not yet at their saved numbers.
+    unsettled: Vec<usize>,
+    /// The saved fds of each open file, with their close-on-exec flag.
+    fds_of: Vec<Vec<(i32, bool)>>,
     stage_min: i32,
     /// Saved fd numbers, sorted (never used for staging).
     targets: Vec<i32>,
@@ -460,12 +516,45 @@ impl Restorer<'_> {
         )
     }
 
+    /// Puts every file staged since the last call at its saved numbers (with each fd's
+    /// close-on-exec flag) and closes its staged fd; from then on [`Restorer::staged`] gives
+    /// its lowest saved number.
+    pub fn settle(&mut self) {
+        for i in core::mem::take(&mut self.unsettled) {
+            let Some(s) = self.staged[i] else { continue };
+            let mut first = None;
+            for &(fd, cloexec) in &self.fds_of[i] {
+                let flags = if cloexec { osys::O_CLOEXEC } else { 0 };
+                if let Err(e) = osys::dup3(s, fd, flags) {
+                    crate::diag::refuse(
+                        Line::new()
+                            .str("cannot recreate fd ")
+                            .num(fd as u64)
+                            .str(": errno ")
+                            .num(e.0 as u64),
+                    );
+                }
+                first.get_or_insert(fd);
+            }
+            if let Some(f) = first {
+                let _ = osys::close(s);
+                self.staged[i] = Some(f);
+            }
+        }
+        // The staging area is free again.
+        self.down = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE)
+            .0
+            .min(1 << 20) as i32
+            - 1;
+    }
+
     /// Records `fd` as open file `i`'s (staging it).
     pub fn put(&mut self, i: usize, fd: i32) {
         let s = self.stage(fd);
         if let Some(old) = self.staged[i].replace(s) {
             let _ = osys::close(old);
         }
+        self.unsettled.push(i);
     }
 
     pub fn has(&self, i: usize) -> bool {
@@ -618,17 +707,24 @@ pub fn restore(meta: &Meta) {
     let targets: Vec<i32> = table.fds.iter().map(|f| f.fd).collect();
     let highest = targets.iter().copied().max().unwrap_or(2);
 
-    // Room above the highest saved number for staging (restored at the end).
-    let (soft, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let need = highest as u64 + 1 + table.files.len() as u64 * 2 + 64;
-    let raised = need > soft
-        && crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, need.min(hard), hard).is_ok();
+    // Every fd number the process may have (the program's own limit, which may be lower
+    // than its highest fd, is set again after the fds: `rlimits::restore_nofile`).
+    let (_, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, hard, hard);
 
     relocate_runtime_fds(&targets);
     let (soft_now, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let mut fds_of: Vec<Vec<(i32, bool)>> = vec![Vec::new(); table.files.len()];
+    for f in &table.fds {
+        if let Some(v) = fds_of.get_mut(f.file as usize) {
+            v.push((f.fd, f.cloexec));
+        }
+    }
     let mut r = Restorer {
         table: &table,
         staged: vec![None; table.files.len()],
+        unsettled: Vec::new(),
+        fds_of,
         stage_min: highest + 1,
         targets: {
             let mut t = targets.clone();
@@ -668,24 +764,7 @@ pub fn restore(meta: &Meta) {
             if !r.has(i) {
                 r.placeholder(i, "it could not be recreated");
             }
-        }
-        for f in &table.fds {
-            if late(&table.files[f.file as usize].kind) != pass {
-                continue;
-            }
-            let Some(s) = r.staged(f.file as usize) else {
-                continue;
-            };
-            let flags = if f.cloexec { osys::O_CLOEXEC } else { 0 };
-            if let Err(e) = osys::dup3(s, f.fd, flags) {
-                crate::diag::refuse(
-                    Line::new()
-                        .str("cannot recreate fd ")
-                        .num(f.fd as u64)
-                        .str(": errno ")
-                        .num(e.0 as u64),
-                );
-            }
+            r.settle();
         }
     }
     for i in 0..table.files.len() {
@@ -693,11 +772,5 @@ pub fn restore(meta: &Meta) {
             epoll::fill(&r, i);
         }
     }
-    for s in r.staged.iter().flatten() {
-        let _ = osys::close(*s);
-    }
     locks::restore(&r, &table);
-    if raised {
-        let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, soft, hard);
-    }
 }
