@@ -2,7 +2,8 @@
 # Save latency: time from the failure signal (SIGPWR to the program) to its image being
 # SAVED (the runtime renames the new `meta` into place), for programs with 1, 16, 64 and 256
 # threads besides main, idle (blocked in pthread_cond_wait), busy (computing) or mixed.
-# Prints the median and the worst of RUNS runs per row, in milliseconds.
+# Prints the median and the worst of RUNS runs per row, in milliseconds (THREAD_COUNTS="..."
+# chooses the rows).
 #
 #   bench/save_latency.sh [RUNS]        (after `cargo build --release`)
 set -euo pipefail
@@ -43,8 +44,8 @@ one() { # threads mode -> microseconds
 }
 
 printf '| threads | mode  | median (ms) | worst (ms) |\n|--:|:--|--:|--:|\n'
-for mode in idle busy mixed; do
-    for n in 1 16 64 256; do
+for mode in ${MODES:-idle busy mixed}; do
+    for n in ${THREAD_COUNTS:-1 16 64 256 1024}; do
         samples=()
         for _ in $(seq "$runs"); do samples+=("$(one "$n" "$mode")"); done
         printf '| %d | %s | %s | %s |\n' "$n" "$mode" \

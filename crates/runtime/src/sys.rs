@@ -622,6 +622,15 @@ pub fn get_tid_address() -> Option<u64> {
     (r == 0).then_some(v)
 }
 
+/// The calling thread's name (`PR_GET_NAME`: up to 15 bytes, NUL-padded).
+pub fn thread_name() -> [u8; 16] {
+    const PR_GET_NAME: usize = 16;
+    let mut name = [0u8; 16];
+    // SAFETY: the kernel writes at most 16 bytes into name.
+    unsafe { syscall2(nr::PRCTL, PR_GET_NAME, name.as_mut_ptr() as usize) };
+    name
+}
+
 /// # Safety
 /// `addr` must stay valid for the thread's lifetime (the kernel writes 0 there at exit).
 pub unsafe fn set_tid_address(addr: u64) -> i32 {

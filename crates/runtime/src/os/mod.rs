@@ -105,7 +105,7 @@ fn close_all_but(keep: &[i32]) {
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
 /// carrying the new generation and the stopped threads).
 pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
-    process_state::save(meta);
+    process_state::save(meta, stopped);
     rlimits::save(meta);
     // Recorded: from here on the coordinator may use every fd number the process may have
     // (it holds a duplicate of each of the program's open files at once).
@@ -115,7 +115,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     // Timers, read before and after the signal queues: see `timers::settle`.
     let list = timers::list();
     let before = timers::now(&list);
-    let mut taken = pending::take(meta, stopped);
+    let mut taken = pending::take(stopped, &list);
     let after = timers::now(&list);
     timers::settle(&list, &before, &after, &mut taken);
     taken.save(meta);

@@ -11,11 +11,10 @@
 
 use super::sigev_thread;
 use super::sys::{self as osys};
-use crate::procfs;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys;
 use zhuque_image::Meta;
-use zhuque_image::os::{Pending, TAG_PENDING};
+use zhuque_image::os::{Pending, PosixTimer, TAG_PENDING};
 
 const SIGKILL: i32 = 9;
 const SIGSTOP: i32 = 19;
@@ -25,20 +24,6 @@ fn wanted() -> u64 {
         | sys::sig_bit(SIGSTOP)
         | sys::sig_bit(FAIL_SIGNAL)
         | sys::sig_bit(STOP_SIGNAL))
-}
-
-fn sigpnd(tid: i32) -> u64 {
-    let mut p = b"/proc/self/task/".to_vec();
-    p.extend_from_slice(tid.to_string().as_bytes());
-    p.extend_from_slice(b"/status\0");
-    let Ok(text) = procfs::read(&p) else { return 0 };
-    text.split(|c| *c == b'\n')
-        .find_map(|l| l.strip_prefix(b"SigPnd:"))
-        .and_then(|v| {
-            let v = core::str::from_utf8(v).ok()?.trim();
-            u64::from_str_radix(v, 16).ok()
-        })
-        .unwrap_or(0)
 }
 
 /// The pending signals a save took off the queues (see `timers::settle`).
@@ -52,18 +37,65 @@ pub struct Taken {
 
 /// Takes the process-directed pending signals off the queue (each with its `siginfo`), and
 /// the coordinator's own: expiries of `SIGEV_THREAD` timers become due notifications there
-/// (`sigev_thread`), never pending signals. Reads which signals each stopped thread has
-/// pending.
-pub fn take(meta: &Meta, stopped: &crate::threads::stop::Stopped) -> Taken {
+/// (`sigev_thread`), never pending signals. Then every stopped thread takes its own pending
+/// signals (the shared queue is empty by then, so they are the thread's).
+pub fn take(stopped: &crate::threads::stop::Stopped, timers: &[PosixTimer]) -> Taken {
     let mut t = Taken {
         pending: Pending::default(),
         timer_ids: Vec::new(),
         signals: 0,
     };
     while let Ok(info) = osys::sigtimedwait_now(wanted()) {
+        t.take_process(info);
+        if t.pending.process.len() > 1 << 16 {
+            break;
+        }
+    }
+    let pid = sys::getpid();
+    for (tid, infos) in stopped.take_signals(wanted()) {
+        let mut own = Vec::new();
+        for info in infos {
+            if process_directed(&info, timers, pid) {
+                t.take_process(info);
+            } else {
+                if code_of(&info) == SI_TIMER {
+                    t.timer_ids.push(timer_of(&info));
+                }
+                own.push(info.to_vec());
+            }
+        }
+        if !own.is_empty() {
+            t.pending.threads.push((tid, own));
+        }
+    }
+    t
+}
+
+/// Whether a signal a stopped thread took can only have been aimed at the process. The
+/// process's queue was empty when the threads took theirs, and no program thread could
+/// send a signal since it stopped: whatever came in meanwhile came from a timer aimed at the
+/// process, an interval timer, a child or another process, and a thread may have taken it
+/// (a thread dequeues the process's signals too).
+fn process_directed(info: &[u8; 128], timers: &[PosixTimer], pid: i32) -> bool {
+    let sender = i32::from_le_bytes([info[16], info[17], info[18], info[19]]);
+    match code_of(info) {
+        SI_TIMER => timers
+            .iter()
+            .find(|p| p.id == timer_of(info))
+            .is_some_and(|p| p.notify & SIGEV_THREAD_ID == 0),
+        SI_KERNEL => matches!(signo_of(info), SIGALRM | SIGVTALRM | SIGPROF),
+        SI_USER | SI_QUEUE => sender != 0 && sender != pid,
+        SI_MESGQ | SI_ASYNCIO => true,
+        code => code > 0 && signo_of(info) == SIGCHLD,
+    }
+}
+
+impl Taken {
+    /// A signal taken off the process's queue (or aimed at it, see [`process_directed`]).
+    fn take_process(&mut self, info: [u8; 128]) {
         let (signo, code) = (signo_of(&info), code_of(&info));
         if code == SI_TIMER {
-            t.timer_ids.push(timer_of(&info));
+            self.timer_ids.push(timer_of(&info));
         }
         if signo == sigev_thread::SIGTIMER {
             // glibc's reserved signal: only the runtime's timers send it to the process.
@@ -71,31 +103,21 @@ pub fn take(meta: &Meta, stopped: &crate::threads::stop::Stopped) -> Taken {
             si.code = code;
             si.value = usize::from_le_bytes(info[24..32].try_into().unwrap_or_default());
             sigev_thread::expired(&si);
-            continue;
+            return;
         }
-        t.signals |= sys::sig_bit(signo);
-        t.pending.process.push(info.to_vec());
-        if t.pending.process.len() > 1 << 16 {
-            break;
-        }
+        self.signals |= sys::sig_bit(signo);
+        self.pending.process.push(info.to_vec());
     }
-    for th in &meta.threads {
-        let m = sigpnd(th.tid) & wanted();
-        if m == 0 {
-            continue;
-        }
-        let infos = stopped.take_signals(th.tid, m);
-        for info in &infos {
-            if code_of(info) == SI_TIMER {
-                t.timer_ids.push(timer_of(info));
-            }
-        }
-        t.pending
-            .threads
-            .push((th.tid, infos.iter().map(|i| i.to_vec()).collect()));
-    }
-    t
 }
+
+const SIGEV_THREAD_ID: i32 = 4;
+const SI_KERNEL: i32 = 0x80;
+const SI_MESGQ: i32 = -3;
+const SI_ASYNCIO: i32 = -4;
+const SIGCHLD: i32 = 17;
+const SIGALRM: i32 = 14;
+const SIGVTALRM: i32 = 26;
+const SIGPROF: i32 = 27;
 
 fn signo_of(info: &[u8]) -> i32 {
     i32::from_le_bytes([info[0], info[1], info[2], info[3]])

@@ -21,7 +21,7 @@ fn comm_path(tid: i32) -> Vec<u8> {
     p
 }
 
-pub fn save(meta: &mut Meta) {
+pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     let cwd = rustix::process::getcwd(Vec::new())
         .map(|c| c.into_bytes())
         .unwrap_or_default();
@@ -41,13 +41,7 @@ pub fn save(meta: &mut Meta) {
     let names: Vec<(i32, Vec<u8>)> = meta
         .threads
         .iter()
-        .filter_map(|t| {
-            let mut n = crate::procfs::read(&comm_path(t.tid)).ok()?;
-            while n.last() == Some(&b'\n') {
-                n.pop();
-            }
-            Some((t.tid, n))
-        })
+        .filter_map(|t| Some((t.tid, stopped.name(t.tid)?.to_vec())))
         .collect();
     w.u64(names.len() as u64);
     for (tid, n) in &names {

@@ -43,6 +43,8 @@ pub struct StopSlot {
     pub tid_address: u64,
     pub robust_head: u64,
     pub robust_len: u64,
+    /// The thread's name (`PR_GET_NAME`), NUL-padded.
+    name: [u8; 16],
     /// A drain request (see [`Stopped::take_signals`]): the signals to take, where to put
     /// their `siginfo`s, how many fit, and how many the thread put there.
     drain_set: u64,
@@ -74,6 +76,7 @@ impl StopSlot {
             tid_address: 0,
             robust_head: 0,
             robust_len: 0,
+            name: [0; 16],
             drain_set: 0,
             drain_buf: 0,
             drain_cap: 0,
@@ -119,6 +122,7 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     let (head, len) = sys::get_robust_list();
     slot.robust_head = head;
     slot.robust_len = len;
+    slot.name = sys::thread_name();
     // The process will end with exit_group, and a task's exit writes to persistent memory:
     // the kernel marks the robust mutexes on its robust list FUTEX_OWNER_DIED and zeroes its
     // clear-tid word (glibc's pd->tid). The saved process must not see either, so the thread
@@ -337,37 +341,71 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
 }
 
 impl Stopped {
-    /// The signals of `set` pending for stopped thread `tid`, taken off its queue in order,
-    /// each as its 128-byte `siginfo`: only the thread itself can dequeue them, so the
-    /// coordinator asks it (it is parked in the stop handler) and waits.
-    pub fn take_signals(&self, tid: i32, set: u64) -> Vec<[u8; 128]> {
-        let Some(at) = self.threads.iter().position(|t| t.tid == tid) else {
-            return Vec::new();
-        };
-        // SAFETY: the slots of a finished round stay allocated until the process ends, and
-        // their thread is parked, touching only the drain fields it is asked to.
-        let slot = unsafe { &mut *(self.slots[at] as *mut StopSlot) };
-        let mut out: Vec<[u8; 128]> = Vec::new();
-        let mut cap = 16;
-        loop {
-            let mut buf = vec![[0u8; 128]; cap];
-            slot.drain_set = set;
-            slot.drain_buf = buf.as_mut_ptr() as usize;
-            slot.drain_cap = cap;
-            slot.drain_len = 0;
-            slot.drained.store(0, Ordering::Release);
-            slot.release.store(DRAIN, Ordering::Release);
-            sys::futex_wake(&slot.release, 1);
-            while slot.drained.load(Ordering::Acquire) == 0 {
-                sys::futex_wait(&slot.drained, 0, None);
+    /// The name stopped thread `tid` had (cheaper from the thread itself than from `/proc`).
+    pub fn name(&self, tid: i32) -> Option<&[u8]> {
+        let at = self.threads.iter().position(|t| t.tid == tid)?;
+        let slot = self.slot(at);
+        let len = slot
+            .name
+            .iter()
+            .position(|c| *c == 0)
+            .unwrap_or(slot.name.len());
+        Some(&slot.name[..len])
+    }
+
+    /// The signals of `set` pending for each stopped thread, taken off its queue in order,
+    /// each as its 128-byte `siginfo`: only a thread itself can dequeue them, so the
+    /// coordinator asks every thread at once (each is parked in the stop handler) and waits
+    /// for them all. Threads with nothing pending are left out.
+    pub fn take_signals(&self, set: u64) -> Vec<(i32, Vec<[u8; 128]>)> {
+        let mut out: Vec<(i32, Vec<[u8; 128]>)> = Vec::new();
+        // (thread index, buffer) of the requests still to make; a full buffer is asked again.
+        let mut asks: Vec<(usize, Vec<[u8; 128]>)> = (0..self.threads.len())
+            .map(|at| (at, vec![[0u8; 128]; 4]))
+            .collect();
+        while !asks.is_empty() {
+            for (at, buf) in &mut asks {
+                let slot = self.slot(*at);
+                slot.drain_set = set;
+                slot.drain_buf = buf.as_mut_ptr() as usize;
+                slot.drain_cap = buf.len();
+                slot.drain_len = 0;
+                slot.drained.store(0, Ordering::Release);
+                slot.release.store(DRAIN, Ordering::Release);
+                sys::futex_wake(&slot.release, 1);
             }
-            let n = slot.drain_len;
-            out.extend_from_slice(&buf[..n]);
-            if n < cap {
-                return out;
+            let mut again = Vec::new();
+            for (at, buf) in asks {
+                let slot = self.slot(at);
+                while slot.drained.load(Ordering::Acquire) == 0 {
+                    sys::futex_wait(&slot.drained, 0, None);
+                }
+                let n = slot.drain_len;
+                if n == 0 {
+                    continue;
+                }
+                let tid = self.threads[at].tid;
+                match out.last_mut() {
+                    Some((t, infos)) if *t == tid => infos.extend_from_slice(&buf[..n]),
+                    _ => out.push((tid, buf[..n].to_vec())),
+                }
+                if n == buf.len() {
+                    // Full: there may be more.
+                    again.push((at, vec![[0u8; 128]; buf.len() * 4]));
+                }
             }
-            cap *= 2; // full: there may be more
+            asks = again;
         }
+        out
+    }
+
+    /// The slot where thread `at` (an index into `threads`) is parked.
+    #[allow(clippy::mut_from_ref)]
+    fn slot(&self, at: usize) -> &mut StopSlot {
+        // SAFETY: the slots of a finished round stay allocated until the process ends, and
+        // their thread is parked, touching only the drain fields it is asked to; only the
+        // coordinator (this one thread) uses a slot's other fields meanwhile, one at a time.
+        unsafe { &mut *(self.slots[at] as *mut StopSlot) }
     }
 }
 
