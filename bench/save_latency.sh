@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Save latency: time from the failure signal (SIGPWR to the program) to its image being
-# SAVED (the runtime renames the new `meta` into place), for programs with 1, 16, 64 and 256
+# SAVED (the runtime renames the new `meta` into place), for programs with 1, 16, 64, 256, 1024
 # threads besides main, idle (blocked in pthread_cond_wait), busy (computing) or mixed.
 # Prints the median and the worst of RUNS runs per row, in milliseconds (THREAD_COUNTS="..."
 # chooses the rows).
