@@ -43,6 +43,25 @@ fn thousands_of_fds_under_a_lowered_limit() {
     crash_case("fd_many", &case, plan);
 }
 
+/// POSIX message queues: messages queued at a failure (with their priorities) are there
+/// after it, through a write-only and a non-blocking read-only descriptor, and a thread
+/// blocked in mq_receive gets its message.
+#[test]
+fn message_queues() {
+    let case = Case {
+        file: "fd_mqueue.c",
+        args: &["40000", "2"],
+        status: 0,
+    };
+    // Two fail points and a random failure before the first one, in every run.
+    let plan = CrashPlan {
+        min_failures_per_run: 3,
+        window: (0.02, 0.2),
+        ..CrashPlan::default()
+    };
+    crash_case("fd_mqueue", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

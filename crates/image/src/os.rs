@@ -21,7 +21,7 @@ pub const TAG_RLIMITS: u32 = 0x104;
 /// Signals pending at the failure.
 pub const TAG_PENDING: u32 = 0x105;
 
-const FDS_VERSION: u32 = 2;
+const FDS_VERSION: u32 = 3;
 const SIGNALS_VERSION: u32 = 1;
 const TIMERS_VERSION: u32 = 1;
 const RLIMITS_VERSION: u32 = 1;
@@ -142,6 +142,14 @@ pub enum FileKind {
     },
     Inotify {
         watches: Vec<InotifyWatch>,
+    },
+    /// A POSIX message queue (`mq_open`), opened again by name; its messages live in the
+    /// kernel, not in the process.
+    MessageQueue {
+        /// The queue's name, with its leading `/`.
+        name: Vec<u8>,
+        /// The process had an `mq_notify` registration on it (which a resume cannot bring back).
+        notified: bool,
     },
     /// Something zhuque cannot recreate, described by its `/proc/self/fd` link text; it comes
     /// back as an fd that fails every operation with `EBADF`, and the resume says so.
@@ -478,6 +486,11 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.u8(11);
             w.bytes(what);
         }
+        FileKind::MessageQueue { name, notified } => {
+            w.u8(12);
+            w.bytes(name);
+            w.u8(*notified as u8);
+        }
     }
 }
 
@@ -576,6 +589,10 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
             FileKind::Inotify { watches }
         }
         11 => FileKind::Unsupported { what: r.bytes()? },
+        12 => FileKind::MessageQueue {
+            name: r.bytes()?,
+            notified: r.u8()? != 0,
+        },
         _ => return Err(Error::Invalid("open file kind")),
     })
 }
@@ -601,6 +618,7 @@ impl FileKind {
             FileKind::TimerFd(_) => "timerfd",
             FileKind::SignalFd { .. } => "signalfd",
             FileKind::Inotify { .. } => "inotify",
+            FileKind::MessageQueue { .. } => "message-queue",
             FileKind::Unsupported { .. } => "unsupported",
         }
     }
@@ -906,6 +924,13 @@ mod tests {
                     flags: 0,
                     kind: FileKind::Unsupported {
                         what: b"anon_inode:[pidfd]".to_vec(),
+                    },
+                },
+                OpenFile {
+                    flags: 0o4002,
+                    kind: FileKind::MessageQueue {
+                        name: b"/queue".to_vec(),
+                        notified: true,
                     },
                 },
                 OpenFile {

@@ -45,12 +45,7 @@ pub fn detach_fd_table() {
             .emit();
         return;
     }
-    // The private table is a copy of the program's. The coordinator needs none of those
-    // copies (it takes each program fd with pidfd_getfd when it needs it), and every number
-    // they hold is one it may need: a program with thousands of fds would leave it none.
-    // Closing them here closes nothing of the program's (its table still holds them) and
-    // releases none of its POSIX locks (those belong to the program's table).
-    close_all_but(&fds::runtime_fds());
+
     // From here on, every program fd is reached with pidfd_getfd (Linux 5.6) through a
     // program thread: make sure that works (this probe runs in the private table, so it
     // disturbs nothing). The leader may have ended (`pthread_exit` from main): then any other
@@ -86,20 +81,6 @@ pub fn detach_fd_table() {
         .str("); the program is stopped unsaved")
         .emit();
     crate::sys::exit_group(zhuque_image::EXIT_REFUSED);
-}
-
-/// Closes every fd above 2 of the calling thread's table but `keep`.
-fn close_all_but(keep: &[i32]) {
-    let mut keep: Vec<u32> = keep.iter().filter(|f| **f > 2).map(|f| *f as u32).collect();
-    keep.sort_unstable();
-    let mut from = 3u32;
-    for k in keep {
-        if k > from {
-            let _ = sys::close_range(from, k - 1, 0);
-        }
-        from = k + 1;
-    }
-    let _ = sys::close_range(from, u32::MAX, 0);
 }
 
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already

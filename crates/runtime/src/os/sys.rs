@@ -12,6 +12,8 @@ pub mod nr {
     pub const OPEN: usize = 2;
     pub const CLOSE: usize = 3;
     pub const FSTAT: usize = 5;
+    pub const FSTATFS: usize = 138;
+    pub const MQ_OPEN: usize = 240;
     pub const POLL: usize = 7;
     pub const LSEEK: usize = 8;
     pub const IOCTL: usize = 16;
@@ -304,6 +306,38 @@ pub fn fstat(fd: i32) -> Result<Stat> {
     call(nr::FSTAT, fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0)?;
     // SAFETY: zero-initialised and filled by the kernel.
     Ok(unsafe { st.assume_init() })
+}
+
+/// The filesystem type of fd `fd` (`statfs.f_type`).
+pub fn fs_type(fd: i32) -> Result<i64> {
+    // struct statfs: f_type comes first; 120 bytes on x86-64.
+    let mut buf = [0i64; 15];
+    call(
+        nr::FSTATFS,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        0,
+        0,
+        0,
+        0,
+    )?;
+    Ok(buf[0])
+}
+
+pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
+/// `mq_open` of an existing queue (`name` without its leading `/`, NUL-terminated).
+pub fn mq_open(name: &[u8], flags: u32) -> Result<i32> {
+    call(
+        nr::MQ_OPEN,
+        name.as_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
 }
 
 pub const KCMP_FILE: usize = 0;

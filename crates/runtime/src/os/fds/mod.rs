@@ -29,6 +29,7 @@ mod inet_diag;
 pub mod inotify;
 pub mod interpose;
 mod locks;
+mod mqueue;
 mod pipes;
 mod procfd;
 mod signalfd;
@@ -59,6 +60,8 @@ pub struct Desc {
     pub fd: i32,
     /// The coordinator's duplicate of it (same description), for system calls.
     pub local: i32,
+    /// A POSIX message queue: whether this process had an `mq_notify` registration on it.
+    pub queue: Option<bool>,
     pub link: Vec<u8>,
     pub st: Stat,
     /// `F_GETFL`.
@@ -88,6 +91,7 @@ enum Class {
     SignalFd,
     Epoll,
     Inotify,
+    MessageQueue,
     Unsupported,
 }
 
@@ -113,6 +117,10 @@ fn classify(d: &Desc) -> Class {
     }
     if !l.starts_with(b"/") {
         return Class::Unsupported;
+    }
+    // A queue's link reads like a path ("/name") but names no file.
+    if d.queue.is_some() {
+        return Class::MessageQueue;
     }
     if fmt == osys::S_IFIFO {
         return Class::Pipe;
@@ -316,6 +324,17 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             },
             None => fd,
         };
+        // Before any copy of it is closed: closing a queue's fd in the process that made an
+        // mq_notify registration on it removes the registration.
+        let queue = mqueue::look(local);
+        if pidfd.is_some() {
+            // The private table's copy of this fd (unshare made it): the coordinator holds
+            // `local` instead, and a program with thousands of fds would otherwise leave it no
+            // number for the next. Closing it closes nothing of the program's (its table still
+            // holds the description) and releases none of its POSIX locks (they belong to the
+            // program's table).
+            let _ = osys::close(fd);
+        }
         // The fds used for listing are closed again: they fail here and are skipped.
         let (Ok(st), Some(link)) = (osys::fstat(local), procfd::link(fd)) else {
             if local != fd {
@@ -346,6 +365,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                     st,
                     flags,
                     info,
+                    queue,
                     class: Class::Unsupported,
                 };
                 d.class = classify(&d);
@@ -427,6 +447,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 Class::SignalFd => signalfd::save(d),
                 Class::Epoll => epoll::save(d),
                 Class::Inotify => inotify::save(d),
+                Class::MessageQueue => mqueue::save(d),
                 Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
                     what: d.link.clone(),
                 },
@@ -756,6 +777,7 @@ pub fn restore(meta: &Meta) {
                 FileKind::TimerFd(_) => timerfd::restore(&mut r, i),
                 FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
                 FileKind::Inotify { .. } => inotify::restore(&mut r, i),
+                FileKind::MessageQueue { .. } => mqueue::restore(&mut r, i),
                 FileKind::Unsupported { what } => {
                     let what = String::from_utf8_lossy(what).into_owned();
                     r.placeholder(i, &format!("{what} cannot be recreated"));
