@@ -194,6 +194,19 @@ fn threads_blocked_in_system_calls() {
     crash_case("thr_blocked", &THR_BLOCKED, with_fail_points(2));
 }
 
+/// Naive sleepers (usleep, nanosleep, relative and absolute clock_nanosleep, sleep, each
+/// treating an early return as an error) are not cut short by failures, while the program's
+/// own signal still interrupts a sleep.
+#[test]
+fn sleeps_are_not_cut_short() {
+    let case = Case {
+        file: "thr_sleeps.c",
+        args: &["300"],
+        status: 0,
+    };
+    crash_case("thr_sleeps", &case, CrashPlan::default());
+}
+
 /// Threads that block every signal (the runtime's stop signal included, as far as they can
 /// tell) while computing, in sigwait, in sigsuspend and in sigtimedwait are stopped anyway.
 #[test]

@@ -26,6 +26,7 @@ pub mod coordinator;
 pub mod glibc;
 pub mod pthread;
 pub mod sigmask;
+pub mod sleep;
 pub mod slots;
 pub mod start;
 pub mod stop;

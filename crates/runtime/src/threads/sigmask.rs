@@ -11,7 +11,8 @@
 //! `epoll_pwait2`, `pthread_attr_setsigmask_np`, and System V's `sighold`/`sigrelse`.
 //!
 //! **What the program sees.** The masks it reads back are what it asked for: each thread keeps
-//! a *shadow bit*, "the program believes SIGRTMAX is blocked", updated by `sigprocmask` /
+//! (in a word of its own that also counts the stop signals it took, see `threads::sleep`) a
+//! *shadow bit*, "the program believes SIGRTMAX is blocked", updated by `sigprocmask` /
 //! `pthread_sigmask` / `sighold` / `sigrelse` and OR-ed into every old mask they return. The bit
 //! is in the thread's static TLS (initial-exec, so reading it is async-signal-safe and never
 //! allocates), which lives in the thread's persistent TCB area: it survives a failure with the
@@ -52,6 +53,8 @@ core::arch::global_asm!(
 
 /// Bit of the thread word: the program believes it blocked the stop signal.
 const SHADOW_BLOCKED: u64 = 1;
+/// The rest of the thread word counts the stop signals the thread has taken.
+const STOP_COUNT_ONE: u64 = 2;
 
 fn thread_word() -> *mut u64 {
     let p: usize;
@@ -83,6 +86,21 @@ fn set_shadow(on: bool) {
             *w &= !SHADOW_BLOCKED
         }
     }
+}
+
+/// Counts a stop signal the calling thread takes (its stop handler; async-signal-safe).
+pub fn note_stop() {
+    let w = thread_word();
+    // SAFETY: the calling thread's own TLS word.
+    unsafe { *w = (*w).wrapping_add(STOP_COUNT_ONE) };
+}
+
+/// How many stop signals the calling thread has taken (changes across a failure or an
+/// abandoned stop round: a blocking call that returns `EINTR` meanwhile was interrupted by the
+/// runtime, not by the program).
+pub fn stops_taken() -> u64 {
+    // SAFETY: the calling thread's own TLS word.
+    unsafe { *thread_word() >> 1 }
 }
 
 /// Makes the calling thread read the stop signal back as blocked (or not) from now on, as if

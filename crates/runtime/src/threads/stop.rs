@@ -112,6 +112,9 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     if slot.magic != MAGIC || slot.tid != sys::gettid() {
         return;
     }
+    // Whatever happens next, a blocking call this signal interrupted must not look
+    // interrupted to the program (`threads::sleep`).
+    super::sigmask::note_stop();
     if slot.release.load(Ordering::Acquire) != 0 {
         return; // a signal of an abandoned round, delivered late
     }
