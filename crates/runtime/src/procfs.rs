@@ -22,6 +22,28 @@ fn open(path: &[u8]) -> rustix::io::Result<OwnedFd> {
     })
 }
 
+/// The process's thread ids (`/proc/self/task`).
+pub fn task_ids() -> rustix::io::Result<Vec<i32>> {
+    let dir = crate::sys::with_fd_room(|| {
+        rustix::fs::openat(
+            rustix::fs::CWD,
+            c"/proc/self/task",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })?;
+    let entries = rustix::fs::Dir::new(dir)?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            core::str::from_utf8(e.file_name().to_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
 pub fn read_fd(fd: impl AsFd) -> rustix::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(8192);
     loop {

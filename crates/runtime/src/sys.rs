@@ -722,17 +722,22 @@ pub fn getrlimit(resource: u32) -> (u64, u64) {
 /// limit: harmless.
 pub fn with_fd_room<T>(mut open: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     match open() {
-        Err(rustix::io::Errno::MFILE) => {
-            let (soft, hard) = getrlimit(RLIMIT_NOFILE);
-            if soft >= hard || setrlimit(RLIMIT_NOFILE, hard, hard).is_err() {
-                return Err(rustix::io::Errno::MFILE);
-            }
-            let r = open();
-            let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
-            r
-        }
+        Err(rustix::io::Errno::MFILE) => with_fd_limit_raised(open),
         r => r,
     }
+}
+
+/// Runs `f` with the soft `RLIMIT_NOFILE` raised to the hard one, then sets it back (for the
+/// runtime's own fds when the program may have used up its limit; other threads may briefly
+/// see the higher limit: harmless).
+pub fn with_fd_limit_raised<T>(f: impl FnOnce() -> T) -> T {
+    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    let raised = soft < hard && setrlimit(RLIMIT_NOFILE, hard, hard).is_ok();
+    let r = f();
+    if raised {
+        let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+    }
+    r
 }
 
 pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {

@@ -62,10 +62,14 @@ pub fn detach_fd_table() {
     );
     for tid in tids {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
-        let got = sys::pidfd_open(tid, flags).and_then(|p| {
-            let got = sys::pidfd_getfd(p, probe);
-            let _ = sys::close(p);
-            got
+        // The private table is a full copy of the program's, which may have no number left
+        // under its limit (the copies are closed one by one as the save takes each fd).
+        let got = crate::sys::with_fd_limit_raised(|| {
+            sys::pidfd_open(tid, flags).and_then(|p| {
+                let got = sys::pidfd_getfd(p, probe);
+                let _ = sys::close(p);
+                got
+            })
         });
         match got {
             Ok(g) => {

@@ -476,26 +476,7 @@ fn task_path(tid: i32, file: &[u8]) -> Vec<u8> {
 }
 
 fn task_ids() -> Vec<i32> {
-    let Ok(dir) = rustix::fs::openat(
-        rustix::fs::CWD,
-        c"/proc/self/task",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    ) else {
-        crate::diag::fatal("cannot list /proc/self/task");
-    };
-    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-        crate::diag::fatal("cannot list /proc/self/task");
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            core::str::from_utf8(e.file_name().to_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .collect()
+    crate::procfs::task_ids().unwrap_or_else(|_| crate::diag::fatal("cannot list /proc/self/task"))
 }
 
 fn is_zombie(tid: i32) -> bool {

@@ -234,28 +234,9 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
     None
 }
 
-/// The process's thread ids (`/proc/self/task`).
+/// The process's thread ids (`/proc/self/task`), none if they cannot be listed.
 pub fn task_ids() -> Vec<i32> {
-    let Ok(dir) = rustix::fs::openat(
-        rustix::fs::CWD,
-        c"/proc/self/task",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    ) else {
-        return Vec::new();
-    };
-    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            core::str::from_utf8(e.file_name().to_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .collect()
+    crate::procfs::task_ids().unwrap_or_default()
 }
 
 fn procfd_has_table(tid: i32) -> bool {

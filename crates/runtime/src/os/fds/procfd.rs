@@ -43,15 +43,19 @@ pub fn list() -> Vec<i32> {
     let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&d) else {
         return Vec::new();
     };
-    let Ok(dir) = rustix::fs::openat(
-        rustix::fs::CWD,
-        c,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    ) else {
+    let Ok(dir) = crate::sys::with_fd_room(|| {
+        rustix::fs::openat(
+            rustix::fs::CWD,
+            c,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    }) else {
         crate::diag::fatal("cannot list the program's fds in /proc");
     };
-    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+    let Ok(entries) = rustix::fs::Dir::new(dir) else {
         crate::diag::fatal("cannot list the program's fds in /proc");
     };
     let mut v: Vec<i32> = entries
