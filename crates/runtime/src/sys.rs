@@ -718,8 +718,7 @@ pub fn getrlimit(resource: u32) -> (u64, u64) {
 /// Runs `open`, one of the runtime's opens of its own files; when the program has used up its
 /// soft `RLIMIT_NOFILE` (`EMFILE`), once more with the soft limit raised to the hard one for
 /// that call. Natively only the program's own calls would fail then, never the runtime's
-/// (a server at its fd limit under load is ordinary). Other threads may briefly see the higher
-/// limit: harmless.
+/// (a server at its fd limit under load is ordinary).
 pub fn with_fd_room<T>(mut open: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     match open() {
         Err(rustix::io::Errno::MFILE) => with_fd_limit_raised(open),
@@ -728,9 +727,9 @@ pub fn with_fd_room<T>(mut open: impl FnMut() -> rustix::io::Result<T>) -> rusti
 }
 
 /// Runs `f` with the soft `RLIMIT_NOFILE` raised to the hard one, then sets it back (for the
-/// runtime's own fds when the program may have used up its limit; other threads may briefly
-/// see the higher limit: harmless).
-pub fn with_fd_limit_raised<T>(f: impl FnOnce() -> T) -> T {
+/// runtime's own fds when the program has used up its limit; a program thread calling
+/// `getrlimit` at that very instant would see the higher limit).
+fn with_fd_limit_raised<T>(f: impl FnOnce() -> T) -> T {
     let (soft, hard) = getrlimit(RLIMIT_NOFILE);
     let raised = soft < hard && setrlimit(RLIMIT_NOFILE, hard, hard).is_ok();
     let r = f();

@@ -37,19 +37,31 @@ use zhuque_image::Meta;
 /// to get. The program's fds are then reached through a program thread's `/proc` entry and
 /// duplicated with `pidfd_getfd` (`fds::save`).
 pub fn detach_fd_table() {
-    if let Err(e) = sys::unshare_files() {
+    let detached = sys::unshare_files();
+    DETACHED.store(detached.is_ok(), core::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = detached {
         crate::diag::Line::new()
             .str("warning: the coordinator cannot have an fd table of its own (errno ")
             .num(e.0 as u64)
             .str("); fds the program opens during this save may get other numbers")
             .emit();
+    }
+}
+
+/// The coordinator has an fd table of its own for this save (set by every save).
+static DETACHED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// With an fd table of its own, the coordinator reaches every program fd with pidfd_getfd
+/// (Linux 5.6) through a program thread: makes sure that works, or fails the save. The leader
+/// may have ended (`pthread_exit` from main): then any other thread will do (a thread pidfd,
+/// Linux 6.9). Runs once every thread is stopped and the limits are recorded: the private
+/// table is a full copy of the program's, which may leave no fd number under the program's
+/// limit, so the soft limit has been raised by then (while program threads run, they could
+/// see it raised).
+fn ensure_fd_access() {
+    if !DETACHED.load(core::sync::atomic::Ordering::Relaxed) {
         return;
     }
-
-    // From here on, every program fd is reached with pidfd_getfd (Linux 5.6) through a
-    // program thread: make sure that works (this probe runs in the private table, so it
-    // disturbs nothing). The leader may have ended (`pthread_exit` from main): then any other
-    // thread will do (a thread pidfd, Linux 6.9).
     let probe = fds::runtime_fds()[0];
     let pid = crate::sys::getpid();
     let me = crate::sys::gettid();
@@ -62,14 +74,10 @@ pub fn detach_fd_table() {
     );
     for tid in tids {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
-        // The private table is a full copy of the program's, which may have no number left
-        // under its limit (the copies are closed one by one as the save takes each fd).
-        let got = crate::sys::with_fd_limit_raised(|| {
-            sys::pidfd_open(tid, flags).and_then(|p| {
-                let got = sys::pidfd_getfd(p, probe);
-                let _ = sys::close(p);
-                got
-            })
+        let got = sys::pidfd_open(tid, flags).and_then(|p| {
+            let got = sys::pidfd_getfd(p, probe);
+            let _ = sys::close(p);
+            got
         });
         match got {
             Ok(g) => {
@@ -96,6 +104,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     // (it holds a duplicate of each of the program's open files at once).
     let (_, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
     let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, hard, hard);
+    ensure_fd_access();
     signals::save(meta);
     // Timers, read before and after the signal queues: see `timers::settle`.
     let list = timers::list();

@@ -192,6 +192,20 @@ fn find_shared(
 
 const EBADF: i32 = 9;
 
+/// Closes the coordinator's own fd `fd` if it is the copy of the program's fd `fd` that
+/// `unshare` made (the coordinator holds `local` instead, and a program with thousands of fds
+/// would otherwise leave it no number for the next). It may be something else: a fd the
+/// program opened after the unshare has no copy, and its number may hold one of the
+/// coordinator's own duplicates. Closing a copy closes nothing of the program's (its table
+/// still holds the description) and releases none of its POSIX locks (they belong to the
+/// program's table). 0-2 stay: they are the coordinator's standard streams too.
+fn close_private_copy(fd: i32, local: i32) {
+    let me = crate::sys::gettid();
+    if osys::compare_files(me, fd, local) == Ok(Some(core::cmp::Ordering::Equal)) {
+        let _ = osys::close(fd);
+    }
+}
+
 /// A program fd that cannot be reached: the save cannot be complete, and an image without
 /// one of the program's fds must never be written.
 fn save_failed(fd: i32, e: crate::sys::Errno) -> ! {
@@ -308,13 +322,8 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         // Before any copy of it is closed: closing a queue's fd in the process that made an
         // mq_notify registration on it removes the registration.
         let queue = mqueue::look(local);
-        if pidfd.is_some() {
-            // The private table's copy of this fd (unshare made it): the coordinator holds
-            // `local` instead, and a program with thousands of fds would otherwise leave it no
-            // number for the next. Closing it closes nothing of the program's (its table still
-            // holds the description) and releases none of its POSIX locks (they belong to the
-            // program's table).
-            let _ = osys::close(fd);
+        if pidfd.is_some() && fd > 2 && local != fd {
+            close_private_copy(fd, local);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
         let (Ok(st), Some(link)) = (osys::fstat(local), procfd::link(fd)) else {
