@@ -16,7 +16,6 @@ unsafe extern "C" {
     fn mi_valloc(size: usize) -> *mut c_void;
     fn mi_pvalloc(size: usize) -> *mut c_void;
     fn mi_reallocarray(p: *mut c_void, count: usize, size: usize) -> *mut c_void;
-    fn __errno_location() -> *mut c_int;
 }
 
 /// Allocates from the program's (persistent) heap.
@@ -49,13 +48,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if p.is_null() {
         return;
     }
-    // SAFETY: errno location is valid for the calling thread; p came from this allocator.
-    unsafe {
-        let e = __errno_location();
-        let saved = *e;
-        mi::mi_free(p);
-        *e = saved;
-    }
+    // SAFETY: p came from this allocator.
+    crate::errno::preserved(|| unsafe { mi::mi_free(p) });
 }
 
 /// # Safety

@@ -13,19 +13,13 @@ use crate::runtime::active;
 use crate::sys::Errno;
 use core::ffi::c_int;
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
 type Fork = unsafe extern "C" fn() -> c_int;
 
 fn refuse() -> c_int {
     crate::diag::say(
         "fork() is not supported in a crash-resistant process (the child would share its memory); returning ENOSYS",
     );
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = Errno::ENOSYS.0 };
-    -1
+    crate::errno::fail(Errno::ENOSYS, -1)
 }
 
 fn forward(name: &core::ffi::CStr) -> c_int {

@@ -8,17 +8,9 @@ use crate::signals::critical;
 use crate::sys::{self, Errno};
 use core::ffi::{c_int, c_void};
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
-fn fail<T>(e: Errno, value: T) -> T {
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = e.0 };
-    value
-}
+use crate::errno::fail;
 
 fn to_int(r: Result<(), Errno>) -> c_int {
     match r {

@@ -30,6 +30,7 @@
 pub mod allocator;
 pub mod api;
 pub mod diag;
+pub mod errno;
 pub mod fork;
 pub mod futex_lock;
 pub mod image_io;

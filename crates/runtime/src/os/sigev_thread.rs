@@ -93,7 +93,6 @@ unsafe extern "C" {
     fn pthread_attr_getstacksize(attr: *const Attr, size: *mut usize) -> c_int;
     fn pthread_attr_setstacksize(attr: *mut Attr, size: usize) -> c_int;
     fn pthread_attr_setdetachstate(attr: *mut Attr, state: c_int) -> c_int;
-    fn __errno_location() -> *mut c_int;
 }
 
 // ---- the record table (persistent: this library's .bss and pool chunks) ------------------
@@ -261,14 +260,11 @@ static NEXT_TIMER_CREATE: Next = Next::new(c"timer_create");
 static NEXT_TIMER_DELETE: Next = Next::new(c"timer_delete");
 
 fn set_errno(e: Errno) -> c_int {
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = e.0 };
-    -1
+    crate::errno::fail(e, -1)
 }
 
 fn errno() -> Errno {
-    // SAFETY: errno's location is valid for the calling thread.
-    Errno(unsafe { *__errno_location() })
+    Errno(crate::errno::get())
 }
 
 /// # Safety

@@ -126,14 +126,8 @@ const SIG_HOLD: usize = 2;
 const SIG_IGN: usize = 1;
 const SIG_ERR: usize = usize::MAX;
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
 fn einval() -> c_int {
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = 22 };
-    -1
+    crate::errno::fail(crate::sys::Errno::EINVAL, -1)
 }
 
 type SigactionFn = unsafe extern "C" fn(c_int, *const CSigaction, *mut CSigaction) -> c_int;

@@ -31,14 +31,7 @@ const EINTR: c_int = 4;
 const ENOSYS: c_int = 38;
 const TIMER_ABSTIME: c_int = 1;
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
-fn errno() -> c_int {
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() }
-}
+use crate::errno::get as errno;
 
 /// # Safety
 /// C `nanosleep` contract.
@@ -116,8 +109,7 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
         // Interrupted by the program's own signal: the seconds left, as glibc counts them.
         return left.tv_sec as c_uint;
     }
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = saved };
+    crate::errno::set(saved);
     0
 }
 

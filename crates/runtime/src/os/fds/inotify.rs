@@ -145,10 +145,6 @@ fn lookup(wd: i32, dev: u64, ino: u64) -> Vec<u8> {
     }
 }
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
 /// # Safety
 /// C `inotify_add_watch` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
@@ -164,11 +160,7 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
             }
             wd
         }
-        Err(e) => {
-            // SAFETY: errno's location is valid for the calling thread.
-            unsafe { *__errno_location() = e.0 };
-            -1
-        }
+        Err(e) => crate::errno::fail(e, -1),
     }
 }
 

@@ -17,14 +17,8 @@ use crate::signals::critical;
 use core::ffi::{c_int, c_uint};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
 fn fail(e: crate::sys::Errno) -> c_int {
-    // SAFETY: errno's location is valid for the calling thread.
-    unsafe { *__errno_location() = e.0 };
-    -1
+    crate::errno::fail(e, -1)
 }
 
 /// Runtime fds worth protecting: only in a crash-resistant process (never triggers start-up).
