@@ -51,6 +51,20 @@ impl FutexLock {
         }
     }
 
+    /// Takes the lock without a guard, for a lock held across a `fork` (taken before it,
+    /// released with [`FutexLock::unlock`] on both sides after it).
+    pub fn lock_unguarded(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken with [`FutexLock::lock_unguarded`].
+    ///
+    /// # Safety
+    /// The caller (or, in a fork child, the thread that forked) holds the lock.
+    pub unsafe fn unlock(&self) {
+        drop(FutexGuard(self));
+    }
+
     /// True when no thread holds the lock.
     pub fn is_free(&self) -> bool {
         self.0.load(Ordering::Relaxed) == 0

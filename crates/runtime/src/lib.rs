@@ -9,7 +9,7 @@
 //! - [`os`]: kernel state outside memory (cwd, umask, fds, signals...);
 //! - [`save`]: what happens at a failure; [`resume`]: rebuilding the saved process;
 //! - [`image_io`]: the image directory; the format itself is the `zhuque-image` crate;
-//! - [`api`]: the C API of `zhuque.h`; [`fork`]: `fork` is refused (see why there);
+//! - [`api`]: the C API of `zhuque.h`; [`tree`]: `fork` and child processes;
 //! - [`process`], [`vmem`]: per-process volatile state, at a fixed address outside the
 //!   persistent address space; [`sys`], [`procfs`], [`diag`]: raw system calls, `/proc`, and
 //!   one-line diagnostics; [`futex_lock`]: the lock of the runtime's persistent tables.
@@ -31,7 +31,6 @@ pub mod allocator;
 pub mod api;
 pub mod diag;
 pub mod errno;
-pub mod fork;
 pub mod futex_lock;
 pub mod image_io;
 pub mod interpose;
@@ -46,4 +45,5 @@ pub mod save;
 pub mod signals;
 pub mod sys;
 pub mod threads;
+pub mod tree;
 pub mod vmem;

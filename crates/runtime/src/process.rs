@@ -66,6 +66,18 @@ pub struct Process {
     pub ids_kept: AtomicBool,
     /// The "thread ids change" warning was printed by this process.
     pub ids_warned: AtomicBool,
+    /// The pool is mapped privately for a fork (`memory::fork`).
+    pub privatized: AtomicBool,
+    /// Serialises forks with each other and with the coordinator's work (`tree::fork`).
+    pub fork_lock: crate::futex_lock::FutexLock,
+    /// The pipe a fork child reports on once it no longer needs the parent's pool.
+    pub fork_ready_r: AtomicI32,
+    pub fork_ready_w: AtomicI32,
+    /// A child of a crash-resistant program that cannot be protected itself (no process
+    /// tree to belong to): its memory is its own, but failures do not save it.
+    pub detached: AtomicBool,
+    /// Pool storage released while privatized, to punch out once it is settled.
+    deferred: core::sync::atomic::AtomicPtr<Vec<(u64, u64)>>,
     /// Saved tid -> tid in this process, for every thread a resume recreated (null: this
     /// process was not resumed).
     tids: core::sync::atomic::AtomicPtr<Vec<(i32, i32)>>,
@@ -152,6 +164,11 @@ impl Process {
             .store(Box::into_raw(Box::new(map)), Ordering::Release);
     }
 
+    /// This process was not resumed (a fork child's inherited map is its parent's).
+    pub fn forget_tids(&self) {
+        self.tids.store(core::ptr::null_mut(), Ordering::Release);
+    }
+
     /// The tid that the saved process's thread `saved` has in this one: itself when ids were
     /// kept, its new id otherwise, `None` for a thread the resume did not recreate. Outside a
     /// resumed process every tid is its own.
@@ -165,6 +182,19 @@ impl Process {
         map.iter()
             .find(|(old, _)| *old == saved)
             .map(|(_, new)| *new)
+    }
+
+    /// Pool storage released while the pool is privatized (callers hold the memory lock).
+    #[allow(clippy::mut_from_ref)]
+    pub fn deferred_releases(&self) -> &'static mut Vec<(u64, u64)> {
+        let mut v = self.deferred.load(Ordering::Acquire);
+        if v.is_null() {
+            v = Box::into_raw(Box::new(Vec::new()));
+            self.deferred.store(v, Ordering::Release);
+        }
+        // SAFETY: a leaked Box in volatile memory, only used under the memory lock (or by the
+        // single thread of a fork child / the settling coordinator).
+        unsafe { &mut *v }
     }
 
     pub fn fail_after_ns(&self) -> Option<u64> {

@@ -387,6 +387,7 @@ pub fn prepare_fresh_program() {
     }
     process::get().launch().hide_runtime_env();
     crate::api::register_exit_hook();
+    crate::tree::fork::register();
 }
 
 fn thread_count() -> usize {
@@ -406,8 +407,11 @@ pub fn mark_finished(status: i32) {
     // Writes the image with volatile fds: a failure must not stop this thread halfway.
     let _c = crate::signals::critical();
     let p = process::get();
-    if p.mode() != Mode::Active || sys::getpid() != p.pid.load(Ordering::Relaxed) {
-        return; // a forked child exiting: not the image's process
+    if p.mode() != Mode::Active
+        || p.detached.load(Ordering::Acquire)
+        || sys::getpid() != p.pid.load(Ordering::Relaxed)
+    {
+        return; // not the image's process (a detached fork child, or a vfork child)
     }
     let meta = p.meta();
     meta.state = Some(State::Finished);

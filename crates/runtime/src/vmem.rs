@@ -162,6 +162,18 @@ fn unlock() {
     header().lock.store(false, Ordering::Release);
 }
 
+/// Takes the allocator lock across a `fork` (no thread may hold it when the kernel copies the
+/// address space, or the child could never allocate), released by [`fork_unlock`] on both
+/// sides.
+pub fn fork_lock() {
+    ensure_mapped();
+    lock();
+}
+
+pub fn fork_unlock() {
+    unlock();
+}
+
 fn class_of(size: usize, align: usize) -> Option<usize> {
     let need = size.max(align).max(1 << MIN_SHIFT).next_power_of_two();
     let shift = need.trailing_zeros() as usize;

@@ -25,3 +25,8 @@ pub fn reset() {
 pub fn is_free() -> bool {
     LOCK.is_free()
 }
+
+/// The lock itself, for holding it across a `fork` (`tree::fork`).
+pub fn raw() -> &'static FutexLock {
+    &LOCK
+}

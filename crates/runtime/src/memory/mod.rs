@@ -9,6 +9,7 @@
 
 pub mod brk;
 pub mod convert;
+pub mod fork;
 pub mod lock;
 pub mod pool;
 pub mod table;
@@ -36,15 +37,45 @@ const KEPT_FLAGS: i32 = sys::MAP_FIXED
     | sys::MAP_32BIT
     | sys::MAP_NONBLOCK;
 
-/// Whether a request creates memory that must be persistent: anonymous memory (private or
-/// shared) and writable private file mappings. Read-only private file mappings and shared file
-/// mappings stay with their files (a save records them; a resume maps them again).
+/// Whether a request creates memory that must live in the pool: private anonymous memory and
+/// writable private file mappings. Read-only private file mappings and shared file mappings
+/// stay with their files (a save records them; a resume maps them again); shared anonymous
+/// memory gets storage of its own ([`map_shared_anonymous`]).
 fn wants_pool(prot: i32, flags: i32) -> bool {
     let kind = flags & sys::MAP_TYPE;
     if flags & sys::MAP_ANONYMOUS != 0 {
-        return true;
+        return kind == sys::MAP_PRIVATE;
     }
     kind == sys::MAP_PRIVATE && prot & sys::PROT_WRITE != 0
+}
+
+fn is_shared_anonymous(flags: i32) -> bool {
+    let kind = flags & sys::MAP_TYPE;
+    flags & sys::MAP_ANONYMOUS != 0 && (kind == sys::MAP_SHARED || kind == sys::MAP_SHARED_VALIDATE)
+}
+
+/// `MAP_SHARED | MAP_ANONYMOUS`: memory that stays shared with the children a `fork` makes, so
+/// it cannot be a range of the process's own pool (a fork privatizes the pool, and a `munmap`
+/// in one process would punch the other's storage). It is a `memfd` of its own, exactly what
+/// the kernel uses for shared anonymous memory; a save copies it into the image.
+fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Result<usize, Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let size = round_up(len).ok_or(Errno::ENOMEM)?;
+    let fd = crate::os::sys::memfd_create(b"zhuque-shared\0", crate::os::sys::MFD_CLOEXEC)?;
+    let r = crate::os::sys::ftruncate(fd, size as u64).and_then(|_| {
+        map_outside_pool(
+            addr,
+            len,
+            prot,
+            flags & !(sys::MAP_ANONYMOUS | sys::MAP_TYPE) | sys::MAP_SHARED,
+            fd,
+            0,
+        )
+    });
+    let _ = crate::os::sys::close(fd);
+    r
 }
 
 /// `mmap` for a crash-resistant process.
@@ -56,15 +87,14 @@ pub fn map(
     fd: i32,
     off: u64,
 ) -> Result<usize, Errno> {
+    if is_shared_anonymous(flags) {
+        return map_shared_anonymous(addr, len, prot, flags);
+    }
     if !wants_pool(prot, flags) {
         return map_outside_pool(addr, len, prot, flags, fd, off);
     }
     let kind = flags & sys::MAP_TYPE;
-    if len == 0
-        || !(kind == sys::MAP_PRIVATE
-            || kind == sys::MAP_SHARED
-            || kind == sys::MAP_SHARED_VALIDATE)
-    {
+    if len == 0 || kind != sys::MAP_PRIVATE {
         return Err(Errno::EINVAL);
     }
     if flags & sys::MAP_ANONYMOUS == 0 && !page_aligned(off as usize) {
@@ -173,6 +203,9 @@ pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
         // SAFETY: forwarded unchanged: no pool memory involved.
         return unsafe { sys::madvise(addr, len, advice) };
     }
+    if fork::privatized() {
+        return advise_privatized(addr, end, advice);
+    }
     // Pool parts: punch. Gaps between them: forward the advice.
     let mut cursor = addr;
     let mut result = Ok(());
@@ -193,6 +226,38 @@ pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
         }
     }
     result
+}
+
+/// Discarding advice while the pool is privatized for a fork: a child may still read the
+/// pool, so nothing is punched. Each pool part gets fresh storage instead (a hole: it reads
+/// zeros) and its old storage is released when the pool is settled.
+fn advise_privatized(addr: usize, end: usize, advice: i32) -> Result<(), Errno> {
+    let parts = table::get().pieces(addr, end);
+    for p in &parts {
+        let off = pool::alloc(p.len() as u64)?;
+        // SAFETY: replaces the caller's own pool memory, which it asked to discard.
+        unsafe { pool::map(p.start, p.len(), p.prot, sys::MAP_FIXED, off)? };
+        let mut t = table::get();
+        t.remove(p.start, p.end, |old| {
+            pool::release(old.off, old.len() as u64)
+        });
+        t.insert(Piece { off, ..*p });
+    }
+    // Gaps between pool parts: the kernel's advice.
+    let mut cursor = addr;
+    for p in parts.iter().chain(core::iter::once(&Piece {
+        start: end,
+        end,
+        off: 0,
+        prot: 0,
+    })) {
+        if p.start > cursor {
+            // SAFETY: forwarded unchanged on a non-pool gap.
+            unsafe { sys::madvise(cursor, p.start - cursor, advice)? };
+        }
+        cursor = cursor.max(p.end);
+    }
+    Ok(())
 }
 
 /// `mprotect`: making private memory that is not in the pool writable moves it into the pool

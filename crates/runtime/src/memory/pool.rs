@@ -50,8 +50,10 @@ pub fn alloc(len: u64) -> Result<u64, Errno> {
 }
 
 /// Returns a range's storage to the filesystem now; it reads back as zeros. For storage that
-/// is still mapped (`madvise(DONTNEED)` must read zeros at once).
+/// is still mapped (`madvise(DONTNEED)` must read zeros at once). Not while the pool is
+/// privatized for a fork (`fork::privatized`): a child may still read it.
 pub fn punch(off: u64, len: u64) {
+    debug_assert!(!super::fork::privatized(), "punching a privatized pool");
     if len > 0 {
         let _ = sys::punch_hole(process::get().mem_fd(), off, len);
     }
@@ -69,6 +71,10 @@ const PENDING_MAX_BYTES: u64 = 4 << 20;
 /// Frees the storage of a range that is no longer mapped, soon. Callers hold the memory lock.
 pub fn release(off: u64, len: u64) {
     if len == 0 {
+        return;
+    }
+    if super::fork::privatized() {
+        super::fork::deferred_release(off, len);
         return;
     }
     // SAFETY: PENDING is only touched under the memory lock, which the caller holds.
@@ -112,7 +118,8 @@ pub fn flush_released() {
 }
 
 /// Maps `len` bytes of the pool at `off`. `flags` may add `MAP_FIXED`, `MAP_FIXED_NOREPLACE`
-/// and other modifiers; the mapping is always `MAP_SHARED` so stores land in the file.
+/// and other modifiers; the mapping is `MAP_SHARED` so stores land in the file (private while
+/// the pool is privatized for a fork: see `fork.rs`).
 ///
 /// # Safety
 /// With `MAP_FIXED`, replacing memory in use is the caller's responsibility.
@@ -129,7 +136,7 @@ pub unsafe fn map(
             addr,
             len,
             prot,
-            sys::MAP_SHARED | flags,
+            super::fork::pool_map_type() | flags,
             process::get().mem_fd(),
             off,
         )

@@ -128,6 +128,11 @@ const FIRST_CHUNK: usize = 64;
 const CHUNKS: usize = 26;
 
 static LOCK: FutexLock = FutexLock::new();
+
+/// The record lock, for holding it across a `fork` (`tree::fork`).
+pub fn fork_lock() -> &'static FutexLock {
+    &LOCK
+}
 type Guard = FutexGuard<'static>;
 static CHUNK: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(0) }; CHUNKS];
 /// Records ever allocated (every index below exists).

@@ -14,6 +14,19 @@ global_asm!(
     "xor ebp, ebp",
     "call rsi",
     "ud2",
+    // zhuque_call_with_stack(arg: rdi, f: rsi, stack_top: rdx) -> rax
+    // Calls f(arg) on another stack and comes back to this one with its result.
+    ".globl zhuque_call_with_stack",
+    ".type zhuque_call_with_stack,@function",
+    "zhuque_call_with_stack:",
+    "push rbp",
+    "mov rbp, rsp",
+    "mov rsp, rdx",
+    "and rsp, -16",
+    "call rsi",
+    "mov rsp, rbp",
+    "pop rbp",
+    "ret",
     // zhuque_clone(flags: rdi, stack: rsi, parent_tid: rdx, child_tid: rcx, tls: r8) -> rax
     // The caller stores f at [stack] and arg at [stack+8]; the child calls f(arg).
     ".globl zhuque_clone",
@@ -60,6 +73,11 @@ global_asm!(
 
 unsafe extern "C" {
     fn zhuque_call_on_stack(arg: usize, f: extern "C" fn(usize) -> !, stack_top: usize) -> !;
+    fn zhuque_call_with_stack(
+        arg: usize,
+        f: extern "C" fn(usize) -> usize,
+        stack_top: usize,
+    ) -> usize;
     fn zhuque_clone(
         flags: u64,
         stack: usize,
@@ -69,6 +87,20 @@ unsafe extern "C" {
     ) -> isize;
     fn zhuque_clone3(args: *const CloneArgs, size: usize) -> isize;
     fn zhuque_sigreturn(uc: usize) -> !;
+}
+
+/// Calls `f(arg)` on another stack and returns its result on this one. For work that must
+/// not write the caller's stack while it runs (remapping the memory that stack lives in).
+///
+/// # Safety
+/// `stack_top` must be the top of a stack large enough for `f`, not otherwise in use.
+pub unsafe fn call_with_stack(
+    arg: usize,
+    f: extern "C" fn(usize) -> usize,
+    stack_top: usize,
+) -> usize {
+    // SAFETY: forwarded contract; the assembly restores rsp and rbp before returning.
+    unsafe { zhuque_call_with_stack(arg, f, stack_top) }
 }
 
 /// Calls `f(arg)` on a new stack; the old one is abandoned.

@@ -106,10 +106,18 @@ extern "C" fn run(_: usize) -> ! {
         match sys::sigtimedwait(wanted, timeout) {
             Ok((signals::FAIL_SIGNAL, _)) => break,
             // An expiry of a SIGEV_THREAD timer: the helper thread starts its notification.
-            Ok((_, info)) => sigev_thread::expired(&info),
+            // (Not while a fork is under way: it touches persistent memory.)
+            Ok((_, info)) => {
+                p.fork_lock.lock_unguarded();
+                sigev_thread::expired(&info);
+                // SAFETY: taken just above by this thread.
+                unsafe { p.fork_lock.unlock() };
+            }
             Err(_) => {} // a timeout (re-evaluated at the top), or EINTR
         }
     }
+    // A fork under way finishes first (it maps the pool privately for a moment).
+    p.fork_lock.lock_unguarded();
     crate::save::save_and_exit()
 }
 
@@ -117,6 +125,9 @@ extern "C" fn run(_: usize) -> ! {
 pub fn request_failure() {
     let _c = signals::critical();
     let p = process::get();
+    if p.detached.load(Ordering::Acquire) {
+        return; // not crash-resistant: there is nothing to save
+    }
     p.failure_pending.store(true, Ordering::Release);
     let tid = p.coordinator_tid.load(Ordering::Acquire);
     if tid != 0 && tid != sys::gettid() {

@@ -64,6 +64,11 @@ static TID_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
 type Guard = FutexGuard<'static>;
 
+/// The slot lock, for holding it across a `fork` (`tree::fork`).
+pub fn fork_lock() -> &'static FutexLock {
+    &LOCK
+}
+
 fn lock() -> Guard {
     LOCK.lock()
 }
@@ -290,6 +295,21 @@ fn reap_detached(g: &Guard) {
     }
     for s in slots(g).iter_mut() {
         if s.state & DETACHED_COUNTED != 0 && s.state & CREATING == 0 && exited(s.pd) {
+            release(s);
+        }
+    }
+}
+
+/// In a fork child: the other threads of the parent do not exist here, so their stacks are
+/// reclaimed (glibc, too, forgets their descriptors in the child). The calling thread's own
+/// stack stays.
+pub fn forget_other_threads() {
+    let _c = critical();
+    let g = lock();
+    let sp = sys::get_sp();
+    for s in slots(&g).iter_mut() {
+        let mine = s.lo <= sp && sp < s.lo + s.len;
+        if s.lo != 0 && s.state != CACHED && !mine {
             release(s);
         }
     }

@@ -163,7 +163,13 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
             sys::set_tid_address(slot.tid_address);
         }
     }
+    // The last touch of the slot: whoever released it may free it now.
+    slot.done.store(LEFT, Ordering::Release);
+    sys::futex_wake(&slot.done, 1);
 }
+
+/// [`StopSlot::done`] once a released thread no longer uses its slot.
+const LEFT: u32 = 2;
 
 /// Takes signals of `drain_set` pending for the calling thread into the coordinator's buffer
 /// (every signal is blocked while the handler runs, so they stay queued until taken).
@@ -213,13 +219,19 @@ pub struct Stopped {
 /// listing `/proc/self/task` again once every known thread has stopped (stopped threads create
 /// none). Ends the process with a message if some thread cannot be stopped in time.
 pub fn stop_all() -> Stopped {
+    stop_all_but(0)
+}
+
+/// Stops every thread but the caller and `spared` (a thread known to be waiting for the
+/// caller, touching nothing), to be let go again with [`Stopped::release`].
+pub fn stop_all_but(spared: i32) -> Stopped {
     let deadline = now_ns() + STOP_TIMEOUT_NS;
     let mut patience = FIRST_ROUND_PATIENCE_NS;
     let mut rounds = 1;
     // Slots of abandoned rounds stay allocated: a late signal may still point to one.
     let mut abandoned: Vec<Box<StopSlot>> = Vec::new();
     loop {
-        match round(deadline, patience) {
+        match round(deadline, patience, spared) {
             Ok(mut s) => {
                 s.rounds = rounds;
                 return s;
@@ -243,7 +255,7 @@ pub fn stop_all() -> Stopped {
 /// One round; `Err` with its slots when it must be abandoned (see the module comment). Slots
 /// are boxed: threads hold their addresses while the vector grows.
 #[allow(clippy::vec_box)]
-fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
+fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<StopSlot>>> {
     let pid = sys::getpid();
     let me = sys::gettid();
     let counter = stopped_counter();
@@ -256,7 +268,7 @@ fn round(deadline: u64, patience: u64) -> Result<Stopped, Vec<Box<StopSlot>>> {
         let mut tids = task_ids();
         tids.sort_unstable();
         for tid in tids {
-            if tid == me || known.binary_search(&tid).is_ok() {
+            if tid == me || tid == spared || known.binary_search(&tid).is_ok() {
                 continue;
             }
             let at = known.partition_point(|t| *t < tid);
@@ -400,6 +412,25 @@ impl Stopped {
             asks = again;
         }
         out
+    }
+
+    /// Lets every stopped thread run on from where it was (a pause that was not a save), and
+    /// frees the slots once the threads are done with them.
+    pub fn release(self) {
+        for at in 0..self.threads.len() {
+            let slot = self.slot(at);
+            slot.release.store(RELEASED, Ordering::Release);
+            sys::futex_wake(&slot.release, 1);
+        }
+        for &s in &self.slots {
+            // SAFETY: a slot of this round, leaked by `round` for its thread.
+            let slot = unsafe { &*(s as *const StopSlot) };
+            while slot.done.load(Ordering::Acquire) != LEFT {
+                sys::futex_wait(&slot.done, 1, None);
+            }
+            // SAFETY: allocated as a Box by `round`; its thread has left it for good.
+            drop(unsafe { Box::from_raw(s as *mut StopSlot) });
+        }
     }
 
     /// The slot where thread `at` (an index into `threads`) is parked.

@@ -1,0 +1,319 @@
+//! Memory across `fork`: the child gets an exact private snapshot, the parent loses nothing.
+//!
+//! Every writable page of a crash-resistant process is a `MAP_SHARED` page of the pool file,
+//! and the kernel copies-on-write only private mappings. So a fork goes through three steps:
+//!
+//! 1. [`privatize`] (parent, before the kernel's fork): every pool mapping the program did not
+//!    itself ask to share is replaced by a `MAP_PRIVATE` mapping of the same pool range. The
+//!    contents are identical (the pool file *is* the memory); from now on stores land in
+//!    private copies, and the pool file no longer changes, so it is a stable snapshot.
+//!    While the process is privatized, new pool mappings are private too and no pool storage
+//!    is punched out ([`deferred_release`]): a child may still read it.
+//! 2. The kernel's fork copies the private mappings copy-on-write: the child sees exactly the
+//!    parent's memory at the fork.
+//! 3. [`materialize`] (child): the child writes what it sees into a pool file of its own (the
+//!    pool's data plus every page it holds privately) at the same offsets, and maps that file
+//!    shared again. Offsets are unchanged, so the piece table and every recorded offset stay
+//!    right. Then [`settle`] (parent, once no child reads the old pool any more): the pages
+//!    the parent wrote while privatized are written back into its pool and the pool is mapped
+//!    shared again; deferred releases are punched out.
+//!
+//! Pages are told apart with `/proc/self/pagemap`: in a private file mapping, a present page
+//! that is not a file page (bit 61 clear) is the process's own copy.
+//!
+//! Both copy steps run with no other thread touching pool memory (the child has one thread;
+//! the parent's other threads are stopped by the caller), on a volatile stack, and touch no
+//! pool memory between a page's copy and its range's remap: a store in between would be lost.
+
+use super::{lock, pool};
+use crate::os::sys as osys;
+use crate::procfs::{self, Vma};
+use crate::sys::{self, Errno};
+use crate::{process, vmem};
+use core::sync::atomic::Ordering;
+
+const PAGE: usize = 4096;
+/// Pagemap bits: page present, page is a file page (or shared anonymous).
+const PM_PRESENT: u64 = 1 << 63;
+const PM_FILE: u64 = 1 << 61;
+
+/// Whether the pool is mapped privately in this process (between a fork's [`privatize`] and
+/// [`settle`] or [`materialize`]).
+pub fn privatized() -> bool {
+    process::get().privatized.load(Ordering::Acquire)
+}
+
+/// The mapping type new pool mappings get now (`pool::map`).
+pub fn pool_map_type() -> i32 {
+    if privatized() {
+        sys::MAP_PRIVATE
+    } else {
+        sys::MAP_SHARED
+    }
+}
+
+/// Records pool storage to punch out once no child reads the pool any more. Callers hold the
+/// memory lock and run in a critical section (they may allocate).
+pub fn deferred_release(off: u64, len: u64) {
+    process::get().deferred_releases().push((off, len));
+}
+
+/// The pool mappings of this process as the kernel sees them.
+fn pool_mappings() -> Vec<Vma> {
+    let p = process::get();
+    let (dev, ino) = (
+        p.mem_dev.load(Ordering::Relaxed),
+        p.mem_ino.load(Ordering::Relaxed),
+    );
+    procfs::maps()
+        .into_iter()
+        .filter(|v| v.dev == dev && v.ino == ino && !vmem::in_window(v.start))
+        .collect()
+}
+
+/// Step 1: maps every pool range privately. (Memory the program maps `MAP_SHARED` is never
+/// pool memory: it has storage of its own, which parent and child keep sharing, as natively.)
+pub fn privatize() -> Result<(), Errno> {
+    let _g = lock::lock();
+    if privatized() {
+        return Ok(());
+    }
+    // Storage released before now is punched first: the snapshot needs none of it.
+    pool::flush_released();
+    let fd = process::get().mem_fd();
+    for v in pool_mappings() {
+        if v.shared {
+            // SAFETY: the same file range with the same protection: identical contents.
+            unsafe {
+                sys::mmap(
+                    v.start,
+                    v.len(),
+                    v.prot,
+                    sys::MAP_PRIVATE | sys::MAP_FIXED,
+                    fd,
+                    v.offset,
+                )?
+            };
+        }
+    }
+    process::get().privatized.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Byte runs `[start, end)` of the pool file holding data, clipped to `[from, to)`.
+fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let Ok(data) = osys::lseek(fd, at as i64, osys::SEEK_DATA) else {
+            break; // ENXIO: no data after `at`
+        };
+        if data >= to {
+            break;
+        }
+        let hole = osys::lseek(fd, data as i64, osys::SEEK_HOLE).unwrap_or(to);
+        out.push((data, hole.min(to)));
+        at = hole;
+    }
+    out
+}
+
+/// Reads the pagemap entries of `[start, end)` (page aligned).
+fn pagemap(pm: i32, start: usize, end: usize) -> Result<Vec<u64>, Errno> {
+    let n = (end - start) / PAGE;
+    let mut entries = vec![0u64; n];
+    // SAFETY: a u64 slice viewed as bytes.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(entries.as_mut_ptr() as *mut u8, n * 8) };
+    let mut done = 0;
+    while done < bytes.len() {
+        match osys::pread(pm, &mut bytes[done..], ((start / PAGE) * 8 + done) as u64) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(k) => done += k,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(entries)
+}
+
+/// Page runs (as address ranges) of `[v.start, v.end)` whose pagemap entry satisfies `pick`.
+fn page_runs(pm: i32, v: &Vma, pick: impl Fn(u64) -> bool) -> Result<Vec<(usize, usize)>, Errno> {
+    const CHUNK: usize = 4096 * PAGE;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut at = v.start;
+    while at < v.end {
+        let end = (at + CHUNK).min(v.end);
+        for (i, e) in pagemap(pm, at, end)?.into_iter().enumerate() {
+            if !pick(e) {
+                continue;
+            }
+            let page = at + i * PAGE;
+            match runs.last_mut() {
+                Some((_, e)) if *e == page => *e = page + PAGE,
+                _ => runs.push((page, page + PAGE)),
+            }
+        }
+        at = end;
+    }
+    Ok(runs)
+}
+
+/// Writes `[start, end)` of memory to `fd` at the pool offset of `start` in mapping `v`.
+fn write_out(fd: i32, v: &Vma, start: usize, end: usize) -> Result<(), Errno> {
+    let mut done = start;
+    while done < end {
+        let off = v.offset + (done - v.start) as u64;
+        // SAFETY: the range is mapped and readable (callers add read permission first).
+        match unsafe { sys::pwrite_raw(fd, done, end - done, off) } {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` with `v` readable (pool mappings may be `PROT_NONE` or write-only).
+fn readable<T>(v: &Vma, f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    if v.prot & sys::PROT_READ != 0 {
+        return f();
+    }
+    // SAFETY: adds read permission to our own mapping for the copy; restored below.
+    unsafe { sys::mprotect(v.start, v.len(), v.prot | sys::PROT_READ)? };
+    let r = f();
+    // SAFETY: back to the mapping's own protection.
+    unsafe { sys::mprotect(v.start, v.len(), v.prot)? };
+    r
+}
+
+/// Maps `v` shared from pool file `fd` at its own offset and protection.
+fn map_shared(fd: i32, v: &Vma) -> Result<(), Errno> {
+    // SAFETY: the file holds exactly what the mapping showed (just written).
+    unsafe {
+        sys::mmap(
+            v.start,
+            v.len(),
+            v.prot,
+            sys::MAP_SHARED | sys::MAP_FIXED,
+            fd,
+            v.offset,
+        )
+    }
+    .map(|_| ())
+}
+
+fn open_pagemap() -> Result<i32, Errno> {
+    osys::openat(
+        osys::AT_FDCWD,
+        b"/proc/thread-self/pagemap\0",
+        osys::O_RDONLY | osys::O_CLOEXEC,
+        0,
+    )
+}
+
+/// Step 3, child: writes the memory this process sees into `new_fd` (an empty file) at the
+/// same offsets and maps it shared; `new_fd` becomes the pool. Single-threaded, on a
+/// volatile stack.
+pub fn materialize(new_fd: i32) -> Result<(), Errno> {
+    let p = process::get();
+    let old = p.mem_fd();
+    let size = osys::fstat(old)?.size;
+    osys::ftruncate(new_fd, size as u64)?;
+    let pm = open_pagemap()?;
+    let result = (|| {
+        let maps = pool_mappings();
+        for v in maps.iter().filter(|v| !v.shared) {
+            let end_off = v.offset + v.len() as u64;
+            // What to copy: the pool's data under the mapping, and every page present in it
+            // (the process's own copies, wherever the pool had a hole).
+            let mut runs: Vec<(usize, usize)> = data_runs(old, v.offset, end_off)
+                .into_iter()
+                .map(|(s, e)| {
+                    let at = |o: u64| v.start + (o - v.offset) as usize;
+                    (at(s), at(e))
+                })
+                .collect();
+            runs.extend(page_runs(pm, v, |e| e & PM_PRESENT != 0)?);
+            runs.sort_unstable();
+            let merged = merge(runs);
+            readable(v, || {
+                for (s, e) in &merged {
+                    write_out(new_fd, v, *s, *e)?;
+                }
+                Ok(())
+            })?;
+        }
+        for v in maps.iter().filter(|v| !v.shared) {
+            map_shared(new_fd, v)?;
+        }
+        Ok(())
+    })();
+    let _ = osys::close(pm);
+    result?;
+    // Storage released while privatized: punched in this pool too.
+    for (off, len) in p.deferred_releases().drain(..) {
+        let _ = sys::punch_hole(new_fd, off, len);
+    }
+    p.privatized.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Merges sorted, possibly overlapping runs.
+fn merge(runs: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+    for (s, e) in runs {
+        match out.last_mut() {
+            Some((_, last)) if s <= *last => *last = (*last).max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Step 3, parent: writes every page written while privatized back into the pool, maps the
+/// pool shared again and punches deferred releases. No other thread may touch pool memory
+/// meanwhile (they are stopped, or there are none); runs on a volatile stack.
+pub fn settle() -> Result<(), Errno> {
+    let p = process::get();
+    if !privatized() {
+        return Ok(());
+    }
+    let fd = p.mem_fd();
+    let pm = open_pagemap()?;
+    let result = (|| {
+        let maps = pool_mappings();
+        for v in maps.iter().filter(|v| !v.shared) {
+            let own = page_runs(pm, v, |e| e & PM_PRESENT != 0 && e & PM_FILE == 0)?;
+            readable(v, || {
+                for (s, e) in &own {
+                    write_out(fd, v, *s, *e)?;
+                }
+                Ok(())
+            })?;
+            map_shared(fd, v)?;
+        }
+        Ok(())
+    })();
+    let _ = osys::close(pm);
+    result?;
+    p.privatized.store(false, Ordering::Release);
+    for (off, len) in p.deferred_releases().drain(..) {
+        pool::punch(off, len);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn runs_merge_when_they_touch_or_overlap() {
+        assert_eq!(
+            merge(vec![(0, 4), (4, 8), (6, 10), (12, 16)]),
+            vec![(0, 10), (12, 16)]
+        );
+        assert_eq!(merge(vec![]), vec![]);
+    }
+}
