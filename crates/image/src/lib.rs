@@ -12,6 +12,7 @@
 mod codec;
 mod meta;
 pub mod os;
+pub mod tree;
 
 pub use codec::{Reader, Writer};
 pub use meta::*;
@@ -55,6 +56,8 @@ pub enum Error {
     Checksum,
     /// A value that no writer produces.
     Invalid(&'static str),
+    /// An OS-state section (`os::SECTIONS`) in a format version this build does not read.
+    SectionVersion { section: &'static str, version: u32 },
 }
 
 impl std::fmt::Display for Error {
@@ -68,6 +71,10 @@ impl std::fmt::Display for Error {
                 "image metadata checksum mismatch (damaged or torn write)"
             ),
             Error::Invalid(what) => write!(f, "image metadata is invalid: {what}"),
+            Error::SectionVersion { section, version } => write!(
+                f,
+                "image section {section} has format version {version}, which this zhuque does not read"
+            ),
         }
     }
 }
