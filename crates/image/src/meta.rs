@@ -183,13 +183,13 @@ impl Meta {
         self.state.unwrap_or(State::Running)
     }
 
-    /// Bytes of all pool-backed regions.
+    /// Bytes of all pool-backed regions (saturating: a damaged image may claim any sizes).
     pub fn pool_bytes(&self) -> u64 {
         self.regions
             .iter()
             .filter(|r| matches!(r.backing, Backing::Pool { .. }))
             .map(Region::len)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     pub fn section(&self, tag: u32) -> Option<&[u8]> {

@@ -1,11 +1,12 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
 //! settings (dumpable, no_new_privs, child subreaper), and each thread's name (`comm`, what
-//! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`).
+//! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`). The record,
+//! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
 use super::sys as osys;
 use crate::image_io;
-use zhuque_image::os::TAG_PROCESS as TAG;
-use zhuque_image::{Meta, Reader, Writer};
+use zhuque_image::Meta;
+use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadName};
 
 const PR_GET_DUMPABLE: usize = 3;
 const PR_SET_DUMPABLE: usize = 4;
@@ -29,72 +30,67 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     // stopped, so nobody observes the moment in between).
     let mask = rustix::process::umask(rustix::fs::Mode::empty());
     rustix::process::umask(mask);
-    let mut w = Writer::new();
-    w.bytes(&cwd);
-    w.u32(mask.bits());
-    // Fields added later come after, so older readers still find the first two.
-    w.u32(osys::prctl(PR_GET_DUMPABLE, 0).unwrap_or(1) as u32);
-    w.u32(osys::prctl(PR_GET_NO_NEW_PRIVS, 0).unwrap_or(0) as u32);
     let mut subreaper: i32 = 0;
     let _ = osys::prctl(PR_GET_CHILD_SUBREAPER, &mut subreaper as *mut i32 as usize);
-    w.u32(subreaper as u32);
-    let names: Vec<(i32, Vec<u8>)> = meta
-        .threads
-        .iter()
-        .filter_map(|t| Some((t.tid, stopped.name(t.tid)?.to_vec())))
-        .collect();
-    w.u64(names.len() as u64);
-    for (tid, n) in &names {
-        w.i32(*tid);
-        w.bytes(n);
+    let state = ProcessState {
+        cwd,
+        umask: mask.bits(),
+        dumpable: osys::prctl(PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
+        no_new_privs: osys::prctl(PR_GET_NO_NEW_PRIVS, 0).unwrap_or(0) != 0,
+        child_subreaper: subreaper != 0,
+        thread_names: meta
+            .threads
+            .iter()
+            .filter_map(|t| {
+                Some(ThreadName {
+                    tid: t.tid,
+                    name: stopped.name(t.tid)?.to_vec(),
+                })
+            })
+            .collect(),
+    };
+    meta.set_section(TAG, state.encode());
+}
+
+/// The saved record; an image without one (written by the CLI) has nothing to restore.
+fn load(meta: &Meta) -> Option<ProcessState> {
+    let bytes = meta.section(TAG)?;
+    match ProcessState::decode(bytes) {
+        Ok(p) => Some(p),
+        Err(_) => crate::diag::refuse(
+            crate::diag::Line::new().str("image: invalid process state (cwd, umask, prctl)"),
+        ),
     }
-    meta.set_section(TAG, w.into_bytes());
 }
 
 pub fn restore(meta: &Meta) {
-    let Some(bytes) = meta.section(TAG) else {
+    let Some(p) = load(meta) else {
         return;
     };
-    let mut r = Reader::new(bytes);
-    let (Ok(cwd), Ok(mask)) = (r.bytes(), r.u32()) else {
-        return;
-    };
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
-    if image_io::chdir(&cwd).is_err() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(p.umask));
+    if image_io::chdir(&p.cwd).is_err() {
         crate::diag::Line::new()
             .str("warning: the saved working directory ")
-            .push(&cwd)
+            .push(&p.cwd)
             .str(" is gone; staying in the launch directory")
             .emit();
     }
-    let (Ok(dumpable), Ok(nnp), Ok(subreaper)) = (r.u32(), r.u32(), r.u32()) else {
-        return;
-    };
-    let _ = osys::prctl(PR_SET_DUMPABLE, dumpable as usize);
-    if nnp != 0 {
+    let _ = osys::prctl(PR_SET_DUMPABLE, p.dumpable as usize);
+    if p.no_new_privs {
         let _ = osys::prctl(PR_SET_NO_NEW_PRIVS, 1);
     }
-    if subreaper != 0 {
+    if p.child_subreaper {
         let _ = osys::prctl(PR_SET_CHILD_SUBREAPER, 1);
     }
 }
 
 /// Thread names (resume, once the threads exist).
 pub fn restore_names(meta: &Meta) {
-    let Some(bytes) = meta.section(TAG) else {
+    let Some(p) = load(meta) else {
         return;
     };
-    let mut r = Reader::new(bytes);
-    // cwd, umask, dumpable, no_new_privs, subreaper come first.
-    if r.bytes().is_err() || (0..4).any(|_| r.u32().is_err()) {
-        return;
-    }
-    let Ok(n) = r.len_prefix() else { return };
-    for _ in 0..n {
-        let (Ok(saved), Ok(name)) = (r.i32(), r.bytes()) else {
-            return;
-        };
-        let Some(tid) = crate::process::get().current_tid(saved) else {
+    for t in &p.thread_names {
+        let Some(tid) = crate::process::get().current_tid(t.tid) else {
             continue;
         };
         if let Ok(fd) = osys::openat(
@@ -103,7 +99,7 @@ pub fn restore_names(meta: &Meta) {
             osys::O_WRONLY | osys::O_CLOEXEC,
             0,
         ) {
-            let _ = osys::write(fd, &name);
+            let _ = osys::write(fd, &t.name);
             let _ = osys::close(fd);
         }
     }

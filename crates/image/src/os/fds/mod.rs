@@ -1,0 +1,554 @@
+//! The fd table section ([`super::TAG_FDS`]): every fd of the program, the open file
+//! descriptions behind them, pipes and file locks. Each kind of open file has its own module
+//! (as in `crates/runtime/src/os/fds/`); this one holds the table, the [`FileKind`] enum and
+//! the one-byte kind codes that pick a module.
+
+use super::count;
+use crate::Error;
+use crate::codec::{Reader, Writer};
+
+mod epoll;
+mod eventfd;
+mod files;
+mod inotify;
+mod locks;
+mod mqueue;
+mod pipes;
+mod signalfd;
+mod sockets;
+mod timerfd;
+
+pub use epoll::EpollEntry;
+pub use inotify::InotifyWatch;
+pub use locks::{FileLock, LockKind};
+pub use pipes::Pipe;
+pub use sockets::{SockAddr, SockOpt, SockState, Socket};
+pub use timerfd::TimerFd;
+
+pub(super) const NAME: &str = "fds";
+pub(super) const VERSION: u32 = 3;
+
+/// Every fd of the program (but 0, 1 and 2, which belong to each launch) and the open file
+/// descriptions behind them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FdTable {
+    /// Open file descriptions. fds made with `dup` & co. share one (same offset, same flags).
+    pub files: Vec<OpenFile>,
+    pub fds: Vec<Fd>,
+    /// Pipes and FIFOs, referenced by [`FileKind::Pipe`]: both ends share the unread data.
+    pub pipes: Vec<Pipe>,
+    /// File locks the process held.
+    pub locks: Vec<FileLock>,
+}
+
+/// One file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fd {
+    pub fd: i32,
+    pub cloexec: bool,
+    /// Index into [`FdTable::files`].
+    pub file: u32,
+}
+
+/// One open file description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFile {
+    /// `fcntl(F_GETFL)`: access mode and status flags (`O_APPEND`, `O_NONBLOCK`...).
+    pub flags: u32,
+    pub kind: FileKind,
+}
+
+/// What an open file description is, with what is needed to recreate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    /// The same description as the launch's standard stream `fd` (0, 1 or 2): comes back as a
+    /// duplicate of the resuming launch's.
+    Stdio {
+        fd: i32,
+    },
+    /// Reopened by path: regular files, directories, devices, `O_PATH` fds.
+    Path {
+        path: Vec<u8>,
+        dev: u64,
+        ino: u64,
+        /// `st_mode` (type and permissions).
+        mode: u32,
+        offset: u64,
+    },
+    /// A file unlinked while open (or made with `O_TMPFILE`), or a memfd: its contents are copied
+    /// into the image (`copy`, a file name relative to the image directory).
+    Anonymous {
+        /// Where it lived (directory of an unlinked file), or the memfd's name.
+        path: Vec<u8>,
+        memfd: bool,
+        mode: u32,
+        offset: u64,
+        size: u64,
+        /// memfd seals (`F_GET_SEALS`).
+        seals: u32,
+        copy: Vec<u8>,
+    },
+    /// One end (or both, `O_RDWR`) of a pipe or FIFO: index into [`FdTable::pipes`].
+    Pipe {
+        pipe: u32,
+    },
+    Socket(Socket),
+    Epoll {
+        entries: Vec<EpollEntry>,
+    },
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
+    TimerFd(TimerFd),
+    SignalFd {
+        mask: u64,
+    },
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
+    /// A POSIX message queue (`mq_open`), opened again by name; its messages live in the
+    /// kernel, not in the process.
+    MessageQueue {
+        /// The queue's name, with its leading `/`.
+        name: Vec<u8>,
+        /// The process had an `mq_notify` registration on it (which a resume cannot bring back).
+        notified: bool,
+    },
+    /// Something zhuque cannot recreate, described by its `/proc/self/fd` link text; it comes
+    /// back as an fd that fails every operation with `EBADF`, and the resume says so.
+    Unsupported {
+        what: Vec<u8>,
+    },
+}
+
+impl FileKind {
+    /// A short name of the kind, for diagnostics and `inspect`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileKind::Stdio { .. } => "stdio",
+            FileKind::Path { mode, .. } => files::path_kind_name(*mode),
+            FileKind::Anonymous { memfd: true, .. } => "memfd",
+            FileKind::Anonymous { .. } => "unlinked-file",
+            FileKind::Pipe { .. } => "pipe",
+            FileKind::Socket(_) => "socket",
+            FileKind::Epoll { .. } => "epoll",
+            FileKind::EventFd { .. } => "eventfd",
+            FileKind::TimerFd(_) => "timerfd",
+            FileKind::SignalFd { .. } => "signalfd",
+            FileKind::Inotify { .. } => "inotify",
+            FileKind::MessageQueue { .. } => "message-queue",
+            FileKind::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+// The byte that starts each open file's record: which module encodes the rest.
+const KIND_STDIO: u8 = 1;
+const KIND_PATH: u8 = 2;
+const KIND_ANONYMOUS: u8 = 3;
+const KIND_PIPE: u8 = 4;
+const KIND_SOCKET: u8 = 5;
+const KIND_EPOLL: u8 = 6;
+const KIND_EVENTFD: u8 = 7;
+const KIND_TIMERFD: u8 = 8;
+const KIND_SIGNALFD: u8 = 9;
+const KIND_INOTIFY: u8 = 10;
+const KIND_UNSUPPORTED: u8 = 11;
+const KIND_MQUEUE: u8 = 12;
+
+impl FdTable {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(VERSION);
+        w.u64(self.pipes.len() as u64);
+        for p in &self.pipes {
+            pipes::put_pipe(&mut w, p);
+        }
+        w.u64(self.files.len() as u64);
+        for f in &self.files {
+            w.u32(f.flags);
+            put_kind(&mut w, &f.kind);
+        }
+        w.u64(self.fds.len() as u64);
+        for fd in &self.fds {
+            w.i32(fd.fd);
+            w.bool(fd.cloexec);
+            w.u32(fd.file);
+        }
+        w.u64(self.locks.len() as u64);
+        for l in &self.locks {
+            locks::put(&mut w, l);
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<FdTable, Error> {
+        let mut r = Reader::new(bytes);
+        super::check_version(&mut r, NAME, VERSION)?;
+        let mut t = FdTable::default();
+        for _ in 0..count(&mut r)? {
+            t.pipes.push(pipes::get_pipe(&mut r)?);
+        }
+        for _ in 0..count(&mut r)? {
+            let flags = r.u32()?;
+            let kind = get_kind(&mut r)?;
+            t.files.push(OpenFile { flags, kind });
+        }
+        for _ in 0..count(&mut r)? {
+            t.fds.push(Fd {
+                fd: r.i32()?,
+                cloexec: r.bool()?,
+                file: r.u32()?,
+            });
+        }
+        for _ in 0..count(&mut r)? {
+            t.locks.push(locks::get(&mut r)?);
+        }
+        t.check_references()?;
+        Ok(t)
+    }
+
+    /// References must point inside the table: the runtime and `inspect` index with them.
+    fn check_references(&self) -> Result<(), Error> {
+        let nfiles = self.files.len();
+        if self
+            .fds
+            .iter()
+            .any(|f| f.file as usize >= nfiles || f.fd < 0)
+            || self.locks.iter().any(|l| l.file as usize >= nfiles)
+        {
+            return Err(Error::Invalid("fd refers to no open file"));
+        }
+        for f in &self.files {
+            match &f.kind {
+                FileKind::Pipe { pipe } => pipes::check_reference(*pipe, self.pipes.len())?,
+                FileKind::Socket(s) => sockets::check_references(s, nfiles)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put_kind(w: &mut Writer, k: &FileKind) {
+    match k {
+        FileKind::Stdio { fd } => {
+            w.u8(KIND_STDIO);
+            files::put_stdio(w, *fd);
+        }
+        FileKind::Path { .. } => {
+            w.u8(KIND_PATH);
+            files::put_path(w, k);
+        }
+        FileKind::Anonymous { .. } => {
+            w.u8(KIND_ANONYMOUS);
+            files::put_anonymous(w, k);
+        }
+        FileKind::Pipe { pipe } => {
+            w.u8(KIND_PIPE);
+            pipes::put_end(w, *pipe);
+        }
+        FileKind::Socket(s) => {
+            w.u8(KIND_SOCKET);
+            sockets::put(w, s);
+        }
+        FileKind::Epoll { entries } => {
+            w.u8(KIND_EPOLL);
+            epoll::put(w, entries);
+        }
+        FileKind::EventFd { count, semaphore } => {
+            w.u8(KIND_EVENTFD);
+            eventfd::put(w, *count, *semaphore);
+        }
+        FileKind::TimerFd(t) => {
+            w.u8(KIND_TIMERFD);
+            timerfd::put(w, t);
+        }
+        FileKind::SignalFd { mask } => {
+            w.u8(KIND_SIGNALFD);
+            signalfd::put(w, *mask);
+        }
+        FileKind::Inotify { watches } => {
+            w.u8(KIND_INOTIFY);
+            inotify::put(w, watches);
+        }
+        FileKind::Unsupported { what } => {
+            w.u8(KIND_UNSUPPORTED);
+            w.bytes(what);
+        }
+        FileKind::MessageQueue { name, notified } => {
+            w.u8(KIND_MQUEUE);
+            mqueue::put(w, name, *notified);
+        }
+    }
+}
+
+fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
+    Ok(match r.u8()? {
+        KIND_STDIO => files::get_stdio(r)?,
+        KIND_PATH => files::get_path(r)?,
+        KIND_ANONYMOUS => files::get_anonymous(r)?,
+        KIND_PIPE => pipes::get_end(r)?,
+        KIND_SOCKET => FileKind::Socket(sockets::get(r)?),
+        KIND_EPOLL => epoll::get(r)?,
+        KIND_EVENTFD => eventfd::get(r)?,
+        KIND_TIMERFD => FileKind::TimerFd(timerfd::get(r)?),
+        KIND_SIGNALFD => signalfd::get(r)?,
+        KIND_INOTIFY => inotify::get(r)?,
+        KIND_UNSUPPORTED => FileKind::Unsupported { what: r.bytes()? },
+        KIND_MQUEUE => mqueue::get(r)?,
+        _ => return Err(Error::Invalid("open file kind")),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A table with every kind of open file (also used by the other modules' tests).
+    pub(crate) fn table() -> FdTable {
+        FdTable {
+            pipes: vec![Pipe {
+                ino: 77,
+                fifo: Some(b"/tmp/f".to_vec()),
+                capacity: 65536,
+                data: b"unread".to_vec(),
+            }],
+            files: vec![
+                OpenFile {
+                    flags: 0o2002,
+                    kind: FileKind::Path {
+                        path: b"/tmp/x".to_vec(),
+                        dev: 1,
+                        ino: 2,
+                        mode: 0o100644,
+                        offset: 12345,
+                    },
+                },
+                OpenFile {
+                    flags: 0,
+                    kind: FileKind::Pipe { pipe: 0 },
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Socket(Socket {
+                        domain: 1,
+                        ty: 1,
+                        protocol: 0,
+                        local: vec![1, 0],
+                        state: SockState::Pair { peer: 3 },
+                        options: vec![SockOpt {
+                            level: 1,
+                            name: 2,
+                            value: vec![1, 0, 0, 0],
+                        }],
+                        shutdown: 2,
+                        queue: vec![b"abc".to_vec(), b"d".to_vec()],
+                    }),
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Socket(Socket {
+                        state: SockState::Listening {
+                            backlog: 5,
+                            pending: vec![2],
+                        },
+                        ..Socket::default()
+                    }),
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Epoll {
+                        entries: vec![EpollEntry {
+                            fd: 4,
+                            events: 0x8000_0001,
+                            data: u64::MAX,
+                        }],
+                    },
+                },
+                OpenFile {
+                    flags: 0o4002,
+                    kind: FileKind::TimerFd(TimerFd {
+                        clock: 1,
+                        settime_flags: 1,
+                        value_ns: 5,
+                        interval_ns: 6,
+                        ticks: 7,
+                    }),
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Anonymous {
+                        path: b"/tmp".to_vec(),
+                        memfd: false,
+                        mode: 0o100600,
+                        offset: 3,
+                        size: 4,
+                        seals: 1,
+                        copy: b"files/1.0".to_vec(),
+                    },
+                },
+                OpenFile {
+                    flags: 0,
+                    kind: FileKind::Inotify {
+                        watches: vec![InotifyWatch {
+                            wd: 3,
+                            mask: 0x100,
+                            path: b"/tmp".to_vec(),
+                        }],
+                    },
+                },
+                OpenFile {
+                    flags: 0,
+                    kind: FileKind::Unsupported {
+                        what: b"anon_inode:[pidfd]".to_vec(),
+                    },
+                },
+                OpenFile {
+                    flags: 0o4002,
+                    kind: FileKind::MessageQueue {
+                        name: b"/queue".to_vec(),
+                        notified: true,
+                    },
+                },
+                OpenFile {
+                    flags: 1,
+                    kind: FileKind::Stdio { fd: 1 },
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::EventFd {
+                        count: 9,
+                        semaphore: true,
+                    },
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::SignalFd { mask: 0x2200 },
+                },
+            ],
+            fds: vec![
+                Fd {
+                    fd: 3,
+                    cloexec: true,
+                    file: 0,
+                },
+                Fd {
+                    fd: 7,
+                    cloexec: false,
+                    file: 0,
+                },
+                Fd {
+                    fd: 8,
+                    cloexec: false,
+                    file: 2,
+                },
+            ],
+            locks: vec![
+                FileLock {
+                    file: 0,
+                    kind: LockKind::Posix,
+                    write: true,
+                    start: 10,
+                    len: 20,
+                },
+                FileLock {
+                    file: 0,
+                    kind: LockKind::Flock,
+                    write: false,
+                    start: 0,
+                    len: 0,
+                },
+            ],
+        }
+    }
+
+    /// Encodes one open file's kind alone (for the kind modules' tests).
+    pub(crate) fn kind_roundtrip(k: &FileKind) -> FileKind {
+        let mut w = Writer::new();
+        put_kind(&mut w, k);
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes);
+        let back = get_kind(&mut r).unwrap();
+        assert!(r.is_empty(), "{k:?} left bytes behind");
+        for n in 0..bytes.len() {
+            assert!(get_kind(&mut Reader::new(&bytes[..n])).is_err());
+        }
+        back
+    }
+
+    #[test]
+    fn fd_table_roundtrip() {
+        let t = table();
+        assert_eq!(FdTable::decode(&t.encode()).unwrap(), t);
+        for n in 0..t.encode().len() {
+            assert!(FdTable::decode(&t.encode()[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn every_kind_roundtrips_alone() {
+        for f in table().files {
+            assert_eq!(kind_roundtrip(&f.kind), f.kind);
+        }
+    }
+
+    #[test]
+    fn dangling_references_are_refused() {
+        let mut t = table();
+        t.fds[0].file = 99;
+        assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.files[1].kind = FileKind::Pipe { pipe: 5 };
+        assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.locks[0].file = 13;
+        assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.fds[1].fd = -1;
+        assert!(FdTable::decode(&t.encode()).is_err());
+    }
+
+    #[test]
+    fn unknown_version_and_kind_are_refused() {
+        let mut bytes = table().encode();
+        bytes[0] = 2;
+        assert_eq!(
+            FdTable::decode(&bytes),
+            Err(Error::SectionVersion {
+                section: NAME,
+                version: 2
+            })
+        );
+        let mut w = Writer::new();
+        w.u8(99);
+        assert_eq!(
+            get_kind(&mut Reader::new(&w.into_bytes())),
+            Err(Error::Invalid("open file kind"))
+        );
+    }
+
+    #[test]
+    fn kind_names() {
+        let names: Vec<&str> = table().files.iter().map(|f| f.kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "file",
+                "pipe",
+                "socket",
+                "socket",
+                "epoll",
+                "timerfd",
+                "unlinked-file",
+                "inotify",
+                "unsupported",
+                "message-queue",
+                "stdio",
+                "eventfd",
+                "signalfd"
+            ]
+        );
+    }
+}

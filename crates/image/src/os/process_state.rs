@@ -1,0 +1,137 @@
+//! Process-wide attributes ([`super::TAG_PROCESS`]): the working directory, the file mode
+//! creation mask, a few `prctl` settings and each thread's name.
+
+use super::count;
+use crate::Error;
+use crate::codec::{Reader, Writer};
+
+pub(super) const NAME: &str = "process";
+/// Version 1 is the first with a version word. Earlier runtimes wrote the fields without one,
+/// starting with the working directory's 8-byte length: read as this format, such a record
+/// has another version or an absurd length, a clean decode error (and a later runtime never
+/// resumes their images anyway: its library file differs).
+pub(super) const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessState {
+    /// The working directory (`getcwd`); empty when it could not be read.
+    pub cwd: Vec<u8>,
+    /// The file mode creation mask.
+    pub umask: u32,
+    /// `PR_GET_DUMPABLE`.
+    pub dumpable: u32,
+    /// `PR_GET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// `PR_GET_CHILD_SUBREAPER`.
+    pub child_subreaper: bool,
+    /// Each thread's name (`comm`), by saved thread id.
+    pub thread_names: Vec<ThreadName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ThreadName {
+    pub tid: i32,
+    pub name: Vec<u8>,
+}
+
+impl ProcessState {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(VERSION);
+        w.bytes(&self.cwd);
+        w.u32(self.umask);
+        w.u32(self.dumpable);
+        w.bool(self.no_new_privs);
+        w.bool(self.child_subreaper);
+        w.u64(self.thread_names.len() as u64);
+        for t in &self.thread_names {
+            w.i32(t.tid);
+            w.bytes(&t.name);
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ProcessState, Error> {
+        let mut r = Reader::new(bytes);
+        super::check_version(&mut r, NAME, VERSION)?;
+        let mut p = ProcessState {
+            cwd: r.bytes()?,
+            umask: r.u32()?,
+            dumpable: r.u32()?,
+            no_new_privs: r.bool()?,
+            child_subreaper: r.bool()?,
+            thread_names: Vec::new(),
+        };
+        for _ in 0..count(&mut r)? {
+            p.thread_names.push(ThreadName {
+                tid: r.i32()?,
+                name: r.bytes()?,
+            });
+        }
+        Ok(p)
+    }
+
+    /// The saved name of thread `tid`.
+    pub fn thread_name(&self, tid: i32) -> Option<&[u8]> {
+        self.thread_names
+            .iter()
+            .find(|t| t.tid == tid)
+            .map(|t| t.name.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ProcessState {
+        ProcessState {
+            cwd: b"/home/u".to_vec(),
+            umask: 0o022,
+            dumpable: 1,
+            no_new_privs: true,
+            child_subreaper: false,
+            thread_names: vec![
+                ThreadName {
+                    tid: 2,
+                    name: b"main".to_vec(),
+                },
+                ThreadName {
+                    tid: 3,
+                    name: b"worker-1".to_vec(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        for p in [sample(), ProcessState::default()] {
+            let bytes = p.encode();
+            assert_eq!(ProcessState::decode(&bytes).unwrap(), p);
+            for n in 0..bytes.len() {
+                assert!(ProcessState::decode(&bytes[..n]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let mut bytes = sample().encode();
+        bytes[0] = 2;
+        assert_eq!(
+            ProcessState::decode(&bytes),
+            Err(Error::SectionVersion {
+                section: NAME,
+                version: 2
+            })
+        );
+    }
+
+    #[test]
+    fn thread_names() {
+        let p = sample();
+        assert_eq!(p.thread_name(3), Some(&b"worker-1"[..]));
+        assert_eq!(p.thread_name(4), None);
+    }
+}
