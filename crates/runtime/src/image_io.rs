@@ -20,6 +20,46 @@ fn hide(fd: OwnedFd) -> OwnedFd {
     }
 }
 
+/// [`hide`] for a raw fd the caller owns; returns the fd to use from now on.
+pub fn hide_raw(fd: i32) -> i32 {
+    // SAFETY: the caller owns `fd`; ownership comes back as the returned number.
+    hide(unsafe { OwnedFd::from_raw_fd(fd) }).into_raw_fd()
+}
+
+/// Removes everything inside directory `dir` (recursively), leaving it empty.
+pub fn empty_dir(dir: BorrowedFd) -> Result<(), Errno> {
+    let d = fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names: Vec<(Vec<u8>, bool)> = Vec::new();
+    for e in fs::Dir::new(d)?.flatten() {
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push((name.to_vec(), e.file_type() == fs::FileType::Directory));
+    }
+    for (name, is_dir) in names {
+        let c = cstr(&name);
+        if is_dir {
+            let sub = fs::openat(
+                dir,
+                as_cstr(&c),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            empty_dir(sub.as_fd())?;
+            fs::unlinkat(dir, as_cstr(&c), fs::AtFlags::REMOVEDIR)?;
+        } else {
+            fs::unlinkat(dir, as_cstr(&c), fs::AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
 fn cstr(bytes: &[u8]) -> Vec<u8> {
     let mut v = bytes.to_vec();
     v.push(0);

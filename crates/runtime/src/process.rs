@@ -39,6 +39,16 @@ pub struct Launch {
     pub cwd: Vec<u8>,
 }
 
+/// What makes an executed program a member of this process's tree: the canonical
+/// environment's values.
+pub struct ExecTarget {
+    /// The tree's image directory.
+    pub dir: Vec<u8>,
+    /// This runtime's path.
+    pub runtime: Vec<u8>,
+    pub fail_after: Option<f64>,
+}
+
 /// Everything the runtime keeps about the current process.
 #[repr(C)]
 pub struct Process {
@@ -73,9 +83,13 @@ pub struct Process {
     /// The pipe a fork child reports on once it no longer needs the parent's pool.
     pub fork_ready_r: AtomicI32,
     pub fork_ready_w: AtomicI32,
+    /// The control connection to the zhuque init, plus one (0: none; see `tree::control`).
+    ctl_fd_plus_one: AtomicI32,
     /// A child of a crash-resistant program that cannot be protected itself (no process
     /// tree to belong to): its memory is its own, but failures do not save it.
     pub detached: AtomicBool,
+    /// A fork child outside a tree says it is not protected (only the first of each parent).
+    pub warn_child: AtomicBool,
     /// Pool storage released while privatized, to punch out once it is settled.
     deferred: core::sync::atomic::AtomicPtr<Vec<(u64, u64)>>,
     /// Saved tid -> tid in this process, for every thread a resume recreated (null: this
@@ -85,6 +99,12 @@ pub struct Process {
     meta: core::sync::atomic::AtomicPtr<Meta>,
     /// Absolute image directory, NUL-free bytes.
     dir: core::sync::atomic::AtomicPtr<Vec<u8>>,
+    /// In a process tree: what programs this one executes are given (`tree::exec`).
+    exec_target: core::sync::atomic::AtomicPtr<ExecTarget>,
+    /// In a process tree: the address of the init's control channel.
+    ctl_address: core::sync::atomic::AtomicPtr<Vec<u8>>,
+    /// In a process tree: the tree's image directory (`dir` is this process's, inside it).
+    tree_dir: core::sync::atomic::AtomicPtr<Vec<u8>>,
     launch: core::sync::atomic::AtomicPtr<Launch>,
 }
 
@@ -143,6 +163,42 @@ impl Process {
         unsafe { (*self.dir.load(Ordering::Acquire)).as_slice() }
     }
 
+    /// What executed programs are given, in a process tree.
+    pub fn exec_target(&self) -> Option<&'static ExecTarget> {
+        let t = self.exec_target.load(Ordering::Acquire);
+        // SAFETY: set once to a leaked Box in volatile memory.
+        (!t.is_null()).then(|| unsafe { &*t })
+    }
+
+    pub fn set_exec_target(&self, t: ExecTarget) {
+        self.exec_target
+            .store(Box::into_raw(Box::new(t)), Ordering::Release);
+    }
+
+    /// The address of the init's control channel, once found.
+    pub fn ctl_address(&self) -> Option<&'static [u8]> {
+        let a = self.ctl_address.load(Ordering::Acquire);
+        // SAFETY: set once to a leaked Box in volatile memory.
+        (!a.is_null()).then(|| unsafe { (*a).as_slice() })
+    }
+
+    pub fn set_ctl_address(&self, a: Vec<u8>) {
+        self.ctl_address
+            .store(Box::into_raw(Box::new(a)), Ordering::Release);
+    }
+
+    /// The tree's image directory, in a process tree.
+    pub fn tree_dir(&self) -> Option<&'static [u8]> {
+        let d = self.tree_dir.load(Ordering::Acquire);
+        // SAFETY: set once to a leaked Box in volatile memory.
+        (!d.is_null()).then(|| unsafe { (*d).as_slice() })
+    }
+
+    pub fn set_tree_dir(&self, d: Vec<u8>) {
+        self.tree_dir
+            .store(Box::into_raw(Box::new(d)), Ordering::Release);
+    }
+
     pub fn set_dir(&self, d: Vec<u8>) {
         self.dir
             .store(Box::into_raw(Box::new(d)), Ordering::Release);
@@ -182,6 +238,16 @@ impl Process {
         map.iter()
             .find(|(old, _)| *old == saved)
             .map(|(_, new)| *new)
+    }
+
+    /// The control connection to the init, -1 outside a process tree.
+    pub fn ctl_fd(&self) -> i32 {
+        self.ctl_fd_plus_one.load(Ordering::Acquire) - 1
+    }
+
+    /// Replaces the control connection (-1: none); returns the previous one.
+    pub fn swap_ctl_fd(&self, fd: i32) -> i32 {
+        self.ctl_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
     }
 
     /// Pool storage released while the pool is privatized (callers hold the memory lock).

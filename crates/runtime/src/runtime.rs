@@ -87,6 +87,19 @@ fn init() {
         )
     });
 
+    // In a process tree, the init says what this process is (tree::member).
+    let launch = match crate::tree::member::start(crate::tree::member::Start {
+        fresh: fresh_program(&launch, &dir, &runtime_path, fail_after),
+        launch,
+        dir: &dir,
+        dir_fd: dir_fd.as_fd(),
+        fail_after,
+        runtime: &runtime_path,
+    }) {
+        None => return,
+        Some(launch) => launch,
+    };
+
     // Plan the exec this process must be (to re-execute if it is not).
     let before = image_io::read_meta(dir_fd.as_fd()).ok().flatten();
     let target =
@@ -210,7 +223,7 @@ fn same_file(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
+pub fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
     sys::personality_get() & sys::ADDR_NO_RANDOMIZE != 0
         && launch.execfn == target.exe
         && launch.argv == target.argv
@@ -220,7 +233,7 @@ fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
 
 /// Executes `target` in place of this process, with ASLR off: the one re-execution that makes a
 /// hand-started program's layout reproducible (the CLI never needs it).
-fn reexec(target: &Program) -> ! {
+pub fn reexec(target: &Program) -> ! {
     let z = |v: &[u8]| {
         let mut c = v.to_vec();
         c.push(0);
@@ -270,7 +283,7 @@ pub fn adopt_memory(fd: rustix::fd::OwnedFd) {
     p.mem_fd.store(image_io::leak(fd), Ordering::Relaxed);
 }
 
-fn fresh_start(program: Program, launch: Launch) {
+pub fn fresh_start(program: Program, launch: Launch) {
     let p = process::get();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     let mem = image_io::create_memory(dir).unwrap_or_else(|e| {
@@ -385,7 +398,11 @@ pub fn prepare_fresh_program() {
                 .num(e.0 as u64),
         );
     }
-    process::get().launch().hide_runtime_env();
+    // Outside a process tree, programs this one runs must not take its image; in a tree they
+    // are members, whatever runs them (glibc's `system` and `popen` pass `environ` on).
+    if !crate::tree::in_tree() {
+        process::get().launch().hide_runtime_env();
+    }
     crate::api::register_exit_hook();
     crate::tree::fork::register();
 }
@@ -410,8 +427,11 @@ pub fn mark_finished(status: i32) {
     if p.mode() != Mode::Active
         || p.detached.load(Ordering::Acquire)
         || sys::getpid() != p.pid.load(Ordering::Relaxed)
+        || crate::tree::in_tree()
     {
-        return; // not the image's process (a detached fork child, or a vfork child)
+        // Not the image's process (a detached fork child, or a vfork child), or a process of
+        // a tree, whose init cleans its image once the process has ended.
+        return;
     }
     let meta = p.meta();
     meta.state = Some(State::Finished);

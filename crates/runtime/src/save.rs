@@ -19,19 +19,60 @@ use core::sync::atomic::Ordering;
 use zhuque_image::{Backing, Region, State};
 
 pub fn save_and_exit() -> ! {
-    let p = process::get();
     // Before anything opens a file: see `os::detach_fd_table`.
     crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
+    let generation = process::get().meta().generation + 1;
+    if write_image(&stopped, generation).is_err() {
+        // The previous image is intact (nothing was renamed over it); this one is lost.
+        crate::diag::say(
+            "the save failed: cannot write the image (disk full?); the program is stopped unsaved",
+        );
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
+    sys::exit_group(zhuque_image::EXIT_SAVED)
+}
+
+/// A save of a process of a tree (docs/process-trees.md, "A save"): the init says when to
+/// stop, when to write, and whether the save of the whole tree held.
+pub fn save_member(generation: u64) -> ! {
+    use crate::tree::control;
+    use zhuque_image::tree::Msg;
+    crate::os::detach_fd_table();
+    let stopped = crate::threads::stop::stop_all();
+    let _ = control::send(Msg::Stopped);
+    let ok = match control::recv() {
+        Some(Msg::Save { generation: g }) if g == generation => {
+            let written = write_image(&stopped, generation);
+            if written.is_err() {
+                crate::diag::say("the save failed: cannot write this process's image (disk full?)");
+            }
+            let _ = control::send(Msg::Saved {
+                ok: written.is_ok(),
+            });
+            written.is_ok() && control::recv() == Some(Msg::Commit)
+        }
+        _ => false,
+    };
+    sys::exit_group(if ok {
+        zhuque_image::EXIT_SAVED
+    } else {
+        zhuque_image::EXIT_REFUSED
+    })
+}
+
+/// Records this stopped process into its image as generation `generation`.
+fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Result<(), ()> {
+    let p = process::get();
     api::note_failure();
     let mut meta = p.meta().clone();
     meta.state = Some(State::Saved);
-    meta.generation += 1;
+    meta.generation = generation;
     meta.failures += 1;
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
     meta.threads = stopped.threads.clone();
-    crate::os::save(&mut meta, &stopped);
+    crate::os::save(&mut meta, stopped);
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured);
     meta.pool_end = crate::memory::pool::end();
@@ -41,20 +82,13 @@ pub fn save_and_exit() -> ! {
     if sync {
         let _ = rustix::fs::fsync(image_io::borrow(p.mem_fd()));
     }
-    let written = (if captured.is_empty() {
+    (if captured.is_empty() {
         Ok(())
     } else {
         image_io::write_captured(dir, &captured, sync)
     })
-    .and_then(|_| image_io::write_meta(dir, &meta, sync));
-    if written.is_err() {
-        // The previous image is intact (nothing was renamed over it); this one is lost.
-        crate::diag::say(
-            "the save failed: cannot write the image (disk full?); the program is stopped unsaved",
-        );
-        sys::exit_group(zhuque_image::EXIT_REFUSED);
-    }
-    sys::exit_group(zhuque_image::EXIT_SAVED)
+    .and_then(|_| image_io::write_meta(dir, &meta, sync))
+    .map_err(|_| ())
 }
 
 /// The address space as the kernel sees it, as regions to restore.

@@ -11,8 +11,22 @@ use crate::sys::{self, SigInfo};
 pub const FAIL_SIGNAL: i32 = 30; // SIGPWR
 pub const STOP_SIGNAL: i32 = 64; // SIGRTMAX
 
-extern "C" fn fail_handler(_sig: i32, _info: *mut SigInfo, _uc: *mut core::ffi::c_void) {
-    crate::threads::coordinator::request_failure();
+extern "C" fn fail_handler(_sig: i32, info: *mut SigInfo, _uc: *mut core::ffi::c_void) {
+    // SAFETY: the kernel passes a valid siginfo.
+    if is_wake_up(unsafe { &*info }) {
+        crate::threads::coordinator::wake();
+    } else {
+        crate::threads::coordinator::request_failure();
+    }
+}
+
+/// Whether a `SIGPWR` is the zhuque init telling this process a message waits on the control
+/// channel (docs/process-trees.md), not a failure request.
+pub fn is_wake_up(info: &SigInfo) -> bool {
+    info.code == sys::SI_QUEUE
+        && info.pid == 1
+        && info.value as u64 == zhuque_image::tree::WAKE_VALUE
+        && crate::tree::in_tree()
 }
 
 /// Installs the runtime's handlers (fresh start and resume).

@@ -53,6 +53,9 @@ pub mod nr {
     pub const GETPID: usize = 39;
     pub const EXECVE: usize = 59;
     pub const EXIT: usize = 60;
+    pub const WAITID: usize = 247;
+    pub const SETPGID: usize = 109;
+    pub const SETSID: usize = 112;
     pub const FCNTL: usize = 72;
     pub const SIGALTSTACK: usize = 131;
     pub const PERSONALITY: usize = 135;
@@ -372,6 +375,8 @@ impl SigInfo {
 }
 
 pub const SI_QUEUE: i32 = -1;
+/// `si_code` of a signal sent with `tkill`/`tgkill`.
+pub const SI_TKILL: i32 = -6;
 
 /// Sends `sig` to one thread with a value (`rt_tgsigqueueinfo`), so its handler can tell a
 /// runtime request from a stray signal and find its slot.

@@ -96,7 +96,19 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     // From here on, memory is the saved process's.
     p.set_mode(process::Mode::Active);
+    let tree = crate::tree::in_tree().then(|| {
+        let tree = crate::tree::children::saved_tree()
+            .unwrap_or_else(|| diag::refuse(Line::new().str("cannot read the saved process tree")));
+        let fail_after = p.exec_target().and_then(|t| t.fail_after);
+        crate::tree::children::recreate(&tree, meta.pid, fail_after);
+        tree
+    });
     crate::os::restore(meta);
+    if let Some(tree) = &tree {
+        // Nothing of the program runs, and nothing is written, before every process of the
+        // tree is back (docs/process-trees.md, "A resume").
+        crate::tree::member::rejoin(tree, meta);
+    }
     crate::signals::install();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     if let Err(e) = image_io::write_meta(dir, p.meta(), p.mem_needs_sync.load(Ordering::Relaxed)) {

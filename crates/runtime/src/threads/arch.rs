@@ -213,6 +213,37 @@ pub unsafe fn spawn3(
     crate::sys::check(r).map(|t| t as i32)
 }
 
+/// Starts a child *process* (a copy of this one, as `fork` makes, but without glibc) with pid
+/// `pid` (`clone3` `set_tid`, in a pid namespace of ours), running `f(arg)` on
+/// `[stack, stack_top)`. The parent gets `SIGCHLD` when it ends, as for any child.
+///
+/// # Safety
+/// The stack must be memory the child may use (volatile: the child has its own copy); `f`
+/// must touch no shared (pool) memory and never return.
+pub unsafe fn spawn_process(
+    pid: i32,
+    stack: usize,
+    stack_top: usize,
+    f: extern "C" fn(usize) -> !,
+    arg: usize,
+) -> Result<i32, crate::sys::Errno> {
+    const SIGCHLD: u64 = 17;
+    // SAFETY: forwarded contract.
+    let sp = unsafe { prime_stack(stack_top, f, arg) };
+    let tid_storage: i32 = pid;
+    let args = CloneArgs {
+        exit_signal: SIGCHLD,
+        stack: stack as u64,
+        stack_size: (sp - stack) as u64,
+        set_tid: &tid_storage as *const i32 as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args is valid for the call.
+    let r = unsafe { zhuque_clone3(&args, core::mem::size_of::<CloneArgs>()) };
+    crate::sys::check(r).map(|t| t as i32)
+}
+
 /// Resumes the context saved in the kernel signal frame whose `ucontext` is at `uc`.
 ///
 /// # Safety

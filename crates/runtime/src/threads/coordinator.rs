@@ -93,18 +93,40 @@ extern "C" fn run(_: usize) -> ! {
         sys::futex_wait(&p.coordinator_gate, 0, None);
     }
     become_realtime();
-    let deadline = p.fail_after_ns().map(|d| now_ns() + d);
+    let mut deadline = p.fail_after_ns().map(|d| now_ns() + d);
     let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
+    let in_tree = crate::tree::in_tree();
     loop {
-        if p.failure_pending.load(Ordering::Acquire) {
-            break;
+        if in_tree {
+            // The init's messages first (one may have come before this thread existed).
+            while let Some(m) = crate::tree::control::try_recv() {
+                if let zhuque_image::tree::Msg::Stop { generation } = m {
+                    p.fork_lock.lock_unguarded();
+                    crate::save::save_member(generation);
+                }
+            }
+        }
+        let due = deadline.is_some_and(|d| now_ns() >= d);
+        if p.failure_pending.load(Ordering::Acquire) || due {
+            if !in_tree {
+                break;
+            }
+            // A failure of one process is a failure of the whole tree: the init saves it.
+            p.failure_pending.store(false, Ordering::Release);
+            deadline = None;
+            let _ = crate::tree::control::send(zhuque_image::tree::Msg::Fail);
         }
         let timeout = deadline.map(|d| d.saturating_sub(now_ns()));
-        if timeout == Some(0) {
-            break;
-        }
         match sys::sigtimedwait(wanted, timeout) {
-            Ok((signals::FAIL_SIGNAL, _)) => break,
+            // The init's wake-up (its message is read above), or a failure request.
+            Ok((signals::FAIL_SIGNAL, info)) => {
+                // A relay from the handler (which ran on a program thread and has already
+                // said what it was), the init's wake-up, or a failure request.
+                let relay = info.code == sys::SI_TKILL && info.pid == sys::getpid();
+                if !relay && !signals::is_wake_up(&info) {
+                    p.failure_pending.store(true, Ordering::Release);
+                }
+            }
             // An expiry of a SIGEV_THREAD timer: the helper thread starts its notification.
             // (Not while a fork is under way: it touches persistent memory.)
             Ok((_, info)) => {
@@ -119,6 +141,15 @@ extern "C" fn run(_: usize) -> ! {
     // A fork under way finishes first (it maps the pool privately for a moment).
     p.fork_lock.lock_unguarded();
     crate::save::save_and_exit()
+}
+
+/// Wakes the coordinator up to read the init's message (async-signal-safe).
+pub fn wake() {
+    let p = process::get();
+    let tid = p.coordinator_tid.load(Ordering::Acquire);
+    if tid != 0 && tid != sys::gettid() {
+        let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
+    }
 }
 
 /// Asks the coordinator for a failure (from any thread; async-signal-safe).

@@ -109,6 +109,7 @@ fn before_fork() {
         .unwrap_or_else(|_| diag::fatal("cannot create a pipe for fork (no fd left?)"));
     p.fork_ready_r.store(r, Ordering::Relaxed);
     p.fork_ready_w.store(w, Ordering::Relaxed);
+    super::before_fork();
     if let Err(e) = memory::fork::privatize() {
         fork_failed("cannot map the pool privately", e);
     }
@@ -188,7 +189,7 @@ fn after_fork_in_child() {
     let p = process::get();
     let _ = osys::close(p.fork_ready_r.load(Ordering::Relaxed));
     p.pid.store(sys::getpid(), Ordering::Relaxed);
-    let pool =
+    let (pool, dir) =
         super::child_pool().unwrap_or_else(|e| fork_failed("cannot create the child's pool", e));
     let stack = vmem::map(SETTLE_STACK);
     // SAFETY: a fresh volatile stack (this child's copy of the window); the child has one
@@ -214,7 +215,7 @@ fn after_fork_in_child() {
     let _ = osys::close(w);
     reset_process_state();
     slots::forget_other_threads();
-    super::become_child();
+    super::become_child(dir);
     // SAFETY: the fork lock was held by the thread that forked, which this thread is.
     unsafe { p.fork_lock.unlock() };
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));

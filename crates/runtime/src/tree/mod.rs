@@ -1,39 +1,139 @@
-//! Process trees: `fork` and child processes of a crash-resistant program.
+//! Process trees: `fork`, `exec` and child processes of a crash-resistant program
+//! (docs/process-trees.md).
 //!
 //! - [`fork`]: the child of a `fork` gets an exact private snapshot of the parent's memory
-//!   in a pool of its own, and the parent loses nothing (`memory::fork` does the copying).
+//!   in a pool of its own, and the parent loses nothing (`memory::fork` does the copying);
+//! - [`member`]: how a process of a tree starts (fresh or resumed, as the init says), with
+//!   its image at `DIR/p/<pid>/`;
+//! - [`exec`]: programs a process executes join the tree ([`elf`] tells which can);
+//! - [`control`]: the connection to the zhuque init.
 //!
 //! A child belongs to the program's process tree only when there is one to belong to: the
-//! pid namespace of `zhuque run`, whose init keeps the tree (see `docs/process-trees.md`).
-//! Without it (a program started by hand) a child runs on its own memory but is not
-//! crash-resistant, and says so once.
+//! pid namespace of `zhuque run`, whose init keeps the tree. Without it (a program started by
+//! hand) a child runs on its own memory but is not crash-resistant, and says so once.
 
+pub mod children;
+pub mod control;
+mod elf;
+pub mod exec;
 pub mod fork;
+pub mod member;
 
-use crate::diag::Line;
+use crate::diag::{self, Line};
+use crate::image_io;
 use crate::os::sys as osys;
 use crate::process;
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
+use zhuque_image::State;
+use zhuque_image::tree::{Msg, Role};
 
-/// A new, empty pool file for this process (a fork child), as an fd.
-fn child_pool() -> Result<i32, Errno> {
-    osys::memfd_create(b"zhuque-pool\0", osys::MFD_CLOEXEC)
+/// Whether this process belongs to a process tree.
+pub fn in_tree() -> bool {
+    control::connected()
 }
 
-/// The fork child becomes a process of its own: outside a process tree, one that runs on
-/// its own memory but is not protected.
-fn become_child() {
+/// Where a fork child keeps its memory: in a tree, the `memory` file of its own new image
+/// directory (returned too); outside, a memfd.
+fn child_pool() -> Result<(i32, Option<i32>), Errno> {
+    if !in_tree() {
+        let fd = osys::memfd_create(b"zhuque-pool\0", osys::MFD_CLOEXEC)?;
+        return Ok((image_io::hide_raw(fd), None));
+    }
+    let dir = member::fork_child_dir().ok_or(Errno::EIO)?;
+    let pool =
+        image_io::create_memory(image_io::borrow(dir)).map_err(|e| Errno(e.raw_os_error()))?;
+    Ok((image_io::leak(pool), Some(dir)))
+}
+
+/// The fork child becomes a process of its own, once its memory is its own: in a tree, a
+/// member with its own image and connection; outside, a process that runs on its own memory
+/// but is not protected.
+fn become_child(dir: Option<i32>) {
+    let p = process::get();
+    // The parent's image directory and connection are the parent's.
+    let old_dir = p.dir_fd.swap(dir.unwrap_or(-1), Ordering::AcqRel);
+    if old_dir >= 0 {
+        let _ = osys::close(old_dir);
+    }
+    let old_ctl = control::take();
+    if old_ctl >= 0 {
+        let _ = osys::close(old_ctl);
+    }
+    let Some(dir) = dir else {
+        detach();
+        return;
+    };
+    let mut pdir = p.tree_dir().unwrap_or_default().to_vec();
+    pdir.push(b'/');
+    pdir.extend_from_slice(zhuque_image::tree::process_dir(sys::getpid()).as_bytes());
+    p.set_dir(pdir);
+    if !control::reconnect() || control::hello() != Some(Role::Fresh) {
+        diag::Line::new()
+            .str("fork: the zhuque init did not take the child in")
+            .emit();
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
+    let meta = p.meta();
+    meta.state = Some(State::Running);
+    meta.pid = sys::getpid();
+    meta.created_unix_ns = process::unix_ns();
+    meta.regions.clear();
+    meta.threads.clear();
+    meta.sections.clear();
+    if let Err(e) = image_io::write_meta(
+        image_io::borrow(dir),
+        meta,
+        p.mem_needs_sync.load(Ordering::Relaxed),
+    ) {
+        diag::Line::new()
+            .str("fork: cannot write the child's image: ")
+            .str(&e.to_string())
+            .emit();
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
+    crate::threads::coordinator::start();
+}
+
+/// A fork child outside a tree: its memory is its own, but failures do not save it. The
+/// first child of each process says so, for it and its later siblings ([`before_fork`]).
+fn detach() {
     let p = process::get();
     p.detached.store(true, Ordering::Release);
-    // The image belongs to the parent: the child keeps none of its files.
-    let dir = p.dir_fd.swap(-1, Ordering::AcqRel);
-    if dir >= 0 {
-        let _ = osys::close(dir);
+    if p.warn_child.load(Ordering::Relaxed) {
+        Line::new()
+            .str("warning: process ")
+            .num(sys::getpid() as u64)
+            .str(" and any later fork child of its parent are not crash-resistant: process trees need `zhuque run` (its pid namespace)")
+            .emit();
     }
-    Line::new()
-        .str("warning: process ")
-        .num(sys::getpid() as u64)
-        .str(" (a fork child) is not crash-resistant: process trees need `zhuque run` (its pid namespace)")
-        .emit();
+}
+
+/// Set (persistently) once a process has had a child that said it is not protected.
+static CHILD_WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Parent, before a fork: whether the child will have to say it is not protected.
+fn before_fork() {
+    let warn = !in_tree() && !CHILD_WARNED.swap(true, Ordering::Relaxed);
+    process::get().warn_child.store(warn, Ordering::Relaxed);
+}
+
+/// Tells the init this process is about to `exec` (the new program connects with the same
+/// pid); [`exec_failed`] takes it back.
+pub fn exec_announce() {
+    if in_tree() && !in_vfork_child() {
+        let _ = control::send(Msg::Exec);
+    }
+}
+
+pub fn exec_failed() {
+    if in_tree() && !in_vfork_child() {
+        let _ = control::send(Msg::ExecFailed);
+    }
+}
+
+/// A child that shares this process's memory (`vfork`, `posix_spawn`, `clone(CLONE_VM)`):
+/// everything it sees of the runtime is its parent's.
+pub fn in_vfork_child() -> bool {
+    sys::getpid() != process::get().pid.load(Ordering::Relaxed)
 }

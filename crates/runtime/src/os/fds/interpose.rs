@@ -22,7 +22,7 @@ fn fail(e: crate::sys::Errno) -> c_int {
 }
 
 /// Runtime fds worth protecting: only in a crash-resistant process (never triggers start-up).
-fn protected() -> Option<[i32; 2]> {
+fn protected() -> Option<[i32; 3]> {
     (process::get().mode() == Mode::Active).then(runtime_fds)
 }
 
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags. (No allocation:
 /// this runs on program threads outside any critical section.)
 fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> Result<(), crate::sys::Errno> {
-    let mut ours = protected().unwrap_or([-1, -1]);
+    let mut ours = protected().unwrap_or([-1, -1, -1]);
     ours.sort_unstable();
     let inside = |f: i32| f >= 0 && (f as u32) >= first && (f as u32) <= last;
     if first > last || !ours.iter().any(|f| inside(*f)) {
@@ -105,18 +105,15 @@ pub unsafe extern "C" fn closefrom(low: c_int) {
 fn make_room(fd: c_int) {
     let _c = critical();
     let _g = crate::memory::lock::lock();
-    let p = process::get();
-    for field in [&p.dir_fd, &p.mem_fd] {
-        if field.load(Ordering::Relaxed) != fd {
-            continue;
+    if !runtime_fds().contains(&fd) {
+        return;
+    }
+    match move_runtime_fd(fd, &[fd]) {
+        Some(n) => {
+            super::runtime_fd_moved(fd, n);
+            let _ = osys::close(fd);
         }
-        match move_runtime_fd(fd, &[fd]) {
-            Some(n) => {
-                field.store(n, Ordering::Relaxed);
-                let _ = osys::close(fd);
-            }
-            None => crate::diag::fatal("cannot move a runtime fd out of the program's way"),
-        }
+        None => crate::diag::fatal("cannot move a runtime fd out of the program's way"),
     }
 }
 

@@ -46,12 +46,25 @@ use zhuque_image::Meta;
 use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
 
 /// The runtime's own fds in this process (never saved, never closed for the program).
-pub fn runtime_fds() -> [i32; 2] {
+pub fn runtime_fds() -> [i32; 3] {
     let p = process::get();
     [
         p.dir_fd.load(Ordering::Relaxed),
         p.mem_fd.load(Ordering::Relaxed),
+        p.ctl_fd(),
     ]
+}
+
+/// Moves runtime fd `fd` (one of [`runtime_fds`]) to number `to`, recording where it is.
+pub fn runtime_fd_moved(fd: i32, to: i32) {
+    let p = process::get();
+    if p.dir_fd.load(Ordering::Relaxed) == fd {
+        p.dir_fd.store(to, Ordering::Relaxed);
+    } else if p.mem_fd.load(Ordering::Relaxed) == fd {
+        p.mem_fd.store(to, Ordering::Relaxed);
+    } else if p.ctl_fd() == fd {
+        p.swap_ctl_fd(to);
+    }
 }
 
 /// One open file description found at a save.
@@ -682,12 +695,10 @@ pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
 
 /// Moves the runtime's fds off the numbers the program's fds must take.
 fn relocate_runtime_fds(targets: &[i32]) {
-    let p = process::get();
     let mut avoid = targets.to_vec();
     avoid.extend(runtime_fds());
-    for field in [&p.dir_fd, &p.mem_fd] {
-        let fd = field.load(Ordering::Relaxed);
-        if !targets.contains(&fd) {
+    for fd in runtime_fds() {
+        if fd < 0 || !targets.contains(&fd) {
             continue;
         }
         let Some(n) = move_runtime_fd(fd, &avoid) else {
@@ -698,7 +709,7 @@ fn relocate_runtime_fds(targets: &[i32]) {
                     .str(" out of the program's way"),
             );
         };
-        field.store(n, Ordering::Relaxed);
+        runtime_fd_moved(fd, n);
         avoid.push(n);
         let _ = osys::close(fd);
     }
@@ -786,3 +797,7 @@ pub fn restore(meta: &Meta) {
     }
     locks::restore(&r, &table);
 }
+
+/// In a tree, at a resume: takes the fds this process shares with others from the processes
+/// that saved them (nothing yet: every description is recreated by each process).
+pub fn fetch_shared(_meta: &Meta) {}

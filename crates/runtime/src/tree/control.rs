@@ -1,0 +1,100 @@
+//! The control channel to the zhuque init (docs/process-trees.md, "The control channel").
+//!
+//! One `SOCK_SEQPACKET` connection per process, kept for its whole life: the connection is
+//! the process's membership in the tree, and its end tells the init the process exited (or
+//! exec'd, after [`Msg::Exec`]). The fd is a runtime fd: close-on-exec, out of the program's
+//! way and protected from its `close`.
+
+use crate::os::sys as osys;
+use crate::process;
+use crate::sys::Errno;
+use zhuque_image::tree::{MSG_LEN, Msg, Role, control_address};
+
+/// Connects to the control channel of the image directory `dir_fd` belongs to, if its init
+/// listens (tree mode). The connection becomes this process's ([`process::Process::ctl_fd`]).
+pub fn connect(dir_fd: i32) -> bool {
+    let Ok(st) = osys::fstat(dir_fd) else {
+        return false;
+    };
+    process::get().set_ctl_address(control_address(st.dev, st.ino));
+    reconnect()
+}
+
+/// Connects again, to the channel [`connect`] found (a fork child's own connection).
+pub fn reconnect() -> bool {
+    let Some(name) = process::get().ctl_address() else {
+        return false;
+    };
+    let mut addr = [0u8; 110];
+    if name.is_empty() || name.len() > addr.len() - 2 {
+        return false;
+    }
+    addr[..2].copy_from_slice(&(osys::AF_UNIX as u16).to_ne_bytes());
+    addr[2..2 + name.len()].copy_from_slice(name);
+    let Ok(fd) = osys::socket(osys::AF_UNIX, osys::SOCK_SEQPACKET | osys::SOCK_CLOEXEC, 0) else {
+        return false;
+    };
+    if osys::connect(fd, &addr[..2 + name.len()]).is_err() {
+        let _ = osys::close(fd);
+        return false;
+    }
+    let fd = crate::image_io::hide_raw(fd);
+    process::get().swap_ctl_fd(fd);
+    true
+}
+
+/// Whether this process belongs to a tree (it has a control connection).
+pub fn connected() -> bool {
+    fd() >= 0
+}
+
+fn fd() -> i32 {
+    process::get().ctl_fd()
+}
+
+/// Forgets the connection without closing it (a fork child's inherited copy of its parent's
+/// connection, closed by the caller).
+pub fn take() -> i32 {
+    process::get().swap_ctl_fd(-1)
+}
+
+pub fn send(m: Msg) -> Result<(), Errno> {
+    loop {
+        match osys::send(fd(), &m.encode(), osys::MSG_NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The next message; `None` when the init is gone (end of the connection) or sent garbage.
+pub fn recv() -> Option<Msg> {
+    recv_with(0)
+}
+
+/// The next message if one is waiting.
+pub fn try_recv() -> Option<Msg> {
+    recv_with(osys::MSG_DONTWAIT)
+}
+
+fn recv_with(flags: i32) -> Option<Msg> {
+    let mut b = [0u8; MSG_LEN];
+    loop {
+        match osys::recv(fd(), &mut b, flags) {
+            Ok(MSG_LEN) => return Msg::decode(&b).ok(),
+            Ok(_) => return None,
+            Err(Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Introduces this process to the init and returns what it is to be.
+pub fn hello() -> Option<Role> {
+    send(Msg::Hello).ok()?;
+    match recv()? {
+        Msg::Role(r) => Some(r),
+        _ => None,
+    }
+}

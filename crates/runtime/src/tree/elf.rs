@@ -1,0 +1,61 @@
+//! Telling programs that can run under the runtime from those that cannot, before `exec`.
+//!
+//! The runtime is a preloaded library: it exists only in dynamically linked programs (those
+//! with an ELF interpreter, `PT_INTERP`). A script runs its interpreter (`#!`), which must be
+//! one of those.
+
+use crate::os::sys as osys;
+
+const PT_INTERP: u32 = 3;
+
+/// Why the program at `path` (relative to `dirfd`) cannot run under the runtime, or `None`
+/// when it can, or when that cannot be told (unreadable: the `exec` will say what is wrong).
+pub fn why_not_dynamic(dirfd: i32, path: &[u8]) -> Option<&'static str> {
+    check(dirfd, path, 0)
+}
+
+fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
+    let mut p = path.to_vec();
+    p.push(0);
+    let fd = osys::openat(dirfd, &p, osys::O_RDONLY | osys::O_CLOEXEC, 0).ok()?;
+    let mut head = [0u8; 256];
+    let n = osys::pread(fd, &mut head, 0).unwrap_or(0);
+    let verdict = if head[..n].starts_with(b"#!") {
+        // A script: its interpreter decides (one level: an interpreter is no script).
+        let line = head[2..n].split(|c| *c == b'\n').next().unwrap_or_default();
+        let interp = line
+            .split(|c| *c == b' ' || *c == b'\t')
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        if depth == 0 && interp.first() == Some(&b'/') {
+            check(osys::AT_FDCWD, interp, depth + 1)
+        } else {
+            None
+        }
+    } else if head[..n].starts_with(b"\x7fELF") && n >= 64 && head[4] == 2 {
+        (!has_interpreter(fd, &head)).then_some("is statically linked")
+    } else {
+        None
+    };
+    let _ = osys::close(fd);
+    verdict
+}
+
+/// Whether the 64-bit ELF file `fd` (header in `head`) names a program interpreter.
+fn has_interpreter(fd: i32, head: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&head[0x20..0x28]);
+    let phoff = u64::from_le_bytes(off);
+    let (entsize, count) = (u16_at(0x36), u16_at(0x38));
+    if entsize < 4 || count == 0 || count > 4096 {
+        return true; // odd: let the kernel judge it
+    }
+    let mut table = vec![0u8; entsize * count];
+    match osys::pread(fd, &mut table, phoff) {
+        Ok(n) if n == table.len() => table
+            .chunks(entsize)
+            .any(|ph| u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_INTERP),
+        _ => true,
+    }
+}

@@ -1,0 +1,183 @@
+//! A process of a tree: how it starts (fresh or resumed, as the init says) with its own
+//! image at `DIR/p/<pid>/` of the tree's image directory.
+
+use super::control;
+use crate::diag::{self, Line};
+use crate::image_io;
+use crate::process::{self, Launch};
+use crate::sys;
+use core::sync::atomic::Ordering;
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use zhuque_image::tree::{Msg, Role, process_dir};
+use zhuque_image::{Program, State};
+
+/// Everything start-up needs to become a member.
+pub struct Start<'a> {
+    pub launch: Launch,
+    /// The tree's image directory (absolute) and an fd of it.
+    pub dir: &'a [u8],
+    pub dir_fd: BorrowedFd<'a>,
+    /// The canonical form of this launch, for a fresh start.
+    pub fresh: Program,
+    pub fail_after: Option<f64>,
+    /// This runtime's path.
+    pub runtime: &'a [u8],
+}
+
+/// Joins the tree whose init listens for `s.dir`, if there is one, and gives the launch
+/// back when there is none (solo mode). A fresh member returns `None` once started; a
+/// resumed one never returns.
+pub fn start(s: Start) -> Option<Launch> {
+    if !control::connect(s.dir_fd.as_raw_fd()) {
+        return Some(s.launch);
+    }
+    let p = process::get();
+    p.set_tree_dir(s.dir.to_vec());
+    p.set_exec_target(process::ExecTarget {
+        dir: s.dir.to_vec(),
+        runtime: s.runtime.to_vec(),
+        fail_after: s.fail_after,
+    });
+    let role = control::hello().unwrap_or_else(|| {
+        diag::refuse(Line::new().str("the zhuque init of this process tree did not answer"))
+    });
+    let pid = sys::getpid();
+    let pdir = own_dir(s.dir, pid);
+    match role {
+        Role::Fresh => {
+            if !crate::runtime::launch_matches(&s.launch, &s.fresh, false) {
+                exec_again(&s.fresh);
+            }
+            let fd = open_own_dir(&pdir, true);
+            adopt_dir(fd, pdir);
+            crate::runtime::fresh_start(s.fresh, s.launch);
+            None
+        }
+        Role::Resume { generation } => {
+            let fd = open_own_dir(&pdir, false);
+            let meta = match image_io::read_meta(image_io::borrow(fd)) {
+                Ok(Some(Ok(m))) if m.state() == State::Saved && m.generation == generation => m,
+                _ => diag::refuse(
+                    Line::new()
+                        .str("image ")
+                        .push(&pdir)
+                        .str(" does not hold this process saved at generation ")
+                        .num(generation),
+                ),
+            };
+            let mut target = meta.program.clone();
+            target.env = zhuque_image::with_fail_after(&target.env, s.fail_after);
+            if !crate::runtime::launch_matches(&s.launch, &target, true) {
+                exec_again(&target);
+            }
+            adopt_dir(fd, pdir);
+            crate::resume::resume(meta, s.launch)
+        }
+    }
+}
+
+/// Executes this process again as `target` (the one re-execution that makes a hand-started
+/// or non-canonical launch canonical), telling the init first: the same pid connects again.
+fn exec_again(target: &Program) -> ! {
+    let _ = control::send(Msg::Exec);
+    crate::runtime::reexec(target)
+}
+
+/// `DIR/p/<pid>`.
+fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
+    let mut d = dir.to_vec();
+    d.push(b'/');
+    d.extend_from_slice(process_dir(pid).as_bytes());
+    d
+}
+
+/// Opens this process's image directory; a fresh one is created, or emptied (what is left
+/// there belongs to an earlier process with this pid, such as the program before an `exec`).
+fn open_own_dir(pdir: &[u8], fresh: bool) -> i32 {
+    let opened = if fresh {
+        image_io::create_dir_all(pdir).and_then(|_| image_io::open_dir(pdir))
+    } else {
+        image_io::open_dir(pdir)
+    };
+    let fd = opened.unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("cannot open the process image ")
+                .push(pdir)
+                .str(": ")
+                .str(&e.to_string()),
+        )
+    });
+    if fresh && let Err(e) = image_io::empty_dir(fd.as_fd()) {
+        diag::refuse(
+            Line::new()
+                .str("cannot clear the process image ")
+                .push(pdir)
+                .str(": ")
+                .str(&e.to_string()),
+        );
+    }
+    image_io::leak(fd)
+}
+
+fn adopt_dir(fd: i32, pdir: Vec<u8>) {
+    let p = process::get();
+    p.dir_fd.store(fd, Ordering::Relaxed);
+    p.set_dir(pdir);
+    process::set_pid();
+}
+
+/// In a fork child: this process's new image directory in the tree (created empty), as an fd.
+pub fn fork_child_dir() -> Option<i32> {
+    let dir = process::get().tree_dir()?;
+    let pdir = own_dir(dir, sys::getpid());
+    let fd = image_io::create_dir_all(&pdir)
+        .and_then(|_| image_io::open_dir(&pdir))
+        .ok()?;
+    image_io::empty_dir(fd.as_fd()).ok()?;
+    Some(image_io::leak(fd))
+}
+
+/// The end of a resume in a tree: says this process is back, takes the fds it shares with
+/// others and joins its process group once every process is back, and waits until all of
+/// them are. A failed resume anywhere in the tree ends this process before it has written
+/// anything.
+pub fn rejoin(tree: &zhuque_image::tree::Tree, meta: &zhuque_image::Meta) {
+    let expect = |want: Msg| {
+        if control::send(if want == Msg::Fetch {
+            Msg::Restored
+        } else {
+            Msg::Fetched
+        })
+        .is_err()
+            || control::recv() != Some(want)
+        {
+            // The init gave the resume up (another process could not come back).
+            sys::exit_group(zhuque_image::EXIT_REFUSED);
+        }
+    };
+    expect(Msg::Fetch);
+    join_group(tree, meta.pid);
+    crate::os::fds::fetch_shared(meta);
+    expect(Msg::Go);
+}
+
+/// Joins the saved process group when it is not this process's own (whose leader made it
+/// when it was recreated, before anyone's `Fetch`).
+fn join_group(tree: &zhuque_image::tree::Tree, pid: i32) {
+    let Some(me) = tree.get(pid) else { return };
+    if me.pgid != 0 && me.pgid != pid {
+        // SAFETY: plain system call on this process.
+        let r = unsafe { sys::syscall2(sys::nr::SETPGID, 0, me.pgid as usize) };
+        if r < 0 {
+            Line::new()
+                .str("warning: process ")
+                .num(pid as u64)
+                .str(" cannot rejoin its process group ")
+                .num(me.pgid as u64)
+                .str(": errno ")
+                .num((-r) as u64)
+                .emit();
+        }
+    }
+}
