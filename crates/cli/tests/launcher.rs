@@ -617,6 +617,118 @@ fn refusals_leave_the_image_untouched() {
     assert_eq!(text(&out.stdout), "ran\n");
 }
 
+/// `inspect` decodes every OS-state section an image holds (here written by hand, as the
+/// runtime would), and says which one is damaged instead of hiding the rest.
+#[test]
+fn inspect_shows_every_section() {
+    use zhuque_image::os::{self, Fd, FdTable, FileKind, OpenFile, Pending, ProcessState};
+    let sb = Sandbox::new();
+    let image = sb.image("sections");
+    let mut meta = saved_sh(&image, "sleep 9", &sb.work(), 9);
+    meta.set_section(
+        os::TAG_PROCESS,
+        ProcessState {
+            cwd: b"/srv/data".to_vec(),
+            umask: 0o027,
+            ..ProcessState::default()
+        }
+        .encode(),
+    );
+    let table = FdTable {
+        files: vec![OpenFile {
+            flags: 0o2001,
+            kind: FileKind::Path {
+                path: b"/srv/data/log".to_vec(),
+                dev: 1,
+                ino: 2,
+                mode: 0o100644,
+                offset: 4321,
+            },
+        }],
+        fds: vec![Fd {
+            fd: 7,
+            cloexec: true,
+            file: 0,
+        }],
+        ..FdTable::default()
+    };
+    meta.set_section(os::TAG_FDS, table.encode());
+    meta.set_section(
+        os::TAG_SIGNALS,
+        os::encode_sigactions(&[os::SigAction {
+            sig: 15,
+            handler: 0x401000,
+            ..os::SigAction::default()
+        }]),
+    );
+    meta.set_section(os::TAG_TIMERS, os::Timers::default().encode());
+    meta.set_section(
+        os::TAG_RLIMITS,
+        os::encode_rlimits(&[os::Rlimit {
+            resource: 7,
+            soft: 1024,
+            hard: u64::MAX,
+        }]),
+    );
+    let mut usr1 = vec![0u8; 128];
+    usr1[0] = 10;
+    meta.set_section(
+        os::TAG_PENDING,
+        Pending {
+            process: vec![usr1],
+            threads: vec![],
+        }
+        .encode(),
+    );
+    write_meta(&image, "meta", &meta);
+
+    let dir = image.to_str().unwrap();
+    let t = text(&sb.output(["inspect", dir]).stdout);
+    for row in [
+        "fds:          1 (1 file)",
+        "process:      cwd /srv/data, umask 0027",
+        "signals:      1 handled (SIGTERM)",
+        "timers:       none armed",
+        "pending:      1 (SIGUSR1)",
+    ] {
+        assert!(t.contains(row), "{row} in {t}");
+    }
+    let json = text(&sb.output(["inspect", "--json", dir]).stdout);
+    for want in [
+        "\"path\": \"/srv/data/log\"",
+        "\"offset\": 4321",
+        "\"access\": \"write\"",
+        "\"umask\": \"0027\"",
+        "\"name\": \"SIGTERM\"",
+        "\"disposition\": \"handler\"",
+        "\"name\": \"RLIMIT_NOFILE\"",
+        "\"hard\": \"unlimited\"",
+        "\"pending_signals\": {",
+        "\"itimers\": {",
+        "\"region_summary\": {",
+        "\"thread_list\": [",
+    ] {
+        assert!(json.contains(want), "{want} in {json}");
+    }
+    assert!(!json.contains("\"error\": \""), "{json}");
+
+    // A section this build cannot read is reported; the others are still shown.
+    let mut fds = table.encode();
+    fds[0] = 99;
+    meta.set_section(os::TAG_FDS, fds);
+    write_meta(&image, "meta", &meta);
+    let t = text(&sb.output(["inspect", dir]).stdout);
+    assert!(
+        t.contains("problem:      section fds: image section fds has format version 99"),
+        "{t}"
+    );
+    assert!(t.contains("signals:      1 handled (SIGTERM)"), "{t}");
+    let json = text(&sb.output(["inspect", "--json", dir]).stdout);
+    assert!(json.contains("\"fds\": null"), "{json}");
+    assert!(json.contains("format version 99"), "{json}");
+    assert!(json.contains("\"umask\": \"0027\""), "{json}");
+}
+
 #[test]
 fn a_moved_image_is_refused() {
     let sb = Sandbox::new();

@@ -10,6 +10,9 @@ use crate::image_dir::{Condition, ImageDir};
 use crate::json::Value;
 use crate::launch::exec_plan::display_argv;
 
+mod sections;
+use sections::{OsState, RegionSummary};
+
 pub fn inspect(dir: &Path, json: bool) -> Result<i32> {
     let image = ImageDir::new(dir)?;
     image.require_exists()?;
@@ -88,7 +91,9 @@ impl Report {
 
     pub fn to_json(&self) -> Value {
         let m = self.meta();
+        let os = m.map(OsState::decode);
         let num = |f: fn(&Meta) -> u64| Value::opt(m, |m| Value::int(f(m)));
+        let section = |f: fn(&OsState) -> Value| os.as_ref().map_or(Value::Null, f);
         Value::Object(vec![
             ("image", Value::str(self.image.path().display().to_string())),
             ("state", Value::str(state_word(&self.condition))),
@@ -119,25 +124,33 @@ impl Report {
             ("threads", num(|m| m.threads.len() as u64)),
             (
                 "fds",
-                Value::opt(m.and_then(fd_list), |fds| {
-                    Value::Array(
-                        fds.into_iter()
-                            .map(|(fd, kind, cloexec)| {
-                                Value::Object(vec![
-                                    ("fd", Value::int(fd)),
-                                    ("kind", Value::str(kind)),
-                                    ("cloexec", Value::Bool(cloexec)),
-                                ])
-                            })
-                            .collect(),
-                    )
-                }),
+                Value::opt(os.as_ref().and_then(sections::fds_json), |v| v),
             ),
             ("created_unix_ns", num(|m| m.created_unix_ns)),
             ("saved_unix_ns", num(|m| m.saved_unix_ns)),
             (
                 "exit_status",
                 Value::opt(m.and_then(|m| m.exit_status), Value::int),
+            ),
+            // Every section in detail (null when the image has none, or it does not decode:
+            // `sections` says why).
+            (
+                "region_summary",
+                Value::opt(m, |m| RegionSummary::of(&m.regions).to_json()),
+            ),
+            (
+                "thread_list",
+                Value::opt(m.zip(os.as_ref()), |(m, os)| sections::threads_json(m, os)),
+            ),
+            ("process", section(sections::process_json)),
+            ("file_locks", section(sections::locks_json)),
+            ("signals", section(sections::signals_json)),
+            ("timers", section(sections::timers_json)),
+            ("pending_signals", section(sections::pending_json)),
+            ("rlimits", section(sections::rlimits_json)),
+            (
+                "sections",
+                Value::opt(m.zip(os.as_ref()), |(m, os)| sections::sections_json(m, os)),
             ),
         ])
     }
@@ -181,9 +194,29 @@ fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
         ),
         ("threads", m.threads.len().to_string()),
     ];
-    if let Some(fds) = fd_list(m) {
+    let os = OsState::decode(m);
+    if let Some(fds) = fd_list(&os) {
         rows.push(("fds", fd_summary(&fds)));
     }
+    if let Some(Ok(p)) = &os.process {
+        rows.push(("process", sections::process_text(p)));
+    }
+    if let Some(Ok(v)) = &os.signals {
+        rows.push(("signals", sections::signals_text(v)));
+    }
+    if let Some(Ok(t)) = &os.timers {
+        rows.push(("timers", sections::timers_text(t)));
+    }
+    if let Some(Ok(p)) = &os.pending {
+        rows.push(("pending", sections::pending_text(p)));
+    }
+    if !m.regions.is_empty() {
+        rows.push((
+            "mappings",
+            sections::regions_text(&RegionSummary::of(&m.regions)),
+        ));
+    }
+    rows.extend(os.problems().into_iter().map(|p| ("problem", p)));
     rows.extend([
         ("created", display::unix_ns(m.created_unix_ns)),
         ("saved", display::unix_ns(m.saved_unix_ns)),
@@ -195,8 +228,10 @@ fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
 }
 
 /// The saved fds above 2 (number, kind, close-on-exec), when the image has an fd table.
-fn fd_list(m: &Meta) -> Option<Vec<(i32, &'static str, bool)>> {
-    let t = zhuque_image::os::FdTable::decode(m.section(zhuque_image::os::TAG_FDS)?).ok()?;
+fn fd_list(os: &OsState) -> Option<Vec<(i32, &'static str, bool)>> {
+    let Some(Ok(t)) = &os.fds else {
+        return None;
+    };
     Some(
         t.fds
             .iter()
