@@ -800,7 +800,7 @@ mod tests {
                 capacity: 4096,
                 data: b"xyz".to_vec(),
             }],
-            locks: vec![],
+            ..FdTable::default()
         };
         let m = {
             let mut m = Meta::default();
