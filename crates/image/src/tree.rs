@@ -7,8 +7,8 @@
 //! `files/`). The init of `zhuque run`'s pid namespace writes the tree's `meta`; the runtime in
 //! each process writes its own.
 
-use crate::codec::{Reader, Writer};
 use crate::Error;
+use crate::codec::{Reader, Writer};
 
 /// Section tag of the [`Tree`] record in the tree's `meta`.
 pub const TAG_TREE: u32 = 0x200;
@@ -124,9 +124,7 @@ impl Tree {
     }
 
     pub fn members(&self) -> impl Iterator<Item = &Proc> {
-        self.processes
-            .iter()
-            .filter(|p| p.kind == ProcKind::Member)
+        self.processes.iter().filter(|p| p.kind == ProcKind::Member)
     }
 }
 
@@ -249,7 +247,9 @@ pub enum Msg {
     /// Every thread of the process is stopped (answer to [`Msg::Stop`]).
     Stopped,
     /// The process's image is written (answer to [`Msg::Save`]), or could not be.
-    Saved { ok: bool },
+    Saved {
+        ok: bool,
+    },
     /// The process is about to `exec` (a new program will connect with the same pid), or
     /// its `exec` failed and it goes on.
     Exec,
@@ -262,9 +262,13 @@ pub enum Msg {
     /// The answer to [`Msg::Hello`].
     Role(Role),
     /// Stop every thread of the process for the save of `generation`.
-    Stop { generation: u64 },
+    Stop {
+        generation: u64,
+    },
     /// Write the process's image for `generation`.
-    Save { generation: u64 },
+    Save {
+        generation: u64,
+    },
     /// Every process is saved: end with the saved status.
     Commit,
     /// The save or the resume failed somewhere in the tree: end unsaved.

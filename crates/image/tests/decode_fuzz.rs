@@ -376,6 +376,7 @@ fn fd_table() -> FdTable {
             start: 10,
             len: 20,
         }],
+        held_for_others: vec![9],
     }
 }
 

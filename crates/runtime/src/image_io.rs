@@ -109,6 +109,21 @@ pub fn lock(dir: BorrowedFd) -> Result<(), Errno> {
     fs::flock(dir, FlockOperation::NonBlockingLockExclusive)
 }
 
+/// The whole of file `name` in `dir`, if it can be read.
+pub fn read_file(dir: BorrowedFd, name: &str) -> Option<Vec<u8>> {
+    let c = cstr(name.as_bytes());
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            as_cstr(&c),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+    .ok()?;
+    crate::procfs::read_fd(&fd).ok()
+}
+
 /// Reads `meta`; `Ok(None)` when there is none.
 pub fn read_meta(dir: BorrowedFd) -> Result<Option<Result<Meta, image::Error>>, Errno> {
     match crate::sys::with_fd_room(|| {

@@ -158,8 +158,9 @@ pub fn rejoin(tree: &zhuque_image::tree::Tree, meta: &zhuque_image::Meta) {
     };
     expect(Msg::Fetch);
     join_group(tree, meta.pid);
-    crate::os::fds::fetch_shared(meta);
+    crate::os::fds::fetch_shared();
     expect(Msg::Go);
+    crate::os::fds::release_held(meta);
 }
 
 /// Joins the saved process group when it is not this process's own (whose leader made it

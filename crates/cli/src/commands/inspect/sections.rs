@@ -258,6 +258,10 @@ fn fds_of(t: &FdTable, file: u32) -> Value {
 fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
     match &file.kind {
         FileKind::Stdio { fd } => vec![("stdio", Value::int(*fd))],
+        FileKind::Borrowed { owner, owner_fd } => vec![
+            ("owner_pid", Value::int(*owner)),
+            ("owner_fd", Value::int(*owner_fd)),
+        ],
         FileKind::Path {
             path,
             dev,

@@ -26,10 +26,11 @@ pub use sockets::{SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 3;
+pub(super) const VERSION: u32 = 4;
 
-/// Every fd of the program (but 0, 1 and 2, which belong to each launch) and the open file
-/// descriptions behind them.
+/// Every fd of the program and the open file descriptions behind them. (A process started by
+/// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
+/// are saved like any other fd.)
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FdTable {
     /// Open file descriptions. fds made with `dup` & co. share one (same offset, same flags).
@@ -39,6 +40,9 @@ pub struct FdTable {
     pub pipes: Vec<Pipe>,
     /// File locks the process held.
     pub locks: Vec<FileLock>,
+    /// In a process tree: fds this process holds only so that other processes can take them
+    /// at a resume (the other end of a pipe whose one end it has); closed once they have.
+    pub held_for_others: Vec<i32>,
 }
 
 /// One file descriptor.
@@ -115,6 +119,12 @@ pub enum FileKind {
         /// The process had an `mq_notify` registration on it (which a resume cannot bring back).
         notified: bool,
     },
+    /// In a process tree: the description process `owner` holds at `owner_fd` and saves; the
+    /// resume takes it from that process (docs/process-trees.md, "Shared fds").
+    Borrowed {
+        owner: i32,
+        owner_fd: i32,
+    },
     /// Something zhuque cannot recreate, described by its `/proc/self/fd` link text; it comes
     /// back as an fd that fails every operation with `EBADF`, and the resume says so.
     Unsupported {
@@ -138,6 +148,7 @@ impl FileKind {
             FileKind::SignalFd { .. } => "signalfd",
             FileKind::Inotify { .. } => "inotify",
             FileKind::MessageQueue { .. } => "message-queue",
+            FileKind::Borrowed { .. } => "shared",
             FileKind::Unsupported { .. } => "unsupported",
         }
     }
@@ -156,6 +167,7 @@ const KIND_SIGNALFD: u8 = 9;
 const KIND_INOTIFY: u8 = 10;
 const KIND_UNSUPPORTED: u8 = 11;
 const KIND_MQUEUE: u8 = 12;
+const KIND_BORROWED: u8 = 13;
 
 impl FdTable {
     pub fn encode(&self) -> Vec<u8> {
@@ -179,6 +191,10 @@ impl FdTable {
         w.u64(self.locks.len() as u64);
         for l in &self.locks {
             locks::put(&mut w, l);
+        }
+        w.u64(self.held_for_others.len() as u64);
+        for fd in &self.held_for_others {
+            w.i32(*fd);
         }
         w.into_bytes()
     }
@@ -204,6 +220,9 @@ impl FdTable {
         }
         for _ in 0..count(&mut r)? {
             t.locks.push(locks::get(&mut r)?);
+        }
+        for _ in 0..count(&mut r)? {
+            t.held_for_others.push(r.i32()?);
         }
         t.check_references()?;
         Ok(t)
@@ -281,6 +300,11 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.u8(KIND_MQUEUE);
             mqueue::put(w, name, *notified);
         }
+        FileKind::Borrowed { owner, owner_fd } => {
+            w.u8(KIND_BORROWED);
+            w.i32(*owner);
+            w.i32(*owner_fd);
+        }
     }
 }
 
@@ -298,6 +322,10 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
         KIND_INOTIFY => inotify::get(r)?,
         KIND_UNSUPPORTED => FileKind::Unsupported { what: r.bytes()? },
         KIND_MQUEUE => mqueue::get(r)?,
+        KIND_BORROWED => FileKind::Borrowed {
+            owner: r.i32()?,
+            owner_fd: r.i32()?,
+        },
         _ => return Err(Error::Invalid("open file kind")),
     })
 }
@@ -427,6 +455,13 @@ pub(crate) mod tests {
                     flags: 2,
                     kind: FileKind::SignalFd { mask: 0x2200 },
                 },
+                OpenFile {
+                    flags: 0,
+                    kind: FileKind::Borrowed {
+                        owner: 5,
+                        owner_fd: 9,
+                    },
+                },
             ],
             fds: vec![
                 Fd {
@@ -461,6 +496,7 @@ pub(crate) mod tests {
                     len: 0,
                 },
             ],
+            held_for_others: vec![12],
         }
     }
 
@@ -503,7 +539,7 @@ pub(crate) mod tests {
         t.files[1].kind = FileKind::Pipe { pipe: 5 };
         assert!(FdTable::decode(&t.encode()).is_err());
         let mut t = table();
-        t.locks[0].file = 13;
+        t.locks[0].file = 99;
         assert!(FdTable::decode(&t.encode()).is_err());
         let mut t = table();
         t.fds[1].fd = -1;
@@ -547,7 +583,8 @@ pub(crate) mod tests {
                 "message-queue",
                 "stdio",
                 "eventfd",
-                "signalfd"
+                "signalfd",
+                "shared"
             ]
         );
     }

@@ -44,6 +44,7 @@ use crate::process;
 use core::sync::atomic::Ordering;
 use zhuque_image::Meta;
 use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
+use zhuque_image::tree::{SHARE_PLAN_FILE, Share, SharePlan};
 
 /// The runtime's own fds in this process (never saved, never closed for the program).
 pub fn runtime_fds() -> [i32; 3] {
@@ -71,6 +72,9 @@ pub fn runtime_fd_moved(fd: i32, to: i32) {
 pub struct Desc {
     /// The lowest program fd referring to it (for `/proc` paths, messages, `kcmp`).
     pub fd: i32,
+    /// A `/proc/.../fd/N` path (NUL-terminated) leading to it: the program's fd `fd`, or, for
+    /// a description taken from another process of the tree, that process's.
+    pub path: Vec<u8>,
     /// The coordinator's duplicate of it (same description), for system calls.
     pub local: i32,
     /// A POSIX message queue: whether this process had an `mq_notify` registration on it.
@@ -305,6 +309,8 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
 /// are listed through a program thread's `/proc` entry and duplicated into the coordinator's
 /// table with `pidfd_getfd`; without a pidfd (old kernel), the table is the shared one.
 pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
+    // In a tree: what the init found this process shares with others.
+    let plan = crate::tree::in_tree().then(share_plan);
     let skip = runtime_fds();
     let (task, pidfd) = match program_task(meta) {
         Some((t, p)) => (t, Some(p)),
@@ -363,6 +369,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 list.insert(at, descs.len());
                 let mut d = Desc {
                     fd,
+                    path: procfd::path(fd),
                     local,
                     link,
                     st,
@@ -376,9 +383,12 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 descs.len() - 1
             }
         };
-        if fd > 2 {
+        if fd > 2 || plan.is_some() {
             fds.push((fd, cloexec, idx));
         }
+    }
+    if let Some(plan) = &plan {
+        import_for_others(plan, &mut descs, &mut fds);
     }
     if no_kcmp {
         crate::diag::say(
@@ -427,9 +437,14 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             files,
             copies: Vec::new(),
         };
-        for (i, d) in ctx.descs.iter().enumerate() {
-            if d.fd <= 2 {
-                kinds[i] = Some(FileKind::Stdio { fd: d.fd });
+        match &plan {
+            Some(plan) => apply_plan(plan, &table_fds, &mut kinds),
+            None => {
+                for (i, d) in ctx.descs.iter().enumerate() {
+                    if d.fd <= 2 {
+                        kinds[i] = Some(FileKind::Stdio { fd: d.fd });
+                    }
+                }
             }
         }
         // Kinds whose records need the whole table (peers, both ends) go first, by kind.
@@ -468,6 +483,14 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         })
         .collect();
     table.fds = table_fds;
+    table.held_for_others = plan
+        .iter()
+        .flat_map(|p| p.entries.iter())
+        .filter_map(|e| match e {
+            Share::Import { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
     meta.set_section(TAG_FDS, table.encode());
     if let Some(p) = pidfd {
         for d in used.iter().chain(descs_left.iter()) {
@@ -476,6 +499,85 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         let _ = osys::close(p);
     }
     procfd::set_task(0);
+}
+
+/// This process's share plan for the save under way (the init writes it into the process's
+/// image between the stop and the save); an unreadable plan fails the save: saving every
+/// process's shared fds on its own would silently split what they share.
+fn share_plan() -> SharePlan {
+    let p = process::get();
+    let dir = crate::image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let bytes = crate::image_io::read_file(dir, SHARE_PLAN_FILE);
+    match bytes.as_deref().map(SharePlan::decode) {
+        Some(Ok(plan)) => plan,
+        _ => {
+            crate::diag::say(
+                "the save failed: the init's plan of shared fds is missing or damaged",
+            );
+            crate::sys::exit_group(zhuque_image::EXIT_REFUSED)
+        }
+    }
+}
+
+/// Takes the descriptions this process saves for others (the other end of a pipe whose one
+/// end it holds) from the processes that hold them, as if they were its own fds at the
+/// numbers the plan gives them.
+fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<(i32, bool, usize)>) {
+    for e in &plan.entries {
+        let Share::Import { from, from_fd, at } = *e else {
+            continue;
+        };
+        let local = osys::pidfd_open(from, 0).and_then(|pidfd| {
+            let got = osys::pidfd_getfd(pidfd, from_fd);
+            let _ = osys::close(pidfd);
+            got
+        });
+        let local = local.unwrap_or_else(|e| save_failed(from_fd, e));
+        let proc_path = |kind: &str| {
+            let mut v = format!("/proc/{from}/{kind}/{from_fd}").into_bytes();
+            v.push(0);
+            v
+        };
+        let (Ok(st), Ok(link)) = (
+            osys::fstat(local),
+            crate::procfs::readlink(&proc_path("fd")),
+        ) else {
+            save_failed(from_fd, crate::sys::Errno::EIO)
+        };
+        let mut d = Desc {
+            fd: at,
+            path: proc_path("fd"),
+            local,
+            link,
+            st,
+            flags: osys::fcntl(local, osys::F_GETFL, 0).unwrap_or(0) as u32,
+            info: crate::procfs::read(&proc_path("fdinfo")).unwrap_or_default(),
+            queue: None,
+            class: Class::Unsupported,
+        };
+        d.class = classify(&d);
+        descs.push(d);
+        fds.push((at, true, descs.len() - 1));
+    }
+}
+
+/// The kinds the plan decides: fds on the launch's standard streams, and descriptions another
+/// process saves.
+fn apply_plan(plan: &SharePlan, fds: &[Fd], kinds: &mut [Option<FileKind>]) {
+    for e in &plan.entries {
+        let (fd, kind) = match *e {
+            Share::Stdio { fd, stream } => (fd, FileKind::Stdio { fd: stream }),
+            Share::Borrowed {
+                fd,
+                owner,
+                owner_fd,
+            } => (fd, FileKind::Borrowed { owner, owner_fd }),
+            Share::Import { .. } => continue,
+        };
+        if let Some(f) = fds.iter().find(|f| f.fd == fd) {
+            kinds[f.file as usize] = Some(kind);
+        }
+    }
 }
 
 // ---- resume ------------------------------------------------------------------------------------
@@ -742,8 +844,11 @@ pub fn restore(meta: &Meta) {
             v.push((f.fd, f.cloexec));
         }
     }
+    // The table lives until the resume is over: in a tree, the fds shared with other
+    // processes are put in place later (`fetch_shared`), then epoll sets and locks.
+    let table: &'static FdTable = Box::leak(Box::new(table));
     let mut r = Restorer {
-        table: &table,
+        table,
         staged: vec![None; table.files.len()],
         unsettled: Vec::new(),
         fds_of,
@@ -756,6 +861,17 @@ pub fn restore(meta: &Meta) {
         down: soft_now.min(1 << 20) as i32 - 1,
         saved_pid: meta.pid,
     };
+    // The launch's standard streams first: once any file is at its saved numbers, 0-2 may
+    // no longer be the launch's.
+    for i in 0..table.files.len() {
+        if let FileKind::Stdio { fd } = table.files[i].kind {
+            match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, 0) {
+                Ok(n) => r.put(i, n as i32),
+                Err(_) => r.placeholder(i, "the launch has no such standard stream"),
+            }
+        }
+    }
+    r.settle();
     // Files under /proc are opened last: /proc/self/fd/N and the like need the fds in place.
     let late =
         |k: &FileKind| matches!(k, FileKind::Path { path, .. } if path.starts_with(b"/proc/"));
@@ -765,10 +881,8 @@ pub fn restore(meta: &Meta) {
                 continue;
             }
             match &table.files[i].kind {
-                FileKind::Stdio { fd } => match osys::fcntl(*fd, osys::F_DUPFD_CLOEXEC, 0) {
-                    Ok(n) => r.put(i, n as i32),
-                    Err(_) => r.placeholder(i, "the launch has no such standard stream"),
-                },
+                // Placed above, or taken from another process of the tree later.
+                FileKind::Stdio { .. } | FileKind::Borrowed { .. } => continue,
                 FileKind::Path { .. } => files::restore_path(&mut r, i),
                 FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
                 FileKind::Pipe { .. } => pipes::restore(&mut r, i),
@@ -790,14 +904,87 @@ pub fn restore(meta: &Meta) {
             r.settle();
         }
     }
-    for i in 0..table.files.len() {
-        if let FileKind::Epoll { .. } = table.files[i].kind {
-            epoll::fill(&r, i);
+    if crate::tree::in_tree() {
+        // In a tree, 0-2 are the process's own: one it had closed stays closed.
+        for k in 0..3 {
+            if r.targets.binary_search(&k).is_err() {
+                let _ = osys::close(k);
+            }
         }
+        PENDING.store(Box::into_raw(Box::new(r)), Ordering::Release);
+    } else {
+        finish(&r);
     }
-    locks::restore(&r, &table);
 }
 
-/// In a tree, at a resume: takes the fds this process shares with others from the processes
-/// that saved them (nothing yet: every description is recreated by each process).
-pub fn fetch_shared(_meta: &Meta) {}
+/// What needs every fd in place: epoll interest lists and file locks.
+fn finish(r: &Restorer<'static>) {
+    for i in 0..r.table.files.len() {
+        if let FileKind::Epoll { .. } = r.table.files[i].kind {
+            epoll::fill(r, i);
+        }
+    }
+    locks::restore(r, r.table);
+}
+
+/// A tree's resume between `restore` and `fetch_shared` (volatile: see `process.rs`; this
+/// static is only read in the process that set it, before memory could change under it).
+static PENDING: core::sync::atomic::AtomicPtr<Restorer<'static>> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// In a tree, at a resume, once every process has restored the fds it owns: takes the
+/// descriptions this process shares with others from the processes that saved them
+/// (`pidfd_getfd`), puts them at their numbers, then fills epoll sets and takes file locks.
+pub fn fetch_shared() {
+    let r = PENDING.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if r.is_null() {
+        return;
+    }
+    // SAFETY: leaked by `restore` in this process for this call.
+    let r = unsafe { &mut *r };
+    let mut owners: Vec<(i32, Result<i32, crate::sys::Errno>)> = Vec::new();
+    for i in 0..r.table.files.len() {
+        let FileKind::Borrowed { owner, owner_fd } = r.table.files[i].kind else {
+            continue;
+        };
+        let pidfd = match owners.iter().find(|(o, _)| *o == owner) {
+            Some((_, p)) => *p,
+            None => {
+                let p = osys::pidfd_open(owner, 0);
+                owners.push((owner, p));
+                p
+            }
+        };
+        match pidfd.and_then(|p| osys::pidfd_getfd(p, owner_fd)) {
+            Ok(fd) => {
+                r.put(i, fd);
+                r.settle();
+            }
+            Err(e) => {
+                let why = format!(
+                    "process {owner} could not give it (fd {owner_fd}, errno {})",
+                    e.0
+                );
+                r.placeholder(i, &why);
+                r.settle();
+            }
+        }
+    }
+    for (_, p) in owners {
+        if let Ok(p) = p {
+            let _ = osys::close(p);
+        }
+    }
+    finish(r);
+}
+
+/// In a tree, once every process has taken its fds: closes those this process held only for
+/// the others.
+pub fn release_held(meta: &Meta) {
+    let Some(Ok(table)) = meta.section(TAG_FDS).map(FdTable::decode) else {
+        return;
+    };
+    for fd in table.held_for_others {
+        let _ = osys::close(fd);
+    }
+}

@@ -19,10 +19,11 @@ fn reads(flags: u32) -> bool {
 }
 
 /// Reads everything the pipe holds, through a new non-blocking read-only description.
-fn drain(fd: i32) -> Vec<u8> {
+/// Takes the unread bytes of the pipe that `/proc` path `path` (NUL-terminated) leads to.
+fn drain(path: &[u8]) -> Vec<u8> {
     let Ok(r) = osys::openat(
         osys::AT_FDCWD,
-        &procfd::path(fd),
+        path,
         osys::O_RDONLY | osys::O_NONBLOCK | osys::O_CLOEXEC,
         0,
     ) else {
@@ -66,7 +67,7 @@ pub fn save(
                 .to_vec()
         });
         let readable = members.iter().any(|j| reads(ctx.descs[*j].flags));
-        let data = if readable { drain(d.fd) } else { Vec::new() };
+        let data = if readable { drain(&d.path) } else { Vec::new() };
         let index = pipes.len() as u32;
         pipes.push(Pipe {
             ino,
