@@ -9,6 +9,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use zhuque_image::tree::PROCESSES_DIR;
 use zhuque_image::{MEMORY_FILE, META_FILE, META_TMP_FILE, Meta, State};
 
 use crate::error::{Failure, Result};
@@ -186,7 +187,8 @@ impl ImageDir {
         write().map_err(|e| Failure::io("cannot write", &tmp, &e))
     }
 
-    /// Removes the image's state (`meta`, `meta.tmp`, `memory`) and keeps the directory.
+    /// Removes the image's state (`meta`, `meta.tmp`, `memory`, and a tree's process
+    /// images `p/`) and keeps the directory.
     pub fn discard_state(&self) -> Result<()> {
         for name in [META_TMP_FILE, META_FILE, MEMORY_FILE] {
             let path = self.file(name);
@@ -196,7 +198,12 @@ impl ImageDir {
                 Err(e) => return Err(Failure::io("cannot remove", &path, &e)),
             }
         }
-        Ok(())
+        let processes = self.file(PROCESSES_DIR);
+        match fs::remove_dir_all(&processes) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Failure::io("cannot remove", &processes, &e)),
+        }
     }
 
     /// Whether the directory plausibly is an image: it holds image files or nothing at all.
@@ -218,7 +225,11 @@ impl ImageDir {
         for entry in entries.by_ref().flatten() {
             empty = false;
             let name = entry.file_name();
-            if name == META_FILE || name == MEMORY_FILE || name == META_TMP_FILE {
+            if name == META_FILE
+                || name == MEMORY_FILE
+                || name == META_TMP_FILE
+                || name == PROCESSES_DIR
+            {
                 return Ok(true);
             }
         }
@@ -337,8 +348,11 @@ mod tests {
         fs::write(path.join(META_FILE), b"junk").unwrap();
         assert!(matches!(img.condition().unwrap(), Condition::Damaged(_)));
 
+        fs::create_dir_all(path.join("p/2")).unwrap();
+        fs::write(path.join("p/2/meta"), b"a process of a tree").unwrap();
         img.discard_state().unwrap();
         assert_eq!(img.condition().unwrap(), Condition::Empty);
+        assert!(!path.join("p").exists());
         img.remove().unwrap();
         assert!(!path.exists());
     }

@@ -14,6 +14,7 @@ use crate::error::{Failure, Result};
 use crate::image_dir::{Condition, ImageDir};
 use crate::launch::exec_plan::{self, ExecPlan, display_argv};
 use crate::launch::outcome::{Outcome, classify};
+use crate::launch::tree::{self, End, TreeLaunch, TreeStart, saved};
 use crate::paths;
 
 /// `zhuque run [--image DIR] [--fresh] [--keep] [--fail-after SECS] [--] PROG [ARGS...]`.
@@ -42,24 +43,32 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let canonical_dir = image.create(shared_root)?;
 
-    let plan = match condition {
-        Condition::Empty => ExecPlan::fresh(
-            &exe,
-            argv,
-            &user_environment(),
-            &canonical_dir,
-            &runtime,
-            args.fail_after,
-        ),
+    match condition {
+        Condition::Empty => {
+            let plan = ExecPlan::fresh(
+                &exe,
+                argv,
+                &user_environment(),
+                &canonical_dir,
+                &runtime,
+                args.fail_after,
+            );
+            if tree::enabled() {
+                let record = launch_meta(&plan);
+                let start = TreeStart::Fresh { root: plan, record };
+                execute_tree(&image, &canonical_dir, start, args.keep)
+            } else {
+                execute(&image, &plan, args.keep)
+            }
+        }
         Condition::Saved(meta)
             if exec_plan::same_program(&meta, exe.as_os_str().as_bytes(), &argv) =>
         {
-            resume_plan(&image, &canonical_dir, &meta, args.fail_after)?
+            resume_saved(&image, &canonical_dir, meta, args.fail_after, args.keep)
         }
-        Condition::Saved(meta) => return Err(different_command(&image, &meta)),
-        other => return Err(unusable(&image, &other)),
-    };
-    execute(&image, &plan, args.keep)
+        Condition::Saved(meta) => Err(different_command(&image, &meta)),
+        other => Err(unusable(&image, &other)),
+    }
 }
 
 /// `zhuque resume [--keep] [--fail-after SECS] DIR`.
@@ -75,8 +84,37 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
         .path()
         .canonicalize()
         .map_err(|e| Failure::io("cannot resolve", image.path(), &e))?;
-    let plan = resume_plan(&image, &canonical_dir, &meta, args.fail_after)?;
-    execute(&image, &plan, args.keep)
+    resume_saved(&image, &canonical_dir, meta, args.fail_after, args.keep)
+}
+
+/// Resumes a SAVED image: one program, or a process tree (tree mode).
+fn resume_saved(
+    image: &ImageDir,
+    canonical_dir: &Path,
+    meta: Meta,
+    fail_after: Option<f64>,
+    keep: bool,
+) -> Result<i32> {
+    if !saved::is_tree(&meta) {
+        let plan = resume_plan(image, canonical_dir, &meta, fail_after)?;
+        return execute(image, &plan, keep);
+    }
+    if !tree::enabled() {
+        return Err(Failure::refused(format!(
+            "{} holds a saved process tree; resuming it needs tree mode ({}=1)",
+            image.path().display(),
+            tree::ENV_TREES
+        )));
+    }
+    check_resumable(image, canonical_dir, &meta)?;
+    let (tree, starts) = saved::load(image.path(), &meta, fail_after)?;
+    announce_resume(image, &meta);
+    let start = TreeStart::Resume {
+        record: meta,
+        tree,
+        starts,
+    };
+    execute_tree(image, canonical_dir, start, keep)
 }
 
 /// The images root is shared by every user when it is the default (like `/tmp`: sticky,
@@ -101,14 +139,21 @@ fn user_environment() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Builds the resume after checking what only the CLI can check well: the image has not
-/// moved, and the runtime it was started with still exists.
+/// Builds the resume of one program.
 fn resume_plan(
     image: &ImageDir,
     canonical_dir: &Path,
     meta: &Meta,
     fail_after: Option<f64>,
 ) -> Result<ExecPlan> {
+    check_resumable(image, canonical_dir, meta)?;
+    announce_resume(image, meta);
+    Ok(ExecPlan::resume(meta, fail_after))
+}
+
+/// What only the CLI can check well before a resume: the image has not moved, and the
+/// runtime it was started with still exists.
+fn check_resumable(image: &ImageDir, canonical_dir: &Path, meta: &Meta) -> Result<()> {
     let saved_dir = exec_plan::saved_image_dir(meta).unwrap_or_default();
     if saved_dir != canonical_dir.as_os_str().as_bytes() {
         return Err(Failure::refused(format!(
@@ -118,7 +163,11 @@ fn resume_plan(
             String::from_utf8_lossy(saved_dir)
         )));
     }
-    check_saved_runtime(&meta.program)?;
+    check_saved_runtime(&meta.program)
+}
+
+/// The one line saying a launch resumes.
+fn announce_resume(image: &ImageDir, meta: &Meta) {
     eprintln!(
         "zhuque: resuming {} from {} (generation {}, {} failure{} so far)",
         display_argv(&meta.program.argv),
@@ -127,7 +176,6 @@ fn resume_plan(
         meta.failures,
         if meta.failures == 1 { "" } else { "s" }
     );
-    Ok(ExecPlan::resume(meta, fail_after))
 }
 
 /// The saved `LD_PRELOAD` must still name the runtime: it cannot be changed on resume.
@@ -185,6 +233,62 @@ fn unusable(image: &ImageDir, condition: &Condition) -> Failure {
 fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
     let before = image.meta_bytes()?;
     let status = crate::launch::launch(plan).inspect_err(|_| image.remove_if_empty())?;
+    conclude(image, before, status, keep, || launch_meta(plan))
+}
+
+/// Launches a process tree (docs/process-trees.md). Its record is the tree's `meta`, so its
+/// outcome is mapped as a solo launch's; but when the root ends while other processes run
+/// on, the root's status is returned at once and the image is left to the init, which
+/// removes it (or, with `--keep`, leaves it FINISHED) when the last process ends.
+fn execute_tree(
+    image: &ImageDir,
+    canonical_dir: &Path,
+    start: TreeStart,
+    keep: bool,
+) -> Result<i32> {
+    let fallback = match &start {
+        TreeStart::Fresh { record, .. } | TreeStart::Resume { record, .. } => record.clone(),
+    };
+    let launch = TreeLaunch {
+        dir: canonical_dir.to_path_buf(),
+        keep,
+        start,
+    };
+    let before = image.meta_bytes()?;
+    match tree::launch(&launch).inspect_err(|_| image.remove_if_empty())? {
+        End::Detached { status, remaining } => {
+            if remaining > 0 {
+                eprintln!("{}", detached_notice(remaining, image.path()));
+            }
+            Ok(status)
+        }
+        End::Exited(status) => conclude(image, before, status, keep, || fallback),
+    }
+}
+
+/// The one line saying processes outlive the root.
+fn detached_notice(remaining: u32, dir: &Path) -> String {
+    let (s, verb) = if remaining == 1 {
+        ("", "keeps")
+    } else {
+        ("es", "keep")
+    };
+    format!(
+        "zhuque: {remaining} process{s} {verb} running crash-resistant under {}; the image \
+         is removed when the last one ends",
+        dir.display()
+    )
+}
+
+/// Maps a launch's status and `meta` before and after to the exit status, and removes or
+/// keeps the image (docs/internals.md, step 5).
+fn conclude(
+    image: &ImageDir,
+    before: Option<Vec<u8>>,
+    status: i32,
+    keep: bool,
+    launch_meta: impl FnOnce() -> Meta,
+) -> Result<i32> {
     let after = image.meta_bytes()?;
     match classify(status, before.as_deref(), after.as_deref()) {
         Outcome::Saved { .. } => Ok(EXIT_SAVED),
@@ -197,7 +301,7 @@ fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
         }
         Outcome::Finished => {
             let cleanup = if keep {
-                keep_finished(image, after.as_deref(), plan, status)
+                keep_finished(image, after.as_deref(), launch_meta, status)
             } else {
                 image.remove()
             };
@@ -215,17 +319,20 @@ fn execute(image: &ImageDir, plan: &ExecPlan, keep: bool) -> Result<i32> {
 fn keep_finished(
     image: &ImageDir,
     after: Option<&[u8]>,
-    plan: &ExecPlan,
+    launch_meta: impl FnOnce() -> Meta,
     status: i32,
 ) -> Result<()> {
     let mut meta = after
         .and_then(|b| zhuque_image::decode(b).ok())
-        .unwrap_or_else(|| launch_meta(plan));
+        .unwrap_or_else(launch_meta);
     meta.state = Some(State::Finished);
     meta.exit_status = Some(status);
     image.write_meta(&meta)
 }
 
+/// A `meta` describing a launch of `plan`: what `--keep` leaves when nothing else was
+/// written, and the start of a tree's record (its `program` is the command `zhuque run`
+/// started, with the cwd and stack limit it ran with).
 fn launch_meta(plan: &ExecPlan) -> Meta {
     let cwd = plan
         .cwd

@@ -29,6 +29,10 @@ pub struct ExecPlan {
     pub rlimit_stack: Option<(u64, u64)>,
     /// The pid the program must get in its namespace (resume: the saved pid).
     pub pid: Option<i32>,
+    /// Tree resume: the process was a session leader (`setsid` before `execve`).
+    pub new_session: bool,
+    /// Tree resume: the process led its own process group (`setpgid(0, 0)`).
+    pub new_group: bool,
 }
 
 impl ExecPlan {
@@ -54,6 +58,8 @@ impl ExecPlan {
             cwd: None,
             rlimit_stack: None,
             pid: None,
+            new_session: false,
+            new_group: false,
         }
     }
 
@@ -69,6 +75,8 @@ impl ExecPlan {
             rlimit_stack: Some(p.rlimit_stack),
             // Pid 1 is the namespace's init: a program never had it under zhuque.
             pid: (meta.pid > 1).then_some(meta.pid),
+            new_session: false,
+            new_group: false,
         }
     }
 }

@@ -5,11 +5,12 @@
 //! can only give once the namespace has an init. The init mounts the namespace's own `/proc`
 //! (so `/proc/<getpid()>` is the program), starts the program, passes signals on, reaps every
 //! process and exits with the program's status. When it exits the kernel ends the rest of the
-//! namespace.
+//! namespace. In tree mode (`tree::init`) it keeps the whole process tree instead.
 
 use std::ffi::CStr;
 use std::fs::File;
 
+use super::namespace::Body;
 use super::process;
 use super::signals::{self, Supervision};
 use super::spawn::{self, Prepared};
@@ -22,7 +23,7 @@ pub const READY: &[u8] = b"ok";
 /// `go` is closed by the launcher once the namespace is set up from outside (uid/gid maps);
 /// `ready` carries [`READY`] or a reason why the namespace is unusable, so the launcher can
 /// fall back to a plain child before anything has run.
-pub fn run(prep: &Prepared, mask: &libc::sigset_t, go: File, ready: File, in_user_ns: bool) -> ! {
+pub fn run(body: &Body, mask: &libc::sigset_t, go: File, ready: File, in_user_ns: bool) -> ! {
     // Without `zhuque run` nobody maps the outcome: the namespace ends with it.
     // SAFETY: plain prctl calls.
     unsafe {
@@ -37,6 +38,14 @@ pub fn run(prep: &Prepared, mask: &libc::sigset_t, go: File, ready: File, in_use
         exit(zhuque_image::EXIT_REFUSED);
     }
     process::send(ready, READY);
+    match body {
+        Body::Solo(prep) => run_solo(prep, mask, in_user_ns),
+        Body::Tree(plan) => super::tree::init::run(plan, mask, in_user_ns),
+    }
+}
+
+/// One program: start it, pass signals on, reap everything, exit with its status.
+fn run_solo(prep: &Prepared, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
     let program = match spawn::spawn(prep, mask, in_user_ns) {
         Ok(pid) => pid,
         Err(e) => {

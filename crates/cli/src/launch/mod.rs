@@ -9,6 +9,7 @@ pub mod outcome;
 mod process;
 mod signals;
 mod spawn;
+pub mod tree;
 
 use crate::error::{Failure, Result};
 pub use exec_plan::ExecPlan;
@@ -24,7 +25,7 @@ pub fn launch(plan: &ExecPlan) -> Result<i32> {
     // Blocked before any child exists, so that no signal sent to us is lost.
     let mask = signals::block_watched()
         .map_err(|e| Failure::refused(format!("cannot block signals: {e}")))?;
-    let child = match namespace::start_init(&prep, &mask) {
+    let child = match namespace::start_init(&namespace::Body::Solo(&prep), &mask) {
         Ok(init) => init,
         Err(reason) => {
             eprintln!("{}", fallback_notice(&reason, prep.pid()));
@@ -39,7 +40,7 @@ pub fn launch(plan: &ExecPlan) -> Result<i32> {
 }
 
 /// The one line saying the program runs without a pid namespace of its own.
-fn fallback_notice(reason: &str, saved_pid: Option<i32>) -> String {
+pub(crate) fn fallback_notice(reason: &str, saved_pid: Option<i32>) -> String {
     let consequence = match saved_pid {
         Some(pid) => format!("it cannot get its saved pid {pid} back"),
         None => "its pids will change when it is resumed".to_string(),

@@ -14,6 +14,15 @@ use std::fs;
 use super::init;
 use super::process::{self, Forked};
 use super::spawn::Prepared;
+use super::tree::InitPlan;
+
+/// What the init runs once the namespace is ready.
+pub enum Body<'a> {
+    /// One program, as before process trees.
+    Solo(&'a Prepared),
+    /// A process tree (`tree::init`).
+    Tree(&'a InitPlan),
+}
 
 /// One way to make the namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +52,12 @@ impl Kind {
 
 /// Starts the zhuque init in new namespaces and returns its pid (in our namespace), or the
 /// reason why no kind of namespace could be made.
-pub fn start_init(prep: &Prepared, mask: &libc::sigset_t) -> Result<i32, String> {
+pub fn start_init(body: &Body, mask: &libc::sigset_t) -> Result<i32, String> {
     // SAFETY: plain system calls.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let mut reason = String::from("no namespace kind to try");
     for kind in Kind::candidates(euid) {
-        match try_kind(*kind, prep, mask, euid, egid) {
+        match try_kind(*kind, body, mask, euid, egid) {
             Ok(pid) => return Ok(pid),
             Err(why) => reason = why,
         }
@@ -58,7 +67,7 @@ pub fn start_init(prep: &Prepared, mask: &libc::sigset_t) -> Result<i32, String>
 
 fn try_kind(
     kind: Kind,
-    prep: &Prepared,
+    body: &Body,
     mask: &libc::sigset_t,
     uid: u32,
     gid: u32,
@@ -70,7 +79,7 @@ fn try_kind(
         Err(e) => return Err(io(e)),
         Ok(Forked::Child) => {
             drop((go_w, ready_r));
-            init::run(prep, mask, go_r, ready_w, kind == Kind::UserPidAndMount)
+            init::run(body, mask, go_r, ready_w, kind == Kind::UserPidAndMount)
         }
         Ok(Forked::Parent(pid)) => pid,
     };

@@ -50,7 +50,8 @@ pub fn block_watched() -> io::Result<libc::sigset_t> {
     Ok(unsafe { original.assume_init() })
 }
 
-fn watched_set() -> libc::sigset_t {
+/// The forwarded signals and `SIGCHLD`.
+pub fn watched_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set; sigaddset takes valid signal numbers.
     unsafe {

@@ -25,6 +25,8 @@ pub struct Prepared {
     cwd: Option<CString>,
     rlimit_stack: Option<(u64, u64)>,
     pid: Option<i32>,
+    new_session: bool,
+    new_group: bool,
     /// For messages.
     pub command: String,
 }
@@ -55,6 +57,8 @@ impl Prepared {
                 .transpose()?,
             rlimit_stack: plan.rlimit_stack,
             pid: plan.pid,
+            new_session: plan.new_session,
+            new_group: plan.new_group,
             command: display_argv(&plan.argv),
         })
     }
@@ -74,6 +78,8 @@ pub enum Stage {
     StackLimit,
     Cwd,
     Exec,
+    Session,
+    Group,
 }
 
 impl Stage {
@@ -83,6 +89,8 @@ impl Stage {
             2 => Stage::Personality,
             3 => Stage::StackLimit,
             4 => Stage::Cwd,
+            6 => Stage::Session,
+            7 => Stage::Group,
             _ => Stage::Exec,
         }
     }
@@ -110,6 +118,16 @@ impl fmt::Display for SpawnError {
             (Stage::StackLimit, _) => write!(f, "cannot restore the saved stack limit: {why}"),
             (Stage::Cwd, _) => write!(f, "cannot enter the saved directory {}: {why}", self.cwd),
             (Stage::Exec, _) => write!(f, "cannot execute {}: {why}", self.command),
+            (Stage::Session, _) => {
+                write!(f, "cannot give {} its saved session: {why}", self.command)
+            }
+            (Stage::Group, _) => {
+                write!(
+                    f,
+                    "cannot give {} its saved process group: {why}",
+                    self.command
+                )
+            }
         }
     }
 }
@@ -205,6 +223,13 @@ fn exec_child(
             && libc::chdir(cwd.as_ptr()) < 0
         {
             return (Stage::Cwd, errno());
+        }
+        // A session leader leads its group too (and may not call setpgid).
+        if prep.new_session && libc::setsid() < 0 {
+            return (Stage::Session, errno());
+        }
+        if prep.new_group && !prep.new_session && libc::setpgid(0, 0) < 0 {
+            return (Stage::Group, errno());
         }
         // Rust ignores SIGPIPE in its own processes; programs expect the default.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -1,0 +1,296 @@
+//! The zhuque init in tree mode: pid 1 of the namespace, keeper of the tree.
+//!
+//! Before anything runs it locks the image directory (it owns the image for the tree's whole
+//! life: `zhuque fail DIR` and `ls` find it in `/proc/locks`) and listens on the control
+//! channel. Then it starts the root (fresh) or the members to resume, and serves events until
+//! the tree ends, is saved, or a save or resume fails. Everything the init does between
+//! events is in `save.rs`, `resume.rs`, `ending.rs` and `lifecycle.rs`; this module holds the
+//! state they share and the handling of each single event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zhuque_image::tree::{Msg, PROCESSES_DIR, process_dir};
+
+use super::control::Listener;
+use super::hub::{Event, Hub};
+use super::record::Record;
+use super::registry::{Phase, Reaction, Registry};
+use super::{InitPlan, ending, lifecycle, procs, resume};
+use crate::launch::process::{errno, exit_code};
+use crate::launch::signals;
+use crate::launch::spawn;
+
+/// Where the root is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    Running(i32),
+    /// It ended with this status (as `run` reports it); other processes may run on.
+    Ended(i32),
+    /// It ended and `zhuque run` was told: the init goes on alone.
+    Detached(i32),
+    /// A resumed tree whose root had ended before the save: the launch lasts as long as
+    /// the tree.
+    Rootless,
+}
+
+pub struct TreeInit {
+    pub hub: Hub,
+    pub reg: Registry,
+    pub record: Record,
+    pub dir: PathBuf,
+    pub keep: bool,
+    pub root: Root,
+    /// The root's pid (the tree's `meta.pid`), also once it has ended.
+    pub root_pid: i32,
+    /// Write end of the pipe to `zhuque run` (`lifecycle::detach`), until used.
+    pub detach_fd: Option<i32>,
+    /// Wait statuses of the init's children that ended (the root, orphans, members the
+    /// init started at a resume).
+    pub reaped: BTreeMap<i32, i32>,
+    /// Processes whose connection closed at an `exec` and that have not connected since:
+    /// their image is removed once they are gone.
+    pub exec_gone: BTreeSet<i32>,
+    pub mask: libc::sigset_t,
+    pub in_user_ns: bool,
+    /// The runtime library's path (the tree's `LD_PRELOAD`): a process that maps it will
+    /// connect.
+    pub runtime: Vec<u8>,
+    /// Command names of connected processes, read when they said `Hello` (for messages
+    /// about processes that are gone).
+    pub names: BTreeMap<i32, String>,
+    /// Some process has connected: from then on `SIGPWR` to the init saves the tree.
+    pub ever_connected: bool,
+    /// A protocol problem was already reported (one line per launch is enough).
+    pub warned_garbage: bool,
+    _lock: File,
+}
+
+/// The runtime a tree runs with: the first entry of its `LD_PRELOAD`.
+fn runtime_path(record: &zhuque_image::Meta) -> Vec<u8> {
+    zhuque_image::env_get(&record.program.env, "LD_PRELOAD")
+        .and_then(|list| list.split(|b| *b == b':').next())
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// Runs the init of a tree launch in the namespace's pid 1; never returns.
+pub fn run(plan: &InitPlan, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
+    let mut init = match TreeInit::new(plan, mask, in_user_ns) {
+        Ok(init) => init,
+        Err(message) => {
+            eprintln!("zhuque: {message}");
+            std::process::exit(zhuque_image::EXIT_REFUSED);
+        }
+    };
+    match &plan.tree {
+        None => init.start_root(plan),
+        Some(tree) => {
+            if let Err(why) = resume::run(&mut init, tree, &plan.starts) {
+                ending::abort(&mut init, why);
+            }
+        }
+    }
+    lifecycle::serve(&mut init)
+}
+
+impl TreeInit {
+    /// Takes the image and the control channel, or says why not (nothing has run yet).
+    fn new(plan: &InitPlan, mask: &libc::sigset_t, in_user_ns: bool) -> Result<Self, String> {
+        let dir = &plan.dir;
+        let shown = dir.display();
+        let lock = File::open(dir).map_err(|e| format!("cannot open {shown}: {e}"))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(format!("{shown} is in use (RUNNING)"));
+        }
+        let stat = lock
+            .metadata()
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let listener = Listener::bind(stat.dev(), stat.ino()).map_err(|e| {
+            format!("cannot open the control channel of {shown}: {e} (is it in use?)")
+        })?;
+        let hub = Hub::new(&signals::watched_set(), listener)
+            .map_err(|e| format!("cannot watch signals: {e}"))?;
+        let record = match &plan.tree {
+            None => Record::fresh(dir, plan.record.clone()),
+            Some(_) => Record::resumed(dir, plan.record.clone()),
+        };
+        Ok(TreeInit {
+            hub,
+            reg: Registry::new(),
+            record,
+            dir: dir.clone(),
+            keep: plan.keep,
+            root: Root::Rootless,
+            root_pid: plan.record.pid,
+            detach_fd: (plan.detach_fd >= 0).then_some(plan.detach_fd),
+            reaped: BTreeMap::new(),
+            exec_gone: BTreeSet::new(),
+            mask: *mask,
+            in_user_ns,
+            runtime: runtime_path(&plan.record),
+            names: BTreeMap::new(),
+            ever_connected: false,
+            warned_garbage: false,
+            _lock: lock,
+        })
+    }
+
+    /// A fresh start: the root, as a solo launch starts its program. A root that cannot be
+    /// started is a refusal (nothing written).
+    fn start_root(&mut self, plan: &InitPlan) {
+        let Some(prep) = plan.starts.first() else {
+            std::process::exit(zhuque_image::EXIT_REFUSED);
+        };
+        match spawn::spawn(prep, &self.mask, self.in_user_ns) {
+            Ok(pid) => {
+                self.root = Root::Running(pid);
+                self.root_pid = pid;
+                self.record.set_root(pid);
+            }
+            Err(e) => {
+                eprintln!("zhuque: {e}");
+                std::process::exit(zhuque_image::EXIT_REFUSED);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for events and handles them.
+    pub fn pump(&mut self, timeout: Option<Duration>) {
+        for event in self.hub.wait(timeout) {
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Signal { signo, code } => self.signal(signo, code),
+            Event::Connected { pid } => {
+                self.ever_connected = true;
+                self.reg.connected(pid);
+                self.exec_gone.remove(&pid);
+            }
+            Event::Message { pid, msg } => self.message(pid, msg),
+            Event::Closed { pid } => self.closed(pid),
+            Event::Garbage { pid } => self.garbage(pid),
+        }
+    }
+
+    fn signal(&mut self, signo: i32, code: i32) {
+        match signo {
+            libc::SIGCHLD => self.reap(),
+            // `zhuque fail DIR` (the init owns the lock), `kill -PWR` of `zhuque run`.
+            libc::SIGPWR if self.ever_connected => self.reg.request_fail(),
+            // Nobody speaks the protocol (yet): as in a solo launch, the root takes it (a
+            // runtime not connected yet takes a pending `SIGPWR` as a failure request).
+            libc::SIGPWR => self.forward(signo),
+            _ if signals::should_forward(signo, code) => self.forward(signo),
+            _ => {}
+        }
+    }
+
+    fn forward(&self, signo: i32) {
+        if let Root::Running(pid) = self.root {
+            // SAFETY: plain system call; a root that is gone is not an error here.
+            unsafe { libc::kill(pid, signo) };
+        }
+    }
+
+    /// Collects every child that has ended (the root, and orphans the init inherited).
+    pub fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: plain system call with a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                if pid < 0 && errno() == libc::EINTR {
+                    continue;
+                }
+                return;
+            }
+            self.reaped.insert(pid, status);
+            if self.root == Root::Running(pid) {
+                self.root = Root::Ended(exit_code(status));
+            }
+        }
+    }
+
+    fn message(&mut self, pid: i32, msg: Msg) {
+        match self.reg.message(pid, msg) {
+            Reaction::Nothing => {}
+            Reaction::Reply(msgs) => {
+                self.before_role(pid);
+                for m in msgs {
+                    self.hub.send(pid, m);
+                }
+            }
+            Reaction::Unexpected => self.garbage(pid),
+        }
+    }
+
+    /// Before a process gets its role: `p/` exists for its image, and a fresh tree's record
+    /// is written when its root first connects (a root that refuses before that leaves the
+    /// image untouched, which `zhuque run` reports as a refusal).
+    fn before_role(&mut self, pid: i32) {
+        self.names.insert(pid, procs::comm(pid));
+        let _ = fs::DirBuilder::new()
+            .mode(0o700)
+            .create(self.dir.join(PROCESSES_DIR));
+        let resuming = matches!(self.reg.phase(), Phase::Resuming { .. });
+        if pid == self.root_pid
+            && !resuming
+            && !self.record.written()
+            && let Err(e) = self.record.running()
+        {
+            eprintln!(
+                "zhuque: warning: cannot write {}/meta: {e}",
+                self.dir.display()
+            );
+        }
+    }
+
+    fn closed(&mut self, pid: i32) {
+        let Some(peer) = self.reg.closed(pid) else {
+            return;
+        };
+        if !self.reg.cleanup_allowed() {
+            return;
+        }
+        if peer.exec_pending {
+            self.exec_gone.insert(pid);
+        } else {
+            self.names.remove(&pid);
+            self.remove_process_image(pid);
+        }
+    }
+
+    fn garbage(&mut self, pid: i32) {
+        if !std::mem::replace(&mut self.warned_garbage, true) {
+            eprintln!("zhuque: warning: process {pid} sent an unexpected control message");
+        }
+    }
+
+    /// A process ended: its image (`p/<pid>/`) is of no use any more.
+    pub fn remove_process_image(&self, pid: i32) {
+        let _ = fs::remove_dir_all(self.process_path(pid));
+    }
+
+    pub fn process_path(&self, pid: i32) -> PathBuf {
+        self.dir.join(process_dir(pid))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The command name of `pid`, also once it is gone.
+    pub fn name(&self, pid: i32) -> String {
+        self.names
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| procs::comm(pid))
+    }
+}

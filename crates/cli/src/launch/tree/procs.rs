@@ -1,0 +1,199 @@
+//! What the init reads from its namespace's `/proc`: the processes (`snapshot.rs` decides
+//! what they are) and the fds of the members (`plan.rs` decides what is shared), with
+//! `kcmp(KCMP_FILE)` telling descriptions apart.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use zhuque_image::tree::SharePlan;
+
+use super::plan::{self, FdFact, FdRef, FileKey};
+use super::snapshot::{self, ProcFact};
+
+/// Every pid of the namespace but the init's, in pid order.
+pub fn pids() -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid| *pid > 1)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// What `/proc/<pid>/stat` says, `None` when the process is gone.
+pub fn fact(pid: i32) -> Option<ProcFact> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    snapshot::parse_stat(&text)
+}
+
+/// Every process of the namespace but the init.
+pub fn facts() -> Vec<ProcFact> {
+    pids().into_iter().filter_map(fact).collect()
+}
+
+/// Processes that still run (not zombies): those a save must stop, those that keep a
+/// detached tree alive.
+pub fn live() -> Vec<i32> {
+    facts()
+        .into_iter()
+        .filter(|f| !f.is_zombie() && !f.is_dead())
+        .map(|f| f.pid)
+        .collect()
+}
+
+/// Whether anything but the init is left in the namespace (zombies included: their parent
+/// is alive, or they are the init's own and about to be reaped).
+pub fn anyone_left() -> bool {
+    !pids().is_empty()
+}
+
+/// Whether `pid` has `path` mapped (`/proc/<pid>/maps`); true when `path` is empty
+/// (nothing to tell by) or the process cannot be read while it exists.
+pub fn maps_file(pid: i32, path: &[u8]) -> bool {
+    if path.is_empty() {
+        return true;
+    }
+    match fs::read(format!("/proc/{pid}/maps")) {
+        Ok(maps) => maps.windows(path.len()).any(|w| w == path),
+        Err(_) => fact(pid).is_some(),
+    }
+}
+
+/// The command name of `pid`, for messages.
+pub fn comm(pid: i32) -> String {
+    fact(pid).map_or_else(
+        || "?".to_string(),
+        |f| String::from_utf8_lossy(&f.comm).into_owned(),
+    )
+}
+
+/// Every fd of `pid` with the file it refers to.
+pub fn fd_facts(pid: i32) -> Vec<FdFact> {
+    let dir = format!("/proc/{pid}/fd");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut facts: Vec<FdFact> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .map(|fd| FdFact {
+            pid,
+            fd,
+            key: file_key(&format!("{dir}/{fd}")),
+        })
+        .collect();
+    facts.sort_by_key(|f| f.fd);
+    facts
+}
+
+fn file_key(path: &str) -> Option<FileKey> {
+    let m = fs::metadata(path).ok()?;
+    Some(FileKey {
+        dev: m.dev(),
+        ino: m.ino(),
+        fifo: m.file_type().is_fifo(),
+    })
+}
+
+/// The init's own standard streams: the launch's (`zhuque run`'s fds 0-2).
+fn own_stdio() -> Vec<(i32, FileKey)> {
+    (0..3)
+        .filter_map(|k| Some((k, file_key(&format!("/proc/self/fd/{k}"))?)))
+        .collect()
+}
+
+/// `kcmp(KCMP_FILE)`: `Equal` when the two fds are one description; otherwise the kernel's
+/// order of descriptions. `None` when the kernel cannot tell (no `CONFIG_KCMP`, no access).
+pub fn kcmp_file(a: FdRef, b: FdRef) -> Option<Ordering> {
+    const KCMP_FILE: libc::c_long = 0;
+    // SAFETY: plain system call with integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a.0 as libc::c_long,
+            b.0 as libc::c_long,
+            KCMP_FILE,
+            a.1 as libc::c_long,
+            b.1 as libc::c_long,
+        )
+    };
+    match r {
+        0 => Some(Ordering::Equal),
+        1 => Some(Ordering::Less),
+        2 => Some(Ordering::Greater),
+        _ => None,
+    }
+}
+
+/// The plans of `members` (stopped), from their fd tables.
+pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
+    let facts: Vec<FdFact> = members.iter().flat_map(|pid| fd_facts(*pid)).collect();
+    let me = std::process::id() as i32;
+    let stdio_keys = own_stdio();
+    let stdio = |r: FdRef, key: FileKey| {
+        stdio_keys
+            .iter()
+            .filter(|(_, k)| *k == key)
+            .find(|(k, _)| kcmp_file(r, (me, *k)) == Some(Ordering::Equal))
+            .map(|(k, _)| *k)
+    };
+    // Without an answer, two fds are different descriptions, ordered by (pid, fd) so the
+    // order stays total; sharing is then lost, never invented.
+    let cmp = |a: FdRef, b: FdRef| kcmp_file(a, b).unwrap_or_else(|| a.cmp(&b));
+    plan::plan(members, &facts, &stdio, &cmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn kcmp_tells_a_dup_from_a_second_open() {
+        let me = std::process::id() as i32;
+        let a = fs::File::open("/proc/self/stat").unwrap();
+        let b = a.try_clone().unwrap();
+        let c = fs::File::open("/proc/self/stat").unwrap();
+        let (a, b, c) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
+        let Some(same) = kcmp_file((me, a), (me, b)) else {
+            eprintln!("kcmp is not available here; skipped");
+            return;
+        };
+        assert_eq!(same, Ordering::Equal);
+        assert_ne!(kcmp_file((me, a), (me, c)), Some(Ordering::Equal));
+        let facts = fd_facts(me);
+        let fa = facts.iter().find(|f| f.fd == a).unwrap();
+        let fc = facts.iter().find(|f| f.fd == c).unwrap();
+        assert_eq!(fa.key, fc.key);
+        assert!(fa.key.is_some_and(|k| !k.fifo));
+    }
+
+    #[test]
+    fn pipes_are_fifos() {
+        let (r, _w) = crate::launch::process::pipe().unwrap();
+        let key = file_key(&format!("/proc/self/fd/{}", r.as_raw_fd())).unwrap();
+        assert!(key.fifo);
+    }
+
+    #[test]
+    fn sees_what_a_process_maps() {
+        let me = std::process::id() as i32;
+        let exe = std::env::current_exe().unwrap();
+        assert!(maps_file(me, exe.as_os_str().as_encoded_bytes()));
+        assert!(!maps_file(me, b"/nonexistent/libzhuque.so"));
+        assert!(maps_file(me, b""));
+    }
+
+    #[test]
+    fn reads_its_own_stat() {
+        let me = fact(std::process::id() as i32).unwrap();
+        assert!(!me.is_zombie());
+        assert_eq!(me.ppid as u32, std::os::unix::process::parent_id());
+    }
+}

@@ -1,0 +1,179 @@
+//! The tree's record, `DIR/meta`, written by the init alone (docs/process-trees.md): a
+//! [`Meta`] like a solo image's, so `zhuque run`'s outcome rules, `fail`, `ls` and `inspect`
+//! work on it unchanged, plus the [`Tree`] section.
+//!
+//! Replaced atomically (`meta.tmp`, rename), with `fsync` when the directory is not on tmpfs
+//! (as the runtime does for its own images): the rename of a SAVED record is the instant a
+//! save exists.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use zhuque_image::tree::{TAG_TREE, Tree};
+use zhuque_image::{META_FILE, META_TMP_FILE, Meta, State};
+
+pub struct Record {
+    dir: PathBuf,
+    meta: Meta,
+    /// The init wrote `meta` in this launch: it is the init's to finish.
+    written: bool,
+    sync: bool,
+}
+
+impl Record {
+    /// A fresh tree: `meta` holds the command `zhuque run` started; the root's pid is known
+    /// once it runs.
+    pub fn fresh(dir: &Path, mut meta: Meta) -> Record {
+        meta.namespaced = true;
+        meta.state = Some(State::Running);
+        Record {
+            dir: dir.to_path_buf(),
+            meta,
+            written: false,
+            sync: needs_sync(dir),
+        }
+    }
+
+    /// A resumed tree: `meta` is the SAVED record read before the launch.
+    pub fn resumed(dir: &Path, meta: Meta) -> Record {
+        Record {
+            dir: dir.to_path_buf(),
+            meta,
+            written: false,
+            sync: needs_sync(dir),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.meta.generation
+    }
+
+    pub fn written(&self) -> bool {
+        self.written
+    }
+
+    pub fn set_root(&mut self, pid: i32) {
+        self.meta.pid = pid;
+    }
+
+    /// The tree runs: at a fresh start once the root said `Hello`, at a resume at `Go`.
+    pub fn running(&mut self) -> io::Result<()> {
+        if self.meta.created_unix_ns == 0 {
+            self.meta.created_unix_ns = now_ns();
+        }
+        if self.meta.section(TAG_TREE).is_none() {
+            let root = Tree {
+                root: self.meta.pid,
+                processes: Vec::new(),
+            };
+            self.meta.set_section(TAG_TREE, root.encode());
+        }
+        self.meta.state = Some(State::Running);
+        self.write()
+    }
+
+    /// The save of `generation` exists once this returns.
+    pub fn saved(&mut self, generation: u64, tree: &Tree) -> io::Result<()> {
+        self.meta.state = Some(State::Saved);
+        self.meta.generation = generation;
+        self.meta.failures += 1;
+        self.meta.saved_unix_ns = now_ns();
+        self.meta.set_section(TAG_TREE, tree.encode());
+        self.write()
+    }
+
+    /// The tree ended with the root's `status`. Only a record this launch wrote is
+    /// finished: without one (the root never connected) `zhuque run` handles the image as
+    /// it does a solo program's.
+    pub fn finished(&mut self, status: i32) -> io::Result<()> {
+        if !self.written {
+            return Ok(());
+        }
+        self.meta.state = Some(State::Finished);
+        self.meta.exit_status = Some(status);
+        self.write()
+    }
+
+    fn write(&mut self) -> io::Result<()> {
+        let tmp = self.dir.join(META_TMP_FILE);
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(&zhuque_image::encode(&self.meta))?;
+        if self.sync {
+            file.sync_all()?;
+        }
+        drop(file);
+        fs::rename(&tmp, self.dir.join(META_FILE))?;
+        if self.sync {
+            fs::File::open(&self.dir)?.sync_all()?;
+        }
+        self.written = true;
+        Ok(())
+    }
+}
+
+/// Whether stores are lost on power failure unless synced (anything but tmpfs).
+fn needs_sync(dir: &Path) -> bool {
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    rustix::fs::statfs(dir).map_or(true, |s| s.f_type as u32 != TMPFS_MAGIC)
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zhuque_image::tree::{Proc, ProcKind};
+
+    #[test]
+    fn a_record_goes_running_saved_finished() {
+        let dir = std::env::temp_dir().join(format!("zhuque-record-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let read = || zhuque_image::decode(&fs::read(dir.join(META_FILE)).unwrap()).unwrap();
+
+        let mut r = Record::fresh(&dir, Meta::default());
+        r.finished(3).unwrap();
+        assert!(
+            !dir.join(META_FILE).exists(),
+            "nothing written, nothing finished"
+        );
+        r.set_root(2);
+        r.running().unwrap();
+        let m = read();
+        assert_eq!((m.state(), m.pid, m.namespaced), (State::Running, 2, true));
+        assert!(m.created_unix_ns > 0);
+        let empty = Tree::decode(m.section(TAG_TREE).unwrap()).unwrap();
+        assert_eq!((empty.root, empty.processes.len()), (2, 0));
+
+        let tree = Tree {
+            root: 2,
+            processes: vec![Proc {
+                pid: 2,
+                ppid: 1,
+                pgid: 0,
+                sid: 0,
+                kind: ProcKind::Member,
+                comm: b"sh".to_vec(),
+            }],
+        };
+        r.saved(r.generation() + 1, &tree).unwrap();
+        let m = read();
+        assert_eq!((m.state(), m.generation, m.failures), (State::Saved, 1, 1));
+        assert_eq!(Tree::decode(m.section(TAG_TREE).unwrap()).unwrap(), tree);
+        assert!(!dir.join(META_TMP_FILE).exists());
+
+        let mut again = Record::resumed(&dir, m);
+        again.running().unwrap();
+        again.finished(7).unwrap();
+        let m = read();
+        assert_eq!(
+            (m.state(), m.exit_status, m.generation),
+            (State::Finished, Some(7), 1)
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,171 @@
+//! A save of the whole tree at one instant (docs/process-trees.md, "A save"):
+//!
+//! 1. **Stop**: `Stop` to every connected process; processes that connect meanwhile get
+//!    their role and `Stop`; processes of the namespace that are not connected get a grace
+//!    period to connect; the rest are lost (one warning each) and frozen with `SIGSTOP` so
+//!    that nothing they do lands in the middle of the save.
+//! 2. **Record**: the tree from `/proc`, and each member's plan of shared fds, written to
+//!    `p/<pid>/shared`.
+//! 3. **Save**: `Save` to every member, each writes its image and answers.
+//! 4. **Commit** (`ending.rs`): the record SAVED, then `Commit`; or `Abort` on any failure.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use zhuque_image::tree::{Msg, ProcKind, SHARE_PLAN_FILE, SharePlan, Tree};
+
+use super::ending::{self, What, Why};
+use super::init::TreeInit;
+use super::{procs, snapshot};
+
+/// How long processes of the namespace that are not connected get to connect: a fork child
+/// still copying its memory, a program whose runtime is starting.
+const GRACE: Duration = Duration::from_secs(3);
+/// The same for processes that do not even have the runtime mapped: a program between
+/// `execve` and the loading of its libraries, or else one that will never connect (static,
+/// or executed without zhuque's environment), which must not hold the save up.
+const SHORT_GRACE: Duration = Duration::from_millis(300);
+/// How long connected processes get to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the save may go without any member answering.
+const SAVE_QUIET: Duration = Duration::from_secs(60);
+const TICK: Duration = Duration::from_millis(10);
+
+/// Saves the tree and exits 75, or aborts and exits 125.
+pub fn run(init: &mut TreeInit) -> ! {
+    let generation = init.record.generation() + 1;
+    match save(init, generation) {
+        Ok(tree) => ending::commit(init, generation, &tree),
+        Err(why) => ending::abort(init, why),
+    }
+}
+
+fn save(init: &mut TreeInit, generation: u64) -> Result<Tree, Why> {
+    let running = init.reg.begin_stop(generation);
+    init.hub.send_all(&running, Msg::Stop { generation });
+    stop(init)?;
+    let members = init.reg.begin_save();
+    let member_set: BTreeSet<i32> = members.iter().copied().collect();
+    let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
+    freeze_lost(&tree);
+    if members.is_empty() {
+        return Err(Why::Failed(
+            "nothing to save: no process of the tree is crash-resistant".into(),
+        ));
+    }
+    write_plans(init, &members)?;
+    init.hub.send_all(&members, Msg::Save { generation });
+    wait_saved(init)?;
+    Ok(tree)
+}
+
+/// Waits until every process that said `Hello` has stopped and, during the grace period,
+/// until every live process of the namespace has connected.
+fn stop(init: &mut TreeInit) -> Result<(), Why> {
+    let start = Instant::now();
+    loop {
+        let in_grace = start.elapsed() < GRACE;
+        let stopping: Vec<i32> = init
+            .reg
+            .not_stopped()
+            .into_iter()
+            .filter(|pid| in_grace || init.reg.peer(*pid).is_some_and(|p| p.hello))
+            .collect();
+        let unconnected = in_grace && !unconnected(init, start.elapsed()).is_empty();
+        if stopping.is_empty() && !unconnected {
+            return Ok(());
+        }
+        if start.elapsed() > STOP_TIMEOUT {
+            return Err(Why::Timeout(format!(
+                "the save failed: process{} {} did not stop within {} s",
+                if stopping.len() == 1 { "" } else { "es" },
+                list(&stopping),
+                STOP_TIMEOUT.as_secs()
+            )));
+        }
+        init.pump(Some(TICK));
+    }
+}
+
+/// Live processes of the namespace that are not connected and may still connect.
+fn unconnected(init: &TreeInit, elapsed: Duration) -> Vec<i32> {
+    procs::live()
+        .into_iter()
+        .filter(|pid| init.reg.peer(*pid).is_none())
+        .filter(|pid| elapsed < SHORT_GRACE || procs::maps_file(*pid, &init.runtime))
+        .collect()
+}
+
+/// Lost processes keep running unless stopped; they are killed when the init ends anyway.
+/// One warning each.
+fn freeze_lost(tree: &Tree) {
+    for p in tree.processes.iter().filter(|p| p.kind == ProcKind::Lost) {
+        // SAFETY: plain system call on a process of our namespace.
+        unsafe { libc::kill(p.pid, libc::SIGSTOP) };
+        eprintln!(
+            "zhuque: warning: process {} ({}) is not crash-resistant (it never connected to \
+             the zhuque init: a statically linked program, or one started without zhuque's \
+             environment); after the resume its parent will see it killed by SIGKILL",
+            p.pid,
+            String::from_utf8_lossy(&p.comm)
+        );
+    }
+}
+
+/// Every member's plan of shared fds, in `p/<pid>/shared` (an empty plan too: the runtime
+/// relies on the file).
+fn write_plans(init: &TreeInit, members: &[i32]) -> Result<(), Why> {
+    for (pid, plan) in procs::share_plans(members) {
+        let dir = init.process_path(pid);
+        write_plan(&dir, &plan).map_err(|e| {
+            Why::Failed(format!(
+                "the save failed: cannot write {}/{SHARE_PLAN_FILE}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn write_plan(dir: &std::path::Path, plan: &SharePlan) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{SHARE_PLAN_FILE}.tmp"));
+    fs::File::create(&tmp)?.write_all(&plan.encode())?;
+    fs::rename(&tmp, dir.join(SHARE_PLAN_FILE))
+}
+
+/// Waits for every member's `Saved`.
+fn wait_saved(init: &mut TreeInit) -> Result<(), Why> {
+    let mut last = Instant::now();
+    let mut answered = init.reg.saved_count();
+    loop {
+        match init.reg.save_result() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(pid)) if init.reg.broken() == Some(pid) => {
+                return Err(Why::ended(init, pid, What::Save));
+            }
+            Some(Err(_)) => return Err(Why::Reported),
+            None => {}
+        }
+        if init.reg.saved_count() != answered {
+            answered = init.reg.saved_count();
+            last = Instant::now();
+        }
+        if last.elapsed() > SAVE_QUIET {
+            return Err(Why::Timeout(format!(
+                "the save failed: no process answered for {} s",
+                SAVE_QUIET.as_secs()
+            )));
+        }
+        init.pump(Some(TICK));
+    }
+}
+
+fn list(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| format!("{p} ({})", procs::comm(*p)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
