@@ -1,9 +1,89 @@
 //! Oracles and crash tests.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::*;
+
+/// What an oracle and a crash test run: a compiled test program with its arguments
+/// ([`ProgramRun`]), or any command line in a prepared working directory (`Tree`).
+pub trait Subject {
+    /// The name used in reports.
+    fn name(&self) -> &str;
+    /// The arguments, as reported (and kept in the [`Oracle`]).
+    fn args(&self) -> Vec<String>;
+    /// A fresh working directory for one run, with whatever the run needs in it.
+    fn workdir(&self) -> PathBuf;
+    /// One native run (no zhuque) in `cwd`.
+    fn native(&self, cwd: &Path) -> Finished;
+    /// One launch under zhuque on `image` in `cwd`; with `external_fail`, `zhuque fail
+    /// IMAGE` is sent that many seconds after the start.
+    fn launch(
+        &self,
+        zq: &Zhuque,
+        image: &Path,
+        cwd: &Path,
+        via: Via,
+        external_fail: Option<f64>,
+    ) -> Launch;
+    /// What a sequence of launches in `cwd` must also have done, beyond the oracle's stdout
+    /// and status (files written, warnings printed): `Err` explains. Called after the
+    /// failure-free run under zhuque and after every crash run.
+    fn check_end(&self, _oracle: &Oracle, _cwd: &Path, _launches: &[Launch]) -> Result<(), String> {
+        Ok(())
+    }
+    /// How long the image may take to disappear after the last launch ended (processes of a
+    /// tree that outlive its root end a moment later). Zero: at once.
+    fn image_grace(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A compiled test program with its arguments: the subject of most crash tests.
+pub struct ProgramRun<'a> {
+    pub prog: &'a Program,
+    pub args: Vec<String>,
+}
+
+impl Subject for ProgramRun<'_> {
+    fn name(&self) -> &str {
+        &self.prog.name
+    }
+    fn args(&self) -> Vec<String> {
+        self.args.clone()
+    }
+    fn workdir(&self) -> PathBuf {
+        self.prog.workdir()
+    }
+    fn native(&self, cwd: &Path) -> Finished {
+        run_native(self.prog, &self.args, cwd, None)
+    }
+    fn launch(
+        &self,
+        zq: &Zhuque,
+        image: &Path,
+        cwd: &Path,
+        via: Via,
+        external_fail: Option<f64>,
+    ) -> Launch {
+        zq.launch(self.prog, &self.args, image, cwd, via, external_fail)
+    }
+}
+
+/// Waits up to `grace` for `image` to disappear; whether it did.
+fn image_gone(image: &Path, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        if !image.exists() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// A test's context: the CLI under test, the test's name and its seed (printed, so that a
 /// failing run can be repeated with `ZHUQUE_TEST_SEED`).
@@ -38,14 +118,21 @@ impl Harness {
     /// `zhuque run` until it finishes, and its concatenated output must match too.)
     pub fn oracle(&self, prog: &Program, args: &[&str]) -> Oracle {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let native = run_native(prog, &args, &prog.workdir(), None);
+        self.oracle_of(&ProgramRun { prog, args })
+    }
+
+    /// [`Harness::oracle`] of any [`Subject`]; its native working directory is kept in the
+    /// oracle (for comparing files) and [`Subject::check_end`] must accept the run under
+    /// zhuque.
+    pub fn oracle_of(&self, subject: &dyn Subject) -> Oracle {
+        let workdir = subject.workdir();
+        let native = subject.native(&workdir);
         let image = ImageDir::new();
-        let cwd = prog.workdir();
+        let cwd = subject.workdir();
         let mut launches: Vec<Launch> = Vec::new();
         loop {
-            let l = self.zq.launch(
-                prog,
-                &args,
+            let l = subject.launch(
+                &self.zq,
                 &image.path,
                 &cwd,
                 Via::Run { fail_after: None },
@@ -57,8 +144,27 @@ impl Harness {
                 break;
             }
         }
+        let under_zhuque: Duration = launches.iter().map(|l| l.result.elapsed).sum();
+        let oracle = Oracle {
+            args: subject.args(),
+            outcome: native.outcome(),
+            native: native.elapsed,
+            under_zhuque,
+            workdir,
+        };
         let (under, parts) = combined(&launches);
-        if let Err(diff) = compare(&native.outcome(), &under, &parts) {
+        let problem = compare(&native.outcome(), &under, &parts)
+            .err()
+            .or_else(|| {
+                (!image_gone(&image.path, subject.image_grace())).then(|| {
+                    format!(
+                        "the image {} is still there after the program finished (no --keep)",
+                        image.path.display()
+                    )
+                })
+            })
+            .or_else(|| subject.check_end(&oracle, &cwd, &launches).err());
+        if let Some(problem) = problem {
             let mut s = String::new();
             for (i, l) in launches.iter().enumerate() {
                 let _ = writeln!(s, "  {}. {}", i + 1, l.describe());
@@ -66,40 +172,42 @@ impl Harness {
             }
             panic!(
                 "[{}] {} under zhuque without injected failures differs from the native \
-                 run:\n{diff}\nlaunches:\n{s}",
-                self.name, prog.name
+                 run:\n{problem}\nlaunches:\n{s}",
+                self.name,
+                subject.name()
             );
         }
-        assert!(
-            !image.path.exists(),
-            "[{}] the image {} is still there after the program finished (no --keep)",
-            self.name,
-            image.path.display()
-        );
-        let under_zhuque: Duration = launches.iter().map(|l| l.result.elapsed).sum();
         println!(
             "[{}] oracle {} {:?}: status {}, {} bytes; native {:.3}s, under zhuque {:.3}s \
              in {} launch(es)",
             self.name,
-            prog.name,
-            args,
+            subject.name(),
+            oracle.args,
             native.status,
             native.stdout.len(),
             native.elapsed.as_secs_f64(),
             under_zhuque.as_secs_f64(),
             launches.len()
         );
-        Oracle {
-            args,
-            outcome: native.outcome(),
-            native: native.elapsed,
-            under_zhuque,
-        }
+        oracle
     }
 
     /// [`Harness::try_crash_test`], panicking with its report on failure.
     pub fn crash_test(&self, prog: &Program, oracle: &Oracle, plan: &CrashPlan) -> CrashReport {
         match self.try_crash_test(prog, oracle, plan) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Harness::crash_test`] of any [`Subject`] (its oracle from [`Harness::oracle_of`]).
+    pub fn crash_test_of(
+        &self,
+        subject: &dyn Subject,
+        oracle: &Oracle,
+        plan: &CrashPlan,
+    ) -> CrashReport {
+        match self.try_crash_test_of(subject, oracle, plan) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         }
@@ -119,6 +227,21 @@ impl Harness {
     pub fn try_crash_test(
         &self,
         prog: &Program,
+        oracle: &Oracle,
+        plan: &CrashPlan,
+    ) -> Result<CrashReport, String> {
+        let subject = ProgramRun {
+            prog,
+            args: oracle.args.clone(),
+        };
+        self.try_crash_test_of(&subject, oracle, plan)
+    }
+
+    /// [`Harness::try_crash_test`] of any [`Subject`]; after every run,
+    /// [`Subject::check_end`] must accept it too.
+    pub fn try_crash_test_of(
+        &self,
+        prog: &dyn Subject,
         oracle: &Oracle,
         plan: &CrashPlan,
     ) -> Result<CrashReport, String> {
@@ -169,7 +292,7 @@ impl Harness {
         println!(
             "[{}] {}: {} runs, {} failures counted (promised >= {promised}), {} retried attempts",
             self.name,
-            prog.name,
+            prog.name(),
             plan.runs,
             total,
             report.retries()
@@ -177,7 +300,8 @@ impl Harness {
         if total < promised {
             return Err(format!(
                 "[{}] {}: {total} failures happened, fewer than the {promised} promised",
-                self.name, prog.name
+                self.name,
+                prog.name()
             ));
         }
         Ok(report)
@@ -186,7 +310,7 @@ impl Harness {
     /// One attempt of one run: launches until the program finishes, then checks.
     fn attempt(
         &self,
-        prog: &Program,
+        prog: &dyn Subject,
         oracle: &Oracle,
         plan: &CrashPlan,
         run: usize,
@@ -232,9 +356,7 @@ impl Harness {
                     (Via::Run { fail_after: inject }, None)
                 }
             };
-            let l = self
-                .zq
-                .launch(prog, &oracle.args, &image.path, &cwd, via, external);
+            let l = prog.launch(&self.zq, &image.path, &cwd, via, external);
             let status = l.status();
             let fail_claimed_saved = l.external_fail_status == Some(0);
             launches.push(l);
@@ -272,7 +394,7 @@ impl Harness {
         if let Err(diff) = compare(&oracle.outcome, &actual, &parts) {
             return Err(self.explain(prog, oracle, run, attempt, &launches, &diff));
         }
-        if image.path.exists() {
+        if !image_gone(&image.path, prog.image_grace()) {
             return Err(self.explain(
                 prog,
                 oracle,
@@ -285,6 +407,9 @@ impl Harness {
                 ),
             ));
         }
+        if let Err(problem) = prog.check_end(oracle, &cwd, &launches) {
+            return Err(self.explain(prog, oracle, run, attempt, &launches, &problem));
+        }
         Ok(Attempt {
             failures: count_failures(&launches),
             launches,
@@ -294,7 +419,7 @@ impl Harness {
     /// A failure report: what was run, every launch, the stderr of the interesting ones.
     pub fn explain(
         &self,
-        prog: &Program,
+        prog: &dyn Subject,
         oracle: &Oracle,
         run: usize,
         attempt: usize,
@@ -306,7 +431,11 @@ impl Harness {
             s,
             "[{}] crash test of {} {:?} failed in run {run}, attempt {attempt} \
              (base seed {}: repeat with {SEED_VAR}={}):",
-            self.name, prog.name, oracle.args, self.base_seed, self.base_seed
+            self.name,
+            prog.name(),
+            oracle.args,
+            self.base_seed,
+            self.base_seed
         );
         let _ = writeln!(s, "{problem}");
         let _ = writeln!(
@@ -360,6 +489,8 @@ pub struct Oracle {
     /// Duration of the failure-free run under zhuque: random failure delays are fractions
     /// of it.
     pub under_zhuque: Duration,
+    /// The working directory of the native run, as it left it (for comparing files).
+    pub workdir: PathBuf,
 }
 
 /// How a crash test injects failures.

@@ -9,6 +9,10 @@
 //! - [`crash_test`] runs it again many times with failures injected at random moments,
 //!   resumes it until it finishes, and requires the concatenated stdout and the final exit
 //!   status to equal the oracle's, and the promised number of failures to have happened.
+//! - Both work on any [`Subject`]: a compiled program with its arguments ([`ProgramRun`]), or
+//!   a whole command line ([`Tree`]: `bash script.sh`, `make -j2`, `python3 x.py`) run in a
+//!   prepared working directory with a fixed environment, whose files can be compared with
+//!   the native run's too.
 //!
 //! Environment: `ZHUQUE_TEST_SEED` repeats a run's random choices (the seed is printed);
 //! `ZHUQUE_TEST_KEEP=1` keeps temporary directories and images for inspection.
@@ -18,11 +22,14 @@ mod crash;
 mod image;
 mod report;
 mod rng;
+mod tree;
 
 pub use crash::*;
 pub use image::*;
 pub use report::*;
 pub use rng::*;
+#[allow(unused_imports)] // only the process-tree tests use it
+pub use tree::*;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -586,7 +593,22 @@ impl Zhuque {
         };
         let mut cmd = cmd;
         cmd.stdin(Stdio::null());
-        let spawned = spawn(cmd, &format!("zhuque {via:?} {}", prog.name));
+        let what = format!("zhuque {via:?} {}", prog.name);
+        self.launch_command(cmd, &what, image, cwd, via, external_fail)
+    }
+
+    /// Runs `cmd`, an invocation of this CLI made as `via` says, to the end; with
+    /// `external_fail`, a thread runs `zhuque fail IMAGE` that many seconds after the start.
+    pub fn launch_command(
+        &self,
+        cmd: Command,
+        what: &str,
+        image: &Path,
+        cwd: &Path,
+        via: Via,
+        external_fail: Option<f64>,
+    ) -> Launch {
+        let spawned = spawn(cmd, what);
         let failer = external_fail.map(|secs| {
             let zq = self.clone();
             let image = image.to_path_buf();

@@ -1,0 +1,182 @@
+/*
+ * tree_exec chain WORK STAGE3_SCRIPT
+ * tree_exec stage2 PID WORK STAGE3_SCRIPT      (what `chain` execs, through /usr/bin/env)
+ * TREE_STATIC=STATIC_PROG tree_exec static ROUNDS WORK
+ *
+ * exec inside a crash-resistant tree (issue 9).
+ *
+ * chain: a chain of execs in one process, each stage computing (WORK steps, lines printed as
+ * it goes) so that failures land before and after every exec:
+ *     tree_exec chain  --execve-->  /usr/bin/env PATH=<its dir>:$PATH tree_exec stage2 ...
+ *     (env finds tree_exec on PATH)  --execvp-->  tree_exec stage2
+ *     --execv-->  STAGE3_SCRIPT (#!/bin/bash; tests/trees/exec_stage3.sh), which runs
+ *     external commands and then execs tests/trees/exec_stage4.py (#!/usr/bin/env python3),
+ *     which ends the process with status 3.
+ * Every stage checks that the pid is still the first stage's, and writes a line to exec.log
+ * through fd 5, which the first stage opened without O_CLOEXEC (one open file description,
+ * its offset shared by all stages); an fd opened with O_CLOEXEC (fd 6) must be gone after the
+ * first exec. stdout is flushed before each exec.
+ *
+ * static: ROUNDS times, the program computes, then forks and execs STATIC_PROG (a statically
+ * linked program, tree_static.c, which cannot run under the zhuque runtime) and waits for it.
+ * (Its path comes from the environment, so that zhuque's messages that repeat the command
+ * line do not name it: a test counts the `zhuque:` lines that do.)
+ * A static child that exits 0 prints its result file; one killed by SIGKILL (what a parent
+ * sees after a failure landed while its static child ran) is started again, with a line on
+ * stderr (not stdout), so stdout is the same whether or not failures hit the static child.
+ * Before each start the program writes "tree_exec: starting the static child" on stderr: a
+ * test counts them against zhuque's warnings. Any other status ends the program with 99.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint64_t checksum = TL_HASH_INIT;
+
+static void out(const char *line)
+{
+    checksum = tl_hash(checksum, line, strlen(line));
+    printf("%s\n", line);
+}
+
+static void work(const char *what, unsigned long steps)
+{
+    uint64_t s = tl_hash(TL_HASH_INIT, what, strlen(what)) ^ steps, h = TL_HASH_INIT;
+    unsigned long every = steps / 8 ? steps / 8 : 1;
+    for (unsigned long i = 1; i <= steps; i++) {
+        h = tl_mix(h, tl_next(&s));
+        if (i % every == 0) {
+            char line[128];
+            snprintf(line, sizeof line, "%s %lu/8: %016llx", what, i / every,
+                     (unsigned long long)h);
+            out(line);
+        }
+    }
+}
+
+static void log_line(const char *text)
+{
+    size_t n = strlen(text);
+    TL_CHECK(write(5, text, n) == (ssize_t)n, "write exec.log: %s", strerror(errno));
+}
+
+static int chain(int argc, char **argv)
+{
+    TL_CHECK(argc == 4, "usage: tree_exec chain WORK STAGE3_SCRIPT");
+    unsigned long steps = tl_arg(argc, argv, 2, 1000000);
+    out("stage 1: tree_exec chain");
+    int fd = open("exec.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TL_CHECK(fd >= 0, "exec.log: %s", strerror(errno));
+    TL_CHECK(dup2(fd, 5) == 5, "dup2");
+    close(fd);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    TL_CHECK(fd >= 0 && dup3(fd, 6, O_CLOEXEC) == 6, "dup3");
+    close(fd);
+    log_line("stage 1\n");
+    work("stage 1", steps);
+
+    char pid[32], dir[4096], path_var[8192];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    /* tree_exec's directory first on PATH, so that env finds it by name. */
+    TL_CHECK(argv[0][0] == '/', "run tree_exec by its absolute path");
+    snprintf(dir, sizeof dir, "%s", argv[0]);
+    *strrchr(dir, '/') = '\0';
+    const char *old = getenv("PATH");
+    snprintf(path_var, sizeof path_var, "PATH=%s:%s", dir, old ? old : "/usr/bin:/bin");
+    out("stage 1: exec /usr/bin/env tree_exec stage2");
+    fflush(stdout);
+    char *args[] = {"env", path_var, "tree_exec", "stage2", pid, argv[2], argv[3], NULL};
+    execv("/usr/bin/env", args);
+    TL_CHECK(0, "exec /usr/bin/env: %s", strerror(errno));
+    return 99;
+}
+
+static int stage2(int argc, char **argv)
+{
+    TL_CHECK(argc == 5, "usage: tree_exec stage2 PID WORK STAGE3_SCRIPT");
+    char line[256];
+    out("stage 2: tree_exec stage2, exec'd by env");
+    snprintf(line, sizeof line, "stage 2: same pid as stage 1: %s",
+             atoi(argv[2]) == (int)getpid() ? "yes" : "no");
+    out(line);
+    snprintf(line, sizeof line, "stage 2: fd 5 kept across exec: %s, fd 6 (O_CLOEXEC) closed: %s",
+             fcntl(5, F_GETFD) == 0 ? "yes" : "no",
+             fcntl(6, F_GETFD) < 0 && errno == EBADF ? "yes" : "no");
+    out(line);
+    log_line("stage 2\n");
+    work("stage 2", tl_arg(argc, argv, 3, 1000000));
+    out("stage 2: exec the shell script");
+    fflush(stdout);
+    char *args[] = {argv[4], argv[2], NULL};
+    execv(argv[4], args);
+    TL_CHECK(0, "exec %s: %s", argv[4], strerror(errno));
+    return 99;
+}
+
+static int run_static(int argc, char **argv)
+{
+    TL_CHECK(argc == 4, "usage: TREE_STATIC=STATIC_PROG tree_exec static ROUNDS WORK");
+    const char *prog = getenv("TREE_STATIC");
+    TL_CHECK(prog && *prog, "TREE_STATIC is not set");
+    unsigned long rounds = tl_arg(argc, argv, 2, 4);
+    unsigned long steps = tl_arg(argc, argv, 3, 1000000);
+    char line[256];
+    unsigned long restarts = 0;
+    for (unsigned long r = 1; r <= rounds; r++) {
+        snprintf(line, sizeof line, "round %lu", r);
+        work(line, steps);
+        char arg[32];
+        snprintf(arg, sizeof arg, "%lu", r);
+        for (;;) {
+            fprintf(stderr, "tree_exec: starting the static child\n");
+            fflush(stdout);
+            pid_t c = fork();
+            TL_CHECK(c >= 0, "fork: %s", strerror(errno));
+            if (c == 0) {
+                char *args[] = {"tree_static", arg, NULL};
+                execv(prog, args);
+                _exit(127);
+            }
+            int st;
+            pid_t w;
+            do
+                w = waitpid(c, &st, 0);
+            while (w < 0 && errno == EINTR);
+            TL_CHECK(w == c, "waitpid: %s", strerror(errno));
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+                break;
+            TL_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                     "the static child ended with status %#x, neither 0 nor SIGKILL", st);
+            TL_CHECK(++restarts < 100, "the static child was killed 100 times");
+            fprintf(stderr, "tree_exec: the static child was killed by SIGKILL, starting it "
+                            "again\n");
+        }
+        char result[128] = "";
+        FILE *f = fopen("static.out", "r");
+        TL_CHECK(f && fgets(result, sizeof result, f), "static.out missing");
+        fclose(f);
+        result[strcspn(result, "\n")] = '\0';
+        snprintf(line, sizeof line, "round %lu: the static child says: %s", r, result);
+        out(line);
+    }
+    snprintf(line, sizeof line, "checksum %016llx", (unsigned long long)checksum);
+    out(line);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "chain"))
+        return chain(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "stage2"))
+        return stage2(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "static"))
+        return run_static(argc, argv);
+    fprintf(stderr, "usage: tree_exec chain|stage2|static ...\n");
+    return 2;
+}
