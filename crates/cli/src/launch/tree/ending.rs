@@ -87,7 +87,7 @@ pub fn commit(init: &mut TreeInit, generation: u64, tree: &Tree) -> ! {
         abort(init, Why::Failed(m));
     }
     let everyone = init.reg.begin_end();
-    init.hub.send_all(&everyone, Msg::Commit);
+    init.send_all(&everyone, Msg::Commit);
     wind_down(init);
     std::process::exit(EXIT_SAVED)
 }
@@ -96,7 +96,7 @@ pub fn commit(init: &mut TreeInit, generation: u64, tree: &Tree) -> ! {
 /// it was.
 pub fn abort(init: &mut TreeInit, why: Why) -> ! {
     let everyone = init.reg.begin_end();
-    init.hub.send_all(&everyone, Msg::Abort);
+    init.send_all(&everyone, Msg::Abort);
     wind_down(init);
     if let Some(line) = why.line(init) {
         eprintln!("{line}");

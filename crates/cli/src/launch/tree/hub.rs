@@ -148,13 +148,6 @@ impl Hub {
         self.conns.get(&pid).is_some_and(|c| c.send(msg))
     }
 
-    /// Sends `msg` to each of `pids`.
-    pub fn send_all(&self, pids: &[i32], msg: Msg) {
-        for pid in pids {
-            self.send(*pid, msg);
-        }
-    }
-
     /// Drops every connection (the processes see their channel close).
     pub fn disconnect_all(&mut self) {
         self.conns.clear();

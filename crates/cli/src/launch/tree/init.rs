@@ -64,10 +64,15 @@ pub struct TreeInit {
     pub names: BTreeMap<i32, String>,
     /// Some process has connected: from then on `SIGPWR` to the init saves the tree.
     pub ever_connected: bool,
+    /// `ZHUQUE_TREE_TRACE=1`: every event and message on stderr (debugging aid).
+    pub trace: bool,
     /// A protocol problem was already reported (one line per launch is enough).
     pub warned_garbage: bool,
     _lock: File,
 }
+
+/// Environment variable that turns the init's trace on.
+const TRACE: &str = "ZHUQUE_TREE_TRACE";
 
 /// The runtime a tree runs with: the first entry of its `LD_PRELOAD`.
 fn runtime_path(record: &zhuque_image::Meta) -> Vec<u8> {
@@ -134,6 +139,7 @@ impl TreeInit {
             runtime: runtime_path(&plan.record),
             names: BTreeMap::new(),
             ever_connected: false,
+            trace: std::env::var_os(TRACE).is_some_and(|v| v == "1"),
             warned_garbage: false,
             _lock: lock,
         })
@@ -166,6 +172,7 @@ impl TreeInit {
     }
 
     fn handle(&mut self, event: Event) {
+        self.note(format_args!("{event:?}"));
         match event {
             Event::Signal { signo, code } => self.signal(signo, code),
             Event::Connected { pid } => {
@@ -189,6 +196,29 @@ impl TreeInit {
             libc::SIGPWR => self.forward(signo),
             _ if signals::should_forward(signo, code) => self.forward(signo),
             _ => {}
+        }
+    }
+
+    /// Sends `msg` to `pid` (and wakes it up).
+    pub fn send(&self, pid: i32, msg: Msg) {
+        self.note(format_args!("send {msg:?} to {pid}"));
+        self.hub.send(pid, msg);
+    }
+
+    /// Sends `msg` to each of `pids`.
+    pub fn send_all(&self, pids: &[i32], msg: Msg) {
+        for pid in pids {
+            self.send(*pid, msg);
+        }
+    }
+
+    /// One line of the trace, when asked for.
+    pub fn note(&self, what: std::fmt::Arguments) {
+        if self.trace {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() % 100_000_000);
+            eprintln!("zhuque-init {}.{:06}: {what}", t / 1_000_000, t % 1_000_000);
         }
     }
 
@@ -224,7 +254,7 @@ impl TreeInit {
             Reaction::Reply(msgs) => {
                 self.before_role(pid);
                 for m in msgs {
-                    self.hub.send(pid, m);
+                    self.send(pid, m);
                 }
             }
             Reaction::Unexpected => self.garbage(pid),

@@ -136,12 +136,18 @@ pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
     let facts: Vec<FdFact> = members.iter().flat_map(|pid| fd_facts(*pid)).collect();
     let me = std::process::id() as i32;
     let stdio_keys = own_stdio();
+    // An fd 0-2 on the same stream number first: with `2>&1` fd 2 is the launch's stdout
+    // too, but it must be the next launch's stderr.
     let stdio = |r: FdRef, key: FileKey| {
-        stdio_keys
+        let mut streams: Vec<i32> = stdio_keys
             .iter()
             .filter(|(_, k)| *k == key)
-            .find(|(k, _)| kcmp_file(r, (me, *k)) == Some(Ordering::Equal))
-            .map(|(k, _)| *k)
+            .map(|(s, _)| *s)
+            .collect();
+        streams.sort_by_key(|s| *s != r.1);
+        streams
+            .into_iter()
+            .find(|s| kcmp_file(r, (me, *s)) == Some(Ordering::Equal))
     };
     // Without an answer, two fds are different descriptions, ordered by (pid, fd) so the
     // order stays total; sharing is then lost, never invented.

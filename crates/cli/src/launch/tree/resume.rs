@@ -34,7 +34,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     let started = start(init, tree, starts)?;
     wait_for(init, &started, Registry::not_restored, "came back")?;
     let all = init.reg.resume_members();
-    init.hub.send_all(&all, Msg::Fetch);
+    init.send_all(&all, Msg::Fetch);
     wait_for(
         init,
         &started,
@@ -44,7 +44,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.record
         .running()
         .map_err(|e| Why::Failed(format!("cannot write {}/meta: {e}", init.dir().display())))?;
-    init.hub.send_all(&all, Msg::Go);
+    init.send_all(&all, Msg::Go);
     init.reg.end_resume();
     Ok(())
 }

@@ -44,7 +44,7 @@ pub fn run(init: &mut TreeInit) -> ! {
 
 fn save(init: &mut TreeInit, generation: u64) -> Result<Tree, Why> {
     let running = init.reg.begin_stop(generation);
-    init.hub.send_all(&running, Msg::Stop { generation });
+    init.send_all(&running, Msg::Stop { generation });
     stop(init)?;
     let members = init.reg.begin_save();
     let member_set: BTreeSet<i32> = members.iter().copied().collect();
@@ -56,7 +56,7 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Tree, Why> {
         ));
     }
     write_plans(init, &members)?;
-    init.hub.send_all(&members, Msg::Save { generation });
+    init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
     Ok(tree)
 }
