@@ -125,8 +125,9 @@ impl Conn {
         }
     }
 
-    /// Sends `msg`, then wakes the process's runtime up to read it. Returns false when the
-    /// process is gone (its end is closed).
+    /// Sends `msg`, then, for a message the runtime takes while the process runs
+    /// ([`needs_wake`]), wakes its runtime up to read it. Returns false when the process is
+    /// gone (its end is closed).
     pub fn send(&self, msg: Msg) -> bool {
         let bytes = msg.encode();
         // SAFETY: `bytes` is readable for its length; no SIGPIPE (MSG_NOSIGNAL).
@@ -139,11 +140,19 @@ impl Conn {
             )
         };
         let sent = n == bytes.len() as isize;
-        if sent {
+        if sent && needs_wake(msg) {
             wake(self.pid);
         }
         sent
     }
+}
+
+/// Whether the runtime must be woken up to read `msg`: only `Stop` comes while the process
+/// runs (its coordinator waits for `SIGPWR`); every other message answers one the process
+/// sent and is waited for with a blocking read. A wake-up nobody waits for stays pending
+/// and interrupts a program thread later (a `sleep` then returns early after a resume).
+pub fn needs_wake(msg: Msg) -> bool {
+    matches!(msg, Msg::Stop { .. })
 }
 
 /// `SIGPWR` with [`WAKE_VALUE`]: the runtime's coordinator reads the channel instead of
@@ -255,13 +264,20 @@ mod tests {
             .unwrap();
         let mut conn = conn;
         conn.pid = sleeper.id() as i32;
-        assert!(conn.send(Msg::Go));
+        assert!(conn.send(Msg::Go)); // answers a message: no wake-up
+        assert!(conn.send(Msg::Stop { generation: 1 }));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGPWR));
         let mut buf = [0u8; 32];
         // SAFETY: valid buffer.
         let n = unsafe { libc::recv(client.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0) };
         assert_eq!(Msg::decode(&buf[..n as usize]), Ok(Msg::Go));
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::recv(client.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0) };
+        assert_eq!(
+            Msg::decode(&buf[..n as usize]),
+            Ok(Msg::Stop { generation: 1 })
+        );
 
         drop(client);
         assert_eq!(conn.receive(), Received::Closed);

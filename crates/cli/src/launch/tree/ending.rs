@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use zhuque_image::tree::{Msg, Tree};
+use zhuque_image::tree::{Msg, PROCESSES_DIR, ProcKind, Tree};
 use zhuque_image::{EXIT_REFUSED, EXIT_SAVED};
 
 use super::init::TreeInit;
@@ -88,8 +88,23 @@ pub fn commit(init: &mut TreeInit, generation: u64, tree: &Tree) -> ! {
     }
     let everyone = init.reg.begin_end();
     init.send_all(&everyone, Msg::Commit);
+    prune_images(init, tree);
     wind_down(init);
     std::process::exit(EXIT_SAVED)
+}
+
+/// Process images that are not of a member (processes that ended while the tree was being
+/// stopped, when images are not removed) are of no use to the saved tree.
+fn prune_images(init: &TreeInit, tree: &Tree) {
+    let Ok(entries) = std::fs::read_dir(init.dir().join(PROCESSES_DIR)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let pid = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+        if pid.is_some_and(|pid| tree.get(pid).is_none_or(|p| p.kind != ProcKind::Member)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Releases everyone with `Abort`, ends the namespace and exits 125; the record is left as

@@ -64,8 +64,9 @@ pub struct TreeInit {
     pub names: BTreeMap<i32, String>,
     /// Some process has connected: from then on `SIGPWR` to the init saves the tree.
     pub ever_connected: bool,
-    /// `ZHUQUE_TREE_TRACE=1`: every event and message on stderr (debugging aid).
-    pub trace: bool,
+    /// `ZHUQUE_TREE_TRACE`: every event and message, on stderr (`1`) or appended to a file
+    /// (an absolute path), a debugging aid.
+    pub trace: Option<Trace>,
     /// A protocol problem was already reported (one line per launch is enough).
     pub warned_garbage: bool,
     _lock: File,
@@ -73,6 +74,46 @@ pub struct TreeInit {
 
 /// Environment variable that turns the init's trace on.
 const TRACE: &str = "ZHUQUE_TREE_TRACE";
+
+/// Where the trace goes.
+pub enum Trace {
+    Stderr,
+    File(File),
+}
+
+impl Trace {
+    fn from_env() -> Option<Trace> {
+        let v = std::env::var_os(TRACE)?;
+        if v == "1" {
+            return Some(Trace::Stderr);
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&v)
+            .ok()?;
+        Some(Trace::File(file))
+    }
+
+    /// `zhuque-init SECONDS.MICROS: WHAT` (seconds modulo 100, to line up with others).
+    fn line(&self, what: std::fmt::Arguments) {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() % 100_000_000);
+        let line = format!(
+            "zhuque-init {}.{:06}: {what}\n",
+            t / 1_000_000,
+            t % 1_000_000
+        );
+        match self {
+            Trace::Stderr => eprint!("{line}"),
+            Trace::File(f) => {
+                let mut f: &File = f;
+                let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+            }
+        }
+    }
+}
 
 /// The runtime a tree runs with: the first entry of its `LD_PRELOAD`.
 fn runtime_path(record: &zhuque_image::Meta) -> Vec<u8> {
@@ -139,7 +180,7 @@ impl TreeInit {
             runtime: runtime_path(&plan.record),
             names: BTreeMap::new(),
             ever_connected: false,
-            trace: std::env::var_os(TRACE).is_some_and(|v| v == "1"),
+            trace: Trace::from_env(),
             warned_garbage: false,
             _lock: lock,
         })
@@ -214,11 +255,8 @@ impl TreeInit {
 
     /// One line of the trace, when asked for.
     pub fn note(&self, what: std::fmt::Arguments) {
-        if self.trace {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() % 100_000_000);
-            eprintln!("zhuque-init {}.{:06}: {what}", t / 1_000_000, t % 1_000_000);
+        if let Some(trace) = &self.trace {
+            trace.line(what);
         }
     }
 
@@ -241,6 +279,7 @@ impl TreeInit {
                 }
                 return;
             }
+            self.note(format_args!("reaped {pid}: wait status {status:#x}"));
             self.reaped.insert(pid, status);
             if self.root == Root::Running(pid) {
                 self.root = Root::Ended(exit_code(status));

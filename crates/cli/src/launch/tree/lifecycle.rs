@@ -18,9 +18,14 @@ use crate::image_dir::ImageDir;
 /// How often a tree waiting for processes it is not the parent of looks again.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Serves the running tree until it ends or is saved; never returns.
+/// Serves the running tree until it ends or is saved (a save that returns found the tree
+/// ended); never returns.
 pub fn serve(init: &mut TreeInit) -> ! {
     loop {
+        // A failure requested while the tree was being resumed is served first.
+        if init.reg.take_fail() {
+            save::run(init);
+        }
         init.pump(idle_timeout(init));
         if init.reg.take_fail() {
             save::run(init);

@@ -220,6 +220,16 @@ impl Registry {
         members
     }
 
+    /// The save found nothing to save (every process ended meanwhile): the tree runs on
+    /// to its end.
+    pub fn cancel_save(&mut self) {
+        self.phase = Some(Phase::Running);
+        for p in self.peers.values_mut() {
+            p.stopped = false;
+            p.member = false;
+        }
+    }
+
     /// `Some(Ok)` once every member saved; `Some(Err(pid))` when one failed or ended first.
     pub fn save_result(&self) -> Option<Result<(), i32>> {
         if let Some(pid) = self.broken.or(self.failed) {
@@ -344,6 +354,19 @@ mod tests {
         assert_eq!(r.save_result(), Some(Ok(())));
         assert_eq!(r.saved_count(), 3);
         assert_eq!(r.begin_end(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_save_with_nobody_left_is_cancelled() {
+        let mut r = Registry::new();
+        r.connected(2);
+        r.message(2, Msg::Hello);
+        r.begin_stop(3);
+        r.closed(2); // the program finished as the failure came
+        assert!(r.begin_save().is_empty());
+        r.cancel_save();
+        assert_eq!(r.phase(), Phase::Running);
+        assert!(r.cleanup_allowed());
     }
 
     #[test]

@@ -33,32 +33,37 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const SAVE_QUIET: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(10);
 
-/// Saves the tree and exits 75, or aborts and exits 125.
-pub fn run(init: &mut TreeInit) -> ! {
+/// Saves the tree and exits 75, or aborts and exits 125. Returns only when the tree ended
+/// by itself while it was being stopped: the failure came too late, the tree finishes.
+pub fn run(init: &mut TreeInit) {
     let generation = init.record.generation() + 1;
     match save(init, generation) {
-        Ok(tree) => ending::commit(init, generation, &tree),
+        Ok(Some(tree)) => ending::commit(init, generation, &tree),
+        Ok(None) => init.reg.cancel_save(),
         Err(why) => ending::abort(init, why),
     }
 }
 
-fn save(init: &mut TreeInit, generation: u64) -> Result<Tree, Why> {
+fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     let running = init.reg.begin_stop(generation);
     init.send_all(&running, Msg::Stop { generation });
     stop(init)?;
     let members = init.reg.begin_save();
-    let member_set: BTreeSet<i32> = members.iter().copied().collect();
-    let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
-    freeze_lost(&tree);
     if members.is_empty() {
+        if procs::live().is_empty() {
+            return Ok(None);
+        }
         return Err(Why::Failed(
             "nothing to save: no process of the tree is crash-resistant".into(),
         ));
     }
+    let member_set: BTreeSet<i32> = members.iter().copied().collect();
+    let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
+    freeze_lost(&tree);
     write_plans(init, &members)?;
     init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
-    Ok(tree)
+    Ok(Some(tree))
 }
 
 /// Waits until every process that said `Hello` has stopped and, during the grace period,
