@@ -34,6 +34,7 @@ fn load_then_convert(load: impl FnOnce() -> *mut c_void) -> *mut c_void {
     }
     let before: Vec<(usize, usize)> = {
         let _c = crate::signals::critical();
+        memory::fork::ensure_own_pool();
         procfs::maps().iter().map(|v| (v.start, v.end)).collect()
     };
     let handle = load();

@@ -78,11 +78,25 @@ pub struct Process {
     pub ids_warned: AtomicBool,
     /// The pool is mapped privately for a fork (`memory::fork`).
     pub privatized: AtomicBool,
-    /// Serialises forks with each other and with the coordinator's work (`tree::fork`).
-    pub fork_lock: crate::futex_lock::FutexLock,
+    /// Serialises forks with each other and with the coordinator's work (`tree::fork`); taken
+    /// with [`Process::fork_lock`], which records the holder.
+    fork_mutex: crate::futex_lock::FutexLock,
+    /// The thread holding `fork_mutex`, 0 if none: runtime code that runs under it (closing an
+    /// fd goes through the `close` interposer) must not take it again.
+    fork_owner: AtomicI32,
     /// The pipe a fork child reports on once it no longer needs the parent's pool.
     pub fork_ready_r: AtomicI32,
     pub fork_ready_w: AtomicI32,
+    /// A fork child still reading its parent's pool (`memory::fork`): its own pool file,
+    /// empty until it is materialized, and its end of the pipe its parent waits on.
+    pub on_parent_pool: AtomicBool,
+    /// When this process was forked (monotonic ns).
+    pub forked_at_ns: AtomicU64,
+    pub own_pool: AtomicI32,
+    release_fd_plus_one: AtomicI32,
+    /// Read ends of the pipes of children that may still read this process's pool (under
+    /// the fork lock).
+    dependents: core::sync::atomic::AtomicPtr<Vec<i32>>,
     /// The control connection to the zhuque init, plus one (0: none; see `tree::control`).
     ctl_fd_plus_one: AtomicI32,
     /// A child of a crash-resistant program that cannot be protected itself (no process
@@ -248,6 +262,54 @@ impl Process {
     /// Replaces the control connection (-1: none); returns the previous one.
     pub fn swap_ctl_fd(&self, fd: i32) -> i32 {
         self.ctl_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
+    }
+
+    /// Takes the fork lock (see `tree::fork`).
+    pub fn fork_lock(&self) {
+        self.fork_mutex.lock_unguarded();
+        self.fork_owner
+            .store(crate::sys::gettid(), Ordering::Release);
+    }
+
+    /// Releases the fork lock.
+    pub fn fork_unlock(&self) {
+        self.fork_owner.store(0, Ordering::Release);
+        // SAFETY: taken by `fork_lock` on this thread (or, in a fork child, by the thread
+        // that forked, which `fork_lock_inherited` made this one).
+        unsafe { self.fork_mutex.unlock() };
+    }
+
+    /// In a fork child: the fork lock the forking thread held is this thread's now.
+    pub fn fork_lock_inherited(&self) {
+        self.fork_owner
+            .store(crate::sys::gettid(), Ordering::Release);
+    }
+
+    /// Whether the calling thread holds the fork lock.
+    pub fn holds_fork_lock(&self) -> bool {
+        self.fork_owner.load(Ordering::Acquire) == crate::sys::gettid()
+    }
+
+    /// A fork child's end of the pipe its parent watches, -1 when it has none.
+    pub fn release_fd(&self) -> i32 {
+        self.release_fd_plus_one.load(Ordering::Acquire) - 1
+    }
+
+    /// Replaces [`Process::release_fd`]; returns the previous one.
+    pub fn swap_release_fd(&self, fd: i32) -> i32 {
+        self.release_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
+    }
+
+    /// Children that may still read this process's pool (callers hold the fork lock).
+    #[allow(clippy::mut_from_ref)]
+    pub fn dependents(&self) -> &'static mut Vec<i32> {
+        let mut v = self.dependents.load(Ordering::Acquire);
+        if v.is_null() {
+            v = Box::into_raw(Box::new(Vec::new()));
+            self.dependents.store(v, Ordering::Release);
+        }
+        // SAFETY: a leaked Box in volatile memory, only used under the fork lock.
+        unsafe { &mut *v }
     }
 
     /// Pool storage released while the pool is privatized (callers hold the memory lock).

@@ -22,6 +22,9 @@ pub fn save_and_exit() -> ! {
     // Before anything opens a file: see `os::detach_fd_table`.
     crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
+    if !crate::tree::fork::prepare_save(&stopped) {
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
     let generation = process::get().meta().generation + 1;
     if write_image(&stopped, generation).is_err() {
         // The previous image is intact (nothing was renamed over it); this one is lost.
@@ -40,10 +43,17 @@ pub fn save_member(generation: u64) -> ! {
     use zhuque_image::tree::Msg;
     crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
+    // Memory in this process's own pool, shared (children stop at the same time, each
+    // copying what it still read of its parent's pool).
+    let ready = crate::tree::fork::prepare_save(&stopped);
     let _ = control::send(Msg::Stopped);
     let ok = match control::recv() {
         Some(Msg::Save { generation: g }) if g == generation => {
-            let written = write_image(&stopped, generation);
+            let written = if ready {
+                write_image(&stopped, generation)
+            } else {
+                Err(())
+            };
             if written.is_err() {
                 crate::diag::say("the save failed: cannot write this process's image (disk full?)");
             }

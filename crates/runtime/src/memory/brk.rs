@@ -70,6 +70,7 @@ fn set(new: usize) -> Result<(), Errno> {
 
 /// `brk(addr)`: 0 on success.
 pub fn brk(addr: usize) -> Result<(), Errno> {
+    super::fork::ensure_own_pool();
     let _g = lock::lock();
     init();
     set(addr)
@@ -77,6 +78,7 @@ pub fn brk(addr: usize) -> Result<(), Errno> {
 
 /// `sbrk(incr)`: the previous break.
 pub fn sbrk(incr: isize) -> Result<usize, Errno> {
+    super::fork::ensure_own_pool();
     let _g = lock::lock();
     init();
     let cur = CURRENT.load(Ordering::Relaxed);

@@ -304,6 +304,59 @@ pub fn settle() -> Result<(), Errno> {
     Ok(())
 }
 
+const COPY_STACK: usize = 256 << 10;
+
+extern "C" fn materialize_on_stack(fd: usize) -> usize {
+    match materialize(fd as i32) {
+        Ok(()) => 0,
+        Err(e) => e.0 as usize,
+    }
+}
+
+/// A fork child that still reads its parent's pool writes what it sees into its own pool now
+/// and lets the parent's go (`tree::fork`). The caller makes sure no other program thread
+/// runs: a child on its parent's pool has one program thread (creating another is an
+/// address-space change, which comes here first), and the coordinator stops it before
+/// calling this.
+pub fn ensure_own_pool() {
+    let p = process::get();
+    if !p.on_parent_pool.load(Ordering::Acquire) {
+        return;
+    }
+    let pool = p.own_pool.load(Ordering::Relaxed);
+    let stack = vmem::map(COPY_STACK);
+    // SAFETY: a fresh volatile stack; the copy touches no pool memory until every range is
+    // remapped, and no other thread runs (see above).
+    let r = unsafe {
+        crate::threads::arch::call_with_stack(
+            pool as usize,
+            materialize_on_stack,
+            stack + COPY_STACK,
+        )
+    };
+    vmem::unmap(stack, COPY_STACK);
+    if r != 0 {
+        crate::diag::Line::new()
+            .str("fork: cannot give the child a pool of its own: errno ")
+            .num(r as u64)
+            .emit();
+        sys::exit_group(zhuque_image::EXIT_REFUSED);
+    }
+    let old_pool = p.mem_fd();
+    crate::runtime::adopt_memory(
+        // SAFETY: the child's own pool file, owned from here on.
+        unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(pool) },
+    );
+    let _ = osys::close(old_pool);
+    p.on_parent_pool.store(false, Ordering::Release);
+    // The parent may settle: nothing of its pool is read here any more. Closing the pipe
+    // says so (a write could raise SIGPIPE: the parent may have ended already).
+    let w = p.swap_release_fd(-1);
+    if w >= 0 {
+        let _ = osys::close(w);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::merge;

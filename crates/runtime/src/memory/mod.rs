@@ -87,6 +87,7 @@ pub fn map(
     fd: i32,
     off: u64,
 ) -> Result<usize, Errno> {
+    fork::ensure_own_pool();
     if is_shared_anonymous(flags) {
         return map_shared_anonymous(addr, len, prot, flags);
     }
@@ -173,6 +174,7 @@ fn map_outside_pool(
 
 /// `munmap`: unmap, then return the pool storage of what was unmapped.
 pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
+    fork::ensure_own_pool();
     let _g = lock::lock();
     // SAFETY: unmapping is what the caller asked for.
     unsafe { sys::munmap(addr, len)? };
@@ -186,6 +188,7 @@ pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
 /// kernel would merely drop page-table entries and re-read the old contents, so the runtime
 /// punches the storage out instead. Other advice goes to the kernel unchanged.
 pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    fork::ensure_own_pool();
     let discards = matches!(
         advice,
         sys::MADV_DONTNEED | sys::MADV_FREE | sys::MADV_REMOVE | sys::MADV_DONTNEED_LOCKED
@@ -264,6 +267,7 @@ fn advise_privatized(addr: usize, end: usize, advice: i32) -> Result<(), Errno> 
 /// first (a private file mapping that was mapped read-only, or memory created behind our
 /// back), so its future contents are persistent.
 pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    fork::ensure_own_pool();
     let end = addr.saturating_add(round_up(len).unwrap_or(len));
     let _g = lock::lock();
     if prot & sys::PROT_WRITE != 0
@@ -300,6 +304,7 @@ pub fn remap(
     flags: i32,
     new_addr: usize,
 ) -> Result<usize, Errno> {
+    fork::ensure_own_pool();
     let old_len_r = round_up(old_len).ok_or(Errno::EINVAL)?;
     let new_len_r = round_up(new_len).ok_or(Errno::ENOMEM)?;
     let _g = lock::lock();

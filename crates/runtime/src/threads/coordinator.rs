@@ -101,7 +101,7 @@ extern "C" fn run(_: usize) -> ! {
             // The init's messages first (one may have come before this thread existed).
             while let Some(m) = crate::tree::control::try_recv() {
                 if let zhuque_image::tree::Msg::Stop { generation } = m {
-                    p.fork_lock.lock_unguarded();
+                    p.fork_lock();
                     crate::save::save_member(generation);
                 }
             }
@@ -116,7 +116,12 @@ extern "C" fn run(_: usize) -> ! {
             deadline = None;
             let _ = crate::tree::control::send(zhuque_image::tree::Msg::Fail);
         }
-        let timeout = deadline.map(|d| d.saturating_sub(now_ns()));
+        // Pool bookkeeping a fork left (`tree::fork`): looked at again soon while any is due.
+        let pending_fork_work = fork_work(p);
+        let mut timeout = deadline.map(|d| d.saturating_sub(now_ns()));
+        if pending_fork_work {
+            timeout = Some(timeout.map_or(FORK_POLL_NS, |t| t.min(FORK_POLL_NS)));
+        }
         match sys::sigtimedwait(wanted, timeout) {
             // The init's wake-up (its message is read above), or a failure request.
             Ok((signals::FAIL_SIGNAL, info)) => {
@@ -130,17 +135,38 @@ extern "C" fn run(_: usize) -> ! {
             // An expiry of a SIGEV_THREAD timer: the helper thread starts its notification.
             // (Not while a fork is under way: it touches persistent memory.)
             Ok((_, info)) => {
-                p.fork_lock.lock_unguarded();
+                p.fork_lock();
                 sigev_thread::expired(&info);
-                // SAFETY: taken just above by this thread.
-                unsafe { p.fork_lock.unlock() };
+                p.fork_unlock();
             }
             Err(_) => {} // a timeout (re-evaluated at the top), or EINTR
         }
     }
     // A fork under way finishes first (it maps the pool privately for a moment).
-    p.fork_lock.lock_unguarded();
+    p.fork_lock();
     crate::save::save_and_exit()
+}
+
+/// How often a fork's pending pool work is looked at (see [`fork_work`]).
+const FORK_POLL_NS: u64 = 2_000_000;
+/// How long a fork child may read its parent's pool before it copies it anyway.
+const CHILD_GRACE_NS: u64 = 10_000_000;
+
+/// The pool work a fork leaves to the coordinator: a parent settles its pool once its children
+/// have let go of it; a child that still reads its parent's pool after a grace period copies it
+/// (most children `exec` or exit well before). True while some is still due.
+fn fork_work(p: &process::Process) -> bool {
+    if p.on_parent_pool.load(Ordering::Acquire) {
+        if now_ns() < p.forked_at_ns.load(Ordering::Relaxed) + CHILD_GRACE_NS {
+            return true;
+        }
+        p.fork_lock();
+        let stopped = super::stop::stop_all();
+        crate::memory::fork::ensure_own_pool();
+        stopped.release();
+        p.fork_unlock();
+    }
+    crate::tree::fork::settle_if_free()
 }
 
 /// Wakes the coordinator up to read the init's message (async-signal-safe).

@@ -53,12 +53,17 @@ pub struct StopSlot {
     drain_len: usize,
     /// 1 once the thread has done what the request asked.
     drained: AtomicU32,
+    /// A close request (see [`Stopped::close_in_program`]): the fds to close.
+    close_buf: usize,
+    close_len: usize,
 }
 
-/// Values of [`StopSlot::release`]: parked, let go, asked to take its pending signals.
+/// Values of [`StopSlot::release`]: parked, let go, asked to take its pending signals, asked
+/// to close fds.
 const PARKED: u32 = 0;
 const RELEASED: u32 = 1;
 const DRAIN: u32 = 2;
+const CLOSE: u32 = 3;
 
 const MAGIC: u64 = 0x7a68_7571_7565_5354; // "zhuqueST"
 
@@ -82,6 +87,8 @@ impl StopSlot {
             drain_cap: 0,
             drain_len: 0,
             drained: AtomicU32::new(0),
+            close_buf: 0,
+            close_len: 0,
         }
     }
 
@@ -148,6 +155,18 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
             PARKED => sys::futex_wait(&slot.release, PARKED, None),
             DRAIN => {
                 drain_own(slot);
+                slot.release.store(PARKED, Ordering::Release);
+                slot.drained.store(1, Ordering::Release);
+                sys::futex_wake(&slot.drained, 1);
+            }
+            CLOSE => {
+                // SAFETY: the coordinator lent a list of close_len fds for this request.
+                let fds = unsafe {
+                    core::slice::from_raw_parts(slot.close_buf as *const i32, slot.close_len)
+                };
+                for &fd in fds {
+                    let _ = crate::os::sys::close(fd);
+                }
                 slot.release.store(PARKED, Ordering::Release);
                 slot.drained.store(1, Ordering::Release);
                 sys::futex_wake(&slot.drained, 1);
@@ -430,6 +449,24 @@ impl Stopped {
             }
             // SAFETY: allocated as a Box by `round`; its thread has left it for good.
             drop(unsafe { Box::from_raw(s as *mut StopSlot) });
+        }
+    }
+
+    /// Closes `fds` in the program's fd table (the coordinator may have a table of its own
+    /// during a save: `os::detach_fd_table`), through one stopped thread, which shares it.
+    /// Runtime fds that a save has no more use for (a fork's pipes, a pool file let go).
+    pub fn close_in_program(&self, fds: &[i32]) {
+        let Some(at) = (0..self.threads.len()).next() else {
+            return;
+        };
+        let slot = self.slot(at);
+        slot.close_buf = fds.as_ptr() as usize;
+        slot.close_len = fds.len();
+        slot.drained.store(0, Ordering::Release);
+        slot.release.store(CLOSE, Ordering::Release);
+        sys::futex_wake(&slot.release, 1);
+        while slot.drained.load(Ordering::Acquire) == 0 {
+            sys::futex_wait(&slot.drained, 0, None);
         }
     }
 

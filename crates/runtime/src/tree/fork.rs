@@ -5,18 +5,25 @@
 //! of them run the `atfork` handlers, so that is where the runtime does its work
 //! ([`register`]): its prepare handler, registered before any of the program's, runs last,
 //! right before the kernel's fork; its child and parent handlers run first after it. `_Fork`
-//! (no handlers) is interposed and calls the same three steps itself.
+//! (no handlers) is interposed and calls the same steps itself.
 //!
 //! - **prepare**: take the fork lock (one fork at a time, and the coordinator idle), hold the
 //!   stop signal back, take every runtime lock (a lock another thread held at the instant
 //!   of the fork would stay locked forever in the child), and privatize the pool
 //!   (`memory::fork`): from here on the parent's stores land in private pages.
-//! - **child** (one thread): release the locks, write its memory into a pool of its own,
-//!   tell the parent it no longer needs the parent's pool, and become a process of its own
-//!   (`become_child`).
-//! - **parent**: release the locks, wait for the child's word (or its end), then, with
-//!   every other thread stopped, write the pages it wrote meanwhile back into its pool and
-//!   map the pool shared again.
+//! - **child** (one thread): release the locks and become a process of its own
+//!   ([`super::become_child`]). Its memory is still a private view of the parent's pool: it
+//!   writes it into a pool of its own only when it must ([`ensure_own_pool`]: before its
+//!   first change to its address space, its first fork, a save, or a short while after the
+//!   fork), and most children never must: a child that `exec`s or exits first copies
+//!   nothing. Its end of a pipe to the parent closes when it no longer reads the parent's
+//!   pool (copied, `exec`, exit).
+//! - **parent**: release the locks and return at once. It stays privatized (new forks are
+//!   cheap then) until every child has let go of its pool; then its coordinator, with every
+//!   other thread stopped for a moment, writes back the pages written meanwhile and maps the
+//!   pool shared again ([`settle_if_free`]). A save waits for that first.
+//!
+//! Outside a tree a child is not protected, and copies its memory at once.
 //!
 //! `vfork`, `posix_spawn`, `system` and `popen` share the parent's memory until `exec` by
 //! design and need none of this.
@@ -26,7 +33,7 @@ use crate::os::sys as osys;
 use crate::process::{self, Mode};
 use crate::signals::STOP_SIGNAL;
 use crate::sys;
-use crate::threads::{arch, slots, stop};
+use crate::threads::{slots, stop};
 use crate::{diag, vmem};
 use core::ffi::c_int;
 use core::sync::atomic::Ordering;
@@ -101,14 +108,22 @@ extern "C" fn child() {
 
 /// Prepare: see the module comment.
 fn before_fork() {
+    {
+        // A child that still reads its parent's pool copies it first: its own child would
+        // depend on a pool that is not its own.
+        let _c = crate::signals::critical();
+        ensure_own_pool();
+    }
     let p = process::get();
     // Not yet in a critical section: a failure may stop this thread while it waits.
-    p.fork_lock.lock_unguarded();
+    p.fork_lock();
     let _ = sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL));
     let (r, w) = osys::pipe2(osys::O_CLOEXEC)
         .unwrap_or_else(|_| diag::fatal("cannot create a pipe for fork (no fd left?)"));
-    p.fork_ready_r.store(r, Ordering::Relaxed);
-    p.fork_ready_w.store(w, Ordering::Relaxed);
+    p.fork_ready_r
+        .store(crate::image_io::hide_raw(r), Ordering::Relaxed);
+    p.fork_ready_w
+        .store(crate::image_io::hide_raw(w), Ordering::Relaxed);
     super::before_fork();
     if let Err(e) = memory::fork::privatize() {
         fork_failed("cannot map the pool privately", e);
@@ -126,98 +141,46 @@ fn fork_failed(what: &str, e: sys::Errno) -> ! {
     sys::exit_group(zhuque_image::EXIT_REFUSED)
 }
 
-/// Parent: see the module comment. Also runs when the fork failed.
+/// Parent: see the module comment. Also runs when the fork failed (then the pipe has no
+/// other end, and the next check finds it free).
 fn after_fork_in_parent() {
     release_runtime_locks();
     let p = process::get();
     let _ = osys::close(p.fork_ready_w.load(Ordering::Relaxed));
-    let r = p.fork_ready_r.load(Ordering::Relaxed);
-    // One byte once the child has its own pool; end of file if it died first, or if there
-    // is no child (the fork failed and this process holds the only write end).
-    let mut b = [0u8; 1];
-    while let Err(sys::Errno::EINTR) = osys::read(r, &mut b) {}
-    let _ = osys::close(r);
-    settle();
-    // SAFETY: taken in `before_fork` by this thread.
-    unsafe { p.fork_lock.unlock() };
+    p.dependents().push(p.fork_ready_r.load(Ordering::Relaxed));
+    p.fork_unlock();
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
-}
-
-/// Writes the parent's pages back into its pool with every other program thread stopped (the
-/// coordinator is idle: it waits for the fork lock this thread holds).
-fn settle() {
-    let coordinator = process::get().coordinator_tid.load(Ordering::Acquire);
-    let others = (crate::procfs::task_ids().map_or(1, |t| t.len())
-        > 1 + (coordinator != 0) as usize)
-        .then(|| stop::stop_all_but(coordinator));
-    let stack = vmem::map(SETTLE_STACK);
-    // SAFETY: a fresh volatile stack; `settle_on_stack` touches no pool memory between a
-    // page's copy and its range's remap.
-    let r = unsafe { arch::call_with_stack(0, settle_on_stack, stack + SETTLE_STACK) };
-    vmem::unmap(stack, SETTLE_STACK);
-    if let Some(s) = others {
-        s.release();
-    }
-    if r != 0 {
-        fork_failed(
-            "cannot write the parent's memory back into its pool",
-            sys::Errno(r as i32),
-        );
-    }
-}
-
-const SETTLE_STACK: usize = 256 << 10;
-
-extern "C" fn settle_on_stack(_: usize) -> usize {
-    let _g = memlock::lock();
-    match memory::fork::settle() {
-        Ok(()) => 0,
-        Err(e) => e.0 as usize,
-    }
-}
-
-extern "C" fn materialize_on_stack(fd: usize) -> usize {
-    match memory::fork::materialize(fd as i32) {
-        Ok(()) => 0,
-        Err(e) => e.0 as usize,
-    }
+    // Wake the coordinator: it settles the pool once the child has let go of it.
+    crate::threads::coordinator::wake();
 }
 
 /// Child: see the module comment.
 fn after_fork_in_child() {
-    release_runtime_locks();
     let p = process::get();
+    p.fork_lock_inherited();
+    release_runtime_locks();
+    // The pipes of the parent's other children are the parent's business.
+    for fd in p.dependents().drain(..) {
+        let _ = osys::close(fd);
+    }
     let _ = osys::close(p.fork_ready_r.load(Ordering::Relaxed));
     p.pid.store(sys::getpid(), Ordering::Relaxed);
     let (pool, dir) =
         super::child_pool().unwrap_or_else(|e| fork_failed("cannot create the child's pool", e));
-    let stack = vmem::map(SETTLE_STACK);
-    // SAFETY: a fresh volatile stack (this child's copy of the window); the child has one
-    // thread, and the copy touches no pool memory until every range is remapped.
-    let r =
-        unsafe { arch::call_with_stack(pool as usize, materialize_on_stack, stack + SETTLE_STACK) };
-    vmem::unmap(stack, SETTLE_STACK);
-    if r != 0 {
-        fork_failed(
-            "cannot give the child a pool of its own",
-            sys::Errno(r as i32),
-        );
-    }
-    let old_pool = p.mem_fd();
-    crate::runtime::adopt_memory(
-        // SAFETY: `pool` is the fd child_pool just created, owned from here on.
-        unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(pool) },
-    );
-    let _ = osys::close(old_pool);
-    // The parent may go on: nothing of its pool is read any more.
-    let w = p.fork_ready_w.load(Ordering::Relaxed);
-    let _ = osys::write(w, &[1]);
-    let _ = osys::close(w);
+    p.own_pool.store(pool, Ordering::Relaxed);
+    p.swap_release_fd(p.fork_ready_w.load(Ordering::Relaxed));
+    p.forked_at_ns
+        .store(crate::process::now_ns(), Ordering::Relaxed);
+    p.on_parent_pool.store(true, Ordering::Release);
     reset_process_state();
-    slots::forget_other_threads();
+    if dir.is_none() {
+        // Not in a tree: nothing will save this child; it copies now, so the parent need
+        // not wait for it.
+        ensure_own_pool();
+    }
     super::become_child(dir);
-    // SAFETY: the fork lock was held by the thread that forked, which this thread is.
-    unsafe { p.fork_lock.unlock() };
+    slots::forget_other_threads();
+    p.fork_unlock();
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
 }
 
@@ -229,6 +192,121 @@ fn reset_process_state() {
     p.stopped.store(0, Ordering::Relaxed);
     p.failure_pending.store(false, Ordering::Relaxed);
     p.forget_tids();
+}
+
+/// See [`memory::fork::ensure_own_pool`].
+pub fn ensure_own_pool() {
+    memory::fork::ensure_own_pool();
+}
+
+/// Whether every child has let go of this process's pool (forgetting those that have),
+/// waiting for them up to `wait_ms`.
+fn dependents_free(wait_ms: i32) -> bool {
+    let deps = process::get().dependents();
+    let until = crate::process::now_ns() + wait_ms.max(0) as u64 * 1_000_000;
+    deps.retain(|&fd| {
+        let left = until.saturating_sub(crate::process::now_ns()) / 1_000_000;
+        // A byte (copied) or the end of the pipe (exec, exit): let go either way.
+        let gone = osys::poll_one(fd, osys::POLLIN, left as i32)
+            .is_ok_and(|r| r & (osys::POLLIN | osys::POLLHUP | osys::POLLERR) != 0);
+        if gone {
+            let _ = osys::close(fd);
+        }
+        !gone
+    });
+    deps.is_empty()
+}
+
+/// The pipes this process watches its children on (callers are in a critical section).
+pub fn dependent_pipes() -> Vec<i32> {
+    with_fork_lock(|p| p.dependents().clone())
+}
+
+/// Runs `f` under the fork lock, which the calling thread may hold already.
+fn with_fork_lock<T>(f: impl FnOnce(&process::Process) -> T) -> T {
+    let p = process::get();
+    if p.holds_fork_lock() {
+        return f(p);
+    }
+    p.fork_lock();
+    let r = f(p);
+    p.fork_unlock();
+    r
+}
+
+/// Whether `fd` is one of the pipes this process watches its children on (protected from the
+/// program's `close`, like the runtime's other fds).
+pub fn is_dependent_pipe(fd: i32) -> bool {
+    if !memory::fork::privatized() || fd < 0 {
+        return false;
+    }
+    with_fork_lock(|p| p.dependents().contains(&fd))
+}
+
+/// Coordinator: settles the pool if it is privatized and no child reads it any more, with
+/// every program thread stopped for the moment it takes. Returns whether the pool is still
+/// privatized (the coordinator then looks again soon).
+pub fn settle_if_free() -> bool {
+    let p = process::get();
+    if !memory::fork::privatized() {
+        return false;
+    }
+    p.fork_lock();
+    let still = if dependents_free(0) {
+        let stopped = stop::stop_all();
+        settle_now();
+        stopped.release();
+        false
+    } else {
+        true
+    };
+    p.fork_unlock();
+    still
+}
+
+/// How long a save waits for children to let go of the pool (each copies it when it stops).
+const SAVE_WAIT_MS: i32 = 20_000;
+
+/// Coordinator, at a save (every program thread stopped, fork lock held): this process's
+/// memory must be in its own pool, shared again. A child still on its parent's pool copies
+/// it; a parent waits for its children to let go of its pool (each copies it at its own stop)
+/// and settles. False when a child never did (then this process cannot be saved).
+pub fn prepare_save(stopped: &stop::Stopped) -> bool {
+    let p = process::get();
+    // The fds this lets go of are closed in the coordinator's table (it may have one of its
+    // own during a save) and in the program's, whose fds the save records.
+    let mut closed = Vec::new();
+    if p.on_parent_pool.load(Ordering::Acquire) {
+        closed.push(p.mem_fd());
+        closed.push(p.release_fd());
+    }
+    ensure_own_pool();
+    if memory::fork::privatized() {
+        closed.extend(p.dependents().iter().copied());
+        if !dependents_free(SAVE_WAIT_MS) {
+            diag::say(
+                "the save failed: a child process kept reading this process's memory (it neither stopped nor exited)",
+            );
+            return false;
+        }
+        settle_now();
+    }
+    if !closed.is_empty() {
+        stopped.close_in_program(&closed);
+    }
+    true
+}
+
+/// Writes the pages written while privatized back into the pool (coordinator, on its own
+/// volatile stack; every program thread stopped).
+fn settle_now() {
+    let r = {
+        let _g = memlock::lock();
+        memory::fork::settle()
+    };
+    if let Err(e) = r {
+        fork_failed("cannot write the parent's memory back into its pool", e);
+    }
 }
 
 type RealFork = unsafe extern "C" fn() -> c_int;

@@ -22,12 +22,13 @@ fn fail(e: crate::sys::Errno) -> c_int {
 }
 
 /// Runtime fds worth protecting: only in a crash-resistant process (never triggers start-up).
-fn protected() -> Option<[i32; 3]> {
+fn protected() -> Option<[i32; 4]> {
     (process::get().mode() == Mode::Active).then(runtime_fds)
 }
 
 fn is_runtime(fd: c_int) -> bool {
     protected().is_some_and(|r| fd >= 0 && r.contains(&fd))
+        || crate::tree::fork::is_dependent_pipe(fd)
 }
 
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
@@ -58,14 +59,32 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags. (No allocation:
 /// this runs on program threads outside any critical section.)
 fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> Result<(), crate::sys::Errno> {
-    let mut ours = protected().unwrap_or([-1, -1, -1]);
+    if crate::memory::fork::privatized() {
+        // Rare: the pipes a fork left are protected too (and listing them allocates).
+        let _c = critical();
+        let mut ours: Vec<i32> = protected().map(|r| r.to_vec()).unwrap_or_default();
+        ours.extend(crate::tree::fork::dependent_pipes());
+        ours.sort_unstable();
+        return close_range_except(first, last, flags, &ours);
+    }
+    let mut ours = protected().unwrap_or([-1; 4]);
     ours.sort_unstable();
+    close_range_except(first, last, flags, &ours)
+}
+
+/// Closes `[first, last]` but `ours` (sorted).
+fn close_range_except(
+    first: c_uint,
+    last: c_uint,
+    flags: c_uint,
+    ours: &[i32],
+) -> Result<(), crate::sys::Errno> {
     let inside = |f: i32| f >= 0 && (f as u32) >= first && (f as u32) <= last;
     if first > last || !ours.iter().any(|f| inside(*f)) {
         return osys::close_range(first, last, flags);
     }
     let mut from = first;
-    for f in ours {
+    for &f in ours {
         if !inside(f) {
             continue;
         }

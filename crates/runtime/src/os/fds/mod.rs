@@ -47,12 +47,15 @@ use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
 use zhuque_image::tree::{SHARE_PLAN_FILE, Share, SharePlan};
 
 /// The runtime's own fds in this process (never saved, never closed for the program).
-pub fn runtime_fds() -> [i32; 3] {
+pub fn runtime_fds() -> [i32; 4] {
     let p = process::get();
     [
         p.dir_fd.load(Ordering::Relaxed),
         p.mem_fd.load(Ordering::Relaxed),
         p.ctl_fd(),
+        // A fork child's end of the pipe its parent watches (closing it early would tell the
+        // parent the child no longer reads its memory).
+        p.release_fd(),
     ]
 }
 
@@ -65,6 +68,8 @@ pub fn runtime_fd_moved(fd: i32, to: i32) {
         p.mem_fd.store(to, Ordering::Relaxed);
     } else if p.ctl_fd() == fd {
         p.swap_ctl_fd(to);
+    } else if p.release_fd() == fd {
+        p.swap_release_fd(to);
     }
 }
 
@@ -950,7 +955,9 @@ pub fn fetch_shared() {
         let pidfd = match owners.iter().find(|(o, _)| *o == owner) {
             Some((_, p)) => *p,
             None => {
-                let p = osys::pidfd_open(owner, 0);
+                // Kept high: a low number could be one of the saved numbers the next
+                // descriptions are put at (which would close it).
+                let p = osys::pidfd_open(owner, 0).map(crate::image_io::hide_raw);
                 owners.push((owner, p));
                 p
             }
