@@ -104,7 +104,16 @@ pub enum Backing {
     /// calling the kernel directly), copied at the save into the `captured` file at `offset`.
     /// A resume moves it into the pool.
     Captured { offset: u64 },
+    /// Memory mapped `MAP_SHARED` from an object that has no name of its own (shared
+    /// anonymous memory, a memfd, an unlinked `shm_open` object or semaphore): the object is
+    /// the file `name` in the image's `shm/` directory (copied there at a save, once for every
+    /// process that maps it), mapped shared at `offset`, so the processes that shared it share
+    /// it again.
+    Shared { name: Vec<u8>, offset: u64 },
 }
+
+/// Directory of [`Backing::Shared`] objects in an image (the tree's, in a process tree).
+pub const SHARED_DIR: &str = "shm";
 
 /// One range of the address space.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +367,11 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.u8(4);
             w.u64(*offset);
         }
+        Backing::Shared { name, offset } => {
+            w.u8(5);
+            w.bytes(name);
+            w.u64(*offset);
+        }
     }
 }
 
@@ -374,6 +388,16 @@ fn get_region(r: &mut Reader) -> Result<Region, Error> {
         },
         3 => Backing::Anon,
         4 => Backing::Captured { offset: r.u64()? },
+        5 => {
+            let name = r.bytes()?;
+            if name.is_empty() || name.contains(&b'/') || name.starts_with(b".") {
+                return Err(Error::Invalid("shared object name"));
+            }
+            Backing::Shared {
+                name,
+                offset: r.u64()?,
+            }
+        }
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {

@@ -320,7 +320,12 @@ pub fn fresh_start(program: Program, launch: Launch) {
     crate::signals::install();
     // `zhuque run` starts programs with SIGPWR blocked (so an early one cannot kill them); now
     // that the handler exists, a pending one is delivered and becomes the requested failure.
-    let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL));
+    // The stop signal is the runtime's: whatever mask this program was started with, a failure
+    // must be able to stop it.
+    let _ = sys::sigprocmask(
+        sys::SIG_UNBLOCK,
+        sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL),
+    );
     p.set_mode(Mode::Active);
 }
 

@@ -84,7 +84,7 @@ fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Resu
     meta.threads = stopped.threads.clone();
     crate::os::save(&mut meta, stopped);
     let mut captured = Vec::new();
-    meta.regions = record_regions(&mut captured);
+    meta.regions = record_regions(&mut captured, generation);
     meta.pool_end = crate::memory::pool::end();
     meta.stack_copy = copy_initial_stack();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
@@ -102,7 +102,7 @@ fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Resu
 }
 
 /// The address space as the kernel sees it, as regions to restore.
-fn record_regions(captured: &mut Vec<u8>) -> Vec<Region> {
+fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     let p = process::get();
     let (mem_dev, mem_ino) = (
         p.mem_dev.load(Ordering::Relaxed),
@@ -115,6 +115,11 @@ fn record_regions(captured: &mut Vec<u8>) -> Vec<Region> {
         }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
+        } else if crate::memory::shared::is_object(&v) {
+            match crate::memory::shared::save(&v, generation) {
+                Ok(b) => b,
+                Err(_) => capture(&v, captured),
+            }
         } else if v.is_file() && !v.deleted() && (v.shared || !v.writable()) {
             match image_io::file_id(v.path()) {
                 Some(file) => Backing::File {

@@ -77,6 +77,9 @@ impl Report {
         }
         if let Some(m) = self.meta() {
             rows.extend(meta_rows(m));
+            for p in self.tree() {
+                rows.push(("process", p.text()));
+            }
         }
         if let Some(n) = self.memory_allocated {
             rows.push((
@@ -132,6 +135,13 @@ impl Report {
                 "exit_status",
                 Value::opt(m.and_then(|m| m.exit_status), Value::int),
             ),
+            (
+                "tree",
+                Value::opt(
+                    m.and_then(|m| m.section(zhuque_image::tree::TAG_TREE)),
+                    |_| Value::Array(self.tree().iter().map(TreeProc::to_json).collect()),
+                ),
+            ),
             // Every section in detail (null when the image has none, or it does not decode:
             // `sections` says why).
             (
@@ -151,6 +161,99 @@ impl Report {
             (
                 "sections",
                 Value::opt(m.zip(os.as_ref()), |(m, os)| sections::sections_json(m, os)),
+            ),
+        ])
+    }
+}
+
+impl Report {
+    /// The processes of a tree image (none for a single-process one), each with what its own
+    /// image says.
+    fn tree(&self) -> Vec<TreeProc> {
+        let Some(tree) = self
+            .meta()
+            .and_then(|m| m.section(zhuque_image::tree::TAG_TREE))
+            .and_then(|b| zhuque_image::tree::Tree::decode(b).ok())
+        else {
+            return Vec::new();
+        };
+        tree.processes
+            .into_iter()
+            .map(|p| {
+                let own = self
+                    .image
+                    .path()
+                    .join(zhuque_image::tree::process_dir(p.pid))
+                    .join(zhuque_image::META_FILE);
+                let meta = std::fs::read(own)
+                    .ok()
+                    .and_then(|b| zhuque_image::decode(&b).ok());
+                TreeProc { proc: p, meta }
+            })
+            .collect()
+    }
+}
+
+/// One process of a tree image.
+struct TreeProc {
+    proc: zhuque_image::tree::Proc,
+    meta: Option<Meta>,
+}
+
+impl TreeProc {
+    fn state(&self) -> String {
+        use zhuque_image::tree::ProcKind;
+        match self.proc.kind {
+            ProcKind::Member => "crash-resistant".to_string(),
+            ProcKind::Zombie { status } => format!("zombie (wait status {status:#x})"),
+            ProcKind::Lost => "lost (not crash-resistant; comes back killed by SIGKILL)".into(),
+        }
+    }
+
+    /// A pid of the tree's namespace; 0 means outside it.
+    fn id(v: i32) -> String {
+        if v == 0 { "outside".into() } else { v.to_string() }
+    }
+
+    fn text(&self) -> String {
+        let p = &self.proc;
+        let mut t = format!(
+            "{} ppid {} pgid {} sid {}: {}, {}",
+            p.pid,
+            p.ppid,
+            Self::id(p.pgid),
+            Self::id(p.sid),
+            String::from_utf8_lossy(&p.comm),
+            self.state()
+        );
+        if let Some(m) = &self.meta {
+            t.push_str(&format!(
+                ", {} thread(s): {}",
+                m.threads.len(),
+                display_argv(&m.program.argv)
+            ));
+        }
+        t
+    }
+
+    fn to_json(&self) -> Value {
+        let p = &self.proc;
+        Value::Object(vec![
+            ("pid", Value::int(p.pid)),
+            ("ppid", Value::int(p.ppid)),
+            ("pgid", Value::int(p.pgid)),
+            ("sid", Value::int(p.sid)),
+            ("comm", Value::bytes(&p.comm)),
+            ("state", Value::str(self.state())),
+            (
+                "command",
+                Value::opt(self.meta.as_ref(), |m| {
+                    Value::Array(m.program.argv.iter().map(|a| Value::bytes(a)).collect())
+                }),
+            ),
+            (
+                "threads",
+                Value::opt(self.meta.as_ref(), |m| Value::int(m.threads.len() as u64)),
             ),
         ])
     }

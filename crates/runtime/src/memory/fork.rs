@@ -101,7 +101,7 @@ pub fn privatize() -> Result<(), Errno> {
 }
 
 /// Byte runs `[start, end)` of the pool file holding data, clipped to `[from, to)`.
-fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
+pub fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut at = from;
     while at < to {

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod fork;
 pub mod lock;
 pub mod pool;
+pub mod shared;
 pub mod table;
 
 use crate::procfs;

@@ -107,6 +107,9 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             .map(|_| ())
         }
         Backing::Captured { .. } => Ok(()),
+        Backing::Shared { name, offset } => unsafe {
+            crate::memory::shared::map(start, len, prot, name, *offset)
+        },
     }
 }
 

@@ -176,13 +176,22 @@ unsafe fn exec_with(envp: CStrArray, run: impl FnOnce(CStrArray) -> c_int) -> c_
     if !crash_resistant() {
         return run(envp);
     }
-    let _c = crate::signals::critical();
-    warn_unprotected();
-    // SAFETY: forwarded contract.
-    match unsafe { environment_for(envp) } {
+    // The runtime's own work in a critical section; the exec itself outside it: the new
+    // program inherits the signal mask, and must not start with the stop signal blocked.
+    let env = {
+        let _c = crate::signals::critical();
+        warn_unprotected();
+        // SAFETY: forwarded contract.
+        unsafe { environment_for(envp) }
+    };
+    let r = match &env {
         Some(env) => announced(|| run(env.as_ptr())),
         None => run(envp),
-    }
+    };
+    // Runtime allocations are freed in a critical section too (see `vmem::lock`).
+    let _c = crate::signals::critical();
+    drop(env);
+    r
 }
 
 /// # Safety
@@ -272,15 +281,22 @@ unsafe fn spawn_with(
         // SAFETY: forwarded contract.
         return unsafe { real(pid, path, actions, attr, argv, envp) };
     }
-    let _c = crate::signals::critical();
-    warn_unprotected();
-    // SAFETY: forwarded contract.
-    match unsafe { environment_for(envp) } {
+    // As in `exec_with`: the new process inherits the mask.
+    let env = {
+        let _c = crate::signals::critical();
+        warn_unprotected();
+        // SAFETY: forwarded contract.
+        unsafe { environment_for(envp) }
+    };
+    let r = match &env {
         // SAFETY: forwarded contract, with an environment that outlives the call.
         Some(env) => unsafe { real(pid, path, actions, attr, argv, env.as_ptr()) },
         // SAFETY: forwarded contract.
         None => unsafe { real(pid, path, actions, attr, argv, envp) },
-    }
+    };
+    let _c = crate::signals::critical();
+    drop(env);
+    r
 }
 
 /// # Safety

@@ -28,7 +28,13 @@ pub struct Start<'a> {
 /// back when there is none (solo mode). A fresh member returns `None` once started; a
 /// resumed one never returns.
 pub fn start(s: Start) -> Option<Launch> {
+    // Once connected, the init may wake this process with SIGPWR at any moment, and the
+    // runtime's handler does not exist yet: held back until it does (the fresh start and
+    // the resume unblock it then).
+    let mask =
+        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL)).unwrap_or(0);
     if !control::connect(s.dir_fd.as_raw_fd()) {
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
         return Some(s.launch);
     }
     let p = process::get();

@@ -140,8 +140,8 @@ pub fn threads_json(m: &Meta, state: &OsState) -> Value {
 /// Regions by what backs them, and the files mapped.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RegionSummary {
-    /// `(backing, regions, bytes)` for pool, file, anon, captured.
-    pub by_backing: [(&'static str, u64, u64); 4],
+    /// `(backing, regions, bytes)` for pool, file, anon, captured, shared.
+    pub by_backing: [(&'static str, u64, u64); 5],
     /// `(path, regions, bytes)` per mapped file, in order of first appearance.
     pub files: Vec<(Vec<u8>, u64, u64)>,
     /// Lowest start and highest end.
@@ -156,6 +156,7 @@ impl RegionSummary {
                 ("file", 0, 0),
                 ("anon", 0, 0),
                 ("captured", 0, 0),
+                ("shared", 0, 0),
             ],
             ..RegionSummary::default()
         };
@@ -174,6 +175,7 @@ impl RegionSummary {
                 }
                 Backing::Anon => 2,
                 Backing::Captured { .. } => 3,
+                Backing::Shared { .. } => 4,
             };
             let (_, n, b) = &mut s.by_backing[i];
             *n += 1;

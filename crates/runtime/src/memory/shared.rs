@@ -1,0 +1,153 @@
+//! Shared memory objects with no name of their own: what a process maps `MAP_SHARED` from
+//! shared anonymous memory (a memfd of the runtime's, see `memory::map_shared_anonymous`), a
+//! memfd of the program's, or an unlinked `shm_open` object or POSIX semaphore.
+//!
+//! Several processes of a tree may map one such object (a fork shares it, as natively), and
+//! they must share it again after a resume. A save therefore copies each object once into the
+//! image's `shm/` directory (the tree's, in a tree), named after the object, and records the
+//! region as [`Backing::Shared`]; every process that maps it records the same name. A resume
+//! maps that file shared: the processes share one object again, and from then on the object
+//! *is* that file, which later saves recognise and record in place without copying.
+
+use crate::os::sys as osys;
+use crate::procfs::Vma;
+use crate::sys::{self, Errno};
+use crate::{image_io, process};
+use zhuque_image::{Backing, SHARED_DIR};
+
+/// The `shm/` directory of this process's image (the tree's, in a tree), NUL-terminated when
+/// `nul`.
+fn dir() -> Vec<u8> {
+    let p = process::get();
+    let mut d = p.tree_dir().unwrap_or(p.dir()).to_vec();
+    d.push(b'/');
+    d.extend_from_slice(SHARED_DIR.as_bytes());
+    d
+}
+
+/// Whether mapping `v` is a shared object this module keeps: shared, of a file with no name
+/// (unlinked, or a memfd), or one that already lives in the image's `shm/`.
+pub fn is_object(v: &Vma) -> bool {
+    v.shared && v.is_file() && (v.deleted() || in_image(v))
+}
+
+fn in_image(v: &Vma) -> bool {
+    let mut d = dir();
+    d.push(b'/');
+    v.path().starts_with(&d)
+}
+
+/// Records mapping `v` (an [`is_object`] one) for the save of `generation`, copying the
+/// object's bytes under it into the image unless it lives there already.
+pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
+    if in_image(v) && !v.deleted() {
+        let name = v.path().rsplit(|c| *c == b'/').next().unwrap_or_default();
+        return Ok(Backing::Shared {
+            name: name.to_vec(),
+            offset: v.offset,
+        });
+    }
+    let name = format!("{generation}-{:x}-{:x}", v.dev, v.ino).into_bytes();
+    let d = dir();
+    image_io::create_dir_all(&d).map_err(|e| Errno(e.raw_os_error()))?;
+    let mut path = d;
+    path.push(b'/');
+    path.extend_from_slice(&name);
+    path.push(0);
+    let out = osys::openat(
+        osys::AT_FDCWD,
+        &path,
+        osys::O_RDWR | osys::O_CREAT | osys::O_CLOEXEC,
+        0o600,
+    )?;
+    let r = copy_mapped(v, out);
+    let _ = osys::close(out);
+    r?;
+    Ok(Backing::Shared {
+        name,
+        offset: v.offset,
+    })
+}
+
+/// Copies the part of the object under mapping `v` into `out` at the same offsets. Several
+/// processes may map parts of one object: each writes its part, never the others'. Only
+/// the object's data is copied (reading a hole through the mapping would allocate it).
+fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
+    let end = v.offset + v.len() as u64;
+    if (osys::fstat(out)?.size as u64) < end {
+        osys::ftruncate(out, end)?;
+    }
+    let mut obj = format!("/proc/self/map_files/{:x}-{:x}", v.start, v.end).into_bytes();
+    obj.push(0);
+    let runs = match osys::openat(osys::AT_FDCWD, &obj, osys::O_RDONLY | osys::O_CLOEXEC, 0) {
+        Ok(fd) => {
+            let runs = crate::memory::fork::data_runs(fd, v.offset, end);
+            let _ = osys::close(fd);
+            runs
+        }
+        // No access to the object itself: the whole mapped range.
+        Err(_) => vec![(v.offset, end)],
+    };
+    for (s, e) in runs {
+        let at = v.start + (s - v.offset) as usize;
+        write_from_memory(v, out, at, (e - s) as usize, s)?;
+    }
+    Ok(())
+}
+
+/// Writes `len` bytes of memory at `at` (inside mapping `v`) to `out` at `off`.
+fn write_from_memory(v: &Vma, out: i32, at: usize, len: usize, off: u64) -> Result<(), Errno> {
+    if v.prot & sys::PROT_READ == 0 {
+        // SAFETY: adds read permission to a mapping no running thread uses (a save).
+        unsafe { sys::mprotect(v.start, v.len(), v.prot | sys::PROT_READ)? };
+    }
+    let mut done = 0;
+    let r = loop {
+        if done >= len {
+            break Ok(());
+        }
+        // SAFETY: the range is inside the mapping, readable now.
+        match unsafe { sys::pwrite_raw(out, at + done, len - done, off + done as u64) } {
+            Ok(0) => break Err(Errno::EIO),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if v.prot & sys::PROT_READ == 0 {
+        // SAFETY: back to the mapping's own protection.
+        unsafe { sys::mprotect(v.start, v.len(), v.prot)? };
+    }
+    r
+}
+
+/// Maps the shared object `name` of the image at `[start, start+len)` (resume).
+///
+/// # Safety
+/// Replaces whatever is mapped there (`MAP_FIXED`): the resume's business.
+pub unsafe fn map(
+    start: usize,
+    len: usize,
+    prot: i32,
+    name: &[u8],
+    offset: u64,
+) -> Result<(), Errno> {
+    let mut path = dir();
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path.push(0);
+    let fd = osys::openat(osys::AT_FDCWD, &path, osys::O_RDWR | osys::O_CLOEXEC, 0)?;
+    // SAFETY: forwarded contract.
+    let r = unsafe {
+        sys::mmap(
+            start,
+            len,
+            prot,
+            sys::MAP_SHARED | sys::MAP_FIXED,
+            fd,
+            offset,
+        )
+    };
+    let _ = osys::close(fd);
+    r.map(|_| ())
+}
