@@ -51,6 +51,9 @@ pub struct TreeInit {
     /// Wait statuses of the init's children that ended (the root, orphans, members the
     /// init started at a resume).
     pub reaped: BTreeMap<i32, i32>,
+    /// Processes that ended while a save was stopping them: their status tells whether
+    /// they failed to stop (125, their runtime said why) or simply ended at that moment.
+    pub ended_in_stop: Vec<i32>,
     /// Processes whose connection closed at an `exec` and that have not connected since:
     /// their image is removed once they are gone.
     pub exec_gone: BTreeSet<i32>,
@@ -175,6 +178,7 @@ impl TreeInit {
             detach_fd: (plan.detach_fd >= 0).then_some(plan.detach_fd),
             reaped: BTreeMap::new(),
             exec_gone: BTreeSet::new(),
+            ended_in_stop: Vec::new(),
             mask: *mask,
             in_user_ns,
             runtime: runtime_path(&plan.record),
@@ -256,7 +260,8 @@ impl TreeInit {
     /// One line of the trace, when asked for.
     pub fn note(&self, what: std::fmt::Arguments) {
         if let Some(trace) = &self.trace {
-            trace.line(what);
+            let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+            trace.line(format_args!("{name}: {what}"));
         }
     }
 
@@ -325,6 +330,9 @@ impl TreeInit {
         let Some(peer) = self.reg.closed(pid) else {
             return;
         };
+        if matches!(self.reg.phase(), Phase::Stopping { .. }) && peer.hello && !peer.exec_pending {
+            self.ended_in_stop.push(pid);
+        }
         if !self.reg.cleanup_allowed() {
             return;
         }
@@ -353,6 +361,20 @@ impl TreeInit {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The wait status of a process that ended: `Some(Some(status))` when known (a child of
+    /// the init, or a zombie), `Some(None)` when it cannot be known (another process reaped
+    /// it), `None` while it is still exiting.
+    pub fn end_status(&self, pid: i32) -> Option<Option<i32>> {
+        if let Some(status) = self.reaped.get(&pid) {
+            return Some(Some(*status));
+        }
+        match procs::fact(pid) {
+            Some(f) if f.is_zombie() => Some(Some(f.exit_code)),
+            Some(f) if !f.is_dead() => None,
+            _ => Some(None),
+        }
     }
 
     /// The command name of `pid`, also once it is gone.

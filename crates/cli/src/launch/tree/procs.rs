@@ -26,10 +26,48 @@ pub fn pids() -> Vec<i32> {
     pids
 }
 
-/// What `/proc/<pid>/stat` says, `None` when the process is gone.
+/// What `/proc/<pid>/stat` says, `None` when the process is gone. A leader that ended
+/// with `pthread_exit` shows as a zombie while its other threads run: the process's state
+/// is then a live thread's.
 pub fn fact(pid: i32) -> Option<ProcFact> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    snapshot::parse_stat(&text)
+    let mut f = snapshot::parse_stat(&text)?;
+    if f.is_zombie()
+        && let Some(state) = live_thread_state(pid)
+    {
+        f.state = state;
+    }
+    Some(f)
+}
+
+/// The state of a thread of `pid` that has not ended, if any.
+fn live_thread_state(pid: i32) -> Option<char> {
+    live_thread(pid).map(|t| t.state)
+}
+
+/// A thread of `pid` that has not ended (its `stat`, whose pid is the thread's id).
+fn live_thread(pid: i32) -> Option<ProcFact> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|text| snapshot::parse_stat(&text))
+        .find(|t| !matches!(t.state, 'Z' | 'X' | 'x'))
+}
+
+/// The task through which the fds of `pid` are seen: the process itself, or a live thread
+/// when its leader has ended alone (`pthread_exit` in `main`: the leader's fd table is gone,
+/// the process's is not).
+pub fn fd_task(pid: i32) -> i32 {
+    let leader_ended = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| snapshot::parse_stat(&t))
+        .is_some_and(|f| f.is_zombie());
+    if leader_ended {
+        live_thread(pid).map_or(pid, |t| t.pid)
+    } else {
+        pid
+    }
 }
 
 /// Every process of the namespace but the init.
@@ -73,9 +111,10 @@ pub fn comm(pid: i32) -> String {
     )
 }
 
-/// Every fd of `pid` with the file it refers to.
-pub fn fd_facts(pid: i32) -> Vec<FdFact> {
-    let dir = format!("/proc/{pid}/fd");
+/// Every fd of process `pid` (seen through its task `task`, see [`fd_task`]) with the file
+/// it refers to.
+pub fn fd_facts(pid: i32, task: i32) -> Vec<FdFact> {
+    let dir = format!("/proc/{task}/fd");
     let Ok(entries) = fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -133,7 +172,14 @@ pub fn kcmp_file(a: FdRef, b: FdRef) -> Option<Ordering> {
 
 /// The plans of `members` (stopped), from their fd tables.
 pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
-    let facts: Vec<FdFact> = members.iter().flat_map(|pid| fd_facts(*pid)).collect();
+    let tasks: BTreeMap<i32, i32> = members.iter().map(|p| (*p, fd_task(*p))).collect();
+    let facts: Vec<FdFact> = tasks
+        .iter()
+        .flat_map(|(pid, task)| fd_facts(*pid, *task))
+        .collect();
+    // kcmp looks at the given task's fd table: the live one.
+    let task = |r: FdRef| (tasks.get(&r.0).copied().unwrap_or(r.0), r.1);
+    let kcmp_file = |a: FdRef, b: FdRef| kcmp_file(task(a), task(b));
     let me = std::process::id() as i32;
     let stdio_keys = own_stdio();
     // An fd 0-2 on the same stream number first: with `2>&1` fd 2 is the launch's stdout
@@ -173,7 +219,7 @@ mod tests {
         };
         assert_eq!(same, Ordering::Equal);
         assert_ne!(kcmp_file((me, a), (me, c)), Some(Ordering::Equal));
-        let facts = fd_facts(me);
+        let facts = fd_facts(me, me);
         let fa = facts.iter().find(|f| f.fd == a).unwrap();
         let fc = facts.iter().find(|f| f.fd == c).unwrap();
         assert_eq!(fa.key, fc.key);
@@ -194,6 +240,52 @@ mod tests {
         assert!(maps_file(me, exe.as_os_str().as_encoded_bytes()));
         assert!(!maps_file(me, b"/nonexistent/libzhuque.so"));
         assert!(maps_file(me, b""));
+    }
+
+    #[test]
+    fn a_leader_that_ended_alone_is_not_a_zombie() {
+        // A child whose main thread ends with pthread_exit while another thread runs.
+        let Ok(cc) = std::process::Command::new("cc").arg("--version").output() else {
+            eprintln!("no C compiler; skipped");
+            return;
+        };
+        assert!(cc.status.success());
+        let dir = std::env::temp_dir().join(format!("zhuque-leader-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("leader.c");
+        fs::write(
+            &src,
+            "#include <pthread.h>\n#include <unistd.h>\n\
+             static void *run(void *a) { (void)a; sleep(5); return 0; }\n\
+             int main(void) { pthread_t t; pthread_create(&t, 0, run, 0); \
+             pthread_exit(0); }\n",
+        )
+        .unwrap();
+        let exe = dir.join("leader");
+        let built = std::process::Command::new("cc")
+            .args(["-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(built.success());
+        let mut child = std::process::Command::new(&exe).spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut seen = None;
+        for _ in 0..200 {
+            let raw = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            if snapshot::parse_stat(&raw).unwrap().is_zombie() {
+                seen = fact(pid).map(|f| (f, fd_task(pid)));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        fs::remove_dir_all(&dir).unwrap();
+        let (f, task) = seen.expect("the leader ended");
+        assert!(!f.is_zombie(), "state {}", f.state);
+        assert_ne!(task, pid, "the fds are seen through a live thread");
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub fn run(init: &mut TreeInit) {
 
 fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     let running = init.reg.begin_stop(generation);
+    init.ended_in_stop.clear();
     init.send_all(&running, Msg::Stop { generation });
     stop(init)?;
+    check_ends(init)?;
     let members = init.reg.begin_save();
     if members.is_empty() {
         if procs::live().is_empty() {
@@ -92,6 +94,37 @@ fn stop(init: &mut TreeInit) -> Result<(), Why> {
         }
         init.pump(Some(TICK));
     }
+}
+
+/// A process told to stop that ended meanwhile either ended by itself at that moment (the
+/// save goes on without it) or could not stop: its runtime exits 125 after saying why, and
+/// the save of the tree fails. Waits (briefly) for the ends to be complete.
+fn check_ends(init: &mut TreeInit) -> Result<(), Why> {
+    let start = Instant::now();
+    loop {
+        let statuses: Vec<Option<Option<i32>>> = init
+            .ended_in_stop
+            .iter()
+            .map(|p| init.end_status(*p))
+            .collect();
+        if statuses
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|s| failed_status(*s))
+        {
+            return Err(Why::Reported);
+        }
+        if statuses.iter().all(Option::is_some) || start.elapsed() > GRACE {
+            return Ok(());
+        }
+        init.pump(Some(TICK));
+    }
+}
+
+/// The status of a runtime that gave up (`EXIT_REFUSED`).
+fn failed_status(status: i32) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == zhuque_image::EXIT_REFUSED
 }
 
 /// Live processes of the namespace that are not connected and may still connect.

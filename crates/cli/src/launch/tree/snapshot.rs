@@ -62,7 +62,7 @@ pub fn parse_stat(text: &str) -> Option<ProcFact> {
 pub fn build(root: i32, facts: &[ProcFact], members: &BTreeSet<i32>) -> Tree {
     let kept: BTreeMap<i32, &ProcFact> = facts
         .iter()
-        .filter(|f| f.pid > 1 && !f.is_dead() && !(f.is_zombie() && f.ppid == 1))
+        .filter(|f| f.pid > 1 && (members.contains(&f.pid) || !ended_for_good(f)))
         .map(|f| (f.pid, f))
         .collect();
     let mut order = Vec::with_capacity(kept.len());
@@ -102,13 +102,19 @@ fn place(
     }
 }
 
+/// Gone, or a zombie nobody will `wait` for after the resume (the init's own).
+fn ended_for_good(f: &ProcFact) -> bool {
+    f.is_dead() || (f.is_zombie() && f.ppid == 1)
+}
+
+/// A member (connected and stopped, hence alive whatever `/proc` shows) first.
 fn to_proc(f: &ProcFact, members: &BTreeSet<i32>) -> Proc {
-    let kind = if f.is_zombie() {
+    let kind = if members.contains(&f.pid) {
+        ProcKind::Member
+    } else if f.is_zombie() {
         ProcKind::Zombie {
             status: f.exit_code,
         }
-    } else if members.contains(&f.pid) {
-        ProcKind::Member
     } else {
         ProcKind::Lost
     };
@@ -194,6 +200,13 @@ mod tests {
             ]
         );
         assert_eq!(t.get(6).unwrap().comm, b"p6");
+    }
+
+    #[test]
+    fn a_member_is_a_member_whatever_its_state_says() {
+        let t = build(2, &[fact(2, 1, 'Z')], &BTreeSet::from([2]));
+        assert_eq!(t.processes.len(), 1);
+        assert_eq!(t.processes[0].kind, ProcKind::Member);
     }
 
     #[test]
