@@ -70,6 +70,9 @@ pub struct Process {
     pub stopped: AtomicU32,
     /// A failure was requested before the coordinator existed.
     pub failure_pending: AtomicBool,
+    /// The coordinator is saving this process: an `exec` waits to be stopped instead of
+    /// replacing the program under the save (`tree::exec`).
+    pub saving: AtomicBool,
     /// Failure injection delay for this process (`ZHUQUE_FAIL_AFTER`), ns; u64::MAX = none.
     pub fail_after_ns: AtomicU64,
     /// True when thread ids can be chosen at resume (pid namespace owned by `zhuque run`).
@@ -97,6 +100,7 @@ pub struct Process {
     /// Read ends of the pipes of children that may still read this process's pool (under
     /// the fork lock).
     dependents: core::sync::atomic::AtomicPtr<Vec<i32>>,
+    dependents_lock: AtomicBool,
     /// The control connection to the zhuque init, plus one (0: none; see `tree::control`).
     ctl_fd_plus_one: AtomicI32,
     /// A child of a crash-resistant program that cannot be protected itself (no process
@@ -300,16 +304,27 @@ impl Process {
         self.release_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
     }
 
-    /// Children that may still read this process's pool (callers hold the fork lock).
-    #[allow(clippy::mut_from_ref)]
-    pub fn dependents(&self) -> &'static mut Vec<i32> {
+    /// Runs `f` on the read ends of the pipes of the children that may still read this
+    /// process's pool. The list has a small lock of its own, held only for `f` (which must not
+    /// block): it is read by the `close` interposer, which may run inside runtime code that
+    /// must not wait for the fork lock.
+    pub fn with_dependents<T>(&self, f: impl FnOnce(&mut Vec<i32>) -> T) -> T {
+        while self
+            .dependents_lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
         let mut v = self.dependents.load(Ordering::Acquire);
         if v.is_null() {
             v = Box::into_raw(Box::new(Vec::new()));
             self.dependents.store(v, Ordering::Release);
         }
-        // SAFETY: a leaked Box in volatile memory, only used under the fork lock.
-        unsafe { &mut *v }
+        // SAFETY: a leaked Box in volatile memory, only used under `dependents_lock`.
+        let r = f(unsafe { &mut *v });
+        self.dependents_lock.store(false, Ordering::Release);
+        r
     }
 
     /// Pool storage released while the pool is privatized (callers hold the memory lock).

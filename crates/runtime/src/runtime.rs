@@ -321,7 +321,9 @@ pub fn fresh_start(program: Program, launch: Launch) {
     // `zhuque run` starts programs with SIGPWR blocked (so an early one cannot kill them); now
     // that the handler exists, a pending one is delivered and becomes the requested failure.
     // The stop signal is the runtime's: whatever mask this program was started with, a failure
-    // must be able to stop it.
+    // must be able to stop it. One still pending from the program this process was before an
+    // `exec` is not for this one.
+    while crate::os::sys::sigtimedwait_now(sys::sig_bit(crate::signals::STOP_SIGNAL)).is_ok() {}
     let _ = sys::sigprocmask(
         sys::SIG_UNBLOCK,
         sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL),

@@ -19,6 +19,7 @@ use core::sync::atomic::Ordering;
 use zhuque_image::{Backing, Region, State};
 
 pub fn save_and_exit() -> ! {
+    process::get().saving.store(true, Ordering::Release);
     // Before anything opens a file: see `os::detach_fd_table`.
     crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
@@ -41,6 +42,7 @@ pub fn save_and_exit() -> ! {
 pub fn save_member(generation: u64) -> ! {
     use crate::tree::control;
     use zhuque_image::tree::Msg;
+    process::get().saving.store(true, Ordering::Release);
     crate::os::detach_fd_table();
     let stopped = crate::threads::stop::stop_all();
     // Memory in this process's own pool, shared (children stop at the same time, each

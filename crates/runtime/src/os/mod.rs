@@ -39,6 +39,14 @@ use zhuque_image::Meta;
 pub fn detach_fd_table() {
     let detached = sys::unshare_files();
     DETACHED.store(detached.is_ok(), core::sync::atomic::Ordering::Relaxed);
+    if detached.is_ok() {
+        // The end of the pipe a fork child's parent watches is the program's: a copy here
+        // would keep the parent waiting after the program has let go of its pool.
+        let w = crate::process::get().release_fd();
+        if w >= 0 {
+            let _ = sys::close(w);
+        }
+    }
     if let Err(e) = detached {
         crate::diag::Line::new()
             .str("warning: the coordinator cannot have an fd table of its own (errno ")

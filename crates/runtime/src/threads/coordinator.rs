@@ -51,9 +51,15 @@ pub fn release() {
 }
 
 /// A minimal thread control block: the coordinator runs only runtime code, which uses no TLS,
-/// but a valid self pointer and stack guard keep any stray TLS-relative access harmless.
+/// but a valid self pointer and stack guard keep any stray TLS-relative access harmless, and
+/// the TCB sits at the top of a large block: a libc call that fails writes `errno` at a
+/// negative offset from the thread pointer (glibc's static TLS lies below the TCB), which
+/// then lands in scratch memory instead of an unmapped page (`close` of a bad fd through an
+/// `OwnedFd` drop did that).
 fn fake_tls() -> usize {
-    let block = vmem::map(4096);
+    const BELOW: usize = 256 << 10;
+    let area = vmem::map(BELOW + 4096);
+    let block = area + BELOW;
     let guard: u64;
     // SAFETY: reads the current thread's stack guard at fs:0x28 (glibc's TCB layout).
     unsafe { core::arch::asm!("mov {}, fs:0x28", out(reg) guard) };

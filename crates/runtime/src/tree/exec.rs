@@ -124,14 +124,25 @@ fn check_program(dirfd: c_int, path: *const c_char) {
     }
 }
 
-/// Runs an `exec` of this process: tells the init, keeps `SIGPWR` blocked across it (the
-/// new program's runtime unblocks it once its handler exists), and takes both back if the
-/// `exec` returns.
+/// Runs an `exec` of this process: tells the init, keeps `SIGPWR` and the stop signal
+/// blocked across it, and takes all of it back if the `exec` returns. The new program's
+/// runtime unblocks both once its handlers exist; a stop signal that reached this thread
+/// during the `exec` (signals stay pending across it) is dropped then (`runtime::fresh_start`):
+/// under the default action it would kill the new program.
 fn announced(exec: impl FnOnce() -> c_int) -> c_int {
     let in_tree = super::in_tree();
+    // A save under way stops this thread here, before the exec, rather than have the new
+    // program replace the one being saved (it goes on with the exec after the resume).
+    while process::get().saving.load(Ordering::Acquire) {
+        sys::sleep_ns(1_000_000);
+    }
     let old = if in_tree {
         super::exec_announce();
-        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL)).ok()
+        sys::sigprocmask(
+            sys::SIG_BLOCK,
+            sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL),
+        )
+        .ok()
     } else {
         None
     };

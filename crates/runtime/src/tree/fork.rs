@@ -147,7 +147,8 @@ fn after_fork_in_parent() {
     release_runtime_locks();
     let p = process::get();
     let _ = osys::close(p.fork_ready_w.load(Ordering::Relaxed));
-    p.dependents().push(p.fork_ready_r.load(Ordering::Relaxed));
+    let r = p.fork_ready_r.load(Ordering::Relaxed);
+    p.with_dependents(|d| d.push(r));
     p.fork_unlock();
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
     // Wake the coordinator: it settles the pool once the child has let go of it.
@@ -160,7 +161,7 @@ fn after_fork_in_child() {
     p.fork_lock_inherited();
     release_runtime_locks();
     // The pipes of the parent's other children are the parent's business.
-    for fd in p.dependents().drain(..) {
+    for fd in p.with_dependents(|d| core::mem::take(d)) {
         let _ = osys::close(fd);
     }
     let _ = osys::close(p.fork_ready_r.load(Ordering::Relaxed));
@@ -202,45 +203,30 @@ pub fn ensure_own_pool() {
 /// Whether every child has let go of this process's pool (forgetting those that have),
 /// waiting for them up to `wait_ms`.
 fn dependents_free(wait_ms: i32) -> bool {
-    let deps = process::get().dependents();
+    let p = process::get();
     let until = crate::process::now_ns() + wait_ms.max(0) as u64 * 1_000_000;
-    deps.retain(|&fd| {
+    for fd in p.with_dependents(|d| d.clone()) {
         let left = until.saturating_sub(crate::process::now_ns()) / 1_000_000;
-        // A byte (copied) or the end of the pipe (exec, exit): let go either way.
+        // The end of the pipe: the child copied the pool, exec'd or exited.
         let gone = osys::poll_one(fd, osys::POLLIN, left as i32)
             .is_ok_and(|r| r & (osys::POLLIN | osys::POLLHUP | osys::POLLERR) != 0);
         if gone {
+            p.with_dependents(|d| d.retain(|&x| x != fd));
             let _ = osys::close(fd);
         }
-        !gone
-    });
-    deps.is_empty()
-}
-
-/// The pipes this process watches its children on (callers are in a critical section).
-pub fn dependent_pipes() -> Vec<i32> {
-    with_fork_lock(|p| p.dependents().clone())
-}
-
-/// Runs `f` under the fork lock, which the calling thread may hold already.
-fn with_fork_lock<T>(f: impl FnOnce(&process::Process) -> T) -> T {
-    let p = process::get();
-    if p.holds_fork_lock() {
-        return f(p);
     }
-    p.fork_lock();
-    let r = f(p);
-    p.fork_unlock();
-    r
+    p.with_dependents(|d| d.is_empty())
+}
+
+/// The pipes this process watches its children on.
+pub fn dependent_pipes() -> Vec<i32> {
+    process::get().with_dependents(|d| d.clone())
 }
 
 /// Whether `fd` is one of the pipes this process watches its children on (protected from the
 /// program's `close`, like the runtime's other fds).
 pub fn is_dependent_pipe(fd: i32) -> bool {
-    if !memory::fork::privatized() || fd < 0 {
-        return false;
-    }
-    with_fork_lock(|p| p.dependents().contains(&fd))
+    fd >= 0 && memory::fork::privatized() && process::get().with_dependents(|d| d.contains(&fd))
 }
 
 /// Coordinator: settles the pool if it is privatized and no child reads it any more, with
@@ -282,7 +268,7 @@ pub fn prepare_save(stopped: &stop::Stopped) -> bool {
     }
     ensure_own_pool();
     if memory::fork::privatized() {
-        closed.extend(p.dependents().iter().copied());
+        closed.extend(p.with_dependents(|d| d.clone()));
         if !dependents_free(SAVE_WAIT_MS) {
             diag::say(
                 "the save failed: a child process kept reading this process's memory (it neither stopped nor exited)",
