@@ -161,7 +161,7 @@ fn after_fork_in_child() {
     p.fork_lock_inherited();
     release_runtime_locks();
     // The pipes of the parent's other children are the parent's business.
-    for fd in p.with_dependents(|d| core::mem::take(d)) {
+    for fd in p.with_dependents(core::mem::take) {
         let _ = osys::close(fd);
     }
     let _ = osys::close(p.fork_ready_r.load(Ordering::Relaxed));
