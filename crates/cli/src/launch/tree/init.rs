@@ -223,7 +223,9 @@ impl TreeInit {
             Event::Connected { pid } => {
                 self.ever_connected = true;
                 self.reg.connected(pid);
+                // It did not end after all: it executed a program that connects again.
                 self.exec_gone.remove(&pid);
+                self.ended_in_stop.retain(|p| *p != pid);
             }
             Event::Message { pid, msg } => self.message(pid, msg),
             Event::Closed { pid } => self.closed(pid),

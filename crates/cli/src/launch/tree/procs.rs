@@ -103,6 +103,57 @@ pub fn maps_file(pid: i32, path: &[u8]) -> bool {
     }
 }
 
+/// Whether `pid` may still connect to the init: its runtime is loaded (a fork child copying
+/// its memory, a program whose runtime starts), or it will be (a dynamically linked program
+/// whose environment preloads the runtime, between `execve` and the loading of its
+/// libraries). A static program, or one started without zhuque's environment, never will.
+pub fn may_connect(pid: i32, runtime: &[u8]) -> bool {
+    maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime))
+}
+
+/// Whether the environment `pid` was started with preloads `runtime`.
+fn preloads(pid: i32, runtime: &[u8]) -> bool {
+    let Ok(env) = crate::procfs::environ(pid) else {
+        return true; // cannot tell: give it the benefit of the doubt
+    };
+    zhuque_image::env_get(&env, "LD_PRELOAD")
+        .is_some_and(|list| list.split(|b| *b == b':').any(|item| item == runtime))
+}
+
+/// Whether the program `pid` runs is a statically linked ELF (no program interpreter):
+/// such a program never runs the runtime.
+pub fn is_static(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/exe")).is_ok_and(|elf| elf_is_static(&elf))
+}
+
+/// An ELF64 file without a `PT_INTERP` program header (anything unreadable is not static).
+pub fn elf_is_static(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u64::from_le_bytes(b) as usize)
+    };
+    if elf.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return false;
+    };
+    let types: Option<Vec<u32>> = (0..count)
+        .map(|i| {
+            let at = phoff + i * size;
+            let b = elf.get(at..at + 4)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        })
+        .collect();
+    types.is_some_and(|t| !t.contains(&PT_INTERP))
+}
+
 /// The command name of `pid`, for messages.
 pub fn comm(pid: i32) -> String {
     fact(pid).map_or_else(
@@ -286,6 +337,26 @@ mod tests {
         let (f, task) = seen.expect("the leader ended");
         assert!(!f.is_zombie(), "state {}", f.state);
         assert_ne!(task, pid, "the fds are seen through a live thread");
+    }
+
+    #[test]
+    fn tells_static_programs_from_dynamic_ones() {
+        let me = std::process::id() as i32;
+        assert!(!is_static(me), "the test binary is dynamically linked");
+        assert!(!elf_is_static(b"#!/bin/sh\n"));
+        assert!(!elf_is_static(b""));
+        // A minimal ELF64 header with one PT_LOAD program header and no PT_INTERP.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes());
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes());
+        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+        assert!(elf_is_static(&elf));
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes());
+        assert!(!elf_is_static(&elf));
+        elf.truncate(100);
+        assert!(!elf_is_static(&elf), "a truncated header tells nothing");
     }
 
     #[test]

@@ -21,12 +21,14 @@ use super::init::TreeInit;
 use super::{procs, snapshot};
 
 /// How long processes of the namespace that are not connected get to connect: a fork child
-/// still copying its memory, a program whose runtime is starting.
+/// still copying its memory, a program whose runtime is starting (`procs::may_connect`).
 const GRACE: Duration = Duration::from_secs(3);
-/// The same for processes that do not even have the runtime mapped: a program between
-/// `execve` and the loading of its libraries, or else one that will never connect (static,
-/// or executed without zhuque's environment), which must not hold the save up.
-const SHORT_GRACE: Duration = Duration::from_millis(300);
+/// The same for processes that cannot connect (static, or executed without zhuque's
+/// environment): they must not hold the save up, but what `/proc` says of a process in the
+/// middle of an `execve` may be the old program's for a moment.
+const SHORT_GRACE: Duration = Duration::from_millis(50);
+/// How long the end of a process that closed its connection may take to show.
+const END_WAIT: Duration = Duration::from_millis(200);
 /// How long connected processes get to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the save may go without any member answering.
@@ -115,7 +117,9 @@ fn check_ends(init: &mut TreeInit) -> Result<(), Why> {
         {
             return Err(Why::Reported);
         }
-        if statuses.iter().all(Option::is_some) || start.elapsed() > GRACE {
+        // A process still there after a moment did not end: it executed a new program
+        // (which connects, or is lost).
+        if statuses.iter().all(Option::is_some) || start.elapsed() > END_WAIT {
             return Ok(());
         }
         init.pump(Some(TICK));
@@ -132,16 +136,24 @@ fn unconnected(init: &TreeInit, elapsed: Duration) -> Vec<i32> {
     procs::live()
         .into_iter()
         .filter(|pid| init.reg.peer(*pid).is_none())
-        .filter(|pid| elapsed < SHORT_GRACE || procs::maps_file(*pid, &init.runtime))
+        .filter(|pid| elapsed < SHORT_GRACE || procs::may_connect(*pid, &init.runtime))
         .collect()
 }
 
 /// Lost processes keep running unless stopped; they are killed when the init ends anyway.
-/// One warning each.
+/// One warning each, unless the runtime of its parent said it when it executed the static
+/// program (the same news twice).
 fn freeze_lost(tree: &Tree) {
     for p in tree.processes.iter().filter(|p| p.kind == ProcKind::Lost) {
         // SAFETY: plain system call on a process of our namespace.
         unsafe { libc::kill(p.pid, libc::SIGSTOP) };
+        let warned_at_exec = procs::is_static(p.pid)
+            && tree
+                .get(p.ppid)
+                .is_some_and(|parent| parent.kind == ProcKind::Member);
+        if warned_at_exec {
+            continue;
+        }
         eprintln!(
             "zhuque: warning: process {} ({}) is not crash-resistant (it never connected to \
              the zhuque init: a statically linked program, or one started without zhuque's \
