@@ -70,6 +70,10 @@ pub struct TreeInit {
     /// `ZHUQUE_TREE_TRACE`: every event and message, on stderr (`1`) or appended to a file
     /// (an absolute path), a debugging aid.
     pub trace: Option<Trace>,
+    /// `--fail-after`, and when it is due (set once the tree runs: at the start of a fresh
+    /// tree, at `Go` after a resume).
+    pub fail_after: Option<Duration>,
+    pub fail_at: Option<std::time::Instant>,
     /// A protocol problem was already reported (one line per launch is enough).
     pub warned_garbage: bool,
     _lock: File,
@@ -184,6 +188,8 @@ impl TreeInit {
             runtime: runtime_path(&plan.record),
             names: BTreeMap::new(),
             ever_connected: false,
+            fail_after: plan.fail_after,
+            fail_at: None,
             trace: Trace::from_env(),
             warned_garbage: false,
             _lock: lock,
@@ -201,11 +207,31 @@ impl TreeInit {
                 self.root = Root::Running(pid);
                 self.root_pid = pid;
                 self.record.set_root(pid);
+                self.arm_failure();
             }
             Err(e) => {
                 eprintln!("zhuque: {e}");
                 std::process::exit(zhuque_image::EXIT_REFUSED);
             }
+        }
+    }
+
+    /// Starts counting `--fail-after` (the tree runs from now on).
+    pub fn arm_failure(&mut self) {
+        self.fail_at = self.fail_after.map(|d| std::time::Instant::now() + d);
+    }
+
+    /// `--fail-after` is due: a failure of the whole tree, once some process speaks the
+    /// protocol (before that, a runtime counts for itself, as in a solo launch).
+    pub fn failure_due(&mut self) {
+        if self
+            .fail_at
+            .is_some_and(|at| std::time::Instant::now() >= at)
+            && self.ever_connected
+        {
+            self.fail_at = None;
+            self.note(format_args!("--fail-after is due"));
+            self.reg.request_fail();
         }
     }
 

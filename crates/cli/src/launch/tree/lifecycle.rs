@@ -27,6 +27,7 @@ pub fn serve(init: &mut TreeInit) -> ! {
             save::run(init);
         }
         init.pump(idle_timeout(init));
+        init.failure_due();
         if init.reg.take_fail() {
             save::run(init);
         }
@@ -36,10 +37,17 @@ pub fn serve(init: &mut TreeInit) -> ! {
     }
 }
 
-/// Nothing to watch but events, unless something ends without telling the init.
+/// Nothing to watch but events, unless something ends without telling the init, or a
+/// failure is due.
 fn idle_timeout(init: &TreeInit) -> Option<Duration> {
     let waiting = !init.exec_gone.is_empty() || !matches!(init.root, Root::Running(_));
-    waiting.then_some(POLL)
+    let fail_in = init
+        .fail_at
+        .map(|at| at.saturating_duration_since(std::time::Instant::now()));
+    match (waiting.then_some(POLL), fail_in) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Processes that `exec`ed a program that never connected (a static binary...): once they

@@ -81,6 +81,9 @@ pub struct InitPlan {
     pub tree: Option<Tree>,
     /// Write end of the pipe that tells `zhuque run` the root ended while others run on.
     pub detach_fd: RawFd,
+    /// `--fail-after`: the init fails the whole tree this long after the start (fresh) or
+    /// after the resume, as a solo runtime does for its program.
+    pub fail_after: Option<std::time::Duration>,
 }
 
 /// How a tree launch ended, for `zhuque run`.
@@ -130,7 +133,16 @@ fn init_plan(t: &TreeLaunch) -> Result<InitPlan> {
         starts: plans.iter().map(Prepared::new).collect::<Result<_>>()?,
         tree,
         detach_fd: -1,
+        fail_after: plans.first().and_then(|p| fail_after(&p.env)),
     })
+}
+
+/// The failure delay a launch's environment carries (its fixed-width `ZHUQUE_FAIL_AFTER`
+/// entry, the same for every process the init starts).
+fn fail_after(env: &[Vec<u8>]) -> Option<std::time::Duration> {
+    let value = zhuque_image::env_get(env, zhuque_image::ENV_FAIL_AFTER)?;
+    let secs = zhuque_image::parse_fail_after(value).ok()??;
+    Some(std::time::Duration::from_secs_f64(secs))
 }
 
 /// No namespace: a fresh start runs the program as a plain child, exactly as a solo launch
@@ -149,4 +161,21 @@ fn without_namespace(plan: &InitPlan, mask: &libc::sigset_t, reason: &str) -> Re
         target: child,
         reap_all: false,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_delay_comes_from_the_launch_environment() {
+        let env = zhuque_image::canonical_env(&[], b"/img", b"/lib/libzhuque.so", Some(0.25));
+        assert_eq!(
+            fail_after(&env),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let none = zhuque_image::canonical_env(&[], b"/img", b"/lib/libzhuque.so", None);
+        assert_eq!(fail_after(&none), None);
+        assert_eq!(fail_after(&[]), None);
+    }
 }

@@ -46,6 +46,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
         .map_err(|e| Why::Failed(format!("cannot write {}/meta: {e}", init.dir().display())))?;
     init.send_all(&all, Msg::Go);
     init.reg.end_resume();
+    init.arm_failure();
     Ok(())
 }
 
