@@ -213,3 +213,32 @@ fn fresh_discards_a_saved_image() {
     }
     assert!(!image.path.exists(), "the finished image was not removed");
 }
+
+/// A statically linked program cannot load the runtime: `zhuque run` refuses it at once
+/// (125, one `zhuque:` line saying so) instead of running it unprotected.
+#[test]
+fn a_statically_linked_program_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let dir = prog.workdir();
+    let exe = common::tree::compile_static("tree_static.c", &prog.dir.path);
+    let image = ImageDir::new();
+    let run = zq.exec(
+        [
+            OsString::from("run"),
+            OsString::from("--image"),
+            image.path.clone().into(),
+            OsString::from("--"),
+            exe.clone().into(),
+        ],
+        &dir,
+        None,
+    );
+    assert_refused(&run, "zhuque run of a static program");
+    let line = run.zhuque_lines().join("\n");
+    assert!(line.contains("statically linked"), "{line}");
+    assert!(
+        !image.path.join("meta").exists(),
+        "the refusal wrote an image"
+    );
+}

@@ -54,12 +54,11 @@
 //!   starts it again, so stdout is the same either way); this must have happened at least 3
 //!   times over the 20 runs, and the parent never sees any other status.
 //!
-//! The crash tests are `#[ignore]`d until the feature lands (issue 9). The tests
-//! `*_natively` are not: they run every command natively three times and require the same
-//! stdout, status and files each time (the oracle of a crash test is one native run), so
-//! the programs, scripts and generators stay correct in CI meanwhile.
+//! The tests `*_natively` run every command natively three times and require the same
+//! stdout, status and files each time (the oracle of a crash test is one native run), so a
+//! nondeterministic program or script is caught as such, not blamed on zhuque.
 //!
-//! Run: `cargo test --release -p zhuque --test crash_tree -- --include-ignored`
+//! Run: `cargo test --release -p zhuque --test crash_tree`
 //! (`ZHUQUE_TEST_SEED` repeats a run's random choices, `ZHUQUE_TEST_KEEP=1` keeps the
 //! working directories and images).
 
@@ -254,13 +253,11 @@ fn exec_static(prog: &Program) -> Tree {
 // ---- the crash tests ----
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn bash_script_with_pipelines_jobs_and_files() {
     crash(&bash_pipeline(), 1, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn make_j2_builds_a_c_project() {
     let (oracle, _) = crash(&make_project(), 0, &CrashPlan::default());
     assert!(
@@ -270,31 +267,26 @@ fn make_j2_builds_a_c_project() {
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn gcc_compiles_one_large_file() {
     crash(&gcc_big(), 0, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn python_pool_fork() {
     crash(&python_pool("fork"), 0, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn python_pool_spawn() {
     crash(&python_pool("spawn"), 0, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn python_process_pool_executor() {
     crash(&python_pool("executor"), 0, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn zombies_orphans_sessions_sigchld_daemon() {
     let prog = Program::compile("tree_procs.c");
     // Three fail points and at least one random failure in every run; the first fail point
@@ -327,7 +319,6 @@ fn failures_after(report: &CrashReport, marker: &str) -> usize {
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn exec_through_env_and_shebang_scripts() {
     let prog = Program::compile("tree_exec.c");
     let (_, report) = crash(&exec_chain(&prog), 3, &CrashPlan::default());
@@ -344,7 +335,6 @@ fn exec_through_env_and_shebang_scripts() {
 }
 
 #[test]
-#[ignore = "needs process trees (issue 9)"]
 fn a_static_child_is_killed_and_reported() {
     let prog = Program::compile("tree_exec.c");
     let (_, report) = crash(&exec_static(&prog), 0, &CrashPlan::default());
@@ -360,7 +350,7 @@ fn a_static_child_is_killed_and_reported() {
     );
 }
 
-// ---- natively (not ignored): the commands are deterministic ----
+// ---- natively: the commands are deterministic ----
 
 #[test]
 fn bash_pipeline_natively() {

@@ -12,6 +12,9 @@ pub const FAIL_SIGNAL: i32 = 30; // SIGPWR
 pub const STOP_SIGNAL: i32 = 64; // SIGRTMAX
 
 extern "C" fn fail_handler(_sig: i32, info: *mut SigInfo, _uc: *mut core::ffi::c_void) {
+    // The runtime's signal, not the program's: a sleep it interrupted goes on
+    // (`threads::sleep`).
+    crate::threads::sigmask::note_stop();
     // SAFETY: the kernel passes a valid siginfo.
     if is_wake_up(unsafe { &*info }) {
         crate::threads::coordinator::wake();

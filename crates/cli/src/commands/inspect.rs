@@ -212,7 +212,11 @@ impl TreeProc {
 
     /// A pid of the tree's namespace; 0 means outside it.
     fn id(v: i32) -> String {
-        if v == 0 { "outside".into() } else { v.to_string() }
+        if v == 0 {
+            "outside".into()
+        } else {
+            v.to_string()
+        }
     }
 
     fn text(&self) -> String {

@@ -21,6 +21,7 @@ use crate::paths;
 pub fn run(args: RunArgs) -> Result<i32> {
     let runtime = paths::find_runtime()?;
     let exe = exec_plan::resolve_program(&args.program, env::var_os("PATH").as_deref())?;
+    refuse_static(&exe)?;
     let argv: Vec<Vec<u8>> = std::iter::once(&args.program)
         .chain(&args.args)
         .map(|a| a.as_bytes().to_vec())
@@ -71,6 +72,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 }
 
+/// A statically linked program never loads the runtime: it could run, but not crash-resistant.
+fn refuse_static(exe: &Path) -> Result<()> {
+    let elf = std::fs::read(exe).unwrap_or_default();
+    if crate::launch::tree::procs::elf_is_static(&elf) {
+        return Err(Failure::refused(format!(
+            "{} is statically linked: zhuque works through a preloaded library, which a static \
+             program never loads, so it cannot be made crash-resistant",
+            exe.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `zhuque resume [--keep] [--fail-after SECS] DIR`.
 pub fn resume(args: ResumeArgs) -> Result<i32> {
     let image = ImageDir::new(&args.dir)?;
@@ -98,13 +112,6 @@ fn resume_saved(
     if !saved::is_tree(&meta) {
         let plan = resume_plan(image, canonical_dir, &meta, fail_after)?;
         return execute(image, &plan, keep);
-    }
-    if !tree::enabled() {
-        return Err(Failure::refused(format!(
-            "{} holds a saved process tree; resuming it needs tree mode ({}=1)",
-            image.path().display(),
-            tree::ENV_TREES
-        )));
     }
     check_resumable(image, canonical_dir, &meta)?;
     let (tree, starts) = saved::load(image.path(), &meta, fail_after)?;

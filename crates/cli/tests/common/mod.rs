@@ -22,7 +22,7 @@ mod crash;
 mod image;
 mod report;
 mod rng;
-mod tree;
+pub mod tree;
 
 pub use crash::*;
 pub use image::*;

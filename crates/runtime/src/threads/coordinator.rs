@@ -99,9 +99,11 @@ extern "C" fn run(_: usize) -> ! {
         sys::futex_wait(&p.coordinator_gate, 0, None);
     }
     become_realtime();
-    let mut deadline = p.fail_after_ns().map(|d| now_ns() + d);
-    let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     let in_tree = crate::tree::in_tree();
+    // In a tree the init injects `ZHUQUE_FAIL_AFTER` failures, counted from the launch (a
+    // program's own timer would start again at every exec).
+    let mut deadline = p.fail_after_ns().filter(|_| !in_tree).map(|d| now_ns() + d);
+    let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     loop {
         if in_tree {
             // The init's messages first (one may have come before this thread existed).

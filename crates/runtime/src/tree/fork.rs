@@ -321,3 +321,76 @@ pub unsafe extern "C" fn _Fork() -> c_int {
     }
     pid
 }
+
+type CloneFn = extern "C" fn(*mut core::ffi::c_void) -> c_int;
+type RealClone = unsafe extern "C" fn(
+    CloneFn,
+    *mut core::ffi::c_void,
+    c_int,
+    *mut core::ffi::c_void,
+    *mut c_int,
+    *mut core::ffi::c_void,
+    *mut c_int,
+) -> c_int;
+
+/// What the child of a `clone` without `CLONE_VM` runs first (in its own copy of the
+/// volatile window).
+struct CloneStart {
+    f: CloneFn,
+    arg: *mut core::ffi::c_void,
+}
+
+extern "C" fn clone_child(start: *mut core::ffi::c_void) -> c_int {
+    // SAFETY: the parent's `CloneStart`, in this child's copy of the volatile window.
+    let s = unsafe { &*(start as *const CloneStart) };
+    after_fork_in_child();
+    let status = (s.f)(s.arg);
+    // glibc ends a clone child with a thread exit: the runtime's coordinator would keep the
+    // process alive. It ends the whole process, as the child's return means.
+    sys::exit_group(status)
+}
+
+const CLONE_VM: c_int = 0x100;
+
+/// glibc's `clone`. With `CLONE_VM` the child shares the memory (a thread or a `vfork`-like
+/// child): nothing to do. Without it, the child is a copy like a `fork` child's, made the
+/// same way (there are no `atfork` handlers on this path). The C function is variadic; on
+/// x86-64 its three optional arguments arrive like fixed ones.
+///
+/// # Safety
+/// C `clone` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn clone(
+    f: CloneFn,
+    stack: *mut core::ffi::c_void,
+    flags: c_int,
+    arg: *mut core::ffi::c_void,
+    ptid: *mut c_int,
+    tls: *mut core::ffi::c_void,
+    ctid: *mut c_int,
+) -> c_int {
+    let Some(real) = crate::loader::next::<RealClone>(c"clone") else {
+        return crate::errno::fail(sys::Errno::ENOSYS, -1);
+    };
+    if !crash_resistant() || flags & CLONE_VM != 0 {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(f, stack, flags, arg, ptid, tls, ctid) };
+    }
+    let start = {
+        let _c = crate::signals::critical();
+        Box::into_raw(Box::new(CloneStart { f, arg }))
+    };
+    before_fork();
+    // SAFETY: glibc's clone with our start routine; the child finds `start` in its copy of
+    // the volatile window.
+    let pid = unsafe { real(clone_child, stack, flags, start.cast(), ptid, tls, ctid) };
+    let saved = crate::errno::get();
+    after_fork_in_parent();
+    {
+        let _c = crate::signals::critical();
+        // SAFETY: allocated above; the child has its own copy.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    crate::errno::set(saved);
+    pid
+}

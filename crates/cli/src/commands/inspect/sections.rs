@@ -677,7 +677,8 @@ mod tests {
                 ("pool", 1, 0x2000),
                 ("file", 3, 0x4000),
                 ("anon", 1, 0x400),
-                ("captured", 0, 0)
+                ("captured", 0, 0),
+                ("shared", 0, 0)
             ]
         );
         assert_eq!(

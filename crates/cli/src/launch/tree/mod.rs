@@ -19,7 +19,7 @@ mod hub;
 pub mod init;
 mod lifecycle;
 mod plan;
-mod procs;
+pub mod procs;
 mod record;
 mod registry;
 mod resume;
@@ -41,12 +41,10 @@ use super::signals::{self, Supervision};
 use super::spawn::{self, Prepared};
 use crate::error::{Failure, Result};
 
-/// Environment switch of tree mode while the runtime's half is being built (off by default).
-pub const ENV_TREES: &str = "ZHUQUE_TREES";
-
-/// Whether `zhuque run` and `zhuque resume` launch in tree mode.
+/// Whether `zhuque run` and `zhuque resume` launch in tree mode: always, where a pid
+/// namespace can be made (without one the program runs as a plain child, alone).
 pub fn enabled() -> bool {
-    std::env::var_os(ENV_TREES).is_some_and(|v| v == "1")
+    true
 }
 
 /// A launch in tree mode.
