@@ -20,7 +20,6 @@ cd "$(dirname "$0")/.."
 runs=${1:-7}
 mib=${MIB:-4}
 # Tree mode is switched on by this variable until it is the default (harmless afterwards).
-export ZHUQUE_TREES=1
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)

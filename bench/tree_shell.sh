@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 iterations=${2:-1000}
 # Tree mode is switched on by this variable until it is the default (harmless afterwards).
-export ZHUQUE_TREES=1
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
