@@ -131,21 +131,30 @@ fn check_program(dirfd: c_int, path: *const c_char) {
 /// under the default action it would kill the new program.
 fn announced(exec: impl FnOnce() -> c_int) -> c_int {
     let in_tree = super::in_tree();
-    // A save under way stops this thread here, before the exec, rather than have the new
-    // program replace the one being saved (it goes on with the exec after the resume).
-    while process::get().saving.load(Ordering::Acquire) {
-        sys::sleep_ns(1_000_000);
-    }
+    let held =
+        sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL);
+    // A save under way stops this thread here, before anything of the exec is done, rather
+    // than have the new program replace the one being saved (the exec goes on after the
+    // resume). Once the signals are held and no save has begun, none can stop this thread
+    // before the exec: the init learns of the exec first, and a save that begins meanwhile
+    // waits until the new program runs (the exec ends this coordinator).
     let old = if in_tree {
-        super::exec_announce();
-        sys::sigprocmask(
-            sys::SIG_BLOCK,
-            sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL),
-        )
-        .ok()
+        loop {
+            let old = sys::sigprocmask(sys::SIG_BLOCK, held).ok();
+            if !process::get().saving.load(Ordering::Acquire) {
+                break old;
+            }
+            if let Some(m) = old {
+                let _ = sys::sigprocmask(sys::SIG_SETMASK, m);
+            }
+            sys::sleep_ns(1_000_000);
+        }
     } else {
         None
     };
+    if in_tree {
+        super::exec_announce();
+    }
     let r = exec();
     crate::errno::preserved(|| {
         if let Some(old) = old {
