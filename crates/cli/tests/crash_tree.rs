@@ -328,7 +328,8 @@ fn failures_after(report: &CrashReport, marker: &str) -> usize {
 fn exec_through_env_and_shebang_scripts() {
     let prog = Program::compile("tree_exec.c");
     // `--fail-after` counts from the launch (the init's clock, not each program's), and the
-    // python stage comes last: most resumes fail again, so failures reach every stage.
+    // python stage comes last: most resumes fail again, so failures reach every stage; the
+    // python stage also fails once by itself in every run (zhuque_fail_now through ctypes).
     let plan = CrashPlan {
         window: (0.3, 0.95),
         resume_fail_chance: 0.8,
@@ -342,7 +343,7 @@ fn exec_through_env_and_shebang_scripts() {
          of the python script: {after_python}"
     );
     assert!(
-        after_python >= 3,
+        after_python >= plan.runs,
         "only {after_python} failures landed after the exec of the python script"
     );
 }
