@@ -76,13 +76,16 @@ pub unsafe extern "C" fn __libc_start_main(
         stack_end,
     };
     // SAFETY: `top` is the top of a fresh pool stack; `args` lives on the abandoned initial
-    // stack, which stays mapped and is read once before anything else runs.
+    // stack, which stays mapped and is copied onto the pool stack before anything else runs.
     unsafe { arch::call_on_stack(&args as *const StartArgs as usize, on_pool_stack, top) }
 }
 
 extern "C" fn on_pool_stack(args: usize) -> ! {
-    // SAFETY: see __libc_start_main.
-    let a = unsafe { &*(args as *const StartArgs) };
+    // The arguments are copied onto this (pool) stack first: a save may come as soon as the
+    // coordinator runs, and the resumed thread continues here, in a process whose initial
+    // stack holds other data at that address (only argv, environ and auxv come back).
+    // SAFETY: see __libc_start_main; a volatile read cannot be deferred past the start.
+    let a = unsafe { core::ptr::read_volatile(args as *const StartArgs) };
     // The coordinator starts only now: a failure must find the program on persistent memory.
     coordinator::start();
     // SAFETY: `real` is glibc's __libc_start_main; the arguments are the kernel's/_start's.

@@ -124,13 +124,14 @@ fn check_program(dirfd: c_int, path: *const c_char) {
     }
 }
 
-/// Runs an `exec` of this process: tells the init, keeps `SIGPWR` and the stop signal
-/// blocked across it, and takes all of it back if the `exec` returns. The new program's
-/// runtime unblocks both once its handlers exist; a stop signal that reached this thread
-/// during the `exec` (signals stay pending across it) is dropped then (`runtime::fresh_start`):
-/// under the default action it would kill the new program.
-fn announced(exec: impl FnOnce() -> c_int) -> c_int {
-    let in_tree = super::in_tree();
+/// Holds `SIGPWR` and the stop signal back for an `exec` in a tree, once no save is under
+/// way: the one moment this thread may stop is before this returns, before the runtime
+/// allocates anything for the exec (volatile memory a resumed thread would not find).
+/// Returns the mask to restore if the `exec` returns. The new program's runtime unblocks
+/// both once its handlers exist; a stop signal that reached this thread during the `exec`
+/// (signals stay pending across it) is dropped then (`runtime::fresh_start`): under the
+/// default action it would kill the new program.
+fn hold_for_exec() -> u64 {
     let held =
         sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL);
     // A save under way stops this thread here, before anything of the exec is done, rather
@@ -138,33 +139,18 @@ fn announced(exec: impl FnOnce() -> c_int) -> c_int {
     // resume). Once the signals are held and no save has begun, none can stop this thread
     // before the exec: the init learns of the exec first, and a save that begins meanwhile
     // waits until the new program runs (the exec ends this coordinator).
-    let old = if in_tree {
-        loop {
-            let old = sys::sigprocmask(sys::SIG_BLOCK, held).ok();
-            if !process::get().saving.load(Ordering::Acquire) {
-                break old;
-            }
-            if let Some(m) = old {
-                let _ = sys::sigprocmask(sys::SIG_SETMASK, m);
-            }
-            sys::sleep_ns(1_000_000);
+    // A `vfork` child must not wait: the flag it would read is its parent's, whose thread
+    // that called `vfork` cannot stop before this child has executed (or ended), so the
+    // save would wait for the child and the child for the save. It is not connected, and
+    // the program it executes connects as a new process.
+    loop {
+        let old = sys::sigprocmask(sys::SIG_BLOCK, held).unwrap_or(0);
+        if super::in_vfork_child() || !process::get().saving.load(Ordering::Acquire) {
+            return old;
         }
-    } else {
-        None
-    };
-    if in_tree {
-        super::exec_announce();
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
+        sys::sleep_ns(1_000_000);
     }
-    let r = exec();
-    crate::errno::preserved(|| {
-        if let Some(old) = old {
-            let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
-        }
-        if in_tree {
-            super::exec_failed();
-        }
-    });
-    r
 }
 
 macro_rules! next {
@@ -188,7 +174,8 @@ type SpawnFn = unsafe extern "C" fn(
     CStrArray,
 ) -> c_int;
 
-/// `execve` and friends with the environment of [`environment_for`].
+/// `execve` and friends with the environment of [`environment_for`]: in a tree, the init is
+/// told first, and everything is taken back if the `exec` returns.
 ///
 /// # Safety
 /// `envp` as [`environment_for`]; `run` makes the real call with the environment it is given.
@@ -196,21 +183,24 @@ unsafe fn exec_with(envp: CStrArray, run: impl FnOnce(CStrArray) -> c_int) -> c_
     if !crash_resistant() {
         return run(envp);
     }
-    // The runtime's own work in a critical section; the exec itself outside it: the new
-    // program inherits the signal mask, and must not start with the stop signal blocked.
-    let env = {
+    {
         let _c = crate::signals::critical();
         warn_unprotected();
-        // SAFETY: forwarded contract.
-        unsafe { environment_for(envp) }
-    };
-    let r = match &env {
-        Some(env) => announced(|| run(env.as_ptr())),
-        None => run(envp),
-    };
-    // Runtime allocations are freed in a critical section too (see `vmem::lock`).
-    let _c = crate::signals::critical();
-    drop(env);
+    }
+    if process::get().exec_target().is_none() {
+        return run(envp);
+    }
+    let old = hold_for_exec();
+    // SAFETY: forwarded contract.
+    let env = unsafe { environment_for(envp) };
+    let envp = env.as_ref().map_or(envp, Env::as_ptr);
+    super::exec_announce();
+    let r = run(envp);
+    crate::errno::preserved(|| {
+        super::exec_failed();
+        drop(env);
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
+    });
     r
 }
 
@@ -301,22 +291,87 @@ unsafe fn spawn_with(
         // SAFETY: forwarded contract.
         return unsafe { real(pid, path, actions, attr, argv, envp) };
     }
-    // As in `exec_with`: the new process inherits the mask.
-    let env = {
-        let _c = crate::signals::critical();
-        warn_unprotected();
-        // SAFETY: forwarded contract.
-        unsafe { environment_for(envp) }
+    // The whole call in a critical section: a thread stopped while the runtime's
+    // environment (volatile memory) is alive would not find it after the resume.
+    let old =
+        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::STOP_SIGNAL)).unwrap_or(0);
+    warn_unprotected();
+    // SAFETY: forwarded contract.
+    let env = unsafe { environment_for(envp) };
+    let envp = env.as_ref().map_or(envp, Env::as_ptr);
+    // The child gets the caller's mask, not the one of this critical section.
+    // SAFETY: forwarded contract (`attr` is null or an initialized attribute object).
+    let r = match unsafe { SpawnAttr::with_mask(attr, old) } {
+        // SAFETY: forwarded contract, with an environment and attributes that outlive it.
+        Ok(a) => unsafe { real(pid, path, actions, a.as_ptr(), argv, envp) },
+        Err(e) => e,
     };
-    let r = match &env {
-        // SAFETY: forwarded contract, with an environment that outlives the call.
-        Some(env) => unsafe { real(pid, path, actions, attr, argv, env.as_ptr()) },
-        // SAFETY: forwarded contract.
-        None => unsafe { real(pid, path, actions, attr, argv, envp) },
-    };
-    let _c = crate::signals::critical();
     drop(env);
+    if old & sys::sig_bit(crate::signals::STOP_SIGNAL) == 0 {
+        let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(crate::signals::STOP_SIGNAL));
+    }
     r
+}
+
+unsafe extern "C" {
+    fn posix_spawnattr_init(attr: *mut c_void) -> c_int;
+    fn posix_spawnattr_getflags(attr: *const c_void, flags: *mut i16) -> c_int;
+    fn posix_spawnattr_setflags(attr: *mut c_void, flags: i16) -> c_int;
+    fn posix_spawnattr_setsigmask(attr: *mut c_void, mask: *const u64) -> c_int;
+}
+
+/// A copy of a caller's `posix_spawnattr_t` (glibc's holds no pointers: 336 bytes on
+/// x86_64), made to give the child a signal mask the caller did not ask for explicitly.
+#[repr(C, align(8))]
+struct SpawnAttr([u8; 384]);
+
+impl SpawnAttr {
+    const GLIBC_SIZE: usize = 336;
+    const SETSIGMASK: i16 = 0x08;
+
+    /// `attr` (or defaults), with `mask` as the child's signal mask unless `attr` sets one.
+    ///
+    /// # Safety
+    /// `attr` is null or an initialized `posix_spawnattr_t`.
+    unsafe fn with_mask(attr: *const c_void, mask: u64) -> Result<SpawnAttr, c_int> {
+        let mut a = SpawnAttr([0; 384]);
+        let me = a.0.as_mut_ptr().cast::<c_void>();
+        if attr.is_null() {
+            // SAFETY: a buffer larger than glibc's type.
+            let e = unsafe { posix_spawnattr_init(me) };
+            if e != 0 {
+                return Err(e);
+            }
+        } else {
+            // SAFETY: the caller's object is GLIBC_SIZE bytes of plain data.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    attr.cast::<u8>(),
+                    a.0.as_mut_ptr(),
+                    Self::GLIBC_SIZE,
+                )
+            };
+        }
+        let mut flags = 0i16;
+        // SAFETY: an initialized attribute object (ours) and a valid out-pointer.
+        unsafe { posix_spawnattr_getflags(me, &mut flags) };
+        if flags & Self::SETSIGMASK == 0 {
+            let set = [mask, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // a sigset_t
+            // SAFETY: as above; `set` is a full glibc sigset_t.
+            let e = unsafe {
+                posix_spawnattr_setsigmask(me, set.as_ptr());
+                posix_spawnattr_setflags(me, flags | Self::SETSIGMASK)
+            };
+            if e != 0 {
+                return Err(e);
+            }
+        }
+        Ok(a)
+    }
+
+    fn as_ptr(&self) -> *const c_void {
+        self.0.as_ptr().cast()
+    }
 }
 
 /// # Safety
