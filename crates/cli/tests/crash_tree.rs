@@ -253,15 +253,11 @@ fn exec_static(prog: &Program) -> Tree {
 // ---- the crash tests ----
 
 #[test]
-#[ignore = "known failure (issue 9 note): under CI load, about one run in 20 has an awk of a \
-            background pipeline die of SIGSEGV just after a resume"]
 fn bash_script_with_pipelines_jobs_and_files() {
     crash(&bash_pipeline(), 1, &CrashPlan::default());
 }
 
 #[test]
-#[ignore = "known failure (issue 9 note): under CI load, a save of make -j2 sometimes times \
-            out waiting for a process to stop (exit 125)"]
 fn make_j2_builds_a_c_project() {
     let (oracle, _) = crash(&make_project(), 0, &CrashPlan::default());
     assert!(
@@ -281,8 +277,6 @@ fn python_pool_fork() {
 }
 
 #[test]
-#[ignore = "known failure (issue 9 note): under CI load, a launch sometimes does not end \
-            (a spawn-mode helper process outlives the root)"]
 fn python_pool_spawn() {
     crash(&python_pool("spawn"), 0, &CrashPlan::default());
 }

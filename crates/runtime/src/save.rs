@@ -117,6 +117,15 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
+        } else if let Some(path) = crate::memory::shared::live_name(&v) {
+            match image_io::file_id(&path) {
+                Some(file) => Backing::File {
+                    file,
+                    offset: v.offset,
+                    shared: true,
+                },
+                None => capture(&v, captured),
+            }
         } else if crate::memory::shared::is_object(&v) {
             match crate::memory::shared::save(&v, generation) {
                 Ok(b) => b,

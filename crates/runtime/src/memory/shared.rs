@@ -31,6 +31,47 @@ pub fn is_object(v: &Vma) -> bool {
     v.shared && v.is_file() && (v.deleted() || in_image(v))
 }
 
+/// The name a shared file mapping that looks unlinked still has, if any. glibc's `sem_open`
+/// creates a semaphore under a temporary name, maps it, links it to its real name and
+/// unlinks the temporary one: the kernel shows the creator's mapping as deleted while other
+/// processes open the semaphore by its name (python's `multiprocessing` in spawn mode). Such
+/// a file is the program's named object, not one for `shm/`: another link to it is looked
+/// for in the same directory.
+pub fn live_name(v: &Vma) -> Option<Vec<u8>> {
+    use rustix::fs::{self, Mode, OFlags};
+    if !v.shared || !v.is_file() || !v.deleted() {
+        return None;
+    }
+    let obj = format!("/proc/self/map_files/{:x}-{:x}", v.start, v.end);
+    let st = fs::stat(obj.as_str()).ok()?;
+    if st.st_nlink == 0 {
+        return None;
+    }
+    let path = v.path();
+    let dir = &path[..path.iter().rposition(|c| *c == b'/')?.max(1)];
+    let d = fs::openat(
+        fs::CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    for e in fs::Dir::new(d).ok()?.flatten() {
+        if e.ino() != st.st_ino {
+            continue;
+        }
+        let mut candidate = dir.to_vec();
+        candidate.push(b'/');
+        candidate.extend_from_slice(e.file_name().to_bytes());
+        let same = fs::stat(candidate.as_slice())
+            .is_ok_and(|c| c.st_dev == st.st_dev && c.st_ino == st.st_ino);
+        if same {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
 fn in_image(v: &Vma) -> bool {
     let mut d = dir();
     d.push(b'/');
