@@ -52,6 +52,7 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     init.send_all(&running, Msg::Stop { generation });
     stop(init)?;
     check_ends(init)?;
+    init.note(format_args!("save: every process stopped"));
     let members = init.reg.begin_save();
     if members.is_empty() {
         if procs::live().is_empty() {
@@ -64,7 +65,9 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     let member_set: BTreeSet<i32> = members.iter().copied().collect();
     let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
     freeze_lost(&tree);
+    init.note(format_args!("save: tree recorded"));
     write_plans(init, &members)?;
+    init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
     Ok(Some(tree))
