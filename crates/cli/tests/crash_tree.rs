@@ -300,6 +300,22 @@ fn zombies_orphans_sessions_sigchld_daemon() {
     crash(&tree_procs(&prog), 0, &plan);
 }
 
+#[test]
+fn named_semaphores_between_processes() {
+    let prog = Program::compile("tree_sem.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // Two fail points in the root and random failures: children spawned after a resume open
+    // the root's semaphores by name, and each post must reach the other side.
+    let plan = CrashPlan {
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_sem", &prog.path, ["40", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.contains("tree_sem: done"), "{out}");
+}
+
 /// Failures counted in `report` (the attempt that counts of each run) that landed after
 /// stdout had shown `marker`.
 fn failures_after(report: &CrashReport, marker: &str) -> usize {
