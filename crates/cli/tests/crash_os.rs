@@ -43,6 +43,22 @@ fn thousands_of_fds_under_a_lowered_limit() {
     crash_case("fd_many", &case, plan);
 }
 
+/// One inotify instance with 5000 watches (beyond the 4096 the runtime's shadow table once
+/// held): every watch keeps its descriptor and path across failures.
+#[test]
+fn inotify_with_thousands_of_watches() {
+    let case = Case {
+        file: "fd_inotify_many.c",
+        args: &["5000", "400", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_inotify_many", &case, plan);
+}
+
 /// POSIX message queues: messages queued at a failure (with their priorities) are there
 /// after it, through a write-only and a non-blocking read-only descriptor, and a thread
 /// blocked in mq_receive gets its message.

@@ -16,14 +16,13 @@ use super::{Desc, Restorer, procfd};
 use crate::runtime::active;
 use crate::signals::critical;
 use core::ffi::{c_char, c_int};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use zhuque_image::os::{FileKind, InotifyWatch};
 
 const IN_DONT_FOLLOW: u32 = 0x0200_0000;
 const IN_MASK_CREATE: u32 = 0x1000_0000;
 const IN_DELETE_SELF: u32 = 0x400;
 
-const CAPACITY: usize = 4096;
 const PATH_MAX: usize = 4096;
 
 #[derive(Clone, Copy)]
@@ -44,8 +43,10 @@ const EMPTY: Entry = Entry {
     len: 0,
 };
 
-// Persistent: the shadow table (restored with memory, like every static of the runtime).
-static mut TABLE: [Entry; CAPACITY] = [EMPTY; CAPACITY];
+// Persistent: the shadow table (restored with memory, like every static of the runtime):
+// `TABLE_LEN` entries at `TABLE` on the program's heap, doubled when full; no fixed limit.
+static TABLE: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
+static TABLE_LEN: AtomicUsize = AtomicUsize::new(0);
 static LOCK: AtomicBool = AtomicBool::new(false);
 
 struct Locked;
@@ -66,9 +67,43 @@ impl Drop for Locked {
     }
 }
 
-fn table(_: &Locked) -> &'static mut [Entry; CAPACITY] {
-    // SAFETY: only used under LOCK.
-    unsafe { &mut *core::ptr::addr_of_mut!(TABLE) }
+fn table(_: &Locked) -> &'static mut [Entry] {
+    let p = TABLE.load(Ordering::Relaxed);
+    if p.is_null() {
+        return &mut [];
+    }
+    // SAFETY: only used under LOCK; `TABLE` holds `TABLE_LEN` initialized entries.
+    unsafe { core::slice::from_raw_parts_mut(p, TABLE_LEN.load(Ordering::Relaxed)) }
+}
+
+/// A free slot of the table, which doubles when it is full. `None` only when the program's
+/// heap is exhausted (then the watch's path is unknown, and the resume says so).
+fn free_slot(g: &Locked) -> Option<usize> {
+    let old = table(g);
+    if let Some(i) = old.iter().position(|e| e.path.is_null()) {
+        return Some(i);
+    }
+    let len = old.len();
+    let grown = (len * 2).max(64);
+    let p = crate::allocator::persistent_alloc(grown * core::mem::size_of::<Entry>()) as *mut Entry;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a fresh allocation of `grown` entries (malloc alignment suffices), the
+    // old table holds `len`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(old.as_ptr(), p, len);
+        for i in len..grown {
+            p.add(i).write(EMPTY);
+        }
+    }
+    let was = TABLE.swap(p, Ordering::Relaxed);
+    TABLE_LEN.store(grown, Ordering::Relaxed);
+    if !was.is_null() {
+        // SAFETY: the old table came from persistent_alloc and nothing refers to it now.
+        unsafe { crate::allocator::persistent_free(was.cast()) };
+    }
+    Some(len)
 }
 
 /// Remembers where watch `wd` points (called right after the kernel added it).
@@ -98,16 +133,14 @@ fn record(wd: i32, path: &[u8], mask: u32) {
         return;
     };
     let g = lock();
-    let t = table(&g);
     // Same file already known (same inode, maybe another instance): refresh it in place.
-    let slot = t
+    let known = table(&g)
         .iter()
-        .position(|e| !e.path.is_null() && e.dev == st.st_dev && e.ino == st.st_ino && e.wd == wd)
-        .or_else(|| t.iter().position(|e| e.path.is_null()));
-    let Some(slot) = slot else {
-        return; // full: such a watch is reported at the resume
+        .position(|e| !e.path.is_null() && e.dev == st.st_dev && e.ino == st.st_ino && e.wd == wd);
+    let Some(slot) = known.or_else(|| free_slot(&g)) else {
+        return; // no memory: such a watch is reported at the resume
     };
-    let e = &mut t[slot];
+    let e = &mut table(&g)[slot];
     if !e.path.is_null() {
         // SAFETY: the path was allocated by persistent_alloc and is no longer referenced.
         unsafe { crate::allocator::free(e.path as *mut core::ffi::c_void) };
