@@ -111,6 +111,8 @@ fn check_program(dirfd: c_int, path: *const c_char) {
     if path.is_null() || process::get().exec_target().is_none() {
         return;
     }
+    // It reads the file into runtime memory: not a moment this thread may stop.
+    let _c = crate::signals::critical();
     // SAFETY: the caller passes the program path it gives the kernel.
     let bytes = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
     if let Some(why) = super::elf::why_not_dynamic(dirfd, bytes) {
