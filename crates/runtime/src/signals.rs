@@ -84,6 +84,13 @@ pub fn critical() -> Critical {
     Critical(sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL)).unwrap_or(0))
 }
 
+impl Critical {
+    /// The signal mask the thread had before the section (the one a child it starts gets).
+    pub fn mask_before(&self) -> sys::SigSet {
+        self.0
+    }
+}
+
 impl Drop for Critical {
     fn drop(&mut self) {
         if self.0 & sys::sig_bit(STOP_SIGNAL) == 0 {

@@ -42,8 +42,8 @@ pub fn live_name(v: &Vma) -> Option<Vec<u8>> {
     if !v.shared || !v.is_file() || !v.deleted() {
         return None;
     }
-    let obj = format!("/proc/self/map_files/{:x}-{:x}", v.start, v.end);
-    let st = fs::stat(obj.as_str()).ok()?;
+    let obj = map_files_path(v);
+    let st = fs::stat(core::ffi::CStr::from_bytes_with_nul(&obj).ok()?).ok()?;
     if st.st_nlink == 0 {
         return None;
     }
@@ -70,6 +70,14 @@ pub fn live_name(v: &Vma) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// `/proc/self/map_files/<start>-<end>` of mapping `v` (NUL-terminated): the mapped object
+/// itself, whether or not it still has a name.
+fn map_files_path(v: &Vma) -> Vec<u8> {
+    let mut p = format!("/proc/self/map_files/{:x}-{:x}", v.start, v.end).into_bytes();
+    p.push(0);
+    p
 }
 
 fn in_image(v: &Vma) -> bool {
@@ -118,8 +126,7 @@ fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
     if (osys::fstat(out)?.size as u64) < end {
         osys::ftruncate(out, end)?;
     }
-    let mut obj = format!("/proc/self/map_files/{:x}-{:x}", v.start, v.end).into_bytes();
-    obj.push(0);
+    let obj = map_files_path(v);
     let runs = match osys::openat(osys::AT_FDCWD, &obj, osys::O_RDONLY | osys::O_CLOEXEC, 0) {
         Ok(fd) => {
             let runs = crate::memory::fork::data_runs(fd, v.offset, end);

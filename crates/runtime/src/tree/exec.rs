@@ -295,23 +295,21 @@ unsafe fn spawn_with(
     }
     // The whole call in a critical section: a thread stopped while the runtime's
     // environment (volatile memory) is alive would not find it after the resume.
-    let old =
-        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::STOP_SIGNAL)).unwrap_or(0);
+    let c = crate::signals::critical();
     warn_unprotected();
     // SAFETY: forwarded contract.
     let env = unsafe { environment_for(envp) };
     let envp = env.as_ref().map_or(envp, Env::as_ptr);
     // The child gets the caller's mask, not the one of this critical section.
     // SAFETY: forwarded contract (`attr` is null or an initialized attribute object).
-    let r = match unsafe { SpawnAttr::with_mask(attr, old) } {
+    let r = match unsafe { SpawnAttr::with_mask(attr, c.mask_before()) } {
         // SAFETY: forwarded contract, with an environment and attributes that outlive it.
         Ok(a) => unsafe { real(pid, path, actions, a.as_ptr(), argv, envp) },
         Err(e) => e,
     };
+    // Runtime allocations are freed inside the critical section too.
     drop(env);
-    if old & sys::sig_bit(crate::signals::STOP_SIGNAL) == 0 {
-        let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(crate::signals::STOP_SIGNAL));
-    }
+    drop(c);
     r
 }
 
