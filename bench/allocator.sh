@@ -6,6 +6,7 @@
 #   bench/allocator.sh [RUNS]        (after `cargo build --release`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-5}
 zq=target/release/zhuque
 lib=$PWD/target/release/libzhuque.so
@@ -15,7 +16,6 @@ trap 'rm -rf "$work"; rm -rf /dev/shm/zhuque-bench' EXIT
 cc -O2 -o "$work/malloc_bench" bench/malloc_bench.c
 cc -O2 -I include -o "$work/alloc_churn" tests/programs/alloc_churn.c
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 seconds() { local t0 t1; t0=$(date +%s%N); "$@" > /dev/null; t1=$(date +%s%N); echo "$(( (t1 - t0) / 1000 ))"; }
 
 bench() {

@@ -6,6 +6,7 @@
 #   bench/os_calls.sh [RUNS] [SCALE]        (after `cargo build --release`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-5}
 scale=${2:-1}
 zq=$PWD/target/release/zhuque
@@ -20,7 +21,6 @@ for i in $(seq "$runs"); do
     "$zq" run --image "$image" --fresh -- "$work/os_calls" "$scale" | sed "s/^/zhuque\t/" >> "$work/all"
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "| operation (median of $runs runs) | native ns | zhuque ns | ratio |"
 echo "|---|--:|--:|--:|"
 cut -f2 "$work/all" | awk '!seen[$0]++' | while IFS= read -r op; do

@@ -8,6 +8,7 @@
 #   bench/save_latency.sh [RUNS]        (after `cargo build --release`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-7}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -17,9 +18,6 @@ trap 'rm -rf "$work" "$image"; [ -n "${run_pid:-}" ] && kill "$run_pid" 2>/dev/n
 cc -O2 -pthread -o "$work/save_latency_prog" bench/save_latency_prog.c
 cc -O2 -o "$work/save_timer" bench/save_timer.c
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-worst() { sort -n | tail -1; }
-ms() { awk '{printf "%.2f", $1 / 1000}'; }
 
 one() { # threads mode -> microseconds
     rm -rf "$image" "$work/out"

@@ -10,6 +10,7 @@
 #   SIZES="MIB:ITERS:WRITE_ITERS ..." chooses the rows (default "10:200:50 1024:10:3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-5}
 # Tree mode is switched on by this variable until it is the default (harmless afterwards).
 zq=$PWD/target/release/zhuque
@@ -22,7 +23,7 @@ sizes=${SIZES:-10:200:50 1024:10:3}
 
 label() { if [ "$1" -ge 1024 ] && [ $(($1 % 1024)) = 0 ]; then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi; }
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(loadavg)
 for _ in $(seq "$runs"); do
     for s in $sizes; do
         IFS=: read -r mib iters witers <<< "$s"
@@ -46,8 +47,7 @@ for _ in $(seq "$runs"); do
     done
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print ""}'; }
-printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
 echo "| heap | operation (median of $runs runs) | native ms | zhuque ms | ratio |"
 echo "|---|---|--:|--:|--:|"
 cut -f2,3 "$work/all" | awk '!seen[$0]++' | while IFS=$'\t' read -r heap op; do

@@ -17,6 +17,7 @@
 #   PROCESS_COUNTS="1 4 16" MODES="idle busy" MIB=4 choose the rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-7}
 mib=${MIB:-4}
 # Tree mode is switched on by this variable until it is the default (harmless afterwards).
@@ -42,9 +43,6 @@ cc -O2 -Iinclude -o "$work/tree_save_prog" bench/tree_save_prog.c
 cc -O2 -o "$work/tree_timer" bench/tree_timer.c
 cc -O2 -o "$work/save_timer" bench/save_timer.c
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
-worst() { sort -n | tail -1; }
-ms() { awk '{ if ($1 == "-" || $1 == "") print "-"; else printf "%.2f", $1 / 1000 }'; }
 
 # Waits (up to 120 s) for tree_timer's line in FILE; prints its microseconds.
 await() {
@@ -121,7 +119,7 @@ round() { # processes mode; appends to $work/{start,save,resume,native}.$1.$2
     timeout 60 "$zq" rm "$image" > /dev/null 2>> "$work/err" || { failed "$row" "zhuque rm failed"; return; }
 }
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(loadavg)
 printf '| processes | mode | save median (ms) | save worst | resume median (ms) | resume worst | zhuque start (ms) | native start (ms) |\n'
 printf '|--:|:--|--:|--:|--:|--:|--:|--:|\n'
 for mode in ${MODES:-idle busy}; do
@@ -136,7 +134,7 @@ for mode in ${MODES:-idle busy}; do
             "$([ "$ok" = "$runs" ] || echo " $ok of $runs rounds")"
     done
 done
-printf '\nload average at the start: %s, at the end: %s\n' "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\nload average at the start: %s, at the end: %s\n' "$load_start" "$(loadavg)"
 if [ -s "$work/failures" ]; then
     printf '\nrounds that failed:\n'
     cat "$work/failures"

@@ -9,6 +9,7 @@
 #   bench/tree_shell.sh [RUNS] [ITERATIONS]        (after `cargo build --release`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-5}
 iterations=${2:-1000}
 # Tree mode is switched on by this variable until it is the default (harmless afterwards).
@@ -25,7 +26,7 @@ loops=(
 
 now_ns() { date +%s%N; }
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(loadavg)
 for _ in $(seq "$runs"); do
     for l in "${!loops[@]}"; do
         t0=$(now_ns)
@@ -49,8 +50,7 @@ for _ in $(seq "$runs"); do
     done
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print ""}'; }
-printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
 echo "| loop, $iterations iterations (median of $runs runs) | native s | zhuque s | ratio |"
 echo "|---|--:|--:|--:|"
 for l in "${!loops[@]}"; do
