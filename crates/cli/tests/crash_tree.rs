@@ -258,9 +258,6 @@ fn bash_script_with_pipelines_jobs_and_files() {
 }
 
 #[test]
-#[ignore = "known failure (issue 11, dlopen failure window): ar and ld dlopen the LTO plugin; \
-            a failure inside that dlopen crashes the resumed ar/ld (SIGSEGV in \
-            _dl_relocate_object), about one test run in six under load"]
 fn make_j2_builds_a_c_project() {
     let (oracle, _) = crash(&make_project(), 0, &CrashPlan::default());
     assert!(

@@ -9,6 +9,7 @@ use crate::memory::{self, convert};
 use crate::procfs;
 use crate::runtime::active;
 use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 type DlOpen = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
 type DlMOpen = unsafe extern "C" fn(isize, *const c_char, c_int) -> *mut c_void;
@@ -27,25 +28,175 @@ pub fn next<T>(name: &core::ffi::CStr) -> Option<T> {
     (!f.is_null()).then(|| unsafe { core::mem::transmute_copy::<*mut c_void, T>(&f) })
 }
 
+/// `dlopen`s under way in this process. Persistent (this library's data is pool memory), so
+/// a thread stopped inside ld.so is still counted after the resume: a save while it is
+/// non-zero records mappings precisely (see [`unconverted`]).
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+
 /// Runs `load` and moves what it mapped into the pool.
+///
+/// A failure can land anywhere inside `load`, with ld.so halfway through mapping or
+/// relocating: the list of mappings that existed before is therefore kept in persistent
+/// memory (a resumed thread goes on using it), and the save captures the pages ld.so already
+/// relocated and write-protected (`save::record_regions`, [`unconverted`]).
 fn load_then_convert(load: impl FnOnce() -> *mut c_void) -> *mut c_void {
     if !active() {
         return load();
     }
-    let before: Vec<(usize, usize)> = {
+    let before = {
         let _c = crate::signals::critical();
         memory::fork::ensure_own_pool();
-        procfs::maps().iter().map(|v| (v.start, v.end)).collect()
+        let before = Ranges::of_mappings();
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        before
     };
     let handle = load();
     let _c = crate::signals::critical();
     let _g = memory::lock::lock();
     let _ = convert::convert_where(|v, anon| {
-        convert::needs_pool(v, anon) && !before.iter().any(|(s, e)| *s == v.start && *e == v.end)
+        convert::needs_pool(v, anon) && !before.contains(v.start, v.end)
     });
-    // Runtime allocations are freed inside the critical section too (see vmem::lock).
-    drop(before);
+    before.free();
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    note_converted();
     handle
+}
+
+/// Address ranges in the program's persistent heap (not the runtime's volatile memory, which
+/// a resume does not bring back).
+struct Ranges {
+    ptr: *mut (usize, usize),
+    len: usize,
+}
+
+impl Ranges {
+    /// Every mapping of the process now. Call in a critical section.
+    fn of_mappings() -> Ranges {
+        let maps = procfs::maps();
+        let bytes = maps.len().max(1) * core::mem::size_of::<(usize, usize)>();
+        let ptr = crate::allocator::persistent_alloc(bytes) as *mut (usize, usize);
+        if ptr.is_null() {
+            crate::diag::fatal("out of memory recording the mappings around a dlopen");
+        }
+        for (i, v) in maps.iter().enumerate() {
+            // SAFETY: `ptr` holds `maps.len()` entries (malloc alignment suffices).
+            unsafe { ptr.add(i).write((v.start, v.end)) };
+        }
+        Ranges {
+            ptr,
+            len: maps.len(),
+        }
+    }
+
+    fn contains(&self, start: usize, end: usize) -> bool {
+        // SAFETY: `ptr` holds `len` initialised entries until `free`.
+        let all = unsafe { core::slice::from_raw_parts(self.ptr, self.len) };
+        all.contains(&(start, end))
+    }
+
+    fn free(self) {
+        // SAFETY: allocated by `of_mappings` and not used after this.
+        unsafe { crate::allocator::persistent_free(self.ptr.cast()) };
+    }
+}
+
+/// ld.so's `struct r_debug` (`<link.h>`), found once at a fresh start: the list of loaded
+/// objects, which ld.so also updates when glibc loads a library by itself (NSS modules, iconv
+/// converters) without calling `dlopen`.
+static R_DEBUG: AtomicUsize = AtomicUsize::new(0);
+/// [`loaded_signature`] when every loaded object's writable and relocated pages were last
+/// known to be in the pool.
+static CONVERTED: AtomicU64 = AtomicU64::new(0);
+
+/// Finds ld.so's debugger interface. Call once, at a fresh start.
+pub fn find_loaded_objects() {
+    // SAFETY: dlsym of a data symbol ld.so exports; the program has one thread.
+    let r = unsafe { dlsym(core::ptr::null_mut(), c"_r_debug".as_ptr()) };
+    R_DEBUG.store(r as usize, Ordering::Relaxed);
+    note_converted();
+}
+
+/// Records that every object loaded now has its memory in the pool (after a conversion, or
+/// a resume, which puts all captured memory into the pool).
+pub fn note_converted() {
+    CONVERTED.store(loaded_signature(), Ordering::Relaxed);
+}
+
+/// Whether ld.so may have mapped pages the pool does not hold: a `dlopen` is under way, ld.so
+/// is adding or removing objects, or the set of loaded objects changed since the last
+/// conversion (glibc loaded something by itself). Read by a save, with every thread stopped:
+/// relocated pages write-protected after relocation (RELRO) look like untouched file pages in
+/// `/proc/self/maps`, and only `smaps` tells them apart.
+pub fn unconverted() -> bool {
+    IN_FLIGHT.load(Ordering::SeqCst) != 0 || loaded_signature() != CONVERTED.load(Ordering::Relaxed)
+}
+
+/// `struct r_debug` / `r_debug_extended` and `struct link_map` field offsets (x86-64).
+const R_VERSION: usize = 0;
+const R_MAP: usize = 8;
+const R_STATE: usize = 24;
+const R_NEXT: usize = 40;
+const RT_CONSISTENT: i32 = 0;
+const L_ADDR: usize = 0;
+const L_LD: usize = 16;
+const L_NEXT: usize = 24;
+/// Bounds the walk should the list be torn.
+const MAX_OBJECTS: usize = 1 << 16;
+
+/// A digest of the loaded objects (their count and load addresses) in every namespace;
+/// `u64::MAX` while ld.so says a change is in progress, 0 without ld.so's interface.
+fn loaded_signature() -> u64 {
+    let mut r = R_DEBUG.load(Ordering::Relaxed);
+    let mut sig: u64 = 0;
+    let mut namespaces = 0;
+    while r != 0 && r.is_multiple_of(8) && namespaces < 256 {
+        // SAFETY: `r` is ld.so's r_debug (or an r_next it links), which lives as long as the
+        // process; fields are read as plain words, as a debugger does.
+        let (version, state, mut l) = unsafe {
+            (
+                read::<i32>(r + R_VERSION),
+                read::<i32>(r + R_STATE),
+                read::<usize>(r + R_MAP),
+            )
+        };
+        if state != RT_CONSISTENT {
+            return u64::MAX;
+        }
+        let mut n = 0;
+        while l != 0 && l.is_multiple_of(8) && n < MAX_OBJECTS {
+            // SAFETY: a link_map of the list, as above.
+            let (addr, ld, next) = unsafe {
+                (
+                    read::<usize>(l + L_ADDR),
+                    read::<usize>(l + L_LD),
+                    read::<usize>(l + L_NEXT),
+                )
+            };
+            sig = sig
+                .rotate_left(7)
+                .wrapping_add((addr ^ ld.rotate_left(32)) as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            l = next;
+            n += 1;
+        }
+        sig = sig.wrapping_add(n as u64);
+        namespaces += 1;
+        // SAFETY: r_next exists in r_debug_extended (r_version >= 2).
+        r = if version >= 2 {
+            unsafe { read::<usize>(r + R_NEXT) }
+        } else {
+            0
+        };
+    }
+    sig
+}
+
+/// # Safety
+/// `addr` is a readable, aligned `T`.
+unsafe fn read<T: Copy>(addr: usize) -> T {
+    // SAFETY: forwarded contract; volatile because other threads (stopped, or ld.so under its
+    // own lock) write these words.
+    unsafe { core::ptr::read_volatile(addr as *const T) }
 }
 
 /// # Safety

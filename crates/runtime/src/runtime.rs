@@ -405,6 +405,7 @@ pub fn prepare_fresh_program() {
                 .num(e.0 as u64),
         );
     }
+    crate::loader::find_loaded_objects();
     // Outside a process tree, programs this one runs must not take its image; in a tree they
     // are members, whatever runs them (glibc's `system` and `popen` pass `environ` on).
     if !crate::tree::in_tree() {

@@ -111,7 +111,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         p.mem_ino.load(Ordering::Relaxed),
     );
     let mut out = Vec::new();
-    for v in procfs::maps() {
+    for (v, anon_bytes) in mappings() {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
         }
@@ -131,7 +131,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 Ok(b) => b,
                 Err(_) => capture(&v, captured),
             }
-        } else if v.is_file() && !v.deleted() && (v.shared || !v.writable()) {
+        } else if v.is_file() && !v.deleted() && (v.shared || (!v.writable() && anon_bytes == 0)) {
             match image_io::file_id(v.path()) {
                 Some(file) => Backing::File {
                     file,
@@ -153,6 +153,16 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         });
     }
     out
+}
+
+/// The mappings with their written private bytes, which only matter (and cost the kernel a
+/// page-table walk per mapping) while ld.so may hold relocated pages outside the pool.
+fn mappings() -> Vec<(procfs::Vma, u64)> {
+    if crate::loader::unconverted() {
+        procfs::smaps()
+    } else {
+        procfs::maps().into_iter().map(|v| (v, 0)).collect()
+    }
 }
 
 /// Copies memory that is not pool-backed (it was created without going through the runtime)

@@ -26,10 +26,9 @@ pub fn needs_pool(v: &Vma, anon_bytes: u64) -> bool {
 /// Converts every mapping for which `pick` says so. Must run while no other thread touches
 /// those mappings (writes between the copy and the remap would be lost).
 pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, Errno> {
-    let plan: Vec<(Vma, u64)> = procfs::smaps()
-        .into_iter()
-        .filter(|(v, a)| pick(v, *a))
-        .collect();
+    let maps = procfs::smaps();
+    forget_unmapped(&maps);
+    let plan: Vec<(Vma, u64)> = maps.into_iter().filter(|(v, a)| pick(v, *a)).collect();
     // Reserve all storage first: the bump pointer lives in this library's .bss, which may be
     // one of the mappings converted below, and no global may change between its copy and its
     // remap.
@@ -55,6 +54,46 @@ pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, E
         t.insert(*p);
     }
     Ok(pieces.len())
+}
+
+/// Drops the table's pieces whose range is no longer mapped from the pool, returning their
+/// storage: ld.so unmaps a closed library's converted pages (and raw system calls can unmap
+/// pool memory) without the runtime seeing it. Otherwise every `dlopen`/`dlclose` cycle would
+/// keep its pages' storage for good, and the stale pieces would overlap whatever is mapped
+/// at those addresses next. Callers hold the memory lock; `maps` is sorted by address.
+fn forget_unmapped(maps: &[(Vma, u64)]) {
+    let p = crate::process::get();
+    let dev = p.mem_dev.load(core::sync::atomic::Ordering::Relaxed);
+    let ino = p.mem_ino.load(core::sync::atomic::Ordering::Relaxed);
+    let mut pooled = maps
+        .iter()
+        .filter(|(v, _)| v.dev == dev && v.ino == ino)
+        .map(|(v, _)| (v.start, v.end))
+        .peekable();
+    let mut t = table::get();
+    let mut gone = Vec::new();
+    for piece in t.pieces(0, usize::MAX) {
+        let mut at = piece.start;
+        while let Some(&(s, e)) = pooled.peek() {
+            if s >= piece.end {
+                break;
+            }
+            if s > at {
+                gone.push((at, s));
+            }
+            at = at.max(e);
+            if e > piece.end {
+                break;
+            }
+            pooled.next();
+        }
+        if at < piece.end {
+            gone.push((at, piece.end));
+        }
+    }
+    for (start, end) in gone {
+        t.remove(start, end, |p| pool::release(p.off, p.len() as u64));
+    }
 }
 
 /// Copies a mapping's contents into the pool at `off` and maps the pool over it.

@@ -94,7 +94,8 @@ extern "C" fn run(ctx: usize) -> ! {
                 .num(e.0 as u64),
         );
     }
-    // From here on, memory is the saved process's.
+    // From here on, memory is the saved process's, all of it in the pool.
+    crate::loader::note_converted();
     p.set_mode(process::Mode::Active);
     let tree = crate::tree::in_tree().then(|| {
         let tree = crate::tree::children::saved_tree()
