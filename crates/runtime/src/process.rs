@@ -97,6 +97,11 @@ pub struct Process {
     pub forked_at_ns: AtomicU64,
     pub own_pool: AtomicI32,
     release_fd_plus_one: AtomicI32,
+    /// `/proc/self/task` and the leader's `stat`, plus one (0: none): kept open so the
+    /// coordinator can list and examine threads while program threads run without opening
+    /// an fd in the table they share (see `procfs::open_task_fds`).
+    task_dir_fd_plus_one: AtomicI32,
+    leader_stat_fd_plus_one: AtomicI32,
     /// Read ends of the pipes of children that may still read this process's pool (under
     /// the fork lock).
     dependents: core::sync::atomic::AtomicPtr<Vec<i32>>,
@@ -256,6 +261,26 @@ impl Process {
         map.iter()
             .find(|(old, _)| *old == saved)
             .map(|(_, new)| *new)
+    }
+
+    /// The open `/proc/self/task` directory of this process, -1 if none.
+    pub fn task_dir_fd(&self) -> i32 {
+        self.task_dir_fd_plus_one.load(Ordering::Acquire) - 1
+    }
+
+    /// Replaces [`Process::task_dir_fd`]; returns the previous one.
+    pub fn swap_task_dir_fd(&self, fd: i32) -> i32 {
+        self.task_dir_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
+    }
+
+    /// The open `/proc/self/task/<pid>/stat` of this process's leader, -1 if none.
+    pub fn leader_stat_fd(&self) -> i32 {
+        self.leader_stat_fd_plus_one.load(Ordering::Acquire) - 1
+    }
+
+    /// Replaces [`Process::leader_stat_fd`]; returns the previous one.
+    pub fn swap_leader_stat_fd(&self, fd: i32) -> i32 {
+        self.leader_stat_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
     }
 
     /// The control connection to the init, -1 outside a process tree.

@@ -1,7 +1,7 @@
 //! Reading `/proc/self`: the kernel's own account of the address space is the source of truth
 //! for what a save records, so the runtime never has to shadow every mapping change exactly.
 
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 /// Reads a whole (proc) file. `path` must be NUL-terminated.
@@ -22,26 +22,103 @@ fn open(path: &[u8]) -> rustix::io::Result<OwnedFd> {
     })
 }
 
-/// The process's thread ids (`/proc/self/task`).
-pub fn task_ids() -> rustix::io::Result<Vec<i32>> {
-    let dir = crate::sys::with_fd_room(|| {
+/// Opens this process's `/proc/self/task` and its leader's `stat` once, at high numbers, for
+/// [`task_ids`] and [`leader_is_zombie`]: the coordinator lists threads to stop them while
+/// program threads still run, and an fd it opened for that would appear for a moment in the
+/// table they share (a program closing "its" fds, or counting on the lowest free number, would
+/// meet it). Call when no program thread runs: before the coordinator starts, in a fresh
+/// program, a fork child (whose inherited ones describe the parent) and a resume.
+pub fn open_task_fds() {
+    let p = crate::process::get();
+    let dir = open_hidden(c"/proc/self/task", OFlags::DIRECTORY);
+    let mut stat = b"/proc/self/task/".to_vec();
+    stat.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
+    stat.extend_from_slice(b"/stat\0");
+    let stat = core::ffi::CStr::from_bytes_with_nul(&stat)
+        .ok()
+        .and_then(|c| open_hidden(c, OFlags::empty()));
+    for (old, new) in [
+        (p.swap_task_dir_fd(dir.unwrap_or(-1)), dir),
+        (p.swap_leader_stat_fd(stat.unwrap_or(-1)), stat),
+    ] {
+        if old >= 0 && Some(old) != new {
+            let _ = crate::os::sys::close(old);
+        }
+    }
+}
+
+fn open_hidden(path: &core::ffi::CStr, flags: OFlags) -> Option<i32> {
+    let fd = crate::sys::with_fd_room(|| {
         rustix::fs::openat(
             rustix::fs::CWD,
-            c"/proc/self/task",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | flags,
             Mode::empty(),
         )
-    })?;
-    let entries = rustix::fs::Dir::new(dir)?;
-    Ok(entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            core::str::from_utf8(e.file_name().to_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .collect())
+    })
+    .ok()?;
+    // Where the runtime's other fds go (just under the soft limit); kept low, it would take a
+    // number the program expects to get, so then none is kept at all.
+    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let min = (soft.min(1 << 20) as i32 - 64).max(64);
+    crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()
+}
+
+/// The process's thread ids (`/proc/self/task`), through the fd [`open_task_fds`] keeps when
+/// there is one.
+pub fn task_ids() -> rustix::io::Result<Vec<i32>> {
+    let kept = crate::process::get().task_dir_fd();
+    if kept < 0 {
+        let dir = crate::sys::with_fd_room(|| {
+            rustix::fs::openat(
+                rustix::fs::CWD,
+                c"/proc/self/task",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })?;
+        return list_tids(dir.as_fd());
+    }
+    // SAFETY: the runtime's own fd, open for the life of the process.
+    list_tids(unsafe { rustix::fd::BorrowedFd::borrow_raw(kept) })
+}
+
+/// The numeric entries of an open `/proc/.../task` directory, read from its start.
+fn list_tids(dir: rustix::fd::BorrowedFd) -> rustix::io::Result<Vec<i32>> {
+    rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+    let mut out = Vec::new();
+    while let Some(e) = entries.next() {
+        let e = e?;
+        if let Some(tid) = core::str::from_utf8(e.file_name().to_bytes())
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            out.push(tid);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the thread-group leader is a zombie (it ended with `pthread_exit` while other
+/// threads run), through the fd [`open_task_fds`] keeps; `None` without one.
+pub fn leader_is_zombie() -> Option<bool> {
+    let fd = crate::process::get().leader_stat_fd();
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 512];
+    // SAFETY: the runtime's own fd, open for the life of the process.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    let n = rustix::io::pread(fd, &mut buf, 0).ok()?;
+    Some(stat_is_zombie(&buf[..n]))
+}
+
+/// Whether a `/proc/.../stat` line says the task is a zombie (or dead).
+pub fn stat_is_zombie(stat: &[u8]) -> bool {
+    let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
+    matches!(stat.get(close + 2), Some(b'Z' | b'X'))
 }
 
 pub fn read_fd(fd: impl AsFd) -> rustix::io::Result<Vec<u8>> {

@@ -138,6 +138,9 @@ extern "C" fn run(ctx: usize) -> ! {
         threads::adopt_leader(l);
     }
     crate::api::run_recovery_handlers();
+    // Every program fd is back: the runtime's own fds for listing threads take numbers
+    // none of them needs.
+    crate::procfs::open_task_fds();
     release.store(1, Ordering::Release);
     // The kernel reads the count as an int: u32::MAX would be -1 and wake only one thread.
     sys::futex_wake(release, i32::MAX as u32);

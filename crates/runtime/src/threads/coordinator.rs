@@ -19,6 +19,7 @@ const STACK_SIZE: usize = 256 << 10;
 
 /// Starts the coordinator; the failure-injection clock starts now.
 pub fn start() {
+    crate::procfs::open_task_fds();
     spawn();
     release();
 }

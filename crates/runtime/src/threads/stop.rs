@@ -548,11 +548,13 @@ fn task_ids() -> Vec<i32> {
 }
 
 fn is_zombie(tid: i32) -> bool {
+    if tid == sys::getpid()
+        && let Some(z) = procfs::leader_is_zombie()
+    {
+        return z;
+    }
     match procfs::read(&task_path(tid, b"stat")) {
-        Ok(stat) => {
-            let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
-            stat.get(close + 2) == Some(&b'Z') || stat.get(close + 2) == Some(&b'X')
-        }
+        Ok(stat) => procfs::stat_is_zombie(&stat),
         Err(_) => true,
     }
 }

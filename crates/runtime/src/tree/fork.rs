@@ -193,6 +193,12 @@ fn reset_process_state() {
     p.stopped.store(0, Ordering::Relaxed);
     p.failure_pending.store(false, Ordering::Relaxed);
     p.forget_tids();
+    // They describe the parent; a coordinator opens this process's own.
+    for fd in [p.swap_task_dir_fd(-1), p.swap_leader_stat_fd(-1)] {
+        if fd >= 0 {
+            let _ = osys::close(fd);
+        }
+    }
 }
 
 /// See [`memory::fork::ensure_own_pool`].

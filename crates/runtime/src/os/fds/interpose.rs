@@ -22,7 +22,7 @@ fn fail(e: crate::sys::Errno) -> c_int {
 }
 
 /// Runtime fds worth protecting: only in a crash-resistant process (never triggers start-up).
-fn protected() -> Option<[i32; 4]> {
+fn protected() -> Option<super::RuntimeFds> {
     (process::get().mode() == Mode::Active).then(runtime_fds)
 }
 
@@ -67,7 +67,7 @@ fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> Result<(), 
         ours.sort_unstable();
         return close_range_except(first, last, flags, &ours);
     }
-    let mut ours = protected().unwrap_or([-1; 4]);
+    let mut ours = protected().unwrap_or([-1; 6]);
     ours.sort_unstable();
     close_range_except(first, last, flags, &ours)
 }

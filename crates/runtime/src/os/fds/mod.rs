@@ -46,8 +46,11 @@ use zhuque_image::Meta;
 use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
 use zhuque_image::tree::{SHARE_PLAN_FILE, Share, SharePlan};
 
+/// The runtime's own fds in a process, -1 where one is not open.
+pub type RuntimeFds = [i32; 6];
+
 /// The runtime's own fds in this process (never saved, never closed for the program).
-pub fn runtime_fds() -> [i32; 4] {
+pub fn runtime_fds() -> RuntimeFds {
     let p = process::get();
     [
         p.dir_fd.load(Ordering::Relaxed),
@@ -56,6 +59,8 @@ pub fn runtime_fds() -> [i32; 4] {
         // A fork child's end of the pipe its parent watches (closing it early would tell the
         // parent the child no longer reads its memory).
         p.release_fd(),
+        p.task_dir_fd(),
+        p.leader_stat_fd(),
     ]
 }
 
@@ -70,6 +75,10 @@ pub fn runtime_fd_moved(fd: i32, to: i32) {
         p.swap_ctl_fd(to);
     } else if p.release_fd() == fd {
         p.swap_release_fd(to);
+    } else if p.task_dir_fd() == fd {
+        p.swap_task_dir_fd(to);
+    } else if p.leader_stat_fd() == fd {
+        p.swap_leader_stat_fd(to);
     }
 }
 
