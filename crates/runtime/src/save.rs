@@ -155,11 +155,11 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     out
 }
 
-/// The mappings with their written private bytes, which only matter (and cost the kernel a
-/// page-table walk per mapping) while ld.so may hold relocated pages outside the pool.
+/// The mappings with their written private bytes, which only matter (and cost a `pagemap`
+/// query per read-only file mapping) while ld.so may hold relocated pages outside the pool.
 fn mappings() -> Vec<(procfs::Vma, u64)> {
     if crate::loader::unconverted() {
-        procfs::smaps()
+        crate::memory::convert::written_mappings()
     } else {
         procfs::maps().into_iter().map(|v| (v, 0)).collect()
     }

@@ -25,6 +25,7 @@ impl Errno {
     pub const EBUSY: Errno = Errno(16);
     pub const EEXIST: Errno = Errno(17);
     pub const EINVAL: Errno = Errno(22);
+    pub const ENOTTY: Errno = Errno(25);
     pub const ENOSPC: Errno = Errno(28);
     pub const ENOSYS: Errno = Errno(38);
     pub const ETIMEDOUT: Errno = Errno(110);

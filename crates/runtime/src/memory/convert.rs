@@ -5,7 +5,7 @@
 //! main thread's TCB and static TLS (ld.so allocates them in an anonymous mapping), the heap.
 //! Later it covers what `dlopen` maps, and private file mappings made writable by `mprotect`.
 
-use super::{pool, table};
+use super::{pagemap, pool, table};
 use crate::procfs::{self, Vma};
 use crate::sys::{self, Errno};
 use crate::vmem;
@@ -23,10 +23,43 @@ pub fn needs_pool(v: &Vma, anon_bytes: u64) -> bool {
     v.writable() || v.is_anon() || anon_bytes > 0
 }
 
+/// Every mapping with the bytes of it the process wrote, counted where [`needs_pool`] needs
+/// them: private file mappings that are not writable now (RELRO after relocation). Asked of
+/// `pagemap` for those few mappings; `smaps`, which walks and formats every mapping, only
+/// when `pagemap` cannot be read.
+pub fn written_mappings() -> Vec<(Vma, u64)> {
+    let Ok(pm) = pagemap::open() else {
+        return procfs::smaps();
+    };
+    let mut out = Vec::new();
+    for v in procfs::maps() {
+        let counted = !v.shared
+            && !v.writable()
+            && !v.is_anon()
+            && !v.is_special()
+            && v.name != b"[stack]"
+            && !vmem::in_window(v.start);
+        let written = if counted {
+            match pagemap::own_bytes(pm, &v) {
+                Ok(n) => n,
+                Err(_) => {
+                    let _ = crate::os::sys::close(pm);
+                    return procfs::smaps();
+                }
+            }
+        } else {
+            0
+        };
+        out.push((v, written));
+    }
+    let _ = crate::os::sys::close(pm);
+    out
+}
+
 /// Converts every mapping for which `pick` says so. Must run while no other thread touches
 /// those mappings (writes between the copy and the remap would be lost).
 pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, Errno> {
-    let maps = procfs::smaps();
+    let maps = written_mappings();
     forget_unmapped(&maps);
     let plan: Vec<(Vma, u64)> = maps.into_iter().filter(|(v, a)| pick(v, *a)).collect();
     // Reserve all storage first: the bump pointer lives in this library's .bss, which may be

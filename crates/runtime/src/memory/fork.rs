@@ -25,17 +25,13 @@
 //! the parent's other threads are stopped by the caller), on a volatile stack, and touch no
 //! pool memory between a page's copy and its range's remap: a store in between would be lost.
 
+use super::pagemap::{self, Pages};
 use super::{lock, pool};
 use crate::os::sys as osys;
 use crate::procfs::{self, Vma};
 use crate::sys::{self, Errno};
 use crate::{process, vmem};
 use core::sync::atomic::Ordering;
-
-const PAGE: usize = 4096;
-/// Pagemap bits: page present, page is a file page (or shared anonymous).
-const PM_PRESENT: u64 = 1 << 63;
-const PM_FILE: u64 = 1 << 61;
 
 /// Whether the pool is mapped privately in this process (between a fork's [`privatize`] and
 /// [`settle`] or [`materialize`]).
@@ -118,46 +114,6 @@ pub fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// Reads the pagemap entries of `[start, end)` (page aligned).
-fn pagemap(pm: i32, start: usize, end: usize) -> Result<Vec<u64>, Errno> {
-    let n = (end - start) / PAGE;
-    let mut entries = vec![0u64; n];
-    // SAFETY: a u64 slice viewed as bytes.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(entries.as_mut_ptr() as *mut u8, n * 8) };
-    let mut done = 0;
-    while done < bytes.len() {
-        match osys::pread(pm, &mut bytes[done..], ((start / PAGE) * 8 + done) as u64) {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(k) => done += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(entries)
-}
-
-/// Page runs (as address ranges) of `[v.start, v.end)` whose pagemap entry satisfies `pick`.
-fn page_runs(pm: i32, v: &Vma, pick: impl Fn(u64) -> bool) -> Result<Vec<(usize, usize)>, Errno> {
-    const CHUNK: usize = 4096 * PAGE;
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut at = v.start;
-    while at < v.end {
-        let end = (at + CHUNK).min(v.end);
-        for (i, e) in pagemap(pm, at, end)?.into_iter().enumerate() {
-            if !pick(e) {
-                continue;
-            }
-            let page = at + i * PAGE;
-            match runs.last_mut() {
-                Some((_, e)) if *e == page => *e = page + PAGE,
-                _ => runs.push((page, page + PAGE)),
-            }
-        }
-        at = end;
-    }
-    Ok(runs)
-}
-
 /// Writes `[start, end)` of memory to `fd` at the pool offset of `start` in mapping `v`.
 fn write_out(fd: i32, v: &Vma, start: usize, end: usize) -> Result<(), Errno> {
     let mut done = start;
@@ -203,15 +159,6 @@ fn map_shared(fd: i32, v: &Vma) -> Result<(), Errno> {
     .map(|_| ())
 }
 
-fn open_pagemap() -> Result<i32, Errno> {
-    osys::openat(
-        osys::AT_FDCWD,
-        b"/proc/thread-self/pagemap\0",
-        osys::O_RDONLY | osys::O_CLOEXEC,
-        0,
-    )
-}
-
 /// Step 3, child: writes the memory this process sees into `new_fd` (an empty file) at the
 /// same offsets and maps it shared; `new_fd` becomes the pool. Single-threaded, on a
 /// volatile stack.
@@ -220,7 +167,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     let old = p.mem_fd();
     let size = osys::fstat(old)?.size;
     osys::ftruncate(new_fd, size as u64)?;
-    let pm = open_pagemap()?;
+    let pm = pagemap::open()?;
     let result = (|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
@@ -234,7 +181,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
                     (at(s), at(e))
                 })
                 .collect();
-            runs.extend(page_runs(pm, v, |e| e & PM_PRESENT != 0)?);
+            runs.extend(pagemap::runs(pm, v, Pages::Present)?);
             runs.sort_unstable();
             let merged = merge(runs);
             readable(v, || {
@@ -280,11 +227,11 @@ pub fn settle() -> Result<(), Errno> {
         return Ok(());
     }
     let fd = p.mem_fd();
-    let pm = open_pagemap()?;
+    let pm = pagemap::open()?;
     let result = (|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
-            let own = page_runs(pm, v, |e| e & PM_PRESENT != 0 && e & PM_FILE == 0)?;
+            let own = pagemap::runs(pm, v, Pages::Own)?;
             readable(v, || {
                 for (s, e) in &own {
                     write_out(fd, v, *s, *e)?;

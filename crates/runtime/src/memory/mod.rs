@@ -11,6 +11,7 @@ pub mod brk;
 pub mod convert;
 pub mod fork;
 pub mod lock;
+pub mod pagemap;
 pub mod pool;
 pub mod shared;
 pub mod table;
