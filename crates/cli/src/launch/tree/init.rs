@@ -57,6 +57,9 @@ pub struct TreeInit {
     /// Processes whose connection closed at an `exec` and that have not connected since:
     /// their image is removed once they are gone.
     pub exec_gone: BTreeSet<i32>,
+    /// A pidfd of each connected process, to tell a process whose connection closed from a
+    /// new one that has its pid already.
+    pidfds: BTreeMap<i32, std::os::fd::OwnedFd>,
     pub mask: libc::sigset_t,
     pub in_user_ns: bool,
     /// The runtime library's path (the tree's `LD_PRELOAD`): a process that maps it will
@@ -182,6 +185,7 @@ impl TreeInit {
             detach_fd: (plan.detach_fd >= 0).then_some(plan.detach_fd),
             reaped: BTreeMap::new(),
             exec_gone: BTreeSet::new(),
+            pidfds: BTreeMap::new(),
             ended_in_stop: Vec::new(),
             mask: *mask,
             in_user_ns,
@@ -248,6 +252,9 @@ impl TreeInit {
             Event::Signal { signo, code } => self.signal(signo, code),
             Event::Connected { pid } => {
                 self.ever_connected = true;
+                if let Some(fd) = procs::pidfd(pid) {
+                    self.pidfds.insert(pid, fd);
+                }
                 self.reg.connected(pid);
                 // It did not end after all: it executed a program that connects again.
                 self.exec_gone.remove(&pid);
@@ -366,6 +373,12 @@ impl TreeInit {
         }
         if peer.exec_pending {
             self.exec_gone.insert(pid);
+        } else if self.pid_reused(pid) {
+            // A new process has the pid already (after a resume the namespace hands out low
+            // pids again): `p/<pid>/` is its image now, made before it connected.
+            self.note(format_args!(
+                "pid {pid} is a new process's already: its image stays"
+            ));
         } else {
             self.names.remove(&pid);
             self.remove_process_image(pid);
@@ -376,6 +389,15 @@ impl TreeInit {
         if !std::mem::replace(&mut self.warned_garbage, true) {
             eprintln!("zhuque: warning: process {pid} sent an unexpected control message");
         }
+    }
+
+    /// Whether `pid`, whose connection just closed, now belongs to another process (the one
+    /// that closed was reaped and the pid given out again).
+    fn pid_reused(&mut self, pid: i32) -> bool {
+        let Some(fd) = self.pidfds.remove(&pid) else {
+            return false;
+        };
+        procs::reaped(&fd) && Path::new(&format!("/proc/{pid}")).exists()
     }
 
     /// A process ended: its image (`p/<pid>/`) is of no use any more.

@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use zhuque_image::tree::SharePlan;
@@ -38,6 +39,29 @@ pub fn fact(pid: i32) -> Option<ProcFact> {
         f.state = state;
     }
     Some(f)
+}
+
+/// A pidfd of process `pid`: it keeps naming that process after the pid is given to another.
+pub fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain system call; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: as above.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process `pidfd` names is gone for good (reaped: its pid may be another's).
+pub fn reaped(pidfd: &OwnedFd) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; no pointer is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// The state of a thread of `pid` that has not ended, if any.
