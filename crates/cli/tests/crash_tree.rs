@@ -31,6 +31,10 @@
 //!   workers, replaced every 4 tasks), with the spawn start method (workers are new python3
 //!   processes started by fork+exec), and `concurrent.futures.ProcessPoolExecutor`, with
 //!   their pipes, semaphores and helper threads: identical results, in order.
+//! - `python_imports_extension_modules` (`tests/trees/imports.py`): python3 importing and
+//!   using hashlib, ssl, sqlite3, zlib, bz2, lzma, decimal, ctypes, uuid... with failures early in
+//!   most launches, many of them inside ld.so loading an extension module (issue 11): the same
+//!   output every time.
 //! - `zombies_orphans_sessions_sigchld_daemon` (`tests/programs/tree_procs.c`): a zombie
 //!   reaped after the resume with its status (7), waitid(WNOHANG) and WNOWAIT, a child
 //!   blocked in read() on a pipe from its parent, sessions (setsid) and process groups
@@ -170,6 +174,15 @@ fn python_pool(mode: &str) -> Tree {
     )
 }
 
+/// `imports.py`: extension modules imported (dlopen'ed) while failures land.
+fn python_imports() -> Tree {
+    Tree::new(
+        "python_imports",
+        "/usr/bin/python3",
+        [os(trees_file("imports.py"))],
+    )
+}
+
 /// tree_procs with its three fail points.
 const TREE_PROCS_ARGS: &[&str] = &["45000000", "3"];
 
@@ -269,6 +282,23 @@ fn make_j2_builds_a_c_project() {
 #[test]
 fn gcc_compiles_one_large_file() {
     crash(&gcc_big(), 0, &CrashPlan::default());
+}
+
+/// python3 importing hashlib, ssl, sqlite3, zlib, bz2, lzma, decimal, ctypes and more (each a
+/// dlopen of an extension module and its libraries) with failures in the first tens of
+/// milliseconds of a run and of most resumes, many inside ld.so; the same output every time.
+/// (The window where a failure used to lose relocations, between ld.so write-protecting RELRO
+/// and the runtime converting it, is short in these loads: the old runtime passed this test;
+/// `crash_single`'s `failures_inside_dlopen` is the one that caught it.)
+#[test]
+fn python_imports_extension_modules() {
+    let plan = CrashPlan {
+        window: (0.05, 0.6),
+        resume_fail_chance: 0.8,
+        ..CrashPlan::default()
+    };
+    let (_, report) = crash(&python_imports(), 0, &plan);
+    println!("[python_imports] {} failures in all", report.failures());
 }
 
 #[test]
