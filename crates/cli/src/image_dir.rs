@@ -108,7 +108,7 @@ impl ImageDir {
     /// The raw bytes of `meta`, `None` when there is none.
     pub fn meta_bytes(&self) -> Result<Option<Vec<u8>>> {
         let path = self.file(META_FILE);
-        match fs::read(&path) {
+        match read_image_file(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
@@ -290,6 +290,39 @@ impl ImageDir {
 
 /// Creates the shared images root (e.g. `/dev/shm/zhuque`, used by every user) with `mode`
 /// if it does not exist yet. The mode is set explicitly because the umask would narrow it.
+/// The largest `meta` any image can have (region and fd tables of a huge process are a few
+/// MiB): a bigger file is not one.
+const MAX_META_BYTES: u64 = 256 << 20;
+
+/// Reads a file of an image (`meta`): never through a symlink (which could lead anywhere, a
+/// device that never ends included), only a regular file (a FIFO would block forever), at most
+/// [`MAX_META_BYTES`].
+pub fn read_image_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("is a symbolic link"),
+            _ => e,
+        })?;
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if m.len() > MAX_META_BYTES {
+        return Err(io::Error::other("larger than any image file"));
+    }
+    let mut bytes = Vec::with_capacity(m.len() as usize);
+    file.take(MAX_META_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_META_BYTES {
+        return Err(io::Error::other("larger than any image file"));
+    }
+    Ok(bytes)
+}
+
 fn create_shared_root(root: &Path, mode: u32) -> Result<()> {
     if root.is_dir() {
         return Ok(());

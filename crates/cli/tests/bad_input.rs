@@ -107,6 +107,60 @@ fn truncated_meta_is_refused() {
     }
 }
 
+/// Puts something at a path.
+type Make<'a> = &'a dyn Fn(&Path);
+
+/// A `meta` that is not a regular file of the image — a FIFO (reading it would block
+/// forever), a symlink to a device that never ends or to another file — is refused at once,
+/// both as the tree's record and as a process's own image (`p/<pid>/meta`), and nothing is
+/// read through it.
+#[test]
+fn a_meta_that_is_not_a_regular_file_is_refused() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let own = std::fs::read_dir(image.path.join("p"))
+        .expect("p/ in a tree image")
+        .flatten()
+        .map(|e| e.path().join("meta"))
+        .find(|m| m.exists())
+        .expect("a process image");
+    for meta in [image.meta_path(), own] {
+        let saved = std::fs::read(&meta).unwrap();
+        let keep = meta.with_extension("kept");
+        std::fs::write(&keep, &saved).unwrap();
+        let replacements: [(&str, Make); 3] = [
+            ("a FIFO", &|p| {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid path string.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+            ("a symlink to /dev/zero", &|p| {
+                std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+            }),
+            ("a symlink to the real meta", &|p| {
+                std::os::unix::fs::symlink(&keep, p).unwrap()
+            }),
+        ];
+        for (what, make) in replacements {
+            std::fs::remove_file(&meta).unwrap();
+            make(&meta);
+            println!("{} is {what}", meta.display());
+            refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+        }
+        std::fs::remove_file(&meta).unwrap();
+        std::fs::rename(&keep, &meta).unwrap();
+    }
+    // Put back, the image resumes.
+    let resumed = zq.exec(
+        [OsString::from("resume"), image.path.clone().into()],
+        &cwd,
+        None,
+    );
+    assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
+}
+
 #[test]
 fn a_different_command_on_a_saved_image_is_refused() {
     let zq = Zhuque::real();

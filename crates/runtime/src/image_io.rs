@@ -127,14 +127,21 @@ pub fn read_file(dir: BorrowedFd, name: &str) -> Option<Vec<u8>> {
 /// Reads `meta`; `Ok(None)` when there is none.
 pub fn read_meta(dir: BorrowedFd) -> Result<Option<Result<Meta, image::Error>>, Errno> {
     match crate::sys::with_fd_room(|| {
+        // Never through a symlink, never blocking on a FIFO (the CLI has refused both before
+        // the program started; a runtime reads only what it checked itself).
         fs::openat(
             dir,
             c"meta",
-            OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         )
     }) {
         Ok(fd) => {
+            if !fs::fstat(&fd).is_ok_and(|st| {
+                fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::RegularFile
+            }) {
+                return Err(Errno::INVAL);
+            }
             let bytes = crate::procfs::read_fd(&fd)?;
             Ok(Some(image::decode(&bytes)))
         }

@@ -185,7 +185,7 @@ impl Report {
                     .path()
                     .join(zhuque_image::tree::process_dir(p.pid))
                     .join(zhuque_image::META_FILE);
-                let meta = std::fs::read(own)
+                let meta = crate::image_dir::read_image_file(&own)
                     .ok()
                     .and_then(|b| zhuque_image::decode(&b).ok());
                 TreeProc { proc: p, meta }

@@ -5,7 +5,6 @@
 //! generation belongs to another instant. Anything else is refused before anything runs,
 //! with the image untouched.
 
-use std::fs;
 use std::path::Path;
 
 use zhuque_image::tree::{Proc, ProcKind, TAG_TREE, Tree, process_dir};
@@ -66,7 +65,7 @@ fn member_meta(dir: &Path, p: &Proc, generation: u64) -> Result<Meta> {
             String::from_utf8_lossy(&p.comm)
         ))
     };
-    let bytes = fs::read(&path).map_err(|e| {
+    let bytes = crate::image_dir::read_image_file(&path).map_err(|e| {
         refuse(format!(
             "cannot read {}: {}",
             path.display(),
@@ -102,6 +101,7 @@ fn start_plan(p: &Proc, member: &Meta, fail_after: Option<f64>) -> ExecPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use zhuque_image::Program;
 
     struct Dir(std::path::PathBuf);
