@@ -36,6 +36,10 @@ fn main() {
 }
 
 fn dispatch(command: Command) -> error::Result<i32> {
+    if matches!(command, Command::Run(_) | Command::Resume(_)) {
+        launch::block_watched()
+            .map_err(|e| error::Failure::refused(format!("cannot block signals: {e}")))?;
+    }
     match command {
         Command::Help => {
             print!("{}", args::USAGE);

@@ -8,6 +8,7 @@ mod namespace;
 pub mod outcome;
 mod process;
 mod signals;
+pub use signals::block_watched;
 mod spawn;
 pub mod tree;
 

@@ -38,7 +38,15 @@ pub fn should_forward(sig: libc::c_int, si_code: libc::c_int) -> bool {
 /// Never unblocked: a signal that arrives after the program ended (a second `kill -PWR`)
 /// stays pending instead of killing `zhuque run` before it has mapped the outcome and
 /// cleaned up the image.
+///
+/// `zhuque run` and `zhuque resume` call it first thing in `main` (a `kill -PWR` in their first
+/// milliseconds must be a failure of the program to come, not the end of `zhuque` by the
+/// default action); later calls return the mask the first one found.
 pub fn block_watched() -> io::Result<libc::sigset_t> {
+    static ORIGINAL: std::sync::OnceLock<SigSet> = std::sync::OnceLock::new();
+    if let Some(SigSet(m)) = ORIGINAL.get() {
+        return Ok(*m);
+    }
     let set = watched_set();
     let mut original = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: valid set and out-pointer.
@@ -47,8 +55,16 @@ pub fn block_watched() -> io::Result<libc::sigset_t> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: initialised by the successful sigprocmask.
-    Ok(unsafe { original.assume_init() })
+    let original = unsafe { original.assume_init() };
+    Ok(ORIGINAL.get_or_init(|| SigSet(original)).0)
 }
+
+/// A signal mask that may live in a static.
+struct SigSet(libc::sigset_t);
+// SAFETY: a plain bit set, written once and only read afterwards.
+unsafe impl Sync for SigSet {}
+// SAFETY: as above.
+unsafe impl Send for SigSet {}
 
 /// The forwarded signals and `SIGCHLD`.
 pub fn watched_set() -> libc::sigset_t {
