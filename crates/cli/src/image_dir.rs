@@ -156,6 +156,16 @@ impl ImageDir {
         }
     }
 
+    /// Refuses an image that someone else could have planted or changed: the directory and
+    /// everything in it (a tree's process images too) must belong to the caller, and no
+    /// directory of it may be writable by group or others. A resume runs whatever the image
+    /// says, as the caller.
+    pub fn require_own(&self) -> Result<()> {
+        // SAFETY: plain system call.
+        let me = unsafe { libc::geteuid() };
+        check_own(&self.path, me, 0)
+    }
+
     /// Reads ownership and `meta` together into a [`Condition`].
     pub fn condition(&self) -> Result<Condition> {
         let lock = self.lock()?;
@@ -288,8 +298,6 @@ impl ImageDir {
     }
 }
 
-/// Creates the shared images root (e.g. `/dev/shm/zhuque`, used by every user) with `mode`
-/// if it does not exist yet. The mode is set explicitly because the umask would narrow it.
 /// The largest `meta` any image can have (region and fd tables of a huge process are a few
 /// MiB): a bigger file is not one.
 const MAX_META_BYTES: u64 = 256 << 20;
@@ -323,6 +331,43 @@ pub fn read_image_file(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Deepest nesting of an image (`p/<pid>/files/...`), to bound the walk.
+const MAX_IMAGE_DEPTH: usize = 8;
+
+fn check_own(path: &Path, me: u32, depth: usize) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(|e| Failure::io("cannot examine", path, &e))?;
+    let refuse = |why: String| {
+        Failure::refused(format!(
+            "{} {why}; refusing to resume an image someone else could have written",
+            path.display()
+        ))
+    };
+    if m.uid() != me {
+        return Err(refuse(format!(
+            "belongs to uid {}, not to you (uid {me})",
+            m.uid()
+        )));
+    }
+    // Directories only: zhuque makes them 0700 (a umask can only narrow that), while files
+    // get what the umask leaves of 0666 and 0644, and a directory others can write lets them
+    // replace any file in it anyway.
+    if m.is_dir() && m.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "is writable by group or others (mode {:o})",
+            m.mode() & 0o7777
+        )));
+    }
+    if m.is_dir() && depth < MAX_IMAGE_DEPTH {
+        let entries = fs::read_dir(path).map_err(|e| Failure::io("cannot list", path, &e))?;
+        for e in entries.flatten() {
+            check_own(&e.path(), me, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the shared images root (e.g. `/dev/shm/zhuque`, used by every user) with `mode`
+/// if it does not exist yet. The mode is set explicitly because the umask would narrow it.
 fn create_shared_root(root: &Path, mode: u32) -> Result<()> {
     if root.is_dir() {
         return Ok(());

@@ -161,6 +161,46 @@ fn a_meta_that_is_not_a_regular_file_is_refused() {
     assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
 }
 
+/// An image someone else could have planted or changed is refused, by `run` and `resume`:
+/// a file of a process image owned by another user, a process image directory writable by
+/// others.
+/// (Run as root, the suite checks what matters most: root resuming another user's image.)
+/// Put back, the image resumes.
+#[test]
+fn an_image_of_another_user_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let memory = std::fs::read_dir(image.path.join("p"))
+        .expect("p/ in a tree image")
+        .flatten()
+        .map(|e| e.path().join("memory"))
+        .find(|m| m.exists())
+        .expect("a process image");
+    let me = std::fs::metadata(&memory).unwrap().uid();
+    let other = if me == 0 { 65534 } else { me };
+    if other != me {
+        std::os::unix::fs::chown(&memory, Some(other), None).unwrap();
+        refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+        std::os::unix::fs::chown(&memory, Some(me), None).unwrap();
+    } else {
+        println!("not root: another user's file cannot be made here; only modes are checked");
+    }
+    let pdir = memory.parent().unwrap();
+    let mode = std::fs::metadata(pdir).unwrap().permissions().mode();
+    std::fs::set_permissions(pdir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+    std::fs::set_permissions(pdir, std::fs::Permissions::from_mode(mode)).unwrap();
+    let resumed = zq.exec(
+        [OsString::from("resume"), image.path.clone().into()],
+        &cwd,
+        None,
+    );
+    assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
+}
+
 #[test]
 fn a_different_command_on_a_saved_image_is_refused() {
     let zq = Zhuque::real();

@@ -109,6 +109,7 @@ fn resume_saved(
     fail_after: Option<f64>,
     keep: bool,
 ) -> Result<i32> {
+    image.require_own()?;
     if !saved::is_tree(&meta) {
         let plan = resume_plan(image, canonical_dir, &meta, fail_after)?;
         return execute(image, &plan, keep);
