@@ -126,7 +126,7 @@ pub fn note_converted() {
 /// is adding or removing objects, or the set of loaded objects changed since the last
 /// conversion (glibc loaded something by itself). Read by a save, with every thread stopped:
 /// relocated pages write-protected after relocation (RELRO) look like untouched file pages in
-/// `/proc/self/maps`, and only `smaps` tells them apart.
+/// `/proc/self/maps`; only the page flags (`pagemap`, or `smaps`) tell them apart.
 pub fn unconverted() -> bool {
     IN_FLIGHT.load(Ordering::SeqCst) != 0 || loaded_signature() != CONVERTED.load(Ordering::Relaxed)
 }
