@@ -39,6 +39,7 @@ fn dispatch(command: Command) -> error::Result<i32> {
     if matches!(command, Command::Run(_) | Command::Resume(_)) {
         launch::block_watched()
             .map_err(|e| error::Failure::refused(format!("cannot block signals: {e}")))?;
+        lift_file_size_hard_limit()?;
     }
     match command {
         Command::Help => {
@@ -53,4 +54,35 @@ fn dispatch(command: Command) -> error::Result<i32> {
         Command::Rm { dir } => rm::rm(&dir),
         Command::Demo => demo::demo(),
     }
+}
+
+/// The program's `RLIMIT_FSIZE` is for its own files, but its memory lives in a file too (the
+/// pool, sparse, with room reserved for every mapping, a gigabyte of heap reservation
+/// included), which the runtime grows past the soft limit by raising it for that one call:
+/// that needs no hard limit. Raising a hard limit takes privilege the runtime, inside its
+/// namespaces, may not have; `zhuque` lifts it here when it may (the soft limit, the one that
+/// applies to the program's files, is kept), and otherwise refuses: under a hard limit the
+/// program would run out of memory at once.
+fn lift_file_size_hard_limit() -> error::Result<()> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut l) } != 0
+        || l.rlim_max == libc::RLIM_INFINITY
+    {
+        return Ok(());
+    }
+    let hard = l.rlim_max;
+    l.rlim_max = libc::RLIM_INFINITY;
+    // SAFETY: valid in-pointer; a failure leaves the limit as it was.
+    if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &l) } == 0 {
+        return Ok(());
+    }
+    Err(error::Failure::refused(format!(
+        "the file size limit (ulimit -f, hard limit {} KiB) would apply to the file that holds \
+         the program's memory; lift the hard limit (a soft limit, ulimit -S -f, is fine)",
+        hard / 1024
+    )))
 }

@@ -178,3 +178,60 @@ fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Runs `cmd` with `RLIMIT_FSIZE` set to `soft`/`hard` bytes.
+fn with_file_size_limit(cmd: &mut std::process::Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &l) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
+}
+
+/// A soft `ulimit -f` of 20 MiB limits the program's files, not its memory: a program that
+/// writes 100 MiB of heap (its pool file grows past the limit) is neither killed by `SIGXFSZ`
+/// (what happened before) nor short of memory, through a failure and its resume. A hard limit
+/// that zhuque cannot lift is refused with one line (the pool could not hold the program).
+#[test]
+fn the_file_size_limit_does_not_limit_memory() {
+    let prog = Program::compile("mem_big.c");
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &["100".to_string()], &cwd, None);
+    assert_eq!(native.status, 0);
+    let args = Zhuque::run_args(&image.path, None, &prog, &["100".to_string()]);
+    let launch = |args: &[std::ffi::OsString], hard: u64| {
+        let mut cmd = zq.command(args.iter().cloned(), &cwd);
+        with_file_size_limit(&mut cmd, 20 << 20, hard);
+        run_to_end(cmd, None, "zhuque under a file size limit")
+    };
+    let first = launch(&args, libc::RLIM_INFINITY);
+    assert_eq!(first.status, SAVED, "{}", tail_lines(&first.stderr, 10));
+    let second = launch(&args, libc::RLIM_INFINITY);
+    assert_eq!(second.status, 0, "{}", tail_lines(&second.stderr, 10));
+    assert_eq!(second.stdout, native.stdout);
+    // Lifting a hard limit takes CAP_SYS_RESOURCE, which a container's root may lack.
+    let privileged = std::process::Command::new("sh")
+        .args(["-c", "ulimit -H -f 20000 && ulimit -H -f unlimited"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let hard = launch(&args, 20 << 20);
+    if privileged {
+        assert_eq!(hard.status, SAVED, "{}", tail_lines(&hard.stderr, 10));
+    } else {
+        assert_eq!(hard.status, REFUSED, "{}", tail_lines(&hard.stderr, 10));
+        assert_eq!(hard.zhuque_lines().len(), 1, "{:?}", hard.zhuque_lines());
+        assert!(hard.stdout.is_empty());
+    }
+}

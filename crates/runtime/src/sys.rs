@@ -755,6 +755,27 @@ fn with_fd_limit_raised<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// Runs `f`, which makes one of the runtime's own files (the pool, an image file, a copy)
+/// `size` bytes long, where the program's `RLIMIT_FSIZE` cannot stop it: the limit is for the
+/// program's files (natively its memory never counts), and the kernel answers a file grown past
+/// it with `SIGXFSZ`, which kills. The soft limit is raised for the call (to unlimited when
+/// the process may, else to the hard limit) and set back; `EFBIG` without calling `f` when
+/// even the hard limit is too low (then the caller fails as out of memory would).
+pub fn with_file_size_room<T>(size: u64, f: impl FnOnce() -> T) -> Result<T> {
+    let (soft, hard) = getrlimit(RLIMIT_FSIZE);
+    if soft == RLIM_INFINITY || size <= soft {
+        return Ok(f());
+    }
+    let raised = setrlimit(RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY).is_ok()
+        || (size <= hard && setrlimit(RLIMIT_FSIZE, hard, hard).is_ok());
+    if !raised {
+        return Err(Errno(27)); // EFBIG
+    }
+    let r = f();
+    let _ = setrlimit(RLIMIT_FSIZE, soft, hard);
+    Ok(r)
+}
+
 pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {
     let new = [soft, hard];
     // SAFETY: new is valid for reading.
@@ -770,7 +791,9 @@ pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {
     .map(|_| ())
 }
 
+pub const RLIMIT_FSIZE: u32 = 1;
 pub const RLIMIT_STACK: u32 = 3;
+pub const RLIM_INFINITY: u64 = !0;
 pub const RLIMIT_NOFILE: u32 = 7;
 
 /// # Safety

@@ -166,7 +166,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     let p = process::get();
     let old = p.mem_fd();
     let size = osys::fstat(old)?.size;
-    osys::ftruncate(new_fd, size as u64)?;
+    sys::with_file_size_room(size as u64, || osys::ftruncate(new_fd, size as u64))??;
     let pm = pagemap::open()?;
     let result = (|| {
         let maps = pool_mappings();

@@ -66,7 +66,11 @@ fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Resul
     }
     let size = round_up(len).ok_or(Errno::ENOMEM)?;
     let fd = crate::os::sys::memfd_create(b"zhuque-shared\0", crate::os::sys::MFD_CLOEXEC)?;
-    let r = crate::os::sys::ftruncate(fd, size as u64).and_then(|_| {
+    let grown =
+        sys::with_file_size_room(size as u64, || crate::os::sys::ftruncate(fd, size as u64))
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(|r| r);
+    let r = grown.and_then(|_| {
         map_outside_pool(
             addr,
             len,

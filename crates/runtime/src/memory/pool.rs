@@ -42,7 +42,14 @@ pub fn alloc(len: u64) -> Result<u64, Errno> {
         let fd = process::get().mem_fd();
         // SAFETY: fd is the runtime's own pool file.
         let bfd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-        rustix::fs::ftruncate(bfd, new).map_err(|_| Errno::ENOMEM)?;
+        // Where the program's RLIMIT_FSIZE cannot be lifted, grow only as far as needed.
+        let new = [new, end]
+            .into_iter()
+            .find(|n| {
+                sys::with_file_size_room(*n, || rustix::fs::ftruncate(bfd, *n))
+                    .is_ok_and(|r| r.is_ok())
+            })
+            .ok_or(Errno::ENOMEM)?;
         FILE_SIZE.store(new, Ordering::Relaxed);
     }
     POOL_END.store(end, Ordering::Relaxed);

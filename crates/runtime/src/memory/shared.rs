@@ -124,7 +124,7 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
 fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
     let end = v.offset + v.len() as u64;
     if (osys::fstat(out)?.size as u64) < end {
-        osys::ftruncate(out, end)?;
+        crate::sys::with_file_size_room(end, || osys::ftruncate(out, end))??;
     }
     let obj = map_files_path(v);
     let runs = match osys::openat(osys::AT_FDCWD, &obj, osys::O_RDONLY | osys::O_CLOEXEC, 0) {

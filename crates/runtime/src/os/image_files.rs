@@ -140,7 +140,7 @@ pub fn open(name: &[u8]) -> Result<i32, crate::sys::Errno> {
 pub fn copy(from: i32, to: i32, len: u64) -> Result<(), crate::sys::Errno> {
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0u64;
-    osys::ftruncate(to, len)?;
+    crate::sys::with_file_size_room(len, || osys::ftruncate(to, len))??;
     while at < len {
         let data = match osys::lseek(from, at as i64, osys::SEEK_DATA) {
             Ok(d) => d,
