@@ -107,6 +107,12 @@ fn truncated_meta_is_refused() {
     }
 }
 
+/// `zhuque resume` of the compute_loop image ends as the program does (status 3).
+fn resumes_to_the_end(zq: &Zhuque, image: &Path, cwd: &Path) {
+    let resumed = zq.exec([OsString::from("resume"), image.into()], cwd, None);
+    assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
+}
+
 /// Puts something at a path.
 type Make<'a> = &'a dyn Fn(&Path);
 
@@ -120,11 +126,10 @@ fn a_meta_that_is_not_a_regular_file_is_refused() {
     let prog = Program::compile(COMPUTE_LOOP.file);
     let args = strings(COMPUTE_LOOP.args);
     let (image, cwd) = saved_image(&zq, &prog, &args);
-    let own = std::fs::read_dir(image.path.join("p"))
-        .expect("p/ in a tree image")
-        .flatten()
-        .map(|e| e.path().join("meta"))
-        .find(|m| m.exists())
+    let own = image
+        .process_files("meta")
+        .into_iter()
+        .next()
         .expect("a process image");
     for meta in [image.meta_path(), own] {
         let saved = std::fs::read(&meta).unwrap();
@@ -153,12 +158,7 @@ fn a_meta_that_is_not_a_regular_file_is_refused() {
         std::fs::rename(&keep, &meta).unwrap();
     }
     // Put back, the image resumes.
-    let resumed = zq.exec(
-        [OsString::from("resume"), image.path.clone().into()],
-        &cwd,
-        None,
-    );
-    assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
+    resumes_to_the_end(&zq, &image.path, &cwd);
 }
 
 /// An image someone else could have planted or changed is refused, by `run` and `resume`:
@@ -173,11 +173,10 @@ fn an_image_of_another_user_is_refused() {
     let prog = Program::compile(COMPUTE_LOOP.file);
     let args = strings(COMPUTE_LOOP.args);
     let (image, cwd) = saved_image(&zq, &prog, &args);
-    let memory = std::fs::read_dir(image.path.join("p"))
-        .expect("p/ in a tree image")
-        .flatten()
-        .map(|e| e.path().join("memory"))
-        .find(|m| m.exists())
+    let memory = image
+        .process_files("memory")
+        .into_iter()
+        .next()
         .expect("a process image");
     let me = std::fs::metadata(&memory).unwrap().uid();
     let other = if me == 0 { 65534 } else { me };
@@ -193,12 +192,7 @@ fn an_image_of_another_user_is_refused() {
     std::fs::set_permissions(pdir, std::fs::Permissions::from_mode(0o777)).unwrap();
     refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
     std::fs::set_permissions(pdir, std::fs::Permissions::from_mode(mode)).unwrap();
-    let resumed = zq.exec(
-        [OsString::from("resume"), image.path.clone().into()],
-        &cwd,
-        None,
-    );
-    assert_eq!(resumed.status, 3, "{}", tail_lines(&resumed.stderr, 10));
+    resumes_to_the_end(&zq, &image.path, &cwd);
 }
 
 #[test]

@@ -86,19 +86,8 @@ fn failure_right_after_a_resume() {
 /// `dl_churn.c` and its library `libdlchurn.so` (`dl_churn_lib.c`), built at test time.
 fn dl_churn() -> (Program, String) {
     let prog = Program::compile("dl_churn.c");
-    let lib = prog.dir.path.join("libdlchurn.so");
-    let out = std::process::Command::new("cc")
-        .args(["-O2", "-g", "-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(workspace_root().join("tests/programs/dl_churn_lib.c"))
-        .output()
-        .expect("running cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (prog, lib.to_str().expect("UTF-8 path").to_string())
+    let lib = prog.compile_library("dl_churn_lib.c", "libdlchurn.so");
+    (prog, lib)
 }
 
 /// A program that spends its time inside `dlopen` (`RTLD_NOW`: ld.so maps, relocates 4096
@@ -139,7 +128,8 @@ fn unloaded_libraries_give_their_pool_storage_back() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let pool_bytes = files_named(&image.path, "memory")
+    let pool_bytes = image
+        .process_files("memory")
         .iter()
         .map(|f| {
             use std::os::unix::fs::MetadataExt;
@@ -163,20 +153,6 @@ fn unloaded_libraries_give_their_pool_storage_back() {
         String::from_utf8_lossy(&second.stderr)
     );
     assert!(String::from_utf8_lossy(&second.stdout).starts_with("checksum "));
-}
-
-/// Every file called `name` under `dir`.
-fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_named(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Runs `cmd` with `RLIMIT_FSIZE` set to `soft`/`hard` bytes.

@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// Set to run on a machine without pid namespaces, skipping the tests that need them.
@@ -219,19 +218,7 @@ fn threads_with_every_signal_blocked() {
 #[test]
 fn thread_local_storage_and_keys() {
     let prog = Program::compile("thr_tls.c");
-    let lib = prog.dir.path.join("libthrtls.so");
-    let out = Command::new("cc")
-        .args(["-O2", "-g", "-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(workspace_root().join("tests/programs/thr_tls_lib.c"))
-        .output()
-        .expect("running cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lib = lib.to_str().expect("UTF-8 path").to_string();
+    let lib = prog.compile_library("thr_tls_lib.c", "libthrtls.so");
     let h = Harness::new("thr_tls");
     let oracle = h.oracle(&prog, &["600", &lib, "2"]);
     assert_eq!(oracle.outcome.status, 0);

@@ -29,6 +29,19 @@ impl ImageDir {
         self.path.join(zhuque_image::META_FILE)
     }
 
+    /// The file `name` of every process image of a tree image (`p/<pid>/<name>`).
+    pub fn process_files(&self, name: &str) -> Vec<PathBuf> {
+        let p = self.path.join(zhuque_image::tree::PROCESSES_DIR);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+            .flatten()
+            .map(|e| e.path().join(name))
+            .filter(|f| f.exists())
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Decodes `meta`, panicking with a clear message when it is missing or invalid.
     pub fn meta(&self) -> zhuque_image::Meta {
         let p = self.meta_path();

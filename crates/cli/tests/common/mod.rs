@@ -214,6 +214,24 @@ impl Program {
         std::fs::rename(&tmp, &self.path).expect("rename the built program");
     }
 
+    /// Builds `tests/programs/<source>` as the shared library `<name>` next to the program;
+    /// returns its path.
+    pub fn compile_library(&self, source: &str, name: &str) -> String {
+        let lib = self.dir.path.join(name);
+        let out = Command::new("cc")
+            .args(["-O2", "-g", "-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(workspace_root().join("tests/programs").join(source))
+            .output()
+            .expect("running cc");
+        assert!(
+            out.status.success(),
+            "cc failed on {source}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lib.to_str().expect("UTF-8 path").to_string()
+    }
+
     /// A fresh working directory for one run of this program.
     pub fn workdir(&self) -> PathBuf {
         self.dir.subdir("run")
