@@ -11,13 +11,17 @@ use zhuque_image::{self as image, Meta};
 /// Runtime fds live at high numbers so they do not take the numbers the program expects to
 /// get from `open` (the lowest free one).
 fn hide(fd: OwnedFd) -> OwnedFd {
+    dup_high(fd.as_fd()).unwrap_or(fd)
+}
+
+/// A duplicate of `fd` among the highest numbers under the soft `RLIMIT_NOFILE`, where the
+/// runtime's fds live; `None` when none is free there.
+pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
     let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
     let min = (soft.min(1 << 20) as i32 - 64).max(64);
-    match crate::sys::dup_at_least(fd.as_raw_fd(), min) {
-        // SAFETY: dup_at_least returned a fresh fd we now own.
-        Ok(n) => unsafe { OwnedFd::from_raw_fd(n) },
-        Err(_) => fd,
-    }
+    let n = crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?;
+    // SAFETY: dup_at_least returned a fresh fd we now own.
+    Some(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// [`hide`] for a raw fd the caller owns; returns the fd to use from now on.

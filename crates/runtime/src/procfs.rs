@@ -1,7 +1,7 @@
 //! Reading `/proc/self`: the kernel's own account of the address space is the source of truth
 //! for what a save records, so the runtime never has to shadow every mapping change exactly.
 
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, IntoRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 /// Reads a whole (proc) file. `path` must be NUL-terminated.
@@ -57,11 +57,9 @@ fn open_hidden(path: &core::ffi::CStr, flags: OFlags) -> Option<i32> {
         )
     })
     .ok()?;
-    // Where the runtime's other fds go (just under the soft limit); kept low, it would take a
-    // number the program expects to get, so then none is kept at all.
-    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let min = (soft.min(1 << 20) as i32 - 64).max(64);
-    crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()
+    // Where the runtime's other fds go; kept low, it would take a number the program expects
+    // to get, so then none is kept at all.
+    Some(crate::image_io::dup_high(fd.as_fd())?.into_raw_fd())
 }
 
 /// The process's thread ids (`/proc/self/task`), through the fd [`open_task_fds`] keeps when

@@ -362,6 +362,8 @@ impl TreeInit {
     }
 
     fn closed(&mut self, pid: i32) {
+        // The process that closed (a new connection of this pid brings its own).
+        let pidfd = self.pidfds.remove(&pid);
         let Some(peer) = self.reg.closed(pid) else {
             return;
         };
@@ -373,7 +375,7 @@ impl TreeInit {
         }
         if peer.exec_pending {
             self.exec_gone.insert(pid);
-        } else if self.pid_reused(pid) {
+        } else if pidfd.is_some_and(|fd| procs::pid_reused(pid, &fd)) {
             // A new process has the pid already (after a resume the namespace hands out low
             // pids again): `p/<pid>/` is its image now, made before it connected.
             self.note(format_args!(
@@ -389,15 +391,6 @@ impl TreeInit {
         if !std::mem::replace(&mut self.warned_garbage, true) {
             eprintln!("zhuque: warning: process {pid} sent an unexpected control message");
         }
-    }
-
-    /// Whether `pid`, whose connection just closed, now belongs to another process (the one
-    /// that closed was reaped and the pid given out again).
-    fn pid_reused(&mut self, pid: i32) -> bool {
-        let Some(fd) = self.pidfds.remove(&pid) else {
-            return false;
-        };
-        procs::reaped(&fd) && Path::new(&format!("/proc/{pid}")).exists()
     }
 
     /// A process ended: its image (`p/<pid>/`) is of no use any more.

@@ -49,8 +49,14 @@ pub fn pidfd(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Whether `pid` now names another process than `pidfd` (which was opened for it): that one
+/// was reaped, and the pid given out again.
+pub fn pid_reused(pid: i32, pidfd: &OwnedFd) -> bool {
+    reaped(pidfd) && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Whether the process `pidfd` names is gone for good (reaped: its pid may be another's).
-pub fn reaped(pidfd: &OwnedFd) -> bool {
+fn reaped(pidfd: &OwnedFd) -> bool {
     // SAFETY: signal 0 only checks that the process exists; no pointer is passed.
     let r = unsafe {
         libc::syscall(
