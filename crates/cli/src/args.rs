@@ -31,7 +31,7 @@ commands:
 
 options:
   --image DIR        image directory (default: $ZHUQUE_DIR/<basename of PROG>,
-                     $ZHUQUE_DIR defaults to /dev/shm/zhuque)
+                     $ZHUQUE_DIR defaults to /dev/shm/zhuque-<uid>, private)
   --fresh            discard a saved image in DIR instead of resuming it
   --keep             keep the image (state FINISHED) when the program finishes
   --fail-after SECS  inject a power failure SECS seconds (fractions allowed) after

@@ -259,10 +259,11 @@ impl ImageDir {
 
     /// Creates the directory (`0700`, parents as needed) and returns its canonical path: the
     /// path goes into the program's environment, where it must be the same at every launch.
-    pub fn create(&self, root_mode: Option<(&Path, u32)>) -> Result<PathBuf> {
+    /// `root`: the images root it is in, when it is one (see [`prepare_root`]).
+    pub fn create(&self, root: Option<&Path>) -> Result<PathBuf> {
         self.require_image_like()?;
-        if let Some((root, mode)) = root_mode {
-            create_shared_root(root, mode)?;
+        if let Some(root) = root {
+            prepare_root(root)?;
         }
         fs::DirBuilder::new()
             .recursive(true)
@@ -366,20 +367,51 @@ fn check_own(path: &Path, me: u32, depth: usize) -> Result<()> {
     Ok(())
 }
 
-/// Creates the shared images root (e.g. `/dev/shm/zhuque`, used by every user) with `mode`
-/// if it does not exist yet. The mode is set explicitly because the umask would narrow it.
-fn create_shared_root(root: &Path, mode: u32) -> Result<()> {
-    if root.is_dir() {
-        return Ok(());
-    }
-    match fs::DirBuilder::new().recursive(true).create(root) {
+/// Makes sure the images root `root` exists, creating it `0700` (parents as needed) if it
+/// does not. The caller's default root must moreover be private: a directory (not a symlink)
+/// the caller owns that nobody else can enter. It sits in a world-writable `/dev/shm`, so
+/// another user could have created it first to read or plant images; refusing then is the only
+/// safe answer. An explicit `$ZHUQUE_DIR` is the user's choice and is used as it is (each image
+/// directory in it is `0700`, and a resume checks ownership).
+pub fn prepare_root(root: &Path) -> Result<()> {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+    {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(Failure::io("cannot create", root, &e)),
     }
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(root, fs::Permissions::from_mode(mode))
-        .map_err(|e| Failure::io("cannot set permissions of", root, &e))
+    if root == crate::paths::default_images_root() {
+        require_private(root)?;
+    }
+    Ok(())
+}
+
+/// `root` is a directory owned by the caller with no access for group or others.
+pub fn require_private(root: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(root).map_err(|e| Failure::io("cannot examine", root, &e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let why = if m.file_type().is_symlink() {
+        "is a symbolic link".to_string()
+    } else if !m.is_dir() {
+        "is not a directory".to_string()
+    } else if m.uid() != me {
+        format!("belongs to uid {}, not to you (uid {me})", m.uid())
+    } else if m.mode() & 0o077 != 0 {
+        format!(
+            "is open to group or others (mode {:o}, must be 700)",
+            m.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Failure::refused(format!(
+        "the default images root {} {why}; refusing to keep images where someone else could \
+         read or plant them (remove it, or choose another root with $ZHUQUE_DIR or --image)",
+        root.display()
+    )))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use zhuque_image::{DEFAULT_DIR, ENV_DIR};
+use zhuque_image::{ENV_DIR, default_root};
 
 use crate::error::{Failure, Result};
 
@@ -13,13 +13,22 @@ pub const ENV_RUNTIME: &str = "ZHUQUE_RUNTIME";
 /// File name of the runtime library.
 pub const RUNTIME_FILE: &str = "libzhuque.so";
 
-/// `$ZHUQUE_DIR`, or `/dev/shm/zhuque` (tmpfs: the pool outlives the process, like memory
-/// behind flush-on-fail caches would).
+/// `$ZHUQUE_DIR`, or the caller's private default root (`/dev/shm/zhuque-<uid>`).
 pub fn images_root() -> PathBuf {
     match env::var_os(ENV_DIR) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DIR),
+        _ => default_images_root(),
     }
+}
+
+/// The images root every user shared before the per-user default root (images found there
+/// are pointed out, never used implicitly).
+pub const OLD_SHARED_ROOT: &str = "/dev/shm/zhuque";
+
+/// The caller's private default images root (the effective uid owns what zhuque creates).
+pub fn default_images_root() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    PathBuf::from(default_root(unsafe { libc::geteuid() }))
 }
 
 /// `$ZHUQUE_DIR/<basename of PROG>`.

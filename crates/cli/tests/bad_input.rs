@@ -330,3 +330,102 @@ fn a_statically_linked_program_is_refused() {
         "the refusal wrote an image"
     );
 }
+
+/// The default images root (`/dev/shm/zhuque-<uid>`) is created private (`0700`, owned by the
+/// caller), and one someone else made first — another owner, a mode open to others, a
+/// symlink — is refused by `zhuque run`, `zhuque ls` and a launch by hand
+/// (`CRASH_RESISTANT=1`) alike: in `/dev/shm`, which anyone can write, that is how another
+/// user would read a program's memory or plant an image for it to resume. Run as a user of
+/// its own (`setpriv`, root only) so its default root is its alone.
+#[test]
+fn the_default_images_root_is_private_to_its_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        println!("not root: no other user to run as; the default root is checked by hand");
+        return;
+    }
+    let uid = 40000 + std::process::id() % 20000;
+    let root = PathBuf::from(zhuque_image::default_root(uid));
+    let _ = std::fs::remove_dir_all(&root);
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &args, &cwd, None);
+    let as_user = |cli_args: &[&str], by_hand: bool| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .current_dir(&cwd)
+            .env_remove(zhuque_image::ENV_DIR)
+            .env_remove("LD_PRELOAD");
+        if by_hand {
+            // Through env(1), so that only the program (not setpriv) has the runtime.
+            let mut preload = OsString::from("LD_PRELOAD=");
+            preload.push(runtime_lib());
+            cmd.arg("/usr/bin/env")
+                .arg(preload)
+                .arg("CRASH_RESISTANT=1");
+        } else {
+            cmd.arg(&zq.cli)
+                .args(cli_args)
+                .env("ZHUQUE_RUNTIME", runtime_lib());
+        }
+        cmd.arg(&prog.path).args(&args);
+        run_to_end(cmd, None, "zhuque as another user")
+    };
+
+    let same_as_native = |f: &Finished, what: &str| {
+        assert!(
+            f.outcome() == native.outcome(),
+            "{what}: status {} (native {}), stderr:\n{}",
+            f.status,
+            native.status,
+            tail_lines(&f.stderr, 20)
+        );
+    };
+    same_as_native(&as_user(&["run", "--"], false), "zhuque run");
+    let m = std::fs::symlink_metadata(&root).expect("the default root was created");
+    assert!(m.is_dir(), "{} is not a directory", root.display());
+    assert_eq!(m.uid(), uid, "owner of {}", root.display());
+    assert_eq!(m.mode() & 0o7777, 0o700, "mode of {}", root.display());
+    same_as_native(&as_user(&[], true), "by hand");
+
+    let refused_everywhere = |what: &str| {
+        assert_refused(
+            &as_user(&["run", "--"], false),
+            &format!("run, root {what}"),
+        );
+        assert_refused(&as_user(&[], true), &format!("by hand, root {what}"));
+        let mut ls = std::process::Command::new("setpriv");
+        ls.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+        ])
+        .arg(&zq.cli)
+        .arg("ls")
+        .env_remove(zhuque_image::ENV_DIR);
+        let ls = run_to_end(ls, None, "zhuque ls");
+        assert_eq!(
+            ls.status,
+            REFUSED,
+            "ls, root {what}: {}",
+            tail_lines(&ls.stderr, 5)
+        );
+    };
+    std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
+    refused_everywhere("owned by root");
+    std::os::unix::fs::chown(&root, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    refused_everywhere("mode 755");
+    std::fs::remove_dir_all(&root).unwrap();
+    let elsewhere = prog.workdir();
+    std::os::unix::fs::chown(&elsewhere, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    symlink(&elsewhere, &root).unwrap();
+    refused_everywhere("a symlink");
+    std::fs::remove_file(&root).unwrap();
+}

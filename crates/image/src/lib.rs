@@ -29,7 +29,17 @@ pub const CAPTURED_TMP_FILE: &str = "captured.tmp";
 pub const ENV_CRASH_RESISTANT: &str = "CRASH_RESISTANT";
 pub const ENV_FAIL_AFTER: &str = "ZHUQUE_FAIL_AFTER";
 pub const ENV_DIR: &str = "ZHUQUE_DIR";
-pub const DEFAULT_DIR: &str = "/dev/shm/zhuque";
+
+/// The default images root of user `uid`, `/dev/shm/zhuque-<uid>`: private to its owner
+/// (`0700`), because an image holds all of a program's memory and a resume runs whatever it
+/// says. tmpfs, so the pool outlives the process the way memory behind flush-on-fail caches
+/// would. Both the CLI and the runtime (`CRASH_RESISTANT=1`) name it this way.
+pub fn default_root(uid: u32) -> String {
+    format!("{DEFAULT_ROOT_PREFIX}{uid}")
+}
+
+/// What [`default_root`] puts before the uid.
+pub const DEFAULT_ROOT_PREFIX: &str = "/dev/shm/zhuque-";
 
 /// Width of the value of `ZHUQUE_FAIL_AFTER` in a canonical environment.
 ///

@@ -74,7 +74,8 @@ fn as_cstr(v: &[u8]) -> &core::ffi::CStr {
     core::ffi::CStr::from_bytes_with_nul(v).unwrap_or(c"")
 }
 
-/// Creates `dir` (and missing parents; the image directory itself `0700`).
+/// Creates `dir` and missing parents, all `0700` (an images root is private to its owner,
+/// and an image directory holds all of a program's memory).
 pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
     let mut at = 1;
     while at <= dir.len() {
@@ -84,14 +85,21 @@ pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
             .map(|p| at + p)
             .unwrap_or(dir.len());
         let part = cstr(&dir[..end]);
-        let mode = if end == dir.len() { 0o700 } else { 0o755 };
-        match fs::mkdirat(fs::CWD, as_cstr(&part), Mode::from_raw_mode(mode)) {
+        match fs::mkdirat(fs::CWD, as_cstr(&part), Mode::from_raw_mode(0o700)) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(e),
         }
         at = end + 1;
     }
     Ok(())
+}
+
+/// `path` is a directory (not a symlink) owned by the effective uid, closed to group and others.
+pub fn private_dir(path: &[u8]) -> Result<bool, Errno> {
+    let p = cstr(path);
+    let st = fs::statat(fs::CWD, as_cstr(&p), fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    let is_dir = st.st_mode & 0o170000 == 0o040000;
+    Ok(is_dir && st.st_uid == rustix::process::geteuid().as_raw() && st.st_mode & 0o077 == 0)
 }
 
 /// Opens the image directory.

@@ -68,14 +68,21 @@ fn init() {
     );
     let runtime_path = own_path();
 
-    if let Err(e) = image_io::create_dir_all(&dir) {
-        diag::refuse(
-            Line::new()
-                .str("cannot create image directory ")
-                .push(&dir)
-                .str(": ")
-                .str(&e.to_string()),
-        );
+    // The default root is checked before anything is created in it.
+    let root = default_root_in_use(cr, &launch);
+    for d in root.iter().chain([&dir]) {
+        if let Err(e) = image_io::create_dir_all(d) {
+            diag::refuse(
+                Line::new()
+                    .str("cannot create image directory ")
+                    .push(d)
+                    .str(": ")
+                    .str(&e.to_string()),
+            );
+        }
+        if root.as_ref() == Some(d) {
+            require_private_root(d);
+        }
     }
     let dir_fd = image_io::open_dir(&dir).unwrap_or_else(|e| {
         diag::refuse(
@@ -165,17 +172,17 @@ fn init() {
 /// made absolute so that every launch sees the same environment.
 fn image_dir(value: &[u8], launch: &Launch) -> Vec<u8> {
     let mut dir = if value == b"1" {
-        let base = launch
-            .env_get(image::ENV_DIR)
-            .filter(|d| !d.is_empty())
-            .unwrap_or(image::DEFAULT_DIR.as_bytes());
+        let base = match default_root_in_use(value, launch) {
+            Some(root) => root,
+            None => launch.env_get(image::ENV_DIR).unwrap_or_default().to_vec(),
+        };
         let exe = launch
             .argv
             .first()
             .map(|a| a.as_slice())
             .unwrap_or(&launch.exe);
         let name = exe.rsplit(|c| *c == b'/').next().unwrap_or(b"program");
-        let mut d = base.to_vec();
+        let mut d = base;
         d.push(b'/');
         d.extend_from_slice(name);
         d
@@ -192,6 +199,35 @@ fn image_dir(value: &[u8], launch: &Launch) -> Vec<u8> {
         dir.pop();
     }
     dir
+}
+
+/// The caller's default images root, when `CRASH_RESISTANT=1` puts the image there (no
+/// `$ZHUQUE_DIR`).
+fn default_root_in_use(value: &[u8], launch: &Launch) -> Option<Vec<u8>> {
+    let explicit = launch
+        .env_get(image::ENV_DIR)
+        .is_some_and(|d| !d.is_empty());
+    (value == b"1" && !explicit)
+        .then(|| image::default_root(rustix::process::geteuid().as_raw()).into_bytes())
+}
+
+/// Refuses a default root someone else could read or write (the same rule as the CLI's: a
+/// directory, owned by the caller, mode 700).
+fn require_private_root(root: &[u8]) {
+    match image_io::private_dir(root) {
+        Ok(true) => {}
+        Ok(false) => refuse_with(
+            "refusing to keep images in a default root someone else owns or can enter (must be a directory of yours, mode 700): ",
+            root,
+        ),
+        Err(e) => diag::refuse(
+            Line::new()
+                .str("cannot examine ")
+                .push(root)
+                .str(": ")
+                .str(&e.to_string()),
+        ),
+    }
 }
 
 /// The canonical form of this launch (see docs/internals.md).

@@ -12,6 +12,10 @@ use crate::paths;
 
 pub fn ls(json: bool) -> Result<i32> {
     let root = paths::images_root();
+    // Never list images from a default root someone else could have planted them in.
+    if root == paths::default_images_root() && root.exists() {
+        crate::image_dir::require_private(&root)?;
+    }
     let reports = gather(&root)?;
     if json {
         let list = reports.iter().map(entry_json).collect();

@@ -7,7 +7,7 @@ use std::env;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use zhuque_image::{DEFAULT_DIR, EXIT_REFUSED, EXIT_SAVED, Meta, Program, State};
+use zhuque_image::{EXIT_REFUSED, EXIT_SAVED, Meta, Program, State};
 
 use crate::args::{ResumeArgs, RunArgs};
 use crate::error::{Failure, Result};
@@ -32,9 +32,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Some(dir) => ImageDir::new(dir)?,
         None => ImageDir::new(&paths::default_image(&root, &args.program)?)?,
     };
-    // Images directly under the images root share it with other users.
-    let shared_root =
-        (image.path().parent() == Some(root.as_path())).then(|| (root.as_path(), root_mode(&root)));
+    // An image directly under the images root: the root must exist, and be private if it is
+    // the default one (before anything in it is looked at).
+    let in_root = (image.path().parent() == Some(root.as_path())).then_some(root.as_path());
+    if let Some(root) = in_root {
+        crate::image_dir::prepare_root(root)?;
+    }
 
     let mut condition = image.condition()?;
     refuse_running(&image, &condition)?;
@@ -42,7 +45,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         image.discard_state()?;
         condition = Condition::Empty;
     }
-    let canonical_dir = image.create(shared_root)?;
+    let canonical_dir = image.create(in_root)?;
+    if args.image.is_none() && matches!(condition, Condition::Empty) {
+        note_image_in_old_root(&args.program);
+    }
 
     match condition {
         Condition::Empty => {
@@ -69,6 +75,29 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         Condition::Saved(meta) => Err(different_command(&image, &meta)),
         other => Err(unusable(&image, &other)),
+    }
+}
+
+/// Releases before the private per-user root kept images in the shared `/dev/shm/zhuque`: a
+/// SAVED one of this command there is not resumed by this fresh start (it was written where
+/// anyone could have planted it), but the user is told it exists.
+fn note_image_in_old_root(program: &std::ffi::OsStr) {
+    let old = Path::new(paths::OLD_SHARED_ROOT);
+    let Ok(dir) = paths::default_image(old, program) else {
+        return;
+    };
+    let Ok(image) = ImageDir::new(&dir) else {
+        return;
+    };
+    if matches!(image.condition(), Ok(Condition::Saved(_))) {
+        eprintln!(
+            "zhuque: note: a SAVED image of {} is in the old shared root {}; this run starts \
+             fresh in {} (resume the old one with `zhuque resume {}` if you trust it)",
+            program.to_string_lossy(),
+            old.display(),
+            paths::images_root().display(),
+            dir.display()
+        );
     }
 }
 
@@ -127,14 +156,6 @@ fn resume_saved(
 
 /// The images root is shared by every user when it is the default (like `/tmp`: sticky,
 /// world-writable); a root of the user's own choosing stays private.
-fn root_mode(root: &Path) -> u32 {
-    if root == Path::new(DEFAULT_DIR) {
-        0o1777
-    } else {
-        0o700
-    }
-}
-
 /// The caller's environment as `NAME=value` byte strings, in order.
 fn user_environment() -> Vec<Vec<u8>> {
     env::vars_os()
