@@ -2,7 +2,9 @@
 //!
 //! The CLI never takes the directory's `flock` itself: the runtime takes it (non-blocking) when
 //! the program starts, and a lock held by the CLI even briefly could make that fail. Ownership
-//! is read from `/proc/locks` instead.
+//! is read from `/proc/locks` instead. (A launch that is about to resume marks that with a
+//! shared lock on `meta`, [`ImageDir::mark_resuming`], so that `zhuque fail DIR` can reach it
+//! before the tree's init holds the directory.)
 
 use std::fs;
 use std::io;
@@ -106,6 +108,29 @@ impl ImageDir {
     }
 
     /// The raw bytes of `meta`, `None` when there is none.
+    /// Marks this image as being resumed by the calling launch, until the returned file is
+    /// closed: a shared `flock` on the current `meta` (the directory's lock is the runtime's
+    /// or the init's, taken only once they run; a save replaces `meta`, which ends the mark).
+    /// Between the start of `zhuque run`/`resume` and then, `zhuque fail DIR` finds the
+    /// launch here and signals it; the launch passes the failure on to the tree it starts.
+    pub fn mark_resuming(&self) -> Option<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(self.file(META_FILE))
+            .ok()?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).ok()?;
+        Some(f)
+    }
+
+    /// A live launch that marked this image as being resumed ([`Self::mark_resuming`]).
+    pub fn resuming_launcher(&self) -> Option<i32> {
+        let meta = fs::symlink_metadata(self.file(META_FILE)).ok()?;
+        let locks = procfs::read_locks()?;
+        procfs::flock_owner(&locks, &meta).filter(|pid| procfs::is_alive(*pid))
+    }
+
     pub fn meta_bytes(&self) -> Result<Option<Vec<u8>>> {
         let path = self.file(META_FILE);
         match read_image_file(&path) {

@@ -429,3 +429,78 @@ fn the_default_images_root_is_private_to_its_owner() {
     refused_everywhere("a symlink");
     std::fs::remove_file(&root).unwrap();
 }
+
+/// A process `meta` whose checksum is valid but whose values are not (what someone who
+/// recomputes the checksum, or a bug, could write) is refused before anything of it is used:
+/// regions out of the address space, unaligned or overlapping, pool ranges past the end of
+/// the `memory` file (a truncated file), a thread frame outside saved memory, a shared object
+/// named outside the image. Before, such values crashed the resume (SIGSEGV/SIGBUS) and the
+/// image was deleted. Put back, the image resumes.
+#[test]
+fn hostile_values_in_a_checksummed_meta_are_refused() {
+    use zhuque_image::{Backing, Meta};
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let member = image
+        .process_files("meta")
+        .into_iter()
+        .next()
+        .expect("a process image");
+    let original = std::fs::read(&member).unwrap();
+    let saved = zhuque_image::decode(&original).expect("a valid member meta");
+    let first_pool = saved
+        .regions
+        .iter()
+        .position(|r| matches!(r.backing, Backing::Pool { .. }))
+        .expect("a pool region");
+    type Edit = fn(&mut Meta, usize);
+    let edits: [(&str, Edit); 7] = [
+        ("a region above the address space", |m, _| {
+            let r = m.regions.last_mut().unwrap();
+            r.start = 0x8000_0000_0000;
+            r.end = 0x8000_0001_0000;
+        }),
+        ("an unaligned region", |m, i| m.regions[i].start += 8),
+        ("overlapping regions", |m, i| {
+            let copy = m.regions[i].clone();
+            m.regions.push(copy);
+        }),
+        ("a pool range past the memory file", |m, i| {
+            if let Backing::Pool { offset } = &mut m.regions[i].backing {
+                *offset += 1 << 40;
+            }
+        }),
+        ("a thread frame outside saved memory", |m, _| {
+            m.threads[0].frame = 0x1000
+        }),
+        ("a pool end below the pool ranges", |m, _| m.pool_end = 0),
+        ("a shared object outside the image", |m, i| {
+            m.regions[i].backing = Backing::Shared {
+                name: b"../../meta".to_vec(),
+                offset: 0,
+            }
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut hostile = saved.clone();
+        edit(&mut hostile, first_pool);
+        std::fs::write(&member, zhuque_image::encode(&hostile)).unwrap();
+        println!("{what}");
+        refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+    }
+    std::fs::write(&member, &original).unwrap();
+    resumes_to_the_end(&zq, &image.path, &cwd);
+
+    // A truncated memory file: the pool ranges it no longer holds would be SIGBUS.
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let memory = image.process_files("memory").into_iter().next().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&memory)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+}

@@ -211,3 +211,123 @@ fn the_file_size_limit_does_not_limit_memory() {
         assert!(hard.stdout.is_empty());
     }
 }
+
+/// The pool filling its filesystem is never a silent death. A program that touches 200 MiB
+/// of heap with its image on a 64 MiB tmpfs dies of SIGBUS when the pool cannot back a page
+/// (known limit, README: the allocation does not fail with ENOMEM yet), and `zhuque run`
+/// says so in one line naming the full filesystem and what became of the image. Before,
+/// exit 135 and the image deleted without a word. (Root only: the test mounts the tmpfs.)
+#[test]
+fn a_full_pool_filesystem_is_reported() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        println!("not root: cannot mount a small tmpfs; checked in CI, which runs as root");
+        return;
+    }
+    let prog = Program::compile("fill_memory.c");
+    let mount = prog.dir.subdir("small-tmpfs");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "cannot mount a 64 MiB tmpfs on {}",
+        mount.display()
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &["200".to_string()], &cwd, None);
+    assert_eq!(native.status, 0, "natively the program has the memory");
+    let zq = Zhuque::real();
+    let image = mount.join("fill");
+    let args = Zhuque::run_args(&image, None, &prog, &["200".to_string()]);
+    let run = zq.exec(args, &cwd, None);
+    assert_eq!(
+        run.status,
+        128 + libc::SIGBUS,
+        "{}",
+        tail_lines(&run.stderr, 10)
+    );
+    let lines = run.zhuque_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("killed by SIGBUS") && lines[0].contains("is full"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("is removed"), "{lines:?}");
+    assert!(!image.exists(), "the finished image was not removed");
+}
+
+/// `zhuque fail DIR` sent the instant `zhuque resume DIR` starts (before the tree's init
+/// holds the image, when it used to say "not running (state SAVED)" while the program ran
+/// on) saves the resumed program: five resumes, each failed at once, then one to the end;
+/// the output is the oracle's.
+#[test]
+fn fail_reaches_a_resume_from_its_first_instant() {
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args: Vec<String> = COMPUTE_LOOP.args.iter().map(|s| s.to_string()).collect();
+    let image = ImageDir::new();
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &args, &cwd, None);
+    let first = zq.exec(
+        Zhuque::run_args(&image.path, Some(0.05), &prog, &args),
+        &cwd,
+        None,
+    );
+    assert_eq!(first.status, SAVED, "{}", tail_lines(&first.stderr, 10));
+    let mut stdout = first.stdout;
+    for round in 0..5 {
+        let resume = spawn(
+            zq.command(
+                [
+                    std::ffi::OsString::from("resume"),
+                    image.path.clone().into(),
+                ],
+                &cwd,
+            ),
+            "zhuque resume",
+        );
+        let fail = zq.exec(
+            [std::ffi::OsString::from("fail"), image.path.clone().into()],
+            &cwd,
+            None,
+        );
+        let resumed = resume.wait(LAUNCH_TIMEOUT);
+        assert_eq!(
+            (fail.status, resumed.status),
+            (0, SAVED),
+            "round {round}: fail said {}; resume said {}",
+            tail_lines(&fail.stderr, 5),
+            tail_lines(&resumed.stderr, 5)
+        );
+        stdout.extend(resumed.stdout);
+    }
+    let last = zq.exec(
+        [
+            std::ffi::OsString::from("resume"),
+            image.path.clone().into(),
+        ],
+        &cwd,
+        None,
+    );
+    stdout.extend(last.stdout);
+    assert_eq!(
+        last.status,
+        native.status,
+        "{}",
+        tail_lines(&last.stderr, 10)
+    );
+    assert!(
+        stdout == native.stdout,
+        "the output differs from the oracle's"
+    );
+}

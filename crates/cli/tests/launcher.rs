@@ -404,6 +404,51 @@ fn exit_statuses_are_the_programs() {
     assert!(!image.exists());
 }
 
+/// A program killed by a crash signal or SIGKILL gets one line saying so and what became of
+/// its image (natively the shell would have said "Segmentation fault" or "Killed"; a
+/// `zhuque run` that returns 139 says nothing of the kind). The same status from `exit`, or
+/// an end the user asked for (SIGTERM), gets none.
+#[test]
+fn deaths_by_a_crash_signal_are_reported_in_one_line() {
+    let sb = Sandbox::new();
+    let image = sb.image("sh");
+    for (script, status_wanted, line) in [
+        (
+            "kill -SEGV $$",
+            139,
+            Some("sh (pid 2) was killed by SIGSEGV; its image"),
+        ),
+        (
+            "kill -KILL $$",
+            137,
+            Some("was killed by SIGKILL (the kernel's OOM killer, or kill -9)"),
+        ),
+        ("kill -ABRT $$", 134, Some("was killed by SIGABRT")),
+        ("exit 139", 139, None),
+        ("kill -TERM $$", 143, None),
+    ] {
+        let out = sb.run_sh(&image, &[], script);
+        assert_eq!(status(&out), status_wanted, "{script}");
+        let lines = zhuque_lines(&out);
+        match line {
+            Some(needle) => {
+                assert_eq!(lines.len(), 1, "{script}: {lines:?}");
+                assert!(lines[0].contains(needle), "{script}: {lines:?}");
+                assert!(lines[0].contains("is removed"), "{script}: {lines:?}");
+            }
+            None => assert!(lines.is_empty(), "{script}: {lines:?}"),
+        }
+        assert!(!image.exists());
+    }
+    let out = sb.run_sh(&image, &["--keep"], "kill -SEGV $$");
+    assert_eq!(status(&out), 139);
+    let lines = zhuque_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("is kept, FINISHED (--keep)"),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn the_default_image_is_named_after_the_program() {
     let sb = Sandbox::new();

@@ -276,6 +276,11 @@ pub fn borrow(fd: i32) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+/// The size of an open file (0 if it cannot be examined: then nothing fits in it).
+pub fn file_len(fd: BorrowedFd) -> u64 {
+    fs::fstat(fd).map_or(0, |st| st.st_size as u64)
+}
+
 pub fn fstat_id(fd: BorrowedFd) -> (u64, u64) {
     fs::fstat(fd.as_fd())
         .map(|s| (s.st_dev, s.st_ino))

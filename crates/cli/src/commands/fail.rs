@@ -87,9 +87,33 @@ fn image_of(pid: i32) -> Result<ImageDir> {
     }
 }
 
-/// The process holding the image's lock: the program.
+/// The process holding the image's lock (the program, or the tree's init), or a launch that is
+/// resuming the image and has not started it yet. The init takes the lock before it replaces
+/// the launch's marked `meta`: when the marker is gone, a second look finds the lock.
 fn owner_of(image: &ImageDir) -> Result<i32> {
-    match image.lock()? {
+    let start = Instant::now();
+    loop {
+        let lock = match image.lock()? {
+            Lock::Free if let Some(pid) = image.resuming_launcher() => return Ok(pid),
+            Lock::Free => image.lock()?,
+            held => held,
+        };
+        // A SAVED image may be about to be resumed by a launch that started just now
+        // (`zhuque resume DIR & zhuque fail DIR`): it gets a moment to mark it.
+        let saved = matches!(image.condition(), Ok(crate::image_dir::Condition::Saved(_)));
+        if lock != Lock::Free || !saved || start.elapsed() > LAUNCH_GRACE {
+            return lock_owner(image, lock);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// How long `fail` waits for a launch to start resuming a SAVED image before it says the
+/// image is not running.
+const LAUNCH_GRACE: Duration = Duration::from_millis(500);
+
+fn lock_owner(image: &ImageDir, lock: Lock) -> Result<i32> {
+    match lock {
         Lock::Held(Some(pid)) => Ok(pid),
         Lock::Held(None) => Err(Failure::refused(format!(
             "{} is running, but its owner cannot be found (/proc/locks is unreadable); \

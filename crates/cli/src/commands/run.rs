@@ -39,6 +39,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         crate::image_dir::prepare_root(root)?;
     }
 
+    // Held until the launch ends: `zhuque fail DIR` reaches this launch from now on.
+    let _resuming = image.mark_resuming();
     let mut condition = image.condition()?;
     refuse_running(&image, &condition)?;
     if args.fresh || matches!(condition, Condition::Finished(_)) {
@@ -117,6 +119,8 @@ fn refuse_static(exe: &Path) -> Result<()> {
 /// `zhuque resume [--keep] [--fail-after SECS] DIR`.
 pub fn resume(args: ResumeArgs) -> Result<i32> {
     let image = ImageDir::new(&args.dir)?;
+    // Held until the launch ends: `zhuque fail DIR` reaches this launch from now on.
+    let _resuming = image.mark_resuming();
     image.require_exists()?;
     let condition = image.condition()?;
     refuse_running(&image, &condition)?;

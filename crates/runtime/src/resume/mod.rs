@@ -22,6 +22,7 @@ use crate::sys;
 use crate::threads::{arch, coordinator, glibc};
 use crate::vmem;
 use core::sync::atomic::{AtomicU32, Ordering};
+use rustix::fd::AsFd;
 use zhuque_image::{Backing, Meta, State};
 
 const RESUME_STACK: usize = 1 << 20;
@@ -47,6 +48,7 @@ pub fn resume(meta: Meta, launch: Launch) -> ! {
                 .str(&e.to_string()),
         )
     });
+    let memory_len = image_io::file_len(mem.as_fd());
     crate::runtime::adopt_memory(mem);
     let captured = if meta
         .regions
@@ -65,6 +67,12 @@ pub fn resume(meta: Meta, launch: Launch) -> ! {
     } else {
         None
     };
+    let captured_len = captured
+        .as_ref()
+        .map_or(0, |f| image_io::file_len(f.as_fd()));
+    if let Err(mut why) = verify::bounds(&meta, memory_len, captured_len) {
+        diag::refuse(&mut why);
+    }
     let mut running = meta.clone();
     running.state = Some(State::Running);
     running.namespaced = crate::runtime::in_zhuque_namespace();

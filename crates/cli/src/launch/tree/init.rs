@@ -79,6 +79,11 @@ pub struct TreeInit {
     pub fail_at: Option<std::time::Instant>,
     /// A protocol problem was already reported (one line per launch is enough).
     pub warned_garbage: bool,
+    /// The signal that killed the root, when it died of one.
+    pub root_signal: Option<i32>,
+    /// The root's command name and the free space of the image's filesystem when its
+    /// connection closed (before its pool was removed), for `lifecycle::report_crash`.
+    pub root_gone: Option<(String, Option<u64>)>,
     _lock: File,
 }
 
@@ -196,6 +201,8 @@ impl TreeInit {
             fail_at: None,
             trace: Trace::from_env(),
             warned_garbage: false,
+            root_signal: None,
+            root_gone: None,
             _lock: lock,
         })
     }
@@ -323,6 +330,7 @@ impl TreeInit {
             self.reaped.insert(pid, status);
             if self.root == Root::Running(pid) {
                 self.root = Root::Ended(exit_code(status));
+                self.root_signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
             }
         }
     }
@@ -382,7 +390,11 @@ impl TreeInit {
                 "pid {pid} is a new process's already: its image stays"
             ));
         } else {
-            self.names.remove(&pid);
+            let name = self.names.remove(&pid);
+            if pid == self.root_pid {
+                let free = super::lifecycle::free_bytes(&self.dir);
+                self.root_gone = Some((name.unwrap_or_default(), free));
+            }
             self.remove_process_image(pid);
         }
     }

@@ -70,10 +70,17 @@ fn follow_root(init: &mut TreeInit) {
         Root::Running(_) => {}
         // Nothing ever spoke the protocol: the root's end ends the launch, as in a solo one
         // (the kernel ends the rest of the namespace with the init).
-        Root::Ended(status) if !init.ever_connected => std::process::exit(status),
-        Root::Ended(status) if !procs::anyone_left() => finish(init, status),
+        Root::Ended(status) if !init.ever_connected => {
+            report_crash(init, Fate::Ends);
+            std::process::exit(status)
+        }
+        Root::Ended(status) if !procs::anyone_left() => {
+            report_crash(init, Fate::Ends);
+            finish(init, status)
+        }
         Root::Ended(status) => {
             if init.detach_fd.is_some() {
+                report_crash(init, Fate::StaysFor(procs::live().len()));
                 detach(init, status);
             }
         }
@@ -81,6 +88,87 @@ fn follow_root(init: &mut TreeInit) {
         Root::Rootless if !procs::anyone_left() => finish(init, 0),
         Root::Detached(_) | Root::Rootless => {}
     }
+}
+
+/// What becomes of the image when the root has ended.
+enum Fate {
+    /// The launch ends: the image is removed, or kept FINISHED with `--keep`.
+    Ends,
+    /// This many processes run on under it.
+    StaysFor(usize),
+}
+
+/// One line when the root died of a signal that means a crash or a kill from outside
+/// (natively the shell would say "Segmentation fault" or "Killed"; `zhuque run` only returns
+/// 128+N), with what becomes of the image. A SIGBUS with the image's filesystem full is the
+/// pool failing to back memory the program touched, and is said so.
+fn report_crash(init: &mut TreeInit, fate: Fate) {
+    let Some(signo) = init.root_signal.take() else {
+        return;
+    };
+    let Some(signal) = crash_signal_name(signo) else {
+        return;
+    };
+    let dir = init.dir().display().to_string();
+    let (name, free) = init.root_gone.take().unwrap_or_default();
+    let cause = match signo {
+        libc::SIGKILL => " (the kernel's OOM killer, or kill -9)".to_string(),
+        libc::SIGBUS => match free.or_else(|| free_bytes(init.dir())) {
+            Some(free) if free < FULL_BELOW => format!(
+                " and the filesystem of {dir} is full ({} KiB free): the pool could not back \
+                 memory the program touched",
+                free / 1024
+            ),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    let fate = match fate {
+        Fate::StaysFor(n) => format!("its image stays for the {n} processes still running"),
+        Fate::Ends if init.keep => format!("its image {dir} is kept, FINISHED (--keep)"),
+        Fate::Ends => format!("its image {dir} is removed (--keep would keep it)"),
+    };
+    let who = Some(name)
+        .filter(|n| !n.is_empty())
+        .or_else(|| init.names.get(&init.root_pid).cloned())
+        .unwrap_or_else(|| init.record.root_command());
+    eprintln!(
+        "zhuque: {who} (pid {}) was killed by {signal}{cause}; {fate}",
+        init.root_pid
+    );
+}
+
+/// Free space below which a filesystem counts as full (a page or so may remain).
+const FULL_BELOW: u64 = 1 << 20;
+
+/// Bytes an unprivileged writer can still use on the filesystem holding `dir`.
+pub(super) fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
+    let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (r == 0).then(|| st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The name of a signal whose death is worth a line: crashes, aborts and SIGKILL. Ends the
+/// program or the user asked for (SIGINT, SIGTERM, SIGHUP, SIGPIPE...) are not reported,
+/// as a shell does not report them either.
+fn crash_signal_name(signo: i32) -> Option<&'static str> {
+    Some(match signo {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return None,
+    })
 }
 
 /// The tree ended with the root: the record says FINISHED, `zhuque run` does the rest

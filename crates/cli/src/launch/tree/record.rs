@@ -22,6 +22,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// The command name of the tree's root (the base name of its `argv[0]`).
+    pub fn root_command(&self) -> String {
+        let argv0 = self
+            .meta
+            .program
+            .argv
+            .first()
+            .map_or(&[][..], |a| a.as_slice());
+        let base = argv0.rsplit(|c| *c == b'/').next().unwrap_or_default();
+        String::from_utf8_lossy(base).into_owned()
+    }
+
     /// A fresh tree: `meta` holds the command `zhuque run` started; the root's pid is known
     /// once it runs.
     pub fn fresh(dir: &Path, mut meta: Meta) -> Record {
