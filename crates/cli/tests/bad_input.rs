@@ -1,4 +1,4 @@
-//! Launches that zhuque must refuse: exit status 125, a `zhuque:` line on stderr, nothing
+//! Launches that zhuque must refuse: exit status 125, one `zhuque:` line on stderr, nothing
 //! run (no stdout), and the image left byte-identical.
 
 mod common;
@@ -44,9 +44,10 @@ fn assert_refused(f: &Finished, what: &str) {
         "{what}: expected exit status 125; stderr:\n{}",
         tail_lines(&f.stderr, 20)
     );
-    assert!(
-        !f.zhuque_lines().is_empty(),
-        "{what}: no line starting with `zhuque:` on stderr:\n{}",
+    assert_eq!(
+        f.zhuque_lines().len(),
+        1,
+        "{what}: not exactly one line starting with `zhuque:` on stderr:\n{}",
         tail_lines(&f.stderr, 20)
     );
     assert!(

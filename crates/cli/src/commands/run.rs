@@ -149,7 +149,6 @@ fn resume_saved(
     }
     check_resumable(image, canonical_dir, &meta)?;
     let (tree, starts) = saved::load(image.path(), &meta, fail_after)?;
-    announce_resume(image, &meta);
     let start = TreeStart::Resume {
         record: meta,
         tree,
@@ -158,8 +157,6 @@ fn resume_saved(
     execute_tree(image, canonical_dir, start, keep)
 }
 
-/// The images root is shared by every user when it is the default (like `/tmp`: sticky,
-/// world-writable); a root of the user's own choosing stays private.
 /// The caller's environment as `NAME=value` byte strings, in order.
 fn user_environment() -> Vec<Vec<u8>> {
     env::vars_os()
@@ -201,14 +198,21 @@ fn check_resumable(image: &ImageDir, canonical_dir: &Path, meta: &Meta) -> Resul
 
 /// The one line saying a launch resumes.
 fn announce_resume(image: &ImageDir, meta: &Meta) {
-    eprintln!(
+    eprintln!("{}", resume_notice(image.path(), meta));
+}
+
+/// The line saying a launch resumes `meta`. A tree's init prints it once every process is
+/// back (just before they continue), so that a resume refused on the way says so in one
+/// line, not after a "resuming" line.
+pub fn resume_notice(dir: &Path, meta: &Meta) -> String {
+    format!(
         "zhuque: resuming {} from {} (generation {}, {} failure{} so far)",
         display_argv(&meta.program.argv),
-        image.path().display(),
+        dir.display(),
         meta.generation,
         meta.failures,
         if meta.failures == 1 { "" } else { "s" }
-    );
+    )
 }
 
 /// The saved `LD_PRELOAD` must still name the runtime: it cannot be changed on resume.

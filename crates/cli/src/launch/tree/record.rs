@@ -22,6 +22,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as it stands.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
     /// The command name of the tree's root (the base name of its `argv[0]`).
     pub fn root_command(&self) -> String {
         let argv0 = self

@@ -44,6 +44,10 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.record
         .running()
         .map_err(|e| Why::Failed(format!("cannot write {}/meta: {e}", init.dir().display())))?;
+    eprintln!(
+        "{}",
+        crate::commands::run::resume_notice(init.dir(), init.record.meta())
+    );
     init.send_all(&all, Msg::Go);
     init.reg.end_resume();
     init.arm_failure();
