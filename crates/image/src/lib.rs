@@ -13,6 +13,7 @@ mod codec;
 mod meta;
 pub mod os;
 pub mod tree;
+pub mod validate;
 
 pub use codec::{Reader, Writer};
 pub use meta::*;

@@ -18,7 +18,7 @@
 //! | `pending` | [`TAG_PENDING`] | [`Pending`] |
 //!
 //! Decoders never panic and never reserve memory for more items than the bytes left could hold
-//! (`tests/decode_fuzz.rs` checks both on mutated and random input).
+//! (the fuzz harness, `tests/fuzz/`, checks both on mutated input).
 
 use crate::Error;
 use crate::codec::Reader;
