@@ -1,0 +1,340 @@
+//! The torture test (issue 11): real, unmodified programs through hundreds of failures, 300
+//! or more in all, each program through at least [`FAILURES_EACH`].
+//!
+//! - python3 (`tests/torture/work.py`: a dict growing and shrinking, JSON, hashing),
+//!   sqlite3 (`work.sql`, read by the sqlite3 shell itself: a 300,000-row table built,
+//!   indexed, updated and pruned in transactions; the database file it leaves is compared
+//!   byte for byte with the native run's), bc (`pi.bc`: pi and e to 1200 digits), lua5.4
+//!   (`work.lua`) and java (`Work.java`, compiled natively with javac; the JVM's GC and JIT
+//!   threads run alongside) are crash tests of the usual kind (`common/crash.rs`): the
+//!   native run is the oracle; under zhuque, failures land at random moments, mostly again
+//!   after each resume, and the concatenated output and the exit status must be the
+//!   oracle's.
+//! - redis-server is driven by a client over TCP while `zhuque fail` hits it at random
+//!   moments and `zhuque resume` brings it back: every write the server acknowledged
+//!   (`+OK`) must be there with its value after all the failures, and nothing it never
+//!   received may be.
+//!
+//! The packages come from the test command (`scripts/test-all`); a missing one fails here.
+//! Run: `cargo test --release -p zhuque --test torture` (`ZHUQUE_TEST_SEED` repeats a run).
+
+mod common;
+
+use common::*;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Failures each program of the torture test must really go through.
+const FAILURES_EACH: usize = 60;
+
+/// The crash plan of the batch programs: a failure early in nearly every launch (within the
+/// first quarter of the program's failure-free duration, so a run takes several launches);
+/// each of 12 runs must go through 5 or more (a run that ends with fewer is done again), so
+/// a program goes through at least 60.
+fn plan() -> CrashPlan {
+    CrashPlan {
+        runs: 12,
+        min_failures_per_run: FAILURES_EACH / 12,
+        window: (0.02, 0.25),
+        resume_fail_chance: 0.95,
+        max_launches: 80,
+        ..CrashPlan::default()
+    }
+}
+
+fn torture_dir() -> std::path::PathBuf {
+    workspace_root().join("tests/torture")
+}
+
+/// A program the test command installs: its absolute path, or a loud failure.
+fn installed(program: &str) -> std::path::PathBuf {
+    let path = Path::new("/usr/bin").join(program);
+    assert!(
+        path.is_file(),
+        "{} is missing: the test command (scripts/test-all) installs it",
+        path.display()
+    );
+    path
+}
+
+/// Copies `files` of `tests/torture/` into each working directory.
+fn with_files(tree: Tree, files: &'static [&'static str]) -> Tree {
+    tree.setup(move |dir| {
+        for f in files {
+            std::fs::copy(torture_dir().join(f), dir.join(f)).expect("copying a workload");
+        }
+    })
+}
+
+/// The crash test of `tree` (which must end with status 0), with at least
+/// [`FAILURES_EACH`] failures in all.
+fn torture(tree: &Tree) {
+    let h = Harness::new(&tree.name);
+    let oracle = h.oracle_of(tree);
+    assert_eq!(oracle.outcome.status, 0, "[{}] natively", tree.name);
+    let report = h.crash_test_of(tree, &oracle, &plan());
+    println!("[{}] {} failures in all", tree.name, report.failures());
+    assert!(
+        report.failures() >= FAILURES_EACH,
+        "[{}] only {} failures happened, {FAILURES_EACH} were promised",
+        tree.name,
+        report.failures()
+    );
+}
+
+#[test]
+fn python3_through_failures() {
+    let tree = Tree::new("torture_python3", installed("python3"), ["work.py"]);
+    torture(&with_files(tree, &["work.py"]));
+}
+
+#[test]
+fn sqlite3_through_failures() {
+    let tree = Tree::new(
+        "torture_sqlite3",
+        installed("sqlite3"),
+        ["db.sqlite", ".read work.sql"],
+    )
+    .compare_files(&["db.sqlite-journal"]);
+    torture(&with_files(tree, &["work.sql"]));
+}
+
+#[test]
+fn bc_through_failures() {
+    let tree = Tree::new("torture_bc", installed("bc"), ["-l", "pi.bc"]);
+    torture(&with_files(tree, &["pi.bc"]));
+}
+
+#[test]
+fn lua_through_failures() {
+    let tree = Tree::new("torture_lua", installed("lua5.4"), ["work.lua"]);
+    torture(&with_files(tree, &["work.lua"]));
+}
+
+#[test]
+fn java_through_failures() {
+    let classes = TempDir::new("torture_java_classes");
+    let out = std::process::Command::new(installed("javac"))
+        .arg("-d")
+        .arg(&classes.path)
+        .arg(torture_dir().join("Work.java"))
+        .output()
+        .expect("running javac");
+    assert!(
+        out.status.success(),
+        "javac failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = Tree::new(
+        "torture_java",
+        installed("java"),
+        [
+            OsString::from("-cp"),
+            classes.path.clone().into(),
+            "Work".into(),
+        ],
+    );
+    torture(&tree);
+}
+
+// ---- redis-server with acknowledged writes ----
+
+/// How many failures the redis-server test injects.
+const REDIS_FAILURES: usize = 60;
+
+/// A redis-server under zhuque, written to by a client while failures hit it: every
+/// acknowledged write survives, and no key the client never sent appears.
+#[test]
+fn redis_server_keeps_every_acknowledged_write() {
+    let server = installed("redis-server");
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let cwd = TempDir::new("torture_redis");
+    // A port free now (the kernel picks it); redis-server binds it a moment later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let run_args: Vec<OsString> = vec![
+        "run".into(),
+        "--image".into(),
+        image.path.clone().into(),
+        "--".into(),
+        server.into(),
+        "--port".into(),
+        port.to_string().into(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        "".into(),
+        "--appendonly".into(),
+        "no".into(),
+        "--daemonize".into(),
+        "no".into(),
+    ];
+    let mut launch = spawn(zq.command(run_args, &cwd.path), "redis-server under zhuque");
+    let client = std::thread::spawn(move || Writer::new(port).run());
+    let seed = base_seed();
+    println!("[torture_redis] seed {seed} (ZHUQUE_TEST_SEED repeats it)");
+    let mut rng = Rng::new(seed);
+    let mut failures = 0;
+    while failures < REDIS_FAILURES {
+        std::thread::sleep(Duration::from_secs_f64(rng.range(0.03, 0.25)));
+        let fail = zq.exec(
+            [OsString::from("fail"), image.path.clone().into()],
+            &cwd.path,
+            None,
+        );
+        assert_eq!(
+            fail.status,
+            0,
+            "zhuque fail: {}",
+            tail_lines(&fail.stderr, 5)
+        );
+        let ended = launch.wait(LAUNCH_TIMEOUT);
+        assert_eq!(ended.status, SAVED, "{}", tail_lines(&ended.stderr, 10));
+        failures += 1;
+        launch = spawn(
+            zq.command(
+                [OsString::from("resume"), image.path.clone().into()],
+                &cwd.path,
+            ),
+            "redis-server resumed",
+        );
+    }
+    let acked = client.join().expect("the client thread");
+    let mut check = Writer::new(port);
+    let (acknowledged, sent) = (acked.acknowledged, acked.sent);
+    for i in 0..acknowledged {
+        assert_eq!(
+            check.command(&["GET", &key(i)]).as_deref(),
+            Some(value(i).as_str()),
+            "acknowledged write {i} is lost or wrong after {failures} failures"
+        );
+    }
+    let size: u64 = check
+        .command(&["DBSIZE"])
+        .and_then(|n| n.parse().ok())
+        .expect("DBSIZE");
+    assert!(
+        size >= acknowledged && size <= sent,
+        "{size} keys, but {acknowledged} acknowledged and {sent} sent"
+    );
+    let _ = check.command(&["SHUTDOWN", "NOSAVE"]);
+    let ended = launch.wait(LAUNCH_TIMEOUT);
+    assert_eq!(ended.status, 0, "{}", tail_lines(&ended.stderr, 10));
+    println!(
+        "[torture_redis] {failures} failures, {acknowledged} acknowledged writes all kept \
+         ({} reconnections)",
+        acked.reconnections
+    );
+}
+
+fn key(i: u64) -> String {
+    format!("key:{i}")
+}
+
+fn value(i: u64) -> String {
+    format!("value-{}-{}", i, i.wrapping_mul(2654435761) % 1_000_003)
+}
+
+/// What the writing client did.
+struct Acked {
+    /// Keys `0..acknowledged` were answered `+OK`.
+    acknowledged: u64,
+    /// Keys `0..sent` were sent at least once.
+    sent: u64,
+    reconnections: u64,
+}
+
+/// A redis client speaking RESP over one TCP connection, reconnecting whenever the server
+/// goes away (a failure) and sending the same command again (SET is idempotent).
+struct Writer {
+    port: u16,
+    conn: Option<(TcpStream, BufReader<TcpStream>)>,
+    reconnections: u64,
+}
+
+/// How long the client writes: the failures take about as long (60 × ~140 ms + resumes).
+const WRITE_FOR: Duration = Duration::from_secs(25);
+
+impl Writer {
+    fn new(port: u16) -> Writer {
+        Writer {
+            port,
+            conn: None,
+            reconnections: 0,
+        }
+    }
+
+    /// Writes key after key for [`WRITE_FOR`].
+    fn run(mut self) -> Acked {
+        let start = Instant::now();
+        let mut next = 0;
+        let mut sent = 0;
+        while start.elapsed() < WRITE_FOR {
+            sent = sent.max(next + 1);
+            if self.command(&["SET", &key(next), &value(next)]).as_deref() == Some("OK") {
+                next += 1;
+            }
+        }
+        Acked {
+            acknowledged: next,
+            sent,
+            reconnections: self.reconnections,
+        }
+    }
+
+    /// Sends one command and returns its simple or bulk string reply (`None`: no reply,
+    /// the connection is dropped for the next call).
+    fn command(&mut self, args: &[&str]) -> Option<String> {
+        let deadline = Instant::now() + LAUNCH_TIMEOUT;
+        while self.conn.is_none() {
+            assert!(Instant::now() < deadline, "redis-server never came back");
+            match TcpStream::connect(("127.0.0.1", self.port)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let r = BufReader::new(s.try_clone().unwrap());
+                    self.conn = Some((s, r));
+                    self.reconnections += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let reply = self.exchange(req.as_bytes());
+        if reply.is_none() {
+            self.conn = None;
+        }
+        reply
+    }
+
+    fn exchange(&mut self, req: &[u8]) -> Option<String> {
+        let (s, r) = self.conn.as_mut()?;
+        s.write_all(req).ok()?;
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        match line.as_bytes().first()? {
+            b'+' | b':' => Some(line[1..].to_string()),
+            b'$' => {
+                let len: i64 = line[1..].parse().ok()?;
+                if len < 0 {
+                    return Some(String::new());
+                }
+                let mut body = String::new();
+                r.read_line(&mut body).ok()?;
+                Some(body.trim_end().to_string())
+            }
+            _ => panic!("unexpected reply from redis-server: {line}"),
+        }
+    }
+}
