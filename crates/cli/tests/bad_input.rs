@@ -93,6 +93,38 @@ fn resume_with_a_rebuilt_binary_is_refused() {
     refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
 }
 
+/// The executable rewritten in place — same size, same inode, its mtime put back — is a
+/// different program all the same: its ctime gives it away (the kernel sets it; nobody can).
+#[test]
+fn a_binary_rewritten_in_place_with_its_mtime_restored_is_refused() {
+    use std::io::{Seek, SeekFrom, Write};
+    let zq = Zhuque::real();
+    let prog = Program::compile(COMPUTE_LOOP.file);
+    let args = strings(COMPUTE_LOOP.args);
+    let (image, cwd) = saved_image(&zq, &prog, &args);
+    let before = std::fs::metadata(&prog.path).unwrap();
+    let mtime = before.modified().unwrap();
+    let mut bytes = std::fs::read(&prog.path).unwrap();
+    let at = bytes.len() - 1;
+    bytes[at] ^= 0x55;
+    std::thread::sleep(Duration::from_millis(20));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&prog.path)
+        .unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&bytes).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let after = std::fs::metadata(&prog.path).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), mtime),
+        "the rewrite changed the size or the mtime"
+    );
+    refused_both_ways(&zq, &prog, &args, &image.path, &cwd);
+}
+
 #[test]
 fn truncated_meta_is_refused() {
     let zq = Zhuque::real();

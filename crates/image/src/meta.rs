@@ -4,7 +4,10 @@ use crate::Error;
 use crate::codec::{Reader, Writer};
 
 pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
-pub const VERSION: u32 = 1;
+/// 2: a file's identity includes its ctime. Version 1 files still decode (ctime 0: unknown).
+pub const VERSION: u32 = 2;
+/// The oldest version [`decode`] reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// Lifecycle of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,9 @@ pub struct FileId {
     pub ino: u64,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The inode's change time: a file rewritten in place with its size and mtime restored
+    /// still gets a new one (nobody can set it). 0 when unknown (images of version 1).
+    pub ctime_ns: i64,
 }
 
 /// What to execute, exactly as the first launch executed it.
@@ -331,15 +337,17 @@ fn put_file(w: &mut Writer, f: &FileId) {
     w.u64(f.ino);
     w.u64(f.size);
     w.i64(f.mtime_ns);
+    w.i64(f.ctime_ns);
 }
 
-fn get_file(r: &mut Reader) -> Result<FileId, Error> {
+fn get_file(r: &mut Reader, version: u32) -> Result<FileId, Error> {
     Ok(FileId {
         path: r.bytes()?,
         dev: r.u64()?,
         ino: r.u64()?,
         size: r.u64()?,
         mtime_ns: r.i64()?,
+        ctime_ns: if version >= 2 { r.i64()? } else { 0 },
     })
 }
 
@@ -375,14 +383,14 @@ fn put_region(w: &mut Writer, r: &Region) {
     }
 }
 
-fn get_region(r: &mut Reader) -> Result<Region, Error> {
+fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
     let start = r.u64()?;
     let end = r.u64()?;
     let prot = r.u32()?;
     let backing = match r.u8()? {
         1 => Backing::Pool { offset: r.u64()? },
         2 => Backing::File {
-            file: get_file(r)?,
+            file: get_file(r, version)?,
             offset: r.u64()?,
             shared: r.bool()?,
         },
@@ -420,7 +428,7 @@ pub fn decode(bytes: &[u8]) -> Result<Meta, Error> {
         }
     }
     let version = r.u32()?;
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(Error::Version(version));
     }
     let len = r.u64()?;
@@ -479,13 +487,13 @@ pub fn decode(bytes: &[u8]) -> Result<Meta, Error> {
                 l.initial_sp = s.u64()?;
                 let n = s.len_prefix()?;
                 for _ in 0..n {
-                    l.files.push(get_file(&mut s)?);
+                    l.files.push(get_file(&mut s, version)?);
                 }
             }
             TAG_REGIONS => {
                 let n = s.len_prefix()?;
                 for _ in 0..n {
-                    meta.regions.push(get_region(&mut s)?);
+                    meta.regions.push(get_region(&mut s, version)?);
                 }
             }
             TAG_THREADS => {
@@ -567,6 +575,7 @@ mod tests {
                     ino: 2,
                     size: 3,
                     mtime_ns: 4,
+                    ctime_ns: 5,
                 }],
                 ..Layout::default()
             },
@@ -606,6 +615,22 @@ mod tests {
             },
             sections: vec![(0x100, vec![9, 9])],
         }
+    }
+
+    /// Images saved before file identities had a ctime (version 1) still decode; their
+    /// files' ctime is 0 (unknown).
+    #[test]
+    fn version_1_still_decodes() {
+        let m = Meta {
+            state: Some(State::Saved),
+            generation: 3,
+            ..Meta::default()
+        };
+        let mut bytes = encode(&m);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(decode(&bytes).unwrap(), m);
+        bytes[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        assert!(matches!(decode(&bytes), Err(Error::Version(_))));
     }
 
     #[test]

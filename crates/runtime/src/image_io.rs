@@ -262,6 +262,7 @@ pub fn file_id(path: &[u8]) -> Option<image::FileId> {
         ino: st.st_ino,
         size: st.st_size as u64,
         mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
     })
 }
 

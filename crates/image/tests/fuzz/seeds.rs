@@ -55,6 +55,7 @@ fn file_id(rng: &mut Rng) -> FileId {
         ino: rng.next() >> rng.below(64),
         size: rng.next() >> rng.range(16, 63),
         mtime_ns: (rng.next() >> 2) as i64,
+        ctime_ns: (rng.next() >> 2) as i64,
         ..FileId::default()
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A resume lays saved bytes over a new process and returns into saved register state, so the
 //! new process must be the same program on the same machine: same executable and libraries
-//! (identity: device, inode, size, mtime), at the same addresses, the same vdso (the saved
+//! (identity: device, inode, size, mtime, ctime), at the same addresses, the same vdso (the saved
 //! code may hold pointers into it), the same initial stack layout, and the same signal-frame
 //! vector state format. Anything else is refused with a reason, before anything is touched.
 
@@ -12,8 +12,14 @@ use crate::process::Launch;
 use crate::procfs;
 use zhuque_image::{Backing, FileId, Meta};
 
-fn same(a: &FileId, b: &FileId) -> bool {
-    a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime_ns == b.mtime_ns
+/// `now` is still the file `saved` was. The ctime catches a rewrite in place that restored
+/// size and mtime; images of version 1 did not record it (0).
+fn same(now: &FileId, saved: &FileId) -> bool {
+    now.dev == saved.dev
+        && now.ino == saved.ino
+        && now.size == saved.size
+        && now.mtime_ns == saved.mtime_ns
+        && (saved.ctime_ns == 0 || now.ctime_ns == saved.ctime_ns)
 }
 
 /// Returns the reason the image cannot be resumed here, if any.
