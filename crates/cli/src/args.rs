@@ -19,6 +19,7 @@ usage:
   zhuque ls [--json]
   zhuque rm DIR
   zhuque demo
+  zhuque --version
 
 commands:
   run      start PROG crash-resistant, or resume it if DIR holds its saved image
@@ -46,6 +47,7 @@ exit status of run/resume: the program's own when it finishes (128+N for signal 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Help,
+    Version,
     Run(RunArgs),
     Resume(ResumeArgs),
     Fail(FailTarget),
@@ -92,6 +94,7 @@ where
     let rest: Vec<OsString> = args.collect();
     match name.as_bytes() {
         b"-h" | b"--help" | b"help" => Ok(Command::Help),
+        b"-V" | b"--version" | b"version" => Ok(Command::Version),
         b"run" => parse_run(rest),
         b"resume" => parse_resume(rest),
         b"fail" => parse_fail(rest),
@@ -425,6 +428,13 @@ mod tests {
         assert_eq!(parse_words(&["ls", "--help"]), Ok(Command::Help));
         // After PROG, --help belongs to the program.
         assert_eq!(run_args(&["run", "p", "--help"]).args, ["--help"]);
+    }
+
+    #[test]
+    fn version() {
+        assert_eq!(parse_words(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_words(&["-V"]), Ok(Command::Version));
+        assert_eq!(run_args(&["run", "p", "--version"]).args, ["--version"]);
     }
 
     #[test]

@@ -46,6 +46,14 @@ fn dispatch(command: Command) -> error::Result<i32> {
             print!("{}", args::USAGE);
             Ok(0)
         }
+        Command::Version => {
+            println!(
+                "zhuque {} (image format {})",
+                env!("CARGO_PKG_VERSION"),
+                zhuque_image::VERSION
+            );
+            Ok(0)
+        }
         Command::Run(a) => run::run(a),
         Command::Resume(a) => run::resume(a),
         Command::Fail(target) => fail::fail(target),

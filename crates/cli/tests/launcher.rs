@@ -337,11 +337,17 @@ impl Running {
     }
 
     /// Waits for the end; returns the exit status and the rest of stdout.
-    fn finish(mut self) -> (i32, String) {
+    fn finish(self) -> (i32, String) {
+        let (status, rest, _) = self.finish_all();
+        (status, rest)
+    }
+
+    /// The status, the rest of stdout and the `zhuque:` lines of stderr.
+    fn finish_all(mut self) -> (i32, String, Vec<String>) {
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         let out = finish(self.child);
-        (status(&out), rest)
+        (status(&out), rest, zhuque_lines(&out))
     }
 }
 
@@ -552,9 +558,18 @@ fn fail_saves_through_the_runtime_by_pid_or_directory() {
         let fail = sb.output(["fail", &target]);
         assert_eq!(status(&fail), 0, "fail {target}: {}", text(&fail.stderr));
         assert!(text(&fail.stdout).contains("generation 1"));
-        let (st, _) = run.finish();
+        let (st, _, lines) = run.finish_all();
         assert_eq!(st, 75);
         assert_eq!(read_meta(&image).state, Some(State::Saved));
+        // One line says so, and how to continue.
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let resume = format!("`zhuque resume {}`", image.display());
+        assert!(
+            lines[0].starts_with("zhuque: saved ")
+                && lines[0].contains("(generation 1)")
+                && lines[0].contains(&resume),
+            "{lines:?}"
+        );
         fs::remove_dir_all(&image).unwrap();
     }
 }

@@ -303,6 +303,15 @@ fn execute_tree(
     }
 }
 
+/// The line at exit 75: the image is saved, and how to continue.
+fn saved_notice(dir: &Path, generation: u64) -> String {
+    let dir = dir.display();
+    format!(
+        "zhuque: saved {dir} (generation {generation}); run the same command again, or \
+         `zhuque resume {dir}`, to continue"
+    )
+}
+
 /// The one line saying processes outlive the root.
 fn detached_notice(remaining: u32, dir: &Path) -> String {
     let (s, verb) = if remaining == 1 {
@@ -328,7 +337,10 @@ fn conclude(
 ) -> Result<i32> {
     let after = image.meta_bytes()?;
     match classify(status, before.as_deref(), after.as_deref()) {
-        Outcome::Saved { .. } => Ok(EXIT_SAVED),
+        Outcome::Saved { generation } => {
+            eprintln!("{}", saved_notice(image.path(), generation));
+            Ok(EXIT_SAVED)
+        }
         // The runtime said why on stderr; the image stays to tell the next launch.
         Outcome::Lost => Ok(EXIT_REFUSED),
         Outcome::Refused => {
