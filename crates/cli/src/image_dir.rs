@@ -317,10 +317,17 @@ impl ImageDir {
     }
 
     /// Bytes the `memory` file really occupies (it is sparse: freed ranges are punched out).
+    /// A tree's image has one `memory` per process (`p/<pid>/memory`): their sum.
     pub fn memory_allocated(&self) -> Option<u64> {
-        fs::metadata(self.file(MEMORY_FILE))
-            .ok()
-            .map(|m| m.blocks() * 512)
+        let blocks = |path: &Path| fs::symlink_metadata(path).ok().map(|m| m.blocks() * 512);
+        let members = fs::read_dir(self.file(PROCESSES_DIR))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| blocks(&e.path().join(MEMORY_FILE)));
+        members
+            .chain(blocks(&self.file(MEMORY_FILE)))
+            .reduce(|a, b| a + b)
     }
 }
 

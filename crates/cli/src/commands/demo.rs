@@ -287,8 +287,9 @@ fn on_stderr(line: &str, started: Instant, ready: &mut Option<Instant>) {
             "  --- resumed in {}, continuing where it stopped ---",
             display::duration(now - started)
         );
-    } else if line.starts_with("zhuque: resuming") {
-        // The resume marker is printed when the program confirms it (RECOVERED).
+    } else if line.starts_with("zhuque: resuming") || line.starts_with("zhuque: saved") {
+        // The demo's own markers say it: the resume when the program confirms it
+        // (RECOVERED), the save after the launch ended.
     } else {
         println!("  {line}");
     }
