@@ -11,7 +11,10 @@
  *   epoll instance nested inside it;
  * - eventfd in semaphore mode: 3 written, read back as three 1s;
  * - timerfd: one that expired once and was never read (its expiration must still be there),
- *   one armed for an hour (relative), one for an absolute time an hour ahead (CLOCK_REALTIME);
+ *   one armed for an hour (relative), one for an absolute time an hour ahead (CLOCK_REALTIME),
+ *   and a periodic one (every millisecond) read only now and then: it is nearly always
+ *   expired and unread at a failure, when the kernel shows no time left until it is asked;
+ *   it must come back periodic, with its interval, and keep expiring;
  * - UDP: two bound sockets connected to each other, a datagram each way per round;
  * - Unix stream listeners, one on a path and one in the abstract namespace, accepting a
  *   connection per round and exchanging a message over it.
@@ -135,6 +138,9 @@ int main(int argc, char **argv)
     time_t abs_at = now.tv_sec + 3600;
     its = (struct itimerspec){{60, 0}, {abs_at, 0}};
     TL_CHECK(timerfd_settime(t_abs, TFD_TIMER_ABSTIME, &its, NULL) == 0, "arm abs");
+    int t_per = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    its = (struct itimerspec){{0, 1000000}, {0, 1000000}};
+    TL_CHECK(timerfd_settime(t_per, 0, &its, NULL) == 0, "arm periodic");
 
     /* UDP pair. */
     int u1 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -259,6 +265,11 @@ int main(int argc, char **argv)
             TL_CHECK(left.it_value.tv_sec >= expect - 2 && left.it_value.tv_sec <= expect + 1,
                      "absolute timer left %ld s, expected about %ld", (long)left.it_value.tv_sec,
                      expect);
+            TL_CHECK(timerfd_gettime(t_per, &left) == 0 && left.it_interval.tv_sec == 0 &&
+                         left.it_interval.tv_nsec == 1000000,
+                     "periodic timer interval %ld ns", (long)left.it_interval.tv_nsec);
+            TL_CHECK(wait_readable(t_per, 5000), "the periodic timer stopped");
+            TL_CHECK(read(t_per, &ticks, 8) == 8 && ticks >= 1, "periodic ticks");
             struct sockaddr_in now1;
             al = sizeof now1;
             TL_CHECK(getsockname(u1, (void *)&now1, &al) == 0 && now1.sin_port == a1.sin_port,

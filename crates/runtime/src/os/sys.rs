@@ -59,6 +59,7 @@ pub mod nr {
     pub const SIGNALFD4: usize = 289;
     pub const TIMERFD_CREATE: usize = 283;
     pub const TIMERFD_SETTIME: usize = 286;
+    pub const TIMERFD_GETTIME: usize = 287;
     pub const EVENTFD2: usize = 290;
     pub const EPOLL_CREATE1: usize = 291;
     pub const DUP3: usize = 292;
@@ -763,6 +764,24 @@ pub fn timerfd_settime(fd: i32, flags: u32, value_ns: u64, interval_ns: u64) -> 
         0,
     )
     .map(|_| ())
+}
+
+/// A timerfd's (time left, interval) in nanoseconds. For a periodic timer that expired and
+/// was not read yet, the kernel moves it to its next expiry first (counting the expirations
+/// in between), as it does for the program's own `timerfd_gettime`.
+pub fn timerfd_gettime(fd: i32) -> Result<(u64, u64)> {
+    let mut its = [0i64; 4];
+    call(
+        nr::TIMERFD_GETTIME,
+        fd as usize,
+        its.as_mut_ptr() as usize,
+        0,
+        0,
+        0,
+        0,
+    )?;
+    let ns = |s: i64, n: i64| (s.max(0) as u64) * 1_000_000_000 + n.max(0) as u64;
+    Ok((ns(its[2], its[3]), ns(its[0], its[1])))
 }
 
 /// `_IOW('T', 0, u64)`: sets a timerfd's count of unread expirations.

@@ -92,6 +92,14 @@ pub fn fdinfo(fd: i32) -> Vec<u8> {
     procfs::read(&p).unwrap_or_default()
 }
 
+/// `fdinfo` of the coordinator's own fd `fd` (its duplicate of a program's description).
+pub fn fdinfo_of(fd: i32) -> Vec<u8> {
+    let mut p = b"/proc/thread-self/fdinfo/".to_vec();
+    p.extend_from_slice(fd.to_string().as_bytes());
+    p.push(0);
+    procfs::read(&p).unwrap_or_default()
+}
+
 /// The value of `key:` in fdinfo-style text (leading blanks removed).
 pub fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     text.split(|c| *c == b'\n').find_map(|l| {

@@ -3,7 +3,9 @@
 //! A relative timer keeps the time it had left (the program did not run while it was down,
 //! so the timer did not either); an absolute one (`TFD_TIMER_ABSTIME`) keeps its expiry on its
 //! clock, so it fires on time — at once, with the expirations it missed counted, if that time
-//! has passed. Unread expirations come back with `TFD_IOC_SET_TICKS`.
+//! has passed. Unread expirations come back with `TFD_IOC_SET_TICKS`. A periodic timer stays
+//! periodic: one that expired unread shows no time left in `fdinfo` until the kernel is asked
+//! (`timerfd_gettime`), and one due at the very instant of the save fires at once after it.
 
 use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
@@ -13,18 +15,25 @@ const TFD_TIMER_ABSTIME: u32 = 1;
 const TFD_TIMER_CANCEL_ON_SET: u32 = 2;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = &d.info;
-    let num = |k: &[u8]| procfd::field(info, k).and_then(procfd::dec).unwrap_or(0);
+    let mut info = d.info.clone();
+    let field = |info: &[u8], k: &[u8]| procfd::field(info, k).and_then(procfd::timespec_pair);
+    let mut left = field(&info, b"it_value").unwrap_or(0);
+    let mut interval_ns = field(&info, b"it_interval").unwrap_or(0);
+    if left == 0 && interval_ns != 0 {
+        // A periodic timer that expired and was not read since: the kernel re-arms it only
+        // when asked (a read or `timerfd_gettime`), and until then `fdinfo` shows no time left,
+        // which would come back as a disarmed timer. Asking moves it to its next expiry and
+        // counts the expirations missed, as the program's own `timerfd_gettime` would.
+        if let Ok((l, i)) = osys::timerfd_gettime(d.local) {
+            (left, interval_ns) = (l, i);
+            info = procfd::fdinfo_of(d.local);
+        }
+    }
+    let num = |k: &[u8]| procfd::field(&info, k).and_then(procfd::dec).unwrap_or(0);
     let clock = num(b"clockid") as i32;
-    let settime_flags = procfd::field(info, b"settime flags")
+    let settime_flags = procfd::field(&info, b"settime flags")
         .and_then(procfd::oct)
         .unwrap_or(0) as u32;
-    let left = procfd::field(info, b"it_value")
-        .and_then(procfd::timespec_pair)
-        .unwrap_or(0);
-    let interval_ns = procfd::field(info, b"it_interval")
-        .and_then(procfd::timespec_pair)
-        .unwrap_or(0);
     let value_ns = if left != 0 && settime_flags & TFD_TIMER_ABSTIME != 0 {
         osys::clock_gettime_ns(clock).unwrap_or(0) + left
     } else {
@@ -48,9 +57,16 @@ pub fn restore(r: &mut Restorer, i: usize) {
         Ok(fd) => fd,
         Err(e) => return r.placeholder(i, &format!("cannot make a timerfd: errno {}", e.0)),
     };
-    if t.value_ns != 0 {
+    // A periodic timer with no time left was due at the save (its expiry had passed, the
+    // kernel had not counted it yet): it fires at once, then keeps its period.
+    let value_ns = match (t.value_ns, t.interval_ns) {
+        (0, 0) => 0,
+        (0, _) => 1,
+        (v, _) => v,
+    };
+    if value_ns != 0 {
         let f = t.settime_flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
-        if let Err(e) = osys::timerfd_settime(fd, f, t.value_ns, t.interval_ns) {
+        if let Err(e) = osys::timerfd_settime(fd, f, value_ns, t.interval_ns) {
             r.warning(i)
                 .str("cannot arm it again: errno ")
                 .num(e.0 as u64)
