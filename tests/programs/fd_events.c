@@ -16,8 +16,9 @@
  *   expired and unread at a failure, when the kernel shows no time left until it is asked;
  *   it must come back periodic, with its interval, and keep expiring;
  * - UDP: two bound sockets connected to each other, a datagram each way per round;
- * - Unix stream listeners, one on a path and one in the abstract namespace, accepting a
- *   connection per round and exchanging a message over it.
+ * - Unix stream listeners, one on a path (its socket file chmod'ed to 0640, a mode the
+ *   resume must give back) and one in the abstract namespace, accepting a connection per
+ *   round and exchanging a message over it.
  * Every 1000 rounds the program fails on purpose (zhuque_fail_now, a no-op without the
  * runtime) while a connection it made to its own listener waits to be accepted: after the
  * resume the listener must still have it, with the message. Messages in flight at a failure
@@ -167,6 +168,8 @@ int main(int argc, char **argv)
     socklen_t ua_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
                                    strlen(ua.sun_path + 1));
     TL_CHECK(bind(lp, (void *)&up, sizeof up) == 0 && listen(lp, 4) == 0, "unix path listen");
+    /* Its socket file's mode, set after the bind (the resume re-binds under another umask). */
+    TL_CHECK(chmod("listener.sock", 0640) == 0, "chmod listener.sock");
     TL_CHECK(bind(la, (void *)&ua, ua_len) == 0 && listen(la, 4) == 0, "unix abstract listen");
     printf("fds inotify=%d sem=%d ev=%d pipe=%d,%d epoll=%d,%d timers=%d,%d,%d udp=%d,%d "
            "unix=%d,%d\n",
@@ -269,6 +272,10 @@ int main(int argc, char **argv)
                          left.it_interval.tv_nsec == 1000000,
                      "periodic timer interval %ld ns", (long)left.it_interval.tv_nsec);
             TL_CHECK(wait_readable(t_per, 5000), "the periodic timer stopped");
+            struct stat sock_file;
+            TL_CHECK(stat("listener.sock", &sock_file) == 0 && S_ISSOCK(sock_file.st_mode) &&
+                         (sock_file.st_mode & 07777) == 0640,
+                     "listener.sock mode %o", (unsigned)(sock_file.st_mode & 07777));
             TL_CHECK(read(t_per, &ticks, 8) == 8 && ticks >= 1, "periodic ticks");
             struct sockaddr_in now1;
             al = sizeof now1;

@@ -202,7 +202,7 @@ fn signalfd_and_pending_signals() {
 /// inotify (watch descriptors with a gap), epoll (level/edge-triggered, a disabled oneshot
 /// entry, a nested instance), a semaphore eventfd, timerfds (an unread expiration, relative
 /// and absolute timers, a periodic one expired and unread at most failures), a connected UDP
-/// pair, Unix listeners on a path and an abstract name.
+/// pair, Unix listeners on a path (socket file mode 0640) and an abstract name.
 #[test]
 fn inotify_epoll_timerfd_udp_and_unix_listeners() {
     let case = Case {

@@ -366,6 +366,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
             .collect(),
         shutdown: rng.below(4) as u8,
         queue: (0..rng.small(3)).map(|_| rng.some_bytes(300)).collect(),
+        path_mode: *rng.pick(&[0, 0o600, 0o755, 0o1777]),
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Socket {
     pub shutdown: u8,
     /// Unread data, one entry per message (a stream socket has at most one).
     pub queue: Vec<Vec<u8>>,
+    /// Permission bits of the socket file of a Unix socket bound to a path (0: none), given
+    /// back after the re-bind (which makes it anew with the umask's mode).
+    pub path_mode: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -225,6 +228,7 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
     }
     w.u8(s.shutdown);
     w.bytes_list(&s.queue);
+    w.u32(s.path_mode);
 }
 
 pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
@@ -265,6 +269,7 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         options,
         shutdown: r.u8()?,
         queue: r.bytes_list()?,
+        path_mode: r.u32()? & 0o7777,
     })
 }
 
@@ -329,6 +334,7 @@ mod tests {
                 }],
                 shutdown: 3,
                 queue: vec![b"x".to_vec()],
+                path_mode: 0o600,
             });
             assert_eq!(kind_roundtrip(&k), k);
         }

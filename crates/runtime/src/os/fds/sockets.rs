@@ -341,6 +341,7 @@ fn save_one(
         },
         ..Socket::default()
     };
+    s.path_mode = socket_file_mode(&s);
     let peer_name = || osys::getpeername(fd).unwrap_or_default();
     s.state = match domain {
         osys::AF_INET | osys::AF_INET6 if is_tcp(&s) => {
@@ -606,6 +607,24 @@ fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
     Some(p)
 }
 
+/// The permission bits of the socket file of a Unix socket bound to a path (0: none, or
+/// the path no longer leads to a socket).
+fn socket_file_mode(s: &Socket) -> u32 {
+    if s.domain != osys::AF_UNIX {
+        return 0;
+    }
+    let Some(p) = unix_path(&s.local) else {
+        return 0;
+    };
+    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p) else {
+        return 0;
+    };
+    match rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & osys::S_IFMT == osys::S_IFSOCK => st.st_mode & 0o7777,
+        _ => 0,
+    }
+}
+
 /// Binds `fd` to the saved address (see the module comment).
 fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     let inet = matches!(s.domain, osys::AF_INET | osys::AF_INET6);
@@ -634,6 +653,15 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     }
     if inet {
         let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, saved_reuseaddr(s));
+    }
+    // The new socket file has the umask's mode; the saved one had its own (a chmod after bind).
+    if r.is_ok()
+        && s.path_mode != 0
+        && let Some(p) = unix_path(&s.local)
+        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
+    {
+        let mode = rustix::fs::Mode::from_raw_mode(s.path_mode);
+        let _ = rustix::fs::chmodat(rustix::fs::CWD, c, mode, rustix::fs::AtFlags::empty());
     }
     r
 }
