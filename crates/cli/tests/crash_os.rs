@@ -213,6 +213,20 @@ fn inotify_epoll_timerfd_udp_and_unix_listeners() {
     crash_case("fd_events", &case, CrashPlan::default());
 }
 
+/// epoll entries whose fd number no longer holds the watched file: one number closed since,
+/// one reused by another file (`fd_epoll_moved.c`). The kernel keeps such entries while the
+/// file is open under another number; a resume that dropped them left epoll_wait blocking
+/// forever (issue 12).
+#[test]
+fn epoll_entries_whose_fd_number_moved() {
+    let case = Case {
+        file: "fd_epoll_moved.c",
+        args: &["200000"],
+        status: 0,
+    };
+    crash_case("fd_epoll_moved", &case, CrashPlan::default());
+}
+
 // ---- the server test ----------------------------------------------------------------------------
 
 /// How one client connection ended.

@@ -31,8 +31,8 @@ mod signals;
 mod timers;
 
 pub use fds::{
-    EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile, Pipe, SockAddr,
-    SockOpt, SockState, Socket, TimerFd,
+    EPOLL_NO_FILE, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
+    Pipe, SockAddr, SockOpt, SockState, Socket, TimerFd,
 };
 pub use pending::{Pending, SigInfo, SigSource};
 pub use process_state::{ProcessState, ThreadName};

@@ -401,6 +401,11 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
                     fd: rng.below(1024) as i32,
                     events: rng.next() as u32,
                     data: rng.next(),
+                    file: if rng.chance(1, 2) {
+                        u32::MAX
+                    } else {
+                        rng.below(nfiles as usize) as u32
+                    },
                 })
                 .collect(),
         },

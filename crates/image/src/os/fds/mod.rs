@@ -18,7 +18,7 @@ mod signalfd;
 mod sockets;
 mod timerfd;
 
-pub use epoll::EpollEntry;
+pub use epoll::{EpollEntry, NO_FILE as EPOLL_NO_FILE};
 pub use inotify::InotifyWatch;
 pub use locks::{FileLock, LockKind};
 pub use pipes::Pipe;
@@ -243,6 +243,7 @@ impl FdTable {
             match &f.kind {
                 FileKind::Pipe { pipe } => pipes::check_reference(*pipe, self.pipes.len())?,
                 FileKind::Socket(s) => sockets::check_references(s, nfiles)?,
+                FileKind::Epoll { entries } => epoll::check_references(entries, nfiles)?,
                 _ => {}
             }
         }
@@ -393,6 +394,7 @@ pub(crate) mod tests {
                             fd: 4,
                             events: 0x8000_0001,
                             data: u64::MAX,
+                            file: epoll::NO_FILE,
                         }],
                     },
                 },

@@ -6,9 +6,11 @@
 
 use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
-use zhuque_image::os::{EpollEntry, FileKind};
+use zhuque_image::os::{EPOLL_NO_FILE, EpollEntry, FileKind};
 
-pub fn save(d: &Desc) -> FileKind {
+/// `descs`: every description of the table, in table order (an entry's watched file may now
+/// be held under another number only).
+pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
     let info = &d.info;
     let mut entries = Vec::new();
     for line in info.split(|c| *c == b'\n') {
@@ -25,11 +27,27 @@ pub fn save(d: &Desc) -> FileKind {
         let tfd = tfd as i32;
         // The entry is keyed by (file, fd number): if that number no longer holds the file
         // (closed, or reused for another file), the entry cannot be re-added under it.
-        let holds = osys::is_epoll_target(procfd::task_id(), tfd, d.fd, tfd).unwrap_or(true);
+        // If not, the file is open under another number (or the entry would be gone with it).
+        let task = procfd::task_id();
+        let is_target = |fd: i32| osys::is_epoll_target(task, fd, d.fd, tfd);
+        let holds = match is_target(tfd) {
+            Some(h) => h,
+            // The number is closed (or kcmp is missing: then nothing is found below either).
+            None => !descs.iter().any(|o| is_target(o.fd) == Some(true)),
+        };
+        let file = if holds {
+            EPOLL_NO_FILE
+        } else {
+            descs
+                .iter()
+                .position(|o| is_target(o.fd) == Some(true))
+                .map_or(EPOLL_NO_FILE, |k| k as u32)
+        };
         entries.push(EpollEntry {
             fd: if holds { tfd } else { -1 - tfd },
             events: events as u32,
             data,
+            file,
         });
     }
     FileKind::Epoll { entries }
@@ -51,9 +69,13 @@ pub fn fill(r: &Restorer, i: usize) {
         return;
     };
     for e in entries {
-        let problem = if e.fd < 0 {
+        let problem = if e.fd < 0 && e.file != EPOLL_NO_FILE {
+            add_under(r, epfd, e)
+                .err()
+                .map(|err| format!("cannot watch fd {} again: errno {}", -1 - e.fd, err.0))
+        } else if e.fd < 0 {
             Some(format!(
-                "the entry for fd {} is dropped (that fd no longer held the watched file)",
+                "the entry for fd {} is dropped (no fd of the process holds the watched file)",
                 -1 - e.fd
             ))
         } else {
@@ -65,4 +87,37 @@ pub fn fill(r: &Restorer, i: usize) {
             r.warning(i).str(&p).emit();
         }
     }
+}
+
+/// Adds entry `e`, whose number (`-1 - e.fd`) no longer holds its file: the entry must come
+/// back under that number (the program's `EPOLL_CTL_MOD`/`DEL` and the kernel key it so), so
+/// the file is put there for the moment of the `EPOLL_CTL_ADD`, and whatever holds the number
+/// now (another file, or nothing) is put back. Runs before locks are restored (putting a file
+/// on a number closes what was there, which drops that file's record locks) and before any
+/// program thread runs.
+fn add_under(r: &Restorer, epfd: i32, e: &EpollEntry) -> Result<(), crate::sys::Errno> {
+    let number = -1 - e.fd;
+    let file = r.staged(e.file as usize).ok_or(crate::sys::Errno(9))?;
+    let taken = osys::fcntl(number, osys::F_GETFD, 0).ok();
+    let aside = match taken {
+        Some(_) => Some(osys::fcntl(number, osys::F_DUPFD_CLOEXEC, r.spare_floor())? as i32),
+        None => None,
+    };
+    let added = osys::dup3(file, number, osys::O_CLOEXEC)
+        .and_then(|_| osys::epoll_ctl(epfd, osys::EPOLL_CTL_ADD, number, e.events, e.data));
+    match (aside, taken) {
+        (Some(a), Some(fd_flags)) => {
+            let cloexec = if fd_flags & 1 != 0 {
+                osys::O_CLOEXEC
+            } else {
+                0
+            };
+            let _ = osys::dup3(a, number, cloexec);
+            let _ = osys::close(a);
+        }
+        _ => {
+            let _ = osys::close(number);
+        }
+    }
+    added
 }

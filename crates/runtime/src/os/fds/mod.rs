@@ -477,7 +477,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 Class::EventFd => eventfd::save(d),
                 Class::TimerFd => timerfd::save(d),
                 Class::SignalFd => signalfd::save(d),
-                Class::Epoll => epoll::save(d),
+                Class::Epoll => epoll::save(d, &used),
                 Class::Inotify => inotify::save(d),
                 Class::MessageQueue => mqueue::save(d),
                 Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
@@ -703,6 +703,11 @@ impl Restorer<'_> {
 
     pub fn staged(&self, i: usize) -> Option<i32> {
         self.staged[i]
+    }
+
+    /// Above every saved fd number: a place for an fd needed for a moment.
+    pub fn spare_floor(&self) -> usize {
+        self.stage_min as usize
     }
 
     /// The lowest fd number of open file `i` (for messages).
