@@ -227,6 +227,19 @@ fn epoll_entries_whose_fd_number_moved() {
     crash_case("fd_epoll_moved", &case, CrashPlan::default());
 }
 
+/// A `SOCK_SEQPACKET` socketpair whose other end shut down its sending side, with messages
+/// (zero-length ones too) queued at the failure (`fd_seqpacket.c`): such a program could not
+/// be saved at all (the save read end-of-file as an endless run of empty messages).
+#[test]
+fn seqpacket_pair_with_a_shut_down_end() {
+    let case = Case {
+        file: "fd_seqpacket.c",
+        args: &["200000"],
+        status: 0,
+    };
+    crash_case("fd_seqpacket", &case, CrashPlan::default());
+}
+
 // ---- the server test ----------------------------------------------------------------------------
 
 /// How one client connection ended.

@@ -408,6 +408,7 @@ pub const POLLIN: i16 = 1;
 pub const POLLOUT: i16 = 4;
 pub const POLLERR: i16 = 8;
 pub const POLLHUP: i16 = 16;
+pub const POLLRDHUP: i16 = 0x2000;
 
 /// Polls one fd; returns its revents (0 on timeout).
 pub fn poll_one(fd: i32, events: i16, timeout_ms: i32) -> Result<i16> {

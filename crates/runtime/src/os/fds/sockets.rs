@@ -498,11 +498,25 @@ fn differing_options(
 
 /// Takes every unread message out of a socket's receive queue (the process is about to end).
 /// File descriptors in flight (`SCM_RIGHTS`) cannot be kept: they are closed and counted.
+///
+/// A `SOCK_SEQPACKET` socket whose peer has shut down its sending side returns 0 for ever
+/// once its queue is empty, exactly as it returns a zero-length message: a 0 with the peer
+/// hung up ends the queue (a zero-length message queued before the shutdown is taken for
+/// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
+/// few thousand at most): past it the rest is left, with a warning, rather than spin.
 fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut control = [0u8; 4096];
     let mut lost_fds = 0;
     loop {
+        if out.len() >= MAX_QUEUED {
+            crate::diag::Line::new()
+                .str("warning: a socket's receive queue holds more than ")
+                .num(MAX_QUEUED as u64)
+                .str(" messages; the rest are not kept")
+                .emit();
+            break;
+        }
         let r = osys::recvmsg(
             fd,
             buf,
@@ -515,7 +529,7 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
             Err(_) => break,
         };
         lost_fds += close_passed_fds(&control[..clen.min(control.len())]);
-        if n == 0 && ty == osys::SOCK_STREAM {
+        if n == 0 && (ty == osys::SOCK_STREAM || peer_hung_up(fd)) {
             break; // end of stream
         }
         let msg = buf[..n].to_vec();
@@ -537,6 +551,15 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
             .emit();
     }
     out
+}
+
+/// More messages than any socket's receive queue can hold.
+const MAX_QUEUED: usize = 1 << 20;
+
+/// The socket's peer has shut down its sending side or is gone.
+fn peer_hung_up(fd: i32) -> bool {
+    osys::poll_one(fd, osys::POLLIN | osys::POLLRDHUP, 0)
+        .is_ok_and(|r| r & (osys::POLLRDHUP | osys::POLLHUP) != 0)
 }
 
 /// Closes the fds of `SCM_RIGHTS` control messages; returns how many.
