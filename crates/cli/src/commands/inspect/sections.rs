@@ -843,7 +843,7 @@ mod tests {
         assert_eq!(process_json(&state), Value::Null);
         let sections = sections_json(&m, &state).render();
         assert!(sections.contains("\"version\": 7"), "{sections}");
-        assert!(sections.contains("\"version\": 4"), "{sections}");
+        assert!(sections.contains("\"version\": 5"), "{sections}");
     }
 
     #[test]
