@@ -20,6 +20,10 @@
  * 100 KiB one way and a message and a half-close the other, and a TCP client has connected to
  * the program's own listener and sent a message before being accepted: after the resume the
  * data must be read back, followed by end of file, and the connection accepted.
+ *
+ * Once the worker runs, the main thread keeps its /proc/self/task/<tid> directory and `comm`
+ * file open (the latter at two numbers, one close-on-exec, as glibc's pthread_getname_np
+ * holds one for a moment): they must come back as the worker's entries, not fail.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -35,10 +39,12 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int data_pipe[2], stream[2], packets[2], tcp_main, tcp_worker;
 static unsigned long messages;
+static _Atomic pid_t worker_tid;
 
 static void full_write(int fd, const void *p, size_t n)
 {
@@ -82,6 +88,7 @@ static void *worker(void *arg)
 {
     (void)arg;
     TL_CHECK(pthread_setname_np(pthread_self(), "zq-worker") == 0, "setname");
+    worker_tid = (pid_t)syscall(SYS_gettid);
     static unsigned char buf[8192];
     unsigned long seen = 0;
     for (;;) {
@@ -110,6 +117,34 @@ static void *worker(void *arg)
     full_write(stream[1], &done, sizeof done);
     close(stream[1]);
     return NULL;
+}
+
+/* The worker's /proc/self/task/<tid> directory and `comm` file, opened at the first call. */
+static void check_worker_entries(void)
+{
+    static int dir = -1, comm = -1, comm_copy = -1;
+    if (dir < 0) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d", (int)worker_tid);
+        dir = open(path, O_RDONLY | O_DIRECTORY);
+        TL_CHECK(dir >= 0, "open %s: %s", path, strerror(errno));
+        comm = openat(dir, "comm", O_RDONLY);
+        TL_CHECK(comm >= 0, "open comm: %s", strerror(errno));
+        comm_copy = fcntl(comm, F_DUPFD_CLOEXEC, 100);
+        TL_CHECK(comm_copy >= 0, "dup comm: %s", strerror(errno));
+    }
+    const int fds[2] = {comm, comm_copy};
+    for (int i = 0; i < 2; i++) {
+        char name[32] = {0};
+        ssize_t n = pread(fds[i], name, sizeof name - 1, 0);
+        TL_CHECK(n == 10 && strcmp(name, "zq-worker\n") == 0, "fd %d: worker comm %zd '%s' %s",
+                 fds[i], n, n > 0 ? name : "", n < 0 ? strerror(errno) : "");
+    }
+    TL_CHECK(fcntl(comm_copy, F_GETFD) == FD_CLOEXEC && fcntl(comm, F_GETFD) == 0,
+             "close-on-exec flags of the comm fds");
+    int again = openat(dir, "comm", O_RDONLY);
+    TL_CHECK(again >= 0, "comm through the task directory: %s", strerror(errno));
+    close(again);
 }
 
 int main(int argc, char **argv)
@@ -234,10 +269,12 @@ int main(int argc, char **argv)
             TL_CHECK(pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
                          strcmp(name, "zq-main") == 0,
                      "main thread name %s", name);
-            if (m > 1000) /* the worker has named itself by now */
+            if (m > 1000) { /* the worker has named itself by now */
                 TL_CHECK(pthread_getname_np(t, name, sizeof name) == 0 &&
                              strcmp(name, "zq-worker") == 0,
                          "worker thread name %s", name);
+                check_worker_entries();
+            }
         }
     }
     /* Last words, then hang up: the worker must still see them before end of file. */

@@ -140,6 +140,7 @@ pub fn restore(meta: &Meta) {
 /// What needs the program's threads to exist (resume, threads created and still held).
 pub fn restore_after_threads(meta: &Meta) {
     process_state::restore_names(meta);
+    fds::restore_after_threads(meta);
     timers::restore_posix(meta);
     pending::restore_threads(meta);
     // Last: the program's limit may leave the runtime no fd number (it may even lie below

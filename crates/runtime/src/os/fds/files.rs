@@ -12,7 +12,8 @@
 use super::super::image_files;
 use super::super::sys::{self as osys};
 use super::{Desc, Restorer, SaveCtx, procfd};
-use zhuque_image::os::FileKind;
+use crate::diag::Line;
+use zhuque_image::os::{FdTable, FileKind, OpenFile};
 
 const DELETED: &[u8] = b" (deleted)";
 
@@ -160,70 +161,162 @@ fn seekable(mode: u32) -> bool {
 
 pub fn restore_path(r: &mut Restorer, i: usize) {
     let f = &r.table.files[i];
+    let FileKind::Path { path, .. } = &f.kind else {
+        return;
+    };
+    let path = own_proc_path(path, r.saved_pid);
+    if other_thread(&path, r.saved_pid).is_some() {
+        // That thread does not exist yet: [`reopen_thread_files`] opens its file once it
+        // does; until then the numbers are held.
+        r.hold(i);
+        return;
+    }
+    match open_saved(f, &path) {
+        Ok((fd, seek)) => {
+            if let Err(e) = seek {
+                offset_warning(r.warning(i), f, e);
+            }
+            r.put(i, fd);
+        }
+        Err(why) => r.placeholder(i, &why),
+    }
+}
+
+/// A path under the saved process's own `/proc/<pid>/`, as `/proc/self/` (the resumed
+/// process's pid may differ).
+fn own_proc_path(path: &[u8], saved_pid: i32) -> Vec<u8> {
+    let mine = format!("/proc/{saved_pid}/").into_bytes();
+    match path.strip_prefix(mine.as_slice()) {
+        Some(rest) => [b"/proc/self/".as_slice(), rest].concat(),
+        None => path.to_vec(),
+    }
+}
+
+/// The saved tid in a `/proc/self/task/<tid>[/...]` path of a thread other than the leader
+/// (glibc's `pthread_getname_np` and `pthread_setname_np` open one for a moment).
+fn other_thread(path: &[u8], saved_pid: i32) -> Option<(i32, &[u8])> {
+    let rest = path.strip_prefix(b"/proc/self/task/")?;
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    let tid: i32 = core::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    (tid != saved_pid).then_some((tid, &rest[end..]))
+}
+
+/// Opens file `f` by `path` with its saved flags, checks it is still the file the program
+/// had open, and moves to its saved offset (whose failure is only reported: the file is
+/// the right one).
+fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::Errno>), String> {
     let FileKind::Path {
-        path,
         dev,
         ino,
         mode,
         offset,
+        ..
     } = &f.kind
     else {
-        return;
+        return Err("it is not a file reached by path".into());
     };
     let flags = open_flags(f.flags, *mode);
-    // A file of the process's own /proc entry: the resumed process's (its pid may differ).
-    let procfs = path.starts_with(b"/proc/");
-    let mine = format!("/proc/{}/", r.saved_pid).into_bytes();
-    let path = match path.strip_prefix(mine.as_slice()) {
-        Some(rest) => [b"/proc/self/".as_slice(), rest].concat(),
-        None => path.clone(),
-    };
-    let c = cstr(&path);
-    let opened = osys::openat(osys::AT_FDCWD, &c, flags, 0).or_else(|e| {
-        if flags & osys::O_NOATIME != 0 {
-            osys::openat(osys::AT_FDCWD, &c, flags & !osys::O_NOATIME, 0)
-        } else {
-            Err(e)
-        }
-    });
-    let fd = match opened {
-        Ok(fd) => fd,
-        Err(e) => {
-            let why = format!(
+    let c = cstr(path);
+    let fd = osys::openat(osys::AT_FDCWD, &c, flags, 0)
+        .or_else(|e| {
+            if flags & osys::O_NOATIME != 0 {
+                osys::openat(osys::AT_FDCWD, &c, flags & !osys::O_NOATIME, 0)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| {
+            format!(
                 "cannot reopen {}: errno {}",
-                String::from_utf8_lossy(&path),
+                String::from_utf8_lossy(path),
                 e.0
-            );
-            r.placeholder(i, &why);
-            return;
-        }
-    };
+            )
+        })?;
     match osys::fstat(fd) {
         Ok(st) if st.dev == *dev && st.ino == *ino => {}
         // /proc inodes are made on demand: the same path is the same file.
-        Ok(_) if procfs && is_procfs(fd) => {}
+        Ok(_) if path.starts_with(b"/proc/") && is_procfs(fd) => {}
         _ => {
             let _ = osys::close(fd);
-            let why = format!(
+            return Err(format!(
                 "{} is no longer the file the program had open",
-                String::from_utf8_lossy(&path)
-            );
-            r.placeholder(i, &why);
-            return;
+                String::from_utf8_lossy(path)
+            ));
         }
     }
-    if f.flags & osys::O_PATH == 0
-        && seekable(*mode)
-        && let Err(e) = osys::lseek(fd, *offset as i64, osys::SEEK_SET)
-    {
-        r.warning(i)
-            .str("cannot restore the offset ")
-            .num(*offset)
+    let seek = if f.flags & osys::O_PATH == 0 && seekable(*mode) {
+        osys::lseek(fd, *offset as i64, osys::SEEK_SET).map(drop)
+    } else {
+        Ok(())
+    };
+    Ok((fd, seek))
+}
+
+fn offset_warning(mut l: Line, f: &OpenFile, e: crate::sys::Errno) {
+    if let FileKind::Path { offset, .. } = f.kind {
+        l.str("cannot restore the offset ")
+            .num(offset)
             .str(": errno ")
             .num(e.0 as u64)
             .emit();
     }
-    r.put(i, fd);
+}
+
+/// Resume, once the program's threads exist: opens the files of other threads' `/proc`
+/// entries that [`restore_path`] held, at the new tid of their thread, on every number
+/// the program had them at (over the held placeholder, atomically).
+pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
+    for (i, f) in table.files.iter().enumerate() {
+        let FileKind::Path { path, .. } = &f.kind else {
+            continue;
+        };
+        let path = own_proc_path(path, saved_pid);
+        let Some((saved_tid, rest)) = other_thread(&path, saved_pid) else {
+            continue;
+        };
+        let numbers: Vec<(i32, bool)> = table
+            .fds
+            .iter()
+            .filter(|d| d.file as usize == i)
+            .map(|d| (d.fd, d.cloexec))
+            .collect();
+        let Some(&(lowest, _)) = numbers.iter().min() else {
+            continue;
+        };
+        let warning = || {
+            let mut l = Line::new();
+            l.str("warning: fd ")
+                .num(lowest as u64)
+                .str(" (")
+                .str(f.kind.name())
+                .str("): ");
+            l
+        };
+        let Some(tid) = crate::process::get().current_tid(saved_tid) else {
+            warning()
+                .str("thread ")
+                .num(saved_tid as u64)
+                .str(" of its path did not come back; it fails with EBADF from now on")
+                .emit();
+            continue;
+        };
+        let now = [format!("/proc/self/task/{tid}").as_bytes(), rest].concat();
+        match open_saved(f, &now) {
+            Ok((fd, seek)) => {
+                if let Err(e) = seek {
+                    offset_warning(warning(), f, e);
+                }
+                for &(n, cloexec) in &numbers {
+                    let _ = osys::dup3(fd, n, if cloexec { osys::O_CLOEXEC } else { 0 });
+                }
+                let _ = osys::close(fd);
+            }
+            Err(why) => warning()
+                .str(&why)
+                .str("; it fails with EBADF from now on")
+                .emit(),
+        }
+    }
 }
 
 /// A new unlinked regular file in `dir` (mode `perm`), or in the image when `dir` is gone.

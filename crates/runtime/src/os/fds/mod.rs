@@ -737,6 +737,12 @@ impl Restorer<'_> {
     pub fn placeholder(&mut self, i: usize, why: &str) {
         let mut l = self.warning(i);
         l.str(why).str("; it fails with EBADF from now on").emit();
+        self.hold(i);
+    }
+
+    /// Open file `i` gets an fd that fails with `EBADF` (an `O_PATH` fd of `/`), silently:
+    /// its numbers are held for a file made later, or stay that way.
+    pub fn hold(&mut self, i: usize) {
         match osys::openat(
             osys::AT_FDCWD,
             b"/\0",
@@ -934,6 +940,15 @@ pub fn restore(meta: &Meta) {
     } else {
         finish(&r);
     }
+}
+
+/// Resume, once the program's threads exist: what needs them (files of their `/proc`
+/// entries).
+pub fn restore_after_threads(meta: &Meta) {
+    let Some(Ok(table)) = meta.section(TAG_FDS).map(FdTable::decode) else {
+        return;
+    };
+    files::reopen_thread_files(&table, meta.pid);
 }
 
 /// What needs every fd in place: epoll interest lists and file locks.
