@@ -12,6 +12,7 @@
 mod codec;
 mod meta;
 pub mod os;
+pub mod streams;
 pub mod tree;
 pub mod validate;
 

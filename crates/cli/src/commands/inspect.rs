@@ -9,6 +9,7 @@ use crate::error::{Failure, Result};
 use crate::image_dir::{Condition, ImageDir};
 use crate::json::Value;
 use crate::launch::exec_plan::display_argv;
+use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 
 mod sections;
 use sections::{OsState, RegionSummary};
@@ -80,6 +81,9 @@ impl Report {
             for p in self.tree() {
                 rows.push(("process", p.text()));
             }
+            for st in launch_streams(m) {
+                rows.push(("stream", stream_text(&st)));
+            }
         }
         if let Some(n) = self.memory_allocated {
             rows.push((
@@ -142,6 +146,16 @@ impl Report {
                     |_| Value::Array(self.tree().iter().map(TreeProc::to_json).collect()),
                 ),
             ),
+            (
+                "launch_streams",
+                Value::Array(
+                    m.map(launch_streams)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(stream_json)
+                        .collect(),
+                ),
+            ),
             // Every section in detail (null when the image has none, or it does not decode:
             // `sections` says why).
             (
@@ -192,6 +206,44 @@ impl Report {
             })
             .collect()
     }
+}
+
+/// The launch's standard streams that were regular files at the save (a tree's record).
+fn launch_streams(m: &Meta) -> Vec<LaunchStream> {
+    m.section(TAG_STREAMS)
+        .and_then(|b| LaunchStreams::decode(b).ok())
+        .map(|s| s.streams)
+        .unwrap_or_default()
+}
+
+fn stream_text(s: &LaunchStream) -> String {
+    let mode = match s.flags & libc::O_ACCMODE as u32 {
+        m if m == libc::O_RDONLY as u32 => "read",
+        m if m == libc::O_WRONLY as u32 => "write",
+        _ => "read/write",
+    };
+    let append = if s.flags & libc::O_APPEND as u32 != 0 {
+        ", append"
+    } else {
+        ""
+    };
+    format!(
+        "fd {}: {} ({mode}{append}) at byte {} of {}",
+        s.fd,
+        String::from_utf8_lossy(&s.path),
+        s.offset,
+        s.size
+    )
+}
+
+fn stream_json(s: &LaunchStream) -> Value {
+    Value::Object(vec![
+        ("fd", Value::int(s.fd)),
+        ("path", Value::bytes(&s.path)),
+        ("offset", Value::int(s.offset)),
+        ("size", Value::int(s.size)),
+        ("flags", Value::int(s.flags)),
+    ])
 }
 
 /// One process of a tree image.

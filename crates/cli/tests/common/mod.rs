@@ -484,7 +484,7 @@ pub fn run_by_hand_to_end(
 }
 
 /// Removes zhuque's own variables from a child's environment.
-fn clean_env(cmd: &mut Command) {
+pub fn clean_env(cmd: &mut Command) {
     for v in [
         "LD_PRELOAD",
         zhuque_image::ENV_CRASH_RESISTANT,

@@ -8,6 +8,7 @@ use zhuque_image::os::{
     PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_FDS, TAG_PENDING,
     TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, ThreadName, TimerFd, TimerValue, Timers,
 };
+use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
 use zhuque_image::{Backing, FileId, Layout, Meta, Program, Region, State, Thread};
 
@@ -255,6 +256,7 @@ pub fn meta(rng: &mut Rng, scale: usize) -> Meta {
         }
         if rng.chance(1, 3) {
             m.set_section(TAG_TREE, tree(rng, scale).encode());
+            m.set_section(TAG_STREAMS, streams(rng).encode());
         }
         if rng.chance(1, 4) {
             let n = rng.small(64);
@@ -564,6 +566,27 @@ pub fn pending(rng: &mut Rng, scale: usize) -> Pending {
             })
             .collect(),
     }
+}
+
+/// The launch's streams that were files.
+pub fn streams(rng: &mut Rng) -> LaunchStreams {
+    let mut streams = Vec::new();
+    for fd in 0..3 {
+        if rng.chance(1, 2) {
+            continue;
+        }
+        let n = rng.small(40);
+        streams.push(LaunchStream {
+            fd,
+            dev: rng.next(),
+            ino: rng.next(),
+            path: rng.bytes(n),
+            offset: rng.next() >> rng.below(64),
+            size: rng.next() >> rng.below(64),
+            flags: rng.next() as u32,
+        });
+    }
+    LaunchStreams { streams }
 }
 
 /// A process tree: parents before their children.

@@ -11,6 +11,7 @@ use std::fmt::Debug;
 use zhuque_image::os::{
     self, FdTable, FileKind, Pending, ProcessState, SigInfo, SockAddr, SockState, Timers,
 };
+use zhuque_image::streams::{LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{Msg, SharePlan, TAG_TREE, Tree};
 use zhuque_image::{Error, Reader, Writer};
 
@@ -175,6 +176,8 @@ fn meta(p: &mut Probe, b: &[u8]) -> Outcome {
     for (tag, body) in &m.sections {
         let nested = if *tag == TAG_TREE {
             tree(p, body)?
+        } else if *tag == TAG_STREAMS {
+            streams(p, body)?
         } else if let Some(kind) = os::section_kind(*tag) {
             let _ = os::section_version(body);
             match kind.tag {
@@ -356,6 +359,18 @@ fn tree(p: &mut Probe, b: &[u8]) -> Outcome {
         );
     }
     round_trip("tree", &t, Tree::decode(&t.encode()))?;
+    Ok(Ok(()))
+}
+
+fn streams(p: &mut Probe, b: &[u8]) -> Outcome {
+    let s = match p.decode("streams", b, LaunchStreams::decode)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    promise(s.streams.iter().all(|s| (0..3).contains(&s.fd)), || {
+        format!("a launch stream outside 0-2 decoded: {s:?}")
+    })?;
+    round_trip("streams", &s, LaunchStreams::decode(&s.encode()))?;
     Ok(Ok(()))
 }
 

@@ -82,7 +82,10 @@ fn refused_by_runtime(init: &TreeInit) -> bool {
 /// Writes the SAVED record (the save exists from here on), releases everyone with `Commit`
 /// and exits 75.
 pub fn commit(init: &mut TreeInit, generation: u64, tree: &Tree) -> ! {
-    if let Err(e) = init.record.saved(generation, tree) {
+    if let Err(e) = init
+        .record
+        .saved(generation, tree, &super::streams::record())
+    {
         let m = format!("cannot write {}/meta: {e}", init.dir().display());
         abort(init, Why::Failed(m));
     }

@@ -26,6 +26,7 @@ mod resume;
 mod save;
 pub mod saved;
 mod snapshot;
+mod streams;
 mod supervise;
 
 use std::os::fd::{AsRawFd, RawFd};

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use zhuque_image::streams::{LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{TAG_TREE, Tree};
 use zhuque_image::{META_FILE, META_TMP_FILE, Meta, State};
 
@@ -91,12 +92,18 @@ impl Record {
     }
 
     /// The save of `generation` exists once this returns.
-    pub fn saved(&mut self, generation: u64, tree: &Tree) -> io::Result<()> {
+    pub fn saved(
+        &mut self,
+        generation: u64,
+        tree: &Tree,
+        streams: &LaunchStreams,
+    ) -> io::Result<()> {
         self.meta.state = Some(State::Saved);
         self.meta.generation = generation;
         self.meta.failures += 1;
         self.meta.saved_unix_ns = now_ns();
         self.meta.set_section(TAG_TREE, tree.encode());
+        self.meta.set_section(TAG_STREAMS, streams.encode());
         self.write()
     }
 
@@ -177,7 +184,8 @@ mod tests {
                 comm: b"sh".to_vec(),
             }],
         };
-        r.saved(r.generation() + 1, &tree).unwrap();
+        r.saved(r.generation() + 1, &tree, &LaunchStreams::default())
+            .unwrap();
         let m = read();
         assert_eq!((m.state(), m.generation, m.failures), (State::Saved, 1, 1));
         assert_eq!(Tree::decode(m.section(TAG_TREE).unwrap()).unwrap(), tree);

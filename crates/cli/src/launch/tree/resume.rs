@@ -31,6 +31,8 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.reg.begin_resume(generation, members);
     init.root_pid = tree.root;
     init.root = Root::Rootless;
+    // Before any member starts: they take the init's streams.
+    super::streams::continue_saved(init.record.meta());
     let started = start(init, tree, starts)?;
     wait_for(init, &started, Registry::not_restored, "came back")?;
     let all = init.reg.resume_members();
