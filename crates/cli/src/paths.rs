@@ -31,8 +31,26 @@ pub fn default_images_root() -> PathBuf {
     PathBuf::from(default_root(unsafe { libc::geteuid() }))
 }
 
-/// `$ZHUQUE_DIR/<basename of PROG>`.
-pub fn default_image(root: &Path, program: &OsStr) -> Result<PathBuf> {
+/// `$ZHUQUE_DIR/<basename of PROG>-<8 hex digits>` ([`zhuque_image::command_image_name`]):
+/// one image per command (as typed, in its directory), readable in a listing.
+pub fn default_image(root: &Path, argv: &[Vec<u8>], cwd: &Path) -> Result<PathBuf> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name =
+        zhuque_image::command_image_name(argv, cwd.as_os_str().as_bytes()).ok_or_else(|| {
+            let prog = argv
+                .first()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
+            Failure::refused(format!(
+                "cannot name an image after '{prog}'; pass --image DIR"
+            ))
+        })?;
+    Ok(root.join(std::ffi::OsString::from_vec(name)))
+}
+
+/// `$ZHUQUE_DIR/<basename of PROG>`: where releases before per-command names kept a
+/// program's image (still resumed when it holds this very command).
+pub fn legacy_image(root: &Path, program: &OsStr) -> Result<PathBuf> {
     let name = Path::new(program)
         .file_name()
         .filter(|n| *n != "." && *n != "..")
@@ -100,18 +118,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_image_uses_the_basename() {
+    fn default_image_uses_the_basename_and_a_hash_of_the_command() {
         let root = Path::new("/dev/shm/zhuque");
+        let argv = |a: &[&str]| a.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let cwd = Path::new("/home/u/project");
+        let name = |prog: &str, args: &[&str], cwd: &Path| {
+            let mut v = argv(args);
+            v[0] = prog.as_bytes().to_vec();
+            default_image(root, &v, cwd)
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
+        let a = name("./bin/my-prog", &["./bin/my-prog", "x"], cwd);
+        assert!(
+            a.starts_with("my-prog-") && a.len() == "my-prog-".len() + 8,
+            "{a}"
+        );
+        assert!(
+            a["my-prog-".len()..].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{a}"
+        );
+        // The same command in the same place: the same image.
+        assert_eq!(a, name("./bin/my-prog", &["./bin/my-prog", "x"], cwd));
+        // Other arguments, another place, or arguments split differently: another image.
+        assert_ne!(a, name("./bin/my-prog", &["./bin/my-prog", "y"], cwd));
+        assert_ne!(
+            a,
+            name("./bin/my-prog", &["./bin/my-prog", "x"], Path::new("/tmp"))
+        );
+        assert_ne!(
+            name("sh", &["sh", "-c", "a b"], cwd),
+            name("sh", &["sh", "-c a", "b"], cwd)
+        );
+        assert!(name("python3", &["python3"], cwd).starts_with("python3-"));
+        assert!(default_image(root, &argv(&[".."]), cwd).is_err());
+        assert!(default_image(root, &argv(&["/"]), cwd).is_err());
+        assert!(default_image(root, &[], cwd).is_err());
         assert_eq!(
-            default_image(root, OsStr::new("./bin/my-prog")).unwrap(),
+            legacy_image(root, OsStr::new("./bin/my-prog")).unwrap(),
             root.join("my-prog")
         );
-        assert_eq!(
-            default_image(root, OsStr::new("python3")).unwrap(),
-            root.join("python3")
-        );
-        assert!(default_image(root, OsStr::new("..")).is_err());
-        assert!(default_image(root, OsStr::new("/")).is_err());
     }
 
     #[test]

@@ -455,15 +455,54 @@ fn deaths_by_a_crash_signal_are_reported_in_one_line() {
     );
 }
 
+/// Without `--image`, a command's image is `$ZHUQUE_DIR/<program>-<8 hex digits>`: the same
+/// command in the same directory finds the same image; other arguments, or another
+/// directory, another one.
 #[test]
-fn the_default_image_is_named_after_the_program() {
+fn the_default_image_is_named_after_the_command() {
     let sb = Sandbox::new();
-    let out = sb.output(["run", "--", "sh", "-c", "echo $CRASH_RESISTANT"]);
-    assert_eq!(status(&out), 0);
-    assert_eq!(
-        text(&out.stdout).trim(),
-        sb.image("sh").display().to_string()
+    let image_of = |script: &str, cwd: &Path| {
+        let out = finish(
+            sb.zhuque(["run", "--", "sh", "-c", script])
+                .current_dir(cwd)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        assert_eq!(status(&out), 0, "{}", text(&out.stderr));
+        PathBuf::from(text(&out.stdout).trim())
+    };
+    let script = "echo $CRASH_RESISTANT";
+    let a = image_of(script, &sb.work());
+    assert_eq!(a.parent(), Some(sb.images().as_path()));
+    let name = a.file_name().unwrap().to_str().unwrap().to_string();
+    let digits = name.strip_prefix("sh-").unwrap_or_else(|| panic!("{name}"));
+    assert!(
+        digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
     );
+    assert_eq!(image_of(script, &sb.work()), a);
+    assert_ne!(image_of("echo $CRASH_RESISTANT; :", &sb.work()), a);
+    assert_ne!(image_of(script, &sb.root), a);
+}
+
+/// An image saved by a release that named images after the program only
+/// (`$ZHUQUE_DIR/<program>`) is resumed by the same command; another command leaves it alone.
+#[test]
+fn an_image_under_the_old_program_name_is_resumed_by_its_command() {
+    let sb = Sandbox::new();
+    let legacy = sb.image("sh");
+    let script = "echo pid=$$";
+    write_meta(&legacy, "meta", &saved_sh(&legacy, script, &sb.work(), 42));
+    let other = sb.output(["run", "--", "/bin/sh", "-c", "echo other"]);
+    assert_eq!(status(&other), 0, "{}", text(&other.stderr));
+    assert_eq!(text(&other.stdout).trim(), "other");
+    assert_eq!(read_meta(&legacy).state, Some(State::Saved));
+    let out = sb.output(["run", "--", "/bin/sh", "-c", script]);
+    assert_eq!(status(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "pid=42");
+    assert!(!legacy.exists());
 }
 
 #[test]

@@ -43,6 +43,28 @@ pub fn default_root(uid: u32) -> String {
 /// What [`default_root`] puts before the uid.
 pub const DEFAULT_ROOT_PREFIX: &str = "/dev/shm/zhuque-";
 
+/// The name of a command's default image under the images root: the base name of
+/// `argv[0]`, `-`, and 8 hex digits hashing the working directory and every argument, so the
+/// same command in the same place finds its image again, and the same program with other
+/// arguments, or in another directory, gets another one. `None` when `argv[0]` has no usable
+/// base name (`/`, `..`). Both the CLI and the runtime (`CRASH_RESISTANT=1`) name it this way.
+pub fn command_image_name(argv: &[Vec<u8>], cwd: &[u8]) -> Option<Vec<u8>> {
+    let base = argv.first()?.rsplit(|c| *c == b'/').next()?;
+    if base.is_empty() || base == b"." || base == b".." {
+        return None;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // Each part ends with a NUL, which none can hold: ("a b") and ("a", "b") differ.
+    for part in core::iter::once(cwd).chain(argv.iter().map(Vec::as_slice)) {
+        for b in part.iter().chain(&[0]) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    let mut name = base.to_vec();
+    name.extend_from_slice(format!("-{:08x}", (h ^ (h >> 32)) as u32).as_bytes());
+    Some(name)
+}
+
 /// Width of the value of `ZHUQUE_FAIL_AFTER` in a canonical environment.
 ///
 /// The process's initial stack holds argv and the environment, so their total size fixes every

@@ -168,7 +168,8 @@ fn init() {
     }
 }
 
-/// `CRASH_RESISTANT=1` means `$ZHUQUE_DIR/<basename of the program>`; relative paths are
+/// `CRASH_RESISTANT=1` means `$ZHUQUE_DIR/<command image name>` (the CLI's default: one per
+/// command, `zhuque_image::command_image_name`); relative paths are
 /// made absolute so that every launch sees the same environment.
 fn image_dir(value: &[u8], launch: &Launch) -> Vec<u8> {
     let mut dir = if value == b"1" {
@@ -176,15 +177,11 @@ fn image_dir(value: &[u8], launch: &Launch) -> Vec<u8> {
             Some(root) => root,
             None => launch.env_get(image::ENV_DIR).unwrap_or_default().to_vec(),
         };
-        let exe = launch
-            .argv
-            .first()
-            .map(|a| a.as_slice())
-            .unwrap_or(&launch.exe);
-        let name = exe.rsplit(|c| *c == b'/').next().unwrap_or(b"program");
+        let name = image::command_image_name(&launch.argv, &launch.cwd)
+            .unwrap_or_else(|| b"program".to_vec());
         let mut d = base;
         d.push(b'/');
-        d.extend_from_slice(name);
+        d.extend_from_slice(&name);
         d
     } else {
         value.to_vec()

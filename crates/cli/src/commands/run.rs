@@ -28,15 +28,24 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .collect();
 
     let root = paths::absolute(&paths::images_root())?;
-    let image = match &args.image {
+    let mut image = match &args.image {
         Some(dir) => ImageDir::new(dir)?,
-        None => ImageDir::new(&paths::default_image(&root, &args.program)?)?,
+        None => {
+            let cwd =
+                env::current_dir().map_err(|e| Failure::io("cannot read", Path::new("."), &e))?;
+            ImageDir::new(&paths::default_image(&root, &argv, &cwd)?)?
+        }
     };
     // An image directly under the images root: the root must exist, and be private if it is
     // the default one (before anything in it is looked at).
     let in_root = (image.path().parent() == Some(root.as_path())).then_some(root.as_path());
     if let Some(root) = in_root {
         crate::image_dir::prepare_root(root)?;
+    }
+    if args.image.is_none()
+        && let Some(legacy) = legacy_image_of(&root, &image, &args.program, &exe, &argv)
+    {
+        image = legacy;
     }
 
     // Held until the launch ends: `zhuque fail DIR` reaches this launch from now on.
@@ -80,12 +89,36 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 }
 
+/// Releases before per-command names kept a program's image at `<root>/<basename>`: when
+/// this command's own image does not exist yet and that one holds this very command, saved,
+/// it is the one to resume.
+fn legacy_image_of(
+    root: &Path,
+    named: &ImageDir,
+    program: &std::ffi::OsStr,
+    exe: &Path,
+    argv: &[Vec<u8>],
+) -> Option<ImageDir> {
+    if named.path().exists() {
+        return None;
+    }
+    let legacy = ImageDir::new(&paths::legacy_image(root, program).ok()?).ok()?;
+    match legacy.condition() {
+        Ok(Condition::Saved(meta))
+            if exec_plan::same_program(&meta, exe.as_os_str().as_bytes(), argv) =>
+        {
+            Some(legacy)
+        }
+        _ => None,
+    }
+}
+
 /// Releases before the private per-user root kept images in the shared `/dev/shm/zhuque`: a
 /// SAVED one of this command there is not resumed by this fresh start (it was written where
 /// anyone could have planted it), but the user is told it exists.
 fn note_image_in_old_root(program: &std::ffi::OsStr) {
     let old = Path::new(paths::OLD_SHARED_ROOT);
-    let Ok(dir) = paths::default_image(old, program) else {
+    let Ok(dir) = paths::legacy_image(old, program) else {
         return;
     };
     let Ok(image) = ImageDir::new(&dir) else {
