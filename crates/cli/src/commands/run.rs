@@ -269,7 +269,8 @@ fn refuse_running(image: &ImageDir, condition: &Condition) -> Result<()> {
     };
     let by = owner.map_or(String::new(), |pid| format!(" by pid {pid}"));
     Err(Failure::refused(format!(
-        "{} is in use{by} (RUNNING); stop it first, e.g. with `zhuque fail {}`",
+        "{} is in use{by} (RUNNING: this command runs already); run another copy with \
+         --image DIR, or save the running one with `zhuque fail {}`",
         image.path().display(),
         owner.map_or(image.path().display().to_string(), |p| p.to_string())
     )))
