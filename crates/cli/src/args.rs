@@ -10,50 +10,193 @@ use zhuque_image::FAIL_AFTER_WIDTH;
 
 use crate::error::{Failure, Result};
 
-pub const USAGE: &str = "\
-usage:
-  zhuque run [--image DIR] [--fresh] [--keep] [--fail-after SECS] [--] PROG [ARGS...]
-  zhuque resume [--keep] [--fail-after SECS] DIR
-  zhuque fail TARGET
-  zhuque inspect DIR [--json]
-  zhuque ls [--json]
-  zhuque rm DIR
-  zhuque demo
-  zhuque --version
+/// One command's help: what `zhuque CMD --help` prints, and its line in `zhuque --help`.
+pub struct CommandHelp {
+    pub name: &'static str,
+    /// The synopsis after `zhuque `.
+    pub synopsis: &'static str,
+    /// One line for the overview.
+    pub about: &'static str,
+    /// `(option, what it does)`, each a line or more.
+    pub options: &'static [(&'static str, &'static str)],
+    /// What else a user needs (exit statuses, where images go).
+    pub notes: &'static str,
+}
 
-commands:
-  run      start PROG crash-resistant, or resume it if DIR holds its saved image
-  resume   resume the saved image in DIR with its recorded command, environment and cwd
-  fail     emulate a power failure of TARGET (a pid or an image dir); returns once saved
-  inspect  show an image: state, command, generation, memory
-  ls       list the images in $ZHUQUE_DIR
-  rm       remove an image (not a running one)
-  demo     compile a small C program and show it surviving power failures
+const RUN_STATUS: &str = "exit status: the program's own when it finishes (128+N for signal N), \
+75 when it stopped at a power failure and its image is saved, 125 when zhuque refused, \
+2 for a usage error.";
 
-options:
-  --image DIR        image directory (default: $ZHUQUE_DIR/<basename of PROG>,
-                     $ZHUQUE_DIR defaults to /dev/shm/zhuque-<uid>, private)
-  --fresh            discard a saved image in DIR instead of resuming it
-  --keep             keep the image (state FINISHED) when the program finishes
-  --fail-after SECS  inject a power failure SECS seconds (fractions allowed) after
-                     this start or resume
-  --json             machine-readable output
+const FAIL_AFTER: (&str, &str) = (
+    "--fail-after SECS",
+    "inject a power failure SECS seconds (fractions allowed) after this start or resume",
+);
+const KEEP: (&str, &str) = (
+    "--keep",
+    "keep the image (state FINISHED) when the program finishes",
+);
+const JSON: (&str, &str) = ("--json", "machine-readable output");
 
-exit status of run/resume: the program's own when it finishes (128+N for signal N),
-75 when it stopped at a power failure and its image is saved, 125 when zhuque refused.
-";
+/// Every command, in the order `zhuque --help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "run",
+        synopsis: "run [--image DIR] [--fresh] [--keep] [--fail-after SECS] [--] PROG [ARGS...]",
+        about: "start PROG crash-resistant, or resume it if DIR holds its saved image",
+        options: &[
+            (
+                "--image DIR",
+                "image directory (default: $ZHUQUE_DIR/<basename of PROG>-<hash of the \
+                 command and directory>; $ZHUQUE_DIR defaults to /dev/shm/zhuque-<uid>, private)",
+            ),
+            (
+                "--fresh",
+                "discard a saved image in DIR instead of resuming it",
+            ),
+            KEEP,
+            FAIL_AFTER,
+        ],
+        notes: RUN_STATUS,
+    },
+    CommandHelp {
+        name: "resume",
+        synopsis: "resume [--keep] [--fail-after SECS] DIR",
+        about: "resume the saved image in DIR with its recorded command, environment and cwd",
+        options: &[KEEP, FAIL_AFTER],
+        notes: RUN_STATUS,
+    },
+    CommandHelp {
+        name: "fail",
+        synopsis: "fail TARGET",
+        about: "emulate a power failure of TARGET (a pid or an image dir); returns once saved",
+        options: &[],
+        notes: "exit status: 0 once the image is saved, 125 when there was nothing to save or the \
+                save failed.",
+    },
+    CommandHelp {
+        name: "inspect",
+        synopsis: "inspect DIR [--json]",
+        about: "show an image: state, command, processes, memory, standard streams",
+        options: &[JSON],
+        notes: "",
+    },
+    CommandHelp {
+        name: "ls",
+        synopsis: "ls [--json]",
+        about: "list the images in $ZHUQUE_DIR",
+        options: &[JSON],
+        notes: "",
+    },
+    CommandHelp {
+        name: "rm",
+        synopsis: "rm DIR",
+        about: "remove an image (not a running one)",
+        options: &[],
+        notes: "",
+    },
+    CommandHelp {
+        name: "demo",
+        synopsis: "demo",
+        about: "compile a small C program and show it surviving power failures",
+        options: &[],
+        notes: "",
+    },
+];
+
+fn command_help(name: &str) -> Option<&'static CommandHelp> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// `zhuque --help`: every command, in short.
+pub fn overview() -> String {
+    let mut s = String::from("usage:\n");
+    for c in COMMANDS {
+        s.push_str(&format!("  zhuque {}\n", c.synopsis));
+    }
+    s.push_str("  zhuque --version\n\ncommands:\n");
+    for c in COMMANDS {
+        s.push_str(&format!("  {:<8} {}\n", c.name, c.about));
+    }
+    s.push_str("\n`zhuque COMMAND --help` shows a command's options.\n\n");
+    s.push_str(&wrap(
+        &RUN_STATUS.replacen("exit status:", "exit status of run and resume:", 1),
+        0,
+        0,
+    ));
+    s
+}
+
+/// `text` wrapped at 79 columns for a line that starts at column `start`, every later line
+/// indented to `indent`.
+fn wrap(text: &str, start: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = start;
+    let mut words_on_line = 0;
+    for word in text.split_whitespace() {
+        if words_on_line > 0 && col + 1 + word.len() > 79 {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            col = indent;
+            words_on_line = 0;
+        } else if words_on_line > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+        words_on_line += 1;
+    }
+    out.push('\n');
+    out
+}
+
+/// `zhuque CMD --help`.
+pub fn help_of(c: &CommandHelp) -> String {
+    let mut s = String::from("usage: ");
+    s.push_str(&wrap(&format!("zhuque {}", c.synopsis), 7, 14));
+    s.push('\n');
+    s.push_str(&wrap(c.about, 0, 0));
+    if !c.options.is_empty() {
+        s.push_str("\noptions:\n");
+        for (opt, what) in c.options {
+            s.push_str(&format!("  {opt:<18} "));
+            s.push_str(&wrap(what, 21, 21));
+        }
+    }
+    if !c.notes.is_empty() {
+        s.push('\n');
+        s.push_str(&wrap(c.notes, 0, 0));
+    }
+    s
+}
+
+/// The help a `Help` command prints.
+pub fn help_text(command: Option<&str>) -> String {
+    match command.and_then(command_help) {
+        Some(c) => help_of(c),
+        None => overview(),
+    }
+}
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Help,
+    /// `--help`, of one command or (None) of all.
+    Help(Option<&'static str>),
     Version,
     Run(RunArgs),
     Resume(ResumeArgs),
     Fail(FailTarget),
-    Inspect { dir: PathBuf, json: bool },
-    Ls { json: bool },
-    Rm { dir: PathBuf },
+    Inspect {
+        dir: PathBuf,
+        json: bool,
+    },
+    Ls {
+        json: bool,
+    },
+    Rm {
+        dir: PathBuf,
+    },
     Demo,
 }
 
@@ -93,19 +236,35 @@ where
     };
     let rest: Vec<OsString> = args.collect();
     match name.as_bytes() {
-        b"-h" | b"--help" | b"help" => Ok(Command::Help),
+        b"-h" | b"--help" => Ok(Command::Help(None)),
+        b"help" => parse_help(rest),
         b"-V" | b"--version" | b"version" => Ok(Command::Version),
-        b"run" => parse_run(rest),
-        b"resume" => parse_resume(rest),
-        b"fail" => parse_fail(rest),
-        b"inspect" => parse_inspect(rest),
-        b"ls" => parse_ls(rest),
-        b"rm" => parse_rm(rest),
-        b"demo" => parse_demo(rest),
+        b"run" => parse_run(rest).map_err(|f| f.of_command("run")),
+        b"resume" => parse_resume(rest).map_err(|f| f.of_command("resume")),
+        b"fail" => parse_fail(rest).map_err(|f| f.of_command("fail")),
+        b"inspect" => parse_inspect(rest).map_err(|f| f.of_command("inspect")),
+        b"ls" => parse_ls(rest).map_err(|f| f.of_command("ls")),
+        b"rm" => parse_rm(rest).map_err(|f| f.of_command("rm")),
+        b"demo" => parse_demo(rest).map_err(|f| f.of_command("demo")),
         _ => Err(Failure::usage(format!(
             "unknown command '{}'",
             name.to_string_lossy()
         ))),
+    }
+}
+
+/// `zhuque help [COMMAND]`.
+fn parse_help(rest: Vec<OsString>) -> Result<Command> {
+    match rest.as_slice() {
+        [] => Ok(Command::Help(None)),
+        [name] => match name.to_str().and_then(command_help) {
+            Some(c) => Ok(Command::Help(Some(c.name))),
+            None => Err(Failure::usage(format!(
+                "help: unknown command '{}'",
+                name.to_string_lossy()
+            ))),
+        },
+        _ => Err(Failure::usage("help: expected at most one command")),
     }
 }
 
@@ -185,7 +344,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Command> {
             },
             Some(Arg::Word(p)) => break p,
             Some(Arg::Flag(name, inline)) => match name.as_str() {
-                "--help" => return Ok(Command::Help),
+                "--help" => return Ok(Command::Help(Some("run"))),
                 "--image" => run.image = Some(opts.value(&name, inline)?.into()),
                 "--fail-after" => run.fail_after = Some(parse_secs(&opts.value(&name, inline)?)?),
                 "--fresh" => {
@@ -218,7 +377,7 @@ fn parse_resume(args: Vec<OsString>) -> Result<Command> {
             Arg::EndOfOptions => positional.extend(opts.args.by_ref()),
             Arg::Word(w) => positional.push(w),
             Arg::Flag(name, inline) => match name.as_str() {
-                "--help" => return Ok(Command::Help),
+                "--help" => return Ok(Command::Help(Some("resume"))),
                 "--fail-after" => {
                     resume.fail_after = Some(parse_secs(&opts.value(&name, inline)?)?)
                 }
@@ -240,8 +399,16 @@ fn parse_resume(args: Vec<OsString>) -> Result<Command> {
 }
 
 /// Parses the words of a command that takes `[--json]` and a fixed number of positionals.
-fn simple(cmd: &str, args: Vec<OsString>, want: usize, json_ok: bool) -> Result<SimpleArgs> {
-    let mut out = SimpleArgs::default();
+fn simple(
+    cmd: &'static str,
+    args: Vec<OsString>,
+    want: usize,
+    json_ok: bool,
+) -> Result<SimpleArgs> {
+    let mut out = SimpleArgs {
+        cmd,
+        ..SimpleArgs::default()
+    };
     let mut opts = Options::new(args);
     while let Some(arg) = opts.next() {
         match arg {
@@ -273,6 +440,7 @@ fn simple(cmd: &str, args: Vec<OsString>, want: usize, json_ok: bool) -> Result<
 
 #[derive(Default)]
 struct SimpleArgs {
+    cmd: &'static str,
     positional: Vec<OsString>,
     json: bool,
     help: bool,
@@ -281,7 +449,7 @@ struct SimpleArgs {
 impl SimpleArgs {
     fn into_command(self, build: impl FnOnce(Self) -> Result<Command>) -> Result<Command> {
         if self.help {
-            Ok(Command::Help)
+            Ok(Command::Help(Some(self.cmd)))
         } else {
             build(self)
         }
@@ -423,9 +591,22 @@ mod tests {
 
     #[test]
     fn help_anywhere_before_prog() {
-        assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
-        assert_eq!(parse_words(&["run", "-h"]), Ok(Command::Help));
-        assert_eq!(parse_words(&["ls", "--help"]), Ok(Command::Help));
+        assert_eq!(parse_words(&["--help"]), Ok(Command::Help(None)));
+        assert_eq!(parse_words(&["help"]), Ok(Command::Help(None)));
+        assert_eq!(parse_words(&["run", "-h"]), Ok(Command::Help(Some("run"))));
+        assert_eq!(
+            parse_words(&["ls", "--help"]),
+            Ok(Command::Help(Some("ls")))
+        );
+        assert_eq!(
+            parse_words(&["help", "fail"]),
+            Ok(Command::Help(Some("fail")))
+        );
+        assert_eq!(
+            parse_words(&["resume", "--help"]),
+            Ok(Command::Help(Some("resume")))
+        );
+        assert!(parse_words(&["help", "frob"]).is_err());
         // After PROG, --help belongs to the program.
         assert_eq!(run_args(&["run", "p", "--help"]).args, ["--help"]);
     }

@@ -17,8 +17,10 @@ pub struct Failure {
     /// The message, without the `zhuque: ` prefix and without a trailing newline.
     pub message: String,
     pub status: i32,
-    /// Print the usage text after the message.
+    /// A usage error: a pointer to the help follows the message.
     pub show_usage: bool,
+    /// The command whose usage was wrong (its own `--help` is pointed to).
+    pub command: Option<&'static str>,
 }
 
 impl Failure {
@@ -28,6 +30,7 @@ impl Failure {
             message: message.into(),
             status: EXIT_REFUSED,
             show_usage: false,
+            command: None,
         }
     }
 
@@ -37,6 +40,21 @@ impl Failure {
             message: message.into(),
             status: EXIT_USAGE,
             show_usage: true,
+            command: None,
+        }
+    }
+
+    /// A usage error of `command`.
+    pub fn of_command(mut self, command: &'static str) -> Self {
+        self.command = Some(command);
+        self
+    }
+
+    /// The line after a usage error: where the help is.
+    pub fn usage_hint(&self) -> String {
+        match self.command {
+            Some(c) => format!("Try 'zhuque {c} --help' for its usage."),
+            None => "Try 'zhuque --help' for the usage.".to_string(),
         }
     }
 

@@ -27,7 +27,7 @@ fn main() {
         Err(failure) => {
             eprintln!("{failure}");
             if failure.show_usage {
-                eprint!("\n{}", args::USAGE);
+                eprintln!("{}", failure.usage_hint());
             }
             failure.status
         }
@@ -42,8 +42,8 @@ fn dispatch(command: Command) -> error::Result<i32> {
         lift_file_size_hard_limit()?;
     }
     match command {
-        Command::Help => {
-            print!("{}", args::USAGE);
+        Command::Help(command) => {
+            print!("{}", args::help_text(command));
             Ok(0)
         }
         Command::Version => {

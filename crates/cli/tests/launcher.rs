@@ -874,11 +874,39 @@ fn usage_errors_and_missing_pieces() {
     ] {
         let out = sb.output(args);
         assert_eq!(status(&out), 2, "{args:?}");
-        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+        // Two lines: what is wrong, and where the help is.
+        let err = text(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(lines[0].starts_with("zhuque: "), "{args:?}: {err}");
+        let help = match args.first() {
+            Some(&"run") => "zhuque run --help",
+            Some(&"ls") => "zhuque ls --help",
+            _ => "zhuque --help",
+        };
+        assert!(lines[1].contains(help), "{args:?}: {err}");
     }
     let help = sb.output(["--help"]);
     assert_eq!(status(&help), 0);
-    assert!(text(&help.stdout).contains("zhuque run"));
+    for command in ["run", "resume", "fail", "inspect", "ls", "rm", "demo"] {
+        assert!(
+            text(&help.stdout).contains(&format!("zhuque {command}")),
+            "{command}"
+        );
+        // Each command's own help: its synopsis and its options, nobody else's.
+        for asked in [vec!["help", command], vec![command, "--help"]] {
+            let own = sb.output(&asked);
+            assert_eq!(status(&own), 0, "{asked:?}");
+            let own = text(&own.stdout);
+            assert!(
+                own.starts_with(&format!("usage: zhuque {command}")),
+                "{own}"
+            );
+            assert!(own.lines().all(|l| l.len() <= 79), "{own}");
+        }
+    }
+    assert!(text(&sb.output(["run", "--help"]).stdout).contains("--fail-after SECS"));
+    assert!(!text(&sb.output(["ls", "--help"]).stdout).contains("--fail-after"));
 
     assert_refused(
         &sb.output(["run", "--", "no-such-program-zq"]),
