@@ -60,16 +60,29 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "resume",
-        synopsis: "resume [--keep] [--fail-after SECS] DIR",
+        synopsis: "resume [--keep] [--fail-after SECS] (DIR | --all)",
         about: "resume the saved image in DIR with its recorded command, environment and cwd",
-        options: &[KEEP, FAIL_AFTER],
+        options: &[
+            KEEP,
+            FAIL_AFTER,
+            (
+                "--all",
+                "resume every SAVED image in $ZHUQUE_DIR at once (after a power event) and \
+                 wait for all of them; exit status 0 when all finished with 0, else 125 if \
+                 any was refused, 75 if any was saved again, or the first other status",
+            ),
+        ],
         notes: RUN_STATUS,
     },
     CommandHelp {
         name: "fail",
-        synopsis: "fail TARGET",
+        synopsis: "fail (TARGET | --all)",
         about: "emulate a power failure of TARGET (a pid or an image dir); returns once saved",
-        options: &[],
+        options: &[(
+            "--all",
+            "save every running crash-resistant program of yours (root: of every user) at \
+             once, wherever its image is; returns when all are saved",
+        )],
         notes: "exit status: 0 once the image is saved, 125 when there was nothing to save or the \
                 save failed.",
     },
@@ -213,7 +226,10 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResumeArgs {
+    /// Empty with `all`.
     pub dir: PathBuf,
+    /// `--all`: every SAVED image in `$ZHUQUE_DIR`.
+    pub all: bool,
     pub keep: bool,
     pub fail_after: Option<f64>,
 }
@@ -221,6 +237,8 @@ pub struct ResumeArgs {
 /// What `zhuque fail` aims at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailTarget {
+    /// `--all`: every running image the caller can reach.
+    All,
     Pid(i32),
     Dir(PathBuf),
 }
@@ -385,9 +403,19 @@ fn parse_resume(args: Vec<OsString>) -> Result<Command> {
                     no_value(&name, &inline)?;
                     resume.keep = true
                 }
+                "--all" => {
+                    no_value(&name, &inline)?;
+                    resume.all = true
+                }
                 _ => return Err(unknown(&name)),
             },
         }
+    }
+    if resume.all {
+        if !positional.is_empty() {
+            return Err(Failure::usage("resume: --all takes no DIR"));
+        }
+        return Ok(Command::Resume(resume));
     }
     for p in positional {
         if dir.replace(PathBuf::from(p)).is_some() {
@@ -461,6 +489,9 @@ impl SimpleArgs {
 }
 
 fn parse_fail(args: Vec<OsString>) -> Result<Command> {
+    if args.len() == 1 && args[0] == "--all" {
+        return Ok(Command::Fail(FailTarget::All));
+    }
     simple("fail", args, 1, false)?.into_command(|mut a| {
         let target = a.first();
         Ok(Command::Fail(parse_fail_target(&target)))
@@ -624,12 +655,30 @@ mod tests {
             parse_words(&["resume", "--keep", "d", "--fail-after", "2"]),
             Ok(Command::Resume(ResumeArgs {
                 dir: "d".into(),
+                all: false,
                 keep: true,
                 fail_after: Some(2.0)
             }))
         );
         assert_eq!(parse_words(&["resume"]).unwrap_err().status, 2);
         assert_eq!(parse_words(&["resume", "a", "b"]).unwrap_err().status, 2);
+        assert_eq!(
+            parse_words(&["resume", "--all", "--keep"]),
+            Ok(Command::Resume(ResumeArgs {
+                dir: "".into(),
+                all: true,
+                keep: true,
+                fail_after: None
+            }))
+        );
+        assert_eq!(
+            parse_words(&["resume", "--all", "d"]).unwrap_err().status,
+            2
+        );
+        assert_eq!(
+            parse_words(&["fail", "--all"]),
+            Ok(Command::Fail(FailTarget::All))
+        );
     }
 
     #[test]

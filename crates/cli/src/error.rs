@@ -72,6 +72,22 @@ impl fmt::Display for Failure {
 
 pub type Result<T> = std::result::Result<T, Failure>;
 
+/// Writes `line` and a newline to stderr in one `write`: lines of several zhuque processes
+/// sharing one stderr (`zhuque resume --all`, a tree's init and its launcher) never
+/// interleave mid-line, as `eprintln!`'s separate writes can.
+pub fn say_line(mut line: String) {
+    use std::io::Write;
+    line.push('\n');
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// `eprintln!` in one write ([`say_line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::error::say_line(format!($($arg)*))
+    };
+}
+
 /// An `io::Error` without Rust's ` (os error N)` suffix, which means nothing to users.
 pub fn plain_io(err: &std::io::Error) -> String {
     let s = err.to_string();

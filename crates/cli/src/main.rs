@@ -4,10 +4,11 @@
 //! their namespaces, `image_dir` and `procfs` read images and processes. Every failure is a
 //! [`error::Failure`]: printed here, once, as a `zhuque:` line.
 
+#[macro_use]
+mod error;
 mod args;
 mod commands;
 mod display;
-mod error;
 mod image_dir;
 mod json;
 mod launch;
@@ -25,9 +26,9 @@ fn main() {
     let code = match args::parse(std::env::args_os().skip(1)).and_then(dispatch) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("{failure}");
+            say!("{failure}");
             if failure.show_usage {
-                eprintln!("{}", failure.usage_hint());
+                say!("{}", failure.usage_hint());
             }
             failure.status
         }

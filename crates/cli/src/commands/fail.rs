@@ -21,6 +21,7 @@ const POLL: Duration = Duration::from_millis(5);
 
 pub fn fail(target: FailTarget) -> Result<i32> {
     let (pid, image) = match target {
+        FailTarget::All => return fail_all(),
         FailTarget::Pid(pid) => {
             let program = find_program(pid)?;
             (program, image_of(program)?)
@@ -31,6 +32,95 @@ pub fn fail(target: FailTarget) -> Result<i32> {
             (owner_of(&image)?, image)
         }
     };
+    let generation = save(pid, &image)?;
+    println!("saved {} (generation {generation})", image.path().display());
+    Ok(0)
+}
+
+/// `zhuque fail --all`: a power event. Every image that is running and that the caller may
+/// reach (its own programs; root: everyone's) is saved at once, in parallel; returns when
+/// all are saved. One line per image, on stdout when saved, as a `zhuque:` line when not.
+fn fail_all() -> Result<i32> {
+    let images = running_images();
+    if images.is_empty() {
+        say!("zhuque: no crash-resistant program is running: nothing to save");
+        return Ok(0);
+    }
+    let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let saves: Vec<_> = images
+            .iter()
+            .map(|image| scope.spawn(move || save(owner_of(image)?, image)))
+            .collect();
+        saves
+            .into_iter()
+            .map(|t| t.join().expect("panics abort"))
+            .collect()
+    });
+    let mut all_saved = true;
+    for (image, result) in images.iter().zip(results) {
+        match result {
+            Ok(g) => println!("saved {} (generation {g})", image.path().display()),
+            Err(f) => {
+                say!("{f}");
+                all_saved = false;
+            }
+        }
+    }
+    Ok(if all_saved {
+        0
+    } else {
+        zhuque_image::EXIT_REFUSED
+    })
+}
+
+/// The images of every running crash-resistant program this caller can see: the image
+/// directories held locked (the owner of a running image, a program or a tree's init, holds
+/// its `flock`), wherever they are. A tree member's own directory (`DIR/p/<pid>`) is the
+/// tree's business. Without access to a process's fds (another user's, for anyone but
+/// root) its images are not found.
+fn running_images() -> Vec<ImageDir> {
+    let Some(locks) = procfs::read_locks() else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = locks.iter().map(|l| l.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for pid in pids {
+        for dir in procfs::locked_dirs_of(pid, &locks) {
+            if !dirs.contains(&dir)
+                && dir.join(zhuque_image::META_FILE).is_file()
+                && !tree_member(&dir)
+            {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs.sort();
+    dirs.iter()
+        .filter_map(|d| ImageDir::new(d).ok())
+        .filter(|i| {
+            matches!(
+                i.condition(),
+                Ok(crate::image_dir::Condition::Running { .. })
+            )
+        })
+        .collect()
+}
+
+/// `DIR/p/<pid>` of a tree image `DIR`.
+fn tree_member(dir: &std::path::Path) -> bool {
+    let Some(parent) = dir.parent() else {
+        return false;
+    };
+    parent.file_name() == Some(std::ffi::OsStr::new(zhuque_image::tree::PROCESSES_DIR))
+        && parent
+            .parent()
+            .is_some_and(|tree| tree.join(zhuque_image::META_FILE).is_file())
+}
+
+/// Makes the program `pid` (or the tree's init) save `image`; returns the new generation.
+fn save(pid: i32, image: &ImageDir) -> Result<u64> {
     let generation_before = image.meta().map(|m| m.generation);
     // SAFETY: plain system call.
     if unsafe { libc::kill(pid, libc::SIGPWR) } < 0 {
@@ -40,9 +130,7 @@ pub fn fail(target: FailTarget) -> Result<i32> {
             crate::error::plain_io(&e)
         )));
     }
-    let generation = wait_for_save(&image, pid, generation_before)?;
-    println!("saved {} (generation {generation})", image.path().display());
-    Ok(0)
+    wait_for_save(image, pid, generation_before)
 }
 
 /// The program under `pid`: `pid` itself unless it runs the zhuque executable (a `zhuque run`

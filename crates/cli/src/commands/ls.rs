@@ -21,7 +21,7 @@ pub fn ls(json: bool) -> Result<i32> {
         let list = reports.iter().map(entry_json).collect();
         print!("{}", Value::Array(list).render());
     } else if reports.is_empty() {
-        eprintln!("zhuque: no images in {}", root.display());
+        say!("zhuque: no images in {}", root.display());
     } else {
         print!("{}", table(&reports));
     }
@@ -30,7 +30,7 @@ pub fn ls(json: bool) -> Result<i32> {
 
 /// Reports for every subdirectory of `root` that holds an image, sorted by name. A missing
 /// root simply has no images.
-fn gather(root: &Path) -> Result<Vec<Report>> {
+pub fn gather(root: &Path) -> Result<Vec<Report>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

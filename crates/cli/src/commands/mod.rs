@@ -6,5 +6,6 @@ pub mod demo;
 pub mod fail;
 pub mod inspect;
 pub mod ls;
+pub mod resume_all;
 pub mod rm;
 pub mod run;

@@ -125,7 +125,7 @@ fn note_image_in_old_root(program: &std::ffi::OsStr) {
         return;
     };
     if matches!(image.condition(), Ok(Condition::Saved(_))) {
-        eprintln!(
+        say!(
             "zhuque: note: a SAVED image of {} is in the old shared root {}; this run starts \
              fresh in {} (resume the old one with `zhuque resume {}` if you trust it)",
             program.to_string_lossy(),
@@ -151,6 +151,9 @@ fn refuse_static(exe: &Path) -> Result<()> {
 
 /// `zhuque resume [--keep] [--fail-after SECS] DIR`.
 pub fn resume(args: ResumeArgs) -> Result<i32> {
+    if args.all {
+        return super::resume_all::resume_all(&args);
+    }
     let image = ImageDir::new(&args.dir)?;
     // Held until the launch ends: `zhuque fail DIR` reaches this launch from now on.
     let _resuming = image.mark_resuming();
@@ -231,7 +234,7 @@ fn check_resumable(image: &ImageDir, canonical_dir: &Path, meta: &Meta) -> Resul
 
 /// The one line saying a launch resumes.
 fn announce_resume(image: &ImageDir, meta: &Meta) {
-    eprintln!("{}", resume_notice(image.path(), meta));
+    say!("{}", resume_notice(image.path(), meta));
 }
 
 /// The line saying a launch resumes `meta`. A tree's init prints it once every process is
@@ -329,7 +332,7 @@ fn execute_tree(
     match tree::launch(&launch).inspect_err(|_| image.remove_if_empty())? {
         End::Detached { status, remaining } => {
             if remaining > 0 {
-                eprintln!("{}", detached_notice(remaining, image.path()));
+                say!("{}", detached_notice(remaining, image.path()));
             }
             Ok(status)
         }
@@ -372,7 +375,7 @@ fn conclude(
     let after = image.meta_bytes()?;
     match classify(status, before.as_deref(), after.as_deref()) {
         Outcome::Saved { generation } => {
-            eprintln!("{}", saved_notice(image.path(), generation));
+            say!("{}", saved_notice(image.path(), generation));
             Ok(EXIT_SAVED)
         }
         // The runtime said why on stderr; the image stays to tell the next launch.
@@ -390,7 +393,7 @@ fn conclude(
             };
             // The program's status matters more than a cleanup problem: report, don't replace.
             if let Err(e) = cleanup {
-                eprintln!("{e}");
+                say!("{e}");
             }
             Ok(status)
         }

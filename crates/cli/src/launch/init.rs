@@ -49,7 +49,7 @@ fn run_solo(prep: &Prepared, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
     let program = match spawn::spawn(prep, mask, in_user_ns) {
         Ok(pid) => pid,
         Err(e) => {
-            eprintln!("zhuque: {e}");
+            say!("zhuque: {e}");
             exit(zhuque_image::EXIT_REFUSED);
         }
     };

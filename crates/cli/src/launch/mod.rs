@@ -29,7 +29,7 @@ pub fn launch(plan: &ExecPlan) -> Result<i32> {
     let child = match namespace::start_init(&namespace::Body::Solo(&prep), &mask) {
         Ok(init) => init,
         Err(reason) => {
-            eprintln!("{}", fallback_notice(&reason, prep.pid()));
+            say!("{}", fallback_notice(&reason, prep.pid()));
             spawn::spawn(&prep, &mask, false)?
         }
     };

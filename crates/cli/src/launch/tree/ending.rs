@@ -117,7 +117,7 @@ pub fn abort(init: &mut TreeInit, why: Why) -> ! {
     init.send_all(&everyone, Msg::Abort);
     wind_down(init);
     if let Some(line) = why.line(init) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     std::process::exit(EXIT_REFUSED)
 }

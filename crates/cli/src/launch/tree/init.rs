@@ -143,7 +143,7 @@ pub fn run(plan: &InitPlan, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
     let mut init = match TreeInit::new(plan, mask, in_user_ns) {
         Ok(init) => init,
         Err(message) => {
-            eprintln!("zhuque: {message}");
+            say!("zhuque: {message}");
             std::process::exit(zhuque_image::EXIT_REFUSED);
         }
     };
@@ -221,7 +221,7 @@ impl TreeInit {
                 self.arm_failure();
             }
             Err(e) => {
-                eprintln!("zhuque: {e}");
+                say!("zhuque: {e}");
                 std::process::exit(zhuque_image::EXIT_REFUSED);
             }
         }
@@ -362,7 +362,7 @@ impl TreeInit {
             && !self.record.written()
             && let Err(e) = self.record.running()
         {
-            eprintln!(
+            say!(
                 "zhuque: warning: cannot write {}/meta: {e}",
                 self.dir.display()
             );
@@ -401,7 +401,7 @@ impl TreeInit {
 
     fn garbage(&mut self, pid: i32) {
         if !std::mem::replace(&mut self.warned_garbage, true) {
-            eprintln!("zhuque: warning: process {pid} sent an unexpected control message");
+            say!("zhuque: warning: process {pid} sent an unexpected control message");
         }
     }
 

@@ -132,7 +132,7 @@ fn report_crash(init: &mut TreeInit, fate: Fate) {
         .filter(|n| !n.is_empty())
         .or_else(|| init.names.get(&init.root_pid).cloned())
         .unwrap_or_else(|| init.record.root_command());
-    eprintln!(
+    say!(
         "zhuque: {who} (pid {}) was killed by {signal}{cause}; {fate}",
         init.root_pid
     );
@@ -189,7 +189,7 @@ fn finish_detached(init: &mut TreeInit, status: i32) -> ! {
 
 fn write_finished(init: &mut TreeInit, status: i32) {
     if let Err(e) = init.record.finished(status) {
-        eprintln!(
+        say!(
             "zhuque: warning: cannot write {}/meta: {e}",
             init.dir().display()
         );

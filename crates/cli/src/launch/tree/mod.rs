@@ -153,7 +153,7 @@ fn without_namespace(plan: &InitPlan, mask: &libc::sigset_t, reason: &str) -> Re
              in one"
         )));
     };
-    eprintln!("{}", super::fallback_notice(reason, root.pid()));
+    say!("{}", super::fallback_notice(reason, root.pid()));
     let child = spawn::spawn(root, mask, false)?;
     Ok(End::Exited(signals::supervise(Supervision {
         child,

@@ -295,7 +295,7 @@ mod tests {
         let c = fs::File::open("/proc/self/stat").unwrap();
         let (a, b, c) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
         let Some(same) = kcmp_file((me, a), (me, b)) else {
-            eprintln!("kcmp is not available here; skipped");
+            say!("kcmp is not available here; skipped");
             return;
         };
         assert_eq!(same, Ordering::Equal);
@@ -327,7 +327,7 @@ mod tests {
     fn a_leader_that_ended_alone_is_not_a_zombie() {
         // A child whose main thread ends with pthread_exit while another thread runs.
         let Ok(cc) = std::process::Command::new("cc").arg("--version").output() else {
-            eprintln!("no C compiler; skipped");
+            say!("no C compiler; skipped");
             return;
         };
         assert!(cc.status.success());

@@ -46,7 +46,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.record
         .running()
         .map_err(|e| Why::Failed(format!("cannot write {}/meta: {e}", init.dir().display())))?;
-    eprintln!(
+    say!(
         "{}",
         crate::commands::run::resume_notice(init.dir(), init.record.meta())
     );

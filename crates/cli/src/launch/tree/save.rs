@@ -157,7 +157,7 @@ fn freeze_lost(tree: &Tree) {
         if warned_at_exec {
             continue;
         }
-        eprintln!(
+        say!(
             "zhuque: warning: process {} ({}) is not crash-resistant (it never connected to \
              the zhuque init: a statically linked program, or one started without zhuque's \
              environment); after the resume its parent will see it killed by SIGKILL",

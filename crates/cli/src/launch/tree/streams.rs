@@ -73,11 +73,12 @@ fn position(fd: i32, s: &LaunchStream, size: u64) {
     let appends = status_flags(fd).is_some_and(|f| f & libc::O_APPEND as u32 != 0);
     let path = String::from_utf8_lossy(&s.path);
     if writes && size < s.offset {
-        eprintln!(
+        say!(
             "zhuque: warning: fd {} ({path}) is {size} bytes long, {} at the save: it was \
              truncated since (a `>` redirection), so the program's earlier output is lost; \
              redirect with `>>` to continue the file",
-            s.fd, s.offset
+            s.fd,
+            s.offset
         );
         return;
     }
@@ -85,10 +86,11 @@ fn position(fd: i32, s: &LaunchStream, size: u64) {
         return;
     }
     if size < s.offset {
-        eprintln!(
+        say!(
             "zhuque: warning: fd {} ({path}) is {size} bytes long, {} at the save: the \
              program continues at its end",
-            s.fd, s.offset
+            s.fd,
+            s.offset
         );
     }
     // SAFETY: plain system call on one of the init's own standard streams.
@@ -106,7 +108,7 @@ fn reopen(s: &LaunchStream, same: &dyn Fn(&libc::stat) -> bool) {
     // SAFETY: `c` is a NUL-terminated path; no mode is needed without O_CREAT.
     let fd = unsafe { libc::open(c.as_ptr(), flags) };
     if fd < 0 {
-        eprintln!(
+        say!(
             "zhuque: warning: fd {} stays on the terminal: the file it had at the save, \
              {path}, cannot be opened ({})",
             s.fd,
@@ -118,15 +120,16 @@ fn reopen(s: &LaunchStream, same: &dyn Fn(&libc::stat) -> bool) {
         Some(st) if same(&st) => {
             position(fd, s, st.st_size as u64);
             // Said first: after the dup2 a reopened fd 2 is no longer the terminal.
-            eprintln!(
+            say!(
                 "zhuque: fd {} continues in {path} at byte {}, as at the save (redirect it \
                  to change that)",
-                s.fd, s.offset
+                s.fd,
+                s.offset
             );
             // SAFETY: both fds are the init's own; dup2 clears close-on-exec on the copy.
             unsafe { libc::dup2(fd, s.fd) };
         }
-        _ => eprintln!(
+        _ => say!(
             "zhuque: warning: fd {} stays on the terminal: {path} is no longer the file it \
              had at the save",
             s.fd
