@@ -8,7 +8,8 @@
  * and give the program its lowered limit back). Each round moves data through a few pipes
  * (a write, then a read of the oldest byte) and reads a byte through one fd of a file pair,
  * checking that its dup moved along; FAIL_POINTS rounds spread over the run call
- * zhuque_fail_now(). At the end every pipe's contents and every offset are checked.
+ * zhuque_fail_now(), and so does the start, before any fd is opened (when FAIL_POINTS > 0).
+ * At the end every pipe's contents and every offset are checked.
  * Output: a line every ROUNDS/8 rounds and a checksum.
  */
 #define _GNU_SOURCE
@@ -41,6 +42,11 @@ int main(int argc, char **argv)
              (unsigned long)rl.rlim_max, (unsigned long)need);
     rl.rlim_cur = need;
     TL_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
+    /* A failure before any fd of its own, the limit just set to what it will use: the
+     * resumed process must leave every number below the limit to the program (a runtime fd
+     * there once shifted every fd opened after it). */
+    if (fail_points)
+        zq_fail_now();
 
     struct pipe_state *p = calloc((size_t)n, sizeof *p);
     long nf = n / 2;

@@ -25,8 +25,10 @@ fn files_offsets_and_shared_descriptions() {
 }
 
 /// Thousands of fds (4500: pipes with unread data, descriptions of one file at their own
-/// offsets, each dup'ed) with the soft RLIMIT_NOFILE lowered below the highest fd; two
-/// failures at fail points and a random one in every run.
+/// offsets, each dup'ed) with the soft RLIMIT_NOFILE lowered below the highest fd; three
+/// failures at fail points (one at the start, before the program's fds: a resumed process
+/// once kept two runtime fds in the numbers the program was about to use) and a random one
+/// in every run.
 #[test]
 fn thousands_of_fds_under_a_lowered_limit() {
     let case = Case {

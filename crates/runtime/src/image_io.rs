@@ -14,12 +14,30 @@ fn hide(fd: OwnedFd) -> OwnedFd {
     dup_high(fd.as_fd()).unwrap_or(fd)
 }
 
-/// A duplicate of `fd` among the highest numbers under the soft `RLIMIT_NOFILE`, where the
-/// runtime's fds live; `None` when none is free there.
+/// A duplicate of `fd` where the runtime's fds live: at or above the soft `RLIMIT_NOFILE`
+/// when the hard limit leaves room (the program's `open` can never return such a number,
+/// however many fds it opens: a program may use every number below its limit), else among
+/// the highest numbers under it; `None` when none is free there.
 pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
-    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let min = (soft.min(1 << 20) as i32 - 64).max(64);
-    let n = crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?;
+    use crate::sys::{RLIMIT_NOFILE, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    let cap = 1u64 << 20;
+    let mut n = None;
+    // The limit is raised for the one dup: F_DUPFD refuses numbers at or above it.
+    if hard > soft
+        && soft < cap
+        && setrlimit(RLIMIT_NOFILE, (soft + 64).min(hard).min(cap), hard).is_ok()
+    {
+        n = crate::sys::dup_at_least(fd.as_raw_fd(), soft as i32).ok();
+        let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+    }
+    let n = match n {
+        Some(n) => n,
+        None => {
+            let min = (soft.min(cap) as i32 - 64).max(64);
+            crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?
+        }
+    };
     // SAFETY: dup_at_least returned a fresh fd we now own.
     Some(unsafe { OwnedFd::from_raw_fd(n) })
 }
