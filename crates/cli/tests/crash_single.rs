@@ -331,3 +331,57 @@ fn fail_reaches_a_resume_from_its_first_instant() {
         "the output differs from the oracle's"
     );
 }
+
+/// `zhuque inspect` of a saved image shows where each thread stopped, symbolized from the
+/// saved instruction pointer: the worker of `stop_here.c` in `spin_here`, at its line, in
+/// text and in `--json`.
+#[test]
+fn inspect_shows_where_each_thread_stopped() {
+    let prog = Program::compile("stop_here.c");
+    let cwd = prog.workdir();
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let mut cmd = zq.command(Zhuque::run_args(&image.path, None, &prog, &[]), &cwd);
+    cmd.stdin(std::process::Stdio::null());
+    let mut run = spawn(cmd, "zhuque run stop_here");
+    run.wait_for_stdout(b"started\n", LAUNCH_TIMEOUT);
+    let failed = zq.fail(&image.path, &cwd);
+    assert_eq!(
+        failed.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert_eq!(run.wait(LAUNCH_TIMEOUT).status, SAVED);
+
+    let text = zq.exec(
+        ["inspect".into(), image.path.clone().into_os_string()],
+        &cwd,
+        None,
+    );
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let threads: Vec<&str> = text.lines().filter(|l| l.starts_with("thread:")).collect();
+    assert_eq!(threads.len(), 2, "{text}");
+    assert!(
+        threads
+            .iter()
+            // The loop's two lines (`for (;;)`, `counter++`): compilers differ.
+            .any(|l| l.contains("stopped in spin_here (")
+                && (l.contains("stop_here.c:17)") || l.contains("stop_here.c:18)"))),
+        "{text}"
+    );
+    assert!(threads.iter().any(|l| l.contains("(leader)")), "{text}");
+
+    let json = zq.exec(
+        [
+            "inspect".into(),
+            image.path.clone().into_os_string(),
+            "--json".into(),
+        ],
+        &cwd,
+        None,
+    );
+    let json = String::from_utf8_lossy(&json.stdout).into_owned();
+    assert!(json.contains("\"function\": \"spin_here\""), "{json}");
+    assert!(json.contains("\"stopped_at\": {"), "{json}");
+}

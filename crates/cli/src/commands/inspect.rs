@@ -12,6 +12,7 @@ use crate::launch::exec_plan::display_argv;
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 
 mod sections;
+mod stopped;
 use sections::{OsState, RegionSummary};
 
 pub fn inspect(dir: &Path, json: bool) -> Result<i32> {
@@ -78,8 +79,34 @@ impl Report {
         }
         if let Some(m) = self.meta() {
             rows.extend(meta_rows(m));
+            let tree = self.tree();
+            if !tree.is_empty() {
+                // A tree's record holds no memory or threads of its own: its members do.
+                rows.retain(|(k, _)| !matches!(*k, "regions" | "pool" | "threads"));
+                let members: Vec<&Meta> = tree.iter().filter_map(|p| p.meta.as_ref()).collect();
+                let pool: u64 = members.iter().map(|m| m.pool_bytes()).sum();
+                rows.push((
+                    "processes",
+                    format!(
+                        "{} ({} crash-resistant, with {} thread(s), {} region(s), {} in the pool)",
+                        tree.len(),
+                        members.len(),
+                        members.iter().map(|m| m.threads.len()).sum::<usize>(),
+                        members.iter().map(|m| m.regions.len()).sum::<usize>(),
+                        display::bytes(pool)
+                    ),
+                ));
+            }
+            for t in &m.threads {
+                rows.push(("thread", thread_text(self.image.path(), m, t, None)));
+            }
             for p in self.tree() {
                 rows.push(("process", p.text()));
+                if let Some(pm) = &p.meta {
+                    for t in &pm.threads {
+                        rows.push(("thread", thread_text(&p.dir, pm, t, Some(p.proc.pid))));
+                    }
+                }
             }
             for st in launch_streams(m) {
                 rows.push(("stream", stream_text(&st)));
@@ -164,7 +191,9 @@ impl Report {
             ),
             (
                 "thread_list",
-                Value::opt(m.zip(os.as_ref()), |(m, os)| sections::threads_json(m, os)),
+                Value::opt(m.zip(os.as_ref()), |(m, os)| {
+                    sections::threads_json(m, os, self.image.path())
+                }),
             ),
             ("process", section(sections::process_json)),
             ("file_locks", section(sections::locks_json)),
@@ -194,17 +223,30 @@ impl Report {
         tree.processes
             .into_iter()
             .map(|p| {
-                let own = self
+                let dir = self
                     .image
                     .path()
-                    .join(zhuque_image::tree::process_dir(p.pid))
-                    .join(zhuque_image::META_FILE);
-                let meta = crate::image_dir::read_image_file(&own)
+                    .join(zhuque_image::tree::process_dir(p.pid));
+                let meta = crate::image_dir::read_image_file(&dir.join(zhuque_image::META_FILE))
                     .ok()
                     .and_then(|b| zhuque_image::decode(&b).ok());
-                TreeProc { proc: p, meta }
+                TreeProc { proc: p, meta, dir }
             })
             .collect()
+    }
+}
+
+/// One thread of the image in `dir`: its tid (`pid/tid` in a tree), whether it leads, and
+/// where it stopped.
+fn thread_text(dir: &Path, m: &Meta, t: &zhuque_image::Thread, pid: Option<i32>) -> String {
+    let who = match pid {
+        Some(pid) => format!("{pid}/{}", t.tid),
+        None => t.tid.to_string(),
+    };
+    let leader = if t.leader { " (leader)" } else { "" };
+    match stopped::stop_point(dir, m, t) {
+        Some(s) => format!("{who}{leader}: stopped in {}", s.text()),
+        None => format!("{who}{leader}: where it stopped cannot be read from the image"),
     }
 }
 
@@ -250,6 +292,8 @@ fn stream_json(s: &LaunchStream) -> Value {
 struct TreeProc {
     proc: zhuque_image::tree::Proc,
     meta: Option<Meta>,
+    /// Its own image directory (`p/<pid>`).
+    dir: std::path::PathBuf,
 }
 
 impl TreeProc {
@@ -305,6 +349,28 @@ impl TreeProc {
                 "command",
                 Value::opt(self.meta.as_ref(), |m| {
                     Value::Array(m.program.argv.iter().map(|a| Value::bytes(a)).collect())
+                }),
+            ),
+            (
+                "thread_list",
+                Value::opt(self.meta.as_ref(), |m| {
+                    Value::Array(
+                        m.threads
+                            .iter()
+                            .map(|t| {
+                                Value::Object(vec![
+                                    ("tid", Value::int(t.tid)),
+                                    ("leader", Value::Bool(t.leader)),
+                                    (
+                                        "stopped_at",
+                                        Value::opt(stopped::stop_point(&self.dir, m, t), |s| {
+                                            s.to_json()
+                                        }),
+                                    ),
+                                ])
+                            })
+                            .collect(),
+                    )
                 }),
             ),
             (

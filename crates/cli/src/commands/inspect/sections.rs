@@ -117,11 +117,16 @@ pub fn process_json(state: &OsState) -> Value {
 }
 
 /// Each saved thread: ids, name, and where its saved CPU state is.
-pub fn threads_json(m: &Meta, state: &OsState) -> Value {
+/// The threads of image `dir` (described by `m`), each with where it stopped.
+pub fn threads_json(m: &Meta, state: &OsState, dir: &std::path::Path) -> Value {
     let process = ok(&state.process);
     array(&m.threads, |t| {
         Value::Object(vec![
             ("tid", Value::int(t.tid)),
+            (
+                "stopped_at",
+                Value::opt(super::stopped::stop_point(dir, m, t), |s| s.to_json()),
+            ),
             ("leader", Value::Bool(t.leader)),
             (
                 "name",
@@ -862,8 +867,11 @@ mod tests {
             ..ProcessState::default()
         };
         m.set_section(os::TAG_PROCESS, p.encode());
-        let json = threads_json(&m, &OsState::decode(&m)).render();
+        let nowhere = std::path::Path::new("/nonexistent-zq-image");
+        let json = threads_json(&m, &OsState::decode(&m), nowhere).render();
         assert!(json.contains("\"name\": \"zq-main\""), "{json}");
         assert!(json.contains("\"leader\": true"), "{json}");
+        // No memory file: where it stopped is unknown, not invented.
+        assert!(json.contains("\"stopped_at\": null"), "{json}");
     }
 }
