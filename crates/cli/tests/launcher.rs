@@ -536,6 +536,20 @@ fn keep_leaves_a_finished_image_for_inspect_ls_and_rm() {
             .any(|l| l.starts_with("kept") && l.contains("FINISHED")),
         "{ls}"
     );
+    let header: Vec<&str> = ls.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["IMAGE", "STATE", "GEN", "AGE", "DISK", "PROCS", "COMMAND"],
+        "{ls}"
+    );
+    let ls_json = text(&sb.output(["ls", "--json"]).stdout);
+    for key in [
+        "\"disk_bytes\": ",
+        "\"processes\": ",
+        "\"created_unix_ns\": ",
+    ] {
+        assert!(ls_json.contains(key), "{key} in {ls_json}");
+    }
 
     // A FINISHED image starts fresh at the next launch.
     assert_eq!(status(&sb.run_sh(&image, &[], "exit 0")), 0);
