@@ -108,6 +108,20 @@ pub const COMMANDS: &[CommandHelp] = &[
         notes: "",
     },
     CommandHelp {
+        name: "completions",
+        synopsis: "completions SHELL",
+        about: "print the completion script of SHELL (bash, zsh or fish)",
+        options: &[],
+        notes: "e.g. zhuque completions bash > /etc/bash_completion.d/zhuque",
+    },
+    CommandHelp {
+        name: "manpage",
+        synopsis: "manpage",
+        about: "print the zhuque(1) manual page (roff)",
+        options: &[],
+        notes: "e.g. zhuque manpage > /usr/local/share/man/man1/zhuque.1",
+    },
+    CommandHelp {
         name: "demo",
         synopsis: "demo",
         about: "compile a small C program and show it surviving power failures",
@@ -211,6 +225,10 @@ pub enum Command {
         dir: PathBuf,
     },
     Demo,
+    Completions {
+        shell: String,
+    },
+    Manpage,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -264,6 +282,10 @@ where
         b"ls" => parse_ls(rest).map_err(|f| f.of_command("ls")),
         b"rm" => parse_rm(rest).map_err(|f| f.of_command("rm")),
         b"demo" => parse_demo(rest).map_err(|f| f.of_command("demo")),
+        b"completions" => parse_completions(rest).map_err(|f| f.of_command("completions")),
+        b"manpage" => simple("manpage", rest, 0, false)
+            .and_then(|a| a.into_command(|_| Ok(Command::Manpage)))
+            .map_err(|f| f.of_command("manpage")),
         _ => Err(Failure::usage(format!(
             "unknown command '{}'",
             name.to_string_lossy()
@@ -528,6 +550,14 @@ fn parse_rm(args: Vec<OsString>) -> Result<Command> {
     simple("rm", args, 1, false)?.into_command(|mut a| {
         Ok(Command::Rm {
             dir: a.first().into(),
+        })
+    })
+}
+
+fn parse_completions(args: Vec<OsString>) -> Result<Command> {
+    simple("completions", args, 1, false)?.into_command(|mut a| {
+        Ok(Command::Completions {
+            shell: a.first().to_string_lossy().into_owned(),
         })
     })
 }

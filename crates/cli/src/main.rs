@@ -16,7 +16,7 @@ mod paths;
 mod procfs;
 
 use args::Command;
-use commands::{demo, fail, inspect, ls, rm, run};
+use commands::{completions, demo, fail, inspect, ls, rm, run};
 
 fn main() {
     // Rust ignores SIGPIPE; a command-line tool should end quietly when its reader goes away
@@ -62,6 +62,8 @@ fn dispatch(command: Command) -> error::Result<i32> {
         Command::Ls { json } => ls::ls(json),
         Command::Rm { dir } => rm::rm(&dir),
         Command::Demo => demo::demo(),
+        Command::Completions { shell } => completions::completions(&shell),
+        Command::Manpage => completions::manpage(),
     }
 }
 

@@ -1007,3 +1007,38 @@ fn an_unprivileged_user_gets_a_user_namespace_and_ambient_capabilities() {
     assert_eq!(status(&out), 0, "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("pid=33 uid=65534\n"));
 }
+
+/// The completion scripts and the manual page come from the command table: each is valid for
+/// its shell (`bash -n`, `zsh -n`, `fish --no-execute`) or for groff (no warning with
+/// `-ww`), and names every command. The test command installs zsh, fish and groff.
+#[test]
+fn completions_and_the_manual_page_are_valid() {
+    let sb = Sandbox::new();
+    let checks: [(&[&str], &str, &[&str]); 4] = [
+        (&["completions", "bash"], "bash", &["-n"]),
+        (&["completions", "zsh"], "zsh", &["-n"]),
+        (&["completions", "fish"], "fish", &["--no-execute"]),
+        (&["manpage"], "groff", &["-man", "-Tutf8", "-ww", "-z"]),
+    ];
+    for (args, checker, flags) in checks {
+        let out = sb.output(args);
+        assert_eq!(status(&out), 0, "{args:?}");
+        let script = text(&out.stdout);
+        for command in ["run", "resume", "fail", "inspect", "ls", "rm", "demo"] {
+            assert!(script.contains(command), "{args:?} lacks {command}");
+        }
+        let file = sb.root.join("generated");
+        fs::write(&file, &out.stdout).unwrap();
+        let checked = Command::new(checker)
+            .args(flags)
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {checker} (installed by scripts/test-all): {e}"));
+        assert!(
+            checked.status.success() && checked.stderr.is_empty(),
+            "{checker} on {args:?}: {}\n{script}",
+            text(&checked.stderr)
+        );
+    }
+    assert_eq!(status(&sb.output(["completions", "tcsh"])), 2);
+}

@@ -2,6 +2,7 @@
 //!
 //! [`Failure`]: crate::error::Failure
 
+pub mod completions;
 pub mod demo;
 pub mod fail;
 pub mod inspect;
