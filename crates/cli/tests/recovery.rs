@@ -71,3 +71,145 @@ fn handlers_run_once_per_resume_after_injected_failures() {
     let report = crash_case("recovery_injected", &NO_FAIL_POINTS, plan);
     check_handlers(&report);
 }
+
+/// Builds `zhuque-api-check` (crates/api/src/bin) for this test binary's profile, as
+/// `runtime_lib` builds the runtime.
+fn api_check_program() -> std::path::PathBuf {
+    let dir = profile_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(p) => p.to_string(),
+        None => panic!("cannot tell the profile from {}", dir.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "zhuque-api",
+            "--bin",
+            "zhuque-api-check",
+        ])
+        .args(["--profile", &profile])
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.parent().expect("target directory"))
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building zhuque-api-check failed");
+    dir.join("zhuque-api-check")
+}
+
+/// The Rust API (`crates/api`, `zhuque_api`): a handler registered with `on_recovery` runs
+/// once per resume, `failures()` counts the failures that happened and `active()` is true
+/// under zhuque; natively the same program registers nothing and sees 0 failures. The
+/// program's computed output is the native run's.
+#[test]
+fn rust_programs_use_the_api_crate() {
+    let exe = api_check_program();
+    let start = std::time::Instant::now();
+    let native = std::process::Command::new(&exe)
+        .arg("60000")
+        .output()
+        .expect("running zhuque-api-check");
+    let native_secs = start.elapsed().as_secs_f64();
+    let native_out = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert!(native.status.success());
+    assert!(
+        native_out.starts_with("registered: false\n"),
+        "{native_out}"
+    );
+    assert!(
+        native_out.ends_with("active false failures 0 handled 0\n"),
+        "{native_out}"
+    );
+    let rounds = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("round "))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let (failures, out) =
+        through_failures("api_check", &[exe.into(), "60000".into()], native_secs, 3);
+    assert!(out.starts_with("registered: true\n"), "{out}");
+    assert_eq!(rounds(&out), rounds(&native_out));
+    let want = format!("active true failures {failures} handled {failures}\n");
+    assert!(out.ends_with(&want), "{want:?} at the end of:\n{out}");
+}
+
+/// `zhuque run -- PROG...` again and again, failing in each launch until `min_failures`
+/// happened, then to its end (status 0); a run that ends with fewer failures is done again
+/// (5 times at most). Returns the failures and the concatenated stdout.
+fn through_failures(
+    label: &str,
+    prog: &[std::ffi::OsString],
+    native_secs: f64,
+    min_failures: u64,
+) -> (u64, String) {
+    let zq = Zhuque::real();
+    let work = TempDir::new(label);
+    let seed = base_seed() ^ fnv1a(label.as_bytes());
+    eprintln!("[{label}] seed {seed} (repeat with {SEED_VAR}={seed})");
+    let mut rng = Rng::new(seed);
+    for attempt in 0..5 {
+        let image = ImageDir::new();
+        let (mut failures, mut out) = (0u64, String::new());
+        let status = loop {
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["run".into(), "--image".into(), image.path.clone().into()];
+            if failures < min_failures {
+                let secs = rng.range(0.1, 0.3) * native_secs + 0.1;
+                args.extend(["--fail-after".into(), format!("{secs:.4}").into()]);
+            }
+            args.push("--".into());
+            args.extend(prog.iter().cloned());
+            let f = zq.exec(args, &work.path, None);
+            out.push_str(&String::from_utf8_lossy(&f.stdout));
+            match f.status {
+                SAVED => failures += 1,
+                s => break s,
+            }
+        };
+        assert_eq!(status, 0, "{out}");
+        if failures >= min_failures {
+            return (failures, out);
+        }
+        eprintln!("[{label}] attempt {attempt}: only {failures} failures");
+    }
+    panic!("[{label}] 5 attempts ended with fewer than {min_failures} failures");
+}
+
+/// Python through ctypes (`examples/failures.py`): `zhuque_failures()` counts the failures
+/// that happened, `zhuque_active()` is true, the program noticed the last resume by polling;
+/// natively both functions are missing and it says so.
+#[test]
+fn python_programs_use_the_c_api_through_ctypes() {
+    let script = workspace_root().join("examples/failures.py");
+    let start = std::time::Instant::now();
+    let native = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("6000000")
+        .output()
+        .expect("running python3");
+    let native_secs = start.elapsed().as_secs_f64();
+    let native_out = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert!(native.status.success());
+    assert!(
+        native_out.ends_with("active False failures 0 noticed 0\n"),
+        "{native_out}"
+    );
+    let prog = ["python3".into(), script.into(), "6000000".into()];
+    let (failures, out) = through_failures("python_ctypes", &prog, native_secs, 2);
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("round "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(lines(&out), lines(&native_out));
+    let want = format!("active True failures {failures} noticed {failures}\n");
+    assert!(out.ends_with(&want), "{want:?} at the end of:\n{out}");
+}
