@@ -15,11 +15,11 @@
 //! });
 //! ```
 
-use std::ffi::{c_int, c_ulong, c_void};
+use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
 type ActiveFn = unsafe extern "C" fn() -> c_int;
-type FailuresFn = unsafe extern "C" fn() -> c_ulong;
+type FailuresFn = unsafe extern "C" fn() -> u64; // unsigned long: 64 bits on x86-64 Linux
 type HandlerFn = unsafe extern "C" fn(*mut c_void);
 type OnRecoveryFn = unsafe extern "C" fn(HandlerFn, *mut c_void) -> c_int;
 type FailNowFn = unsafe extern "C" fn();
@@ -67,7 +67,7 @@ pub fn active() -> bool {
 /// resume adds one).
 pub fn failures() -> u64 {
     // SAFETY: the runtime's zhuque_failures takes nothing.
-    runtime().failures.map_or(0, |f| unsafe { f() } as u64)
+    runtime().failures.map_or(0, |f| unsafe { f() })
 }
 
 /// Why a handler was not registered.
