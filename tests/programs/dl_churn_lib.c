@@ -3,9 +3,14 @@
  * relocation work that lands in RELRO (a table of 4096 pointers in .data.rel.ro and a table
  * of function pointers), writable data with relocations (.data), bss, and calls into libc
  * through the GOT. dl_digest() reads all of it, so a relocation lost at a resume is seen.
+ * With DL_CHURN_FAIL_IN_INIT set, its constructor fails (zhuque_fail_now) inside dlopen:
+ * relocated and RELRO-protected, before dlopen returns.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "zhuque.h"
 
 #define S1(n) "s" #n
 #define P4(n) S1(n##0), S1(n##1), S1(n##2), S1(n##3)
@@ -37,3 +42,10 @@ uint64_t dl_digest(uint64_t seed)
     }
     return h + calls + (unsigned char)current[0];
 }
+
+__attribute__((constructor)) static void fail_inside_dlopen(void)
+{
+    if (getenv("DL_CHURN_FAIL_IN_INIT"))
+        zq_fail_now();
+}
+

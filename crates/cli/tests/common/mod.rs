@@ -219,7 +219,9 @@ impl Program {
     pub fn compile_library(&self, source: &str, name: &str) -> String {
         let lib = self.dir.path.join(name);
         let out = Command::new("cc")
-            .args(["-O2", "-g", "-shared", "-fPIC", "-o"])
+            .args(["-O2", "-g", "-shared", "-fPIC", "-I"])
+            .arg(workspace_root().join("include"))
+            .arg("-o")
             .arg(&lib)
             .arg(workspace_root().join("tests/programs").join(source))
             .output()

@@ -53,12 +53,15 @@ fn set(new: usize) -> Result<(), Errno> {
             )
             .map_err(|_| Errno::ENOMEM)?
         };
-        table::get().insert(table::Piece {
-            start: cur_top,
-            end: new_top,
-            off,
-            prot: sys::PROT_READ | sys::PROT_WRITE,
-        });
+        table::get().insert_new(
+            table::Piece {
+                start: cur_top,
+                end: new_top,
+                off,
+                prot: sys::PROT_READ | sys::PROT_WRITE,
+            },
+            |p| pool::release(p.off, p.len() as u64),
+        );
     } else if new_top < cur_top {
         // SAFETY: the pages above the new break belong to the break and are given up.
         unsafe { sys::munmap(new_top, cur_top - new_top)? };

@@ -112,16 +112,17 @@ pub fn map(
     let pool_off = pool::alloc(len as u64)?;
     // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
     let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
-    let mut t = table::get();
-    if flags & sys::MAP_FIXED != 0 {
-        t.remove(at, at + len, |p| pool::release(p.off, p.len() as u64));
-    }
-    t.insert(Piece {
-        start: at,
-        end: at + len,
-        off: pool_off,
-        prot,
-    });
+    // With MAP_FIXED the mapping replaced what was there; without, the kernel chose free
+    // addresses, where the table may still list memory ld.so unmapped.
+    table::get().insert_new(
+        Piece {
+            start: at,
+            end: at + len,
+            off: pool_off,
+            prot,
+        },
+        |p| pool::release(p.off, p.len() as u64),
+    );
     if flags & sys::MAP_ANONYMOUS == 0 {
         // A private file mapping starts with the file's contents.
         // SAFETY: [at, at+len) was just mapped writable by us.
@@ -367,12 +368,15 @@ pub fn remap(
         }
         .is_ok()
         {
-            table::get().insert(Piece {
-                start: old + old_len_r,
-                end: old + new_len_r,
-                off,
-                prot: tail_prot,
-            });
+            table::get().insert_new(
+                Piece {
+                    start: old + old_len_r,
+                    end: old + new_len_r,
+                    off,
+                    prot: tail_prot,
+                },
+                |p| pool::release(p.off, p.len() as u64),
+            );
             return Ok(old);
         }
         if flags & sys::MREMAP_MAYMOVE == 0 {
@@ -451,23 +455,29 @@ fn move_pool_range(
     let mut moved = Vec::new();
     t.remove(old, old + keep, |p| moved.push(p));
     for p in moved {
-        t.insert(Piece {
-            start: dest + (p.start - old),
-            end: dest + (p.end - old),
-            ..p
-        });
+        t.insert_new(
+            Piece {
+                start: dest + (p.start - old),
+                end: dest + (p.end - old),
+                ..p
+            },
+            |s| pool::release(s.off, s.len() as u64),
+        );
     }
     if new_len > old_len {
         let grow = new_len - old_len;
         let off = pool::alloc(grow as u64)?;
         // SAFETY: replaces the rest of our own reservation.
         unsafe { pool::map(dest + old_len, grow, tail_prot, sys::MAP_FIXED, off)? };
-        t.insert(Piece {
-            start: dest + old_len,
-            end: dest + new_len,
-            off,
-            prot: tail_prot,
-        });
+        t.insert_new(
+            Piece {
+                start: dest + old_len,
+                end: dest + new_len,
+                off,
+                prot: tail_prot,
+            },
+            |p| pool::release(p.off, p.len() as u64),
+        );
     } else if old_len > new_len {
         // SAFETY: the caller shrank the mapping; the rest goes away.
         unsafe { sys::munmap(old + new_len, old_len - new_len)? };

@@ -147,6 +147,16 @@ impl<S: Storage> Table<S> {
         self.merge_next(i);
     }
 
+    /// Records a mapping the kernel just made at `[p.start, p.end)`. Any piece the table still
+    /// lists there describes memory that is gone (ld.so unmaps a closed library with its own
+    /// system calls, which the runtime does not see): it is removed and handed to `stale`,
+    /// to release its storage. Left in, it would overlap `p`, and freeing it later would free
+    /// `p`'s storage with it.
+    pub fn insert_new(&mut self, p: Piece, stale: impl FnMut(Piece)) {
+        self.remove(p.start, p.end, stale);
+        self.insert(p);
+    }
+
     /// Records that `[start, end)` now has protection `prot` (after a successful `mprotect`).
     pub fn set_prot(&mut self, start: usize, end: usize, prot: i32) {
         let mut changed = Vec::new();
@@ -390,6 +400,40 @@ mod tests {
         assert_eq!(
             seen,
             vec![p(0x2000, 0x3000, 0x1000), p(0x5000, 0x6000, 0x8000)]
+        );
+    }
+
+    /// A new mapping where the table still lists unmapped memory (a closed library's pages):
+    /// the old pieces go, and their storage is handed back, so the new piece never overlaps
+    /// them (an overlap once freed a new piece's storage with an old one's).
+    #[test]
+    fn a_new_mapping_replaces_stale_pieces() {
+        let mut t = Table(VecStorage(vec![]));
+        t.insert(p(0x1000, 0x3000, 0x10000));
+        t.insert(Piece {
+            prot: 1,
+            ..p(0x3000, 0x4000, 0x12000)
+        });
+        t.insert(p(0x6000, 0x7000, 0x20000));
+        let mut stale = Vec::new();
+        t.insert_new(p(0x2000, 0x5000, 0x90000), |s| stale.push(s));
+        assert_eq!(
+            stale,
+            vec![
+                p(0x2000, 0x3000, 0x11000),
+                Piece {
+                    prot: 1,
+                    ..p(0x3000, 0x4000, 0x12000)
+                }
+            ]
+        );
+        assert_eq!(
+            t.0.0,
+            vec![
+                p(0x1000, 0x2000, 0x10000),
+                p(0x2000, 0x5000, 0x90000),
+                p(0x6000, 0x7000, 0x20000)
+            ]
         );
     }
 }

@@ -161,12 +161,19 @@ unsafe fn restore_captured(r: &Region, fd: i32, offset: u64) -> Result<(), Errno
     // SAFETY: back to the saved protection.
     unsafe { sys::mprotect(start, len, r.prot as i32)? };
     if pooled {
-        table::get().insert(table::Piece {
-            start,
-            end: start + len,
-            off,
-            prot: r.prot as i32,
-        });
+        // The table came back with the saved memory and may still list pieces here, of an
+        // earlier mapping of this range (ld.so maps a library where a closed one was): they
+        // go, with their storage (left in, the next pruning would free this piece's storage
+        // with theirs: zeros under a library's relocated data, a crash).
+        table::get().insert_new(
+            table::Piece {
+                start,
+                end: start + len,
+                off,
+                prot: r.prot as i32,
+            },
+            |p| pool::release(p.off, p.len() as u64),
+        );
     }
     Ok(())
 }
