@@ -405,3 +405,69 @@ fn sqlite3_reading_its_script_from_stdin() {
     assert_same_file(&dir.path.join("db"), &dir.path.join("native.db"));
     assert_eq!(unexpected_lines(&stderr), Vec::<String>::new());
 }
+
+/// One output file shared with the shell around the launches (`{ zhuque run ...; echo ...;
+/// zhuque run ...; } > log`): the shell's line written between the failure and the resume
+/// stays, and the program's output goes on after it (a resume once moved the shared offset
+/// back to where the save found it and wrote over the shell's line).
+#[test]
+fn output_shared_with_the_shell_is_never_written_over() {
+    let prog = Program::compile("stream_copy.c");
+    let cwd = prog.workdir();
+    input_file(&cwd);
+    let p = prog.path.display();
+    let (native, status) = native_seconds(&format!("{p} {WORK} < in.bin > oracle"), &cwd);
+    assert!(status.success());
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let run = |fail: Option<f64>| {
+        let mut args = vec![
+            "\"$ZQ\"".to_string(),
+            "run".into(),
+            "--image".into(),
+            format!("'{}'", image.path.display()),
+        ];
+        if let Some(s) = fail {
+            args.push(format!("--fail-after {s:.4}"));
+        }
+        args.push(format!("-- '{p}' {WORK} < in.bin"));
+        args.join(" ")
+    };
+    for attempt in 0..5 {
+        let script = format!(
+            "{{ {}; echo \"status $?\"; {}; echo \"status $?\"; }} > log",
+            run(Some(native * 0.3 + 0.1)),
+            run(None)
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script])
+            .current_dir(&cwd)
+            .env("ZQ", &zq.cli);
+        clean_env(&mut cmd);
+        for (k, v) in &zq.env {
+            cmd.env(k, v);
+        }
+        let f = run_to_end(cmd, None, "sh -c");
+        assert_eq!(f.status, 0, "{}", String::from_utf8_lossy(&f.stderr));
+        let log = std::fs::read(cwd.join("log")).unwrap();
+        let saved = b"status 75\n";
+        if !String::from_utf8_lossy(&f.stderr).contains("zhuque: saved ") {
+            eprintln!("attempt {attempt}: the program ended before the failure");
+            continue;
+        }
+        let at = log
+            .windows(saved.len())
+            .position(|w| w == saved)
+            .expect("the shell's `status 75` line was written over by the resumed program");
+        let mut rest = log[..at].to_vec();
+        rest.extend_from_slice(&log[at + saved.len()..]);
+        let mut want = std::fs::read(cwd.join("oracle")).unwrap();
+        want.extend_from_slice(b"status 0\n");
+        assert!(
+            rest == want,
+            "the log is not the program's output with the shell's lines"
+        );
+        return;
+    }
+    panic!("no attempt failed before the program ended");
+}

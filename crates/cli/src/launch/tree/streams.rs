@@ -82,7 +82,10 @@ fn position(fd: i32, s: &LaunchStream, size: u64) {
         );
         return;
     }
-    if appends {
+    // Only ever forward: a description already at or past the saved offset is shared with
+    // others that moved it on since the save (the shell writing `exit 75` after a `zhuque run
+    // >> log`, a reader after it): going back would write over, or read again, what they did.
+    if appends || offset(fd).is_some_and(|now| now >= s.offset) {
         return;
     }
     if size < s.offset {
