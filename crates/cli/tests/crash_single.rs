@@ -387,4 +387,32 @@ fn inspect_shows_where_each_thread_stopped() {
     let json = String::from_utf8_lossy(&json.stdout).into_owned();
     assert!(json.contains("\"function\": \"spin_here\""), "{json}");
     assert!(json.contains("\"stopped_at\": {"), "{json}");
+
+    // The output follows its documented schema, for the tree's record and for its member.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("docs/inspect.schema.json")).unwrap(),
+    )
+    .expect("docs/inspect.schema.json is JSON");
+    let member = image.path.join("p/2");
+    for dir in [&image.path, &member] {
+        let out = zq.exec(
+            [
+                "inspect".into(),
+                dir.clone().into_os_string(),
+                "--json".into(),
+            ],
+            &cwd,
+            None,
+        );
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON");
+        let wrong = schema::violations(&schema, &schema, &value, "$");
+        assert!(wrong.is_empty(), "{}: {wrong:#?}", dir.display());
+        // The checker sees what the schema forbids.
+        let mut broken = value.clone();
+        broken["bogus"] = serde_json::json!(1);
+        broken["pid"] = serde_json::json!("two");
+        broken.as_object_mut().unwrap().remove("state");
+        assert_eq!(schema::violations(&schema, &schema, &broken, "$").len(), 3);
+    }
 }

@@ -22,6 +22,7 @@ mod crash;
 mod image;
 mod report;
 mod rng;
+pub mod schema;
 pub mod tree;
 
 pub use crash::*;
