@@ -17,8 +17,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Rounds of busy work per 997-byte chunk of `stream_copy`: about 1.5 s for the input.
-const WORK: &str = "400000";
+/// Rounds of busy work per 997-byte chunk of `stream_copy`: about 1.8 s for the input on an
+/// idle CI machine (0.6 s with 400000 left room for only three early failures).
+const WORK: &str = "1200000";
 const INPUT_BYTES: usize = 1_500_000;
 
 /// A shell running `zhuque ARGS REDIRECTIONS` in `cwd` (`exec`, so the status is zhuque's).
@@ -94,7 +95,7 @@ impl Runs {
     /// A failure early in what is left of a native run, so that a run takes several
     /// launches.
     fn fail_after(&mut self) -> f64 {
-        self.rng.range(0.05, 0.2) * self.native + 0.1
+        self.rng.range(0.03, 0.12) * self.native + 0.05
     }
 
     /// One `zhuque run` with `redirections`, failing after `fail_after` seconds if set.

@@ -220,6 +220,21 @@ pub fn write_meta(dir: BorrowedFd, meta: &Meta, sync: bool) -> Result<(), Errno>
     replace(dir, c"meta.tmp", c"meta", &image::encode(meta), sync)
 }
 
+/// Makes the image directory's own entry durable: `fsync` of its parent (a tree's `p/`, or
+/// the images root), which holds the entry of a directory created since (a fork child's
+/// `p/<pid>`, a fresh image). Only where a save syncs at all (not tmpfs).
+pub fn sync_parent(dir: BorrowedFd) -> Result<(), Errno> {
+    let parent = crate::sys::with_fd_room(|| {
+        fs::openat(
+            dir,
+            c"..",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })?;
+    fs::fsync(&parent)
+}
+
 /// Creates an empty pool file (a fresh start discards the old one).
 pub fn create_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
     let fd = crate::sys::with_fd_room(|| {

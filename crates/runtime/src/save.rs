@@ -100,6 +100,13 @@ fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Resu
         image_io::write_captured(dir, &captured, sync)
     })
     .and_then(|_| image_io::write_meta(dir, &meta, sync))
+    .and_then(|_| {
+        if sync {
+            image_io::sync_parent(dir)
+        } else {
+            Ok(())
+        }
+    })
     .map_err(|_| ())
 }
 
