@@ -134,6 +134,11 @@ impl<S: Storage> Table<S> {
             return;
         }
         let i = self.first_ending_after(p.start);
+        // Pieces are disjoint: a caller recording a new kernel mapping uses `insert_new`.
+        debug_assert!(
+            self.0.slice().get(i).is_none_or(|next| next.start >= p.end),
+            "a piece inserted over another"
+        );
         // Merge with neighbours that continue it in address, pool offset and protection.
         if i > 0 {
             let prev = self.0.slice()[i - 1];
