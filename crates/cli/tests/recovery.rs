@@ -72,34 +72,10 @@ fn handlers_run_once_per_resume_after_injected_failures() {
     check_handlers(&report);
 }
 
-/// Builds `zhuque-api-check` (crates/api/src/bin) for this test binary's profile, as
-/// `runtime_lib` builds the runtime.
+/// Builds `zhuque-api-check` (crates/api/src/bin) for this test binary's profile.
 fn api_check_program() -> std::path::PathBuf {
-    let dir = profile_dir();
-    let profile = match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_string(),
-        Some(p) => p.to_string(),
-        None => panic!("cannot tell the profile from {}", dir.display()),
-    };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "zhuque-api",
-            "--bin",
-            "zhuque-api-check",
-        ])
-        .args(["--profile", &profile])
-        .arg("--manifest-path")
-        .arg(workspace_root().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(dir.parent().expect("target directory"))
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building zhuque-api-check failed");
-    dir.join("zhuque-api-check")
+    cargo_build_for_tests("zhuque-api", &["--bin", "zhuque-api-check"]);
+    profile_dir().join("zhuque-api-check")
 }
 
 /// The Rust API (`crates/api`, `zhuque_api`): a handler registered with `on_recovery` runs
@@ -125,12 +101,6 @@ fn rust_programs_use_the_api_crate() {
         native_out.ends_with("active false failures 0 handled 0\n"),
         "{native_out}"
     );
-    let rounds = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| l.starts_with("round "))
-            .map(str::to_string)
-            .collect()
-    };
 
     let (failures, out) =
         through_failures("api_check", &[exe.into(), "60000".into()], native_secs, 3);
@@ -138,6 +108,14 @@ fn rust_programs_use_the_api_crate() {
     assert_eq!(rounds(&out), rounds(&native_out));
     let want = format!("active true failures {failures} handled {failures}\n");
     assert!(out.ends_with(&want), "{want:?} at the end of:\n{out}");
+}
+
+/// The `round ...` progress lines of an output.
+fn rounds(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| l.starts_with("round "))
+        .map(str::to_string)
+        .collect()
 }
 
 /// `zhuque run -- PROG...` again and again, failing in each launch until `min_failures`
@@ -190,13 +168,9 @@ fn python_programs_use_the_c_api_through_ctypes() {
     let script = workspace_root().join("examples/failures.py");
     // Debian's interpreter itself: a wrapper (pyenv's shim is a bash script) could be the
     // process a failure hits, and the python it then executes starts counting afresh.
-    let python = std::path::Path::new("/usr/bin/python3");
-    assert!(
-        python.is_file(),
-        "/usr/bin/python3 is missing: the test command (scripts/test-all) installs it"
-    );
+    let python = installed("python3");
     let start = std::time::Instant::now();
-    let native = std::process::Command::new(python)
+    let native = std::process::Command::new(&python)
         .arg(&script)
         .arg("6000000")
         .output()
@@ -210,13 +184,7 @@ fn python_programs_use_the_c_api_through_ctypes() {
     );
     let prog = [python.into(), script.into(), "6000000".into()];
     let (failures, out) = through_failures("python_ctypes", &prog, native_secs, 2);
-    let lines = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| l.starts_with("round "))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(lines(&out), lines(&native_out));
+    assert_eq!(rounds(&out), rounds(&native_out));
     let want = format!("active True failures {failures} noticed {failures}\n");
     assert!(out.ends_with(&want), "{want:?} at the end of:\n{out}");
 }

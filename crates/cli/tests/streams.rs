@@ -353,16 +353,6 @@ fn resumes_at_a_terminal(runs: &mut Runs, min_failures: usize) -> Result<(), usi
     panic!("the program did not end in 40 resumes");
 }
 
-fn installed(program: &str) -> PathBuf {
-    let path = Path::new("/usr/bin").join(program);
-    assert!(
-        path.is_file(),
-        "{} is missing: the test command (scripts/test-all) installs it",
-        path.display()
-    );
-    path
-}
-
 /// `bc -l < pi.bc`, resumed with the same redirection: bc had read its whole input before
 /// the failure and must not read it again (pi was printed twice). The script is the torture
 /// test's without its `quit`, so bc reads on to the end of its input.

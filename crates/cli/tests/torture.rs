@@ -24,7 +24,6 @@ use common::*;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Failures each program of the torture test must really go through.
@@ -47,17 +46,6 @@ fn plan() -> CrashPlan {
 
 fn torture_dir() -> std::path::PathBuf {
     workspace_root().join("tests/torture")
-}
-
-/// A program the test command installs: its absolute path, or a loud failure.
-fn installed(program: &str) -> std::path::PathBuf {
-    let path = Path::new("/usr/bin").join(program);
-    assert!(
-        path.is_file(),
-        "{} is missing: the test command (scripts/test-all) installs it",
-        path.display()
-    );
-    path
 }
 
 /// Copies `files` of `tests/torture/` into each working directory.

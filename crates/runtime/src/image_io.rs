@@ -19,26 +19,15 @@ fn hide(fd: OwnedFd) -> OwnedFd {
 /// however many fds it opens: a program may use every number below its limit), else among
 /// the highest numbers under it; `None` when none is free there.
 pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
-    use crate::sys::{RLIMIT_NOFILE, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
-    let cap = 1u64 << 20;
-    let mut n = None;
-    // The limit is raised for the one dup: F_DUPFD refuses numbers at or above it.
-    if hard > soft
-        && soft < cap
-        && setrlimit(RLIMIT_NOFILE, (soft + 64).min(hard).min(cap), hard).is_ok()
-    {
-        n = crate::sys::dup_at_least(fd.as_raw_fd(), soft as i32).ok();
-        let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
-    }
-    let n = match n {
+    let n = match crate::sys::dup_above_soft_limit(fd.as_raw_fd()) {
         Some(n) => n,
         None => {
-            let min = (soft.min(cap) as i32 - 64).max(64);
+            let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+            let min = (soft.min(1 << 20) as i32 - 64).max(64);
             crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?
         }
     };
-    // SAFETY: dup_at_least returned a fresh fd we now own.
+    // SAFETY: both ways return a fresh fd we now own.
     Some(unsafe { OwnedFd::from_raw_fd(n) })
 }
 

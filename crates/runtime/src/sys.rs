@@ -811,3 +811,19 @@ pub fn dup_at_least(fd: i32, min: i32) -> Result<i32> {
     check(unsafe { syscall3(nr::FCNTL, fd as usize, F_DUPFD_CLOEXEC, min as usize) })
         .map(|v| v as i32)
 }
+
+/// A close-on-exec duplicate of `fd` at or above the soft `RLIMIT_NOFILE`, where the
+/// program's `open` can never reach (it may use every number below its limit); the limit is
+/// raised for that one dup (F_DUPFD refuses numbers at or above it), then put back. `None`
+/// when the hard limit leaves no room (or above 2^20).
+pub fn dup_above_soft_limit(fd: i32) -> Option<i32> {
+    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    let cap = 1u64 << 20;
+    if hard <= soft || soft >= cap {
+        return None;
+    }
+    setrlimit(RLIMIT_NOFILE, (soft + 64).min(hard).min(cap), hard).ok()?;
+    let n = dup_at_least(fd, soft as i32);
+    let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+    n.ok()
+}

@@ -77,39 +77,50 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo build --quiet -p PACKAGE EXTRA...` for this test binary's profile and target
+/// directory: what `cargo test` does not build (a cdylib nothing depends on, another
+/// package's binary).
+pub fn cargo_build_for_tests(package: &str, extra: &[&str]) {
+    let dir = profile_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(p) => p.to_string(),
+        None => panic!("cannot tell the profile from {}", dir.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--quiet", "-p", package, "--profile", &profile])
+        .args(extra)
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.parent().expect("target directory"))
+        .status()
+        .unwrap_or_else(|e| panic!("running {cargo:?} to build {package}: {e}"));
+    assert!(
+        status.success(),
+        "`cargo build -p {package} {extra:?} --profile {profile}` failed: {status}"
+    );
+}
+
+/// A program the test command installs (`scripts/test-all`): its path, or a loud failure.
+pub fn installed(program: &str) -> PathBuf {
+    let path = Path::new("/usr/bin").join(program);
+    assert!(
+        path.is_file(),
+        "{} is missing: the test command (scripts/test-all) installs it",
+        path.display()
+    );
+    path
+}
+
 /// Builds `libzhuque.so` for this test binary's profile (once per test process: `cargo
 /// test` does not build the runtime, a cdylib nothing depends on) and returns its path.
 pub fn runtime_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        cargo_build_for_tests("zhuque-runtime", &[]);
         let dir = profile_dir();
-        let profile = match dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(p) => p.to_string(),
-            None => panic!("cannot tell the profile from {}", dir.display()),
-        };
-        let target_dir = dir.parent().expect("target directory");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = workspace_root().join("Cargo.toml");
-        let status = Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "zhuque-runtime",
-                "--profile",
-                &profile,
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir)
-            .status()
-            .unwrap_or_else(|e| panic!("running {cargo:?} to build the runtime: {e}"));
-        assert!(
-            status.success(),
-            "`cargo build -p zhuque-runtime --profile {profile}` failed: {status}"
-        );
         let lib = dir.join("libzhuque.so");
         assert!(lib.is_file(), "{} was not built", lib.display());
         lib

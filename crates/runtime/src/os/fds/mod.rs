@@ -792,19 +792,11 @@ fn close_strays() {
 /// allows (such fds stay valid, and the program can never reach them), else the highest free
 /// number below it. Returns the new number; `fd` stays open.
 pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
-    let (soft, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let cap = 1u64 << 20;
-    if hard > soft && soft < cap {
-        let raised = (soft + 64).min(hard).min(cap);
-        if crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, raised, hard).is_ok() {
-            let n = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, soft as usize);
-            let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, soft, hard);
-            if let Ok(n) = n {
-                return Some(n as i32);
-            }
-        }
+    if let Some(n) = crate::sys::dup_above_soft_limit(fd) {
+        return Some(n);
     }
-    let top = soft.min(cap) as i32;
+    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let top = soft.min(1 << 20) as i32;
     for n in (3..top).rev().take(1 << 14) {
         if avoid.contains(&n) {
             continue;
