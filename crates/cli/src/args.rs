@@ -89,7 +89,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "inspect",
         synopsis: "inspect DIR [--json]",
-        about: "show an image: state, command, processes, memory, standard streams",
+        about: "show an image: every process with its threads (where each stopped), fds, memory regions (size on disk), signal handlers and timers",
         options: &[JSON],
         notes: "",
     },

@@ -799,7 +799,7 @@ fn inspect_shows_every_section() {
     let t = text(&sb.output(["inspect", dir]).stdout);
     for row in [
         "fds:          1 (1 file)",
-        "process:      cwd /srv/data, umask 0027",
+        "cwd, umask:   /srv/data, 0027",
         "signals:      1 handled (SIGTERM)",
         "timers:       none armed",
         "pending:      1 (SIGUSR1)",

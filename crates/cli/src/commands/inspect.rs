@@ -11,9 +11,12 @@ use crate::json::Value;
 use crate::launch::exec_plan::display_argv;
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 
+mod fds;
+mod process;
+mod regions;
 mod sections;
 mod stopped;
-use sections::{OsState, RegionSummary};
+use process::ProcessView;
 
 pub fn inspect(dir: &Path, json: bool) -> Result<i32> {
     let image = ImageDir::new(dir)?;
@@ -100,14 +103,31 @@ impl Report {
             for t in &m.threads {
                 rows.push(("thread", thread_text(self.image.path(), m, t, None)));
             }
-            for p in self.tree() {
+            let none = |_, _| None;
+            rows.extend(ProcessView::new(m, self.image.path()).text_rows(None, &none));
+            let views: Vec<(i32, Option<ProcessView>)> = tree
+                .iter()
+                .map(|p| {
+                    (
+                        p.proc.pid,
+                        p.meta.as_ref().map(|m| ProcessView::new(m, &p.dir)),
+                    )
+                })
+                .collect();
+            let owners = |pid: i32, fd: i32| {
+                let (_, view) = views.iter().find(|(p, _)| *p == pid)?;
+                view.as_ref()?.fd_description(fd)
+            };
+            for (p, (_, view)) in tree.iter().zip(&views) {
                 rows.push(("process", p.text()));
-                if let Some(pm) = &p.meta {
+                if let (Some(pm), Some(view)) = (&p.meta, view) {
                     for t in &pm.threads {
                         rows.push(("thread", thread_text(&p.dir, pm, t, Some(p.proc.pid))));
                     }
+                    rows.extend(view.text_rows(Some(p.proc.pid), &owners));
                 }
             }
+            rows.extend(time_rows(m));
             for st in launch_streams(m) {
                 rows.push(("stream", stream_text(&st)));
             }
@@ -125,10 +145,8 @@ impl Report {
 
     pub fn to_json(&self) -> Value {
         let m = self.meta();
-        let os = m.map(OsState::decode);
         let num = |f: fn(&Meta) -> u64| Value::opt(m, |m| Value::int(f(m)));
-        let section = |f: fn(&OsState) -> Value| os.as_ref().map_or(Value::Null, f);
-        Value::Object(vec![
+        let mut fields = vec![
             ("image", Value::str(self.image.path().display().to_string())),
             ("state", Value::str(state_word(&self.condition))),
             (
@@ -156,10 +174,6 @@ impl Report {
                 Value::opt(self.memory_allocated, Value::int),
             ),
             ("threads", num(|m| m.threads.len() as u64)),
-            (
-                "fds",
-                Value::opt(os.as_ref().and_then(sections::fds_json), |v| v),
-            ),
             ("created_unix_ns", num(|m| m.created_unix_ns)),
             ("saved_unix_ns", num(|m| m.saved_unix_ns)),
             (
@@ -183,29 +197,14 @@ impl Report {
                         .collect(),
                 ),
             ),
-            // Every section in detail (null when the image has none, or it does not decode:
-            // `sections` says why).
-            (
-                "region_summary",
-                Value::opt(m, |m| RegionSummary::of(&m.regions).to_json()),
-            ),
-            (
-                "thread_list",
-                Value::opt(m.zip(os.as_ref()), |(m, os)| {
-                    sections::threads_json(m, os, self.image.path())
-                }),
-            ),
-            ("process", section(sections::process_json)),
-            ("file_locks", section(sections::locks_json)),
-            ("signals", section(sections::signals_json)),
-            ("timers", section(sections::timers_json)),
-            ("pending_signals", section(sections::pending_json)),
-            ("rlimits", section(sections::rlimits_json)),
-            (
-                "sections",
-                Value::opt(m.zip(os.as_ref()), |(m, os)| sections::sections_json(m, os)),
-            ),
-        ])
+        ];
+        // What this image holds of its own process (a tree's record: nothing; its members
+        // are under `tree`), each section in detail: null when the image has none, or it
+        // does not decode (`sections` says why).
+        fields.extend(m.map_or_else(ProcessView::null_fields, |m| {
+            ProcessView::new(m, self.image.path()).json_fields()
+        }));
+        Value::Object(fields)
     }
 }
 
@@ -377,6 +376,12 @@ impl TreeProc {
                 "threads",
                 Value::opt(self.meta.as_ref(), |m| Value::int(m.threads.len() as u64)),
             ),
+            (
+                "details",
+                Value::opt(self.meta.as_ref(), |m| {
+                    Value::Object(ProcessView::new(m, &self.dir).json_fields())
+                }),
+            ),
         ])
     }
 }
@@ -390,7 +395,7 @@ pub fn state_word(c: &Condition) -> &'static str {
 }
 
 fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
-    let mut rows = vec![
+    vec![
         ("command", display_argv(&m.program.argv)),
         ("exe", String::from_utf8_lossy(&m.program.exe).into_owned()),
         ("cwd", String::from_utf8_lossy(&m.program.cwd).into_owned()),
@@ -418,66 +423,17 @@ fn meta_rows(m: &Meta) -> Vec<(&'static str, String)> {
             ),
         ),
         ("threads", m.threads.len().to_string()),
-    ];
-    let os = OsState::decode(m);
-    if let Some(fds) = fd_list(&os) {
-        rows.push(("fds", fd_summary(&fds)));
-    }
-    if let Some(Ok(p)) = &os.process {
-        rows.push(("process", sections::process_text(p)));
-    }
-    if let Some(Ok(v)) = &os.signals {
-        rows.push(("signals", sections::signals_text(v)));
-    }
-    if let Some(Ok(t)) = &os.timers {
-        rows.push(("timers", sections::timers_text(t)));
-    }
-    if let Some(Ok(p)) = &os.pending {
-        rows.push(("pending", sections::pending_text(p)));
-    }
-    if !m.regions.is_empty() {
-        rows.push((
-            "mappings",
-            sections::regions_text(&RegionSummary::of(&m.regions)),
-        ));
-    }
-    rows.extend(os.problems().into_iter().map(|p| ("problem", p)));
-    rows.extend([
+    ]
+}
+
+/// When the image was made and saved, and how its program ended.
+fn time_rows(m: &Meta) -> Vec<(&'static str, String)> {
+    let mut rows = vec![
         ("created", display::unix_ns(m.created_unix_ns)),
         ("saved", display::unix_ns(m.saved_unix_ns)),
-    ]);
+    ];
     if let Some(status) = m.exit_status {
         rows.push(("exit status", status.to_string()));
     }
     rows
-}
-
-/// The saved fds above 2 (number, kind, close-on-exec), when the image has an fd table.
-fn fd_list(os: &OsState) -> Option<Vec<(i32, &'static str, bool)>> {
-    let Some(Ok(t)) = &os.fds else {
-        return None;
-    };
-    Some(
-        t.fds
-            .iter()
-            .map(|f| (f.fd, t.files[f.file as usize].kind.name(), f.cloexec))
-            .collect(),
-    )
-}
-
-/// `3 (2 file, 1 pipe)`.
-fn fd_summary(fds: &[(i32, &'static str, bool)]) -> String {
-    let mut kinds: Vec<(&str, usize)> = Vec::new();
-    for (_, k, _) in fds {
-        match kinds.iter_mut().find(|(n, _)| n == k) {
-            Some((_, c)) => *c += 1,
-            None => kinds.push((k, 1)),
-        }
-    }
-    let parts: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
-    if parts.is_empty() {
-        "none besides 0-2".to_string()
-    } else {
-        format!("{} ({})", fds.len(), parts.join(", "))
-    }
 }

@@ -1,0 +1,511 @@
+//! The fds of one process's image, for `inspect`: JSON with every property the fd table
+//! records (kind, path or peer, offset, flags, what is queued), and one line of text per fd.
+
+use zhuque_image::os::{FdTable, FileKind, OpenFile, SockAddr, SockState, Socket};
+
+use super::sections::{OsState, array, clock, int, ok, signal_names};
+use crate::json::Value;
+
+/// Every saved fd (above 2) with what is behind it. `None` when the image has no fd table or
+/// it does not decode.
+pub fn fds_json(state: &OsState) -> Option<Value> {
+    let t = ok(&state.fds)?;
+    Some(array(&t.fds, |fd| {
+        // `FdTable::decode` checked every reference.
+        let file = &t.files[fd.file as usize];
+        let mut fields = vec![
+            ("fd", Value::int(fd.fd)),
+            ("kind", Value::str(file.kind.name())),
+            ("cloexec", Value::Bool(fd.cloexec)),
+            ("flags", int(file.flags.into())),
+            ("access", Value::str(access(file.flags))),
+            ("description", int(u64::from(fd.file))),
+        ];
+        fields.extend(kind_fields(t, file));
+        Value::Object(fields)
+    }))
+}
+
+/// The access mode of `F_GETFL` flags.
+pub fn access(flags: u32) -> &'static str {
+    const O_PATH: u32 = 0o10000000;
+    if flags & O_PATH != 0 {
+        return "path";
+    }
+    match flags & 3 {
+        0 => "read",
+        1 => "write",
+        _ => "read-write",
+    }
+}
+
+/// The fd numbers of open file description `file`.
+fn fds_of(t: &FdTable, file: u32) -> Value {
+    array(t.fds.iter().filter(|f| f.file == file), |f| {
+        Value::int(f.fd)
+    })
+}
+
+fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
+    match &file.kind {
+        FileKind::Stdio { fd } => vec![("stdio", Value::int(*fd))],
+        FileKind::Borrowed { owner, owner_fd } => vec![
+            ("owner_pid", Value::int(*owner)),
+            ("owner_fd", Value::int(*owner_fd)),
+        ],
+        FileKind::Path {
+            path,
+            dev,
+            ino,
+            mode,
+            offset,
+        } => vec![
+            ("path", Value::bytes(path)),
+            ("offset", int(*offset)),
+            ("mode", Value::str(format!("{mode:o}"))),
+            ("dev", int(*dev)),
+            ("ino", int(*ino)),
+        ],
+        FileKind::Anonymous {
+            path,
+            memfd,
+            mode,
+            offset,
+            size,
+            seals,
+            copy,
+        } => vec![
+            ("path", Value::bytes(path)),
+            ("offset", int(*offset)),
+            ("mode", Value::str(format!("{mode:o}"))),
+            ("memfd", Value::Bool(*memfd)),
+            ("size", int(*size)),
+            ("seals", int((*seals).into())),
+            ("copy", Value::bytes(copy)),
+        ],
+        FileKind::Pipe { pipe } => {
+            let p = t.pipes.get(*pipe as usize);
+            vec![
+                ("pipe", int(u64::from(*pipe))),
+                (
+                    "path",
+                    Value::opt(p.and_then(|p| p.fifo.as_deref()), Value::bytes),
+                ),
+                ("ino", Value::opt(p, |p| int(p.ino))),
+                ("capacity", Value::opt(p, |p| int(p.capacity.into()))),
+                ("unread_bytes", Value::opt(p, |p| int(p.data.len() as u64))),
+            ]
+        }
+        FileKind::Socket(s) => socket_fields(t, s),
+        FileKind::Epoll { entries } => vec![(
+            "entries",
+            array(entries, |e| {
+                Value::Object(vec![
+                    ("fd", Value::int(e.fd)),
+                    ("events", int(e.events.into())),
+                    ("data", int(e.data)),
+                ])
+            }),
+        )],
+        FileKind::EventFd { count, semaphore } => vec![
+            ("count", int(*count)),
+            ("semaphore", Value::Bool(*semaphore)),
+        ],
+        FileKind::TimerFd(tf) => vec![
+            ("clock", clock(tf.clock)),
+            // TFD_TIMER_ABSTIME
+            ("absolute", Value::Bool(tf.settime_flags & 1 != 0)),
+            ("value_ns", int(tf.value_ns)),
+            ("interval_ns", int(tf.interval_ns)),
+            ("ticks", int(tf.ticks)),
+        ],
+        FileKind::SignalFd { mask } => vec![("signals", signal_names(*mask))],
+        FileKind::Inotify { watches } => vec![(
+            "watches",
+            array(watches, |w| {
+                Value::Object(vec![
+                    ("wd", Value::int(w.wd)),
+                    ("mask", int(w.mask.into())),
+                    ("path", Value::bytes(&w.path)),
+                ])
+            }),
+        )],
+        FileKind::MessageQueue { name, notified } => vec![
+            ("path", Value::bytes(name)),
+            ("notified", Value::Bool(*notified)),
+        ],
+        FileKind::Unsupported { what } => vec![("what", Value::bytes(what))],
+    }
+}
+
+fn address(raw: &[u8]) -> Value {
+    match SockAddr::parse(raw) {
+        SockAddr::None => Value::Null,
+        a => Value::str(a.to_string()),
+    }
+}
+
+fn socket_fields(t: &FdTable, s: &Socket) -> Vec<(&'static str, Value)> {
+    let mut v = vec![
+        (
+            "domain",
+            s.domain_name()
+                .map_or_else(|| Value::int(s.domain), Value::str),
+        ),
+        (
+            "type",
+            s.type_name().map_or_else(|| Value::int(s.ty), Value::str),
+        ),
+        ("protocol", Value::int(s.protocol)),
+        ("local", address(&s.local)),
+        ("state", Value::str(s.state.name())),
+    ];
+    match &s.state {
+        SockState::Unconnected => {}
+        SockState::Listening { backlog, pending } => {
+            v.push(("backlog", int((*backlog).into())));
+            v.push((
+                "pending",
+                array(pending, |p| {
+                    Value::Object(vec![
+                        ("description", int(u64::from(*p))),
+                        ("fds", fds_of(t, *p)),
+                    ])
+                }),
+            ));
+        }
+        SockState::Pending { listener: other } | SockState::Pair { peer: other } => {
+            v.push(("peer_description", int(u64::from(*other))));
+            v.push(("peer_fds", fds_of(t, *other)));
+        }
+        SockState::Outside { peer } | SockState::Datagram { peer } => {
+            v.push(("peer", address(peer)));
+        }
+    }
+    v.extend([
+        ("shutdown", int(s.shutdown.into())),
+        ("options", int(s.options.len() as u64)),
+        ("queued_messages", int(s.queue.len() as u64)),
+        (
+            "queued_bytes",
+            int(s.queue.iter().map(|q| q.len() as u64).sum()),
+        ),
+    ]);
+    v
+}
+
+/// File locks, with the fds of the description holding each.
+pub fn locks_json(state: &OsState) -> Value {
+    Value::opt(ok(&state.fds), |t| {
+        array(&t.locks, |l| {
+            Value::Object(vec![
+                ("kind", Value::str(l.kind.name())),
+                ("write", Value::Bool(l.write)),
+                ("start", int(l.start)),
+                ("len", int(l.len)),
+                ("description", int(u64::from(l.file))),
+                ("fds", fds_of(t, l.file)),
+            ])
+        })
+    })
+}
+
+// ---- text ---------------------------------------------------------------------------------------
+
+/// What another process of the tree has at `(pid, fd)`, in words: an fd whose open file
+/// description a tree member shares is saved once, by its owner.
+pub type Owners<'a> = &'a dyn Fn(i32, i32) -> Option<String>;
+
+/// One line per saved fd: `4: /var/log/app.log (write, append) at byte 4321, cloexec`.
+pub fn fds_text(t: &FdTable, owners: Owners) -> Vec<String> {
+    t.fds
+        .iter()
+        .map(|fd| {
+            // `FdTable::decode` checked every reference.
+            let file = &t.files[fd.file as usize];
+            let what = match &file.kind {
+                FileKind::Borrowed { owner, owner_fd } => format!(
+                    "shared with {owner}/{owner_fd}: {}",
+                    owners(*owner, *owner_fd).unwrap_or_else(|| "(not in the image)".into())
+                ),
+                _ => describe(t, file),
+            };
+            let mut line = format!("{}: {what}", fd.fd);
+            let others: Vec<String> = t
+                .fds
+                .iter()
+                .filter(|o| o.file == fd.file && o.fd != fd.fd)
+                .map(|o| o.fd.to_string())
+                .collect();
+            if !others.is_empty() {
+                line.push_str(&format!(", same description as fd {}", others.join(", ")));
+            }
+            if fd.cloexec {
+                line.push_str(", cloexec");
+            }
+            line
+        })
+        .collect()
+}
+
+/// What fd `fd` of this table is, in words (without its close-on-exec flag).
+pub fn fd_description(t: &FdTable, fd: i32) -> Option<String> {
+    let f = t.fds.iter().find(|f| f.fd == fd)?;
+    Some(describe(t, &t.files[f.file as usize]))
+}
+
+/// `3 (2 file, 1 pipe)`, or `none besides 0-2`.
+pub fn fds_summary(t: &FdTable) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for fd in &t.fds {
+        let k = t.files[fd.file as usize].kind.name();
+        match kinds.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((k, 1)),
+        }
+    }
+    let parts: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+    if parts.is_empty() {
+        "none besides 0-2".to_string()
+    } else {
+        format!("{} ({})", t.fds.len(), parts.join(", "))
+    }
+}
+
+/// `(read)`, `(write, append)`, `(read-write, nonblocking)`.
+fn mode_text(flags: u32) -> String {
+    const O_APPEND: u32 = 0o2000;
+    const O_NONBLOCK: u32 = 0o4000;
+    let mut words = vec![access(flags)];
+    if flags & O_APPEND != 0 {
+        words.push("append");
+    }
+    if flags & O_NONBLOCK != 0 {
+        words.push("nonblocking");
+    }
+    format!("({})", words.join(", "))
+}
+
+fn fds_list(t: &FdTable, file: u32) -> String {
+    let fds: Vec<String> = t
+        .fds
+        .iter()
+        .filter(|f| f.file == file)
+        .map(|f| f.fd.to_string())
+        .collect();
+    if fds.is_empty() {
+        "no fd".to_string()
+    } else {
+        format!("fd {}", fds.join(", "))
+    }
+}
+
+/// What is behind one open file description, in words.
+fn describe(t: &FdTable, file: &OpenFile) -> String {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mode = mode_text(file.flags);
+    match &file.kind {
+        FileKind::Stdio { fd } => format!("the launch's fd {fd} {mode}"),
+        FileKind::Borrowed { owner, owner_fd } => {
+            format!("shared with process {owner}'s fd {owner_fd} {mode}")
+        }
+        FileKind::Path { path, offset, .. } => {
+            // Regular files need no word; directories, devices and the like get theirs.
+            let kind = match file.kind.name() {
+                "file" => String::new(),
+                other => format!("{other} "),
+            };
+            format!("{kind}{} {mode} at byte {offset}", lossy(path))
+        }
+        FileKind::Anonymous {
+            path,
+            memfd,
+            offset,
+            size,
+            ..
+        } => format!(
+            "{} {} of {size} bytes {mode} at byte {offset}",
+            if *memfd { "memfd" } else { "unlinked file" },
+            lossy(path)
+        ),
+        FileKind::Pipe { pipe } => {
+            let p = t.pipes.get(*pipe as usize);
+            let end = if file.flags & 3 == 0 {
+                "read end"
+            } else {
+                "write end"
+            };
+            let name = p
+                .and_then(|p| p.fifo.as_deref())
+                .map_or("pipe".to_string(), |f| format!("FIFO {}", lossy(f)));
+            format!(
+                "{name} {end} (ino {}), {} unread bytes",
+                p.map_or(0, |p| p.ino),
+                p.map_or(0, |p| p.data.len())
+            )
+        }
+        FileKind::Socket(s) => socket_text(t, s),
+        FileKind::Epoll { entries } => {
+            let fds: Vec<String> = entries.iter().map(|e| e.fd.to_string()).collect();
+            format!("epoll watching {} fd(s) ({})", fds.len(), fds.join(", "))
+        }
+        FileKind::EventFd { count, semaphore } => format!(
+            "eventfd, count {count}{}",
+            if *semaphore { ", semaphore" } else { "" }
+        ),
+        FileKind::TimerFd(tf) => {
+            let armed = tf.value_ns != 0 || tf.interval_ns != 0;
+            format!("timerfd, {}", if armed { "armed" } else { "disarmed" })
+        }
+        FileKind::SignalFd { mask } => {
+            let names: Vec<String> = zhuque_image::os::mask_signals(*mask)
+                .map(zhuque_image::os::signal_name)
+                .collect();
+            format!("signalfd for {}", names.join(", "))
+        }
+        FileKind::Inotify { watches } => format!("inotify with {} watch(es)", watches.len()),
+        FileKind::MessageQueue { name, .. } => format!("message queue {}", lossy(name)),
+        FileKind::Unsupported { what } => format!("not kept: {}", lossy(what)),
+    }
+}
+
+/// `unix stream socket, pair with fd 6` / `inet stream socket 127.0.0.1:80, listening`.
+fn socket_text(t: &FdTable, s: &Socket) -> String {
+    let domain = s.domain_name().map_or(s.domain.to_string(), str::to_string);
+    let ty = s.type_name().map_or(s.ty.to_string(), str::to_string);
+    let mut line = format!("{domain} {ty} socket");
+    if !matches!(SockAddr::parse(&s.local), SockAddr::None) {
+        line.push_str(&format!(" {}", SockAddr::parse(&s.local)));
+    }
+    match &s.state {
+        SockState::Unconnected => line.push_str(", unconnected"),
+        SockState::Listening { pending, .. } => {
+            line.push_str(&format!(", listening, {} pending", pending.len()))
+        }
+        SockState::Pending { listener } => {
+            line.push_str(&format!(", not yet accepted by {}", fds_list(t, *listener)))
+        }
+        SockState::Pair { peer } => {
+            line.push_str(&format!(", connected to {}", fds_list(t, *peer)))
+        }
+        SockState::Outside { peer } | SockState::Datagram { peer } => {
+            line.push_str(&format!(", peer {}", SockAddr::parse(peer)))
+        }
+    }
+    let queued: usize = s.queue.iter().map(Vec::len).sum();
+    if queued > 0 {
+        line.push_str(&format!(", {queued} unread bytes"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sections::{process_json, sections_json};
+    use super::*;
+    use zhuque_image::Meta;
+    use zhuque_image::os::{self, Fd, Pipe};
+
+    #[test]
+    fn access_modes() {
+        assert_eq!(access(0), "read");
+        assert_eq!(access(0o2001), "write");
+        assert_eq!(access(0o4002), "read-write");
+        assert_eq!(access(0o10000000), "path");
+    }
+
+    #[test]
+    fn fds_with_their_descriptions() {
+        let t = FdTable {
+            files: vec![
+                OpenFile {
+                    flags: 0o2001,
+                    kind: FileKind::Pipe { pipe: 0 },
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Socket(Socket {
+                        domain: 1,
+                        ty: 1,
+                        state: SockState::Pair { peer: 2 },
+                        queue: vec![b"ab".to_vec(), b"c".to_vec()],
+                        ..Socket::default()
+                    }),
+                },
+                OpenFile {
+                    flags: 2,
+                    kind: FileKind::Socket(Socket {
+                        domain: 1,
+                        ty: 1,
+                        state: SockState::Pair { peer: 1 },
+                        ..Socket::default()
+                    }),
+                },
+            ],
+            fds: vec![
+                Fd {
+                    fd: 4,
+                    cloexec: false,
+                    file: 0,
+                },
+                Fd {
+                    fd: 5,
+                    cloexec: true,
+                    file: 1,
+                },
+                Fd {
+                    fd: 6,
+                    cloexec: false,
+                    file: 2,
+                },
+                Fd {
+                    fd: 9,
+                    cloexec: false,
+                    file: 2,
+                },
+            ],
+            pipes: vec![Pipe {
+                ino: 3,
+                fifo: None,
+                capacity: 4096,
+                data: b"xyz".to_vec(),
+            }],
+            ..FdTable::default()
+        };
+        let m = {
+            let mut m = Meta::default();
+            m.set_section(os::TAG_FDS, t.encode());
+            m.set_section(os::TAG_PROCESS, vec![7, 0, 0, 0]);
+            m
+        };
+        let state = OsState::decode(&m);
+        let json = fds_json(&state).unwrap().render();
+        for want in [
+            "\"fd\": 4",
+            "\"kind\": \"pipe\"",
+            "\"access\": \"write\"",
+            "\"unread_bytes\": 3",
+            "\"path\": null",
+            "\"domain\": \"unix\"",
+            "\"state\": \"pair\"",
+            "\"queued_bytes\": 3",
+        ] {
+            assert!(json.contains(want), "{want} in {json}");
+        }
+        // fd 5's peer is the description of fds 6 and 9.
+        assert!(
+            json.contains("\"peer_fds\": [\n      6,\n      9\n    ]"),
+            "{json}"
+        );
+        assert_eq!(
+            state.problems(),
+            [
+                "section process: image section process has format version 7, which this zhuque does not read"
+            ]
+        );
+        assert_eq!(process_json(&state), Value::Null);
+        let sections = sections_json(&m, &state).render();
+        assert!(sections.contains("\"version\": 7"), "{sections}");
+        assert!(sections.contains("\"version\": 5"), "{sections}");
+    }
+}
