@@ -4,13 +4,14 @@
 //! A program using this crate runs with or without zhuque: the runtime's functions are looked
 //! up when first needed (`dlsym` in the process's global scope, where `LD_PRELOAD` put
 //! `libzhuque.so`), and without them [`active`] is false, [`failures`] 0, and handlers never
-//! run. Depend on it as `zhuque = { package = "zhuque-api", ... }` to write `zhuque::active()`.
+//! run. The package is `zhuque-api` (the name `zhuque` is the command's); its crate is `zhuque`,
+//! so a program depending on `zhuque-api` writes `zhuque::active()`.
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //! static RESUMES: AtomicU64 = AtomicU64::new(0);
 //! // Runs after every resume, before any of the program's threads continues.
-//! let _ = zhuque_api::on_recovery(|| {
+//! let _ = zhuque::on_recovery(|| {
 //!     RESUMES.fetch_add(1, Ordering::Relaxed);
 //! });
 //! ```

@@ -78,7 +78,7 @@ fn api_check_program() -> std::path::PathBuf {
     profile_dir().join("zhuque-api-check")
 }
 
-/// The Rust API (`crates/api`, `zhuque_api`): a handler registered with `on_recovery` runs
+/// The Rust API (package `zhuque-api`, crate `zhuque`): a handler registered with `on_recovery` runs
 /// once per resume, `failures()` counts the failures that happened and `active()` is true
 /// under zhuque; natively the same program registers nothing and sees 0 failures. The
 /// program's computed output is the native run's.

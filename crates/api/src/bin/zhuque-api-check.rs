@@ -12,7 +12,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000);
-    let registered = zhuque_api::on_recovery(|| {
+    let registered = zhuque::on_recovery(|| {
         HANDLED.fetch_add(1, Ordering::Relaxed);
     });
     println!("registered: {}", registered.is_ok());
@@ -27,8 +27,8 @@ fn main() {
     }
     println!(
         "active {} failures {} handled {}",
-        zhuque_api::active(),
-        zhuque_api::failures(),
+        zhuque::active(),
+        zhuque::failures(),
         HANDLED.load(Ordering::Relaxed)
     );
 }
