@@ -462,3 +462,30 @@ fn output_shared_with_the_shell_is_never_written_over() {
     }
     panic!("no attempt failed before the program ended");
 }
+
+/// GNU `sort -o out` (the program this issue was found with): sort opens `out` and puts it on
+/// fd 1 itself before reading its input. Launched and resumed with stdout to `launch-out`, the
+/// sorted result is in `out`, the native run's, and nothing reaches the launch's stdout.
+#[test]
+fn sort_keeps_writing_its_output_file() {
+    let sort = installed("sort");
+    let dir = TempDir::new("streams_sort");
+    let mut rng = Rng::new(7);
+    let lines: String = (0..1_500_000)
+        .map(|i| format!("{:016x} {i}\n", rng.next_u64()))
+        .collect();
+    std::fs::write(dir.path.join("in.txt"), lines).unwrap();
+    let s = sort.display();
+    let (native, status) = native_seconds(&format!("{s} -S 512M in.txt -o oracle"), &dir.path);
+    assert!(status.success());
+    let argv = ["-S", "512M", "in.txt", "-o", "out"];
+    let argv: Vec<OsString> = std::iter::once(sort.clone().into_os_string())
+        .chain(argv.iter().map(OsString::from))
+        .collect();
+    let mut runs = Runs::new("sort_o", argv, dir.path.clone(), native);
+    let outputs = ["out", "launch-out"];
+    let stderr = runs.until_done("> launch-out", ">> launch-out", 3, &outputs);
+    assert_same_file(&dir.path.join("out"), &dir.path.join("oracle"));
+    assert_eq!(std::fs::read(dir.path.join("launch-out")).unwrap(), b"");
+    assert_eq!(unexpected_lines(&stderr), Vec::<String>::new());
+}
