@@ -24,6 +24,21 @@ fn files_offsets_and_shared_descriptions() {
     crash_case("fd_files", &case, CrashPlan::default());
 }
 
+/// Credentials per thread (`cred_threads.c`, run as root): the main thread dropped to
+/// `nobody` with a saved set-user-id of 0, supplementary groups and CAP_NET_BIND_SERVICE kept; a
+/// worker thread with ids of its own. Every resume gives each thread its own back (a resume
+/// once brought every thread back as root); the program checks them with the kernel as it goes
+/// and becomes root again at the end through its saved set-user-id.
+#[test]
+fn credentials_of_each_thread() {
+    let case = Case {
+        file: "cred_threads.c",
+        args: &["200", "5000000"],
+        status: 0,
+    };
+    crash_case("cred_threads", &case, CrashPlan::default());
+}
+
 /// Thousands of fds (4500: pipes with unread data, descriptions of one file at their own
 /// offsets, each dup'ed) with the soft RLIMIT_NOFILE lowered below the highest fd; three
 /// failures at fail points (one at the start, before the program's fds: a resumed process

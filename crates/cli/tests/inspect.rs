@@ -176,6 +176,16 @@ fn inspect_shows_each_process_in_full() {
         1,
         "{text}"
     );
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let credentials = rows("credentials");
+    assert_eq!(credentials.len(), 2, "{text}");
+    assert!(
+        credentials
+            .iter()
+            .all(|l| l.contains(&format!(": uid {uid} gid "))),
+        "{text}"
+    );
     assert_eq!(rows("mappings").len(), 2, "{text}");
     assert!(
         rows("mappings").iter().all(|l| l.contains(" on disk")),
@@ -214,6 +224,7 @@ fn inspect_shows_each_process_in_full() {
         .map(|r| r["disk_bytes"].as_u64().expect("every region measured"))
         .sum();
     assert_eq!(listed, summary["disk_bytes"].as_u64().unwrap());
+    assert_eq!(details["credentials"][0]["uid"][1], uid);
     assert!(
         details["signals"]
             .as_array()

@@ -101,7 +101,10 @@ fn fail_all_then_resume_all_with_images_on_disk() {
         "{said}{}",
         String::from_utf8_lossy(&fail.stderr)
     );
-    let saved: Vec<&str> = said.lines().filter(|l| l.starts_with("saved ")).collect();
+    // `--all` saves every running image the caller can see (root: everyone's); only this
+    // test's three count (a developer's own running images would be saved too).
+    let ours = format!("saved {}/", images.display());
+    let saved: Vec<&str> = said.lines().filter(|l| l.starts_with(&ours)).collect();
     assert_eq!(saved.len(), 3, "{said}");
     for r in runs.drain(..) {
         let f = r.wait(LAUNCH_TIMEOUT);

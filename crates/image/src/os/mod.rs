@@ -16,6 +16,7 @@
 //! | `timers` | [`TAG_TIMERS`] | [`Timers`] |
 //! | `rlimits` | [`TAG_RLIMITS`] | [`Rlimit`] list |
 //! | `pending` | [`TAG_PENDING`] | [`Pending`] |
+//! | `credentials` | [`TAG_CREDENTIALS`] | [`Credentials`] list: ids, groups, capabilities per thread |
 //!
 //! Decoders never panic and never reserve memory for more items than the bytes left could hold
 //! (the fuzz harness, `tests/fuzz/`, checks both on mutated input).
@@ -23,6 +24,7 @@
 use crate::Error;
 use crate::codec::Reader;
 
+mod credentials;
 mod fds;
 mod pending;
 mod process_state;
@@ -30,6 +32,7 @@ mod rlimits;
 mod signals;
 mod timers;
 
+pub use credentials::{Credentials, decode_credentials, encode_credentials, parse_status};
 pub use fds::{
     EPOLL_NO_FILE, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
     Pipe, SockAddr, SockOpt, SockState, Socket, TimerFd,
@@ -52,6 +55,8 @@ pub const TAG_TIMERS: u32 = 0x103;
 pub const TAG_RLIMITS: u32 = 0x104;
 /// Signals pending at the failure.
 pub const TAG_PENDING: u32 = 0x105;
+/// Each thread's user and group ids, groups and capabilities.
+pub const TAG_CREDENTIALS: u32 = 0x106;
 
 /// An OS-state section this build knows: its tag, a short name and the format version it
 /// writes (and the only one it reads).
@@ -63,7 +68,7 @@ pub struct SectionKind {
 }
 
 /// Every OS-state section, in tag order.
-pub const SECTIONS: [SectionKind; 6] = [
+pub const SECTIONS: [SectionKind; 7] = [
     SectionKind {
         tag: TAG_PROCESS,
         name: process_state::NAME,
@@ -93,6 +98,11 @@ pub const SECTIONS: [SectionKind; 6] = [
         tag: TAG_PENDING,
         name: pending::NAME,
         version: pending::VERSION,
+    },
+    SectionKind {
+        tag: TAG_CREDENTIALS,
+        name: credentials::NAME,
+        version: credentials::VERSION,
     },
 ];
 

@@ -4,9 +4,10 @@
 //! the seeds differ in shape and size.
 
 use zhuque_image::os::{
-    EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile, Pending, Pipe,
-    PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_FDS, TAG_PENDING,
-    TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, ThreadName, TimerFd, TimerValue, Timers,
+    Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
+    Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket,
+    TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
+    ThreadName, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -249,6 +250,7 @@ pub fn meta(rng: &mut Rng, scale: usize) -> Meta {
             TAG_TIMERS,
             TAG_RLIMITS,
             TAG_PENDING,
+            TAG_CREDENTIALS,
         ] {
             if rng.chance(4, 5) {
                 m.set_section(tag, section(rng, tag, scale));
@@ -275,6 +277,7 @@ pub fn section(rng: &mut Rng, tag: u32, scale: usize) -> Vec<u8> {
         TAG_TIMERS => timers(rng, scale).encode(),
         TAG_RLIMITS => zhuque_image::os::encode_rlimits(&rlimits(rng, scale)),
         TAG_PENDING => pending(rng, scale).encode(),
+        TAG_CREDENTIALS => zhuque_image::os::encode_credentials(&credentials(rng, scale)),
         _ => unreachable!("no OS section {tag:#x}"),
     }
 }
@@ -538,6 +541,28 @@ pub fn rlimits(rng: &mut Rng, scale: usize) -> Vec<Rlimit> {
             },
             soft: *rng.pick(&[0, 1024, 8 << 20, u64::MAX]),
             hard: *rng.pick(&[4096, u64::MAX]),
+        })
+        .collect()
+}
+
+pub fn credentials(rng: &mut Rng, scale: usize) -> Vec<Credentials> {
+    (0..rng.small(4 << scale.min(1)))
+        .map(|i| {
+            let id = |rng: &mut Rng| {
+                let any = rng.next() as u32;
+                *rng.pick(&[0u32, 1000, 65534, any])
+            };
+            Credentials {
+                tid: 2 + i as i32,
+                uid: [id(rng), id(rng), id(rng), id(rng)],
+                gid: [id(rng), id(rng), id(rng), id(rng)],
+                groups: (0..rng.small(8 << scale)).map(|_| id(rng)).collect(),
+                cap_inheritable: rng.next(),
+                cap_permitted: rng.next(),
+                cap_effective: rng.next(),
+                cap_bounding: *rng.pick(&[0x1ff_ffff_ffff, 0, u64::MAX]),
+                cap_ambient: rng.next(),
+            }
         })
         .collect()
 }

@@ -186,6 +186,7 @@ fn meta(p: &mut Probe, b: &[u8]) -> Outcome {
                 os::TAG_SIGNALS => signals(p, body)?,
                 os::TAG_TIMERS => timers(p, body)?,
                 os::TAG_RLIMITS => rlimits(p, body)?,
+                os::TAG_CREDENTIALS => credentials(p, body)?,
                 _ => pending(p, body)?,
             }
         } else {
@@ -316,6 +317,19 @@ fn rlimits(p: &mut Probe, b: &[u8]) -> Outcome {
         let _ = os::rlimit_name(l.resource);
     }
     round_trip("rlimits", &v, os::decode_rlimits(&os::encode_rlimits(&v)))?;
+    Ok(Ok(()))
+}
+
+fn credentials(p: &mut Probe, b: &[u8]) -> Outcome {
+    let v = match p.decode("credentials", b, os::decode_credentials)? {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    round_trip(
+        "credentials",
+        &v,
+        os::decode_credentials(&os::encode_credentials(&v)),
+    )?;
     Ok(Ok(()))
 }
 
@@ -613,6 +627,16 @@ pub fn all(seed: u64) -> Vec<Target> {
             shape: Shape::Plain,
             seeds: seeds_of(rng, 4, |r, s| os::encode_rlimits(&seeds::rlimits(r, s))),
             check: rlimits,
+            seeds_valid: true,
+        },
+        Target {
+            name: "credentials",
+            weight: 3,
+            shape: Shape::Plain,
+            seeds: seeds_of(rng, 4, |r, s| {
+                os::encode_credentials(&seeds::credentials(r, s))
+            }),
+            check: credentials,
             seeds_valid: true,
         },
         Target {

@@ -13,11 +13,16 @@
 //! | `timers` | `setitimer`/`alarm`, POSIX timers |
 //! | `sigev_thread` | `SIGEV_THREAD` timers run by threads a save can stop (not glibc's helper) |
 //! | `pending` | signals pending at the failure |
+//! | `credentials` | each thread's user and group ids, groups, capabilities |
 //!
 //! Order at a resume: limits first (but `RLIMIT_NOFILE`, set last), then the working
 //! directory, fds, dispositions, interval timers, and the process's pending signals; POSIX
-//! timers and thread-directed signals wait until the threads exist ([`restore_after_threads`]).
+//! timers and thread-directed signals wait until the threads exist ([`restore_after_threads`]);
+//! credentials come last, each thread taking its own (`credentials::apply_own`), and what a
+//! change of credentials resets in the kernel is set again after them
+//! ([`restore_after_credentials`]).
 
+pub mod credentials;
 pub mod fds;
 mod image_files;
 mod next;
@@ -107,6 +112,7 @@ fn ensure_fd_access() {
 /// carrying the new generation and the stopped threads).
 pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     process_state::save(meta, stopped);
+    credentials::save(meta);
     rlimits::save(meta);
     // Recorded: from here on the coordinator may use every fd number the process may have
     // (it holds a duplicate of each of the program's open files at once).
@@ -146,4 +152,12 @@ pub fn restore_after_threads(meta: &Meta) {
     // Last: the program's limit may leave the runtime no fd number (it may even lie below
     // the program's highest fd).
     rlimits::restore_nofile(meta);
+}
+
+/// What a change of credentials resets (resume, once every thread has its own back): the
+/// kernel makes a process non-dumpable when its ids change.
+pub fn restore_after_credentials(meta: &Meta) {
+    if credentials::changes() {
+        process_state::restore_dumpable(meta);
+    }
 }

@@ -84,6 +84,13 @@ pub fn restore(meta: &Meta) {
     }
 }
 
+/// The dumpable flag again (a change of credentials reset it).
+pub fn restore_dumpable(meta: &Meta) {
+    if let Some(p) = load(meta) {
+        let _ = osys::prctl(PR_SET_DUMPABLE, p.dumpable as usize);
+    }
+}
+
 /// Thread names (resume, once the threads exist).
 pub fn restore_names(meta: &Meta) {
     let Some(p) = load(meta) else {

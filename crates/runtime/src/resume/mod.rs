@@ -6,7 +6,9 @@
 //! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
 //! 5. Recreate every other thread, parked on a trampoline (`threads`), and the coordinator,
 //!    held; then what needs them (timers aimed at threads, their pending signals).
-//! 6. Run the program's recovery handlers, release every thread at once, let the
+//! 6. Every thread takes back its saved credentials (`os::credentials`): the last step, as
+//!    the others may need the privileges of the user who resumes.
+//! 7. Run the program's recovery handlers, release every thread at once, let the
 //!    coordinator work, and return into the leader's own saved frame.
 
 mod layout;
@@ -21,7 +23,7 @@ use crate::process::{self, Launch};
 use crate::sys;
 use crate::threads::{arch, coordinator, glibc};
 use crate::vmem;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 use rustix::fd::AsFd;
 use zhuque_image::{Backing, Meta, State};
 
@@ -129,12 +131,13 @@ extern "C" fn run(ctx: usize) -> ! {
                 .str(&e.to_string()),
         );
     }
-    let release: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+    crate::os::credentials::prepare(meta);
+    let gate = threads::Gate::new(&meta.threads);
     let keep_ids = sys::getpid() == meta.pid;
     if !keep_ids {
         threads::warn_ids_not_kept();
     }
-    let (kept, mut tids) = threads::recreate(&meta.threads, release, keep_ids);
+    let (kept, mut tids) = threads::recreate(&meta.threads, gate, keep_ids);
     tids.push((meta.pid, sys::getpid()));
     p.ids_kept.store(kept, Ordering::Relaxed);
     p.set_tids(tids);
@@ -145,13 +148,16 @@ extern "C" fn run(ctx: usize) -> ! {
     if let Some(l) = leader {
         threads::adopt_leader(l);
     }
-    crate::api::run_recovery_handlers();
     // Every program fd is back: the runtime's own fds for listing threads take numbers
-    // none of them needs.
+    // none of them needs (opened while the resume still has its own credentials).
     crate::procfs::open_task_fds();
-    release.store(1, Ordering::Release);
-    // The kernel reads the count as an int: u32::MAX would be -1 and wake only one thread.
-    sys::futex_wake(release, i32::MAX as u32);
+    gate.credentials();
+    if let Some(l) = leader {
+        crate::os::credentials::apply_own(l.tid);
+    }
+    crate::os::restore_after_credentials(meta);
+    crate::api::run_recovery_handlers();
+    gate.release();
     coordinator::release();
     match leader {
         // SAFETY: memory is restored and the leader's registrations are done.

@@ -4,8 +4,9 @@
 //! tid bookkeeping (`&pd->tid` as parent/child tid address, so the kernel writes the new tid
 //! there and clears it at exit, which `pthread_join` waits for), and, when the process is in a
 //! pid namespace the launcher owns, with its saved tid (`set_tid`). It waits on a volatile
-//! trampoline stack until the resume releases every thread at once, re-registers its robust
-//! list and rseq area, and returns into its saved signal frame.
+//! trampoline stack until the resume opens its [`Gate`]: first each thread takes back its saved
+//! credentials (the kernel keeps them per thread), then, released at once, it re-registers its
+//! robust list and rseq area and returns into its saved signal frame.
 
 use crate::sys;
 use crate::threads::{arch, glibc};
@@ -15,16 +16,73 @@ use zhuque_image::Thread;
 
 const TRAMPOLINE_STACK: usize = 64 << 10;
 
-struct Ctx {
-    thread: Thread,
-    release: &'static AtomicU32,
+/// How the resume lets its recreated threads go: [`Gate::credentials`], then [`Gate::release`].
+pub struct Gate {
+    /// 0 while held, [`CREDENTIALS`] to take back credentials, [`GO`] to run.
+    state: AtomicU32,
+    /// Threads that have taken back their credentials.
+    ready: AtomicU32,
+    threads: u32,
 }
 
-/// Creates every saved thread but the leader; they wait for `release` to become non-zero.
-/// Returns whether thread ids could be kept, and each recreated thread's (saved, new) tid.
+const CREDENTIALS: u32 = 1;
+const GO: u32 = 2;
+
+impl Gate {
+    /// A gate for the threads of `threads` other than the leader (volatile memory, never
+    /// freed: the threads read it until they run).
+    pub fn new(threads: &[Thread]) -> &'static Gate {
+        Box::leak(Box::new(Gate {
+            state: AtomicU32::new(0),
+            ready: AtomicU32::new(0),
+            threads: threads.iter().filter(|t| !t.leader).count() as u32,
+        }))
+    }
+
+    fn open(&self, state: u32) {
+        self.state.store(state, Ordering::Release);
+        // The kernel reads the count as an int: u32::MAX would be -1 and wake only one.
+        sys::futex_wake(&self.state, i32::MAX as u32);
+    }
+
+    /// Every thread takes back its saved credentials; returns once all of them have.
+    pub fn credentials(&self) {
+        self.open(CREDENTIALS);
+        loop {
+            let ready = self.ready.load(Ordering::Acquire);
+            if ready >= self.threads {
+                return;
+            }
+            sys::futex_wait(&self.ready, ready, None);
+        }
+    }
+
+    /// Every thread runs on.
+    pub fn release(&self) {
+        self.open(GO);
+    }
+
+    fn wait_past(&self, state: u32) {
+        loop {
+            let now = self.state.load(Ordering::Acquire);
+            if now > state {
+                return;
+            }
+            sys::futex_wait(&self.state, now, None);
+        }
+    }
+}
+
+struct Ctx {
+    thread: Thread,
+    gate: &'static Gate,
+}
+
+/// Creates every saved thread but the leader; they wait at `gate`. Returns whether thread ids
+/// could be kept, and each recreated thread's (saved, new) tid.
 pub fn recreate(
     threads: &[Thread],
-    release: &'static AtomicU32,
+    gate: &'static Gate,
     mut keep_ids: bool,
 ) -> (bool, Vec<(i32, i32)>) {
     let mut tids = Vec::with_capacity(threads.len());
@@ -32,7 +90,7 @@ pub fn recreate(
         let stack = vmem::map(TRAMPOLINE_STACK);
         let ctx = Box::leak(Box::new(Ctx {
             thread: t.clone(),
-            release,
+            gate,
         })) as *mut Ctx as usize;
         let mut flags = arch::THREAD_FLAGS;
         if t.tid_address != 0 {
@@ -90,9 +148,11 @@ pub fn warn_ids_not_kept() {
 extern "C" fn entry(ctx: usize) -> ! {
     // SAFETY: ctx was leaked for this thread by `recreate`.
     let c = unsafe { &*(ctx as *const Ctx) };
-    while c.release.load(Ordering::Acquire) == 0 {
-        sys::futex_wait(c.release, 0, None);
-    }
+    c.gate.wait_past(0);
+    crate::os::credentials::apply_own(c.thread.tid);
+    c.gate.ready.fetch_add(1, Ordering::AcqRel);
+    sys::futex_wake(&c.gate.ready, 1);
+    c.gate.wait_past(CREDENTIALS);
     register(&c.thread);
     // SAFETY: memory is restored, the frame is this thread's, registrations are done.
     unsafe { arch::sigreturn(c.thread.frame as usize) }

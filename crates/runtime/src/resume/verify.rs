@@ -24,6 +24,7 @@ fn same(now: &FileId, saved: &FileId) -> bool {
 
 /// Returns the reason the image cannot be resumed here, if any.
 pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Box<Line>> {
+    crate::os::credentials::check(meta)?;
     for f in meta
         .layout
         .files

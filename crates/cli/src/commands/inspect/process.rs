@@ -13,7 +13,7 @@ use super::sections::{self, OsState};
 use crate::json::Value;
 
 /// The keys [`ProcessView::json_fields`] gives, in order (all `null` without a meta).
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "fds",
     "region_list",
     "region_summary",
@@ -24,6 +24,7 @@ pub const KEYS: [&str; 11] = [
     "timers",
     "pending_signals",
     "rlimits",
+    "credentials",
     "sections",
 ];
 
@@ -67,6 +68,7 @@ impl<'a> ProcessView<'a> {
             ("timers", sections::timers_json(os)),
             ("pending_signals", sections::pending_json(os)),
             ("rlimits", sections::rlimits_json(os)),
+            ("credentials", sections::credentials_json(os)),
             ("sections", sections::sections_json(self.meta, os)),
         ];
         debug_assert!(fields.iter().map(|(k, _)| *k).eq(KEYS));
@@ -95,6 +97,9 @@ impl<'a> ProcessView<'a> {
         }
         if let Some(Ok(p)) = &os.process {
             rows.push(("cwd, umask", who(sections::process_text(p))));
+        }
+        if let Some(Ok(v)) = &os.credentials {
+            rows.push(("credentials", who(sections::credentials_text(v))));
         }
         if let Some(Ok(v)) = &os.signals {
             rows.push(("signals", who(sections::signals_text(v))));

@@ -5,8 +5,8 @@
 //! not read) is reported as such and shown as `null`; the rest of the image is still shown.
 
 use zhuque_image::os::{
-    self, FdTable, Pending, PosixTimer, ProcessState, Rlimit, SigAction, SigInfo, SigSource,
-    TimerValue, Timers,
+    self, Credentials, FdTable, Pending, PosixTimer, ProcessState, Rlimit, SigAction, SigInfo,
+    SigSource, TimerValue, Timers,
 };
 use zhuque_image::{Error, Meta};
 
@@ -23,6 +23,7 @@ pub struct OsState {
     pub timers: Section<Timers>,
     pub rlimits: Section<Vec<Rlimit>>,
     pub pending: Section<Pending>,
+    pub credentials: Section<Vec<Credentials>>,
 }
 
 impl OsState {
@@ -34,6 +35,7 @@ impl OsState {
             timers: m.section(os::TAG_TIMERS).map(Timers::decode),
             rlimits: m.section(os::TAG_RLIMITS).map(os::decode_rlimits),
             pending: m.section(os::TAG_PENDING).map(Pending::decode),
+            credentials: m.section(os::TAG_CREDENTIALS).map(os::decode_credentials),
         }
     }
 
@@ -49,6 +51,7 @@ impl OsState {
             os::TAG_TIMERS => err(&self.timers),
             os::TAG_RLIMITS => err(&self.rlimits),
             os::TAG_PENDING => err(&self.pending),
+            os::TAG_CREDENTIALS => err(&self.credentials),
             _ => None,
         }
     }
@@ -264,6 +267,27 @@ pub fn rlimits_json(state: &OsState) -> Value {
     })
 }
 
+/// Each thread's ids, groups and capability sets.
+pub fn credentials_json(state: &OsState) -> Value {
+    Value::opt(ok(&state.credentials), |v| {
+        array(v, |c| {
+            let ids = |v: &[u32; 4]| array(v, |id| int((*id).into()));
+            let caps = |bits: u64| Value::str(format!("{bits:016x}"));
+            Value::Object(vec![
+                ("tid", Value::int(c.tid)),
+                ("uid", ids(&c.uid)),
+                ("gid", ids(&c.gid)),
+                ("groups", array(&c.groups, |g| int((*g).into()))),
+                ("cap_inheritable", caps(c.cap_inheritable)),
+                ("cap_permitted", caps(c.cap_permitted)),
+                ("cap_effective", caps(c.cap_effective)),
+                ("cap_bounding", caps(c.cap_bounding)),
+                ("cap_ambient", caps(c.cap_ambient)),
+            ])
+        })
+    })
+}
+
 // ---- text rows ----------------------------------------------------------------------------------
 
 /// `3 handled (SIGINT, SIGTERM, SIGUSR1), 1 ignored (SIGPIPE)`: dispositions other than the
@@ -328,6 +352,38 @@ pub fn pending_text(p: &Pending) -> String {
     } else {
         format!("{} ({})", names.len(), names.join(", "))
     }
+}
+
+/// `uid 65534 gid 65534 groups 4,27`, the ids of the first thread, then every thread whose
+/// credentials differ (`; thread 5: uid 1000/1001/1002 ...`). Real, effective, saved ids are
+/// shown as one number when they are equal; capabilities when any is effective.
+pub fn credentials_text(v: &[Credentials]) -> String {
+    fn ids(v: &[u32; 4]) -> String {
+        if v[..3].iter().all(|id| *id == v[0]) {
+            v[0].to_string()
+        } else {
+            format!("{}/{}/{}", v[0], v[1], v[2])
+        }
+    }
+    fn one(c: &Credentials) -> String {
+        let mut t = format!("uid {} gid {}", ids(&c.uid), ids(&c.gid));
+        if !c.groups.is_empty() {
+            let g: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+            t.push_str(&format!(" groups {}", g.join(",")));
+        }
+        if c.cap_effective != 0 {
+            t.push_str(&format!(" capabilities {:x}", c.cap_effective));
+        }
+        t
+    }
+    let Some(first) = v.first() else {
+        return "none recorded".to_string();
+    };
+    let mut parts = vec![one(first)];
+    for c in v.iter().skip(1).filter(|c| !c.same_as(first)) {
+        parts.push(format!("thread {}: {}", c.tid, one(c)));
+    }
+    parts.join("; ")
 }
 
 /// `/srv, 0027`: the working directory and umask at the save.
