@@ -404,6 +404,78 @@ fn a_static_child_is_killed_and_reported() {
     );
 }
 
+/// A daemon that drops its privileges (`tree_privdrop.c`, run as root): child A, forked while
+/// root, is a member; as `nobody` the process forks B and C and runs `id -u` through `sh`,
+/// none of which can write the tree's image (root's). They run as natively, unprotected, with
+/// one `zhuque:` line for the fork children and one for `sh` (before: the fork child ended with
+/// 125, and `sh` was refused). After a failure while A and C wait, A (resumed) ends normally,
+/// C (lost) comes back killed by SIGKILL, and the parent is `nobody` again.
+#[test]
+fn children_of_a_process_that_dropped_privileges() {
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::getuid() },
+        0,
+        "this test drops privileges: run it as root"
+    );
+    let prog = Program::compile("tree_privdrop.c");
+    let cwd = prog.workdir();
+    let zq = Zhuque::real();
+    let launch = |image: &ImageDir| {
+        let mut cmd = zq.command(Zhuque::run_args(&image.path, None, &prog, &[]), &cwd);
+        cmd.stdin(std::process::Stdio::null());
+        spawn(cmd, "zhuque run tree_privdrop")
+    };
+    let go = cwd.join("go");
+    let _ = std::fs::remove_file(&go);
+
+    let image = ImageDir::new();
+    let mut run = launch(&image);
+    run.wait_for_stdout(b"started\n", LAUNCH_TIMEOUT);
+    std::fs::write(&go, "").unwrap();
+    let f = run.wait(LAUNCH_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&f.stderr).into_owned();
+    assert_eq!(f.status, 0, "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        "main: uid 65534\nB: exited 7\n65534\nsystem: status 0\nstarted\n\
+         main: uid 65534 after the wait\nA: exited 0\nC: exited 0\n"
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("not crash-resistant"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("runs as uid 65534") || l.contains("run as uid 65534")),
+        "{stderr}"
+    );
+    std::fs::remove_file(&go).unwrap();
+
+    let image = ImageDir::new();
+    let mut run = launch(&image);
+    run.wait_for_stdout(b"started\n", LAUNCH_TIMEOUT);
+    let failed = zq.fail(&image.path, &cwd);
+    assert_eq!(
+        failed.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert_eq!(run.wait(LAUNCH_TIMEOUT).status, SAVED);
+    let resumed = launch(&image);
+    std::fs::write(&go, "").unwrap();
+    let f = resumed.wait(LAUNCH_TIMEOUT);
+    assert_eq!(f.status, 0, "{}", String::from_utf8_lossy(&f.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        "main: uid 65534 after the wait\nA: exited 0\nC: gone\nC: killed by signal 9\n"
+    );
+    std::fs::remove_file(&go).unwrap();
+}
+
 // ---- natively: the commands are deterministic ----
 
 #[test]

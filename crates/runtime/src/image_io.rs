@@ -109,6 +109,19 @@ pub fn private_dir(path: &[u8]) -> Result<bool, Errno> {
     Ok(is_dir && st.st_uid == rustix::process::geteuid().as_raw() && st.st_mode & 0o077 == 0)
 }
 
+/// Whether the calling thread's effective credentials may create entries in directory `path`
+/// (write and search permission).
+pub fn writable_dir(path: &[u8]) -> bool {
+    let p = cstr(path);
+    fs::accessat(
+        fs::CWD,
+        as_cstr(&p),
+        fs::Access::WRITE_OK | fs::Access::EXEC_OK,
+        fs::AtFlags::EACCESS,
+    )
+    .is_ok()
+}
+
 /// Opens the image directory.
 pub fn open_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
     let p = cstr(dir);

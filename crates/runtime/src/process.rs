@@ -111,8 +111,9 @@ pub struct Process {
     /// A child of a crash-resistant program that cannot be protected itself (no process
     /// tree to belong to): its memory is its own, but failures do not save it.
     pub detached: AtomicBool,
-    /// A fork child outside a tree says it is not protected (only the first of each parent).
-    pub warn_child: AtomicBool,
+    /// What the parent expects of its next fork child (`tree::before_fork`): a member (0),
+    /// outside the tree and the first to say so (1), outside and silent (2).
+    pub child_outside: core::sync::atomic::AtomicU8,
     /// Pool storage released while privatized, to punch out once it is settled.
     deferred: core::sync::atomic::AtomicPtr<Vec<(u64, u64)>>,
     /// Saved tid -> tid in this process, for every thread a resume recreated (null: this

@@ -38,6 +38,40 @@ pub fn active() -> bool {
     }
 }
 
+/// A program started inside a process tree by a process that had dropped its privileges: its
+/// credentials cannot reach the tree's image (a resume would refuse to run what another user
+/// could write, so the image stays the launching user's).
+fn cannot_reach(dir: &[u8]) -> bool {
+    matches!(
+        image_io::open_dir(dir),
+        Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM)
+    ) && in_zhuque_namespace()
+}
+
+/// Runs the program natively, saying so once; its own children (which inherit its
+/// credentials) then start natively without a word: zhuque's variable is taken out of its
+/// environment. At a failure the tree's init finds it unconnected, and after the resume its
+/// parent sees it killed by `SIGKILL`.
+fn run_unprotected(dir: &[u8]) {
+    unsafe extern "C" {
+        fn unsetenv(name: *const core::ffi::c_char) -> core::ffi::c_int;
+    }
+    process::get().set_mode(Mode::Inert);
+    Line::new()
+        .str("warning: process ")
+        .num(sys::getpid() as u64)
+        .str(" is not crash-resistant: it runs as uid ")
+        .num(rustix::process::geteuid().as_raw() as u64)
+        .str(", which cannot reach the image ")
+        .push(dir)
+        .str(" (a program started after dropping privileges); at a failure it is lost and its parent sees it killed by SIGKILL")
+        .emit();
+    let mut name = image::ENV_CRASH_RESISTANT.as_bytes().to_vec();
+    name.push(0);
+    // SAFETY: a NUL-terminated name; the program's threads do not run yet (constructor).
+    unsafe { unsetenv(name.as_ptr().cast()) };
+}
+
 fn refuse_with(what: &str, detail: &[u8]) -> ! {
     diag::refuse(Line::new().str(what).push(detail))
 }
@@ -67,6 +101,10 @@ fn init() {
         Ordering::Relaxed,
     );
     let runtime_path = own_path();
+    if cannot_reach(&dir) {
+        run_unprotected(&dir);
+        return;
+    }
 
     // The default root is checked before anything is created in it.
     let root = default_root_in_use(cr, &launch);

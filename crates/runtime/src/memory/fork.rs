@@ -167,7 +167,12 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     let old = p.mem_fd();
     let size = osys::fstat(old)?.size;
     sys::with_file_size_room(size as u64, || osys::ftruncate(new_fd, size as u64))??;
-    let pm = pagemap::open()?;
+    // A process that dropped its privileges cannot open its own pagemap: residency tells.
+    let pm = match pagemap::open() {
+        Ok(pm) => Some(pm),
+        Err(Errno::EACCES) | Err(Errno::EPERM) => None,
+        Err(e) => return Err(e),
+    };
     let result = (|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
@@ -181,7 +186,10 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
                     (at(s), at(e))
                 })
                 .collect();
-            runs.extend(pagemap::runs(pm, v, Pages::Present)?);
+            match pm {
+                Some(pm) => runs.extend(pagemap::runs(pm, v, Pages::Present)?),
+                None => runs.extend(near_stack(v)),
+            }
             runs.sort_unstable();
             let merged = merge(runs);
             readable(v, || {
@@ -196,7 +204,9 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
         }
         Ok(())
     })();
-    let _ = osys::close(pm);
+    if let Some(pm) = pm {
+        let _ = osys::close(pm);
+    }
     result?;
     // Storage released while privatized: punched in this pool too.
     for (off, len) in p.deferred_releases().drain(..) {
@@ -204,6 +214,28 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     }
     p.privatized.store(false, Ordering::Release);
     Ok(())
+}
+
+/// The program thread's stack pointer when it began copying its memory (see [`near_stack`]).
+static COPY_SP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// How far around that stack pointer a copy without a pagemap takes every page.
+const STACK_BELOW: usize = 512 << 10;
+const STACK_ABOVE: usize = 128 << 10;
+
+/// Without a pagemap (a process that dropped its privileges is not dumpable: its `/proc` files
+/// are root's, and `mincore` then reports every page of a file it cannot write as present),
+/// a fork child copies the pool's data, which holds the parent's memory as of the privatize
+/// (read through the child's mappings, so pages written since are taken as the child sees
+/// them), plus every page around its own stack pointer: the pages the fork and the child's
+/// first steps may have touched for the first time. What this cannot see: a page another
+/// thread of the parent touched for the first time in the instant between the privatize and
+/// the fork (the child would see it empty).
+fn near_stack(v: &crate::procfs::Vma) -> Option<(usize, usize)> {
+    let sp = COPY_SP.load(Ordering::Relaxed);
+    let lo = sp.saturating_sub(STACK_BELOW).max(v.start) & !4095;
+    let hi = sp.saturating_add(STACK_ABOVE).min(v.end);
+    (lo < hi).then_some((lo, hi))
 }
 
 /// Merges sorted, possibly overlapping runs.
@@ -227,6 +259,7 @@ pub fn settle() -> Result<(), Errno> {
         return Ok(());
     }
     let fd = p.mem_fd();
+    // The coordinator's credentials are the ones the process started with: it can.
     let pm = pagemap::open()?;
     let result = (|| {
         let maps = pool_mappings();
@@ -271,6 +304,7 @@ pub fn ensure_own_pool() {
         return;
     }
     let pool = p.own_pool.load(Ordering::Relaxed);
+    COPY_SP.store(sys::get_sp(), Ordering::Relaxed);
     let stack = vmem::map(COPY_STACK);
     // SAFETY: a fresh volatile stack; the copy touches no pool memory until every range is
     // remapped, and no other thread runs (see above).

@@ -174,8 +174,8 @@ fn after_fork_in_child() {
         .store(crate::process::now_ns(), Ordering::Relaxed);
     p.on_parent_pool.store(true, Ordering::Release);
     reset_process_state();
-    if dir.is_none() {
-        // Not in a tree: nothing will save this child; it copies now, so the parent need
+    if dir.is_err() {
+        // Outside the tree: nothing will save this child; it copies now, so the parent need
         // not wait for it.
         ensure_own_pool();
     }

@@ -134,14 +134,15 @@ fn adopt_dir(fd: i32, pdir: Vec<u8>) {
 }
 
 /// In a fork child: this process's new image directory in the tree (created empty), as an fd.
-pub fn fork_child_dir() -> Option<i32> {
-    let dir = process::get().tree_dir()?;
+/// `EACCES`/`EPERM` when the child's credentials cannot write the tree's image (its parent
+/// had dropped its privileges).
+pub fn fork_child_dir() -> Result<i32, rustix::io::Errno> {
+    let dir = process::get().tree_dir().ok_or(rustix::io::Errno::IO)?;
     let pdir = own_dir(dir, sys::getpid());
-    let fd = image_io::create_dir_all(&pdir)
-        .and_then(|_| image_io::open_dir(&pdir))
-        .ok()?;
-    image_io::empty_dir(fd.as_fd()).ok()?;
-    Some(image_io::leak(fd))
+    image_io::create_dir_all(&pdir)?;
+    let fd = image_io::open_dir(&pdir)?;
+    image_io::empty_dir(fd.as_fd())?;
+    Ok(image_io::leak(fd))
 }
 
 /// The end of a resume in a tree: says this process is back, takes the fds it shares with

@@ -33,26 +33,46 @@ pub fn in_tree() -> bool {
     control::connected()
 }
 
+/// Why a fork child is not a member of the tree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outside {
+    /// There is no tree (no pid namespace of `zhuque run`).
+    NoTree,
+    /// Its credentials cannot write the tree's image (the parent dropped its privileges).
+    NoAccess,
+}
+
 /// Where a fork child keeps its memory: in a tree, the `memory` file of its own new image
-/// directory (returned too); outside, a memfd.
-fn child_pool() -> Result<(i32, Option<i32>), Errno> {
-    if !in_tree() {
+/// directory (returned too); outside, or when it cannot write the image, a memfd.
+fn child_pool() -> Result<(i32, Result<i32, Outside>), Errno> {
+    let outside = |why| -> Result<(i32, Result<i32, Outside>), Errno> {
         let fd = osys::memfd_create(b"zhuque-pool\0", osys::MFD_CLOEXEC)?;
-        return Ok((image_io::hide_raw(fd), None));
+        Ok((image_io::hide_raw(fd), Err(why)))
+    };
+    if !in_tree() {
+        return outside(Outside::NoTree);
     }
-    let dir = member::fork_child_dir().ok_or(Errno::EIO)?;
+    let dir = match member::fork_child_dir() {
+        Ok(dir) => dir,
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
+            return outside(Outside::NoAccess);
+        }
+        Err(e) => return Err(Errno(e.raw_os_error())),
+    };
     let pool =
         image_io::create_memory(image_io::borrow(dir)).map_err(|e| Errno(e.raw_os_error()))?;
-    Ok((image_io::leak(pool), Some(dir)))
+    Ok((image_io::leak(pool), Ok(dir)))
 }
 
 /// The fork child becomes a process of its own, once its memory is its own: in a tree, a
 /// member with its own image and connection; outside, a process that runs on its own memory
 /// but is not protected.
-fn become_child(dir: Option<i32>) {
+fn become_child(dir: Result<i32, Outside>) {
     let p = process::get();
     // The parent's image directory and connection are the parent's.
-    let old_dir = p.dir_fd.swap(dir.unwrap_or(-1), Ordering::AcqRel);
+    let old_dir = p
+        .dir_fd
+        .swap(*dir.as_ref().unwrap_or(&-1), Ordering::AcqRel);
     if old_dir >= 0 {
         let _ = osys::close(old_dir);
     }
@@ -60,9 +80,12 @@ fn become_child(dir: Option<i32>) {
     if old_ctl >= 0 {
         let _ = osys::close(old_ctl);
     }
-    let Some(dir) = dir else {
-        detach();
-        return;
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(why) => {
+            detach(why);
+            return;
+        }
     };
     let mut pdir = p.tree_dir().unwrap_or_default().to_vec();
     pdir.push(b'/');
@@ -95,27 +118,63 @@ fn become_child(dir: Option<i32>) {
     crate::threads::coordinator::start();
 }
 
-/// A fork child outside a tree: its memory is its own, but failures do not save it. The
+/// A fork child outside the tree: its memory is its own, but failures do not save it. The
 /// first child of each process says so, for it and its later siblings ([`before_fork`]).
-fn detach() {
+fn detach(why: Outside) {
     let p = process::get();
     p.detached.store(true, Ordering::Release);
-    if p.warn_child.load(Ordering::Relaxed) {
-        Line::new()
-            .str("warning: process ")
-            .num(sys::getpid() as u64)
-            .str(" and any later fork child of its parent are not crash-resistant: process trees need `zhuque run` (its pid namespace)")
-            .emit();
+    // Said by the first such child of each process, and by any the parent did not expect.
+    if p.child_outside.load(Ordering::Relaxed) == OUTSIDE_SILENT {
+        return;
     }
+    let mut line = Line::new();
+    line.str("warning: process ")
+        .num(sys::getpid() as u64)
+        .str(" and any later fork child of its parent are not crash-resistant: ");
+    match why {
+        Outside::NoTree => line.str("process trees need `zhuque run` (its pid namespace)"),
+        Outside::NoAccess => line
+            .str("they run as uid ")
+            .num(rustix::process::geteuid().as_raw() as u64)
+            .str(", which cannot write the tree's image (a fork after dropping privileges); at a failure they are lost and their parent sees them killed by SIGKILL"),
+    }
+    .emit();
 }
 
 /// Set (persistently) once a process has had a child that said it is not protected.
 static CHILD_WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Parent, before a fork: whether the child will have to say it is not protected.
+/// Values of `child_outside`: see [`before_fork`].
+const MEMBER: u8 = 0;
+const OUTSIDE_SAYS_SO: u8 = 1;
+const OUTSIDE_SILENT: u8 = 2;
+
+/// Parent, before a fork: whether the child will be outside the tree (no tree, or credentials
+/// that cannot write its image), and if so whether it is the first to say so.
 fn before_fork() {
-    let warn = !in_tree() && !CHILD_WARNED.swap(true, Ordering::Relaxed);
-    process::get().warn_child.store(warn, Ordering::Relaxed);
+    let outside = !in_tree() || !tree_writable();
+    let expect = if !outside {
+        MEMBER
+    } else if CHILD_WARNED.swap(true, Ordering::Relaxed) {
+        OUTSIDE_SILENT
+    } else {
+        OUTSIDE_SAYS_SO
+    };
+    process::get()
+        .child_outside
+        .store(expect, Ordering::Relaxed);
+}
+
+/// Whether the calling thread's credentials let a child create its image in the tree's `p/`
+/// (a program that dropped its privileges cannot).
+fn tree_writable() -> bool {
+    let Some(dir) = process::get().tree_dir() else {
+        return false;
+    };
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(zhuque_image::tree::PROCESSES_DIR.as_bytes());
+    image_io::writable_dir(&p)
 }
 
 /// Tells the init this process is about to `exec` (the new program connects with the same

@@ -136,9 +136,26 @@ pub fn maps_file(pid: i32, path: &[u8]) -> bool {
 /// Whether `pid` may still connect to the init: its runtime is loaded (a fork child copying
 /// its memory, a program whose runtime starts), or it will be (a dynamically linked program
 /// whose environment preloads the runtime, between `execve` and the loading of its
-/// libraries). A static program, or one started without zhuque's environment, never will.
+/// libraries). A static program, one started without zhuque's environment, or one whose
+/// credentials cannot reach the image, never will.
 pub fn may_connect(pid: i32, runtime: &[u8]) -> bool {
-    maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime))
+    reaches_image(pid) && (maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime)))
+}
+
+/// Whether `pid`'s credentials reach the tree's image, which belongs to the init's user and
+/// is closed to everyone else: a process that dropped its privileges (its filesystem uid is
+/// another, without `CAP_DAC_OVERRIDE` or `CAP_DAC_READ_SEARCH`) cannot, and its runtime
+/// said so and runs it unprotected. Unreadable: assumed to reach it.
+pub fn reaches_image(pid: i32) -> bool {
+    const DAC_OVERRIDE_OR_READ_SEARCH: u64 = (1 << 1) | (1 << 2);
+    let Some(c) = fs::read(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| zhuque_image::os::parse_status(pid, &s))
+    else {
+        return true;
+    };
+    c.uid[3] == rustix::process::geteuid().as_raw()
+        || c.cap_effective & DAC_OVERRIDE_OR_READ_SEARCH != 0
 }
 
 /// Whether the environment `pid` was started with preloads `runtime`.

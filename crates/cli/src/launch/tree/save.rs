@@ -154,7 +154,8 @@ fn freeze_lost(tree: &Tree) {
             && tree
                 .get(p.ppid)
                 .is_some_and(|parent| parent.kind == ProcKind::Member);
-        if warned_at_exec {
+        // One that dropped its privileges: its runtime said so when it started.
+        if warned_at_exec || !procs::reaches_image(p.pid) {
             continue;
         }
         say!(
