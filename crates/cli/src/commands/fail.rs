@@ -228,6 +228,21 @@ fn saved_generation(image: &ImageDir) -> Option<u64> {
 
 /// Polls until `meta` is SAVED with a generation above `before`; fails when the program is
 /// gone without that, or after [`TIMEOUT`].
+/// How long a saved image may stay locked while its processes end.
+const END_WAIT: Duration = Duration::from_secs(10);
+
+/// Once the save exists, its processes end (status 75) and the last one releases the image:
+/// `zhuque fail` returns after that, so that `zhuque fail DIR && zhuque resume DIR` never
+/// finds the image still in use. A holder that outlives the bound does not make the save
+/// less done.
+fn wait_until_free(image: &ImageDir) {
+    let start = Instant::now();
+    while start.elapsed() < END_WAIT && matches!(image.lock(), Ok(crate::image_dir::Lock::Held(_)))
+    {
+        std::thread::sleep(POLL);
+    }
+}
+
 fn wait_for_save(image: &ImageDir, pid: i32, before: Option<u64>) -> Result<u64> {
     let is_new = |g: u64| before.is_none_or(|b| g > b);
     let start = Instant::now();
@@ -235,6 +250,7 @@ fn wait_for_save(image: &ImageDir, pid: i32, before: Option<u64>) -> Result<u64>
         // Check liveness first: a save written just before the exit is then still seen.
         let alive = procfs::is_alive(pid);
         if let Some(g) = saved_generation(image).filter(|g| is_new(*g)) {
+            wait_until_free(image);
             return Ok(g);
         }
         if !alive {

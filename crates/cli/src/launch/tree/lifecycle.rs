@@ -198,7 +198,7 @@ fn write_finished(init: &mut TreeInit, status: i32) {
 
 /// The root ended while other processes run: `zhuque run` returns the root's status now,
 /// and the init outlives it.
-fn detach(init: &mut TreeInit, status: i32) {
+pub(super) fn detach(init: &mut TreeInit, status: i32) {
     let Some(fd) = init.detach_fd.take() else {
         return;
     };

@@ -5,7 +5,9 @@
 //!    member's image before the launch).
 //! 2. Each member's runtime connects (`Role::Resume`), recreates its own children and
 //!    answers `Restored`; once all have: `Fetch` (shared fds), `Fetched` from all.
-//! 3. The record says RUNNING again, then `Go`.
+//! 3. The record says RUNNING again, then `Go`. A tree whose root had ended before the save
+//!    (a daemon's) is then left to run on: `zhuque run` returns 0, as the first launch
+//!    returned when its root ended.
 //!
 //! Any member ending before `Go`, or nothing happening for [`QUIET`]: `Abort`, and the record
 //! stays SAVED, so `zhuque run` reports a refusal and the image can be resumed again.
@@ -53,6 +55,11 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.send_all(&all, Msg::Go);
     init.reg.end_resume();
     init.arm_failure();
+    if init.root == Root::Rootless {
+        // A daemon's tree (its root had ended before the save): back and running, so the
+        // launch returns as the first one did, and the init runs on with the tree.
+        super::lifecycle::detach(init, 0);
+    }
     Ok(())
 }
 

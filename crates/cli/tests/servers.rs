@@ -1,0 +1,331 @@
+//! Multi-process servers through failures (issue 10): nginx as Debian ships it, started as
+//! root under `zhuque run` — it daemonizes (the launch returns), its master forks two
+//! workers that drop to `nobody`, all of them share the listening socket — serves a static
+//! page and a 1 MiB file to four concurrent clients while `zhuque fail` saves the tree at
+//! random moments and `zhuque resume` brings it back, ten times.
+//!
+//! Every response a client receives complete must be correct (status 200, the exact bytes);
+//! a request in flight at a failure may fail (its connection is reset), and after every
+//! resume the server must answer again. The workers must come back as `nobody`, and the
+//! master must still reload its configuration on `SIGHUP` after the resumes (new workers,
+//! forked by a resumed master, are then saved and resumed too).
+//!
+//! nginx comes from the test command (`scripts/test-all`); a missing one fails here.
+//! Run: `cargo test --release -p zhuque --test servers` (`ZHUQUE_TEST_SEED` repeats a run).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const FAILURES: usize = 10;
+const CLIENTS: usize = 4;
+const INDEX: &[u8] = b"<html><body>zhuque keeps nginx serving</body></html>\n";
+
+/// A port nobody listens on (bound and released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The site and an nginx configuration shaped like Debian's default one (two workers as
+/// `nobody`, daemonized, sendfile), with every path inside `dir`.
+fn site(dir: &Path, port: u16) -> (PathBuf, Vec<u8>) {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), INDEX).unwrap();
+    let mut rng = Rng::new(1);
+    let big: Vec<u8> = (0..1 << 20).map(|_| rng.next_u64() as u8).collect();
+    std::fs::write(www.join("big.bin"), &big).unwrap();
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user nobody nogroup;\nworker_processes 2;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log notice;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeout 65;\n\
+               access_log off;\n  client_body_temp_path {d}/body;\n\
+               server {{ listen 127.0.0.1:{port}; root {d}/www; index index.html; }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    (conf, big)
+}
+
+/// One `GET path` over HTTP/1.0: `Some(true)` for a complete, correct response,
+/// `Some(false)` for a complete but wrong one, `None` when the connection failed or ended
+/// early (a failure in flight).
+fn get(addr: SocketAddr, path: &str, want: &[u8]) -> Option<bool> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))?
+        .trim()
+        .parse()
+        .ok()?;
+    if body.len() < length {
+        return None; // cut off by a failure
+    }
+    Some(head.starts_with("HTTP/1.1 200") && body == want)
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    wrong: AtomicU64,
+}
+
+/// The pids (outside the tree's namespace) of this configuration's nginx processes:
+/// `(master, workers)`.
+fn nginx_pids(conf: &Path) -> (Option<i32>, Vec<i32>) {
+    let mut master = None;
+    let mut workers = Vec::new();
+    let conf = conf.display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with("nginx: master process") && cmd.contains(&conf) {
+            master = Some(pid);
+        }
+        if cmd.starts_with("nginx: worker process") {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let ppid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .and_then(|v| v.trim().parse::<i32>().ok());
+            workers.push((pid, ppid));
+        }
+    }
+    let workers = workers
+        .into_iter()
+        .filter(|(_, ppid)| master.is_some() && *ppid == master)
+        .map(|(pid, _)| pid)
+        .collect();
+    (master, workers)
+}
+
+/// The real user id of `pid`.
+fn uid_of(pid: i32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Kills whatever is left of this test's nginx, whatever happened.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (master, workers) = nginx_pids(&self.0);
+        for pid in master.into_iter().chain(workers) {
+            // SAFETY: plain system call.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Waits until a request succeeds, or panics after `limit`.
+fn served(addr: SocketAddr, limit: Duration, what: &str) {
+    let start = Instant::now();
+    while get(addr, "/index.html", INDEX) != Some(true) {
+        assert!(start.elapsed() < limit, "nginx did not serve {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `zhuque fail`, then `zhuque resume`; returns once nginx serves again.
+fn fail_and_resume(zq: &Zhuque, image: &Path, cwd: &Path, addr: SocketAddr, round: usize) {
+    let failed = zq.exec([arg("fail"), image.into()], cwd, None);
+    assert_eq!(
+        failed.status,
+        0,
+        "round {round}: {}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let resumed = zq.exec([arg("resume"), image.into()], cwd, None);
+    assert_eq!(
+        resumed.status,
+        0,
+        "round {round}: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    served(addr, Duration::from_secs(10), "after a resume");
+}
+
+fn arg(s: &str) -> std::ffi::OsString {
+    s.into()
+}
+
+#[test]
+fn nginx_serves_through_failures_and_reloads() {
+    assert!(
+        Path::new(NGINX).is_file(),
+        "{NGINX} is missing: the test command (scripts/test-all) installs nginx"
+    );
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::getuid() },
+        0,
+        "nginx drops to nobody: run as root"
+    );
+    let dir = TempDir::new("nginx");
+    std::fs::set_permissions(
+        &dir.path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (conf, big) = site(&dir.path, port);
+    let _cleanup = Cleanup(conf.clone());
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+
+    let started = zq.exec(
+        [
+            arg("run"),
+            arg("--image"),
+            image.path.clone().into(),
+            arg("--"),
+            arg(NGINX),
+            arg("-c"),
+            conf.clone().into(),
+        ],
+        &dir.path,
+        None,
+    );
+    assert_eq!(
+        started.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    served(addr, Duration::from_secs(10), "at all");
+
+    let counts = Arc::new(Counts::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let big = Arc::new(big);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (counts, stop, big) = (counts.clone(), stop.clone(), big.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(100 + i as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let r = if rng.next_u64().is_multiple_of(2) {
+                        get(addr, "/index.html", INDEX)
+                    } else {
+                        get(addr, "/big.bin", &big)
+                    };
+                    let c = match r {
+                        Some(true) => &counts.ok,
+                        Some(false) => &counts.wrong,
+                        None => {
+                            std::thread::sleep(Duration::from_millis(5));
+                            &counts.failed
+                        }
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let mut rng = Rng::new(base_seed() ^ fnv1a(b"nginx"));
+    for round in 0..FAILURES {
+        std::thread::sleep(Duration::from_secs_f64(rng.range(0.1, 0.4)));
+        fail_and_resume(&zq, &image.path, &dir.path, addr, round);
+        let (master, workers) = nginx_pids(&conf);
+        let master = master.expect("the master after a resume");
+        assert_eq!(
+            uid_of(master),
+            Some(0),
+            "round {round}: the master runs as root"
+        );
+        assert_eq!(workers.len(), 2, "round {round}: two workers");
+        for w in &workers {
+            assert_eq!(
+                uid_of(*w),
+                Some(65534),
+                "round {round}: a worker runs as nobody again"
+            );
+        }
+    }
+
+    // A resumed master still reloads: new workers, forked now, serve and are saved too.
+    let (master, old) = nginx_pids(&conf);
+    // SAFETY: plain system call.
+    assert_eq!(unsafe { libc::kill(master.unwrap(), libc::SIGHUP) }, 0);
+    let start = Instant::now();
+    loop {
+        let (_, now) = nginx_pids(&conf);
+        if now.len() == 2 && now.iter().all(|w| !old.contains(w)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no new workers after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    served(addr, Duration::from_secs(10), "after the reload");
+    fail_and_resume(&zq, &image.path, &dir.path, addr, FAILURES);
+    let log = std::fs::read_to_string(dir.path.join("error.log")).unwrap_or_default();
+    assert!(log.contains("reconfiguring"), "{log}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (ok, failed, wrong) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.wrong.load(Ordering::Relaxed),
+    );
+    println!(
+        "[nginx] {} failures: {ok} correct responses, {failed} requests cut off or refused by a failure, {wrong} wrong",
+        FAILURES + 1
+    );
+    assert_eq!(wrong, 0, "responses that arrived complete but wrong");
+    assert!(ok > 100, "only {ok} correct responses");
+
+    // The master's graceful stop ends the tree, and the image goes with it.
+    let (master, _) = nginx_pids(&conf);
+    // SAFETY: plain system call.
+    unsafe { libc::kill(master.unwrap(), libc::SIGQUIT) };
+    let start = Instant::now();
+    while image.path.join("meta").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the image outlived nginx"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
