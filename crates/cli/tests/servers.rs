@@ -11,6 +11,9 @@
 //! forked by a resumed master, are then saved and resumed too).
 //!
 //! nginx comes from the test command (`scripts/test-all`); a missing one fails here.
+//! redis-server's `BGSAVE` (a forked child writing a snapshot while the parent takes writes)
+//! goes through failures too: see [`redis_bgsave_through_failures`].
+//!
 //! Run: `cargo test --release -p zhuque --test servers` (`ZHUQUE_TEST_SEED` repeats a run).
 
 mod common;
@@ -328,4 +331,294 @@ fn nginx_serves_through_failures_and_reloads() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---- redis-server BGSAVE ----
+
+/// Keys written by the redis test, all of them in every round.
+const REDIS_KEYS: usize = 40_000;
+const REDIS_BATCH: usize = 1000;
+const REDIS_ROUNDS: usize = 8;
+
+/// A RESP client over one connection; `None` when the connection failed (a failure).
+struct Resp {
+    port: u16,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl Resp {
+    fn new(port: u16) -> Resp {
+        Resp { port, conn: None }
+    }
+
+    fn encode(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    fn line(r: &mut std::io::BufReader<TcpStream>) -> Option<String> {
+        use std::io::BufRead;
+        let mut l = String::new();
+        (r.read_line(&mut l).ok()? > 0).then(|| l.trim_end().to_string())
+    }
+
+    /// One reply: a simple string, an integer, a bulk string (`None` inside for nil), or an
+    /// array of bulk strings.
+    fn reply(r: &mut std::io::BufReader<TcpStream>) -> Option<Vec<Option<Vec<u8>>>> {
+        let l = Self::line(r)?;
+        let bulk = |r: &mut std::io::BufReader<TcpStream>, n: i64| -> Option<Option<Vec<u8>>> {
+            if n < 0 {
+                return Some(None);
+            }
+            let mut b = vec![0u8; n as usize + 2];
+            r.read_exact(&mut b).ok()?;
+            b.truncate(n as usize);
+            Some(Some(b))
+        };
+        match l.as_bytes().first()? {
+            b'+' | b':' => Some(vec![Some(l.as_bytes()[1..].to_vec())]),
+            b'$' => Some(vec![bulk(r, l[1..].parse().ok()?)?]),
+            b'*' => {
+                let n: usize = l[1..].parse().ok()?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let h = Self::line(r)?;
+                    v.push(bulk(r, h.strip_prefix('$')?.parse().ok()?)?);
+                }
+                Some(v)
+            }
+            _ => panic!("redis-server replied {l}"),
+        }
+    }
+
+    /// Sends one command and reads its reply; on a broken connection, forgets it.
+    fn call(&mut self, args: &[&[u8]]) -> Option<Vec<Option<Vec<u8>>>> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+            self.conn = Some(std::io::BufReader::new(s));
+        }
+        let r = self.conn.as_mut()?;
+        let sent = r.get_mut().write_all(&Self::encode(args)).is_ok();
+        let reply = if sent { Self::reply(r) } else { None };
+        if reply.is_none() {
+            self.conn = None;
+        }
+        reply
+    }
+
+    /// Calls until a reply comes (the server may be down between a failure and its resume).
+    fn call_until(&mut self, args: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let start = Instant::now();
+        loop {
+            if let Some(r) = self.call(args) {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "redis-server never answered"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn redis_value(round: usize, key: usize) -> Vec<u8> {
+    format!("round {round} key {key} {}", "x".repeat(64)).into_bytes()
+}
+
+/// Writes every key with `round`'s value, batch after batch; `fail_at` is called after
+/// each batch acknowledged (it may fail the server; an unacknowledged batch is sent again).
+fn redis_write_round(c: &mut Resp, round: usize, mut after_batch: impl FnMut(usize)) {
+    for first in (0..REDIS_KEYS).step_by(REDIS_BATCH) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (first..first + REDIS_BATCH)
+            .map(|k| (format!("k{k}").into_bytes(), redis_value(round, k)))
+            .collect();
+        let mut args: Vec<&[u8]> = vec![b"MSET"];
+        for (k, v) in &pairs {
+            args.push(k);
+            args.push(v);
+        }
+        c.call_until(&args);
+        after_batch(first / REDIS_BATCH);
+    }
+}
+
+/// `field:value` of `INFO persistence`.
+fn redis_info(c: &mut Resp, field: &str) -> String {
+    let info = c.call_until(&[b"INFO", b"persistence"]);
+    let text = String::from_utf8_lossy(info[0].as_deref().unwrap_or_default()).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Loads `rdb` into a redis-server of its own (natively) and checks that it holds every key
+/// with `round`'s value, and nothing else.
+fn redis_check_snapshot(server: &Path, rdb: &Path, round: usize) {
+    let dir = TempDir::new("redis_snapshot");
+    std::fs::copy(rdb, dir.path.join("dump.rdb")).unwrap();
+    let port = free_port();
+    let mut native = std::process::Command::new(server)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir.path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let mut c = Resp::new(port);
+    let size = c.call_until(&[b"DBSIZE"]);
+    assert_eq!(
+        size[0].as_deref(),
+        Some(REDIS_KEYS.to_string().as_bytes()),
+        "the snapshot of round {round} has another number of keys"
+    );
+    for first in (0..REDIS_KEYS).step_by(REDIS_BATCH) {
+        let keys: Vec<Vec<u8>> = (first..first + REDIS_BATCH)
+            .map(|k| format!("k{k}").into_bytes())
+            .collect();
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(keys.iter().map(Vec::as_slice));
+        let values = c.call_until(&args);
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(
+                v.as_deref(),
+                Some(redis_value(round, first + i).as_slice()),
+                "key k{} in the snapshot of round {round}",
+                first + i
+            );
+        }
+    }
+    let _ = c.call(&[b"SHUTDOWN", b"NOSAVE"]);
+    let _ = native.wait();
+}
+
+/// redis-server's `BGSAVE`: a forked child writes a snapshot of the data at the instant of
+/// the command while the parent keeps taking writes. Each round overwrites every key, asks
+/// for a `BGSAVE`, writes the next round's values, and fails the tree at a random moment of
+/// that (often while the child writes the file); after the resume the child finishes its file,
+/// which must pass `redis-check-rdb` and hold exactly the round's data (loaded into a second,
+/// native redis-server); no acknowledged write is lost.
+#[test]
+fn redis_bgsave_through_failures() {
+    let server = installed("redis-server");
+    let checker = installed("redis-check-rdb");
+    let dir = TempDir::new("redis_bgsave");
+    let port = free_port();
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let run_args: Vec<std::ffi::OsString> = vec![
+        arg("run"),
+        arg("--image"),
+        image.path.clone().into(),
+        arg("--"),
+        server.clone().into(),
+        arg("--port"),
+        arg(&port.to_string()),
+        arg("--save"),
+        arg(""),
+        arg("--appendonly"),
+        arg("no"),
+        arg("--dir"),
+        dir.path.clone().into(),
+    ];
+    let launch = || {
+        let mut cmd = zq.command(run_args.clone(), &dir.path);
+        cmd.stdin(std::process::Stdio::null());
+        spawn(cmd, "redis-server under zhuque")
+    };
+    let mut running = launch();
+    let mut c = Resp::new(port);
+    let mut rng = Rng::new(base_seed() ^ fnv1a(b"redis_bgsave"));
+    let mut during_child = 0;
+    redis_write_round(&mut c, 0, |_| {});
+    for round in 0..REDIS_ROUNDS {
+        let reply = c.call_until(&[b"BGSAVE"]);
+        assert!(
+            reply[0]
+                .as_deref()
+                .is_some_and(|r| r.starts_with(b"Background saving started")),
+            "{reply:?}"
+        );
+        // Every other round fails as soon as the BGSAVE is acknowledged, while the child (a
+        // few MiB to write) is surely still at work; the others anywhere in the next round.
+        let mut fail = |running: &mut Spawned, c: &mut Resp| {
+            // The parent has not reaped the child yet: the failure lands in its run.
+            let child_running = redis_info(c, "rdb_bgsave_in_progress") == "1";
+            let f = zq.exec([arg("fail"), image.path.clone().into()], &dir.path, None);
+            assert_eq!(f.status, 0, "{}", String::from_utf8_lossy(&f.stderr));
+            let ended = std::mem::replace(running, launch()).wait(LAUNCH_TIMEOUT);
+            assert_eq!(ended.status, SAVED, "{}", tail_lines(&ended.stderr, 10));
+            if child_running {
+                during_child += 1;
+            }
+        };
+        let mut failed = round % 2 == 0;
+        if failed {
+            fail(&mut running, &mut c);
+        }
+        let fail_after = (rng.range(0.0, 1.0) * (REDIS_KEYS / REDIS_BATCH) as f64) as usize;
+        let mut writer = Resp::new(port);
+        redis_write_round(&mut writer, round + 1, |batch| {
+            if batch == fail_after && !failed {
+                failed = true;
+                fail(&mut running, &mut c);
+            }
+        });
+        assert!(failed);
+        // The snapshot asked for before the failure is finished after the resume.
+        let start = Instant::now();
+        while redis_info(&mut c, "rdb_bgsave_in_progress") != "0" {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "BGSAVE never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(redis_info(&mut c, "rdb_last_bgsave_status"), "ok");
+        let rdb = dir.path.join("dump.rdb");
+        let check = std::process::Command::new(&checker)
+            .arg(&rdb)
+            .output()
+            .expect("redis-check-rdb");
+        assert!(
+            check.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        redis_check_snapshot(&server, &rdb, round);
+    }
+    // Every acknowledged write of the last round is there.
+    for first in (0..REDIS_KEYS).step_by(REDIS_BATCH * 10) {
+        let key = format!("k{first}");
+        let v = c.call_until(&[b"GET", key.as_bytes()]);
+        assert_eq!(
+            v[0].as_deref(),
+            Some(redis_value(REDIS_ROUNDS, first).as_slice())
+        );
+    }
+    println!(
+        "[redis_bgsave] {REDIS_ROUNDS} failures, {during_child} of them while the BGSAVE child \
+         was writing its file"
+    );
+    assert!(
+        during_child >= 1,
+        "no failure landed while the BGSAVE child ran: the test showed nothing"
+    );
+    let _ = c.call(&[b"SHUTDOWN", b"NOSAVE"]);
+    let ended = running.wait(LAUNCH_TIMEOUT);
+    assert_eq!(ended.status, 0, "{}", tail_lines(&ended.stderr, 10));
 }
