@@ -14,6 +14,8 @@
 //! redis-server's `BGSAVE` (a forked child writing a snapshot while the parent takes writes)
 //! goes through failures too: see [`redis_bgsave_through_failures`].
 //!
+//! PostgreSQL 15 with pgbench clients: [`postgresql_pgbench_through_failures`].
+//!
 //! Run: `cargo test --release -p zhuque --test servers` (`ZHUQUE_TEST_SEED` repeats a run).
 
 mod common;
@@ -621,4 +623,251 @@ fn redis_bgsave_through_failures() {
     let _ = c.call(&[b"SHUTDOWN", b"NOSAVE"]);
     let ended = running.wait(LAUNCH_TIMEOUT);
     assert_eq!(ended.status, 0, "{}", tail_lines(&ended.stderr, 10));
+}
+
+// ---- PostgreSQL ----
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const PG_ROUNDS: usize = 5;
+
+/// `cmd` run as the `postgres` user (PostgreSQL refuses to run as root), with `env` set.
+fn as_postgres(cmd: &std::process::Command) -> std::process::Command {
+    let mut c = std::process::Command::new("runuser");
+    c.args(["-u", "postgres", "--", "env"]);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            c.arg(kv);
+        }
+    }
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+fn pg(tool: &str) -> std::process::Command {
+    std::process::Command::new(Path::new(PG_BIN).join(tool))
+}
+
+fn output_of(mut c: std::process::Command, what: &str) -> std::process::Output {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Stops what is left of this test's PostgreSQL, whatever happened.
+struct PgCleanup(PathBuf);
+
+impl Drop for PgCleanup {
+    fn drop(&mut self) {
+        let data = self.0.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&data) {
+                // SAFETY: plain system call.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// PostgreSQL 15 started with `pg_ctl start` under `zhuque run` (postmaster, checkpointer,
+/// WAL writer, autovacuum and one backend per client, sharing buffers, locks and semaphores
+/// in shared memory), with `pgbench -c 4` clients through five failures: each failure cuts
+/// the clients off (their connections were with the old processes), the next pgbench
+/// connects again, every transaction pgbench saw committed is in the history table, the
+/// balances add up to the history (no transaction half applied), and the server never runs
+/// crash recovery.
+#[test]
+fn postgresql_pgbench_through_failures() {
+    assert!(
+        Path::new(PG_BIN).join("postgres").is_file(),
+        "{PG_BIN}/postgres is missing: the test command (scripts/test-all) installs postgresql-15"
+    );
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::getuid() },
+        0,
+        "the test runs PostgreSQL as postgres: run as root"
+    );
+    let dir = TempDir::new("postgres");
+    let (data, images, sock) = (
+        dir.path.join("data"),
+        dir.path.join("images"),
+        dir.path.clone(),
+    );
+    let ids = |user: &str| -> (u32, u32) {
+        let out = output_of(
+            {
+                let mut c = std::process::Command::new("id");
+                c.arg(user);
+                c
+            },
+            "id postgres",
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let num = |key: &str| -> u32 {
+            text.split(key)
+                .nth(1)
+                .unwrap()
+                .split('(')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (num("uid="), num("gid="))
+    };
+    let (uid, gid) = ids("postgres");
+    std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid)).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    std::os::unix::fs::chown(&images, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&images, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let _cleanup = PgCleanup(data.clone());
+    let port = free_port().to_string();
+
+    let mut initdb = pg("initdb");
+    initdb.arg("-D").arg(&data).args(["-A", "trust"]);
+    output_of(as_postgres(&initdb), "initdb");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    writeln!(
+        conf,
+        "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''",
+        sock.display()
+    )
+    .unwrap();
+
+    let zq = Zhuque::real();
+    let image = images.join("pg");
+    let zhuque = |args: Vec<std::ffi::OsString>| as_postgres(&zq.command(args, &dir.path));
+    let mut start = vec![arg("run"), arg("--image"), image.clone().into(), arg("--")];
+    start.extend([
+        Path::new(PG_BIN).join("pg_ctl").into_os_string(),
+        arg("-D"),
+        data.clone().into(),
+        arg("-l"),
+        dir.path.join("log").into(),
+        arg("start"),
+        arg("-w"),
+    ]);
+    output_of(zhuque(start), "zhuque run -- pg_ctl start");
+    let client = |tool: &str| {
+        let mut c = pg(tool);
+        c.arg("-h").arg(&sock).args(["-p", &port, "-U", "postgres"]);
+        c
+    };
+    let mut init = client("pgbench");
+    init.args(["-i", "-s", "2", "postgres"]);
+    output_of(init, "pgbench -i");
+
+    let mut rng = Rng::new(base_seed() ^ fnv1a(b"postgresql"));
+    let mut committed = 0u64;
+    for round in 0..PG_ROUNDS {
+        let mut bench = client("pgbench");
+        bench.args(["-n", "-c", "4", "-T", "30", "postgres"]);
+        let bench = bench
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pgbench");
+        std::thread::sleep(Duration::from_secs_f64(rng.range(0.7, 1.5)));
+        output_of(
+            zhuque(vec![arg("fail"), image.clone().into()]),
+            "zhuque fail",
+        );
+        // The clients' connections ended with the saved processes: pgbench stops and says
+        // how many transactions it saw committed.
+        let out = bench.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let processed: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+            .and_then(|n| n.split('/').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("round {round}: pgbench said {text}"));
+        assert!(
+            processed > 0,
+            "round {round}: no transaction before the failure"
+        );
+        committed += processed;
+        output_of(
+            zhuque(vec![arg("resume"), image.clone().into()]),
+            "zhuque resume",
+        );
+    }
+
+    let mut sums = client("psql");
+    sums.args([
+        "-At",
+        "-c",
+        "select (select sum(abalance) from pgbench_accounts), \
+         (select sum(bbalance) from pgbench_branches), \
+         (select sum(tbalance) from pgbench_tellers), \
+         (select sum(delta) from pgbench_history), (select count(*) from pgbench_history)",
+        "postgres",
+    ]);
+    let out = output_of(sums, "psql");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let v: Vec<i64> = line.split('|').map(|n| n.parse().unwrap()).collect();
+    println!(
+        "[postgresql] {PG_ROUNDS} failures: {committed} transactions seen committed, {} in the \
+         history, balances {line}",
+        v[4]
+    );
+    assert!(
+        v[..4].iter().all(|s| *s == v[0]),
+        "balances disagree: {line}"
+    );
+    // A transaction in flight at a failure may have committed without pgbench hearing so.
+    assert!(
+        v[4] as u64 >= committed,
+        "committed transactions lost: {line}"
+    );
+    let log = std::fs::read_to_string(dir.path.join("log")).unwrap_or_default();
+    assert!(
+        !log.contains("was interrupted"),
+        "PostgreSQL ran crash recovery:\n{log}"
+    );
+    assert!(
+        !log.contains("redo starts"),
+        "PostgreSQL ran crash recovery:\n{log}"
+    );
+
+    // `pg_ctl stop` reads the postmaster's pid in its pid file, a pid of the tree's
+    // namespace: from outside, the postmaster (the process still running the `postgres`
+    // executable on this data directory) gets the fast shutdown's SIGINT directly.
+    let postmaster = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.starts_with(&format!("{PG_BIN}/postgres")) && cmd.contains(&*data.to_string_lossy())
+        })
+        .expect("the postmaster");
+    // SAFETY: plain system call.
+    assert_eq!(unsafe { libc::kill(postmaster, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    while image.join("meta").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the image outlived PostgreSQL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
