@@ -110,16 +110,19 @@ pub fn private_dir(path: &[u8]) -> Result<bool, Errno> {
 }
 
 /// Whether the calling thread's effective credentials may create entries in directory `path`
-/// (write and search permission).
+/// (write and search permission). Only a refusal counts: a directory that does not exist yet
+/// is left to whoever creates it to report.
 pub fn writable_dir(path: &[u8]) -> bool {
     let p = cstr(path);
-    fs::accessat(
-        fs::CWD,
-        as_cstr(&p),
-        fs::Access::WRITE_OK | fs::Access::EXEC_OK,
-        fs::AtFlags::EACCESS,
+    !matches!(
+        fs::accessat(
+            fs::CWD,
+            as_cstr(&p),
+            fs::Access::WRITE_OK | fs::Access::EXEC_OK,
+            fs::AtFlags::EACCESS,
+        ),
+        Err(Errno::ACCESS) | Err(Errno::PERM) | Err(Errno::ROFS)
     )
-    .is_ok()
 }
 
 /// Opens the image directory.
