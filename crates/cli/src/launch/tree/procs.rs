@@ -167,6 +167,11 @@ fn preloads(pid: i32, runtime: &[u8]) -> bool {
         .is_some_and(|list| list.split(|b| *b == b':').any(|item| item == runtime))
 }
 
+/// Whether `pid` is alive and not a zombie (its executable can be read).
+pub fn has_exe(pid: i32) -> bool {
+    fs::read_link(format!("/proc/{pid}/exe")).is_ok()
+}
+
 /// Whether the program `pid` runs is a statically linked ELF (no program interpreter):
 /// such a program never runs the runtime.
 pub fn is_static(pid: i32) -> bool {

@@ -150,6 +150,12 @@ fn freeze_lost(tree: &Tree) {
     for p in tree.processes.iter().filter(|p| p.kind == ProcKind::Lost) {
         // SAFETY: plain system call on a process of our namespace.
         unsafe { libc::kill(p.pid, libc::SIGSTOP) };
+        // Ended since the record (a short-lived static child, most often, whose exec its
+        // parent's runtime reported): what it was can no longer be read, and its parent will
+        // find it as recorded.
+        if !procs::has_exe(p.pid) {
+            continue;
+        }
         let warned_at_exec = procs::is_static(p.pid)
             && tree
                 .get(p.ppid)
