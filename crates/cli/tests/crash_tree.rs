@@ -419,8 +419,11 @@ fn children_of_a_process_that_dropped_privileges() {
         "this test drops privileges: run it as root"
     );
     let prog = Program::compile("tree_privdrop.c");
-    let cwd = prog.workdir();
-    let zq = Zhuque::real();
+    // As nobody, the program looks for `go` in its working directory and its `sh` loads
+    // zhuque's runtime: both where every user can reach them.
+    let work = TempDir::for_everyone("privdrop");
+    let cwd = work.path.clone();
+    let zq = Zhuque::for_everyone();
     let launch = |image: &ImageDir| {
         let mut cmd = zq.command(Zhuque::run_args(&image.path, None, &prog, &[]), &cwd);
         cmd.stdin(std::process::Stdio::null());

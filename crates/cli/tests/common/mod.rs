@@ -153,6 +153,59 @@ impl TempDir {
     }
 }
 
+impl TempDir {
+    /// A fresh directory under the system's temporary directory, open to every user
+    /// (`0755`, like its parents): for tests whose programs drop to another user (nginx
+    /// workers, PostgreSQL), which could not reach one inside the checkout if some parent of
+    /// it is private (a checkout under `/root`).
+    pub fn for_everyone(label: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "zhuque-tests-{label}-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        open_to_everyone(&path);
+        TempDir { path }
+    }
+}
+
+fn open_to_everyone(path: &Path) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+impl Zhuque {
+    /// The CLI and the runtime copied to a directory every user can read: a process that
+    /// runs as another user loads the runtime from its path (a program executed after
+    /// dropping privileges), which the checkout may not let it reach.
+    pub fn for_everyone() -> Zhuque {
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
+        let dir = DIR.get_or_init(|| {
+            // One place per checkout, replaced (never rewritten in place) by each test binary
+            // that needs it: processes still running an earlier copy keep theirs.
+            let key = fnv1a(profile_dir().as_os_str().as_encoded_bytes());
+            let d = std::env::temp_dir().join(format!("zhuque-tests-bin-{key:016x}"));
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+            open_to_everyone(&d);
+            let cli = PathBuf::from(env!("CARGO_BIN_EXE_zhuque"));
+            for (from, name) in [(cli.as_path(), "zhuque"), (runtime_lib(), "libzhuque.so")] {
+                let tmp = d.join(format!("{name}.{}", std::process::id()));
+                std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copying {name}: {e}"));
+                open_to_everyone(&tmp);
+                std::fs::rename(&tmp, d.join(name)).unwrap();
+            }
+            d
+        });
+        Zhuque {
+            cli: dir.join("zhuque"),
+            env: vec![("ZHUQUE_RUNTIME".into(), dir.join("libzhuque.so").into())],
+        }
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if keep_files() {
