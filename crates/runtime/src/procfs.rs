@@ -4,6 +4,16 @@
 use rustix::fd::{AsFd, IntoRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
+/// `/proc/self/task/<tid>/<file>`, NUL-terminated (for [`read`]).
+pub fn task_path(tid: i32, file: &[u8]) -> Vec<u8> {
+    let mut path = b"/proc/self/task/".to_vec();
+    path.extend_from_slice(tid.to_string().as_bytes());
+    path.push(b'/');
+    path.extend_from_slice(file);
+    path.push(0);
+    path
+}
+
 /// Reads a whole (proc) file. `path` must be NUL-terminated.
 pub fn read(path: &[u8]) -> rustix::io::Result<Vec<u8>> {
     let fd = open(path)?;

@@ -167,7 +167,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     let old = p.mem_fd();
     let size = osys::fstat(old)?.size;
     sys::with_file_size_room(size as u64, || osys::ftruncate(new_fd, size as u64))??;
-    // A process that dropped its privileges cannot open its own pagemap: residency tells.
+    // A process that dropped its privileges cannot open its own pagemap: see `near_stack`.
     let pm = match pagemap::open() {
         Ok(pm) => Some(pm),
         Err(Errno::EACCES) | Err(Errno::EPERM) => None,

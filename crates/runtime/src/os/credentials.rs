@@ -29,9 +29,7 @@ const SYS_SETFSGID: usize = 123;
 
 /// The credentials of thread `tid` of this process, as the kernel reports them.
 fn of_thread(tid: i32) -> Option<Credentials> {
-    let mut path = b"/proc/self/task/".to_vec();
-    path.extend_from_slice(tid.to_string().as_bytes());
-    path.extend_from_slice(b"/status\0");
+    let path = crate::procfs::task_path(tid, b"status");
     parse_status(tid, &crate::procfs::read(&path).ok()?)
 }
 

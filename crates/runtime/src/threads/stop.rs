@@ -510,7 +510,7 @@ fn examine(pid: i32, tid: i32) -> Task {
     if tid != pid && sys::tgkill(pid, tid, 0).is_err() {
         return Task::Gone;
     }
-    let Ok(status) = procfs::read(&task_path(tid, b"status")) else {
+    let Ok(status) = procfs::read(&procfs::task_path(tid, b"status")) else {
         return Task::Gone;
     };
     let field = |name: &[u8]| {
@@ -534,15 +534,6 @@ fn examine(pid: i32, tid: i32) -> Task {
     }
 }
 
-fn task_path(tid: i32, file: &[u8]) -> Vec<u8> {
-    let mut path = b"/proc/self/task/".to_vec();
-    path.extend_from_slice(tid.to_string().as_bytes());
-    path.push(b'/');
-    path.extend_from_slice(file);
-    path.push(0);
-    path
-}
-
 fn task_ids() -> Vec<i32> {
     crate::procfs::task_ids().unwrap_or_else(|_| crate::diag::fatal("cannot list /proc/self/task"))
 }
@@ -553,7 +544,7 @@ fn is_zombie(tid: i32) -> bool {
     {
         return z;
     }
-    match procfs::read(&task_path(tid, b"stat")) {
+    match procfs::read(&procfs::task_path(tid, b"stat")) {
         Ok(stat) => procfs::stat_is_zombie(&stat),
         Err(_) => true,
     }

@@ -40,10 +40,12 @@ pub fn access(flags: u32) -> &'static str {
 }
 
 /// The fd numbers of open file description `file`.
+fn numbers(t: &FdTable, file: u32) -> impl Iterator<Item = i32> + '_ {
+    t.fds.iter().filter(move |f| f.file == file).map(|f| f.fd)
+}
+
 fn fds_of(t: &FdTable, file: u32) -> Value {
-    array(t.fds.iter().filter(|f| f.file == file), |f| {
-        Value::int(f.fd)
-    })
+    array(numbers(t, file), Value::int)
 }
 
 fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
@@ -231,11 +233,9 @@ pub fn fds_text(t: &FdTable, owners: Owners) -> Vec<String> {
                 _ => describe(t, file),
             };
             let mut line = format!("{}: {what}", fd.fd);
-            let others: Vec<String> = t
-                .fds
-                .iter()
-                .filter(|o| o.file == fd.file && o.fd != fd.fd)
-                .map(|o| o.fd.to_string())
+            let others: Vec<String> = numbers(t, fd.file)
+                .filter(|n| *n != fd.fd)
+                .map(|n| n.to_string())
                 .collect();
             if !others.is_empty() {
                 line.push_str(&format!(", same description as fd {}", others.join(", ")));
@@ -287,12 +287,7 @@ fn mode_text(flags: u32) -> String {
 }
 
 fn fds_list(t: &FdTable, file: u32) -> String {
-    let fds: Vec<String> = t
-        .fds
-        .iter()
-        .filter(|f| f.file == file)
-        .map(|f| f.fd.to_string())
-        .collect();
+    let fds: Vec<String> = numbers(t, file).map(|n| n.to_string()).collect();
     if fds.is_empty() {
         "no fd".to_string()
     } else {
