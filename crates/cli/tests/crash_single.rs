@@ -215,50 +215,120 @@ fn the_file_size_limit_does_not_limit_memory() {
     }
 }
 
-/// The pool filling its filesystem is never a silent death. A program that touches 200 MiB
-/// of heap with its image on a 64 MiB tmpfs dies of SIGBUS when the pool cannot back a page
-/// (known limit, README: the allocation does not fail with ENOMEM yet), and `zhuque run`
-/// says so in one line naming the full filesystem and what became of the image. Before,
-/// exit 135 and the image deleted without a word. (Root only: the test mounts the tmpfs.)
-#[test]
-fn a_full_pool_filesystem_is_reported() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        println!("not root: cannot mount a small tmpfs; checked in CI, which runs as root");
-        return;
-    }
-    let prog = Program::compile("fill_memory.c");
-    let mount = prog.dir.subdir("small-tmpfs");
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-        .arg(&mount)
-        .status()
-        .expect("running mount");
-    assert!(
-        status.success(),
-        "cannot mount a 64 MiB tmpfs on {}",
-        mount.display()
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
+/// A 64 MiB tmpfs mounted for one test (the pool's filesystem filling up), unmounted when
+/// dropped. `None` when not root (CI runs as root).
+struct SmallTmpfs(std::path::PathBuf);
+
+impl SmallTmpfs {
+    fn mount(prog: &Program) -> Option<SmallTmpfs> {
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } != 0 {
+            println!("not root: cannot mount a small tmpfs; checked in CI, which runs as root");
+            return None;
         }
+        let at = prog.dir.subdir("small-tmpfs");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(&at)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "cannot mount a 64 MiB tmpfs on {}",
+            at.display()
+        );
+        Some(SmallTmpfs(at))
     }
-    let _unmount = Unmount(mount.clone());
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// An allocation the pool's filesystem cannot back fails the way it fails natively when
+/// memory runs out (`malloc` returns NULL, python raises `MemoryError`), instead of the
+/// program dying of SIGBUS when it touches the page: a program touching 200 MiB of heap
+/// with its image on a 64 MiB tmpfs reports "out of memory" and exits 1 with no `zhuque:`
+/// line; one that then frees its memory is saved on the filesystem it filled, resumed, and
+/// allocates again. Before: SIGBUS (exit 135) at the first page the pool could not back.
+#[test]
+fn an_allocation_the_pool_filesystem_cannot_back_fails() {
+    let prog = Program::compile("fill_memory.c");
+    let Some(small) = SmallTmpfs::mount(&prog) else {
+        return;
+    };
     let cwd = prog.workdir();
-    let native = run_native(&prog, &["200".to_string()], &cwd, None);
+    let native = run_native(&prog, &strings(&["200"]), &cwd, None);
     assert_eq!(native.status, 0, "natively the program has the memory");
     let zq = Zhuque::real();
-    let image = mount.join("fill");
-    let args = Zhuque::run_args(&image, None, &prog, &["200".to_string()]);
-    let run = zq.exec(args, &cwd, None);
+
+    let image = small.0.join("fill");
+    let run = zq.exec(
+        Zhuque::run_args(&image, None, &prog, &strings(&["200"])),
+        &cwd,
+        None,
+    );
+    assert_eq!(run.status, 1, "{}", tail_lines(&run.stderr, 10));
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "out of memory\n");
+    assert!(run.zhuque_lines().is_empty(), "{:?}", run.zhuque_lines());
+    assert!(!image.exists(), "the finished image was not removed");
+
+    let image = small.0.join("again");
+    let args = Zhuque::run_args(&image, None, &prog, &strings(&["200", "again"]));
+    let first = zq.exec(args.clone(), &cwd, None);
+    assert_eq!(first.status, SAVED, "{}", tail_lines(&first.stderr, 10));
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        "out of memory\nfreed\n"
+    );
+    let resumed = zq.exec(args, &cwd, None);
+    assert_eq!(resumed.status, 1, "{}", tail_lines(&resumed.stderr, 10));
+    assert_eq!(String::from_utf8_lossy(&resumed.stdout), "16 MiB again\n");
+    assert!(!image.exists(), "the finished image was not removed");
+
+    let python = installed("python3");
+    let script = "b = b'x' * (200 << 20)";
+    let image = small.0.join("python");
+    let mut cmd = zq.command(["run", "--image"], &cwd);
+    cmd.arg(&image).arg("--").arg(&python).args(["-c", script]);
+    let py = run_to_end(cmd, None, "python3 under zhuque");
+    assert_eq!(py.status, 1, "{}", tail_lines(&py.stderr, 10));
+    assert!(
+        String::from_utf8_lossy(&py.stderr).ends_with("MemoryError\n"),
+        "{}",
+        tail_lines(&py.stderr, 10)
+    );
+    assert!(py.zhuque_lines().is_empty(), "{:?}", py.zhuque_lines());
+}
+
+/// Memory allocated while the pool's filesystem had room and touched after something else
+/// filled it cannot be backed (natively the analogue is the OOM killer): the program dies of
+/// SIGBUS and `zhuque run` says so in one line naming the full filesystem and what became of
+/// the image — never a silent death with the image deleted.
+#[test]
+fn memory_touched_after_the_filesystem_filled_is_reported() {
+    let prog = Program::compile("fill_memory.c");
+    let Some(small) = SmallTmpfs::mount(&prog) else {
+        return;
+    };
+    let cwd = prog.workdir();
+    let filler = small.0.join("filler");
+    let args = strings(&["40", "late", filler.to_str().unwrap()]);
+    let image = small.0.join("late");
+    let run = Zhuque::real().exec(Zhuque::run_args(&image, None, &prog, &args), &cwd, None);
     assert_eq!(
         run.status,
         128 + libc::SIGBUS,
         "{}",
         tail_lines(&run.stderr, 10)
     );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "allocated 40 MiB\n");
     let lines = run.zhuque_lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(

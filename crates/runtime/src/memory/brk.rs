@@ -41,6 +41,7 @@ fn set(new: usize) -> Result<(), Errno> {
     let (cur_top, new_top) = (page_up(cur), page_up(new));
     if new_top > cur_top {
         let len = new_top - cur_top;
+        super::backing::admit(len)?;
         let off = pool::alloc(len as u64)?;
         // SAFETY: MAP_FIXED_NOREPLACE fails instead of replacing whatever is in the way.
         unsafe {

@@ -1,12 +1,14 @@
 //! Memory: keeps the program's address space in the pool.
 //!
 //! - [`pool`]: the sparse backing file and its offsets;
+//! - [`backing`]: new writable memory admitted against the pool filesystem's free space;
 //! - [`table`]: which ranges are pool-backed (for `munmap`, `madvise`, `mremap`);
 //! - [`convert`]: moving existing private memory into the pool;
 //! - [`brk`]: the program break, emulated on pool memory;
 //! - this module: the semantics of `mmap`/`munmap`/`mremap`/`mprotect`/`madvise` on a
 //!   persistent address space, called by the interposed entry points in `interpose.rs`.
 
+pub mod backing;
 pub mod brk;
 pub mod convert;
 pub mod fork;
@@ -109,6 +111,11 @@ pub fn map(
     }
     let len = round_up(len).ok_or(Errno::ENOMEM)?;
     let _g = lock::lock();
+    if prot & sys::PROT_WRITE != 0 {
+        // Even with MAP_NORESERVE (mimalloc asks for it): what the kernel could not
+        // reserve natively would at worst be reclaimed; here it would be a SIGBUS.
+        backing::admit(len)?;
+    }
     let pool_off = pool::alloc(len as u64)?;
     // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
     let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
@@ -292,12 +299,26 @@ pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
                 && !crate::vmem::in_window(v.start)
         });
     }
+    if prot & sys::PROT_WRITE != 0 {
+        backing::admit(newly_writable(addr, end))?;
+    }
     // SAFETY: forwarded unchanged.
     unsafe { sys::mprotect(addr, len, prot)? };
     if page_aligned(addr) {
         table::get().set_prot(addr, end, prot);
     }
     Ok(())
+}
+
+/// Bytes of pool memory in `[start, end)` that are not writable yet.
+fn newly_writable(start: usize, end: usize) -> usize {
+    let mut n = 0;
+    table::get().for_each_overlap(start, end, |p| {
+        if p.prot & sys::PROT_WRITE == 0 {
+            n += p.len();
+        }
+    });
+    n
 }
 
 /// `mremap` on pool memory. The kernel can move a pool mapping (it keeps its file offsets) but
@@ -352,6 +373,9 @@ pub fn remap(
         return Ok(old);
     }
     let tail_prot = prot_at(old + old_len_r - 1)?;
+    if new_len_r > old_len_r && tail_prot & sys::PROT_WRITE != 0 {
+        backing::admit(new_len_r - old_len_r)?;
+    }
     if !fixed {
         // Grow in place if the addresses after it are free.
         let grow = new_len_r - old_len_r;
@@ -518,6 +542,7 @@ fn prot_at(addr: usize) -> Result<i32, Errno> {
 /// Forgets all pool bookkeeping (fresh start).
 pub fn reset() {
     lock::reset();
+    backing::forget();
     pool::reset();
     table::reset();
     brk::reset();

@@ -106,6 +106,8 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     // From here on, memory is the saved process's, all of it in the pool.
     crate::loader::note_converted();
+    // The free space read before the failure may be another filesystem's.
+    crate::memory::backing::forget();
     p.set_mode(process::Mode::Active);
     let tree = crate::tree::in_tree().then(|| {
         let tree = crate::tree::children::saved_tree()

@@ -187,6 +187,8 @@ fn after_fork_in_child() {
 
 /// What the child inherited about the parent's process that is not true of itself.
 fn reset_process_state() {
+    // Room admitted from the pool filesystem is the parent's to use.
+    memory::backing::forget();
     let p = process::get();
     p.coordinator_tid.store(0, Ordering::Relaxed);
     p.coordinator_gate.store(0, Ordering::Relaxed);
