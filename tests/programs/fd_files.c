@@ -136,6 +136,12 @@ int main(int argc, char **argv)
     printf("fds src=%d src2=%d dst=%d dst2=%d log=%d log2=%d side=%d dir=%d null=%d\n", src,
            src2, dst, dst2, log, log2, side, dir, devnull);
     TL_CHECK(ftruncate(side, SIDE_SLOTS * 8) == 0, "ftruncate side");
+    /* O_PATH fds: of a symbolic link itself (O_NOFOLLOW) at 60, of a regular file at 61. */
+    TL_CHECK(symlink("src.dat", "link") == 0 || errno == EEXIST, "symlink");
+    int opath = open("link", O_PATH | O_NOFOLLOW);
+    TL_CHECK(opath >= 0 && dup2(opath, 60) == 60 && close(opath) == 0, "O_PATH link");
+    opath = open("src.dat", O_PATH);
+    TL_CHECK(opath >= 0 && dup2(opath, 61) == 61 && close(opath) == 0, "O_PATH file");
     /* Locks: a POSIX write lock on part of dst, flock on the log, an OFD read lock on side. */
     struct flock pl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 50};
     TL_CHECK(fcntl(dst, F_SETLK, &pl) == 0, "F_SETLK: %s", strerror(errno));
@@ -218,6 +224,14 @@ int main(int argc, char **argv)
             TL_CHECK(fstat(dir, &a) == 0 && stat(".", &b) == 0 && a.st_ino == b.st_ino,
                      "cwd or dir fd moved");
             TL_CHECK(write(devnull, "x", 1) == 1, "/dev/null");
+            struct stat ps;
+            char target[16];
+            TL_CHECK(fstat(60, &ps) == 0 && S_ISLNK(ps.st_mode), "O_PATH fd left its link");
+            TL_CHECK(readlinkat(60, "", target, sizeof target) == 7 &&
+                         memcmp(target, "src.dat", 7) == 0,
+                     "O_PATH link target");
+            TL_CHECK(fstat(61, &ps) == 0 && S_ISREG(ps.st_mode) && (fcntl(61, F_GETFL) & O_PATH),
+                     "O_PATH file");
             TL_CHECK(holds_lock(dst, "POSIX  ADVISORY  WRITE") && holds_lock(dst, " 100 149"),
                      "POSIX lock lost");
             TL_CHECK(holds_lock(log, "FLOCK  ADVISORY  WRITE"), "flock lost");

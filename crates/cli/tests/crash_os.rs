@@ -257,6 +257,49 @@ fn seqpacket_pair_with_a_shut_down_end() {
     crash_case("fd_seqpacket", &case, CrashPlan::default());
 }
 
+/// Datagrams queued on bound UDP and Unix datagram sockets at the failure (`fd_dgram_queue.c`),
+/// from senders of every kind (bound, closed, abstract, unnamed; a connected UDP receiver):
+/// each comes back in order with its bytes and its sender's address. Before, the queues were
+/// lost and the reader waiting for them blocked for ever.
+#[test]
+fn datagrams_queued_on_bound_sockets() {
+    let case = Case {
+        file: "fd_dgram_queue.c",
+        args: &["20000"],
+        status: 0,
+    };
+    crash_case("fd_dgram_queue", &case, CrashPlan::default());
+}
+
+/// Process attributes checked with the kernel's own view after every resume
+/// (`proc_attrs.c`): umask, working directory, no_new_privs, child subreaper, THP disabled,
+/// the parent death signal, oom_score_adj and the thread name. no_new_privs came back off
+/// (the save read the coordinator thread's own), the last three were not kept at all.
+#[test]
+fn process_attributes() {
+    let case = Case {
+        file: "proc_attrs.c",
+        args: &["2000"],
+        status: 0,
+    };
+    crash_case("proc_attrs", &case, CrashPlan::default());
+}
+
+/// Shutdown states of sockets that are not a pair's end (`sock_shutdown.c`): UDP shut down
+/// for writing, reading and both (unconnected), Unix datagram sockets shut down for reading
+/// and for writing (unbound, and connected to another socket of the program), checked with
+/// poll, reads and sends after every resume beside sockets that still carry datagrams.
+/// Before, all came back open.
+#[test]
+fn shutdown_states_of_sockets() {
+    let case = Case {
+        file: "sock_shutdown.c",
+        args: &["3000"],
+        status: 0,
+    };
+    crash_case("sock_shutdown", &case, CrashPlan::default());
+}
+
 // ---- the server test ----------------------------------------------------------------------------
 
 /// How one client connection ended.

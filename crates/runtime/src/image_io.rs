@@ -84,21 +84,23 @@ fn as_cstr(v: &[u8]) -> &core::ffi::CStr {
 /// Creates `dir` and missing parents, all `0700` (an images root is private to its owner,
 /// and an image directory holds all of a program's memory).
 pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
-    let mut at = 1;
-    while at <= dir.len() {
-        let end = dir[at..]
-            .iter()
-            .position(|c| *c == b'/')
-            .map(|p| at + p)
-            .unwrap_or(dir.len());
-        let part = cstr(&dir[..end]);
-        match fs::mkdirat(fs::CWD, as_cstr(&part), Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(e),
-        }
-        at = end + 1;
+    // Usually every parent exists (a fork child's `p/<pid>` in a tree): one `mkdir`.
+    match fs::mkdirat(fs::CWD, as_cstr(&cstr(dir)), Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => return Ok(()),
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(e),
     }
-    Ok(())
+    let parent = dir[..dir.len().saturating_sub(1)]
+        .iter()
+        .rposition(|c| *c == b'/')
+        .map(|i| &dir[..i])
+        .filter(|p| !p.is_empty())
+        .ok_or(Errno::NOENT)?;
+    create_dir_all(parent)?;
+    match fs::mkdirat(fs::CWD, as_cstr(&cstr(dir)), Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `path` is a directory (not a symlink) owned by the effective uid, closed to group and others.

@@ -647,6 +647,19 @@ pub fn thread_name() -> [u8; 16] {
     name
 }
 
+/// The calling thread's own `prctl` attributes that no other thread can read: its parent
+/// death signal (`PR_GET_PDEATHSIG`, 0 for none) and `no_new_privs`. Async-signal-safe.
+pub fn thread_attributes() -> (u32, bool) {
+    const PR_GET_PDEATHSIG: usize = 2;
+    const PR_GET_NO_NEW_PRIVS: usize = 39;
+    let mut death: i32 = 0;
+    // SAFETY: the kernel writes one int into death.
+    unsafe { syscall2(nr::PRCTL, PR_GET_PDEATHSIG, &mut death as *mut i32 as usize) };
+    // SAFETY: no pointer crosses.
+    let nnp = unsafe { syscall2(nr::PRCTL, PR_GET_NO_NEW_PRIVS, 0) };
+    (death.clamp(0, 64) as u32, nnp == 1)
+}
+
 /// # Safety
 /// `addr` must stay valid for the thread's lifetime (the kernel writes 0 there at exit).
 pub unsafe fn set_tid_address(addr: u64) -> i32 {

@@ -1,5 +1,5 @@
 //! Process-wide attributes ([`super::TAG_PROCESS`]): the working directory, the file mode
-//! creation mask, a few `prctl` settings and each thread's name.
+//! creation mask, a few `prctl` settings, the OOM score adjustment and each thread's name.
 
 use super::count;
 use crate::Error;
@@ -9,8 +9,9 @@ pub(super) const NAME: &str = "process";
 /// Version 1 is the first with a version word. Earlier runtimes wrote the fields without one,
 /// starting with the working directory's 8-byte length: read as this format, such a record
 /// has another version or an absurd length, a clean decode error (and a later runtime never
-/// resumes their images anyway: its library file differs).
-pub(super) const VERSION: u32 = 1;
+/// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
+/// `thp_disable` and `parent_death_signal`.
+pub(super) const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
@@ -24,6 +25,13 @@ pub struct ProcessState {
     pub no_new_privs: bool,
     /// `PR_GET_CHILD_SUBREAPER`.
     pub child_subreaper: bool,
+    /// `/proc/self/oom_score_adj` (-1000 to 1000).
+    pub oom_score_adj: i32,
+    /// `PR_GET_THP_DISABLE`.
+    pub thp_disable: bool,
+    /// `PR_GET_PDEATHSIG` (of the thread that saved: the main thread's is what `prctl` set in
+    /// a single-threaded program); 0 for none.
+    pub parent_death_signal: u32,
     /// Each thread's name (`comm`), by saved thread id.
     pub thread_names: Vec<ThreadName>,
 }
@@ -43,6 +51,9 @@ impl ProcessState {
         w.u32(self.dumpable);
         w.bool(self.no_new_privs);
         w.bool(self.child_subreaper);
+        w.i32(self.oom_score_adj);
+        w.bool(self.thp_disable);
+        w.u32(self.parent_death_signal);
         w.u64(self.thread_names.len() as u64);
         for t in &self.thread_names {
             w.i32(t.tid);
@@ -60,8 +71,14 @@ impl ProcessState {
             dumpable: r.u32()?,
             no_new_privs: r.bool()?,
             child_subreaper: r.bool()?,
+            oom_score_adj: r.i32()?,
+            thp_disable: r.bool()?,
+            parent_death_signal: r.u32()?,
             thread_names: Vec::new(),
         };
+        if !(-1000..=1000).contains(&p.oom_score_adj) || p.parent_death_signal > 64 {
+            return Err(Error::Invalid("process state"));
+        }
         for _ in 0..count(&mut r)? {
             p.thread_names.push(ThreadName {
                 tid: r.i32()?,
@@ -91,6 +108,9 @@ mod tests {
             dumpable: 1,
             no_new_privs: true,
             child_subreaper: false,
+            oom_score_adj: -300,
+            thp_disable: true,
+            parent_death_signal: 15,
             thread_names: vec![
                 ThreadName {
                     tid: 2,
@@ -118,14 +138,30 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(
             ProcessState::decode(&bytes),
             Err(Error::SectionVersion {
                 section: NAME,
-                version: 2
+                version: 3
             })
         );
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused() {
+        for bad in [
+            ProcessState {
+                oom_score_adj: 1001,
+                ..sample()
+            },
+            ProcessState {
+                parent_death_signal: 65,
+                ..sample()
+            },
+        ] {
+            assert!(ProcessState::decode(&bad.encode()).is_err());
+        }
     }
 
     #[test]

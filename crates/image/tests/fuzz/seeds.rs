@@ -289,6 +289,9 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
         dumpable: rng.below(3) as u32,
         no_new_privs: rng.chance(1, 4),
         child_subreaper: rng.chance(1, 4),
+        oom_score_adj: *rng.pick(&[0, -1000, 300, 1000]),
+        thp_disable: rng.chance(1, 4),
+        parent_death_signal: *rng.pick(&[0, 9, 15]),
         thread_names: (0..rng.small(4 << scale))
             .map(|i| ThreadName {
                 tid: 100 + i as i32,
@@ -356,6 +359,12 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
             peer: sockaddr(rng),
         },
     };
+    let queue: Vec<Vec<u8>> = (0..rng.small(3)).map(|_| rng.some_bytes(300)).collect();
+    let senders = if rng.below(2) == 0 {
+        Vec::new()
+    } else {
+        queue.iter().map(|_| sockaddr(rng)).collect()
+    };
     Socket {
         domain: *rng.pick(&[1, 2, 10, 16, 17]),
         ty: *rng.pick(&[1, 2, 3, 5, 0x80801]),
@@ -370,8 +379,9 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
             })
             .collect(),
         shutdown: rng.below(4) as u8,
-        queue: (0..rng.small(3)).map(|_| rng.some_bytes(300)).collect(),
+        queue,
         path_mode: *rng.pick(&[0, 0o600, 0o755, 0o1777]),
+        senders,
     }
 }
 

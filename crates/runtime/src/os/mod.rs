@@ -155,9 +155,7 @@ pub fn restore_after_threads(meta: &Meta) {
 }
 
 /// What a change of credentials resets (resume, once every thread has its own back): the
-/// kernel makes a process non-dumpable when its ids change.
+/// kernel makes a process non-dumpable and clears its parent death signal when its ids change.
 pub fn restore_after_credentials(meta: &Meta) {
-    if credentials::changes() {
-        process_state::restore_dumpable(meta);
-    }
+    process_state::restore_after_credentials(meta);
 }

@@ -1,5 +1,6 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
-//! settings (dumpable, no_new_privs, child subreaper), and each thread's name (`comm`, what
+//! settings (dumpable, no_new_privs, child subreaper, transparent huge pages disabled, parent
+//! death signal), the OOM killer's score adjustment, and each thread's name (`comm`, what
 //! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
@@ -13,7 +14,10 @@ const PR_SET_DUMPABLE: usize = 4;
 const PR_SET_CHILD_SUBREAPER: usize = 36;
 const PR_GET_CHILD_SUBREAPER: usize = 37;
 const PR_SET_NO_NEW_PRIVS: usize = 38;
-const PR_GET_NO_NEW_PRIVS: usize = 39;
+const PR_SET_PDEATHSIG: usize = 1;
+const PR_SET_THP_DISABLE: usize = 41;
+const PR_GET_THP_DISABLE: usize = 42;
+const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 
 fn comm_path(tid: i32) -> Vec<u8> {
     let mut p = b"/proc/self/task/".to_vec();
@@ -32,12 +36,25 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     rustix::process::umask(mask);
     let mut subreaper: i32 = 0;
     let _ = osys::prctl(PR_GET_CHILD_SUBREAPER, &mut subreaper as *mut i32 as usize);
+    // Per thread, read by each stopped thread itself: the main thread's are the process's.
+    let (death_signal, no_new_privs) = meta
+        .threads
+        .iter()
+        .find(|t| t.leader)
+        .and_then(|t| stopped.attributes(t.tid))
+        .unwrap_or((0, false));
     let state = ProcessState {
         cwd,
         umask: mask.bits(),
         dumpable: osys::prctl(PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
-        no_new_privs: osys::prctl(PR_GET_NO_NEW_PRIVS, 0).unwrap_or(0) != 0,
+        no_new_privs,
         child_subreaper: subreaper != 0,
+        oom_score_adj: crate::procfs::read(OOM_SCORE_ADJ)
+            .ok()
+            .and_then(|v| core::str::from_utf8(&v).ok()?.trim().parse().ok())
+            .unwrap_or(0),
+        thp_disable: osys::prctl(PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
+        parent_death_signal: death_signal,
         thread_names: meta
             .threads
             .iter()
@@ -82,12 +99,44 @@ pub fn restore(meta: &Meta) {
     if p.child_subreaper {
         let _ = osys::prctl(PR_SET_CHILD_SUBREAPER, 1);
     }
+    if p.thp_disable {
+        let _ = osys::prctl(PR_SET_THP_DISABLE, 1);
+    }
+    restore_oom_score_adj(p.oom_score_adj);
 }
 
-/// The dumpable flag again (a change of credentials reset it).
-pub fn restore_dumpable(meta: &Meta) {
+/// The OOM score adjustment: raising it is always allowed, lowering it below what the
+/// resuming process inherited needs `CAP_SYS_RESOURCE` (then a warning).
+fn restore_oom_score_adj(value: i32) {
+    let text = value.to_string();
+    let written = osys::openat(
+        osys::AT_FDCWD,
+        OOM_SCORE_ADJ,
+        osys::O_WRONLY | osys::O_CLOEXEC,
+        0,
+    )
+    .and_then(|fd| {
+        let r = osys::write(fd, text.as_bytes());
+        let _ = osys::close(fd);
+        r
+    });
+    if written.is_err() {
+        crate::diag::Line::new()
+            .str("warning: cannot set oom_score_adj back to ")
+            .str(&text)
+            .str(" (lowering it needs CAP_SYS_RESOURCE)")
+            .emit();
+    }
+}
+
+/// What a change of credentials resets: the dumpable flag and the parent death signal (which
+/// also belongs to the parent as it is now, after the tree's resume).
+pub fn restore_after_credentials(meta: &Meta) {
     if let Some(p) = load(meta) {
         let _ = osys::prctl(PR_SET_DUMPABLE, p.dumpable as usize);
+        if p.parent_death_signal != 0 {
+            let _ = osys::prctl(PR_SET_PDEATHSIG, p.parent_death_signal as usize);
+        }
     }
 }
 

@@ -458,6 +458,9 @@ pub const IPPROTO_IP: i32 = 0;
 pub const IPPROTO_TCP: i32 = 6;
 pub const IPPROTO_UDP: i32 = 17;
 pub const IPPROTO_IPV6: i32 = 41;
+/// Lets a socket bind to and send from an address that is not local (`CAP_NET_ADMIN`).
+pub const IP_TRANSPARENT: i32 = 19;
+pub const IPV6_TRANSPARENT: i32 = 75;
 
 pub const SO_REUSEADDR: i32 = 2;
 pub const SO_TYPE: i32 = 3;
@@ -672,13 +675,29 @@ pub fn recvmsg(
     control: &mut [u8],
     flags: i32,
 ) -> Result<(usize, i32, usize)> {
+    recvmsg_from(fd, buf, control, &mut [], flags).map(|(n, f, c, _)| (n, f, c))
+}
+
+/// `recvmsg` that also says who sent the message: its address is written to `name`, and its
+/// length (0: the sender has no name) is the last value returned.
+pub fn recvmsg_from(
+    fd: i32,
+    buf: &mut [u8],
+    control: &mut [u8],
+    name: &mut [u8],
+    flags: i32,
+) -> Result<(usize, i32, usize, usize)> {
     let mut iov = IoVec {
         base: buf.as_mut_ptr() as usize,
         len: buf.len(),
     };
     let mut m = MsgHdr {
-        name: 0,
-        namelen: 0,
+        name: if name.is_empty() {
+            0
+        } else {
+            name.as_mut_ptr() as usize
+        },
+        namelen: name.len() as u32,
         _pad: 0,
         iov: &mut iov as *mut IoVec as usize,
         iovlen: 1,
@@ -696,7 +715,12 @@ pub fn recvmsg(
         0,
         0,
     )?;
-    Ok((n, m.flags, m.controllen))
+    Ok((
+        n,
+        m.flags,
+        m.controllen,
+        (m.namelen as usize).min(name.len()),
+    ))
 }
 
 // ---- event objects ---------------------------------------------------------------------------

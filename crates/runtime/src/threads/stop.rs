@@ -45,6 +45,8 @@ pub struct StopSlot {
     pub robust_len: u64,
     /// The thread's name (`PR_GET_NAME`), NUL-padded.
     name: [u8; 16],
+    /// What only the thread itself can read: its parent death signal and `no_new_privs`.
+    attributes: (u32, bool),
     /// A drain request (see [`Stopped::take_signals`]): the signals to take, where to put
     /// their `siginfo`s, how many fit, and how many the thread put there.
     drain_set: u64,
@@ -82,6 +84,7 @@ impl StopSlot {
             robust_head: 0,
             robust_len: 0,
             name: [0; 16],
+            attributes: (0, false),
             drain_set: 0,
             drain_buf: 0,
             drain_cap: 0,
@@ -133,6 +136,7 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     slot.robust_head = head;
     slot.robust_len = len;
     slot.name = sys::thread_name();
+    slot.attributes = sys::thread_attributes();
     // The process will end with exit_group, and a task's exit writes to persistent memory:
     // the kernel marks the robust mutexes on its robust list FUTEX_OWNER_DIED and zeroes its
     // clear-tid word (glibc's pd->tid). The saved process must not see either, so the thread
@@ -375,6 +379,12 @@ fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<S
 }
 
 impl Stopped {
+    /// Stopped thread `tid`'s parent death signal and `no_new_privs`, as it read them itself.
+    pub fn attributes(&self, tid: i32) -> Option<(u32, bool)> {
+        let at = self.threads.iter().position(|t| t.tid == tid)?;
+        Some(self.slot(at).attributes)
+    }
+
     /// The name stopped thread `tid` had (cheaper from the thread itself than from `/proc`).
     pub fn name(&self, tid: i32) -> Option<&[u8]> {
         let at = self.threads.iter().position(|t| t.tid == tid)?;

@@ -501,6 +501,6 @@ mod tests {
         assert_eq!(process_json(&state), Value::Null);
         let sections = sections_json(&m, &state).render();
         assert!(sections.contains("\"version\": 7"), "{sections}");
-        assert!(sections.contains("\"version\": 5"), "{sections}");
+        assert!(sections.contains("\"version\": 6"), "{sections}");
     }
 }

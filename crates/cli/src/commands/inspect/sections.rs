@@ -114,6 +114,9 @@ pub fn process_json(state: &OsState) -> Value {
             ("dumpable", int(p.dumpable.into())),
             ("no_new_privs", Value::Bool(p.no_new_privs)),
             ("child_subreaper", Value::Bool(p.child_subreaper)),
+            ("oom_score_adj", Value::Int(p.oom_score_adj.into())),
+            ("thp_disable", Value::Bool(p.thp_disable)),
+            ("parent_death_signal", int(p.parent_death_signal.into())),
         ])
     })
 }

@@ -20,6 +20,9 @@ pub struct Socket {
     pub shutdown: u8,
     /// Unread data, one entry per message (a stream socket has at most one).
     pub queue: Vec<Vec<u8>>,
+    /// For a datagram socket that is not one end of a pair: who sent each message of `queue`
+    /// (raw `sockaddr`; empty when the sender had no name). Empty for other sockets.
+    pub senders: Vec<Vec<u8>>,
     /// Permission bits of the socket file of a Unix socket bound to a path (0: none), given
     /// back after the re-bind (which makes it anew with the umask's mode).
     pub path_mode: u32,
@@ -229,6 +232,7 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
     w.u8(s.shutdown);
     w.bytes_list(&s.queue);
     w.u32(s.path_mode);
+    w.bytes_list(&s.senders);
 }
 
 pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
@@ -270,11 +274,15 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         shutdown: r.u8()?,
         queue: r.bytes_list()?,
         path_mode: r.u32()? & 0o7777,
+        senders: r.bytes_list()?,
     })
 }
 
 /// A socket's peer, listener or pending connections must be open files of the table.
 pub(super) fn check_references(s: &Socket, nfiles: usize) -> Result<(), Error> {
+    if !s.senders.is_empty() && s.senders.len() != s.queue.len() {
+        return Err(Error::Invalid("socket queue and senders differ in length"));
+    }
     match &s.state {
         SockState::Pair { peer } | SockState::Pending { listener: peer }
             if *peer as usize >= nfiles =>
@@ -335,6 +343,7 @@ mod tests {
                 shutdown: 3,
                 queue: vec![b"x".to_vec()],
                 path_mode: 0o600,
+                senders: vec![inet(5353).to_vec()],
             });
             assert_eq!(kind_roundtrip(&k), k);
         }
@@ -356,6 +365,14 @@ mod tests {
         assert!(check_references(&with(listening(vec![0, 2])), 3).is_ok());
         assert!(check_references(&with(listening(vec![0, 9])), 3).is_err());
         assert!(check_references(&with(SockState::Outside { peer: vec![] }), 0).is_ok());
+        let queued = |senders: usize| Socket {
+            queue: vec![vec![1], vec![2]],
+            senders: vec![vec![]; senders],
+            ..Socket::default()
+        };
+        assert!(check_references(&queued(0), 0).is_ok());
+        assert!(check_references(&queued(2), 0).is_ok());
+        assert!(check_references(&queued(1), 0).is_err());
     }
 
     #[test]

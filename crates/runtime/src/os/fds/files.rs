@@ -23,17 +23,29 @@ fn cstr(p: &[u8]) -> Vec<u8> {
     v
 }
 
-fn stat_path(p: &[u8]) -> Option<(u64, u64)> {
+fn stat_path(p: &[u8], flags: rustix::fs::AtFlags) -> Option<(u64, u64)> {
     let c = cstr(p);
     let c = core::ffi::CStr::from_bytes_with_nul(&c).ok()?;
-    let st = rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::empty()).ok()?;
+    let st = rustix::fs::statat(rustix::fs::CWD, c, flags).ok()?;
     Some((st.st_dev, st.st_ino))
 }
 
-/// Whether the fd's path still leads to its file.
+/// Whether the fd's path still leads to its file (a symbolic link itself, for an
+/// `O_PATH | O_NOFOLLOW` fd of one).
 pub fn reachable(d: &Desc) -> bool {
-    stat_path(&d.link) == Some((d.st.dev, d.st.ino))
+    let flags = if is_symlink(d.st.mode) {
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        rustix::fs::AtFlags::empty()
+    };
+    stat_path(&d.link, flags) == Some((d.st.dev, d.st.ino))
 }
+
+fn is_symlink(mode: u32) -> bool {
+    mode & osys::S_IFMT == S_IFLNK
+}
+
+const S_IFLNK: u32 = 0o120000;
 
 fn offset(fd: i32) -> u64 {
     osys::lseek(fd, 0, osys::SEEK_CUR).unwrap_or(0)
@@ -143,6 +155,11 @@ fn open_flags(flags: u32, mode: u32) -> u32 {
     let mut f = (flags & kept) | osys::O_NOCTTY | osys::O_CLOEXEC;
     if mode & osys::S_IFMT == osys::S_IFDIR {
         f |= osys::O_DIRECTORY;
+    }
+    if is_symlink(mode) {
+        // Only an O_PATH fd can be a link itself (`O_PATH | O_NOFOLLOW`): the link, not its
+        // target, comes back.
+        f |= osys::O_NOFOLLOW;
     }
     f
 }

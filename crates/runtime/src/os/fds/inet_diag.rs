@@ -1,8 +1,11 @@
-//! Leftover TCP sockets on a port: connections of a process that has gone (`TIME_WAIT`,
-//! `FIN_WAIT`, `LAST_ACK`...; no process owns them) keep a listener without `SO_REUSEADDR`
-//! from being bound again for up to a minute. A resume that finds its port taken only by such
-//! leftovers destroys them (`SOCK_DESTROY`, as `ss -K` does; needs `CAP_NET_ADMIN`) and binds.
-//! Sockets a live process owns are never touched.
+//! The kernel's socket diagnostics (`NETLINK_SOCK_DIAG`) for IP sockets.
+//!
+//! - Leftover TCP sockets on a port: connections of a process that has gone (`TIME_WAIT`,
+//!   `FIN_WAIT`, `LAST_ACK`...; no process owns them) keep a listener without `SO_REUSEADDR`
+//!   from being bound again for up to a minute. A resume that finds its port taken only by
+//!   such leftovers destroys them (`SOCK_DESTROY`, as `ss -K` does; needs `CAP_NET_ADMIN`) and
+//!   binds. Sockets a live process owns are never touched.
+//! - The shutdown state of UDP sockets, which no socket option or `poll` shows whole.
 
 use super::super::sys::{self as osys};
 
@@ -19,14 +22,28 @@ const NLMSG_ERROR: u16 = 2;
 /// CLOSING.
 const ORPHAN_STATES: u32 = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11);
 
+/// The `INET_DIAG_SHUTDOWN` attribute: the socket's `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2).
+const INET_DIAG_SHUTDOWN: u16 = 8;
+
 fn request(ty: u16, flags: u16, family: u8, states: u32, id: &[u8; 48]) -> [u8; 72] {
+    request_for(ty, flags, family, osys::IPPROTO_TCP as u8, states, id)
+}
+
+fn request_for(
+    ty: u16,
+    flags: u16,
+    family: u8,
+    protocol: u8,
+    states: u32,
+    id: &[u8; 48],
+) -> [u8; 72] {
     let mut m = [0u8; 72];
     m[0..4].copy_from_slice(&72u32.to_le_bytes());
     m[4..6].copy_from_slice(&ty.to_le_bytes());
     m[6..8].copy_from_slice(&flags.to_le_bytes());
     m[8..12].copy_from_slice(&1u32.to_le_bytes());
     m[16] = family;
-    m[17] = osys::IPPROTO_TCP as u8;
+    m[17] = protocol;
     m[20..24].copy_from_slice(&states.to_le_bytes());
     m[24..72].copy_from_slice(id);
     m
@@ -96,4 +113,82 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
     }
     let _ = osys::close(nl);
     done
+}
+
+/// The shutdown bits of every UDP socket of `domain` that has any, by inode.
+pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
+    let mut out = Vec::new();
+    let Ok(nl) = osys::socket(osys::AF_NETLINK, 3 | osys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+        return out;
+    };
+    let dump = request_for(
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        domain as u8,
+        osys::IPPROTO_UDP as u8,
+        u32::MAX,
+        &[0u8; 48],
+    );
+    if osys::send(nl, &dump, 0).is_ok() {
+        let mut buf = vec![0u8; 1 << 16];
+        'recv: loop {
+            let n = match osys::recv(nl, &mut buf, 0) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+                let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
+                if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
+                    break 'recv;
+                }
+                let msg = &buf[at + 16..at + len];
+                if msg.len() >= 72 {
+                    let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([0; 4]));
+                    if let Some(bits) = attribute(&msg[72..], INET_DIAG_SHUTDOWN)
+                        .and_then(|v| v.first().copied())
+                        .filter(|b| *b != 0)
+                    {
+                        out.push((inode as u64, bits & 3));
+                    }
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+    let _ = osys::close(nl);
+    out
+}
+
+/// The payload of attribute `want` in a netlink attribute list (`struct rtattr`s).
+fn attribute(mut attrs: &[u8], want: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = u16::from_le_bytes([attrs[0], attrs[1]]) as usize;
+        let ty = u16::from_le_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if ty == want {
+            return Some(&attrs[4..len]);
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_found_and_bounded() {
+        // (len 5, type 8, payload 3, pad 3), (len 8, type 2, 4 bytes)
+        let list = [5, 0, 8, 0, 3, 0, 0, 0, 8, 0, 2, 0, 1, 2, 3, 4];
+        assert_eq!(attribute(&list, INET_DIAG_SHUTDOWN), Some(&[3u8][..]));
+        assert_eq!(attribute(&list, 2), Some(&[1u8, 2, 3, 4][..]));
+        assert_eq!(attribute(&list, 9), None);
+        assert_eq!(attribute(&[9, 0, 8, 0, 1], 8), None, "longer than the list");
+        assert_eq!(attribute(&[2, 0, 8, 0], 8), None, "shorter than a header");
+    }
 }

@@ -889,6 +889,18 @@ pub fn restore(meta: &Meta) {
         }
     }
     r.settle();
+    // Datagram sockets with queued messages before any other socket: the messages are sent to
+    // them again from their senders' addresses, which sockets of the program recreated
+    // earlier would hold.
+    for i in 0..table.files.len() {
+        if matches!(&table.files[i].kind, FileKind::Socket(s) if sockets::has_datagram_queue(s)) {
+            sockets::restore(&mut r, i);
+            if !r.has(i) {
+                r.placeholder(i, "it could not be recreated");
+            }
+            r.settle();
+        }
+    }
     // Files under /proc are opened last: /proc/self/fd/N and the like need the fds in place.
     let late =
         |k: &FileKind| matches!(k, FileKind::Path { path, .. } if path.starts_with(b"/proc/"));

@@ -99,12 +99,21 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
         .map(|i| ctx.descs[*i].st.ino)
         .collect();
     let diag = unix_diag::query(&unix);
+    let udp_shutdowns = udp_shutdowns(ctx, &socks);
     let mut probes: Vec<Probe> = Vec::new();
     // One receive buffer for the whole save (a datagram can be as large as a socket buffer).
     let mut buf = vec![0u8; if socks.is_empty() { 0 } else { 1 << 20 }];
     let mut out: Vec<(usize, FileKind)> = Vec::new();
     for &i in &socks {
-        out.push((i, save_one(ctx, i, &socks, &diag, &mut probes, &mut buf)));
+        let mut kind = save_one(ctx, i, &socks, &diag, &mut probes, &mut buf);
+        if let FileKind::Socket(s) = &mut kind
+            && let Some((_, bits)) = udp_shutdowns
+                .iter()
+                .find(|(ino, _)| *ino == ctx.descs[i].st.ino)
+        {
+            s.shutdown = *bits;
+        }
+        out.push((i, kind));
     }
     pending_connections(ctx, &diag, &mut out, &mut buf);
     tcp_pairs(ctx, &mut out, &mut buf);
@@ -122,6 +131,23 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     for (i, k) in out {
         kinds[i] = Some(k);
     }
+}
+
+/// The shutdown bits of the program's UDP sockets that have any (`inet_diag`; none where the
+/// kernel does not describe UDP sockets).
+fn udp_shutdowns(ctx: &SaveCtx, socks: &[usize]) -> Vec<(u64, u8)> {
+    let mut out = Vec::new();
+    for domain in [osys::AF_INET, osys::AF_INET6] {
+        let udp = socks.iter().any(|i| {
+            let fd = ctx.descs[*i].local;
+            let int = |name| osys::getsockopt_int(fd, osys::SOL_SOCKET, name);
+            int(osys::SO_DOMAIN) == Ok(domain) && int(osys::SO_TYPE) == Ok(osys::SOCK_DGRAM)
+        });
+        if udp {
+            out.extend(super::inet_diag::udp_shutdowns(domain));
+        }
+    }
+    out
 }
 
 /// `SO_LINGER` {on, 0}: closing the socket resets its connection.
@@ -183,13 +209,13 @@ fn tcp_pairs(ctx: &SaveCtx, out: &mut [(usize, FileKind)], buf: &mut [u8]) {
         let deadline = crate::process::now_ns() + 500_000_000;
         loop {
             for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
-                for m in drain(fd, osys::SOCK_STREAM, buf) {
+                for m in drain(fd, osys::SOCK_STREAM, buf, None) {
                     q.extend_from_slice(&m);
                 }
             }
             if unacked(fa) == 0 && unacked(fb) == 0 {
                 for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
-                    for m in drain(fd, osys::SOCK_STREAM, buf) {
+                    for m in drain(fd, osys::SOCK_STREAM, buf, None) {
                         q.extend_from_slice(&m);
                     }
                 }
@@ -294,7 +320,7 @@ fn pending_connections(
                 cs.state = SockState::Pending {
                     listener: li as u32,
                 };
-                cs.queue = drain(e, cs.ty, buf);
+                cs.queue = drain(e, cs.ty, buf, None);
                 pending.push(out[c].0 as u32);
             }
             if !unix {
@@ -403,7 +429,11 @@ fn save_one(
                     backlog: info.wqueue,
                     pending: Vec::new(),
                 }
-            } else if info.peer != 0 || info.state == unix_diag::ESTABLISHED {
+            } else if info.peer != 0
+                // A datagram socket others connected to is ESTABLISHED too, without a peer
+                // of its own.
+                || (info.state == unix_diag::ESTABLISHED && ty != osys::SOCK_DGRAM)
+            {
                 match socks.iter().copied().find(|j| *j != i && mutual(j)) {
                     Some(j) => SockState::Pair { peer: j as u32 },
                     None if ty == osys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
@@ -425,7 +455,15 @@ fn save_one(
     if s.domain == osys::AF_UNIX
         && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
     {
-        s.queue = drain(fd, ty, buf);
+        s.queue = drain(fd, ty, buf, None);
+    } else if s.ty == osys::SOCK_DGRAM
+        && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
+    {
+        // Datagrams waiting on a bound (or connected) socket: sent to it again at the resume,
+        // each from its sender's address where that can be had.
+        let mut senders = Vec::new();
+        s.queue = drain(fd, ty, buf, Some(&mut senders));
+        s.senders = senders;
     }
     FileKind::Socket(s)
 }
@@ -504,9 +542,12 @@ fn differing_options(
 /// hung up ends the queue (a zero-length message queued before the shutdown is taken for
 /// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
 /// few thousand at most): past it the rest is left, with a warning, rather than spin.
-fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
+///
+/// With `senders`, the address each message came from is pushed there (a datagram socket).
+fn drain(fd: i32, ty: i32, buf: &mut [u8], mut senders: Option<&mut Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut control = [0u8; 4096];
+    let mut name = [0u8; 128];
     let mut lost_fds = 0;
     loop {
         if out.len() >= MAX_QUEUED {
@@ -517,13 +558,18 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
                 .emit();
             break;
         }
-        let r = osys::recvmsg(
+        let r = osys::recvmsg_from(
             fd,
             buf,
             &mut control,
+            if senders.is_some() {
+                &mut name
+            } else {
+                &mut []
+            },
             osys::MSG_DONTWAIT | osys::MSG_CMSG_CLOEXEC,
         );
-        let (n, flags, clen) = match r {
+        let (n, flags, clen, name_len) = match r {
             Ok(v) => v,
             Err(crate::sys::Errno::EINTR) => continue,
             Err(_) => break,
@@ -533,6 +579,9 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8]) -> Vec<Vec<u8>> {
             break; // end of stream
         }
         let msg = buf[..n].to_vec();
+        if let Some(s) = senders.as_deref_mut() {
+            s.push(name[..name_len].to_vec());
+        }
         if ty == osys::SOCK_STREAM {
             match out.first_mut() {
                 Some(all) => all.extend_from_slice(&msg),
@@ -723,7 +772,10 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let made = match &s.state {
         SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
         SockState::Outside { .. } => dead_connection(r, i, s),
-        SockState::Unconnected => plain(s, None),
+        SockState::Unconnected => plain(s, None).inspect(|fd| {
+            requeue(r, i, *fd, s);
+            shut_down(*fd, s);
+        }),
         SockState::Listening { backlog, pending } => {
             plain(s, Some(*backlog)).inspect(|_| reconnect_pending(r, s, pending))
         }
@@ -741,6 +793,8 @@ pub fn restore(r: &mut Restorer, i: usize) {
             return;
         }
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
+            // Before the connect: a connected socket takes datagrams from its peer only.
+            requeue(r, i, *fd, s);
             if let Err(e) = osys::connect(*fd, peer) {
                 r.warning(i)
                     .str("cannot reconnect to ")
@@ -749,6 +803,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
                     .num(e.0 as u64)
                     .emit();
             }
+            shut_down(*fd, s);
         }),
     };
     match made {
@@ -757,6 +812,152 @@ pub fn restore(r: &mut Restorer, i: usize) {
             r.put(i, fd);
         }
         Err(why) => r.placeholder(i, &why),
+    }
+}
+
+/// Sends a datagram socket's saved queue to its recreated self, in order, each message from
+/// a socket bound to its sender's address where one can be (the sender's socket is gone or
+/// not recreated yet; with `CAP_NET_ADMIN` also a remote address), so `recvfrom` reports the
+/// same sender and a reply goes where it went. Otherwise it comes from an unnamed socket:
+/// the message is kept, its sender is not (one warning).
+fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
+    if s.queue.is_empty() {
+        return;
+    }
+    let Some(to) = osys::getsockname(fd).ok().map(|a| reachable(&a)) else {
+        return;
+    };
+    let (mut unnamed, mut lost) = (0u64, 0u64);
+    let mut sender: Option<(&[u8], Sender)> = None;
+    for (k, msg) in s.queue.iter().enumerate() {
+        let from = s.senders.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        if sender.as_ref().is_none_or(|(a, _)| *a != from) {
+            sender = None; // drops (closes) the previous one first: it may hold the address
+            match Sender::new(s, from) {
+                Ok(snd) => sender = Some((from, snd)),
+                Err(_) => {
+                    lost += 1;
+                    continue;
+                }
+            }
+        }
+        let Some((_, snd)) = &sender else { continue };
+        if !snd.named && from.len() > 2 {
+            unnamed += 1;
+        }
+        if osys::sendto(snd.fd, msg, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL, &to).is_err() {
+            lost += 1;
+        }
+    }
+    drop(sender);
+    if unnamed > 0 {
+        r.warning(i)
+            .num(unnamed)
+            .str(" queued datagram(s) come back from another sender address (theirs is in use)")
+            .emit();
+    }
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" queued datagram(s) could not be sent to it again and are lost")
+            .emit();
+    }
+}
+
+/// A datagram socket (not a pair's end) with messages to send again at the resume.
+pub fn has_datagram_queue(s: &Socket) -> bool {
+    !s.senders.is_empty()
+}
+
+/// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,
+/// `SHUT_WR`), once its queue is back. An unconnected UDP socket keeps the bits even though
+/// its `shutdown` says `ENOTCONN`, as the saved one did.
+fn shut_down(fd: i32, s: &Socket) {
+    let how = match s.shutdown & 3 {
+        1 => 0, // SHUT_RD
+        2 => 1, // SHUT_WR
+        3 => 2, // SHUT_RDWR
+        _ => return,
+    };
+    let _ = osys::shutdown(fd, how);
+}
+
+/// Where a socket bound to `addr` can be reached: the wildcard address means loopback.
+fn reachable(addr: &[u8]) -> Vec<u8> {
+    let mut a = addr.to_vec();
+    let family = a.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]) as i32);
+    match family {
+        Some(osys::AF_INET) if a.len() >= 8 && a[4..8] == [0; 4] => {
+            a[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        }
+        Some(osys::AF_INET6) if a.len() >= 24 && a[8..24] == [0; 16] => a[23] = 1,
+        _ => {}
+    }
+    a
+}
+
+/// A socket that re-sends queued datagrams, bound to their sender's address when it could be.
+/// Dropping it closes it and removes a Unix socket file it made.
+struct Sender {
+    fd: i32,
+    named: bool,
+    made_path: Option<Vec<u8>>,
+}
+
+impl Sender {
+    fn new(s: &Socket, from: &[u8]) -> Result<Sender, crate::sys::Errno> {
+        let fd = osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, s.protocol)?;
+        let mut snd = Sender {
+            fd,
+            named: false,
+            made_path: None,
+        };
+        if from.len() <= 2 {
+            return Ok(snd);
+        }
+        let transparent = match s.domain {
+            osys::AF_INET => Some((osys::IPPROTO_IP, osys::IP_TRANSPARENT)),
+            osys::AF_INET6 => Some((osys::IPPROTO_IPV6, osys::IPV6_TRANSPARENT)),
+            _ => None,
+        };
+        if let Some((level, name)) = transparent {
+            let _ = osys::setsockopt_int(fd, level, name, 1);
+        }
+        let mut bound = osys::bind(fd, from);
+        if bound == Err(crate::sys::Errno(98))
+            && let Some(p) = unix_path(from)
+            && stale_socket_file(s, from)
+        {
+            // Left by the sender's socket of the process that failed.
+            let _ = osys::unlinkat(osys::AT_FDCWD, &p, 0);
+            bound = osys::bind(fd, from);
+        }
+        snd.named = bound.is_ok();
+        if snd.named {
+            // A path bound here was free (`bind` never replaces a file): it is ours to remove.
+            snd.made_path = unix_path(from);
+        }
+        Ok(snd)
+    }
+}
+
+/// Whether the Unix socket file at `addr` belongs to no socket any more (sending to it is
+/// refused), as one left by the process that failed.
+fn stale_socket_file(s: &Socket, addr: &[u8]) -> bool {
+    let Ok(probe) = osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, 0) else {
+        return false;
+    };
+    let refused = osys::connect(probe, addr) == Err(crate::sys::Errno(111));
+    let _ = osys::close(probe);
+    refused
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = osys::close(self.fd);
+        if let Some(p) = &self.made_path {
+            let _ = osys::unlinkat(osys::AT_FDCWD, p, 0);
+        }
     }
 }
 
