@@ -4,9 +4,12 @@
  * Shutdown states of sockets that are not one end of a pair (issue 12: lost at a resume):
  * UDP sockets shut down for writing, for reading and both ways, Unix datagram sockets shut
  * down for reading (bound) and for writing (unbound, and connected to another socket of the
- * program), beside sockets that were not shut down at all. Every round checks what the
- * kernel reports: poll's POLLRDHUP/POLLHUP, a read that returns 0 instead of EAGAIN, a send
- * that fails with EPIPE, and that the untouched sockets still carry datagrams.
+ * program), beside sockets that were not shut down at all; a TCP connection inside the
+ * program that both ends shut down for writing (one with unread data: it reads ENOTCONN or
+ * EBADF after a resume before), and two SO_REUSEPORT listeners on one port. Every round
+ * checks what the kernel reports: poll's POLLRDHUP/POLLHUP, a read that returns 0 instead of
+ * EAGAIN, a send that fails with EPIPE, that the untouched sockets still carry datagrams, and
+ * that both listeners listen on the port.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -80,9 +83,43 @@ static void carries(int from, int at, const char *what, unsigned long r)
     TL_CHECK(!(events(at) & (POLLRDHUP | POLLHUP)), "round %lu: %s: hung up", r, what);
 }
 
+static int tcp_listener(int reuseport, int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    TL_CHECK(fd >= 0, "TCP socket");
+    if (reuseport)
+        TL_CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0, "REUSEPORT");
+    TL_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0, "listen");
+    return fd;
+}
+
+static int port_of(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    TL_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+    return ntohs(a.sin_port);
+}
+
 int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 3000);
+    /* A TCP connection both ends shut down, "hello" left unread on one side. */
+    int l = tcp_listener(0, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port_of(l))};
+    int t_c = socket(AF_INET, SOCK_STREAM, 0);
+    TL_CHECK(connect(t_c, (struct sockaddr *)&la, sizeof la) == 0, "connect");
+    int t_s = accept(l, NULL, NULL);
+    TL_CHECK(t_s >= 0 && send(t_s, "hello", 5, 0) == 5, "accept/send");
+    TL_CHECK(shutdown(t_c, SHUT_WR) == 0 && shutdown(t_s, SHUT_WR) == 0, "TCP shutdowns");
+    for (int i = 0; i < 1000 && !(events(t_c) & POLLRDHUP); i++)
+        usleep(1000);
+    int rp1 = tcp_listener(1, 0), rp2 = tcp_listener(1, port_of(rp1));
     int u_wr = udp(), u_rd = udp(), u_both = udp(), u_plain = udp(), u_other = udp();
     shutdown(u_wr, SHUT_WR); /* unconnected: ENOTCONN, yet the socket is shut down */
     shutdown(u_rd, SHUT_RD);
@@ -103,6 +140,16 @@ int main(int argc, char **argv)
         TL_CHECK(events(u_both) & POLLHUP, "round %lu: UDP SHUT_RDWR: no POLLHUP", r);
         to(u_both, u_plain, EPIPE, "UDP SHUT_RDWR", r);
         carries(u_other, u_plain, "UDP", r);
+        char peek[8];
+        TL_CHECK(recv(t_c, peek, sizeof peek, MSG_PEEK) == 5 && memcmp(peek, "hello", 5) == 0,
+                 "round %lu: TCP unread data", r);
+        reads_eof(t_s, "TCP ended", r);
+        TL_CHECK(send(t_c, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "round %lu: TCP send", r);
+        int on = 0;
+        socklen_t len = sizeof on;
+        TL_CHECK(port_of(rp1) == port_of(rp2) &&
+                     getsockopt(rp2, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on,
+                 "round %lu: second SO_REUSEPORT listener", r);
         reads_eof(x_rd, "Unix SHUT_RD", r);
         to(x_wr, x_plain, EPIPE, "Unix SHUT_WR", r);
         TL_CHECK(send(x_conn, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno == EPIPE,
@@ -113,6 +160,9 @@ int main(int argc, char **argv)
         if (r % 300 == 0)
             printf("round %lu h=%016llx\n", r, (unsigned long long)h);
     }
+    char all[8];
+    TL_CHECK(recv(t_c, all, sizeof all, 0) == 5 && recv(t_c, all, sizeof all, 0) == 0,
+             "TCP data then end of file");
     printf("done h=%016llx\n", (unsigned long long)h);
     return 0;
 }

@@ -300,6 +300,20 @@ fn shutdown_states_of_sockets() {
     crash_case("sock_shutdown", &case, CrashPlan::default());
 }
 
+/// pidfds of a child and of the process itself, one in an epoll set (`fd_pidfd.c`): after
+/// every resume they refer to the same processes (fdinfo, poll, pidfd_send_signal, flags), and
+/// at the end the child's exit is seen through them (poll, epoll_wait, waitid(P_PIDFD)).
+/// Before, they came back as placeholders.
+#[test]
+fn pidfds_of_a_child_and_of_itself() {
+    let case = Case {
+        file: "fd_pidfd.c",
+        args: &["3000"],
+        status: 0,
+    };
+    crash_case("fd_pidfd", &case, CrashPlan::default());
+}
+
 // ---- the server test ----------------------------------------------------------------------------
 
 /// How one client connection ended.

@@ -386,7 +386,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
 }
 
 fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
-    match rng.below(15) {
+    match rng.below(16) {
         0 => FileKind::Stdio {
             fd: rng.below(3) as i32,
         },
@@ -453,8 +453,12 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
             owner: rng.range(2, 1000) as i32,
             owner_fd: rng.below(1024) as i32,
         },
+        14 => FileKind::PidFd {
+            pid: *rng.pick(&[-1, 2, 77]),
+            thread: rng.chance(1, 4),
+        },
         _ => FileKind::Unsupported {
-            what: b"anon_inode:[pidfd]".to_vec(),
+            what: b"anon_inode:[io_uring]".to_vec(),
         },
     }
 }

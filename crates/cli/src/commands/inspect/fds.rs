@@ -136,6 +136,17 @@ fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
             ("path", Value::bytes(name)),
             ("notified", Value::Bool(*notified)),
         ],
+        FileKind::PidFd { pid, thread } => vec![
+            (
+                "pid",
+                if *pid == zhuque_image::os::PIDFD_ENDED {
+                    Value::Null
+                } else {
+                    Value::int(*pid)
+                },
+            ),
+            ("thread", Value::Bool(*thread)),
+        ],
         FileKind::Unsupported { what } => vec![("what", Value::bytes(what))],
     }
 }
@@ -360,6 +371,11 @@ fn describe(t: &FdTable, file: &OpenFile) -> String {
         }
         FileKind::Inotify { watches } => format!("inotify with {} watch(es)", watches.len()),
         FileKind::MessageQueue { name, .. } => format!("message queue {}", lossy(name)),
+        FileKind::PidFd { pid, thread } => match (*pid, thread) {
+            (zhuque_image::os::PIDFD_ENDED, _) => "pidfd of a process that had ended".into(),
+            (pid, true) => format!("pidfd of thread {pid}"),
+            (pid, false) => format!("pidfd of process {pid}"),
+        },
         FileKind::Unsupported { what } => format!("not kept: {}", lossy(what)),
     }
 }
@@ -470,7 +486,7 @@ mod tests {
         let m = {
             let mut m = Meta::default();
             m.set_section(os::TAG_FDS, t.encode());
-            m.set_section(os::TAG_PROCESS, vec![7, 0, 0, 0]);
+            m.set_section(os::TAG_PROCESS, vec![99, 0, 0, 0]);
             m
         };
         let state = OsState::decode(&m);
@@ -495,12 +511,12 @@ mod tests {
         assert_eq!(
             state.problems(),
             [
-                "section process: image section process has format version 7, which this zhuque does not read"
+                "section process: image section process has format version 99, which this zhuque does not read"
             ]
         );
         assert_eq!(process_json(&state), Value::Null);
         let sections = sections_json(&m, &state).render();
+        assert!(sections.contains("\"version\": 99"), "{sections}");
         assert!(sections.contains("\"version\": 7"), "{sections}");
-        assert!(sections.contains("\"version\": 6"), "{sections}");
     }
 }

@@ -13,6 +13,7 @@ mod files;
 mod inotify;
 mod locks;
 mod mqueue;
+mod pidfd;
 mod pipes;
 mod signalfd;
 mod sockets;
@@ -21,12 +22,13 @@ mod timerfd;
 pub use epoll::{EpollEntry, NO_FILE as EPOLL_NO_FILE};
 pub use inotify::InotifyWatch;
 pub use locks::{FileLock, LockKind};
+pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
 pub use sockets::{SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 6;
+pub(super) const VERSION: u32 = 7;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -119,6 +121,13 @@ pub enum FileKind {
         /// The process had an `mq_notify` registration on it (which a resume cannot bring back).
         notified: bool,
     },
+    /// A pidfd (`pidfd_open`, `clone(CLONE_PIDFD)`): the process it refers to, by its pid as
+    /// the program sees it ([`PIDFD_ENDED`] when that process had ended), or the thread
+    /// (`PIDFD_THREAD`). Opened again for that pid at the resume, once the tree is back.
+    PidFd {
+        pid: i32,
+        thread: bool,
+    },
     /// In a process tree: the description process `owner` holds at `owner_fd` and saves; the
     /// resume takes it from that process (docs/process-trees.md, "Shared fds").
     Borrowed {
@@ -148,6 +157,7 @@ impl FileKind {
             FileKind::SignalFd { .. } => "signalfd",
             FileKind::Inotify { .. } => "inotify",
             FileKind::MessageQueue { .. } => "message-queue",
+            FileKind::PidFd { .. } => "pidfd",
             FileKind::Borrowed { .. } => "shared",
             FileKind::Unsupported { .. } => "unsupported",
         }
@@ -168,6 +178,7 @@ const KIND_INOTIFY: u8 = 10;
 const KIND_UNSUPPORTED: u8 = 11;
 const KIND_MQUEUE: u8 = 12;
 const KIND_BORROWED: u8 = 13;
+const KIND_PIDFD: u8 = 14;
 
 impl FdTable {
     pub fn encode(&self) -> Vec<u8> {
@@ -301,6 +312,10 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.u8(KIND_MQUEUE);
             mqueue::put(w, name, *notified);
         }
+        FileKind::PidFd { pid, thread } => {
+            w.u8(KIND_PIDFD);
+            pidfd::put(w, *pid, *thread);
+        }
         FileKind::Borrowed { owner, owner_fd } => {
             w.u8(KIND_BORROWED);
             w.i32(*owner);
@@ -323,6 +338,7 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
         KIND_INOTIFY => inotify::get(r)?,
         KIND_UNSUPPORTED => FileKind::Unsupported { what: r.bytes()? },
         KIND_MQUEUE => mqueue::get(r)?,
+        KIND_PIDFD => pidfd::get(r)?,
         KIND_BORROWED => FileKind::Borrowed {
             owner: r.i32()?,
             owner_fd: r.i32()?,

@@ -47,7 +47,8 @@ pub enum SockState {
     /// [`FdTable::files`](super::FdTable::files).
     Pair { peer: u32 },
     /// A stream connection to the outside world: it comes back as a socket that reports the
-    /// connection reset (TCP) or closed (Unix), as a dead peer would.
+    /// connection reset (TCP) or closed (Unix), as a dead peer would. A TCP connection that
+    /// had ended both ways (`shutdown` 3, no peer) comes back closed, with its unread data.
     Outside { peer: Vec<u8> },
     /// A datagram socket with a default destination (`connect`): reconnected to `peer`.
     Datagram { peer: Vec<u8> },

@@ -30,6 +30,7 @@ pub mod inotify;
 pub mod interpose;
 mod locks;
 mod mqueue;
+mod pidfd;
 mod pipes;
 mod procfd;
 mod signalfd;
@@ -123,6 +124,7 @@ enum Class {
     Epoll,
     Inotify,
     MessageQueue,
+    PidFd,
     Unsupported,
 }
 
@@ -144,6 +146,8 @@ fn classify(d: &Desc) -> Class {
         b"anon_inode:[signalfd]" => return Class::SignalFd,
         b"anon_inode:[eventpoll]" => return Class::Epoll,
         b"anon_inode:inotify" => return Class::Inotify,
+        b"anon_inode:[pidfd]" => return Class::PidFd,
+        _ if l.starts_with(b"pidfd:") => return Class::PidFd,
         _ => {}
     }
     if !l.starts_with(b"/") {
@@ -480,6 +484,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 Class::Epoll => epoll::save(d, &used),
                 Class::Inotify => inotify::save(d),
                 Class::MessageQueue => mqueue::save(d),
+                Class::PidFd => pidfd::save(d),
                 Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
                     what: d.link.clone(),
                 },
@@ -912,6 +917,11 @@ pub fn restore(meta: &Meta) {
             match &table.files[i].kind {
                 // Placed above, or taken from another process of the tree later.
                 FileKind::Stdio { .. } | FileKind::Borrowed { .. } => continue,
+                FileKind::PidFd { .. } => {
+                    if !pidfd::restore(&mut r, i, crate::tree::in_tree()) {
+                        continue; // its process is not back yet
+                    }
+                }
                 FileKind::Path { .. } => files::restore_path(&mut r, i),
                 FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
                 FileKind::Pipe { .. } => pipes::restore(&mut r, i),
@@ -1015,6 +1025,7 @@ pub fn fetch_shared() {
             let _ = osys::close(p);
         }
     }
+    pidfd::restore_rest(r);
     finish(r);
 }
 

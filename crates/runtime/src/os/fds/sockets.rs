@@ -38,33 +38,38 @@ const OPTIONS: &[(i32, i32, usize)] = &[
     (osys::SOL_SOCKET, 16, 4),  // SO_PASSCRED
     (osys::SOL_SOCKET, 36, 4),  // SO_MARK
     (osys::SOL_SOCKET, 29, 4),  // SO_TIMESTAMP
+    (osys::SOL_SOCKET, 34, 4),  // SO_PASSSEC
+    (osys::SOL_SOCKET, 25, 16), // SO_BINDTODEVICE (an interface name; needs CAP_NET_RAW)
     (osys::SOL_SOCKET, osys::SO_RCVBUF, 4),
     (osys::SOL_SOCKET, osys::SO_SNDBUF, 4),
-    (osys::IPPROTO_TCP, 1, 4),   // TCP_NODELAY
-    (osys::IPPROTO_TCP, 3, 4),   // TCP_CORK
-    (osys::IPPROTO_TCP, 4, 4),   // TCP_KEEPIDLE
-    (osys::IPPROTO_TCP, 5, 4),   // TCP_KEEPINTVL
-    (osys::IPPROTO_TCP, 6, 4),   // TCP_KEEPCNT
-    (osys::IPPROTO_TCP, 7, 4),   // TCP_SYNCNT
-    (osys::IPPROTO_TCP, 8, 4),   // TCP_LINGER2
-    (osys::IPPROTO_TCP, 9, 4),   // TCP_DEFER_ACCEPT
-    (osys::IPPROTO_TCP, 10, 4),  // TCP_WINDOW_CLAMP
+    (osys::SOL_SOCKET, 72, 4), // SO_BUF_LOCK (after the sizes, which set it too)
+    (osys::IPPROTO_TCP, 1, 4), // TCP_NODELAY
+    (osys::IPPROTO_TCP, 3, 4), // TCP_CORK
+    (osys::IPPROTO_TCP, 4, 4), // TCP_KEEPIDLE
+    (osys::IPPROTO_TCP, 5, 4), // TCP_KEEPINTVL
+    (osys::IPPROTO_TCP, 6, 4), // TCP_KEEPCNT
+    (osys::IPPROTO_TCP, 7, 4), // TCP_SYNCNT
+    (osys::IPPROTO_TCP, 8, 4), // TCP_LINGER2
+    (osys::IPPROTO_TCP, 9, 4), // TCP_DEFER_ACCEPT
+    (osys::IPPROTO_TCP, 10, 4), // TCP_WINDOW_CLAMP
     (osys::IPPROTO_TCP, 13, 16), // TCP_CONGESTION
-    (osys::IPPROTO_TCP, 18, 4),  // TCP_USER_TIMEOUT
-    (osys::IPPROTO_TCP, 23, 4),  // TCP_FASTOPEN
-    (osys::IPPROTO_TCP, 25, 4),  // TCP_NOTSENT_LOWAT
-    (osys::IPPROTO_IP, 1, 4),    // IP_TOS
-    (osys::IPPROTO_IP, 2, 4),    // IP_TTL
-    (osys::IPPROTO_IP, 11, 4),   // IP_RECVERR
-    (osys::IPPROTO_IP, 15, 4),   // IP_FREEBIND
-    (osys::IPPROTO_IP, 19, 4),   // IP_TRANSPARENT
-    (osys::IPPROTO_IP, 24, 4),   // IP_BIND_ADDRESS_NO_PORT
-    (osys::IPPROTO_IP, 33, 4),   // IP_MULTICAST_TTL
-    (osys::IPPROTO_IP, 34, 4),   // IP_MULTICAST_LOOP
+    (osys::IPPROTO_TCP, 18, 4), // TCP_USER_TIMEOUT
+    (osys::IPPROTO_TCP, 23, 4), // TCP_FASTOPEN
+    (osys::IPPROTO_TCP, 25, 4), // TCP_NOTSENT_LOWAT
+    (osys::IPPROTO_IP, 1, 4),  // IP_TOS
+    (osys::IPPROTO_IP, 2, 4),  // IP_TTL
+    (osys::IPPROTO_IP, 11, 4), // IP_RECVERR
+    (osys::IPPROTO_IP, 15, 4), // IP_FREEBIND
+    (osys::IPPROTO_IP, 19, 4), // IP_TRANSPARENT
+    (osys::IPPROTO_IP, 24, 4), // IP_BIND_ADDRESS_NO_PORT
+    (osys::IPPROTO_IP, 33, 4), // IP_MULTICAST_TTL
+    (osys::IPPROTO_IP, 34, 4), // IP_MULTICAST_LOOP
     (osys::IPPROTO_IPV6, 26, 4), // IPV6_V6ONLY
     (osys::IPPROTO_IPV6, 16, 4), // IPV6_UNICAST_HOPS
     (osys::IPPROTO_IPV6, 25, 4), // IPV6_RECVERR
     (osys::IPPROTO_IPV6, 67, 4), // IPV6_TCLASS
+    (osys::IPPROTO_IPV6, 75, 4), // IPV6_TRANSPARENT
+    (osys::IPPROTO_IPV6, 78, 4), // IPV6_FREEBIND
 ];
 
 const TCP_LISTEN: u8 = 10;
@@ -162,6 +167,14 @@ fn tcp_state(fd: i32) -> u8 {
         .ok()
         .and_then(|i| i.first().copied())
         .unwrap_or(0)
+}
+
+/// Whether a TCP socket (from its `TCP_INFO`) ever sent a segment: a closed socket that did
+/// was connected, one that did not never was.
+fn had_segments(info: &[u8]) -> bool {
+    // struct tcp_info: tcpi_segs_out (u32) at byte 136 (Linux 4.2).
+    info.get(136..140)
+        .is_some_and(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) > 0)
 }
 
 /// Bytes a TCP socket has sent and its peer has not acknowledged yet (`SIOCOUTQ`).
@@ -372,7 +385,7 @@ fn save_one(
     s.state = match domain {
         osys::AF_INET | osys::AF_INET6 if is_tcp(&s) => {
             let info =
-                osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 32).unwrap_or_default();
+                osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 144).unwrap_or_default();
             match info.first().copied() {
                 Some(TCP_LISTEN) => SockState::Listening {
                     pending: Vec::new(),
@@ -381,6 +394,13 @@ fn save_one(
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .unwrap_or(128),
                 },
+                // A connection that ended both ways (each side shut down its sending side):
+                // it reads its unread data, then end of file, and writes EPIPE.
+                Some(TCP_CLOSE) if int(osys::SO_ERROR) == 0 && had_segments(&info) => {
+                    s.shutdown = 3;
+                    s.queue = drain(fd, osys::SOCK_STREAM, buf, None);
+                    SockState::Outside { peer: Vec::new() }
+                }
                 // Reset (pending error): stays a reset connection.
                 Some(TCP_CLOSE) if int(osys::SO_ERROR) == 0 => SockState::Unconnected,
                 _ => SockState::Outside { peer: peer_name() },
@@ -1111,6 +1131,9 @@ fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
         }
         let _ = osys::close(b);
         a
+    } else if s.shutdown == 3 {
+        ended_connection(r, i, s)
+            .map_err(|e| format!("cannot make an ended connection: errno {}", e.0))?
     } else {
         reset_connection(s.domain)
             .or_else(|_| reset_connection(osys::AF_INET))
@@ -1118,6 +1141,31 @@ fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
     };
     apply_options(fd, s);
     Ok(fd)
+}
+
+/// A TCP connection that had ended both ways: a loopback connection that ends the same way
+/// (its unread data, both sides shut down, the other end closed), so the socket is closed
+/// as the saved one was: reads give the data, then end of file; writes `EPIPE`.
+fn ended_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, crate::sys::Errno> {
+    let (x, y) = tcp_pair(s.domain).or_else(|_| tcp_pair(osys::AF_INET))?;
+    let lost = refill(y, &s.queue);
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" unread bytes do not fit and are lost")
+            .emit();
+    }
+    let _ = osys::shutdown(x, 1);
+    let _ = osys::shutdown(y, 1);
+    // x closes once y's FIN has come (after the data); then y may go.
+    for _ in 0..100 {
+        if tcp_state(x) == TCP_CLOSE {
+            break;
+        }
+        crate::sys::sleep_ns(1_000_000);
+    }
+    let _ = osys::close(y);
+    Ok(x)
 }
 
 fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
