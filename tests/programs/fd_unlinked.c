@@ -7,6 +7,8 @@
  * file, so its offset matters too) and the same bytes into a mirror in memory; every 128 rounds
  * the files are read back and compared with the mirrors. After a resume the files must still
  * be unlinked, hold exactly the mirrored contents and keep their offsets, flags and seals.
+ * A fourth unlinked file, written once, keeps its mode, owner (daemon:daemon when the program
+ * runs as root) and modification time, checked with fstat every 128 rounds.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -63,6 +65,16 @@ int main(int argc, char **argv)
         TL_CHECK(files[i].mirror && ftruncate(files[i].fd, SIZE) == 0, "setup %d", i);
     }
     printf("fds %d %d %d ro %d\n", files[0].fd, files[1].fd, files[2].fd, ro);
+    /* At a high number, so the numbers above stay what they were. */
+    int kept = open("kept.tmp", O_RDWR | O_CREAT | O_EXCL, 0600);
+    TL_CHECK(kept >= 0 && dup2(kept, 60) == 60 && close(kept) == 0, "kept.tmp");
+    TL_CHECK(write(60, "kept", 4) == 4 && fchmod(60, 0640) == 0 && unlink("kept.tmp") == 0,
+             "kept.tmp setup");
+    uid_t kept_uid = geteuid() == 0 ? 1 : geteuid();
+    gid_t kept_gid = geteuid() == 0 ? 1 : getegid();
+    TL_CHECK(fchown(60, kept_uid, kept_gid) == 0, "fchown: %s", strerror(errno));
+    struct timespec kept_times[2] = {{0, UTIME_OMIT}, {1234567890, 123456789}};
+    TL_CHECK(futimens(60, kept_times) == 0, "futimens");
 
     off_t temp_pos = 0;
     uint64_t h = TL_HASH_INIT;
@@ -106,6 +118,16 @@ int main(int argc, char **argv)
                 TL_CHECK(ftruncate(files[2].fd, SIZE * 2) < 0 && errno == EPERM,
                          "seal not enforced");
             TL_CHECK(access("scratch.tmp", F_OK) != 0, "the temp file came back by name");
+            struct stat ks;
+            TL_CHECK(fstat(60, &ks) == 0 && (ks.st_mode & 07777) == 0640 && ks.st_nlink == 0,
+                     "kept.tmp mode %o", ks.st_mode);
+            TL_CHECK(ks.st_uid == kept_uid && ks.st_gid == kept_gid, "kept.tmp owner %u:%u",
+                     (unsigned)ks.st_uid, (unsigned)ks.st_gid);
+            TL_CHECK(ks.st_mtim.tv_sec == 1234567890 && ks.st_mtim.tv_nsec == 123456789,
+                     "kept.tmp mtime %lld.%09ld", (long long)ks.st_mtim.tv_sec,
+                     ks.st_mtim.tv_nsec);
+            char k[4];
+            TL_CHECK(pread(60, k, 4, 0) == 4 && memcmp(k, "kept", 4) == 0, "kept.tmp contents");
         }
         if (r % (rounds / 40 ? rounds / 40 : 1) == 0)
             printf("round %lu h=%016llx\n", r, (unsigned long long)h);

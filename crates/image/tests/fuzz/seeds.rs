@@ -405,6 +405,9 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
             size: rng.small(1 << 30) as u64,
             seals: rng.below(16) as u32,
             copy: format!("files/{}.{}", rng.below(100), rng.below(100)).into_bytes(),
+            uid: *rng.pick(&[0, 1000, 65534]),
+            gid: *rng.pick(&[0, 100, 65534]),
+            mtime: (rng.next() as i64 >> 20, rng.below(1_000_000_000) as u32),
         },
         4 if npipes > 0 => FileKind::Pipe {
             pipe: rng.below(npipes as usize) as u32,

@@ -71,6 +71,8 @@ pub mod nr {
     pub const CLOSE_RANGE: usize = 436;
     pub const UNSHARE: usize = 272;
     pub const PIDFD_OPEN: usize = 434;
+    pub const FCHOWN: usize = 93;
+    pub const UTIMENSAT: usize = 280;
     pub const PIDFD_GETFD: usize = 438;
     pub const ACCEPT4: usize = 288;
 }
@@ -292,6 +294,34 @@ pub struct Stat {
     pub blocks: i64,
     _times: [u64; 6],
     _unused: [i64; 3],
+}
+
+impl Stat {
+    /// Last modification time: seconds and nanoseconds.
+    pub fn mtime(&self) -> (i64, u32) {
+        (self._times[2] as i64, self._times[3] as u32)
+    }
+}
+
+/// Sets an open file's owner (`fchown`; -1 leaves one unchanged).
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> Result<()> {
+    call(nr::FCHOWN, fd as usize, uid as usize, gid as usize, 0, 0, 0).map(drop)
+}
+
+/// Sets an open file's modification time, leaving its access time (`futimens`).
+pub fn set_mtime(fd: i32, mtime: (i64, u32)) -> Result<()> {
+    const UTIME_OMIT: i64 = (1 << 30) - 2;
+    let times: [i64; 4] = [0, UTIME_OMIT, mtime.0, mtime.1 as i64];
+    call(
+        nr::UTIMENSAT,
+        fd as usize,
+        0,
+        times.as_ptr() as usize,
+        0,
+        0,
+        0,
+    )
+    .map(drop)
 }
 
 pub const S_IFMT: u32 = 0o170000;

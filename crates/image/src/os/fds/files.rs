@@ -52,6 +52,9 @@ pub(super) fn put_anonymous(w: &mut Writer, k: &FileKind) {
         size,
         seals,
         copy,
+        uid,
+        gid,
+        mtime,
     } = k
     {
         w.bytes(path);
@@ -61,11 +64,15 @@ pub(super) fn put_anonymous(w: &mut Writer, k: &FileKind) {
         w.u64(*size);
         w.u32(*seals);
         w.bytes(copy);
+        w.u32(*uid);
+        w.u32(*gid);
+        w.i64(mtime.0);
+        w.u32(mtime.1);
     }
 }
 
 pub(super) fn get_anonymous(r: &mut Reader) -> Result<FileKind, Error> {
-    Ok(FileKind::Anonymous {
+    let k = FileKind::Anonymous {
         path: r.bytes()?,
         memfd: r.bool()?,
         mode: r.u32()?,
@@ -73,7 +80,16 @@ pub(super) fn get_anonymous(r: &mut Reader) -> Result<FileKind, Error> {
         size: r.u64()?,
         seals: r.u32()?,
         copy: r.bytes()?,
-    })
+        uid: r.u32()?,
+        gid: r.u32()?,
+        mtime: (r.i64()?, r.u32()?),
+    };
+    match k {
+        FileKind::Anonymous { mtime: (_, ns), .. } if ns >= 1_000_000_000 => {
+            Err(Error::Invalid("unlinked file's mtime"))
+        }
+        k => Ok(k),
+    }
 }
 
 /// The kind name of a file reached by path, from its `st_mode` type bits.
@@ -111,6 +127,9 @@ mod tests {
                 size: 1 << 41,
                 seals: 0xf,
                 copy: b"files/3.1".to_vec(),
+                uid: 0,
+                gid: 65534,
+                mtime: (-1, 999_999_999),
             },
         ] {
             assert_eq!(kind_roundtrip(&k), k);

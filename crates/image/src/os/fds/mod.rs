@@ -28,7 +28,7 @@ pub use sockets::{SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 7;
+pub(super) const VERSION: u32 = 8;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -93,6 +93,11 @@ pub enum FileKind {
         /// memfd seals (`F_GET_SEALS`).
         seals: u32,
         copy: Vec<u8>,
+        /// Owner and last modification time (seconds, nanoseconds), given back after the
+        /// contents are (which changes both).
+        uid: u32,
+        gid: u32,
+        mtime: (i64, u32),
     },
     /// One end (or both, `O_RDWR`) of a pipe or FIFO: index into [`FdTable::pipes`].
     Pipe {
@@ -435,6 +440,9 @@ pub(crate) mod tests {
                         size: 4,
                         seals: 1,
                         copy: b"files/1.0".to_vec(),
+                        uid: 1000,
+                        gid: 100,
+                        mtime: (1_700_000_000, 5),
                     },
                 },
                 OpenFile {

@@ -137,6 +137,9 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
         size,
         seals,
         copy,
+        uid: d.st.uid,
+        gid: d.st.gid,
+        mtime: d.st.mtime(),
     }
 }
 
@@ -363,6 +366,9 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         size,
         seals,
         copy,
+        uid,
+        gid,
+        mtime,
         ..
     } = &r.table.files[i].kind
     else {
@@ -440,5 +446,29 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     if *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
         let _ = osys::fcntl(fd, osys::F_ADD_SEALS, *seals as usize);
     }
+    give_back_owner_and_mtime(r, i, fd, (*uid, *gid), *mtime);
     let _ = osys::close(fd);
+}
+
+/// The saved owner and modification time of a recreated unlinked file or memfd (writing its
+/// contents made them the resuming user's and now). Another owner needs `CAP_CHOWN`: without
+/// it, a warning.
+fn give_back_owner_and_mtime(
+    r: &Restorer,
+    i: usize,
+    fd: i32,
+    owner: (u32, u32),
+    mtime: (i64, u32),
+) {
+    let now = osys::fstat(fd).map(|st| (st.uid, st.gid)).unwrap_or(owner);
+    if now != owner && osys::fchown(fd, owner.0, owner.1).is_err() {
+        r.warning(i)
+            .str("cannot give it back its owner ")
+            .num(owner.0 as u64)
+            .str(":")
+            .num(owner.1 as u64)
+            .str(" (needs CAP_CHOWN)")
+            .emit();
+    }
+    let _ = osys::set_mtime(fd, mtime);
 }
