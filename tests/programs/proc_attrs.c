@@ -5,8 +5,9 @@
  * kernel's own view (issue 12, "process attributes lost"): the file mode creation mask
  * (/proc/self/status Umask), the working directory, no_new_privs (prctl and NoNewPrivs), child
  * subreaper, transparent huge pages disabled (prctl and THP_enabled where the kernel shows
- * it), the parent death signal, the OOM score adjustment (/proc/self/oom_score_adj) and the
- * main thread's name (/proc/self/comm). Between checks, a little arithmetic whose hash is
+ * it), the parent death signal, the OOM score adjustment (/proc/self/oom_score_adj), the
+ * membarrier registration for private expedited barriers (which a barrier needs: EPERM
+ * without it) and the main thread's name (/proc/self/comm). Between checks, a little arithmetic whose hash is
  * printed now and then.
  */
 #define _GNU_SOURCE
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <linux/membarrier.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char expected_cwd[4096];
@@ -69,6 +72,8 @@ static void check(unsigned long round)
              "round %lu: parent death signal %d", round, death);
     TL_CHECK(file_number("/proc/self/oom_score_adj") == 250, "round %lu: oom_score_adj %ld",
              round, file_number("/proc/self/oom_score_adj"));
+    TL_CHECK(syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0,
+             "round %lu: private expedited membarrier: %s", round, strerror(errno));
     char comm[32] = "";
     FILE *f = fopen("/proc/self/comm", "r");
     TL_CHECK(f && fgets(comm, sizeof comm, f), "read comm");
@@ -88,6 +93,8 @@ int main(int argc, char **argv)
     TL_CHECK(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "THP disable");
     TL_CHECK(prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0) == 0, "pdeathsig");
     TL_CHECK(prctl(PR_SET_NAME, "zq-attrs", 0, 0, 0) == 0, "name");
+    TL_CHECK(syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0,
+             "membarrier register: %s", strerror(errno));
     FILE *f = fopen("/proc/self/oom_score_adj", "w");
     TL_CHECK(f && fprintf(f, "250\n") > 0 && fclose(f) == 0, "oom_score_adj");
 

@@ -10,8 +10,8 @@ pub(super) const NAME: &str = "process";
 /// starting with the working directory's 8-byte length: read as this format, such a record
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
-/// `thp_disable` and `parent_death_signal`.
-pub(super) const VERSION: u32 = 2;
+/// `thp_disable` and `parent_death_signal`; version 3 `membarrier`.
+pub(super) const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
@@ -32,6 +32,9 @@ pub struct ProcessState {
     /// `PR_GET_PDEATHSIG` (of the thread that saved: the main thread's is what `prctl` set in
     /// a single-threaded program); 0 for none.
     pub parent_death_signal: u32,
+    /// `membarrier` registrations (`MEMBARRIER_CMD_GET_REGISTRATIONS`: the `REGISTER_*`
+    /// commands the process issued).
+    pub membarrier: u32,
     /// Each thread's name (`comm`), by saved thread id.
     pub thread_names: Vec<ThreadName>,
 }
@@ -54,6 +57,7 @@ impl ProcessState {
         w.i32(self.oom_score_adj);
         w.bool(self.thp_disable);
         w.u32(self.parent_death_signal);
+        w.u32(self.membarrier);
         w.u64(self.thread_names.len() as u64);
         for t in &self.thread_names {
             w.i32(t.tid);
@@ -74,6 +78,7 @@ impl ProcessState {
             oom_score_adj: r.i32()?,
             thp_disable: r.bool()?,
             parent_death_signal: r.u32()?,
+            membarrier: r.u32()?,
             thread_names: Vec::new(),
         };
         if !(-1000..=1000).contains(&p.oom_score_adj) || p.parent_death_signal > 64 {
@@ -111,6 +116,7 @@ mod tests {
             oom_score_adj: -300,
             thp_disable: true,
             parent_death_signal: 15,
+            membarrier: 16 | 4,
             thread_names: vec![
                 ThreadName {
                     tid: 2,
@@ -138,12 +144,12 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[0] = 3;
+        bytes[0] = 4;
         assert_eq!(
             ProcessState::decode(&bytes),
             Err(Error::SectionVersion {
                 section: NAME,
-                version: 3
+                version: 4
             })
         );
     }

@@ -292,6 +292,7 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
         oom_score_adj: *rng.pick(&[0, -1000, 300, 1000]),
         thp_disable: rng.chance(1, 4),
         parent_death_signal: *rng.pick(&[0, 9, 15]),
+        membarrier: *rng.pick(&[0, 16, 4 | 16 | 64 | 256]),
         thread_names: (0..rng.small(4 << scale))
             .map(|i| ThreadName {
                 tid: 100 + i as i32,

@@ -1,6 +1,7 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
 //! settings (dumpable, no_new_privs, child subreaper, transparent huge pages disabled, parent
-//! death signal), the OOM killer's score adjustment, and each thread's name (`comm`, what
+//! death signal), the OOM killer's score adjustment, `membarrier` registrations, and each
+//! thread's name (`comm`, what
 //! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
@@ -18,6 +19,9 @@ const PR_SET_PDEATHSIG: usize = 1;
 const PR_SET_THP_DISABLE: usize = 41;
 const PR_GET_THP_DISABLE: usize = 42;
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
+/// `MEMBARRIER_CMD_GET_REGISTRATIONS` (Linux 6.3) and the `REGISTER_*` commands it reports.
+const MEMBARRIER_GET_REGISTRATIONS: usize = 1 << 9;
+const MEMBARRIER_REGISTERS: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
 
 fn comm_path(tid: i32) -> Vec<u8> {
     let mut p = b"/proc/self/task/".to_vec();
@@ -55,6 +59,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
             .unwrap_or(0),
         thp_disable: osys::prctl(PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
         parent_death_signal: death_signal,
+        membarrier: osys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
         thread_names: meta
             .threads
             .iter()
@@ -103,6 +108,15 @@ pub fn restore(meta: &Meta) {
         let _ = osys::prctl(PR_SET_THP_DISABLE, 1);
     }
     restore_oom_score_adj(p.oom_score_adj);
+    for cmd in MEMBARRIER_REGISTERS {
+        if p.membarrier & cmd != 0 && osys::membarrier(cmd as usize).is_err() {
+            crate::diag::Line::new()
+                .str("warning: cannot register for membarrier command ")
+                .num(cmd as u64)
+                .str(" again")
+                .emit();
+        }
+    }
 }
 
 /// The OOM score adjustment: raising it is always allowed, lowering it below what the

@@ -72,6 +72,7 @@ pub mod nr {
     pub const UNSHARE: usize = 272;
     pub const PIDFD_OPEN: usize = 434;
     pub const FCHOWN: usize = 93;
+    pub const MEMBARRIER: usize = 324;
     pub const UTIMENSAT: usize = 280;
     pub const PIDFD_GETFD: usize = 438;
     pub const ACCEPT4: usize = 288;
@@ -301,6 +302,11 @@ impl Stat {
     pub fn mtime(&self) -> (i64, u32) {
         (self._times[2] as i64, self._times[3] as u32)
     }
+}
+
+/// `membarrier(cmd, 0, 0)`.
+pub fn membarrier(cmd: usize) -> Result<usize> {
+    call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)
 }
 
 /// Sets an open file's owner (`fchown`; -1 leaves one unchanged).

@@ -117,6 +117,7 @@ pub fn process_json(state: &OsState) -> Value {
             ("oom_score_adj", Value::Int(p.oom_score_adj.into())),
             ("thp_disable", Value::Bool(p.thp_disable)),
             ("parent_death_signal", int(p.parent_death_signal.into())),
+            ("membarrier", int(p.membarrier.into())),
         ])
     })
 }
