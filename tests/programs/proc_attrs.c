@@ -7,7 +7,7 @@
  * subreaper, transparent huge pages disabled (prctl and THP_enabled where the kernel shows
  * it), the parent death signal, the OOM score adjustment (/proc/self/oom_score_adj), the
  * membarrier registration for private expedited barriers (which a barrier needs: EPERM
- * without it) and the main thread's name (/proc/self/comm). Between checks, a little arithmetic whose hash is
+ * without it), 64 KiB locked with mlock (VmLck) and the main thread's name (/proc/self/comm). Between checks, a little arithmetic whose hash is
  * printed now and then.
  */
 #define _GNU_SOURCE
@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <linux/membarrier.h>
 #include <sys/stat.h>
@@ -74,6 +75,8 @@ static void check(unsigned long round)
              round, file_number("/proc/self/oom_score_adj"));
     TL_CHECK(syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0,
              "round %lu: private expedited membarrier: %s", round, strerror(errno));
+    TL_CHECK(status_field("VmLck", 10) == 64, "round %lu: VmLck %ld kB", round,
+             status_field("VmLck", 10));
     char comm[32] = "";
     FILE *f = fopen("/proc/self/comm", "r");
     TL_CHECK(f && fgets(comm, sizeof comm, f), "read comm");
@@ -95,6 +98,8 @@ int main(int argc, char **argv)
     TL_CHECK(prctl(PR_SET_NAME, "zq-attrs", 0, 0, 0) == 0, "name");
     TL_CHECK(syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0,
              "membarrier register: %s", strerror(errno));
+    char *locked = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TL_CHECK(locked != MAP_FAILED && mlock(locked, 64 << 10) == 0, "mlock: %s", strerror(errno));
     FILE *f = fopen("/proc/self/oom_score_adj", "w");
     TL_CHECK(f && fprintf(f, "250\n") > 0 && fclose(f) == 0, "oom_score_adj");
 

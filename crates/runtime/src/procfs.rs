@@ -310,6 +310,48 @@ pub fn smaps() -> Vec<(Vma, u64)> {
     out
 }
 
+/// The mappings locked in memory (`mlock`, `mlockall`): `lo` among their smaps `VmFlags`.
+pub fn locked_ranges() -> Vec<(usize, usize)> {
+    let Ok(text) = read(b"/proc/thread-self/smaps\0") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in text.split(|c| *c == b'\n') {
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            if flags.split(|c| *c == b' ').any(|f| f == b"lo")
+                && let Some(range) = current
+            {
+                out.push(range);
+            }
+        } else if is_smaps_header(line)
+            && let Some(v) = parse_line(line)
+        {
+            current = Some((v.start, v.end));
+        }
+    }
+    out
+}
+
+/// Kilobytes locked in memory (`VmLck` of `/proc/self/status`).
+pub fn locked_kb() -> u64 {
+    read(b"/proc/self/status\0")
+        .ok()
+        .and_then(|s| {
+            let line = s
+                .split(|c| *c == b'\n')
+                .find(|l| l.starts_with(b"VmLck:"))?;
+            core::str::from_utf8(&line[6..])
+                .ok()?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 /// A mapping line starts with `start-end`; attribute lines start with `Key:`.
 fn is_smaps_header(line: &[u8]) -> bool {
     let first = line.split(|c| *c == b' ').next().unwrap_or(b"");

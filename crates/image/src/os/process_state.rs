@@ -10,7 +10,7 @@ pub(super) const NAME: &str = "process";
 /// starting with the working directory's 8-byte length: read as this format, such a record
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
-/// `thp_disable` and `parent_death_signal`; version 3 `membarrier`.
+/// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`.
 pub(super) const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,6 +35,8 @@ pub struct ProcessState {
     /// `membarrier` registrations (`MEMBARRIER_CMD_GET_REGISTRATIONS`: the `REGISTER_*`
     /// commands the process issued).
     pub membarrier: u32,
+    /// Ranges locked in memory (`mlock`, `mlockall`: `VmFlags` `lo` in smaps), page-aligned.
+    pub locked: Vec<(u64, u64)>,
     /// Each thread's name (`comm`), by saved thread id.
     pub thread_names: Vec<ThreadName>,
 }
@@ -58,6 +60,11 @@ impl ProcessState {
         w.bool(self.thp_disable);
         w.u32(self.parent_death_signal);
         w.u32(self.membarrier);
+        w.u64(self.locked.len() as u64);
+        for (start, end) in &self.locked {
+            w.u64(*start);
+            w.u64(*end);
+        }
         w.u64(self.thread_names.len() as u64);
         for t in &self.thread_names {
             w.i32(t.tid);
@@ -79,8 +86,16 @@ impl ProcessState {
             thp_disable: r.bool()?,
             parent_death_signal: r.u32()?,
             membarrier: r.u32()?,
+            locked: Vec::new(),
             thread_names: Vec::new(),
         };
+        for _ in 0..count(&mut r)? {
+            let (start, end) = (r.u64()?, r.u64()?);
+            if start >= end || start % 4096 != 0 || end % 4096 != 0 {
+                return Err(Error::Invalid("locked range"));
+            }
+            p.locked.push((start, end));
+        }
         if !(-1000..=1000).contains(&p.oom_score_adj) || p.parent_death_signal > 64 {
             return Err(Error::Invalid("process state"));
         }
@@ -117,6 +132,7 @@ mod tests {
             thp_disable: true,
             parent_death_signal: 15,
             membarrier: 16 | 4,
+            locked: vec![(0x1000, 0x3000), (0x7f00_0000_0000, 0x7f00_0001_0000)],
             thread_names: vec![
                 ThreadName {
                     tid: 2,
@@ -163,6 +179,14 @@ mod tests {
             },
             ProcessState {
                 parent_death_signal: 65,
+                ..sample()
+            },
+            ProcessState {
+                locked: vec![(0x2000, 0x1000)],
+                ..sample()
+            },
+            ProcessState {
+                locked: vec![(0x1001, 0x3000)],
                 ..sample()
             },
         ] {

@@ -293,6 +293,9 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
         thp_disable: rng.chance(1, 4),
         parent_death_signal: *rng.pick(&[0, 9, 15]),
         membarrier: *rng.pick(&[0, 16, 4 | 16 | 64 | 256]),
+        locked: (0..rng.small(3))
+            .map(|i| (0x1000 * (2 * i as u64 + 1), 0x1000 * (2 * i as u64 + 2)))
+            .collect(),
         thread_names: (0..rng.small(4 << scale))
             .map(|i| ThreadName {
                 tid: 100 + i as i32,

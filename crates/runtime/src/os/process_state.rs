@@ -1,7 +1,7 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
 //! settings (dumpable, no_new_privs, child subreaper, transparent huge pages disabled, parent
-//! death signal), the OOM killer's score adjustment, `membarrier` registrations, and each
-//! thread's name (`comm`, what
+//! death signal), the OOM killer's score adjustment, `membarrier` registrations, memory
+//! locked with `mlock`, and each thread's name (`comm`, what
 //! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
@@ -60,6 +60,15 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
         thp_disable: osys::prctl(PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
         parent_death_signal: death_signal,
         membarrier: osys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
+        // smaps only when something is locked (it is slow to read).
+        locked: if crate::procfs::locked_kb() > 0 {
+            crate::procfs::locked_ranges()
+                .into_iter()
+                .map(|(s, e)| (s as u64, e as u64))
+                .collect()
+        } else {
+            Vec::new()
+        },
         thread_names: meta
             .threads
             .iter()
@@ -108,6 +117,19 @@ pub fn restore(meta: &Meta) {
         let _ = osys::prctl(PR_SET_THP_DISABLE, 1);
     }
     restore_oom_score_adj(p.oom_score_adj);
+    let unlocked: u64 = p
+        .locked
+        .iter()
+        .filter(|(s, e)| osys::mlock(*s as usize, (e - s) as usize).is_err())
+        .map(|(s, e)| e - s)
+        .sum();
+    if unlocked > 0 {
+        crate::diag::Line::new()
+            .str("warning: cannot lock ")
+            .num(unlocked / 1024)
+            .str(" KiB of memory again (RLIMIT_MEMLOCK, CAP_IPC_LOCK)")
+            .emit();
+    }
     for cmd in MEMBARRIER_REGISTERS {
         if p.membarrier & cmd != 0 && osys::membarrier(cmd as usize).is_err() {
             crate::diag::Line::new()

@@ -73,6 +73,7 @@ pub mod nr {
     pub const PIDFD_OPEN: usize = 434;
     pub const FCHOWN: usize = 93;
     pub const MEMBARRIER: usize = 324;
+    pub const MLOCK: usize = 149;
     pub const UTIMENSAT: usize = 280;
     pub const PIDFD_GETFD: usize = 438;
     pub const ACCEPT4: usize = 288;
@@ -302,6 +303,11 @@ impl Stat {
     pub fn mtime(&self) -> (i64, u32) {
         (self._times[2] as i64, self._times[3] as u32)
     }
+}
+
+/// `mlock`: keeps the range's pages in memory (it changes no contents).
+pub fn mlock(addr: usize, len: usize) -> Result<()> {
+    call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
 }
 
 /// `membarrier(cmd, 0, 0)`.

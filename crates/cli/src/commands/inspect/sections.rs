@@ -118,6 +118,10 @@ pub fn process_json(state: &OsState) -> Value {
             ("thp_disable", Value::Bool(p.thp_disable)),
             ("parent_death_signal", int(p.parent_death_signal.into())),
             ("membarrier", int(p.membarrier.into())),
+            (
+                "locked_bytes",
+                int(p.locked.iter().map(|(s, e)| e - s).sum()),
+            ),
         ])
     })
 }
