@@ -63,35 +63,18 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
         ORPHAN_STATES,
         &[0u8; 48],
     );
-    if osys::send(nl, &dump, 0).is_ok() {
-        let mut buf = vec![0u8; 1 << 16];
-        'recv: loop {
-            let n = match osys::recv(nl, &mut buf, 0) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let mut at = 0;
-            while at + 16 <= n {
-                let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
-                let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
-                if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                    break 'recv;
-                }
-                let msg = &buf[at + 16..at + len];
-                // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
-                // wqueue, uid, inode.
-                if msg.len() >= 72 && msg[4..6] == port {
-                    let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([1; 4]));
-                    if inode == 0 {
-                        let mut id = [0u8; 48];
-                        id.copy_from_slice(&msg[4..52]);
-                        victims.push(id);
-                    }
-                }
-                at += (len + 3) & !3;
+    each_answer(nl, &dump, |msg| {
+        // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
+        // wqueue, uid, inode.
+        if msg.len() >= 72 && msg[4..6] == port {
+            let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([1; 4]));
+            if inode == 0 {
+                let mut id = [0u8; 48];
+                id.copy_from_slice(&msg[4..52]);
+                victims.push(id);
             }
         }
-    }
+    });
     let mut done = 0;
     for id in &victims {
         let m = request(
@@ -129,36 +112,44 @@ pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
         u32::MAX,
         &[0u8; 48],
     );
-    if osys::send(nl, &dump, 0).is_ok() {
-        let mut buf = vec![0u8; 1 << 16];
-        'recv: loop {
-            let n = match osys::recv(nl, &mut buf, 0) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let mut at = 0;
-            while at + 16 <= n {
-                let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
-                let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
-                if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                    break 'recv;
-                }
-                let msg = &buf[at + 16..at + len];
-                if msg.len() >= 72 {
-                    let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([0; 4]));
-                    if let Some(bits) = attribute(&msg[72..], INET_DIAG_SHUTDOWN)
-                        .and_then(|v| v.first().copied())
-                        .filter(|b| *b != 0)
-                    {
-                        out.push((inode as u64, bits & 3));
-                    }
-                }
-                at += (len + 3) & !3;
+    each_answer(nl, &dump, |msg| {
+        if msg.len() >= 72 {
+            let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([0; 4]));
+            if let Some(bits) = attribute(&msg[72..], INET_DIAG_SHUTDOWN)
+                .and_then(|v| v.first().copied())
+                .filter(|b| *b != 0)
+            {
+                out.push((inode as u64, bits & 3));
             }
         }
-    }
+    });
     let _ = osys::close(nl);
     out
+}
+
+/// Sends dump request `req` on `nl` and calls `each` with the payload of every answer (an
+/// `inet_diag_msg` and its attributes) until the dump ends.
+fn each_answer(nl: i32, req: &[u8], mut each: impl FnMut(&[u8])) {
+    if osys::send(nl, req, 0).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match osys::recv(nl, &mut buf, 0) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+            let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
+            if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
+                return;
+            }
+            each(&buf[at + 16..at + len]);
+            at += (len + 3) & !3;
+        }
+    }
 }
 
 /// The payload of attribute `want` in a netlink attribute list (`struct rtattr`s).
