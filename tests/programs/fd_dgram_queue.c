@@ -5,7 +5,9 @@
  * they were lost, and a reader waiting for them blocked for ever). Three receivers: a UDP
  * socket, a UDP socket connected to one sender, and a Unix datagram socket bound to a path.
  * Their senders are of every kind: UDP sockets that stay bound and ones that sent one datagram
- * and were closed; Unix sockets bound to a path, to an abstract name, and unnamed. Each round
+ * and were closed; Unix sockets bound to a path, to an abstract name, and unnamed; and a UDP
+ * socket connected to its own address, sending to itself (as PostgreSQL's statistics
+ * collector did). Each round
  * sends a few datagrams (zero-length ones too) to each receiver, leaves some queued across the
  * next round, and checks every message read: length, content, order, and the sender address
  * `recvfrom` reports (a reply must go where it went).
@@ -126,6 +128,7 @@ int main(int argc, char **argv)
     struct queue conn = {.name = "connected udp", .fd = udp_socket()};
     snprintf(path, sizeof path, "%s/dgram-receiver", cwd);
     struct queue unx = {.name = "unix", .fd = unix_socket(path, 0)};
+    struct queue self = {.name = "udp to itself", .fd = udp_socket()};
     int udp_sender = udp_socket();
     snprintf(path, sizeof path, "%s/dgram-sender", cwd);
     int path_sender = unix_socket(path, 0);
@@ -134,22 +137,25 @@ int main(int argc, char **argv)
              (unsigned long long)tl_hash(TL_HASH_INIT, cwd, strlen(cwd)));
     int abstract_sender = unix_socket(abstract, 1);
     int unnamed_sender = unix_socket(NULL, 0);
-    struct queue *queues[] = {&udp, &conn, &unx};
-    for (int i = 0; i < 3; i++)
+    struct queue *queues[] = {&udp, &conn, &unx, &self};
+    for (int i = 0; i < 4; i++)
         name_of(queues[i]->fd, &queues[i]->at);
     struct addr s;
     name_of(udp_sender, &s);
     TL_CHECK(connect(conn.fd, (struct sockaddr *)&s.a, s.len) == 0, "connect");
+    TL_CHECK(connect(self.fd, (struct sockaddr *)&self.at.a, self.at.len) == 0, "connect self");
 
     uint64_t seed = 11, h = TL_HASH_INIT;
     for (unsigned long r = 1; r <= rounds; r++) {
-        for (int qi = 0; qi < 3; qi++) {
+        for (int qi = 0; qi < 4; qi++) {
             struct queue *q = queues[qi];
             int k = 1 + (int)tl_below(&seed, 3);
             for (int i = 0; i < k; i++) {
                 uint64_t who = tl_below(&seed, 3);
                 if (q == &conn) {
                     put(q, udp_sender, &seed);
+                } else if (q == &self) {
+                    put(q, self.fd, &seed);
                 } else if (q == &udp && who == 0) {
                     int gone = udp_socket();
                     put(q, gone, &seed);
@@ -169,7 +175,7 @@ int main(int argc, char **argv)
         if (r % 2000 == 0)
             printf("round %lu h=%016llx\n", r, (unsigned long long)h);
     }
-    for (int qi = 0; qi < 3; qi++) {
+    for (int qi = 0; qi < 4; qi++) {
         while (queues[qi]->got < queues[qi]->sent)
             get(queues[qi], &h);
         char x;

@@ -851,6 +851,14 @@ fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
     let mut sender: Option<(&[u8], Sender)> = None;
     for (k, msg) in s.queue.iter().enumerate() {
         let from = s.senders.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        if from.len() > 2 && from == s.local.as_slice() {
+            // It had sent this to itself (a UDP socket connected to its own address): it does
+            // again.
+            if osys::sendto(fd, msg, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL, &to).is_err() {
+                lost += 1;
+            }
+            continue;
+        }
         if sender.as_ref().is_none_or(|(a, _)| *a != from) {
             sender = None; // drops (closes) the previous one first: it may hold the address
             match Sender::new(s, from) {
