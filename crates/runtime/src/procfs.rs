@@ -335,21 +335,22 @@ pub fn locked_ranges() -> Vec<(usize, usize)> {
 
 /// Kilobytes locked in memory (`VmLck` of `/proc/self/status`).
 pub fn locked_kb() -> u64 {
-    read(b"/proc/self/status\0")
+    status_number(b"VmLck").unwrap_or(0)
+}
+
+/// The number in line `key:` of `/proc/self/status` (a `kB` unit dropped).
+pub fn status_number(key: &[u8]) -> Option<u64> {
+    let s = read(b"/proc/self/status\0").ok()?;
+    let line = s
+        .split(|c| *c == b'\n')
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(b":"))?;
+    core::str::from_utf8(line)
+        .ok()?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
         .ok()
-        .and_then(|s| {
-            let line = s
-                .split(|c| *c == b'\n')
-                .find(|l| l.starts_with(b"VmLck:"))?;
-            core::str::from_utf8(&line[6..])
-                .ok()?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
 
 /// A mapping line starts with `start-end`; attribute lines start with `Key:`.

@@ -487,15 +487,7 @@ pub fn prepare_fresh_program() {
 }
 
 fn thread_count() -> usize {
-    procfs::read(b"/proc/self/status\0")
-        .ok()
-        .and_then(|s| {
-            let line = s
-                .split(|c| *c == b'\n')
-                .find(|l| l.starts_with(b"Threads:"))?;
-            core::str::from_utf8(&line[8..]).ok()?.trim().parse().ok()
-        })
-        .unwrap_or(1)
+    procfs::status_number(b"Threads").unwrap_or(1) as usize
 }
 
 /// Marks the image FINISHED with the program's exit status (it ran to completion).

@@ -42,10 +42,8 @@ pub fn reachable(d: &Desc) -> bool {
 }
 
 fn is_symlink(mode: u32) -> bool {
-    mode & osys::S_IFMT == S_IFLNK
+    mode & osys::S_IFMT == osys::S_IFLNK
 }
-
-const S_IFLNK: u32 = 0o120000;
 
 fn offset(fd: i32) -> u64 {
     osys::lseek(fd, 0, osys::SEEK_CUR).unwrap_or(0)

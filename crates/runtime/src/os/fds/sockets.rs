@@ -1130,13 +1130,7 @@ fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
     let fd = if s.domain == osys::AF_UNIX {
         let (a, b) = osys::socketpair(osys::AF_UNIX, s.ty | osys::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
-        let lost = refill(b, &s.queue);
-        if lost > 0 {
-            r.warning(i)
-                .num(lost)
-                .str(" unread bytes do not fit and are lost")
-                .emit();
-        }
+        refill_unread(r, i, b, &s.queue);
         let _ = osys::close(b);
         a
     } else if s.shutdown == 3 {
@@ -1156,13 +1150,7 @@ fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
 /// as the saved one was: reads give the data, then end of file; writes `EPIPE`.
 fn ended_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, crate::sys::Errno> {
     let (x, y) = tcp_pair(s.domain).or_else(|_| tcp_pair(osys::AF_INET))?;
-    let lost = refill(y, &s.queue);
-    if lost > 0 {
-        r.warning(i)
-            .num(lost)
-            .str(" unread bytes do not fit and are lost")
-            .emit();
-    }
+    refill_unread(r, i, y, &s.queue);
     let _ = osys::shutdown(x, 1);
     let _ = osys::shutdown(y, 1);
     // x closes once y's FIN has come (after the data); then y may go.
@@ -1174,6 +1162,18 @@ fn ended_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, crate::sy
     }
     let _ = osys::close(y);
     Ok(x)
+}
+
+/// Sends a dead connection's unread data through its new peer `fd`; what does not fit is
+/// lost, with a warning.
+fn refill_unread(r: &Restorer, i: usize, fd: i32, queue: &[Vec<u8>]) {
+    let lost = refill(fd, queue);
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" unread bytes do not fit and are lost")
+            .emit();
+    }
 }
 
 fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
