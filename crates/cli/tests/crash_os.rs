@@ -231,9 +231,11 @@ fn inotify_epoll_timerfd_udp_and_unix_listeners() {
 }
 
 /// epoll entries whose fd number no longer holds the watched file: one number closed since,
-/// one reused by another file (`fd_epoll_moved.c`). The kernel keeps such entries while the
-/// file is open under another number; a resume that dropped them left epoll_wait blocking
-/// forever (issue 12).
+/// one reused by another file, one reused by another watched file — two entries under one
+/// number (`fd_epoll_moved.c`). The kernel keeps such entries while the file is open under
+/// another number; a resume that dropped them left epoll_wait blocking forever (issue 12),
+/// and one that took the second entry under a number for the first lost it (an nginx worker
+/// never finished its graceful shutdown).
 #[test]
 fn epoll_entries_whose_fd_number_moved() {
     let case = Case {

@@ -400,9 +400,19 @@ pub fn compare_files(task: i32, a: i32, b: i32) -> Result<Option<core::cmp::Orde
     })
 }
 
-/// Whether fd `a`'s file is the target registered as `tfd` in epoll instance `epfd` (all
-/// fds of task `task`).
-pub fn is_epoll_target(task: i32, a: i32, epfd: i32, tfd: i32) -> Option<bool> {
+/// Whether fd `a` of task `holder` is the file of an entry of epoll instance `epfd` of task
+/// `task`: the `toff`-th entry registered under number `tfd` (an instance may hold several
+/// entries under one number: one whose file was closed while another reference kept it open,
+/// and the file opened at that number since; the kernel counts them in its interest-list
+/// order, the order `/proc/<pid>/fdinfo` lists them).
+pub fn is_epoll_target(
+    holder: i32,
+    a: i32,
+    task: i32,
+    epfd: i32,
+    tfd: i32,
+    toff: u32,
+) -> Result<bool> {
     #[repr(C)]
     struct Slot {
         efd: u32,
@@ -412,21 +422,18 @@ pub fn is_epoll_target(task: i32, a: i32, epfd: i32, tfd: i32) -> Option<bool> {
     let slot = Slot {
         efd: epfd as u32,
         tfd: tfd as u32,
-        toff: 0,
+        toff,
     };
-    let pid = task as usize;
-    match call(
+    call(
         nr::KCMP,
-        pid,
-        pid,
+        holder as usize,
+        task as usize,
         KCMP_EPOLL_TFD,
         a as usize,
         &slot as *const Slot as usize,
         0,
-    ) {
-        Ok(v) => Some(v == 0),
-        Err(_) => None,
-    }
+    )
+    .map(|v| v == 0)
 }
 
 pub const CLONE_FILES: usize = 0x400;

@@ -12,7 +12,12 @@ use zhuque_image::os::{EPOLL_NO_FILE, EpollEntry, FileKind};
 /// be held under another number only).
 pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
     let info = &d.info;
+    let task = procfd::task_id();
+    let me = crate::sys::gettid();
     let mut entries = Vec::new();
+    // Entries seen so far under each number: the kernel tells entries under one number apart
+    // by their rank among them.
+    let mut seen: Vec<(i32, u32)> = Vec::new();
     for line in info.split(|c| *c == b'\n') {
         if !line.starts_with(b"tfd:") {
             continue;
@@ -25,33 +30,53 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
             continue;
         };
         let tfd = tfd as i32;
+        let toff = match seen.iter_mut().find(|(n, _)| *n == tfd) {
+            Some((_, k)) => {
+                *k += 1;
+                *k
+            }
+            None => {
+                seen.push((tfd, 0));
+                0
+            }
+        };
+        let is_target = |holder: i32, fd: i32| {
+            osys::is_epoll_target(holder, fd, task, d.fd, tfd, toff).is_ok_and(|t| t)
+        };
         // The entry is keyed by (file, fd number): if that number no longer holds the file
         // (closed, or reused for another file), the entry cannot be re-added under it.
-        // If not, the file is open under another number (or the entry would be gone with it).
-        let task = procfd::task_id();
-        let is_target = |fd: i32| osys::is_epoll_target(task, fd, d.fd, tfd);
-        let holds = match is_target(tfd) {
-            Some(h) => h,
-            // The number is closed (or kcmp is missing: then nothing is found below either).
-            None => !descs.iter().any(|o| is_target(o.fd) == Some(true)),
-        };
-        let file = if holds {
-            EPOLL_NO_FILE
-        } else {
-            descs
-                .iter()
-                .position(|o| is_target(o.fd) == Some(true))
-                .map_or(EPOLL_NO_FILE, |k| k as u32)
-        };
+        // Without a usable `kcmp` (ENOSYS, EPERM) nothing can be told: the number is taken
+        // to hold it.
+        let at_number = osys::is_epoll_target(task, tfd, task, d.fd, tfd, toff);
+        if at_number.unwrap_or_else(|e| e.0 != EBADF && e.0 != ENOENT) {
+            entries.push(EpollEntry {
+                fd: tfd,
+                events: events as u32,
+                data,
+                file: EPOLL_NO_FILE,
+            });
+            continue;
+        }
+        // The file is open under another number, or the entry would be gone with it...
+        let file = descs.iter().position(|o| is_target(task, o.fd));
+        // ...unless the program closed it after the save began: the coordinator's copy of
+        // the fd table (`os::detach_fd_table`) holds it still, where natively the entry
+        // would have gone with the file.
+        if file.is_none() && is_target(me, tfd) {
+            continue;
+        }
         entries.push(EpollEntry {
-            fd: if holds { tfd } else { -1 - tfd },
+            fd: -1 - tfd,
             events: events as u32,
             data,
-            file,
+            file: file.map_or(EPOLL_NO_FILE, |k| k as u32),
         });
     }
     FileKind::Epoll { entries }
 }
+
+const ENOENT: i32 = 2;
+const EBADF: i32 = 9;
 
 pub fn create(r: &mut Restorer, i: usize) {
     match osys::epoll_create1(osys::O_CLOEXEC) {
