@@ -26,6 +26,15 @@
  * stderr (not stdout), so stdout is the same whether or not failures hit the static child.
  * Before each start the program writes "tree_exec: starting the static child" on stderr: a
  * test counts them against zhuque's warnings. Any other status ends the program with 99.
+ *
+ * lists: ROUNDS times, the program forks a child that computes for a moment (0 to 20 ms,
+ * around the runtime's grace before a fork child copies its parent's pool, which stops its
+ * thread) and then executes this program again through execl, execle or execlp, in turn,
+ * with more arguments than registers pass (the rest travel on the stack). The new program
+ * (`echo`) prints its arguments and one environment variable, and ends with its argument
+ * count as status; the parent checks the status. glibc's execl & co. reach the kernel
+ * through an internal execve no preloaded library sees: a stop signal that came at that
+ * instant killed the new program (pg_ctl start lost its server that way now and then).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -34,6 +43,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static uint64_t checksum = TL_HASH_INIT;
@@ -169,14 +179,81 @@ static int run_static(int argc, char **argv)
     return 0;
 }
 
+/* Computes for about `ms` milliseconds. */
+static void spin_ms(unsigned long ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < (long)ms * 1000000L);
+}
+
+static int echo(int argc, char **argv)
+{
+    const char *v = getenv("TREE_EXEC_LIST");
+    printf("echo:");
+    for (int i = 2; i < argc; i++)
+        printf(" %s", argv[i]);
+    printf(" (TREE_EXEC_LIST=%s)\n", v ? v : "unset");
+    return argc;
+}
+
+static int lists(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 2, 60);
+    char *const env[] = {"TREE_EXEC_LIST=from execle", NULL};
+    /* execlp searches PATH: this program's directory. */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    TL_CHECK(n > 0, "readlink");
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    TL_CHECK(setenv("PATH", self, 1) == 0, "setenv");
+    *slash = '/';
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char round[32];
+        snprintf(round, sizeof round, "%lu", r);
+        fflush(stdout);
+        pid_t pid = fork();
+        TL_CHECK(pid >= 0, "fork");
+        if (pid == 0) {
+            spin_ms(r * 7 % 21);
+            if (r % 3 == 0)
+                execl(self, "tree_exec", "echo", "execl", round, "a", "b", "c", "d", "e", (char *)NULL);
+            else if (r % 3 == 1)
+                execle(self, "tree_exec", "echo", "execle", round, "a", "b", "c", "d", (char *)NULL,
+                       env);
+            else
+                execlp(slash + 1, "tree_exec", "echo", "execlp", round, "a", "b", "c", (char *)NULL);
+            _exit(98);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+            TL_CHECK(errno == EINTR, "waitpid");
+        int want = 9 - (int)(r % 3 == 1) - 2 * (int)(r % 3 == 2);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != want) {
+            printf("round %lu: the child ended with status %#x, not exit %d\n", r, status, want);
+            return 99;
+        }
+    }
+    printf("lists: %lu children executed\n", rounds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "lists"))
+        return lists(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "echo"))
+        return echo(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "chain"))
         return chain(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "stage2"))
         return stage2(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "static"))
         return run_static(argc, argv);
-    fprintf(stderr, "usage: tree_exec chain|stage2|static ...\n");
+    fprintf(stderr, "usage: tree_exec chain|stage2|static|lists ...\n");
     return 2;
 }

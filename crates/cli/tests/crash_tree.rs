@@ -51,6 +51,10 @@
 //!   throughout, an fd without O_CLOEXEC kept with its offset (exec.log compared), the
 //!   O_CLOEXEC one closed; failures after the execs resume the exec'd program (at least 3
 //!   of them must land after the last exec).
+//! - `fork_children_execute_through_variadic_lists` (`tree_exec.c lists`): 120 fork children,
+//!   each computing 0-20 ms (around the moment a fork child stops to copy its parent's pool),
+//!   execute the program again through `execl`, `execle` and `execlp`, with more arguments
+//!   than registers pass; each prints its arguments and ends with its own status.
 //! - `a_static_child_is_killed_and_reported` (`tree_exec.c static` + `tree_static.c`, linked
 //!   with `cc -static` at test time): a child that cannot run under the runtime is reported
 //!   by exactly one `zhuque:` line naming it each time it is started, and one still running
@@ -234,6 +238,19 @@ const STATIC_KILLED: &str = "tree_exec: the static child was killed by SIGKILL, 
 
 /// `tree_exec static` with a statically linked child; checks that zhuque printed exactly
 /// one `zhuque:` line naming the static program per start of it.
+/// Rounds of `tree_exec.c lists`: fork children that compute around the grace before they
+/// would copy their parent's pool, then `execl`/`execle`/`execlp`.
+const LIST_ROUNDS: &str = "120";
+
+fn exec_lists(prog: &Program) -> Tree {
+    Tree::new(
+        "tree_exec_lists",
+        &prog.path,
+        [os("lists"), os(LIST_ROUNDS)],
+    )
+    .compare_files(&[])
+}
+
 fn exec_static(prog: &Program) -> Tree {
     let exe = compile_static("tree_static.c", &prog.dir.path);
     assert!(
@@ -386,6 +403,18 @@ fn exec_through_env_and_shebang_scripts() {
         after_python >= plan.runs,
         "only {after_python} failures landed after the exec of the python script"
     );
+}
+
+/// Fork children that execute through `execl`, `execle` and `execlp` (variadic lists, which
+/// glibc hands to an internal `execve` no preloaded library sees), each after computing for
+/// 0 to 20 ms, across the moment a fork child stops its thread to copy its parent's pool:
+/// every exec'd program runs and ends with its own status (a stop signal at the instant of
+/// the `exec` used to kill it: `pg_ctl start` lost its server so, a child in a thousand
+/// under load).
+#[test]
+fn fork_children_execute_through_variadic_lists() {
+    let prog = Program::compile("tree_exec.c");
+    crash(&exec_lists(&prog), 0, &CrashPlan::default());
 }
 
 #[test]
@@ -559,6 +588,20 @@ fn exec_chain_natively() {
     assert_eq!(
         std::fs::read_to_string(dir.join("exec.log")).expect("exec.log"),
         "stage 1\nstage 2\nstage 3\nstage 4\nstage 4 done\n"
+    );
+}
+
+#[test]
+fn exec_lists_natively() {
+    let prog = Program::compile("tree_exec.c");
+    let (first, _) = native_check(&exec_lists(&prog), 0);
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        out.contains("echo: execle 1 a b c d (TREE_EXEC_LIST=from execle)")
+            && out.contains("echo: execlp 2 a b c (TREE_EXEC_LIST=unset)")
+            && out.contains("echo: execl 3 a b c d e (TREE_EXEC_LIST=unset)")
+            && out.ends_with(&format!("lists: {LIST_ROUNDS} children executed\n")),
+        "{out}"
     );
 }
 

@@ -16,6 +16,7 @@ pub mod children;
 pub mod control;
 mod elf;
 pub mod exec;
+pub mod exec_list;
 pub mod fork;
 pub mod member;
 
