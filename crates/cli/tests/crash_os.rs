@@ -287,6 +287,20 @@ fn process_attributes() {
     crash_case("proc_attrs", &case, CrashPlan::default());
 }
 
+/// Each thread's scheduling, checked by each thread itself after every resume
+/// (`thr_sched.c`): SCHED_OTHER with nice 3 and reset-on-fork, SCHED_BATCH with nice 7,
+/// SCHED_IDLE, SCHED_RR priority 3 (as root), each pinned to its own CPUs with its own timer
+/// slack. Before, every thread came back with the resuming process's.
+#[test]
+fn scheduling_of_each_thread() {
+    let case = Case {
+        file: "thr_sched.c",
+        args: &["3000"],
+        status: 0,
+    };
+    crash_case("thr_sched", &case, CrashPlan::default());
+}
+
 /// Shutdown states of sockets that are not a pair's end (`sock_shutdown.c`): UDP shut down
 /// for writing, reading and both (unconnected), Unix datagram sockets shut down for reading
 /// and for writing (unbound, and connected to another socket of the program), checked with

@@ -647,17 +647,34 @@ pub fn thread_name() -> [u8; 16] {
     name
 }
 
-/// The calling thread's own `prctl` attributes that no other thread can read: its parent
-/// death signal (`PR_GET_PDEATHSIG`, 0 for none) and `no_new_privs`. Async-signal-safe.
-pub fn thread_attributes() -> (u32, bool) {
+/// What only a thread itself can read about itself (`prctl`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadAttributes {
+    /// `PR_GET_PDEATHSIG`, 0 for none.
+    pub death_signal: u32,
+    /// `PR_GET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// `PR_GET_TIMERSLACK`, in nanoseconds (another thread's needs `CAP_SYS_NICE`).
+    pub timer_slack_ns: u64,
+}
+
+/// The calling thread's [`ThreadAttributes`]. Async-signal-safe.
+pub fn thread_attributes() -> ThreadAttributes {
     const PR_GET_PDEATHSIG: usize = 2;
+    const PR_GET_TIMERSLACK: usize = 30;
     const PR_GET_NO_NEW_PRIVS: usize = 39;
     let mut death: i32 = 0;
     // SAFETY: the kernel writes one int into death.
     unsafe { syscall2(nr::PRCTL, PR_GET_PDEATHSIG, &mut death as *mut i32 as usize) };
     // SAFETY: no pointer crosses.
     let nnp = unsafe { syscall2(nr::PRCTL, PR_GET_NO_NEW_PRIVS, 0) };
-    (death.clamp(0, 64) as u32, nnp == 1)
+    // SAFETY: no pointer crosses; the slack is the return value.
+    let slack = unsafe { syscall2(nr::PRCTL, PR_GET_TIMERSLACK, 0) };
+    ThreadAttributes {
+        death_signal: death.clamp(0, 64) as u32,
+        no_new_privs: nnp == 1,
+        timer_slack_ns: if slack > 0 { slack as u64 } else { 0 },
+    }
 }
 
 /// # Safety

@@ -10,7 +10,7 @@
 //!
 //! | module | section | record |
 //! |---|---|---|
-//! | `process_state` | [`TAG_PROCESS`] | [`ProcessState`]: cwd, umask, prctl flags, thread names |
+//! | `process_state` | [`TAG_PROCESS`] | [`ProcessState`]: cwd, umask, prctl flags, thread names and scheduling |
 //! | `fds` (`files`, `pipes`, `sockets`, `epoll`, `eventfd`, `timerfd`, `signalfd`, `inotify`, `mqueue`, `locks`) | [`TAG_FDS`] | [`FdTable`] |
 //! | `signals` | [`TAG_SIGNALS`] | [`SigAction`] list |
 //! | `timers` | [`TAG_TIMERS`] | [`Timers`] |
@@ -38,12 +38,12 @@ pub use fds::{
     PIDFD_ENDED, Pipe, SockAddr, SockOpt, SockState, Socket, TimerFd,
 };
 pub use pending::{Pending, SigInfo, SigSource};
-pub use process_state::{ProcessState, ThreadName};
+pub use process_state::{ProcessState, ThreadName, ThreadScheduling};
 pub use rlimits::{Rlimit, decode_rlimits, encode_rlimits, rlimit_name};
 pub use signals::{SigAction, decode_sigactions, encode_sigactions, mask_signals, signal_name};
 pub use timers::{PosixTimer, TIMER_TO_COORDINATOR, TimerValue, Timers, clock_name};
 
-/// Working directory, umask, `prctl` flags and thread names (`os/process_state.rs`).
+/// Working directory, umask, `prctl` flags, thread names and scheduling (`os/process_state.rs`).
 pub const TAG_PROCESS: u32 = 0x100;
 /// File descriptors and the open files behind them.
 pub const TAG_FDS: u32 = 0x101;

@@ -1,5 +1,6 @@
 //! Process-wide attributes ([`super::TAG_PROCESS`]): the working directory, the file mode
-//! creation mask, a few `prctl` settings, the OOM score adjustment and each thread's name.
+//! creation mask, a few `prctl` settings, the OOM score adjustment, and each thread's name and
+//! scheduling (policy, nice, priority, CPU affinity, timer slack).
 
 use super::count;
 use crate::Error;
@@ -10,8 +11,9 @@ pub(super) const NAME: &str = "process";
 /// starting with the working directory's 8-byte length: read as this format, such a record
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
-/// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`.
-pub(super) const VERSION: u32 = 3;
+/// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`; version 4
+/// `scheduling`.
+pub(super) const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
@@ -39,6 +41,75 @@ pub struct ProcessState {
     pub locked: Vec<(u64, u64)>,
     /// Each thread's name (`comm`), by saved thread id.
     pub thread_names: Vec<ThreadName>,
+    /// Each thread's scheduling, by saved thread id.
+    pub scheduling: Vec<ThreadScheduling>,
+}
+
+/// A thread's scheduling, as `sched_getattr`, `sched_getaffinity` and `PR_GET_TIMERSLACK`
+/// report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ThreadScheduling {
+    pub tid: i32,
+    /// `SCHED_OTHER` (0), `SCHED_FIFO` (1), `SCHED_RR` (2), `SCHED_BATCH` (3), `SCHED_IDLE`
+    /// (5) or `SCHED_DEADLINE` (6).
+    pub policy: u32,
+    /// `sched_flags` (`SCHED_FLAG_RESET_ON_FORK`...).
+    pub flags: u64,
+    /// -20 to 19 (`SCHED_OTHER`, `SCHED_BATCH`).
+    pub nice: i32,
+    /// 1 to 99 for `SCHED_FIFO` and `SCHED_RR`, else 0.
+    pub priority: u32,
+    /// `SCHED_DEADLINE` parameters, in nanoseconds.
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+    /// The CPUs it may run on: a `cpu_set_t` bit mask (bit n: CPU n); empty when unknown.
+    pub affinity: Vec<u8>,
+    /// Nanoseconds; 0 when unknown.
+    pub timer_slack_ns: u64,
+}
+
+/// Scheduling policies a thread can have (`SCHED_*`).
+const POLICIES: [u32; 6] = [0, 1, 2, 3, 5, 6];
+/// The largest affinity mask kept: 65,536 CPUs.
+const MAX_AFFINITY: usize = 8192;
+
+impl ThreadScheduling {
+    fn encode(&self, w: &mut Writer) {
+        w.i32(self.tid);
+        w.u32(self.policy);
+        w.u64(self.flags);
+        w.i32(self.nice);
+        w.u32(self.priority);
+        w.u64(self.runtime);
+        w.u64(self.deadline);
+        w.u64(self.period);
+        w.bytes(&self.affinity);
+        w.u64(self.timer_slack_ns);
+    }
+
+    fn decode(r: &mut Reader) -> Result<ThreadScheduling, Error> {
+        let t = ThreadScheduling {
+            tid: r.i32()?,
+            policy: r.u32()?,
+            flags: r.u64()?,
+            nice: r.i32()?,
+            priority: r.u32()?,
+            runtime: r.u64()?,
+            deadline: r.u64()?,
+            period: r.u64()?,
+            affinity: r.bytes()?,
+            timer_slack_ns: r.u64()?,
+        };
+        if !POLICIES.contains(&t.policy)
+            || !(-20..=19).contains(&t.nice)
+            || t.priority > 99
+            || t.affinity.len() > MAX_AFFINITY
+        {
+            return Err(Error::Invalid("thread scheduling"));
+        }
+        Ok(t)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,6 +141,10 @@ impl ProcessState {
             w.i32(t.tid);
             w.bytes(&t.name);
         }
+        w.u64(self.scheduling.len() as u64);
+        for t in &self.scheduling {
+            t.encode(&mut w);
+        }
         w.into_bytes()
     }
 
@@ -88,6 +163,7 @@ impl ProcessState {
             membarrier: r.u32()?,
             locked: Vec::new(),
             thread_names: Vec::new(),
+            scheduling: Vec::new(),
         };
         for _ in 0..count(&mut r)? {
             let (start, end) = (r.u64()?, r.u64()?);
@@ -105,7 +181,15 @@ impl ProcessState {
                 name: r.bytes()?,
             });
         }
+        for _ in 0..count(&mut r)? {
+            p.scheduling.push(ThreadScheduling::decode(&mut r)?);
+        }
         Ok(p)
+    }
+
+    /// The saved scheduling of thread `tid`.
+    pub fn scheduling_of(&self, tid: i32) -> Option<&ThreadScheduling> {
+        self.scheduling.iter().find(|t| t.tid == tid)
     }
 
     /// The saved name of thread `tid`.
@@ -143,6 +227,31 @@ mod tests {
                     name: b"worker-1".to_vec(),
                 },
             ],
+            scheduling: vec![
+                ThreadScheduling {
+                    tid: 2,
+                    policy: 3,
+                    flags: 1,
+                    nice: 5,
+                    affinity: vec![0b11, 0, 0, 0, 0, 0, 0, 0],
+                    timer_slack_ns: 50_000,
+                    ..ThreadScheduling::default()
+                },
+                ThreadScheduling {
+                    tid: 3,
+                    policy: 2,
+                    priority: 10,
+                    affinity: vec![0b10],
+                    ..ThreadScheduling::default()
+                },
+            ],
+        }
+    }
+
+    fn with_scheduling(t: ThreadScheduling) -> ProcessState {
+        ProcessState {
+            scheduling: vec![t],
+            ..sample()
         }
     }
 
@@ -160,12 +269,12 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[0] = 4;
+        bytes[0] = 5;
         assert_eq!(
             ProcessState::decode(&bytes),
             Err(Error::SectionVersion {
                 section: NAME,
-                version: 4
+                version: 5
             })
         );
     }
@@ -189,6 +298,22 @@ mod tests {
                 locked: vec![(0x1001, 0x3000)],
                 ..sample()
             },
+            with_scheduling(ThreadScheduling {
+                policy: 4,
+                ..ThreadScheduling::default()
+            }),
+            with_scheduling(ThreadScheduling {
+                nice: 20,
+                ..ThreadScheduling::default()
+            }),
+            with_scheduling(ThreadScheduling {
+                priority: 100,
+                ..ThreadScheduling::default()
+            }),
+            with_scheduling(ThreadScheduling {
+                affinity: vec![0; MAX_AFFINITY + 1],
+                ..ThreadScheduling::default()
+            }),
         ] {
             assert!(ProcessState::decode(&bad.encode()).is_err());
         }
@@ -199,5 +324,7 @@ mod tests {
         let p = sample();
         assert_eq!(p.thread_name(3), Some(&b"worker-1"[..]));
         assert_eq!(p.thread_name(4), None);
+        assert_eq!(p.scheduling_of(3).map(|t| t.priority), Some(10));
+        assert!(p.scheduling_of(4).is_none());
     }
 }

@@ -7,7 +7,7 @@ use zhuque_image::os::{
     Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
     Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket,
     TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
-    ThreadName, TimerFd, TimerValue, Timers,
+    ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -300,6 +300,20 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
             .map(|i| ThreadName {
                 tid: 100 + i as i32,
                 name: text(rng, 15),
+            })
+            .collect(),
+        scheduling: (0..rng.small(4 << scale))
+            .map(|i| ThreadScheduling {
+                tid: 100 + i as i32,
+                policy: *rng.pick(&[0, 1, 2, 3, 5, 6]),
+                flags: rng.below(2) as u64,
+                nice: *rng.pick(&[0, -20, 5, 19]),
+                priority: *rng.pick(&[0, 1, 99]),
+                runtime: rng.below(1 << 20) as u64,
+                deadline: rng.below(1 << 30) as u64,
+                period: rng.below(1 << 30) as u64,
+                affinity: (0..rng.small(16)).map(|_| rng.below(256) as u8).collect(),
+                timer_slack_ns: *rng.pick(&[0, 1, 50_000]),
             })
             .collect(),
     }

@@ -29,6 +29,7 @@ mod next;
 mod pending;
 mod process_state;
 mod rlimits;
+pub mod scheduling;
 pub mod sigev_thread;
 pub mod signals;
 pub mod sys;

@@ -1,8 +1,8 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
 //! settings (dumpable, no_new_privs, child subreaper, transparent huge pages disabled, parent
 //! death signal), the OOM killer's score adjustment, `membarrier` registrations, memory
-//! locked with `mlock`, and each thread's name (`comm`, what
-//! `ps` and `top` show; set with `prctl(PR_SET_NAME)` or `pthread_setname_np`). The record,
+//! locked with `mlock`, each thread's name (`comm`, what `ps` and `top` show; set with
+//! `prctl(PR_SET_NAME)` or `pthread_setname_np`) and scheduling (`scheduling.rs`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
 use super::sys as osys;
@@ -41,24 +41,24 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     let mut subreaper: i32 = 0;
     let _ = osys::prctl(PR_GET_CHILD_SUBREAPER, &mut subreaper as *mut i32 as usize);
     // Per thread, read by each stopped thread itself: the main thread's are the process's.
-    let (death_signal, no_new_privs) = meta
+    let leader = meta
         .threads
         .iter()
         .find(|t| t.leader)
         .and_then(|t| stopped.attributes(t.tid))
-        .unwrap_or((0, false));
+        .unwrap_or_default();
     let state = ProcessState {
         cwd,
         umask: mask.bits(),
         dumpable: osys::prctl(PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
-        no_new_privs,
+        no_new_privs: leader.no_new_privs,
         child_subreaper: subreaper != 0,
         oom_score_adj: crate::procfs::read(OOM_SCORE_ADJ)
             .ok()
             .and_then(|v| core::str::from_utf8(&v).ok()?.trim().parse().ok())
             .unwrap_or(0),
         thp_disable: osys::prctl(PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
-        parent_death_signal: death_signal,
+        parent_death_signal: leader.death_signal,
         membarrier: osys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
         // smaps only when something is locked (it is slow to read).
         locked: if crate::procfs::locked_kb() > 0 {
@@ -77,6 +77,14 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
                     tid: t.tid,
                     name: stopped.name(t.tid)?.to_vec(),
                 })
+            })
+            .collect(),
+        scheduling: meta
+            .threads
+            .iter()
+            .filter_map(|t| {
+                let slack = stopped.attributes(t.tid).unwrap_or_default().timer_slack_ns;
+                super::scheduling::of_thread(t.tid, slack)
             })
             .collect(),
     };
@@ -98,6 +106,7 @@ pub fn restore(meta: &Meta) {
     let Some(p) = load(meta) else {
         return;
     };
+    super::scheduling::prepare(&p);
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(p.umask));
     if image_io::chdir(&p.cwd).is_err() {
         crate::diag::Line::new()

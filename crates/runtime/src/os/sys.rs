@@ -77,6 +77,10 @@ pub mod nr {
     pub const UTIMENSAT: usize = 280;
     pub const PIDFD_GETFD: usize = 438;
     pub const ACCEPT4: usize = 288;
+    pub const SCHED_SETAFFINITY: usize = 203;
+    pub const SCHED_GETAFFINITY: usize = 204;
+    pub const SCHED_SETATTR: usize = 314;
+    pub const SCHED_GETATTR: usize = 315;
 }
 
 #[inline]
@@ -1048,6 +1052,94 @@ pub fn timer_delete(id: i32) -> Result<()> {
 
 pub fn prctl(option: usize, a: usize) -> Result<usize> {
     call(nr::PRCTL, option, a, 0, 0, 0, 0)
+}
+
+/// The kernel's `struct sched_attr` (`SCHED_ATTR_SIZE_VER1`: with the utilization clamps).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+    pub util_min: u32,
+    pub util_max: u32,
+}
+
+/// `sched_getattr` of thread `tid` (0: the caller).
+pub fn sched_getattr(tid: i32) -> Result<SchedAttr> {
+    let mut a = SchedAttr::default();
+    let size = core::mem::size_of::<SchedAttr>();
+    call(
+        nr::SCHED_GETATTR,
+        tid as usize,
+        &mut a as *mut SchedAttr as usize,
+        size,
+        0,
+        0,
+        0,
+    )?;
+    Ok(a)
+}
+
+/// `sched_setattr` of the calling thread.
+pub fn sched_setattr_own(a: &SchedAttr) -> Result<()> {
+    let mut a = *a;
+    a.size = core::mem::size_of::<SchedAttr>() as u32;
+    call(
+        nr::SCHED_SETATTR,
+        0,
+        &a as *const SchedAttr as usize,
+        0,
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+/// The CPU affinity mask of thread `tid` (0: the caller), as many bytes as the kernel's
+/// mask has.
+pub fn sched_getaffinity(tid: i32) -> Result<Vec<u8>> {
+    let mut len = 128;
+    loop {
+        let mut mask = vec![0u8; len];
+        match call(
+            nr::SCHED_GETAFFINITY,
+            tid as usize,
+            len,
+            mask.as_mut_ptr() as usize,
+            0,
+            0,
+            0,
+        ) {
+            Ok(n) => {
+                mask.truncate(n);
+                return Ok(mask);
+            }
+            // The kernel's mask is larger than the buffer.
+            Err(e) if e.0 == 22 && len < 1 << 16 => len *= 2,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sets the calling thread's CPU affinity mask.
+pub fn sched_setaffinity_own(mask: &[u8]) -> Result<()> {
+    call(
+        nr::SCHED_SETAFFINITY,
+        0,
+        mask.len(),
+        mask.as_ptr() as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
 }
 
 /// Dequeues one signal of `set` pending for this thread or the process, without waiting;

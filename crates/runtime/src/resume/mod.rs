@@ -155,6 +155,7 @@ extern "C" fn run(ctx: usize) -> ! {
     crate::procfs::open_task_fds();
     gate.credentials();
     if let Some(l) = leader {
+        crate::os::scheduling::apply_own(l.tid);
         crate::os::credentials::apply_own(l.tid);
     }
     crate::os::restore_after_credentials(meta);

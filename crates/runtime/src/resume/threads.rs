@@ -149,6 +149,7 @@ extern "C" fn entry(ctx: usize) -> ! {
     // SAFETY: ctx was leaked for this thread by `recreate`.
     let c = unsafe { &*(ctx as *const Ctx) };
     c.gate.wait_past(0);
+    crate::os::scheduling::apply_own(c.thread.tid);
     crate::os::credentials::apply_own(c.thread.tid);
     c.gate.ready.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&c.gate.ready, 1);

@@ -45,8 +45,8 @@ pub struct StopSlot {
     pub robust_len: u64,
     /// The thread's name (`PR_GET_NAME`), NUL-padded.
     name: [u8; 16],
-    /// What only the thread itself can read: its parent death signal and `no_new_privs`.
-    attributes: (u32, bool),
+    /// What only the thread itself can read about itself.
+    attributes: sys::ThreadAttributes,
     /// A drain request (see [`Stopped::take_signals`]): the signals to take, where to put
     /// their `siginfo`s, how many fit, and how many the thread put there.
     drain_set: u64,
@@ -84,7 +84,7 @@ impl StopSlot {
             robust_head: 0,
             robust_len: 0,
             name: [0; 16],
-            attributes: (0, false),
+            attributes: sys::ThreadAttributes::default(),
             drain_set: 0,
             drain_buf: 0,
             drain_cap: 0,
@@ -379,8 +379,8 @@ fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<S
 }
 
 impl Stopped {
-    /// Stopped thread `tid`'s parent death signal and `no_new_privs`, as it read them itself.
-    pub fn attributes(&self, tid: i32) -> Option<(u32, bool)> {
+    /// Stopped thread `tid`'s own attributes, as it read them itself.
+    pub fn attributes(&self, tid: i32) -> Option<sys::ThreadAttributes> {
         let at = self.threads.iter().position(|t| t.tid == tid)?;
         Some(self.slot(at).attributes)
     }

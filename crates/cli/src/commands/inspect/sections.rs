@@ -148,8 +148,65 @@ pub fn threads_json(m: &Meta, state: &OsState, dir: &std::path::Path) -> Value {
             ("tid_address", int(t.tid_address)),
             ("robust_list", int(t.robust_head)),
             ("robust_list_len", int(t.robust_len)),
+            (
+                "scheduling",
+                Value::opt(
+                    process.and_then(|p| p.scheduling_of(t.tid)),
+                    scheduling_json,
+                ),
+            ),
         ])
     })
+}
+
+/// A thread's saved policy, priority, CPUs and timer slack.
+fn scheduling_json(s: &os::ThreadScheduling) -> Value {
+    let policy = match s.policy {
+        0 => "SCHED_OTHER",
+        1 => "SCHED_FIFO",
+        2 => "SCHED_RR",
+        3 => "SCHED_BATCH",
+        5 => "SCHED_IDLE",
+        _ => "SCHED_DEADLINE",
+    };
+    Value::Object(vec![
+        ("policy", Value::str(policy)),
+        ("reset_on_fork", Value::Bool(s.flags & 1 != 0)),
+        ("nice", Value::int(s.nice)),
+        ("priority", Value::int(s.priority)),
+        (
+            "cpus",
+            Value::opt(
+                (!s.affinity.is_empty()).then(|| cpu_list(&s.affinity)),
+                Value::Str,
+            ),
+        ),
+        ("timer_slack_ns", int(s.timer_slack_ns)),
+    ])
+}
+
+/// A CPU mask as the kernel lists CPUs (`0-3,6`).
+fn cpu_list(mask: &[u8]) -> String {
+    let set = |i: usize| mask.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < mask.len() * 8 {
+        if !set(i) {
+            i += 1;
+            continue;
+        }
+        let first = i;
+        while set(i + 1) {
+            i += 1;
+        }
+        out.push(if first == i {
+            first.to_string()
+        } else {
+            format!("{first}-{i}")
+        });
+        i += 1;
+    }
+    out.join(",")
 }
 
 // ---- signals, timers, pending signals, limits -------------------------------------------------
@@ -449,6 +506,13 @@ mod tests {
             ..ProcessState::default()
         };
         assert_eq!(process_text(&ps), "/srv, 0027");
+    }
+
+    #[test]
+    fn cpu_lists_are_ranges() {
+        assert_eq!(cpu_list(&[0b1110_1101, 0b1]), "0,2-3,5-8");
+        assert_eq!(cpu_list(&[0, 0]), "");
+        assert_eq!(cpu_list(&[0xff]), "0-7");
     }
 
     #[test]
