@@ -489,3 +489,85 @@ fn sort_keeps_writing_its_output_file() {
     assert_eq!(std::fs::read(dir.path.join("launch-out")).unwrap(), b"");
     assert_eq!(unexpected_lines(&stderr), Vec::<String>::new());
 }
+
+/// A program that put its terminal in raw mode (`tty_modes.c`: no line editing, no echo, no
+/// signal characters, VMIN/VTIME, its own interrupt character), run under `script` and
+/// resumed under `script` again (a new terminal, in cooked mode) through at least two
+/// failures: it finds its modes on every terminal it is resumed on (before, it found the new
+/// terminal cooked and echoing, and stopped with status 3).
+#[test]
+fn a_terminal_in_raw_mode_stays_raw_across_resumes() {
+    let prog = Program::compile("tty_modes.c");
+    let cwd = prog.workdir();
+    let work = "400000000";
+    let t = std::time::Instant::now();
+    let native = in_a_terminal(&format!("exec '{}' {work}", prog.path.display()), &cwd, &[]);
+    let native_secs = t.elapsed().as_secs_f64();
+    assert_eq!(native.status, 0, "{}", native.shown);
+    let argv = vec![prog.path.clone().into(), work.into()];
+    let mut runs = Runs::new("tty_modes", argv, cwd.clone(), native_secs);
+    for attempt in 0..5 {
+        let mut failures = 0;
+        let mut last = None;
+        for launch in 0..20 {
+            let fail = (failures < 2).then(|| runs.fail_after());
+            let cmd = if launch == 0 {
+                let args = run_args(&runs.image.path, fail, &runs.prog);
+                let quoted: Vec<String> = args
+                    .iter()
+                    .map(|a| format!("'{}'", a.to_string_lossy()))
+                    .collect();
+                format!("exec '{}' {}", runs.zq.cli.display(), quoted.join(" "))
+            } else {
+                let mut c = format!("exec '{}' resume", runs.zq.cli.display());
+                if let Some(s) = fail {
+                    c.push_str(&format!(" --fail-after {s:.4}"));
+                }
+                c + &format!(" '{}'", runs.image.path.display())
+            };
+            let f = in_a_terminal(&cmd, &cwd, &runs.zq.env);
+            match f.status {
+                SAVED => failures += 1,
+                _ => {
+                    last = Some(f);
+                    break;
+                }
+            }
+        }
+        let last = last.expect("the program did not end in 20 launches");
+        if failures < 2 {
+            eprintln!("attempt {attempt}: the program ended after {failures} failures");
+            runs.image = ImageDir::new();
+            continue;
+        }
+        assert_eq!(last.status, 0, "after {failures} failures:\n{}", last.shown);
+        assert!(
+            last.shown.contains(native.shown.trim()),
+            "{}\nnatively:\n{}",
+            last.shown,
+            native.shown
+        );
+        return;
+    }
+    panic!("5 attempts ended with fewer than 2 failures");
+}
+
+/// What `command` shows on a terminal of its own (`script`), and its status.
+struct OnTerminal {
+    status: i32,
+    shown: String,
+}
+
+fn in_a_terminal(command: &str, cwd: &Path, env: &[(String, OsString)]) -> OnTerminal {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", command, "/dev/null"]).current_dir(cwd);
+    clean_env(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let f = run_to_end(cmd, None, "script");
+    OnTerminal {
+        status: f.status,
+        shown: String::from_utf8_lossy(&f.stdout).replace('\r', ""),
+    }
+}

@@ -8,14 +8,19 @@
 //! overwritten), says so when the shell truncated it meanwhile (`>` instead of `>>`), and
 //! reopens it when the resume has a terminal there instead (`zhuque resume DIR` typed
 //! without redirections).
+//!
+//! A terminal stream has no offset, but a mode: a program that put its terminal in raw mode
+//! (an editor, a pager, a REPL reading a line through readline) would be resumed on a new
+//! terminal in cooked mode, echoing what it expects to draw itself. The record keeps the
+//! terminal's modes, and the next launch's init gives them to the terminal it resumes on.
 
 use crate::Error;
 use crate::codec::{Reader, Writer};
 
 /// Section tag of [`LaunchStreams`] in a tree's `meta`.
 pub const TAG_STREAMS: u32 = 0x201;
-/// Version of its encoding.
-pub const STREAMS_VERSION: u32 = 1;
+/// Version of its encoding (2: the terminal's modes).
+pub const STREAMS_VERSION: u32 = 2;
 
 /// One of the launch's fds 0-2 that was a regular file at the save.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +39,28 @@ pub struct LaunchStream {
     pub flags: u32,
 }
 
-/// Every stream of the launch that was a regular file at the save.
+/// The modes of the launch's terminal (`tcgetattr` of the first of fds 0-2 that is one),
+/// without its line speeds (the next terminal's own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TerminalModes {
+    pub iflag: u32,
+    pub oflag: u32,
+    pub cflag: u32,
+    pub lflag: u32,
+    pub line: u8,
+    /// The control characters (`c_cc`), at most [`MAX_CC`].
+    pub cc: Vec<u8>,
+}
+
+/// glibc's `NCCS`.
+pub const MAX_CC: usize = 32;
+
+/// Every stream of the launch that was a regular file at the save, and the terminal's modes
+/// if one of them was a terminal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchStreams {
     pub streams: Vec<LaunchStream>,
+    pub terminal: Option<TerminalModes>,
 }
 
 impl LaunchStreams {
@@ -53,6 +76,15 @@ impl LaunchStreams {
             w.u64(s.offset);
             w.u64(s.size);
             w.u32(s.flags);
+        }
+        w.bool(self.terminal.is_some());
+        if let Some(t) = &self.terminal {
+            w.u32(t.iflag);
+            w.u32(t.oflag);
+            w.u32(t.cflag);
+            w.u32(t.lflag);
+            w.u8(t.line);
+            w.bytes(&t.cc);
         }
         w.into_bytes()
     }
@@ -82,7 +114,23 @@ impl LaunchStreams {
                 flags: r.u32()?,
             });
         }
-        Ok(LaunchStreams { streams })
+        let terminal = if r.bool()? {
+            let t = TerminalModes {
+                iflag: r.u32()?,
+                oflag: r.u32()?,
+                cflag: r.u32()?,
+                lflag: r.u32()?,
+                line: r.u8()?,
+                cc: r.bytes()?,
+            };
+            if t.cc.len() > MAX_CC {
+                return Err(Error::Invalid("terminal control characters"));
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(LaunchStreams { streams, terminal })
     }
 }
 
@@ -112,6 +160,14 @@ mod tests {
                     flags: 0o2001,
                 },
             ],
+            terminal: Some(TerminalModes {
+                iflag: 0o2400,
+                oflag: 0o5,
+                cflag: 0o277,
+                lflag: 0o10,
+                line: 0,
+                cc: (0..32).collect(),
+            }),
         }
     }
 
@@ -135,5 +191,10 @@ mod tests {
         let mut bad_fd = sample();
         bad_fd.streams[0].fd = 3;
         assert!(LaunchStreams::decode(&bad_fd.encode()).is_err());
+        let mut long_cc = sample();
+        if let Some(t) = &mut long_cc.terminal {
+            t.cc = vec![0; MAX_CC + 1];
+        }
+        assert!(LaunchStreams::decode(&long_cc.encode()).is_err());
     }
 }

@@ -9,7 +9,7 @@ use zhuque_image::os::{
     TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
     ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
-use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
+use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
 use zhuque_image::{Backing, FileId, Layout, Meta, Program, Region, State, Thread};
 
@@ -646,7 +646,20 @@ pub fn streams(rng: &mut Rng) -> LaunchStreams {
             flags: rng.next() as u32,
         });
     }
-    LaunchStreams { streams }
+    let terminal = if rng.chance(1, 2) {
+        let n = rng.small(33);
+        Some(TerminalModes {
+            iflag: rng.next() as u32,
+            oflag: rng.next() as u32,
+            cflag: rng.next() as u32,
+            lflag: rng.next() as u32,
+            line: rng.next() as u8,
+            cc: rng.bytes(n),
+        })
+    } else {
+        None
+    };
+    LaunchStreams { streams, terminal }
 }
 
 /// A process tree: parents before their children.

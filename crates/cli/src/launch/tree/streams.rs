@@ -1,5 +1,6 @@
 //! The launch's standard streams that are regular files (`zhuque run prog < in > out`): where
-//! they stood at the save, and the next launch's streams made to continue there
+//! they stood at the save, and the next launch's streams made to continue there; and the
+//! modes of the launch's terminal, given to the next launch's terminal
 //! (`zhuque_image::streams`, docs/os-state.md "Standard streams").
 //!
 //! The init's own fds 0-2 are the launch's, and every member's fd on a launch stream is the
@@ -11,7 +12,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 
 use zhuque_image::Meta;
-use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
+use zhuque_image::streams::{LaunchStream, LaunchStreams, MAX_CC, TAG_STREAMS, TerminalModes};
 
 /// Where each of the init's fds 0-2 that is a regular file stands (a save: every process
 /// stopped).
@@ -34,20 +35,79 @@ pub fn record() -> LaunchStreams {
             })
         })
         .collect();
-    LaunchStreams { streams }
+    LaunchStreams {
+        streams,
+        terminal: (0..3).find_map(terminal_modes),
+    }
+}
+
+/// The modes of the terminal on `fd`, if it is one.
+fn terminal_modes(fd: i32) -> Option<TerminalModes> {
+    // SAFETY: `t` is written by the kernel on success only, then read.
+    let t = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(fd, &mut t) == 0).then_some(t)?
+    };
+    Some(TerminalModes {
+        iflag: t.c_iflag,
+        oflag: t.c_oflag,
+        cflag: t.c_cflag,
+        lflag: t.c_lflag,
+        line: t.c_line,
+        cc: t.c_cc.to_vec(),
+    })
+}
+
+/// Gives the saved modes to the launch's terminal (the first of fds 0-2 that is one), keeping
+/// its line speeds. From a background process group too: `SIGTTOU` is held back meanwhile.
+fn restore_terminal_modes(saved: &TerminalModes) {
+    let Some(fd) = (0..3).find(|fd| is_terminal(*fd)) else {
+        return;
+    };
+    // SAFETY: `t` is written by the kernel on success only, then changed and given back; the
+    // signal sets are plain values.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return;
+        }
+        let speed_bits = libc::CBAUD | libc::CBAUDEX;
+        t.c_iflag = saved.iflag;
+        t.c_oflag = saved.oflag;
+        t.c_cflag = (saved.cflag & !speed_bits) | (t.c_cflag & speed_bits);
+        t.c_lflag = saved.lflag;
+        t.c_line = saved.line;
+        let n = saved.cc.len().min(MAX_CC).min(t.c_cc.len());
+        t.c_cc[..n].copy_from_slice(&saved.cc[..n]);
+        let mut ttou: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut ttou);
+        libc::sigaddset(&mut ttou, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut old);
+        let r = libc::tcsetattr(fd, libc::TCSANOW, &t);
+        let e = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if r != 0 {
+            say!("zhuque: warning: the terminal's modes cannot be given back ({e})");
+        }
+    }
 }
 
 /// The access mode and `O_APPEND`: what a reopened stream needs.
 const KEPT_FLAGS: u32 = (libc::O_ACCMODE | libc::O_APPEND) as u32;
 
-/// Resume, before any member starts: each stream that was a regular file continues where it
-/// stood when the launch gives the same file (or a terminal, where the saved file is
+/// Resume, before any member starts: the terminal gets the saved modes; each stream that was
+/// a regular file continues where it stood when the launch gives the same file (or a terminal, where the saved file is
 /// reopened); another file or a pipe is simply the new launch's. Says in one line each what
 /// it did about a stream when the user may not expect it.
 pub fn continue_saved(saved: &Meta) {
     let Some(Ok(streams)) = saved.section(TAG_STREAMS).map(LaunchStreams::decode) else {
         return;
     };
+    // First: a stream reopened below may take a terminal's place on fds 0-2.
+    if let Some(t) = &streams.terminal {
+        restore_terminal_modes(t);
+    }
     for s in &streams.streams {
         continue_stream(s);
     }
