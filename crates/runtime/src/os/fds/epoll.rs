@@ -15,31 +15,7 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
     let task = procfd::task_id();
     let me = crate::sys::gettid();
     let mut entries = Vec::new();
-    // Entries seen so far under each number: the kernel tells entries under one number apart
-    // by their rank among them.
-    let mut seen: Vec<(i32, u32)> = Vec::new();
-    for line in info.split(|c| *c == b'\n') {
-        if !line.starts_with(b"tfd:") {
-            continue;
-        }
-        let (Some(tfd), Some(events), Some(data)) = (
-            procfd::word_after(line, b"tfd:").and_then(procfd::dec),
-            procfd::word_after(line, b"events:").and_then(procfd::hex),
-            procfd::word_after(line, b"data:").and_then(procfd::hex),
-        ) else {
-            continue;
-        };
-        let tfd = tfd as i32;
-        let toff = match seen.iter_mut().find(|(n, _)| *n == tfd) {
-            Some((_, k)) => {
-                *k += 1;
-                *k
-            }
-            None => {
-                seen.push((tfd, 0));
-                0
-            }
-        };
+    for (tfd, events, data, toff) in interest_list(info) {
         let is_target = |holder: i32, fd: i32| {
             osys::is_epoll_target(holder, fd, task, d.fd, tfd, toff).is_ok_and(|t| t)
         };
@@ -51,7 +27,7 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
         if at_number.unwrap_or_else(|e| e.0 != EBADF && e.0 != ENOENT) {
             entries.push(EpollEntry {
                 fd: tfd,
-                events: events as u32,
+                events,
                 data,
                 file: EPOLL_NO_FILE,
             });
@@ -67,7 +43,7 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
         }
         entries.push(EpollEntry {
             fd: -1 - tfd,
-            events: events as u32,
+            events,
             data,
             file: file.map_or(EPOLL_NO_FILE, |k| k as u32),
         });
@@ -77,6 +53,36 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
 
 const ENOENT: i32 = 2;
 const EBADF: i32 = 9;
+
+/// The entries of an epoll instance's fdinfo: (number, events, data, rank among the entries
+/// under that number). The kernel tells entries under one number apart by that rank (`kcmp`'s
+/// `toff`), counted in its interest-list order, the order fdinfo lists them in.
+fn interest_list(info: &[u8]) -> Vec<(i32, u32, u64, u32)> {
+    let lines: Vec<(i32, Option<(u64, u64)>)> = info
+        .split(|c| *c == b'\n')
+        .filter(|l| l.starts_with(b"tfd:"))
+        .filter_map(|l| {
+            let tfd = procfd::word_after(l, b"tfd:").and_then(procfd::dec)? as i32;
+            let events = procfd::word_after(l, b"events:").and_then(procfd::hex);
+            let data = procfd::word_after(l, b"data:").and_then(procfd::hex);
+            Some((tfd, events.zip(data)))
+        })
+        .collect();
+    // Ranks: the lines sorted by number, in listing order within a number.
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_unstable_by_key(|&i| (lines[i].0, i));
+    let mut rank = vec![0u32; lines.len()];
+    for w in order.windows(2) {
+        if lines[w[0]].0 == lines[w[1]].0 {
+            rank[w[1]] = rank[w[0]] + 1;
+        }
+    }
+    lines
+        .iter()
+        .zip(rank)
+        .filter_map(|((tfd, ed), r)| ed.map(|(e, d)| (*tfd, e as u32, d, r)))
+        .collect()
+}
 
 pub fn create(r: &mut Restorer, i: usize) {
     match osys::epoll_create1(osys::O_CLOEXEC) {
@@ -145,4 +151,27 @@ fn add_under(r: &Restorer, epfd: i32, e: &EpollEntry) -> Result<(), crate::sys::
         }
     }
     added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_under_one_number_are_ranked_in_listing_order() {
+        let info = b"pos:\t0\nflags:\t02\n\
+tfd:        9 events:       19 data:                9  pos:0 ino:1 sdev:9\n\
+tfd:        4 events:       19 data:                4  pos:0 ino:2 sdev:9\n\
+tfd:        9 events:       1 data:               aa  pos:0 ino:3 sdev:9\n\
+tfd:        9 events:       4 data:               bb  pos:0 ino:4 sdev:9\n";
+        assert_eq!(
+            interest_list(info),
+            vec![
+                (9, 0x19, 9, 0),
+                (4, 0x19, 4, 0),
+                (9, 1, 0xaa, 1),
+                (9, 4, 0xbb, 2)
+            ]
+        );
+    }
 }
