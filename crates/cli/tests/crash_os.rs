@@ -301,6 +301,21 @@ fn scheduling_of_each_thread() {
     crash_case("thr_sched", &case, CrashPlan::default());
 }
 
+/// Shared mappings of a file opened for writing, one read-only and made writable with
+/// `mprotect` for each write, one writable, and one of the file opened read-only
+/// (`map_shared_file.c`): after every resume the read-only view can still be made writable
+/// (it came back over a read-only open: `EACCES`), the read-only file's cannot (`EACCES` as
+/// natively), and all views and the file agree.
+#[test]
+fn shared_file_mappings_keep_their_write_permission() {
+    let case = Case {
+        file: "map_shared_file.c",
+        args: &["400000"],
+        status: 0,
+    };
+    crash_case("map_shared_file", &case, CrashPlan::default());
+}
+
 /// Shutdown states of sockets that are not a pair's end (`sock_shutdown.c`): UDP shut down
 /// for writing, reading and both (unconnected), Unix datagram sockets shut down for reading
 /// and for writing (unbound, and connected to another socket of the program), checked with

@@ -18,8 +18,9 @@ fn main() {
                     file,
                     offset,
                     shared,
+                    may_write,
                 } => format!(
-                    "file {} off {offset:#x} shared {shared}",
+                    "file {} off {offset:#x} shared {shared} may_write {may_write}",
                     String::from_utf8_lossy(&file.path)
                 ),
                 other => format!("{other:?}"),

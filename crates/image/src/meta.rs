@@ -5,7 +5,9 @@ use crate::codec::{Reader, Writer};
 
 pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// 2: a file's identity includes its ctime. Version 1 files still decode (ctime 0: unknown).
-pub const VERSION: u32 = 2;
+/// 3: a shared file region says whether it may be made writable (`may_write`); earlier
+/// versions decode with it set when the region is writable.
+pub const VERSION: u32 = 3;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -103,6 +105,9 @@ pub enum Backing {
         file: FileId,
         offset: u64,
         shared: bool,
+        /// A shared mapping that `mprotect` may make writable (`VM_MAYWRITE`, smaps `mw`: the
+        /// file was opened for writing), even if it is not writable now.
+        may_write: bool,
     },
     /// Anonymous memory with no contents worth keeping (reservations).
     Anon,
@@ -364,11 +369,13 @@ fn put_region(w: &mut Writer, r: &Region) {
             file,
             offset,
             shared,
+            may_write,
         } => {
             w.u8(2);
             put_file(w, file);
             w.u64(*offset);
             w.bool(*shared);
+            w.bool(*may_write);
         }
         Backing::Anon => w.u8(3),
         Backing::Captured { offset } => {
@@ -389,11 +396,22 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
     let prot = r.u32()?;
     let backing = match r.u8()? {
         1 => Backing::Pool { offset: r.u64()? },
-        2 => Backing::File {
-            file: get_file(r, version)?,
-            offset: r.u64()?,
-            shared: r.bool()?,
-        },
+        2 => {
+            let file = get_file(r, version)?;
+            let offset = r.u64()?;
+            let shared = r.bool()?;
+            let may_write = if version >= 3 {
+                r.bool()?
+            } else {
+                shared && prot & 2 != 0
+            };
+            Backing::File {
+                file,
+                offset,
+                shared,
+                may_write,
+            }
+        }
         3 => Backing::Anon,
         4 => Backing::Captured { offset: r.u64()? },
         5 => {
@@ -594,6 +612,7 @@ mod tests {
                         file: FileId::default(),
                         offset: 4096,
                         shared: false,
+                        may_write: false,
                     },
                 },
                 Region {

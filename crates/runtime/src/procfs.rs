@@ -333,6 +333,29 @@ pub fn locked_ranges() -> Vec<(usize, usize)> {
     out
 }
 
+/// The start of each mapping that may be made writable (`mw` among its smaps `VmFlags`).
+pub fn may_write_starts() -> Vec<usize> {
+    let Ok(text) = read(b"/proc/thread-self/smaps\0") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in text.split(|c| *c == b'\n') {
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            if flags.split(|c| *c == b' ').any(|f| f == b"mw")
+                && let Some(start) = current
+            {
+                out.push(start);
+            }
+        } else if is_smaps_header(line)
+            && let Some(v) = parse_line(line)
+        {
+            current = Some(v.start);
+        }
+    }
+    out
+}
+
 /// Kilobytes locked in memory (`VmLck` of `/proc/self/status`).
 pub fn locked_kb() -> u64 {
     status_number(b"VmLck").unwrap_or(0)

@@ -118,7 +118,17 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         p.mem_ino.load(Ordering::Relaxed),
     );
     let mut out = Vec::new();
-    for (v, anon_bytes) in mappings() {
+    let vmas = mappings();
+    // smaps (slow to read) only when a shared mapping is read-only now: whether `mprotect`
+    // may make it writable is not in maps.
+    let may_write_starts = if vmas.iter().any(|(v, _)| v.shared && !v.writable()) {
+        procfs::may_write_starts()
+    } else {
+        Vec::new()
+    };
+    let may_write =
+        |v: &Vma| v.shared && (v.writable() || may_write_starts.binary_search(&v.start).is_ok());
+    for (v, anon_bytes) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
         }
@@ -130,6 +140,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                     file,
                     offset: v.offset,
                     shared: true,
+                    may_write: may_write(&v),
                 },
                 None => capture(&v, captured),
             }
@@ -144,6 +155,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                     file,
                     offset: v.offset,
                     shared: v.shared,
+                    may_write: may_write(&v),
                 },
                 None => capture(&v, captured),
             }

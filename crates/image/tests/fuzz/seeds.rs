@@ -132,6 +132,7 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
                 },
                 offset: PAGE * rng.small(1024) as u64,
                 shared: rng.chance(1, 5),
+                may_write: rng.chance(1, 3),
             },
             5 => Backing::Anon,
             6 => {

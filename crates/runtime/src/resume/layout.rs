@@ -61,6 +61,7 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             file,
             offset,
             shared,
+            may_write,
         } => {
             let identical = before.iter().any(|v| {
                 v.start == start
@@ -76,19 +77,35 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             let mut path = file.path.clone();
             path.push(0);
             let c = core::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| Errno::EINVAL)?;
-            let writable = *shared && prot & sys::PROT_WRITE != 0;
-            let mode = if writable {
-                rustix::fs::OFlags::RDWR
-            } else {
-                rustix::fs::OFlags::RDONLY
+            let open = |mode: rustix::fs::OFlags| {
+                rustix::fs::openat(
+                    rustix::fs::CWD,
+                    c,
+                    mode | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| Errno(e.raw_os_error()))
             };
-            let fd = rustix::fs::openat(
-                rustix::fs::CWD,
-                c,
-                mode | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| Errno(e.raw_os_error()))?;
+            let fd = if *shared && prot & sys::PROT_WRITE != 0 {
+                open(rustix::fs::OFlags::RDWR)?
+            } else if *shared && *may_write {
+                // Read-only now, but `mprotect` could make it writable: the file must be
+                // open for writing underneath, as it was.
+                open(rustix::fs::OFlags::RDWR).or_else(|e| {
+                    crate::diag::Line::new()
+                        .str("warning: ")
+                        .push(&file.path)
+                        .str(" cannot be opened for writing again (errno ")
+                        .num(e.0 as u64)
+                        .str("): its shared mapping at ")
+                        .hex(start as u64)
+                        .str(" can no longer be made writable")
+                        .emit();
+                    open(rustix::fs::OFlags::RDONLY)
+                })?
+            } else {
+                open(rustix::fs::OFlags::RDONLY)?
+            };
             let kind = if *shared {
                 sys::MAP_SHARED
             } else {

@@ -274,6 +274,7 @@ mod tests {
             },
             offset: 0,
             shared: false,
+            may_write: false,
         }
     }
 
