@@ -494,7 +494,8 @@ fn sort_keeps_writing_its_output_file() {
 /// signal characters, VMIN/VTIME, its own interrupt character), run under `script` and
 /// resumed under `script` again (a new terminal, in cooked mode) through at least two
 /// failures: it finds its modes on every terminal it is resumed on (before, it found the new
-/// terminal cooked and echoing, and stopped with status 3).
+/// terminal cooked and echoing, and stopped with status 3), and a `SIGWINCH` whenever the new
+/// terminal's window size is not the one it had set (else status 4).
 #[test]
 fn a_terminal_in_raw_mode_stays_raw_across_resumes() {
     let prog = Program::compile("tty_modes.c");

@@ -50,6 +50,10 @@ pub struct TerminalModes {
     pub line: u8,
     /// The control characters (`c_cc`), at most [`MAX_CC`].
     pub cc: Vec<u8>,
+    /// The window size (`TIOCGWINSZ`): a resume on a terminal of another size tells the
+    /// program with `SIGWINCH`, as a resize would.
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// glibc's `NCCS`.
@@ -85,6 +89,7 @@ impl LaunchStreams {
             w.u32(t.lflag);
             w.u8(t.line);
             w.bytes(&t.cc);
+            w.u32(u32::from(t.rows) | u32::from(t.cols) << 16);
         }
         w.into_bytes()
     }
@@ -122,6 +127,14 @@ impl LaunchStreams {
                 lflag: r.u32()?,
                 line: r.u8()?,
                 cc: r.bytes()?,
+                rows: 0,
+                cols: 0,
+            };
+            let size = r.u32()?;
+            let t = TerminalModes {
+                rows: size as u16,
+                cols: (size >> 16) as u16,
+                ..t
             };
             if t.cc.len() > MAX_CC {
                 return Err(Error::Invalid("terminal control characters"));
@@ -167,6 +180,8 @@ mod tests {
                 lflag: 0o10,
                 line: 0,
                 cc: (0..32).collect(),
+                rows: 50,
+                cols: 132,
             }),
         }
     }

@@ -656,6 +656,8 @@ pub fn streams(rng: &mut Rng) -> LaunchStreams {
             lflag: rng.next() as u32,
             line: rng.next() as u8,
             cc: rng.bytes(n),
+            rows: rng.next() as u16,
+            cols: rng.next() as u16,
         })
     } else {
         None

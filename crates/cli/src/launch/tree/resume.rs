@@ -5,7 +5,8 @@
 //!    member's image before the launch).
 //! 2. Each member's runtime connects (`Role::Resume`), recreates its own children and
 //!    answers `Restored`; once all have: `Fetch` (shared fds), `Fetched` from all.
-//! 3. The record says RUNNING again, then `Go`. A tree whose root had ended before the save
+//! 3. The record says RUNNING again, then `Go` (and `SIGWINCH` when the terminal's window
+//!    size is not the saved one). A tree whose root had ended before the save
 //!    (a daemon's) is then left to run on: `zhuque run` returns 0, as the first launch
 //!    returned when its root ended.
 //!
@@ -53,6 +54,14 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
         crate::commands::run::resume_notice(init.dir(), init.record.meta())
     );
     init.send_all(&all, Msg::Go);
+    if super::streams::window_size_changed(init.record.meta()) {
+        // What the kernel does when a terminal is resized (to its foreground group): the
+        // default action is to ignore it, so members without a handler see nothing.
+        for pid in &all {
+            // SAFETY: plain system call.
+            unsafe { libc::kill(*pid, libc::SIGWINCH) };
+        }
+    }
     init.reg.end_resume();
     init.arm_failure();
     if init.root == Root::Rootless {

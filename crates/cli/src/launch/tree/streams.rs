@@ -48,6 +48,7 @@ fn terminal_modes(fd: i32) -> Option<TerminalModes> {
         let mut t: libc::termios = std::mem::zeroed();
         (libc::tcgetattr(fd, &mut t) == 0).then_some(t)?
     };
+    let (rows, cols) = window_size(fd).unwrap_or((0, 0));
     Some(TerminalModes {
         iflag: t.c_iflag,
         oflag: t.c_oflag,
@@ -55,7 +56,33 @@ fn terminal_modes(fd: i32) -> Option<TerminalModes> {
         lflag: t.c_lflag,
         line: t.c_line,
         cc: t.c_cc.to_vec(),
+        rows,
+        cols,
     })
+}
+
+/// The window size of the terminal on `fd` (rows, columns).
+fn window_size(fd: i32) -> Option<(u16, u16)> {
+    // SAFETY: `w` is written by the kernel on success only, then read.
+    unsafe {
+        let mut w: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut w) == 0).then_some((w.ws_row, w.ws_col))
+    }
+}
+
+/// Whether the resuming launch's terminal has another window size than the saved one had:
+/// the resumed processes are then told with `SIGWINCH`, as a resize would tell them.
+pub fn window_size_changed(saved: &Meta) -> bool {
+    let Some(Ok(streams)) = saved.section(TAG_STREAMS).map(LaunchStreams::decode) else {
+        return false;
+    };
+    let Some(t) = streams.terminal else {
+        return false;
+    };
+    (0..3)
+        .find(|fd| is_terminal(*fd))
+        .and_then(window_size)
+        .is_some_and(|now| now != (t.rows, t.cols))
 }
 
 /// Gives the saved modes to the launch's terminal (the first of fds 0-2 that is one), keeping
