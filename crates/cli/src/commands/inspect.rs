@@ -243,9 +243,15 @@ fn thread_text(dir: &Path, m: &Meta, t: &zhuque_image::Thread, pid: Option<i32>)
         None => t.tid.to_string(),
     };
     let leader = if t.leader { " (leader)" } else { "" };
+    let sched = m
+        .section(zhuque_image::os::TAG_PROCESS)
+        .and_then(|b| zhuque_image::os::ProcessState::decode(b).ok())
+        .and_then(|p| p.scheduling_of(t.tid).and_then(sections::scheduling_text))
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
     match stopped::stop_point(dir, m, t) {
-        Some(s) => format!("{who}{leader}: stopped in {}", s.text()),
-        None => format!("{who}{leader}: where it stopped cannot be read from the image"),
+        Some(s) => format!("{who}{leader}{sched}: stopped in {}", s.text()),
+        None => format!("{who}{leader}{sched}: where it stopped cannot be read from the image"),
     }
 }
 

@@ -159,18 +159,47 @@ pub fn threads_json(m: &Meta, state: &OsState, dir: &std::path::Path) -> Value {
     })
 }
 
-/// A thread's saved policy, priority, CPUs and timer slack.
-fn scheduling_json(s: &os::ThreadScheduling) -> Value {
-    let policy = match s.policy {
+fn policy_name(policy: u32) -> &'static str {
+    match policy {
         0 => "SCHED_OTHER",
         1 => "SCHED_FIFO",
         2 => "SCHED_RR",
         3 => "SCHED_BATCH",
         5 => "SCHED_IDLE",
         _ => "SCHED_DEADLINE",
-    };
+    }
+}
+
+/// What is unusual about a thread's scheduling, for `inspect`'s text (`None`: nothing; CPUs
+/// are named when they are not every CPU of this machine).
+pub fn scheduling_text(s: &os::ThreadScheduling) -> Option<String> {
+    let mut parts = Vec::new();
+    if s.policy != 0 {
+        parts.push(policy_name(s.policy).to_string());
+    }
+    if s.priority != 0 {
+        parts.push(format!("priority {}", s.priority));
+    }
+    if s.nice != 0 {
+        parts.push(format!("nice {}", s.nice));
+    }
+    // SAFETY: plain libc call.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    let all = (0..cpus).all(|c| {
+        s.affinity
+            .get(c / 8)
+            .is_some_and(|b| b & (1 << (c % 8)) != 0)
+    });
+    if !s.affinity.is_empty() && !all {
+        parts.push(format!("CPUs {}", cpu_list(&s.affinity)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A thread's saved policy, priority, CPUs and timer slack.
+fn scheduling_json(s: &os::ThreadScheduling) -> Value {
     Value::Object(vec![
-        ("policy", Value::str(policy)),
+        ("policy", Value::str(policy_name(s.policy))),
         ("reset_on_fork", Value::Bool(s.flags & 1 != 0)),
         ("nice", Value::int(s.nice)),
         ("priority", Value::int(s.priority)),
@@ -506,6 +535,20 @@ mod tests {
             ..ProcessState::default()
         };
         assert_eq!(process_text(&ps), "/srv, 0027");
+    }
+
+    #[test]
+    fn unusual_scheduling_is_named() {
+        let normal = os::ThreadScheduling::default();
+        assert_eq!(scheduling_text(&normal), None);
+        let idle = os::ThreadScheduling {
+            policy: 5,
+            nice: 3,
+            affinity: vec![0b1],
+            ..os::ThreadScheduling::default()
+        };
+        let text = scheduling_text(&idle).unwrap();
+        assert!(text.starts_with("SCHED_IDLE, nice 3"), "{text}");
     }
 
     #[test]
