@@ -316,6 +316,21 @@ fn shared_file_mappings_keep_their_write_permission() {
     crash_case("map_shared_file", &case, CrashPlan::default());
 }
 
+/// Unix sockets whose socket file is gone (`fd_unix_unlinked.c`): a listener and a datagram
+/// socket whose files were unlinked keep their addresses with no file coming back, and a
+/// listener whose path another listener of the program took since leaves that one reachable
+/// (the resume used to bind them all again: the files reappeared, and the other listener's
+/// was unlinked).
+#[test]
+fn unix_sockets_whose_file_is_gone() {
+    let case = Case {
+        file: "fd_unix_unlinked.c",
+        args: &["20000"],
+        status: 0,
+    };
+    crash_case("fd_unix_unlinked", &case, CrashPlan::default());
+}
+
 /// Shutdown states of sockets that are not a pair's end (`sock_shutdown.c`): UDP shut down
 /// for writing, reading and both (unconnected), Unix datagram sockets shut down for reading
 /// and for writing (unbound, and connected to another socket of the program), checked with

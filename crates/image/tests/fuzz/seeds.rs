@@ -401,6 +401,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
         queue,
         path_mode: *rng.pick(&[0, 0o600, 0o755, 0o1777]),
         senders,
+        path_gone: rng.chance(1, 4),
     }
 }
 

@@ -55,6 +55,7 @@ pub mod nr {
     pub const INOTIFY_RM_WATCH: usize = 255;
     pub const OPENAT: usize = 257;
     pub const UNLINKAT: usize = 263;
+    pub const RENAMEAT: usize = 264;
     pub const LINKAT: usize = 265;
     pub const SIGNALFD4: usize = 289;
     pub const TIMERFD_CREATE: usize = 283;
@@ -267,6 +268,21 @@ pub fn ftruncate(fd: i32, len: u64) -> Result<()> {
 
 pub fn ioctl(fd: i32, req: u64, arg: usize) -> Result<usize> {
     call(nr::IOCTL, fd as usize, req as usize, arg, 0, 0, 0)
+}
+
+/// Renames `from` to `to` (NUL-terminated paths, relative to the working directory).
+pub fn renameat(from: &[u8], to: &[u8]) -> Result<()> {
+    debug_assert!(from.last() == Some(&0) && to.last() == Some(&0));
+    call(
+        nr::RENAMEAT,
+        AT_FDCWD as usize,
+        from.as_ptr() as usize,
+        AT_FDCWD as usize,
+        to.as_ptr() as usize,
+        0,
+        0,
+    )
+    .map(|_| ())
 }
 
 pub fn unlinkat(dirfd: i32, path: &[u8], flags: u32) -> Result<()> {

@@ -28,7 +28,7 @@ pub use sockets::{SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 8;
+pub(super) const VERSION: u32 = 9;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -397,6 +397,7 @@ pub(crate) mod tests {
                         queue: vec![b"abc".to_vec(), b"d".to_vec()],
                         path_mode: 0o640,
                         senders: vec![],
+                        path_gone: false,
                     }),
                 },
                 OpenFile {

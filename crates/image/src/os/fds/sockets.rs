@@ -26,6 +26,10 @@ pub struct Socket {
     /// Permission bits of the socket file of a Unix socket bound to a path (0: none), given
     /// back after the re-bind (which makes it anew with the umask's mode).
     pub path_mode: u32,
+    /// A Unix socket bound to a path whose socket file is gone (unlinked, or the path now
+    /// names another file): it comes back bound to the path with no file of its own there,
+    /// and whatever is at the path stays.
+    pub path_gone: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -234,6 +238,7 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
     w.bytes_list(&s.queue);
     w.u32(s.path_mode);
     w.bytes_list(&s.senders);
+    w.bool(s.path_gone);
 }
 
 pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
@@ -276,6 +281,7 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         queue: r.bytes_list()?,
         path_mode: r.u32()? & 0o7777,
         senders: r.bytes_list()?,
+        path_gone: r.bool()?,
     })
 }
 
@@ -345,6 +351,7 @@ mod tests {
                 queue: vec![b"x".to_vec()],
                 path_mode: 0o600,
                 senders: vec![inet(5353).to_vec()],
+                path_gone: true,
             });
             assert_eq!(kind_roundtrip(&k), k);
         }

@@ -380,7 +380,11 @@ fn save_one(
         },
         ..Socket::default()
     };
-    s.path_mode = socket_file_mode(&s);
+    let own_file = diag
+        .iter()
+        .find(|(k, _)| *k == d.st.ino)
+        .and_then(|(_, v)| v.vfs);
+    (s.path_mode, s.path_gone) = socket_file(&s, own_file);
     let peer_name = || osys::getpeername(fd).unwrap_or_default();
     s.state = match domain {
         osys::AF_INET | osys::AF_INET6 if is_tcp(&s) => {
@@ -699,26 +703,41 @@ fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
     Some(p)
 }
 
-/// The permission bits of the socket file of a Unix socket bound to a path (0: none, or
-/// the path no longer leads to a socket).
-fn socket_file_mode(s: &Socket) -> u32 {
+/// For a Unix socket bound to a path: the permission bits of its socket file (0: none, or
+/// the path no longer leads to a socket), and whether its own file is gone — the path leads
+/// nowhere, or to another file than `own` (its socket file's device and inode, from
+/// `unix_diag`; without them, a socket at the path is taken for its own).
+fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
     if s.domain != osys::AF_UNIX {
-        return 0;
+        return (0, false);
     }
     let Some(p) = unix_path(&s.local) else {
-        return 0;
+        return (0, false);
     };
     let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p) else {
-        return 0;
+        return (0, false);
     };
-    match rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if st.st_mode & osys::S_IFMT == osys::S_IFSOCK => st.st_mode & 0o7777,
-        _ => 0,
+    let st = rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok();
+    let is_own = |st: &rustix::fs::Stat| match own {
+        Some((dev, ino)) => {
+            st.st_ino as u32 == ino
+                && rustix::fs::major(st.st_dev) == dev >> 20
+                && rustix::fs::minor(st.st_dev) == dev & 0xf_ffff
+        }
+        None => st.st_mode & osys::S_IFMT == osys::S_IFSOCK,
+    };
+    match st {
+        Some(st) if is_own(&st) => (st.st_mode & 0o7777, false),
+        // A socket file that is not its own: another socket's, left alone at the resume.
+        _ => (0, own.is_some()),
     }
 }
 
 /// Binds `fd` to the saved address (see the module comment).
 fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
+    if s.path_gone {
+        return bind_without_file(fd, s);
+    }
     let inet = matches!(s.domain, osys::AF_INET | osys::AF_INET6);
     if s.domain == osys::AF_UNIX
         && let Some(p) = unix_path(&s.local)
@@ -754,6 +773,29 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     {
         let mode = rustix::fs::Mode::from_raw_mode(s.path_mode);
         let _ = rustix::fs::chmodat(rustix::fs::CWD, c, mode, rustix::fs::AtFlags::empty());
+    }
+    r
+}
+
+/// A Unix socket whose socket file was unlinked: bound to its path again, and the new file
+/// removed, so the socket has its address and nobody can reach it by path, as before.
+/// Whatever now lives at the path (another socket's file, any file) is moved aside for the
+/// moment of the `bind` and put back.
+fn bind_without_file(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
+    let Some(path) = unix_path(&s.local) else {
+        return osys::bind(fd, &s.local);
+    };
+    let mut aside = path[..path.len() - 1].to_vec();
+    aside.extend_from_slice(b".zhuque-aside-");
+    aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
+    aside.push(0);
+    let moved = osys::renameat(&path, &aside).is_ok();
+    let r = osys::bind(fd, &s.local);
+    if r.is_ok() {
+        let _ = osys::unlinkat(osys::AT_FDCWD, &path, 0);
+    }
+    if moved {
+        let _ = osys::renameat(&aside, &path);
     }
     r
 }

@@ -1,6 +1,6 @@
 //! What the kernel knows about Unix sockets and tells only through `NETLINK_SOCK_DIAG`
 //! (`ss -x` uses it): each socket's state, its peer's inode (so both ends of a socketpair are
-//! recognised), its listen backlog and its shutdown state.
+//! recognised), its listen backlog, its shutdown state and the inode of its socket file.
 
 use super::super::sys::{self as osys};
 
@@ -15,6 +15,9 @@ pub struct UnixInfo {
     pub wqueue: u32,
     /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2).
     pub shutdown: u8,
+    /// A socket bound to a path: its socket file's device (the kernel's encoding, major << 20 |
+    /// minor) and inode, whether or not a path still leads there.
+    pub vfs: Option<(u32, u32)>,
 }
 
 pub const ESTABLISHED: u8 = 1;
@@ -26,8 +29,10 @@ const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
+const UDIAG_SHOW_VFS: u32 = 2;
 const UDIAG_SHOW_PEER: u32 = 4;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
@@ -62,7 +67,8 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     req[8..12].copy_from_slice(&1u32.to_le_bytes());
     req[16] = osys::AF_UNIX as u8; // sdiag_family
     req[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // udiag_states: all
-    req[28..32].copy_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
+    req[28..32]
+        .copy_from_slice(&(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // cookie: any
     if osys::send(nl, &req, 0).is_err() {
         let _ = osys::close(nl);
@@ -103,6 +109,9 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
                         }
                         let v = &msg[a + 4..a + alen];
                         match aty {
+                            UNIX_DIAG_VFS if v.len() >= 8 => {
+                                info.vfs = Some((u32_at(v, 4), u32_at(v, 0)));
+                            }
                             UNIX_DIAG_PEER if v.len() >= 4 => info.peer = u32_at(v, 0) as u64,
                             UNIX_DIAG_RQLEN if v.len() >= 8 => {
                                 info.rqueue = u32_at(v, 0);
