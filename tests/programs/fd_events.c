@@ -121,7 +121,9 @@ int main(int argc, char **argv)
     TL_CHECK(epoll_ctl(inner, EPOLL_CTL_ADD, sem, &e) == 0, "inner epoll");
     TL_CHECK(write(pp[1], "x", 1) == 1, "pipe write");
     struct epoll_event got[8];
-    int n = epoll_wait(ep, got, 8, 1000);
+    int n;
+    while ((n = epoll_wait(ep, got, 8, 1000)) < 0 && errno == EINTR)
+        ;
     TL_CHECK(n == 1 && got[0].data.u64 == 0xC3, "oneshot fired %d", n);
     /* The pipe stays readable, but its oneshot entry is disabled from now on. */
 

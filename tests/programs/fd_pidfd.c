@@ -43,7 +43,11 @@ static long fdinfo_pid(int fd)
 static short readiness(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    TL_CHECK(poll(&p, 1, 0) >= 0, "poll");
+    int n;
+    /* A failure that lands inside poll makes it return EINTR after the resume (README). */
+    while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+        ;
+    TL_CHECK(n >= 0, "poll");
     return p.revents;
 }
 
@@ -82,7 +86,10 @@ int main(int argc, char **argv)
         TL_CHECK(fcntl(nonblock, F_GETFL) & O_NONBLOCK, "round %lu: lost PIDFD_NONBLOCK", r);
         TL_CHECK(!(fcntl(pfd, F_GETFL) & O_NONBLOCK), "round %lu: gained O_NONBLOCK", r);
         struct epoll_event got;
-        TL_CHECK(epoll_wait(ep, &got, 1, 0) == 0, "round %lu: epoll reports the child", r);
+        int ready;
+        while ((ready = epoll_wait(ep, &got, 1, 0)) < 0 && errno == EINTR)
+            ;
+        TL_CHECK(ready == 0, "round %lu: epoll reports the child", r);
         for (int i = 0; i < 100000; i++)
             x = x * 6364136223846793005ULL + 1442695040888963407ULL;
         h = tl_mix(h, x);
@@ -91,11 +98,18 @@ int main(int argc, char **argv)
     }
     TL_CHECK(write(go[1], "x", 1) == 1, "let the child go");
     struct pollfd p = {.fd = pfd, .events = POLLIN};
-    TL_CHECK(poll(&p, 1, 10000) == 1 && (p.revents & POLLIN), "the child's exit not seen");
+    int n;
+    while ((n = poll(&p, 1, 10000)) < 0 && errno == EINTR)
+        ;
+    TL_CHECK(n == 1 && (p.revents & POLLIN), "the child's exit not seen");
     struct epoll_event got;
-    TL_CHECK(epoll_wait(ep, &got, 1, 10000) == 1 && got.data.u64 == 0x7e57, "epoll_wait");
+    while ((n = epoll_wait(ep, &got, 1, 10000)) < 0 && errno == EINTR)
+        ;
+    TL_CHECK(n == 1 && got.data.u64 == 0x7e57, "epoll_wait");
     siginfo_t si = {0};
-    TL_CHECK(waitid(P_PIDFD, (id_t)pfd, &si, WEXITED) == 0, "waitid: %s", strerror(errno));
+    while ((n = waitid(P_PIDFD, (id_t)pfd, &si, WEXITED)) < 0 && errno == EINTR)
+        ;
+    TL_CHECK(n == 0, "waitid: %s", strerror(errno));
     printf("child exited with %d\n", si.si_status);
     TL_CHECK(waitid(P_PIDFD, (id_t)nonblock, &si, WEXITED | WNOHANG) < 0 && errno == ECHILD,
              "reaped twice");

@@ -113,7 +113,10 @@ int main(int argc, char **argv)
         if (!got_usr2) {
             struct signalfd_siginfo si;
             struct pollfd q = {sfd, POLLIN, 0};
-            TL_CHECK(poll(&q, 1, 10000) == 1 && read(sfd, &si, sizeof si) == sizeof si &&
+            int n;
+            while ((n = poll(&q, 1, 10000)) < 0 && errno == EINTR)
+                ;
+            TL_CHECK(n == 1 && read(sfd, &si, sizeof si) == sizeof si &&
                          si.ssi_signo == SIGUSR2,
                      "SIGUSR2 lost (round %lu)", r);
             got_usr2 = 1;

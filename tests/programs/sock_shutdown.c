@@ -49,7 +49,11 @@ static int unix_dgram(const char *path)
 static short events(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP};
-    TL_CHECK(poll(&p, 1, 0) >= 0, "poll");
+    int n;
+    /* A failure that lands inside poll makes it return EINTR after the resume (README). */
+    while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+        ;
+    TL_CHECK(n >= 0, "poll");
     return p.revents;
 }
 
