@@ -404,3 +404,16 @@ fn fail_reaches_a_resume_from_its_first_instant() {
         "the output differs from the oracle's"
     );
 }
+
+/// Waits that time out (`wait_timeouts.c`: `poll`, `epoll_wait`, `select` on an empty pipe,
+/// 2 ms each, and `poll` with no timeout): none may return `EINTR`, as natively nothing
+/// interrupts them. A failure landing inside one made it return `EINTR` after the resume.
+#[test]
+fn waits_that_time_out_are_not_cut_short() {
+    let case = Case {
+        file: "wait_timeouts.c",
+        args: &["150"],
+        status: 0,
+    };
+    crash_case("wait_timeouts", &case, CrashPlan::default());
+}

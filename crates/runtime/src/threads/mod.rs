@@ -30,3 +30,4 @@ pub mod sleep;
 pub mod slots;
 pub mod start;
 pub mod stop;
+pub mod waits;

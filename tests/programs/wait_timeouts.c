@@ -1,0 +1,48 @@
+/*
+ * wait_timeouts ROUNDS
+ *
+ * Waits that time out: each round waits 2 ms on an empty pipe with poll, epoll_wait and
+ * select in turn, and 0 ms with poll, and requires each to time out (return 0). Nothing
+ * signals the program, so natively none ever returns EINTR; a failure landing inside a wait
+ * made it return EINTR after the resume. Prints its progress now and then.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 1, 300);
+    int p[2];
+    TL_CHECK(pipe(p) == 0, "pipe");
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event e = {.events = EPOLLIN};
+    TL_CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e) == 0, "epoll");
+    uint64_t h = TL_HASH_INIT;
+    for (unsigned long r = 1; r <= rounds; r++) {
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        int n = poll(&pf, 1, 2);
+        TL_CHECK(n == 0, "round %lu: poll gave %d (%s)", r, n, strerror(errno));
+        n = poll(&pf, 1, 0);
+        TL_CHECK(n == 0, "round %lu: poll(0) gave %d (%s)", r, n, strerror(errno));
+        struct epoll_event got;
+        n = epoll_wait(ep, &got, 1, 2);
+        TL_CHECK(n == 0, "round %lu: epoll_wait gave %d (%s)", r, n, strerror(errno));
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(p[0], &set);
+        struct timeval tv = {0, 2000};
+        n = select(p[0] + 1, &set, NULL, NULL, &tv);
+        TL_CHECK(n == 0, "round %lu: select gave %d (%s)", r, n, strerror(errno));
+        h = tl_mix(h, r);
+        if (r % (rounds / 8 ? rounds / 8 : 1) == 0)
+            printf("round %lu h=%016llx\n", r, (unsigned long long)h);
+    }
+    printf("done h=%016llx\n", (unsigned long long)h);
+    return 0;
+}
