@@ -11,8 +11,9 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use zhuque_image::ipc::IPC_DIR;
 use zhuque_image::tree::PROCESSES_DIR;
-use zhuque_image::{MEMORY_FILE, META_FILE, META_TMP_FILE, Meta, State};
+use zhuque_image::{MEMORY_FILE, META_FILE, META_TMP_FILE, Meta, SHARED_DIR, State};
 
 use crate::error::{Failure, Result};
 use crate::procfs;
@@ -222,8 +223,8 @@ impl ImageDir {
         write().map_err(|e| Failure::io("cannot write", &tmp, &e))
     }
 
-    /// Removes the image's state (`meta`, `meta.tmp`, `memory`, and a tree's process
-    /// images `p/`) and keeps the directory.
+    /// Removes the image's state (`meta`, `meta.tmp`, `memory`, shared objects `shm/`, and a
+    /// tree's process images `p/` and IPC objects `ipc/`) and keeps the directory.
     pub fn discard_state(&self) -> Result<()> {
         for name in [META_TMP_FILE, META_FILE, MEMORY_FILE] {
             let path = self.file(name);
@@ -233,12 +234,15 @@ impl ImageDir {
                 Err(e) => return Err(Failure::io("cannot remove", &path, &e)),
             }
         }
-        let processes = self.file(PROCESSES_DIR);
-        match fs::remove_dir_all(&processes) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Failure::io("cannot remove", &processes, &e)),
+        for name in [PROCESSES_DIR, SHARED_DIR, IPC_DIR] {
+            let dir = self.file(name);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::io("cannot remove", &dir, &e)),
+            }
         }
+        Ok(())
     }
 
     /// Whether the directory plausibly is an image: it holds image files or nothing at all.

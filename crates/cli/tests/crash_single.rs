@@ -406,7 +406,8 @@ fn fail_reaches_a_resume_from_its_first_instant() {
 }
 
 /// Waits that time out (`wait_timeouts.c`: `poll`, `epoll_wait`, `select` on an empty pipe,
-/// 2 ms each, and `poll` with no timeout): none may return `EINTR`, as natively nothing
+/// 2 ms each, `poll` with no timeout, `semtimedop` and `sem_timedwait` on semaphores at 0):
+/// none may return `EINTR`, as natively nothing
 /// interrupts them. A failure landing inside one made it return `EINTR` after the resume.
 #[test]
 fn waits_that_time_out_are_not_cut_short() {

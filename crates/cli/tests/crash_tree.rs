@@ -363,6 +363,29 @@ fn named_semaphores_between_processes() {
     assert!(out.contains("tree_sem: done"), "{out}");
 }
 
+#[test]
+fn system_v_ipc_and_message_queues_between_processes() {
+    let prog = Program::compile("tree_ipc.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // Every failure ends the tree's IPC namespace: segments (one removed while attached),
+    // semaphores and both kinds of message queues come back from the image, or a round or
+    // the final checks of every property fail. Three fail points in the root, random
+    // failures besides.
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 3,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_ipc", &prog.path, ["300", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.contains("tree_ipc: done"), "{out}");
+    assert!(
+        out.contains("removed segment: key 0, removed 1, size 8192, attached 2"),
+        "{out}"
+    );
+}
+
 /// Failures counted in `report` (the attempt that counts of each run) that landed after
 /// stdout had shown `marker`.
 fn failures_after(report: &CrashReport, marker: &str) -> usize {

@@ -10,6 +10,7 @@
 //! calls, the CLI with `std`.
 
 mod codec;
+pub mod ipc;
 mod meta;
 pub mod os;
 pub mod streams;

@@ -6,8 +6,9 @@ use crate::codec::{Reader, Writer};
 pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// 2: a file's identity includes its ctime. Version 1 files still decode (ctime 0: unknown).
 /// 3: a shared file region says whether it may be made writable (`may_write`); earlier
-/// versions decode with it set when the region is writable.
-pub const VERSION: u32 = 3;
+/// versions decode with it set when the region is writable. 4: System V segment attachments
+/// ([`Backing::SysvShm`]).
+pub const VERSION: u32 = 4;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -121,6 +122,14 @@ pub enum Backing {
     /// process that maps it), mapped shared at `offset`, so the processes that shared it share
     /// it again.
     Shared { name: Vec<u8>, offset: u64 },
+    /// An attachment (`shmat`) of the System V shared memory segment `id` of the tree's IPC
+    /// namespace (the init keeps the segment itself, `ipc.rs`): attached again at a resume,
+    /// the part of it at `offset`; `may_write` when it was not attached `SHM_RDONLY`.
+    SysvShm {
+        id: i32,
+        offset: u64,
+        may_write: bool,
+    },
 }
 
 /// Directory of [`Backing::Shared`] objects in an image (the tree's, in a process tree).
@@ -387,6 +396,16 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.bytes(name);
             w.u64(*offset);
         }
+        Backing::SysvShm {
+            id,
+            offset,
+            may_write,
+        } => {
+            w.u8(6);
+            w.i32(*id);
+            w.u64(*offset);
+            w.bool(*may_write);
+        }
     }
 }
 
@@ -422,6 +441,17 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
             Backing::Shared {
                 name,
                 offset: r.u64()?,
+            }
+        }
+        6 if version >= 4 => {
+            let id = r.i32()?;
+            if id < 0 {
+                return Err(Error::Invalid("System V segment id"));
+            }
+            Backing::SysvShm {
+                id,
+                offset: r.u64()?,
+                may_write: r.bool()?,
             }
         }
         _ => return Err(Error::Invalid("region backing")),

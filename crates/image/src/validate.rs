@@ -65,6 +65,7 @@ pub fn bounds(meta: &Meta, memory_len: u64, captured_len: u64) -> Result<(), Dam
                 return Err(bad("a shared object named outside the image", r.start));
             }
             Backing::Shared { offset, .. } => (*offset, u64::MAX, "a shared object region"),
+            Backing::SysvShm { offset, .. } => (*offset, u64::MAX, "a System V segment region"),
         };
         let end = offset.checked_add(r.len()).filter(|e| *e <= file_len);
         let Some(end) = end.filter(|_| offset.is_multiple_of(PAGE)) else {

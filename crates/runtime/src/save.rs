@@ -134,6 +134,12 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
+        } else if let Some(id) = crate::memory::sysv_shm::segment_id(&v) {
+            Backing::SysvShm {
+                id,
+                offset: v.offset,
+                may_write: may_write(&v),
+            }
         } else if let Some(path) = crate::memory::shared::live_name(&v) {
             match image_io::file_id(&path) {
                 Some(file) => Backing::File {

@@ -50,6 +50,8 @@ pub mod nr {
     pub const SCHED_YIELD: usize = 24;
     pub const MREMAP: usize = 25;
     pub const MADVISE: usize = 28;
+    pub const SHMAT: usize = 30;
+    pub const SHMCTL: usize = 31;
     pub const NANOSLEEP: usize = 35;
     pub const GETPID: usize = 39;
     pub const EXECVE: usize = 59;
@@ -250,6 +252,55 @@ pub unsafe fn mremap(
             0,
         )
     })
+}
+
+/// `shmat`: attaches System V segment `id` where the kernel chooses.
+///
+/// # Safety
+/// Maps new memory; the caller owns what it does with it.
+pub unsafe fn shmat(id: i32, flags: i32) -> Result<usize> {
+    // SAFETY: forwarded contract; a null address lets the kernel choose.
+    check(unsafe { syscall3(nr::SHMAT, id as usize, 0, flags as usize) })
+}
+
+/// `shmat` at `addr`, which must be page-aligned.
+///
+/// # Safety
+/// With `SHM_REMAP`, replaces whatever is mapped there.
+pub unsafe fn shmat_at(id: i32, addr: usize, flags: i32) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::SHMAT, id as usize, addr, flags as usize) })
+}
+
+pub const SHM_RDONLY: i32 = 0o10000;
+pub const SHM_REMAP: i32 = 0o40000;
+pub const SHM_EXEC: i32 = 0o100000;
+
+/// The size of System V segment `id` (`shmctl(IPC_STAT)`).
+pub fn shm_size(id: i32) -> Result<usize> {
+    /// `struct shmid64_ds` on x86-64: `ipc64_perm` takes 48 bytes, `shm_segsz` follows.
+    #[repr(C)]
+    struct ShmidDs {
+        perm: [u8; 48],
+        segsz: u64,
+        rest: [u64; 16],
+    }
+    const IPC_STAT: usize = 2;
+    let mut ds = ShmidDs {
+        perm: [0; 48],
+        segsz: 0,
+        rest: [0; 16],
+    };
+    // SAFETY: the kernel writes at most `struct shmid64_ds` (112 bytes) into `ds`.
+    check(unsafe {
+        syscall3(
+            nr::SHMCTL,
+            id as usize,
+            IPC_STAT,
+            &mut ds as *mut _ as usize,
+        )
+    })?;
+    Ok(ds.segsz as usize)
 }
 
 pub fn brk(addr: usize) -> usize {

@@ -1,4 +1,5 @@
-//! Creating the program's pid and mount namespaces, with the zhuque init as their pid 1.
+//! Creating the program's pid and mount namespaces (and a tree's IPC namespace), with the
+//! zhuque init as their pid 1.
 //!
 //! The init is created by one `clone3` with the namespace flags, so `zhuque run` itself stays
 //! in the user's namespaces: if a step fails (a `uid_map` write, the `/proc` mount), it kills
@@ -75,7 +76,13 @@ fn try_kind(
     let io = |e: std::io::Error| crate::error::plain_io(&e);
     let (go_r, go_w) = process::pipe().map_err(io)?;
     let (ready_r, ready_w) = process::pipe().map_err(io)?;
-    let init = match process::fork_with(kind.flags(), None) {
+    // A tree gets an IPC namespace of its own: its System V objects and POSIX message queues
+    // are the init's to keep at a save and to recreate with their ids at a resume (`tree/ipc.rs`).
+    let ipc = match body {
+        Body::Tree(_) => libc::CLONE_NEWIPC as u64,
+        Body::Solo(_) => 0,
+    };
+    let init = match process::fork_with(kind.flags() | ipc, None) {
         Err(e) => return Err(io(e)),
         Ok(Forked::Child) => {
             drop((go_w, ready_r));

@@ -3,6 +3,9 @@
 //! open file and consistent references, pending signals, process trees), drawn at random so
 //! the seeds differ in shape and size.
 
+use zhuque_image::ipc::{
+    IpcPerm, IpcState, Message, MsgQueue, PosixQueue, SemSet, ShmSegment, TAG_IPC,
+};
 use zhuque_image::os::{
     Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
     Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket,
@@ -118,7 +121,7 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
     for i in 0..n {
         at += PAGE * rng.small(512) as u64;
         let len = PAGE * (1 + rng.small(4096) as u64);
-        let backing = match rng.below(8) {
+        let backing = match rng.below(9) {
             0..=2 => {
                 let offset = pool;
                 pool += len;
@@ -140,9 +143,14 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
                 captured += len;
                 Backing::Captured { offset }
             }
-            _ => Backing::Shared {
+            7 => Backing::Shared {
                 name: format!("{}.{i}", rng.below(100_000)).into_bytes(),
                 offset: PAGE * rng.small(64) as u64,
+            },
+            _ => Backing::SysvShm {
+                id: rng.below(1 << 20) as i32,
+                offset: PAGE * rng.small(64) as u64,
+                may_write: rng.chance(1, 2),
             },
         };
         v.push(Region {
@@ -260,6 +268,7 @@ pub fn meta(rng: &mut Rng, scale: usize) -> Meta {
         if rng.chance(1, 3) {
             m.set_section(TAG_TREE, tree(rng, scale).encode());
             m.set_section(TAG_STREAMS, streams(rng).encode());
+            m.set_section(TAG_IPC, ipc(rng).encode());
         }
         if rng.chance(1, 4) {
             let n = rng.small(64);
@@ -628,6 +637,62 @@ pub fn pending(rng: &mut Rng, scale: usize) -> Pending {
             })
             .collect(),
     }
+}
+
+/// The IPC objects of a tree's namespace.
+pub fn ipc(rng: &mut Rng) -> IpcState {
+    let perm = |rng: &mut Rng| IpcPerm {
+        key: rng.next() as i32,
+        id: rng.below(1 << 24) as i32,
+        uid: rng.next() as u32,
+        gid: rng.next() as u32,
+        mode: rng.next() as u32 & 0o3777,
+    };
+    let messages = |rng: &mut Rng| {
+        (0..rng.small(4))
+            .map(|_| {
+                let n = rng.small(64);
+                Message {
+                    kind: rng.next() as i64,
+                    text: rng.bytes(n),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut st = IpcState::default();
+    for i in 0..rng.small(3) {
+        st.segments.push(ShmSegment {
+            perm: perm(rng),
+            size: rng.next() >> rng.below(64),
+            file: format!("{}-shm-{i}", rng.below(100)).into_bytes(),
+        });
+    }
+    for _ in 0..rng.small(3) {
+        let n = rng.small(8);
+        st.semaphores.push(SemSet {
+            perm: perm(rng),
+            values: (0..n).map(|_| rng.next() as u16).collect(),
+        });
+    }
+    for _ in 0..rng.small(3) {
+        st.queues.push(MsgQueue {
+            perm: perm(rng),
+            qbytes: rng.next() >> rng.below(64),
+            messages: messages(rng),
+        });
+    }
+    for i in 0..rng.small(3) {
+        st.posix_queues.push(PosixQueue {
+            name: format!("q{i}").into_bytes(),
+            mode: rng.next() as u32 & 0o777,
+            uid: rng.next() as u32,
+            gid: rng.next() as u32,
+            max_messages: rng.small(100) as i64,
+            message_size: rng.small(8192) as i64,
+            messages: messages(rng),
+        });
+    }
+    st
 }
 
 /// The launch's streams that were files.

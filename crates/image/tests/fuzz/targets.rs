@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 
+use zhuque_image::ipc::{IpcState, TAG_IPC};
 use zhuque_image::os::{
     self, FdTable, FileKind, Pending, ProcessState, SigInfo, SockAddr, SockState, Timers,
 };
@@ -178,6 +179,8 @@ fn meta(p: &mut Probe, b: &[u8]) -> Outcome {
             tree(p, body)?
         } else if *tag == TAG_STREAMS {
             streams(p, body)?
+        } else if *tag == TAG_IPC {
+            ipc(p, body)?
         } else if let Some(kind) = os::section_kind(*tag) {
             let _ = os::section_version(body);
             match kind.tag {
@@ -385,6 +388,22 @@ fn streams(p: &mut Probe, b: &[u8]) -> Outcome {
         format!("a launch stream outside 0-2 decoded: {s:?}")
     })?;
     round_trip("streams", &s, LaunchStreams::decode(&s.encode()))?;
+    Ok(Ok(()))
+}
+
+fn ipc(p: &mut Probe, b: &[u8]) -> Outcome {
+    let s = match p.decode("ipc", b, IpcState::decode)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let names = s.segments.iter().map(|x| &x.file);
+    promise(
+        names
+            .chain(s.posix_queues.iter().map(|q| &q.name))
+            .all(|n| !n.is_empty() && !n.contains(&b'/')),
+        || format!("an IPC file or queue name with a slash decoded: {s:?}"),
+    )?;
+    round_trip("ipc", &s, IpcState::decode(&s.encode()))?;
     Ok(Ok(()))
 }
 

@@ -5,6 +5,8 @@
 //! - [`table`]: which ranges are pool-backed (for `munmap`, `madvise`, `mremap`);
 //! - [`convert`]: moving existing private memory into the pool;
 //! - [`brk`]: the program break, emulated on pool memory;
+//! - [`shared`], [`sysv_shm`]: shared memory objects and System V segment attachments,
+//!   kept apart from the pool so that processes sharing them share them again;
 //! - this module: the semantics of `mmap`/`munmap`/`mremap`/`mprotect`/`madvise` on a
 //!   persistent address space, called by the interposed entry points in `interpose.rs`.
 
@@ -16,6 +18,7 @@ pub mod lock;
 pub mod pagemap;
 pub mod pool;
 pub mod shared;
+pub mod sysv_shm;
 pub mod table;
 
 use crate::procfs;

@@ -127,6 +127,11 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
         Backing::Shared { name, offset } => unsafe {
             crate::memory::shared::map(start, len, prot, name, *offset)
         },
+        Backing::SysvShm {
+            id,
+            offset,
+            may_write,
+        } => unsafe { crate::memory::sysv_shm::attach(start, len, prot, *id, *offset, *may_write) },
     }
 }
 

@@ -1,4 +1,7 @@
-//! Waits for fds that a failure does not cut short: `poll`, `select` and `epoll_wait`.
+//! Waits that a failure does not cut short: `poll`, `select` and `epoll_wait` for fds;
+//! `semop`, `semtimedop`, `msgsnd` and `msgrcv` on System V objects (which the kernel never
+//! restarts after a signal); `sem_wait`, `sem_timedwait` and `sem_clockwait` (glibc gives
+//! their `EINTR` to the program).
 //!
 //! A thread stopped inside one of them (by a save, or a stop round after a fork) takes the
 //! stop signal's handler, and the kernel ends the call with `EINTR` — even `poll` with a zero
@@ -9,18 +12,37 @@
 //! clock; the full timeout again when the clock went backwards, as after a reboot), and
 //! returns `EINTR` when the program's own signals interrupt it.
 //!
+//! A System V operation that fails with `EINTR` did nothing (each is atomic), and the
+//! semaphore waits take an absolute deadline: calling again with the same arguments goes on
+//! where the call stood, `semtimedop` with what is left of its relative timeout.
+//!
 //! The variants with a signal mask (`ppoll`, `pselect`, `epoll_pwait`) are left alone: a
 //! program uses them to be woken by a signal, and a program signal and a stop in one call
 //! must not lose its `EINTR`.
 
 use super::sigmask::stops_taken;
 use crate::runtime::active;
-use core::ffi::{c_int, c_void};
+use core::ffi::{c_int, c_long, c_void};
 
 type PollFn = unsafe extern "C" fn(*mut c_void, u64, c_int) -> c_int;
 type SelectFn =
     unsafe extern "C" fn(c_int, *mut c_void, *mut c_void, *mut c_void, *mut c_void) -> c_int;
 type EpollWaitFn = unsafe extern "C" fn(c_int, *mut c_void, c_int, c_int) -> c_int;
+type SemopFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> c_int;
+type SemtimedopFn = unsafe extern "C" fn(c_int, *mut c_void, usize, *const Timespec) -> c_int;
+type MsgsndFn = unsafe extern "C" fn(c_int, *const c_void, usize, c_int) -> c_int;
+type MsgrcvFn = unsafe extern "C" fn(c_int, *mut c_void, usize, c_long, c_int) -> isize;
+type SemWaitFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type SemTimedwaitFn = unsafe extern "C" fn(*mut c_void, *const c_void) -> c_int;
+type SemClockwaitFn = unsafe extern "C" fn(*mut c_void, c_int, *const c_void) -> c_int;
+
+/// `struct timespec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
 
 const EINTR: c_int = 4;
 
@@ -108,4 +130,135 @@ pub unsafe extern "C" fn select(
             return got;
         }
     }
+}
+
+/// Calls `call` again while it fails with `EINTR` because the runtime stopped the thread
+/// (for calls that go on where they stood when called again with the same arguments).
+fn again<T: PartialOrd + Default>(mut call: impl FnMut() -> T) -> T {
+    loop {
+        let stops = stops_taken();
+        let r = call();
+        if r >= T::default() || errno() != EINTR || stops_taken() == stops {
+            return r;
+        }
+    }
+}
+
+/// # Safety
+/// C `semop` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn semop(id: c_int, ops: *mut c_void, n: usize) -> c_int {
+    let real = real!(c"semop", SemopFn, -1);
+    if !active() {
+        // SAFETY: forwarded contract.
+        return unsafe { real(id, ops, n) };
+    }
+    // SAFETY: forwarded contract.
+    again(|| unsafe { real(id, ops, n) })
+}
+
+/// # Safety
+/// C `semtimedop` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn semtimedop(
+    id: c_int,
+    ops: *mut c_void,
+    n: usize,
+    timeout: *const Timespec,
+) -> c_int {
+    let real = real!(c"semtimedop", SemtimedopFn, -1);
+    if !active() || timeout.is_null() {
+        // SAFETY: forwarded contract.
+        return unsafe { again_if(active(), || real(id, ops, n, timeout)) };
+    }
+    // SAFETY: the caller's timeout, read once.
+    let whole = unsafe { *timeout };
+    let total_ns = (whole.sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(whole.nsec.max(0) as u64);
+    let start = crate::process::now_ns();
+    let mut left = whole;
+    loop {
+        let stops = stops_taken();
+        // SAFETY: forwarded contract, with the time left.
+        let r = unsafe { real(id, ops, n, &left) };
+        if r >= 0 || errno() != EINTR || stops_taken() == stops {
+            return r;
+        }
+        let now = crate::process::now_ns();
+        let spent = now.saturating_sub(start);
+        let rest = total_ns.saturating_sub(spent);
+        left = Timespec {
+            sec: (rest / 1_000_000_000) as i64,
+            nsec: (rest % 1_000_000_000) as i64,
+        };
+    }
+}
+
+/// Runs `call` through [`again`] when `retry`, once otherwise.
+///
+/// # Safety
+/// `call`'s own contract.
+unsafe fn again_if(retry: bool, call: impl FnMut() -> c_int) -> c_int {
+    let mut call = call;
+    if retry { again(call) } else { call() }
+}
+
+/// # Safety
+/// C `msgsnd` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn msgsnd(id: c_int, msg: *const c_void, size: usize, flags: c_int) -> c_int {
+    let real = real!(c"msgsnd", MsgsndFn, -1);
+    // SAFETY: forwarded contract.
+    unsafe { again_if(active(), || real(id, msg, size, flags)) }
+}
+
+/// # Safety
+/// C `msgrcv` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn msgrcv(
+    id: c_int,
+    msg: *mut c_void,
+    size: usize,
+    kind: c_long,
+    flags: c_int,
+) -> isize {
+    let real = real!(c"msgrcv", MsgrcvFn, -1);
+    if !active() {
+        // SAFETY: forwarded contract.
+        return unsafe { real(id, msg, size, kind, flags) };
+    }
+    // SAFETY: forwarded contract.
+    again(|| unsafe { real(id, msg, size, kind, flags) })
+}
+
+/// # Safety
+/// C `sem_wait` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sem_wait(sem: *mut c_void) -> c_int {
+    let real = real!(c"sem_wait", SemWaitFn, -1);
+    // SAFETY: forwarded contract.
+    unsafe { again_if(active(), || real(sem)) }
+}
+
+/// # Safety
+/// C `sem_timedwait` contract (an absolute deadline).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sem_timedwait(sem: *mut c_void, deadline: *const c_void) -> c_int {
+    let real = real!(c"sem_timedwait", SemTimedwaitFn, -1);
+    // SAFETY: forwarded contract.
+    unsafe { again_if(active(), || real(sem, deadline)) }
+}
+
+/// # Safety
+/// C `sem_clockwait` contract (an absolute deadline).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sem_clockwait(
+    sem: *mut c_void,
+    clock: c_int,
+    deadline: *const c_void,
+) -> c_int {
+    let real = real!(c"sem_clockwait", SemClockwaitFn, -1);
+    // SAFETY: forwarded contract.
+    unsafe { again_if(active(), || real(sem, clock, deadline)) }
 }

@@ -17,7 +17,7 @@ use crate::display;
 use crate::json::Value;
 
 /// The names [`Backing`] kinds have in `inspect`'s output, in summary order.
-const KINDS: [&str; 5] = ["pool", "file", "anon", "captured", "shared"];
+const KINDS: [&str; 6] = ["pool", "file", "anon", "captured", "shared", "sysv-shm"];
 
 fn kind_index(b: &Backing) -> usize {
     match b {
@@ -26,6 +26,7 @@ fn kind_index(b: &Backing) -> usize {
         Backing::Anon => 2,
         Backing::Captured { .. } => 3,
         Backing::Shared { .. } => 4,
+        Backing::SysvShm { .. } => 5,
     }
 }
 
@@ -82,7 +83,8 @@ impl ImageFiles {
                 self.shared_dir.join(String::from_utf8_lossy(name).as_ref()),
                 *offset,
             ),
-            Backing::File { .. } | Backing::Anon => return Some(0),
+            // A segment's contents are the tree's (`ipc/`), counted once there.
+            Backing::File { .. } | Backing::Anon | Backing::SysvShm { .. } => return Some(0),
         };
         let file = self
             .open
@@ -133,6 +135,7 @@ pub fn list_json(views: &[RegionView]) -> Value {
                     Backing::Shared { name, offset } => (Some(name.as_slice()), *offset),
                     Backing::Pool { offset } | Backing::Captured { offset } => (None, *offset),
                     Backing::Anon => (None, 0),
+                    Backing::SysvShm { offset, .. } => (None, *offset),
                 };
                 Value::Object(vec![
                     ("start", Value::int(r.start)),
@@ -152,7 +155,7 @@ pub fn list_json(views: &[RegionView]) -> Value {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RegionSummary {
     /// `(kind, regions, bytes, bytes on disk)` for pool, file, anon, captured, shared.
-    pub by_backing: [(&'static str, u64, u64, u64); 5],
+    pub by_backing: [(&'static str, u64, u64, u64); 6],
     /// `(path, regions, bytes)` per mapped file, in order of first appearance.
     pub files: Vec<(Vec<u8>, u64, u64)>,
     /// Lowest start and highest end.
@@ -306,7 +309,8 @@ mod tests {
                 ("file", 3, 0x4000, 0),
                 ("anon", 1, 0x400, 0),
                 ("captured", 0, 0, 0),
-                ("shared", 0, 0, 0)
+                ("shared", 0, 0, 0),
+                ("sysv-shm", 0, 0, 0)
             ]
         );
         assert_eq!(

@@ -92,6 +92,7 @@ pub fn commit(init: &mut TreeInit, generation: u64, tree: &Tree) -> ! {
     let everyone = init.reg.begin_end();
     init.send_all(&everyone, Msg::Commit);
     prune_images(init, tree);
+    super::ipc::prune(init.dir(), generation);
     wind_down(init);
     std::process::exit(EXIT_SAVED)
 }

@@ -17,6 +17,7 @@ mod control;
 mod ending;
 mod hub;
 pub mod init;
+mod ipc;
 mod lifecycle;
 mod plan;
 pub mod procs;

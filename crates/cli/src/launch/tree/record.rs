@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use zhuque_image::ipc::{IpcState, TAG_IPC};
 use zhuque_image::streams::{LaunchStreams, TAG_STREAMS};
 use zhuque_image::tree::{TAG_TREE, Tree};
 use zhuque_image::{META_FILE, META_TMP_FILE, Meta, State};
@@ -89,6 +90,18 @@ impl Record {
         }
         self.meta.state = Some(State::Running);
         self.write()
+    }
+
+    /// The IPC objects of the save under way, written with it by [`Record::saved`].
+    pub fn stage_ipc(&mut self, ipc: &IpcState) {
+        self.meta.set_section(TAG_IPC, ipc.encode());
+    }
+
+    /// The IPC objects of the saved tree (none when the save had none or kept none).
+    pub fn ipc(&self) -> Result<IpcState, zhuque_image::Error> {
+        self.meta
+            .section(TAG_IPC)
+            .map_or(Ok(IpcState::default()), IpcState::decode)
     }
 
     /// The save of `generation` exists once this returns.

@@ -3,6 +3,7 @@
 //! 1. Start every member whose parent is pid 1 or not a member, with its saved pid, session
 //!    and group, exactly as a solo launch starts its program (`zhuque run` checked every
 //!    member's image before the launch).
+//!    Before them, the IPC objects of the tree's namespace (`ipc.rs`).
 //! 2. Each member's runtime connects (`Role::Resume`), recreates its own children and
 //!    answers `Restored`; once all have: `Fetch` (shared fds), `Fetched` from all.
 //! 3. The record says RUNNING again, then `Go` (and `SIGWINCH` when the terminal's window
@@ -36,6 +37,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
     init.root = Root::Rootless;
     // Before any member starts: they take the init's streams.
     super::streams::continue_saved(init.record.meta());
+    let removed = restore_ipc(init)?;
     let started = start(init, tree, starts)?;
     wait_for(init, &started, Registry::not_restored, "came back")?;
     let all = init.reg.resume_members();
@@ -53,6 +55,7 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
         "{}",
         crate::commands::run::resume_notice(init.dir(), init.record.meta())
     );
+    super::ipc::remove(&removed);
     init.send_all(&all, Msg::Go);
     if super::streams::window_size_changed(init.record.meta()) {
         // What the kernel does when a terminal is resized (to its foreground group): the
@@ -70,6 +73,17 @@ pub fn run(init: &mut TreeInit, tree: &Tree, starts: &[Prepared]) -> Result<(), 
         super::lifecycle::detach(init, 0);
     }
     Ok(())
+}
+
+/// The namespace's IPC objects, before any member needs them; returns the segments to mark
+/// removed again once the members attached them.
+fn restore_ipc(init: &TreeInit) -> Result<Vec<i32>, Why> {
+    let ipc = init
+        .record
+        .ipc()
+        .map_err(|e| Why::Failed(format!("the tree's IPC objects cannot be read: {e}")))?;
+    super::ipc::restore(init.dir(), &ipc)
+        .map_err(|e| Why::Failed(format!("the resume failed: {e}")))
 }
 
 /// Starts the members whose parent is not a member (the runtime of each member recreates

@@ -7,7 +7,9 @@
 //! 2. **Record**: the tree from `/proc`, and each member's plan of shared fds, written to
 //!    `p/<pid>/shared`.
 //! 3. **Save**: `Save` to every member, each writes its image and answers.
-//! 4. **Commit** (`ending.rs`): the record SAVED, then `Commit`; or `Abort` on any failure.
+//! 4. **IPC objects** (`ipc.rs`): the init keeps the namespace's System V objects and POSIX
+//!    message queues, now that nothing of the tree runs.
+//! 5. **Commit** (`ending.rs`): the record SAVED, then `Commit`; or `Abort` on any failure.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -70,6 +72,10 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
+    let ipc = super::ipc::save(init.dir(), generation)
+        .map_err(|e| Why::Failed(format!("the save failed: {e}")))?;
+    init.record.stage_ipc(&ipc);
+    init.note(format_args!("save: IPC objects kept"));
     Ok(Some(tree))
 }
 
