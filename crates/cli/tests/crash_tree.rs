@@ -386,6 +386,25 @@ fn system_v_ipc_and_message_queues_between_processes() {
     );
 }
 
+#[test]
+fn process_shared_synchronization_and_map_files_truncation() {
+    let prog = Program::compile("tree_pshared.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror", "-pthread"]);
+    // A robust mutex, a condition variable, a barrier and an unnamed semaphore in shared
+    // anonymous memory, with waiters in three processes at every fail point and random
+    // failure; then a shared object truncated through /proc/self/map_files, which must change
+    // that object only.
+    let plan = CrashPlan {
+        runs: 8,
+        min_failures_per_run: 3,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_pshared", &prog.path, ["300", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.contains("tree_pshared: done"), "{out}");
+}
+
 /// Failures counted in `report` (the attempt that counts of each run) that landed after
 /// stdout had shown `marker`.
 fn failures_after(report: &CrashReport, marker: &str) -> usize {

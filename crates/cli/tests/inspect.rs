@@ -233,3 +233,65 @@ fn inspect_shows_each_process_in_full() {
             .any(|s| s["name"] == "SIGUSR1" && s["disposition"] == "handler")
     );
 }
+
+/// A tree's record shows the IPC objects of its namespace: `tree_ipc.c` saves itself at its
+/// first fail point with two segments (one removed while attached), a semaphore set and both
+/// kinds of message queue, each holding something.
+#[test]
+fn inspect_shows_the_ipc_objects_of_a_tree() {
+    let prog = Program::compile("tree_ipc.c");
+    let cwd = prog.workdir();
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let args = ["300".to_string(), "2".to_string()];
+    let out = zq.exec(
+        Zhuque::run_args(&image.path, None, &prog, &args),
+        &cwd,
+        None,
+    );
+    assert_eq!(
+        out.status,
+        SAVED,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let text = inspect_text(&zq, &image.path, &cwd);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("ipc:")).collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(": 65536 bytes,") && l.contains("mode 640")),
+        "{text}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(": 8192 bytes,") && l.ends_with("removed while attached")),
+        "{text}"
+    );
+    assert!(
+        rows.iter().any(|l| l.contains("mqueue /zq-tree-ipc-")),
+        "{text}"
+    );
+
+    let json = inspect_json(&zq, &image.path, &cwd);
+    assert_follows_schema(&json, &image.path);
+    let ipc = &json["ipc"];
+    assert_eq!(ipc["segments"].as_array().map(Vec::len), Some(2), "{ipc:#}");
+    assert_eq!(
+        ipc["semaphores"][0]["values"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(ipc["message_queues"][0]["mode"], 0o620);
+    assert_eq!(ipc["posix_queues"][0]["max_messages"], 8);
+    // Each process shows its attachments of the two segments.
+    for p in json["tree"].as_array().expect("a tree") {
+        let attached = p["details"]["region_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "sysv-shm")
+            .count();
+        assert_eq!(attached, 2, "{p:#}");
+    }
+}

@@ -12,6 +12,7 @@ use crate::launch::exec_plan::display_argv;
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS};
 
 mod fds;
+mod ipc;
 mod process;
 mod regions;
 mod sections;
@@ -131,6 +132,7 @@ impl Report {
             for st in launch_streams(m) {
                 rows.push(("stream", stream_text(&st)));
             }
+            rows.extend(ipc::text_rows(m));
         }
         if let Some(n) = self.memory_allocated {
             rows.push((
@@ -197,6 +199,7 @@ impl Report {
                         .collect(),
                 ),
             ),
+            ("ipc", m.map_or(Value::Null, ipc::json)),
         ];
         // What this image holds of its own process (a tree's record: nothing; its members
         // are under `tree`), each section in detail: null when the image has none, or it
