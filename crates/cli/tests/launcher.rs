@@ -1042,3 +1042,34 @@ fn completions_and_the_manual_page_are_valid() {
     }
     assert_eq!(status(&sb.output(["completions", "tcsh"])), 2);
 }
+
+/// The tree's IPC namespace is its own (an object the machine has is not there) and has the
+/// machine's IPC limits, not the kernel's defaults a new namespace starts with.
+#[test]
+fn the_tree_has_an_ipc_namespace_of_its_own_with_the_machines_limits() {
+    let sb = Sandbox::new();
+    let image = sb.image("ipc");
+    // A limit no test relies on, one above the machine's for the moment of the launch.
+    let file = "/proc/sys/kernel/shmmni";
+    let before = fs::read_to_string(file).unwrap();
+    let raised = before.trim().parse::<u64>().unwrap() + 1;
+    fs::write(file, raised.to_string()).unwrap();
+    // SAFETY: plain System V calls; the segment is removed below.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, 0o600) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    let out = sb.run_sh(
+        &image,
+        &[],
+        &format!("cat {file}; grep -c . /proc/sysvipc/shm; readlink /proc/self/ns/ipc"),
+    );
+    fs::write(file, before.trim()).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    assert_eq!(status(&out), 0, "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], raised.to_string(), "{stdout}");
+    assert_eq!(lines[1], "1", "only the header of an empty list: {stdout}");
+    let ours = fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_ne!(lines[2], ours.display().to_string(), "{stdout}");
+}

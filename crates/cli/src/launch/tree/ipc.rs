@@ -31,6 +31,65 @@ pub fn owns_namespace() -> bool {
     std::process::id() == 1
 }
 
+// ---- limits -----------------------------------------------------------------------------
+
+/// The IPC limits of an IPC namespace (`/proc/sys/kernel/{shmmax,...}`,
+/// `/proc/sys/fs/mqueue/*`). A new namespace starts with the kernel's defaults, not the
+/// machine's settings: a tree gets the machine's (a database tuned for large segments, a
+/// queue deeper than 10 messages), as it would have without its own namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    values: Vec<(&'static str, String)>,
+}
+
+const LIMIT_FILES: [&str; 12] = [
+    "/proc/sys/kernel/shmmax",
+    "/proc/sys/kernel/shmall",
+    "/proc/sys/kernel/shmmni",
+    "/proc/sys/kernel/shm_rmid_forced",
+    "/proc/sys/kernel/msgmax",
+    "/proc/sys/kernel/msgmnb",
+    "/proc/sys/kernel/msgmni",
+    "/proc/sys/kernel/sem",
+    "/proc/sys/fs/mqueue/queues_max",
+    "/proc/sys/fs/mqueue/msg_max",
+    "/proc/sys/fs/mqueue/msgsize_max",
+    "/proc/sys/fs/mqueue/msg_default",
+];
+
+impl Limits {
+    /// The limits of the calling process's namespace (before the tree's exists).
+    pub fn of_machine() -> Limits {
+        let values = LIMIT_FILES
+            .iter()
+            .filter_map(|f| Some((*f, fs::read_to_string(f).ok()?)))
+            .collect();
+        Limits { values }
+    }
+
+    /// Gives them to the namespace the init runs in, when it is the tree's own. A limit that
+    /// cannot be set is said once; the tree runs with the kernel's default for it.
+    pub fn apply(&self) {
+        if !owns_namespace() {
+            return;
+        }
+        for (file, value) in &self.values {
+            let same = fs::read_to_string(file).is_ok_and(|now| now == *value);
+            if same {
+                continue;
+            }
+            if let Err(e) = fs::write(file, value.trim()) {
+                say!(
+                    "zhuque: warning: the tree's IPC namespace keeps the kernel's default {file} \
+                     instead of the machine's {} ({})",
+                    value.trim(),
+                    crate::error::plain_io(&e)
+                );
+            }
+        }
+    }
+}
+
 // ---- save -------------------------------------------------------------------------------
 
 /// Every object of the namespace, with segment contents written to `dir/ipc/` under names of

@@ -84,6 +84,9 @@ pub struct InitPlan {
     /// `--fail-after`: the init fails the whole tree this long after the start (fresh) or
     /// after the resume, as a solo runtime does for its program.
     pub fail_after: Option<std::time::Duration>,
+    /// The machine's IPC limits, read before the tree's IPC namespace exists, which starts
+    /// with the kernel's defaults (`ipc::Limits`).
+    pub ipc_limits: ipc::Limits,
 }
 
 /// How a tree launch ended, for `zhuque run`.
@@ -134,6 +137,7 @@ fn init_plan(t: &TreeLaunch) -> Result<InitPlan> {
         tree,
         detach_fd: -1,
         fail_after: plans.first().and_then(|p| fail_after(&p.env)),
+        ipc_limits: ipc::Limits::of_machine(),
     })
 }
 
