@@ -9,6 +9,10 @@
  * semaphore that the root waits on. FAIL_POINTS rounds call zhuque_fail_now() in the root while
  * the children wait (one at the condition variable, one at the barrier or semaphore).
  *
+ * A memfd is mapped by all three and its fd kept: each round the root writes a word through
+ * the fd that child 2 reads through its mapping, and child 2 writes one through its mapping
+ * that the root reads through the fd (one object, not an fd's copy and a mapping's).
+ *
  * Then a shared object's storage is its own: the root truncates a second shared anonymous
  * mapping through its /proc/self/map_files fd to one page and checks that only that object
  * changed (its size, its first page intact; the synchronization memory and the heap untouched).
@@ -21,7 +25,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +45,8 @@ struct shared {
 };
 
 static struct shared *sh;
+static int mfd;                 /* the memfd, kept open by every process */
+static unsigned long *mapped;   /* its mapping: 1024 words */
 
 static void lock(void)
 {
@@ -58,8 +66,22 @@ static void meet(void)
     CHECK(r == 0 || r == PTHREAD_BARRIER_SERIAL_THREAD, "pthread_barrier_wait: %s", strerror(r));
 }
 
+/* A child that fails ends the run at once (the others would wait at the barrier forever). */
+static void on_child(int sig)
+{
+    (void)sig;
+    siginfo_t info = {0};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid &&
+        (info.si_code != CLD_EXITED || info.si_status != 0)) {
+        static const char m[] = "tree_pshared: a child failed\n";
+        (void)!write(2, m, sizeof m - 1);
+        _exit(1);
+    }
+}
+
 static int child(int which, unsigned long rounds)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (unsigned long i = 1; i <= rounds; i++) {
         meet();
         lock();
@@ -72,6 +94,11 @@ static int child(int which, unsigned long rounds)
             sh->child_sum[1] += i;
         }
         unlock();
+        if (which == 1) {
+            CHECK(mapped[i % 512] == i * 3, "child: memfd word %lu is %lu through the mapping",
+                  i, mapped[i % 512]);
+            mapped[512 + i % 512] = i * 5;
+        }
         if (which == 1)
             while (sem_post(&sh->sem) != 0)
                 CHECK(errno == EINTR, "sem_post: %s", strerror(errno));
@@ -102,6 +129,14 @@ int main(int argc, char **argv)
     CHECK(pthread_barrier_init(&sh->barrier, &ba, 3) == 0, "pthread_barrier_init");
     CHECK(sem_init(&sh->sem, 1, 0) == 0, "sem_init: %s", strerror(errno));
 
+    mfd = memfd_create("zq-pshared", MFD_CLOEXEC);
+    CHECK(mfd >= 0 && ftruncate(mfd, 1024 * sizeof(unsigned long)) == 0, "memfd: %s",
+          strerror(errno));
+    mapped = mmap(NULL, 1024 * sizeof(unsigned long), PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    CHECK(mapped != MAP_FAILED, "mmap memfd: %s", strerror(errno));
+
+    struct sigaction sa = {.sa_handler = on_child, .sa_flags = SA_RESTART};
+    sigaction(SIGCHLD, &sa, NULL);
     pid_t kids[2];
     for (int k = 0; k < 2; k++) {
         kids[k] = fork();
@@ -112,6 +147,9 @@ int main(int argc, char **argv)
 
     unsigned long every = rounds / (points + 1);
     for (unsigned long i = 1; i <= rounds; i++) {
+        unsigned long w = i * 3;
+        CHECK(pwrite(mfd, &w, sizeof w, (off_t)(i % 512) * sizeof w) == sizeof w, "pwrite: %s",
+              strerror(errno));
         meet();
         lock();
         sh->counter++;
@@ -122,6 +160,9 @@ int main(int argc, char **argv)
             zq_fail_now(); /* child 1 at the mutex or done, child 2 at the semaphore or barrier */
         while (sem_wait(&sh->sem) != 0)
             CHECK(errno == EINTR, "sem_wait: %s", strerror(errno));
+        CHECK(pread(mfd, &w, sizeof w, (off_t)(512 + i % 512) * sizeof w) == sizeof w &&
+                  w == i * 5,
+              "round %lu: the memfd holds %lu where child 2 mapped its word", i, w);
         if (i % 8 == 0)
             usleep(500);
         if (i % 100 == 0)

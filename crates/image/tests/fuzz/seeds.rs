@@ -434,6 +434,17 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
             size: rng.small(1 << 30) as u64,
             seals: rng.below(16) as u32,
             copy: format!("files/{}.{}", rng.below(100), rng.below(100)).into_bytes(),
+            shared: if rng.chance(1, 3) {
+                format!(
+                    "{}-{:x}-{:x}",
+                    rng.below(9),
+                    rng.next() >> 40,
+                    rng.next() >> 40
+                )
+                .into_bytes()
+            } else {
+                Vec::new()
+            },
             uid: *rng.pick(&[0, 1000, 65534]),
             gid: *rng.pick(&[0, 100, 65534]),
             mtime: (rng.next() as i64 >> 20, rng.below(1_000_000_000) as u32),

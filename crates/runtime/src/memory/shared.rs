@@ -96,7 +96,7 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
             offset: v.offset,
         });
     }
-    let name = format!("{generation}-{:x}-{:x}", v.dev, v.ino).into_bytes();
+    let name = object_name(generation, v.dev, v.ino);
     let d = dir();
     image_io::create_dir_all(&d).map_err(|e| Errno(e.raw_os_error()))?;
     let mut path = d;
@@ -169,6 +169,22 @@ fn write_from_memory(v: &Vma, out: i32, at: usize, len: usize, off: u64) -> Resu
     r
 }
 
+/// The name under which the save of `generation` keeps the object `(dev, ino)` in `shm/`.
+/// An fd of a memfd records it too (`os/fds/files.rs`): when a process mapped the object,
+/// the fd comes back as the same file as the mappings.
+pub fn object_name(generation: u64, dev: u64, ino: u64) -> Vec<u8> {
+    format!("{generation}-{dev:x}-{ino:x}").into_bytes()
+}
+
+/// Opens the shared object `name` of the image with `flags`, if the save kept it.
+pub fn open_object(name: &[u8], flags: u32) -> Result<i32, Errno> {
+    let mut path = dir();
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path.push(0);
+    osys::openat(osys::AT_FDCWD, &path, flags | osys::O_CLOEXEC, 0)
+}
+
 /// Maps the shared object `name` of the image at `[start, start+len)` (resume).
 ///
 /// # Safety
@@ -180,11 +196,7 @@ pub unsafe fn map(
     name: &[u8],
     offset: u64,
 ) -> Result<(), Errno> {
-    let mut path = dir();
-    path.push(b'/');
-    path.extend_from_slice(name);
-    path.push(0);
-    let fd = osys::openat(osys::AT_FDCWD, &path, osys::O_RDWR | osys::O_CLOEXEC, 0)?;
+    let fd = open_object(name, osys::O_RDWR)?;
     // SAFETY: forwarded contract.
     let r = unsafe {
         sys::mmap(

@@ -52,6 +52,7 @@ pub(super) fn put_anonymous(w: &mut Writer, k: &FileKind) {
         size,
         seals,
         copy,
+        shared,
         uid,
         gid,
         mtime,
@@ -64,6 +65,7 @@ pub(super) fn put_anonymous(w: &mut Writer, k: &FileKind) {
         w.u64(*size);
         w.u32(*seals);
         w.bytes(copy);
+        w.bytes(shared);
         w.u32(*uid);
         w.u32(*gid);
         w.i64(mtime.0);
@@ -80,6 +82,7 @@ pub(super) fn get_anonymous(r: &mut Reader) -> Result<FileKind, Error> {
         size: r.u64()?,
         seals: r.u32()?,
         copy: r.bytes()?,
+        shared: r.bytes()?,
         uid: r.u32()?,
         gid: r.u32()?,
         mtime: (r.i64()?, r.u32()?),
@@ -87,6 +90,11 @@ pub(super) fn get_anonymous(r: &mut Reader) -> Result<FileKind, Error> {
     match k {
         FileKind::Anonymous { mtime: (_, ns), .. } if ns >= 1_000_000_000 => {
             Err(Error::Invalid("unlinked file's mtime"))
+        }
+        FileKind::Anonymous { ref shared, .. }
+            if shared.contains(&b'/') || shared.starts_with(b".") =>
+        {
+            Err(Error::Invalid("memfd's shared object name"))
         }
         k => Ok(k),
     }
@@ -127,6 +135,7 @@ mod tests {
                 size: 1 << 41,
                 seals: 0xf,
                 copy: b"files/3.1".to_vec(),
+                shared: b"3-1-2".to_vec(),
                 uid: 0,
                 gid: 65534,
                 mtime: (-1, 999_999_999),

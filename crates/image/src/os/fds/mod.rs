@@ -28,7 +28,7 @@ pub use sockets::{SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 9;
+pub(super) const VERSION: u32 = 10;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -93,6 +93,11 @@ pub enum FileKind {
         /// memfd seals (`F_GET_SEALS`).
         seals: u32,
         copy: Vec<u8>,
+        /// The name a memfd's object has in the image's `shm/` when a process of the tree
+        /// mapped it shared at the save (`memory/shared.rs` copies it there under this name):
+        /// the fd comes back as that object, so the fd and the mappings stay one object.
+        /// Empty otherwise (and for an unlinked file).
+        shared: Vec<u8>,
         /// Owner and last modification time (seconds, nanoseconds), given back after the
         /// contents are (which changes both).
         uid: u32,
@@ -441,6 +446,7 @@ pub(crate) mod tests {
                         size: 4,
                         seals: 1,
                         copy: b"files/1.0".to_vec(),
+                        shared: Vec::new(),
                         uid: 1000,
                         gid: 100,
                         mtime: (1_700_000_000, 5),

@@ -127,9 +127,15 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
             name
         }
     };
+    let shared = if memfd {
+        crate::memory::shared::object_name(ctx.generation, d.st.dev, d.st.ino)
+    } else {
+        Vec::new()
+    };
     FileKind::Anonymous {
         path,
         memfd,
+        shared,
         mode: d.st.mode,
         offset: offset(d.local),
         size,
@@ -364,6 +370,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         size,
         seals,
         copy,
+        shared,
         uid,
         gid,
         mtime,
@@ -379,7 +386,19 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         )
         .collect();
     let perm = mode & 0o7777;
-    let made = if *memfd {
+    // A memfd some process mapped shared: the object the mappings are now (`shm/`), or the fd
+    // and the mappings would be two objects.
+    let object = (!shared.is_empty())
+        .then(|| crate::memory::shared::open_object(shared, osys::O_RDWR).ok())
+        .flatten();
+    let made = if let Some(fd) = object {
+        if *seals != 0 && *seals != osys::F_SEAL_SEAL {
+            r.warning(i)
+                .str("it comes back as the object its mappings share, without its memfd seals")
+                .emit();
+        }
+        Ok(fd)
+    } else if *memfd {
         let mut flags = osys::MFD_CLOEXEC;
         // Created without MFD_ALLOW_SEALING, a memfd reports exactly F_SEAL_SEAL.
         if *seals != osys::F_SEAL_SEAL {
@@ -441,7 +460,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
             Err(e) => r.placeholder(j, &format!("cannot open it again: errno {}", e.0)),
         }
     }
-    if *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
+    if object.is_none() && *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
         let _ = osys::fcntl(fd, osys::F_ADD_SEALS, *seals as usize);
     }
     give_back_owner_and_mtime(r, i, fd, (*uid, *gid), *mtime);

@@ -110,6 +110,8 @@ pub struct SaveCtx<'a> {
     /// Contents already copied into the image, by (device, inode): several descriptions of one
     /// unlinked file or memfd share one copy, and one file again after the resume.
     pub copies: Vec<(u64, u64, Vec<u8>)>,
+    /// The generation being saved (names of shared objects in `shm/`).
+    pub generation: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -454,6 +456,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             descs: &used,
             files,
             copies: Vec::new(),
+            generation: meta.generation,
         };
         match &plan {
             Some(plan) => apply_plan(plan, &table_fds, &mut kinds),
