@@ -95,6 +95,24 @@ fn message_queues() {
     crash_case("fd_mqueue", &case, plan);
 }
 
+/// Netlink sockets: a route socket keeps its port id, groups (bound and joined), options
+/// and answers dumps after every resume; a generic netlink socket resolves a family. With
+/// the old runtime each was a placeholder (EBADF at the first dump after a resume).
+#[test]
+fn netlink_sockets() {
+    let case = Case {
+        file: "fd_netlink.c",
+        args: &["200", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_netlink", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

@@ -30,6 +30,7 @@ pub mod inotify;
 pub mod interpose;
 mod locks;
 mod mqueue;
+mod netlink;
 mod pidfd;
 mod pipes;
 mod procfd;

@@ -70,6 +70,12 @@ const OPTIONS: &[(i32, i32, usize)] = &[
     (osys::IPPROTO_IPV6, 67, 4), // IPV6_TCLASS
     (osys::IPPROTO_IPV6, 75, 4), // IPV6_TRANSPARENT
     (osys::IPPROTO_IPV6, 78, 4), // IPV6_FREEBIND
+    super::netlink::OPTIONS[0],
+    super::netlink::OPTIONS[1],
+    super::netlink::OPTIONS[2],
+    super::netlink::OPTIONS[3],
+    super::netlink::OPTIONS[4],
+    super::netlink::OPTIONS[5],
 ];
 
 const TCP_LISTEN: u8 = 10;
@@ -87,6 +93,7 @@ fn bound(domain: i32, name: &[u8]) -> bool {
     match domain {
         osys::AF_INET | osys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
         osys::AF_UNIX => name.len() > 2,
+        osys::AF_NETLINK => super::netlink::bound(name),
         _ => !name.is_empty(),
     }
 }
@@ -467,13 +474,28 @@ fn save_one(
                 SockState::Unconnected
             }
         }
+        osys::AF_NETLINK => SockState::Unconnected,
         _ => return unsupported(),
     };
-    if !matches!(s.domain, osys::AF_UNIX) && !is_tcp(&s) && s.ty != osys::SOCK_DGRAM {
+    if !matches!(s.domain, osys::AF_UNIX | osys::AF_NETLINK)
+        && !is_tcp(&s)
+        && s.ty != osys::SOCK_DGRAM
+    {
         return unsupported();
     }
     let outside = matches!(s.state, SockState::Outside { .. });
     s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
+    if domain == osys::AF_NETLINK {
+        s.options.extend(super::netlink::memberships(fd));
+        if super::netlink::has_unread(fd) {
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(": the messages the kernel had queued on this netlink socket are lost")
+                .emit();
+        }
+        return FileKind::Socket(s);
+    }
     // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
     // read to the end first); a TCP connection is reset, which discards it.
     if s.domain == osys::AF_UNIX
@@ -499,6 +521,7 @@ fn applies(domain: i32, tcp: bool, level: i32) -> bool {
         osys::IPPROTO_TCP => tcp,
         osys::IPPROTO_IP => domain == osys::AF_INET,
         osys::IPPROTO_IPV6 => domain == osys::AF_INET6,
+        super::netlink::SOL_NETLINK => domain == osys::AF_NETLINK,
         _ => false,
     }
 }
@@ -667,6 +690,10 @@ fn apply_options(fd: i32, s: &Socket) {
     for o in &s.options {
         let mut v = o.value.clone();
         // The kernel reports twice the buffer size it was given.
+        if o.level == super::netlink::SOL_NETLINK {
+            super::netlink::apply(fd, o);
+            continue;
+        }
         if o.level == osys::SOL_SOCKET && matches!(o.name, osys::SO_RCVBUF | osys::SO_SNDBUF) {
             let n =
                 i32::from_le_bytes(v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
@@ -823,6 +850,7 @@ fn describe(addr: &[u8]) -> String {
                 .trim_end_matches('\0')
                 .to_string(),
         },
+        osys::AF_NETLINK => super::netlink::describe(addr),
         _ => "?".to_string(),
     }
 }
