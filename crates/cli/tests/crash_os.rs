@@ -113,6 +113,24 @@ fn netlink_sockets() {
     crash_case("fd_netlink", &case, plan);
 }
 
+/// File leases: a read and a write lease held through failures, and the write lease still a
+/// kernel lease at the end (a reader's open breaks it, with SIGIO). With the old runtime the
+/// leases were gone after the first resume.
+#[test]
+fn file_leases() {
+    let case = Case {
+        file: "fd_lease.c",
+        args: &["2000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_lease", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

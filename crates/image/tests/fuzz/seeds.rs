@@ -538,7 +538,12 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
         let locks = (0..rng.small(4))
             .map(|_| FileLock {
                 file: rng.below(nfiles as usize) as u32,
-                kind: *rng.pick(&[LockKind::Posix, LockKind::Ofd, LockKind::Flock]),
+                kind: *rng.pick(&[
+                    LockKind::Posix,
+                    LockKind::Ofd,
+                    LockKind::Flock,
+                    LockKind::Lease,
+                ]),
                 write: rng.chance(1, 2),
                 start: rng.small(1 << 20) as u64,
                 len: rng.small(1 << 20) as u64,

@@ -25,6 +25,8 @@ pub enum LockKind {
     Ofd,
     /// `flock`: owned by the open file description.
     Flock,
+    /// A file lease (`fcntl(F_SETLEASE)`), read or write: owned by the open file description.
+    Lease,
 }
 
 impl LockKind {
@@ -33,6 +35,7 @@ impl LockKind {
             LockKind::Posix => 1,
             LockKind::Ofd => 2,
             LockKind::Flock => 3,
+            LockKind::Lease => 4,
         }
     }
 
@@ -41,6 +44,7 @@ impl LockKind {
             1 => Ok(LockKind::Posix),
             2 => Ok(LockKind::Ofd),
             3 => Ok(LockKind::Flock),
+            4 => Ok(LockKind::Lease),
             _ => Err(Error::Invalid("lock kind")),
         }
     }
@@ -51,6 +55,7 @@ impl LockKind {
             LockKind::Posix => "posix",
             LockKind::Ofd => "ofd",
             LockKind::Flock => "flock",
+            LockKind::Lease => "lease",
         }
     }
 }
@@ -79,7 +84,12 @@ mod tests {
 
     #[test]
     fn roundtrip_every_kind() {
-        for kind in [LockKind::Posix, LockKind::Ofd, LockKind::Flock] {
+        for kind in [
+            LockKind::Posix,
+            LockKind::Ofd,
+            LockKind::Flock,
+            LockKind::Lease,
+        ] {
             let l = FileLock {
                 file: 4,
                 kind,
@@ -97,6 +107,6 @@ mod tests {
             assert_eq!(LockKind::from_code(kind.code()), Ok(kind));
         }
         assert_eq!(LockKind::from_code(0), Err(Error::Invalid("lock kind")));
-        assert_eq!(LockKind::from_code(4), Err(Error::Invalid("lock kind")));
+        assert_eq!(LockKind::from_code(5), Err(Error::Invalid("lock kind")));
     }
 }

@@ -1,5 +1,7 @@
 //! File locks: POSIX record locks (`fcntl(F_SETLK)`), open-file-description locks
-//! (`F_OFD_SETLK`) and `flock` locks the program held are taken again at the resume.
+//! (`F_OFD_SETLK`), `flock` locks and file leases (`F_SETLEASE`) the program held are taken
+//! again at the resume. A lease being broken at the save (another process opened the file)
+//! is not: natively the program was about to give it up.
 //!
 //! `/proc/self/fdinfo/N` lists the locks taken through a description (`lock:` lines). They are
 //! taken again once every fd is in place (a POSIX lock belongs to the process and goes away
@@ -30,7 +32,9 @@ pub fn save(d: &Desc, i: usize, out: &mut Vec<FileLock>) {
             b"POSIX" => LockKind::Posix,
             b"OFDLCK" => LockKind::Ofd,
             b"FLOCK" => LockKind::Flock,
-            _ => continue, // leases, delegations
+            // "1: LEASE  ACTIVE    READ 4700 fe:00:10010908 0 EOF"; BREAKING ones are dropped.
+            b"LEASE" if words[2] == b"ACTIVE" => LockKind::Lease,
+            _ => continue, // breaking leases, delegations
         };
         let write = match words[3] {
             b"WRITE" => true,
@@ -74,8 +78,13 @@ const LOCK_SH: usize = 1;
 const LOCK_EX: usize = 2;
 const LOCK_NB: usize = 4;
 const FLOCK_NR: usize = 73;
+const F_SETLEASE: u32 = 1024;
 
 fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
+    if l.kind == LockKind::Lease {
+        // F_RDLCK 0, F_WRLCK 1.
+        return osys::fcntl(fd, F_SETLEASE, usize::from(l.write)).map(|_| ());
+    }
     if l.kind == LockKind::Flock {
         let op = if l.write { LOCK_EX } else { LOCK_SH } | LOCK_NB;
         // SAFETY: plain fd operation.
@@ -121,6 +130,7 @@ pub fn restore(r: &Restorer, t: &FdTable) {
                     LockKind::Posix => "POSIX",
                     LockKind::Ofd => "OFD",
                     LockKind::Flock => "flock",
+                    LockKind::Lease => "lease",
                 })
                 .str(if l.write { " write" } else { " read" })
                 .str(" lock is lost (errno ")
