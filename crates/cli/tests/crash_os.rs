@@ -131,6 +131,24 @@ fn file_leases() {
     crash_case("fd_lease", &case, plan);
 }
 
+/// Directories removed while open (one for reading, one `O_PATH`) stay removed directories
+/// with their permission bits: listing them and creating in them fail with ENOENT, as
+/// natively. With the old runtime they were EBADF placeholders.
+#[test]
+fn removed_directories() {
+    let case = Case {
+        file: "fd_removed_dir.c",
+        args: &["3000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_removed_dir", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

@@ -358,6 +358,7 @@ pub fn set_mtime(fd: i32, mtime: (i64, u32)) -> Result<()> {
 
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
+pub const AT_REMOVEDIR: u32 = 0x200;
 pub const S_IFLNK: u32 = 0o120000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFIFO: u32 = 0o010000;

@@ -195,6 +195,16 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         r.hold(i);
         return;
     }
+    if let FileKind::Path { mode, .. } = &f.kind
+        && mode & osys::S_IFMT == osys::S_IFDIR
+        && let Some(was) = path.strip_suffix(DELETED)
+    {
+        match removed_directory(was, f.flags, *mode) {
+            Ok(fd) => r.put(i, fd),
+            Err(why) => r.placeholder(i, &why),
+        }
+        return;
+    }
     match open_saved(f, &path) {
         Ok((fd, seek)) => {
             if let Err(e) = seek {
@@ -204,6 +214,52 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         }
         Err(why) => r.placeholder(i, &why),
     }
+}
+
+/// An fd of a directory that was removed while the program had it open: a new directory is
+/// made where it was (in `/tmp` when its parent is gone too), opened, and removed again. The
+/// fd is then on a removed directory with the saved permissions, as the program's was (a
+/// removed directory is always empty; listing it gives nothing, creating in it `ENOENT`);
+/// only its inode number differs.
+fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
+    use rustix::fs::{CWD, Mode};
+    let parent = match was.iter().rposition(|c| *c == b'/') {
+        Some(0) | None => b"/".to_vec(),
+        Some(p) => was[..p].to_vec(),
+    };
+    let parent = if rustix::fs::stat(parent.as_slice())
+        .is_ok_and(|st| st.st_mode & osys::S_IFMT == osys::S_IFDIR)
+    {
+        parent
+    } else {
+        b"/tmp".to_vec()
+    };
+    let mut tmp = parent;
+    tmp.extend_from_slice(
+        format!(
+            "/.zhuque-removed-{}-{}",
+            crate::sys::getpid(),
+            crate::process::now_ns()
+        )
+        .as_bytes(),
+    );
+    let why = |what: &str, e: rustix::io::Errno| {
+        format!(
+            "cannot make a removed directory in place of {} ({what}: errno {})",
+            String::from_utf8_lossy(was),
+            e.raw_os_error()
+        )
+    };
+    rustix::fs::mkdirat(CWD, tmp.as_slice(), Mode::from_raw_mode(0o700))
+        .map_err(|e| why("mkdir", e))?;
+    let opened = osys::openat(osys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
+    let _ = osys::unlinkat(osys::AT_FDCWD, &cstr(&tmp), osys::AT_REMOVEDIR);
+    let fd = opened.map_err(|e| why("open", rustix::io::Errno::from_raw_os_error(e.0)))?;
+    let _ = rustix::fs::fchmod(
+        crate::image_io::borrow(fd),
+        Mode::from_raw_mode(mode & 0o7777),
+    );
+    Ok(fd)
 }
 
 /// A path under the saved process's own `/proc/<pid>/`, as `/proc/self/` (the resumed
