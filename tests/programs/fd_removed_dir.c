@@ -65,7 +65,7 @@ int main(int argc, char **argv)
             zq_fail_now();
         if (r % 100 == 0)
             usleep(1000);
-        if (r % 1000 == 0)
+        if (r % 250 == 0)
             printf("round %lu: both removed directories as they were\n", r);
     }
     printf("fd_removed_dir: done\n");

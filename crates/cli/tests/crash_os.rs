@@ -102,11 +102,11 @@ fn message_queues() {
 fn netlink_sockets() {
     let case = Case {
         file: "fd_netlink.c",
-        args: &["200", "2"],
+        args: &["120", "2"],
         status: 0,
     };
     let plan = CrashPlan {
-        runs: 10,
+        runs: 8,
         min_failures_per_run: 2,
         ..CrashPlan::default()
     };
@@ -124,7 +124,7 @@ fn file_leases() {
         status: 0,
     };
     let plan = CrashPlan {
-        runs: 10,
+        runs: 8,
         min_failures_per_run: 2,
         ..CrashPlan::default()
     };
@@ -138,11 +138,11 @@ fn file_leases() {
 fn removed_directories() {
     let case = Case {
         file: "fd_removed_dir.c",
-        args: &["3000", "2"],
+        args: &["1000", "2"],
         status: 0,
     };
     let plan = CrashPlan {
-        runs: 10,
+        runs: 8,
         min_failures_per_run: 2,
         ..CrashPlan::default()
     };

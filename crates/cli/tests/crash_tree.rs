@@ -372,7 +372,7 @@ fn system_v_ipc_and_message_queues_between_processes() {
     // the final checks of every property fail. Three fail points in the root, random
     // failures besides.
     let plan = CrashPlan {
-        runs: 10,
+        runs: 8,
         min_failures_per_run: 3,
         ..CrashPlan::default()
     };
