@@ -72,6 +72,7 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
+    init.note(format_args!("save: every member saved"));
     let ipc = super::ipc::save(init.dir(), generation)
         .map_err(|e| Why::Failed(format!("the save failed: {e}")))?;
     init.record.stage_ipc(&ipc);
