@@ -149,6 +149,24 @@ fn removed_directories() {
     crash_case("fd_removed_dir", &case, plan);
 }
 
+/// Namespace fds of the process's own namespaces (eight kinds, and one O_PATH) are the
+/// resumed process's own again: same namespace as /proc/self/ns says, type, link, setns.
+/// With the old runtime they were EBADF placeholders.
+#[test]
+fn namespace_fds() {
+    let case = Case {
+        file: "fd_namespace.c",
+        args: &["400", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 6,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_namespace", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

@@ -415,7 +415,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
 }
 
 fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
-    match rng.below(16) {
+    match rng.below(17) {
         0 => FileKind::Stdio {
             fd: rng.below(3) as i32,
         },
@@ -499,6 +499,9 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
         14 => FileKind::PidFd {
             pid: *rng.pick(&[-1, 2, 77]),
             thread: rng.chance(1, 4),
+        },
+        15 => FileKind::Namespace {
+            file: rng.pick(&zhuque_image::os::NS_FILES).as_bytes().to_vec(),
         },
         _ => FileKind::Unsupported {
             what: b"anon_inode:[io_uring]".to_vec(),

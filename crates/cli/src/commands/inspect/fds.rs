@@ -133,6 +133,7 @@ fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
                 ])
             }),
         )],
+        FileKind::Namespace { file } => vec![("namespace", Value::bytes(file))],
         FileKind::MessageQueue { name, notified } => vec![
             ("path", Value::bytes(name)),
             ("notified", Value::Bool(*notified)),
@@ -372,6 +373,7 @@ fn describe(t: &FdTable, file: &OpenFile) -> String {
         }
         FileKind::Inotify { watches } => format!("inotify with {} watch(es)", watches.len()),
         FileKind::MessageQueue { name, .. } => format!("message queue {}", lossy(name)),
+        FileKind::Namespace { file } => format!("its own {} namespace", lossy(file)),
         FileKind::PidFd { pid, thread } => match (*pid, thread) {
             (zhuque_image::os::PIDFD_ENDED, _) => "pidfd of a process that had ended".into(),
             (pid, true) => format!("pidfd of thread {pid}"),

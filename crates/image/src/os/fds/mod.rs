@@ -13,6 +13,7 @@ mod files;
 mod inotify;
 mod locks;
 mod mqueue;
+mod namespace;
 mod pidfd;
 mod pipes;
 mod signalfd;
@@ -22,6 +23,7 @@ mod timerfd;
 pub use epoll::{EpollEntry, NO_FILE as EPOLL_NO_FILE};
 pub use inotify::InotifyWatch;
 pub use locks::{FileLock, LockKind};
+pub use namespace::NS_FILES;
 pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
 pub use sockets::{SockAddr, SockOpt, SockState, Socket};
@@ -138,6 +140,13 @@ pub enum FileKind {
         pid: i32,
         thread: bool,
     },
+    /// A namespace fd that named one of the process's own namespaces at the save
+    /// (`/proc/self/ns/<file>`): opened again on the resumed process's namespace of that kind
+    /// (in a tree, the new pid, mount and IPC namespaces are the tree's, as the old ones were).
+    Namespace {
+        /// The entry of `/proc/self/ns/` (`net`, `pid_for_children`...).
+        file: Vec<u8>,
+    },
     /// In a process tree: the description process `owner` holds at `owner_fd` and saves; the
     /// resume takes it from that process (docs/process-trees.md, "Shared fds").
     Borrowed {
@@ -168,6 +177,7 @@ impl FileKind {
             FileKind::Inotify { .. } => "inotify",
             FileKind::MessageQueue { .. } => "message-queue",
             FileKind::PidFd { .. } => "pidfd",
+            FileKind::Namespace { .. } => "namespace",
             FileKind::Borrowed { .. } => "shared",
             FileKind::Unsupported { .. } => "unsupported",
         }
@@ -189,6 +199,7 @@ const KIND_UNSUPPORTED: u8 = 11;
 const KIND_MQUEUE: u8 = 12;
 const KIND_BORROWED: u8 = 13;
 const KIND_PIDFD: u8 = 14;
+const KIND_NAMESPACE: u8 = 15;
 
 impl FdTable {
     pub fn encode(&self) -> Vec<u8> {
@@ -326,6 +337,10 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.u8(KIND_PIDFD);
             pidfd::put(w, *pid, *thread);
         }
+        FileKind::Namespace { file } => {
+            w.u8(KIND_NAMESPACE);
+            namespace::put(w, file);
+        }
         FileKind::Borrowed { owner, owner_fd } => {
             w.u8(KIND_BORROWED);
             w.i32(*owner);
@@ -349,6 +364,7 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
         KIND_UNSUPPORTED => FileKind::Unsupported { what: r.bytes()? },
         KIND_MQUEUE => mqueue::get(r)?,
         KIND_PIDFD => pidfd::get(r)?,
+        KIND_NAMESPACE => namespace::get(r)?,
         KIND_BORROWED => FileKind::Borrowed {
             owner: r.i32()?,
             owner_fd: r.i32()?,

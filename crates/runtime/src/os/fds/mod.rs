@@ -30,6 +30,7 @@ pub mod inotify;
 pub mod interpose;
 mod locks;
 mod mqueue;
+mod namespace;
 mod netlink;
 mod pidfd;
 mod pipes;
@@ -128,11 +129,15 @@ enum Class {
     Inotify,
     MessageQueue,
     PidFd,
+    Namespace,
     Unsupported,
 }
 
 fn classify(d: &Desc) -> Class {
     let fmt = d.st.mode & osys::S_IFMT;
+    if namespace::is_namespace(&d.link) {
+        return Class::Namespace;
+    }
     if d.flags & osys::O_PATH != 0 {
         return Class::Path;
     }
@@ -489,6 +494,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 Class::Inotify => inotify::save(d),
                 Class::MessageQueue => mqueue::save(d),
                 Class::PidFd => pidfd::save(d),
+                Class::Namespace => namespace::save(d),
                 Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
                     what: d.link.clone(),
                 },
@@ -936,6 +942,7 @@ pub fn restore(meta: &Meta) {
                 FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
                 FileKind::Inotify { .. } => inotify::restore(&mut r, i),
                 FileKind::MessageQueue { .. } => mqueue::restore(&mut r, i),
+                FileKind::Namespace { .. } => namespace::restore(&mut r, i),
                 FileKind::Unsupported { what } => {
                     let what = String::from_utf8_lossy(what).into_owned();
                     r.placeholder(i, &format!("{what} cannot be recreated"));
