@@ -167,6 +167,24 @@ fn namespace_fds() {
     crash_case("fd_namespace", &case, plan);
 }
 
+/// A raw ICMP socket with its ICMP_FILTER pings 127.0.0.1 through failures, and a packet
+/// socket stays bound to the loopback interface with PACKET_AUXDATA and sees its traffic.
+/// With the old runtime both were EBADF placeholders.
+#[test]
+fn raw_and_packet_sockets() {
+    let case = Case {
+        file: "sock_raw.c",
+        args: &["300", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 6,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("sock_raw", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

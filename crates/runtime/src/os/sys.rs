@@ -520,6 +520,7 @@ pub const AF_INET6: i32 = 10;
 pub const AF_NETLINK: i32 = 16;
 pub const SOCK_STREAM: i32 = 1;
 pub const SOCK_DGRAM: i32 = 2;
+pub const SOCK_RAW: i32 = 3;
 pub const SOCK_SEQPACKET: i32 = 5;
 pub const SOCK_NONBLOCK: i32 = 0o4000;
 pub const SOCK_CLOEXEC: i32 = 0o2000000;

@@ -35,6 +35,7 @@ mod netlink;
 mod pidfd;
 mod pipes;
 mod procfd;
+mod raw;
 mod signalfd;
 mod sockets;
 mod timerfd;

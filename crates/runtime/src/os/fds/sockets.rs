@@ -76,6 +76,14 @@ const OPTIONS: &[(i32, i32, usize)] = &[
     super::netlink::OPTIONS[3],
     super::netlink::OPTIONS[4],
     super::netlink::OPTIONS[5],
+    super::raw::OPTIONS[0],
+    super::raw::OPTIONS[1],
+    super::raw::OPTIONS[2],
+    super::raw::OPTIONS[3],
+    super::raw::OPTIONS[4],
+    super::raw::OPTIONS[5],
+    super::raw::OPTIONS[6],
+    super::raw::OPTIONS[7],
 ];
 
 const TCP_LISTEN: u8 = 10;
@@ -94,6 +102,7 @@ fn bound(domain: i32, name: &[u8]) -> bool {
         osys::AF_INET | osys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
         osys::AF_UNIX => name.len() > 2,
         osys::AF_NETLINK => super::netlink::bound(name),
+        super::raw::AF_PACKET => super::raw::bound(name),
         _ => !name.is_empty(),
     }
 }
@@ -474,12 +483,18 @@ fn save_one(
                 SockState::Unconnected
             }
         }
-        osys::AF_NETLINK => SockState::Unconnected,
+        osys::AF_NETLINK | super::raw::AF_PACKET => SockState::Unconnected,
+        osys::AF_INET | osys::AF_INET6 if ty == osys::SOCK_RAW => match osys::getpeername(fd) {
+            Ok(p) => SockState::Datagram { peer: p },
+            Err(_) => SockState::Unconnected,
+        },
         _ => return unsupported(),
     };
+    let raw = s.domain == super::raw::AF_PACKET || s.ty == osys::SOCK_RAW;
     if !matches!(s.domain, osys::AF_UNIX | osys::AF_NETLINK)
         && !is_tcp(&s)
         && s.ty != osys::SOCK_DGRAM
+        && !raw
     {
         return unsupported();
     }
@@ -492,6 +507,16 @@ fn save_one(
                 .str("warning: fd ")
                 .num(d.fd as u64)
                 .str(": the messages the kernel had queued on this netlink socket are lost")
+                .emit();
+        }
+        return FileKind::Socket(s);
+    }
+    if raw {
+        if super::raw::has_unread(fd) {
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(": the packets queued on this raw or packet socket are lost")
                 .emit();
         }
         return FileKind::Socket(s);
@@ -522,6 +547,8 @@ fn applies(domain: i32, tcp: bool, level: i32) -> bool {
         osys::IPPROTO_IP => domain == osys::AF_INET,
         osys::IPPROTO_IPV6 => domain == osys::AF_INET6,
         super::netlink::SOL_NETLINK => domain == osys::AF_NETLINK,
+        super::raw::SOL_PACKET => domain == super::raw::AF_PACKET,
+        super::raw::SOL_RAW => domain == osys::AF_INET,
         _ => false,
     }
 }
@@ -688,12 +715,12 @@ fn new_socket(s: &Socket) -> Result<i32, crate::sys::Errno> {
 
 fn apply_options(fd: i32, s: &Socket) {
     for o in &s.options {
-        let mut v = o.value.clone();
-        // The kernel reports twice the buffer size it was given.
         if o.level == super::netlink::SOL_NETLINK {
             super::netlink::apply(fd, o);
             continue;
         }
+        let mut v = o.value.clone();
+        // The kernel reports twice the buffer size it was given.
         if o.level == osys::SOL_SOCKET && matches!(o.name, osys::SO_RCVBUF | osys::SO_SNDBUF) {
             let n =
                 i32::from_le_bytes(v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
@@ -778,7 +805,12 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     if inet {
         let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, 1);
     }
-    let mut r = osys::bind(fd, &s.local);
+    let local = if s.domain == super::raw::AF_PACKET {
+        super::raw::bind_address(&s.local)
+    } else {
+        s.local.clone()
+    };
+    let mut r = osys::bind(fd, &local);
     // Taken only by connections nobody owns any more (the dead process's, or earlier ones of
     // the program in TIME_WAIT): clear them and bind.
     if inet
@@ -851,6 +883,7 @@ fn describe(addr: &[u8]) -> String {
                 .to_string(),
         },
         osys::AF_NETLINK => super::netlink::describe(addr),
+        super::raw::AF_PACKET => super::raw::describe(addr),
         _ => "?".to_string(),
     }
 }

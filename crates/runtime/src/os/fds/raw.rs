@@ -1,0 +1,60 @@
+//! Raw IP sockets (`SOCK_RAW` of `AF_INET`/`AF_INET6`: ping, traceroute, routing daemons) and
+//! packet sockets (`AF_PACKET`: DHCP clients, capture tools): a new socket of the same
+//! protocol, bound to the same address or interface, reconnected where it was, with the
+//! options that differ from a new socket's (`sockets.rs` saves and restores them like any
+//! socket's; making them needs `CAP_NET_RAW`, as it did).
+//!
+//! What the kernel had queued on them came from the network, not from a socket the resume
+//! can send from again: it is lost, said at the save. Rings mapped with `PACKET_RX_RING` /
+//! `PACKET_TX_RING` are not kept.
+
+use super::super::sys as osys;
+
+pub const AF_PACKET: i32 = 17;
+/// `SOL_PACKET`, `SOL_RAW`.
+pub const SOL_PACKET: i32 = 263;
+pub const SOL_RAW: i32 = 255;
+
+/// The options of these sockets a program may have changed (each an `int`, but
+/// `ICMP_FILTER`, a 32-bit mask): `IP_HDRINCL`, `IPV6_CHECKSUM`, `ICMP_FILTER`,
+/// `PACKET_ORIGDEV`, `PACKET_AUXDATA`, `PACKET_VERSION`, `PACKET_QDISC_BYPASS`,
+/// `PACKET_IGNORE_OUTGOING`.
+pub const OPTIONS: [(i32, i32, usize); 8] = [
+    (osys::IPPROTO_IP, 3, 4),
+    (osys::IPPROTO_IPV6, 7, 4),
+    (SOL_RAW, 1, 4),
+    (SOL_PACKET, 9, 4),
+    (SOL_PACKET, 8, 4),
+    (SOL_PACKET, 10, 4),
+    (SOL_PACKET, 20, 4),
+    (SOL_PACKET, 23, 4),
+];
+
+/// Whether a packet socket's `getsockname` names an interface (`sockaddr_ll.sll_ifindex`).
+pub fn bound(name: &[u8]) -> bool {
+    name.get(4..8).is_some_and(|b| b.iter().any(|c| *c != 0))
+}
+
+/// A packet socket's saved name as `bind` takes it: `getsockname` gives a `sockaddr_ll` only
+/// as long as its hardware address (18 bytes for Ethernet), `bind` wants all 20.
+pub fn bind_address(name: &[u8]) -> Vec<u8> {
+    let mut a = name.to_vec();
+    if a.len() < 20 {
+        a.resize(20, 0);
+    }
+    a
+}
+
+/// Whether something is queued on the socket (lost at the resume).
+pub fn has_unread(fd: i32) -> bool {
+    let mut b = [0u8; 1];
+    osys::recv(fd, &mut b, osys::MSG_PEEK | osys::MSG_DONTWAIT).is_ok()
+}
+
+/// `packet socket on interface N` for messages.
+pub fn describe(addr: &[u8]) -> String {
+    let ifindex = addr
+        .get(4..8)
+        .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    format!("packet socket on interface {ifindex}")
+}
