@@ -132,6 +132,15 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
         }
+        if v.name.starts_with(b"socket:[") {
+            // A packet socket's PACKET_RX_RING/TX_RING: the new socket has no ring, so the
+            // mapping comes back as a copy that the kernel no longer fills.
+            crate::diag::Line::new()
+                .str("warning: the socket ring mapped at ")
+                .hex(v.start as u64)
+                .str(" is not kept (its frames come back as a plain copy)")
+                .emit();
+        }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
         } else if let Some(id) = crate::memory::sysv_shm::segment_id(&v) {
