@@ -185,6 +185,24 @@ fn raw_and_packet_sockets() {
     crash_case("sock_raw", &case, plan);
 }
 
+/// Device nodes removed while open (of null's and zero's devices, made in /dev, opened and
+/// removed) stay those devices behind removed nodes. With the old runtime they were EBADF
+/// placeholders.
+#[test]
+fn removed_device_nodes() {
+    let case = Case {
+        file: "fd_removed_dev.c",
+        args: &["500", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 5,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_removed_dev", &case, plan);
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]

@@ -756,6 +756,7 @@ fn inspect_shows_every_section() {
                 ino: 2,
                 mode: 0o100644,
                 offset: 4321,
+                rdev: 0,
             },
         }],
         fds: vec![Fd {

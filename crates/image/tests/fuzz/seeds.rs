@@ -425,6 +425,7 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
             ino: rng.next() >> 20,
             mode: *rng.pick(&[0o100644, 0o040755, 0o020666, 0o060660, 0o140777, 0]),
             offset: rng.next() >> rng.range(20, 63),
+            rdev: *rng.pick(&[0, 0x103, 0x105]),
         },
         3 => FileKind::Anonymous {
             path: path(rng),

@@ -61,12 +61,14 @@ fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
             ino,
             mode,
             offset,
+            rdev,
         } => vec![
             ("path", Value::bytes(path)),
             ("offset", int(*offset)),
             ("mode", Value::str(format!("{mode:o}"))),
             ("dev", int(*dev)),
             ("ino", int(*ino)),
+            ("rdev", int(*rdev)),
         ],
         FileKind::Anonymous {
             path,

@@ -22,6 +22,7 @@ pub(super) fn put_path(w: &mut Writer, k: &FileKind) {
         ino,
         mode,
         offset,
+        rdev,
     } = k
     {
         w.bytes(path);
@@ -29,6 +30,7 @@ pub(super) fn put_path(w: &mut Writer, k: &FileKind) {
         w.u64(*ino);
         w.u32(*mode);
         w.u64(*offset);
+        w.u64(*rdev);
     }
 }
 
@@ -39,6 +41,7 @@ pub(super) fn get_path(r: &mut Reader) -> Result<FileKind, Error> {
         ino: r.u64()?,
         mode: r.u32()?,
         offset: r.u64()?,
+        rdev: r.u64()?,
     })
 }
 
@@ -126,6 +129,7 @@ mod tests {
                 ino: 6,
                 mode: 0o020666,
                 offset: 0,
+                rdev: 0x103,
             },
             FileKind::Anonymous {
                 path: b"memfd:x".to_vec(),

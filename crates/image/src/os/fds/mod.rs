@@ -82,6 +82,9 @@ pub enum FileKind {
         /// `st_mode` (type and permissions).
         mode: u32,
         offset: u64,
+        /// A device's number (`st_rdev`; 0 for other files): a device node removed while open
+        /// is made again from it.
+        rdev: u64,
     },
     /// A file unlinked while open (or made with `O_TMPFILE`), or a memfd: its contents are copied
     /// into the image (`copy`, a file name relative to the image directory).
@@ -395,6 +398,7 @@ pub(crate) mod tests {
                         ino: 2,
                         mode: 0o100644,
                         offset: 12345,
+                        rdev: 0,
                     },
                 },
                 OpenFile {

@@ -51,6 +51,7 @@ fn offset(fd: i32) -> u64 {
 
 pub fn save_path(d: &Desc) -> FileKind {
     FileKind::Path {
+        rdev: d.st.rdev,
         path: d.link.clone(),
         dev: d.st.dev,
         ino: d.st.ino,
@@ -205,6 +206,16 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         }
         return;
     }
+    if let FileKind::Path { mode, rdev, .. } = &f.kind
+        && matches!(mode & osys::S_IFMT, osys::S_IFCHR | osys::S_IFBLK)
+        && let Some(was) = path.strip_suffix(DELETED)
+    {
+        match removed_device(was, f.flags, *mode, *rdev) {
+            Ok(fd) => r.put(i, fd),
+            Err(why) => r.placeholder(i, &why),
+        }
+        return;
+    }
     match open_saved(f, &path) {
         Ok((fd, seek)) => {
             if let Err(e) = seek {
@@ -216,25 +227,47 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
     }
 }
 
-/// An fd of a directory that was removed while the program had it open: a new directory is
-/// made where it was (in `/tmp` when its parent is gone too), opened, and removed again. The
-/// fd is then on a removed directory with the saved permissions, as the program's was (a
-/// removed directory is always empty; listing it gives nothing, creating in it `ENOENT`);
-/// only its inode number differs.
-fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
-    use rustix::fs::{CWD, Mode};
+/// An fd of a device node that was removed while the program had it open (a node made in a
+/// private place, opened, removed: udev's and containers' way with devices): a node of the
+/// same device is made where it was, opened with the saved flags and removed again — the same
+/// device behind an unlinked node, as before. Needs `CAP_MKNOD`.
+fn removed_device(was: &[u8], flags: u32, mode: u32, rdev: u64) -> Result<i32, String> {
+    use rustix::fs::{CWD, FileType, Mode};
+    let tmp = beside(was);
+    let why = |what: &str, e: i32| {
+        format!(
+            "cannot make the removed device node {} again ({what}: errno {e})",
+            String::from_utf8_lossy(was)
+        )
+    };
+    let kind = if mode & osys::S_IFMT == osys::S_IFBLK {
+        FileType::BlockDevice
+    } else {
+        FileType::CharacterDevice
+    };
+    rustix::fs::mknodat(
+        CWD,
+        tmp.as_slice(),
+        kind,
+        Mode::from_raw_mode(mode & 0o7777),
+        rdev,
+    )
+    .map_err(|e| why("mknod", e.raw_os_error()))?;
+    let opened = osys::openat(osys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
+    let _ = osys::unlinkat(osys::AT_FDCWD, &cstr(&tmp), 0);
+    opened.map_err(|e| why("open", e.0))
+}
+
+/// A new name next to `was` (in its directory, or `/tmp` when that is gone) for a node the
+/// resume makes and removes at once.
+fn beside(was: &[u8]) -> Vec<u8> {
     let parent = match was.iter().rposition(|c| *c == b'/') {
         Some(0) | None => b"/".to_vec(),
         Some(p) => was[..p].to_vec(),
     };
-    let parent = if rustix::fs::stat(parent.as_slice())
-        .is_ok_and(|st| st.st_mode & osys::S_IFMT == osys::S_IFDIR)
-    {
-        parent
-    } else {
-        b"/tmp".to_vec()
-    };
-    let mut tmp = parent;
+    let is_dir = rustix::fs::stat(parent.as_slice())
+        .is_ok_and(|st| st.st_mode & osys::S_IFMT == osys::S_IFDIR);
+    let mut tmp = if is_dir { parent } else { b"/tmp".to_vec() };
     tmp.extend_from_slice(
         format!(
             "/.zhuque-removed-{}-{}",
@@ -243,6 +276,17 @@ fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
         )
         .as_bytes(),
     );
+    tmp
+}
+
+/// An fd of a directory that was removed while the program had it open: a new directory is
+/// made where it was (in `/tmp` when its parent is gone too), opened, and removed again. The
+/// fd is then on a removed directory with the saved permissions, as the program's was (a
+/// removed directory is always empty; listing it gives nothing, creating in it `ENOENT`);
+/// only its inode number differs.
+fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
+    use rustix::fs::{CWD, Mode};
+    let tmp = beside(was);
     let why = |what: &str, e: rustix::io::Errno| {
         format!(
             "cannot make a removed directory in place of {} ({what}: errno {})",
