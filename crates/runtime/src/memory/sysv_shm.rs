@@ -35,7 +35,21 @@ pub unsafe fn attach(
     may_write: bool,
 ) -> Result<(), Errno> {
     // An attachment covers whole pages, the last one past the segment's size.
-    let size = sys::shm_size(id)?.next_multiple_of(4096);
+    let size = match sys::shm_size(id) {
+        Ok(size) => size.next_multiple_of(4096),
+        Err(e) => {
+            crate::diag::Line::new()
+                .str("the System V shared memory segment ")
+                .num(id as u64)
+                .str(" attached at ")
+                .hex(start as u64)
+                .str(" is gone (errno ")
+                .num(e.0 as u64)
+                .str("): a tree keeps its segments, a process started by hand does not")
+                .emit();
+            return Err(e);
+        }
+    };
     let offset = offset as usize;
     if offset.checked_add(len).is_none_or(|end| end > size) {
         return Err(Errno::EINVAL);
