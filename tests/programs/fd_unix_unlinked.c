@@ -8,6 +8,9 @@
  *   dgram:  a datagram socket bound to dgram.sock, unlinked the same way;
  *   old:    a listener bound to taken.sock, unlinked, after which another listener of the
  *           program (new) was bound to taken.sock: a connection to taken.sock reaches new.
+ * A client connected to gone before the unlink, with "hello" sent, is never accepted until
+ * the end: each round gone must show a pending connection (poll), and at the end accepting
+ * it gives the client's bytes (a resume used to reconnect it by path, which is gone).
  * Each round checks every address (getsockname), that gone.sock and dgram.sock do not
  * exist, and that a connection to taken.sock is accepted by new (never by old, whose
  * accept stays empty); the resume used to bind them all again (making gone.sock and
@@ -18,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,6 +62,11 @@ int main(int argc, char **argv)
     int gone = bound_to("gone.sock", SOCK_STREAM);
     int dgram = bound_to("dgram.sock", SOCK_DGRAM);
     int old = bound_to("taken.sock", SOCK_STREAM);
+    int pend = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un ga = {.sun_family = AF_UNIX, .sun_path = "gone.sock"};
+    TL_CHECK(pend >= 0 && connect(pend, (struct sockaddr *)&ga, sizeof ga) == 0 &&
+                 write(pend, "hello", 5) == 5,
+             "connect to gone.sock: %s", strerror(errno));
     TL_CHECK(unlink("gone.sock") == 0 && unlink("dgram.sock") == 0 && unlink("taken.sock") == 0,
              "unlink");
     int new = bound_to("taken.sock", SOCK_STREAM);
@@ -70,6 +79,8 @@ int main(int argc, char **argv)
         check_name(new, "taken.sock", r);
         check_absent("gone.sock", r);
         check_absent("dgram.sock", r);
+        struct pollfd pf = {.fd = gone, .events = POLLIN};
+        TL_CHECK(poll(&pf, 1, 0) == 1, "round %lu: no connection pending on gone.sock", r);
         int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "taken.sock"};
         TL_CHECK(connect(c, (struct sockaddr *)&a, sizeof a) == 0, "round %lu: connect: %s", r,
@@ -85,6 +96,13 @@ int main(int argc, char **argv)
         if (r % (rounds / 8 ? rounds / 8 : 1) == 0)
             printf("round %lu h=%016llx\n", r, (unsigned long long)h);
     }
+    int s = accept4(gone, NULL, NULL, SOCK_CLOEXEC);
+    TL_CHECK(s >= 0, "accept on gone.sock: %s", strerror(errno));
+    char got[8] = {0};
+    TL_CHECK(read(s, got, sizeof got) == 5 && !memcmp(got, "hello", 5),
+             "the pending connection's bytes: '%s'", got);
+    TL_CHECK(write(pend, "!", 1) == 1 && read(s, got, 1) == 1 && got[0] == '!',
+             "the pending client is not connected to its listener");
     unlink("taken.sock");
     printf("done h=%016llx\n", (unsigned long long)h);
     return 0;

@@ -790,7 +790,11 @@ fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
 /// Binds `fd` to the saved address (see the module comment).
 fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     if s.path_gone {
-        return bind_without_file(fd, s);
+        return bind_holding_file(fd, s).map(|held| {
+            if let Some(h) = held {
+                h.release();
+            }
+        });
     }
     let inet = matches!(s.domain, osys::AF_INET | osys::AF_INET6);
     if s.domain == osys::AF_UNIX
@@ -840,23 +844,45 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
 /// removed, so the socket has its address and nobody can reach it by path, as before.
 /// Whatever now lives at the path (another socket's file, any file) is moved aside for the
 /// moment of the `bind` and put back.
-fn bind_without_file(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
+fn bind_holding_file(fd: i32, s: &Socket) -> Result<Option<HeldPath>, crate::sys::Errno> {
     let Some(path) = unix_path(&s.local) else {
-        return osys::bind(fd, &s.local);
+        return osys::bind(fd, &s.local).map(|()| None);
     };
     let mut aside = path[..path.len() - 1].to_vec();
     aside.extend_from_slice(b".zhuque-aside-");
     aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
     aside.push(0);
     let moved = osys::renameat(&path, &aside).is_ok();
-    let r = osys::bind(fd, &s.local);
-    if r.is_ok() {
-        let _ = osys::unlinkat(osys::AT_FDCWD, &path, 0);
+    let held = HeldPath { path, aside, moved };
+    match osys::bind(fd, &s.local) {
+        Ok(()) => Ok(Some(held)),
+        Err(e) => {
+            // Nothing of ours at the path: only put back what was there.
+            if held.moved {
+                let _ = osys::renameat(&held.aside, &held.path);
+            }
+            Err(e)
+        }
     }
-    if moved {
-        let _ = osys::renameat(&aside, &path);
+}
+
+/// The socket file a `bind` of a socket whose own file is gone made, and whatever was at the
+/// path before, moved aside meanwhile (see [`bind_holding_file`]). Until released, a client
+/// can still reach the new socket by path: its pending connections are made again then.
+struct HeldPath {
+    path: Vec<u8>,
+    aside: Vec<u8>,
+    moved: bool,
+}
+
+impl HeldPath {
+    /// Removes the new socket file and puts back what was at the path.
+    fn release(self) {
+        let _ = osys::unlinkat(osys::AT_FDCWD, &self.path, 0);
+        if self.moved {
+            let _ = osys::renameat(&self.aside, &self.path);
+        }
     }
-    r
 }
 
 fn describe(addr: &[u8]) -> String {
@@ -900,7 +926,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
             shut_down(*fd, s);
         }),
         SockState::Listening { backlog, pending } => {
-            plain(s, Some(*backlog)).inspect(|_| reconnect_pending(r, s, pending))
+            plain_then(s, Some(*backlog), |_| reconnect_pending(r, s, pending))
         }
         SockState::Pending { listener } => {
             // Its listener makes it (connecting it in queue order).
@@ -1135,27 +1161,48 @@ fn reconnect_pending(r: &mut Restorer, s: &Socket, pending: &[u32]) {
 
 /// A socket bound (and listening) as saved.
 fn plain(s: &Socket, listen: Option<u32>) -> Result<i32, String> {
+    plain_then(s, listen, |_| {})
+}
+
+/// [`plain`], running `then` on the new socket while it can still be reached by its path
+/// (a listener whose own file was gone gets its pending connections then).
+fn plain_then(s: &Socket, listen: Option<u32>, then: impl FnOnce(i32)) -> Result<i32, String> {
     let fd = new_socket(s).map_err(|e| format!("cannot make a socket: errno {}", e.0))?;
     apply_options(fd, s);
-    if !s.local.is_empty()
-        && let Err(e) = rebind(fd, s)
-    {
-        let _ = osys::close(fd);
-        return Err(format!(
-            "cannot bind {} again: errno {}",
-            describe(&s.local),
-            e.0
-        ));
-    }
+    let bound = if s.local.is_empty() {
+        Ok(None)
+    } else if s.path_gone {
+        bind_holding_file(fd, s)
+    } else {
+        rebind(fd, s).map(|()| None)
+    };
+    let held = match bound {
+        Ok(held) => held,
+        Err(e) => {
+            let _ = osys::close(fd);
+            return Err(format!(
+                "cannot bind {} again: errno {}",
+                describe(&s.local),
+                e.0
+            ));
+        }
+    };
     if let Some(b) = listen
         && let Err(e) = osys::listen(fd, b)
     {
+        if let Some(h) = held {
+            h.release();
+        }
         let _ = osys::close(fd);
         return Err(format!(
             "cannot listen on {}: errno {}",
             describe(&s.local),
             e.0
         ));
+    }
+    then(fd);
+    if let Some(h) = held {
+        h.release();
     }
     Ok(fd)
 }
