@@ -672,3 +672,52 @@ fn count_stderr_lines_of(stderr: &[u8], line: &str) -> usize {
         .filter(|l| *l == line)
         .count()
 }
+
+/// Named objects of `/dev/shm` lost between the save and the resume, as a reboot loses them
+/// while an image on disk survives (`named_objects.c`: a named semaphore and a small
+/// `shm_open` object): the resume makes them again from their copies in the image, with
+/// the saved value and bytes, shared by the old handles and by name. Before, the resume
+/// refused ("no longer exists").
+#[test]
+fn named_objects_lost_before_the_resume_are_made_again() {
+    let prog = Program::compile("named_objects.c");
+    let cwd = prog.workdir();
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let name = format!("zq-named-{}", std::process::id());
+    let args = [name.clone()];
+    let first = zq.exec(
+        Zhuque::run_args(&image.path, None, &prog, &args),
+        &cwd,
+        None,
+    );
+    assert_eq!(
+        first.status,
+        SAVED,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for file in [
+        format!("/dev/shm/sem.{name}-sem"),
+        format!("/dev/shm/{name}-obj"),
+    ] {
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let resumed = zq.exec(
+        Zhuque::run_args(&image.path, None, &prog, &args),
+        &cwd,
+        None,
+    );
+    assert_eq!(
+        resumed.status,
+        0,
+        "{}{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let out = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        out.contains("named_objects: semaphore 3, object shared; done"),
+        "{out}"
+    );
+}

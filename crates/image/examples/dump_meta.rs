@@ -19,6 +19,7 @@ fn main() {
                     offset,
                     shared,
                     may_write,
+                    ..
                 } => format!(
                     "file {} off {offset:#x} shared {shared} may_write {may_write}",
                     String::from_utf8_lossy(&file.path)

@@ -7,7 +7,8 @@ pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// 2: a file's identity includes its ctime. Version 1 files still decode (ctime 0: unknown).
 /// 3: a shared file region says whether it may be made writable (`may_write`); earlier
 /// versions decode with it set when the region is writable. 4: System V segment attachments
-/// ([`Backing::SysvShm`]).
+/// ([`Backing::SysvShm`]), and copies of small named objects on volatile filesystems
+/// (`Backing::File.copy`).
 pub const VERSION: u32 = 4;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
@@ -109,6 +110,10 @@ pub enum Backing {
         /// A shared mapping that `mprotect` may make writable (`VM_MAYWRITE`, smaps `mw`: the
         /// file was opened for writing), even if it is not writable now.
         may_write: bool,
+        /// For a small named object on a volatile filesystem (a named POSIX semaphore or
+        /// `shm_open` object in `/dev/shm`): its copy in the image's `shm/`, from which the
+        /// resume makes it again when it is gone (a reboot emptied `/dev/shm`). Empty otherwise.
+        copy: Vec<u8>,
     },
     /// Anonymous memory with no contents worth keeping (reservations).
     Anon,
@@ -379,12 +384,14 @@ fn put_region(w: &mut Writer, r: &Region) {
             offset,
             shared,
             may_write,
+            copy,
         } => {
             w.u8(2);
             put_file(w, file);
             w.u64(*offset);
             w.bool(*shared);
             w.bool(*may_write);
+            w.bytes(copy);
         }
         Backing::Anon => w.u8(3),
         Backing::Captured { offset } => {
@@ -424,11 +431,16 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
             } else {
                 shared && prot & 2 != 0
             };
+            let copy = if version >= 4 { r.bytes()? } else { Vec::new() };
+            if copy.contains(&b'/') || copy.starts_with(b".") {
+                return Err(Error::Invalid("named object copy"));
+            }
             Backing::File {
                 file,
                 offset,
                 shared,
                 may_write,
+                copy,
             }
         }
         3 => Backing::Anon,
@@ -641,8 +653,9 @@ mod tests {
                     backing: Backing::File {
                         file: FileId::default(),
                         offset: 4096,
-                        shared: false,
+                        shared: true,
                         may_write: false,
+                        copy: b"2-1b-7".to_vec(),
                     },
                 },
                 Region {

@@ -152,6 +152,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         } else if let Some(path) = crate::memory::shared::live_name(&v) {
             match image_io::file_id(&path) {
                 Some(file) => Backing::File {
+                    copy: crate::memory::shared::keep_named(&path, &file, generation),
                     file,
                     offset: v.offset,
                     shared: true,
@@ -167,6 +168,11 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         } else if v.is_file() && !v.deleted() && (v.shared || (!v.writable() && anon_bytes == 0)) {
             match image_io::file_id(v.path()) {
                 Some(file) => Backing::File {
+                    copy: if v.shared {
+                        crate::memory::shared::keep_named(v.path(), &file, generation)
+                    } else {
+                        Vec::new()
+                    },
                     file,
                     offset: v.offset,
                     shared: v.shared,

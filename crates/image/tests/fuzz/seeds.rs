@@ -136,6 +136,11 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
                 offset: PAGE * rng.small(1024) as u64,
                 shared: rng.chance(1, 5),
                 may_write: rng.chance(1, 3),
+                copy: if rng.chance(1, 6) {
+                    format!("{}-{i}", rng.below(9)).into_bytes()
+                } else {
+                    Vec::new()
+                },
             },
             5 => Backing::Anon,
             6 => {

@@ -169,6 +169,86 @@ fn write_from_memory(v: &Vma, out: i32, at: usize, len: usize, off: u64) -> Resu
     r
 }
 
+/// Named objects on a volatile filesystem up to this size are copied at every save.
+const NAMED_COPY_MAX: u64 = 64 << 10;
+
+/// For a shared mapping of the named file `path` (`file`): when it is a small object on
+/// tmpfs (a named POSIX semaphore, a small `shm_open` object in `/dev/shm`, which a reboot
+/// empties while an image on disk survives), copies it whole into `shm/` with its mode and
+/// returns the copy's name, from which a resume makes it again if it is gone (see
+/// `resume/verify.rs`). Empty otherwise, or when the copy cannot be made (the resume then
+/// needs the file itself, as before).
+pub fn keep_named(path: &[u8], file: &zhuque_image::FileId, generation: u64) -> Vec<u8> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    if file.size > NAMED_COPY_MAX {
+        return Vec::new();
+    }
+    let on_tmpfs = rustix::fs::statfs(path).is_ok_and(|s| s.f_type == TMPFS_MAGIC);
+    if !on_tmpfs {
+        return Vec::new();
+    }
+    let name = object_name(generation, file.dev, file.ino);
+    copy_named(path, &name).map_or(Vec::new(), |()| name)
+}
+
+fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
+    let mut src_path = path.to_vec();
+    src_path.push(0);
+    let src = osys::openat(
+        osys::AT_FDCWD,
+        &src_path,
+        osys::O_RDONLY | osys::O_CLOEXEC,
+        0,
+    )?;
+    let r = (|| {
+        let st = osys::fstat(src)?;
+        let d = dir();
+        image_io::create_dir_all(&d).map_err(|e| Errno(e.raw_os_error()))?;
+        let mut dst_path = d;
+        dst_path.push(b'/');
+        dst_path.extend_from_slice(name);
+        dst_path.push(0);
+        let dst = osys::openat(
+            osys::AT_FDCWD,
+            &dst_path,
+            osys::O_RDWR | osys::O_CREAT | osys::O_TRUNC | osys::O_CLOEXEC,
+            st.mode & 0o7777,
+        )?;
+        let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
+        let _ = osys::close(dst);
+        r
+    })();
+    let _ = osys::close(src);
+    r
+}
+
+/// Makes the named object `path` again from its copy `name` in `shm/` (with the copy's
+/// mode), unless it exists (a process of the tree made it first). For a resume after the
+/// object was lost.
+pub fn remake_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
+    let src = open_object(name, osys::O_RDONLY)?;
+    let r = (|| {
+        let st = osys::fstat(src)?;
+        let mut dst_path = path.to_vec();
+        dst_path.push(0);
+        let dst = match osys::openat(
+            osys::AT_FDCWD,
+            &dst_path,
+            osys::O_RDWR | osys::O_CREAT | osys::O_EXCL | osys::O_CLOEXEC,
+            st.mode & 0o7777,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno(17)) => return Ok(()), // EEXIST: made meanwhile
+            Err(e) => return Err(e),
+        };
+        let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
+        let _ = osys::close(dst);
+        r
+    })();
+    let _ = osys::close(src);
+    r
+}
+
 /// The name under which the save of `generation` keeps the object `(dev, ino)` in `shm/`.
 /// An fd of a memfd records it too (`os/fds/files.rs`): when a process mapped the object,
 /// the fd comes back as the same file as the mappings.

@@ -24,7 +24,7 @@
 
 pub mod credentials;
 pub mod fds;
-mod image_files;
+pub mod image_files;
 mod next;
 mod pending;
 mod process_state;

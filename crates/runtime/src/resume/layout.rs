@@ -62,6 +62,7 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             offset,
             shared,
             may_write,
+            ..
         } => {
             let identical = before.iter().any(|v| {
                 v.start == start

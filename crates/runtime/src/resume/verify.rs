@@ -22,14 +22,42 @@ fn same(now: &FileId, saved: &FileId) -> bool {
         && (saved.ctime_ns == 0 || now.ctime_ns == saved.ctime_ns)
 }
 
+/// Makes again the small named objects (named semaphores, `shm_open` objects in `/dev/shm`)
+/// that are gone, from their copies in the image: a reboot empties tmpfs while an image on
+/// disk survives. One that cannot be made is reported by the layout, which cannot map it.
+fn remake_lost_named_objects(meta: &Meta) {
+    for r in &meta.regions {
+        let Backing::File { file, copy, .. } = &r.backing else {
+            continue;
+        };
+        if copy.is_empty() || image_io::file_id(&file.path).is_some() {
+            continue;
+        }
+        if let Err(e) = crate::memory::shared::remake_named(&file.path, copy) {
+            crate::diag::Line::new()
+                .str("warning: cannot make ")
+                .push(&file.path)
+                .str(" again from its copy in the image (errno ")
+                .num(e.0 as u64)
+                .str(")")
+                .emit();
+        }
+    }
+}
+
 /// Returns the reason the image cannot be resumed here, if any.
 pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Box<Line>> {
     crate::os::credentials::check(meta)?;
+    remake_lost_named_objects(meta);
     for f in meta
         .layout
         .files
         .iter()
         .chain(meta.regions.iter().filter_map(|r| match &r.backing {
+            // A named object the save copied is known by its name: when it was lost and made
+            // again from the copy (here or by another process of the tree), it is another
+            // inode.
+            Backing::File { copy, .. } if !copy.is_empty() => None,
             Backing::File { file, .. } => Some(file),
             _ => None,
         }))

@@ -278,6 +278,7 @@ mod tests {
             offset: 0,
             shared: false,
             may_write: false,
+            copy: Vec::new(),
         }
     }
 
