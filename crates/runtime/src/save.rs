@@ -152,7 +152,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         } else if let Some(path) = crate::memory::shared::live_name(&v) {
             match image_io::file_id(&path) {
                 Some(file) => Backing::File {
-                    copy: crate::memory::shared::keep_named(&path, &file, generation),
+                    copy: crate::memory::shared::keep_named(&path, &file),
                     file,
                     offset: v.offset,
                     shared: true,
@@ -169,7 +169,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
             match image_io::file_id(v.path()) {
                 Some(file) => Backing::File {
                     copy: if v.shared {
-                        crate::memory::shared::keep_named(v.path(), &file, generation)
+                        crate::memory::shared::keep_named(v.path(), &file)
                     } else {
                         Vec::new()
                     },

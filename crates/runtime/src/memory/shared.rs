@@ -177,8 +177,9 @@ const NAMED_COPY_MAX: u64 = 64 << 10;
 /// empties while an image on disk survives), copies it whole into `shm/` with its mode and
 /// returns the copy's name, from which a resume makes it again if it is gone (see
 /// `resume/verify.rs`). Empty otherwise, or when the copy cannot be made (the resume then
-/// needs the file itself, as before).
-pub fn keep_named(path: &[u8], file: &zhuque_image::FileId, generation: u64) -> Vec<u8> {
+/// needs the file itself, as before). The name does not change from save to save (each
+/// replaces the copy whole, atomically), so copies do not pile up over many failures.
+pub fn keep_named(path: &[u8], file: &zhuque_image::FileId) -> Vec<u8> {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     if file.size > NAMED_COPY_MAX {
         return Vec::new();
@@ -187,7 +188,7 @@ pub fn keep_named(path: &[u8], file: &zhuque_image::FileId, generation: u64) -> 
     if !on_tmpfs {
         return Vec::new();
     }
-    let name = object_name(generation, file.dev, file.ino);
+    let name = format!("named-{:x}-{:x}", file.dev, file.ino).into_bytes();
     copy_named(path, &name).map_or(Vec::new(), |()| name)
 }
 
@@ -207,16 +208,24 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
         let mut dst_path = d;
         dst_path.push(b'/');
         dst_path.extend_from_slice(name);
+        let mut tmp = dst_path.clone();
+        tmp.extend_from_slice(format!(".{}.tmp\0", crate::sys::getpid()).as_bytes());
         dst_path.push(0);
         let dst = osys::openat(
             osys::AT_FDCWD,
-            &dst_path,
+            &tmp,
             osys::O_RDWR | osys::O_CREAT | osys::O_TRUNC | osys::O_CLOEXEC,
             st.mode & 0o7777,
         )?;
         let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
         let _ = osys::close(dst);
-        r
+        match r {
+            Ok(()) => osys::renameat(&tmp, &dst_path),
+            Err(e) => {
+                let _ = osys::unlinkat(osys::AT_FDCWD, &tmp, 0);
+                Err(e)
+            }
+        }
     })();
     let _ = osys::close(src);
     r
