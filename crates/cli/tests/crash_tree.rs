@@ -721,3 +721,38 @@ fn named_objects_lost_before_the_resume_are_made_again() {
         "{out}"
     );
 }
+
+/// A process of a tree with an IPC namespace of its own (`own_ipc_ns.c`): its segment's
+/// memory comes back as shared memory of the image, said in one line. Attached again by its
+/// id, it named nothing in the tree's namespace and the resume failed.
+#[test]
+fn segments_of_a_process_with_its_own_ipc_namespace() {
+    let prog = Program::compile("own_ipc_ns.c");
+    let cwd = prog.workdir();
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let first = zq.exec(Zhuque::run_args(&image.path, None, &prog, &[]), &cwd, None);
+    assert_eq!(
+        first.status,
+        SAVED,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let warned = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        warned.contains("made an IPC namespace of its own"),
+        "{warned}"
+    );
+    let resumed = zq.exec(Zhuque::run_args(&image.path, None, &prog, &[]), &cwd, None);
+    let out = String::from_utf8_lossy(&resumed.stdout);
+    assert_eq!(
+        resumed.status,
+        0,
+        "{out}{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        out.contains("kept through the failure, second page too"),
+        "{out}"
+    );
+}

@@ -128,6 +128,8 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     };
     let may_write =
         |v: &Vma| v.shared && (v.writable() || may_write_starts.binary_search(&v.start).is_ok());
+    let segments_kept = crate::memory::sysv_shm::segments_are_kept();
+    let mut warned_segments = false;
     for (v, anon_bytes) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
@@ -141,9 +143,20 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 .str(" is not kept (its frames come back as a plain copy)")
                 .emit();
         }
+        if !segments_kept && !warned_segments && crate::memory::sysv_shm::segment_id(&v).is_some() {
+            warned_segments = true;
+            crate::diag::Line::new()
+                .str(
+                    "warning: this process made an IPC namespace of its own; its System V \
+                     segments come back as shared memory of the image, no longer as segments",
+                )
+                .emit();
+        }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
-        } else if let Some(id) = crate::memory::sysv_shm::segment_id(&v) {
+        } else if let Some(id) = crate::memory::sysv_shm::segment_id(&v)
+            && segments_kept
+        {
             Backing::SysvShm {
                 id,
                 offset: v.offset,

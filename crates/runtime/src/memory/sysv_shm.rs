@@ -19,6 +19,24 @@ pub fn segment_id(v: &Vma) -> Option<i32> {
         .flatten()
 }
 
+/// Whether this process's System V segments are the tree's, which the init keeps: it is in
+/// the tree's IPC namespace (that of pid 1, the init), or not in a tree at all (its segments
+/// are the machine's, attached again by id). A process of a tree that made an IPC namespace
+/// of its own (`unshare(CLONE_NEWIPC)`) has segments nobody keeps: they are saved as shared
+/// memory of the image instead, with one warning, rather than attached by an id that would
+/// name another segment (or none) at the resume.
+pub fn segments_are_kept() -> bool {
+    if !crate::tree::in_tree() {
+        return true;
+    }
+    let ino = |p: &core::ffi::CStr| rustix::fs::stat(p).ok().map(|st| (st.st_dev, st.st_ino));
+    match (ino(c"/proc/self/ns/ipc"), ino(c"/proc/1/ns/ipc")) {
+        (Some(mine), Some(init)) => mine == init,
+        // The init's cannot be read (a process that dropped its privileges): the usual case.
+        _ => true,
+    }
+}
+
 /// Attaches the part of segment `id` at `offset` at `[start, start+len)` with protection
 /// `prot` (resume). The kernel attaches a whole segment at an address of its choosing: the
 /// part is moved into place and the rest detached, as a process that unmapped part of an
