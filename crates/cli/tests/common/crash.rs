@@ -85,6 +85,14 @@ fn image_gone(image: &Path, grace: Duration) -> bool {
     }
 }
 
+/// Whether the image at `image` holds a save (SAVED).
+fn saved_image(image: &Path) -> bool {
+    std::fs::read(image.join(zhuque_image::META_FILE))
+        .ok()
+        .and_then(|b| zhuque_image::decode(&b).ok())
+        .is_some_and(|m| m.state() == zhuque_image::State::Saved)
+}
+
 /// A test's context: the CLI under test, the test's name and its seed (printed, so that a
 /// failing run can be repeated with `ZHUQUE_TEST_SEED`).
 pub struct Harness {
@@ -98,6 +106,26 @@ impl Harness {
     /// The real CLI and runtime.
     pub fn new(name: &str) -> Harness {
         Harness::with(name, Zhuque::real())
+    }
+
+    /// A failure that lands while the root is ending saves what of the tree still runs (a
+    /// helper the root leaves behind for a moment, such as python's resource tracker), after
+    /// `zhuque run` returned the root's status: the program finished, and its leftover is a
+    /// SAVED image, as for any daemon. Resuming it lets the leftover end; the image must then
+    /// be gone. Returns whether it is.
+    fn finish_leftover(&self, image: &Path, cwd: &Path, grace: Duration) -> bool {
+        if !saved_image(image) {
+            return false;
+        }
+        let resumed = self
+            .zq
+            .exec([OsString::from("resume"), image.into()], cwd, None);
+        println!(
+            "[{}] the save of a process left behind by the finished program was resumed: \
+             status {}",
+            self.name, resumed.status
+        );
+        image_gone(image, grace)
     }
 
     pub fn with(name: &str, zq: Zhuque) -> Harness {
@@ -394,7 +422,9 @@ impl Harness {
         if let Err(diff) = compare(&oracle.outcome, &actual, &parts) {
             return Err(self.explain(prog, oracle, run, attempt, &launches, &diff));
         }
-        if !image_gone(&image.path, prog.image_grace()) {
+        if !image_gone(&image.path, prog.image_grace())
+            && !self.finish_leftover(&image.path, &cwd, prog.image_grace())
+        {
             return Err(self.explain(
                 prog,
                 oracle,
