@@ -140,6 +140,12 @@ pub enum Backing {
 /// Directory of [`Backing::Shared`] objects in an image (the tree's, in a process tree).
 pub const SHARED_DIR: &str = "shm";
 
+/// Whether `name` can only name a file of the image's [`SHARED_DIR`] (one path component,
+/// not hidden, not `.`/`..`): a decoded name is never a path out of the image.
+pub fn is_shared_name(name: &[u8]) -> bool {
+    !name.is_empty() && !name.contains(&b'/') && !name.starts_with(b".")
+}
+
 /// One range of the address space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {
@@ -432,7 +438,7 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
                 shared && prot & 2 != 0
             };
             let copy = if version >= 4 { r.bytes()? } else { Vec::new() };
-            if copy.contains(&b'/') || copy.starts_with(b".") {
+            if !copy.is_empty() && !is_shared_name(&copy) {
                 return Err(Error::Invalid("named object copy"));
             }
             Backing::File {
@@ -447,7 +453,7 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
         4 => Backing::Captured { offset: r.u64()? },
         5 => {
             let name = r.bytes()?;
-            if name.is_empty() || name.contains(&b'/') || name.starts_with(b".") {
+            if !is_shared_name(&name) {
                 return Err(Error::Invalid("shared object name"));
             }
             Backing::Shared {

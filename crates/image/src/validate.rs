@@ -59,9 +59,7 @@ pub fn bounds(meta: &Meta, memory_len: u64, captured_len: u64) -> Result<(), Dam
             Backing::File { offset, .. } => (*offset, u64::MAX, "a file region"),
             Backing::Anon => (0, u64::MAX, "an anonymous region"),
             // A name is a file of the image's `shm/`, never a path out of it.
-            Backing::Shared { name, .. }
-                if name.is_empty() || name.contains(&b'/') || name.starts_with(b".") =>
-            {
+            Backing::Shared { name, .. } if !crate::is_shared_name(name) => {
                 return Err(bad("a shared object named outside the image", r.start));
             }
             Backing::Shared { offset, .. } => (*offset, u64::MAX, "a shared object region"),

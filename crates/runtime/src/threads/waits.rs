@@ -149,12 +149,8 @@ fn again<T: PartialOrd + Default>(mut call: impl FnMut() -> T) -> T {
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn semop(id: c_int, ops: *mut c_void, n: usize) -> c_int {
     let real = real!(c"semop", SemopFn, -1);
-    if !active() {
-        // SAFETY: forwarded contract.
-        return unsafe { real(id, ops, n) };
-    }
     // SAFETY: forwarded contract.
-    again(|| unsafe { real(id, ops, n) })
+    again_if_active(|| unsafe { real(id, ops, n) })
 }
 
 /// # Safety
@@ -169,7 +165,7 @@ pub unsafe extern "C" fn semtimedop(
     let real = real!(c"semtimedop", SemtimedopFn, -1);
     if !active() || timeout.is_null() {
         // SAFETY: forwarded contract.
-        return unsafe { again_if(active(), || real(id, ops, n, timeout)) };
+        return again_if_active(|| unsafe { real(id, ops, n, timeout) });
     }
     // SAFETY: the caller's timeout, read once.
     let whole = unsafe { *timeout };
@@ -195,13 +191,10 @@ pub unsafe extern "C" fn semtimedop(
     }
 }
 
-/// Runs `call` through [`again`] when `retry`, once otherwise.
-///
-/// # Safety
-/// `call`'s own contract.
-unsafe fn again_if(retry: bool, call: impl FnMut() -> c_int) -> c_int {
-    let mut call = call;
-    if retry { again(call) } else { call() }
+/// [`again`] when the runtime is active (the stops it looks for are the runtime's), a
+/// plain call otherwise.
+fn again_if_active<T: PartialOrd + Default>(mut call: impl FnMut() -> T) -> T {
+    if active() { again(call) } else { call() }
 }
 
 /// # Safety
@@ -210,7 +203,7 @@ unsafe fn again_if(retry: bool, call: impl FnMut() -> c_int) -> c_int {
 pub unsafe extern "C" fn msgsnd(id: c_int, msg: *const c_void, size: usize, flags: c_int) -> c_int {
     let real = real!(c"msgsnd", MsgsndFn, -1);
     // SAFETY: forwarded contract.
-    unsafe { again_if(active(), || real(id, msg, size, flags)) }
+    again_if_active(|| unsafe { real(id, msg, size, flags) })
 }
 
 /// # Safety
@@ -224,12 +217,8 @@ pub unsafe extern "C" fn msgrcv(
     flags: c_int,
 ) -> isize {
     let real = real!(c"msgrcv", MsgrcvFn, -1);
-    if !active() {
-        // SAFETY: forwarded contract.
-        return unsafe { real(id, msg, size, kind, flags) };
-    }
     // SAFETY: forwarded contract.
-    again(|| unsafe { real(id, msg, size, kind, flags) })
+    again_if_active(|| unsafe { real(id, msg, size, kind, flags) })
 }
 
 /// # Safety
@@ -238,7 +227,7 @@ pub unsafe extern "C" fn msgrcv(
 pub unsafe extern "C" fn sem_wait(sem: *mut c_void) -> c_int {
     let real = real!(c"sem_wait", SemWaitFn, -1);
     // SAFETY: forwarded contract.
-    unsafe { again_if(active(), || real(sem)) }
+    again_if_active(|| unsafe { real(sem) })
 }
 
 /// # Safety
@@ -247,7 +236,7 @@ pub unsafe extern "C" fn sem_wait(sem: *mut c_void) -> c_int {
 pub unsafe extern "C" fn sem_timedwait(sem: *mut c_void, deadline: *const c_void) -> c_int {
     let real = real!(c"sem_timedwait", SemTimedwaitFn, -1);
     // SAFETY: forwarded contract.
-    unsafe { again_if(active(), || real(sem, deadline)) }
+    again_if_active(|| unsafe { real(sem, deadline) })
 }
 
 /// # Safety
@@ -260,5 +249,5 @@ pub unsafe extern "C" fn sem_clockwait(
 ) -> c_int {
     let real = real!(c"sem_clockwait", SemClockwaitFn, -1);
     // SAFETY: forwarded contract.
-    unsafe { again_if(active(), || real(sem, clock, deadline)) }
+    again_if_active(|| unsafe { real(sem, clock, deadline) })
 }

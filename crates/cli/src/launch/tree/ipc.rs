@@ -197,20 +197,17 @@ struct Attached {
 }
 
 impl Attached {
-    fn new(id: i32, read_only: bool) -> io::Result<Attached> {
+    /// Attaches segment `id` of `len` bytes (its size, known to the caller).
+    fn new(id: i32, len: u64, read_only: bool) -> io::Result<Attached> {
         let flags = if read_only { libc::SHM_RDONLY } else { 0 };
         // SAFETY: the kernel chooses the address.
         let at = unsafe { libc::shmat(id, std::ptr::null(), flags) };
         if at as isize == -1 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: zeroed is a valid shmid_ds; the kernel fills it.
-        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-        // SAFETY: plain system call with a valid out-pointer.
-        unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
         Ok(Attached {
             at,
-            len: ds.shm_segsz,
+            len: len as usize,
         })
     }
 
@@ -244,7 +241,7 @@ impl Drop for Attached {
 }
 
 fn copy_segment_out(id: i32, size: u64, out: &Path) -> io::Result<()> {
-    let seg = Attached::new(id, true)?;
+    let seg = Attached::new(id, size, true)?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -583,7 +580,7 @@ fn restore_segment(dir: &Path, s: &ShmSegment) -> Result<(), String> {
     let path = dir
         .join(IPC_DIR)
         .join(String::from_utf8_lossy(&s.file).as_ref());
-    copy_segment_in(id, &path).map_err(|e| {
+    copy_segment_in(id, s.size, &path).map_err(|e| {
         format!(
             "cannot give System V segment {id} its contents from {}: {e}",
             path.display()
@@ -616,8 +613,8 @@ fn restore_segment(dir: &Path, s: &ShmSegment) -> Result<(), String> {
     Ok(())
 }
 
-fn copy_segment_in(id: i32, from: &Path) -> io::Result<()> {
-    let mut seg = Attached::new(id, false)?;
+fn copy_segment_in(id: i32, size: u64, from: &Path) -> io::Result<()> {
+    let mut seg = Attached::new(id, size, false)?;
     let mut src = fs::File::open(from)?;
     if let Ok(dst) = seg.file(true) {
         let size = src.metadata()?.len();

@@ -95,7 +95,7 @@ pub(super) fn get_anonymous(r: &mut Reader) -> Result<FileKind, Error> {
             Err(Error::Invalid("unlinked file's mtime"))
         }
         FileKind::Anonymous { ref shared, .. }
-            if shared.contains(&b'/') || shared.starts_with(b".") =>
+            if !shared.is_empty() && !crate::is_shared_name(shared) =>
         {
             Err(Error::Invalid("memfd's shared object name"))
         }

@@ -71,12 +71,6 @@ pub fn apply(fd: i32, o: &SockOpt) {
     }
 }
 
-/// Whether the kernel has messages queued on the socket (lost at the resume).
-pub fn has_unread(fd: i32) -> bool {
-    let mut b = [0u8; 1];
-    osys::recv(fd, &mut b, osys::MSG_PEEK | osys::MSG_DONTWAIT).is_ok()
-}
-
 /// `netlink port N, groups 0x...` for messages.
 pub fn describe(addr: &[u8]) -> String {
     let word = |at: usize| {

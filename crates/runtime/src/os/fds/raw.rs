@@ -45,12 +45,6 @@ pub fn bind_address(name: &[u8]) -> Vec<u8> {
     a
 }
 
-/// Whether something is queued on the socket (lost at the resume).
-pub fn has_unread(fd: i32) -> bool {
-    let mut b = [0u8; 1];
-    osys::recv(fd, &mut b, osys::MSG_PEEK | osys::MSG_DONTWAIT).is_ok()
-}
-
 /// `packet socket on interface N` for messages.
 pub fn describe(addr: &[u8]) -> String {
     let ifindex = addr

@@ -500,23 +500,21 @@ fn save_one(
     }
     let outside = matches!(s.state, SockState::Outside { .. });
     s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
-    if domain == osys::AF_NETLINK {
-        s.options.extend(super::netlink::memberships(fd));
-        if super::netlink::has_unread(fd) {
-            crate::diag::Line::new()
-                .str("warning: fd ")
-                .num(d.fd as u64)
-                .str(": the messages the kernel had queued on this netlink socket are lost")
-                .emit();
+    // What the kernel queued on a netlink, raw or packet socket came from the kernel or the
+    // network, not from a socket the resume could send it from again.
+    if domain == osys::AF_NETLINK || raw {
+        if domain == osys::AF_NETLINK {
+            s.options.extend(super::netlink::memberships(fd));
         }
-        return FileKind::Socket(s);
-    }
-    if raw {
-        if super::raw::has_unread(fd) {
+        if has_unread(fd) {
             crate::diag::Line::new()
                 .str("warning: fd ")
                 .num(d.fd as u64)
-                .str(": the packets queued on this raw or packet socket are lost")
+                .str(if raw {
+                    ": the packets queued on this raw or packet socket are lost"
+                } else {
+                    ": the messages the kernel had queued on this netlink socket are lost"
+                })
                 .emit();
         }
         return FileKind::Socket(s);
@@ -537,6 +535,12 @@ fn save_one(
         s.senders = senders;
     }
     FileKind::Socket(s)
+}
+
+/// Whether something is queued on socket `fd` (peeked, not taken).
+fn has_unread(fd: i32) -> bool {
+    let mut b = [0u8; 1];
+    osys::recv(fd, &mut b, osys::MSG_PEEK | osys::MSG_DONTWAIT).is_ok()
 }
 
 /// The option levels that apply to a socket of `domain` (others only fail).
