@@ -101,7 +101,7 @@ pub fn refuse(line: &mut Line) -> ! {
 /// Kills the process with SIGABRT (default action restored first, unblocked).
 pub fn abort() -> ! {
     const SIGABRT: i32 = 6;
-    let _ = sys::sigaction(SIGABRT, 0, 0, 0);
+    let _ = sys::sigaction_default(SIGABRT);
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(SIGABRT));
     let _ = sys::tgkill(sys::getpid(), sys::gettid(), SIGABRT);
     sys::exit_group(134)

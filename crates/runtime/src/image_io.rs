@@ -286,9 +286,8 @@ pub fn open_captured(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
 
 /// Whether stores to a file are lost on power failure unless synced (anything but tmpfs).
 pub fn needs_sync(fd: BorrowedFd) -> bool {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
     fs::fstatfs(fd)
-        .map(|s| s.f_type != TMPFS_MAGIC)
+        .map(|s| s.f_type != crate::sys::TMPFS_MAGIC)
         .unwrap_or(true)
 }
 

@@ -52,7 +52,7 @@ pub fn open_task_fds() {
         (p.swap_leader_stat_fd(stat.unwrap_or(-1)), stat),
     ] {
         if old >= 0 && Some(old) != new {
-            let _ = crate::os::sys::close(old);
+            let _ = crate::sys::close(old);
         }
     }
 }

@@ -394,7 +394,7 @@ pub fn fresh_start(program: Program, launch: Launch) {
     // The stop signal is the runtime's: whatever mask this program was started with, a failure
     // must be able to stop it. One still pending from the program this process was before an
     // `exec` is not for this one.
-    while crate::os::sys::sigtimedwait_now(sys::sig_bit(crate::signals::STOP_SIGNAL)).is_ok() {}
+    while crate::sys::sigtimedwait_now(sys::sig_bit(crate::signals::STOP_SIGNAL)).is_ok() {}
     let _ = sys::sigprocmask(
         sys::SIG_UNBLOCK,
         sys::sig_bit(crate::signals::FAIL_SIGNAL) | sys::sig_bit(crate::signals::STOP_SIGNAL),

@@ -35,20 +35,24 @@ pub fn is_wake_up(info: &SigInfo) -> bool {
 /// Installs the runtime's handlers (fresh start and resume).
 pub fn install() {
     let all = !0u64;
-    let ok = sys::sigaction(
-        FAIL_SIGNAL,
-        fail_handler as *const () as usize,
-        sys::SA_SIGINFO | sys::SA_RESTART,
-        all,
-    )
-    .and_then(|_| {
+    // SAFETY: both are `SA_SIGINFO` handlers of this library (mapped for the process's
+    // lifetime), async-signal-safe, running with every signal blocked.
+    let ok = unsafe {
         sys::sigaction(
-            STOP_SIGNAL,
-            crate::threads::stop::handler as *const () as usize,
+            FAIL_SIGNAL,
+            fail_handler as *const () as usize,
             sys::SA_SIGINFO | sys::SA_RESTART,
             all,
         )
-    });
+        .and_then(|_| {
+            sys::sigaction(
+                STOP_SIGNAL,
+                crate::threads::stop::handler as *const () as usize,
+                sys::SA_SIGINFO | sys::SA_RESTART,
+                all,
+            )
+        })
+    };
     if ok.is_err() {
         crate::diag::fatal("cannot install the runtime's signal handlers");
     }

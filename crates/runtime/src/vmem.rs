@@ -12,6 +12,7 @@
 //! mid-update when the coordinator saves, or not yet restored while a resume runs).
 
 use crate::sys;
+use crate::sys::PAGE;
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -27,8 +28,6 @@ pub const PROCESS_OFFSET: usize = 64 << 10;
 pub fn in_window(addr: usize) -> bool {
     (WINDOW_START..WINDOW_END).contains(&addr)
 }
-
-const PAGE: usize = 4096;
 
 /// Size classes 16 B .. 64 KiB (powers of two); larger blocks get their own mapping.
 const MIN_SHIFT: usize = 4;

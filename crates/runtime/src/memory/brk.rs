@@ -5,14 +5,13 @@
 //! emulated break are pool mappings placed exactly where the kernel's heap would grow.
 
 use super::{lock, pool, table};
+use crate::sys::PAGE;
 use crate::sys::{self, Errno};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 // Persistent (restored with memory). 0 = not yet initialised.
 static START: AtomicUsize = AtomicUsize::new(0);
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
-
-const PAGE: usize = 4096;
 
 fn page_up(v: usize) -> usize {
     (v + PAGE - 1) & !(PAGE - 1)

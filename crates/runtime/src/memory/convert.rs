@@ -7,11 +7,10 @@
 
 use super::{pagemap, pool, table};
 use crate::procfs::{self, Vma};
+use crate::sys::PAGE;
 use crate::sys::{self, Errno};
 use crate::vmem;
 use table::Storage;
-
-const PAGE: usize = 4096;
 
 /// Whether a mapping must move into the pool: private memory that is or was written.
 /// Private file mappings that were never written (text, read-only data) stay file-backed and
@@ -43,7 +42,7 @@ pub fn written_mappings() -> Vec<(Vma, u64)> {
             match pagemap::own_bytes(pm, &v) {
                 Ok(n) => n,
                 Err(_) => {
-                    let _ = crate::os::sys::close(pm);
+                    let _ = crate::sys::close(pm);
                     return procfs::smaps();
                 }
             }
@@ -52,7 +51,7 @@ pub fn written_mappings() -> Vec<(Vma, u64)> {
         };
         out.push((v, written));
     }
-    let _ = crate::os::sys::close(pm);
+    let _ = crate::sys::close(pm);
     out
 }
 

@@ -27,7 +27,6 @@
 
 use super::pagemap::{self, Pages};
 use super::{lock, pool};
-use crate::os::sys as osys;
 use crate::procfs::{self, Vma};
 use crate::sys::{self, Errno};
 use crate::{process, vmem};
@@ -101,13 +100,13 @@ pub fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut at = from;
     while at < to {
-        let Ok(data) = osys::lseek(fd, at as i64, osys::SEEK_DATA) else {
+        let Ok(data) = sys::lseek(fd, at as i64, sys::SEEK_DATA) else {
             break; // ENXIO: no data after `at`
         };
         if data >= to {
             break;
         }
-        let hole = osys::lseek(fd, data as i64, osys::SEEK_HOLE).unwrap_or(to);
+        let hole = sys::lseek(fd, data as i64, sys::SEEK_HOLE).unwrap_or(to);
         out.push((data, hole.min(to)));
         at = hole;
     }
@@ -165,8 +164,8 @@ fn map_shared(fd: i32, v: &Vma) -> Result<(), Errno> {
 pub fn materialize(new_fd: i32) -> Result<(), Errno> {
     let p = process::get();
     let old = p.mem_fd();
-    let size = osys::fstat(old)?.size;
-    sys::with_file_size_room(size as u64, || osys::ftruncate(new_fd, size as u64))??;
+    let size = sys::fstat(old)?.size;
+    sys::with_file_size_room(size as u64, || sys::ftruncate(new_fd, size as u64))??;
     // A process that dropped its privileges cannot open its own pagemap: see `near_stack`.
     let pm = match pagemap::open() {
         Ok(pm) => Some(pm),
@@ -205,7 +204,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
         Ok(())
     })();
     if let Some(pm) = pm {
-        let _ = osys::close(pm);
+        let _ = sys::close(pm);
     }
     result?;
     // Storage released while privatized: punched in this pool too.
@@ -275,7 +274,7 @@ pub fn settle() -> Result<(), Errno> {
         }
         Ok(())
     })();
-    let _ = osys::close(pm);
+    let _ = sys::close(pm);
     result?;
     p.privatized.store(false, Ordering::Release);
     for (off, len) in p.deferred_releases().drain(..) {
@@ -328,13 +327,13 @@ pub fn ensure_own_pool() {
         // SAFETY: the child's own pool file, owned from here on.
         unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(pool) },
     );
-    let _ = osys::close(old_pool);
+    let _ = sys::close(old_pool);
     p.on_parent_pool.store(false, Ordering::Release);
     // The parent may settle: nothing of its pool is read here any more. Closing the pipe
     // says so (a write could raise SIGPIPE: the parent may have ended already).
     let w = p.swap_release_fd(-1);
     if w >= 0 {
-        let _ = osys::close(w);
+        let _ = sys::close(w);
     }
 }
 

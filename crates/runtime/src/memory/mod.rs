@@ -22,10 +22,9 @@ pub mod sysv_shm;
 pub mod table;
 
 use crate::procfs;
+use crate::sys::PAGE;
 use crate::sys::{self, Errno};
 use table::Piece;
-
-const PAGE: usize = 4096;
 
 fn page_aligned(v: usize) -> bool {
     v.is_multiple_of(PAGE)
@@ -70,11 +69,10 @@ fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Resul
         return Err(Errno::EINVAL);
     }
     let size = round_up(len).ok_or(Errno::ENOMEM)?;
-    let fd = crate::os::sys::memfd_create(b"zhuque-shared\0", crate::os::sys::MFD_CLOEXEC)?;
-    let grown =
-        sys::with_file_size_room(size as u64, || crate::os::sys::ftruncate(fd, size as u64))
-            .map_err(|_| Errno::ENOMEM)
-            .and_then(|r| r);
+    let fd = crate::sys::memfd_create(b"zhuque-shared\0", crate::sys::MFD_CLOEXEC)?;
+    let grown = sys::with_file_size_room(size as u64, || crate::sys::ftruncate(fd, size as u64))
+        .map_err(|_| Errno::ENOMEM)
+        .and_then(|r| r);
     let r = grown.and_then(|_| {
         map_outside_pool(
             addr,
@@ -85,7 +83,7 @@ fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Resul
             0,
         )
     });
-    let _ = crate::os::sys::close(fd);
+    let _ = crate::sys::close(fd);
     r
 }
 

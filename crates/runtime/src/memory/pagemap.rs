@@ -5,11 +5,11 @@
 //! kernel answers per range with the `PAGEMAP_SCAN` ioctl (Linux 6.7), which skips empty
 //! stretches without a word; older kernels are read 8 bytes per page.
 
-use crate::os::sys as osys;
 use crate::procfs::Vma;
+use crate::sys;
 use crate::sys::Errno;
+use crate::sys::PAGE;
 
-const PAGE: usize = 4096;
 /// Pagemap entry bits: page present, swapped, a file page (or shared anonymous).
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
@@ -17,10 +17,10 @@ const PM_FILE: u64 = 1 << 61;
 
 /// Opens this thread's pagemap (a thread on its own stack may not be the leader).
 pub fn open() -> Result<i32, Errno> {
-    osys::openat(
-        osys::AT_FDCWD,
+    sys::openat(
+        sys::AT_FDCWD,
         b"/proc/thread-self/pagemap\0",
-        osys::O_RDONLY | osys::O_CLOEXEC,
+        sys::O_RDONLY | sys::O_CLOEXEC,
         0,
     )
 }
@@ -123,7 +123,9 @@ fn scan_runs(pm: i32, v: &Vma, want: Pages) -> Result<Vec<(usize, usize)>, Errno
             category_anyof_mask: anyof,
             return_mask: anyof | PAGE_IS_FILE,
         };
-        let n = osys::ioctl(pm, PAGEMAP_SCAN, &mut arg as *mut PmScanArg as usize)?;
+        // SAFETY: `PAGEMAP_SCAN` reads and updates a `struct pm_scan_arg`, which `arg` is; the
+        // output buffer it names is `regions`, live and as long as `arg` says.
+        let n = unsafe { sys::ioctl(pm, PAGEMAP_SCAN, &mut arg) }?;
         for r in &regions[..n.min(regions.len())] {
             let (s, e) = (r.start as usize, r.end as usize);
             match runs.last_mut() {
@@ -169,7 +171,7 @@ fn pagemap(pm: i32, start: usize, end: usize) -> Result<Vec<u64>, Errno> {
     let bytes = unsafe { core::slice::from_raw_parts_mut(entries.as_mut_ptr() as *mut u8, n * 8) };
     let mut done = 0;
     while done < bytes.len() {
-        match osys::pread(pm, &mut bytes[done..], ((start / PAGE) * 8 + done) as u64) {
+        match sys::pread(pm, &mut bytes[done..], ((start / PAGE) * 8 + done) as u64) {
             Ok(0) => return Err(Errno::EIO),
             Ok(k) => done += k,
             Err(Errno::EINTR) => {}
@@ -190,8 +192,8 @@ mod tests {
     #[test]
     fn scan_and_pagemap_read_agree() {
         const LEN: usize = 64 << 20;
-        let fd = osys::memfd_create(b"scan-test\0", 0).expect("memfd");
-        osys::ftruncate(fd, LEN as u64).expect("ftruncate");
+        let fd = sys::memfd_create(b"scan-test\0", 0).expect("memfd");
+        sys::ftruncate(fd, LEN as u64).expect("ftruncate");
         // SAFETY: a fresh private mapping of our own memfd.
         let at = unsafe {
             sys::mmap(
@@ -241,7 +243,7 @@ mod tests {
         assert_eq!(own.iter().map(|(s, e)| (e - s) / PAGE).sum::<usize>(), 4);
         // SAFETY: ours, no longer used.
         unsafe { sys::munmap(at, LEN) }.expect("munmap");
-        let _ = osys::close(pm);
-        let _ = osys::close(fd);
+        let _ = sys::close(pm);
+        let _ = sys::close(fd);
     }
 }

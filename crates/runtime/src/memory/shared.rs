@@ -9,7 +9,6 @@
 //! maps that file shared: the processes share one object again, and from then on the object
 //! *is* that file, which later saves recognise and record in place without copying.
 
-use crate::os::sys as osys;
 use crate::procfs::Vma;
 use crate::sys::{self, Errno};
 use crate::{image_io, process};
@@ -103,14 +102,14 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
     path.push(b'/');
     path.extend_from_slice(&name);
     path.push(0);
-    let out = osys::openat(
-        osys::AT_FDCWD,
+    let out = sys::openat(
+        sys::AT_FDCWD,
         &path,
-        osys::O_RDWR | osys::O_CREAT | osys::O_CLOEXEC,
+        sys::O_RDWR | sys::O_CREAT | sys::O_CLOEXEC,
         0o600,
     )?;
     let r = copy_mapped(v, out);
-    let _ = osys::close(out);
+    let _ = sys::close(out);
     r?;
     Ok(Backing::Shared {
         name,
@@ -123,14 +122,14 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
 /// the object's data is copied (reading a hole through the mapping would allocate it).
 fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
     let end = v.offset + v.len() as u64;
-    if (osys::fstat(out)?.size as u64) < end {
-        crate::sys::with_file_size_room(end, || osys::ftruncate(out, end))??;
+    if (sys::fstat(out)?.size as u64) < end {
+        crate::sys::with_file_size_room(end, || sys::ftruncate(out, end))??;
     }
     let obj = map_files_path(v);
-    let runs = match osys::openat(osys::AT_FDCWD, &obj, osys::O_RDONLY | osys::O_CLOEXEC, 0) {
+    let runs = match sys::openat(sys::AT_FDCWD, &obj, sys::O_RDONLY | sys::O_CLOEXEC, 0) {
         Ok(fd) => {
             let runs = crate::memory::fork::data_runs(fd, v.offset, end);
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
             runs
         }
         // No access to the object itself: the whole mapped range.
@@ -180,11 +179,10 @@ const NAMED_COPY_MAX: u64 = 64 << 10;
 /// needs the file itself, as before). The name does not change from save to save (each
 /// replaces the copy whole, atomically), so copies do not pile up over many failures.
 pub fn keep_named(path: &[u8], file: &zhuque_image::FileId) -> Vec<u8> {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
     if file.size > NAMED_COPY_MAX {
         return Vec::new();
     }
-    let on_tmpfs = rustix::fs::statfs(path).is_ok_and(|s| s.f_type == TMPFS_MAGIC);
+    let on_tmpfs = rustix::fs::statfs(path).is_ok_and(|s| s.f_type == crate::sys::TMPFS_MAGIC);
     if !on_tmpfs {
         return Vec::new();
     }
@@ -195,14 +193,9 @@ pub fn keep_named(path: &[u8], file: &zhuque_image::FileId) -> Vec<u8> {
 fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
     let mut src_path = path.to_vec();
     src_path.push(0);
-    let src = osys::openat(
-        osys::AT_FDCWD,
-        &src_path,
-        osys::O_RDONLY | osys::O_CLOEXEC,
-        0,
-    )?;
+    let src = sys::openat(sys::AT_FDCWD, &src_path, sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
     let r = (|| {
-        let st = osys::fstat(src)?;
+        let st = sys::fstat(src)?;
         let d = dir();
         image_io::create_dir_all(&d).map_err(|e| Errno(e.raw_os_error()))?;
         let mut dst_path = d;
@@ -211,23 +204,23 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
         let mut tmp = dst_path.clone();
         tmp.extend_from_slice(format!(".{}.tmp\0", crate::sys::getpid()).as_bytes());
         dst_path.push(0);
-        let dst = osys::openat(
-            osys::AT_FDCWD,
+        let dst = sys::openat(
+            sys::AT_FDCWD,
             &tmp,
-            osys::O_RDWR | osys::O_CREAT | osys::O_TRUNC | osys::O_CLOEXEC,
+            sys::O_RDWR | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC,
             st.mode & 0o7777,
         )?;
         let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
-        let _ = osys::close(dst);
+        let _ = sys::close(dst);
         match r {
-            Ok(()) => osys::renameat(&tmp, &dst_path),
+            Ok(()) => sys::renameat(&tmp, &dst_path),
             Err(e) => {
-                let _ = osys::unlinkat(osys::AT_FDCWD, &tmp, 0);
+                let _ = sys::unlinkat(sys::AT_FDCWD, &tmp, 0);
                 Err(e)
             }
         }
     })();
-    let _ = osys::close(src);
+    let _ = sys::close(src);
     r
 }
 
@@ -235,26 +228,26 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
 /// mode), unless it exists (a process of the tree made it first). For a resume after the
 /// object was lost.
 pub fn remake_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
-    let src = open_object(name, osys::O_RDONLY)?;
+    let src = open_object(name, sys::O_RDONLY)?;
     let r = (|| {
-        let st = osys::fstat(src)?;
+        let st = sys::fstat(src)?;
         let mut dst_path = path.to_vec();
         dst_path.push(0);
-        let dst = match osys::openat(
-            osys::AT_FDCWD,
+        let dst = match sys::openat(
+            sys::AT_FDCWD,
             &dst_path,
-            osys::O_RDWR | osys::O_CREAT | osys::O_EXCL | osys::O_CLOEXEC,
+            sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_CLOEXEC,
             st.mode & 0o7777,
         ) {
             Ok(fd) => fd,
-            Err(Errno(17)) => return Ok(()), // EEXIST: made meanwhile
+            Err(Errno::EEXIST) => return Ok(()), // made meanwhile
             Err(e) => return Err(e),
         };
         let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
-        let _ = osys::close(dst);
+        let _ = sys::close(dst);
         r
     })();
-    let _ = osys::close(src);
+    let _ = sys::close(src);
     r
 }
 
@@ -271,7 +264,7 @@ pub fn open_object(name: &[u8], flags: u32) -> Result<i32, Errno> {
     path.push(b'/');
     path.extend_from_slice(name);
     path.push(0);
-    osys::openat(osys::AT_FDCWD, &path, flags | osys::O_CLOEXEC, 0)
+    sys::openat(sys::AT_FDCWD, &path, flags | sys::O_CLOEXEC, 0)
 }
 
 /// Maps the shared object `name` of the image at `[start, start+len)` (resume).
@@ -285,7 +278,7 @@ pub unsafe fn map(
     name: &[u8],
     offset: u64,
 ) -> Result<(), Errno> {
-    let fd = open_object(name, osys::O_RDWR)?;
+    let fd = open_object(name, sys::O_RDWR)?;
     // SAFETY: forwarded contract.
     let r = unsafe {
         sys::mmap(
@@ -297,6 +290,6 @@ pub unsafe fn map(
             offset,
         )
     };
-    let _ = osys::close(fd);
+    let _ = sys::close(fd);
     r.map(|_| ())
 }

@@ -5,8 +5,8 @@
 //! generations are removed, except those of the previous save, which the `meta` being replaced
 //! still names until the rename. So whichever `meta` a reader sees, its copies exist.
 
-use super::sys::{self as osys, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_RDONLY, O_TRUNC, O_WRONLY};
 use crate::process;
+use crate::sys::{self, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_RDONLY, O_TRUNC, O_WRONLY};
 use core::sync::atomic::Ordering;
 
 pub const DIR: &[u8] = b"files";
@@ -46,7 +46,7 @@ impl ImageFiles {
                 rustix::fs::Mode::from_raw_mode(0o700),
             );
         }
-        self.dir = osys::openat(
+        self.dir = sys::openat(
             image_dir_fd(),
             b"files\0",
             O_RDONLY | O_DIRECTORY | O_CLOEXEC,
@@ -65,7 +65,7 @@ impl ImageFiles {
         self.next += 1;
         let mut c = name.clone();
         c.push(0);
-        let fd = osys::openat(
+        let fd = sys::openat(
             self.dir,
             &c,
             O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -85,7 +85,7 @@ impl ImageFiles {
         } else {
             Ok(())
         };
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
         r
     }
 
@@ -114,7 +114,7 @@ impl ImageFiles {
             if !keep(&n) {
                 let mut c = n;
                 c.push(0);
-                let _ = osys::unlinkat(self.dir, &c, 0);
+                let _ = sys::unlinkat(self.dir, &c, 0);
             }
         }
     }
@@ -123,7 +123,7 @@ impl ImageFiles {
 impl Drop for ImageFiles {
     fn drop(&mut self) {
         if self.dir >= 0 {
-            let _ = osys::close(self.dir);
+            let _ = sys::close(self.dir);
         }
     }
 }
@@ -132,7 +132,7 @@ impl Drop for ImageFiles {
 pub fn open(name: &[u8]) -> Result<i32, crate::sys::Errno> {
     let mut c = name.to_vec();
     c.push(0);
-    osys::openat(image_dir_fd(), &c, O_RDONLY | O_CLOEXEC, 0)
+    sys::openat(image_dir_fd(), &c, O_RDONLY | O_CLOEXEC, 0)
 }
 
 /// Copies `len` bytes of `from` into `to` (both at offset 0), skipping holes where the
@@ -140,23 +140,23 @@ pub fn open(name: &[u8]) -> Result<i32, crate::sys::Errno> {
 pub fn copy(from: i32, to: i32, len: u64) -> Result<(), crate::sys::Errno> {
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0u64;
-    crate::sys::with_file_size_room(len, || osys::ftruncate(to, len))??;
+    crate::sys::with_file_size_room(len, || sys::ftruncate(to, len))??;
     while at < len {
-        let data = match osys::lseek(from, at as i64, osys::SEEK_DATA) {
+        let data = match sys::lseek(from, at as i64, sys::SEEK_DATA) {
             Ok(d) => d,
-            Err(crate::sys::Errno(6)) => break, // ENXIO: no data past `at`
-            Err(_) => at,                       // no SEEK_DATA support: copy everything
+            Err(crate::sys::Errno::ENXIO) => break, // no data past `at`
+            Err(_) => at,                           // no SEEK_DATA support: copy everything
         };
         if data >= len {
             break;
         }
-        let hole = osys::lseek(from, data as i64, osys::SEEK_HOLE)
+        let hole = sys::lseek(from, data as i64, sys::SEEK_HOLE)
             .unwrap_or(len)
             .min(len);
         let mut pos = data;
         while pos < hole {
             let want = ((hole - pos) as usize).min(buf.len());
-            let n = match osys::pread(from, &mut buf[..want], pos) {
+            let n = match sys::pread(from, &mut buf[..want], pos) {
                 Ok(0) => return Ok(()), // shrank meanwhile
                 Ok(n) => n,
                 Err(crate::sys::Errno::EINTR) => continue,
@@ -164,7 +164,7 @@ pub fn copy(from: i32, to: i32, len: u64) -> Result<(), crate::sys::Errno> {
             };
             let mut done = 0;
             while done < n {
-                match osys::pwrite(to, &buf[done..n], pos + done as u64) {
+                match sys::pwrite(to, &buf[done..n], pos + done as u64) {
                     Ok(w) => done += w,
                     Err(crate::sys::Errno::EINTR) => {}
                     Err(e) => return Err(e),

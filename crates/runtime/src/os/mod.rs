@@ -32,9 +32,9 @@ mod rlimits;
 pub mod scheduling;
 pub mod sigev_thread;
 pub mod signals;
-pub mod sys;
 mod timers;
 
+use crate::sys;
 use zhuque_image::Meta;
 
 /// Gives the coordinator an fd table of its own for the rest of the save (`unshare`). Files it
@@ -79,7 +79,7 @@ fn ensure_fd_access() {
     let probe = fds::runtime_fds()[0];
     let pid = crate::sys::getpid();
     let me = crate::sys::gettid();
-    let mut last = crate::sys::Errno(38);
+    let mut last = crate::sys::Errno::ENOSYS;
     let mut tids = vec![pid];
     tids.extend(
         fds::task_ids()

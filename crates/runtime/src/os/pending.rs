@@ -10,14 +10,13 @@
 //! sender's pid: when the pid changed (no pid namespace) it names the new one.
 
 use super::sigev_thread;
-use super::sys::{self as osys};
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys;
+use crate::sys::{
+    SI_KERNEL, SI_QUEUE, SI_TIMER, SI_TKILL, SIGCHLD, SIGEV_THREAD_ID, SIGKILL, SIGSTOP,
+};
 use zhuque_image::Meta;
 use zhuque_image::os::{Pending, PosixTimer, TAG_PENDING};
-
-const SIGKILL: i32 = 9;
-const SIGSTOP: i32 = 19;
 
 fn wanted() -> u64 {
     !(sys::sig_bit(SIGKILL)
@@ -45,7 +44,7 @@ pub fn take(stopped: &crate::threads::stop::Stopped, timers: &[PosixTimer]) -> T
         timer_ids: Vec::new(),
         signals: 0,
     };
-    while let Ok(info) = osys::sigtimedwait_now(wanted()) {
+    while let Ok(info) = sys::sigtimedwait_now(wanted()) {
         t.take_process(info);
         if t.pending.process.len() > 1 << 16 {
             break;
@@ -110,11 +109,8 @@ impl Taken {
     }
 }
 
-const SIGEV_THREAD_ID: i32 = 4;
-const SI_KERNEL: i32 = 0x80;
 const SI_MESGQ: i32 = -3;
 const SI_ASYNCIO: i32 = -4;
-const SIGCHLD: i32 = 17;
 const SIGALRM: i32 = 14;
 const SIGVTALRM: i32 = 26;
 const SIGPROF: i32 = 27;
@@ -152,8 +148,6 @@ impl Taken {
     }
 }
 
-const SI_TIMER: i32 = -2;
-
 fn load(meta: &Meta) -> Option<Pending> {
     let bytes = meta.section(TAG_PENDING)?;
     match Pending::decode(bytes) {
@@ -173,7 +167,7 @@ pub fn restore_process(meta: &Meta) {
             continue;
         };
         let sig = signo_of(&info);
-        if let Err(e) = osys::rt_sigqueueinfo(pid, sig, &info) {
+        if let Err(e) = sys::rt_sigqueueinfo(pid, sig, &info) {
             lost(sig, e);
         }
     }
@@ -193,7 +187,7 @@ pub fn restore_threads(meta: &Meta) {
                 continue;
             };
             let sig = signo_of(&info);
-            if let Err(e) = osys::rt_tgsigqueueinfo(pid, tid, sig, &info) {
+            if let Err(e) = sys::rt_tgsigqueueinfo(pid, tid, sig, &info) {
                 lost(sig, e);
             }
         }
@@ -210,8 +204,6 @@ fn lost(sig: i32, e: sys::Errno) {
 }
 
 const SI_USER: i32 = 0;
-const SI_QUEUE: i32 = -1;
-const SI_TKILL: i32 = -6;
 
 /// A saved siginfo, ready to queue in this process: a signal the saved process sent itself
 /// names this process as the sender (glibc's cancellation handler, for one, checks that).

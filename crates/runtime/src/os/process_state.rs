@@ -5,19 +5,11 @@
 //! `prctl(PR_SET_NAME)` or `pthread_setname_np`) and scheduling (`scheduling.rs`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
-use super::sys as osys;
 use crate::image_io;
+use crate::sys;
 use zhuque_image::Meta;
 use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadName};
 
-const PR_GET_DUMPABLE: usize = 3;
-const PR_SET_DUMPABLE: usize = 4;
-const PR_SET_CHILD_SUBREAPER: usize = 36;
-const PR_GET_CHILD_SUBREAPER: usize = 37;
-const PR_SET_NO_NEW_PRIVS: usize = 38;
-const PR_SET_PDEATHSIG: usize = 1;
-const PR_SET_THP_DISABLE: usize = 41;
-const PR_GET_THP_DISABLE: usize = 42;
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 /// `MEMBARRIER_CMD_GET_REGISTRATIONS` (Linux 6.3) and the `REGISTER_*` commands it reports.
 const MEMBARRIER_GET_REGISTRATIONS: usize = 1 << 9;
@@ -38,8 +30,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     // stopped, so nobody observes the moment in between).
     let mask = rustix::process::umask(rustix::fs::Mode::empty());
     rustix::process::umask(mask);
-    let mut subreaper: i32 = 0;
-    let _ = osys::prctl(PR_GET_CHILD_SUBREAPER, &mut subreaper as *mut i32 as usize);
+    let subreaper = sys::child_subreaper().unwrap_or(false);
     // Per thread, read by each stopped thread itself: the main thread's are the process's.
     let leader = meta
         .threads
@@ -50,16 +41,16 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     let state = ProcessState {
         cwd,
         umask: mask.bits(),
-        dumpable: osys::prctl(PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
+        dumpable: sys::prctl(sys::PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
         no_new_privs: leader.no_new_privs,
-        child_subreaper: subreaper != 0,
+        child_subreaper: subreaper,
         oom_score_adj: crate::procfs::read(OOM_SCORE_ADJ)
             .ok()
             .and_then(|v| core::str::from_utf8(&v).ok()?.trim().parse().ok())
             .unwrap_or(0),
-        thp_disable: osys::prctl(PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
+        thp_disable: sys::prctl(sys::PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
         parent_death_signal: leader.death_signal,
-        membarrier: osys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
+        membarrier: sys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
         // smaps only when something is locked (it is slow to read).
         locked: if crate::procfs::locked_kb() > 0 {
             crate::procfs::locked_ranges()
@@ -115,21 +106,21 @@ pub fn restore(meta: &Meta) {
             .str(" is gone; staying in the launch directory")
             .emit();
     }
-    let _ = osys::prctl(PR_SET_DUMPABLE, p.dumpable as usize);
+    let _ = sys::prctl(sys::PR_SET_DUMPABLE, p.dumpable as usize);
     if p.no_new_privs {
-        let _ = osys::prctl(PR_SET_NO_NEW_PRIVS, 1);
+        let _ = sys::prctl(sys::PR_SET_NO_NEW_PRIVS, 1);
     }
     if p.child_subreaper {
-        let _ = osys::prctl(PR_SET_CHILD_SUBREAPER, 1);
+        let _ = sys::prctl(sys::PR_SET_CHILD_SUBREAPER, 1);
     }
     if p.thp_disable {
-        let _ = osys::prctl(PR_SET_THP_DISABLE, 1);
+        let _ = sys::prctl(sys::PR_SET_THP_DISABLE, 1);
     }
     restore_oom_score_adj(p.oom_score_adj);
     let unlocked: u64 = p
         .locked
         .iter()
-        .filter(|(s, e)| osys::mlock(*s as usize, (e - s) as usize).is_err())
+        .filter(|(s, e)| sys::mlock(*s as usize, (e - s) as usize).is_err())
         .map(|(s, e)| e - s)
         .sum();
     if unlocked > 0 {
@@ -140,7 +131,7 @@ pub fn restore(meta: &Meta) {
             .emit();
     }
     for cmd in MEMBARRIER_REGISTERS {
-        if p.membarrier & cmd != 0 && osys::membarrier(cmd as usize).is_err() {
+        if p.membarrier & cmd != 0 && sys::membarrier(cmd as usize).is_err() {
             crate::diag::Line::new()
                 .str("warning: cannot register for membarrier command ")
                 .num(cmd as u64)
@@ -154,15 +145,15 @@ pub fn restore(meta: &Meta) {
 /// resuming process inherited needs `CAP_SYS_RESOURCE` (then a warning).
 fn restore_oom_score_adj(value: i32) {
     let text = value.to_string();
-    let written = osys::openat(
-        osys::AT_FDCWD,
+    let written = sys::openat(
+        sys::AT_FDCWD,
         OOM_SCORE_ADJ,
-        osys::O_WRONLY | osys::O_CLOEXEC,
+        sys::O_WRONLY | sys::O_CLOEXEC,
         0,
     )
     .and_then(|fd| {
-        let r = osys::write(fd, text.as_bytes());
-        let _ = osys::close(fd);
+        let r = sys::write(fd, text.as_bytes());
+        let _ = sys::close(fd);
         r
     });
     if written.is_err() {
@@ -178,9 +169,9 @@ fn restore_oom_score_adj(value: i32) {
 /// also belongs to the parent as it is now, after the tree's resume).
 pub fn restore_after_credentials(meta: &Meta) {
     if let Some(p) = load(meta) {
-        let _ = osys::prctl(PR_SET_DUMPABLE, p.dumpable as usize);
+        let _ = sys::prctl(sys::PR_SET_DUMPABLE, p.dumpable as usize);
         if p.parent_death_signal != 0 {
-            let _ = osys::prctl(PR_SET_PDEATHSIG, p.parent_death_signal as usize);
+            let _ = sys::prctl(sys::PR_SET_PDEATHSIG, p.parent_death_signal as usize);
         }
     }
 }
@@ -194,14 +185,14 @@ pub fn restore_names(meta: &Meta) {
         let Some(tid) = crate::process::get().current_tid(t.tid) else {
             continue;
         };
-        if let Ok(fd) = osys::openat(
-            osys::AT_FDCWD,
+        if let Ok(fd) = sys::openat(
+            sys::AT_FDCWD,
             &comm_path(tid),
-            osys::O_WRONLY | osys::O_CLOEXEC,
+            sys::O_WRONLY | sys::O_CLOEXEC,
             0,
         ) {
-            let _ = osys::write(fd, &t.name);
-            let _ = osys::close(fd);
+            let _ = sys::write(fd, &t.name);
+            let _ = sys::close(fd);
         }
     }
 }

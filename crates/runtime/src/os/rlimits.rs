@@ -3,6 +3,7 @@
 //! `CAP_SYS_RESOURCE`: then the limit is kept as close as allowed and the resume says so.
 
 use crate::sys;
+use crate::sys::RLIMIT_NOFILE;
 use zhuque_image::Meta;
 use zhuque_image::os::{Rlimit, TAG_RLIMITS, decode_rlimits, encode_rlimits};
 
@@ -21,8 +22,6 @@ pub fn save(meta: &mut Meta) {
         .collect();
     meta.set_section(TAG_RLIMITS, encode_rlimits(&v));
 }
-
-const RLIMIT_NOFILE: u32 = 7;
 
 /// Every limit but `RLIMIT_NOFILE` (resume, first).
 pub fn restore(meta: &Meta) {

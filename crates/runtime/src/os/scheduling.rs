@@ -14,18 +14,17 @@
 //!   policy without `CAP_SYS_NICE` or `RLIMIT_RTPRIO`, CPUs this machine lacks) leaves the
 //!   thread as it was, with one warning.
 
-use super::sys::{self as osys, SchedAttr};
 use crate::diag::Line;
+use crate::sys::{self, SchedAttr};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use zhuque_image::os::{ProcessState, ThreadScheduling};
 
 /// The `sched_flags` a thread keeps (the utilization-clamp ones are left alone).
 const KEPT_FLAGS: u64 = 0x1 | 0x2 | 0x4;
-const PR_SET_TIMERSLACK: usize = 29;
 
 /// Thread `tid`'s scheduling (`timer_slack_ns` as the thread read it itself).
 pub fn of_thread(tid: i32, timer_slack_ns: u64) -> Option<ThreadScheduling> {
-    let a = osys::sched_getattr(tid).ok()?;
+    let a = sys::sched_getattr(tid).ok()?;
     Some(ThreadScheduling {
         tid,
         policy: a.policy,
@@ -35,7 +34,7 @@ pub fn of_thread(tid: i32, timer_slack_ns: u64) -> Option<ThreadScheduling> {
         runtime: a.runtime,
         deadline: a.deadline,
         period: a.period,
-        affinity: osys::sched_getaffinity(tid).unwrap_or_default(),
+        affinity: sys::sched_getaffinity(tid).unwrap_or_default(),
         timer_slack_ns,
     })
 }
@@ -108,18 +107,18 @@ pub fn apply_own(saved_tid: i32) {
             period: want.period,
             ..SchedAttr::default()
         };
-        if let Err(e) = osys::sched_setattr_own(&attr) {
+        if let Err(e) = sys::sched_setattr_own(&attr) {
             refused(saved_tid, "its scheduling policy and priority", e);
         }
     }
     if !want.affinity.is_empty()
         && !same_affinity(&now.affinity, &want.affinity)
-        && let Err(e) = osys::sched_setaffinity_own(&want.affinity)
+        && let Err(e) = sys::sched_setaffinity_own(&want.affinity)
     {
         refused(saved_tid, "its CPU affinity", e);
     }
     if !same_slack(&now, want) {
-        let _ = osys::prctl(PR_SET_TIMERSLACK, want.timer_slack_ns as usize);
+        let _ = sys::prctl(sys::PR_SET_TIMERSLACK, want.timer_slack_ns as usize);
     }
 }
 

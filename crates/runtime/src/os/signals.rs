@@ -13,13 +13,11 @@ use super::next::Next;
 use crate::process::{self, Mode};
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys::{self, KernelSigaction};
+use crate::sys::{SIGKILL, SIGSTOP};
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicBool, Ordering};
 use zhuque_image::Meta;
 use zhuque_image::os::{SigAction, TAG_SIGNALS, decode_sigactions, encode_sigactions};
-
-const SIGKILL: i32 = 9;
-const SIGSTOP: i32 = 19;
 
 fn ours(sig: c_int) -> bool {
     sig == FAIL_SIGNAL || sig == STOP_SIGNAL
@@ -61,7 +59,9 @@ pub fn restore(meta: &Meta) {
             restorer: a.restorer as usize,
             mask: a.mask,
         };
-        if let Err(e) = sys::sigaction_set_raw(a.sig, &act) {
+        // SAFETY: the program's own disposition, recorded at the save, in the same memory (the
+        // image's) that holds its handler and restorer.
+        if let Err(e) = unsafe { sys::sigaction_set_raw(a.sig, &act) } {
             crate::diag::Line::new()
                 .str("warning: cannot restore the disposition of signal ")
                 .num(a.sig as u64)

@@ -12,16 +12,15 @@
 //! No expiry is lost or doubled by the save itself: timers run on while it reads them and the
 //! signal queues, and [`settle`] accounts for the ones that expire in between.
 
-use super::sys::{self as osys};
 use crate::procfs;
+use crate::sys;
+use crate::sys::{SI_KERNEL, SI_TIMER, SIGEV_THREAD_ID};
 use zhuque_image::Meta;
 use zhuque_image::os::{PosixTimer, TAG_TIMERS, TIMER_TO_COORDINATOR, TimerValue, Timers};
 
 const SIGEV_SIGNAL: i32 = 0;
 const SIGEV_NONE: i32 = 1;
 const SIGEV_THREAD: i32 = 2;
-const SIGEV_THREAD_ID: i32 = 4;
-const PR_TIMER_CREATE_RESTORE_IDS: usize = 77;
 
 fn parse_timers(text: &[u8]) -> Vec<PosixTimer> {
     let mut out: Vec<PosixTimer> = Vec::new();
@@ -117,14 +116,14 @@ pub struct Times {
 pub fn now(list: &[PosixTimer]) -> Times {
     let mut itimers = [TimerValue::default(); 3];
     for (which, slot) in itimers.iter_mut().enumerate() {
-        if let Ok((value_ns, interval_ns)) = osys::getitimer(which as i32) {
+        if let Ok((value_ns, interval_ns)) = sys::getitimer(which as i32) {
             *slot = running(value_ns, interval_ns);
         }
     }
     let posix = list
         .iter()
         .map(|p| {
-            osys::timer_gettime(p.id)
+            sys::timer_gettime(p.id)
                 .map(|(v, i)| running(v, i))
                 .unwrap_or_default()
         })
@@ -153,8 +152,6 @@ fn fired(before: TimerValue, after: TimerValue) -> bool {
 
 /// The signals of the interval timers.
 const ITIMER_SIGNALS: [i32; 3] = [14, 26, 27]; // SIGALRM, SIGVTALRM, SIGPROF
-const SI_KERNEL: i32 = 0x80;
-const SI_TIMER: i32 = -2;
 
 /// Timers keep running while a save reads them and the queues of pending signals. The save
 /// reads the timers (`before`), then takes the pending signals, then reads the timers again
@@ -236,7 +233,7 @@ pub fn restore_itimers(meta: &Meta) {
         if v.value_ns == 0 {
             continue;
         }
-        if let Err(e) = osys::setitimer(which as i32, v.value_ns, v.interval_ns) {
+        if let Err(e) = sys::setitimer(which as i32, v.value_ns, v.interval_ns) {
             crate::diag::Line::new()
                 .str("warning: cannot re-arm interval timer ")
                 .num(which as u64)
@@ -254,7 +251,7 @@ pub fn restore_posix(meta: &Meta) {
         return;
     }
     t.posix.sort_by_key(|p| p.id);
-    let exact = osys::prctl(PR_TIMER_CREATE_RESTORE_IDS, 1).is_ok();
+    let exact = sys::prctl(sys::PR_TIMER_CREATE_RESTORE_IDS, 1).is_ok();
     for p in &t.posix {
         let notify = if p.notify & !SIGEV_THREAD_ID == SIGEV_THREAD {
             // glibc's helper thread receives SIGEV_THREAD timers as SIGEV_THREAD_ID.
@@ -263,17 +260,17 @@ pub fn restore_posix(meta: &Meta) {
             p.notify
         };
         let (notify, tid) = target(p, notify);
-        let sev = osys::SigEvent::new(p.value, p.signo, notify, tid);
+        let sev = sys::SigEvent::new(p.value, p.signo, notify, tid);
         let made = if exact {
             let mut id = p.id;
-            osys::timer_create(p.clock, &sev, &mut id).map(|_| id)
+            sys::timer_create(p.clock, &sev, &mut id).map(|_| id)
         } else {
             create_in_order(p, &sev)
         };
         let problem = match made {
             Ok(id) if id == p.id => {
                 if p.time.value_ns != 0 {
-                    osys::timer_settime(id, p.time.value_ns, p.time.interval_ns)
+                    sys::timer_settime(id, p.time.value_ns, p.time.interval_ns)
                         .err()
                         .map(|e| format!("cannot arm it: errno {}", e.0))
                 } else {
@@ -281,7 +278,7 @@ pub fn restore_posix(meta: &Meta) {
                 }
             }
             Ok(id) => {
-                let _ = osys::timer_delete(id);
+                let _ = sys::timer_delete(id);
                 Some("the kernel would not give it its id back".to_string())
             }
             Err(e) => Some(format!("cannot create it: errno {}", e.0)),
@@ -291,7 +288,7 @@ pub fn restore_posix(meta: &Meta) {
         }
     }
     if exact {
-        let _ = osys::prctl(PR_TIMER_CREATE_RESTORE_IDS, 0);
+        let _ = sys::prctl(sys::PR_TIMER_CREATE_RESTORE_IDS, 0);
     }
 }
 
@@ -330,11 +327,11 @@ fn lost(p: &PosixTimer, why: &str) {
 }
 
 /// Without restore mode: ids come in order; throw-away timers fill the gaps.
-fn create_in_order(p: &PosixTimer, sev: &osys::SigEvent) -> Result<i32, crate::sys::Errno> {
+fn create_in_order(p: &PosixTimer, sev: &sys::SigEvent) -> Result<i32, crate::sys::Errno> {
     let mut fillers = Vec::new();
     let r = loop {
         let mut id = 0;
-        if let Err(e) = osys::timer_create(p.clock, sev, &mut id) {
+        if let Err(e) = sys::timer_create(p.clock, sev, &mut id) {
             break Err(e);
         }
         if id < p.id && fillers.len() < 1 << 16 {
@@ -344,7 +341,7 @@ fn create_in_order(p: &PosixTimer, sev: &osys::SigEvent) -> Result<i32, crate::s
         break Ok(id);
     };
     for f in fillers {
-        let _ = osys::timer_delete(f);
+        let _ = sys::timer_delete(f);
     }
     r
 }

@@ -94,7 +94,7 @@ pub fn recreate(
         })) as *mut Ctx as usize;
         let mut flags = arch::THREAD_FLAGS;
         if t.tid_address != 0 {
-            flags |= arch::CLONE_PARENT_SETTID | arch::CLONE_CHILD_CLEARTID;
+            flags |= crate::sys::CLONE_PARENT_SETTID | crate::sys::CLONE_CHILD_CLEARTID;
         }
         let spawn = |want: Option<i32>| {
             // SAFETY: the trampoline stack and ctx are volatile memory owned by the new

@@ -1,6 +1,7 @@
 //! The few x86-64 instructions that cannot be written in Rust: switching stacks, starting a
 //! raw thread, and returning into a saved signal frame.
 
+use crate::sys;
 use core::arch::global_asm;
 
 global_asm!(
@@ -112,19 +113,14 @@ pub unsafe fn call_on_stack(arg: usize, f: extern "C" fn(usize) -> !, stack_top:
     unsafe { zhuque_call_on_stack(arg, f, stack_top) }
 }
 
-pub const CLONE_VM: u64 = 0x100;
-pub const CLONE_FS: u64 = 0x200;
-pub const CLONE_FILES: u64 = 0x400;
-pub const CLONE_SIGHAND: u64 = 0x800;
-pub const CLONE_THREAD: u64 = 0x10000;
-pub const CLONE_SYSVSEM: u64 = 0x40000;
-pub const CLONE_SETTLS: u64 = 0x80000;
-pub const CLONE_PARENT_SETTID: u64 = 0x100000;
-pub const CLONE_CHILD_CLEARTID: u64 = 0x200000;
-
 /// The flags glibc uses for a thread, without the tid bookkeeping.
-pub const THREAD_FLAGS: u64 =
-    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
+pub const THREAD_FLAGS: u64 = sys::CLONE_VM
+    | sys::CLONE_FS
+    | sys::CLONE_FILES
+    | sys::CLONE_SIGHAND
+    | sys::CLONE_THREAD
+    | sys::CLONE_SYSVSEM
+    | sys::CLONE_SETTLS;
 
 /// Prepares `[stack_top-16, stack_top)` so the new thread calls `f(arg)`; returns the stack
 /// pointer the thread must start with.
@@ -227,12 +223,11 @@ pub unsafe fn spawn_process(
     f: extern "C" fn(usize) -> !,
     arg: usize,
 ) -> Result<i32, crate::sys::Errno> {
-    const SIGCHLD: u64 = 17;
     // SAFETY: forwarded contract.
     let sp = unsafe { prime_stack(stack_top, f, arg) };
     let tid_storage: i32 = pid;
     let args = CloneArgs {
-        exit_signal: SIGCHLD,
+        exit_signal: crate::sys::SIGCHLD as u64,
         stack: stack as u64,
         stack_size: (sp - stack) as u64,
         set_tid: &tid_storage as *const i32 as u64,

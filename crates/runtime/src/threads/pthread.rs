@@ -14,6 +14,7 @@
 
 use super::slots;
 use crate::runtime::active;
+use crate::sys::PAGE;
 use core::ffi::{c_int, c_void};
 
 /// `pthread_attr_t` (56 bytes on x86-64), opaque.
@@ -60,7 +61,6 @@ pub unsafe fn attr_set_guard(attr: *mut Attr, size: usize) -> c_int {
 const PTHREAD_CREATE_DETACHED: c_int = 1;
 const EAGAIN: c_int = 11;
 const ENOSYS: c_int = 38;
-const PAGE: usize = 4096;
 
 /// # Safety
 /// C `pthread_create` contract.

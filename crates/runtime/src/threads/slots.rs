@@ -21,9 +21,8 @@ use crate::futex_lock::{FutexGuard, FutexLock};
 use crate::memory;
 use crate::signals::critical;
 use crate::sys;
+use crate::sys::PAGE;
 use core::sync::atomic::{AtomicUsize, Ordering};
-
-const PAGE: usize = 4096;
 
 /// One stack mapping `[lo, lo + len)`, whose lowest `guard` bytes are `PROT_NONE`.
 #[repr(C)]

@@ -169,7 +169,7 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
                     core::slice::from_raw_parts(slot.close_buf as *const i32, slot.close_len)
                 };
                 for &fd in fds {
-                    let _ = crate::os::sys::close(fd);
+                    let _ = crate::sys::close(fd);
                 }
                 slot.release.store(PARKED, Ordering::Release);
                 slot.drained.store(1, Ordering::Release);
@@ -198,7 +198,7 @@ const LEFT: u32 = 2;
 /// (every signal is blocked while the handler runs, so they stay queued until taken).
 fn drain_own(slot: &mut StopSlot) {
     while slot.drain_len < slot.drain_cap {
-        let Ok(info) = crate::os::sys::sigtimedwait_now(slot.drain_set) else {
+        let Ok(info) = crate::sys::sigtimedwait_now(slot.drain_set) else {
             return;
         };
         // SAFETY: the coordinator lent a buffer of drain_cap siginfos for this request.

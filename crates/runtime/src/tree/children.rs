@@ -19,14 +19,13 @@ use crate::diag::{self, Line};
 use crate::image_io;
 use crate::process;
 use crate::sys;
+use crate::sys::{SIGCHLD, SIGKILL};
 use crate::threads::arch;
 use crate::vmem;
 use zhuque_image::tree::{Proc, ProcKind, TAG_TREE, Tree, process_dir};
 use zhuque_image::{Meta, State};
 
 const STACK: usize = 64 << 10;
-const SIGCHLD: i32 = 17;
-const SIGKILL: i32 = 9;
 
 /// The tree as saved: the tree's `meta` (written by the init) holds it.
 pub fn saved_tree() -> Option<Tree> {
@@ -113,7 +112,7 @@ pub fn recreate(tree: &Tree, me: i32, fail_after: Option<f64>) {
         wait_until_ended(pid);
     }
     // Their SIGCHLDs belong to this resume, not to the program.
-    while crate::os::sys::sigtimedwait_now(sys::sig_bit(SIGCHLD)).is_ok() {}
+    while crate::sys::sigtimedwait_now(sys::sig_bit(SIGCHLD)).is_ok() {}
 }
 
 /// The saved program of member `pid` (its image's `meta`), as the exec that resumes it.
@@ -202,7 +201,7 @@ extern "C" fn child(plan: usize) -> ! {
         End::Exit(code) => sys::exit_group(*code),
         End::Signal(sig) => {
             let _ = sys::setrlimit(RLIMIT_CORE, 0, 0);
-            let _ = sys::sigaction(*sig, 0, 0, 0); // SIG_DFL
+            let _ = sys::sigaction_default(*sig);
             let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(*sig));
             let _ = sys::tgkill(sys::getpid(), sys::gettid(), *sig);
             let _ = sys::tgkill(sys::getpid(), sys::gettid(), SIGKILL);

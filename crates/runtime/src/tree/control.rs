@@ -5,15 +5,15 @@
 //! exec'd, after [`Msg::Exec`]). The fd is a runtime fd: close-on-exec, out of the program's
 //! way and protected from its `close`.
 
-use crate::os::sys as osys;
 use crate::process;
+use crate::sys;
 use crate::sys::Errno;
 use zhuque_image::tree::{MSG_LEN, Msg, Role, control_address};
 
 /// Connects to the control channel of the image directory `dir_fd` belongs to, if its init
 /// listens (tree mode). The connection becomes this process's ([`process::Process::ctl_fd`]).
 pub fn connect(dir_fd: i32) -> bool {
-    let Ok(st) = osys::fstat(dir_fd) else {
+    let Ok(st) = sys::fstat(dir_fd) else {
         return false;
     };
     process::get().set_ctl_address(control_address(st.dev, st.ino));
@@ -29,13 +29,13 @@ pub fn reconnect() -> bool {
     if name.is_empty() || name.len() > addr.len() - 2 {
         return false;
     }
-    addr[..2].copy_from_slice(&(osys::AF_UNIX as u16).to_ne_bytes());
+    addr[..2].copy_from_slice(&(sys::AF_UNIX as u16).to_ne_bytes());
     addr[2..2 + name.len()].copy_from_slice(name);
-    let Ok(fd) = osys::socket(osys::AF_UNIX, osys::SOCK_SEQPACKET | osys::SOCK_CLOEXEC, 0) else {
+    let Ok(fd) = sys::socket(sys::AF_UNIX, sys::SOCK_SEQPACKET | sys::SOCK_CLOEXEC, 0) else {
         return false;
     };
-    if osys::connect(fd, &addr[..2 + name.len()]).is_err() {
-        let _ = osys::close(fd);
+    if sys::connect(fd, &addr[..2 + name.len()]).is_err() {
+        let _ = sys::close(fd);
         return false;
     }
     let fd = crate::image_io::hide_raw(fd);
@@ -60,7 +60,7 @@ pub fn take() -> i32 {
 
 pub fn send(m: Msg) -> Result<(), Errno> {
     loop {
-        match osys::send(fd(), &m.encode(), osys::MSG_NOSIGNAL) {
+        match sys::send(fd(), &m.encode(), sys::MSG_NOSIGNAL) {
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
@@ -75,13 +75,13 @@ pub fn recv() -> Option<Msg> {
 
 /// The next message if one is waiting.
 pub fn try_recv() -> Option<Msg> {
-    recv_with(osys::MSG_DONTWAIT)
+    recv_with(sys::MSG_DONTWAIT)
 }
 
 fn recv_with(flags: i32) -> Option<Msg> {
     let mut b = [0u8; MSG_LEN];
     loop {
-        match osys::recv(fd(), &mut b, flags) {
+        match sys::recv(fd(), &mut b, flags) {
             Ok(MSG_LEN) => return Msg::decode(&b).ok(),
             Ok(_) => return None,
             Err(Errno::EINTR) => {}

@@ -4,7 +4,7 @@
 //! with an ELF interpreter, `PT_INTERP`). A script runs its interpreter (`#!`), which must be
 //! one of those.
 
-use crate::os::sys as osys;
+use crate::sys;
 
 const PT_INTERP: u32 = 3;
 
@@ -17,9 +17,9 @@ pub fn why_not_dynamic(dirfd: i32, path: &[u8]) -> Option<&'static str> {
 fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
     let mut p = path.to_vec();
     p.push(0);
-    let fd = osys::openat(dirfd, &p, osys::O_RDONLY | osys::O_CLOEXEC, 0).ok()?;
+    let fd = sys::openat(dirfd, &p, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
     let mut head = [0u8; 256];
-    let n = osys::pread(fd, &mut head, 0).unwrap_or(0);
+    let n = sys::pread(fd, &mut head, 0).unwrap_or(0);
     let verdict = if head[..n].starts_with(b"#!") {
         // A script: its interpreter decides (one level: an interpreter is no script).
         let line = head[2..n].split(|c| *c == b'\n').next().unwrap_or_default();
@@ -28,7 +28,7 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
             .find(|w| !w.is_empty())
             .unwrap_or_default();
         if depth == 0 && interp.first() == Some(&b'/') {
-            check(osys::AT_FDCWD, interp, depth + 1)
+            check(sys::AT_FDCWD, interp, depth + 1)
         } else {
             None
         }
@@ -37,7 +37,7 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
     } else {
         None
     };
-    let _ = osys::close(fd);
+    let _ = sys::close(fd);
     verdict
 }
 
@@ -52,7 +52,7 @@ fn has_interpreter(fd: i32, head: &[u8]) -> bool {
         return true; // odd: let the kernel judge it
     }
     let mut table = vec![0u8; entsize * count];
-    match osys::pread(fd, &mut table, phoff) {
+    match sys::pread(fd, &mut table, phoff) {
         Ok(n) if n == table.len() => table
             .chunks(entsize)
             .any(|ph| u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_INTERP),

@@ -212,7 +212,7 @@ unsafe fn exec_with(envp: CStrArray, run: impl FnOnce(CStrArray) -> c_int) -> c_
 pub unsafe extern "C" fn execve(path: *const c_char, argv: CStrArray, envp: CStrArray) -> c_int {
     let real = next!(c"execve", ExecveFn);
     if crash_resistant() {
-        check_program(crate::os::sys::AT_FDCWD, path);
+        check_program(crate::sys::AT_FDCWD, path);
     }
     // SAFETY: forwarded contract.
     unsafe { exec_with(envp, |e| real(path, argv, e)) }
@@ -224,7 +224,7 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: CStrArray, envp: CStr
 pub unsafe extern "C" fn execv(path: *const c_char, argv: CStrArray) -> c_int {
     let real = next!(c"execve", ExecveFn);
     if crash_resistant() {
-        check_program(crate::os::sys::AT_FDCWD, path);
+        check_program(crate::sys::AT_FDCWD, path);
     }
     // SAFETY: forwarded contract; `environ` is the program's environment.
     unsafe { exec_with(environ, |e| real(path, argv, e)) }
@@ -389,7 +389,7 @@ pub unsafe extern "C" fn posix_spawn(
         return 38; // ENOSYS (posix_spawn returns the error)
     };
     if crash_resistant() {
-        check_program(crate::os::sys::AT_FDCWD, path);
+        check_program(crate::sys::AT_FDCWD, path);
     }
     // SAFETY: forwarded contract.
     unsafe { spawn_with(real, pid, path, actions, attr, argv, envp) }

@@ -29,7 +29,6 @@
 //! design and need none of this.
 
 use crate::memory::{self, lock as memlock};
-use crate::os::sys as osys;
 use crate::process::{self, Mode};
 use crate::signals::STOP_SIGNAL;
 use crate::sys;
@@ -118,7 +117,7 @@ fn before_fork() {
     // Not yet in a critical section: a failure may stop this thread while it waits.
     p.fork_lock();
     let _ = sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL));
-    let (r, w) = osys::pipe2(osys::O_CLOEXEC)
+    let (r, w) = sys::pipe2(sys::O_CLOEXEC)
         .unwrap_or_else(|_| diag::fatal("cannot create a pipe for fork (no fd left?)"));
     p.fork_ready_r
         .store(crate::image_io::hide_raw(r), Ordering::Relaxed);
@@ -146,7 +145,7 @@ fn fork_failed(what: &str, e: sys::Errno) -> ! {
 fn after_fork_in_parent() {
     release_runtime_locks();
     let p = process::get();
-    let _ = osys::close(p.fork_ready_w.load(Ordering::Relaxed));
+    let _ = sys::close(p.fork_ready_w.load(Ordering::Relaxed));
     let r = p.fork_ready_r.load(Ordering::Relaxed);
     p.with_dependents(|d| d.push(r));
     p.fork_unlock();
@@ -162,9 +161,9 @@ fn after_fork_in_child() {
     release_runtime_locks();
     // The pipes of the parent's other children are the parent's business.
     for fd in p.with_dependents(core::mem::take) {
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
     }
-    let _ = osys::close(p.fork_ready_r.load(Ordering::Relaxed));
+    let _ = sys::close(p.fork_ready_r.load(Ordering::Relaxed));
     p.pid.store(sys::getpid(), Ordering::Relaxed);
     let (pool, dir) =
         super::child_pool().unwrap_or_else(|e| fork_failed("cannot create the child's pool", e));
@@ -198,7 +197,7 @@ fn reset_process_state() {
     // They describe the parent; a coordinator opens this process's own.
     for fd in [p.swap_task_dir_fd(-1), p.swap_leader_stat_fd(-1)] {
         if fd >= 0 {
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
         }
     }
 }
@@ -216,11 +215,11 @@ fn dependents_free(wait_ms: i32) -> bool {
     for fd in p.with_dependents(|d| d.clone()) {
         let left = until.saturating_sub(crate::process::now_ns()) / 1_000_000;
         // The end of the pipe: the child copied the pool, exec'd or exited.
-        let gone = osys::poll_one(fd, osys::POLLIN, left as i32)
-            .is_ok_and(|r| r & (osys::POLLIN | osys::POLLHUP | osys::POLLERR) != 0);
+        let gone = sys::poll_one(fd, sys::POLLIN, left as i32)
+            .is_ok_and(|r| r & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0);
         if gone {
             p.with_dependents(|d| d.retain(|&x| x != fd));
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
         }
     }
     p.with_dependents(|d| d.is_empty())
@@ -358,8 +357,6 @@ extern "C" fn clone_child(start: *mut core::ffi::c_void) -> c_int {
     sys::exit_group(status)
 }
 
-const CLONE_VM: c_int = 0x100;
-
 /// glibc's `clone`. With `CLONE_VM` the child shares the memory (a thread or a `vfork`-like
 /// child): nothing to do. Without it, the child is a copy like a `fork` child's, made the
 /// same way (there are no `atfork` handlers on this path). The C function is variadic; on
@@ -380,7 +377,7 @@ pub unsafe extern "C" fn clone(
     let Some(real) = crate::loader::next::<RealClone>(c"clone") else {
         return crate::errno::fail(sys::Errno::ENOSYS, -1);
     };
-    if !crash_resistant() || flags & CLONE_VM != 0 {
+    if !crash_resistant() || flags as u64 & sys::CLONE_VM != 0 {
         // SAFETY: forwarded unchanged.
         return unsafe { real(f, stack, flags, arg, ptid, tls, ctid) };
     }

@@ -22,7 +22,6 @@ pub mod member;
 
 use crate::diag::{self, Line};
 use crate::image_io;
-use crate::os::sys as osys;
 use crate::process;
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
@@ -47,7 +46,7 @@ enum Outside {
 /// directory (returned too); outside, or when it cannot write the image, a memfd.
 fn child_pool() -> Result<(i32, Result<i32, Outside>), Errno> {
     let outside = |why| -> Result<(i32, Result<i32, Outside>), Errno> {
-        let fd = osys::memfd_create(b"zhuque-pool\0", osys::MFD_CLOEXEC)?;
+        let fd = sys::memfd_create(b"zhuque-pool\0", sys::MFD_CLOEXEC)?;
         Ok((image_io::hide_raw(fd), Err(why)))
     };
     if !in_tree() {
@@ -75,11 +74,11 @@ fn become_child(dir: Result<i32, Outside>) {
         .dir_fd
         .swap(*dir.as_ref().unwrap_or(&-1), Ordering::AcqRel);
     if old_dir >= 0 {
-        let _ = osys::close(old_dir);
+        let _ = sys::close(old_dir);
     }
     let old_ctl = control::take();
     if old_ctl >= 0 {
-        let _ = osys::close(old_ctl);
+        let _ = sys::close(old_ctl);
     }
     let dir = match dir {
         Ok(dir) => dir,

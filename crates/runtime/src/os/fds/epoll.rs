@@ -4,8 +4,8 @@
 //! edge-triggered entry that is ready reports once more, which such programs tolerate since
 //! any new data would do the same). A disabled `EPOLLONESHOT` entry stays disabled.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
+use crate::sys;
 use zhuque_image::os::{EPOLL_NO_FILE, EpollEntry, FileKind};
 
 /// `descs`: every description of the table, in table order (an entry's watched file may now
@@ -17,14 +17,14 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
     let mut entries = Vec::new();
     for (tfd, events, data, toff) in interest_list(info) {
         let is_target = |holder: i32, fd: i32| {
-            osys::is_epoll_target(holder, fd, task, d.fd, tfd, toff).is_ok_and(|t| t)
+            sys::is_epoll_target(holder, fd, task, d.fd, tfd, toff).is_ok_and(|t| t)
         };
         // The entry is keyed by (file, fd number): if that number no longer holds the file
         // (closed, or reused for another file), the entry cannot be re-added under it.
         // Without a usable `kcmp` (ENOSYS, EPERM) nothing can be told: the number is taken
         // to hold it.
-        let at_number = osys::is_epoll_target(task, tfd, task, d.fd, tfd, toff);
-        if at_number.unwrap_or_else(|e| e.0 != EBADF && e.0 != ENOENT) {
+        let at_number = sys::is_epoll_target(task, tfd, task, d.fd, tfd, toff);
+        if at_number.unwrap_or_else(|e| e != sys::Errno::EBADF && e != sys::Errno::ENOENT) {
             entries.push(EpollEntry {
                 fd: tfd,
                 events,
@@ -50,9 +50,6 @@ pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
     }
     FileKind::Epoll { entries }
 }
-
-const ENOENT: i32 = 2;
-const EBADF: i32 = 9;
 
 /// The entries of an epoll instance's fdinfo: (number, events, data, rank among the entries
 /// under that number). The kernel tells entries under one number apart by that rank (`kcmp`'s
@@ -85,7 +82,7 @@ fn interest_list(info: &[u8]) -> Vec<(i32, u32, u64, u32)> {
 }
 
 pub fn create(r: &mut Restorer, i: usize) {
-    match osys::epoll_create1(osys::O_CLOEXEC) {
+    match sys::epoll_create1(sys::O_CLOEXEC) {
         Ok(fd) => r.put(i, fd),
         Err(e) => r.placeholder(i, &format!("cannot make an epoll instance: errno {}", e.0)),
     }
@@ -110,7 +107,7 @@ pub fn fill(r: &Restorer, i: usize) {
                 -1 - e.fd
             ))
         } else {
-            osys::epoll_ctl(epfd, osys::EPOLL_CTL_ADD, e.fd, e.events, e.data)
+            sys::epoll_ctl(epfd, sys::EPOLL_CTL_ADD, e.fd, e.events, e.data)
                 .err()
                 .map(|err| format!("cannot watch fd {} again: errno {}", e.fd, err.0))
         };
@@ -128,26 +125,22 @@ pub fn fill(r: &Restorer, i: usize) {
 /// program thread runs.
 fn add_under(r: &Restorer, epfd: i32, e: &EpollEntry) -> Result<(), crate::sys::Errno> {
     let number = -1 - e.fd;
-    let file = r.staged(e.file as usize).ok_or(crate::sys::Errno(9))?;
-    let taken = osys::fcntl(number, osys::F_GETFD, 0).ok();
+    let file = r.staged(e.file as usize).ok_or(crate::sys::Errno::EBADF)?;
+    let taken = sys::fcntl(number, sys::F_GETFD, 0).ok();
     let aside = match taken {
-        Some(_) => Some(osys::fcntl(number, osys::F_DUPFD_CLOEXEC, r.spare_floor())? as i32),
+        Some(_) => Some(sys::fcntl(number, sys::F_DUPFD_CLOEXEC, r.spare_floor())? as i32),
         None => None,
     };
-    let added = osys::dup3(file, number, osys::O_CLOEXEC)
-        .and_then(|_| osys::epoll_ctl(epfd, osys::EPOLL_CTL_ADD, number, e.events, e.data));
+    let added = sys::dup3(file, number, sys::O_CLOEXEC)
+        .and_then(|_| sys::epoll_ctl(epfd, sys::EPOLL_CTL_ADD, number, e.events, e.data));
     match (aside, taken) {
         (Some(a), Some(fd_flags)) => {
-            let cloexec = if fd_flags & 1 != 0 {
-                osys::O_CLOEXEC
-            } else {
-                0
-            };
-            let _ = osys::dup3(a, number, cloexec);
-            let _ = osys::close(a);
+            let cloexec = if fd_flags & 1 != 0 { sys::O_CLOEXEC } else { 0 };
+            let _ = sys::dup3(a, number, cloexec);
+            let _ = sys::close(a);
         }
         _ => {
-            let _ = osys::close(number);
+            let _ = sys::close(number);
         }
     }
     added

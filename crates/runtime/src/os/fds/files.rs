@@ -10,9 +10,9 @@
 //! back as a memfd of the same name, contents and seals.
 
 use super::super::image_files;
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, SaveCtx, procfd};
 use crate::diag::Line;
+use crate::sys;
 use zhuque_image::os::{FdTable, FileKind, OpenFile};
 
 const DELETED: &[u8] = b" (deleted)";
@@ -42,11 +42,11 @@ pub fn reachable(d: &Desc) -> bool {
 }
 
 fn is_symlink(mode: u32) -> bool {
-    mode & osys::S_IFMT == osys::S_IFLNK
+    mode & sys::S_IFMT == sys::S_IFLNK
 }
 
 fn offset(fd: i32) -> u64 {
-    osys::lseek(fd, 0, osys::SEEK_CUR).unwrap_or(0)
+    sys::lseek(fd, 0, sys::SEEK_CUR).unwrap_or(0)
 }
 
 pub fn save_path(d: &Desc) -> FileKind {
@@ -56,7 +56,7 @@ pub fn save_path(d: &Desc) -> FileKind {
         dev: d.st.dev,
         ino: d.st.ino,
         mode: d.st.mode,
-        offset: if d.flags & osys::O_PATH != 0 {
+        offset: if d.flags & sys::O_PATH != 0 {
             0
         } else {
             offset(d.local)
@@ -69,10 +69,10 @@ pub fn save_path(d: &Desc) -> FileKind {
 fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
     let d = &ctx.descs[i];
     // Read through a new read-only description: the program's may be write-only.
-    let src = osys::openat(
-        osys::AT_FDCWD,
+    let src = sys::openat(
+        sys::AT_FDCWD,
         &procfd::path(d.fd),
-        osys::O_RDONLY | osys::O_CLOEXEC,
+        sys::O_RDONLY | sys::O_CLOEXEC,
         0,
     );
     let copied = src.and_then(|src| {
@@ -80,7 +80,7 @@ fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
             let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
             r.map(|_| name)
         });
-        let _ = osys::close(src);
+        let _ = sys::close(src);
         r
     });
     match copied {
@@ -110,7 +110,7 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
         path.to_vec()
     };
     let seals = if memfd {
-        osys::fcntl(d.local, osys::F_GET_SEALS, 0).unwrap_or(osys::F_SEAL_SEAL as usize) as u32
+        sys::fcntl(d.local, sys::F_GET_SEALS, 0).unwrap_or(sys::F_SEAL_SEAL as usize) as u32
     } else {
         0
     };
@@ -151,23 +151,23 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
 /// The flags to reopen a file with: its access mode and status flags, never creating,
 /// truncating or acquiring a controlling terminal.
 fn open_flags(flags: u32, mode: u32) -> u32 {
-    let kept = osys::O_ACCMODE
-        | osys::O_APPEND
-        | osys::O_NONBLOCK
-        | osys::O_DSYNC
-        | osys::O_SYNC
-        | osys::O_DIRECT
-        | osys::O_NOATIME
-        | osys::O_LARGEFILE
-        | osys::O_PATH;
-    let mut f = (flags & kept) | osys::O_NOCTTY | osys::O_CLOEXEC;
-    if mode & osys::S_IFMT == osys::S_IFDIR {
-        f |= osys::O_DIRECTORY;
+    let kept = sys::O_ACCMODE
+        | sys::O_APPEND
+        | sys::O_NONBLOCK
+        | sys::O_DSYNC
+        | sys::O_SYNC
+        | sys::O_DIRECT
+        | sys::O_NOATIME
+        | sys::O_LARGEFILE
+        | sys::O_PATH;
+    let mut f = (flags & kept) | sys::O_NOCTTY | sys::O_CLOEXEC;
+    if mode & sys::S_IFMT == sys::S_IFDIR {
+        f |= sys::O_DIRECTORY;
     }
     if is_symlink(mode) {
         // Only an O_PATH fd can be a link itself (`O_PATH | O_NOFOLLOW`): the link, not its
         // target, comes back.
-        f |= osys::O_NOFOLLOW;
+        f |= sys::O_NOFOLLOW;
     }
     f
 }
@@ -179,8 +179,8 @@ fn is_procfs(fd: i32) -> bool {
 
 fn seekable(mode: u32) -> bool {
     matches!(
-        mode & osys::S_IFMT,
-        osys::S_IFREG | osys::S_IFDIR | osys::S_IFBLK
+        mode & sys::S_IFMT,
+        sys::S_IFREG | sys::S_IFDIR | sys::S_IFBLK
     )
 }
 
@@ -197,7 +197,7 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         return;
     }
     if let FileKind::Path { mode, .. } = &f.kind
-        && mode & osys::S_IFMT == osys::S_IFDIR
+        && mode & sys::S_IFMT == sys::S_IFDIR
         && let Some(was) = path.strip_suffix(DELETED)
     {
         match removed_directory(was, f.flags, *mode) {
@@ -207,7 +207,7 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         return;
     }
     if let FileKind::Path { mode, rdev, .. } = &f.kind
-        && matches!(mode & osys::S_IFMT, osys::S_IFCHR | osys::S_IFBLK)
+        && matches!(mode & sys::S_IFMT, sys::S_IFCHR | sys::S_IFBLK)
         && let Some(was) = path.strip_suffix(DELETED)
     {
         match removed_device(was, f.flags, *mode, *rdev) {
@@ -240,7 +240,7 @@ fn removed_device(was: &[u8], flags: u32, mode: u32, rdev: u64) -> Result<i32, S
             String::from_utf8_lossy(was)
         )
     };
-    let kind = if mode & osys::S_IFMT == osys::S_IFBLK {
+    let kind = if mode & sys::S_IFMT == sys::S_IFBLK {
         FileType::BlockDevice
     } else {
         FileType::CharacterDevice
@@ -253,8 +253,8 @@ fn removed_device(was: &[u8], flags: u32, mode: u32, rdev: u64) -> Result<i32, S
         rdev,
     )
     .map_err(|e| why("mknod", e.raw_os_error()))?;
-    let opened = osys::openat(osys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
-    let _ = osys::unlinkat(osys::AT_FDCWD, &cstr(&tmp), 0);
+    let opened = sys::openat(sys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
+    let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), 0);
     opened.map_err(|e| why("open", e.0))
 }
 
@@ -266,7 +266,7 @@ fn beside(was: &[u8]) -> Vec<u8> {
         Some(p) => was[..p].to_vec(),
     };
     let is_dir = rustix::fs::stat(parent.as_slice())
-        .is_ok_and(|st| st.st_mode & osys::S_IFMT == osys::S_IFDIR);
+        .is_ok_and(|st| st.st_mode & sys::S_IFMT == sys::S_IFDIR);
     let mut tmp = if is_dir { parent } else { b"/tmp".to_vec() };
     tmp.extend_from_slice(
         format!(
@@ -296,8 +296,8 @@ fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
     };
     rustix::fs::mkdirat(CWD, tmp.as_slice(), Mode::from_raw_mode(0o700))
         .map_err(|e| why("mkdir", e))?;
-    let opened = osys::openat(osys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
-    let _ = osys::unlinkat(osys::AT_FDCWD, &cstr(&tmp), osys::AT_REMOVEDIR);
+    let opened = sys::openat(sys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
+    let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), sys::AT_REMOVEDIR);
     let fd = opened.map_err(|e| why("open", rustix::io::Errno::from_raw_os_error(e.0)))?;
     let _ = rustix::fs::fchmod(
         crate::image_io::borrow(fd),
@@ -341,10 +341,10 @@ fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::
     };
     let flags = open_flags(f.flags, *mode);
     let c = cstr(path);
-    let fd = osys::openat(osys::AT_FDCWD, &c, flags, 0)
+    let fd = sys::openat(sys::AT_FDCWD, &c, flags, 0)
         .or_else(|e| {
-            if flags & osys::O_NOATIME != 0 {
-                osys::openat(osys::AT_FDCWD, &c, flags & !osys::O_NOATIME, 0)
+            if flags & sys::O_NOATIME != 0 {
+                sys::openat(sys::AT_FDCWD, &c, flags & !sys::O_NOATIME, 0)
             } else {
                 Err(e)
             }
@@ -356,20 +356,20 @@ fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::
                 e.0
             )
         })?;
-    match osys::fstat(fd) {
+    match sys::fstat(fd) {
         Ok(st) if st.dev == *dev && st.ino == *ino => {}
         // /proc inodes are made on demand: the same path is the same file.
         Ok(_) if path.starts_with(b"/proc/") && is_procfs(fd) => {}
         _ => {
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
             return Err(format!(
                 "{} is no longer the file the program had open",
                 String::from_utf8_lossy(path)
             ));
         }
     }
-    let seek = if f.flags & osys::O_PATH == 0 && seekable(*mode) {
-        osys::lseek(fd, *offset as i64, osys::SEEK_SET).map(drop)
+    let seek = if f.flags & sys::O_PATH == 0 && seekable(*mode) {
+        sys::lseek(fd, *offset as i64, sys::SEEK_SET).map(drop)
     } else {
         Ok(())
     };
@@ -431,9 +431,9 @@ pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
                     offset_warning(warning(), f, e);
                 }
                 for &(n, cloexec) in &numbers {
-                    let _ = osys::dup3(fd, n, if cloexec { osys::O_CLOEXEC } else { 0 });
+                    let _ = sys::dup3(fd, n, if cloexec { sys::O_CLOEXEC } else { 0 });
                 }
-                let _ = osys::close(fd);
+                let _ = sys::close(fd);
             }
             Err(why) => warning()
                 .str(&why)
@@ -445,19 +445,19 @@ pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
 
 /// A new unlinked regular file in `dir` (mode `perm`), or in the image when `dir` is gone.
 fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
-    let flags = osys::O_TMPFILE | osys::O_RDWR | osys::O_CLOEXEC;
-    osys::openat(osys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
+    let flags = sys::O_TMPFILE | sys::O_RDWR | sys::O_CLOEXEC;
+    sys::openat(sys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
         // The directory is gone or has no O_TMPFILE: a file made and removed at once.
         let mut p = dir.to_vec();
         p.extend_from_slice(format!("/.zhuque-tmp-{}", crate::sys::gettid()).as_bytes());
         let c = cstr(&p);
-        let fd = osys::openat(
-            osys::AT_FDCWD,
+        let fd = sys::openat(
+            sys::AT_FDCWD,
             &c,
-            osys::O_RDWR | osys::O_CREAT | osys::O_EXCL | osys::O_CLOEXEC,
+            sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_CLOEXEC,
             perm,
         )?;
-        let _ = osys::unlinkat(osys::AT_FDCWD, &c, 0);
+        let _ = sys::unlinkat(sys::AT_FDCWD, &c, 0);
         Ok(fd)
     })
 }
@@ -489,22 +489,22 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     // A memfd some process mapped shared: the object the mappings are now (`shm/`), or the fd
     // and the mappings would be two objects.
     let object = (!shared.is_empty())
-        .then(|| crate::memory::shared::open_object(shared, osys::O_RDWR).ok())
+        .then(|| crate::memory::shared::open_object(shared, sys::O_RDWR).ok())
         .flatten();
     let made = if let Some(fd) = object {
-        if *seals != 0 && *seals != osys::F_SEAL_SEAL {
+        if *seals != 0 && *seals != sys::F_SEAL_SEAL {
             r.warning(i)
                 .str("it comes back as the object its mappings share, without its memfd seals")
                 .emit();
         }
         Ok(fd)
     } else if *memfd {
-        let mut flags = osys::MFD_CLOEXEC;
+        let mut flags = sys::MFD_CLOEXEC;
         // Created without MFD_ALLOW_SEALING, a memfd reports exactly F_SEAL_SEAL.
-        if *seals != osys::F_SEAL_SEAL {
-            flags |= osys::MFD_ALLOW_SEALING;
+        if *seals != sys::F_SEAL_SEAL {
+            flags |= sys::MFD_ALLOW_SEALING;
         }
-        osys::memfd_create(&cstr(path), flags)
+        sys::memfd_create(&cstr(path), flags)
     } else {
         let dir = match path.iter().rposition(|c| *c == b'/') {
             Some(0) => b"/".to_vec(),
@@ -524,11 +524,11 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     };
     let filled = image_files::open(copy).and_then(|src| {
         let res = image_files::copy(src, fd, *size);
-        let _ = osys::close(src);
+        let _ = sys::close(src);
         res
     });
     if let Err(e) = filled {
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
         for j in group {
             r.placeholder(
                 j,
@@ -547,24 +547,24 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         let FileKind::Anonymous { offset, .. } = &f.kind else {
             continue;
         };
-        match osys::openat(
-            osys::AT_FDCWD,
+        match sys::openat(
+            sys::AT_FDCWD,
             &procfd::path(fd),
             open_flags(f.flags, *mode),
             0,
         ) {
             Ok(n) => {
-                let _ = osys::lseek(n, *offset as i64, osys::SEEK_SET);
+                let _ = sys::lseek(n, *offset as i64, sys::SEEK_SET);
                 r.put(j, n);
             }
             Err(e) => r.placeholder(j, &format!("cannot open it again: errno {}", e.0)),
         }
     }
-    if object.is_none() && *memfd && *seals != 0 && *seals != osys::F_SEAL_SEAL {
-        let _ = osys::fcntl(fd, osys::F_ADD_SEALS, *seals as usize);
+    if object.is_none() && *memfd && *seals != 0 && *seals != sys::F_SEAL_SEAL {
+        let _ = sys::fcntl(fd, sys::F_ADD_SEALS, *seals as usize);
     }
     give_back_owner_and_mtime(r, i, fd, (*uid, *gid), *mtime);
-    let _ = osys::close(fd);
+    let _ = sys::close(fd);
 }
 
 /// The saved owner and modification time of a recreated unlinked file or memfd (writing its
@@ -577,8 +577,8 @@ fn give_back_owner_and_mtime(
     owner: (u32, u32),
     mtime: (i64, u32),
 ) {
-    let now = osys::fstat(fd).map(|st| (st.uid, st.gid)).unwrap_or(owner);
-    if now != owner && osys::fchown(fd, owner.0, owner.1).is_err() {
+    let now = sys::fstat(fd).map(|st| (st.uid, st.gid)).unwrap_or(owner);
+    if now != owner && sys::fchown(fd, owner.0, owner.1).is_err() {
         r.warning(i)
             .str("cannot give it back its owner ")
             .num(owner.0 as u64)
@@ -587,5 +587,5 @@ fn give_back_owner_and_mtime(
             .str(" (needs CAP_CHOWN)")
             .emit();
     }
-    let _ = osys::set_mtime(fd, mtime);
+    let _ = sys::set_mtime(fd, mtime);
 }

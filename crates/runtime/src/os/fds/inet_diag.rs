@@ -7,16 +7,11 @@
 //!   binds. Sockets a live process owns are never touched.
 //! - The shutdown state of UDP sockets, which no socket option or `poll` shows whole.
 
-use super::super::sys::{self as osys};
-
-const NETLINK_SOCK_DIAG: i32 = 4;
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const SOCK_DESTROY: u16 = 21;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
+use crate::sys;
+use crate::sys::diag::{
+    NETLINK_SOCK_DIAG, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOCK_DESTROY,
+    SOCK_DIAG_BY_FAMILY,
+};
 
 /// TCP states no process holds: FIN_WAIT1/2, TIME_WAIT, CLOSE_WAIT (orphaned), LAST_ACK,
 /// CLOSING.
@@ -26,7 +21,7 @@ const ORPHAN_STATES: u32 = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) 
 const INET_DIAG_SHUTDOWN: u16 = 8;
 
 fn request(ty: u16, flags: u16, family: u8, states: u32, id: &[u8; 48]) -> [u8; 72] {
-    request_for(ty, flags, family, osys::IPPROTO_TCP as u8, states, id)
+    request_for(ty, flags, family, sys::IPPROTO_TCP as u8, states, id)
 }
 
 fn request_for(
@@ -52,7 +47,7 @@ fn request_for(
 /// Destroys the ownerless TCP sockets whose local port is `port` (network order bytes of a
 /// `sockaddr_in[6]`'s port); returns how many.
 pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
-    let Ok(nl) = osys::socket(osys::AF_NETLINK, 3 | osys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+    let Ok(nl) = sys::socket(sys::AF_NETLINK, 3 | sys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
         return 0;
     };
     let mut victims: Vec<[u8; 48]> = Vec::new();
@@ -84,31 +79,31 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
             u32::MAX,
             id,
         );
-        if osys::send(nl, &m, 0).is_err() {
+        if sys::send(nl, &m, 0).is_err() {
             break;
         }
         let mut ack = [0u8; 256];
-        match osys::recv(nl, &mut ack, 0) {
+        match sys::recv(nl, &mut ack, 0) {
             // NLMSG_ERROR with error 0 is the acknowledgement.
             Ok(n) if n >= 20 && ack[16..20] == [0, 0, 0, 0] => done += 1,
             _ => {}
         }
     }
-    let _ = osys::close(nl);
+    let _ = sys::close(nl);
     done
 }
 
 /// The shutdown bits of every UDP socket of `domain` that has any, by inode.
 pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
     let mut out = Vec::new();
-    let Ok(nl) = osys::socket(osys::AF_NETLINK, 3 | osys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+    let Ok(nl) = sys::socket(sys::AF_NETLINK, 3 | sys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
         return out;
     };
     let dump = request_for(
         SOCK_DIAG_BY_FAMILY,
         NLM_F_REQUEST | NLM_F_DUMP,
         domain as u8,
-        osys::IPPROTO_UDP as u8,
+        sys::IPPROTO_UDP as u8,
         u32::MAX,
         &[0u8; 48],
     );
@@ -123,19 +118,19 @@ pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
             }
         }
     });
-    let _ = osys::close(nl);
+    let _ = sys::close(nl);
     out
 }
 
 /// Sends dump request `req` on `nl` and calls `each` with the payload of every answer (an
 /// `inet_diag_msg` and its attributes) until the dump ends.
 fn each_answer(nl: i32, req: &[u8], mut each: impl FnMut(&[u8])) {
-    if osys::send(nl, req, 0).is_err() {
+    if sys::send(nl, req, 0).is_err() {
         return;
     }
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = match osys::recv(nl, &mut buf, 0) {
+        let n = match sys::recv(nl, &mut buf, 0) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };

@@ -11,10 +11,10 @@
 //! Events queued and not yet read at the failure are lost (the kernel offers no way to put
 //! them back).
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
 use crate::runtime::active;
 use crate::signals::critical;
+use crate::sys;
 use core::ffi::{c_char, c_int};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use zhuque_image::os::{FileKind, InotifyWatch};
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
     let _c = on.then(critical);
     // SAFETY: path is the caller's NUL-terminated string.
     let p = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes_with_nul();
-    match osys::inotify_add_watch(fd, p, mask) {
+    match sys::inotify_add_watch(fd, p, mask) {
         Ok(wd) => {
             if on {
                 record(wd, &p[..p.len() - 1], mask);
@@ -225,14 +225,14 @@ pub fn save(d: &Desc) -> FileKind {
 /// Reads and drops every queued event.
 fn drain(fd: i32) {
     let mut buf = [0u8; 4096];
-    while osys::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
+    while sys::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
 }
 
 pub fn restore(r: &mut Restorer, i: usize) {
     let FileKind::Inotify { watches } = &r.table.files[i].kind else {
         return;
     };
-    let fd = match osys::inotify_init1(osys::O_CLOEXEC | osys::O_NONBLOCK) {
+    let fd = match sys::inotify_init1(sys::O_CLOEXEC | sys::O_NONBLOCK) {
         Ok(fd) => fd,
         Err(e) => {
             return r.placeholder(
@@ -260,13 +260,13 @@ pub fn restore(r: &mut Restorer, i: usize) {
         while next < w.wd {
             let got = dummies
                 .iter()
-                .find_map(|d| osys::inotify_add_watch(fd, d, IN_DELETE_SELF | IN_MASK_CREATE).ok());
+                .find_map(|d| sys::inotify_add_watch(fd, d, IN_DELETE_SELF | IN_MASK_CREATE).ok());
             let Some(g) = got else { break };
-            let _ = osys::inotify_rm_watch(fd, g);
+            let _ = sys::inotify_rm_watch(fd, g);
             skipped = true;
             next = g + 1;
         }
-        match osys::inotify_add_watch(fd, &path, w.mask) {
+        match sys::inotify_add_watch(fd, &path, w.mask) {
             Ok(wd) if wd == w.wd => next = wd + 1,
             Ok(wd) => {
                 next = wd + 1;

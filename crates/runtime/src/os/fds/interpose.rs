@@ -10,10 +10,10 @@
 //!
 //! Everything else is forwarded to glibc unchanged (`close` stays a cancellation point).
 
-use super::super::sys::{self as osys};
 use super::{move_runtime_fd, runtime_fds};
 use crate::process::{self, Mode};
 use crate::signals::critical;
+use crate::sys;
 use core::ffi::{c_int, c_uint};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -39,7 +39,7 @@ static NEXT_CLOSE: AtomicUsize = AtomicUsize::new(0);
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if is_runtime(fd) {
-        return fail(crate::sys::Errno(9)); // EBADF
+        return fail(crate::sys::Errno::EBADF);
     }
     let mut f = NEXT_CLOSE.load(Ordering::Relaxed);
     if f == 0 {
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         NEXT_CLOSE.store(f, Ordering::Relaxed);
     }
     if f == usize::MAX {
-        return match osys::close(fd) {
+        return match sys::close(fd) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -81,7 +81,7 @@ fn close_range_except(
 ) -> Result<(), crate::sys::Errno> {
     let inside = |f: i32| f >= 0 && (f as u32) >= first && (f as u32) <= last;
     if first > last || !ours.iter().any(|f| inside(*f)) {
-        return osys::close_range(first, last, flags);
+        return sys::close_range(first, last, flags);
     }
     let mut from = first;
     for &f in ours {
@@ -90,7 +90,7 @@ fn close_range_except(
         }
         let f = f as u32;
         if f > from {
-            osys::close_range(from, f - 1, flags)?;
+            sys::close_range(from, f - 1, flags)?;
         }
         from = f.saturating_add(1);
         if f == u32::MAX {
@@ -98,7 +98,7 @@ fn close_range_except(
         }
     }
     if from <= last {
-        osys::close_range(from, last, flags)?;
+        sys::close_range(from, last, flags)?;
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ fn make_room(fd: c_int) {
     match move_runtime_fd(fd, &[fd]) {
         Some(n) => {
             super::runtime_fd_moved(fd, n);
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
         }
         None => crate::diag::fatal("cannot move a runtime fd out of the program's way"),
     }
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     if old != new && is_runtime(new) {
         make_room(new);
     }
-    match osys::dup2(old, new) {
+    match sys::dup2(old, new) {
         Ok(fd) => fd,
         Err(e) => fail(e),
     }
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     if old != new && is_runtime(new) {
         make_room(new);
     }
-    match osys::dup3(old, new, flags as u32) {
+    match sys::dup3(old, new, flags as u32) {
         Ok(fd) => fd,
         Err(e) => fail(e),
     }

@@ -9,8 +9,8 @@
 //! are closed), without waiting: if another process took a conflicting lock while the program
 //! was down, the lock is lost and the resume says so.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
+use crate::sys;
 use zhuque_image::os::{FdTable, FileKind, FileLock, LockKind};
 
 /// The locks held through description `i` (`d`).
@@ -72,26 +72,20 @@ struct Flock {
     _pad2: i32,
 }
 
-const F_SETLK: u32 = 6;
-const F_OFD_SETLK: u32 = 37;
 const LOCK_SH: usize = 1;
 const LOCK_EX: usize = 2;
 const LOCK_NB: usize = 4;
-const FLOCK_NR: usize = 73;
-const F_SETLEASE: u32 = 1024;
 
 fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
     if l.kind == LockKind::Lease {
         // F_RDLCK 0, F_WRLCK 1.
-        return osys::fcntl(fd, F_SETLEASE, usize::from(l.write)).map(|_| ());
+        return sys::fcntl(fd, sys::F_SETLEASE, usize::from(l.write)).map(|_| ());
     }
     if l.kind == LockKind::Flock {
         let op = if l.write { LOCK_EX } else { LOCK_SH } | LOCK_NB;
-        // SAFETY: plain fd operation.
-        return crate::sys::check(unsafe { crate::sys::syscall2(FLOCK_NR, fd as usize, op) })
-            .map(|_| ());
+        return sys::flock(fd, op);
     }
-    let fl = Flock {
+    let mut fl = Flock {
         ty: if l.write { 1 } else { 0 },
         whence: 0,
         _pad: 0,
@@ -101,11 +95,12 @@ fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
         _pad2: 0,
     };
     let cmd = if l.kind == LockKind::Posix {
-        F_SETLK
+        sys::F_SETLK
     } else {
-        F_OFD_SETLK
+        sys::F_OFD_SETLK
     };
-    osys::fcntl(fd, cmd, &fl as *const Flock as usize).map(|_| ())
+    // SAFETY: both commands take a `struct flock`, which `fl` is (laid out as the kernel's).
+    unsafe { sys::fcntl_ptr(fd, cmd, &mut fl) }.map(|_| ())
 }
 
 /// Takes every saved lock again through the placed fds (every fd is in place, the resume's

@@ -42,9 +42,9 @@ mod timerfd;
 mod unix_diag;
 
 use super::image_files::ImageFiles;
-use super::sys::{self as osys, Stat};
 use crate::diag::Line;
 use crate::process;
+use crate::sys::{self, Stat};
 use core::sync::atomic::Ordering;
 use zhuque_image::Meta;
 use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
@@ -135,11 +135,11 @@ enum Class {
 }
 
 fn classify(d: &Desc) -> Class {
-    let fmt = d.st.mode & osys::S_IFMT;
+    let fmt = d.st.mode & sys::S_IFMT;
     if namespace::is_namespace(&d.link) {
         return Class::Namespace;
     }
-    if d.flags & osys::O_PATH != 0 {
+    if d.flags & sys::O_PATH != 0 {
         return Class::Path;
     }
     let l = d.link.as_slice();
@@ -166,17 +166,17 @@ fn classify(d: &Desc) -> Class {
     if d.queue.is_some() {
         return Class::MessageQueue;
     }
-    if fmt == osys::S_IFIFO {
+    if fmt == sys::S_IFIFO {
         return Class::Pipe;
     }
     // /dev/ptmx: opening it again makes a new pseudo-terminal, not the program's.
-    if fmt == osys::S_IFCHR && d.st.rdev == crate::procfs::makedev(5, 2) {
+    if fmt == sys::S_IFCHR && d.st.rdev == crate::procfs::makedev(5, 2) {
         return Class::Unsupported;
     }
     if files::reachable(d) {
         return Class::Path;
     }
-    if fmt == osys::S_IFREG {
+    if fmt == sys::S_IFREG {
         // Unlinked while open (or O_TMPFILE, or a memfd): only its contents can come back.
         return Class::Anonymous;
     }
@@ -187,7 +187,7 @@ fn classify(d: &Desc) -> Class {
 
 /// Whether program fds `a` and `b` (same inode) share one open file description.
 fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
-    match osys::compare_files(task, a, b) {
+    match sys::compare_files(task, a, b) {
         Ok(o) => o == Some(core::cmp::Ordering::Equal),
         Err(_) => {
             // Without kcmp (CONFIG_KCMP off), same flags and offset is the best evidence.
@@ -217,7 +217,7 @@ fn find_shared(
     no_kcmp: &mut bool,
 ) -> Result<usize, usize> {
     let mut ordered = true;
-    let found = list.binary_search_by(|&k| match osys::compare_files(task, descs[k].fd, fd) {
+    let found = list.binary_search_by(|&k| match sys::compare_files(task, descs[k].fd, fd) {
         Ok(Some(o)) => o,
         _ => {
             ordered = false;
@@ -234,8 +234,6 @@ fn find_shared(
         .ok_or(list.len())
 }
 
-const EBADF: i32 = 9;
-
 /// Closes the coordinator's own fd `fd` if it is the copy of the program's fd `fd` that
 /// `unshare` made (the coordinator holds `local` instead, and a program with thousands of fds
 /// would otherwise leave it no number for the next). It may be something else: a fd the
@@ -245,8 +243,8 @@ const EBADF: i32 = 9;
 /// program's table). 0-2 stay: they are the coordinator's standard streams too.
 fn close_private_copy(fd: i32, local: i32) {
     let me = crate::sys::gettid();
-    if osys::compare_files(me, fd, local) == Ok(Some(core::cmp::Ordering::Equal)) {
-        let _ = osys::close(fd);
+    if sys::compare_files(me, fd, local) == Ok(Some(core::cmp::Ordering::Equal)) {
+        let _ = sys::close(fd);
     }
 }
 
@@ -275,18 +273,18 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
     let mut tids: Vec<i32> = meta.threads.iter().map(|t| t.tid).collect();
     tids.sort_by_key(|t| *t != pid);
     for tid in tids {
-        let flags = if tid == pid { 0 } else { osys::PIDFD_THREAD };
-        if let Ok(pidfd) = osys::pidfd_open(tid, flags) {
+        let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
+        if let Ok(pidfd) = sys::pidfd_open(tid, flags) {
             // A usable task has an fd table (an ended leader has none).
             let usable = procfd_has_table(tid)
-                && osys::pidfd_getfd(pidfd, runtime_fds()[0]).is_ok_and(|g| {
-                    let _ = osys::close(g);
+                && sys::pidfd_getfd(pidfd, runtime_fds()[0]).is_ok_and(|g| {
+                    let _ = sys::close(g);
                     true
                 });
             if usable {
                 return Some((tid, pidfd));
             }
-            let _ = osys::close(pidfd);
+            let _ = sys::close(pidfd);
         }
     }
     None
@@ -308,26 +306,26 @@ fn procfd_has_table(tid: i32) -> bool {
 /// took its private fd table: give the private table the runtime fds at their current numbers.
 fn sync_runtime_fds(pidfd: i32) {
     for fd in runtime_fds() {
-        if fd < 0 || osys::fcntl(fd, osys::F_GETFD, 0).is_ok_and(|_| same_in_both(pidfd, fd)) {
+        if fd < 0 || sys::fcntl(fd, sys::F_GETFD, 0).is_ok_and(|_| same_in_both(pidfd, fd)) {
             continue;
         }
-        if let Ok(g) = osys::pidfd_getfd(pidfd, fd) {
-            let _ = osys::dup3(g, fd, osys::O_CLOEXEC);
-            let _ = osys::close(g);
+        if let Ok(g) = sys::pidfd_getfd(pidfd, fd) {
+            let _ = sys::dup3(g, fd, sys::O_CLOEXEC);
+            let _ = sys::close(g);
         }
     }
 }
 
 /// Whether fd `fd` is the same file in the coordinator's table and the program's.
 fn same_in_both(pidfd: i32, fd: i32) -> bool {
-    let Ok(g) = osys::pidfd_getfd(pidfd, fd) else {
+    let Ok(g) = sys::pidfd_getfd(pidfd, fd) else {
         return true; // nothing to take from the program
     };
-    let same = match (osys::fstat(g), osys::fstat(fd)) {
+    let same = match (sys::fstat(g), sys::fstat(fd)) {
         (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
         _ => false,
     };
-    let _ = osys::close(g);
+    let _ = sys::close(g);
     same
 }
 
@@ -358,9 +356,9 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             continue;
         }
         let local = match pidfd {
-            Some(p) => match osys::pidfd_getfd(p, fd) {
+            Some(p) => match sys::pidfd_getfd(p, fd) {
                 Ok(l) => l,
-                Err(crate::sys::Errno(EBADF)) => continue, // closed meanwhile (a listing fd)
+                Err(crate::sys::Errno::EBADF) => continue, // closed meanwhile (a listing fd)
                 Err(e) => save_failed(fd, e),
             },
             None => fd,
@@ -372,23 +370,23 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             close_private_copy(fd, local);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
-        let (Ok(st), Some(link)) = (osys::fstat(local), procfd::link(fd)) else {
+        let (Ok(st), Some(link)) = (sys::fstat(local), procfd::link(fd)) else {
             if local != fd {
-                let _ = osys::close(local);
+                let _ = sys::close(local);
             }
             continue;
         };
-        let flags = osys::fcntl(local, osys::F_GETFL, 0).unwrap_or(0) as u32;
+        let flags = sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32;
         // Close-on-exec belongs to the fd, not the description: fdinfo shows it.
         let info = procfd::fdinfo(fd);
         let cloexec = procfd::field(&info, b"flags")
             .and_then(procfd::oct)
-            .is_some_and(|f| f & osys::O_CLOEXEC as u64 != 0);
+            .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0);
         let list = by_inode.entry((st.dev, st.ino)).or_default();
         let idx = match find_shared(task, fd, list, &descs, &mut no_kcmp) {
             Ok(i) => {
                 if local != fd {
-                    let _ = osys::close(local);
+                    let _ = sys::close(local);
                 }
                 i
             }
@@ -524,9 +522,9 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     meta.set_section(TAG_FDS, table.encode());
     if let Some(p) = pidfd {
         for d in used.iter().chain(descs_left.iter()) {
-            let _ = osys::close(d.local);
+            let _ = sys::close(d.local);
         }
-        let _ = osys::close(p);
+        let _ = sys::close(p);
     }
     procfd::set_task(0);
 }
@@ -557,9 +555,9 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<(i32
         let Share::Import { from, from_fd, at } = *e else {
             continue;
         };
-        let local = osys::pidfd_open(from, 0).and_then(|pidfd| {
-            let got = osys::pidfd_getfd(pidfd, from_fd);
-            let _ = osys::close(pidfd);
+        let local = sys::pidfd_open(from, 0).and_then(|pidfd| {
+            let got = sys::pidfd_getfd(pidfd, from_fd);
+            let _ = sys::close(pidfd);
             got
         });
         let local = local.unwrap_or_else(|e| save_failed(from_fd, e));
@@ -568,10 +566,8 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<(i32
             v.push(0);
             v
         };
-        let (Ok(st), Ok(link)) = (
-            osys::fstat(local),
-            crate::procfs::readlink(&proc_path("fd")),
-        ) else {
+        let (Ok(st), Ok(link)) = (sys::fstat(local), crate::procfs::readlink(&proc_path("fd")))
+        else {
             save_failed(from_fd, crate::sys::Errno::EIO)
         };
         let mut d = Desc {
@@ -580,7 +576,7 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<(i32
             local,
             link,
             st,
-            flags: osys::fcntl(local, osys::F_GETFL, 0).unwrap_or(0) as u32,
+            flags: sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32,
             info: crate::procfs::read(&proc_path("fdinfo")).unwrap_or_default(),
             queue: None,
             class: Class::Unsupported,
@@ -643,8 +639,8 @@ impl Restorer<'_> {
         if fd >= self.stage_min && self.targets.binary_search(&fd).is_err() {
             return fd;
         }
-        if let Ok(n) = osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
-            let _ = osys::close(fd);
+        if let Ok(n) = sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, self.stage_min as usize) {
+            let _ = sys::close(fd);
             return n as i32;
         }
         while self.down > 2 {
@@ -653,13 +649,13 @@ impl Restorer<'_> {
             if self.targets.binary_search(&n).is_ok() || n == fd {
                 continue;
             }
-            match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, n as usize) {
+            match sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, n as usize) {
                 Ok(got) if got as i32 == n => {
-                    let _ = osys::close(fd);
+                    let _ = sys::close(fd);
                     return n;
                 }
                 Ok(got) => {
-                    let _ = osys::close(got as i32);
+                    let _ = sys::close(got as i32);
                 }
                 Err(_) => {}
             }
@@ -680,8 +676,8 @@ impl Restorer<'_> {
             let Some(s) = self.staged[i] else { continue };
             let mut first = None;
             for &(fd, cloexec) in &self.fds_of[i] {
-                let flags = if cloexec { osys::O_CLOEXEC } else { 0 };
-                if let Err(e) = osys::dup3(s, fd, flags) {
+                let flags = if cloexec { sys::O_CLOEXEC } else { 0 };
+                if let Err(e) = sys::dup3(s, fd, flags) {
                     crate::diag::refuse(
                         Line::new()
                             .str("cannot recreate fd ")
@@ -693,7 +689,7 @@ impl Restorer<'_> {
                 first.get_or_insert(fd);
             }
             if let Some(f) = first {
-                let _ = osys::close(s);
+                let _ = sys::close(s);
                 self.staged[i] = Some(f);
             }
         }
@@ -708,7 +704,7 @@ impl Restorer<'_> {
     pub fn put(&mut self, i: usize, fd: i32) {
         let s = self.stage(fd);
         if let Some(old) = self.staged[i].replace(s) {
-            let _ = osys::close(old);
+            let _ = sys::close(old);
         }
         self.unsettled.push(i);
     }
@@ -759,10 +755,10 @@ impl Restorer<'_> {
     /// Open file `i` gets an fd that fails with `EBADF` (an `O_PATH` fd of `/`), silently:
     /// its numbers are held for a file made later, or stay that way.
     pub fn hold(&mut self, i: usize) {
-        match osys::openat(
-            osys::AT_FDCWD,
+        match sys::openat(
+            sys::AT_FDCWD,
             b"/\0",
-            osys::O_PATH | osys::O_CLOEXEC | osys::O_DIRECTORY,
+            sys::O_PATH | sys::O_CLOEXEC | sys::O_DIRECTORY,
             0,
         ) {
             Ok(fd) => self.put(i, fd),
@@ -772,11 +768,11 @@ impl Restorer<'_> {
 
     /// Applies the status flags of open file `i` (`O_NONBLOCK`, `O_APPEND`...) to its fd.
     pub fn set_status_flags(&self, fd: i32, i: usize) {
-        let settable = osys::O_APPEND | osys::O_NONBLOCK | osys::O_DIRECT | osys::O_NOATIME;
+        let settable = sys::O_APPEND | sys::O_NONBLOCK | sys::O_DIRECT | sys::O_NOATIME;
         let want = self.table.files[i].flags & settable;
-        let now = osys::fcntl(fd, osys::F_GETFL, 0).unwrap_or(0) as u32;
+        let now = sys::fcntl(fd, sys::F_GETFL, 0).unwrap_or(0) as u32;
         if now & settable != want {
-            let _ = osys::fcntl(fd, osys::F_SETFL, ((now & !settable) | want) as usize);
+            let _ = sys::fcntl(fd, sys::F_SETFL, ((now & !settable) | want) as usize);
         }
     }
 }
@@ -797,7 +793,7 @@ fn close_strays() {
     let keep = runtime_fds();
     for fd in procfd::list() {
         if fd > 2 && !keep.contains(&fd) {
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
         }
     }
 }
@@ -817,10 +813,10 @@ pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
         if avoid.contains(&n) {
             continue;
         }
-        match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, n as usize) {
+        match sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, n as usize) {
             Ok(got) if got as i32 == n => return Some(n),
             Ok(got) => {
-                let _ = osys::close(got as i32); // n is taken
+                let _ = sys::close(got as i32); // n is taken
             }
             Err(_) => {}
         }
@@ -846,7 +842,7 @@ fn relocate_runtime_fds(targets: &[i32]) {
         };
         runtime_fd_moved(fd, n);
         avoid.push(n);
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
     }
 }
 
@@ -898,7 +894,7 @@ pub fn restore(meta: &Meta) {
     // no longer be the launch's.
     for i in 0..table.files.len() {
         if let FileKind::Stdio { fd } = table.files[i].kind {
-            match osys::fcntl(fd, osys::F_DUPFD_CLOEXEC, 0) {
+            match sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, 0) {
                 Ok(n) => r.put(i, n as i32),
                 Err(_) => r.placeholder(i, "the launch has no such standard stream"),
             }
@@ -959,7 +955,7 @@ pub fn restore(meta: &Meta) {
         // In a tree, 0-2 are the process's own: one it had closed stays closed.
         for k in 0..3 {
             if r.targets.binary_search(&k).is_err() {
-                let _ = osys::close(k);
+                let _ = sys::close(k);
             }
         }
         PENDING.store(Box::into_raw(Box::new(r)), Ordering::Release);
@@ -1012,12 +1008,12 @@ pub fn fetch_shared() {
             None => {
                 // Kept high: a low number could be one of the saved numbers the next
                 // descriptions are put at (which would close it).
-                let p = osys::pidfd_open(owner, 0).map(crate::image_io::hide_raw);
+                let p = sys::pidfd_open(owner, 0).map(crate::image_io::hide_raw);
                 owners.push((owner, p));
                 p
             }
         };
-        match pidfd.and_then(|p| osys::pidfd_getfd(p, owner_fd)) {
+        match pidfd.and_then(|p| sys::pidfd_getfd(p, owner_fd)) {
             Ok(fd) => {
                 r.put(i, fd);
                 r.settle();
@@ -1034,7 +1030,7 @@ pub fn fetch_shared() {
     }
     for (_, p) in owners {
         if let Ok(p) = p {
-            let _ = osys::close(p);
+            let _ = sys::close(p);
         }
     }
     pidfd::restore_rest(r);
@@ -1048,6 +1044,6 @@ pub fn release_held(meta: &Meta) {
         return;
     };
     for fd in table.held_for_others {
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
     }
 }

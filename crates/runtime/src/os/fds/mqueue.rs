@@ -4,8 +4,8 @@
 //! back as the `EBADF` placeholder, with a warning. An `mq_notify` registration belongs to the
 //! process that made it and cannot be made again from here: the resume says so.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer};
+use crate::sys;
 use zhuque_image::os::FileKind;
 
 /// For an fd of a message queue, whether this process has an `mq_notify` registration on it
@@ -13,11 +13,11 @@ use zhuque_image::os::FileKind;
 /// SIGNO:... NOTIFY_PID:...` (`pread`: the description's offset stays where the program left
 /// it). Must be asked before any fd of the queue is closed in this process.
 pub fn look(fd: i32) -> Option<bool> {
-    if osys::fs_type(fd).ok()? != osys::MQUEUE_MAGIC {
+    if sys::fs_type(fd).ok()? != sys::MQUEUE_MAGIC {
         return None;
     }
     let mut buf = [0u8; 128];
-    let Ok(n) = osys::pread(fd, &mut buf, 0) else {
+    let Ok(n) = sys::pread(fd, &mut buf, 0) else {
         return Some(false);
     };
     let text = &buf[..n];
@@ -48,11 +48,11 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let FileKind::MessageQueue { name, notified } = &r.table.files[i].kind else {
         return;
     };
-    let flags = r.table.files[i].flags & (osys::O_ACCMODE | osys::O_NONBLOCK) | osys::O_CLOEXEC;
+    let flags = r.table.files[i].flags & (sys::O_ACCMODE | sys::O_NONBLOCK) | sys::O_CLOEXEC;
     // The system call takes the name without its leading slash.
     let mut c = name.strip_prefix(b"/").unwrap_or(name).to_vec();
     c.push(0);
-    match osys::mq_open(&c, flags) {
+    match sys::mq_open(&c, flags) {
         Ok(fd) => {
             if *notified {
                 r.warning(i)

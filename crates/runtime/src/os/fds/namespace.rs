@@ -5,8 +5,8 @@
 //! ones, as the old ones were the old tree's). One of another namespace (a network namespace
 //! the program made and left, another process's) cannot be recreated: a placeholder, said.
 
-use super::super::sys as osys;
 use super::{Desc, Restorer};
+use crate::sys;
 use zhuque_image::os::FileKind;
 use zhuque_image::os::NS_FILES;
 
@@ -55,8 +55,8 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let mut path = b"/proc/self/ns/".to_vec();
     path.extend_from_slice(file);
     path.push(0);
-    let flags = (f.flags & osys::O_PATH) | osys::O_RDONLY | osys::O_CLOEXEC;
-    match osys::openat(osys::AT_FDCWD, &path, flags, 0) {
+    let flags = (f.flags & sys::O_PATH) | sys::O_RDONLY | sys::O_CLOEXEC;
+    match sys::openat(sys::AT_FDCWD, &path, flags, 0) {
         Ok(fd) => r.put(i, fd),
         Err(e) => r.placeholder(
             i,

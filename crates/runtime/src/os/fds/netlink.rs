@@ -6,7 +6,7 @@
 //! Messages the kernel had queued on the socket (a dump's replies, notifications) belong to
 //! the kernel's side: they are lost, said in one line at the save when there were some.
 
-use super::super::sys as osys;
+use crate::sys;
 use zhuque_image::os::SockOpt;
 
 /// `SOL_NETLINK`.
@@ -38,7 +38,7 @@ pub fn bound(name: &[u8]) -> bool {
 /// `NETLINK_LIST_MEMBERSHIPS` gives, without trailing zero words), if it has any.
 pub fn memberships(fd: i32) -> Option<SockOpt> {
     let mut v =
-        osys::getsockopt(fd, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, MEMBERSHIP_BYTES).ok()?;
+        sys::getsockopt(fd, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, MEMBERSHIP_BYTES).ok()?;
     while v.len() >= 4 && v[v.len() - 4..] == [0; 4] {
         v.truncate(v.len() - 4);
     }
@@ -52,7 +52,7 @@ pub fn memberships(fd: i32) -> Option<SockOpt> {
 /// Applies one saved netlink option: memberships are joined group by group, the others set.
 pub fn apply(fd: i32, o: &SockOpt) {
     if o.name != NETLINK_LIST_MEMBERSHIPS {
-        let _ = osys::setsockopt(fd, o.level, o.name, &o.value);
+        let _ = sys::setsockopt(fd, o.level, o.name, &o.value);
         return;
     }
     for (byte, bits) in o.value.iter().enumerate() {
@@ -60,7 +60,7 @@ pub fn apply(fd: i32, o: &SockOpt) {
             if bits & (1 << bit) != 0 {
                 // Word w, bit b of the bitmap is group 32 * w + b + 1 (little-endian words).
                 let group = (byte * 8 + bit + 1) as u32;
-                let _ = osys::setsockopt(
+                let _ = sys::setsockopt(
                     fd,
                     SOL_NETLINK,
                     NETLINK_ADD_MEMBERSHIP,

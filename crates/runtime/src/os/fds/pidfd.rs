@@ -6,17 +6,14 @@
 //! A pidfd of a process that had ended, or of one outside the tree, cannot come back: a
 //! placeholder and a warning.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
+use crate::sys;
 use zhuque_image::os::{FileKind, PIDFD_ENDED};
-
-/// `PIDFD_THREAD` (Linux 6.9): the pidfd refers to one thread.
-const PIDFD_THREAD: u32 = osys::O_EXCL;
 
 pub fn save(d: &Desc) -> FileKind {
     FileKind::PidFd {
         pid: pid(&d.info).unwrap_or(PIDFD_ENDED),
-        thread: d.flags & PIDFD_THREAD != 0,
+        thread: d.flags & sys::PIDFD_THREAD != 0,
     }
 }
 
@@ -54,11 +51,11 @@ pub fn restore(r: &mut Restorer, i: usize, later: bool) -> bool {
         );
         return true;
     }
-    let mut flags = r.table.files[i].flags & osys::O_NONBLOCK;
+    let mut flags = r.table.files[i].flags & sys::O_NONBLOCK;
     if thread {
-        flags |= PIDFD_THREAD;
+        flags |= sys::PIDFD_THREAD;
     }
-    match osys::pidfd_open(pid, flags as usize) {
+    match sys::pidfd_open(pid, flags) {
         Ok(fd) => r.put(i, fd),
         Err(crate::sys::Errno::ESRCH) if later => return false,
         Err(e) => r.placeholder(

@@ -10,21 +10,21 @@
 //! back alone: a reader sees the unread data and then end of file, a writer gets `EPIPE`, as
 //! when the other side goes away.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, SaveCtx, procfd};
+use crate::sys;
 use zhuque_image::os::{FileKind, Pipe};
 
 fn reads(flags: u32) -> bool {
-    flags & osys::O_ACCMODE != osys::O_WRONLY
+    flags & sys::O_ACCMODE != sys::O_WRONLY
 }
 
 /// Reads everything the pipe holds, through a new non-blocking read-only description.
 /// Takes the unread bytes of the pipe that `/proc` path `path` (NUL-terminated) leads to.
 fn drain(path: &[u8]) -> Vec<u8> {
-    let Ok(r) = osys::openat(
-        osys::AT_FDCWD,
+    let Ok(r) = sys::openat(
+        sys::AT_FDCWD,
         path,
-        osys::O_RDONLY | osys::O_NONBLOCK | osys::O_CLOEXEC,
+        sys::O_RDONLY | sys::O_NONBLOCK | sys::O_CLOEXEC,
         0,
     ) else {
         return Vec::new();
@@ -32,14 +32,14 @@ fn drain(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1 << 14];
     loop {
-        match osys::read(r, &mut buf) {
+        match sys::read(r, &mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(crate::sys::Errno::EINTR) => {}
             Err(_) => break, // EAGAIN: empty
         }
     }
-    let _ = osys::close(r);
+    let _ = sys::close(r);
     out
 }
 
@@ -72,7 +72,7 @@ pub fn save(
         pipes.push(Pipe {
             ino,
             fifo,
-            capacity: osys::fcntl(d.local, osys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32,
+            capacity: sys::fcntl(d.local, sys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32,
             data,
         });
         for j in members {
@@ -85,17 +85,17 @@ pub fn save(
 fn open_fifo(path: &[u8]) -> Option<i32> {
     let mut c = path.to_vec();
     c.push(0);
-    let fd = osys::openat(
-        osys::AT_FDCWD,
+    let fd = sys::openat(
+        sys::AT_FDCWD,
         &c,
-        osys::O_RDWR | osys::O_NONBLOCK | osys::O_CLOEXEC,
+        sys::O_RDWR | sys::O_NONBLOCK | sys::O_CLOEXEC,
         0,
     )
     .ok()?;
-    match osys::fstat(fd) {
-        Ok(st) if st.mode & osys::S_IFMT == osys::S_IFIFO => Some(fd),
+    match sys::fstat(fd) {
+        Ok(st) if st.mode & sys::S_IFMT == sys::S_IFIFO => Some(fd),
         _ => {
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
             None
         }
     }
@@ -111,7 +111,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
         .collect();
     let packet = members
         .iter()
-        .any(|j| r.table.files[*j].flags & osys::O_DIRECT != 0);
+        .any(|j| r.table.files[*j].flags & sys::O_DIRECT != 0);
 
     // Anchors: (read end, write end); a FIFO's read-write fd is both.
     let mut fifo_ok = false;
@@ -128,11 +128,11 @@ pub fn restore(r: &mut Restorer, first: usize) {
                     .str(" is gone; it comes back as an anonymous pipe")
                     .emit();
             }
-            let mut flags = osys::O_NONBLOCK | osys::O_CLOEXEC;
+            let mut flags = sys::O_NONBLOCK | sys::O_CLOEXEC;
             if packet {
-                flags |= osys::O_DIRECT;
+                flags |= sys::O_DIRECT;
             }
-            osys::pipe2(flags)
+            sys::pipe2(flags)
         }
     };
     let (ar, aw) = match anchors {
@@ -144,16 +144,16 @@ pub fn restore(r: &mut Restorer, first: usize) {
             return;
         }
     };
-    let now = osys::fcntl(aw, osys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32;
+    let now = sys::fcntl(aw, sys::F_GETPIPE_SZ, 0).unwrap_or(0) as u32;
     let want = p.capacity.max(p.data.len() as u32);
     if want > now {
-        let _ = osys::fcntl(aw, osys::F_SETPIPE_SZ, want as usize);
+        let _ = sys::fcntl(aw, sys::F_SETPIPE_SZ, want as usize);
     }
     let readers = members.iter().any(|j| reads(r.table.files[*j].flags));
     if readers && !p.data.is_empty() {
         let mut left: &[u8] = &p.data;
         while !left.is_empty() {
-            match osys::write(aw, left) {
+            match sys::write(aw, left) {
                 Ok(n) => left = &left[n..],
                 Err(crate::sys::Errno::EINTR) => {}
                 Err(_) => break,
@@ -174,7 +174,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
             members
                 .iter()
                 .copied()
-                .find(|j| r.table.files[*j].flags & osys::O_ACCMODE == osys::O_RDONLY)
+                .find(|j| r.table.files[*j].flags & sys::O_ACCMODE == sys::O_RDONLY)
         })
         .flatten();
     let take_w = (!fifo_ok)
@@ -182,18 +182,18 @@ pub fn restore(r: &mut Restorer, first: usize) {
             members
                 .iter()
                 .copied()
-                .find(|j| r.table.files[*j].flags & osys::O_ACCMODE == osys::O_WRONLY)
+                .find(|j| r.table.files[*j].flags & sys::O_ACCMODE == sys::O_WRONLY)
         })
         .flatten();
     for &j in &members {
         if Some(j) == take_r || Some(j) == take_w {
             continue;
         }
-        let mode = r.table.files[j].flags & osys::O_ACCMODE;
-        match osys::openat(
-            osys::AT_FDCWD,
+        let mode = r.table.files[j].flags & sys::O_ACCMODE;
+        match sys::openat(
+            sys::AT_FDCWD,
             &procfd::path(ar),
-            mode | osys::O_NONBLOCK | osys::O_CLOEXEC,
+            mode | sys::O_NONBLOCK | sys::O_CLOEXEC,
             0,
         ) {
             Ok(fd) => {
@@ -211,7 +211,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
             r.put(j, ar);
         }
         None => {
-            let _ = osys::close(ar);
+            let _ = sys::close(ar);
         }
     }
     if aw != ar {
@@ -221,7 +221,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
                 r.put(j, aw);
             }
             None => {
-                let _ = osys::close(aw);
+                let _ = sys::close(aw);
             }
         }
     }

@@ -8,7 +8,7 @@
 //! can send from again: it is lost, said at the save. Rings mapped with `PACKET_RX_RING` /
 //! `PACKET_TX_RING` are not kept.
 
-use super::super::sys as osys;
+use crate::sys;
 
 pub const AF_PACKET: i32 = 17;
 /// `SOL_PACKET`, `SOL_RAW`.
@@ -20,8 +20,8 @@ pub const SOL_RAW: i32 = 255;
 /// `PACKET_ORIGDEV`, `PACKET_AUXDATA`, `PACKET_VERSION`, `PACKET_QDISC_BYPASS`,
 /// `PACKET_IGNORE_OUTGOING`.
 pub const OPTIONS: [(i32, i32, usize); 8] = [
-    (osys::IPPROTO_IP, 3, 4),
-    (osys::IPPROTO_IPV6, 7, 4),
+    (sys::IPPROTO_IP, 3, 4),
+    (sys::IPPROTO_IPV6, 7, 4),
     (SOL_RAW, 1, 4),
     (SOL_PACKET, 9, 4),
     (SOL_PACKET, 8, 4),

@@ -1,8 +1,8 @@
 //! signalfd: its signal mask from `/proc/self/fdinfo`. (The signals it reads are pending
 //! signals, which `os::pending` puts back.)
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
+use crate::sys;
 use zhuque_image::os::FileKind;
 
 pub fn save(d: &Desc) -> FileKind {
@@ -18,8 +18,8 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let FileKind::SignalFd { mask } = r.table.files[i].kind else {
         return;
     };
-    let flags = osys::O_CLOEXEC | (r.table.files[i].flags & osys::O_NONBLOCK);
-    match osys::signalfd4(mask, flags) {
+    let flags = sys::O_CLOEXEC | (r.table.files[i].flags & sys::O_NONBLOCK);
+    match sys::signalfd4(mask, flags) {
         Ok(fd) => r.put(i, fd),
         Err(e) => r.placeholder(i, &format!("cannot make a signalfd: errno {}", e.0)),
     }

@@ -18,58 +18,58 @@
 //!   as a socket whose peer has closed: end of file, `EPIPE`.
 //! - Other families (netlink, packet...) are not recreated: the fd fails with `EBADF`.
 
-use super::super::sys::{self as osys};
 use super::unix_diag::{self, UnixInfo};
 use super::{Desc, Restorer, SaveCtx};
+use crate::sys;
 use zhuque_image::os::{FileKind, SockOpt, SockState, Socket};
 
 /// Options compared with a new socket's at a save: (level, name, size).
 const OPTIONS: &[(i32, i32, usize)] = &[
-    (osys::SOL_SOCKET, 2, 4),   // SO_REUSEADDR
-    (osys::SOL_SOCKET, 15, 4),  // SO_REUSEPORT
-    (osys::SOL_SOCKET, 9, 4),   // SO_KEEPALIVE
-    (osys::SOL_SOCKET, 6, 4),   // SO_BROADCAST
-    (osys::SOL_SOCKET, 13, 8),  // SO_LINGER
-    (osys::SOL_SOCKET, 10, 4),  // SO_OOBINLINE
-    (osys::SOL_SOCKET, 12, 4),  // SO_PRIORITY
-    (osys::SOL_SOCKET, 18, 4),  // SO_RCVLOWAT
-    (osys::SOL_SOCKET, 20, 16), // SO_RCVTIMEO
-    (osys::SOL_SOCKET, 21, 16), // SO_SNDTIMEO
-    (osys::SOL_SOCKET, 16, 4),  // SO_PASSCRED
-    (osys::SOL_SOCKET, 36, 4),  // SO_MARK
-    (osys::SOL_SOCKET, 29, 4),  // SO_TIMESTAMP
-    (osys::SOL_SOCKET, 34, 4),  // SO_PASSSEC
-    (osys::SOL_SOCKET, 25, 16), // SO_BINDTODEVICE (an interface name; needs CAP_NET_RAW)
-    (osys::SOL_SOCKET, osys::SO_RCVBUF, 4),
-    (osys::SOL_SOCKET, osys::SO_SNDBUF, 4),
-    (osys::SOL_SOCKET, 72, 4), // SO_BUF_LOCK (after the sizes, which set it too)
-    (osys::IPPROTO_TCP, 1, 4), // TCP_NODELAY
-    (osys::IPPROTO_TCP, 3, 4), // TCP_CORK
-    (osys::IPPROTO_TCP, 4, 4), // TCP_KEEPIDLE
-    (osys::IPPROTO_TCP, 5, 4), // TCP_KEEPINTVL
-    (osys::IPPROTO_TCP, 6, 4), // TCP_KEEPCNT
-    (osys::IPPROTO_TCP, 7, 4), // TCP_SYNCNT
-    (osys::IPPROTO_TCP, 8, 4), // TCP_LINGER2
-    (osys::IPPROTO_TCP, 9, 4), // TCP_DEFER_ACCEPT
-    (osys::IPPROTO_TCP, 10, 4), // TCP_WINDOW_CLAMP
-    (osys::IPPROTO_TCP, 13, 16), // TCP_CONGESTION
-    (osys::IPPROTO_TCP, 18, 4), // TCP_USER_TIMEOUT
-    (osys::IPPROTO_TCP, 23, 4), // TCP_FASTOPEN
-    (osys::IPPROTO_TCP, 25, 4), // TCP_NOTSENT_LOWAT
-    (osys::IPPROTO_IP, 1, 4),  // IP_TOS
-    (osys::IPPROTO_IP, 2, 4),  // IP_TTL
-    (osys::IPPROTO_IP, 11, 4), // IP_RECVERR
-    (osys::IPPROTO_IP, 15, 4), // IP_FREEBIND
-    (osys::IPPROTO_IP, 19, 4), // IP_TRANSPARENT
-    (osys::IPPROTO_IP, 24, 4), // IP_BIND_ADDRESS_NO_PORT
-    (osys::IPPROTO_IP, 33, 4), // IP_MULTICAST_TTL
-    (osys::IPPROTO_IP, 34, 4), // IP_MULTICAST_LOOP
-    (osys::IPPROTO_IPV6, 26, 4), // IPV6_V6ONLY
-    (osys::IPPROTO_IPV6, 16, 4), // IPV6_UNICAST_HOPS
-    (osys::IPPROTO_IPV6, 25, 4), // IPV6_RECVERR
-    (osys::IPPROTO_IPV6, 67, 4), // IPV6_TCLASS
-    (osys::IPPROTO_IPV6, 75, 4), // IPV6_TRANSPARENT
-    (osys::IPPROTO_IPV6, 78, 4), // IPV6_FREEBIND
+    (sys::SOL_SOCKET, 2, 4),   // SO_REUSEADDR
+    (sys::SOL_SOCKET, 15, 4),  // SO_REUSEPORT
+    (sys::SOL_SOCKET, 9, 4),   // SO_KEEPALIVE
+    (sys::SOL_SOCKET, 6, 4),   // SO_BROADCAST
+    (sys::SOL_SOCKET, 13, 8),  // SO_LINGER
+    (sys::SOL_SOCKET, 10, 4),  // SO_OOBINLINE
+    (sys::SOL_SOCKET, 12, 4),  // SO_PRIORITY
+    (sys::SOL_SOCKET, 18, 4),  // SO_RCVLOWAT
+    (sys::SOL_SOCKET, 20, 16), // SO_RCVTIMEO
+    (sys::SOL_SOCKET, 21, 16), // SO_SNDTIMEO
+    (sys::SOL_SOCKET, 16, 4),  // SO_PASSCRED
+    (sys::SOL_SOCKET, 36, 4),  // SO_MARK
+    (sys::SOL_SOCKET, 29, 4),  // SO_TIMESTAMP
+    (sys::SOL_SOCKET, 34, 4),  // SO_PASSSEC
+    (sys::SOL_SOCKET, 25, 16), // SO_BINDTODEVICE (an interface name; needs CAP_NET_RAW)
+    (sys::SOL_SOCKET, sys::SO_RCVBUF, 4),
+    (sys::SOL_SOCKET, sys::SO_SNDBUF, 4),
+    (sys::SOL_SOCKET, 72, 4), // SO_BUF_LOCK (after the sizes, which set it too)
+    (sys::IPPROTO_TCP, 1, 4), // TCP_NODELAY
+    (sys::IPPROTO_TCP, 3, 4), // TCP_CORK
+    (sys::IPPROTO_TCP, 4, 4), // TCP_KEEPIDLE
+    (sys::IPPROTO_TCP, 5, 4), // TCP_KEEPINTVL
+    (sys::IPPROTO_TCP, 6, 4), // TCP_KEEPCNT
+    (sys::IPPROTO_TCP, 7, 4), // TCP_SYNCNT
+    (sys::IPPROTO_TCP, 8, 4), // TCP_LINGER2
+    (sys::IPPROTO_TCP, 9, 4), // TCP_DEFER_ACCEPT
+    (sys::IPPROTO_TCP, 10, 4), // TCP_WINDOW_CLAMP
+    (sys::IPPROTO_TCP, 13, 16), // TCP_CONGESTION
+    (sys::IPPROTO_TCP, 18, 4), // TCP_USER_TIMEOUT
+    (sys::IPPROTO_TCP, 23, 4), // TCP_FASTOPEN
+    (sys::IPPROTO_TCP, 25, 4), // TCP_NOTSENT_LOWAT
+    (sys::IPPROTO_IP, 1, 4),  // IP_TOS
+    (sys::IPPROTO_IP, 2, 4),  // IP_TTL
+    (sys::IPPROTO_IP, 11, 4), // IP_RECVERR
+    (sys::IPPROTO_IP, 15, 4), // IP_FREEBIND
+    (sys::IPPROTO_IP, 19, 4), // IP_TRANSPARENT
+    (sys::IPPROTO_IP, 24, 4), // IP_BIND_ADDRESS_NO_PORT
+    (sys::IPPROTO_IP, 33, 4), // IP_MULTICAST_TTL
+    (sys::IPPROTO_IP, 34, 4), // IP_MULTICAST_LOOP
+    (sys::IPPROTO_IPV6, 26, 4), // IPV6_V6ONLY
+    (sys::IPPROTO_IPV6, 16, 4), // IPV6_UNICAST_HOPS
+    (sys::IPPROTO_IPV6, 25, 4), // IPV6_RECVERR
+    (sys::IPPROTO_IPV6, 67, 4), // IPV6_TCLASS
+    (sys::IPPROTO_IPV6, 75, 4), // IPV6_TRANSPARENT
+    (sys::IPPROTO_IPV6, 78, 4), // IPV6_FREEBIND
     super::netlink::OPTIONS[0],
     super::netlink::OPTIONS[1],
     super::netlink::OPTIONS[2],
@@ -91,17 +91,17 @@ const TCP_CLOSE: u8 = 7;
 const SEND_SHUTDOWN: u8 = 2;
 
 fn is_tcp(s: &Socket) -> bool {
-    matches!(s.domain, osys::AF_INET | osys::AF_INET6)
-        && s.ty == osys::SOCK_STREAM
-        && matches!(s.protocol, 0 | osys::IPPROTO_TCP)
+    matches!(s.domain, sys::AF_INET | sys::AF_INET6)
+        && s.ty == sys::SOCK_STREAM
+        && matches!(s.protocol, 0 | sys::IPPROTO_TCP)
 }
 
 /// Whether a `getsockname` result names an address (not the unbound "any, port 0").
 fn bound(domain: i32, name: &[u8]) -> bool {
     match domain {
-        osys::AF_INET | osys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
-        osys::AF_UNIX => name.len() > 2,
-        osys::AF_NETLINK => super::netlink::bound(name),
+        sys::AF_INET | sys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
+        sys::AF_UNIX => name.len() > 2,
+        sys::AF_NETLINK => super::netlink::bound(name),
         super::raw::AF_PACKET => super::raw::bound(name),
         _ => !name.is_empty(),
     }
@@ -114,8 +114,8 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     let unix: Vec<u64> = socks
         .iter()
         .filter(|i| {
-            osys::getsockopt_int(ctx.descs[**i].local, osys::SOL_SOCKET, osys::SO_DOMAIN)
-                == Ok(osys::AF_UNIX)
+            sys::getsockopt_int(ctx.descs[**i].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
+                == Ok(sys::AF_UNIX)
         })
         .map(|i| ctx.descs[*i].st.ino)
         .collect();
@@ -158,11 +158,11 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
 /// kernel does not describe UDP sockets).
 fn udp_shutdowns(ctx: &SaveCtx, socks: &[usize]) -> Vec<(u64, u8)> {
     let mut out = Vec::new();
-    for domain in [osys::AF_INET, osys::AF_INET6] {
+    for domain in [sys::AF_INET, sys::AF_INET6] {
         let udp = socks.iter().any(|i| {
             let fd = ctx.descs[*i].local;
-            let int = |name| osys::getsockopt_int(fd, osys::SOL_SOCKET, name);
-            int(osys::SO_DOMAIN) == Ok(domain) && int(osys::SO_TYPE) == Ok(osys::SOCK_DGRAM)
+            let int = |name| sys::getsockopt_int(fd, sys::SOL_SOCKET, name);
+            int(sys::SO_DOMAIN) == Ok(domain) && int(sys::SO_TYPE) == Ok(sys::SOCK_DGRAM)
         });
         if udp {
             out.extend(super::inet_diag::udp_shutdowns(domain));
@@ -175,11 +175,11 @@ fn udp_shutdowns(ctx: &SaveCtx, socks: &[usize]) -> Vec<(u64, u8)> {
 fn linger_zero(fd: i32) {
     let mut v = [0u8; 8];
     v[..4].copy_from_slice(&1i32.to_le_bytes());
-    let _ = osys::setsockopt(fd, osys::SOL_SOCKET, osys::SO_LINGER, &v);
+    let _ = sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_LINGER, &v);
 }
 
 fn tcp_state(fd: i32) -> u8 {
-    osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 8)
+    sys::getsockopt(fd, sys::IPPROTO_TCP, sys::TCP_INFO, 8)
         .ok()
         .and_then(|i| i.first().copied())
         .unwrap_or(0)
@@ -196,7 +196,8 @@ fn had_segments(info: &[u8]) -> bool {
 /// Bytes a TCP socket has sent and its peer has not acknowledged yet (`SIOCOUTQ`).
 fn unacked(fd: i32) -> i32 {
     let mut n: i32 = 0;
-    match osys::ioctl(fd, 0x5411, &mut n as *mut i32 as usize) {
+    // SAFETY: `TIOCOUTQ` writes one int, into `n`.
+    match unsafe { sys::ioctl(fd, 0x5411, &mut n) } {
         Ok(_) => n,
         Err(_) => 0,
     }
@@ -238,13 +239,13 @@ fn tcp_pairs(ctx: &SaveCtx, out: &mut [(usize, FileKind)], buf: &mut [u8]) {
         let deadline = crate::process::now_ns() + 500_000_000;
         loop {
             for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
-                for m in drain(fd, osys::SOCK_STREAM, buf, None) {
+                for m in drain(fd, sys::SOCK_STREAM, buf, None) {
                     q.extend_from_slice(&m);
                 }
             }
             if unacked(fa) == 0 && unacked(fb) == 0 {
                 for (fd, q) in [(fa, &mut qa), (fb, &mut qb)] {
-                    for m in drain(fd, osys::SOCK_STREAM, buf, None) {
+                    for m in drain(fd, sys::SOCK_STREAM, buf, None) {
                         q.extend_from_slice(&m);
                     }
                 }
@@ -293,7 +294,7 @@ fn pending_connections(
         .enumerate()
         .filter(|(_, (i, k))| match k {
             FileKind::Socket(s) if matches!(s.state, SockState::Listening { .. }) => {
-                if s.domain == osys::AF_UNIX {
+                if s.domain == sys::AF_UNIX {
                     diag.iter()
                         .any(|(ino, info)| *ino == ctx.descs[*i].st.ino && info.rqueue > 0)
                 } else {
@@ -307,14 +308,14 @@ fn pending_connections(
     for l in listeners {
         let li = out[l].0;
         let lfd = ctx.descs[li].local;
-        let unix = matches!(&out[l].1, FileKind::Socket(s) if s.domain == osys::AF_UNIX);
+        let unix = matches!(&out[l].1, FileKind::Socket(s) if s.domain == sys::AF_UNIX);
         // (accepted fd, its inode), in queue order.
         let mut accepted: Vec<(i32, u64)> = Vec::new();
-        while osys::poll_one(lfd, osys::POLLIN, 0).is_ok_and(|r| r & osys::POLLIN != 0) {
-            let Ok(e) = osys::accept4(lfd, osys::SOCK_NONBLOCK | osys::SOCK_CLOEXEC) else {
+        while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
+            let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
                 break;
             };
-            let ino = osys::fstat(e).map(|st| st.ino).unwrap_or(0);
+            let ino = sys::fstat(e).map(|st| st.ino).unwrap_or(0);
             accepted.push((e, ino));
         }
         if accepted.is_empty() {
@@ -335,7 +336,7 @@ fn pending_connections(
                     .map(|(_, info)| info.peer)
                     .and_then(|peer| out.iter().position(|(i, _)| ctx.descs[*i].st.ino == peer))
             } else {
-                let (theirs, ours) = (osys::getpeername(e), osys::getsockname(e));
+                let (theirs, ours) = (sys::getpeername(e), sys::getsockname(e));
                 out.iter().position(|(_, k)| {
                     matches!(k, FileKind::Socket(c) if is_tcp(c)
                         && matches!(&c.state, SockState::Outside { peer } if Ok(peer) == ours.as_ref())
@@ -355,7 +356,7 @@ fn pending_connections(
             if !unix {
                 linger_zero(e);
             }
-            let _ = osys::close(e);
+            let _ = sys::close(e);
         }
         if let FileKind::Socket(ls) = &mut out[l].1
             && let SockState::Listening { pending: p, .. } = &mut ls.state
@@ -375,16 +376,16 @@ fn save_one(
 ) -> FileKind {
     let d = &ctx.descs[i];
     let fd = d.local;
-    let int = |name| osys::getsockopt_int(fd, osys::SOL_SOCKET, name).unwrap_or(-1);
+    let int = |name| sys::getsockopt_int(fd, sys::SOL_SOCKET, name).unwrap_or(-1);
     let (domain, ty, protocol) = (
-        int(osys::SO_DOMAIN),
-        int(osys::SO_TYPE),
-        int(osys::SO_PROTOCOL),
+        int(sys::SO_DOMAIN),
+        int(sys::SO_TYPE),
+        int(sys::SO_PROTOCOL),
     );
     let unsupported = || FileKind::Unsupported {
         what: d.link.clone(),
     };
-    let name = osys::getsockname(fd).unwrap_or_default();
+    let name = sys::getsockname(fd).unwrap_or_default();
     let mut s = Socket {
         domain,
         ty,
@@ -401,11 +402,11 @@ fn save_one(
         .find(|(k, _)| *k == d.st.ino)
         .and_then(|(_, v)| v.vfs);
     (s.path_mode, s.path_gone) = socket_file(&s, own_file);
-    let peer_name = || osys::getpeername(fd).unwrap_or_default();
+    let peer_name = || sys::getpeername(fd).unwrap_or_default();
     s.state = match domain {
-        osys::AF_INET | osys::AF_INET6 if is_tcp(&s) => {
+        sys::AF_INET | sys::AF_INET6 if is_tcp(&s) => {
             let info =
-                osys::getsockopt(fd, osys::IPPROTO_TCP, osys::TCP_INFO, 144).unwrap_or_default();
+                sys::getsockopt(fd, sys::IPPROTO_TCP, sys::TCP_INFO, 144).unwrap_or_default();
             match info.first().copied() {
                 Some(TCP_LISTEN) => SockState::Listening {
                     pending: Vec::new(),
@@ -416,21 +417,21 @@ fn save_one(
                 },
                 // A connection that ended both ways (each side shut down its sending side):
                 // it reads its unread data, then end of file, and writes EPIPE.
-                Some(TCP_CLOSE) if int(osys::SO_ERROR) == 0 && had_segments(&info) => {
+                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 && had_segments(&info) => {
                     s.shutdown = 3;
-                    s.queue = drain(fd, osys::SOCK_STREAM, buf, None);
+                    s.queue = drain(fd, sys::SOCK_STREAM, buf, None);
                     SockState::Outside { peer: Vec::new() }
                 }
                 // Reset (pending error): stays a reset connection.
-                Some(TCP_CLOSE) if int(osys::SO_ERROR) == 0 => SockState::Unconnected,
+                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 => SockState::Unconnected,
                 _ => SockState::Outside { peer: peer_name() },
             }
         }
-        osys::AF_INET | osys::AF_INET6 if ty == osys::SOCK_DGRAM => match osys::getpeername(fd) {
+        sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_DGRAM => match sys::getpeername(fd) {
             Ok(p) => SockState::Datagram { peer: p },
             Err(_) => SockState::Unconnected,
         },
-        osys::AF_UNIX if !diag.iter().any(|(k, _)| *k == d.st.ino) => {
+        sys::AF_UNIX if !diag.iter().any(|(k, _)| *k == d.st.ino) => {
             // No sock_diag (CONFIG_UNIX_DIAG off): the peer cannot be found, so a connected
             // socket comes back with its peer closed.
             crate::diag::Line::new()
@@ -441,13 +442,13 @@ fn save_one(
                      one comes back with its peer closed",
                 )
                 .emit();
-            if int(osys::SO_ACCEPTCONN) == 1 {
+            if int(sys::SO_ACCEPTCONN) == 1 {
                 SockState::Listening {
                     backlog: 128,
                     pending: Vec::new(),
                 }
-            } else if osys::getpeername(fd).is_ok() {
-                if ty == osys::SOCK_DGRAM {
+            } else if sys::getpeername(fd).is_ok() {
+                if ty == sys::SOCK_DGRAM {
                     SockState::Datagram { peer: peer_name() }
                 } else {
                     SockState::Outside { peer: peer_name() }
@@ -456,7 +457,7 @@ fn save_one(
                 SockState::Unconnected
             }
         }
-        osys::AF_UNIX => {
+        sys::AF_UNIX => {
             let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
             let info = find(d.st.ino).unwrap_or_default();
             s.shutdown = info.shutdown;
@@ -472,28 +473,28 @@ fn save_one(
             } else if info.peer != 0
                 // A datagram socket others connected to is ESTABLISHED too, without a peer
                 // of its own.
-                || (info.state == unix_diag::ESTABLISHED && ty != osys::SOCK_DGRAM)
+                || (info.state == unix_diag::ESTABLISHED && ty != sys::SOCK_DGRAM)
             {
                 match socks.iter().copied().find(|j| *j != i && mutual(j)) {
                     Some(j) => SockState::Pair { peer: j as u32 },
-                    None if ty == osys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
+                    None if ty == sys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
                     None => SockState::Outside { peer: peer_name() },
                 }
             } else {
                 SockState::Unconnected
             }
         }
-        osys::AF_NETLINK | super::raw::AF_PACKET => SockState::Unconnected,
-        osys::AF_INET | osys::AF_INET6 if ty == osys::SOCK_RAW => match osys::getpeername(fd) {
+        sys::AF_NETLINK | super::raw::AF_PACKET => SockState::Unconnected,
+        sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_RAW => match sys::getpeername(fd) {
             Ok(p) => SockState::Datagram { peer: p },
             Err(_) => SockState::Unconnected,
         },
         _ => return unsupported(),
     };
-    let raw = s.domain == super::raw::AF_PACKET || s.ty == osys::SOCK_RAW;
-    if !matches!(s.domain, osys::AF_UNIX | osys::AF_NETLINK)
+    let raw = s.domain == super::raw::AF_PACKET || s.ty == sys::SOCK_RAW;
+    if !matches!(s.domain, sys::AF_UNIX | sys::AF_NETLINK)
         && !is_tcp(&s)
-        && s.ty != osys::SOCK_DGRAM
+        && s.ty != sys::SOCK_DGRAM
         && !raw
     {
         return unsupported();
@@ -502,8 +503,8 @@ fn save_one(
     s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
     // What the kernel queued on a netlink, raw or packet socket came from the kernel or the
     // network, not from a socket the resume could send it from again.
-    if domain == osys::AF_NETLINK || raw {
-        if domain == osys::AF_NETLINK {
+    if domain == sys::AF_NETLINK || raw {
+        if domain == sys::AF_NETLINK {
             s.options.extend(super::netlink::memberships(fd));
         }
         if has_unread(fd) {
@@ -521,11 +522,11 @@ fn save_one(
     }
     // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
     // read to the end first); a TCP connection is reset, which discards it.
-    if s.domain == osys::AF_UNIX
+    if s.domain == sys::AF_UNIX
         && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
     {
         s.queue = drain(fd, ty, buf, None);
-    } else if s.ty == osys::SOCK_DGRAM
+    } else if s.ty == sys::SOCK_DGRAM
         && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
     {
         // Datagrams waiting on a bound (or connected) socket: sent to it again at the resume,
@@ -540,19 +541,19 @@ fn save_one(
 /// Whether something is queued on socket `fd` (peeked, not taken).
 fn has_unread(fd: i32) -> bool {
     let mut b = [0u8; 1];
-    osys::recv(fd, &mut b, osys::MSG_PEEK | osys::MSG_DONTWAIT).is_ok()
+    sys::recv(fd, &mut b, sys::MSG_PEEK | sys::MSG_DONTWAIT).is_ok()
 }
 
 /// The option levels that apply to a socket of `domain` (others only fail).
 fn applies(domain: i32, tcp: bool, level: i32) -> bool {
     match level {
-        osys::SOL_SOCKET => true,
-        osys::IPPROTO_TCP => tcp,
-        osys::IPPROTO_IP => domain == osys::AF_INET,
-        osys::IPPROTO_IPV6 => domain == osys::AF_INET6,
-        super::netlink::SOL_NETLINK => domain == osys::AF_NETLINK,
+        sys::SOL_SOCKET => true,
+        sys::IPPROTO_TCP => tcp,
+        sys::IPPROTO_IP => domain == sys::AF_INET,
+        sys::IPPROTO_IPV6 => domain == sys::AF_INET6,
+        super::netlink::SOL_NETLINK => domain == sys::AF_NETLINK,
         super::raw::SOL_PACKET => domain == super::raw::AF_PACKET,
-        super::raw::SOL_RAW => domain == osys::AF_INET,
+        super::raw::SOL_RAW => domain == sys::AF_INET,
         _ => false,
     }
 }
@@ -565,24 +566,24 @@ fn differing_options(
     probes: &mut Vec<Probe>,
     skip_buffers: bool,
 ) -> Vec<SockOpt> {
-    let tcp = matches!(key.0, osys::AF_INET | osys::AF_INET6)
-        && key.1 == osys::SOCK_STREAM
-        && matches!(key.2, 0 | osys::IPPROTO_TCP);
+    let tcp = matches!(key.0, sys::AF_INET | sys::AF_INET6)
+        && key.1 == sys::SOCK_STREAM
+        && matches!(key.2, 0 | sys::IPPROTO_TCP);
     // A new socket's values, read once per kind of socket.
     let defaults = match probes.iter().position(|(k, _)| *k == key) {
         Some(i) => &probes[i].1,
         None => {
-            let p = osys::socket(key.0, key.1 | osys::SOCK_CLOEXEC, key.2).unwrap_or(-1);
+            let p = sys::socket(key.0, key.1 | sys::SOCK_CLOEXEC, key.2).unwrap_or(-1);
             let values = OPTIONS
                 .iter()
                 .map(|&(level, name, size)| {
                     (p >= 0 && applies(key.0, tcp, level))
-                        .then(|| osys::getsockopt(p, level, name, size).ok())
+                        .then(|| sys::getsockopt(p, level, name, size).ok())
                         .flatten()
                 })
                 .collect();
             if p >= 0 {
-                let _ = osys::close(p);
+                let _ = sys::close(p);
             }
             probes.push((key, values));
             &probes[probes.len() - 1].1
@@ -592,12 +593,12 @@ fn differing_options(
     for (k, &(level, name, size)) in OPTIONS.iter().enumerate() {
         if !applies(key.0, tcp, level)
             || skip_buffers
-                && level == osys::SOL_SOCKET
-                && matches!(name, osys::SO_RCVBUF | osys::SO_SNDBUF)
+                && level == sys::SOL_SOCKET
+                && matches!(name, sys::SO_RCVBUF | sys::SO_SNDBUF)
         {
             continue;
         }
-        let Ok(v) = osys::getsockopt(fd, level, name, size) else {
+        let Ok(v) = sys::getsockopt(fd, level, name, size) else {
             continue;
         };
         if defaults[k].as_ref() == Some(&v) {
@@ -636,7 +637,7 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8], mut senders: Option<&mut Vec<Vec<u8>>
                 .emit();
             break;
         }
-        let r = osys::recvmsg_from(
+        let r = sys::recvmsg_from(
             fd,
             buf,
             &mut control,
@@ -645,7 +646,7 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8], mut senders: Option<&mut Vec<Vec<u8>>
             } else {
                 &mut []
             },
-            osys::MSG_DONTWAIT | osys::MSG_CMSG_CLOEXEC,
+            sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC,
         );
         let (n, flags, clen, name_len) = match r {
             Ok(v) => v,
@@ -653,14 +654,14 @@ fn drain(fd: i32, ty: i32, buf: &mut [u8], mut senders: Option<&mut Vec<Vec<u8>>
             Err(_) => break,
         };
         lost_fds += close_passed_fds(&control[..clen.min(control.len())]);
-        if n == 0 && (ty == osys::SOCK_STREAM || peer_hung_up(fd)) {
+        if n == 0 && (ty == sys::SOCK_STREAM || peer_hung_up(fd)) {
             break; // end of stream
         }
         let msg = buf[..n].to_vec();
         if let Some(s) = senders.as_deref_mut() {
             s.push(name[..name_len].to_vec());
         }
-        if ty == osys::SOCK_STREAM {
+        if ty == sys::SOCK_STREAM {
             match out.first_mut() {
                 Some(all) => all.extend_from_slice(&msg),
                 None => out.push(msg),
@@ -685,8 +686,8 @@ const MAX_QUEUED: usize = 1 << 20;
 
 /// The socket's peer has shut down its sending side or is gone.
 fn peer_hung_up(fd: i32) -> bool {
-    osys::poll_one(fd, osys::POLLIN | osys::POLLRDHUP, 0)
-        .is_ok_and(|r| r & (osys::POLLRDHUP | osys::POLLHUP) != 0)
+    sys::poll_one(fd, sys::POLLIN | sys::POLLRDHUP, 0)
+        .is_ok_and(|r| r & (sys::POLLRDHUP | sys::POLLHUP) != 0)
 }
 
 /// Closes the fds of `SCM_RIGHTS` control messages; returns how many.
@@ -700,9 +701,9 @@ fn close_passed_fds(c: &[u8]) -> u64 {
         if len < 16 || at + len > c.len() {
             break;
         }
-        if level == osys::SOL_SOCKET && ty == 1 {
+        if level == sys::SOL_SOCKET && ty == 1 {
             for f in c[at + 16..at + len].chunks_exact(4) {
-                let _ = osys::close(i32::from_le_bytes([f[0], f[1], f[2], f[3]]));
+                let _ = sys::close(i32::from_le_bytes([f[0], f[1], f[2], f[3]]));
                 n += 1;
             }
         }
@@ -714,7 +715,7 @@ fn close_passed_fds(c: &[u8]) -> u64 {
 // ---- resume ------------------------------------------------------------------------------------
 
 fn new_socket(s: &Socket) -> Result<i32, crate::sys::Errno> {
-    osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, s.protocol)
+    sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)
 }
 
 fn apply_options(fd: i32, s: &Socket) {
@@ -725,19 +726,19 @@ fn apply_options(fd: i32, s: &Socket) {
         }
         let mut v = o.value.clone();
         // The kernel reports twice the buffer size it was given.
-        if o.level == osys::SOL_SOCKET && matches!(o.name, osys::SO_RCVBUF | osys::SO_SNDBUF) {
+        if o.level == sys::SOL_SOCKET && matches!(o.name, sys::SO_RCVBUF | sys::SO_SNDBUF) {
             let n =
                 i32::from_le_bytes(v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
             v = (n / 2).to_le_bytes().to_vec();
         }
-        let _ = osys::setsockopt(fd, o.level, o.name, &v);
+        let _ = sys::setsockopt(fd, o.level, o.name, &v);
     }
 }
 
 fn saved_reuseaddr(s: &Socket) -> i32 {
     s.options
         .iter()
-        .find(|o| o.level == osys::SOL_SOCKET && o.name == osys::SO_REUSEADDR)
+        .find(|o| o.level == sys::SOL_SOCKET && o.name == sys::SO_REUSEADDR)
         .map(|o| {
             i32::from_le_bytes(
                 o.value
@@ -766,7 +767,7 @@ fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
 /// nowhere, or to another file than `own` (its socket file's device and inode, from
 /// `unix_diag`; without them, a socket at the path is taken for its own).
 fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
-    if s.domain != osys::AF_UNIX {
+    if s.domain != sys::AF_UNIX {
         return (0, false);
     }
     let Some(p) = unix_path(&s.local) else {
@@ -782,7 +783,7 @@ fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
                 && rustix::fs::major(st.st_dev) == dev >> 20
                 && rustix::fs::minor(st.st_dev) == dev & 0xf_ffff
         }
-        None => st.st_mode & osys::S_IFMT == osys::S_IFSOCK,
+        None => st.st_mode & sys::S_IFMT == sys::S_IFSOCK,
     };
     match st {
         Some(st) if is_own(&st) => (st.st_mode & 0o7777, false),
@@ -800,37 +801,37 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
             }
         });
     }
-    let inet = matches!(s.domain, osys::AF_INET | osys::AF_INET6);
-    if s.domain == osys::AF_UNIX
+    let inet = matches!(s.domain, sys::AF_INET | sys::AF_INET6);
+    if s.domain == sys::AF_UNIX
         && let Some(p) = unix_path(&s.local)
         && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
         && let Ok(st) =
             rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        && st.st_mode & osys::S_IFMT == osys::S_IFSOCK
+        && st.st_mode & sys::S_IFMT == sys::S_IFSOCK
     {
-        let _ = osys::unlinkat(osys::AT_FDCWD, &p, 0);
+        let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
     }
     if inet {
-        let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, 1);
+        let _ = sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_REUSEADDR, 1);
     }
     let local = if s.domain == super::raw::AF_PACKET {
         super::raw::bind_address(&s.local)
     } else {
         s.local.clone()
     };
-    let mut r = osys::bind(fd, &local);
+    let mut r = sys::bind(fd, &local);
     // Taken only by connections nobody owns any more (the dead process's, or earlier ones of
     // the program in TIME_WAIT): clear them and bind.
     if inet
         && is_tcp(s)
-        && r == Err(crate::sys::Errno(98))
+        && r == Err(crate::sys::Errno::EADDRINUSE)
         && s.local.len() >= 4
         && super::inet_diag::clear_leftovers(s.domain, [s.local[2], s.local[3]]) > 0
     {
-        r = osys::bind(fd, &s.local);
+        r = sys::bind(fd, &s.local);
     }
     if inet {
-        let _ = osys::setsockopt_int(fd, osys::SOL_SOCKET, osys::SO_REUSEADDR, saved_reuseaddr(s));
+        let _ = sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_REUSEADDR, saved_reuseaddr(s));
     }
     // The new socket file has the umask's mode; the saved one had its own (a chmod after bind).
     if r.is_ok()
@@ -850,20 +851,20 @@ fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
 /// moment of the `bind` and put back.
 fn bind_holding_file(fd: i32, s: &Socket) -> Result<Option<HeldPath>, crate::sys::Errno> {
     let Some(path) = unix_path(&s.local) else {
-        return osys::bind(fd, &s.local).map(|()| None);
+        return sys::bind(fd, &s.local).map(|()| None);
     };
     let mut aside = path[..path.len() - 1].to_vec();
     aside.extend_from_slice(b".zhuque-aside-");
     aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
     aside.push(0);
-    let moved = osys::renameat(&path, &aside).is_ok();
+    let moved = sys::renameat(&path, &aside).is_ok();
     let held = HeldPath { path, aside, moved };
-    match osys::bind(fd, &s.local) {
+    match sys::bind(fd, &s.local) {
         Ok(()) => Ok(Some(held)),
         Err(e) => {
             // Nothing of ours at the path: only put back what was there.
             if held.moved {
-                let _ = osys::renameat(&held.aside, &held.path);
+                let _ = sys::renameat(&held.aside, &held.path);
             }
             Err(e)
         }
@@ -882,9 +883,9 @@ struct HeldPath {
 impl HeldPath {
     /// Removes the new socket file and puts back what was at the path.
     fn release(self) {
-        let _ = osys::unlinkat(osys::AT_FDCWD, &self.path, 0);
+        let _ = sys::unlinkat(sys::AT_FDCWD, &self.path, 0);
         if self.moved {
-            let _ = osys::renameat(&self.aside, &self.path);
+            let _ = sys::renameat(&self.aside, &self.path);
         }
     }
 }
@@ -895,7 +896,7 @@ fn describe(addr: &[u8]) -> String {
         addr.get(1).copied().unwrap_or(0),
     ]) as i32
     {
-        osys::AF_INET if addr.len() >= 8 => format!(
+        sys::AF_INET if addr.len() >= 8 => format!(
             "{}.{}.{}.{}:{}",
             addr[4],
             addr[5],
@@ -903,16 +904,16 @@ fn describe(addr: &[u8]) -> String {
             addr[7],
             u16::from_be_bytes([addr[2], addr[3]])
         ),
-        osys::AF_INET6 if addr.len() >= 24 => {
+        sys::AF_INET6 if addr.len() >= 24 => {
             format!("[ipv6]:{}", u16::from_be_bytes([addr[2], addr[3]]))
         }
-        osys::AF_UNIX => match addr.get(2) {
+        sys::AF_UNIX => match addr.get(2) {
             Some(0) => format!("@{}", String::from_utf8_lossy(&addr[3..])),
             _ => String::from_utf8_lossy(addr.get(2..).unwrap_or(b""))
                 .trim_end_matches('\0')
                 .to_string(),
         },
-        osys::AF_NETLINK => super::netlink::describe(addr),
+        sys::AF_NETLINK => super::netlink::describe(addr),
         super::raw::AF_PACKET => super::raw::describe(addr),
         _ => "?".to_string(),
     }
@@ -948,7 +949,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
             // Before the connect: a connected socket takes datagrams from its peer only.
             requeue(r, i, *fd, s);
-            if let Err(e) = osys::connect(*fd, peer) {
+            if let Err(e) = sys::connect(*fd, peer) {
                 r.warning(i)
                     .str("cannot reconnect to ")
                     .str(&describe(peer))
@@ -977,7 +978,7 @@ fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
     if s.queue.is_empty() {
         return;
     }
-    let Some(to) = osys::getsockname(fd).ok().map(|a| reachable(&a)) else {
+    let Some(to) = sys::getsockname(fd).ok().map(|a| reachable(&a)) else {
         return;
     };
     let (mut unnamed, mut lost) = (0u64, 0u64);
@@ -987,7 +988,7 @@ fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
         if from.len() > 2 && from == s.local.as_slice() {
             // It had sent this to itself (a UDP socket connected to its own address): it does
             // again.
-            if osys::sendto(fd, msg, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL, &to).is_err() {
+            if sys::sendto(fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
                 lost += 1;
             }
             continue;
@@ -1006,7 +1007,7 @@ fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
         if !snd.named && from.len() > 2 {
             unnamed += 1;
         }
-        if osys::sendto(snd.fd, msg, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL, &to).is_err() {
+        if sys::sendto(snd.fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
             lost += 1;
         }
     }
@@ -1040,7 +1041,7 @@ fn shut_down(fd: i32, s: &Socket) {
         3 => 2, // SHUT_RDWR
         _ => return,
     };
-    let _ = osys::shutdown(fd, how);
+    let _ = sys::shutdown(fd, how);
 }
 
 /// Where a socket bound to `addr` can be reached: the wildcard address means loopback.
@@ -1048,10 +1049,10 @@ fn reachable(addr: &[u8]) -> Vec<u8> {
     let mut a = addr.to_vec();
     let family = a.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]) as i32);
     match family {
-        Some(osys::AF_INET) if a.len() >= 8 && a[4..8] == [0; 4] => {
+        Some(sys::AF_INET) if a.len() >= 8 && a[4..8] == [0; 4] => {
             a[4..8].copy_from_slice(&[127, 0, 0, 1]);
         }
-        Some(osys::AF_INET6) if a.len() >= 24 && a[8..24] == [0; 16] => a[23] = 1,
+        Some(sys::AF_INET6) if a.len() >= 24 && a[8..24] == [0; 16] => a[23] = 1,
         _ => {}
     }
     a
@@ -1067,7 +1068,7 @@ struct Sender {
 
 impl Sender {
     fn new(s: &Socket, from: &[u8]) -> Result<Sender, crate::sys::Errno> {
-        let fd = osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, s.protocol)?;
+        let fd = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)?;
         let mut snd = Sender {
             fd,
             named: false,
@@ -1077,21 +1078,21 @@ impl Sender {
             return Ok(snd);
         }
         let transparent = match s.domain {
-            osys::AF_INET => Some((osys::IPPROTO_IP, osys::IP_TRANSPARENT)),
-            osys::AF_INET6 => Some((osys::IPPROTO_IPV6, osys::IPV6_TRANSPARENT)),
+            sys::AF_INET => Some((sys::IPPROTO_IP, sys::IP_TRANSPARENT)),
+            sys::AF_INET6 => Some((sys::IPPROTO_IPV6, sys::IPV6_TRANSPARENT)),
             _ => None,
         };
         if let Some((level, name)) = transparent {
-            let _ = osys::setsockopt_int(fd, level, name, 1);
+            let _ = sys::setsockopt_int(fd, level, name, 1);
         }
-        let mut bound = osys::bind(fd, from);
-        if bound == Err(crate::sys::Errno(98))
+        let mut bound = sys::bind(fd, from);
+        if bound == Err(crate::sys::Errno::EADDRINUSE)
             && let Some(p) = unix_path(from)
             && stale_socket_file(s, from)
         {
             // Left by the sender's socket of the process that failed.
-            let _ = osys::unlinkat(osys::AT_FDCWD, &p, 0);
-            bound = osys::bind(fd, from);
+            let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
+            bound = sys::bind(fd, from);
         }
         snd.named = bound.is_ok();
         if snd.named {
@@ -1105,19 +1106,19 @@ impl Sender {
 /// Whether the Unix socket file at `addr` belongs to no socket any more (sending to it is
 /// refused), as one left by the process that failed.
 fn stale_socket_file(s: &Socket, addr: &[u8]) -> bool {
-    let Ok(probe) = osys::socket(s.domain, s.ty | osys::SOCK_CLOEXEC, 0) else {
+    let Ok(probe) = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, 0) else {
         return false;
     };
-    let refused = osys::connect(probe, addr) == Err(crate::sys::Errno(111));
-    let _ = osys::close(probe);
+    let refused = sys::connect(probe, addr) == Err(crate::sys::Errno::ECONNREFUSED);
+    let _ = sys::close(probe);
     refused
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let _ = osys::close(self.fd);
+        let _ = sys::close(self.fd);
         if let Some(p) = &self.made_path {
-            let _ = osys::unlinkat(osys::AT_FDCWD, p, 0);
+            let _ = sys::unlinkat(sys::AT_FDCWD, p, 0);
         }
     }
 }
@@ -1132,10 +1133,10 @@ fn reconnect_pending(r: &mut Restorer, s: &Socket, pending: &[u32]) {
         };
         let made = new_socket(c).and_then(|fd| {
             apply_options(fd, c);
-            match osys::connect(fd, &s.local) {
+            match sys::connect(fd, &s.local) {
                 Ok(()) => Ok(fd),
                 Err(e) => {
-                    let _ = osys::close(fd);
+                    let _ = sys::close(fd);
                     Err(e)
                 }
             }
@@ -1150,7 +1151,7 @@ fn reconnect_pending(r: &mut Restorer, s: &Socket, pending: &[u32]) {
                         .emit();
                 }
                 if c.shutdown & SEND_SHUTDOWN != 0 {
-                    let _ = osys::shutdown(fd, 1);
+                    let _ = sys::shutdown(fd, 1);
                 }
                 r.set_status_flags(fd, p);
                 r.put(p, fd);
@@ -1183,7 +1184,7 @@ fn plain_then(s: &Socket, listen: Option<u32>, then: impl FnOnce(i32)) -> Result
     let held = match bound {
         Ok(held) => held,
         Err(e) => {
-            let _ = osys::close(fd);
+            let _ = sys::close(fd);
             return Err(format!(
                 "cannot bind {} again: errno {}",
                 describe(&s.local),
@@ -1192,12 +1193,12 @@ fn plain_then(s: &Socket, listen: Option<u32>, then: impl FnOnce(i32)) -> Result
         }
     };
     if let Some(b) = listen
-        && let Err(e) = osys::listen(fd, b)
+        && let Err(e) = sys::listen(fd, b)
     {
         if let Some(h) = held {
             h.release();
         }
-        let _ = osys::close(fd);
+        let _ = sys::close(fd);
         return Err(format!(
             "cannot listen on {}: errno {}",
             describe(&s.local),
@@ -1212,14 +1213,14 @@ fn plain_then(s: &Socket, listen: Option<u32>, then: impl FnOnce(i32)) -> Result
 }
 
 fn loopback(domain: i32) -> Vec<u8> {
-    if domain == osys::AF_INET6 {
+    if domain == sys::AF_INET6 {
         let mut a = vec![0u8; 28];
-        a[..2].copy_from_slice(&(osys::AF_INET6 as u16).to_le_bytes());
+        a[..2].copy_from_slice(&(sys::AF_INET6 as u16).to_le_bytes());
         a[23] = 1; // ::1
         a
     } else {
         let mut a = vec![0u8; 16];
-        a[..2].copy_from_slice(&(osys::AF_INET as u16).to_le_bytes());
+        a[..2].copy_from_slice(&(sys::AF_INET as u16).to_le_bytes());
         a[4..8].copy_from_slice(&[127, 0, 0, 1]);
         a
     }
@@ -1227,72 +1228,72 @@ fn loopback(domain: i32) -> Vec<u8> {
 
 /// Two connected TCP sockets over loopback.
 fn tcp_pair(domain: i32) -> Result<(i32, i32), crate::sys::Errno> {
-    let l = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+    let l = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
     let made = (|| {
-        osys::bind(l, &loopback(domain))?;
-        osys::listen(l, 1)?;
-        let addr = osys::getsockname(l)?;
-        let c = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
-        if let Err(e) = osys::connect(c, &addr) {
-            let _ = osys::close(c);
+        sys::bind(l, &loopback(domain))?;
+        sys::listen(l, 1)?;
+        let addr = sys::getsockname(l)?;
+        let c = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
+        if let Err(e) = sys::connect(c, &addr) {
+            let _ = sys::close(c);
             return Err(e);
         }
-        match osys::accept4(l, osys::SOCK_CLOEXEC) {
+        match sys::accept4(l, sys::SOCK_CLOEXEC) {
             Ok(a) => Ok((c, a)),
             Err(e) => {
-                let _ = osys::close(c);
+                let _ = sys::close(c);
                 Err(e)
             }
         }
     })();
-    let _ = osys::close(l);
+    let _ = sys::close(l);
     made
 }
 
 /// A TCP socket whose connection has been reset by its peer.
 fn reset_connection(domain: i32) -> Result<i32, crate::sys::Errno> {
-    let l = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
+    let l = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
     let made = (|| {
-        osys::bind(l, &loopback(domain))?;
-        osys::listen(l, 1)?;
-        let addr = osys::getsockname(l)?;
-        let c = osys::socket(domain, osys::SOCK_STREAM | osys::SOCK_CLOEXEC, 0)?;
-        if let Err(e) = osys::connect(c, &addr) {
-            let _ = osys::close(c);
+        sys::bind(l, &loopback(domain))?;
+        sys::listen(l, 1)?;
+        let addr = sys::getsockname(l)?;
+        let c = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
+        if let Err(e) = sys::connect(c, &addr) {
+            let _ = sys::close(c);
             return Err(e);
         }
-        match osys::accept(l) {
+        match sys::accept(l) {
             Ok(a) => {
                 linger_zero(a);
-                let _ = osys::close(a);
+                let _ = sys::close(a);
             }
             Err(e) => {
-                let _ = osys::close(c);
+                let _ = sys::close(c);
                 return Err(e);
             }
         }
         // The reset travels through loopback at once; wait until it has landed.
-        let _ = osys::poll_one(c, osys::POLLIN, 1000);
+        let _ = sys::poll_one(c, sys::POLLIN, 1000);
         Ok(c)
     })();
-    let _ = osys::close(l);
+    let _ = sys::close(l);
     made
 }
 
 /// A stream connection whose peer is gone (see the module comment).
 fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
-    let fd = if s.domain == osys::AF_UNIX {
-        let (a, b) = osys::socketpair(osys::AF_UNIX, s.ty | osys::SOCK_CLOEXEC, 0)
+    let fd = if s.domain == sys::AF_UNIX {
+        let (a, b) = sys::socketpair(sys::AF_UNIX, s.ty | sys::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
         refill_unread(r, i, b, &s.queue);
-        let _ = osys::close(b);
+        let _ = sys::close(b);
         a
     } else if s.shutdown == 3 {
         ended_connection(r, i, s)
             .map_err(|e| format!("cannot make an ended connection: errno {}", e.0))?
     } else {
         reset_connection(s.domain)
-            .or_else(|_| reset_connection(osys::AF_INET))
+            .or_else(|_| reset_connection(sys::AF_INET))
             .map_err(|e| format!("cannot make a reset connection: errno {}", e.0))?
     };
     apply_options(fd, s);
@@ -1303,10 +1304,10 @@ fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, String> {
 /// (its unread data, both sides shut down, the other end closed), so the socket is closed
 /// as the saved one was: reads give the data, then end of file; writes `EPIPE`.
 fn ended_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, crate::sys::Errno> {
-    let (x, y) = tcp_pair(s.domain).or_else(|_| tcp_pair(osys::AF_INET))?;
+    let (x, y) = tcp_pair(s.domain).or_else(|_| tcp_pair(sys::AF_INET))?;
     refill_unread(r, i, y, &s.queue);
-    let _ = osys::shutdown(x, 1);
-    let _ = osys::shutdown(y, 1);
+    let _ = sys::shutdown(x, 1);
+    let _ = sys::shutdown(y, 1);
     // x closes once y's FIN has come (after the data); then y may go.
     for _ in 0..100 {
         if tcp_state(x) == TCP_CLOSE {
@@ -1314,7 +1315,7 @@ fn ended_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32, crate::sy
         }
         crate::sys::sleep_ns(1_000_000);
     }
-    let _ = osys::close(y);
+    let _ = sys::close(y);
     Ok(x)
 }
 
@@ -1335,14 +1336,14 @@ fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
     for m in queue {
         let mut left: &[u8] = m;
         loop {
-            match osys::send(fd, left, osys::MSG_DONTWAIT | osys::MSG_NOSIGNAL) {
+            match sys::send(fd, left, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL) {
                 Ok(n) if n < left.len() => left = &left[n..],
                 Ok(_) => break,
                 Err(crate::sys::Errno::EINTR) => {}
                 // A TCP send buffer empties as the data crosses loopback: wait for room.
                 Err(crate::sys::Errno::EAGAIN)
-                    if osys::poll_one(fd, osys::POLLOUT, 200)
-                        .is_ok_and(|r| r & osys::POLLOUT != 0) => {}
+                    if sys::poll_one(fd, sys::POLLOUT, 200)
+                        .is_ok_and(|r| r & sys::POLLOUT != 0) => {}
                 Err(_) => {
                     lost += left.len() as u64;
                     break;
@@ -1362,10 +1363,10 @@ fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
         r.placeholder(i, "its socketpair peer is missing from the image");
         return;
     };
-    let made = if si.domain == osys::AF_UNIX {
-        osys::socketpair(osys::AF_UNIX, si.ty | osys::SOCK_CLOEXEC, 0)
+    let made = if si.domain == sys::AF_UNIX {
+        sys::socketpair(sys::AF_UNIX, si.ty | sys::SOCK_CLOEXEC, 0)
     } else {
-        tcp_pair(si.domain).or_else(|_| tcp_pair(osys::AF_INET))
+        tcp_pair(si.domain).or_else(|_| tcp_pair(sys::AF_INET))
     };
     let (a, b) = match made {
         Ok(p) => p,
@@ -1388,7 +1389,7 @@ fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
         if s.shutdown & SEND_SHUTDOWN != 0 {
             // SHUT_WR; the kernel sets the peer's RCV_SHUTDOWN with it, and a SHUT_RD of one
             // end had set the other's SEND_SHUTDOWN: the pair of bits is restored either way.
-            let _ = osys::shutdown(fd, 1);
+            let _ = sys::shutdown(fd, 1);
         }
     }
     r.set_status_flags(a, i);

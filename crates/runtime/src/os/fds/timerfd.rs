@@ -7,8 +7,8 @@
 //! periodic: one that expired unread shows no time left in `fdinfo` until the kernel is asked
 //! (`timerfd_gettime`), and one due at the very instant of the save fires at once after it.
 
-use super::super::sys::{self as osys};
 use super::{Desc, Restorer, procfd};
+use crate::sys;
 use zhuque_image::os::{FileKind, TimerFd};
 
 const TFD_TIMER_ABSTIME: u32 = 1;
@@ -24,7 +24,7 @@ pub fn save(d: &Desc) -> FileKind {
         // when asked (a read or `timerfd_gettime`), and until then `fdinfo` shows no time left,
         // which would come back as a disarmed timer. Asking moves it to its next expiry and
         // counts the expirations missed, as the program's own `timerfd_gettime` would.
-        if let Ok((l, i)) = osys::timerfd_gettime(d.local) {
+        if let Ok((l, i)) = sys::timerfd_gettime(d.local) {
             (left, interval_ns) = (l, i);
             info = procfd::fdinfo_of(d.local);
         }
@@ -35,7 +35,7 @@ pub fn save(d: &Desc) -> FileKind {
         .and_then(procfd::oct)
         .unwrap_or(0) as u32;
     let value_ns = if left != 0 && settime_flags & TFD_TIMER_ABSTIME != 0 {
-        osys::clock_gettime_ns(clock).unwrap_or(0) + left
+        sys::clock_gettime_ns(clock).unwrap_or(0) + left
     } else {
         left
     };
@@ -52,8 +52,8 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let FileKind::TimerFd(t) = &r.table.files[i].kind else {
         return;
     };
-    let flags = osys::O_CLOEXEC | (r.table.files[i].flags & osys::O_NONBLOCK);
-    let fd = match osys::timerfd_create(t.clock, flags) {
+    let flags = sys::O_CLOEXEC | (r.table.files[i].flags & sys::O_NONBLOCK);
+    let fd = match sys::timerfd_create(t.clock, flags) {
         Ok(fd) => fd,
         Err(e) => return r.placeholder(i, &format!("cannot make a timerfd: errno {}", e.0)),
     };
@@ -66,7 +66,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     };
     if value_ns != 0 {
         let f = t.settime_flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
-        if let Err(e) = osys::timerfd_settime(fd, f, value_ns, t.interval_ns) {
+        if let Err(e) = sys::timerfd_settime(fd, f, value_ns, t.interval_ns) {
             r.warning(i)
                 .str("cannot arm it again: errno ")
                 .num(e.0 as u64)
@@ -74,8 +74,9 @@ pub fn restore(r: &mut Restorer, i: usize) {
         }
     }
     if t.ticks > 0 {
-        let ticks = t.ticks;
-        if osys::ioctl(fd, osys::TFD_IOC_SET_TICKS, &ticks as *const u64 as usize).is_err() {
+        let mut ticks = t.ticks;
+        // SAFETY: `TFD_IOC_SET_TICKS` reads one u64, from `ticks`.
+        if unsafe { sys::ioctl(fd, sys::TFD_IOC_SET_TICKS, &mut ticks) }.is_err() {
             r.warning(i)
                 .num(ticks)
                 .str(" unread expirations are lost")

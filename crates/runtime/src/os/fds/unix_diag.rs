@@ -2,7 +2,10 @@
 //! (`ss -x` uses it): each socket's state, its peer's inode (so both ends of a socketpair are
 //! recognised), its listen backlog, its shutdown state and the inode of its socket file.
 
-use super::super::sys::{self as osys};
+use crate::sys;
+use crate::sys::diag::{
+    NETLINK_SOCK_DIAG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY,
+};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UnixInfo {
@@ -23,12 +26,6 @@ pub struct UnixInfo {
 pub const ESTABLISHED: u8 = 1;
 pub const LISTEN: u8 = 10;
 
-const NETLINK_SOCK_DIAG: i32 = 4;
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
 const UDIAG_SHOW_VFS: u32 = 2;
 const UDIAG_SHOW_PEER: u32 = 4;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
@@ -52,9 +49,9 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     if want.is_empty() {
         return out;
     }
-    let Ok(nl) = osys::socket(
-        osys::AF_NETLINK,
-        3 | osys::SOCK_CLOEXEC, // SOCK_RAW
+    let Ok(nl) = sys::socket(
+        sys::AF_NETLINK,
+        3 | sys::SOCK_CLOEXEC, // SOCK_RAW
         NETLINK_SOCK_DIAG,
     ) else {
         return out;
@@ -65,18 +62,18 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_le_bytes());
     req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_le_bytes());
     req[8..12].copy_from_slice(&1u32.to_le_bytes());
-    req[16] = osys::AF_UNIX as u8; // sdiag_family
+    req[16] = sys::AF_UNIX as u8; // sdiag_family
     req[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // udiag_states: all
     req[28..32]
         .copy_from_slice(&(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // cookie: any
-    if osys::send(nl, &req, 0).is_err() {
-        let _ = osys::close(nl);
+    if sys::send(nl, &req, 0).is_err() {
+        let _ = sys::close(nl);
         return out;
     }
     let mut buf = vec![0u8; 1 << 16];
     'recv: loop {
-        let n = match osys::recv(nl, &mut buf, 0) {
+        let n = match sys::recv(nl, &mut buf, 0) {
             Ok(0) => break,
             Ok(n) => n,
             Err(crate::sys::Errno::EINTR) => continue,
@@ -128,6 +125,6 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
             at += (len + 3) & !3;
         }
     }
-    let _ = osys::close(nl);
+    let _ = sys::close(nl);
     out
 }

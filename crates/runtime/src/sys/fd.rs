@@ -1,0 +1,488 @@
+//! The fd table, files and paths, `stat`, `kcmp`, pidfds, polling and pipes.
+
+use super::{Errno, Result, call, check, nr, syscall3, syscall4, terminated};
+
+pub const O_RDONLY: u32 = 0;
+pub const O_WRONLY: u32 = 1;
+pub const O_RDWR: u32 = 2;
+pub const O_ACCMODE: u32 = 3;
+pub const O_CREAT: u32 = 0o100;
+pub const O_EXCL: u32 = 0o200;
+pub const O_NOCTTY: u32 = 0o400;
+pub const O_TRUNC: u32 = 0o1000;
+pub const O_APPEND: u32 = 0o2000;
+pub const O_NONBLOCK: u32 = 0o4000;
+pub const O_DSYNC: u32 = 0o10000;
+pub const FASYNC: u32 = 0o20000;
+pub const O_DIRECT: u32 = 0o40000;
+pub const O_LARGEFILE: u32 = 0o100000;
+pub const O_DIRECTORY: u32 = 0o200000;
+pub const O_NOFOLLOW: u32 = 0o400000;
+pub const O_NOATIME: u32 = 0o1000000;
+pub const O_CLOEXEC: u32 = 0o2000000;
+pub const O_SYNC: u32 = 0o4010000;
+pub const O_PATH: u32 = 0o10000000;
+pub const O_TMPFILE: u32 = 0o20200000;
+
+pub const F_DUPFD: u32 = 0;
+pub const F_GETFD: u32 = 1;
+pub const F_SETFD: u32 = 2;
+pub const F_GETFL: u32 = 3;
+pub const F_SETFL: u32 = 4;
+pub const F_DUPFD_CLOEXEC: u32 = 1030;
+pub const F_SETPIPE_SZ: u32 = 1031;
+pub const F_GETPIPE_SZ: u32 = 1032;
+pub const F_ADD_SEALS: u32 = 1033;
+pub const F_GET_SEALS: u32 = 1034;
+pub const FD_CLOEXEC: usize = 1;
+
+pub const AT_FDCWD: i32 = -100;
+pub const AT_EMPTY_PATH: u32 = 0x1000;
+
+pub fn close(fd: i32) -> Result<()> {
+    call(nr::CLOSE, fd as usize, 0, 0, 0, 0, 0).map(|_| ())
+}
+
+pub use linux_raw_sys::general::{
+    F_GETLEASE, F_GETOWN, F_GETSIG, F_NOTIFY, F_OFD_SETLK, F_SETLEASE, F_SETLK, F_SETOWN, F_SETSIG,
+};
+
+/// The `fcntl` commands whose argument is a number (or unused): the kernel reads no memory
+/// through it.
+const NUMBER_FCNTLS: [u32; 17] = [
+    F_DUPFD,
+    F_GETFD,
+    F_SETFD,
+    F_GETFL,
+    F_SETFL,
+    F_SETOWN,
+    F_GETOWN,
+    F_SETSIG,
+    F_GETSIG,
+    F_SETLEASE,
+    F_GETLEASE,
+    F_NOTIFY,
+    F_DUPFD_CLOEXEC,
+    F_SETPIPE_SZ,
+    F_GETPIPE_SZ,
+    F_ADD_SEALS,
+    F_GET_SEALS,
+];
+
+/// `fcntl` with a command whose argument is a number; any other command fails with `EINVAL`
+/// here (see [`fcntl_ptr`]).
+pub fn fcntl(fd: i32, cmd: u32, arg: usize) -> Result<usize> {
+    if !NUMBER_FCNTLS.contains(&cmd) {
+        return Err(Errno::EINVAL);
+    }
+    call(nr::FCNTL, fd as usize, cmd as usize, arg, 0, 0, 0)
+}
+
+/// `fcntl` with a command whose argument points to a structure (`struct flock`, ...).
+///
+/// # Safety
+/// `arg` must point to a live value of the structure command `cmd` reads or writes.
+pub unsafe fn fcntl_ptr<T>(fd: i32, cmd: u32, arg: *mut T) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::FCNTL, fd as usize, cmd as usize, arg as usize) })
+}
+
+/// `flock(fd, op)`: a whole-file lock of the open file description.
+pub fn flock(fd: i32, op: usize) -> Result<()> {
+    call(nr::FLOCK, fd as usize, op, 0, 0, 0, 0).map(|_| ())
+}
+
+pub fn dup2(old: i32, new: i32) -> Result<i32> {
+    call(nr::DUP2, old as usize, new as usize, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+pub fn dup3(old: i32, new: i32, flags: u32) -> Result<i32> {
+    call(
+        nr::DUP3,
+        old as usize,
+        new as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
+}
+
+pub fn close_range(first: u32, last: u32, flags: u32) -> Result<()> {
+    call(
+        nr::CLOSE_RANGE,
+        first as usize,
+        last as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+/// `openat(dirfd, path, flags, mode)`; `path` must be NUL-terminated.
+pub fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<i32> {
+    terminated(path)?;
+    call(
+        nr::OPENAT,
+        dirfd as usize,
+        path.as_ptr() as usize,
+        flags as usize,
+        mode as usize,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
+}
+
+pub fn lseek(fd: i32, off: i64, whence: u32) -> Result<u64> {
+    call(
+        nr::LSEEK,
+        fd as usize,
+        off as usize,
+        whence as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as u64)
+}
+
+pub const SEEK_SET: u32 = 0;
+pub const SEEK_CUR: u32 = 1;
+pub const SEEK_DATA: u32 = 3;
+pub const SEEK_HOLE: u32 = 4;
+
+pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
+    call(
+        nr::READ,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        buf.len(),
+        0,
+        0,
+        0,
+    )
+}
+
+pub fn write(fd: i32, buf: &[u8]) -> Result<usize> {
+    call(
+        nr::WRITE,
+        fd as usize,
+        buf.as_ptr() as usize,
+        buf.len(),
+        0,
+        0,
+        0,
+    )
+}
+
+pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> Result<usize> {
+    call(
+        nr::PREAD64,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        buf.len(),
+        off as usize,
+        0,
+        0,
+    )
+}
+
+pub fn pwrite(fd: i32, buf: &[u8], off: u64) -> Result<usize> {
+    call(
+        nr::PWRITE64,
+        fd as usize,
+        buf.as_ptr() as usize,
+        buf.len(),
+        off as usize,
+        0,
+        0,
+    )
+}
+
+/// Writes all of `buf` (retrying short writes and `EINTR`).
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(0) => return Err(Errno::ENOSPC),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn ftruncate(fd: i32, len: u64) -> Result<()> {
+    call(nr::FTRUNCATE, fd as usize, len as usize, 0, 0, 0, 0).map(|_| ())
+}
+
+/// `ioctl(fd, req, arg)`.
+///
+/// # Safety
+/// `arg` must point to a live value of the structure request `req` reads or writes.
+pub unsafe fn ioctl<T>(fd: i32, req: u64, arg: *mut T) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::IOCTL, fd as usize, req as usize, arg as usize) })
+}
+
+/// Renames `from` to `to` (NUL-terminated paths, relative to the working directory).
+pub fn renameat(from: &[u8], to: &[u8]) -> Result<()> {
+    terminated(from)?;
+    terminated(to)?;
+    call(
+        nr::RENAMEAT,
+        AT_FDCWD as usize,
+        from.as_ptr() as usize,
+        AT_FDCWD as usize,
+        to.as_ptr() as usize,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+pub fn unlinkat(dirfd: i32, path: &[u8], flags: u32) -> Result<()> {
+    terminated(path)?;
+    call(
+        nr::UNLINKAT,
+        dirfd as usize,
+        path.as_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+/// `struct stat` (x86-64), the fields we use.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    _pad0: u32,
+    pub rdev: u64,
+    pub size: i64,
+    pub blksize: i64,
+    pub blocks: i64,
+    _times: [u64; 6],
+    _unused: [i64; 3],
+}
+
+impl Stat {
+    /// Last modification time: seconds and nanoseconds.
+    pub fn mtime(&self) -> (i64, u32) {
+        (self._times[2] as i64, self._times[3] as u32)
+    }
+}
+
+/// `mlock`: keeps the range's pages in memory (it changes no contents).
+pub fn mlock(addr: usize, len: usize) -> Result<()> {
+    call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
+}
+
+/// `membarrier(cmd, 0, 0)`.
+pub fn membarrier(cmd: usize) -> Result<usize> {
+    call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)
+}
+
+/// Sets an open file's owner (`fchown`; -1 leaves one unchanged).
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> Result<()> {
+    call(nr::FCHOWN, fd as usize, uid as usize, gid as usize, 0, 0, 0).map(drop)
+}
+
+/// Sets an open file's modification time, leaving its access time (`futimens`).
+pub fn set_mtime(fd: i32, mtime: (i64, u32)) -> Result<()> {
+    const UTIME_OMIT: i64 = (1 << 30) - 2;
+    let times: [i64; 4] = [0, UTIME_OMIT, mtime.0, mtime.1 as i64];
+    call(
+        nr::UTIMENSAT,
+        fd as usize,
+        0,
+        times.as_ptr() as usize,
+        0,
+        0,
+        0,
+    )
+    .map(drop)
+}
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const AT_REMOVEDIR: u32 = 0x200;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
+
+pub fn fstat(fd: i32) -> Result<Stat> {
+    let mut st = core::mem::MaybeUninit::<Stat>::zeroed();
+    call(nr::FSTAT, fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0)?;
+    // SAFETY: zero-initialised and filled by the kernel.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// The filesystem type of fd `fd` (`statfs.f_type`).
+pub fn fs_type(fd: i32) -> Result<i64> {
+    // struct statfs: f_type comes first; 120 bytes on x86-64.
+    let mut buf = [0i64; 15];
+    call(
+        nr::FSTATFS,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        0,
+        0,
+        0,
+        0,
+    )?;
+    Ok(buf[0])
+}
+
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
+/// `mq_open` of an existing queue (`name` without its leading `/`, NUL-terminated).
+pub fn mq_open(name: &[u8], flags: u32) -> Result<i32> {
+    terminated(name)?;
+    call(
+        nr::MQ_OPEN,
+        name.as_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
+}
+
+pub const KCMP_FILE: usize = 0;
+pub const KCMP_EPOLL_TFD: usize = 7;
+
+/// How the open file descriptions of fds `a` and `b` of task `task` compare in the kernel's
+/// (consistent, obfuscated) order: `Ok(Some(Equal))` when they are the same description,
+/// `Ok(None)` when they differ but the kernel gives no order, `Err` without `kcmp`.
+pub fn compare_files(task: i32, a: i32, b: i32) -> Result<Option<core::cmp::Ordering>> {
+    let pid = task as usize;
+    call(nr::KCMP, pid, pid, KCMP_FILE, a as usize, b as usize, 0).map(|v| match v {
+        0 => Some(core::cmp::Ordering::Equal),
+        1 => Some(core::cmp::Ordering::Less),
+        2 => Some(core::cmp::Ordering::Greater),
+        _ => None,
+    })
+}
+
+/// Whether fd `a` of task `holder` is the file of an entry of epoll instance `epfd` of task
+/// `task`: the `toff`-th entry registered under number `tfd` (an instance may hold several
+/// entries under one number: one whose file was closed while another reference kept it open,
+/// and the file opened at that number since; the kernel counts them in its interest-list
+/// order, the order `/proc/<pid>/fdinfo` lists them).
+pub fn is_epoll_target(
+    holder: i32,
+    a: i32,
+    task: i32,
+    epfd: i32,
+    tfd: i32,
+    toff: u32,
+) -> Result<bool> {
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = Slot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    call(
+        nr::KCMP,
+        holder as usize,
+        task as usize,
+        KCMP_EPOLL_TFD,
+        a as usize,
+        &slot as *const Slot as usize,
+        0,
+    )
+    .map(|v| v == 0)
+}
+
+/// `pidfd_open` flag: a pidfd for one thread rather than a process (Linux 6.9).
+pub const PIDFD_THREAD: u32 = 0o200;
+
+/// Gives the calling thread a private copy of the fd table.
+pub fn unshare_files() -> Result<()> {
+    call(nr::UNSHARE, super::CLONE_FILES as usize, 0, 0, 0, 0, 0).map(|_| ())
+}
+
+pub fn pidfd_open(pid: i32, flags: u32) -> Result<i32> {
+    call(nr::PIDFD_OPEN, pid as usize, flags as usize, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+/// A duplicate (same open file description, close-on-exec) of fd `fd` of the pidfd's task.
+pub fn pidfd_getfd(pidfd: i32, fd: i32) -> Result<i32> {
+    call(nr::PIDFD_GETFD, pidfd as usize, fd as usize, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+pub const POLLIN: i16 = 1;
+pub const POLLOUT: i16 = 4;
+pub const POLLERR: i16 = 8;
+pub const POLLHUP: i16 = 16;
+pub const POLLRDHUP: i16 = 0x2000;
+
+/// Polls one fd; returns its revents (0 on timeout).
+pub fn poll_one(fd: i32, events: i16, timeout_ms: i32) -> Result<i16> {
+    let mut p = [fd, (events as u16 as i32)];
+    call(
+        nr::POLL,
+        p.as_mut_ptr() as usize,
+        1,
+        timeout_ms as usize,
+        0,
+        0,
+        0,
+    )?;
+    Ok((p[1] >> 16) as i16)
+}
+
+// ---- pipes -----------------------------------------------------------------------------------
+
+pub fn pipe2(flags: u32) -> Result<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    call(
+        nr::PIPE2,
+        fds.as_mut_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+        0,
+    )?;
+    Ok((fds[0], fds[1]))
+}
+
+/// # Safety
+/// `src..src+len` must be readable memory.
+pub unsafe fn pwrite_raw(fd: i32, src: usize, len: usize, off: u64) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall4(nr::PWRITE64, fd as usize, src, len, off as usize) })
+}
+
+/// # Safety
+/// `dst..dst+len` must be writable memory.
+pub unsafe fn pread_raw(fd: i32, dst: usize, len: usize, off: u64) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall4(nr::PREAD64, fd as usize, dst, len, off as usize) })
+}

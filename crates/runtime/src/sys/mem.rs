@@ -1,0 +1,183 @@
+//! Memory: mappings, `brk`, System V attach, hole punching, locking.
+
+use super::{Result, check, nr, syscall1, syscall2, syscall3, syscall4, syscall6};
+
+/// The page size (x86-64; the runtime does not support other page sizes).
+pub const PAGE: usize = 4096;
+
+pub const PROT_READ: i32 = 1;
+pub const PROT_WRITE: i32 = 2;
+pub const PROT_EXEC: i32 = 4;
+
+pub const MAP_SHARED: i32 = 0x01;
+pub const MAP_PRIVATE: i32 = 0x02;
+pub const MAP_SHARED_VALIDATE: i32 = 0x03;
+pub const MAP_TYPE: i32 = 0x0f;
+pub const MAP_FIXED: i32 = 0x10;
+pub const MAP_ANONYMOUS: i32 = 0x20;
+pub const MAP_32BIT: i32 = 0x40;
+pub const MAP_GROWSDOWN: i32 = 0x100;
+pub const MAP_DENYWRITE: i32 = 0x800;
+pub const MAP_EXECUTABLE: i32 = 0x1000;
+pub const MAP_LOCKED: i32 = 0x2000;
+pub const MAP_NORESERVE: i32 = 0x4000;
+pub const MAP_POPULATE: i32 = 0x8000;
+pub const MAP_NONBLOCK: i32 = 0x10000;
+pub const MAP_STACK: i32 = 0x20000;
+pub const MAP_HUGETLB: i32 = 0x40000;
+pub const MAP_SYNC: i32 = 0x80000;
+pub const MAP_FIXED_NOREPLACE: i32 = 0x100000;
+
+pub const MREMAP_MAYMOVE: i32 = 1;
+pub const MREMAP_FIXED: i32 = 2;
+pub const MREMAP_DONTUNMAP: i32 = 4;
+
+pub const MADV_DONTNEED: i32 = 4;
+pub const MADV_FREE: i32 = 8;
+pub const MADV_REMOVE: i32 = 9;
+pub const MADV_DONTNEED_LOCKED: i32 = 24;
+
+pub const FALLOC_FL_KEEP_SIZE: i32 = 1;
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 2;
+
+/// # Safety
+/// Mapping over memory in use is the caller's responsibility.
+#[inline]
+pub unsafe fn mmap(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: u64,
+) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe {
+        syscall6(
+            nr::MMAP,
+            addr,
+            len,
+            prot as usize,
+            flags as usize,
+            fd as usize,
+            off as usize,
+        )
+    })
+}
+
+/// # Safety
+/// Unmapping memory in use is the caller's responsibility.
+#[inline]
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<()> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall2(nr::MUNMAP, addr, len) }).map(|_| ())
+}
+
+/// # Safety
+/// As [`mmap`].
+#[inline]
+pub unsafe fn mprotect(addr: usize, len: usize, prot: i32) -> Result<()> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::MPROTECT, addr, len, prot as usize) }).map(|_| ())
+}
+
+/// # Safety
+/// As [`mmap`].
+#[inline]
+pub unsafe fn madvise(addr: usize, len: usize, advice: i32) -> Result<()> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::MADVISE, addr, len, advice as usize) }).map(|_| ())
+}
+
+/// # Safety
+/// As [`mmap`].
+#[inline]
+pub unsafe fn mremap(
+    old: usize,
+    old_len: usize,
+    new_len: usize,
+    flags: i32,
+    new_addr: usize,
+) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe {
+        syscall6(
+            nr::MREMAP,
+            old,
+            old_len,
+            new_len,
+            flags as usize,
+            new_addr,
+            0,
+        )
+    })
+}
+
+/// `shmat`: attaches System V segment `id` where the kernel chooses.
+///
+/// # Safety
+/// Maps new memory; the caller owns what it does with it.
+pub unsafe fn shmat(id: i32, flags: i32) -> Result<usize> {
+    // SAFETY: forwarded contract; a null address lets the kernel choose.
+    check(unsafe { syscall3(nr::SHMAT, id as usize, 0, flags as usize) })
+}
+
+/// `shmat` at `addr`, which must be page-aligned.
+///
+/// # Safety
+/// With `SHM_REMAP`, replaces whatever is mapped there.
+pub unsafe fn shmat_at(id: i32, addr: usize, flags: i32) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::SHMAT, id as usize, addr, flags as usize) })
+}
+
+pub const SHM_RDONLY: i32 = 0o10000;
+pub const SHM_REMAP: i32 = 0o40000;
+pub const SHM_EXEC: i32 = 0o100000;
+
+/// The size of System V segment `id` (`shmctl(IPC_STAT)`).
+pub fn shm_size(id: i32) -> Result<usize> {
+    /// `struct shmid64_ds` on x86-64: `ipc64_perm` takes 48 bytes, `shm_segsz` follows.
+    #[repr(C)]
+    struct ShmidDs {
+        perm: [u8; 48],
+        segsz: u64,
+        rest: [u64; 16],
+    }
+    const IPC_STAT: usize = 2;
+    let mut ds = ShmidDs {
+        perm: [0; 48],
+        segsz: 0,
+        rest: [0; 16],
+    };
+    // SAFETY: the kernel writes at most `struct shmid64_ds` (112 bytes) into `ds`.
+    check(unsafe {
+        syscall3(
+            nr::SHMCTL,
+            id as usize,
+            IPC_STAT,
+            &mut ds as *mut _ as usize,
+        )
+    })?;
+    Ok(ds.segsz as usize)
+}
+
+pub fn brk(addr: usize) -> usize {
+    // SAFETY: brk never fails in a way that harms memory; it returns the current break.
+    unsafe { syscall1(nr::BRK, addr) as usize }
+}
+
+/// Frees the backing of a range of a file (zeros on the next read).
+pub fn punch_hole(fd: i32, off: u64, len: u64) -> Result<()> {
+    // SAFETY: plain file operation on a runtime-owned fd.
+    check(unsafe {
+        syscall4(
+            nr::FALLOCATE,
+            fd as usize,
+            (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) as usize,
+            off as usize,
+            len as usize,
+        )
+    })
+    .map(|_| ())
+}

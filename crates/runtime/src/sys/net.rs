@@ -1,0 +1,299 @@
+//! Sockets: creation, addresses, options and messages.
+
+use super::{Result, call, nr};
+
+/// The kernel's socket diagnostics over netlink (`ss` uses them), typed as the headers'
+/// `nlmsghdr` fields are.
+pub mod diag {
+    use linux_raw_sys::netlink as nl;
+    pub const NETLINK_SOCK_DIAG: i32 = nl::NETLINK_SOCK_DIAG as i32;
+    /// `SOCK_DIAG_BY_FAMILY` and `SOCK_DESTROY` (`linux/sock_diag.h`).
+    pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    pub const SOCK_DESTROY: u16 = 21;
+    pub const NLM_F_REQUEST: u16 = nl::NLM_F_REQUEST as u16;
+    pub const NLM_F_ACK: u16 = nl::NLM_F_ACK as u16;
+    pub const NLM_F_DUMP: u16 = nl::NLM_F_DUMP as u16;
+    pub const NLMSG_DONE: u16 = nl::NLMSG_DONE as u16;
+    pub const NLMSG_ERROR: u16 = nl::NLMSG_ERROR as u16;
+}
+
+pub const AF_UNIX: i32 = 1;
+pub const AF_INET: i32 = 2;
+pub const AF_INET6: i32 = 10;
+pub const AF_NETLINK: i32 = 16;
+pub const SOCK_STREAM: i32 = 1;
+pub const SOCK_DGRAM: i32 = 2;
+pub const SOCK_RAW: i32 = 3;
+pub const SOCK_SEQPACKET: i32 = 5;
+pub const SOCK_NONBLOCK: i32 = 0o4000;
+pub const SOCK_CLOEXEC: i32 = 0o2000000;
+
+pub const SOL_SOCKET: i32 = 1;
+pub const IPPROTO_IP: i32 = 0;
+pub const IPPROTO_TCP: i32 = 6;
+pub const IPPROTO_UDP: i32 = 17;
+pub const IPPROTO_IPV6: i32 = 41;
+/// Lets a socket bind to and send from an address that is not local (`CAP_NET_ADMIN`).
+pub const IP_TRANSPARENT: i32 = 19;
+pub const IPV6_TRANSPARENT: i32 = 75;
+
+pub const SO_REUSEADDR: i32 = 2;
+pub const SO_TYPE: i32 = 3;
+pub const SO_ERROR: i32 = 4;
+pub const SO_SNDBUF: i32 = 7;
+pub const SO_RCVBUF: i32 = 8;
+pub const SO_LINGER: i32 = 13;
+pub const SO_ACCEPTCONN: i32 = 30;
+pub const SO_PROTOCOL: i32 = 38;
+pub const SO_DOMAIN: i32 = 39;
+pub const TCP_INFO: i32 = 11;
+
+pub const MSG_PEEK: i32 = 2;
+pub const MSG_TRUNC: i32 = 0x20;
+pub const MSG_DONTWAIT: i32 = 0x40;
+pub const MSG_CTRUNC: i32 = 0x8;
+pub const MSG_NOSIGNAL: i32 = 0x4000;
+pub const MSG_CMSG_CLOEXEC: i32 = 0x4000_0000;
+
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32> {
+    call(
+        nr::SOCKET,
+        domain as usize,
+        ty as usize,
+        protocol as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
+}
+
+pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    call(
+        nr::SOCKETPAIR,
+        domain as usize,
+        ty as usize,
+        protocol as usize,
+        fds.as_mut_ptr() as usize,
+        0,
+        0,
+    )?;
+    Ok((fds[0], fds[1]))
+}
+
+pub fn bind(fd: i32, addr: &[u8]) -> Result<()> {
+    call(
+        nr::BIND,
+        fd as usize,
+        addr.as_ptr() as usize,
+        addr.len(),
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+pub fn connect(fd: i32, addr: &[u8]) -> Result<()> {
+    call(
+        nr::CONNECT,
+        fd as usize,
+        addr.as_ptr() as usize,
+        addr.len(),
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+pub fn listen(fd: i32, backlog: u32) -> Result<()> {
+    call(nr::LISTEN, fd as usize, backlog as usize, 0, 0, 0, 0).map(|_| ())
+}
+
+pub fn accept(fd: i32) -> Result<i32> {
+    call(nr::ACCEPT, fd as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
+}
+
+pub fn accept4(fd: i32, flags: i32) -> Result<i32> {
+    call(nr::ACCEPT4, fd as usize, 0, 0, flags as usize, 0, 0).map(|v| v as i32)
+}
+
+pub fn shutdown(fd: i32, how: i32) -> Result<()> {
+    call(nr::SHUTDOWN, fd as usize, how as usize, 0, 0, 0, 0).map(|_| ())
+}
+
+fn name_call(n: usize, fd: i32) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 128];
+    let mut len: u32 = buf.len() as u32;
+    call(
+        n,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        &mut len as *mut u32 as usize,
+        0,
+        0,
+        0,
+    )?;
+    Ok(buf[..(len as usize).min(buf.len())].to_vec())
+}
+
+pub fn getsockname(fd: i32) -> Result<Vec<u8>> {
+    name_call(nr::GETSOCKNAME, fd)
+}
+
+pub fn getpeername(fd: i32) -> Result<Vec<u8>> {
+    name_call(nr::GETPEERNAME, fd)
+}
+
+/// `getsockopt` into a buffer of up to 256 bytes; returns the value's bytes.
+pub fn getsockopt(fd: i32, level: i32, name: i32, max: usize) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 256];
+    let mut len: u32 = max.min(buf.len()) as u32;
+    call(
+        nr::GETSOCKOPT,
+        fd as usize,
+        level as usize,
+        name as usize,
+        buf.as_mut_ptr() as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    )?;
+    Ok(buf[..(len as usize).min(buf.len())].to_vec())
+}
+
+pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32> {
+    let v = getsockopt(fd, level, name, 4)?;
+    Ok(i32::from_le_bytes(
+        v.get(..4).and_then(|s| s.try_into().ok()).unwrap_or([0; 4]),
+    ))
+}
+
+pub fn setsockopt(fd: i32, level: i32, name: i32, value: &[u8]) -> Result<()> {
+    call(
+        nr::SETSOCKOPT,
+        fd as usize,
+        level as usize,
+        name as usize,
+        value.as_ptr() as usize,
+        value.len(),
+        0,
+    )
+    .map(|_| ())
+}
+
+pub fn setsockopt_int(fd: i32, level: i32, name: i32, v: i32) -> Result<()> {
+    setsockopt(fd, level, name, &v.to_le_bytes())
+}
+
+pub fn send(fd: i32, buf: &[u8], flags: i32) -> Result<usize> {
+    call(
+        nr::SENDTO,
+        fd as usize,
+        buf.as_ptr() as usize,
+        buf.len(),
+        flags as usize,
+        0,
+        0,
+    )
+}
+
+pub fn sendto(fd: i32, buf: &[u8], flags: i32, addr: &[u8]) -> Result<usize> {
+    call(
+        nr::SENDTO,
+        fd as usize,
+        buf.as_ptr() as usize,
+        buf.len(),
+        flags as usize,
+        addr.as_ptr() as usize,
+        addr.len(),
+    )
+}
+
+pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> Result<usize> {
+    call(
+        nr::RECVFROM,
+        fd as usize,
+        buf.as_mut_ptr() as usize,
+        buf.len(),
+        flags as usize,
+        0,
+        0,
+    )
+}
+
+#[repr(C)]
+pub struct IoVec {
+    pub base: usize,
+    pub len: usize,
+}
+
+#[repr(C)]
+pub struct MsgHdr {
+    pub name: usize,
+    pub namelen: u32,
+    _pad: u32,
+    pub iov: usize,
+    pub iovlen: usize,
+    pub control: usize,
+    pub controllen: usize,
+    pub flags: i32,
+    _pad2: i32,
+}
+
+/// `recvmsg` of one message into `buf` with a control buffer; returns (bytes, msg flags,
+/// control bytes).
+pub fn recvmsg(
+    fd: i32,
+    buf: &mut [u8],
+    control: &mut [u8],
+    flags: i32,
+) -> Result<(usize, i32, usize)> {
+    recvmsg_from(fd, buf, control, &mut [], flags).map(|(n, f, c, _)| (n, f, c))
+}
+
+/// `recvmsg` that also says who sent the message: its address is written to `name`, and its
+/// length (0: the sender has no name) is the last value returned.
+pub fn recvmsg_from(
+    fd: i32,
+    buf: &mut [u8],
+    control: &mut [u8],
+    name: &mut [u8],
+    flags: i32,
+) -> Result<(usize, i32, usize, usize)> {
+    let mut iov = IoVec {
+        base: buf.as_mut_ptr() as usize,
+        len: buf.len(),
+    };
+    let mut m = MsgHdr {
+        name: if name.is_empty() {
+            0
+        } else {
+            name.as_mut_ptr() as usize
+        },
+        namelen: name.len() as u32,
+        _pad: 0,
+        iov: &mut iov as *mut IoVec as usize,
+        iovlen: 1,
+        control: control.as_mut_ptr() as usize,
+        controllen: control.len(),
+        flags: 0,
+        _pad2: 0,
+    };
+    let n = call(
+        nr::RECVMSG,
+        fd as usize,
+        &mut m as *mut MsgHdr as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )?;
+    Ok((
+        n,
+        m.flags,
+        m.controllen,
+        (m.namelen as usize).min(name.len()),
+    ))
+}

@@ -1,0 +1,168 @@
+//! The process: pid, exit, personality, resource limits and `execve`.
+
+use super::{Errno, Result, check, nr, syscall1, syscall3, syscall4};
+
+pub fn getpid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { syscall1(nr::GETPID, 0) as i32 }
+}
+
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { syscall1(nr::GETTID, 0) as i32 }
+}
+
+pub fn exit_group(code: i32) -> ! {
+    // SAFETY: ends the process.
+    unsafe { syscall1(nr::EXIT_GROUP, code as usize) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Ends the calling thread only.
+pub fn exit_thread(code: i32) -> ! {
+    // SAFETY: ends the calling thread; the caller owns nothing that needs unwinding.
+    unsafe { syscall1(nr::EXIT, code as usize) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain signal delivery.
+    check(unsafe { syscall3(nr::TGKILL, pid as usize, tid as usize, sig as usize) }).map(|_| ())
+}
+
+// ---- misc -----------------------------------------------------------------------------------
+
+pub const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+
+pub fn personality_get() -> u32 {
+    // SAFETY: 0xffffffff queries without changing.
+    unsafe { syscall1(nr::PERSONALITY, 0xffff_ffff) as u32 }
+}
+
+pub fn personality_set(p: u32) {
+    // SAFETY: changes only the execution domain flags of this process.
+    unsafe { syscall1(nr::PERSONALITY, p as usize) };
+}
+
+/// `prlimit64(0, resource, new, old)`.
+pub fn getrlimit(resource: u32) -> (u64, u64) {
+    let mut old = [0u64; 2];
+    // SAFETY: old is valid for writing.
+    unsafe {
+        syscall4(
+            nr::PRLIMIT64,
+            0,
+            resource as usize,
+            0,
+            old.as_mut_ptr() as usize,
+        )
+    };
+    (old[0], old[1])
+}
+
+/// Runs `open`, one of the runtime's opens of its own files; when the program has used up its
+/// soft `RLIMIT_NOFILE` (`EMFILE`), once more with the soft limit raised to the hard one for
+/// that call. Natively only the program's own calls would fail then, never the runtime's
+/// (a server at its fd limit under load is ordinary).
+pub fn with_fd_room<T>(mut open: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    match open() {
+        Err(rustix::io::Errno::MFILE) => with_fd_limit_raised(open),
+        r => r,
+    }
+}
+
+/// Runs `f` with the soft `RLIMIT_NOFILE` raised to the hard one, then sets it back (for the
+/// runtime's own fds when the program has used up its limit; a program thread calling
+/// `getrlimit` at that very instant would see the higher limit).
+fn with_fd_limit_raised<T>(f: impl FnOnce() -> T) -> T {
+    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    let raised = soft < hard && setrlimit(RLIMIT_NOFILE, hard, hard).is_ok();
+    let r = f();
+    if raised {
+        let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+    }
+    r
+}
+
+/// Runs `f`, which makes one of the runtime's own files (the pool, an image file, a copy)
+/// `size` bytes long, where the program's `RLIMIT_FSIZE` cannot stop it: the limit is for the
+/// program's files (natively its memory never counts), and the kernel answers a file grown past
+/// it with `SIGXFSZ`, which kills. The soft limit is raised for the call (to unlimited when
+/// the process may, else to the hard limit) and set back; `EFBIG` without calling `f` when
+/// even the hard limit is too low (then the caller fails as out of memory would).
+pub fn with_file_size_room<T>(size: u64, f: impl FnOnce() -> T) -> Result<T> {
+    let (soft, hard) = getrlimit(RLIMIT_FSIZE);
+    if soft == RLIM_INFINITY || size <= soft {
+        return Ok(f());
+    }
+    let raised = setrlimit(RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY).is_ok()
+        || (size <= hard && setrlimit(RLIMIT_FSIZE, hard, hard).is_ok());
+    if !raised {
+        return Err(Errno::EFBIG);
+    }
+    let r = f();
+    let _ = setrlimit(RLIMIT_FSIZE, soft, hard);
+    Ok(r)
+}
+
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {
+    let new = [soft, hard];
+    // SAFETY: new is valid for reading.
+    check(unsafe {
+        syscall4(
+            nr::PRLIMIT64,
+            0,
+            resource as usize,
+            new.as_ptr() as usize,
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
+pub const RLIMIT_FSIZE: u32 = 1;
+pub const RLIMIT_STACK: u32 = 3;
+pub const RLIM_INFINITY: u64 = !0;
+pub const RLIMIT_NOFILE: u32 = 7;
+
+/// # Safety
+/// `path`, `argv` and `envp` must be NUL-terminated as `execve` requires.
+pub unsafe fn execve(path: *const u8, argv: *const *const u8, envp: *const *const u8) -> Errno {
+    // SAFETY: forwarded contract.
+    let r = unsafe { syscall3(nr::EXECVE, path as usize, argv as usize, envp as usize) };
+    Errno(-r as i32)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`.
+pub fn dup_at_least(fd: i32, min: i32) -> Result<i32> {
+    // SAFETY: plain fd operation.
+    check(unsafe {
+        syscall3(
+            nr::FCNTL,
+            fd as usize,
+            super::F_DUPFD_CLOEXEC as usize,
+            min as usize,
+        )
+    })
+    .map(|v| v as i32)
+}
+
+/// A close-on-exec duplicate of `fd` at or above the soft `RLIMIT_NOFILE`, where the
+/// program's `open` can never reach (it may use every number below its limit); the limit is
+/// raised for that one dup (F_DUPFD refuses numbers at or above it), then put back. `None`
+/// when the hard limit leaves no room (or above 2^20).
+pub fn dup_above_soft_limit(fd: i32) -> Option<i32> {
+    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    let cap = 1u64 << 20;
+    if hard <= soft || soft >= cap {
+        return None;
+    }
+    setrlimit(RLIMIT_NOFILE, (soft + 64).min(hard).min(cap), hard).ok()?;
+    let n = dup_at_least(fd, soft as i32);
+    let _ = setrlimit(RLIMIT_NOFILE, soft, hard);
+    n.ok()
+}

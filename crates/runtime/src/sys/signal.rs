@@ -1,0 +1,272 @@
+//! Signals: actions, masks, waits and queueing with a chosen siginfo.
+
+use super::{Result, call, check, nr, syscall4};
+
+/// `siginfo_t` as the kernel lays it out, reduced to the fields we use.
+#[repr(C)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub errno: i32,
+    pub code: i32,
+    _pad0: i32,
+    /// `si_pid` for `SI_QUEUE`.
+    pub pid: i32,
+    /// `si_uid`.
+    pub uid: u32,
+    /// `si_value`.
+    pub value: usize,
+    _rest: [u64; 12],
+}
+
+impl SigInfo {
+    pub const fn zeroed() -> Self {
+        SigInfo {
+            signo: 0,
+            errno: 0,
+            code: 0,
+            _pad0: 0,
+            pid: 0,
+            uid: 0,
+            value: 0,
+            _rest: [0; 12],
+        }
+    }
+}
+
+pub const SIGKILL: i32 = 9;
+pub const SIGCHLD: i32 = 17;
+pub const SIGSTOP: i32 = 19;
+
+/// `si_code` of a signal the kernel sent.
+pub const SI_KERNEL: i32 = 0x80;
+/// `si_code` of a signal sent with `sigqueue`.
+pub const SI_QUEUE: i32 = -1;
+/// `si_code` of a POSIX timer's expiry.
+pub const SI_TIMER: i32 = -2;
+/// `si_code` of a signal sent with `tkill`/`tgkill`.
+pub const SI_TKILL: i32 = -6;
+
+/// Sends `sig` to one thread with a value (`rt_tgsigqueueinfo`), so its handler can tell a
+/// runtime request from a stray signal and find its slot.
+pub fn tgsigqueue(pid: i32, tid: i32, sig: i32, value: usize) -> Result<()> {
+    let mut info = SigInfo::zeroed();
+    info.signo = sig;
+    info.code = SI_QUEUE;
+    info.pid = pid;
+    info.value = value;
+    // SAFETY: info is a valid siginfo for the duration of the call.
+    check(unsafe {
+        syscall4(
+            nr::RT_TGSIGQUEUEINFO,
+            pid as usize,
+            tid as usize,
+            sig as usize,
+            &info as *const SigInfo as usize,
+        )
+    })
+    .map(|_| ())
+}
+
+// ---- signals --------------------------------------------------------------------------------
+
+/// The kernel's 64-bit signal set.
+pub type SigSet = u64;
+
+pub const fn sig_bit(sig: i32) -> SigSet {
+    1u64 << (sig - 1)
+}
+
+pub const SIG_BLOCK: i32 = 0;
+pub const SIG_UNBLOCK: i32 = 1;
+pub const SIG_SETMASK: i32 = 2;
+
+pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+
+/// `struct sigaction` as `rt_sigaction` takes it.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct KernelSigaction {
+    pub handler: usize,
+    pub flags: u64,
+    pub restorer: usize,
+    pub mask: SigSet,
+}
+
+core::arch::global_asm!(
+    ".globl zhuque_restore_rt",
+    ".type zhuque_restore_rt,@function",
+    "zhuque_restore_rt:",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+);
+
+unsafe extern "C" {
+    /// The signal trampoline the kernel returns through (`rt_sigreturn`).
+    fn zhuque_restore_rt();
+}
+
+/// Gives signal `sig` its default action (`SIG_DFL`).
+pub fn sigaction_default(sig: i32) -> Result<()> {
+    // SAFETY: `SIG_DFL` (0) is no address: the kernel runs nothing of the process for it.
+    unsafe { sigaction(sig, 0, 0, 0) }
+}
+
+/// Installs a handler with our own restorer.
+///
+/// # Safety
+/// `handler` must be `SIG_DFL`, `SIG_IGN` or a function of the handler type `flags` says
+/// (`SA_SIGINFO` or not) that is async-signal-safe and stays mapped.
+pub unsafe fn sigaction(sig: i32, handler: usize, flags: u64, mask: SigSet) -> Result<()> {
+    let act = KernelSigaction {
+        handler,
+        flags: flags | SA_RESTORER,
+        restorer: zhuque_restore_rt as *const () as usize,
+        mask,
+    };
+    // SAFETY: act is valid; the old action is not requested.
+    check(unsafe {
+        syscall4(
+            nr::RT_SIGACTION,
+            sig as usize,
+            &act as *const _ as usize,
+            0,
+            8,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Reads a signal's current disposition.
+pub fn sigaction_get(sig: i32) -> Result<KernelSigaction> {
+    let mut old = KernelSigaction::default();
+    // SAFETY: old is valid for writing.
+    check(unsafe {
+        syscall4(
+            nr::RT_SIGACTION,
+            sig as usize,
+            0,
+            &mut old as *mut _ as usize,
+            8,
+        )
+    })?;
+    Ok(old)
+}
+
+/// Sets a disposition exactly as recorded (handler, flags, restorer, mask).
+///
+/// # Safety
+/// `act`'s handler and restorer must be what the process's code expects there (a disposition
+/// read from this process, or from its image with the same memory).
+pub unsafe fn sigaction_set_raw(sig: i32, act: &KernelSigaction) -> Result<()> {
+    // SAFETY: act is valid.
+    check(unsafe {
+        syscall4(
+            nr::RT_SIGACTION,
+            sig as usize,
+            act as *const _ as usize,
+            0,
+            8,
+        )
+    })
+    .map(|_| ())
+}
+
+pub fn sigprocmask(how: i32, set: SigSet) -> Result<SigSet> {
+    let mut old: SigSet = 0;
+    // SAFETY: both pointers are valid.
+    check(unsafe {
+        syscall4(
+            nr::RT_SIGPROCMASK,
+            how as usize,
+            &set as *const _ as usize,
+            &mut old as *mut _ as usize,
+            8,
+        )
+    })?;
+    Ok(old)
+}
+
+/// Waits for one of `set` (which the caller blocks), up to `timeout_ns` (None: forever).
+pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<(i32, SigInfo)> {
+    let ts;
+    let tsp = match timeout_ns {
+        Some(ns) => {
+            ts = [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64];
+            &ts as *const _ as usize
+        }
+        None => 0,
+    };
+    let mut info = SigInfo::zeroed();
+    // SAFETY: all pointers are valid for the call.
+    check(unsafe {
+        syscall4(
+            nr::RT_SIGTIMEDWAIT,
+            &set as *const _ as usize,
+            &mut info as *mut _ as usize,
+            tsp,
+            8,
+        )
+    })
+    .map(|s| (s as i32, info))
+}
+
+/// Dequeues one signal of `set` pending for this thread or the process, without waiting;
+/// returns the raw 128-byte siginfo.
+pub fn sigtimedwait_now(set: u64) -> Result<[u8; 128]> {
+    let ts = [0i64; 2];
+    sigtimedwait_raw(set, Some(&ts))
+}
+
+/// Waits until a signal of `set` is pending for this thread or the process and dequeues it
+/// (`EINTR` when a handler ran meanwhile); returns the raw 128-byte siginfo.
+pub fn sigwaitinfo(set: u64) -> Result<[u8; 128]> {
+    sigtimedwait_raw(set, None)
+}
+
+/// `rt_sigtimedwait` with a `struct timespec` timeout (`None`: wait for ever).
+fn sigtimedwait_raw(set: u64, timeout: Option<&[i64; 2]>) -> Result<[u8; 128]> {
+    let mut info = [0u8; 128];
+    call(
+        nr::RT_SIGTIMEDWAIT,
+        &set as *const u64 as usize,
+        info.as_mut_ptr() as usize,
+        timeout.map_or(0, |ts| ts.as_ptr() as usize),
+        8,
+        0,
+        0,
+    )?;
+    Ok(info)
+}
+
+/// Queues `sig` for the process with exactly `info` (allowed for one's own process).
+pub fn rt_sigqueueinfo(pid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
+    call(
+        nr::RT_SIGQUEUEINFO,
+        pid as usize,
+        sig as usize,
+        info.as_ptr() as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
+
+/// Queues `sig` for thread `tid` of the process with exactly `info` (allowed for one's own
+/// process).
+pub fn rt_tgsigqueueinfo(pid: i32, tid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
+    call(
+        crate::sys::nr::RT_TGSIGQUEUEINFO,
+        pid as usize,
+        tid as usize,
+        sig as usize,
+        info.as_ptr() as usize,
+        0,
+        0,
+    )
+    .map(|_| ())
+}
