@@ -25,21 +25,17 @@
 mod epoll;
 mod eventfd;
 mod files;
-mod inet_diag;
 pub mod inotify;
 pub mod interpose;
 mod locks;
 mod mqueue;
 mod namespace;
-mod netlink;
 mod pidfd;
 mod pipes;
 mod procfd;
-mod raw;
 mod signalfd;
 mod sockets;
 mod timerfd;
-mod unix_diag;
 
 use super::image_files::ImageFiles;
 use crate::diag::Line;

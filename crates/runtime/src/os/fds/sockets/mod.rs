@@ -1,0 +1,352 @@
+//! Sockets: one file per family or concern, this one saving and recreating each socket.
+//!
+//! - **Listening** sockets ([`listen`]) are made anew with the options that differ from a new
+//!   socket's ([`options`]), re-bound (a Unix socket file left behind by the failed process is
+//!   removed first, only if it is a socket: [`unix`]) and listening with their backlog; their
+//!   pending connections come back connected, in queue order, with what each client had sent.
+//! - **Datagram** sockets are re-bound and reconnected; their queued datagrams are sent again,
+//!   each from its sender's address where it can be bound ([`queues`]).
+//! - **Socketpairs** and TCP connections with both ends in the process come back as a pair
+//!   with each direction's unread data and the shutdown state ([`pairs`], [`inet`]).
+//! - **Stream connections to the outside** cannot survive the process (the peer saw the old
+//!   socket close). A TCP one comes back as a connection that was reset (`ECONNRESET`, then
+//!   `EPIPE`, `EPOLLERR|EPOLLHUP`: as when a client vanishes, which servers already handle); a
+//!   Unix one as a socket whose peer has closed: end of file, `EPIPE`.
+//! - Netlink ([`netlink`]), raw IP and packet sockets ([`raw`]) are made again with their
+//!   protocol, binding and options; what they had queued is gone with the kernel that made it.
+//!
+//! The kernel's socket diagnostics fill in what no socket option shows: [`unix_diag`] (peers,
+//! backlogs, shutdown states, socket files) and [`inet_diag`] (UDP shutdown states, leftover
+//! TCP connections blocking a port).
+
+use super::{Desc, Restorer, SaveCtx};
+use crate::sys;
+use unix_diag::UnixInfo;
+use zhuque_image::os::{FileKind, SockState, Socket};
+
+mod inet;
+mod inet_diag;
+mod listen;
+mod netlink;
+mod options;
+mod pairs;
+mod queues;
+mod raw;
+mod unix;
+mod unix_diag;
+
+use inet::{dead_connection, had_segments, linger_zero, tcp_pairs, udp_shutdowns};
+use listen::{pending_connections, plain, plain_then, reconnect_pending};
+use options::{Probe, differing_options};
+use pairs::restore_pair;
+pub(super) use queues::has_datagram_queue;
+use queues::{drain, has_unread, requeue};
+use unix::{describe, socket_file};
+
+/// TCP states (as sock_diag and `TCP_INFO` give them) and the shutdown bit of a sending end.
+const TCP_LISTEN: u8 = 10;
+const TCP_CLOSE: u8 = 7;
+const SEND_SHUTDOWN: u8 = 2;
+
+fn is_tcp(s: &Socket) -> bool {
+    matches!(s.domain, sys::AF_INET | sys::AF_INET6)
+        && s.ty == sys::SOCK_STREAM
+        && matches!(s.protocol, 0 | sys::IPPROTO_TCP)
+}
+
+/// Whether a `getsockname` result names an address (not the unbound "any, port 0").
+fn bound(domain: i32, name: &[u8]) -> bool {
+    match domain {
+        sys::AF_INET | sys::AF_INET6 => name.len() >= 4 && (name[2] != 0 || name[3] != 0),
+        sys::AF_UNIX => name.len() > 2,
+        sys::AF_NETLINK => netlink::bound(name),
+        raw::AF_PACKET => raw::bound(name),
+        _ => !name.is_empty(),
+    }
+}
+
+pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl Fn(&Desc) -> bool) {
+    let socks: Vec<usize> = (0..ctx.descs.len())
+        .filter(|i| kinds[*i].is_none() && is_socket(&ctx.descs[*i]))
+        .collect();
+    let unix: Vec<u64> = socks
+        .iter()
+        .filter(|i| {
+            sys::getsockopt_int(ctx.descs[**i].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
+                == Ok(sys::AF_UNIX)
+        })
+        .map(|i| ctx.descs[*i].st.ino)
+        .collect();
+    let diag = unix_diag::query(&unix);
+    let udp_shutdowns = udp_shutdowns(ctx, &socks);
+    let mut probes: Vec<Probe> = Vec::new();
+    // One receive buffer for the whole save (a datagram can be as large as a socket buffer).
+    let mut buf = vec![0u8; if socks.is_empty() { 0 } else { 1 << 20 }];
+    let mut out: Vec<(usize, FileKind)> = Vec::new();
+    for &i in &socks {
+        let mut kind = save_one(ctx, i, &socks, &diag, &mut probes, &mut buf);
+        if let FileKind::Socket(s) = &mut kind
+            && let Some((_, bits)) = udp_shutdowns
+                .iter()
+                .find(|(ino, _)| *ino == ctx.descs[i].st.ino)
+        {
+            s.shutdown = *bits;
+        }
+        out.push((i, kind));
+    }
+    pending_connections(ctx, &diag, &mut out, &mut buf);
+    tcp_pairs(ctx, &mut out, &mut buf);
+    // The process ends right after the save: its TCP connections are reset rather than closed
+    // (no FIN_WAIT/TIME_WAIT left behind on the program's ports, which would keep a listener
+    // without SO_REUSEADDR from being bound again), as after a crash.
+    for (i, k) in &out {
+        if let FileKind::Socket(s) = k
+            && is_tcp(s)
+            && !matches!(s.state, SockState::Listening { .. })
+        {
+            linger_zero(ctx.descs[*i].local);
+        }
+    }
+    for (i, k) in out {
+        kinds[i] = Some(k);
+    }
+}
+
+fn save_one(
+    ctx: &SaveCtx,
+    i: usize,
+    socks: &[usize],
+    diag: &[(u64, UnixInfo)],
+    probes: &mut Vec<Probe>,
+    buf: &mut [u8],
+) -> FileKind {
+    let d = &ctx.descs[i];
+    let fd = d.local;
+    let int = |name| sys::getsockopt_int(fd, sys::SOL_SOCKET, name).unwrap_or(-1);
+    let (domain, ty, protocol) = (
+        int(sys::SO_DOMAIN),
+        int(sys::SO_TYPE),
+        int(sys::SO_PROTOCOL),
+    );
+    let unsupported = || FileKind::Unsupported {
+        what: d.link.clone(),
+    };
+    let name = sys::getsockname(fd).unwrap_or_default();
+    let mut s = Socket {
+        domain,
+        ty,
+        protocol,
+        local: if bound(domain, &name) {
+            name
+        } else {
+            Vec::new()
+        },
+        ..Socket::default()
+    };
+    let own_file = diag
+        .iter()
+        .find(|(k, _)| *k == d.st.ino)
+        .and_then(|(_, v)| v.vfs);
+    (s.path_mode, s.path_gone) = socket_file(&s, own_file);
+    let peer_name = || sys::getpeername(fd).unwrap_or_default();
+    s.state = match domain {
+        sys::AF_INET | sys::AF_INET6 if is_tcp(&s) => {
+            let info =
+                sys::getsockopt(fd, sys::IPPROTO_TCP, sys::TCP_INFO, 144).unwrap_or_default();
+            match info.first().copied() {
+                Some(TCP_LISTEN) => SockState::Listening {
+                    pending: Vec::new(),
+                    backlog: info
+                        .get(28..32)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(128),
+                },
+                // A connection that ended both ways (each side shut down its sending side):
+                // it reads its unread data, then end of file, and writes EPIPE.
+                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 && had_segments(&info) => {
+                    s.shutdown = 3;
+                    s.queue = drain(fd, sys::SOCK_STREAM, buf, None);
+                    SockState::Outside { peer: Vec::new() }
+                }
+                // Reset (pending error): stays a reset connection.
+                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 => SockState::Unconnected,
+                _ => SockState::Outside { peer: peer_name() },
+            }
+        }
+        sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_DGRAM => match sys::getpeername(fd) {
+            Ok(p) => SockState::Datagram { peer: p },
+            Err(_) => SockState::Unconnected,
+        },
+        sys::AF_UNIX if !diag.iter().any(|(k, _)| *k == d.st.ino) => {
+            // No sock_diag (CONFIG_UNIX_DIAG off): the peer cannot be found, so a connected
+            // socket comes back with its peer closed.
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(
+                    ": the kernel does not describe Unix sockets (no sock_diag); a connected \
+                     one comes back with its peer closed",
+                )
+                .emit();
+            if int(sys::SO_ACCEPTCONN) == 1 {
+                SockState::Listening {
+                    backlog: 128,
+                    pending: Vec::new(),
+                }
+            } else if sys::getpeername(fd).is_ok() {
+                if ty == sys::SOCK_DGRAM {
+                    SockState::Datagram { peer: peer_name() }
+                } else {
+                    SockState::Outside { peer: peer_name() }
+                }
+            } else {
+                SockState::Unconnected
+            }
+        }
+        sys::AF_UNIX => {
+            let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
+            let info = find(d.st.ino).unwrap_or_default();
+            s.shutdown = info.shutdown;
+            let mutual = |j: &usize| {
+                ctx.descs[*j].st.ino == info.peer
+                    && find(info.peer).is_some_and(|pi| pi.peer == d.st.ino)
+            };
+            if info.state == unix_diag::LISTEN {
+                SockState::Listening {
+                    backlog: info.wqueue,
+                    pending: Vec::new(),
+                }
+            } else if info.peer != 0
+                // A datagram socket others connected to is ESTABLISHED too, without a peer
+                // of its own.
+                || (info.state == unix_diag::ESTABLISHED && ty != sys::SOCK_DGRAM)
+            {
+                match socks.iter().copied().find(|j| *j != i && mutual(j)) {
+                    Some(j) => SockState::Pair { peer: j as u32 },
+                    None if ty == sys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
+                    None => SockState::Outside { peer: peer_name() },
+                }
+            } else {
+                SockState::Unconnected
+            }
+        }
+        sys::AF_NETLINK | raw::AF_PACKET => SockState::Unconnected,
+        sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_RAW => match sys::getpeername(fd) {
+            Ok(p) => SockState::Datagram { peer: p },
+            Err(_) => SockState::Unconnected,
+        },
+        _ => return unsupported(),
+    };
+    let raw = s.domain == raw::AF_PACKET || s.ty == sys::SOCK_RAW;
+    if !matches!(s.domain, sys::AF_UNIX | sys::AF_NETLINK)
+        && !is_tcp(&s)
+        && s.ty != sys::SOCK_DGRAM
+        && !raw
+    {
+        return unsupported();
+    }
+    let outside = matches!(s.state, SockState::Outside { .. });
+    s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
+    // What the kernel queued on a netlink, raw or packet socket came from the kernel or the
+    // network, not from a socket the resume could send it from again.
+    if domain == sys::AF_NETLINK || raw {
+        if domain == sys::AF_NETLINK {
+            s.options.extend(netlink::memberships(fd));
+        }
+        if has_unread(fd) {
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(if raw {
+                    ": the packets queued on this raw or packet socket are lost"
+                } else {
+                    ": the messages the kernel had queued on this netlink socket are lost"
+                })
+                .emit();
+        }
+        return FileKind::Socket(s);
+    }
+    // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
+    // read to the end first); a TCP connection is reset, which discards it.
+    if s.domain == sys::AF_UNIX
+        && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
+    {
+        s.queue = drain(fd, ty, buf, None);
+    } else if s.ty == sys::SOCK_DGRAM
+        && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
+    {
+        // Datagrams waiting on a bound (or connected) socket: sent to it again at the resume,
+        // each from its sender's address where that can be had.
+        let mut senders = Vec::new();
+        s.queue = drain(fd, ty, buf, Some(&mut senders));
+        s.senders = senders;
+    }
+    FileKind::Socket(s)
+}
+
+fn new_socket(s: &Socket) -> Result<i32, crate::sys::Errno> {
+    sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)
+}
+
+pub fn restore(r: &mut Restorer, i: usize) {
+    let FileKind::Socket(s) = &r.table.files[i].kind else {
+        return;
+    };
+    let made = match &s.state {
+        SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
+        SockState::Outside { .. } => dead_connection(r, i, s),
+        SockState::Unconnected => plain(s, None).inspect(|fd| {
+            requeue(r, i, *fd, s);
+            shut_down(*fd, s);
+        }),
+        SockState::Listening { backlog, pending } => {
+            plain_then(s, Some(*backlog), |_| reconnect_pending(r, s, pending))
+        }
+        SockState::Pending { listener } => {
+            // Its listener makes it (connecting it in queue order).
+            let l = *listener as usize;
+            let listening = matches!(&r.table.files[l].kind,
+                FileKind::Socket(ls) if matches!(ls.state, SockState::Listening { .. }));
+            if listening && !r.has(l) {
+                restore(r, l);
+            }
+            if !r.has(i) {
+                r.placeholder(i, "its listener could not be recreated");
+            }
+            return;
+        }
+        SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
+            // Before the connect: a connected socket takes datagrams from its peer only.
+            requeue(r, i, *fd, s);
+            if let Err(e) = sys::connect(*fd, peer) {
+                r.warning(i)
+                    .str("cannot reconnect to ")
+                    .str(&describe(peer))
+                    .str(": errno ")
+                    .num(e.0 as u64)
+                    .emit();
+            }
+            shut_down(*fd, s);
+        }),
+    };
+    match made {
+        Ok(fd) => {
+            r.set_status_flags(fd, i);
+            r.put(i, fd);
+        }
+        Err(why) => r.placeholder(i, &why),
+    }
+}
+
+/// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,
+/// `SHUT_WR`), once its queue is back. An unconnected UDP socket keeps the bits even though
+/// its `shutdown` says `ENOTCONN`, as the saved one did.
+fn shut_down(fd: i32, s: &Socket) {
+    let how = match s.shutdown & 3 {
+        1 => 0, // SHUT_RD
+        2 => 1, // SHUT_WR
+        3 => 2, // SHUT_RDWR
+        _ => return,
+    };
+    let _ = sys::shutdown(fd, how);
+}

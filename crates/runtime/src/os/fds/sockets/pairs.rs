@@ -1,0 +1,53 @@
+//! Socketpairs: both ends made as one pair again, with each direction's unread data.
+
+use super::super::Restorer;
+use super::SEND_SHUTDOWN;
+use super::inet::tcp_pair;
+use super::options::apply_options;
+use super::queues::refill;
+use crate::sys;
+use zhuque_image::os::FileKind;
+
+/// Both ends of a socketpair, with the unread data of each direction.
+pub(super) fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
+    let (FileKind::Socket(si), Some(FileKind::Socket(sj))) = (
+        &r.table.files[i].kind,
+        r.table.files.get(j).map(|f| &f.kind),
+    ) else {
+        r.placeholder(i, "its socketpair peer is missing from the image");
+        return;
+    };
+    let made = if si.domain == sys::AF_UNIX {
+        sys::socketpair(sys::AF_UNIX, si.ty | sys::SOCK_CLOEXEC, 0)
+    } else {
+        tcp_pair(si.domain).or_else(|_| tcp_pair(sys::AF_INET))
+    };
+    let (a, b) = match made {
+        Ok(p) => p,
+        Err(e) => {
+            r.placeholder(i, &format!("cannot make a connected pair: errno {}", e.0));
+            return;
+        }
+    };
+    apply_options(a, si);
+    apply_options(b, sj);
+    // What i had to read was sent by j, and the other way round.
+    let lost = refill(b, &si.queue) + refill(a, &sj.queue);
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" unread bytes of a socketpair do not fit and are lost")
+            .emit();
+    }
+    for (fd, s) in [(a, si), (b, sj)] {
+        if s.shutdown & SEND_SHUTDOWN != 0 {
+            // SHUT_WR; the kernel sets the peer's RCV_SHUTDOWN with it, and a SHUT_RD of one
+            // end had set the other's SEND_SHUTDOWN: the pair of bits is restored either way.
+            let _ = sys::shutdown(fd, 1);
+        }
+    }
+    r.set_status_flags(a, i);
+    r.put(i, a);
+    r.set_status_flags(b, j);
+    r.put(j, b);
+}

@@ -1,0 +1,293 @@
+//! What sockets hold in flight: unread bytes and queued datagrams (with their senders and
+//! any fds passed with them), drained at a save and queued again at a resume.
+
+use super::super::Restorer;
+use super::unix::unix_path;
+use crate::sys;
+use zhuque_image::os::Socket;
+
+/// Whether something is queued on socket `fd` (peeked, not taken).
+pub(super) fn has_unread(fd: i32) -> bool {
+    let mut b = [0u8; 1];
+    sys::recv(fd, &mut b, sys::MSG_PEEK | sys::MSG_DONTWAIT).is_ok()
+}
+
+/// Takes every unread message out of a socket's receive queue (the process is about to end).
+/// File descriptors in flight (`SCM_RIGHTS`) cannot be kept: they are closed and counted.
+///
+/// A `SOCK_SEQPACKET` socket whose peer has shut down its sending side returns 0 for ever
+/// once its queue is empty, exactly as it returns a zero-length message: a 0 with the peer
+/// hung up ends the queue (a zero-length message queued before the shutdown is taken for
+/// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
+/// few thousand at most): past it the rest is left, with a warning, rather than spin.
+///
+/// With `senders`, the address each message came from is pushed there (a datagram socket).
+pub(super) fn drain(
+    fd: i32,
+    ty: i32,
+    buf: &mut [u8],
+    mut senders: Option<&mut Vec<Vec<u8>>>,
+) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut control = [0u8; 4096];
+    let mut name = [0u8; 128];
+    let mut lost_fds = 0;
+    loop {
+        if out.len() >= MAX_QUEUED {
+            crate::diag::Line::new()
+                .str("warning: a socket's receive queue holds more than ")
+                .num(MAX_QUEUED as u64)
+                .str(" messages; the rest are not kept")
+                .emit();
+            break;
+        }
+        let r = sys::recvmsg_from(
+            fd,
+            buf,
+            &mut control,
+            if senders.is_some() {
+                &mut name
+            } else {
+                &mut []
+            },
+            sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC,
+        );
+        let (n, flags, clen, name_len) = match r {
+            Ok(v) => v,
+            Err(crate::sys::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        lost_fds += close_passed_fds(&control[..clen.min(control.len())]);
+        if n == 0 && (ty == sys::SOCK_STREAM || peer_hung_up(fd)) {
+            break; // end of stream
+        }
+        let msg = buf[..n].to_vec();
+        if let Some(s) = senders.as_deref_mut() {
+            s.push(name[..name_len].to_vec());
+        }
+        if ty == sys::SOCK_STREAM {
+            match out.first_mut() {
+                Some(all) => all.extend_from_slice(&msg),
+                None => out.push(msg),
+            }
+        } else {
+            out.push(msg);
+        }
+        let _ = flags;
+    }
+    if lost_fds > 0 {
+        crate::diag::Line::new()
+            .str("warning: ")
+            .num(lost_fds)
+            .str(" fd(s) in flight on a socketpair (SCM_RIGHTS) are not kept")
+            .emit();
+    }
+    out
+}
+
+/// More messages than any socket's receive queue can hold.
+pub(super) const MAX_QUEUED: usize = 1 << 20;
+
+/// The socket's peer has shut down its sending side or is gone.
+pub(super) fn peer_hung_up(fd: i32) -> bool {
+    sys::poll_one(fd, sys::POLLIN | sys::POLLRDHUP, 0)
+        .is_ok_and(|r| r & (sys::POLLRDHUP | sys::POLLHUP) != 0)
+}
+
+/// Closes the fds of `SCM_RIGHTS` control messages; returns how many.
+pub(super) fn close_passed_fds(c: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 16 <= c.len() {
+        let len = u64::from_le_bytes(c[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
+        let level = i32::from_le_bytes(c[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+        let ty = i32::from_le_bytes(c[at + 12..at + 16].try_into().unwrap_or([0; 4]));
+        if len < 16 || at + len > c.len() {
+            break;
+        }
+        if level == sys::SOL_SOCKET && ty == 1 {
+            for f in c[at + 16..at + len].chunks_exact(4) {
+                let _ = sys::close(i32::from_le_bytes([f[0], f[1], f[2], f[3]]));
+                n += 1;
+            }
+        }
+        at += (len + 7) & !7;
+    }
+    n
+}
+
+/// Sends a datagram socket's saved queue to its recreated self, in order, each message from
+/// a socket bound to its sender's address where one can be (the sender's socket is gone or
+/// not recreated yet; with `CAP_NET_ADMIN` also a remote address), so `recvfrom` reports the
+/// same sender and a reply goes where it went. Otherwise it comes from an unnamed socket:
+/// the message is kept, its sender is not (one warning).
+pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
+    if s.queue.is_empty() {
+        return;
+    }
+    let Some(to) = sys::getsockname(fd).ok().map(|a| reachable(&a)) else {
+        return;
+    };
+    let (mut unnamed, mut lost) = (0u64, 0u64);
+    let mut sender: Option<(&[u8], Sender)> = None;
+    for (k, msg) in s.queue.iter().enumerate() {
+        let from = s.senders.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        if from.len() > 2 && from == s.local.as_slice() {
+            // It had sent this to itself (a UDP socket connected to its own address): it does
+            // again.
+            if sys::sendto(fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
+                lost += 1;
+            }
+            continue;
+        }
+        if sender.as_ref().is_none_or(|(a, _)| *a != from) {
+            sender = None; // drops (closes) the previous one first: it may hold the address
+            match Sender::new(s, from) {
+                Ok(snd) => sender = Some((from, snd)),
+                Err(_) => {
+                    lost += 1;
+                    continue;
+                }
+            }
+        }
+        let Some((_, snd)) = &sender else { continue };
+        if !snd.named && from.len() > 2 {
+            unnamed += 1;
+        }
+        if sys::sendto(snd.fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
+            lost += 1;
+        }
+    }
+    drop(sender);
+    if unnamed > 0 {
+        r.warning(i)
+            .num(unnamed)
+            .str(" queued datagram(s) come back from another sender address (theirs is in use)")
+            .emit();
+    }
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" queued datagram(s) could not be sent to it again and are lost")
+            .emit();
+    }
+}
+
+/// A datagram socket (not a pair's end) with messages to send again at the resume.
+pub fn has_datagram_queue(s: &Socket) -> bool {
+    !s.senders.is_empty()
+}
+
+/// Where a socket bound to `addr` can be reached: the wildcard address means loopback.
+pub(super) fn reachable(addr: &[u8]) -> Vec<u8> {
+    let mut a = addr.to_vec();
+    let family = a.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]) as i32);
+    match family {
+        Some(sys::AF_INET) if a.len() >= 8 && a[4..8] == [0; 4] => {
+            a[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        }
+        Some(sys::AF_INET6) if a.len() >= 24 && a[8..24] == [0; 16] => a[23] = 1,
+        _ => {}
+    }
+    a
+}
+
+/// A socket that re-sends queued datagrams, bound to their sender's address when it could be.
+/// Dropping it closes it and removes a Unix socket file it made.
+pub(super) struct Sender {
+    fd: i32,
+    named: bool,
+    made_path: Option<Vec<u8>>,
+}
+
+impl Sender {
+    fn new(s: &Socket, from: &[u8]) -> Result<Sender, crate::sys::Errno> {
+        let fd = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)?;
+        let mut snd = Sender {
+            fd,
+            named: false,
+            made_path: None,
+        };
+        if from.len() <= 2 {
+            return Ok(snd);
+        }
+        let transparent = match s.domain {
+            sys::AF_INET => Some((sys::IPPROTO_IP, sys::IP_TRANSPARENT)),
+            sys::AF_INET6 => Some((sys::IPPROTO_IPV6, sys::IPV6_TRANSPARENT)),
+            _ => None,
+        };
+        if let Some((level, name)) = transparent {
+            let _ = sys::setsockopt_int(fd, level, name, 1);
+        }
+        let mut bound = sys::bind(fd, from);
+        if bound == Err(crate::sys::Errno::EADDRINUSE)
+            && let Some(p) = unix_path(from)
+            && stale_socket_file(s, from)
+        {
+            // Left by the sender's socket of the process that failed.
+            let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
+            bound = sys::bind(fd, from);
+        }
+        snd.named = bound.is_ok();
+        if snd.named {
+            // A path bound here was free (`bind` never replaces a file): it is ours to remove.
+            snd.made_path = unix_path(from);
+        }
+        Ok(snd)
+    }
+}
+
+/// Whether the Unix socket file at `addr` belongs to no socket any more (sending to it is
+/// refused), as one left by the process that failed.
+pub(super) fn stale_socket_file(s: &Socket, addr: &[u8]) -> bool {
+    let Ok(probe) = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, 0) else {
+        return false;
+    };
+    let refused = sys::connect(probe, addr) == Err(crate::sys::Errno::ECONNREFUSED);
+    let _ = sys::close(probe);
+    refused
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = sys::close(self.fd);
+        if let Some(p) = &self.made_path {
+            let _ = sys::unlinkat(sys::AT_FDCWD, p, 0);
+        }
+    }
+}
+
+/// Sends a dead connection's unread data through its new peer `fd`; what does not fit is
+/// lost, with a warning.
+pub(super) fn refill_unread(r: &Restorer, i: usize, fd: i32, queue: &[Vec<u8>]) {
+    let lost = refill(fd, queue);
+    if lost > 0 {
+        r.warning(i)
+            .num(lost)
+            .str(" unread bytes do not fit and are lost")
+            .emit();
+    }
+}
+
+pub(super) fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
+    let mut lost = 0;
+    for m in queue {
+        let mut left: &[u8] = m;
+        loop {
+            match sys::send(fd, left, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL) {
+                Ok(n) if n < left.len() => left = &left[n..],
+                Ok(_) => break,
+                Err(crate::sys::Errno::EINTR) => {}
+                // A TCP send buffer empties as the data crosses loopback: wait for room.
+                Err(crate::sys::Errno::EAGAIN)
+                    if sys::poll_one(fd, sys::POLLOUT, 200)
+                        .is_ok_and(|r| r & sys::POLLOUT != 0) => {}
+                Err(_) => {
+                    lost += left.len() as u64;
+                    break;
+                }
+            }
+        }
+    }
+    lost
+}

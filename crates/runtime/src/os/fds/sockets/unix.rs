@@ -1,0 +1,179 @@
+//! Unix socket addresses and files: binding again to a path, a socket file left behind or
+//! gone, and holding a path for the moment of a bind.
+
+use super::is_tcp;
+use super::options::saved_reuseaddr;
+use crate::sys;
+use zhuque_image::os::Socket;
+
+/// The file of a path-bound Unix socket address, if it names one.
+pub(super) fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
+    let path = addr.get(2..)?;
+    if path.first().is_none_or(|c| *c == 0) {
+        return None; // abstract or unnamed
+    }
+    let end = path.iter().position(|c| *c == 0).unwrap_or(path.len());
+    let mut p = path[..end].to_vec();
+    p.push(0);
+    Some(p)
+}
+
+/// For a Unix socket bound to a path: the permission bits of its socket file (0: none, or
+/// the path no longer leads to a socket), and whether its own file is gone — the path leads
+/// nowhere, or to another file than `own` (its socket file's device and inode, from
+/// `unix_diag`; without them, a socket at the path is taken for its own).
+pub(super) fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
+    if s.domain != sys::AF_UNIX {
+        return (0, false);
+    }
+    let Some(p) = unix_path(&s.local) else {
+        return (0, false);
+    };
+    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p) else {
+        return (0, false);
+    };
+    let st = rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok();
+    let is_own = |st: &rustix::fs::Stat| match own {
+        Some((dev, ino)) => {
+            st.st_ino as u32 == ino
+                && rustix::fs::major(st.st_dev) == dev >> 20
+                && rustix::fs::minor(st.st_dev) == dev & 0xf_ffff
+        }
+        None => st.st_mode & sys::S_IFMT == sys::S_IFSOCK,
+    };
+    match st {
+        Some(st) if is_own(&st) => (st.st_mode & 0o7777, false),
+        // A socket file that is not its own: another socket's, left alone at the resume.
+        _ => (0, own.is_some()),
+    }
+}
+
+/// Binds `fd` to the saved address (see the module comment).
+pub(super) fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
+    if s.path_gone {
+        return bind_holding_file(fd, s).map(|held| {
+            if let Some(h) = held {
+                h.release();
+            }
+        });
+    }
+    let inet = matches!(s.domain, sys::AF_INET | sys::AF_INET6);
+    if s.domain == sys::AF_UNIX
+        && let Some(p) = unix_path(&s.local)
+        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
+        && let Ok(st) =
+            rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        && st.st_mode & sys::S_IFMT == sys::S_IFSOCK
+    {
+        let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
+    }
+    if inet {
+        let _ = sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_REUSEADDR, 1);
+    }
+    let local = if s.domain == super::raw::AF_PACKET {
+        super::raw::bind_address(&s.local)
+    } else {
+        s.local.clone()
+    };
+    let mut r = sys::bind(fd, &local);
+    // Taken only by connections nobody owns any more (the dead process's, or earlier ones of
+    // the program in TIME_WAIT): clear them and bind.
+    if inet
+        && is_tcp(s)
+        && r == Err(crate::sys::Errno::EADDRINUSE)
+        && s.local.len() >= 4
+        && super::inet_diag::clear_leftovers(s.domain, [s.local[2], s.local[3]]) > 0
+    {
+        r = sys::bind(fd, &s.local);
+    }
+    if inet {
+        let _ = sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_REUSEADDR, saved_reuseaddr(s));
+    }
+    // The new socket file has the umask's mode; the saved one had its own (a chmod after bind).
+    if r.is_ok()
+        && s.path_mode != 0
+        && let Some(p) = unix_path(&s.local)
+        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
+    {
+        let mode = rustix::fs::Mode::from_raw_mode(s.path_mode);
+        let _ = rustix::fs::chmodat(rustix::fs::CWD, c, mode, rustix::fs::AtFlags::empty());
+    }
+    r
+}
+
+/// A Unix socket whose socket file was unlinked: bound to its path again, and the new file
+/// removed, so the socket has its address and nobody can reach it by path, as before.
+/// Whatever now lives at the path (another socket's file, any file) is moved aside for the
+/// moment of the `bind` and put back.
+pub(super) fn bind_holding_file(
+    fd: i32,
+    s: &Socket,
+) -> Result<Option<HeldPath>, crate::sys::Errno> {
+    let Some(path) = unix_path(&s.local) else {
+        return sys::bind(fd, &s.local).map(|()| None);
+    };
+    let mut aside = path[..path.len() - 1].to_vec();
+    aside.extend_from_slice(b".zhuque-aside-");
+    aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
+    aside.push(0);
+    let moved = sys::renameat(&path, &aside).is_ok();
+    let held = HeldPath { path, aside, moved };
+    match sys::bind(fd, &s.local) {
+        Ok(()) => Ok(Some(held)),
+        Err(e) => {
+            // Nothing of ours at the path: only put back what was there.
+            if held.moved {
+                let _ = sys::renameat(&held.aside, &held.path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The socket file a `bind` of a socket whose own file is gone made, and whatever was at the
+/// path before, moved aside meanwhile (see [`bind_holding_file`]). Until released, a client
+/// can still reach the new socket by path: its pending connections are made again then.
+pub(super) struct HeldPath {
+    path: Vec<u8>,
+    aside: Vec<u8>,
+    moved: bool,
+}
+
+impl HeldPath {
+    /// Removes the new socket file and puts back what was at the path.
+    pub(super) fn release(self) {
+        let _ = sys::unlinkat(sys::AT_FDCWD, &self.path, 0);
+        if self.moved {
+            let _ = sys::renameat(&self.aside, &self.path);
+        }
+    }
+}
+
+pub(super) fn describe(addr: &[u8]) -> String {
+    match u16::from_le_bytes([
+        addr.first().copied().unwrap_or(0),
+        addr.get(1).copied().unwrap_or(0),
+    ]) as i32
+    {
+        sys::AF_INET if addr.len() >= 8 => format!(
+            "{}.{}.{}.{}:{}",
+            addr[4],
+            addr[5],
+            addr[6],
+            addr[7],
+            u16::from_be_bytes([addr[2], addr[3]])
+        ),
+        sys::AF_INET6 if addr.len() >= 24 => {
+            format!("[ipv6]:{}", u16::from_be_bytes([addr[2], addr[3]]))
+        }
+        sys::AF_UNIX => match addr.get(2) {
+            Some(0) => format!("@{}", String::from_utf8_lossy(&addr[3..])),
+            _ => String::from_utf8_lossy(addr.get(2..).unwrap_or(b""))
+                .trim_end_matches('\0')
+                .to_string(),
+        },
+        sys::AF_NETLINK => super::netlink::describe(addr),
+        super::raw::AF_PACKET => super::raw::describe(addr),
+        _ => "?".to_string(),
+    }
+}
