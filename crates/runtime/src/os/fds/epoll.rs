@@ -10,9 +10,9 @@ use zhuque_image::os::{EPOLL_NO_FILE, EpollEntry, FileKind};
 
 /// `descs`: every description of the table, in table order (an entry's watched file may now
 /// be held under another number only).
-pub fn save(d: &Desc, descs: &[Desc]) -> FileKind {
+pub fn save(d: &Desc, descs: &[Desc], task: procfd::Task) -> FileKind {
     let info = &d.info;
-    let task = procfd::task_id();
+    let task = task.id();
     let me = crate::sys::gettid();
     let mut entries = Vec::new();
     for (tfd, events, data, toff) in interest_list(info) {

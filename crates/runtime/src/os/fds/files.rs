@@ -69,12 +69,7 @@ pub fn save_path(d: &Desc) -> FileKind {
 fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
     let d = &ctx.descs[i];
     // Read through a new read-only description: the program's may be write-only.
-    let src = sys::openat(
-        sys::AT_FDCWD,
-        &procfd::path(d.fd),
-        sys::O_RDONLY | sys::O_CLOEXEC,
-        0,
-    );
+    let src = sys::openat(sys::AT_FDCWD, &d.path, sys::O_RDONLY | sys::O_CLOEXEC, 0);
     let copied = src.and_then(|src| {
         let r = ctx.files.create().and_then(|(dst, name)| {
             let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
@@ -549,7 +544,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         };
         match sys::openat(
             sys::AT_FDCWD,
-            &procfd::path(fd),
+            &procfd::Task::OWN.path(fd),
             open_flags(f.flags, *mode),
             0,
         ) {

@@ -42,6 +42,7 @@ use crate::diag::Line;
 use crate::process;
 use crate::sys::{self, Stat};
 use core::sync::atomic::Ordering;
+use procfd::Task;
 use zhuque_image::Meta;
 use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile, TAG_FDS};
 use zhuque_image::tree::{SHARE_PLAN_FILE, Share, SharePlan};
@@ -111,6 +112,8 @@ pub struct SaveCtx<'a> {
     pub copies: Vec<(u64, u64, Vec<u8>)>,
     /// The generation being saved (names of shared objects in `shm/`).
     pub generation: u64,
+    /// Whose fd table the program's fds are in (a program thread's at a save).
+    pub task: Task,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,19 +185,17 @@ fn classify(d: &Desc) -> Class {
 }
 
 /// Whether program fds `a` and `b` (same inode) share one open file description.
-fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
-    match sys::compare_files(task, a, b) {
+fn shares(task: Task, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
+    match sys::compare_files(task.id(), a, b) {
         Ok(o) => o == Some(core::cmp::Ordering::Equal),
         Err(_) => {
             // Without kcmp (CONFIG_KCMP off), same flags and offset is the best evidence.
             *no_kcmp = true;
-            let (ia, ib) = (procfd::fdinfo(a), procfd::fdinfo(b));
+            let (ia, ib) = (task.fdinfo(a), task.fdinfo(b));
             procfd::field(&ia, b"pos") == procfd::field(&ib, b"pos")
                 && procfd::field(&ia, b"flags") == procfd::field(&ib, b"flags")
                 && !matches!(
-                    procfd::link(a)
-                        .as_deref()
-                        .map(|l| l.starts_with(b"socket:")),
+                    task.link(a).as_deref().map(|l| l.starts_with(b"socket:")),
                     Some(true)
                 )
         }
@@ -206,14 +207,14 @@ fn shares(task: i32, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
 /// costs O(log n) `kcmp`s per fd, not O(n)): `Ok(description)` when it shares one,
 /// `Err(position)` where a new one goes.
 fn find_shared(
-    task: i32,
+    task: Task,
     fd: i32,
     list: &[usize],
     descs: &[Desc],
     no_kcmp: &mut bool,
 ) -> Result<usize, usize> {
     let mut ordered = true;
-    let found = list.binary_search_by(|&k| match sys::compare_files(task, descs[k].fd, fd) {
+    let found = list.binary_search_by(|&k| match sys::compare_files(task.id(), descs[k].fd, fd) {
         Ok(Some(o)) => o,
         _ => {
             ordered = false;
@@ -292,10 +293,7 @@ pub fn task_ids() -> Vec<i32> {
 }
 
 fn procfd_has_table(tid: i32) -> bool {
-    procfd::set_task(tid);
-    let ok = !procfd::list().is_empty();
-    procfd::set_task(0);
-    ok
+    !Task::thread(tid).list().is_empty()
 }
 
 /// A program thread may have moved a runtime fd (`dup2` onto its number) after the coordinator
@@ -332,22 +330,41 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
 pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     // In a tree: what the init found this process shares with others.
     let plan = crate::tree::in_tree().then(share_plan);
-    let skip = runtime_fds();
     let (task, pidfd) = match program_task(meta) {
-        Some((t, p)) => (t, Some(p)),
-        None => (crate::sys::getpid(), None),
+        Some((t, p)) => (Task::thread(t), Some(p)),
+        None => (Task::OWN, None),
     };
     if let Some(p) = pidfd {
-        procfd::set_task(task);
         sync_runtime_fds(p);
     }
+    let (descs, fds) = collect(task, pidfd, plan.as_ref());
+    let (used, descs_left, table_fds) = order(descs, &fds);
+    let table = describe(meta, files, task, &used, &table_fds, plan.as_ref());
+    meta.set_section(TAG_FDS, table.encode());
+    if let Some(p) = pidfd {
+        for d in used.iter().chain(descs_left.iter()) {
+            let _ = sys::close(d.local);
+        }
+        let _ = sys::close(p);
+    }
+}
+
+/// A program fd found by [`collect`]: its number, close-on-exec, and its description's index.
+type FoundFd = (i32, bool, usize);
+
+/// Step 1 of a save: every program fd (but the runtime's) and the open file descriptions
+/// behind them, each description once however many fds share it (`kcmp`), with the
+/// coordinator's own duplicate of it (`local`); in a tree, also the descriptions this process
+/// saves for others.
+fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Desc>, Vec<FoundFd>) {
+    let skip = runtime_fds();
     let mut descs: Vec<Desc> = Vec::new();
-    let mut fds: Vec<(i32, bool, usize)> = Vec::new();
+    let mut fds: Vec<FoundFd> = Vec::new();
     let mut no_kcmp = false;
     // (BTreeMap, not HashMap: a HashMap's random seed lives in TLS, which the coordinator
     // does not have.)
     let mut by_inode: std::collections::BTreeMap<(u64, u64), Vec<usize>> = Default::default();
-    for fd in procfd::list() {
+    for fd in task.list() {
         if skip.contains(&fd) {
             continue;
         }
@@ -366,7 +383,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             close_private_copy(fd, local);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
-        let (Ok(st), Some(link)) = (sys::fstat(local), procfd::link(fd)) else {
+        let (Ok(st), Some(link)) = (sys::fstat(local), task.link(fd)) else {
             if local != fd {
                 let _ = sys::close(local);
             }
@@ -374,7 +391,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         };
         let flags = sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32;
         // Close-on-exec belongs to the fd, not the description: fdinfo shows it.
-        let info = procfd::fdinfo(fd);
+        let info = task.fdinfo(fd);
         let cloexec = procfd::field(&info, b"flags")
             .and_then(procfd::oct)
             .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0);
@@ -390,7 +407,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 list.insert(at, descs.len());
                 let mut d = Desc {
                     fd,
-                    path: procfd::path(fd),
+                    path: task.path(fd),
                     local,
                     link,
                     st,
@@ -408,7 +425,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             fds.push((fd, cloexec, idx));
         }
     }
-    if let Some(plan) = &plan {
+    if let Some(plan) = plan {
         import_for_others(plan, &mut descs, &mut fds);
     }
     if no_kcmp {
@@ -417,22 +434,27 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
              the same file, offset and flags",
         );
     }
-    // The table holds the descriptions some fd above 2 uses, in order of first use.
+    (descs, fds)
+}
+
+/// Step 2: the table's order. It holds the descriptions some fd above 2 uses, in order of
+/// first use; returns them, the descriptions only fds 0-2 use (their duplicates are closed
+/// at the end), and the fds with their table indexes.
+fn order<D>(descs: Vec<D>, fds: &[FoundFd]) -> (Vec<D>, Vec<D>, Vec<Fd>) {
     let mut index: Vec<Option<u32>> = vec![None; descs.len()];
     let mut order: Vec<usize> = Vec::new();
-    for (_, _, i) in &fds {
+    for (_, _, i) in fds {
         if index[*i].is_none() {
             index[*i] = Some(order.len() as u32);
             order.push(*i);
         }
     }
-    let mut used: Vec<Desc> = Vec::with_capacity(order.len());
-    let mut old: Vec<Option<Desc>> = descs.into_iter().map(Some).collect();
+    let mut used: Vec<D> = Vec::with_capacity(order.len());
+    let mut old: Vec<Option<D>> = descs.into_iter().map(Some).collect();
     for i in &order {
         used.push(old[*i].take().expect("each description is moved once"));
     }
-    // Descriptions only fds 0-2 use (their duplicates are closed at the end).
-    let descs_left: Vec<Desc> = old.into_iter().flatten().collect();
+    let descs_left: Vec<D> = old.into_iter().flatten().collect();
     let index_of = |i: usize| index[i].unwrap_or(0);
     let table_fds: Vec<Fd> = fds
         .iter()
@@ -442,7 +464,18 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             file: index_of(*i),
         })
         .collect();
+    (used, descs_left, table_fds)
+}
 
+/// Step 3: each description's record, by kind (locks first), into the fd table.
+fn describe(
+    meta: &Meta,
+    files: &mut ImageFiles,
+    task: Task,
+    used: &[Desc],
+    table_fds: &[Fd],
+    plan: Option<&SharePlan>,
+) -> FdTable {
     let mut kinds: Vec<Option<FileKind>> = vec![None; used.len()];
     let mut table = FdTable::default();
     // Locks first: nothing below may have closed a file yet (a POSIX lock goes with any close
@@ -454,13 +487,14 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     }
     {
         let mut ctx = SaveCtx {
-            descs: &used,
+            descs: used,
             files,
             copies: Vec::new(),
             generation: meta.generation,
+            task,
         };
-        match &plan {
-            Some(plan) => apply_plan(plan, &table_fds, &mut kinds),
+        match plan {
+            Some(plan) => apply_plan(plan, table_fds, &mut kinds),
             None => {
                 for (i, d) in ctx.descs.iter().enumerate() {
                     if d.fd <= 2 {
@@ -485,7 +519,7 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
                 Class::EventFd => eventfd::save(d),
                 Class::TimerFd => timerfd::save(d),
                 Class::SignalFd => signalfd::save(d),
-                Class::Epoll => epoll::save(d, &used),
+                Class::Epoll => epoll::save(d, used, ctx.task),
                 Class::Inotify => inotify::save(d),
                 Class::MessageQueue => mqueue::save(d),
                 Class::PidFd => pidfd::save(d),
@@ -506,23 +540,16 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
             }),
         })
         .collect();
-    table.fds = table_fds;
+    table.fds = table_fds.to_vec();
     table.held_for_others = plan
-        .iter()
+        .into_iter()
         .flat_map(|p| p.entries.iter())
         .filter_map(|e| match e {
             Share::Import { at, .. } => Some(*at),
             _ => None,
         })
         .collect();
-    meta.set_section(TAG_FDS, table.encode());
-    if let Some(p) = pidfd {
-        for d in used.iter().chain(descs_left.iter()) {
-            let _ = sys::close(d.local);
-        }
-        let _ = sys::close(p);
-    }
-    procfd::set_task(0);
+    table
 }
 
 /// This process's share plan for the save under way (the init writes it into the process's
@@ -546,7 +573,7 @@ fn share_plan() -> SharePlan {
 /// Takes the descriptions this process saves for others (the other end of a pipe whose one
 /// end it holds) from the processes that hold them, as if they were its own fds at the
 /// numbers the plan gives them.
-fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<(i32, bool, usize)>) {
+fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<FoundFd>) {
     for e in &plan.entries {
         let Share::Import { from, from_fd, at } = *e else {
             continue;
@@ -787,7 +814,7 @@ fn bad_image(what: &str) -> ! {
 /// start-up opened is not the saved program's.
 fn close_strays() {
     let keep = runtime_fds();
-    for fd in procfd::list() {
+    for fd in Task::OWN.list() {
         if fd > 2 && !keep.contains(&fd) {
             let _ = sys::close(fd);
         }
@@ -844,7 +871,6 @@ fn relocate_runtime_fds(targets: &[i32]) {
 
 /// Recreates every saved fd (resume: single thread, memory restored).
 pub fn restore(meta: &Meta) {
-    procfd::set_task(0);
     close_strays();
     let Some(bytes) = meta.section(TAG_FDS) else {
         return;
@@ -1041,5 +1067,33 @@ pub fn release_held(meta: &Meta) {
     };
     for fd in table.held_for_others {
         let _ = sys::close(fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order;
+
+    #[test]
+    fn the_table_holds_descriptions_in_order_of_first_use_by_an_fd() {
+        // Descriptions a..e as found; fds 0-2 first (as the listing gives them), then 3.. .
+        let descs = vec!['a', 'b', 'c', 'd', 'e'];
+        let fds = [(3, false, 2), (4, true, 0), (5, false, 2), (9, false, 4)];
+        let (used, left, table) = order(descs, &fds);
+        assert_eq!(used, vec!['c', 'a', 'e']);
+        // b and d: used by no fd above 2 (only the standard streams' own duplicates).
+        assert_eq!(left, vec!['b', 'd']);
+        let got: Vec<(i32, bool, u32)> = table.iter().map(|f| (f.fd, f.cloexec, f.file)).collect();
+        assert_eq!(
+            got,
+            vec![(3, false, 0), (4, true, 1), (5, false, 0), (9, false, 2)]
+        );
+    }
+
+    #[test]
+    fn an_empty_table_stays_empty() {
+        let (used, left, table) = order(vec!['a'], &[]);
+        assert!(used.is_empty() && table.is_empty());
+        assert_eq!(left, vec!['a']);
     }
 }

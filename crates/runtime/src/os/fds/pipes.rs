@@ -192,7 +192,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
         let mode = r.table.files[j].flags & sys::O_ACCMODE;
         match sys::openat(
             sys::AT_FDCWD,
-            &procfd::path(ar),
+            &procfd::Task::OWN.path(ar),
             mode | sys::O_NONBLOCK | sys::O_CLOEXEC,
             0,
         ) {

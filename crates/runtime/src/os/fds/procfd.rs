@@ -1,95 +1,102 @@
 //! What `/proc/.../fd` and `/proc/.../fdinfo` say about the program's fds.
 //!
 //! At a save the coordinator has an fd table of its own (see `os::detach_fd_table`): the
-//! program's fds are those of a program thread, `/proc/self/task/<tid>/fd`, set with
-//! [`set_task`]. Elsewhere (the resume) they are the calling thread's, `/proc/self/fd`.
+//! program's fds are those of a program thread, `/proc/self/task/<tid>/fd`, a [`Task::thread`].
+//! Elsewhere (the resume) they are the calling thread's, `/proc/self/fd`: [`Task::OWN`]. The
+//! task is a value the save carries (`SaveCtx::task`), so nothing here changes meaning behind
+//! a caller's back.
 
 use crate::procfs;
-use core::sync::atomic::{AtomicI32, Ordering};
 
-// Only meaningful during a save (the process ends right after); reset by every resume.
-static TASK: AtomicI32 = AtomicI32::new(0);
+/// Whose fd table the helpers describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task(i32);
 
-/// Makes the helpers below describe the fds of program thread `tid` (0: the caller's own).
-pub fn set_task(tid: i32) {
-    TASK.store(tid, Ordering::Relaxed);
-}
+impl Task {
+    /// The calling thread's own table.
+    pub const OWN: Task = Task(0);
 
-/// The task whose fds these are, as `kcmp` wants it.
-pub fn task_id() -> i32 {
-    match TASK.load(Ordering::Relaxed) {
-        0 => crate::sys::getpid(),
-        t => t,
+    /// The table of program thread `tid` (of this process).
+    pub fn thread(tid: i32) -> Task {
+        Task(tid)
     }
-}
 
-fn dir(kind: &[u8]) -> Vec<u8> {
-    let mut p = b"/proc/self/".to_vec();
-    let t = TASK.load(Ordering::Relaxed);
-    if t != 0 {
-        p.extend_from_slice(b"task/");
-        p.extend_from_slice(t.to_string().as_bytes());
-        p.push(b'/');
+    /// The task as `kcmp` wants it.
+    pub fn id(self) -> i32 {
+        match self.0 {
+            0 => crate::sys::getpid(),
+            t => t,
+        }
     }
-    p.extend_from_slice(kind);
-    p
-}
 
-/// The numbers of every open fd, ascending. The fds used for listing are closed again before
-/// this returns, so they never appear as program fds to a caller that checks each number.
-pub fn list() -> Vec<i32> {
-    let mut d = dir(b"fd");
-    d.push(0);
-    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&d) else {
-        return Vec::new();
-    };
-    let Ok(dir) = crate::sys::with_fd_room(|| {
-        rustix::fs::openat(
-            rustix::fs::CWD,
-            c,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-    }) else {
-        crate::diag::fatal("cannot list the program's fds in /proc");
-    };
-    let Ok(entries) = rustix::fs::Dir::new(dir) else {
-        crate::diag::fatal("cannot list the program's fds in /proc");
-    };
-    let mut v: Vec<i32> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            core::str::from_utf8(e.file_name().to_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .collect();
-    v.sort_unstable();
-    v
-}
+    fn dir(self, kind: &[u8]) -> Vec<u8> {
+        let mut p = b"/proc/self/".to_vec();
+        if self.0 != 0 {
+            p.extend_from_slice(b"task/");
+            p.extend_from_slice(self.0.to_string().as_bytes());
+            p.push(b'/');
+        }
+        p.extend_from_slice(kind);
+        p
+    }
 
-/// `/proc/.../fd/N` (NUL-terminated), for readlink or for reopening the file behind an fd.
-pub fn path(fd: i32) -> Vec<u8> {
-    let mut p = dir(b"fd/");
-    p.extend_from_slice(fd.to_string().as_bytes());
-    p.push(0);
-    p
-}
+    /// The numbers of every open fd, ascending. The fds used for listing are closed again
+    /// before this returns, so they never appear as program fds to a caller that checks each
+    /// number.
+    pub fn list(self) -> Vec<i32> {
+        let mut d = self.dir(b"fd");
+        d.push(0);
+        let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&d) else {
+            return Vec::new();
+        };
+        let Ok(dir) = crate::sys::with_fd_room(|| {
+            rustix::fs::openat(
+                rustix::fs::CWD,
+                c,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+        }) else {
+            crate::diag::fatal("cannot list the program's fds in /proc");
+        };
+        let Ok(entries) = rustix::fs::Dir::new(dir) else {
+            crate::diag::fatal("cannot list the program's fds in /proc");
+        };
+        let mut v: Vec<i32> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                core::str::from_utf8(e.file_name().to_bytes())
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
 
-/// The link text of fd `fd` (a path, `pipe:[N]`, `socket:[N]`, `anon_inode:[eventfd]`...).
-pub fn link(fd: i32) -> Option<Vec<u8>> {
-    procfs::readlink(&path(fd)).ok()
-}
+    /// `/proc/.../fd/N` (NUL-terminated), for readlink or for reopening the file behind an fd.
+    pub fn path(self, fd: i32) -> Vec<u8> {
+        let mut p = self.dir(b"fd/");
+        p.extend_from_slice(fd.to_string().as_bytes());
+        p.push(0);
+        p
+    }
 
-/// `/proc/.../fdinfo/N`.
-pub fn fdinfo(fd: i32) -> Vec<u8> {
-    let mut p = dir(b"fdinfo/");
-    p.extend_from_slice(fd.to_string().as_bytes());
-    p.push(0);
-    procfs::read(&p).unwrap_or_default()
+    /// The link text of fd `fd` (a path, `pipe:[N]`, `socket:[N]`, `anon_inode:[eventfd]`...).
+    pub fn link(self, fd: i32) -> Option<Vec<u8>> {
+        procfs::readlink(&self.path(fd)).ok()
+    }
+
+    /// `/proc/.../fdinfo/N`.
+    pub fn fdinfo(self, fd: i32) -> Vec<u8> {
+        let mut p = self.dir(b"fdinfo/");
+        p.extend_from_slice(fd.to_string().as_bytes());
+        p.push(0);
+        procfs::read(&p).unwrap_or_default()
+    }
 }
 
 /// `fdinfo` of the coordinator's own fd `fd` (its duplicate of a program's description).
