@@ -1,5 +1,8 @@
-//! The futex mutex that guards the runtime's own persistent tables (the memory lock, thread
-//! slots, `SIGEV_THREAD` timer records).
+//! The runtime's one lock type: a futex mutex. It guards the runtime's own tables, persistent
+//! (the memory lock, thread slots, `SIGEV_THREAD` timer records, the shadows of the program's
+//! actions for the runtime's signals, the inotify watch table) and volatile (the runtime's
+//! allocator, the list of children reading the pool). A waiter sleeps in the kernel after a
+//! short spin, so a holder preempted by a real-time coordinator still gets its CPU.
 //!
 //! The word is 0 (free), 1 (locked) or 2 (locked, maybe with sleepers). A lock that lives in
 //! persistent memory survives a failure with its holder: a thread stopped while holding it
@@ -10,6 +13,7 @@
 use crate::sys;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+#[repr(transparent)]
 pub struct FutexLock(AtomicU32);
 
 /// Held until dropped.

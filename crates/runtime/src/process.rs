@@ -105,7 +105,7 @@ pub struct Process {
     /// Read ends of the pipes of children that may still read this process's pool (under
     /// the fork lock).
     dependents: core::sync::atomic::AtomicPtr<Vec<i32>>,
-    dependents_lock: AtomicBool,
+    dependents_lock: crate::futex_lock::FutexLock,
     /// The control connection to the zhuque init, plus one (0: none; see `tree::control`).
     ctl_fd_plus_one: AtomicI32,
     /// A child of a crash-resistant program that cannot be protected itself (no process
@@ -335,22 +335,14 @@ impl Process {
     /// block): it is read by the `close` interposer, which may run inside runtime code that
     /// must not wait for the fork lock.
     pub fn with_dependents<T>(&self, f: impl FnOnce(&mut Vec<i32>) -> T) -> T {
-        while self
-            .dependents_lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
-        }
+        let _held = self.dependents_lock.lock();
         let mut v = self.dependents.load(Ordering::Acquire);
         if v.is_null() {
             v = Box::into_raw(Box::new(Vec::new()));
             self.dependents.store(v, Ordering::Release);
         }
         // SAFETY: a leaked Box in volatile memory, only used under `dependents_lock`.
-        let r = f(unsafe { &mut *v });
-        self.dependents_lock.store(false, Ordering::Release);
-        r
+        f(unsafe { &mut *v })
     }
 
     /// Pool storage released while the pool is privatized (callers hold the memory lock).

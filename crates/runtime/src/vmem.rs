@@ -11,6 +11,7 @@
 //! allocations never reach the program's `malloc` (which lives in persistent memory and may be
 //! mid-update when the coordinator saves, or not yet restored while a resume runs).
 
+use crate::futex_lock::FutexLock;
 use crate::sys;
 use crate::sys::PAGE;
 use core::alloc::{GlobalAlloc, Layout};
@@ -39,7 +40,7 @@ const SLAB: usize = 1 << 20;
 struct Header {
     /// Next free address of the window for new mappings.
     next: AtomicUsize,
-    lock: AtomicBool,
+    lock: FutexLock,
     free: [usize; NCLASSES],
     slab_cur: usize,
     slab_end: usize,
@@ -139,26 +140,15 @@ fn lock() {
         !crate::signals::stoppable_program_thread(),
         "runtime allocation on a program thread outside a critical section"
     );
-    let h = header();
-    let mut spins = 0u32;
-    while h
-        .lock
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        // The coordinator may run SCHED_FIFO: spinning for good could keep a preempted holder
-        // off its CPU. After a short spin, sleep a little instead.
-        spins += 1;
-        if spins < 200 {
-            core::hint::spin_loop();
-        } else {
-            sys::sleep_ns(20_000);
-        }
-    }
+    // A futex lock: the coordinator may run SCHED_FIFO, and spinning for good could keep a
+    // preempted holder off its CPU; a waiter sleeps in the kernel instead.
+    header().lock.lock_unguarded();
 }
 
 fn unlock() {
-    header().lock.store(false, Ordering::Release);
+    // SAFETY: every caller took the lock with `lock` first (the fork child inherits the
+    // parent's hold, as `fork_unlock` documents).
+    unsafe { header().lock.unlock() };
 }
 
 /// Takes the allocator lock across a `fork` (no thread may hold it when the kernel copies the

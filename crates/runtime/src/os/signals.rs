@@ -10,12 +10,12 @@
 //! get it: under zhuque a power failure is exactly what it survives.)
 
 use super::next::Next;
+use crate::futex_lock::FutexLock;
 use crate::process::{self, Mode};
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys::{self, KernelSigaction};
 use crate::sys::{SIGKILL, SIGSTOP};
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, Ordering};
 use zhuque_image::Meta;
 use zhuque_image::os::{SigAction, TAG_SIGNALS, decode_sigactions, encode_sigactions};
 
@@ -97,21 +97,14 @@ const DEFAULT: CSigaction = CSigaction {
 
 // Persistent: what the program asked for SIGPWR and SIGRTMAX.
 static mut SHADOW: [CSigaction; 2] = [DEFAULT; 2];
-static SHADOW_LOCK: AtomicBool = AtomicBool::new(false);
+static SHADOW_LOCK: FutexLock = FutexLock::new();
 
 fn with_shadow<R>(sig: c_int, f: impl FnOnce(&mut CSigaction) -> R) -> R {
     let _c = crate::signals::critical();
-    while SHADOW_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
+    let _held = SHADOW_LOCK.lock();
     let i = if sig == FAIL_SIGNAL { 0 } else { 1 };
     // SAFETY: only touched under SHADOW_LOCK.
-    let r = f(unsafe { &mut (*core::ptr::addr_of_mut!(SHADOW))[i] });
-    SHADOW_LOCK.store(false, Ordering::Release);
-    r
+    f(unsafe { &mut (*core::ptr::addr_of_mut!(SHADOW))[i] })
 }
 
 /// True when `sig` is one of the runtime's signals in a crash-resistant process.

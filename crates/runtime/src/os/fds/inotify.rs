@@ -12,11 +12,12 @@
 //! them back).
 
 use super::{Desc, Restorer, procfd};
+use crate::futex_lock::{FutexGuard, FutexLock};
 use crate::runtime::active;
 use crate::signals::critical;
 use crate::sys;
 use core::ffi::{c_char, c_int};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use zhuque_image::os::{FileKind, InotifyWatch};
 
 const IN_DONT_FOLLOW: u32 = 0x0200_0000;
@@ -47,24 +48,12 @@ const EMPTY: Entry = Entry {
 // `TABLE_LEN` entries at `TABLE` on the program's heap, doubled when full; no fixed limit.
 static TABLE: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
 static TABLE_LEN: AtomicUsize = AtomicUsize::new(0);
-static LOCK: AtomicBool = AtomicBool::new(false);
+static LOCK: FutexLock = FutexLock::new();
 
-struct Locked;
+type Locked = FutexGuard<'static>;
 
 fn lock() -> Locked {
-    while LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    Locked
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        LOCK.store(false, Ordering::Release);
-    }
+    LOCK.lock()
 }
 
 fn table(_: &Locked) -> &'static mut [Entry] {
