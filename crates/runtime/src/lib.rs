@@ -34,6 +34,7 @@ pub mod errno;
 pub mod futex_lock;
 pub mod image_io;
 pub mod interpose;
+#[macro_use]
 pub mod loader;
 pub mod memory;
 pub mod os;

@@ -5,10 +5,24 @@
 //! After every `dlopen` the runtime therefore moves the mappings that appeared during the call
 //! into the pool, exactly as it does at a fresh start for the libraries loaded before `main`.
 
+/// The next definition of a libc function (glibc's), through a [`crate::loader::Next`] of its
+/// own; returns `$fail` from the calling function when there is none.
+macro_rules! real {
+    ($name:literal, $ty:ty, $fail:expr) => {{
+        // SAFETY: the caller names the C function and its type together.
+        static NEXT: crate::loader::Next<$ty> = unsafe { crate::loader::Next::new($name) };
+        match NEXT.get() {
+            Some(f) => f,
+            None => return $fail,
+        }
+    }};
+}
+
 use crate::memory::{self, convert};
 use crate::procfs;
 use crate::runtime::active;
 use core::ffi::{c_char, c_int, c_void};
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 type DlOpen = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
@@ -20,12 +34,43 @@ unsafe extern "C" {
 
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
 
-/// The next definition of `name` after this library (glibc's, normally).
-pub fn next<T>(name: &core::ffi::CStr) -> Option<T> {
-    // SAFETY: dlsym with RTLD_NEXT; the caller names a function whose type is T.
-    let f = unsafe { dlsym(RTLD_NEXT, name.as_ptr()) };
-    // SAFETY: T is a function pointer type of the same size as a data pointer.
-    (!f.is_null()).then(|| unsafe { core::mem::transmute_copy::<*mut c_void, T>(&f) })
+/// The next definition of a function the runtime wraps (glibc's, normally): looked up with
+/// `dlsym(RTLD_NEXT)` on first use and cached. The one way the runtime finds what it wraps;
+/// declare one per function, `static NEXT_X: Next<XFn> = unsafe { Next::new(c"x") };`, or use
+/// the `real!` macro inside the wrapper.
+pub struct Next<F> {
+    /// The address, 0 before the lookup, `usize::MAX` when there is none.
+    ptr: AtomicUsize,
+    name: &'static core::ffi::CStr,
+    _f: PhantomData<F>,
+}
+
+impl<F: Copy> Next<F> {
+    /// # Safety
+    /// `F` is the function-pointer type of the C function called `name`.
+    pub const unsafe fn new(name: &'static core::ffi::CStr) -> Self {
+        Next {
+            ptr: AtomicUsize::new(0),
+            name,
+            _f: PhantomData,
+        }
+    }
+
+    /// The function, `None` when no library after this one defines it.
+    pub fn get(&self) -> Option<F> {
+        const {
+            assert!(core::mem::size_of::<F>() == core::mem::size_of::<usize>());
+        }
+        let mut p = self.ptr.load(Ordering::Relaxed);
+        if p == 0 {
+            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+            let f = unsafe { dlsym(RTLD_NEXT, self.name.as_ptr()) };
+            p = if f.is_null() { usize::MAX } else { f as usize };
+            self.ptr.store(p, Ordering::Relaxed);
+        }
+        // SAFETY: `new`'s contract: F is the symbol's function-pointer type, as wide as usize.
+        (p != usize::MAX).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&p) })
+    }
 }
 
 /// `dlopen`s under way in this process. Persistent (this library's data is pool memory), so
@@ -203,9 +248,7 @@ unsafe fn read<T: Copy>(addr: usize) -> T {
 /// C `dlopen` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
-    let Some(real) = next::<DlOpen>(c"dlopen") else {
-        return core::ptr::null_mut();
-    };
+    let real = real!(c"dlopen", DlOpen, core::ptr::null_mut());
     // SAFETY: forwarded contract.
     load_then_convert(|| unsafe { real(file, mode) })
 }
@@ -214,9 +257,7 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
 /// C `dlmopen` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn dlmopen(lmid: isize, file: *const c_char, mode: c_int) -> *mut c_void {
-    let Some(real) = next::<DlMOpen>(c"dlmopen") else {
-        return core::ptr::null_mut();
-    };
+    let real = real!(c"dlmopen", DlMOpen, core::ptr::null_mut());
     // SAFETY: forwarded contract.
     load_then_convert(|| unsafe { real(lmid, file, mode) })
 }

@@ -25,7 +25,6 @@
 pub mod credentials;
 pub mod fds;
 pub mod image_files;
-mod next;
 mod pending;
 mod process_state;
 mod rlimits;

@@ -32,9 +32,9 @@
 //! kernel has timer ids. Due records form a lock-free stack (one producer, the coordinator;
 //! one consumer, the helper, which takes the whole stack at once).
 
-use super::next::Next;
 use crate::allocator::{persistent_alloc, persistent_free};
 use crate::futex_lock::{FutexGuard, FutexLock};
+use crate::loader::Next;
 use crate::memory;
 use crate::runtime::active;
 use crate::signals::{STOP_SIGNAL, critical};
@@ -260,8 +260,9 @@ fn decode(value: usize) -> (u32, u32) {
 
 // ---- the interposed calls ----------------------------------------------------------------
 
-static NEXT_TIMER_CREATE: Next = Next::new(c"timer_create");
-static NEXT_TIMER_DELETE: Next = Next::new(c"timer_delete");
+// SAFETY (both): glibc's functions of those names have these types.
+static NEXT_TIMER_CREATE: Next<Create> = unsafe { Next::new(c"timer_create") };
+static NEXT_TIMER_DELETE: Next<Delete> = unsafe { Next::new(c"timer_delete") };
 
 fn set_errno(e: Errno) -> c_int {
     crate::errno::fail(e, -1)
@@ -279,7 +280,7 @@ pub unsafe extern "C" fn timer_create(
     evp: *const SigEvent,
     timer: *mut usize,
 ) -> c_int {
-    let Some(real) = NEXT_TIMER_CREATE.get::<Create>() else {
+    let Some(real) = NEXT_TIMER_CREATE.get() else {
         return set_errno(Errno(ENOSYS));
     };
     // SAFETY: evp is null or a valid sigevent (C contract).
@@ -302,7 +303,7 @@ pub unsafe extern "C" fn timer_create(
 /// C `timer_delete` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn timer_delete(timer: usize) -> c_int {
-    let Some(real) = NEXT_TIMER_DELETE.get::<Delete>() else {
+    let Some(real) = NEXT_TIMER_DELETE.get() else {
         return set_errno(Errno(ENOSYS));
     };
     // SAFETY: forwarded contract.

@@ -9,8 +9,8 @@
 //! installed. (A program that installs a `SIGPWR` handler to hear of power failures does not
 //! get it: under zhuque a power failure is exactly what it survives.)
 
-use super::next::Next;
 use crate::futex_lock::FutexLock;
+use crate::loader::Next;
 use crate::process::{self, Mode};
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys::{self, KernelSigaction};
@@ -128,16 +128,17 @@ type SignalFn = unsafe extern "C" fn(c_int, usize) -> usize;
 type IntFn = unsafe extern "C" fn(c_int) -> c_int;
 type Int2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 
-static NEXT_SIGACTION: Next = Next::new(c"sigaction");
-static NEXT___SIGACTION: Next = Next::new(c"__sigaction");
-static NEXT_SIGNAL: Next = Next::new(c"signal");
-static NEXT_BSD_SIGNAL: Next = Next::new(c"bsd_signal");
-static NEXT_SSIGNAL: Next = Next::new(c"ssignal");
-static NEXT_SYSV_SIGNAL: Next = Next::new(c"sysv_signal");
-static NEXT___SYSV_SIGNAL: Next = Next::new(c"__sysv_signal");
-static NEXT_SIGSET: Next = Next::new(c"sigset");
-static NEXT_SIGIGNORE: Next = Next::new(c"sigignore");
-static NEXT_SIGINTERRUPT: Next = Next::new(c"siginterrupt");
+// SAFETY (each): glibc's function of that name has the type given.
+static NEXT_SIGACTION: Next<SigactionFn> = unsafe { Next::new(c"sigaction") };
+static NEXT___SIGACTION: Next<SigactionFn> = unsafe { Next::new(c"__sigaction") };
+static NEXT_SIGNAL: Next<SignalFn> = unsafe { Next::new(c"signal") };
+static NEXT_BSD_SIGNAL: Next<SignalFn> = unsafe { Next::new(c"bsd_signal") };
+static NEXT_SSIGNAL: Next<SignalFn> = unsafe { Next::new(c"ssignal") };
+static NEXT_SYSV_SIGNAL: Next<SignalFn> = unsafe { Next::new(c"sysv_signal") };
+static NEXT___SYSV_SIGNAL: Next<SignalFn> = unsafe { Next::new(c"__sysv_signal") };
+static NEXT_SIGSET: Next<SignalFn> = unsafe { Next::new(c"sigset") };
+static NEXT_SIGIGNORE: Next<IntFn> = unsafe { Next::new(c"sigignore") };
+static NEXT_SIGINTERRUPT: Next<Int2Fn> = unsafe { Next::new(c"siginterrupt") };
 
 fn shadow_sigaction(sig: c_int, act: *const CSigaction, old: *mut CSigaction) -> c_int {
     with_shadow(sig, |s| {
@@ -154,7 +155,7 @@ fn shadow_sigaction(sig: c_int, act: *const CSigaction, old: *mut CSigaction) ->
 }
 
 fn forward_sigaction(
-    next: &Next,
+    next: &Next<SigactionFn>,
     sig: c_int,
     act: *const CSigaction,
     old: *mut CSigaction,
@@ -162,7 +163,7 @@ fn forward_sigaction(
     if shadowed(sig) {
         return shadow_sigaction(sig, act, old);
     }
-    match next.get::<SigactionFn>() {
+    match next.get() {
         // SAFETY: glibc's function with the caller's arguments.
         Some(f) => unsafe { f(sig, act, old) },
         None => einval(),
@@ -207,11 +208,11 @@ fn shadow_signal(sig: c_int, handler: usize, flags: c_int) -> usize {
     })
 }
 
-fn forward_signal(next: &Next, sig: c_int, handler: usize, flags: c_int) -> usize {
+fn forward_signal(next: &Next<SignalFn>, sig: c_int, handler: usize, flags: c_int) -> usize {
     if shadowed(sig) {
         return shadow_signal(sig, handler, flags);
     }
-    match next.get::<SignalFn>() {
+    match next.get() {
         // SAFETY: glibc's function with the caller's arguments.
         Some(f) => unsafe { f(sig, handler) },
         None => {
@@ -272,7 +273,7 @@ pub unsafe extern "C" fn sigignore(sig: c_int) -> c_int {
         shadow_signal(sig, SIG_IGN, 0);
         return 0;
     }
-    match NEXT_SIGIGNORE.get::<IntFn>() {
+    match NEXT_SIGIGNORE.get() {
         // SAFETY: glibc's function with the caller's argument.
         Some(f) => unsafe { f(sig) },
         None => einval(),
@@ -293,7 +294,7 @@ pub unsafe extern "C" fn siginterrupt(sig: c_int, flag: c_int) -> c_int {
         });
         return 0;
     }
-    match NEXT_SIGINTERRUPT.get::<Int2Fn>() {
+    match NEXT_SIGINTERRUPT.get() {
         // SAFETY: glibc's function with the caller's arguments.
         Some(f) => unsafe { f(sig, flag) },
         None => einval(),

@@ -39,7 +39,10 @@ struct StartArgs {
 }
 
 fn real_start_main() -> StartMain {
-    crate::loader::next::<StartMain>(c"__libc_start_main")
+    // SAFETY: glibc's `__libc_start_main` has type `StartMain`.
+    static NEXT: crate::loader::Next<StartMain> =
+        unsafe { crate::loader::Next::new(c"__libc_start_main") };
+    NEXT.get()
         .unwrap_or_else(|| crate::diag::fatal("cannot find glibc's __libc_start_main"))
 }
 
@@ -140,9 +143,7 @@ type GetAttr = unsafe extern "C" fn(usize, *mut core::ffi::c_void) -> i32;
 /// C `pthread_getattr_np` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn pthread_getattr_np(thread: usize, attr: *mut core::ffi::c_void) -> i32 {
-    let Some(real) = crate::loader::next::<GetAttr>(c"pthread_getattr_np") else {
-        return 38; // ENOSYS
-    };
+    let real = real!(c"pthread_getattr_np", GetAttr, crate::sys::Errno::ENOSYS.0);
     // SAFETY: forwarded contract.
     let r = unsafe { real(thread, attr) };
     if r == 0

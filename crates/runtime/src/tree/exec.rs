@@ -155,15 +155,6 @@ fn hold_for_exec() -> u64 {
     }
 }
 
-macro_rules! next {
-    ($name:literal, $ty:ty) => {
-        match crate::loader::next::<$ty>($name) {
-            Some(f) => f,
-            None => return crate::errno::fail(sys::Errno::ENOSYS, -1),
-        }
-    };
-}
-
 type ExecveFn = unsafe extern "C" fn(*const c_char, CStrArray, CStrArray) -> c_int;
 type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, CStrArray, CStrArray, c_int) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, CStrArray, CStrArray) -> c_int;
@@ -210,7 +201,11 @@ unsafe fn exec_with(envp: CStrArray, run: impl FnOnce(CStrArray) -> c_int) -> c_
 /// C `execve` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: CStrArray, envp: CStrArray) -> c_int {
-    let real = next!(c"execve", ExecveFn);
+    let real = real!(
+        c"execve",
+        ExecveFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     if crash_resistant() {
         check_program(crate::sys::AT_FDCWD, path);
     }
@@ -222,7 +217,11 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: CStrArray, envp: CStr
 /// C `execv` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: CStrArray) -> c_int {
-    let real = next!(c"execve", ExecveFn);
+    let real = real!(
+        c"execve",
+        ExecveFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     if crash_resistant() {
         check_program(crate::sys::AT_FDCWD, path);
     }
@@ -234,7 +233,11 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: CStrArray) -> c_int {
 /// C `execvpe` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: CStrArray, envp: CStrArray) -> c_int {
-    let real = next!(c"execvpe", ExecveFn);
+    let real = real!(
+        c"execvpe",
+        ExecveFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     // SAFETY: forwarded contract.
     unsafe { exec_with(envp, |e| real(file, argv, e)) }
 }
@@ -243,7 +246,11 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: CStrArray, envp: CSt
 /// C `execvp` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: CStrArray) -> c_int {
-    let real = next!(c"execvpe", ExecveFn);
+    let real = real!(
+        c"execvpe",
+        ExecveFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     // SAFETY: forwarded contract; `environ` is the program's environment.
     unsafe { exec_with(environ, |e| real(file, argv, e)) }
 }
@@ -258,7 +265,11 @@ pub unsafe extern "C" fn execveat(
     envp: CStrArray,
     flags: c_int,
 ) -> c_int {
-    let real = next!(c"execveat", ExecveatFn);
+    let real = real!(
+        c"execveat",
+        ExecveatFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     if crash_resistant() {
         check_program(dirfd, path);
     }
@@ -270,7 +281,11 @@ pub unsafe extern "C" fn execveat(
 /// C `fexecve` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn fexecve(fd: c_int, argv: CStrArray, envp: CStrArray) -> c_int {
-    let real = next!(c"fexecve", FexecveFn);
+    let real = real!(
+        c"fexecve",
+        FexecveFn,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     // SAFETY: forwarded contract.
     unsafe { exec_with(envp, |e| real(fd, argv, e)) }
 }
@@ -385,9 +400,8 @@ pub unsafe extern "C" fn posix_spawn(
     argv: CStrArray,
     envp: CStrArray,
 ) -> c_int {
-    let Some(real) = crate::loader::next::<SpawnFn>(c"posix_spawn") else {
-        return 38; // ENOSYS (posix_spawn returns the error)
-    };
+    // ENOSYS when there is none (posix_spawn returns the error).
+    let real = real!(c"posix_spawn", SpawnFn, sys::Errno::ENOSYS.0);
     if crash_resistant() {
         check_program(crate::sys::AT_FDCWD, path);
     }
@@ -406,9 +420,7 @@ pub unsafe extern "C" fn posix_spawnp(
     argv: CStrArray,
     envp: CStrArray,
 ) -> c_int {
-    let Some(real) = crate::loader::next::<SpawnFn>(c"posix_spawnp") else {
-        return 38; // ENOSYS
-    };
+    let real = real!(c"posix_spawnp", SpawnFn, sys::Errno::ENOSYS.0);
     // SAFETY: forwarded contract.
     unsafe { spawn_with(real, pid, file, actions, attr, argv, envp) }
 }

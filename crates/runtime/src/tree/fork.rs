@@ -309,9 +309,11 @@ type RealFork = unsafe extern "C" fn() -> c_int;
 #[cfg_attr(not(test), unsafe(no_mangle))]
 #[allow(non_snake_case)] // glibc's name
 pub unsafe extern "C" fn _Fork() -> c_int {
-    let Some(real) = crate::loader::next::<RealFork>(c"_Fork") else {
-        return crate::errno::fail(sys::Errno::ENOSYS, -1);
-    };
+    let real = real!(
+        c"_Fork",
+        RealFork,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     if !crash_resistant() {
         // SAFETY: forwarded unchanged.
         return unsafe { real() };
@@ -374,9 +376,11 @@ pub unsafe extern "C" fn clone(
     tls: *mut core::ffi::c_void,
     ctid: *mut c_int,
 ) -> c_int {
-    let Some(real) = crate::loader::next::<RealClone>(c"clone") else {
-        return crate::errno::fail(sys::Errno::ENOSYS, -1);
-    };
+    let real = real!(
+        c"clone",
+        RealClone,
+        crate::errno::fail(sys::Errno::ENOSYS, -1)
+    );
     if !crash_resistant() || flags as u64 & sys::CLONE_VM != 0 {
         // SAFETY: forwarded unchanged.
         return unsafe { real(f, stack, flags, arg, ptid, tls, ctid) };

@@ -15,7 +15,6 @@ use crate::process::{self, Mode};
 use crate::signals::critical;
 use crate::sys;
 use core::ffi::{c_int, c_uint};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 fn fail(e: crate::sys::Errno) -> c_int {
     crate::errno::fail(e, -1)
@@ -32,7 +31,8 @@ fn is_runtime(fd: c_int) -> bool {
 }
 
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
-static NEXT_CLOSE: AtomicUsize = AtomicUsize::new(0);
+// SAFETY: glibc's `close` has type `CloseFn`.
+static NEXT_CLOSE: crate::loader::Next<CloseFn> = unsafe { crate::loader::Next::new(c"close") };
 
 /// # Safety
 /// C `close` contract.
@@ -41,19 +41,14 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if is_runtime(fd) {
         return fail(crate::sys::Errno::EBADF);
     }
-    let mut f = NEXT_CLOSE.load(Ordering::Relaxed);
-    if f == 0 {
-        f = crate::loader::next::<CloseFn>(c"close").map_or(usize::MAX, |p| p as usize);
-        NEXT_CLOSE.store(f, Ordering::Relaxed);
-    }
-    if f == usize::MAX {
-        return match sys::close(fd) {
+    match NEXT_CLOSE.get() {
+        // SAFETY: glibc's close with the caller's argument.
+        Some(f) => unsafe { f(fd) },
+        None => match sys::close(fd) {
             Ok(()) => 0,
             Err(e) => fail(e),
-        };
+        },
     }
-    // SAFETY: glibc's close, found with dlsym.
-    unsafe { core::mem::transmute::<usize, CloseFn>(f)(fd) }
 }
 
 /// Closes `[first, last]` but the runtime's fds, with `close_range`'s flags. (No allocation:
