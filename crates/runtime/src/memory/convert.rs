@@ -39,19 +39,15 @@ pub fn written_mappings() -> Vec<(Vma, u64)> {
             && v.name != b"[stack]"
             && !vmem::in_window(v.start);
         let written = if counted {
-            match pagemap::own_bytes(pm, &v) {
+            match pagemap::own_bytes(pm.raw(), &v) {
                 Ok(n) => n,
-                Err(_) => {
-                    let _ = crate::sys::close(pm);
-                    return procfs::smaps();
-                }
+                Err(_) => return procfs::smaps(),
             }
         } else {
             0
         };
         out.push((v, written));
     }
-    let _ = crate::sys::close(pm);
     out
 }
 

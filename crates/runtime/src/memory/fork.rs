@@ -185,8 +185,8 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
                     (at(s), at(e))
                 })
                 .collect();
-            match pm {
-                Some(pm) => runs.extend(pagemap::runs(pm, v, Pages::Present)?),
+            match &pm {
+                Some(pm) => runs.extend(pagemap::runs(pm.raw(), v, Pages::Present)?),
                 None => runs.extend(near_stack(v)),
             }
             runs.sort_unstable();
@@ -203,9 +203,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
         }
         Ok(())
     })();
-    if let Some(pm) = pm {
-        let _ = sys::close(pm);
-    }
+    drop(pm);
     result?;
     // Storage released while privatized: punched in this pool too.
     for (off, len) in p.deferred_releases().drain(..) {
@@ -263,7 +261,7 @@ pub fn settle() -> Result<(), Errno> {
     let result = (|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
-            let own = pagemap::runs(pm, v, Pages::Own)?;
+            let own = pagemap::runs(pm.raw(), v, Pages::Own)?;
             readable(v, || {
                 for (s, e) in &own {
                     write_out(fd, v, *s, *e)?;
@@ -274,7 +272,7 @@ pub fn settle() -> Result<(), Errno> {
         }
         Ok(())
     })();
-    let _ = sys::close(pm);
+    drop(pm);
     result?;
     p.privatized.store(false, Ordering::Release);
     for (off, len) in p.deferred_releases().drain(..) {

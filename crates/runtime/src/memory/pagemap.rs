@@ -16,7 +16,7 @@ const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
 /// Opens this thread's pagemap (a thread on its own stack may not be the leader).
-pub fn open() -> Result<i32, Errno> {
+pub fn open() -> Result<sys::Fd, Errno> {
     sys::openat(
         sys::AT_FDCWD,
         b"/proc/thread-self/pagemap\0",

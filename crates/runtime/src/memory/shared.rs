@@ -108,9 +108,7 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
         sys::O_RDWR | sys::O_CREAT | sys::O_CLOEXEC,
         0o600,
     )?;
-    let r = copy_mapped(v, out);
-    let _ = sys::close(out);
-    r?;
+    copy_mapped(v, out.raw())?;
     Ok(Backing::Shared {
         name,
         offset: v.offset,
@@ -127,11 +125,7 @@ fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
     }
     let obj = map_files_path(v);
     let runs = match sys::openat(sys::AT_FDCWD, &obj, sys::O_RDONLY | sys::O_CLOEXEC, 0) {
-        Ok(fd) => {
-            let runs = crate::memory::fork::data_runs(fd, v.offset, end);
-            let _ = sys::close(fd);
-            runs
-        }
+        Ok(fd) => crate::memory::fork::data_runs(fd.raw(), v.offset, end),
         // No access to the object itself: the whole mapped range.
         Err(_) => vec![(v.offset, end)],
     };
@@ -194,8 +188,8 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
     let mut src_path = path.to_vec();
     src_path.push(0);
     let src = sys::openat(sys::AT_FDCWD, &src_path, sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
-    let r = (|| {
-        let st = sys::fstat(src)?;
+    let st = sys::fstat(src.raw())?;
+    {
         let d = dir();
         image_io::create_dir_all(&d).map_err(|e| Errno(e.raw_os_error()))?;
         let mut dst_path = d;
@@ -210,8 +204,8 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
             sys::O_RDWR | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC,
             st.mode & 0o7777,
         )?;
-        let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
-        let _ = sys::close(dst);
+        let r = crate::os::image_files::copy(src.raw(), dst.raw(), st.size.max(0) as u64);
+        drop(dst);
         match r {
             Ok(()) => sys::renameat(&tmp, &dst_path),
             Err(e) => {
@@ -219,9 +213,7 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
                 Err(e)
             }
         }
-    })();
-    let _ = sys::close(src);
-    r
+    }
 }
 
 /// Makes the named object `path` again from its copy `name` in `shm/` (with the copy's
@@ -229,8 +221,8 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
 /// object was lost.
 pub fn remake_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
     let src = open_object(name, sys::O_RDONLY)?;
-    let r = (|| {
-        let st = sys::fstat(src)?;
+    let st = sys::fstat(src.raw())?;
+    {
         let mut dst_path = path.to_vec();
         dst_path.push(0);
         let dst = match sys::openat(
@@ -243,12 +235,8 @@ pub fn remake_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
             Err(Errno::EEXIST) => return Ok(()), // made meanwhile
             Err(e) => return Err(e),
         };
-        let r = crate::os::image_files::copy(src, dst, st.size.max(0) as u64);
-        let _ = sys::close(dst);
-        r
-    })();
-    let _ = sys::close(src);
-    r
+        crate::os::image_files::copy(src.raw(), dst.raw(), st.size.max(0) as u64)
+    }
 }
 
 /// The name under which the save of `generation` keeps the object `(dev, ino)` in `shm/`.
@@ -259,7 +247,7 @@ pub fn object_name(generation: u64, dev: u64, ino: u64) -> Vec<u8> {
 }
 
 /// Opens the shared object `name` of the image with `flags`, if the save kept it.
-pub fn open_object(name: &[u8], flags: u32) -> Result<i32, Errno> {
+pub fn open_object(name: &[u8], flags: u32) -> Result<sys::Fd, Errno> {
     let mut path = dir();
     path.push(b'/');
     path.extend_from_slice(name);
@@ -286,10 +274,9 @@ pub unsafe fn map(
             len,
             prot,
             sys::MAP_SHARED | sys::MAP_FIXED,
-            fd,
+            fd.raw(),
             offset,
         )
     };
-    let _ = sys::close(fd);
     r.map(|_| ())
 }

@@ -52,7 +52,7 @@ impl ImageFiles {
             O_RDONLY | O_DIRECTORY | O_CLOEXEC,
             0,
         )
-        .unwrap_or(-1);
+        .map_or(-1, sys::Fd::into_raw);
     }
 
     /// Creates the next copy; returns its fd and its name relative to the image directory.
@@ -74,7 +74,8 @@ impl ImageFiles {
         let mut full = DIR.to_vec();
         full.push(b'/');
         full.append(&mut name);
-        Ok((fd, full))
+        // Closed by `finish` (or by the failed save's end).
+        Ok((fd.into_raw(), full))
     }
 
     /// Finishes a copy (synced when the image lives on a disk).
@@ -129,7 +130,7 @@ impl Drop for ImageFiles {
 }
 
 /// Opens a copy named by `meta` for reading (resume).
-pub fn open(name: &[u8]) -> Result<i32, crate::sys::Errno> {
+pub fn open(name: &[u8]) -> Result<sys::Fd, crate::sys::Errno> {
     let mut c = name.to_vec();
     c.push(0);
     sys::openat(image_dir_fd(), &c, O_RDONLY | O_CLOEXEC, 0)

@@ -151,11 +151,7 @@ fn restore_oom_score_adj(value: i32) {
         sys::O_WRONLY | sys::O_CLOEXEC,
         0,
     )
-    .and_then(|fd| {
-        let r = sys::write(fd, text.as_bytes());
-        let _ = sys::close(fd);
-        r
-    });
+    .and_then(|fd| sys::write(fd.raw(), text.as_bytes()));
     if written.is_err() {
         crate::diag::Line::new()
             .str("warning: cannot set oom_score_adj back to ")
@@ -191,8 +187,7 @@ pub fn restore_names(meta: &Meta) {
             sys::O_WRONLY | sys::O_CLOEXEC,
             0,
         ) {
-            let _ = sys::write(fd, &t.name);
-            let _ = sys::close(fd);
+            let _ = sys::write(fd.raw(), &t.name);
         }
     }
 }

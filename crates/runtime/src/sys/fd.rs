@@ -122,8 +122,35 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> Result<()> {
     .map(|_| ())
 }
 
+/// An fd the runtime opened: closed when dropped, so no error path can leak it (a leaked
+/// number is one the program's next `open` would have got). [`Fd::into_raw`] hands it on: to
+/// the program at the number it had, or to a slot the runtime keeps.
+#[must_use]
+#[derive(Debug)]
+pub struct Fd(i32);
+
+impl Fd {
+    /// The number, for calls on it (it stays owned).
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+
+    /// Gives up ownership: the caller closes or keeps the number from now on.
+    pub fn into_raw(self) -> i32 {
+        let fd = self.0;
+        core::mem::forget(self);
+        fd
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        let _ = close(self.0);
+    }
+}
+
 /// `openat(dirfd, path, flags, mode)`; `path` must be NUL-terminated.
-pub fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<i32> {
+pub fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<Fd> {
     terminated(path)?;
     call(
         nr::OPENAT,
@@ -134,7 +161,7 @@ pub fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }
 
 pub fn lseek(fd: i32, off: i64, whence: u32) -> Result<u64> {

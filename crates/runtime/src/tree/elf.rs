@@ -19,7 +19,7 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
     p.push(0);
     let fd = sys::openat(dirfd, &p, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
     let mut head = [0u8; 256];
-    let n = sys::pread(fd, &mut head, 0).unwrap_or(0);
+    let n = sys::pread(fd.raw(), &mut head, 0).unwrap_or(0);
     let verdict = if head[..n].starts_with(b"#!") {
         // A script: its interpreter decides (one level: an interpreter is no script).
         let line = head[2..n].split(|c| *c == b'\n').next().unwrap_or_default();
@@ -33,11 +33,10 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
             None
         }
     } else if head[..n].starts_with(b"\x7fELF") && n >= 64 && head[4] == 2 {
-        (!has_interpreter(fd, &head)).then_some("is statically linked")
+        (!has_interpreter(fd.raw(), &head)).then_some("is statically linked")
     } else {
         None
     };
-    let _ = sys::close(fd);
     verdict
 }
 

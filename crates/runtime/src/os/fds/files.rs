@@ -71,12 +71,10 @@ fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
     // Read through a new read-only description: the program's may be write-only.
     let src = sys::openat(sys::AT_FDCWD, &d.path, sys::O_RDONLY | sys::O_CLOEXEC, 0);
     let copied = src.and_then(|src| {
-        let r = ctx.files.create().and_then(|(dst, name)| {
-            let r = image_files::copy(src, dst, size).and_then(|_| ctx.files.finish(dst));
+        ctx.files.create().and_then(|(dst, name)| {
+            let r = image_files::copy(src.raw(), dst, size).and_then(|_| ctx.files.finish(dst));
             r.map(|_| name)
-        });
-        let _ = sys::close(src);
-        r
+        })
     });
     match copied {
         Ok(name) => name,
@@ -250,7 +248,7 @@ fn removed_device(was: &[u8], flags: u32, mode: u32, rdev: u64) -> Result<i32, S
     .map_err(|e| why("mknod", e.raw_os_error()))?;
     let opened = sys::openat(sys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
     let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), 0);
-    opened.map_err(|e| why("open", e.0))
+    opened.map(sys::Fd::into_raw).map_err(|e| why("open", e.0))
 }
 
 /// A new name next to `was` (in its directory, or `/tmp` when that is gone) for a node the
@@ -295,10 +293,10 @@ fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
     let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), sys::AT_REMOVEDIR);
     let fd = opened.map_err(|e| why("open", rustix::io::Errno::from_raw_os_error(e.0)))?;
     let _ = rustix::fs::fchmod(
-        crate::image_io::borrow(fd),
+        crate::image_io::borrow(fd.raw()),
         Mode::from_raw_mode(mode & 0o7777),
     );
-    Ok(fd)
+    Ok(fd.into_raw())
 }
 
 /// A path under the saved process's own `/proc/<pid>/`, as `/proc/self/` (the resumed
@@ -351,12 +349,11 @@ fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::
                 e.0
             )
         })?;
-    match sys::fstat(fd) {
+    match sys::fstat(fd.raw()) {
         Ok(st) if st.dev == *dev && st.ino == *ino => {}
         // /proc inodes are made on demand: the same path is the same file.
-        Ok(_) if path.starts_with(b"/proc/") && is_procfs(fd) => {}
+        Ok(_) if path.starts_with(b"/proc/") && is_procfs(fd.raw()) => {}
         _ => {
-            let _ = sys::close(fd);
             return Err(format!(
                 "{} is no longer the file the program had open",
                 String::from_utf8_lossy(path)
@@ -364,11 +361,11 @@ fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::
         }
     }
     let seek = if f.flags & sys::O_PATH == 0 && seekable(*mode) {
-        sys::lseek(fd, *offset as i64, sys::SEEK_SET).map(drop)
+        sys::lseek(fd.raw(), *offset as i64, sys::SEEK_SET).map(drop)
     } else {
         Ok(())
     };
-    Ok((fd, seek))
+    Ok((fd.into_raw(), seek))
 }
 
 fn offset_warning(mut l: Line, f: &OpenFile, e: crate::sys::Errno) {
@@ -441,7 +438,7 @@ pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
 /// A new unlinked regular file in `dir` (mode `perm`), or in the image when `dir` is gone.
 fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
     let flags = sys::O_TMPFILE | sys::O_RDWR | sys::O_CLOEXEC;
-    sys::openat(sys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
+    let made = sys::openat(sys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
         // The directory is gone or has no O_TMPFILE: a file made and removed at once.
         let mut p = dir.to_vec();
         p.extend_from_slice(format!("/.zhuque-tmp-{}", crate::sys::gettid()).as_bytes());
@@ -454,7 +451,8 @@ fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
         )?;
         let _ = sys::unlinkat(sys::AT_FDCWD, &c, 0);
         Ok(fd)
-    })
+    });
+    made.map(sys::Fd::into_raw)
 }
 
 pub fn restore_anonymous(r: &mut Restorer, i: usize) {
@@ -484,7 +482,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     // A memfd some process mapped shared: the object the mappings are now (`shm/`), or the fd
     // and the mappings would be two objects.
     let object = (!shared.is_empty())
-        .then(|| crate::memory::shared::open_object(shared, sys::O_RDWR).ok())
+        .then(|| crate::memory::shared::open_object(shared, sys::O_RDWR).ok().map(sys::Fd::into_raw))
         .flatten();
     let made = if let Some(fd) = object {
         if *seals != 0 && *seals != sys::F_SEAL_SEAL {
@@ -517,11 +515,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
             return;
         }
     };
-    let filled = image_files::open(copy).and_then(|src| {
-        let res = image_files::copy(src, fd, *size);
-        let _ = sys::close(src);
-        res
-    });
+    let filled = image_files::open(copy).and_then(|src| image_files::copy(src.raw(), fd, *size));
     if let Err(e) = filled {
         let _ = sys::close(fd);
         for j in group {
@@ -549,8 +543,8 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
             0,
         ) {
             Ok(n) => {
-                let _ = sys::lseek(n, *offset as i64, sys::SEEK_SET);
-                r.put(j, n);
+                let _ = sys::lseek(n.raw(), *offset as i64, sys::SEEK_SET);
+                r.put(j, n.into_raw());
             }
             Err(e) => r.placeholder(j, &format!("cannot open it again: errno {}", e.0)),
         }

@@ -784,7 +784,7 @@ impl Restorer<'_> {
             sys::O_PATH | sys::O_CLOEXEC | sys::O_DIRECTORY,
             0,
         ) {
-            Ok(fd) => self.put(i, fd),
+            Ok(fd) => self.put(i, fd.into_raw()),
             Err(_) => crate::diag::fatal("cannot open / for a placeholder fd"),
         }
     }

@@ -32,14 +32,13 @@ fn drain(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1 << 14];
     loop {
-        match sys::read(r, &mut buf) {
+        match sys::read(r.raw(), &mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(crate::sys::Errno::EINTR) => {}
             Err(_) => break, // EAGAIN: empty
         }
     }
-    let _ = sys::close(r);
     out
 }
 
@@ -92,12 +91,9 @@ fn open_fifo(path: &[u8]) -> Option<i32> {
         0,
     )
     .ok()?;
-    match sys::fstat(fd) {
-        Ok(st) if st.mode & sys::S_IFMT == sys::S_IFIFO => Some(fd),
-        _ => {
-            let _ = sys::close(fd);
-            None
-        }
+    match sys::fstat(fd.raw()) {
+        Ok(st) if st.mode & sys::S_IFMT == sys::S_IFIFO => Some(fd.into_raw()),
+        _ => None,
     }
 }
 
@@ -197,8 +193,8 @@ pub fn restore(r: &mut Restorer, first: usize) {
             0,
         ) {
             Ok(fd) => {
-                r.set_status_flags(fd, j);
-                r.put(j, fd);
+                r.set_status_flags(fd.raw(), j);
+                r.put(j, fd.into_raw());
             }
             Err(e) => r.placeholder(j, &format!("cannot reopen the pipe: errno {}", e.0)),
         }
