@@ -232,18 +232,17 @@ mod tests {
         };
         let pm = open().expect("pagemap");
         for want in [Pages::Present, Pages::Own] {
-            let read = read_runs(pm, &v, want).expect("pagemap read");
-            match scan_runs(pm, &v, want) {
+            let read = read_runs(pm.raw(), &v, want).expect("pagemap read");
+            match scan_runs(pm.raw(), &v, want) {
                 Ok(scan) => assert_eq!(scan, read),
                 Err(e) => assert!(e == Errno::ENOTTY || e == Errno::EINVAL, "{e:?}"),
             }
             assert!(!read.is_empty());
         }
-        let own = read_runs(pm, &v, Pages::Own).expect("pagemap read");
+        let own = read_runs(pm.raw(), &v, Pages::Own).expect("pagemap read");
         assert_eq!(own.iter().map(|(s, e)| (e - s) / PAGE).sum::<usize>(), 4);
         // SAFETY: ours, no longer used.
         unsafe { sys::munmap(at, LEN) }.expect("munmap");
-        let _ = sys::close(pm);
         let _ = sys::close(fd);
     }
 }

@@ -87,16 +87,8 @@ fn ensure_fd_access() {
     );
     for tid in tids {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
-        let got = sys::pidfd_open(tid, flags).and_then(|p| {
-            let got = sys::pidfd_getfd(p, probe);
-            let _ = sys::close(p);
-            got
-        });
-        match got {
-            Ok(g) => {
-                let _ = sys::close(g);
-                return;
-            }
+        match sys::pidfd_open(tid, flags).and_then(|p| sys::pidfd_getfd(p.raw(), probe)) {
+            Ok(_) => return,
             Err(e) => last = e,
         }
     }

@@ -127,7 +127,7 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> Result<()> {
 /// the program at the number it had, or to a slot the runtime keeps.
 #[must_use]
 #[derive(Debug)]
-pub struct Fd(i32);
+pub struct Fd(pub(super) i32);
 
 impl Fd {
     /// The number, for calls on it (it stays owned).
@@ -454,13 +454,13 @@ pub fn unshare_files() -> Result<()> {
     call(nr::UNSHARE, super::CLONE_FILES as usize, 0, 0, 0, 0, 0).map(|_| ())
 }
 
-pub fn pidfd_open(pid: i32, flags: u32) -> Result<i32> {
-    call(nr::PIDFD_OPEN, pid as usize, flags as usize, 0, 0, 0, 0).map(|v| v as i32)
+pub fn pidfd_open(pid: i32, flags: u32) -> Result<Fd> {
+    call(nr::PIDFD_OPEN, pid as usize, flags as usize, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
 /// A duplicate (same open file description, close-on-exec) of fd `fd` of the pidfd's task.
-pub fn pidfd_getfd(pidfd: i32, fd: i32) -> Result<i32> {
-    call(nr::PIDFD_GETFD, pidfd as usize, fd as usize, 0, 0, 0, 0).map(|v| v as i32)
+pub fn pidfd_getfd(pidfd: i32, fd: i32) -> Result<Fd> {
+    call(nr::PIDFD_GETFD, pidfd as usize, fd as usize, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
 pub const POLLIN: i16 = 1;

@@ -1,6 +1,6 @@
 //! Sockets: creation, addresses, options and messages.
 
-use super::{Result, call, nr};
+use super::{Fd, Result, call, nr};
 
 /// The kernel's socket diagnostics over netlink (`ss` uses them), typed as the headers'
 /// `nlmsghdr` fields are.
@@ -55,7 +55,7 @@ pub const MSG_CTRUNC: i32 = 0x8;
 pub const MSG_NOSIGNAL: i32 = 0x4000;
 pub const MSG_CMSG_CLOEXEC: i32 = 0x4000_0000;
 
-pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32> {
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<Fd> {
     call(
         nr::SOCKET,
         domain as usize,
@@ -65,10 +65,10 @@ pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }
 
-pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32)> {
+pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(Fd, Fd)> {
     let mut fds = [0i32; 2];
     call(
         nr::SOCKETPAIR,
@@ -79,7 +79,7 @@ pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32)> {
         0,
         0,
     )?;
-    Ok((fds[0], fds[1]))
+    Ok((Fd(fds[0]), Fd(fds[1])))
 }
 
 pub fn bind(fd: i32, addr: &[u8]) -> Result<()> {
@@ -112,12 +112,12 @@ pub fn listen(fd: i32, backlog: u32) -> Result<()> {
     call(nr::LISTEN, fd as usize, backlog as usize, 0, 0, 0, 0).map(|_| ())
 }
 
-pub fn accept(fd: i32) -> Result<i32> {
-    call(nr::ACCEPT, fd as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
+pub fn accept(fd: i32) -> Result<Fd> {
+    call(nr::ACCEPT, fd as usize, 0, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
-pub fn accept4(fd: i32, flags: i32) -> Result<i32> {
-    call(nr::ACCEPT4, fd as usize, 0, 0, flags as usize, 0, 0).map(|v| v as i32)
+pub fn accept4(fd: i32, flags: i32) -> Result<Fd> {
+    call(nr::ACCEPT4, fd as usize, 0, 0, flags as usize, 0, 0).map(|v| Fd(v as i32))
 }
 
 pub fn shutdown(fd: i32, how: i32) -> Result<()> {

@@ -34,11 +34,11 @@ pub fn reconnect() -> bool {
     let Ok(fd) = sys::socket(sys::AF_UNIX, sys::SOCK_SEQPACKET | sys::SOCK_CLOEXEC, 0) else {
         return false;
     };
-    if sys::connect(fd, &addr[..2 + name.len()]).is_err() {
-        let _ = sys::close(fd);
+    if sys::connect(fd.raw(), &addr[..2 + name.len()]).is_err() {
         return false;
     }
-    let fd = crate::image_io::hide_raw(fd);
+    // Kept for the process's life, out of the program's way.
+    let fd = crate::image_io::hide_raw(fd.into_raw());
     process::get().swap_ctl_fd(fd);
     true
 }

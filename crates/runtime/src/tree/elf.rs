@@ -20,7 +20,7 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
     let fd = sys::openat(dirfd, &p, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
     let mut head = [0u8; 256];
     let n = sys::pread(fd.raw(), &mut head, 0).unwrap_or(0);
-    let verdict = if head[..n].starts_with(b"#!") {
+    if head[..n].starts_with(b"#!") {
         // A script: its interpreter decides (one level: an interpreter is no script).
         let line = head[2..n].split(|c| *c == b'\n').next().unwrap_or_default();
         let interp = line
@@ -36,8 +36,7 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
         (!has_interpreter(fd.raw(), &head)).then_some("is statically linked")
     } else {
         None
-    };
-    verdict
+    }
 }
 
 /// Whether the 64-bit ELF file `fd` (header in `head`) names a program interpreter.

@@ -482,7 +482,11 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
     // A memfd some process mapped shared: the object the mappings are now (`shm/`), or the fd
     // and the mappings would be two objects.
     let object = (!shared.is_empty())
-        .then(|| crate::memory::shared::open_object(shared, sys::O_RDWR).ok().map(sys::Fd::into_raw))
+        .then(|| {
+            crate::memory::shared::open_object(shared, sys::O_RDWR)
+                .ok()
+                .map(sys::Fd::into_raw)
+        })
         .flatten();
     let made = if let Some(fd) = object {
         if *seals != 0 && *seals != sys::F_SEAL_SEAL {

@@ -273,15 +273,11 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
         if let Ok(pidfd) = sys::pidfd_open(tid, flags) {
             // A usable task has an fd table (an ended leader has none).
-            let usable = procfd_has_table(tid)
-                && sys::pidfd_getfd(pidfd, runtime_fds()[0]).is_ok_and(|g| {
-                    let _ = sys::close(g);
-                    true
-                });
+            let usable =
+                procfd_has_table(tid) && sys::pidfd_getfd(pidfd.raw(), runtime_fds()[0]).is_ok();
             if usable {
-                return Some((tid, pidfd));
+                return Some((tid, pidfd.into_raw()));
             }
-            let _ = sys::close(pidfd);
         }
     }
     None
@@ -304,8 +300,7 @@ fn sync_runtime_fds(pidfd: i32) {
             continue;
         }
         if let Ok(g) = sys::pidfd_getfd(pidfd, fd) {
-            let _ = sys::dup3(g, fd, sys::O_CLOEXEC);
-            let _ = sys::close(g);
+            let _ = sys::dup3(g.raw(), fd, sys::O_CLOEXEC);
         }
     }
 }
@@ -315,12 +310,10 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
     let Ok(g) = sys::pidfd_getfd(pidfd, fd) else {
         return true; // nothing to take from the program
     };
-    let same = match (sys::fstat(g), sys::fstat(fd)) {
+    match (sys::fstat(g.raw()), sys::fstat(fd)) {
         (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
         _ => false,
-    };
-    let _ = sys::close(g);
-    same
+    }
 }
 
 /// Records every program fd into `meta` (coordinator, all program threads stopped). The
@@ -370,7 +363,8 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
         }
         let local = match pidfd {
             Some(p) => match sys::pidfd_getfd(p, fd) {
-                Ok(l) => l,
+                // Kept in its `Desc` as `local`, closed at the end of the save.
+                Ok(l) => l.into_raw(),
                 Err(crate::sys::Errno::EBADF) => continue, // closed meanwhile (a listing fd)
                 Err(e) => save_failed(fd, e),
             },
@@ -578,12 +572,10 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<Foun
         let Share::Import { from, from_fd, at } = *e else {
             continue;
         };
-        let local = sys::pidfd_open(from, 0).and_then(|pidfd| {
-            let got = sys::pidfd_getfd(pidfd, from_fd);
-            let _ = sys::close(pidfd);
-            got
-        });
-        let local = local.unwrap_or_else(|e| save_failed(from_fd, e));
+        let local =
+            sys::pidfd_open(from, 0).and_then(|pidfd| sys::pidfd_getfd(pidfd.raw(), from_fd));
+        // Closed with the other descriptions' duplicates at the end of the save.
+        let local = local.map_or_else(|e| save_failed(from_fd, e), sys::Fd::into_raw);
         let proc_path = |kind: &str| {
             let mut v = format!("/proc/{from}/{kind}/{from_fd}").into_bytes();
             v.push(0);
@@ -1030,14 +1022,14 @@ pub fn fetch_shared() {
             None => {
                 // Kept high: a low number could be one of the saved numbers the next
                 // descriptions are put at (which would close it).
-                let p = sys::pidfd_open(owner, 0).map(crate::image_io::hide_raw);
+                let p = sys::pidfd_open(owner, 0).map(|p| crate::image_io::hide_raw(p.into_raw()));
                 owners.push((owner, p));
                 p
             }
         };
         match pidfd.and_then(|p| sys::pidfd_getfd(p, owner_fd)) {
             Ok(fd) => {
-                r.put(i, fd);
+                r.put(i, fd.into_raw());
                 r.settle();
             }
             Err(e) => {

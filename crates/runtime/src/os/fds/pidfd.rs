@@ -56,7 +56,7 @@ pub fn restore(r: &mut Restorer, i: usize, later: bool) -> bool {
         flags |= sys::PIDFD_THREAD;
     }
     match sys::pidfd_open(pid, flags) {
-        Ok(fd) => r.put(i, fd),
+        Ok(fd) => r.put(i, fd.into_raw()),
         Err(crate::sys::Errno::ESRCH) if later => return false,
         Err(e) => r.placeholder(
             i,

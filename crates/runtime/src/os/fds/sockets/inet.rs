@@ -5,7 +5,7 @@ use super::super::{Restorer, SaveCtx};
 use super::options::apply_options;
 use super::queues::{drain, refill_unread};
 use super::{SEND_SHUTDOWN, TCP_CLOSE, is_tcp};
-use crate::sys;
+use crate::sys::{self, Fd};
 use zhuque_image::os::{FileKind, SockState, Socket};
 
 /// The shutdown bits of the program's UDP sockets that have any (`inet_diag`; none where the
@@ -145,58 +145,31 @@ pub(super) fn loopback(domain: i32) -> Vec<u8> {
     }
 }
 
-/// Two connected TCP sockets over loopback.
-pub(super) fn tcp_pair(domain: i32) -> Result<(i32, i32), crate::sys::Errno> {
+/// A loopback TCP connection: (the connecting end, the accepted end).
+fn loopback_connection(domain: i32) -> Result<(Fd, Fd), crate::sys::Errno> {
     let l = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
-    let made = (|| {
-        sys::bind(l, &loopback(domain))?;
-        sys::listen(l, 1)?;
-        let addr = sys::getsockname(l)?;
-        let c = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
-        if let Err(e) = sys::connect(c, &addr) {
-            let _ = sys::close(c);
-            return Err(e);
-        }
-        match sys::accept4(l, sys::SOCK_CLOEXEC) {
-            Ok(a) => Ok((c, a)),
-            Err(e) => {
-                let _ = sys::close(c);
-                Err(e)
-            }
-        }
-    })();
-    let _ = sys::close(l);
-    made
+    sys::bind(l.raw(), &loopback(domain))?;
+    sys::listen(l.raw(), 1)?;
+    let addr = sys::getsockname(l.raw())?;
+    let c = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
+    sys::connect(c.raw(), &addr)?;
+    let a = sys::accept4(l.raw(), sys::SOCK_CLOEXEC)?;
+    Ok((c, a))
+}
+
+/// Two connected TCP sockets over loopback.
+pub(super) fn tcp_pair(domain: i32) -> Result<(Fd, Fd), crate::sys::Errno> {
+    loopback_connection(domain)
 }
 
 /// A TCP socket whose connection has been reset by its peer.
-pub(super) fn reset_connection(domain: i32) -> Result<i32, crate::sys::Errno> {
-    let l = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
-    let made = (|| {
-        sys::bind(l, &loopback(domain))?;
-        sys::listen(l, 1)?;
-        let addr = sys::getsockname(l)?;
-        let c = sys::socket(domain, sys::SOCK_STREAM | sys::SOCK_CLOEXEC, 0)?;
-        if let Err(e) = sys::connect(c, &addr) {
-            let _ = sys::close(c);
-            return Err(e);
-        }
-        match sys::accept(l) {
-            Ok(a) => {
-                linger_zero(a);
-                let _ = sys::close(a);
-            }
-            Err(e) => {
-                let _ = sys::close(c);
-                return Err(e);
-            }
-        }
-        // The reset travels through loopback at once; wait until it has landed.
-        let _ = sys::poll_one(c, sys::POLLIN, 1000);
-        Ok(c)
-    })();
-    let _ = sys::close(l);
-    made
+pub(super) fn reset_connection(domain: i32) -> Result<Fd, crate::sys::Errno> {
+    let (c, a) = loopback_connection(domain)?;
+    linger_zero(a.raw());
+    drop(a);
+    // The reset travels through loopback at once; wait until it has landed.
+    let _ = sys::poll_one(c.raw(), sys::POLLIN, 1000);
+    Ok(c)
 }
 
 /// A stream connection whose peer is gone (see the module comment).
@@ -204,8 +177,7 @@ pub(super) fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32,
     let fd = if s.domain == sys::AF_UNIX {
         let (a, b) = sys::socketpair(sys::AF_UNIX, s.ty | sys::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
-        refill_unread(r, i, b, &s.queue);
-        let _ = sys::close(b);
+        refill_unread(r, i, b.raw(), &s.queue);
         a
     } else if s.shutdown == 3 {
         ended_connection(r, i, s)
@@ -215,8 +187,8 @@ pub(super) fn dead_connection(r: &Restorer, i: usize, s: &Socket) -> Result<i32,
             .or_else(|_| reset_connection(sys::AF_INET))
             .map_err(|e| format!("cannot make a reset connection: errno {}", e.0))?
     };
-    apply_options(fd, s);
-    Ok(fd)
+    apply_options(fd.raw(), s);
+    Ok(fd.into_raw())
 }
 
 /// A TCP connection that had ended both ways: a loopback connection that ends the same way
@@ -226,18 +198,18 @@ pub(super) fn ended_connection(
     r: &Restorer,
     i: usize,
     s: &Socket,
-) -> Result<i32, crate::sys::Errno> {
+) -> Result<Fd, crate::sys::Errno> {
     let (x, y) = tcp_pair(s.domain).or_else(|_| tcp_pair(sys::AF_INET))?;
-    refill_unread(r, i, y, &s.queue);
-    let _ = sys::shutdown(x, 1);
-    let _ = sys::shutdown(y, 1);
+    refill_unread(r, i, y.raw(), &s.queue);
+    let _ = sys::shutdown(x.raw(), 1);
+    let _ = sys::shutdown(y.raw(), 1);
     // x closes once y's FIN has come (after the data); then y may go.
     for _ in 0..100 {
-        if tcp_state(x) == TCP_CLOSE {
+        if tcp_state(x.raw()) == TCP_CLOSE {
             break;
         }
         crate::sys::sleep_ns(1_000_000);
     }
-    let _ = sys::close(y);
+    drop(y);
     Ok(x)
 }

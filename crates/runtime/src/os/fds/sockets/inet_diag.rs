@@ -58,7 +58,7 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
         ORPHAN_STATES,
         &[0u8; 48],
     );
-    each_answer(nl, &dump, |msg| {
+    each_answer(nl.raw(), &dump, |msg| {
         // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
         // wqueue, uid, inode.
         if msg.len() >= 72 && msg[4..6] == port {
@@ -79,17 +79,16 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
             u32::MAX,
             id,
         );
-        if sys::send(nl, &m, 0).is_err() {
+        if sys::send(nl.raw(), &m, 0).is_err() {
             break;
         }
         let mut ack = [0u8; 256];
-        match sys::recv(nl, &mut ack, 0) {
+        match sys::recv(nl.raw(), &mut ack, 0) {
             // NLMSG_ERROR with error 0 is the acknowledgement.
             Ok(n) if n >= 20 && ack[16..20] == [0, 0, 0, 0] => done += 1,
             _ => {}
         }
     }
-    let _ = sys::close(nl);
     done
 }
 
@@ -107,7 +106,7 @@ pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
         u32::MAX,
         &[0u8; 48],
     );
-    each_answer(nl, &dump, |msg| {
+    each_answer(nl.raw(), &dump, |msg| {
         if msg.len() >= 72 {
             let inode = u32::from_le_bytes(msg[68..72].try_into().unwrap_or([0; 4]));
             if let Some(bits) = attribute(&msg[72..], INET_DIAG_SHUTDOWN)
@@ -118,7 +117,6 @@ pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
             }
         }
     });
-    let _ = sys::close(nl);
     out
 }
 

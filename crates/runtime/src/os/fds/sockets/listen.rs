@@ -49,8 +49,8 @@ pub(super) fn pending_connections(
             let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
                 break;
             };
-            let ino = sys::fstat(e).map(|st| st.ino).unwrap_or(0);
-            accepted.push((e, ino));
+            let ino = sys::fstat(e.raw()).map(|st| st.ino).unwrap_or(0);
+            accepted.push((e.into_raw(), ino));
         }
         if accepted.is_empty() {
             continue;

@@ -284,8 +284,10 @@ fn save_one(
     FileKind::Socket(s)
 }
 
+/// A new socket of `s`'s family, type and protocol, for the program (its number is the caller's
+/// to place).
 fn new_socket(s: &Socket) -> Result<i32, crate::sys::Errno> {
-    sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)
+    sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol).map(sys::Fd::into_raw)
 }
 
 pub fn restore(r: &mut Restorer, i: usize) {

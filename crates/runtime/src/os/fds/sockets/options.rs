@@ -95,18 +95,14 @@ pub(super) fn differing_options(
     let defaults = match probes.iter().position(|(k, _)| *k == key) {
         Some(i) => &probes[i].1,
         None => {
-            let p = sys::socket(key.0, key.1 | sys::SOCK_CLOEXEC, key.2).unwrap_or(-1);
+            let p = sys::socket(key.0, key.1 | sys::SOCK_CLOEXEC, key.2).ok();
             let values = OPTIONS
                 .iter()
                 .map(|&(level, name, size)| {
-                    (p >= 0 && applies(key.0, tcp, level))
-                        .then(|| sys::getsockopt(p, level, name, size).ok())
-                        .flatten()
+                    let p = p.as_ref().filter(|_| applies(key.0, tcp, level))?;
+                    sys::getsockopt(p.raw(), level, name, size).ok()
                 })
                 .collect();
-            if p >= 0 {
-                let _ = sys::close(p);
-            }
             probes.push((key, values));
             &probes[probes.len() - 1].1
         }

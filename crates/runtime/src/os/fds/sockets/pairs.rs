@@ -23,7 +23,8 @@ pub(super) fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
         tcp_pair(si.domain).or_else(|_| tcp_pair(sys::AF_INET))
     };
     let (a, b) = match made {
-        Ok(p) => p,
+        // Both the program's from here on.
+        Ok((a, b)) => (a.into_raw(), b.into_raw()),
         Err(e) => {
             r.placeholder(i, &format!("cannot make a connected pair: errno {}", e.0));
             return;

@@ -154,7 +154,14 @@ pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
         if !snd.named && from.len() > 2 {
             unnamed += 1;
         }
-        if sys::sendto(snd.fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
+        if sys::sendto(
+            snd.fd.raw(),
+            msg,
+            sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL,
+            &to,
+        )
+        .is_err()
+        {
             lost += 1;
         }
     }
@@ -195,7 +202,7 @@ pub(super) fn reachable(addr: &[u8]) -> Vec<u8> {
 /// A socket that re-sends queued datagrams, bound to their sender's address when it could be.
 /// Dropping it closes it and removes a Unix socket file it made.
 pub(super) struct Sender {
-    fd: i32,
+    fd: sys::Fd,
     named: bool,
     made_path: Option<Vec<u8>>,
 }
@@ -217,16 +224,16 @@ impl Sender {
             _ => None,
         };
         if let Some((level, name)) = transparent {
-            let _ = sys::setsockopt_int(fd, level, name, 1);
+            let _ = sys::setsockopt_int(snd.fd.raw(), level, name, 1);
         }
-        let mut bound = sys::bind(fd, from);
+        let mut bound = sys::bind(snd.fd.raw(), from);
         if bound == Err(crate::sys::Errno::EADDRINUSE)
             && let Some(p) = unix_path(from)
             && stale_socket_file(s, from)
         {
             // Left by the sender's socket of the process that failed.
             let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
-            bound = sys::bind(fd, from);
+            bound = sys::bind(snd.fd.raw(), from);
         }
         snd.named = bound.is_ok();
         if snd.named {
@@ -243,14 +250,12 @@ pub(super) fn stale_socket_file(s: &Socket, addr: &[u8]) -> bool {
     let Ok(probe) = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, 0) else {
         return false;
     };
-    let refused = sys::connect(probe, addr) == Err(crate::sys::Errno::ECONNREFUSED);
-    let _ = sys::close(probe);
-    refused
+    sys::connect(probe.raw(), addr) == Err(crate::sys::Errno::ECONNREFUSED)
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let _ = sys::close(self.fd);
+        // (The socket itself closes with `fd`.)
         if let Some(p) = &self.made_path {
             let _ = sys::unlinkat(sys::AT_FDCWD, p, 0);
         }

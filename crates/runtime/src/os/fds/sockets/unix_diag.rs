@@ -67,13 +67,12 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     req[28..32]
         .copy_from_slice(&(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // cookie: any
-    if sys::send(nl, &req, 0).is_err() {
-        let _ = sys::close(nl);
+    if sys::send(nl.raw(), &req, 0).is_err() {
         return out;
     }
     let mut buf = vec![0u8; 1 << 16];
     'recv: loop {
-        let n = match sys::recv(nl, &mut buf, 0) {
+        let n = match sys::recv(nl.raw(), &mut buf, 0) {
             Ok(0) => break,
             Ok(n) => n,
             Err(crate::sys::Errno::EINTR) => continue,
@@ -125,6 +124,5 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
             at += (len + 3) & !3;
         }
     }
-    let _ = sys::close(nl);
     out
 }
