@@ -646,7 +646,29 @@ pub struct Restorer<'a> {
     pub saved_pid: i32,
 }
 
-impl Restorer<'_> {
+impl<'a> Restorer<'a> {
+    /// A restorer of `table` for a process whose soft fd limit is now `soft_limit`.
+    fn new(table: &'a FdTable, saved_pid: i32, soft_limit: u64) -> Self {
+        let mut fds_of: Vec<Vec<(i32, bool)>> = vec![Vec::new(); table.files.len()];
+        for f in &table.fds {
+            if let Some(v) = fds_of.get_mut(f.file as usize) {
+                v.push((f.fd, f.cloexec));
+            }
+        }
+        let mut targets: Vec<i32> = table.fds.iter().map(|f| f.fd).collect();
+        targets.sort_unstable();
+        Restorer {
+            table,
+            staged: vec![None; table.files.len()],
+            unsettled: Vec::new(),
+            fds_of,
+            stage_min: targets.last().copied().unwrap_or(2) + 1,
+            targets,
+            down: soft_limit.min(1 << 20) as i32 - 1,
+            saved_pid,
+        }
+    }
+
     /// Moves `fd` (just created, at any number) into the staging area: above the highest
     /// saved number, or, when the fd limit leaves no room there, on the highest free numbers
     /// no saved fd takes.
@@ -687,7 +709,12 @@ impl Restorer<'_> {
     /// close-on-exec flag) and closes its staged fd; from then on [`Restorer::staged`] gives
     /// its lowest saved number.
     pub fn settle(&mut self) {
-        for i in core::mem::take(&mut self.unsettled) {
+        // A file put twice since the last settle (a placeholder, then its real fd) is listed
+        // twice: settled once (a second pass would `dup3` its first number onto itself).
+        let mut files = core::mem::take(&mut self.unsettled);
+        files.sort_unstable();
+        files.dedup();
+        for i in files {
             let Some(s) = self.staged[i] else { continue };
             let mut first = None;
             for &(fd, cloexec) in &self.fds_of[i] {
@@ -872,7 +899,6 @@ pub fn restore(meta: &Meta) {
         Err(e) => bad_image(&e.to_string()),
     };
     let targets: Vec<i32> = table.fds.iter().map(|f| f.fd).collect();
-    let highest = targets.iter().copied().max().unwrap_or(2);
 
     // Every fd number the process may have (the program's own limit, which may be lower
     // than its highest fd, is set again after the fds: `rlimits::restore_nofile`).
@@ -881,29 +907,10 @@ pub fn restore(meta: &Meta) {
 
     relocate_runtime_fds(&targets);
     let (soft_now, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let mut fds_of: Vec<Vec<(i32, bool)>> = vec![Vec::new(); table.files.len()];
-    for f in &table.fds {
-        if let Some(v) = fds_of.get_mut(f.file as usize) {
-            v.push((f.fd, f.cloexec));
-        }
-    }
     // The table lives until the resume is over: in a tree, the fds shared with other
     // processes are put in place later (`fetch_shared`), then epoll sets and locks.
     let table: &'static FdTable = Box::leak(Box::new(table));
-    let mut r = Restorer {
-        table,
-        staged: vec![None; table.files.len()],
-        unsettled: Vec::new(),
-        fds_of,
-        stage_min: highest + 1,
-        targets: {
-            let mut t = targets.clone();
-            t.sort_unstable();
-            t
-        },
-        down: soft_now.min(1 << 20) as i32 - 1,
-        saved_pid: meta.pid,
-    };
+    let mut r = Restorer::new(table, meta.pid, soft_now);
     // The launch's standard streams first: once any file is at its saved numbers, 0-2 may
     // no longer be the launch's.
     for i in 0..table.files.len() {
@@ -1064,7 +1071,123 @@ pub fn release_held(meta: &Meta) {
 
 #[cfg(test)]
 mod tests {
-    use super::order;
+    use super::{Restorer, order};
+    use crate::sys;
+    use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile};
+
+    fn unsupported() -> OpenFile {
+        OpenFile {
+            flags: 0,
+            kind: FileKind::Unsupported { what: Vec::new() },
+        }
+    }
+
+    /// A new fd of a file of its own (a pipe's read end: each pipe has its own inode, where
+    /// every eventfd shares one).
+    fn new_file() -> i32 {
+        let (r, w) = sys::pipe2(0).unwrap();
+        let _ = sys::close(w);
+        r
+    }
+
+    fn same_file(a: i32, b: i32) -> bool {
+        let (a, b) = (sys::fstat(a).unwrap(), sys::fstat(b).unwrap());
+        (a.dev, a.ino) == (b.dev, b.ino)
+    }
+
+    fn cloexec(fd: i32) -> bool {
+        sys::fcntl(fd, sys::F_GETFD, 0).unwrap() & sys::FD_CLOEXEC != 0
+    }
+
+    /// One test for the staging (the fd table is the process's: two tests running at once
+    /// would stage onto each other's numbers).
+    #[test]
+    fn staging() {
+        staged_files_land_on_every_saved_number_with_its_close_on_exec_flag();
+        a_file_put_twice_keeps_the_second_fd();
+    }
+
+    fn staged_files_land_on_every_saved_number_with_its_close_on_exec_flag() {
+        // File 0 at 900 (close-on-exec) and 903, file 1 at 901: numbers far above what the
+        // test harness's threads use.
+        let table = FdTable {
+            files: vec![unsupported(), unsupported()],
+            fds: vec![
+                Fd {
+                    fd: 900,
+                    cloexec: true,
+                    file: 0,
+                },
+                Fd {
+                    fd: 903,
+                    cloexec: false,
+                    file: 0,
+                },
+                Fd {
+                    fd: 901,
+                    cloexec: false,
+                    file: 1,
+                },
+            ],
+            ..Default::default()
+        };
+        let mut r = Restorer::new(&table, 1, 4096);
+        assert_eq!(r.spare_floor(), 904);
+        let a = new_file();
+        r.put(0, a);
+        let staged_a = r.staged(0).unwrap();
+        assert!(
+            staged_a >= 904,
+            "staged above every saved number, got {staged_a}"
+        );
+        // A new fd that happens to sit on a number saved for another file moves off it.
+        let b = new_file();
+        assert_eq!(sys::dup3(b, 901, 0), Ok(901));
+        let _ = sys::close(b);
+        r.put(1, 901);
+        let staged_b = r.staged(1).unwrap();
+        assert!(staged_b >= 904 && staged_b != staged_a);
+        assert!(
+            sys::fcntl(901, sys::F_GETFD, 0).is_err(),
+            "901 is free again"
+        );
+        r.settle();
+        assert_eq!((r.staged(0), r.staged(1)), (Some(900), Some(901)));
+        assert!(same_file(900, 903) && !same_file(900, 901));
+        assert!(cloexec(900) && !cloexec(903) && !cloexec(901));
+        // The staged fds are closed once their files are in place.
+        assert!(sys::fcntl(staged_a, sys::F_GETFD, 0).is_err());
+        assert!(sys::fcntl(staged_b, sys::F_GETFD, 0).is_err());
+        for fd in [900, 901, 903] {
+            let _ = sys::close(fd);
+        }
+    }
+
+    fn a_file_put_twice_keeps_the_second_fd() {
+        let table = FdTable {
+            files: vec![unsupported()],
+            fds: vec![Fd {
+                fd: 910,
+                cloexec: false,
+                file: 0,
+            }],
+            ..Default::default()
+        };
+        let mut r = Restorer::new(&table, 1, 4096);
+        let first = new_file();
+        r.put(0, first);
+        let first_staged = r.staged(0).unwrap();
+        let second = new_file();
+        let keep = sys::fstat(second).unwrap().ino;
+        r.put(0, second);
+        assert!(
+            sys::fcntl(first_staged, sys::F_GETFD, 0).is_err(),
+            "the first is closed"
+        );
+        r.settle();
+        assert_eq!(sys::fstat(910).unwrap().ino, keep);
+        let _ = sys::close(910);
+    }
 
     #[test]
     fn the_table_holds_descriptions_in_order_of_first_use_by_an_fd() {
