@@ -206,15 +206,16 @@ fn shares(task: Task, a: i32, b: i32, no_kcmp: &mut bool) -> bool {
 /// kept in the kernel's order of descriptions, so a program with thousands of fds on one file
 /// costs O(log n) `kcmp`s per fd, not O(n)): `Ok(description)` when it shares one,
 /// `Err(position)` where a new one goes.
+/// `fd_of(k)`: the program fd of description `k`.
 fn find_shared(
     task: Task,
     fd: i32,
     list: &[usize],
-    descs: &[Desc],
+    fd_of: impl Fn(usize) -> i32,
     no_kcmp: &mut bool,
 ) -> Result<usize, usize> {
     let mut ordered = true;
-    let found = list.binary_search_by(|&k| match sys::compare_files(task.id(), descs[k].fd, fd) {
+    let found = list.binary_search_by(|&k| match sys::compare_files(task.id(), fd_of(k), fd) {
         Ok(Some(o)) => o,
         _ => {
             ordered = false;
@@ -227,7 +228,7 @@ fn find_shared(
     // No order from the kernel: one comparison per description.
     list.iter()
         .copied()
-        .find(|&k| shares(task, descs[k].fd, fd, no_kcmp))
+        .find(|&k| shares(task, fd_of(k), fd, no_kcmp))
         .ok_or(list.len())
 }
 
@@ -390,7 +391,7 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
             .and_then(procfd::oct)
             .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0);
         let list = by_inode.entry((st.dev, st.ino)).or_default();
-        let idx = match find_shared(task, fd, list, &descs, &mut no_kcmp) {
+        let idx = match find_shared(task, fd, list, |k| descs[k].fd, &mut no_kcmp) {
             Ok(i) => {
                 if local != fd {
                     let _ = sys::close(local);
@@ -1071,7 +1072,7 @@ pub fn release_held(meta: &Meta) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Restorer, order};
+    use super::{Restorer, Task, find_shared, order};
     use crate::sys;
     use zhuque_image::os::{Fd, FdTable, FileKind, OpenFile};
 
@@ -1097,6 +1098,54 @@ mod tests {
 
     fn cloexec(fd: i32) -> bool {
         sys::fcntl(fd, sys::F_GETFD, 0).unwrap() & sys::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn fds_sharing_a_description_are_found_among_many_of_one_file() {
+        // One file, several open file descriptions of it, each with a few duplicates, in an
+        // interleaved order: every fd must land on its own description's entry.
+        let (r, w) = sys::pipe2(0).unwrap();
+        let path = format!("/proc/self/fd/{r}\0").into_bytes();
+        let mut fds = Vec::new(); // (fd, which description)
+        for d in 0..6 {
+            let fd = sys::openat(sys::AT_FDCWD, &path, sys::O_RDONLY | sys::O_NONBLOCK, 0)
+                .unwrap()
+                .into_raw();
+            fds.push((fd, d));
+        }
+        for d in [3usize, 0, 5, 3, 1] {
+            let fd = sys::fcntl(fds[d].0, sys::F_DUPFD_CLOEXEC, 0).unwrap() as i32;
+            fds.push((fd, d));
+        }
+        // What the save builds: descriptions found so far, and the list of them in the
+        // kernel's order.
+        let mut found: Vec<i32> = Vec::new(); // fd of each description found
+        let mut list: Vec<usize> = Vec::new();
+        let mut owner = std::collections::BTreeMap::new(); // description -> entry
+        let mut no_kcmp = false;
+        for &(fd, d) in &fds {
+            match find_shared(Task::OWN, fd, &list, |k| found[k], &mut no_kcmp) {
+                Ok(k) => assert_eq!(owner.get(&d), Some(&k), "fd {fd} of description {d}"),
+                Err(at) => {
+                    assert!(
+                        !owner.contains_key(&d),
+                        "fd {fd}: description {d} found twice"
+                    );
+                    owner.insert(d, found.len());
+                    list.insert(at, found.len());
+                    found.push(fd);
+                }
+            }
+        }
+        assert_eq!(found.len(), 6);
+        if no_kcmp {
+            eprintln!("(kcmp unavailable: compared by offset and flags)");
+        }
+        for (fd, _) in fds {
+            let _ = sys::close(fd);
+        }
+        let _ = sys::close(r);
+        let _ = sys::close(w);
     }
 
     /// One test for the staging (the fd table is the process's: two tests running at once
