@@ -348,6 +348,32 @@ fn create_in_order(p: &PosixTimer, sev: &sys::SigEvent) -> Result<i32, crate::sy
 
 #[cfg(test)]
 mod tests {
+    use super::{fired, running};
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_one_shot_timer_fired_between_the_readings_when_it_reads_disarmed_after() {
+        assert!(fired(running(5 * MS, 0), running(0, 0)));
+        assert!(
+            !fired(running(5 * MS, 0), running(3 * MS, 0)),
+            "still counting down"
+        );
+        assert!(!fired(running(0, 0), running(0, 0)), "never armed");
+    }
+
+    #[test]
+    fn a_periodic_timer_fired_when_it_reloaded_between_the_readings() {
+        // Reloaded: more time left after than before.
+        assert!(fired(running(2 * MS, 10 * MS), running(9 * MS, 10 * MS)));
+        assert!(!fired(running(8 * MS, 10 * MS), running(7 * MS, 10 * MS)));
+        // Expired and its signal not taken yet: it reads 0, which is a whole interval ahead.
+        let expired = running(0, 10 * MS);
+        assert_eq!(expired.value_ns, 10 * MS);
+        assert!(!fired(expired, running(9 * MS, 10 * MS)));
+        assert!(fired(running(1, 10 * MS), expired));
+    }
+
     #[test]
     fn parses_proc_timers() {
         let t = super::parse_timers(
