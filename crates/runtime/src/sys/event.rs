@@ -1,12 +1,13 @@
 //! Event objects: epoll, eventfd, timerfd, signalfd, inotify and memfd.
 
 use super::{Result, call, nr, terminated};
+use linux_raw_sys::general as g;
 
 pub fn epoll_create1(flags: u32) -> Result<i32> {
     call(nr::EPOLL_CREATE1, flags as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
 }
 
-pub const EPOLL_CTL_ADD: u32 = 1;
+pub const EPOLL_CTL_ADD: u32 = g::EPOLL_CTL_ADD;
 
 pub fn epoll_ctl(epfd: i32, op: u32, fd: i32, events: u32, data: u64) -> Result<()> {
     // struct epoll_event is packed on x86-64: u32 events, u64 data.
@@ -25,7 +26,7 @@ pub fn epoll_ctl(epfd: i32, op: u32, fd: i32, events: u32, data: u64) -> Result<
     .map(|_| ())
 }
 
-pub const EFD_SEMAPHORE: u32 = 1;
+pub const EFD_SEMAPHORE: u32 = g::EFD_SEMAPHORE;
 
 pub fn eventfd2(initval: u32, flags: u32) -> Result<i32> {
     call(nr::EVENTFD2, initval as usize, flags as usize, 0, 0, 0, 0).map(|v| v as i32)
@@ -124,10 +125,10 @@ pub fn inotify_rm_watch(fd: i32, wd: i32) -> Result<()> {
     call(nr::INOTIFY_RM_WATCH, fd as usize, wd as usize, 0, 0, 0, 0).map(|_| ())
 }
 
-pub const MFD_CLOEXEC: u32 = 1;
-pub const MFD_ALLOW_SEALING: u32 = 2;
-pub const MFD_HUGETLB: u32 = 4;
-pub const F_SEAL_SEAL: u32 = 1;
+pub const MFD_CLOEXEC: u32 = g::MFD_CLOEXEC;
+pub const MFD_ALLOW_SEALING: u32 = g::MFD_ALLOW_SEALING;
+pub const MFD_HUGETLB: u32 = g::MFD_HUGETLB;
+pub const F_SEAL_SEAL: u32 = g::F_SEAL_SEAL;
 
 pub fn memfd_create(name: &[u8], flags: u32) -> Result<i32> {
     terminated(name)?;

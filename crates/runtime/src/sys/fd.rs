@@ -1,43 +1,44 @@
 //! The fd table, files and paths, `stat`, `kcmp`, pidfds, polling and pipes.
 
 use super::{Errno, Result, call, check, nr, syscall3, syscall4, terminated};
+use linux_raw_sys::general as g;
 
-pub const O_RDONLY: u32 = 0;
-pub const O_WRONLY: u32 = 1;
-pub const O_RDWR: u32 = 2;
-pub const O_ACCMODE: u32 = 3;
-pub const O_CREAT: u32 = 0o100;
-pub const O_EXCL: u32 = 0o200;
-pub const O_NOCTTY: u32 = 0o400;
-pub const O_TRUNC: u32 = 0o1000;
-pub const O_APPEND: u32 = 0o2000;
-pub const O_NONBLOCK: u32 = 0o4000;
-pub const O_DSYNC: u32 = 0o10000;
-pub const FASYNC: u32 = 0o20000;
-pub const O_DIRECT: u32 = 0o40000;
-pub const O_LARGEFILE: u32 = 0o100000;
-pub const O_DIRECTORY: u32 = 0o200000;
-pub const O_NOFOLLOW: u32 = 0o400000;
-pub const O_NOATIME: u32 = 0o1000000;
-pub const O_CLOEXEC: u32 = 0o2000000;
-pub const O_SYNC: u32 = 0o4010000;
-pub const O_PATH: u32 = 0o10000000;
-pub const O_TMPFILE: u32 = 0o20200000;
+pub const O_RDONLY: u32 = g::O_RDONLY;
+pub const O_WRONLY: u32 = g::O_WRONLY;
+pub const O_RDWR: u32 = g::O_RDWR;
+pub const O_ACCMODE: u32 = g::O_ACCMODE;
+pub const O_CREAT: u32 = g::O_CREAT;
+pub const O_EXCL: u32 = g::O_EXCL;
+pub const O_NOCTTY: u32 = g::O_NOCTTY;
+pub const O_TRUNC: u32 = g::O_TRUNC;
+pub const O_APPEND: u32 = g::O_APPEND;
+pub const O_NONBLOCK: u32 = g::O_NONBLOCK;
+pub const O_DSYNC: u32 = g::O_DSYNC;
+pub const FASYNC: u32 = g::FASYNC;
+pub const O_DIRECT: u32 = g::O_DIRECT;
+pub const O_LARGEFILE: u32 = g::O_LARGEFILE;
+pub const O_DIRECTORY: u32 = g::O_DIRECTORY;
+pub const O_NOFOLLOW: u32 = g::O_NOFOLLOW;
+pub const O_NOATIME: u32 = g::O_NOATIME;
+pub const O_CLOEXEC: u32 = g::O_CLOEXEC;
+pub const O_SYNC: u32 = g::O_SYNC;
+pub const O_PATH: u32 = g::O_PATH;
+pub const O_TMPFILE: u32 = g::O_TMPFILE;
 
-pub const F_DUPFD: u32 = 0;
-pub const F_GETFD: u32 = 1;
-pub const F_SETFD: u32 = 2;
-pub const F_GETFL: u32 = 3;
-pub const F_SETFL: u32 = 4;
-pub const F_DUPFD_CLOEXEC: u32 = 1030;
-pub const F_SETPIPE_SZ: u32 = 1031;
-pub const F_GETPIPE_SZ: u32 = 1032;
-pub const F_ADD_SEALS: u32 = 1033;
-pub const F_GET_SEALS: u32 = 1034;
-pub const FD_CLOEXEC: usize = 1;
+pub const F_DUPFD: u32 = g::F_DUPFD;
+pub const F_GETFD: u32 = g::F_GETFD;
+pub const F_SETFD: u32 = g::F_SETFD;
+pub const F_GETFL: u32 = g::F_GETFL;
+pub const F_SETFL: u32 = g::F_SETFL;
+pub const F_DUPFD_CLOEXEC: u32 = g::F_DUPFD_CLOEXEC;
+pub const F_SETPIPE_SZ: u32 = g::F_SETPIPE_SZ;
+pub const F_GETPIPE_SZ: u32 = g::F_GETPIPE_SZ;
+pub const F_ADD_SEALS: u32 = g::F_ADD_SEALS;
+pub const F_GET_SEALS: u32 = g::F_GET_SEALS;
+pub const FD_CLOEXEC: usize = g::FD_CLOEXEC as usize;
 
-pub const AT_FDCWD: i32 = -100;
-pub const AT_EMPTY_PATH: u32 = 0x1000;
+pub const AT_FDCWD: i32 = g::AT_FDCWD;
+pub const AT_EMPTY_PATH: u32 = g::AT_EMPTY_PATH;
 
 pub fn close(fd: i32) -> Result<()> {
     call(nr::CLOSE, fd as usize, 0, 0, 0, 0, 0).map(|_| ())
@@ -177,10 +178,10 @@ pub fn lseek(fd: i32, off: i64, whence: u32) -> Result<u64> {
     .map(|v| v as u64)
 }
 
-pub const SEEK_SET: u32 = 0;
-pub const SEEK_CUR: u32 = 1;
-pub const SEEK_DATA: u32 = 3;
-pub const SEEK_HOLE: u32 = 4;
+pub const SEEK_SET: u32 = g::SEEK_SET;
+pub const SEEK_CUR: u32 = g::SEEK_CUR;
+pub const SEEK_DATA: u32 = g::SEEK_DATA;
+pub const SEEK_HOLE: u32 = g::SEEK_HOLE;
 
 pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
     call(
@@ -343,15 +344,15 @@ pub fn set_mtime(fd: i32, mtime: (i64, u32)) -> Result<()> {
     .map(drop)
 }
 
-pub const S_IFMT: u32 = 0o170000;
-pub const S_IFDIR: u32 = 0o040000;
-pub const AT_REMOVEDIR: u32 = 0x200;
-pub const S_IFLNK: u32 = 0o120000;
-pub const S_IFREG: u32 = 0o100000;
-pub const S_IFIFO: u32 = 0o010000;
-pub const S_IFSOCK: u32 = 0o140000;
-pub const S_IFCHR: u32 = 0o020000;
-pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFMT: u32 = g::S_IFMT;
+pub const S_IFDIR: u32 = g::S_IFDIR;
+pub const AT_REMOVEDIR: u32 = g::AT_REMOVEDIR;
+pub const S_IFLNK: u32 = g::S_IFLNK;
+pub const S_IFREG: u32 = g::S_IFREG;
+pub const S_IFIFO: u32 = g::S_IFIFO;
+pub const S_IFSOCK: u32 = g::S_IFSOCK;
+pub const S_IFCHR: u32 = g::S_IFCHR;
+pub const S_IFBLK: u32 = g::S_IFBLK;
 
 pub fn fstat(fd: i32) -> Result<Stat> {
     let mut st = core::mem::MaybeUninit::<Stat>::zeroed();
@@ -376,7 +377,7 @@ pub fn fs_type(fd: i32) -> Result<i64> {
     Ok(buf[0])
 }
 
-pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+pub const TMPFS_MAGIC: i64 = g::TMPFS_MAGIC as i64;
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 /// `mq_open` of an existing queue (`name` without its leading `/`, NUL-terminated).
@@ -463,11 +464,11 @@ pub fn pidfd_getfd(pidfd: i32, fd: i32) -> Result<Fd> {
     call(nr::PIDFD_GETFD, pidfd as usize, fd as usize, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
-pub const POLLIN: i16 = 1;
-pub const POLLOUT: i16 = 4;
-pub const POLLERR: i16 = 8;
-pub const POLLHUP: i16 = 16;
-pub const POLLRDHUP: i16 = 0x2000;
+pub const POLLIN: i16 = g::POLLIN as i16;
+pub const POLLOUT: i16 = g::POLLOUT as i16;
+pub const POLLERR: i16 = g::POLLERR as i16;
+pub const POLLHUP: i16 = g::POLLHUP as i16;
+pub const POLLRDHUP: i16 = g::POLLRDHUP as i16;
 
 /// Polls one fd; returns its revents (0 on timeout).
 pub fn poll_one(fd: i32, events: i16, timeout_ms: i32) -> Result<i16> {

@@ -1,44 +1,45 @@
 //! Memory: mappings, `brk`, System V attach, hole punching, locking.
 
 use super::{Result, check, nr, syscall1, syscall2, syscall3, syscall4, syscall6};
+use linux_raw_sys::general as g;
 
 /// The page size (x86-64; the runtime does not support other page sizes).
 pub const PAGE: usize = 4096;
 
-pub const PROT_READ: i32 = 1;
-pub const PROT_WRITE: i32 = 2;
-pub const PROT_EXEC: i32 = 4;
+pub const PROT_READ: i32 = g::PROT_READ as i32;
+pub const PROT_WRITE: i32 = g::PROT_WRITE as i32;
+pub const PROT_EXEC: i32 = g::PROT_EXEC as i32;
 
-pub const MAP_SHARED: i32 = 0x01;
-pub const MAP_PRIVATE: i32 = 0x02;
-pub const MAP_SHARED_VALIDATE: i32 = 0x03;
-pub const MAP_TYPE: i32 = 0x0f;
-pub const MAP_FIXED: i32 = 0x10;
-pub const MAP_ANONYMOUS: i32 = 0x20;
-pub const MAP_32BIT: i32 = 0x40;
-pub const MAP_GROWSDOWN: i32 = 0x100;
-pub const MAP_DENYWRITE: i32 = 0x800;
-pub const MAP_EXECUTABLE: i32 = 0x1000;
-pub const MAP_LOCKED: i32 = 0x2000;
-pub const MAP_NORESERVE: i32 = 0x4000;
-pub const MAP_POPULATE: i32 = 0x8000;
-pub const MAP_NONBLOCK: i32 = 0x10000;
-pub const MAP_STACK: i32 = 0x20000;
-pub const MAP_HUGETLB: i32 = 0x40000;
-pub const MAP_SYNC: i32 = 0x80000;
-pub const MAP_FIXED_NOREPLACE: i32 = 0x100000;
+pub const MAP_SHARED: i32 = g::MAP_SHARED as i32;
+pub const MAP_PRIVATE: i32 = g::MAP_PRIVATE as i32;
+pub const MAP_SHARED_VALIDATE: i32 = g::MAP_SHARED_VALIDATE as i32;
+pub const MAP_TYPE: i32 = g::MAP_TYPE as i32;
+pub const MAP_FIXED: i32 = g::MAP_FIXED as i32;
+pub const MAP_ANONYMOUS: i32 = g::MAP_ANONYMOUS as i32;
+pub const MAP_32BIT: i32 = g::MAP_32BIT as i32;
+pub const MAP_GROWSDOWN: i32 = g::MAP_GROWSDOWN as i32;
+pub const MAP_DENYWRITE: i32 = g::MAP_DENYWRITE as i32;
+pub const MAP_EXECUTABLE: i32 = g::MAP_EXECUTABLE as i32;
+pub const MAP_LOCKED: i32 = g::MAP_LOCKED as i32;
+pub const MAP_NORESERVE: i32 = g::MAP_NORESERVE as i32;
+pub const MAP_POPULATE: i32 = g::MAP_POPULATE as i32;
+pub const MAP_NONBLOCK: i32 = g::MAP_NONBLOCK as i32;
+pub const MAP_STACK: i32 = g::MAP_STACK as i32;
+pub const MAP_HUGETLB: i32 = g::MAP_HUGETLB as i32;
+pub const MAP_SYNC: i32 = g::MAP_SYNC as i32;
+pub const MAP_FIXED_NOREPLACE: i32 = g::MAP_FIXED_NOREPLACE as i32;
 
-pub const MREMAP_MAYMOVE: i32 = 1;
-pub const MREMAP_FIXED: i32 = 2;
-pub const MREMAP_DONTUNMAP: i32 = 4;
+pub const MREMAP_MAYMOVE: i32 = g::MREMAP_MAYMOVE as i32;
+pub const MREMAP_FIXED: i32 = g::MREMAP_FIXED as i32;
+pub const MREMAP_DONTUNMAP: i32 = g::MREMAP_DONTUNMAP as i32;
 
-pub const MADV_DONTNEED: i32 = 4;
-pub const MADV_FREE: i32 = 8;
-pub const MADV_REMOVE: i32 = 9;
-pub const MADV_DONTNEED_LOCKED: i32 = 24;
+pub const MADV_DONTNEED: i32 = g::MADV_DONTNEED as i32;
+pub const MADV_FREE: i32 = g::MADV_FREE as i32;
+pub const MADV_REMOVE: i32 = g::MADV_REMOVE as i32;
+pub const MADV_DONTNEED_LOCKED: i32 = g::MADV_DONTNEED_LOCKED as i32;
 
-pub const FALLOC_FL_KEEP_SIZE: i32 = 1;
-pub const FALLOC_FL_PUNCH_HOLE: i32 = 2;
+pub const FALLOC_FL_KEEP_SIZE: i32 = g::FALLOC_FL_KEEP_SIZE as i32;
+pub const FALLOC_FL_PUNCH_HOLE: i32 = g::FALLOC_FL_PUNCH_HOLE as i32;
 
 /// # Safety
 /// Mapping over memory in use is the caller's responsibility.

@@ -1,6 +1,7 @@
 //! Sockets: creation, addresses, options and messages.
 
 use super::{Fd, Result, call, nr};
+use linux_raw_sys::net as n;
 
 /// The kernel's socket diagnostics over netlink (`ss` uses them), typed as the headers'
 /// `nlmsghdr` fields are.
@@ -17,43 +18,43 @@ pub mod diag {
     pub const NLMSG_ERROR: u16 = nl::NLMSG_ERROR as u16;
 }
 
-pub const AF_UNIX: i32 = 1;
-pub const AF_INET: i32 = 2;
-pub const AF_INET6: i32 = 10;
-pub const AF_NETLINK: i32 = 16;
-pub const SOCK_STREAM: i32 = 1;
-pub const SOCK_DGRAM: i32 = 2;
-pub const SOCK_RAW: i32 = 3;
-pub const SOCK_SEQPACKET: i32 = 5;
+pub const AF_UNIX: i32 = n::AF_UNIX as i32;
+pub const AF_INET: i32 = n::AF_INET as i32;
+pub const AF_INET6: i32 = n::AF_INET6 as i32;
+pub const AF_NETLINK: i32 = n::AF_NETLINK as i32;
+pub const SOCK_STREAM: i32 = n::SOCK_STREAM as i32;
+pub const SOCK_DGRAM: i32 = n::SOCK_DGRAM as i32;
+pub const SOCK_RAW: i32 = n::SOCK_RAW as i32;
+pub const SOCK_SEQPACKET: i32 = n::SOCK_SEQPACKET as i32;
 pub const SOCK_NONBLOCK: i32 = 0o4000;
 pub const SOCK_CLOEXEC: i32 = 0o2000000;
 
-pub const SOL_SOCKET: i32 = 1;
+pub const SOL_SOCKET: i32 = n::SOL_SOCKET as i32;
 pub const IPPROTO_IP: i32 = 0;
 pub const IPPROTO_TCP: i32 = 6;
 pub const IPPROTO_UDP: i32 = 17;
 pub const IPPROTO_IPV6: i32 = 41;
 /// Lets a socket bind to and send from an address that is not local (`CAP_NET_ADMIN`).
-pub const IP_TRANSPARENT: i32 = 19;
-pub const IPV6_TRANSPARENT: i32 = 75;
+pub const IP_TRANSPARENT: i32 = n::IP_TRANSPARENT as i32;
+pub const IPV6_TRANSPARENT: i32 = n::IPV6_TRANSPARENT as i32;
 
-pub const SO_REUSEADDR: i32 = 2;
-pub const SO_TYPE: i32 = 3;
-pub const SO_ERROR: i32 = 4;
-pub const SO_SNDBUF: i32 = 7;
-pub const SO_RCVBUF: i32 = 8;
-pub const SO_LINGER: i32 = 13;
-pub const SO_ACCEPTCONN: i32 = 30;
-pub const SO_PROTOCOL: i32 = 38;
-pub const SO_DOMAIN: i32 = 39;
-pub const TCP_INFO: i32 = 11;
+pub const SO_REUSEADDR: i32 = n::SO_REUSEADDR as i32;
+pub const SO_TYPE: i32 = n::SO_TYPE as i32;
+pub const SO_ERROR: i32 = n::SO_ERROR as i32;
+pub const SO_SNDBUF: i32 = n::SO_SNDBUF as i32;
+pub const SO_RCVBUF: i32 = n::SO_RCVBUF as i32;
+pub const SO_LINGER: i32 = n::SO_LINGER as i32;
+pub const SO_ACCEPTCONN: i32 = n::SO_ACCEPTCONN as i32;
+pub const SO_PROTOCOL: i32 = n::SO_PROTOCOL as i32;
+pub const SO_DOMAIN: i32 = n::SO_DOMAIN as i32;
+pub const TCP_INFO: i32 = n::TCP_INFO as i32;
 
-pub const MSG_PEEK: i32 = 2;
-pub const MSG_TRUNC: i32 = 0x20;
-pub const MSG_DONTWAIT: i32 = 0x40;
-pub const MSG_CTRUNC: i32 = 0x8;
-pub const MSG_NOSIGNAL: i32 = 0x4000;
-pub const MSG_CMSG_CLOEXEC: i32 = 0x4000_0000;
+pub const MSG_PEEK: i32 = n::MSG_PEEK as i32;
+pub const MSG_TRUNC: i32 = n::MSG_TRUNC as i32;
+pub const MSG_DONTWAIT: i32 = n::MSG_DONTWAIT as i32;
+pub const MSG_CTRUNC: i32 = n::MSG_CTRUNC as i32;
+pub const MSG_NOSIGNAL: i32 = n::MSG_NOSIGNAL as i32;
+pub const MSG_CMSG_CLOEXEC: i32 = n::MSG_CMSG_CLOEXEC as i32;
 
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<Fd> {
     call(

@@ -1,6 +1,7 @@
 //! The process: pid, exit, personality, resource limits and `execve`.
 
 use super::{Errno, Result, check, nr, syscall1, syscall3, syscall4};
+use linux_raw_sys::general as g;
 
 pub fn getpid() -> i32 {
     // SAFETY: no arguments.
@@ -124,10 +125,10 @@ pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<()> {
     .map(|_| ())
 }
 
-pub const RLIMIT_FSIZE: u32 = 1;
-pub const RLIMIT_STACK: u32 = 3;
-pub const RLIM_INFINITY: u64 = !0;
-pub const RLIMIT_NOFILE: u32 = 7;
+pub const RLIMIT_FSIZE: u32 = g::RLIMIT_FSIZE;
+pub const RLIMIT_STACK: u32 = g::RLIMIT_STACK;
+pub const RLIM_INFINITY: u64 = g::RLIM_INFINITY as u64;
+pub const RLIMIT_NOFILE: u32 = g::RLIMIT_NOFILE;
 
 /// # Safety
 /// `path`, `argv` and `envp` must be NUL-terminated as `execve` requires.

@@ -1,6 +1,7 @@
 //! Signals: actions, masks, waits and queueing with a chosen siginfo.
 
 use super::{Result, call, check, nr, syscall4};
+use linux_raw_sys::general as g;
 
 /// `siginfo_t` as the kernel lays it out, reduced to the fields we use.
 #[repr(C)]
@@ -33,18 +34,18 @@ impl SigInfo {
     }
 }
 
-pub const SIGKILL: i32 = 9;
-pub const SIGCHLD: i32 = 17;
-pub const SIGSTOP: i32 = 19;
+pub const SIGKILL: i32 = g::SIGKILL as i32;
+pub const SIGCHLD: i32 = g::SIGCHLD as i32;
+pub const SIGSTOP: i32 = g::SIGSTOP as i32;
 
 /// `si_code` of a signal the kernel sent.
-pub const SI_KERNEL: i32 = 0x80;
+pub const SI_KERNEL: i32 = g::SI_KERNEL as i32;
 /// `si_code` of a signal sent with `sigqueue`.
-pub const SI_QUEUE: i32 = -1;
+pub const SI_QUEUE: i32 = g::SI_QUEUE;
 /// `si_code` of a POSIX timer's expiry.
-pub const SI_TIMER: i32 = -2;
+pub const SI_TIMER: i32 = g::SI_TIMER;
 /// `si_code` of a signal sent with `tkill`/`tgkill`.
-pub const SI_TKILL: i32 = -6;
+pub const SI_TKILL: i32 = g::SI_TKILL;
 
 /// Sends `sig` to one thread with a value (`rt_tgsigqueueinfo`), so its handler can tell a
 /// runtime request from a stray signal and find its slot.
@@ -76,14 +77,14 @@ pub const fn sig_bit(sig: i32) -> SigSet {
     1u64 << (sig - 1)
 }
 
-pub const SIG_BLOCK: i32 = 0;
-pub const SIG_UNBLOCK: i32 = 1;
-pub const SIG_SETMASK: i32 = 2;
+pub const SIG_BLOCK: i32 = g::SIG_BLOCK as i32;
+pub const SIG_UNBLOCK: i32 = g::SIG_UNBLOCK as i32;
+pub const SIG_SETMASK: i32 = g::SIG_SETMASK as i32;
 
-pub const SA_SIGINFO: u64 = 0x4;
-pub const SA_ONSTACK: u64 = 0x0800_0000;
-pub const SA_RESTART: u64 = 0x1000_0000;
-pub const SA_RESTORER: u64 = 0x0400_0000;
+pub const SA_SIGINFO: u64 = g::SA_SIGINFO as u64;
+pub const SA_ONSTACK: u64 = g::SA_ONSTACK as u64;
+pub const SA_RESTART: u64 = g::SA_RESTART as u64;
+pub const SA_RESTORER: u64 = g::SA_RESTORER as u64;
 
 /// `struct sigaction` as `rt_sigaction` takes it.
 #[repr(C)]

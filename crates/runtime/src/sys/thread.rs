@@ -2,17 +2,18 @@
 //! rseq, TLS bases), scheduling and `prctl`.
 
 use super::{Errno, Result, call, check, nr, syscall1, syscall2, syscall3, syscall4};
+use linux_raw_sys::general as g;
 
 /// `clone` flags.
-pub const CLONE_VM: u64 = 0x100;
-pub const CLONE_FS: u64 = 0x200;
-pub const CLONE_FILES: u64 = 0x400;
-pub const CLONE_SIGHAND: u64 = 0x800;
-pub const CLONE_THREAD: u64 = 0x10000;
-pub const CLONE_SYSVSEM: u64 = 0x40000;
-pub const CLONE_SETTLS: u64 = 0x80000;
-pub const CLONE_PARENT_SETTID: u64 = 0x100000;
-pub const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+pub const CLONE_VM: u64 = g::CLONE_VM as u64;
+pub const CLONE_FS: u64 = g::CLONE_FS as u64;
+pub const CLONE_FILES: u64 = g::CLONE_FILES as u64;
+pub const CLONE_SIGHAND: u64 = g::CLONE_SIGHAND as u64;
+pub const CLONE_THREAD: u64 = g::CLONE_THREAD as u64;
+pub const CLONE_SYSVSEM: u64 = g::CLONE_SYSVSEM as u64;
+pub const CLONE_SETTLS: u64 = g::CLONE_SETTLS as u64;
+pub const CLONE_PARENT_SETTID: u64 = g::CLONE_PARENT_SETTID as u64;
+pub const CLONE_CHILD_CLEARTID: u64 = g::CLONE_CHILD_CLEARTID as u64;
 
 const FUTEX_WAIT_PRIVATE: usize = 128;
 const FUTEX_WAKE_PRIVATE: usize = 129;

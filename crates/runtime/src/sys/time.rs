@@ -2,6 +2,7 @@
 
 use super::event::itimerspec;
 use super::{Result, call, nr};
+use linux_raw_sys::general as g;
 
 pub fn clock_gettime_ns(clock: i32) -> Result<u64> {
     let mut ts = [0i64; 2];
@@ -92,7 +93,7 @@ pub fn timer_settime(id: i32, value_ns: u64, interval_ns: u64) -> Result<()> {
 }
 
 /// `sigev_notify`: signal one thread (`sigev_notify_thread_id`).
-pub const SIGEV_THREAD_ID: i32 = 4;
+pub const SIGEV_THREAD_ID: i32 = g::SIGEV_THREAD_ID as i32;
 
 /// `struct sigevent` (64 bytes): value, signo, notify, and the target tid.
 #[repr(C)]
