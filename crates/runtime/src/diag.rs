@@ -2,6 +2,7 @@
 //! allocation, so they are usable anywhere (even in the middle of a resume).
 
 use crate::sys;
+use crate::sys::SIGABRT;
 
 /// A fixed-capacity line buffer; longer text is truncated rather than allocated.
 pub struct Line {
@@ -100,7 +101,6 @@ pub fn refuse(line: &mut Line) -> ! {
 
 /// Kills the process with SIGABRT (default action restored first, unblocked).
 pub fn abort() -> ! {
-    const SIGABRT: i32 = 6;
     let _ = sys::sigaction_default(SIGABRT);
     let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(SIGABRT));
     let _ = sys::tgkill(sys::getpid(), sys::gettid(), SIGABRT);

@@ -66,9 +66,9 @@ pub fn runs(pm: i32, v: &Vma, want: Pages) -> Result<Vec<(usize, usize)>, Errno>
 }
 
 /// `PAGEMAP_SCAN` page categories (`<linux/fs.h>`).
-const PAGE_IS_FILE: u64 = 1 << 2;
-const PAGE_IS_PRESENT: u64 = 1 << 3;
-const PAGE_IS_SWAPPED: u64 = 1 << 4;
+const PAGE_IS_FILE: u64 = linux_raw_sys::general::PAGE_IS_FILE as u64;
+const PAGE_IS_PRESENT: u64 = linux_raw_sys::general::PAGE_IS_PRESENT as u64;
+const PAGE_IS_SWAPPED: u64 = linux_raw_sys::general::PAGE_IS_SWAPPED as u64;
 /// `_IOWR('f', 16, struct pm_scan_arg)`.
 const PAGEMAP_SCAN: u64 = 0xc060_6610;
 

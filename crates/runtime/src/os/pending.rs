@@ -12,6 +12,7 @@
 use super::sigev_thread;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys;
+use crate::sys::{SI_ASYNCIO, SI_MESGQ, SI_USER, SIGALRM, SIGPROF, SIGVTALRM};
 use crate::sys::{
     SI_KERNEL, SI_QUEUE, SI_TIMER, SI_TKILL, SIGCHLD, SIGEV_THREAD_ID, SIGKILL, SIGSTOP,
 };
@@ -109,12 +110,6 @@ impl Taken {
     }
 }
 
-const SI_MESGQ: i32 = -3;
-const SI_ASYNCIO: i32 = -4;
-const SIGALRM: i32 = 14;
-const SIGVTALRM: i32 = 26;
-const SIGPROF: i32 = 27;
-
 fn signo_of(info: &[u8]) -> i32 {
     i32::from_le_bytes([info[0], info[1], info[2], info[3]])
 }
@@ -202,8 +197,6 @@ fn lost(sig: i32, e: sys::Errno) {
         .num(e.0 as u64)
         .emit();
 }
-
-const SI_USER: i32 = 0;
 
 /// A saved siginfo, ready to queue in this process: a signal the saved process sent itself
 /// names this process as the sender (glibc's cancellation handler, for one, checks that).

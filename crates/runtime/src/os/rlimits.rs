@@ -7,7 +7,7 @@ use crate::sys::RLIMIT_NOFILE;
 use zhuque_image::Meta;
 use zhuque_image::os::{Rlimit, TAG_RLIMITS, decode_rlimits, encode_rlimits};
 
-const RLIM_NLIMITS: u32 = 16;
+const RLIM_NLIMITS: u32 = linux_raw_sys::general::RLIM_NLIMITS;
 
 pub fn save(meta: &mut Meta) {
     let v: Vec<Rlimit> = (0..RLIM_NLIMITS)

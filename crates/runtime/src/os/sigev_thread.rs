@@ -40,6 +40,7 @@ use crate::runtime::active;
 use crate::signals::{STOP_SIGNAL, critical};
 use crate::sys::{self, Errno};
 use crate::sys::{SI_TIMER, SIGEV_THREAD_ID};
+use crate::sys::{SIGEV_SIGNAL, SIGEV_THREAD};
 use crate::threads::pthread::Attr;
 use crate::threads::sigmask;
 use core::cell::UnsafeCell;
@@ -49,8 +50,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 /// glibc's `SIGTIMER` (= `SIGCANCEL`): reserved by glibc, refused by its `sigaction`.
 pub const SIGTIMER: i32 = 32;
 const SIGSETXID: i32 = 33;
-const SIGEV_SIGNAL: c_int = 0;
-const SIGEV_THREAD: c_int = 2;
 const PTHREAD_CREATE_DETACHED: c_int = 1;
 const ENOSYS: c_int = 38;
 const HELPER_STACK: usize = 256 << 10;

@@ -112,9 +112,9 @@ fn shadowed(sig: c_int) -> bool {
     ours(sig) && process::get().mode() == Mode::Active
 }
 
-const SA_NODEFER: c_int = 0x4000_0000;
-const SA_RESETHAND: c_int = 0x8000_0000u32 as c_int;
-const SA_RESTART: c_int = 0x1000_0000;
+const SA_NODEFER: c_int = linux_raw_sys::general::SA_NODEFER as c_int;
+const SA_RESETHAND: c_int = linux_raw_sys::general::SA_RESETHAND as c_int;
+const SA_RESTART: c_int = linux_raw_sys::general::SA_RESTART as c_int;
 const SIG_HOLD: usize = 2;
 const SIG_IGN: usize = 1;
 const SIG_ERR: usize = usize::MAX;

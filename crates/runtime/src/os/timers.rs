@@ -15,12 +15,9 @@
 use crate::procfs;
 use crate::sys;
 use crate::sys::{SI_KERNEL, SI_TIMER, SIGEV_THREAD_ID};
+use crate::sys::{SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD};
 use zhuque_image::Meta;
 use zhuque_image::os::{PosixTimer, TAG_TIMERS, TIMER_TO_COORDINATOR, TimerValue, Timers};
-
-const SIGEV_SIGNAL: i32 = 0;
-const SIGEV_NONE: i32 = 1;
-const SIGEV_THREAD: i32 = 2;
 
 fn parse_timers(text: &[u8]) -> Vec<PosixTimer> {
     let mut out: Vec<PosixTimer> = Vec::new();

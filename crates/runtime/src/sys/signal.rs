@@ -34,10 +34,19 @@ impl SigInfo {
     }
 }
 
+pub const SIGABRT: i32 = g::SIGABRT as i32;
 pub const SIGKILL: i32 = g::SIGKILL as i32;
 pub const SIGCHLD: i32 = g::SIGCHLD as i32;
 pub const SIGSTOP: i32 = g::SIGSTOP as i32;
+pub const SIGALRM: i32 = g::SIGALRM as i32;
+pub const SIGVTALRM: i32 = g::SIGVTALRM as i32;
+pub const SIGPROF: i32 = g::SIGPROF as i32;
 
+/// `si_code` of a signal sent with `kill`.
+pub const SI_USER: i32 = g::SI_USER as i32;
+/// `si_code` of a message queue\'s notification and of an AIO completion.
+pub const SI_MESGQ: i32 = g::SI_MESGQ;
+pub const SI_ASYNCIO: i32 = g::SI_ASYNCIO;
 /// `si_code` of a signal the kernel sent.
 pub const SI_KERNEL: i32 = g::SI_KERNEL as i32;
 /// `si_code` of a signal sent with `sigqueue`.

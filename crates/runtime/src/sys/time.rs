@@ -93,6 +93,9 @@ pub fn timer_settime(id: i32, value_ns: u64, interval_ns: u64) -> Result<()> {
 }
 
 /// `sigev_notify`: signal one thread (`sigev_notify_thread_id`).
+pub const SIGEV_SIGNAL: i32 = g::SIGEV_SIGNAL as i32;
+pub const SIGEV_NONE: i32 = g::SIGEV_NONE as i32;
+pub const SIGEV_THREAD: i32 = g::SIGEV_THREAD as i32;
 pub const SIGEV_THREAD_ID: i32 = g::SIGEV_THREAD_ID as i32;
 
 /// `struct sigevent` (64 bytes): value, signo, notify, and the target tid.

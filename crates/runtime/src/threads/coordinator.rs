@@ -80,7 +80,7 @@ fn fake_tls() -> usize {
 /// the privilege it stays a normal thread.
 fn become_realtime() {
     const SCHED_SETSCHEDULER: usize = 144;
-    const SCHED_FIFO: usize = 1;
+    const SCHED_FIFO: usize = linux_raw_sys::general::SCHED_FIFO as usize;
     let priority: i32 = 1;
     // SAFETY: changes only the calling thread's scheduling; the pointer is valid.
     unsafe {

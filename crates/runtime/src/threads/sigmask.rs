@@ -26,6 +26,7 @@
 
 use crate::runtime::active;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
+use crate::sys::{SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK};
 use core::ffi::{c_int, c_void};
 
 /// glibc's `sigset_t`: 1024 bits.
@@ -33,9 +34,6 @@ type SigSet = [u64; 16];
 
 const STOP_BIT: u64 = 1 << (STOP_SIGNAL - 1);
 const FAIL_BIT: u64 = 1 << (FAIL_SIGNAL - 1);
-const SIG_BLOCK: c_int = 0;
-const SIG_UNBLOCK: c_int = 1;
-const SIG_SETMASK: c_int = 2;
 const ENOSYS: c_int = 38;
 
 // The per-thread word, in this library's static TLS, reached with the initial-exec model

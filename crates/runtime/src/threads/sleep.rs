@@ -29,7 +29,7 @@ type ClockNanoSleep = unsafe extern "C" fn(c_int, c_int, *const Timespec, *mut T
 
 const EINTR: c_int = 4;
 const ENOSYS: c_int = 38;
-const TIMER_ABSTIME: c_int = 1;
+const TIMER_ABSTIME: c_int = linux_raw_sys::general::TIMER_ABSTIME as c_int;
 
 use crate::errno::get as errno;
 

@@ -162,9 +162,9 @@ fn child_meta(pid: i32) -> Option<Meta> {
 
 /// Blocks until child `pid` has ended, without collecting it (`waitid` with `WNOWAIT`).
 fn wait_until_ended(pid: i32) {
-    const P_PID: usize = 1;
-    const WEXITED: usize = 4;
-    const WNOWAIT: usize = 0x0100_0000;
+    const P_PID: usize = linux_raw_sys::general::P_PID as usize;
+    const WEXITED: usize = linux_raw_sys::general::WEXITED as usize;
+    const WNOWAIT: usize = linux_raw_sys::general::WNOWAIT as usize;
     let mut info = [0u8; 128];
     loop {
         // SAFETY: waitid with a valid siginfo buffer and no rusage.
@@ -235,4 +235,4 @@ extern "C" fn child(plan: usize) -> ! {
     }
 }
 
-const RLIMIT_CORE: u32 = 4;
+const RLIMIT_CORE: u32 = linux_raw_sys::general::RLIMIT_CORE;

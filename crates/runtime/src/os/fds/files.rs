@@ -166,7 +166,7 @@ fn open_flags(flags: u32, mode: u32) -> u32 {
 }
 
 fn is_procfs(fd: i32) -> bool {
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const PROC_SUPER_MAGIC: i64 = linux_raw_sys::general::PROC_SUPER_MAGIC as i64;
     rustix::fs::fstatfs(crate::image_io::borrow(fd)).is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC)
 }
 

@@ -20,11 +20,11 @@ use core::ffi::{c_char, c_int};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use zhuque_image::os::{FileKind, InotifyWatch};
 
-const IN_DONT_FOLLOW: u32 = 0x0200_0000;
-const IN_MASK_CREATE: u32 = 0x1000_0000;
-const IN_DELETE_SELF: u32 = 0x400;
+const IN_DONT_FOLLOW: u32 = linux_raw_sys::general::IN_DONT_FOLLOW;
+const IN_MASK_CREATE: u32 = linux_raw_sys::general::IN_MASK_CREATE;
+const IN_DELETE_SELF: u32 = linux_raw_sys::general::IN_DELETE_SELF;
 
-const PATH_MAX: usize = 4096;
+const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
 
 #[derive(Clone, Copy)]
 struct Entry {

@@ -72,9 +72,9 @@ struct Flock {
     _pad2: i32,
 }
 
-const LOCK_SH: usize = 1;
-const LOCK_EX: usize = 2;
-const LOCK_NB: usize = 4;
+const LOCK_SH: usize = linux_raw_sys::general::LOCK_SH as usize;
+const LOCK_EX: usize = linux_raw_sys::general::LOCK_EX as usize;
+const LOCK_NB: usize = linux_raw_sys::general::LOCK_NB as usize;
 
 fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
     if l.kind == LockKind::Lease {

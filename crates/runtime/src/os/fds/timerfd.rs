@@ -11,8 +11,8 @@ use super::{Desc, Restorer, procfd};
 use crate::sys;
 use zhuque_image::os::{FileKind, TimerFd};
 
-const TFD_TIMER_ABSTIME: u32 = 1;
-const TFD_TIMER_CANCEL_ON_SET: u32 = 2;
+const TFD_TIMER_ABSTIME: u32 = linux_raw_sys::general::TFD_TIMER_ABSTIME;
+const TFD_TIMER_CANCEL_ON_SET: u32 = linux_raw_sys::general::TFD_TIMER_CANCEL_ON_SET;
 
 pub fn save(d: &Desc) -> FileKind {
     let mut info = d.info.clone();

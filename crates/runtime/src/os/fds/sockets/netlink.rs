@@ -10,9 +10,9 @@ use crate::sys;
 use zhuque_image::os::SockOpt;
 
 /// `SOL_NETLINK`.
-pub const SOL_NETLINK: i32 = 270;
-const NETLINK_ADD_MEMBERSHIP: i32 = 1;
-const NETLINK_LIST_MEMBERSHIPS: i32 = 9;
+pub const SOL_NETLINK: i32 = linux_raw_sys::net::SOL_NETLINK as i32;
+const NETLINK_ADD_MEMBERSHIP: i32 = linux_raw_sys::netlink::NETLINK_ADD_MEMBERSHIP as i32;
+const NETLINK_LIST_MEMBERSHIPS: i32 = linux_raw_sys::netlink::NETLINK_LIST_MEMBERSHIPS as i32;
 /// Room for 1024 groups, as a bitmap of 32-bit words.
 const MEMBERSHIP_BYTES: usize = 128;
 

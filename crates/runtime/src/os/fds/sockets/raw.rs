@@ -10,10 +10,10 @@
 
 use crate::sys;
 
-pub const AF_PACKET: i32 = 17;
+pub const AF_PACKET: i32 = linux_raw_sys::net::AF_PACKET as i32;
 /// `SOL_PACKET`, `SOL_RAW`.
-pub const SOL_PACKET: i32 = 263;
-pub const SOL_RAW: i32 = 255;
+pub const SOL_PACKET: i32 = linux_raw_sys::net::SOL_PACKET as i32;
+pub const SOL_RAW: i32 = linux_raw_sys::net::SOL_RAW as i32;
 
 /// The options of these sockets a program may have changed (each an `int`, but
 /// `ICMP_FILTER`, a 32-bit mask): `IP_HDRINCL`, `IPV6_CHECKSUM`, `ICMP_FILTER`,
