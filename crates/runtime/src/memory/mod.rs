@@ -70,21 +70,20 @@ fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Resul
     }
     let size = round_up(len).ok_or(Errno::ENOMEM)?;
     let fd = crate::sys::memfd_create(b"zhuque-shared\0", crate::sys::MFD_CLOEXEC)?;
-    let grown = sys::with_file_size_room(size as u64, || crate::sys::ftruncate(fd, size as u64))
-        .map_err(|_| Errno::ENOMEM)
-        .and_then(|r| r);
-    let r = grown.and_then(|_| {
+    let grown =
+        sys::with_file_size_room(size as u64, || crate::sys::ftruncate(fd.raw(), size as u64))
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(|r| r);
+    grown.and_then(|_| {
         map_outside_pool(
             addr,
             len,
             prot,
             flags & !(sys::MAP_ANONYMOUS | sys::MAP_TYPE) | sys::MAP_SHARED,
-            fd,
+            fd.raw(),
             0,
         )
-    });
-    let _ = crate::sys::close(fd);
-    r
+    })
 }
 
 /// `mmap` for a crash-resistant process.

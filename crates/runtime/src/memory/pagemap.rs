@@ -193,7 +193,7 @@ mod tests {
     fn scan_and_pagemap_read_agree() {
         const LEN: usize = 64 << 20;
         let fd = sys::memfd_create(b"scan-test\0", 0).expect("memfd");
-        sys::ftruncate(fd, LEN as u64).expect("ftruncate");
+        sys::ftruncate(fd.raw(), LEN as u64).expect("ftruncate");
         // SAFETY: a fresh private mapping of our own memfd.
         let at = unsafe {
             sys::mmap(
@@ -201,7 +201,7 @@ mod tests {
                 LEN,
                 sys::PROT_READ | sys::PROT_WRITE,
                 sys::MAP_PRIVATE,
-                fd,
+                fd.raw(),
                 0,
             )
         }
@@ -243,6 +243,5 @@ mod tests {
         assert_eq!(own.iter().map(|(s, e)| (e - s) / PAGE).sum::<usize>(), 4);
         // SAFETY: ours, no longer used.
         unsafe { sys::munmap(at, LEN) }.expect("munmap");
-        let _ = sys::close(fd);
     }
 }

@@ -1,10 +1,10 @@
 //! Event objects: epoll, eventfd, timerfd, signalfd, inotify and memfd.
 
-use super::{Result, call, nr, terminated};
+use super::{Fd, Result, call, nr, terminated};
 use linux_raw_sys::general as g;
 
-pub fn epoll_create1(flags: u32) -> Result<i32> {
-    call(nr::EPOLL_CREATE1, flags as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
+pub fn epoll_create1(flags: u32) -> Result<Fd> {
+    call(nr::EPOLL_CREATE1, flags as usize, 0, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
 pub const EPOLL_CTL_ADD: u32 = g::EPOLL_CTL_ADD;
@@ -28,11 +28,11 @@ pub fn epoll_ctl(epfd: i32, op: u32, fd: i32, events: u32, data: u64) -> Result<
 
 pub const EFD_SEMAPHORE: u32 = g::EFD_SEMAPHORE;
 
-pub fn eventfd2(initval: u32, flags: u32) -> Result<i32> {
-    call(nr::EVENTFD2, initval as usize, flags as usize, 0, 0, 0, 0).map(|v| v as i32)
+pub fn eventfd2(initval: u32, flags: u32) -> Result<Fd> {
+    call(nr::EVENTFD2, initval as usize, flags as usize, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
-pub fn timerfd_create(clock: i32, flags: u32) -> Result<i32> {
+pub fn timerfd_create(clock: i32, flags: u32) -> Result<Fd> {
     call(
         nr::TIMERFD_CREATE,
         clock as usize,
@@ -42,7 +42,7 @@ pub fn timerfd_create(clock: i32, flags: u32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }
 
 /// `struct itimerspec` as (interval, value) nanoseconds.
@@ -90,7 +90,7 @@ pub fn timerfd_gettime(fd: i32) -> Result<(u64, u64)> {
 /// `_IOW('T', 0, u64)`: sets a timerfd's count of unread expirations.
 pub const TFD_IOC_SET_TICKS: u64 = 0x4008_5400;
 
-pub fn signalfd4(mask: u64, flags: u32) -> Result<i32> {
+pub fn signalfd4(mask: u64, flags: u32) -> Result<Fd> {
     call(
         nr::SIGNALFD4,
         usize::MAX, // -1: a new signalfd
@@ -100,11 +100,11 @@ pub fn signalfd4(mask: u64, flags: u32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }
 
-pub fn inotify_init1(flags: u32) -> Result<i32> {
-    call(nr::INOTIFY_INIT1, flags as usize, 0, 0, 0, 0, 0).map(|v| v as i32)
+pub fn inotify_init1(flags: u32) -> Result<Fd> {
+    call(nr::INOTIFY_INIT1, flags as usize, 0, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
 pub fn inotify_add_watch(fd: i32, path: &[u8], mask: u32) -> Result<i32> {
@@ -130,7 +130,7 @@ pub const MFD_ALLOW_SEALING: u32 = g::MFD_ALLOW_SEALING;
 pub const MFD_HUGETLB: u32 = g::MFD_HUGETLB;
 pub const F_SEAL_SEAL: u32 = g::F_SEAL_SEAL;
 
-pub fn memfd_create(name: &[u8], flags: u32) -> Result<i32> {
+pub fn memfd_create(name: &[u8], flags: u32) -> Result<Fd> {
     terminated(name)?;
     call(
         nr::MEMFD_CREATE,
@@ -141,5 +141,5 @@ pub fn memfd_create(name: &[u8], flags: u32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }

@@ -381,7 +381,7 @@ pub const TMPFS_MAGIC: i64 = g::TMPFS_MAGIC as i64;
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 /// `mq_open` of an existing queue (`name` without its leading `/`, NUL-terminated).
-pub fn mq_open(name: &[u8], flags: u32) -> Result<i32> {
+pub fn mq_open(name: &[u8], flags: u32) -> Result<Fd> {
     terminated(name)?;
     call(
         nr::MQ_OPEN,
@@ -392,7 +392,7 @@ pub fn mq_open(name: &[u8], flags: u32) -> Result<i32> {
         0,
         0,
     )
-    .map(|v| v as i32)
+    .map(|v| Fd(v as i32))
 }
 
 pub const KCMP_FILE: usize = 0;
@@ -487,7 +487,7 @@ pub fn poll_one(fd: i32, events: i16, timeout_ms: i32) -> Result<i16> {
 
 // ---- pipes -----------------------------------------------------------------------------------
 
-pub fn pipe2(flags: u32) -> Result<(i32, i32)> {
+pub fn pipe2(flags: u32) -> Result<(Fd, Fd)> {
     let mut fds = [0i32; 2];
     call(
         nr::PIPE2,
@@ -498,7 +498,7 @@ pub fn pipe2(flags: u32) -> Result<(i32, i32)> {
         0,
         0,
     )?;
-    Ok((fds[0], fds[1]))
+    Ok((Fd(fds[0]), Fd(fds[1])))
 }
 
 /// # Safety

@@ -120,9 +120,9 @@ fn before_fork() {
     let (r, w) = sys::pipe2(sys::O_CLOEXEC)
         .unwrap_or_else(|_| diag::fatal("cannot create a pipe for fork (no fd left?)"));
     p.fork_ready_r
-        .store(crate::image_io::hide_raw(r), Ordering::Relaxed);
+        .store(crate::image_io::hide_raw(r.into_raw()), Ordering::Relaxed);
     p.fork_ready_w
-        .store(crate::image_io::hide_raw(w), Ordering::Relaxed);
+        .store(crate::image_io::hide_raw(w.into_raw()), Ordering::Relaxed);
     super::before_fork();
     if let Err(e) = memory::fork::privatize() {
         fork_failed("cannot map the pool privately", e);

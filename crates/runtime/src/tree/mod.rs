@@ -47,7 +47,7 @@ enum Outside {
 fn child_pool() -> Result<(i32, Result<i32, Outside>), Errno> {
     let outside = |why| -> Result<(i32, Result<i32, Outside>), Errno> {
         let fd = sys::memfd_create(b"zhuque-pool\0", sys::MFD_CLOEXEC)?;
-        Ok((image_io::hide_raw(fd), Err(why)))
+        Ok((image_io::hide_raw(fd.into_raw()), Err(why)))
     };
     if !in_tree() {
         return outside(Outside::NoTree);

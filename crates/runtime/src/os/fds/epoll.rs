@@ -82,7 +82,7 @@ fn interest_list(info: &[u8]) -> Vec<(i32, u32, u64, u32)> {
 }
 
 pub fn create(r: &mut Restorer, i: usize) {
-    match sys::epoll_create1(sys::O_CLOEXEC) {
+    match sys::epoll_create1(sys::O_CLOEXEC).map(sys::Fd::into_raw) {
         Ok(fd) => r.put(i, fd),
         Err(e) => r.placeholder(i, &format!("cannot make an epoll instance: errno {}", e.0)),
     }

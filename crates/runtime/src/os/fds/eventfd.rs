@@ -22,7 +22,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     if semaphore {
         flags |= sys::EFD_SEMAPHORE;
     }
-    let fd = match sys::eventfd2(0, flags) {
+    let fd = match sys::eventfd2(0, flags).map(sys::Fd::into_raw) {
         Ok(fd) => fd,
         Err(e) => return r.placeholder(i, &format!("cannot make an eventfd: errno {}", e.0)),
     };

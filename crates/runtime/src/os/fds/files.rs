@@ -501,7 +501,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         if *seals != sys::F_SEAL_SEAL {
             flags |= sys::MFD_ALLOW_SEALING;
         }
-        sys::memfd_create(&cstr(path), flags)
+        sys::memfd_create(&cstr(path), flags).map(sys::Fd::into_raw)
     } else {
         let dir = match path.iter().rposition(|c| *c == b'/') {
             Some(0) => b"/".to_vec(),

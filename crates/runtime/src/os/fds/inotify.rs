@@ -221,7 +221,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     let FileKind::Inotify { watches } = &r.table.files[i].kind else {
         return;
     };
-    let fd = match sys::inotify_init1(sys::O_CLOEXEC | sys::O_NONBLOCK) {
+    let fd = match sys::inotify_init1(sys::O_CLOEXEC | sys::O_NONBLOCK).map(sys::Fd::into_raw) {
         Ok(fd) => fd,
         Err(e) => {
             return r.placeholder(

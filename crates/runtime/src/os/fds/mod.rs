@@ -1086,9 +1086,8 @@ mod tests {
     /// A new fd of a file of its own (a pipe's read end: each pipe has its own inode, where
     /// every eventfd shares one).
     fn new_file() -> i32 {
-        let (r, w) = sys::pipe2(0).unwrap();
-        let _ = sys::close(w);
-        r
+        let (r, _w) = sys::pipe2(0).unwrap();
+        r.into_raw()
     }
 
     fn same_file(a: i32, b: i32) -> bool {
@@ -1104,8 +1103,8 @@ mod tests {
     fn fds_sharing_a_description_are_found_among_many_of_one_file() {
         // One file, several open file descriptions of it, each with a few duplicates, in an
         // interleaved order: every fd must land on its own description's entry.
-        let (r, w) = sys::pipe2(0).unwrap();
-        let path = format!("/proc/self/fd/{r}\0").into_bytes();
+        let (r, _w) = sys::pipe2(0).unwrap();
+        let path = format!("/proc/self/fd/{}\0", r.raw()).into_bytes();
         let mut fds = Vec::new(); // (fd, which description)
         for d in 0..6 {
             let fd = sys::openat(sys::AT_FDCWD, &path, sys::O_RDONLY | sys::O_NONBLOCK, 0)
@@ -1144,8 +1143,6 @@ mod tests {
         for (fd, _) in fds {
             let _ = sys::close(fd);
         }
-        let _ = sys::close(r);
-        let _ = sys::close(w);
     }
 
     /// One test for the staging (the fd table is the process's: two tests running at once

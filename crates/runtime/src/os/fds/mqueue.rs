@@ -52,7 +52,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     // The system call takes the name without its leading slash.
     let mut c = name.strip_prefix(b"/").unwrap_or(name).to_vec();
     c.push(0);
-    match sys::mq_open(&c, flags) {
+    match sys::mq_open(&c, flags).map(sys::Fd::into_raw) {
         Ok(fd) => {
             if *notified {
                 r.warning(i)

@@ -128,7 +128,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
             if packet {
                 flags |= sys::O_DIRECT;
             }
-            sys::pipe2(flags)
+            sys::pipe2(flags).map(|(r, w)| (r.into_raw(), w.into_raw()))
         }
     };
     let (ar, aw) = match anchors {

@@ -19,7 +19,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
         return;
     };
     let flags = sys::O_CLOEXEC | (r.table.files[i].flags & sys::O_NONBLOCK);
-    match sys::signalfd4(mask, flags) {
+    match sys::signalfd4(mask, flags).map(sys::Fd::into_raw) {
         Ok(fd) => r.put(i, fd),
         Err(e) => r.placeholder(i, &format!("cannot make a signalfd: errno {}", e.0)),
     }

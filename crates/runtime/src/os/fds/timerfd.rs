@@ -53,7 +53,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
         return;
     };
     let flags = sys::O_CLOEXEC | (r.table.files[i].flags & sys::O_NONBLOCK);
-    let fd = match sys::timerfd_create(t.clock, flags) {
+    let fd = match sys::timerfd_create(t.clock, flags).map(sys::Fd::into_raw) {
         Ok(fd) => fd,
         Err(e) => return r.placeholder(i, &format!("cannot make a timerfd: errno {}", e.0)),
     };
