@@ -17,6 +17,7 @@ pub mod fork;
 pub mod lock;
 pub mod pagemap;
 pub mod pool;
+pub mod pool_vec;
 pub mod shared;
 pub mod sysv_shm;
 pub mod table;

@@ -9,9 +9,7 @@
 //! A thread stopped by a failure between a system call and the matching table update simply
 //! finishes the update after the resume, because the table is restored with memory.
 
-use super::pool;
-use crate::sys;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use super::pool_vec::PoolVec;
 
 /// A pool-backed address range `[start, end)` whose first byte is at pool offset `off`,
 /// mapped with protection `prot`.
@@ -214,77 +212,40 @@ impl<S: Storage> Table<S> {
 /// The table's storage in pool memory (so it is restored with everything else).
 pub struct PoolStorage;
 
-// Persistent statics (restored with memory).
-static PTR: AtomicUsize = AtomicUsize::new(0);
-static LEN: AtomicUsize = AtomicUsize::new(0);
-static CAP: AtomicUsize = AtomicUsize::new(0);
-static STORE_OFF: AtomicUsize = AtomicUsize::new(0);
+// Persistent (restored with memory).
+static PIECES: PoolVec<Piece> = PoolVec::new();
 
 impl Storage for PoolStorage {
     fn slice(&self) -> &[Piece] {
-        let p = PTR.load(Ordering::Relaxed);
-        if p == 0 {
-            return &[];
-        }
-        // SAFETY: PTR points to CAP pieces of pool memory, LEN of them initialised; mutation
-        // only happens under the memory lock, which the caller holds.
-        unsafe { core::slice::from_raw_parts(p as *const Piece, LEN.load(Ordering::Relaxed)) }
+        // SAFETY: the table is only used under the memory lock, which the caller holds.
+        unsafe { PIECES.slice() }
     }
 
     fn slice_mut(&mut self) -> &mut [Piece] {
-        let p = PTR.load(Ordering::Relaxed);
-        if p == 0 {
-            return &mut [];
-        }
         // SAFETY: as above.
-        unsafe { core::slice::from_raw_parts_mut(p as *mut Piece, LEN.load(Ordering::Relaxed)) }
+        unsafe { PIECES.slice() }
     }
 
     fn len(&self) -> usize {
-        LEN.load(Ordering::Relaxed)
+        PIECES.len()
     }
 
     fn set_len(&mut self, n: usize) {
-        LEN.store(n, Ordering::Relaxed);
+        // SAFETY: as above; callers reserve first.
+        unsafe { PIECES.set_len(n) }
     }
 
     fn reserve(&mut self, n: usize) {
-        let cap = CAP.load(Ordering::Relaxed);
-        if n <= cap {
-            return;
-        }
-        let new_cap = (cap * 2).max(4096 / core::mem::size_of::<Piece>()).max(n);
-        let bytes = crate::vmem::round_up(new_cap * core::mem::size_of::<Piece>(), 4096);
-        let new_cap = bytes / core::mem::size_of::<Piece>();
-        let off = pool::alloc(bytes as u64)
-            .unwrap_or_else(|_| crate::diag::fatal("cannot grow the region table: pool file full"));
-        // SAFETY: a fresh mapping at a kernel-chosen address.
-        let at = unsafe { pool::map(0, bytes, sys::PROT_READ | sys::PROT_WRITE, 0, off) }
-            .unwrap_or_else(|_| crate::diag::fatal("cannot map the region table"));
-        let old = PTR.load(Ordering::Relaxed);
-        let len = LEN.load(Ordering::Relaxed);
-        if old != 0 {
-            // SAFETY: both ranges are valid and disjoint.
-            unsafe { core::ptr::copy_nonoverlapping(old as *const Piece, at as *mut Piece, len) };
-        }
-        let old_off = STORE_OFF.load(Ordering::Relaxed);
-        PTR.store(at, Ordering::Relaxed);
-        CAP.store(new_cap, Ordering::Relaxed);
-        STORE_OFF.store(off as usize, Ordering::Relaxed);
-        if old != 0 {
-            let old_bytes = crate::vmem::round_up(cap * core::mem::size_of::<Piece>(), 4096);
-            // SAFETY: the old storage is no longer referenced.
-            let _ = unsafe { sys::munmap(old, old_bytes) };
-            pool::release(old_off as u64, old_bytes as u64);
+        // SAFETY: the caller holds the memory lock (the table's and the pool's).
+        if unsafe { PIECES.reserve(n) }.is_err() {
+            crate::diag::fatal("cannot grow the region table: pool file full");
         }
     }
 }
 
 /// Forgets the table (fresh start: nothing is pool-backed yet).
 pub fn reset() {
-    PTR.store(0, Ordering::Relaxed);
-    LEN.store(0, Ordering::Relaxed);
-    CAP.store(0, Ordering::Relaxed);
+    PIECES.reset();
 }
 
 /// The process's table. The caller must hold the memory lock.

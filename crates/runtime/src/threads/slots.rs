@@ -18,10 +18,9 @@
 //! finds the table half-updated, and the lock is never held by a stopped thread.
 
 use crate::futex_lock::{FutexGuard, FutexLock};
-use crate::memory;
+use crate::memory::{self, pool_vec::PoolVec};
 use crate::signals::critical;
 use crate::sys;
-use crate::sys::PAGE;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// One stack mapping `[lo, lo + len)`, whose lowest `guard` bytes are `PROT_NONE`.
@@ -51,10 +50,8 @@ const CACHE_BYTES: usize = 64 << 20;
 
 // Persistent state (this library's .bss is pool memory).
 static LOCK: FutexLock = FutexLock::new();
-/// The slot array (pool memory), its capacity and the number of entries used.
-static TABLE: AtomicUsize = AtomicUsize::new(0);
-static CAP: AtomicUsize = AtomicUsize::new(0);
-static LEN: AtomicUsize = AtomicUsize::new(0);
+/// The slots, one per stack handed out.
+static SLOTS: PoolVec<Slot> = PoolVec::new();
 /// Detached threads whose stacks are still mapped (skip the scan when 0).
 static DETACHED_LIVE: AtomicUsize = AtomicUsize::new(0);
 static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -73,13 +70,8 @@ fn lock() -> Guard {
 }
 
 fn slots(_g: &Guard) -> &'static mut [Slot] {
-    let t = TABLE.load(Ordering::Relaxed);
-    if t == 0 {
-        return &mut [];
-    }
-    // SAFETY: the table is mapped pool memory of CAP slots, LEN of them in use, and only
-    // touched under the slot lock.
-    unsafe { core::slice::from_raw_parts_mut(t as *mut Slot, LEN.load(Ordering::Relaxed)) }
+    // SAFETY: the caller holds the slot lock, the array's.
+    unsafe { SLOTS.slice() }
 }
 
 /// Makes room for one more entry; returns its index.
@@ -88,33 +80,10 @@ fn push(g: &Guard, s: Slot) -> Result<usize, sys::Errno> {
         slots(g)[i] = s;
         return Ok(i);
     }
-    let (len, cap) = (LEN.load(Ordering::Relaxed), CAP.load(Ordering::Relaxed));
-    if len == cap {
-        let new_cap = (cap * 2).max(PAGE / core::mem::size_of::<Slot>());
-        let bytes = (new_cap * core::mem::size_of::<Slot>()).next_multiple_of(PAGE);
-        let new = memory::map(
-            0,
-            bytes,
-            sys::PROT_READ | sys::PROT_WRITE,
-            sys::MAP_PRIVATE | sys::MAP_ANONYMOUS,
-            -1,
-            0,
-        )?;
-        let old = TABLE.load(Ordering::Relaxed);
-        if old != 0 {
-            // SAFETY: both arrays are mapped; the old one holds `len` slots.
-            unsafe { core::ptr::copy_nonoverlapping(old as *const Slot, new as *mut Slot, len) };
-        }
-        TABLE.store(new, Ordering::Relaxed);
-        CAP.store(bytes / core::mem::size_of::<Slot>(), Ordering::Relaxed);
-        if old != 0 {
-            let old_bytes = (cap * core::mem::size_of::<Slot>()).next_multiple_of(PAGE);
-            let _ = memory::unmap(old, old_bytes);
-        }
-    }
-    LEN.store(len + 1, Ordering::Relaxed);
-    slots(g)[len] = s;
-    Ok(len)
+    // The memory lock after the slot lock, the order a fork takes them in.
+    let _m = memory::lock::lock();
+    // SAFETY: the slot lock (`g`) and the memory lock are held.
+    unsafe { SLOTS.push(s) }
 }
 
 fn tid_offset() -> usize {

@@ -13,11 +13,11 @@
 
 use super::{Desc, Restorer, procfd};
 use crate::futex_lock::{FutexGuard, FutexLock};
+use crate::memory::pool_vec::PoolVec;
 use crate::runtime::active;
 use crate::signals::critical;
 use crate::sys;
 use core::ffi::{c_char, c_int};
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use zhuque_image::os::{FileKind, InotifyWatch};
 
 const IN_DONT_FOLLOW: u32 = linux_raw_sys::general::IN_DONT_FOLLOW;
@@ -44,10 +44,9 @@ const EMPTY: Entry = Entry {
     len: 0,
 };
 
-// Persistent: the shadow table (restored with memory, like every static of the runtime):
-// `TABLE_LEN` entries at `TABLE` on the program's heap, doubled when full; no fixed limit.
-static TABLE: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
-static TABLE_LEN: AtomicUsize = AtomicUsize::new(0);
+// Persistent: the shadow table (restored with memory, like every static of the runtime), a
+// growable pool array; no fixed limit. Entries with a null path are free.
+static TABLE: PoolVec<Entry> = PoolVec::new();
 static LOCK: FutexLock = FutexLock::new();
 
 type Locked = FutexGuard<'static>;
@@ -57,42 +56,20 @@ fn lock() -> Locked {
 }
 
 fn table(_: &Locked) -> &'static mut [Entry] {
-    let p = TABLE.load(Ordering::Relaxed);
-    if p.is_null() {
-        return &mut [];
-    }
-    // SAFETY: only used under LOCK; `TABLE` holds `TABLE_LEN` initialized entries.
-    unsafe { core::slice::from_raw_parts_mut(p, TABLE_LEN.load(Ordering::Relaxed)) }
+    // SAFETY: the caller holds LOCK, the table's.
+    unsafe { TABLE.slice() }
 }
 
-/// A free slot of the table, which doubles when it is full. `None` only when the program's
-/// heap is exhausted (then the watch's path is unknown, and the resume says so).
+/// A free slot of the table, which grows when it is full. `None` only when the pool is full
+/// (then the watch's path is unknown, and the resume says so).
 fn free_slot(g: &Locked) -> Option<usize> {
-    let old = table(g);
-    if let Some(i) = old.iter().position(|e| e.path.is_null()) {
+    if let Some(i) = table(g).iter().position(|e| e.path.is_null()) {
         return Some(i);
     }
-    let len = old.len();
-    let grown = (len * 2).max(64);
-    let p = crate::allocator::persistent_alloc(grown * core::mem::size_of::<Entry>()) as *mut Entry;
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: `p` is a fresh allocation of `grown` entries (malloc alignment suffices), the
-    // old table holds `len`.
-    unsafe {
-        core::ptr::copy_nonoverlapping(old.as_ptr(), p, len);
-        for i in len..grown {
-            p.add(i).write(EMPTY);
-        }
-    }
-    let was = TABLE.swap(p, Ordering::Relaxed);
-    TABLE_LEN.store(grown, Ordering::Relaxed);
-    if !was.is_null() {
-        // SAFETY: the old table came from persistent_alloc and nothing refers to it now.
-        unsafe { crate::allocator::persistent_free(was.cast()) };
-    }
-    Some(len)
+    // The memory lock after the table's (a critical section: the caller's).
+    let _m = crate::memory::lock::lock();
+    // SAFETY: LOCK (`g`) and the memory lock are held.
+    unsafe { TABLE.push(EMPTY) }.ok()
 }
 
 /// Remembers where watch `wd` points (called right after the kernel added it).
