@@ -70,7 +70,7 @@ fn map_shared_anonymous(addr: usize, len: usize, prot: i32, flags: i32) -> Resul
         return Err(Errno::EINVAL);
     }
     let size = round_up(len).ok_or(Errno::ENOMEM)?;
-    let fd = crate::sys::memfd_create(b"zhuque-shared\0", crate::sys::MFD_CLOEXEC)?;
+    let fd = crate::sys::memfd_create(c"zhuque-shared", crate::sys::MFD_CLOEXEC)?;
     let grown =
         sys::with_file_size_room(size as u64, || crate::sys::ftruncate(fd.raw(), size as u64))
             .map_err(|_| Errno::ENOMEM)

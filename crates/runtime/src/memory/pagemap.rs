@@ -19,7 +19,7 @@ const PM_FILE: u64 = 1 << 61;
 pub fn open() -> Result<sys::Fd, Errno> {
     sys::openat(
         sys::AT_FDCWD,
-        b"/proc/thread-self/pagemap\0",
+        c"/proc/thread-self/pagemap",
         sys::O_RDONLY | sys::O_CLOEXEC,
         0,
     )
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn scan_and_pagemap_read_agree() {
         const LEN: usize = 64 << 20;
-        let fd = sys::memfd_create(b"scan-test\0", 0).expect("memfd");
+        let fd = sys::memfd_create(c"scan-test", 0).expect("memfd");
         sys::ftruncate(fd.raw(), LEN as u64).expect("ftruncate");
         // SAFETY: a fresh private mapping of our own memfd.
         let at = unsafe {

@@ -104,7 +104,7 @@ pub fn save(v: &Vma, generation: u64) -> Result<Backing, Errno> {
     path.push(0);
     let out = sys::openat(
         sys::AT_FDCWD,
-        &path,
+        sys::path(&path)?,
         sys::O_RDWR | sys::O_CREAT | sys::O_CLOEXEC,
         0o600,
     )?;
@@ -124,7 +124,12 @@ fn copy_mapped(v: &Vma, out: i32) -> Result<(), Errno> {
         crate::sys::with_file_size_room(end, || sys::ftruncate(out, end))??;
     }
     let obj = map_files_path(v);
-    let runs = match sys::openat(sys::AT_FDCWD, &obj, sys::O_RDONLY | sys::O_CLOEXEC, 0) {
+    let runs = match sys::openat(
+        sys::AT_FDCWD,
+        sys::path(&obj)?,
+        sys::O_RDONLY | sys::O_CLOEXEC,
+        0,
+    ) {
         Ok(fd) => crate::memory::fork::data_runs(fd.raw(), v.offset, end),
         // No access to the object itself: the whole mapped range.
         Err(_) => vec![(v.offset, end)],
@@ -187,7 +192,12 @@ pub fn keep_named(path: &[u8], file: &zhuque_image::FileId) -> Vec<u8> {
 fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
     let mut src_path = path.to_vec();
     src_path.push(0);
-    let src = sys::openat(sys::AT_FDCWD, &src_path, sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
+    let src = sys::openat(
+        sys::AT_FDCWD,
+        sys::path(&src_path)?,
+        sys::O_RDONLY | sys::O_CLOEXEC,
+        0,
+    )?;
     let st = sys::fstat(src.raw())?;
     {
         let d = dir();
@@ -198,18 +208,19 @@ fn copy_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
         let mut tmp = dst_path.clone();
         tmp.extend_from_slice(format!(".{}.tmp\0", crate::sys::getpid()).as_bytes());
         dst_path.push(0);
+        let (tmp, dst_path) = (sys::path(&tmp)?, sys::path(&dst_path)?);
         let dst = sys::openat(
             sys::AT_FDCWD,
-            &tmp,
+            tmp,
             sys::O_RDWR | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC,
             st.mode & 0o7777,
         )?;
         let r = crate::os::image_files::copy(src.raw(), dst.raw(), st.size.max(0) as u64);
         drop(dst);
         match r {
-            Ok(()) => sys::renameat(&tmp, &dst_path),
+            Ok(()) => sys::renameat(tmp, dst_path),
             Err(e) => {
-                let _ = sys::unlinkat(sys::AT_FDCWD, &tmp, 0);
+                let _ = sys::unlinkat(sys::AT_FDCWD, tmp, 0);
                 Err(e)
             }
         }
@@ -227,7 +238,7 @@ pub fn remake_named(path: &[u8], name: &[u8]) -> Result<(), Errno> {
         dst_path.push(0);
         let dst = match sys::openat(
             sys::AT_FDCWD,
-            &dst_path,
+            sys::path(&dst_path)?,
             sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_CLOEXEC,
             st.mode & 0o7777,
         ) {
@@ -252,7 +263,7 @@ pub fn open_object(name: &[u8], flags: u32) -> Result<sys::Fd, Errno> {
     path.push(b'/');
     path.extend_from_slice(name);
     path.push(0);
-    sys::openat(sys::AT_FDCWD, &path, flags | sys::O_CLOEXEC, 0)
+    sys::openat(sys::AT_FDCWD, sys::path(&path)?, flags | sys::O_CLOEXEC, 0)
 }
 
 /// Maps the shared object `name` of the image at `[start, start+len)` (resume).

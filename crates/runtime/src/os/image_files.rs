@@ -48,7 +48,7 @@ impl ImageFiles {
         }
         self.dir = sys::openat(
             image_dir_fd(),
-            b"files\0",
+            c"files",
             O_RDONLY | O_DIRECTORY | O_CLOEXEC,
             0,
         )
@@ -63,8 +63,7 @@ impl ImageFiles {
         }
         let mut name = format!("{}.{}", self.generation, self.next).into_bytes();
         self.next += 1;
-        let mut c = name.clone();
-        c.push(0);
+        let c = std::ffi::CString::new(name.clone()).map_err(|_| crate::sys::Errno::EINVAL)?;
         let fd = sys::openat(
             self.dir,
             &c,
@@ -112,9 +111,9 @@ impl ImageFiles {
             .filter(|n| n != b"." && n != b"..")
             .collect();
         for n in names {
-            if !keep(&n) {
-                let mut c = n;
-                c.push(0);
+            if !keep(&n)
+                && let Ok(c) = std::ffi::CString::new(n)
+            {
                 let _ = sys::unlinkat(self.dir, &c, 0);
             }
         }
@@ -131,8 +130,7 @@ impl Drop for ImageFiles {
 
 /// Opens a copy named by `meta` for reading (resume).
 pub fn open(name: &[u8]) -> Result<sys::Fd, crate::sys::Errno> {
-    let mut c = name.to_vec();
-    c.push(0);
+    let c = std::ffi::CString::new(name).map_err(|_| crate::sys::Errno::EINVAL)?;
     sys::openat(image_dir_fd(), &c, O_RDONLY | O_CLOEXEC, 0)
 }
 

@@ -15,11 +15,8 @@ const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 const MEMBARRIER_GET_REGISTRATIONS: usize = 1 << 9;
 const MEMBARRIER_REGISTERS: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
 
-fn comm_path(tid: i32) -> Vec<u8> {
-    let mut p = b"/proc/self/task/".to_vec();
-    p.extend_from_slice(tid.to_string().as_bytes());
-    p.extend_from_slice(b"/comm\0");
-    p
+fn comm_path(tid: i32) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/self/task/{tid}/comm")).unwrap_or_default()
 }
 
 pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
@@ -147,7 +144,7 @@ fn restore_oom_score_adj(value: i32) {
     let text = value.to_string();
     let written = sys::openat(
         sys::AT_FDCWD,
-        OOM_SCORE_ADJ,
+        c"/proc/self/oom_score_adj",
         sys::O_WRONLY | sys::O_CLOEXEC,
         0,
     )

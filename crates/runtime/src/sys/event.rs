@@ -1,6 +1,7 @@
 //! Event objects: epoll, eventfd, timerfd, signalfd, inotify and memfd.
 
-use super::{Fd, Result, call, nr, terminated};
+use super::{Fd, Result, call, nr};
+use core::ffi::CStr;
 use linux_raw_sys::general as g;
 
 pub fn epoll_create1(flags: u32) -> Result<Fd> {
@@ -107,8 +108,7 @@ pub fn inotify_init1(flags: u32) -> Result<Fd> {
     call(nr::INOTIFY_INIT1, flags as usize, 0, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }
 
-pub fn inotify_add_watch(fd: i32, path: &[u8], mask: u32) -> Result<i32> {
-    terminated(path)?;
+pub fn inotify_add_watch(fd: i32, path: &CStr, mask: u32) -> Result<i32> {
     call(
         nr::INOTIFY_ADD_WATCH,
         fd as usize,
@@ -130,8 +130,7 @@ pub const MFD_ALLOW_SEALING: u32 = g::MFD_ALLOW_SEALING;
 pub const MFD_HUGETLB: u32 = g::MFD_HUGETLB;
 pub const F_SEAL_SEAL: u32 = g::F_SEAL_SEAL;
 
-pub fn memfd_create(name: &[u8], flags: u32) -> Result<Fd> {
-    terminated(name)?;
+pub fn memfd_create(name: &CStr, flags: u32) -> Result<Fd> {
     call(
         nr::MEMFD_CREATE,
         name.as_ptr() as usize,

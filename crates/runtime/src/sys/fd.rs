@@ -1,6 +1,7 @@
 //! The fd table, files and paths, `stat`, `kcmp`, pidfds, polling and pipes.
 
-use super::{Errno, Result, call, check, nr, syscall3, syscall4, terminated};
+use super::{Errno, Result, call, check, nr, syscall3, syscall4};
+use core::ffi::CStr;
 use linux_raw_sys::general as g;
 
 pub const O_RDONLY: u32 = g::O_RDONLY;
@@ -150,9 +151,8 @@ impl Drop for Fd {
     }
 }
 
-/// `openat(dirfd, path, flags, mode)`; `path` must be NUL-terminated.
-pub fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<Fd> {
-    terminated(path)?;
+/// `openat(dirfd, path, flags, mode)`.
+pub fn openat(dirfd: i32, path: &CStr, flags: u32, mode: u32) -> Result<Fd> {
     call(
         nr::OPENAT,
         dirfd as usize,
@@ -257,10 +257,8 @@ pub unsafe fn ioctl<T>(fd: i32, req: u64, arg: *mut T) -> Result<usize> {
     check(unsafe { syscall3(nr::IOCTL, fd as usize, req as usize, arg as usize) })
 }
 
-/// Renames `from` to `to` (NUL-terminated paths, relative to the working directory).
-pub fn renameat(from: &[u8], to: &[u8]) -> Result<()> {
-    terminated(from)?;
-    terminated(to)?;
+/// Renames `from` to `to` (paths relative to the working directory).
+pub fn renameat(from: &CStr, to: &CStr) -> Result<()> {
     call(
         nr::RENAMEAT,
         AT_FDCWD as usize,
@@ -273,8 +271,7 @@ pub fn renameat(from: &[u8], to: &[u8]) -> Result<()> {
     .map(|_| ())
 }
 
-pub fn unlinkat(dirfd: i32, path: &[u8], flags: u32) -> Result<()> {
-    terminated(path)?;
+pub fn unlinkat(dirfd: i32, path: &CStr, flags: u32) -> Result<()> {
     call(
         nr::UNLINKAT,
         dirfd as usize,
@@ -380,9 +377,8 @@ pub fn fs_type(fd: i32) -> Result<i64> {
 pub const TMPFS_MAGIC: i64 = g::TMPFS_MAGIC as i64;
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
-/// `mq_open` of an existing queue (`name` without its leading `/`, NUL-terminated).
-pub fn mq_open(name: &[u8], flags: u32) -> Result<Fd> {
-    terminated(name)?;
+/// `mq_open` of an existing queue (`name` without its leading `/`).
+pub fn mq_open(name: &CStr, flags: u32) -> Result<Fd> {
     call(
         nr::MQ_OPEN,
         name.as_ptr() as usize,

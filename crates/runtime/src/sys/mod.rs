@@ -259,12 +259,8 @@ fn call(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) ->
     check(unsafe { syscall6(n, a, b, c, d, e, f) })
 }
 
-/// `EINVAL` unless `path` ends with its NUL, the kernel's end of a path (it would read on past
-/// the slice otherwise). An inner NUL only shortens the path the kernel sees.
-fn terminated(path: &[u8]) -> Result<()> {
-    if path.last() == Some(&0) {
-        Ok(())
-    } else {
-        Err(Errno::EINVAL)
-    }
+/// `bytes` (ending with its NUL, none inside) as a path for a call of this module; `EINVAL`
+/// otherwise, as the kernel would answer a path it cannot read.
+pub fn path(bytes: &[u8]) -> Result<&core::ffi::CStr> {
+    core::ffi::CStr::from_bytes_with_nul(bytes).map_err(|_| Errno::EINVAL)
 }

@@ -17,7 +17,13 @@ pub fn why_not_dynamic(dirfd: i32, path: &[u8]) -> Option<&'static str> {
 fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
     let mut p = path.to_vec();
     p.push(0);
-    let fd = sys::openat(dirfd, &p, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
+    let fd = sys::openat(
+        dirfd,
+        sys::path(&p).ok()?,
+        sys::O_RDONLY | sys::O_CLOEXEC,
+        0,
+    )
+    .ok()?;
     let mut head = [0u8; 256];
     let n = sys::pread(fd.raw(), &mut head, 0).unwrap_or(0);
     if head[..n].starts_with(b"#!") {

@@ -46,7 +46,7 @@ enum Outside {
 /// directory (returned too); outside, or when it cannot write the image, a memfd.
 fn child_pool() -> Result<(i32, Result<i32, Outside>), Errno> {
     let outside = |why| -> Result<(i32, Result<i32, Outside>), Errno> {
-        let fd = sys::memfd_create(b"zhuque-pool\0", sys::MFD_CLOEXEC)?;
+        let fd = sys::memfd_create(c"zhuque-pool", sys::MFD_CLOEXEC)?;
         Ok((image_io::hide_raw(fd.into_raw()), Err(why)))
     };
     if !in_tree() {

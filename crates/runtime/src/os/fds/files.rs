@@ -17,16 +17,14 @@ use zhuque_image::os::{FdTable, FileKind, OpenFile};
 
 const DELETED: &[u8] = b" (deleted)";
 
-fn cstr(p: &[u8]) -> Vec<u8> {
-    let mut v = p.to_vec();
-    v.push(0);
-    v
+/// `p` as a path for a system call (up to a NUL inside it, which no saved path has).
+fn cstr(p: &[u8]) -> std::ffi::CString {
+    let end = p.iter().position(|c| *c == 0).unwrap_or(p.len());
+    std::ffi::CString::new(&p[..end]).unwrap_or_default()
 }
 
 fn stat_path(p: &[u8], flags: rustix::fs::AtFlags) -> Option<(u64, u64)> {
-    let c = cstr(p);
-    let c = core::ffi::CStr::from_bytes_with_nul(&c).ok()?;
-    let st = rustix::fs::statat(rustix::fs::CWD, c, flags).ok()?;
+    let st = rustix::fs::statat(rustix::fs::CWD, cstr(p).as_c_str(), flags).ok()?;
     Some((st.st_dev, st.st_ino))
 }
 
@@ -69,7 +67,8 @@ pub fn save_path(d: &Desc) -> FileKind {
 fn copy_contents(ctx: &mut SaveCtx, i: usize, size: u64) -> Vec<u8> {
     let d = &ctx.descs[i];
     // Read through a new read-only description: the program's may be write-only.
-    let src = sys::openat(sys::AT_FDCWD, &d.path, sys::O_RDONLY | sys::O_CLOEXEC, 0);
+    let src = sys::path(&d.path)
+        .and_then(|p| sys::openat(sys::AT_FDCWD, p, sys::O_RDONLY | sys::O_CLOEXEC, 0));
     let copied = src.and_then(|src| {
         ctx.files.create().and_then(|(dst, name)| {
             let r = image_files::copy(src.raw(), dst, size).and_then(|_| ctx.files.finish(dst));
@@ -540,12 +539,10 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         let FileKind::Anonymous { offset, .. } = &f.kind else {
             continue;
         };
-        match sys::openat(
-            sys::AT_FDCWD,
-            &procfd::Task::OWN.path(fd),
-            open_flags(f.flags, *mode),
-            0,
-        ) {
+        let path = procfd::Task::OWN.path(fd);
+        match sys::path(&path)
+            .and_then(|p| sys::openat(sys::AT_FDCWD, p, open_flags(f.flags, *mode), 0))
+        {
             Ok(n) => {
                 let _ = sys::lseek(n.raw(), *offset as i64, sys::SEEK_SET);
                 r.put(j, n.into_raw());

@@ -151,11 +151,11 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
     let on = active();
     let _c = on.then(critical);
     // SAFETY: path is the caller's NUL-terminated string.
-    let p = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes_with_nul();
+    let p = unsafe { core::ffi::CStr::from_ptr(path) };
     match sys::inotify_add_watch(fd, p, mask) {
         Ok(wd) => {
             if on {
-                record(wd, &p[..p.len() - 1], mask);
+                record(wd, p.to_bytes(), mask);
             }
             wd
         }
@@ -207,7 +207,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
             );
         }
     };
-    let dummies: [&[u8]; 4] = [b"/\0", b"/proc\0", b"/dev\0", b"/sys\0"];
+    let dummies = [c"/", c"/proc", c"/dev", c"/sys"];
     let mut skipped = false;
     // A new instance hands out 1 first, then the number after the last one it gave.
     let mut next = 1;
@@ -220,8 +220,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
                 .emit();
             continue;
         }
-        let mut path = w.path.clone();
-        path.push(0);
+        let path = std::ffi::CString::new(w.path.clone()).unwrap_or_default();
         // Skip descriptors up to the wanted one with throw-away watches.
         while next < w.wd {
             let got = dummies

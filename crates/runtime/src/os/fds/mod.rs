@@ -800,7 +800,7 @@ impl<'a> Restorer<'a> {
     pub fn hold(&mut self, i: usize) {
         match sys::openat(
             sys::AT_FDCWD,
-            b"/\0",
+            c"/",
             sys::O_PATH | sys::O_CLOEXEC | sys::O_DIRECTORY,
             0,
         ) {
@@ -1104,7 +1104,7 @@ mod tests {
         // One file, several open file descriptions of it, each with a few duplicates, in an
         // interleaved order: every fd must land on its own description's entry.
         let (r, _w) = sys::pipe2(0).unwrap();
-        let path = format!("/proc/self/fd/{}\0", r.raw()).into_bytes();
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{}", r.raw())).unwrap();
         let mut fds = Vec::new(); // (fd, which description)
         for d in 0..6 {
             let fd = sys::openat(sys::AT_FDCWD, &path, sys::O_RDONLY | sys::O_NONBLOCK, 0)

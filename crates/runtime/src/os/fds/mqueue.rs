@@ -50,8 +50,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     };
     let flags = r.table.files[i].flags & (sys::O_ACCMODE | sys::O_NONBLOCK) | sys::O_CLOEXEC;
     // The system call takes the name without its leading slash.
-    let mut c = name.strip_prefix(b"/").unwrap_or(name).to_vec();
-    c.push(0);
+    let c = std::ffi::CString::new(name.strip_prefix(b"/").unwrap_or(name)).unwrap_or_default();
     match sys::mq_open(&c, flags).map(sys::Fd::into_raw) {
         Ok(fd) => {
             if *notified {

@@ -56,7 +56,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     path.extend_from_slice(file);
     path.push(0);
     let flags = (f.flags & sys::O_PATH) | sys::O_RDONLY | sys::O_CLOEXEC;
-    match sys::openat(sys::AT_FDCWD, &path, flags, 0) {
+    match sys::path(&path).and_then(|p| sys::openat(sys::AT_FDCWD, p, flags, 0)) {
         Ok(fd) => r.put(i, fd.into_raw()),
         Err(e) => r.placeholder(
             i,

@@ -21,12 +21,15 @@ fn reads(flags: u32) -> bool {
 /// Reads everything the pipe holds, through a new non-blocking read-only description.
 /// Takes the unread bytes of the pipe that `/proc` path `path` (NUL-terminated) leads to.
 fn drain(path: &[u8]) -> Vec<u8> {
-    let Ok(r) = sys::openat(
-        sys::AT_FDCWD,
-        path,
-        sys::O_RDONLY | sys::O_NONBLOCK | sys::O_CLOEXEC,
-        0,
-    ) else {
+    let opened = sys::path(path).and_then(|p| {
+        sys::openat(
+            sys::AT_FDCWD,
+            p,
+            sys::O_RDONLY | sys::O_NONBLOCK | sys::O_CLOEXEC,
+            0,
+        )
+    });
+    let Ok(r) = opened else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -86,7 +89,7 @@ fn open_fifo(path: &[u8]) -> Option<i32> {
     c.push(0);
     let fd = sys::openat(
         sys::AT_FDCWD,
-        &c,
+        sys::path(&c).ok()?,
         sys::O_RDWR | sys::O_NONBLOCK | sys::O_CLOEXEC,
         0,
     )
@@ -186,12 +189,10 @@ pub fn restore(r: &mut Restorer, first: usize) {
             continue;
         }
         let mode = r.table.files[j].flags & sys::O_ACCMODE;
-        match sys::openat(
-            sys::AT_FDCWD,
-            &procfd::Task::OWN.path(ar),
-            mode | sys::O_NONBLOCK | sys::O_CLOEXEC,
-            0,
-        ) {
+        let path = procfd::Task::OWN.path(ar);
+        match sys::path(&path)
+            .and_then(|p| sys::openat(sys::AT_FDCWD, p, mode | sys::O_NONBLOCK | sys::O_CLOEXEC, 0))
+        {
             Ok(fd) => {
                 r.set_status_flags(fd.raw(), j);
                 r.put(j, fd.into_raw());

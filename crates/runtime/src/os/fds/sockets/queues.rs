@@ -204,7 +204,7 @@ pub(super) fn reachable(addr: &[u8]) -> Vec<u8> {
 pub(super) struct Sender {
     fd: sys::Fd,
     named: bool,
-    made_path: Option<Vec<u8>>,
+    made_path: Option<std::ffi::CString>,
 }
 
 impl Sender {

@@ -4,18 +4,17 @@
 use super::is_tcp;
 use super::options::saved_reuseaddr;
 use crate::sys;
+use std::ffi::CString;
 use zhuque_image::os::Socket;
 
 /// The file of a path-bound Unix socket address, if it names one.
-pub(super) fn unix_path(addr: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn unix_path(addr: &[u8]) -> Option<CString> {
     let path = addr.get(2..)?;
     if path.first().is_none_or(|c| *c == 0) {
         return None; // abstract or unnamed
     }
     let end = path.iter().position(|c| *c == 0).unwrap_or(path.len());
-    let mut p = path[..end].to_vec();
-    p.push(0);
-    Some(p)
+    CString::new(&path[..end]).ok()
 }
 
 /// For a Unix socket bound to a path: the permission bits of its socket file (0: none, or
@@ -29,10 +28,12 @@ pub(super) fn socket_file(s: &Socket, own: Option<(u32, u32)>) -> (u32, bool) {
     let Some(p) = unix_path(&s.local) else {
         return (0, false);
     };
-    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p) else {
-        return (0, false);
-    };
-    let st = rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok();
+    let st = rustix::fs::statat(
+        rustix::fs::CWD,
+        p.as_c_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .ok();
     let is_own = |st: &rustix::fs::Stat| match own {
         Some((dev, ino)) => {
             st.st_ino as u32 == ino
@@ -60,9 +61,11 @@ pub(super) fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     let inet = matches!(s.domain, sys::AF_INET | sys::AF_INET6);
     if s.domain == sys::AF_UNIX
         && let Some(p) = unix_path(&s.local)
-        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
-        && let Ok(st) =
-            rustix::fs::statat(rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        && let Ok(st) = rustix::fs::statat(
+            rustix::fs::CWD,
+            p.as_c_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
         && st.st_mode & sys::S_IFMT == sys::S_IFSOCK
     {
         let _ = sys::unlinkat(sys::AT_FDCWD, &p, 0);
@@ -93,10 +96,14 @@ pub(super) fn rebind(fd: i32, s: &Socket) -> Result<(), crate::sys::Errno> {
     if r.is_ok()
         && s.path_mode != 0
         && let Some(p) = unix_path(&s.local)
-        && let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p)
     {
         let mode = rustix::fs::Mode::from_raw_mode(s.path_mode);
-        let _ = rustix::fs::chmodat(rustix::fs::CWD, c, mode, rustix::fs::AtFlags::empty());
+        let _ = rustix::fs::chmodat(
+            rustix::fs::CWD,
+            p.as_c_str(),
+            mode,
+            rustix::fs::AtFlags::empty(),
+        );
     }
     r
 }
@@ -112,10 +119,10 @@ pub(super) fn bind_holding_file(
     let Some(path) = unix_path(&s.local) else {
         return sys::bind(fd, &s.local).map(|()| None);
     };
-    let mut aside = path[..path.len() - 1].to_vec();
+    let mut aside = path.as_bytes().to_vec();
     aside.extend_from_slice(b".zhuque-aside-");
     aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
-    aside.push(0);
+    let aside = CString::new(aside).map_err(|_| crate::sys::Errno::EINVAL)?;
     let moved = sys::renameat(&path, &aside).is_ok();
     let held = HeldPath { path, aside, moved };
     match sys::bind(fd, &s.local) {
@@ -134,8 +141,8 @@ pub(super) fn bind_holding_file(
 /// path before, moved aside meanwhile (see [`bind_holding_file`]). Until released, a client
 /// can still reach the new socket by path: its pending connections are made again then.
 pub(super) struct HeldPath {
-    path: Vec<u8>,
-    aside: Vec<u8>,
+    path: CString,
+    aside: CString,
     moved: bool,
 }
 
