@@ -9,6 +9,7 @@ use crate::procfs::Vma;
 use crate::sys;
 use crate::sys::Errno;
 use crate::sys::PAGE;
+use linux_raw_sys::general::{page_region as PageRegion, pm_scan_arg as PmScanArg};
 
 /// Pagemap entry bits: page present, swapped, a file page (or shared anonymous).
 const PM_PRESENT: u64 = 1 << 63;
@@ -72,31 +73,11 @@ const PAGE_IS_SWAPPED: u64 = linux_raw_sys::general::PAGE_IS_SWAPPED as u64;
 /// `_IOWR('f', 16, struct pm_scan_arg)`.
 const PAGEMAP_SCAN: u64 = 0xc060_6610;
 
-/// `struct pm_scan_arg`.
-#[repr(C)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// `struct page_region`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
+const NO_REGION: PageRegion = PageRegion {
+    start: 0,
+    end: 0,
+    categories: 0,
+};
 
 fn scan_runs(pm: i32, v: &Vma, want: Pages) -> Result<Vec<(usize, usize)>, Errno> {
     // Selected: (categories ^ inverted) has every bit of `mask` and one of `anyof`.
@@ -105,7 +86,7 @@ fn scan_runs(pm: i32, v: &Vma, want: Pages) -> Result<Vec<(usize, usize)>, Errno
         Pages::Own => (PAGE_IS_FILE, PAGE_IS_FILE),
     };
     let anyof = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-    let mut regions = [PageRegion::default(); 256];
+    let mut regions = [NO_REGION; 256];
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut at = v.start as u64;
     while at < v.end as u64 {

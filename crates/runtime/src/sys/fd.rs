@@ -284,8 +284,7 @@ pub fn unlinkat(dirfd: i32, path: &CStr, flags: u32) -> Result<()> {
     .map(|_| ())
 }
 
-/// `struct stat` (x86-64), the fields we use.
-#[repr(C)]
+/// What `fstat` says of a file: the fields of the kernel's `struct stat` the runtime uses.
 #[derive(Clone, Copy)]
 pub struct Stat {
     pub dev: u64,
@@ -294,19 +293,35 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    _pad0: u32,
     pub rdev: u64,
     pub size: i64,
     pub blksize: i64,
     pub blocks: i64,
-    _times: [u64; 6],
-    _unused: [i64; 3],
+    mtime: (i64, u32),
 }
 
 impl Stat {
     /// Last modification time: seconds and nanoseconds.
     pub fn mtime(&self) -> (i64, u32) {
-        (self._times[2] as i64, self._times[3] as u32)
+        self.mtime
+    }
+}
+
+impl From<&linux_raw_sys::general::stat> for Stat {
+    fn from(s: &linux_raw_sys::general::stat) -> Stat {
+        Stat {
+            dev: s.st_dev,
+            ino: s.st_ino,
+            nlink: s.st_nlink,
+            mode: s.st_mode,
+            uid: s.st_uid,
+            gid: s.st_gid,
+            rdev: s.st_rdev,
+            size: s.st_size,
+            blksize: s.st_blksize,
+            blocks: s.st_blocks,
+            mtime: (s.st_mtime as i64, s.st_mtime_nsec as u32),
+        }
     }
 }
 
@@ -352,10 +367,11 @@ pub const S_IFCHR: u32 = g::S_IFCHR;
 pub const S_IFBLK: u32 = g::S_IFBLK;
 
 pub fn fstat(fd: i32) -> Result<Stat> {
-    let mut st = core::mem::MaybeUninit::<Stat>::zeroed();
+    let mut st = core::mem::MaybeUninit::<linux_raw_sys::general::stat>::zeroed();
     call(nr::FSTAT, fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0)?;
-    // SAFETY: zero-initialised and filled by the kernel.
-    Ok(unsafe { st.assume_init() })
+    // SAFETY: zero-initialised (any bytes are a valid `stat`) and filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(Stat::from(&st))
 }
 
 /// The filesystem type of fd `fd` (`statfs.f_type`).

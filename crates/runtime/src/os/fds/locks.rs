@@ -11,6 +11,7 @@
 
 use super::{Desc, Restorer, procfd};
 use crate::sys;
+use linux_raw_sys::general::{F_RDLCK, F_WRLCK, SEEK_SET, flock as Flock};
 use zhuque_image::os::{FdTable, FileKind, FileLock, LockKind};
 
 /// The locks held through description `i` (`d`).
@@ -61,17 +62,6 @@ pub fn save(d: &Desc, i: usize, out: &mut Vec<FileLock>) {
     }
 }
 
-#[repr(C)]
-struct Flock {
-    ty: i16,
-    whence: i16,
-    _pad: i32,
-    start: i64,
-    len: i64,
-    pid: i32,
-    _pad2: i32,
-}
-
 const LOCK_SH: usize = linux_raw_sys::general::LOCK_SH as usize;
 const LOCK_EX: usize = linux_raw_sys::general::LOCK_EX as usize;
 const LOCK_NB: usize = linux_raw_sys::general::LOCK_NB as usize;
@@ -86,13 +76,11 @@ fn take(fd: i32, l: &FileLock) -> Result<(), crate::sys::Errno> {
         return sys::flock(fd, op);
     }
     let mut fl = Flock {
-        ty: if l.write { 1 } else { 0 },
-        whence: 0,
-        _pad: 0,
-        start: l.start as i64,
-        len: l.len as i64,
-        pid: 0,
-        _pad2: 0,
+        l_type: if l.write { F_WRLCK } else { F_RDLCK } as i16,
+        l_whence: SEEK_SET as i16,
+        l_start: l.start as i64,
+        l_len: l.len as i64,
+        l_pid: 0,
     };
     let cmd = if l.kind == LockKind::Posix {
         sys::F_SETLK
