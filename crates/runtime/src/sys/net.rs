@@ -224,25 +224,6 @@ pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> Result<usize> {
     )
 }
 
-#[repr(C)]
-pub struct IoVec {
-    pub base: usize,
-    pub len: usize,
-}
-
-#[repr(C)]
-pub struct MsgHdr {
-    pub name: usize,
-    pub namelen: u32,
-    _pad: u32,
-    pub iov: usize,
-    pub iovlen: usize,
-    pub control: usize,
-    pub controllen: usize,
-    pub flags: i32,
-    _pad2: i32,
-}
-
 /// `recvmsg` of one message into `buf` with a control buffer; returns (bytes, msg flags,
 /// control bytes).
 pub fn recvmsg(
@@ -263,29 +244,27 @@ pub fn recvmsg_from(
     name: &mut [u8],
     flags: i32,
 ) -> Result<(usize, i32, usize, usize)> {
-    let mut iov = IoVec {
-        base: buf.as_mut_ptr() as usize,
-        len: buf.len(),
+    let mut iov = linux_raw_sys::general::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len() as _,
     };
-    let mut m = MsgHdr {
-        name: if name.is_empty() {
-            0
+    let mut m = linux_raw_sys::net::msghdr {
+        msg_name: if name.is_empty() {
+            core::ptr::null_mut()
         } else {
-            name.as_mut_ptr() as usize
+            name.as_mut_ptr().cast()
         },
-        namelen: name.len() as u32,
-        _pad: 0,
-        iov: &mut iov as *mut IoVec as usize,
-        iovlen: 1,
-        control: control.as_mut_ptr() as usize,
-        controllen: control.len(),
-        flags: 0,
-        _pad2: 0,
+        msg_namelen: name.len() as _,
+        msg_iov: (&mut iov as *mut linux_raw_sys::general::iovec).cast(),
+        msg_iovlen: 1,
+        msg_control: control.as_mut_ptr().cast(),
+        msg_controllen: control.len(),
+        msg_flags: 0,
     };
     let n = call(
         nr::RECVMSG,
         fd as usize,
-        &mut m as *mut MsgHdr as usize,
+        &mut m as *mut linux_raw_sys::net::msghdr as usize,
         flags as usize,
         0,
         0,
@@ -293,8 +272,8 @@ pub fn recvmsg_from(
     )?;
     Ok((
         n,
-        m.flags,
-        m.controllen,
-        (m.namelen as usize).min(name.len()),
+        m.msg_flags as i32,
+        m.msg_controllen,
+        (m.msg_namelen as usize).min(name.len()),
     ))
 }
