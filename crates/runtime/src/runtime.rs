@@ -13,7 +13,7 @@ use crate::process::{self, Launch, Mode};
 use crate::procfs;
 use crate::sys;
 use core::sync::atomic::Ordering;
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use zhuque_image::{self as image, Layout, Meta, Program, State};
 
 /// Makes sure the runtime has decided what this process is.
@@ -88,14 +88,7 @@ fn init() {
         return;
     };
     let dir = image_dir(cr, &launch);
-    let fail_after = match launch
-        .env_get(image::ENV_FAIL_AFTER)
-        .map(image::parse_fail_after)
-    {
-        None => None,
-        Some(Ok(v)) => v,
-        Some(Err(e)) => refuse_with("ZHUQUE_FAIL_AFTER: ", e.as_bytes()),
-    };
+    let fail_after = fail_after_setting(&launch);
     p.fail_after_ns.store(
         fail_after.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX),
         Ordering::Relaxed,
@@ -105,32 +98,7 @@ fn init() {
         run_unprotected(&dir);
         return;
     }
-
-    // The default root is checked before anything is created in it.
-    let root = default_root_in_use(cr, &launch);
-    for d in root.iter().chain([&dir]) {
-        if let Err(e) = image_io::create_dir_all(d) {
-            diag::refuse(
-                Line::new()
-                    .str("cannot create image directory ")
-                    .push(d)
-                    .str(": ")
-                    .str(&e.to_string()),
-            );
-        }
-        if root.as_ref() == Some(d) {
-            require_private_root(d);
-        }
-    }
-    let dir_fd = image_io::open_dir(&dir).unwrap_or_else(|e| {
-        diag::refuse(
-            Line::new()
-                .str("cannot open image directory ")
-                .push(&dir)
-                .str(": ")
-                .str(&e.to_string()),
-        )
-    });
+    let dir_fd = open_image_dir(cr, &launch, &dir);
 
     // In a process tree, the init says what this process is (tree::member).
     let launch = match crate::tree::member::start(crate::tree::member::Start {
@@ -144,52 +112,8 @@ fn init() {
         None => return,
         Some(launch) => launch,
     };
-
-    // Plan the exec this process must be (to re-execute if it is not).
-    let before = image_io::read_meta(dir_fd.as_fd()).ok().flatten();
-    let target =
-        match &before {
-            Some(Ok(m)) if m.state() == State::Saved => {
-                if m.program.argv != launch.argv {
-                    diag::refuse(Line::new().str("image ").push(&dir).str(
-                        " holds a saved run of a different command; use --fresh to discard it",
-                    ));
-                }
-                let mut prog = m.program.clone();
-                prog.env = image::with_fail_after(&prog.env, fail_after);
-                prog
-            }
-            _ => fresh_program(&launch, &dir, &runtime_path, fail_after),
-        };
-    if !launch_matches(
-        &launch,
-        &target,
-        before
-            .as_ref()
-            .is_some_and(|m| m.as_ref().is_ok_and(|m| m.state() == State::Saved)),
-    ) {
-        reexec(&target);
-    }
-
-    match image_io::lock(dir_fd.as_fd()) {
-        Ok(()) => {}
-        Err(_) => diag::refuse(
-            Line::new()
-                .str("image ")
-                .push(&dir)
-                .str(" is in use by a running process"),
-        ),
-    }
-    let meta = match image_io::read_meta(dir_fd.as_fd()) {
-        Ok(m) => m,
-        Err(e) => diag::refuse(
-            Line::new()
-                .str("cannot read image ")
-                .push(&dir)
-                .str(": ")
-                .str(&e.to_string()),
-        ),
-    };
+    let target = program_to_be(&launch, &dir, dir_fd.as_fd(), &runtime_path, fail_after);
+    let meta = lock_and_read(dir_fd.as_fd(), &dir);
     p.dir_fd.store(image_io::leak(dir_fd), Ordering::Relaxed);
     p.set_dir(dir.clone());
     process::set_pid();
@@ -204,6 +128,102 @@ fn init() {
             ),
         },
     }
+}
+
+/// `ZHUQUE_FAIL_AFTER`, in seconds (refused when it is not a number).
+fn fail_after_setting(launch: &Launch) -> Option<f64> {
+    match launch
+        .env_get(image::ENV_FAIL_AFTER)
+        .map(image::parse_fail_after)
+    {
+        None => None,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => refuse_with("ZHUQUE_FAIL_AFTER: ", e.as_bytes()),
+    }
+}
+
+/// Creates the image directory (and the default root, checked first: it must be private)
+/// and opens it; any failure is refused.
+fn open_image_dir(cr: &[u8], launch: &Launch, dir: &[u8]) -> OwnedFd {
+    let root = default_root_in_use(cr, launch);
+    for d in root.iter().map(|r| r.as_slice()).chain([dir]) {
+        if let Err(e) = image_io::create_dir_all(d) {
+            diag::refuse(
+                Line::new()
+                    .str("cannot create image directory ")
+                    .push(d)
+                    .str(": ")
+                    .str(&e.to_string()),
+            );
+        }
+        if root.as_deref() == Some(d) {
+            require_private_root(d);
+        }
+    }
+    image_io::open_dir(dir).unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("cannot open image directory ")
+                .push(dir)
+                .str(": ")
+                .str(&e.to_string()),
+        )
+    })
+}
+
+/// The program this process must be: the saved one to resume, or the launch's. A process
+/// that is not it (another command for a saved image, or a launch missing the runtime's
+/// environment) is re-executed as it here, or refused.
+fn program_to_be(
+    launch: &Launch,
+    dir: &[u8],
+    dir_fd: BorrowedFd<'_>,
+    runtime_path: &[u8],
+    fail_after: Option<f64>,
+) -> Program {
+    let before = image_io::read_meta(dir_fd).ok().flatten();
+    let saved = before
+        .as_ref()
+        .is_some_and(|m| m.as_ref().is_ok_and(|m| m.state() == State::Saved));
+    let target =
+        match &before {
+            Some(Ok(m)) if saved => {
+                if m.program.argv != launch.argv {
+                    diag::refuse(Line::new().str("image ").push(dir).str(
+                        " holds a saved run of a different command; use --fresh to discard it",
+                    ));
+                }
+                let mut prog = m.program.clone();
+                prog.env = image::with_fail_after(&prog.env, fail_after);
+                prog
+            }
+            _ => fresh_program(launch, dir, runtime_path, fail_after),
+        };
+    if !launch_matches(launch, &target, saved) {
+        reexec(&target);
+    }
+    target
+}
+
+/// Locks the image for this process (refused when another holds it) and reads its `meta`.
+fn lock_and_read(dir_fd: BorrowedFd<'_>, dir: &[u8]) -> Option<Result<Meta, image::Error>> {
+    if image_io::lock(dir_fd).is_err() {
+        diag::refuse(
+            Line::new()
+                .str("image ")
+                .push(dir)
+                .str(" is in use by a running process"),
+        );
+    }
+    image_io::read_meta(dir_fd).unwrap_or_else(|e| {
+        diag::refuse(
+            Line::new()
+                .str("cannot read image ")
+                .push(dir)
+                .str(": ")
+                .str(&e.to_string()),
+        )
+    })
 }
 
 /// `CRASH_RESISTANT=1` means `$ZHUQUE_DIR/<command image name>` (the CLI's default: one per
