@@ -4,7 +4,7 @@
 use super::super::{Restorer, SaveCtx};
 use super::options::apply_options;
 use super::queues::{drain, refill_unread};
-use super::{SEND_SHUTDOWN, TCP_CLOSE, is_tcp};
+use super::{SEND_SHUTDOWN, TCP_CLOSE, TCP_LISTEN, is_tcp};
 use crate::sys::{self, Fd};
 use zhuque_image::os::{FileKind, SockState, Socket};
 
@@ -212,4 +212,31 @@ pub(super) fn ended_connection(
     }
     drop(y);
     Ok(x)
+}
+
+/// What TCP socket `fd` is: listening (with its backlog), a connection that ended both ways
+/// (with its unread data), reset, or connected to the outside.
+pub(super) fn saved_tcp_state(fd: i32, s: &mut Socket, buf: &mut [u8]) -> SockState {
+    let int = |name| sys::getsockopt_int(fd, sys::SOL_SOCKET, name).unwrap_or(-1);
+    let peer_name = || sys::getpeername(fd).unwrap_or_default();
+    let info = sys::getsockopt(fd, sys::IPPROTO_TCP, sys::TCP_INFO, 144).unwrap_or_default();
+    match info.first().copied() {
+        Some(TCP_LISTEN) => SockState::Listening {
+            pending: Vec::new(),
+            backlog: info
+                .get(28..32)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .unwrap_or(128),
+        },
+        // A connection that ended both ways (each side shut down its sending side):
+        // it reads its unread data, then end of file, and writes EPIPE.
+        Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 && had_segments(&info) => {
+            s.shutdown = 3;
+            s.queue = drain(fd, sys::SOCK_STREAM, buf, None);
+            SockState::Outside { peer: Vec::new() }
+        }
+        // Reset (pending error): stays a reset connection.
+        Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 => SockState::Unconnected,
+        _ => SockState::Outside { peer: peer_name() },
+    }
 }

@@ -35,12 +35,12 @@ mod raw;
 mod unix;
 mod unix_diag;
 
-use inet::{dead_connection, had_segments, linger_zero, tcp_pairs, udp_shutdowns};
+use inet::{dead_connection, linger_zero, tcp_pairs, udp_shutdowns};
 use listen::{pending_connections, plain, plain_then, reconnect_pending};
 use options::{Probe, differing_options};
 use pairs::restore_pair;
 pub(super) use queues::has_datagram_queue;
-use queues::{drain, has_unread, requeue};
+use queues::requeue;
 use unix::{describe, socket_file};
 
 /// TCP states (as sock_diag and `TCP_INFO` give them) and the shutdown bit of a sending end.
@@ -148,88 +148,13 @@ fn save_one(
         .find(|(k, _)| *k == d.st.ino)
         .and_then(|(_, v)| v.vfs);
     (s.path_mode, s.path_gone) = socket_file(&s, own_file);
-    let peer_name = || sys::getpeername(fd).unwrap_or_default();
     s.state = match domain {
-        sys::AF_INET | sys::AF_INET6 if is_tcp(&s) => {
-            let info =
-                sys::getsockopt(fd, sys::IPPROTO_TCP, sys::TCP_INFO, 144).unwrap_or_default();
-            match info.first().copied() {
-                Some(TCP_LISTEN) => SockState::Listening {
-                    pending: Vec::new(),
-                    backlog: info
-                        .get(28..32)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(128),
-                },
-                // A connection that ended both ways (each side shut down its sending side):
-                // it reads its unread data, then end of file, and writes EPIPE.
-                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 && had_segments(&info) => {
-                    s.shutdown = 3;
-                    s.queue = drain(fd, sys::SOCK_STREAM, buf, None);
-                    SockState::Outside { peer: Vec::new() }
-                }
-                // Reset (pending error): stays a reset connection.
-                Some(TCP_CLOSE) if int(sys::SO_ERROR) == 0 => SockState::Unconnected,
-                _ => SockState::Outside { peer: peer_name() },
-            }
-        }
+        sys::AF_INET | sys::AF_INET6 if is_tcp(&s) => inet::saved_tcp_state(fd, &mut s, buf),
         sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_DGRAM => match sys::getpeername(fd) {
             Ok(p) => SockState::Datagram { peer: p },
             Err(_) => SockState::Unconnected,
         },
-        sys::AF_UNIX if !diag.iter().any(|(k, _)| *k == d.st.ino) => {
-            // No sock_diag (CONFIG_UNIX_DIAG off): the peer cannot be found, so a connected
-            // socket comes back with its peer closed.
-            crate::diag::Line::new()
-                .str("warning: fd ")
-                .num(d.fd as u64)
-                .str(
-                    ": the kernel does not describe Unix sockets (no sock_diag); a connected \
-                     one comes back with its peer closed",
-                )
-                .emit();
-            if int(sys::SO_ACCEPTCONN) == 1 {
-                SockState::Listening {
-                    backlog: 128,
-                    pending: Vec::new(),
-                }
-            } else if sys::getpeername(fd).is_ok() {
-                if ty == sys::SOCK_DGRAM {
-                    SockState::Datagram { peer: peer_name() }
-                } else {
-                    SockState::Outside { peer: peer_name() }
-                }
-            } else {
-                SockState::Unconnected
-            }
-        }
-        sys::AF_UNIX => {
-            let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
-            let info = find(d.st.ino).unwrap_or_default();
-            s.shutdown = info.shutdown;
-            let mutual = |j: &usize| {
-                ctx.descs[*j].st.ino == info.peer
-                    && find(info.peer).is_some_and(|pi| pi.peer == d.st.ino)
-            };
-            if info.state == unix_diag::LISTEN {
-                SockState::Listening {
-                    backlog: info.wqueue,
-                    pending: Vec::new(),
-                }
-            } else if info.peer != 0
-                // A datagram socket others connected to is ESTABLISHED too, without a peer
-                // of its own.
-                || (info.state == unix_diag::ESTABLISHED && ty != sys::SOCK_DGRAM)
-            {
-                match socks.iter().copied().find(|j| *j != i && mutual(j)) {
-                    Some(j) => SockState::Pair { peer: j as u32 },
-                    None if ty == sys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
-                    None => SockState::Outside { peer: peer_name() },
-                }
-            } else {
-                SockState::Unconnected
-            }
-        }
+        sys::AF_UNIX => unix::saved_state(ctx, i, socks, diag, &mut s),
         sys::AF_NETLINK | raw::AF_PACKET => SockState::Unconnected,
         sys::AF_INET | sys::AF_INET6 if ty == sys::SOCK_RAW => match sys::getpeername(fd) {
             Ok(p) => SockState::Datagram { peer: p },
@@ -247,40 +172,10 @@ fn save_one(
     }
     let outside = matches!(s.state, SockState::Outside { .. });
     s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
-    // What the kernel queued on a netlink, raw or packet socket came from the kernel or the
-    // network, not from a socket the resume could send it from again.
-    if domain == sys::AF_NETLINK || raw {
-        if domain == sys::AF_NETLINK {
-            s.options.extend(netlink::memberships(fd));
-        }
-        if has_unread(fd) {
-            crate::diag::Line::new()
-                .str("warning: fd ")
-                .num(d.fd as u64)
-                .str(if raw {
-                    ": the packets queued on this raw or packet socket are lost"
-                } else {
-                    ": the messages the kernel had queued on this netlink socket are lost"
-                })
-                .emit();
-        }
-        return FileKind::Socket(s);
+    if domain == sys::AF_NETLINK {
+        s.options.extend(netlink::memberships(fd));
     }
-    // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
-    // read to the end first); a TCP connection is reset, which discards it.
-    if s.domain == sys::AF_UNIX
-        && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
-    {
-        s.queue = drain(fd, ty, buf, None);
-    } else if s.ty == sys::SOCK_DGRAM
-        && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
-    {
-        // Datagrams waiting on a bound (or connected) socket: sent to it again at the resume,
-        // each from its sender's address where that can be had.
-        let mut senders = Vec::new();
-        s.queue = drain(fd, ty, buf, Some(&mut senders));
-        s.senders = senders;
-    }
+    queues::take_queued(d, &mut s, raw, buf);
     FileKind::Socket(s)
 }
 

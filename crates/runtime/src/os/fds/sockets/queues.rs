@@ -1,10 +1,10 @@
 //! What sockets hold in flight: unread bytes and queued datagrams (with their senders and
 //! any fds passed with them), drained at a save and queued again at a resume.
 
-use super::super::Restorer;
+use super::super::{Desc, Restorer};
 use super::unix::unix_path;
 use crate::sys;
-use zhuque_image::os::Socket;
+use zhuque_image::os::{SockState, Socket};
 
 /// Whether something is queued on socket `fd` (peeked, not taken).
 pub(super) fn has_unread(fd: i32) -> bool {
@@ -295,4 +295,42 @@ pub(super) fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
         }
     }
     lost
+}
+
+/// Takes what socket `s` (description `d`) holds in flight into `s.queue`: the unread data of
+/// a Unix connection, the datagrams waiting on a datagram socket (with their senders). What a
+/// netlink, raw or packet socket had queued is not kept (a warning when there was some).
+pub(super) fn take_queued(d: &Desc, s: &mut Socket, raw: bool, buf: &mut [u8]) {
+    let fd = d.local;
+    // What the kernel queued on a netlink, raw or packet socket came from the kernel or the
+    // network, not from a socket the resume could send it from again.
+    if s.domain == sys::AF_NETLINK || raw {
+        if has_unread(fd) {
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(if raw {
+                    ": the packets queued on this raw or packet socket are lost"
+                } else {
+                    ": the messages the kernel had queued on this netlink socket are lost"
+                })
+                .emit();
+        }
+        return;
+    }
+    // Unread data of a Unix connection is kept (a peer that wrote and then closed its end is
+    // read to the end first); a TCP connection is reset, which discards it.
+    if s.domain == sys::AF_UNIX
+        && matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. })
+    {
+        s.queue = drain(fd, s.ty, buf, None);
+    } else if s.ty == sys::SOCK_DGRAM
+        && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
+    {
+        // Datagrams waiting on a bound (or connected) socket: sent to it again at the resume,
+        // each from its sender's address where that can be had.
+        let mut senders = Vec::new();
+        s.queue = drain(fd, s.ty, buf, Some(&mut senders));
+        s.senders = senders;
+    }
 }

@@ -1,11 +1,13 @@
 //! Unix socket addresses and files: binding again to a path, a socket file left behind or
 //! gone, and holding a path for the moment of a bind.
 
+use super::super::SaveCtx;
 use super::is_tcp;
 use super::options::saved_reuseaddr;
+use super::unix_diag::{self, UnixInfo};
 use crate::sys;
 use std::ffi::CString;
-use zhuque_image::os::Socket;
+use zhuque_image::os::{SockState, Socket};
 
 /// The file of a path-bound Unix socket address, if it names one.
 pub(super) fn unix_path(addr: &[u8]) -> Option<CString> {
@@ -182,5 +184,72 @@ pub(super) fn describe(addr: &[u8]) -> String {
         sys::AF_NETLINK => super::netlink::describe(addr),
         super::raw::AF_PACKET => super::raw::describe(addr),
         _ => "?".to_string(),
+    }
+}
+
+/// What Unix socket `s` (description `i`) is: listening, one end of a pair both of whose ends
+/// the process holds, connected to the outside, or unconnected; its shutdown state.
+pub(super) fn saved_state(
+    ctx: &SaveCtx,
+    i: usize,
+    socks: &[usize],
+    diag: &[(u64, UnixInfo)],
+    s: &mut Socket,
+) -> SockState {
+    let d = &ctx.descs[i];
+    let (fd, ty) = (d.local, s.ty);
+    let int = |name| sys::getsockopt_int(fd, sys::SOL_SOCKET, name).unwrap_or(-1);
+    let peer_name = || sys::getpeername(fd).unwrap_or_default();
+    if !diag.iter().any(|(k, _)| *k == d.st.ino) {
+        // No sock_diag (CONFIG_UNIX_DIAG off): the peer cannot be found, so a connected
+        // socket comes back with its peer closed.
+        crate::diag::Line::new()
+            .str("warning: fd ")
+            .num(d.fd as u64)
+            .str(
+                ": the kernel does not describe Unix sockets (no sock_diag); a connected \
+                 one comes back with its peer closed",
+            )
+            .emit();
+        if int(sys::SO_ACCEPTCONN) == 1 {
+            SockState::Listening {
+                backlog: 128,
+                pending: Vec::new(),
+            }
+        } else if sys::getpeername(fd).is_ok() {
+            if ty == sys::SOCK_DGRAM {
+                SockState::Datagram { peer: peer_name() }
+            } else {
+                SockState::Outside { peer: peer_name() }
+            }
+        } else {
+            SockState::Unconnected
+        }
+    } else {
+        let find = |ino: u64| diag.iter().find(|(k, _)| *k == ino).map(|(_, v)| *v);
+        let info = find(d.st.ino).unwrap_or_default();
+        s.shutdown = info.shutdown;
+        let mutual = |j: &usize| {
+            ctx.descs[*j].st.ino == info.peer
+                && find(info.peer).is_some_and(|pi| pi.peer == d.st.ino)
+        };
+        if info.state == unix_diag::LISTEN {
+            SockState::Listening {
+                backlog: info.wqueue,
+                pending: Vec::new(),
+            }
+        } else if info.peer != 0
+            // A datagram socket others connected to is ESTABLISHED too, without a peer
+            // of its own.
+            || (info.state == unix_diag::ESTABLISHED && ty != sys::SOCK_DGRAM)
+        {
+            match socks.iter().copied().find(|j| *j != i && mutual(j)) {
+                Some(j) => SockState::Pair { peer: j as u32 },
+                None if ty == sys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
+                None => SockState::Outside { peer: peer_name() },
+            }
+        } else {
+            SockState::Unconnected
+        }
     }
 }
