@@ -11,7 +11,7 @@
 
 use super::sigev_thread;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
-use crate::sys;
+use crate::sys::{self, SigInfo};
 use crate::sys::{SI_ASYNCIO, SI_MESGQ, SI_USER, SIGALRM, SIGPROF, SIGVTALRM};
 use crate::sys::{
     SI_KERNEL, SI_QUEUE, SI_TIMER, SI_TKILL, SIGCHLD, SIGEV_THREAD_ID, SIGKILL, SIGSTOP,
@@ -58,10 +58,10 @@ pub fn take(stopped: &crate::threads::stop::Stopped, timers: &[PosixTimer]) -> T
             if process_directed(&info, timers, pid) {
                 t.take_process(info);
             } else {
-                if code_of(&info) == SI_TIMER {
-                    t.timer_ids.push(timer_of(&info));
+                if info.code == SI_TIMER {
+                    t.timer_ids.push(info.timer());
                 }
-                own.push(info.to_vec());
+                own.push(info.as_bytes().to_vec());
             }
         }
         if !own.is_empty() {
@@ -76,65 +76,49 @@ pub fn take(stopped: &crate::threads::stop::Stopped, timers: &[PosixTimer]) -> T
 /// send a signal since it stopped: whatever came in meanwhile came from a timer aimed at the
 /// process, an interval timer, a child or another process, and a thread may have taken it
 /// (a thread dequeues the process's signals too).
-fn process_directed(info: &[u8; 128], timers: &[PosixTimer], pid: i32) -> bool {
-    let sender = i32::from_le_bytes([info[16], info[17], info[18], info[19]]);
-    match code_of(info) {
+fn process_directed(info: &SigInfo, timers: &[PosixTimer], pid: i32) -> bool {
+    let sender = info.pid;
+    match info.code {
         SI_TIMER => timers
             .iter()
-            .find(|p| p.id == timer_of(info))
+            .find(|p| p.id == info.timer())
             .is_some_and(|p| p.notify & SIGEV_THREAD_ID == 0),
-        SI_KERNEL => matches!(signo_of(info), SIGALRM | SIGVTALRM | SIGPROF),
+        SI_KERNEL => matches!(info.signo, SIGALRM | SIGVTALRM | SIGPROF),
         SI_USER | SI_QUEUE => sender != 0 && sender != pid,
         SI_MESGQ | SI_ASYNCIO => true,
-        code => code > 0 && signo_of(info) == SIGCHLD,
+        code => code > 0 && info.signo == SIGCHLD,
     }
 }
 
 impl Taken {
     /// A signal taken off the process's queue (or aimed at it, see [`process_directed`]).
-    fn take_process(&mut self, info: [u8; 128]) {
-        let (signo, code) = (signo_of(&info), code_of(&info));
-        if code == SI_TIMER {
-            self.timer_ids.push(timer_of(&info));
+    fn take_process(&mut self, info: SigInfo) {
+        if info.code == SI_TIMER {
+            self.timer_ids.push(info.timer());
         }
-        if signo == sigev_thread::SIGTIMER {
+        if info.signo == sigev_thread::SIGTIMER {
             // glibc's reserved signal: only the runtime's timers send it to the process.
-            let mut si = sys::SigInfo::zeroed();
-            si.code = code;
-            si.value = usize::from_le_bytes(info[24..32].try_into().unwrap_or_default());
-            sigev_thread::expired(&si);
+            sigev_thread::expired(&info);
             return;
         }
-        self.signals |= sys::sig_bit(signo);
-        self.pending.process.push(info.to_vec());
+        self.signals |= sys::sig_bit(info.signo);
+        self.pending.process.push(info.as_bytes().to_vec());
     }
-}
-
-fn signo_of(info: &[u8]) -> i32 {
-    i32::from_le_bytes([info[0], info[1], info[2], info[3]])
-}
-
-fn code_of(info: &[u8]) -> i32 {
-    i32::from_le_bytes([info[8], info[9], info[10], info[11]])
-}
-
-/// The kernel timer of an `SI_TIMER` siginfo.
-fn timer_of(info: &[u8]) -> i32 {
-    i32::from_le_bytes([info[16], info[17], info[18], info[19]])
 }
 
 impl Taken {
     /// A process-directed signal the kernel generated after the queue was read.
-    pub fn add_process_signal(&mut self, info: [u8; 128]) {
-        self.signals |= sys::sig_bit(signo_of(&info));
-        self.pending.process.push(info.to_vec());
+    pub fn add_process_signal(&mut self, info: SigInfo) {
+        self.signals |= sys::sig_bit(info.signo);
+        self.pending.process.push(info.as_bytes().to_vec());
     }
 
     /// A signal for thread `tid` generated after its queue was read.
-    pub fn add_thread_signal(&mut self, tid: i32, info: [u8; 128]) {
+    pub fn add_thread_signal(&mut self, tid: i32, info: SigInfo) {
+        let bytes = info.as_bytes().to_vec();
         match self.pending.threads.iter_mut().find(|(t, _)| *t == tid) {
-            Some((_, infos)) => infos.push(info.to_vec()),
-            None => self.pending.threads.push((tid, vec![info.to_vec()])),
+            Some((_, infos)) => infos.push(bytes),
+            None => self.pending.threads.push((tid, vec![bytes])),
         }
     }
 
@@ -161,7 +145,7 @@ pub fn restore_process(meta: &Meta) {
         let Some(info) = as_siginfo(info, meta.pid, pid) else {
             continue;
         };
-        let sig = signo_of(&info);
+        let sig = info.signo;
         if let Err(e) = sys::rt_sigqueueinfo(pid, sig, &info) {
             lost(sig, e);
         }
@@ -181,7 +165,7 @@ pub fn restore_threads(meta: &Meta) {
             let Some(info) = as_siginfo(info, meta.pid, pid) else {
                 continue;
             };
-            let sig = signo_of(&info);
+            let sig = info.signo;
             if let Err(e) = sys::rt_tgsigqueueinfo(pid, tid, sig, &info) {
                 lost(sig, e);
             }
@@ -200,12 +184,10 @@ fn lost(sig: i32, e: sys::Errno) {
 
 /// A saved siginfo, ready to queue in this process: a signal the saved process sent itself
 /// names this process as the sender (glibc's cancellation handler, for one, checks that).
-fn as_siginfo(bytes: &[u8], saved_pid: i32, pid: i32) -> Option<[u8; 128]> {
-    let mut info: [u8; 128] = bytes.try_into().ok()?;
-    if matches!(code_of(&info), SI_USER | SI_QUEUE | SI_TKILL)
-        && i32::from_le_bytes([info[16], info[17], info[18], info[19]]) == saved_pid
-    {
-        info[16..20].copy_from_slice(&pid.to_le_bytes());
+fn as_siginfo(bytes: &[u8], saved_pid: i32, pid: i32) -> Option<SigInfo> {
+    let mut info = SigInfo::from_bytes(bytes)?;
+    if matches!(info.code, SI_USER | SI_QUEUE | SI_TKILL) && info.pid == saved_pid {
+        info.pid = pid;
     }
     Some(info)
 }

@@ -172,29 +172,27 @@ pub fn settle(
             if super::sigev_thread::is_ours(p.signo, p.tid, coordinator) {
                 super::sigev_thread::mark_due(p.value as usize);
             } else {
-                taken.add_thread_signal(p.tid, siginfo(p.signo, SI_TIMER, p.id, p.value));
+                taken.add_thread_signal(
+                    p.tid,
+                    sys::SigInfo::of_timer(p.signo, SI_TIMER, p.id, p.value as usize),
+                );
             }
         } else if p.notify == SIGEV_SIGNAL {
-            taken.add_process_signal(siginfo(p.signo, SI_TIMER, p.id, p.value));
+            taken.add_process_signal(sys::SigInfo::of_timer(
+                p.signo,
+                SI_TIMER,
+                p.id,
+                p.value as usize,
+            ));
         }
     }
     for (which, sig) in ITIMER_SIGNALS.iter().enumerate() {
         if fired(before.itimers[which], after.itimers[which])
             && taken.signals & crate::sys::sig_bit(*sig) == 0
         {
-            taken.add_process_signal(siginfo(*sig, SI_KERNEL, 0, 0));
+            taken.add_process_signal(sys::SigInfo::of_timer(*sig, SI_KERNEL, 0, 0));
         }
     }
-}
-
-/// A `siginfo` as the kernel fills it for a timer's signal.
-fn siginfo(signo: i32, code: i32, timer: i32, value: u64) -> [u8; 128] {
-    let mut info = [0u8; 128];
-    info[0..4].copy_from_slice(&signo.to_le_bytes());
-    info[8..12].copy_from_slice(&code.to_le_bytes());
-    info[16..20].copy_from_slice(&timer.to_le_bytes());
-    info[24..32].copy_from_slice(&value.to_le_bytes());
-    info
 }
 
 /// Records the timers as `after` read them.

@@ -3,21 +3,26 @@
 use super::{Result, call, check, nr, syscall4};
 use linux_raw_sys::general as g;
 
-/// `siginfo_t` as the kernel lays it out, reduced to the fields we use.
+/// `siginfo_t`: the kernel's 128 bytes, with the fields the runtime reads named. The one
+/// siginfo type of the runtime: handlers receive it, waits return it, queueing takes it, and
+/// an image keeps its bytes ([`SigInfo::as_bytes`], [`SigInfo::from_bytes`]).
 #[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigInfo {
     pub signo: i32,
     pub errno: i32,
     pub code: i32,
     _pad0: i32,
-    /// `si_pid` for `SI_QUEUE`.
+    /// `si_pid` (`kill`, `sigqueue`, `tkill`); for `SI_TIMER`, `si_timerid` at the same place.
     pub pid: i32,
-    /// `si_uid`.
+    /// `si_uid`; for `SI_TIMER`, the overrun count.
     pub uid: u32,
     /// `si_value`.
     pub value: usize,
     _rest: [u64; 12],
 }
+
+const _: () = assert!(core::mem::size_of::<SigInfo>() == 128);
 
 impl SigInfo {
     pub const fn zeroed() -> Self {
@@ -31,6 +36,33 @@ impl SigInfo {
             value: 0,
             _rest: [0; 12],
         }
+    }
+
+    /// A siginfo as the kernel fills it for a POSIX timer's or an interval timer's signal.
+    pub const fn of_timer(signo: i32, code: i32, timer: i32, value: usize) -> Self {
+        let mut s = SigInfo::zeroed();
+        s.signo = signo;
+        s.code = code;
+        s.pid = timer;
+        s.value = value;
+        s
+    }
+
+    /// The kernel timer of an `SI_TIMER` siginfo.
+    pub fn timer(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 128] {
+        // SAFETY: `SigInfo` is 128 bytes of plain integers without padding (checked above).
+        unsafe { &*(self as *const SigInfo as *const [u8; 128]) }
+    }
+
+    /// A siginfo from the 128 bytes an image kept (`None` for another length).
+    pub fn from_bytes(bytes: &[u8]) -> Option<SigInfo> {
+        let b: &[u8; 128] = bytes.try_into().ok()?;
+        // SAFETY: any 128 bytes are a valid `SigInfo` (plain integers); read unaligned.
+        Some(unsafe { core::ptr::read_unaligned(b.as_ptr() as *const SigInfo) })
     }
 }
 
@@ -201,6 +233,9 @@ pub fn sigprocmask(how: i32, set: SigSet) -> Result<SigSet> {
 }
 
 /// Waits for one of `set` (which the caller blocks), up to `timeout_ns` (None: forever).
+/// Waits up to `timeout_ns` (`None`: for ever) for a signal of `set` pending for this thread
+/// or the process and dequeues it (`EINTR` when a handler ran meanwhile, `EAGAIN` at the
+/// timeout).
 pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<(i32, SigInfo)> {
     let ts;
     let tsp = match timeout_ns {
@@ -224,41 +259,18 @@ pub fn sigtimedwait(set: SigSet, timeout_ns: Option<u64>) -> Result<(i32, SigInf
     .map(|s| (s as i32, info))
 }
 
-/// Dequeues one signal of `set` pending for this thread or the process, without waiting;
-/// returns the raw 128-byte siginfo.
-pub fn sigtimedwait_now(set: u64) -> Result<[u8; 128]> {
-    let ts = [0i64; 2];
-    sigtimedwait_raw(set, Some(&ts))
-}
-
-/// Waits until a signal of `set` is pending for this thread or the process and dequeues it
-/// (`EINTR` when a handler ran meanwhile); returns the raw 128-byte siginfo.
-pub fn sigwaitinfo(set: u64) -> Result<[u8; 128]> {
-    sigtimedwait_raw(set, None)
-}
-
-/// `rt_sigtimedwait` with a `struct timespec` timeout (`None`: wait for ever).
-fn sigtimedwait_raw(set: u64, timeout: Option<&[i64; 2]>) -> Result<[u8; 128]> {
-    let mut info = [0u8; 128];
-    call(
-        nr::RT_SIGTIMEDWAIT,
-        &set as *const u64 as usize,
-        info.as_mut_ptr() as usize,
-        timeout.map_or(0, |ts| ts.as_ptr() as usize),
-        8,
-        0,
-        0,
-    )?;
-    Ok(info)
+/// Dequeues one signal of `set` pending for this thread or the process, without waiting.
+pub fn sigtimedwait_now(set: u64) -> Result<SigInfo> {
+    sigtimedwait(set, Some(0)).map(|(_, info)| info)
 }
 
 /// Queues `sig` for the process with exactly `info` (allowed for one's own process).
-pub fn rt_sigqueueinfo(pid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
+pub fn rt_sigqueueinfo(pid: i32, sig: i32, info: &SigInfo) -> Result<()> {
     call(
         nr::RT_SIGQUEUEINFO,
         pid as usize,
         sig as usize,
-        info.as_ptr() as usize,
+        info as *const SigInfo as usize,
         0,
         0,
         0,
@@ -268,13 +280,13 @@ pub fn rt_sigqueueinfo(pid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
 
 /// Queues `sig` for thread `tid` of the process with exactly `info` (allowed for one's own
 /// process).
-pub fn rt_tgsigqueueinfo(pid: i32, tid: i32, sig: i32, info: &[u8; 128]) -> Result<()> {
+pub fn rt_tgsigqueueinfo(pid: i32, tid: i32, sig: i32, info: &SigInfo) -> Result<()> {
     call(
-        crate::sys::nr::RT_TGSIGQUEUEINFO,
+        nr::RT_TGSIGQUEUEINFO,
         pid as usize,
         tid as usize,
         sig as usize,
-        info.as_ptr() as usize,
+        info as *const SigInfo as usize,
         0,
         0,
     )

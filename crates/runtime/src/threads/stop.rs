@@ -202,7 +202,7 @@ fn drain_own(slot: &mut StopSlot) {
             return;
         };
         // SAFETY: the coordinator lent a buffer of drain_cap siginfos for this request.
-        unsafe { *(slot.drain_buf as *mut [u8; 128]).add(slot.drain_len) = info };
+        unsafe { *(slot.drain_buf as *mut SigInfo).add(slot.drain_len) = info };
         slot.drain_len += 1;
     }
 }
@@ -398,14 +398,14 @@ impl Stopped {
     }
 
     /// The signals of `set` pending for each stopped thread, taken off its queue in order,
-    /// each as its 128-byte `siginfo`: only a thread itself can dequeue them, so the
+    /// each as its `siginfo`: only a thread itself can dequeue them, so the
     /// coordinator asks every thread at once (each is parked in the stop handler) and waits
     /// for them all. Threads with nothing pending are left out.
-    pub fn take_signals(&self, set: u64) -> Vec<(i32, Vec<[u8; 128]>)> {
-        let mut out: Vec<(i32, Vec<[u8; 128]>)> = Vec::new();
+    pub fn take_signals(&self, set: u64) -> Vec<(i32, Vec<SigInfo>)> {
+        let mut out: Vec<(i32, Vec<SigInfo>)> = Vec::new();
         // (thread index, buffer) of the requests still to make; a full buffer is asked again.
-        let mut asks: Vec<(usize, Vec<[u8; 128]>)> = (0..self.threads.len())
-            .map(|at| (at, vec![[0u8; 128]; 4]))
+        let mut asks: Vec<(usize, Vec<SigInfo>)> = (0..self.threads.len())
+            .map(|at| (at, vec![SigInfo::zeroed(); 4]))
             .collect();
         while !asks.is_empty() {
             for (at, buf) in &mut asks {
@@ -435,7 +435,7 @@ impl Stopped {
                 }
                 if n == buf.len() {
                     // Full: there may be more.
-                    again.push((at, vec![[0u8; 128]; buf.len() * 4]));
+                    again.push((at, vec![SigInfo::zeroed(); buf.len() * 4]));
                 }
             }
             asks = again;

@@ -165,7 +165,7 @@ fn wait_until_ended(pid: i32) {
     const P_PID: usize = linux_raw_sys::general::P_PID as usize;
     const WEXITED: usize = linux_raw_sys::general::WEXITED as usize;
     const WNOWAIT: usize = linux_raw_sys::general::WNOWAIT as usize;
-    let mut info = [0u8; 128];
+    let mut info = sys::SigInfo::zeroed();
     loop {
         // SAFETY: waitid with a valid siginfo buffer and no rusage.
         let r = unsafe {
@@ -173,7 +173,7 @@ fn wait_until_ended(pid: i32) {
                 sys::nr::WAITID,
                 P_PID,
                 pid as usize,
-                info.as_mut_ptr() as usize,
+                &mut info as *mut sys::SigInfo as usize,
                 WEXITED | WNOWAIT,
                 0,
                 0,
