@@ -325,16 +325,6 @@ impl From<&linux_raw_sys::general::stat> for Stat {
     }
 }
 
-/// `mlock`: keeps the range's pages in memory (it changes no contents).
-pub fn mlock(addr: usize, len: usize) -> Result<()> {
-    call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
-}
-
-/// `membarrier(cmd, 0, 0)`.
-pub fn membarrier(cmd: usize) -> Result<usize> {
-    call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)
-}
-
 /// Sets an open file's owner (`fchown`; -1 leaves one unchanged).
 pub fn fchown(fd: i32, uid: u32, gid: u32) -> Result<()> {
     call(nr::FCHOWN, fd as usize, uid as usize, gid as usize, 0, 0, 0).map(drop)

@@ -1,6 +1,6 @@
 //! Memory: mappings, `brk`, System V attach, hole punching, locking.
 
-use super::{Result, check, nr, syscall1, syscall2, syscall3, syscall4, syscall6};
+use super::{Result, call, check, nr, syscall1, syscall2, syscall3, syscall4, syscall6};
 use linux_raw_sys::general as g;
 
 /// The page size (x86-64; the runtime does not support other page sizes).
@@ -181,4 +181,14 @@ pub fn punch_hole(fd: i32, off: u64, len: u64) -> Result<()> {
         )
     })
     .map(|_| ())
+}
+
+/// `mlock`: keeps the range's pages in memory (it changes no contents).
+pub fn mlock(addr: usize, len: usize) -> Result<()> {
+    call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
+}
+
+/// `membarrier(cmd, 0, 0)`.
+pub fn membarrier(cmd: usize) -> Result<usize> {
+    call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)
 }
