@@ -31,7 +31,7 @@ pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-/// [`hide`] for a raw fd the caller owns; returns the fd to use from now on.
+/// `hide` for a raw fd the caller owns; returns the fd to use from now on.
 pub fn hide_raw(fd: i32) -> i32 {
     // SAFETY: the caller owns `fd`; ownership comes back as the returned number.
     hide(unsafe { OwnedFd::from_raw_fd(fd) }).into_raw_fd()

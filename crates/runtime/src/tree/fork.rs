@@ -12,7 +12,7 @@
 //!   of the fork would stay locked forever in the child), and privatize the pool
 //!   (`memory::fork`): from here on the parent's stores land in private pages.
 //! - **child** (one thread): release the locks and become a process of its own
-//!   ([`super::become_child`]). Its memory is still a private view of the parent's pool: it
+//!   (`super::become_child`). Its memory is still a private view of the parent's pool: it
 //!   writes it into a pool of its own only when it must ([`ensure_own_pool`]: before its
 //!   first change to its address space, its first fork, a save, or a short while after the
 //!   fork), and most children never must: a child that `exec`s or exits first copies

@@ -5,7 +5,7 @@
 //!   in a pool of its own, and the parent loses nothing (`memory::fork` does the copying);
 //! - [`member`]: how a process of a tree starts (fresh or resumed, as the init says), with
 //!   its image at `DIR/p/<pid>/`;
-//! - [`exec`]: programs a process executes join the tree ([`elf`] tells which can);
+//! - [`exec`]: programs a process executes join the tree (`elf` tells which can);
 //! - [`control`]: the connection to the zhuque init.
 //!
 //! A child belongs to the program's process tree only when there is one to belong to: the
