@@ -409,6 +409,20 @@ fn scheduling_of_each_thread() {
     crash_case("thr_sched", &case, CrashPlan::default());
 }
 
+/// The flags the kernel keeps per thread, each checked by its own thread after every resume
+/// (`thr_flags.c`): one thread with `no_new_privs` and `SIGUSR2` as its parent death signal,
+/// one with neither, the main thread with only `SIGUSR1`. Before, every thread came back
+/// with the main thread's.
+#[test]
+fn no_new_privs_and_death_signal_of_each_thread() {
+    let case = Case {
+        file: "thr_flags.c",
+        args: &["2500"],
+        status: 0,
+    };
+    crash_case("thr_flags", &case, CrashPlan::default());
+}
+
 /// Shared mappings of a file opened for writing, one read-only and made writable with
 /// `mprotect` for each write, one writable, and one of the file opened read-only
 /// (`map_shared_file.c`): after every resume the read-only view can still be made writable

@@ -12,8 +12,8 @@ pub(super) const NAME: &str = "process";
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
 /// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`; version 4
-/// `scheduling`.
-pub(super) const VERSION: u32 = 4;
+/// `scheduling`; version 5 `thread_flags`.
+pub(super) const VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
@@ -23,7 +23,7 @@ pub struct ProcessState {
     pub umask: u32,
     /// `PR_GET_DUMPABLE`.
     pub dumpable: u32,
-    /// `PR_GET_NO_NEW_PRIVS`.
+    /// `PR_GET_NO_NEW_PRIVS` of the main thread (each thread's own: `thread_flags`).
     pub no_new_privs: bool,
     /// `PR_GET_CHILD_SUBREAPER`.
     pub child_subreaper: bool,
@@ -43,6 +43,19 @@ pub struct ProcessState {
     pub thread_names: Vec<ThreadName>,
     /// Each thread's scheduling, by saved thread id.
     pub scheduling: Vec<ThreadScheduling>,
+    /// Each thread's `no_new_privs` and parent death signal, which the kernel keeps per
+    /// thread, by saved thread id.
+    pub thread_flags: Vec<ThreadFlags>,
+}
+
+/// What the kernel keeps per thread besides credentials and scheduling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadFlags {
+    pub tid: i32,
+    /// `PR_GET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// `PR_GET_PDEATHSIG`; 0 for none.
+    pub death_signal: u32,
 }
 
 /// A thread's scheduling, as `sched_getattr`, `sched_getaffinity` and `PR_GET_TIMERSLACK`
@@ -145,6 +158,12 @@ impl ProcessState {
         for t in &self.scheduling {
             t.encode(&mut w);
         }
+        w.u64(self.thread_flags.len() as u64);
+        for t in &self.thread_flags {
+            w.i32(t.tid);
+            w.bool(t.no_new_privs);
+            w.u32(t.death_signal);
+        }
         w.into_bytes()
     }
 
@@ -164,6 +183,7 @@ impl ProcessState {
             locked: Vec::new(),
             thread_names: Vec::new(),
             scheduling: Vec::new(),
+            thread_flags: Vec::new(),
         };
         for _ in 0..count(&mut r)? {
             let (start, end) = (r.u64()?, r.u64()?);
@@ -184,12 +204,28 @@ impl ProcessState {
         for _ in 0..count(&mut r)? {
             p.scheduling.push(ThreadScheduling::decode(&mut r)?);
         }
+        for _ in 0..count(&mut r)? {
+            let t = ThreadFlags {
+                tid: r.i32()?,
+                no_new_privs: r.bool()?,
+                death_signal: r.u32()?,
+            };
+            if t.death_signal > 64 {
+                return Err(Error::Invalid("thread death signal"));
+            }
+            p.thread_flags.push(t);
+        }
         Ok(p)
     }
 
     /// The saved scheduling of thread `tid`.
     pub fn scheduling_of(&self, tid: i32) -> Option<&ThreadScheduling> {
         self.scheduling.iter().find(|t| t.tid == tid)
+    }
+
+    /// The saved `no_new_privs` and parent death signal of thread `tid`.
+    pub fn flags_of(&self, tid: i32) -> Option<ThreadFlags> {
+        self.thread_flags.iter().find(|t| t.tid == tid).copied()
     }
 
     /// The saved name of thread `tid`.
@@ -245,6 +281,18 @@ mod tests {
                     ..ThreadScheduling::default()
                 },
             ],
+            thread_flags: vec![
+                ThreadFlags {
+                    tid: 2,
+                    no_new_privs: false,
+                    death_signal: 10,
+                },
+                ThreadFlags {
+                    tid: 3,
+                    no_new_privs: true,
+                    death_signal: 0,
+                },
+            ],
         }
     }
 
@@ -253,6 +301,14 @@ mod tests {
             scheduling: vec![t],
             ..sample()
         }
+    }
+
+    #[test]
+    fn a_thread_death_signal_above_64_is_invalid() {
+        let mut p = sample();
+        p.thread_flags[1].death_signal = 65;
+        assert!(ProcessState::decode(&p.encode()).is_err());
+        assert_eq!(sample().flags_of(3).map(|t| t.no_new_privs), Some(true));
     }
 
     #[test]
@@ -269,12 +325,12 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[0] = 5;
+        bytes[0] = (VERSION + 1) as u8;
         assert_eq!(
             ProcessState::decode(&bytes),
             Err(Error::SectionVersion {
                 section: NAME,
-                version: 5
+                version: VERSION + 1
             })
         );
     }

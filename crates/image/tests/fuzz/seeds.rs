@@ -10,7 +10,7 @@ use zhuque_image::os::{
     Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
     Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket,
     TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
-    ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
+    ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -329,6 +329,13 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
                 period: rng.below(1 << 30) as u64,
                 affinity: (0..rng.small(16)).map(|_| rng.below(256) as u8).collect(),
                 timer_slack_ns: *rng.pick(&[0, 1, 50_000]),
+            })
+            .collect(),
+        thread_flags: (0..rng.small(4 << scale))
+            .map(|i| ThreadFlags {
+                tid: 100 + i as i32,
+                no_new_privs: rng.chance(1, 4),
+                death_signal: *rng.pick(&[0, 9, 64]),
             })
             .collect(),
     }

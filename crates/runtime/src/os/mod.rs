@@ -26,7 +26,7 @@ pub mod credentials;
 pub mod fds;
 pub mod image_files;
 mod pending;
-mod process_state;
+pub mod process_state;
 mod rlimits;
 pub mod scheduling;
 pub mod sigev_thread;

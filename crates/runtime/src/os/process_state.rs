@@ -7,8 +7,9 @@
 
 use crate::image_io;
 use crate::sys;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use zhuque_image::Meta;
-use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadName};
+use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadFlags, ThreadName};
 
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 /// `MEMBARRIER_CMD_GET_REGISTRATIONS` (Linux 6.3) and the `REGISTER_*` commands it reports.
@@ -75,6 +76,18 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
                 super::scheduling::of_thread(t.tid, slack)
             })
             .collect(),
+        thread_flags: meta
+            .threads
+            .iter()
+            .filter_map(|t| {
+                let a = stopped.attributes(t.tid)?;
+                Some(ThreadFlags {
+                    tid: t.tid,
+                    no_new_privs: a.no_new_privs,
+                    death_signal: a.death_signal,
+                })
+            })
+            .collect(),
     };
     meta.set_section(TAG, state.encode());
 }
@@ -104,9 +117,8 @@ pub fn restore(meta: &Meta) {
             .emit();
     }
     let _ = sys::prctl(sys::PR_SET_DUMPABLE, p.dumpable as usize);
-    if p.no_new_privs {
-        let _ = sys::prctl(sys::PR_SET_NO_NEW_PRIVS, 1);
-    }
+    // no_new_privs is each thread's ([`apply_own`]): set here, every thread made later would
+    // inherit it.
     if p.child_subreaper {
         let _ = sys::prctl(sys::PR_SET_CHILD_SUBREAPER, 1);
     }
@@ -158,14 +170,42 @@ fn restore_oom_score_adj(value: i32) {
     }
 }
 
-/// What a change of credentials resets: the dumpable flag and the parent death signal (which
-/// also belongs to the parent as it is now, after the tree's resume).
+/// What a change of credentials resets and the process holds once: the dumpable flag.
 pub fn restore_after_credentials(meta: &Meta) {
     if let Some(p) = load(meta) {
         let _ = sys::prctl(sys::PR_SET_DUMPABLE, p.dumpable as usize);
-        if p.parent_death_signal != 0 {
-            let _ = sys::prctl(sys::PR_SET_PDEATHSIG, p.parent_death_signal as usize);
-        }
+    }
+}
+
+/// Each thread's own flags, for [`apply_own`] (set by [`prepare`], before the threads exist).
+static THREAD_FLAGS: AtomicPtr<Vec<ThreadFlags>> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Resume, before the threads exist: keeps the saved per-thread flags for [`apply_own`].
+pub fn prepare(meta: &Meta) {
+    if let Some(p) = load(meta) {
+        let flags = Box::into_raw(Box::new(p.thread_flags));
+        THREAD_FLAGS.store(flags, Ordering::Release);
+    }
+}
+
+/// Resume, on each thread, after its credentials (whose change clears the parent death
+/// signal): takes the saved `no_new_privs` and parent death signal of thread `saved_tid`
+/// (which the kernel keeps per thread; the signal now refers to the parent the process has
+/// after the resume).
+pub fn apply_own(saved_tid: i32) {
+    let flags = THREAD_FLAGS.load(Ordering::Acquire);
+    if flags.is_null() {
+        return;
+    }
+    // SAFETY: set once by `prepare` to a leaked Box that is never freed or changed.
+    let Some(f) = unsafe { &*flags }.iter().find(|f| f.tid == saved_tid) else {
+        return;
+    };
+    if f.no_new_privs {
+        let _ = sys::prctl(sys::PR_SET_NO_NEW_PRIVS, 1);
+    }
+    if f.death_signal != 0 {
+        let _ = sys::prctl(sys::PR_SET_PDEATHSIG, f.death_signal as usize);
     }
 }
 

@@ -134,6 +134,7 @@ extern "C" fn run(ctx: usize) -> ! {
         );
     }
     crate::os::credentials::prepare(meta);
+    crate::os::process_state::prepare(meta);
     let gate = threads::Gate::new(&meta.threads);
     let keep_ids = sys::getpid() == meta.pid;
     if !keep_ids {
@@ -157,6 +158,7 @@ extern "C" fn run(ctx: usize) -> ! {
     if let Some(l) = leader {
         crate::os::scheduling::apply_own(l.tid);
         crate::os::credentials::apply_own(l.tid);
+        crate::os::process_state::apply_own(l.tid);
     }
     crate::os::restore_after_credentials(meta);
     crate::api::run_recovery_handlers();

@@ -151,6 +151,7 @@ extern "C" fn entry(ctx: usize) -> ! {
     c.gate.wait_past(0);
     crate::os::scheduling::apply_own(c.thread.tid);
     crate::os::credentials::apply_own(c.thread.tid);
+    crate::os::process_state::apply_own(c.thread.tid);
     c.gate.ready.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&c.gate.ready, 1);
     c.gate.wait_past(CREDENTIALS);

@@ -155,6 +155,18 @@ pub fn threads_json(m: &Meta, state: &OsState, dir: &std::path::Path) -> Value {
                     scheduling_json,
                 ),
             ),
+            (
+                "no_new_privs",
+                Value::opt(process.and_then(|p| p.flags_of(t.tid)), |f| {
+                    Value::Bool(f.no_new_privs)
+                }),
+            ),
+            (
+                "parent_death_signal",
+                Value::opt(process.and_then(|p| p.flags_of(t.tid)), |f| {
+                    int(f.death_signal.into())
+                }),
+            ),
         ])
     })
 }
