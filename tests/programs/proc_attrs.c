@@ -7,8 +7,10 @@
  * subreaper, transparent huge pages disabled (prctl and THP_enabled where the kernel shows
  * it), the parent death signal, the OOM score adjustment (/proc/self/oom_score_adj), the
  * membarrier registration for private expedited barriers (which a barrier needs: EPERM
- * without it), 64 KiB locked with mlock (VmLck) and the main thread's name (/proc/self/comm). Between checks, a little arithmetic whose hash is
- * printed now and then.
+ * without it), 64 KiB locked with mlock (VmLck), the main thread's name (/proc/self/comm) and
+ * the audit login uid (/proc/self/loginuid, set to 4321: needs CAP_AUDIT_CONTROL, which CI's
+ * root has; without it the program says so and the check is off in the oracle and the
+ * crash runs alike). Between checks, a little arithmetic whose hash is printed now and then.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 static char expected_cwd[4096];
+static int check_loginuid;
 
 /* The value of "Key:" in /proc/self/status, or -1 when the kernel does not show it. */
 static long status_field(const char *key, int base)
@@ -82,6 +85,9 @@ static void check(unsigned long round)
     TL_CHECK(f && fgets(comm, sizeof comm, f), "read comm");
     fclose(f);
     TL_CHECK(strcmp(comm, "zq-attrs\n") == 0, "round %lu: comm %s", round, comm);
+    if (check_loginuid)
+        TL_CHECK(file_number("/proc/self/loginuid") == 4321, "round %lu: loginuid %ld", round,
+                 file_number("/proc/self/loginuid"));
 }
 
 int main(int argc, char **argv)
@@ -102,6 +108,10 @@ int main(int argc, char **argv)
     TL_CHECK(locked != MAP_FAILED && mlock(locked, 64 << 10) == 0, "mlock: %s", strerror(errno));
     FILE *f = fopen("/proc/self/oom_score_adj", "w");
     TL_CHECK(f && fprintf(f, "250\n") > 0 && fclose(f) == 0, "oom_score_adj");
+    f = fopen("/proc/self/loginuid", "w");
+    check_loginuid = f && fprintf(f, "4321") > 0 && fclose(f) == 0;
+    if (!check_loginuid)
+        printf("loginuid cannot be set here: not checked\n");
 
     uint64_t h = TL_HASH_INIT, x = 1;
     for (unsigned long r = 1; r <= rounds; r++) {

@@ -12,7 +12,7 @@ pub(super) const NAME: &str = "process";
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
 /// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`; version 4
-/// `scheduling`; version 5 `thread_flags`.
+/// `scheduling`; version 5 `thread_flags` and `loginuid`.
 pub(super) const VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,6 +46,8 @@ pub struct ProcessState {
     /// Each thread's `no_new_privs` and parent death signal, which the kernel keeps per
     /// thread, by saved thread id.
     pub thread_flags: Vec<ThreadFlags>,
+    /// The audit login uid (`/proc/self/loginuid`); `u32::MAX` when unset.
+    pub loginuid: u32,
 }
 
 /// What the kernel keeps per thread besides credentials and scheduling.
@@ -164,6 +166,7 @@ impl ProcessState {
             w.bool(t.no_new_privs);
             w.u32(t.death_signal);
         }
+        w.u32(self.loginuid);
         w.into_bytes()
     }
 
@@ -184,6 +187,7 @@ impl ProcessState {
             thread_names: Vec::new(),
             scheduling: Vec::new(),
             thread_flags: Vec::new(),
+            loginuid: u32::MAX,
         };
         for _ in 0..count(&mut r)? {
             let (start, end) = (r.u64()?, r.u64()?);
@@ -215,6 +219,7 @@ impl ProcessState {
             }
             p.thread_flags.push(t);
         }
+        p.loginuid = r.u32()?;
         Ok(p)
     }
 
@@ -293,6 +298,7 @@ mod tests {
                     death_signal: 0,
                 },
             ],
+            loginuid: 1000,
         }
     }
 

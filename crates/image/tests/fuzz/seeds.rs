@@ -338,6 +338,7 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
                 death_signal: *rng.pick(&[0, 9, 64]),
             })
             .collect(),
+        loginuid: *rng.pick(&[u32::MAX, 0, 1000]),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Process-wide attributes: the working directory, the file mode creation mask, a few `prctl`
-//! settings (dumpable, no_new_privs, child subreaper, transparent huge pages disabled, parent
-//! death signal), the OOM killer's score adjustment, `membarrier` registrations, memory
-//! locked with `mlock`, each thread's name (`comm`, what `ps` and `top` show; set with
+//! settings (dumpable, child subreaper, transparent huge pages disabled), the OOM killer's
+//! score adjustment, the audit login uid, `membarrier` registrations, memory locked with
+//! `mlock`; each thread's `no_new_privs` and parent death signal, each thread's name (`comm`, what `ps` and `top` show; set with
 //! `prctl(PR_SET_NAME)` or `pthread_setname_np`) and scheduling (`scheduling.rs`). The record,
 //! [`ProcessState`], is defined and versioned in `zhuque_image::os`.
 
@@ -12,6 +12,9 @@ use zhuque_image::Meta;
 use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadFlags, ThreadName};
 
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
+const LOGINUID: &[u8] = b"/proc/self/loginuid\0";
+/// `loginuid` when none was set.
+const NO_LOGINUID: u32 = u32::MAX;
 /// `MEMBARRIER_CMD_GET_REGISTRATIONS` (Linux 6.3) and the `REGISTER_*` commands it reports.
 const MEMBARRIER_GET_REGISTRATIONS: usize = 1 << 9;
 const MEMBARRIER_REGISTERS: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
@@ -42,10 +45,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
         dumpable: sys::prctl(sys::PR_GET_DUMPABLE, 0).unwrap_or(1) as u32,
         no_new_privs: leader.no_new_privs,
         child_subreaper: subreaper,
-        oom_score_adj: crate::procfs::read(OOM_SCORE_ADJ)
-            .ok()
-            .and_then(|v| core::str::from_utf8(&v).ok()?.trim().parse().ok())
-            .unwrap_or(0),
+        oom_score_adj: read_number(OOM_SCORE_ADJ).unwrap_or(0) as i32,
         thp_disable: sys::prctl(sys::PR_GET_THP_DISABLE, 0).unwrap_or(0) != 0,
         parent_death_signal: leader.death_signal,
         membarrier: sys::membarrier(MEMBARRIER_GET_REGISTRATIONS).unwrap_or(0) as u32,
@@ -76,6 +76,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
                 super::scheduling::of_thread(t.tid, slack)
             })
             .collect(),
+        loginuid: read_number(LOGINUID).unwrap_or(NO_LOGINUID as i64) as u32,
         thread_flags: meta
             .threads
             .iter()
@@ -126,6 +127,7 @@ pub fn restore(meta: &Meta) {
         let _ = sys::prctl(sys::PR_SET_THP_DISABLE, 1);
     }
     restore_oom_score_adj(p.oom_score_adj);
+    restore_loginuid(p.loginuid);
     let unlocked: u64 = p
         .locked
         .iter()
@@ -147,6 +149,36 @@ pub fn restore(meta: &Meta) {
                 .str(" again")
                 .emit();
         }
+    }
+}
+
+/// A number in a `/proc` file.
+fn read_number(path: &[u8]) -> Option<i64> {
+    let v = crate::procfs::read(path).ok()?;
+    core::str::from_utf8(&v).ok()?.trim().parse().ok()
+}
+
+/// The audit login uid, set again when the resuming process has another (it needs
+/// `CAP_AUDIT_CONTROL`: a warning otherwise). The audit session id cannot be chosen: setting
+/// the uid gives the process a new one.
+fn restore_loginuid(saved: u32) {
+    if read_number(LOGINUID) == Some(saved as i64) {
+        return;
+    }
+    let text = saved.to_string(); // 4294967295: unset
+    let written = sys::openat(
+        sys::AT_FDCWD,
+        c"/proc/self/loginuid",
+        sys::O_WRONLY | sys::O_CLOEXEC,
+        0,
+    )
+    .and_then(|fd| sys::write(fd.raw(), text.as_bytes()));
+    if written.is_err() {
+        crate::diag::Line::new()
+            .str("warning: cannot set the audit login uid back to ")
+            .num(saved as u64)
+            .str(" (CAP_AUDIT_CONTROL)")
+            .emit();
     }
 }
 

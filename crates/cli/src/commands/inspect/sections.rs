@@ -122,6 +122,12 @@ pub fn process_json(state: &OsState) -> Value {
                 "locked_bytes",
                 int(p.locked.iter().map(|(s, e)| e - s).sum()),
             ),
+            (
+                "loginuid",
+                Value::opt((p.loginuid != u32::MAX).then_some(p.loginuid), |u| {
+                    int(u.into())
+                }),
+            ),
         ])
     })
 }
