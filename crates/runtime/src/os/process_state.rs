@@ -20,7 +20,7 @@ const MEMBARRIER_GET_REGISTRATIONS: usize = 1 << 9;
 const MEMBARRIER_REGISTERS: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
 
 fn comm_path(tid: i32) -> std::ffi::CString {
-    std::ffi::CString::new(format!("/proc/self/task/{tid}/comm")).unwrap_or_default()
+    sys::cstring(format!("/proc/self/task/{tid}/comm").as_bytes())
 }
 
 pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {

@@ -259,6 +259,13 @@ fn call(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) ->
     check(unsafe { syscall6(n, a, b, c, d, e, f) })
 }
 
+/// `bytes` (a path or name without its NUL) as a C string for a call of this module, up to a
+/// NUL inside it (which no path has).
+pub fn cstring(bytes: &[u8]) -> std::ffi::CString {
+    let end = bytes.iter().position(|c| *c == 0).unwrap_or(bytes.len());
+    std::ffi::CString::new(&bytes[..end]).unwrap_or_default()
+}
+
 /// `bytes` (ending with its NUL, none inside) as a path for a call of this module; `EINVAL`
 /// otherwise, as the kernel would answer a path it cannot read.
 pub fn path(bytes: &[u8]) -> Result<&core::ffi::CStr> {

@@ -84,29 +84,16 @@ pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(Fd, Fd)> {
 }
 
 pub fn bind(fd: i32, addr: &[u8]) -> Result<()> {
-    call(
-        nr::BIND,
-        fd as usize,
-        addr.as_ptr() as usize,
-        addr.len(),
-        0,
-        0,
-        0,
-    )
-    .map(|_| ())
+    address_call(nr::BIND, fd, addr)
 }
 
 pub fn connect(fd: i32, addr: &[u8]) -> Result<()> {
-    call(
-        nr::CONNECT,
-        fd as usize,
-        addr.as_ptr() as usize,
-        addr.len(),
-        0,
-        0,
-        0,
-    )
-    .map(|_| ())
+    address_call(nr::CONNECT, fd, addr)
+}
+
+/// `bind` or `connect`: a socket and a `sockaddr`.
+fn address_call(n: usize, fd: i32, addr: &[u8]) -> Result<()> {
+    call(n, fd as usize, addr.as_ptr() as usize, addr.len(), 0, 0, 0).map(|_| ())
 }
 
 pub fn listen(fd: i32, backlog: u32) -> Result<()> {

@@ -17,14 +17,8 @@ use zhuque_image::os::{FdTable, FileKind, OpenFile};
 
 const DELETED: &[u8] = b" (deleted)";
 
-/// `p` as a path for a system call (up to a NUL inside it, which no saved path has).
-fn cstr(p: &[u8]) -> std::ffi::CString {
-    let end = p.iter().position(|c| *c == 0).unwrap_or(p.len());
-    std::ffi::CString::new(&p[..end]).unwrap_or_default()
-}
-
 fn stat_path(p: &[u8], flags: rustix::fs::AtFlags) -> Option<(u64, u64)> {
-    let st = rustix::fs::statat(rustix::fs::CWD, cstr(p).as_c_str(), flags).ok()?;
+    let st = rustix::fs::statat(rustix::fs::CWD, sys::cstring(p).as_c_str(), flags).ok()?;
     Some((st.st_dev, st.st_ino))
 }
 
@@ -245,8 +239,13 @@ fn removed_device(was: &[u8], flags: u32, mode: u32, rdev: u64) -> Result<i32, S
         rdev,
     )
     .map_err(|e| why("mknod", e.raw_os_error()))?;
-    let opened = sys::openat(sys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
-    let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), 0);
+    let opened = sys::openat(
+        sys::AT_FDCWD,
+        &sys::cstring(&tmp),
+        open_flags(flags, mode),
+        0,
+    );
+    let _ = sys::unlinkat(sys::AT_FDCWD, &sys::cstring(&tmp), 0);
     opened.map(sys::Fd::into_raw).map_err(|e| why("open", e.0))
 }
 
@@ -288,8 +287,13 @@ fn removed_directory(was: &[u8], flags: u32, mode: u32) -> Result<i32, String> {
     };
     rustix::fs::mkdirat(CWD, tmp.as_slice(), Mode::from_raw_mode(0o700))
         .map_err(|e| why("mkdir", e))?;
-    let opened = sys::openat(sys::AT_FDCWD, &cstr(&tmp), open_flags(flags, mode), 0);
-    let _ = sys::unlinkat(sys::AT_FDCWD, &cstr(&tmp), sys::AT_REMOVEDIR);
+    let opened = sys::openat(
+        sys::AT_FDCWD,
+        &sys::cstring(&tmp),
+        open_flags(flags, mode),
+        0,
+    );
+    let _ = sys::unlinkat(sys::AT_FDCWD, &sys::cstring(&tmp), sys::AT_REMOVEDIR);
     let fd = opened.map_err(|e| why("open", rustix::io::Errno::from_raw_os_error(e.0)))?;
     let _ = rustix::fs::fchmod(
         crate::image_io::borrow(fd.raw()),
@@ -332,7 +336,7 @@ fn open_saved(f: &OpenFile, path: &[u8]) -> Result<(i32, Result<(), crate::sys::
         return Err("it is not a file reached by path".into());
     };
     let flags = open_flags(f.flags, *mode);
-    let c = cstr(path);
+    let c = sys::cstring(path);
     let fd = sys::openat(sys::AT_FDCWD, &c, flags, 0)
         .or_else(|e| {
             if flags & sys::O_NOATIME != 0 {
@@ -437,11 +441,11 @@ pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
 /// A new unlinked regular file in `dir` (mode `perm`), or in the image when `dir` is gone.
 fn new_unlinked(dir: &[u8], perm: u32) -> Result<i32, crate::sys::Errno> {
     let flags = sys::O_TMPFILE | sys::O_RDWR | sys::O_CLOEXEC;
-    let made = sys::openat(sys::AT_FDCWD, &cstr(dir), flags, perm).or_else(|_| {
+    let made = sys::openat(sys::AT_FDCWD, &sys::cstring(dir), flags, perm).or_else(|_| {
         // The directory is gone or has no O_TMPFILE: a file made and removed at once.
         let mut p = dir.to_vec();
         p.extend_from_slice(format!("/.zhuque-tmp-{}", crate::sys::gettid()).as_bytes());
-        let c = cstr(&p);
+        let c = sys::cstring(&p);
         let fd = sys::openat(
             sys::AT_FDCWD,
             &c,
@@ -500,7 +504,7 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         if *seals != sys::F_SEAL_SEAL {
             flags |= sys::MFD_ALLOW_SEALING;
         }
-        sys::memfd_create(&cstr(path), flags).map(sys::Fd::into_raw)
+        sys::memfd_create(&sys::cstring(path), flags).map(sys::Fd::into_raw)
     } else {
         let dir = match path.iter().rposition(|c| *c == b'/') {
             Some(0) => b"/".to_vec(),

@@ -220,7 +220,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
                 .emit();
             continue;
         }
-        let path = std::ffi::CString::new(w.path.clone()).unwrap_or_default();
+        let path = sys::cstring(&w.path);
         // Skip descriptors up to the wanted one with throw-away watches.
         while next < w.wd {
             let got = dummies

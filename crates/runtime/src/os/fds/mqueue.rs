@@ -50,7 +50,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
     };
     let flags = r.table.files[i].flags & (sys::O_ACCMODE | sys::O_NONBLOCK) | sys::O_CLOEXEC;
     // The system call takes the name without its leading slash.
-    let c = std::ffi::CString::new(name.strip_prefix(b"/").unwrap_or(name)).unwrap_or_default();
+    let c = sys::cstring(name.strip_prefix(b"/").unwrap_or(name));
     match sys::mq_open(&c, flags).map(sys::Fd::into_raw) {
         Ok(fd) => {
             if *notified {

@@ -15,8 +15,7 @@ pub(super) fn unix_path(addr: &[u8]) -> Option<CString> {
     if path.first().is_none_or(|c| *c == 0) {
         return None; // abstract or unnamed
     }
-    let end = path.iter().position(|c| *c == 0).unwrap_or(path.len());
-    CString::new(&path[..end]).ok()
+    Some(sys::cstring(path))
 }
 
 /// For a Unix socket bound to a path: the permission bits of its socket file (0: none, or
