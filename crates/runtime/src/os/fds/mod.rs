@@ -240,7 +240,11 @@ fn find_shared(
 /// program opened after the unshare has no copy, and its number may hold one of the
 /// coordinator's own duplicates. Closing a copy closes nothing of the program's (its table
 /// still holds the description) and releases none of its POSIX locks (they belong to the
-/// program's table). 0-2 stay: they are the coordinator's standard streams too.
+/// program's table). 0-2 stay: they are the coordinator's standard streams too. Nor is `fd`
+/// closed when it holds the `local` of an earlier description (the caller knows): were the
+/// program's fd `fd` a second fd of that description, the comparison would take the
+/// duplicate for the copy, and the earlier description's `local` would then name whatever
+/// file the next duplicate got.
 fn close_private_copy(fd: i32, local: i32) {
     let me = crate::sys::gettid();
     if sys::compare_files(me, fd, local) == Ok(Some(core::cmp::Ordering::Equal)) {
@@ -360,6 +364,9 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
     // (BTreeMap, not HashMap: a HashMap's random seed lives in TLS, which the coordinator
     // does not have.)
     let mut by_inode: std::collections::BTreeMap<(u64, u64), Vec<usize>> = Default::default();
+    // The coordinator's numbers that hold a description's `local`: never a private copy to
+    // close, even when the program's fd of that number shares the description.
+    let mut kept: std::collections::BTreeSet<i32> = Default::default();
     for fd in task.list() {
         if skip.contains(&fd) {
             continue;
@@ -376,7 +383,7 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
         // Before any copy of it is closed: closing a queue's fd in the process that made an
         // mq_notify registration on it removes the registration.
         let queue = mqueue::look(local);
-        if pidfd.is_some() && fd > 2 && local != fd {
+        if pidfd.is_some() && fd > 2 && local != fd && !kept.contains(&fd) {
             close_private_copy(fd, local);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
@@ -402,6 +409,7 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
             }
             Err(at) => {
                 list.insert(at, descs.len());
+                kept.insert(local);
                 let mut d = Desc {
                     fd,
                     path: task.path(fd),
