@@ -367,6 +367,22 @@ fn seqpacket_pair_with_a_shut_down_end() {
     crash_case("fd_seqpacket", &case, CrashPlan::default());
 }
 
+/// File descriptors in flight (`SCM_RIGHTS` sent, not yet received) on stream, datagram and
+/// seqpacket socketpairs at every failure (`fd_in_flight.c`): a pipe with unread data, a file
+/// at an offset, a memfd, an eventfd, a second fd of a kept file (one description) and a
+/// socketpair end with a queued message, each checked when it arrives; on the stream the fds
+/// come with the same byte. Before, they were closed at the save and the messages came without
+/// them.
+#[test]
+fn fds_in_flight() {
+    let case = Case {
+        file: "fd_in_flight.c",
+        args: &["1500"],
+        status: 0,
+    };
+    crash_case("fd_in_flight", &case, CrashPlan::default());
+}
+
 /// Datagrams queued on bound UDP and Unix datagram sockets at the failure (`fd_dgram_queue.c`),
 /// from senders of every kind (bound, closed, abstract, unnamed; a connected UDP receiver):
 /// each comes back in order with its bytes and its sender's address. Before, the queues were

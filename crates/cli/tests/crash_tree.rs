@@ -387,6 +387,27 @@ fn system_v_ipc_and_message_queues_between_processes() {
 }
 
 #[test]
+fn socketpair_between_processes_with_fds_in_flight() {
+    let prog = Program::compile("tree_in_flight.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // A parent sends its child a pipe, a memfd and a socket end over a socketpair whose ends
+    // the two hold; the child takes them 2 ms later, so failures land while they are in
+    // flight (two fail points in the parent with fds in flight, random failures besides).
+    // The connection, its unread bytes and the fds come back (before: the ends came
+    // back unconnected and the fds were closed); the child checks each fd, and answers on
+    // the socket end it was sent.
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_in_flight", &prog.path, ["300", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
 fn process_shared_synchronization_and_map_files_truncation() {
     let prog = Program::compile("tree_pshared.c");
     prog.build(&["-Wall", "-Wextra", "-Werror", "-pthread"]);

@@ -8,9 +8,9 @@ use zhuque_image::ipc::{
 };
 use zhuque_image::os::{
     Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
-    Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState, Socket,
-    TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
-    ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
+    PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState,
+    Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS,
+    TAG_TIMERS, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -406,6 +406,16 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
     } else {
         queue.iter().map(|_| sockaddr(rng)).collect()
     };
+    let mut passed = Vec::new();
+    for m in 0..queue.len() {
+        if rng.chance(1, 3) {
+            let files = (0..rng.range(1, 4)).map(|_| index(rng)).collect();
+            passed.push(PassedFds {
+                message: m as u32,
+                files,
+            });
+        }
+    }
     Socket {
         domain: *rng.pick(&[1, 2, 10, 16, 17]),
         ty: *rng.pick(&[1, 2, 3, 5, 0x80801]),
@@ -424,6 +434,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
         path_mode: *rng.pick(&[0, 0o600, 0o755, 0o1777]),
         senders,
         path_gone: rng.chance(1, 4),
+        passed,
     }
 }
 

@@ -47,6 +47,7 @@ pub const SO_LINGER: i32 = n::SO_LINGER as i32;
 pub const SO_ACCEPTCONN: i32 = n::SO_ACCEPTCONN as i32;
 pub const SO_PROTOCOL: i32 = n::SO_PROTOCOL as i32;
 pub const SO_DOMAIN: i32 = n::SO_DOMAIN as i32;
+pub const SO_PEEK_OFF: i32 = n::SO_PEEK_OFF as i32;
 pub const TCP_INFO: i32 = n::TCP_INFO as i32;
 
 pub const MSG_PEEK: i32 = n::MSG_PEEK as i32;
@@ -220,6 +221,78 @@ pub fn recvmsg(
     flags: i32,
 ) -> Result<(usize, i32, usize)> {
     recvmsg_from(fd, buf, control, &mut [], flags).map(|(n, f, c, _)| (n, f, c))
+}
+
+/// `SCM_RIGHTS`, the control message that passes fds.
+pub const SCM_RIGHTS: i32 = n::SCM_RIGHTS as i32;
+
+/// The size of a `cmsghdr` (`CMSG_LEN(0)`): its length, level and type.
+const CMSG_HEADER: usize = core::mem::size_of::<usize>() + 8;
+
+/// The fds of the `SCM_RIGHTS` control messages in `control` (as `recvmsg` filled it), in
+/// order; they are the caller's to keep or close.
+pub fn passed_fds(control: &[u8]) -> Vec<i32> {
+    let mut fds = Vec::new();
+    let mut at = 0;
+    while at + CMSG_HEADER <= control.len() {
+        let word = |k: usize, n: usize| control.get(at + k..at + k + n);
+        let len = word(0, 8).map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])));
+        let int = |k| word(k, 4).map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
+        let (level, ty) = (int(8), int(12));
+        let len = len as usize;
+        if len < CMSG_HEADER || at + len > control.len() {
+            break;
+        }
+        if level == SOL_SOCKET && ty == SCM_RIGHTS {
+            for f in control[at + CMSG_HEADER..at + len].chunks_exact(4) {
+                fds.push(i32::from_ne_bytes([f[0], f[1], f[2], f[3]]));
+            }
+        }
+        at += (len + 7) & !7;
+    }
+    fds
+}
+
+/// `sendmsg` of `buf` with `fds` passed along (`SCM_RIGHTS`; none: a plain send); returns
+/// the bytes sent. The fds travel with the first byte.
+pub fn send_with_fds(fd: i32, buf: &[u8], fds: &[i32], flags: i32) -> Result<usize> {
+    let mut control = vec![0u8; CMSG_HEADER + ((fds.len() * 4 + 7) & !7)];
+    if !fds.is_empty() {
+        let len = CMSG_HEADER + fds.len() * 4;
+        control[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+        control[8..12].copy_from_slice(&SOL_SOCKET.to_ne_bytes());
+        control[12..16].copy_from_slice(&SCM_RIGHTS.to_ne_bytes());
+        for (k, f) in fds.iter().enumerate() {
+            let at = CMSG_HEADER + 4 * k;
+            control[at..at + 4].copy_from_slice(&f.to_ne_bytes());
+        }
+    }
+    let mut iov = linux_raw_sys::general::iovec {
+        iov_base: buf.as_ptr() as *mut _,
+        iov_len: buf.len() as _,
+    };
+    let m = linux_raw_sys::net::msghdr {
+        msg_name: core::ptr::null_mut(),
+        msg_namelen: 0,
+        msg_iov: (&mut iov as *mut linux_raw_sys::general::iovec).cast(),
+        msg_iovlen: 1,
+        msg_control: if fds.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            control.as_mut_ptr().cast()
+        },
+        msg_controllen: if fds.is_empty() { 0 } else { control.len() },
+        msg_flags: 0,
+    };
+    call(
+        nr::SENDMSG,
+        fd as usize,
+        &m as *const linux_raw_sys::net::msghdr as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )
 }
 
 /// `recvmsg` that also says who sent the message: its address is written to `name`, and its

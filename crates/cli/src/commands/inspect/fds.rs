@@ -207,6 +207,23 @@ fn socket_fields(t: &FdTable, s: &Socket) -> Vec<(&'static str, Value)> {
             "queued_bytes",
             int(s.queue.iter().map(|q| q.len() as u64).sum()),
         ),
+        (
+            "fds_in_flight",
+            array(&s.passed, |p| {
+                Value::Object(vec![
+                    ("message", int(u64::from(p.message))),
+                    (
+                        "files",
+                        array(&p.files, |f| {
+                            let file = &t.files[*f as usize];
+                            let mut o = vec![("description", int(u64::from(*f)))];
+                            o.extend(kind_fields(t, file));
+                            Value::Object(o)
+                        }),
+                    ),
+                ])
+            }),
+        ),
     ]);
     v
 }
@@ -260,7 +277,41 @@ pub fn fds_text(t: &FdTable, owners: Owners) -> Vec<String> {
             }
             line
         })
+        .chain(in_flight_text(t))
         .collect()
+}
+
+/// One line per fd in flight (sent with `SCM_RIGHTS`, not received yet), after the fds:
+/// `(in flight to fd 5): pipe read end (ino 12), 9 unread bytes`.
+fn in_flight_text(t: &FdTable) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, f) in t.files.iter().enumerate() {
+        let FileKind::Socket(s) = &f.kind else {
+            continue;
+        };
+        for p in &s.passed {
+            for file in &p.files {
+                let mut line = format!(
+                    "(in flight to {}, message {}): {}",
+                    fds_list(t, i as u32),
+                    p.message,
+                    describe(t, &t.files[*file as usize])
+                );
+                if numbers(t, *file).next().is_some() {
+                    line.push_str(&format!(", the description of {}", fds_list(t, *file)));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    lines
+}
+
+/// Whether open file `file` travels in a message on a socket (and maybe nowhere else).
+fn in_flight(t: &FdTable, file: u32) -> bool {
+    t.files.iter().any(|f| {
+        matches!(&f.kind, FileKind::Socket(s) if s.passed.iter().any(|p| p.files.contains(&file)))
+    })
 }
 
 /// What fd `fd` of this table is, in words (without its close-on-exec flag).
@@ -304,7 +355,11 @@ fn mode_text(flags: u32) -> String {
 fn fds_list(t: &FdTable, file: u32) -> String {
     let fds: Vec<String> = numbers(t, file).map(|n| n.to_string()).collect();
     if fds.is_empty() {
-        "no fd".to_string()
+        if in_flight(t, file) {
+            "a socket in flight".to_string()
+        } else {
+            "no fd".to_string()
+        }
     } else {
         format!("fd {}", fds.join(", "))
     }
@@ -411,6 +466,10 @@ fn socket_text(t: &FdTable, s: &Socket) -> String {
     let queued: usize = s.queue.iter().map(Vec::len).sum();
     if queued > 0 {
         line.push_str(&format!(", {queued} unread bytes"));
+    }
+    let passed: usize = s.passed.iter().map(|p| p.files.len()).sum();
+    if passed > 0 {
+        line.push_str(&format!(", {passed} fd(s) in flight"));
     }
     line
 }

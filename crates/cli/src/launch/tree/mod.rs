@@ -29,6 +29,7 @@ pub mod saved;
 mod snapshot;
 mod streams;
 mod supervise;
+mod unix_peers;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;

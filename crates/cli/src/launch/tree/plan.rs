@@ -16,8 +16,12 @@ use zhuque_image::tree::{Share, SharePlan};
 pub struct FileKey {
     pub dev: u64,
     pub ino: u64,
-    /// A pipe or a FIFO: its ends are different descriptions that one owner saves together.
-    pub fifo: bool,
+    /// A pipe or a FIFO, or a Unix socket whose peer a member holds (its `ino` is then the
+    /// lower of the two ends' inodes, so both ends have one key): its ends are different
+    /// descriptions that one owner saves together.
+    pub ends_together: bool,
+    /// A socket (whose peer no member holds, unless `ends_together`).
+    pub socket: bool,
 }
 
 /// One fd of one member. `key` is `None` when the fd could not be examined (it still counts
@@ -49,7 +53,7 @@ pub fn plan(
     let mut fresh = FreshNumbers::new(facts);
     for (key, refs) in group_by_file(facts, stdio, &mut plans) {
         let descriptions = split_descriptions(refs, cmp);
-        if key.fifo {
+        if key.ends_together {
             plan_pipe(&descriptions, &mut fresh, &mut plans);
         } else {
             for d in &descriptions {
@@ -113,8 +117,8 @@ fn plan_description(holders: &[FdRef], plans: &mut BTreeMap<i32, SharePlan>) {
     lend(holders, owner, owner_fd, plans);
 }
 
-/// Rule (c): the ends of one pipe (or the opens of one FIFO) held by different members are
-/// saved together by one owner, the lowest-pid member holding any of them. A description the
+/// Rule (c): the ends of one pipe (or the opens of one FIFO, or the two ends of a Unix
+/// socketpair or connection) held by different members are saved together by one owner, the lowest-pid member holding any of them. A description the
 /// owner does not hold is imported into its table at a fresh number for the save, and lent
 /// from there to its holders at the resume.
 fn plan_pipe(
@@ -195,17 +199,20 @@ mod tests {
     const FILE: FileKey = FileKey {
         dev: 1,
         ino: 10,
-        fifo: false,
+        ends_together: false,
+        socket: false,
     };
     const PIPE: FileKey = FileKey {
         dev: 9,
         ino: 77,
-        fifo: true,
+        ends_together: true,
+        socket: false,
     };
     const TTY: FileKey = FileKey {
         dev: 5,
         ino: 3,
-        fifo: false,
+        ends_together: false,
+        socket: false,
     };
 
     impl World {

@@ -239,7 +239,8 @@ fn file_key(path: &str) -> Option<FileKey> {
     Some(FileKey {
         dev: m.dev(),
         ino: m.ino(),
-        fifo: m.file_type().is_fifo(),
+        ends_together: m.file_type().is_fifo(),
+        socket: m.file_type().is_socket(),
     })
 }
 
@@ -276,10 +277,11 @@ pub fn kcmp_file(a: FdRef, b: FdRef) -> Option<Ordering> {
 /// The plans of `members` (stopped), from their fd tables.
 pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
     let tasks: BTreeMap<i32, i32> = members.iter().map(|p| (*p, fd_task(*p))).collect();
-    let facts: Vec<FdFact> = tasks
+    let mut facts: Vec<FdFact> = tasks
         .iter()
         .flat_map(|(pid, task)| fd_facts(*pid, *task))
         .collect();
+    join_connected_sockets(&mut facts);
     // kcmp looks at the given task's fd table: the live one.
     let task = |r: FdRef| (tasks.get(&r.0).copied().unwrap_or(r.0), r.1);
     let kcmp_file = |a: FdRef, b: FdRef| kcmp_file(task(a), task(b));
@@ -304,6 +306,34 @@ pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
     plan::plan(members, &facts, &stdio, &cmp)
 }
 
+/// Gives both ends of each Unix connection whose ends members hold (a socketpair shared
+/// with a child, a client and the server's accepted socket) one key, as a pipe's ends have:
+/// one member then saves the connection whole, with what is queued and in flight on it.
+/// Only when sockets are held by two members or more (the kernel is asked once then).
+fn join_connected_sockets(facts: &mut [FdFact]) {
+    let sockets: Vec<(i32, u64)> = facts
+        .iter()
+        .filter_map(|f| f.key.filter(|k| k.socket).map(|k| (f.pid, k.ino)))
+        .collect();
+    if sockets.iter().all(|(pid, _)| *pid == sockets[0].0) {
+        return;
+    }
+    let mut inodes: Vec<u64> = sockets.iter().map(|(_, ino)| *ino).collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    let peers = super::unix_peers::peers(&inodes);
+    for f in facts.iter_mut() {
+        if let Some(k) = &mut f.key
+            && k.socket
+            && let Some(peer) = peers.get(&k.ino)
+            && inodes.binary_search(peer).is_ok()
+        {
+            k.ino = k.ino.min(*peer);
+            k.ends_together = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,14 +356,46 @@ mod tests {
         let fa = facts.iter().find(|f| f.fd == a).unwrap();
         let fc = facts.iter().find(|f| f.fd == c).unwrap();
         assert_eq!(fa.key, fc.key);
-        assert!(fa.key.is_some_and(|k| !k.fifo));
+        assert!(fa.key.is_some_and(|k| !k.ends_together));
     }
 
     #[test]
     fn pipes_are_fifos() {
         let (r, _w) = crate::launch::process::pipe().unwrap();
         let key = file_key(&format!("/proc/self/fd/{}", r.as_raw_fd())).unwrap();
-        assert!(key.fifo);
+        assert!(key.ends_together);
+    }
+
+    #[test]
+    fn the_ends_of_a_socketpair_held_by_two_members_get_one_key() {
+        let me = std::process::id() as i32;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (lone, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fact = |pid: i32, fd: i32| FdFact {
+            pid,
+            fd,
+            key: file_key(&format!("/proc/{me}/fd/{fd}")),
+        };
+        // Member 2 holds a and a socket whose peer no member holds; member 3 holds b.
+        let mut facts = vec![
+            fact(2, a.as_raw_fd()),
+            fact(2, lone.as_raw_fd()),
+            fact(3, b.as_raw_fd()),
+        ];
+        let lone_key = facts[1].key;
+        assert!(
+            facts
+                .iter()
+                .all(|f| f.key.is_some_and(|k| k.socket && !k.ends_together))
+        );
+        join_connected_sockets(&mut facts);
+        let (ka, kb) = (facts[0].key.unwrap(), facts[2].key.unwrap());
+        assert_eq!(ka, kb, "both ends: one key");
+        assert!(ka.ends_together);
+        assert_eq!(
+            facts[1].key, lone_key,
+            "a socket whose peer is outside is left alone"
+        );
     }
 
     #[test]

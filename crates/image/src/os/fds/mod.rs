@@ -26,11 +26,11 @@ pub use locks::{FileLock, LockKind};
 pub use namespace::NS_FILES;
 pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
-pub use sockets::{SockAddr, SockOpt, SockState, Socket};
+pub use sockets::{PassedFds, SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 10;
+pub(super) const VERSION: u32 = 11;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -423,6 +423,7 @@ pub(crate) mod tests {
                         path_mode: 0o640,
                         senders: vec![],
                         path_gone: false,
+                        passed: vec![],
                     }),
                 },
                 OpenFile {

@@ -30,6 +30,19 @@ pub struct Socket {
     /// names another file): it comes back bound to the path with no file of its own there,
     /// and whatever is at the path stays.
     pub path_gone: bool,
+    /// File descriptors in flight (`SCM_RIGHTS` sent and not yet received), with the message
+    /// of `queue` they travel with. A stream socket's `queue` starts a new entry at each
+    /// message that carries fds, so they arrive with the same byte as before.
+    pub passed: Vec<PassedFds>,
+}
+
+/// The fds that travel with message `message` of a socket's queue: open files of the table
+/// (each an index into [`FdTable::files`](super::FdTable::files)), in the order they were sent;
+/// a file no fd of the process holds is in the table only for this.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PassedFds {
+    pub message: u32,
+    pub files: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -239,6 +252,27 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
     w.u32(s.path_mode);
     w.bytes_list(&s.senders);
     w.bool(s.path_gone);
+    w.u64(s.passed.len() as u64);
+    for p in &s.passed {
+        w.u32(p.message);
+        w.u64(p.files.len() as u64);
+        for f in &p.files {
+            w.u32(*f);
+        }
+    }
+}
+
+fn get_passed(r: &mut Reader) -> Result<Vec<PassedFds>, Error> {
+    let mut passed = Vec::new();
+    for _ in 0..count(r)? {
+        let message = r.u32()?;
+        let mut files = Vec::new();
+        for _ in 0..count(r)? {
+            files.push(r.u32()?);
+        }
+        passed.push(PassedFds { message, files });
+    }
+    Ok(passed)
 }
 
 pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
@@ -282,6 +316,7 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         path_mode: r.u32()? & 0o7777,
         senders: r.bytes_list()?,
         path_gone: r.bool()?,
+        passed: get_passed(r)?,
     })
 }
 
@@ -289,6 +324,13 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
 pub(super) fn check_references(s: &Socket, nfiles: usize) -> Result<(), Error> {
     if !s.senders.is_empty() && s.senders.len() != s.queue.len() {
         return Err(Error::Invalid("socket queue and senders differ in length"));
+    }
+    for p in &s.passed {
+        if p.message as usize >= s.queue.len() || p.files.iter().any(|f| *f as usize >= nfiles) {
+            return Err(Error::Invalid(
+                "fds in flight refer to no message or open file",
+            ));
+        }
     }
     match &s.state {
         SockState::Pair { peer } | SockState::Pending { listener: peer }
@@ -352,6 +394,10 @@ mod tests {
                 path_mode: 0o600,
                 senders: vec![inet(5353).to_vec()],
                 path_gone: true,
+                passed: vec![PassedFds {
+                    message: 0,
+                    files: vec![0, 2],
+                }],
             });
             assert_eq!(kind_roundtrip(&k), k);
         }
@@ -378,6 +424,14 @@ mod tests {
             senders: vec![vec![]; senders],
             ..Socket::default()
         };
+        let passing = |message, files| Socket {
+            queue: vec![vec![1], vec![2]],
+            passed: vec![PassedFds { message, files }],
+            ..Socket::default()
+        };
+        assert!(check_references(&passing(1, vec![0, 2]), 3).is_ok());
+        assert!(check_references(&passing(2, vec![0]), 3).is_err());
+        assert!(check_references(&passing(0, vec![3]), 3).is_err());
         assert!(check_references(&queued(0), 0).is_ok());
         assert!(check_references(&queued(2), 0).is_ok());
         assert!(check_references(&queued(1), 0).is_err());

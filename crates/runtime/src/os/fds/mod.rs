@@ -25,6 +25,7 @@
 mod epoll;
 mod eventfd;
 mod files;
+mod in_flight;
 pub mod inotify;
 pub mod interpose;
 mod locks;
@@ -102,6 +103,8 @@ pub struct Desc {
     pub flags: u32,
     /// Its `/proc/.../fdinfo/N` text (read once).
     pub info: Vec<u8>,
+    /// A Unix socket: what its queue held, with the fds in flight (step 1b of a save).
+    pub in_flight: Option<in_flight::InFlight>,
     class: Class,
 }
 
@@ -337,8 +340,12 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     if let Some(p) = pidfd {
         sync_runtime_fds(p);
     }
-    let (descs, fds) = collect(task, pidfd, plan.as_ref());
-    let (used, descs_left, table_fds) = order(descs, &fds);
+    let (mut descs, fds) = collect(task, pidfd, plan.as_ref());
+    let not_ours = not_ours(&descs, &fds, plan.as_ref());
+    in_flight::take(&mut descs, &not_ours);
+    let extra = in_flight::needed(&descs);
+    let (mut used, descs_left, table_fds, index) = order(descs, &fds, &extra);
+    in_flight::renumber(&mut used, &index);
     let table = describe(meta, files, task, &used, &table_fds, plan.as_ref());
     meta.set_section(TAG_FDS, table.encode());
     if let Some(p) = pidfd {
@@ -347,6 +354,25 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
         }
         let _ = sys::close(p);
     }
+}
+
+/// Which descriptions another process saves, or the launch's standard streams are (the
+/// kinds [`describe`] gives them without asking their module).
+fn not_ours(descs: &[Desc], fds: &[FoundFd], plan: Option<&SharePlan>) -> Vec<bool> {
+    let Some(plan) = plan else {
+        return descs.iter().map(|d| (0..=2).contains(&d.fd)).collect();
+    };
+    let mut v = vec![false; descs.len()];
+    for e in &plan.entries {
+        let fd = match *e {
+            Share::Stdio { fd, .. } | Share::Borrowed { fd, .. } => fd,
+            Share::Import { .. } => continue,
+        };
+        if let Some((_, _, i)) = fds.iter().find(|f| f.0 == fd) {
+            v[*i] = true;
+        }
+    }
+    v
 }
 
 /// A program fd found by [`collect`]: its number, close-on-exec, and its description's index.
@@ -419,6 +445,7 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
                     flags,
                     info,
                     queue,
+                    in_flight: None,
                     class: Class::Unsupported,
                 };
                 d.class = classify(&d);
@@ -443,12 +470,17 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
 }
 
 /// Step 2: the table's order. It holds the descriptions some fd above 2 uses, in order of
-/// first use; returns them, the descriptions only fds 0-2 use (their duplicates are closed
-/// at the end), and the fds with their table indexes.
-fn order<D>(descs: Vec<D>, fds: &[FoundFd]) -> (Vec<D>, Vec<D>, Vec<Fd>) {
+/// first use, then the `extra` ones no such fd uses (fds in flight); returns them, the
+/// descriptions left out (only fds 0-2 use them; their duplicates are closed at the end), the
+/// fds with their table indexes, and each description's index in the table.
+fn order<D>(
+    descs: Vec<D>,
+    fds: &[FoundFd],
+    extra: &[usize],
+) -> (Vec<D>, Vec<D>, Vec<Fd>, Vec<Option<u32>>) {
     let mut index: Vec<Option<u32>> = vec![None; descs.len()];
     let mut order: Vec<usize> = Vec::new();
-    for (_, _, i) in fds {
+    for i in fds.iter().map(|(_, _, i)| i).chain(extra) {
         if index[*i].is_none() {
             index[*i] = Some(order.len() as u32);
             order.push(*i);
@@ -469,7 +501,7 @@ fn order<D>(descs: Vec<D>, fds: &[FoundFd]) -> (Vec<D>, Vec<D>, Vec<Fd>) {
             file: index_of(*i),
         })
         .collect();
-    (used, descs_left, table_fds)
+    (used, descs_left, table_fds, index)
 }
 
 /// Step 3: each description's record, by kind (locks first), into the fd table.
@@ -605,6 +637,7 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<Foun
             flags: sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32,
             info: crate::procfs::read(&proc_path("fdinfo")).unwrap_or_default(),
             queue: None,
+            in_flight: None,
             class: Class::Unsupported,
         };
         d.class = classify(&d);
@@ -787,6 +820,7 @@ pub fn restore(meta: &Meta) {
             r.settle();
         }
     }
+    in_flight::send_again(&mut r);
     if crate::tree::in_tree() {
         // In a tree, 0-2 are the process's own: one it had closed stays closed.
         for k in 0..3 {
@@ -940,8 +974,9 @@ mod tests {
         // Descriptions a..e as found; fds 0-2 first (as the listing gives them), then 3.. .
         let descs = vec!['a', 'b', 'c', 'd', 'e'];
         let fds = [(3, false, 2), (4, true, 0), (5, false, 2), (9, false, 4)];
-        let (used, left, table) = order(descs, &fds);
+        let (used, left, table, index) = order(descs, &fds, &[]);
         assert_eq!(used, vec!['c', 'a', 'e']);
+        assert_eq!(index, vec![Some(1), None, Some(0), None, Some(2)]);
         // b and d: used by no fd above 2 (only the standard streams' own duplicates).
         assert_eq!(left, vec!['b', 'd']);
         let got: Vec<(i32, bool, u32)> = table.iter().map(|f| (f.fd, f.cloexec, f.file)).collect();
@@ -952,8 +987,19 @@ mod tests {
     }
 
     #[test]
+    fn descriptions_in_flight_follow_those_of_fds() {
+        // d is in flight only, a both in flight and at fd 4, b only at fd 0 (not listed).
+        let fds = [(3, false, 2), (4, false, 0)];
+        let (used, left, table, index) = order(vec!['a', 'b', 'c', 'd'], &fds, &[0, 3]);
+        assert_eq!(used, vec!['c', 'a', 'd']);
+        assert_eq!(left, vec!['b']);
+        assert_eq!(index, vec![Some(1), None, Some(0), Some(2)]);
+        assert_eq!(table.len(), 2, "a file in flight gets no fd");
+    }
+
+    #[test]
     fn an_empty_table_stays_empty() {
-        let (used, left, table) = order(vec!['a'], &[]);
+        let (used, left, table, _) = order(vec!['a'], &[], &[]);
         assert!(used.is_empty() && table.is_empty());
         assert_eq!(left, vec!['a']);
     }

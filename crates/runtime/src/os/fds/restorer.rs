@@ -133,6 +133,19 @@ impl<'a> Restorer<'a> {
         self.unsettled.push(i);
     }
 
+    /// Whether any saved fd holds open file `i` (one kept only for a message in flight has
+    /// none).
+    pub fn has_fds(&self, i: usize) -> bool {
+        !self.fds_of[i].is_empty()
+    }
+
+    /// Closes open file `i`'s staged fd (a file no saved fd holds, once it is of no more use).
+    pub fn release(&mut self, i: usize) {
+        if let Some(fd) = self.staged[i].take() {
+            let _ = sys::close(fd);
+        }
+    }
+
     /// Whether the saved table has an fd at number `fd`.
     pub fn is_saved_number(&self, fd: i32) -> bool {
         self.targets.binary_search(&fd).is_ok()
@@ -165,11 +178,13 @@ impl<'a> Restorer<'a> {
     /// Starts a warning line about open file `i`.
     pub fn warning(&self, i: usize) -> Line {
         let mut l = Line::new();
-        l.str("warning: fd ")
-            .num(self.fd_of(i) as u64)
-            .str(" (")
-            .str(self.table.files[i].kind.name())
-            .str("): ");
+        match self.fd_of(i) {
+            -1 => l.str("warning: a file in flight on a socket"),
+            fd => l.str("warning: fd ").num(fd as u64),
+        }
+        .str(" (")
+        .str(self.table.files[i].kind.name())
+        .str("): ");
         l
     }
 

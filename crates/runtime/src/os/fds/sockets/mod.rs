@@ -39,14 +39,14 @@ use inet::{dead_connection, linger_zero, tcp_pairs, udp_shutdowns};
 use listen::{pending_connections, plain, plain_then, reconnect_pending};
 use options::{Probe, differing_options};
 use pairs::restore_pair;
-pub(super) use queues::has_datagram_queue;
 use queues::requeue;
+pub(super) use queues::{drain_keeping_fds, has_datagram_queue, refill};
 use unix::{describe, socket_file};
 
 /// TCP states (as sock_diag and `TCP_INFO` give them) and the shutdown bit of a sending end.
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
-const SEND_SHUTDOWN: u8 = 2;
+pub(super) const SEND_SHUTDOWN: u8 = 2;
 
 fn is_tcp(s: &Socket) -> bool {
     matches!(s.domain, sys::AF_INET | sys::AF_INET6)

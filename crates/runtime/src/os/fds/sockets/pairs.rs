@@ -6,7 +6,7 @@ use super::inet::tcp_pair;
 use super::options::apply_options;
 use super::queues::refill;
 use crate::sys;
-use zhuque_image::os::FileKind;
+use zhuque_image::os::{FileKind, Socket};
 
 /// Both ends of a socketpair, with the unread data of each direction.
 pub(super) fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
@@ -32,16 +32,25 @@ pub(super) fn restore_pair(r: &mut Restorer, i: usize, j: usize) {
     };
     apply_options(a, si);
     apply_options(b, sj);
-    // What i had to read was sent by j, and the other way round.
-    let lost = refill(b, &si.queue) + refill(a, &sj.queue);
+    // What i had to read was sent by j, and the other way round; a queue with fds in flight
+    // goes back once every file exists (`in_flight::send_again`).
+    let refilled = |from: i32, s: &Socket| {
+        if s.passed.is_empty() {
+            refill(from, &s.queue)
+        } else {
+            0
+        }
+    };
+    let lost = refilled(b, si) + refilled(a, sj);
     if lost > 0 {
         r.warning(i)
             .num(lost)
             .str(" unread bytes of a socketpair do not fit and are lost")
             .emit();
     }
-    for (fd, s) in [(a, si), (b, sj)] {
-        if s.shutdown & SEND_SHUTDOWN != 0 {
+    // (An end whose peer's queue goes back later shuts down after it.)
+    for (fd, s, peer) in [(a, si, sj), (b, sj, si)] {
+        if s.shutdown & SEND_SHUTDOWN != 0 && peer.passed.is_empty() {
             // SHUT_WR; the kernel sets the peer's RCV_SHUTDOWN with it, and a SHUT_RD of one
             // end had set the other's SEND_SHUTDOWN: the pair of bits is restored either way.
             let _ = sys::shutdown(fd, 1);

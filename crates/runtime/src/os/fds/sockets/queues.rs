@@ -13,25 +13,59 @@ pub(super) fn has_unread(fd: i32) -> bool {
 }
 
 /// Takes every unread message out of a socket's receive queue (the process is about to end).
-/// File descriptors in flight (`SCM_RIGHTS`) cannot be kept: they are closed and counted.
-///
-/// A `SOCK_SEQPACKET` socket whose peer has shut down its sending side returns 0 for ever
-/// once its queue is empty, exactly as it returns a zero-length message: a 0 with the peer
-/// hung up ends the queue (a zero-length message queued before the shutdown is taken for
-/// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
-/// few thousand at most): past it the rest is left, with a warning, rather than spin.
+/// File descriptors in flight (`SCM_RIGHTS`) are closed and counted: only a Unix socket's
+/// are kept, by [`drain_keeping_fds`].
 ///
 /// With `senders`, the address each message came from is pushed there (a datagram socket).
 pub(super) fn drain(
     fd: i32,
     ty: i32,
     buf: &mut [u8],
+    senders: Option<&mut Vec<Vec<u8>>>,
+) -> Vec<Vec<u8>> {
+    let mut passed = Vec::new();
+    let out = drain_keeping_fds(fd, ty, buf, senders, &mut passed);
+    let lost: usize = passed.iter().map(|(_, fds)| fds.len()).sum();
+    for (_, fds) in passed {
+        for f in fds {
+            let _ = sys::close(f);
+        }
+    }
+    if lost > 0 {
+        crate::diag::Line::new()
+            .str("warning: ")
+            .num(lost as u64)
+            .str(" fd(s) in flight on a socket (SCM_RIGHTS) are not kept")
+            .emit();
+    }
+    out
+}
+
+/// [`drain`], keeping the fds in flight: each message's go to `passed` with the message's
+/// index (they are the caller's to close). A stream socket's bytes are one message, but a
+/// message that carried fds starts a new one, so sending each again with its fds puts them
+/// at the same byte.
+///
+/// A `SOCK_SEQPACKET` socket whose peer has shut down its sending side returns 0 for ever
+/// once its queue is empty, exactly as it returns a zero-length message: a 0 with the peer
+/// hung up ends the queue (a zero-length message queued before the shutdown is taken for
+/// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
+/// few thousand at most): past it the rest is left, with a warning, rather than spin.
+pub fn drain_keeping_fds(
+    fd: i32,
+    ty: i32,
+    buf: &mut [u8],
     mut senders: Option<&mut Vec<Vec<u8>>>,
+    passed: &mut Vec<(u32, Vec<i32>)>,
 ) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut control = [0u8; 4096];
     let mut name = [0u8; 128];
-    let mut lost_fds = 0;
+    // On a stream, bytes sent without fds before a message with fds would come with it (a read
+    // takes them along): those are taken first, so the fds stay on their own byte.
+    let careful = (ty == sys::SOCK_STREAM && fds_queued(fd))
+        .then(|| PeekOffset::take(fd))
+        .flatten();
     loop {
         if out.len() >= MAX_QUEUED {
             crate::diag::Line::new()
@@ -40,6 +74,13 @@ pub(super) fn drain(
                 .str(" messages; the rest are not kept")
                 .emit();
             break;
+        }
+        if careful.is_some() {
+            match take_through_fds(fd, buf, &mut out, passed) {
+                Some(true) => continue,
+                Some(false) => {}
+                None => break,
+            }
         }
         let r = sys::recvmsg_from(
             fd,
@@ -52,37 +93,152 @@ pub(super) fn drain(
             },
             sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC,
         );
-        let (n, flags, clen, name_len) = match r {
+        let (n, _, clen, name_len) = match r {
             Ok(v) => v,
             Err(crate::sys::Errno::EINTR) => continue,
             Err(_) => break,
         };
-        lost_fds += close_passed_fds(&control[..clen.min(control.len())]);
-        if n == 0 && (ty == sys::SOCK_STREAM || peer_hung_up(fd)) {
+        let fds = sys::passed_fds(&control[..clen.min(control.len())]);
+        if n == 0 && fds.is_empty() && (ty == sys::SOCK_STREAM || peer_hung_up(fd)) {
             break; // end of stream
         }
         let msg = buf[..n].to_vec();
         if let Some(s) = senders.as_deref_mut() {
             s.push(name[..name_len].to_vec());
         }
-        if ty == sys::SOCK_STREAM {
-            match out.first_mut() {
-                Some(all) => all.extend_from_slice(&msg),
-                None => out.push(msg),
-            }
+        if ty == sys::SOCK_STREAM && fds.is_empty() {
+            append(&mut out, passed, &msg);
         } else {
             out.push(msg);
         }
-        let _ = flags;
-    }
-    if lost_fds > 0 {
-        crate::diag::Line::new()
-            .str("warning: ")
-            .num(lost_fds)
-            .str(" fd(s) in flight on a socketpair (SCM_RIGHTS) are not kept")
-            .emit();
+        if !fds.is_empty() {
+            passed.push((out.len() as u32 - 1, fds));
+        }
     }
     out
+}
+
+/// Adds stream bytes sent without fds to the last message, unless that one came with fds
+/// (a read stops after those: the bytes after them stay a message of their own).
+fn append(out: &mut Vec<Vec<u8>>, passed: &[(u32, Vec<i32>)], bytes: &[u8]) {
+    let last_has_fds = passed
+        .last()
+        .is_some_and(|(m, _)| *m as usize + 1 == out.len());
+    match out.last_mut() {
+        Some(all) if !last_has_fds => all.extend_from_slice(bytes),
+        _ => out.push(bytes.to_vec()),
+    }
+}
+
+/// Whether fds are in flight on Unix socket `fd` (its fdinfo's `scm_fds`, Linux 5.6; without
+/// it, taken to be).
+fn fds_queued(fd: i32) -> bool {
+    let info = super::super::procfd::fdinfo_of(fd);
+    super::super::procfd::field(&info, b"scm_fds").is_none_or(|n| n != b"0")
+}
+
+/// A stream socket's peek offset (`SO_PEEK_OFF`), off while its queue is drained (a peek
+/// then starts at the first byte): the program's is given back when dropped.
+struct PeekOffset {
+    fd: i32,
+    saved: i32,
+}
+
+impl PeekOffset {
+    fn take(fd: i32) -> Option<PeekOffset> {
+        let saved = sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_PEEK_OFF).ok()?;
+        sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_PEEK_OFF, -1).ok()?;
+        Some(PeekOffset { fd, saved })
+    }
+}
+
+impl Drop for PeekOffset {
+    fn drop(&mut self) {
+        let _ = sys::setsockopt_int(self.fd, sys::SOL_SOCKET, sys::SO_PEEK_OFF, self.saved);
+    }
+}
+
+/// Bytes read one at a time, at most, to find where a stream's bytes sent with fds begin.
+const BYTEWISE: usize = 1 << 16;
+
+/// Takes a stream socket's bytes up to and including the next ones sent with fds, when fds
+/// come with the next read: `Some(true)` when it did, `Some(false)` when no fds come (the
+/// caller reads as usual), `None` when the queue is empty.
+///
+/// A read stops after the bytes sent with fds, but takes the bytes before them along, and a
+/// peek cannot tell where they begin (it reaches on to the next fds whatever its size). A
+/// read of one byte gets the fds exactly when that byte is the first sent with them, so the
+/// bytes before are read one at a time (up to [`BYTEWISE`]; past it the fds are put at the
+/// start of the rest, with a warning), then the rest of those sent with the fds, whose end
+/// the peek gave.
+fn take_through_fds(
+    fd: i32,
+    buf: &mut [u8],
+    out: &mut Vec<Vec<u8>>,
+    passed: &mut Vec<(u32, Vec<i32>)>,
+) -> Option<bool> {
+    let peek = sys::MSG_PEEK | sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC;
+    let mut control = [0u8; 4096];
+    let (n, _, clen) = sys::recvmsg(fd, buf, &mut control, peek).ok()?;
+    let peeked = sys::passed_fds(&control[..clen.min(control.len())]);
+    for f in &peeked {
+        let _ = sys::close(*f);
+    }
+    if n == 0 {
+        return None;
+    }
+    if peeked.is_empty() {
+        return Some(false);
+    }
+    let mut before = Vec::new();
+    let one = sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC;
+    while before.len() < BYTEWISE.min(n - 1) {
+        let mut b = [0u8; 1];
+        let (got, _, clen) = sys::recvmsg(fd, &mut b, &mut control, one).ok()?;
+        if got == 0 {
+            return None;
+        }
+        let fds = sys::passed_fds(&control[..clen.min(control.len())]);
+        if !fds.is_empty() {
+            // The first byte sent with them: the message begins here.
+            if !before.is_empty() {
+                append(out, passed, &before);
+            }
+            let rest = n - before.len() - 1;
+            let mut msg = vec![b[0]];
+            msg.extend_from_slice(&read_exactly(fd, &mut buf[..rest])?);
+            out.push(msg);
+            passed.push((out.len() as u32 - 1, fds));
+            return Some(true);
+        }
+        before.push(b[0]);
+    }
+    // The last byte before the end the peek gave is sent with the fds, or too many bytes
+    // come before them.
+    if !before.is_empty() {
+        append(out, passed, &before);
+    }
+    if before.len() == BYTEWISE && n - 1 > BYTEWISE {
+        crate::diag::say(
+            "warning: fds in flight on a stream socket come back with an earlier byte (more \
+             than 64 KiB are queued before them)",
+        );
+    }
+    Some(false)
+}
+
+/// Exactly `buf.len()` bytes of a stream (they are queued): `None` if fewer come.
+fn read_exactly(fd: i32, buf: &mut [u8]) -> Option<Vec<u8>> {
+    let mut at = 0;
+    while at < buf.len() {
+        match sys::recv(fd, &mut buf[at..], sys::MSG_DONTWAIT) {
+            Ok(0) => return None,
+            Ok(k) => at += k,
+            Err(crate::sys::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(buf.to_vec())
 }
 
 /// More messages than any socket's receive queue can hold.
@@ -92,28 +248,6 @@ pub(super) const MAX_QUEUED: usize = 1 << 20;
 pub(super) fn peer_hung_up(fd: i32) -> bool {
     sys::poll_one(fd, sys::POLLIN | sys::POLLRDHUP, 0)
         .is_ok_and(|r| r & (sys::POLLRDHUP | sys::POLLHUP) != 0)
-}
-
-/// Closes the fds of `SCM_RIGHTS` control messages; returns how many.
-pub(super) fn close_passed_fds(c: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut at = 0;
-    while at + 16 <= c.len() {
-        let len = u64::from_le_bytes(c[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
-        let level = i32::from_le_bytes(c[at + 8..at + 12].try_into().unwrap_or([0; 4]));
-        let ty = i32::from_le_bytes(c[at + 12..at + 16].try_into().unwrap_or([0; 4]));
-        if len < 16 || at + len > c.len() {
-            break;
-        }
-        if level == sys::SOL_SOCKET && ty == 1 {
-            for f in c[at + 16..at + len].chunks_exact(4) {
-                let _ = sys::close(i32::from_le_bytes([f[0], f[1], f[2], f[3]]));
-                n += 1;
-            }
-        }
-        at += (len + 7) & !7;
-    }
-    n
 }
 
 /// Sends a datagram socket's saved queue to its recreated self, in order, each message from
@@ -274,7 +408,7 @@ pub(super) fn refill_unread(r: &Restorer, i: usize, fd: i32, queue: &[Vec<u8>]) 
     }
 }
 
-pub(super) fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
+pub fn refill(fd: i32, queue: &[Vec<u8>]) -> u64 {
     let mut lost = 0;
     for m in queue {
         let mut left: &[u8] = m;
@@ -315,6 +449,29 @@ pub(super) fn take_queued(d: &Desc, s: &mut Socket, raw: bool, buf: &mut [u8]) {
                     ": the messages the kernel had queued on this netlink socket are lost"
                 })
                 .emit();
+        }
+        return;
+    }
+    // A Unix socket's queue was taken with the fds in flight on it (`in_flight::take`).
+    if let Some(f) = &d.in_flight {
+        let is_pair_or_outside =
+            matches!(s.state, SockState::Pair { .. } | SockState::Outside { .. });
+        let bound_datagram = s.ty == sys::SOCK_DGRAM
+            && matches!(s.state, SockState::Unconnected | SockState::Datagram { .. });
+        if is_pair_or_outside {
+            s.queue = f.messages.clone();
+        } else if bound_datagram {
+            s.queue = f.messages.clone();
+            s.senders = f.senders.clone();
+        } else if !f.messages.is_empty() {
+            crate::diag::Line::new()
+                .str("warning: fd ")
+                .num(d.fd as u64)
+                .str(": the messages queued on this socket are lost")
+                .emit();
+        }
+        if is_pair_or_outside || bound_datagram {
+            s.passed = super::super::in_flight::record(d, &s.state);
         }
         return;
     }

@@ -1,0 +1,223 @@
+//! File descriptors in flight: sent over a Unix socket with `SCM_RIGHTS` and not received yet.
+//!
+//! The kernel holds them in the receiving socket's queue, attached to a message; no `/proc`
+//! file lists them, and the only way to see them is to receive them. So a save drains every
+//! Unix socket's queue first (step 1b, before the table's order is fixed), and each fd that
+//! arrives becomes a description of the table like the program's own: the same description
+//! as one of the program's fds when it is one (`kcmp`), otherwise a file of its own that no
+//! fd number holds, described by its kind's module as any other. A socket's record then names
+//! the files that travel with each of its messages ([`PassedFds`]).
+//!
+//! At the resume, every file is recreated first, the one kept only for a message included; the
+//! queue of a socketpair end with fds in flight is sent again last ([`send_again`]), each
+//! message with its fds, from the other end; then those files are closed again, and live on
+//! only in the message, as they did.
+
+use super::procfd::Task;
+use super::sockets::drain_keeping_fds;
+use super::{Class, Desc, Restorer};
+use crate::sys;
+use zhuque_image::os::{FileKind, PassedFds, SockState};
+
+/// What a Unix socket's queue held at the save: its messages (with their senders), and the
+/// descriptions (indexes of the save's description list, then of the table) sent with each.
+pub struct InFlight {
+    pub messages: Vec<Vec<u8>>,
+    pub senders: Vec<Vec<u8>>,
+    pub passed: Vec<(u32, Vec<usize>)>,
+}
+
+/// Step 1b of a save: drains the queue of every Unix socket among `descs` that this process
+/// saves, including sockets that were themselves in flight, and adds each description in
+/// flight not found among them. `not_ours[k]`: description `k` is saved by another process of
+/// the tree or is the launch's standard stream (its queue is not this save's to take).
+pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
+    let me = Task::thread(sys::gettid());
+    let mut buf: Vec<u8> = Vec::new();
+    let mut k = 0;
+    while k < descs.len() {
+        if descs[k].class == Class::Socket
+            && !not_ours.get(k).copied().unwrap_or(false)
+            && sys::getsockopt_int(descs[k].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
+                == Ok(sys::AF_UNIX)
+        {
+            if buf.is_empty() {
+                // A datagram can be as large as a socket buffer.
+                buf = vec![0u8; 1 << 20];
+            }
+            let local = descs[k].local;
+            let ty = sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
+            let mut senders = Vec::new();
+            let mut raw = Vec::new();
+            let messages = drain_keeping_fds(local, ty, &mut buf, Some(&mut senders), &mut raw);
+            let passed = raw
+                .into_iter()
+                .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
+                .collect();
+            descs[k].in_flight = Some(InFlight {
+                messages,
+                senders,
+                passed,
+            });
+        }
+        k += 1;
+    }
+}
+
+/// The index of the description of fd `f` (received by this thread): one already listed
+/// (and `f` is closed), or a new one.
+fn adopt(descs: &mut Vec<Desc>, f: i32, me: Task) -> usize {
+    let Ok(st) = sys::fstat(f) else {
+        let _ = sys::close(f);
+        return usize::MAX;
+    };
+    let same = descs.iter().position(|d| {
+        (d.st.dev, d.st.ino) == (st.dev, st.ino)
+            && sys::compare_files(me.id(), d.local, f) == Ok(Some(core::cmp::Ordering::Equal))
+    });
+    if let Some(j) = same {
+        let _ = sys::close(f);
+        return j;
+    }
+    let mut d = Desc {
+        fd: -1,
+        path: me.path(f),
+        local: f,
+        queue: super::mqueue::look(f),
+        link: me.link(f).unwrap_or_default(),
+        st,
+        flags: sys::fcntl(f, sys::F_GETFL, 0).unwrap_or(0) as u32,
+        info: me.fdinfo(f),
+        in_flight: None,
+        class: Class::Unsupported,
+    };
+    d.class = super::classify(&d);
+    descs.push(d);
+    descs.len() - 1
+}
+
+/// The descriptions the table must hold for messages even if no fd of the process holds them.
+pub fn needed(descs: &[Desc]) -> Vec<usize> {
+    let mut v: Vec<usize> = descs
+        .iter()
+        .filter_map(|d| d.in_flight.as_ref())
+        .flat_map(|f| f.passed.iter().flat_map(|(_, files)| files.iter().copied()))
+        .filter(|&i| i != usize::MAX)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Renumbers the descriptions of every message from the save's list to the table
+/// (`index[i]`: description `i`'s place in the table).
+pub fn renumber(used: &mut [Desc], index: &[Option<u32>]) {
+    for d in used {
+        if let Some(f) = &mut d.in_flight {
+            for (_, files) in &mut f.passed {
+                for i in files.iter_mut() {
+                    *i = index
+                        .get(*i)
+                        .copied()
+                        .flatten()
+                        .map_or(usize::MAX, |t| t as usize);
+                }
+                files.retain(|i| *i != usize::MAX);
+            }
+        }
+    }
+}
+
+/// The socket record's share of what was in flight: the fds of each message, when the
+/// resume can send them again (a socketpair's end: from the other end). Otherwise they are
+/// not kept, with a warning.
+pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
+    let Some(f) = &d.in_flight else {
+        return Vec::new();
+    };
+    let passed: Vec<PassedFds> = f
+        .passed
+        .iter()
+        .filter(|(_, files)| !files.is_empty())
+        .map(|(m, files)| PassedFds {
+            message: *m,
+            files: files.iter().map(|i| *i as u32).collect(),
+        })
+        .collect();
+    if passed.is_empty() || matches!(state, SockState::Pair { .. }) {
+        return passed;
+    }
+    let count: usize = passed.iter().map(|p| p.files.len()).sum();
+    crate::diag::Line::new()
+        .str("warning: ")
+        .num(count as u64)
+        .str(" fd(s) in flight to a Unix socket that is not one end of a pair in the process are not kept")
+        .emit();
+    Vec::new()
+}
+
+/// Resume, once every file of the table exists: sends the queue of each socketpair end with
+/// fds in flight again from the other end, every message with its fds (then shuts down the
+/// other end's sending side if it was), and closes the files kept only for the messages.
+pub fn send_again(r: &mut Restorer) {
+    for i in 0..r.table.files.len() {
+        let FileKind::Socket(s) = &r.table.files[i].kind else {
+            continue;
+        };
+        let SockState::Pair { peer } = s.state else {
+            continue;
+        };
+        if s.passed.is_empty() {
+            continue;
+        }
+        let Some(from) = r.staged(peer as usize) else {
+            continue;
+        };
+        let mut lost = (0u64, 0u64);
+        for (m, msg) in s.queue.iter().enumerate() {
+            let fds: Vec<i32> = s
+                .passed
+                .iter()
+                .filter(|p| p.message as usize == m)
+                .flat_map(|p| p.files.iter().filter_map(|f| r.staged(*f as usize)))
+                .collect();
+            let wanted = s
+                .passed
+                .iter()
+                .filter(|p| p.message as usize == m)
+                .map(|p| p.files.len())
+                .sum::<usize>();
+            lost.1 += (wanted - fds.len()) as u64;
+            let flags = sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL;
+            match sys::send_with_fds(from, msg, &fds, flags) {
+                // A stream socket may take part of it: the rest follows without the fds.
+                Ok(n) if n < msg.len() => {
+                    lost.0 += super::sockets::refill(from, &[msg[n..].to_vec()]);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    lost.0 += msg.len() as u64;
+                    lost.1 += fds.len() as u64;
+                }
+            }
+        }
+        if let Some(FileKind::Socket(p)) = r.table.files.get(peer as usize).map(|f| &f.kind)
+            && p.shutdown & super::sockets::SEND_SHUTDOWN != 0
+        {
+            let _ = sys::shutdown(from, 1);
+        }
+        if lost != (0, 0) {
+            r.warning(i)
+                .num(lost.0)
+                .str(" unread bytes and ")
+                .num(lost.1)
+                .str(" fd(s) in flight could not be queued again and are lost")
+                .emit();
+        }
+    }
+    for i in 0..r.table.files.len() {
+        if !r.has_fds(i) {
+            r.release(i);
+        }
+    }
+}
