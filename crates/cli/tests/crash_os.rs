@@ -367,6 +367,25 @@ fn seqpacket_pair_with_a_shut_down_end() {
     crash_case("fd_seqpacket", &case, CrashPlan::default());
 }
 
+/// I/O signals (`fd_async.c`): a pipe that signals the process with `SIGIO` (`F_SETOWN`), a
+/// socket that signals the main thread with a real-time signal (`F_SETOWN_EX`, `F_SETSIG`,
+/// checked `si_fd`), a description with only a signal chosen; each checked with `F_GETFL`,
+/// `F_GETOWN_EX` and `F_GETSIG` and made readable every round, one signal each. Before, all
+/// three settings were lost and no signal came after a resume.
+#[test]
+fn io_signals_of_files() {
+    let case = Case {
+        file: "fd_async.c",
+        args: &["20000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_async", &case, plan);
+}
+
 /// File descriptors in flight (`SCM_RIGHTS` sent, not yet received) on stream, datagram and
 /// seqpacket socketpairs at every failure (`fd_in_flight.c`): a pipe with unread data, a file
 /// at an offset, a memfd, an eventfd, a second fd of a kept file (one description) and a

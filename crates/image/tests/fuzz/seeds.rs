@@ -7,10 +7,11 @@ use zhuque_image::ipc::{
     IpcPerm, IpcState, Message, MsgQueue, PosixQueue, SemSet, ShmSegment, TAG_IPC,
 };
 use zhuque_image::os::{
-    Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind, OpenFile,
-    PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt, SockState,
-    Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS,
-    TAG_TIMERS, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
+    AsyncOwner, Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind,
+    OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt,
+    SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS,
+    TAG_SIGNALS, TAG_TIMERS, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue,
+    Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -585,6 +586,14 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
         pipes,
         locks,
         held_for_others: (0..rng.small(3)).map(|_| rng.below(1024) as i32).collect(),
+        async_owners: (0..if nfiles == 0 { 0 } else { rng.small(2) })
+            .map(|_| AsyncOwner {
+                file: rng.below(nfiles as usize) as u32,
+                kind: rng.below(3) as i32,
+                pid: rng.below(5000) as i32,
+                signal: rng.below(65) as i32,
+            })
+            .collect(),
     }
 }
 

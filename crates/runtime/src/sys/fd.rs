@@ -89,6 +89,21 @@ pub unsafe fn fcntl_ptr<T>(fd: i32, cmd: u32, arg: *mut T) -> Result<usize> {
     check(unsafe { syscall3(nr::FCNTL, fd as usize, cmd as usize, arg as usize) })
 }
 
+/// `F_GETOWN_EX`: who gets the description's I/O signals, as (`F_OWNER_*`, pid).
+pub fn owner(fd: i32) -> Result<(i32, i32)> {
+    let mut o = g::f_owner_ex { type_: 0, pid: 0 };
+    // SAFETY: `o` is a live `f_owner_ex`, the structure F_GETOWN_EX fills.
+    unsafe { fcntl_ptr(fd, g::F_GETOWN_EX, &mut o) }?;
+    Ok((o.type_, o.pid))
+}
+
+/// `F_SETOWN_EX`: sends the description's I/O signals to thread, process or group `pid`.
+pub fn set_owner(fd: i32, kind: i32, pid: i32) -> Result<()> {
+    let mut o = g::f_owner_ex { type_: kind, pid };
+    // SAFETY: `o` is a live `f_owner_ex`, the structure F_SETOWN_EX reads.
+    unsafe { fcntl_ptr(fd, g::F_SETOWN_EX, &mut o) }.map(|_| ())
+}
+
 /// `flock(fd, op)`: a whole-file lock of the open file description.
 pub fn flock(fd: i32, op: usize) -> Result<()> {
     call(nr::FLOCK, fd as usize, op, 0, 0, 0, 0).map(|_| ())

@@ -22,8 +22,45 @@ pub fn fds_json(state: &OsState) -> Option<Value> {
             ("description", int(u64::from(fd.file))),
         ];
         fields.extend(kind_fields(t, file));
+        if let Some(o) = t.async_owners.iter().find(|o| o.file == fd.file) {
+            fields.push((
+                "io_signals",
+                Value::Object(vec![
+                    ("owner_kind", Value::str(owner_kind(o.kind))),
+                    ("owner", Value::int(o.pid)),
+                    ("signal", Value::int(o.signal)),
+                ]),
+            ));
+        }
         Value::Object(fields)
     }))
+}
+
+/// `F_OWNER_TID`, `F_OWNER_PID`, `F_OWNER_PGRP` in words.
+fn owner_kind(kind: i32) -> &'static str {
+    match kind {
+        0 => "thread",
+        2 => "process-group",
+        _ => "process",
+    }
+}
+
+/// `, I/O signals (SIGIO) to process 7` for a description with an owner or a signal.
+fn io_signals_text(t: &FdTable, file: u32) -> String {
+    let Some(o) = t.async_owners.iter().find(|o| o.file == file) else {
+        return String::new();
+    };
+    let signal = match o.signal {
+        0 => "SIGIO".to_string(),
+        s => format!("signal {s}"),
+    };
+    match o.pid {
+        0 => format!(", I/O signals ({signal}) to no one"),
+        pid => format!(
+            ", I/O signals ({signal}) to {} {pid}",
+            owner_kind(o.kind).replace('-', " ")
+        ),
+    }
 }
 
 /// The access mode of `F_GETFL` flags.
@@ -272,6 +309,7 @@ pub fn fds_text(t: &FdTable, owners: Owners) -> Vec<String> {
             if !others.is_empty() {
                 line.push_str(&format!(", same description as fd {}", others.join(", ")));
             }
+            line.push_str(&io_signals_text(t, fd.file));
             if fd.cloexec {
                 line.push_str(", cloexec");
             }

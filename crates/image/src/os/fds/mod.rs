@@ -47,6 +47,22 @@ pub struct FdTable {
     /// In a process tree: fds this process holds only so that other processes can take them
     /// at a resume (the other end of a pipe whose one end it has); closed once they have.
     pub held_for_others: Vec<i32>,
+    /// Who gets `SIGIO` (or the signal of `F_SETSIG`) for the descriptions that have an owner
+    /// or a signal set: `F_SETOWN`/`F_SETOWN_EX`, `F_SETSIG`. (`O_ASYNC` is in the flags.)
+    pub async_owners: Vec<AsyncOwner>,
+}
+
+/// The I/O signal settings of one open file description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AsyncOwner {
+    /// Index into [`FdTable::files`].
+    pub file: u32,
+    /// `F_OWNER_TID` (0), `F_OWNER_PID` (1) or `F_OWNER_PGRP` (2).
+    pub kind: i32,
+    /// The thread, process or process group (0: no owner).
+    pub pid: i32,
+    /// The signal sent instead of `SIGIO` (0: `SIGIO`).
+    pub signal: i32,
 }
 
 /// One file descriptor.
@@ -231,6 +247,13 @@ impl FdTable {
         for fd in &self.held_for_others {
             w.i32(*fd);
         }
+        w.u64(self.async_owners.len() as u64);
+        for o in &self.async_owners {
+            w.u32(o.file);
+            w.i32(o.kind);
+            w.i32(o.pid);
+            w.i32(o.signal);
+        }
         w.into_bytes()
     }
 
@@ -259,6 +282,14 @@ impl FdTable {
         for _ in 0..count(&mut r)? {
             t.held_for_others.push(r.i32()?);
         }
+        for _ in 0..count(&mut r)? {
+            t.async_owners.push(AsyncOwner {
+                file: r.u32()?,
+                kind: r.i32()?,
+                pid: r.i32()?,
+                signal: r.i32()?,
+            });
+        }
         t.check_references()?;
         Ok(t)
     }
@@ -273,6 +304,15 @@ impl FdTable {
             || self.locks.iter().any(|l| l.file as usize >= nfiles)
         {
             return Err(Error::Invalid("fd refers to no open file"));
+        }
+        if self
+            .async_owners
+            .iter()
+            .any(|o| o.file as usize >= nfiles || !(0..=2).contains(&o.kind) || o.signal < 0)
+        {
+            return Err(Error::Invalid(
+                "I/O signal owner of no open file, or of no kind",
+            ));
         }
         for f in &self.files {
             match &f.kind {
@@ -553,6 +593,12 @@ pub(crate) mod tests {
                 },
             ],
             held_for_others: vec![12],
+            async_owners: vec![AsyncOwner {
+                file: 1,
+                kind: 1,
+                pid: 2,
+                signal: 35,
+            }],
         }
     }
 
@@ -599,6 +645,12 @@ pub(crate) mod tests {
         assert!(FdTable::decode(&t.encode()).is_err());
         let mut t = table();
         t.fds[1].fd = -1;
+        assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.async_owners[0].file = 99;
+        assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.async_owners[0].kind = 3;
         assert!(FdTable::decode(&t.encode()).is_err());
     }
 

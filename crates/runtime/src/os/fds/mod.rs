@@ -22,6 +22,7 @@
 //! What cannot be recreated comes back as an fd that fails with `EBADF` (an `O_PATH` fd of
 //! `/`), with one `zhuque: warning:` line: never silently as something else.
 
+mod async_owner;
 mod epoll;
 mod eventfd;
 mod files;
@@ -578,6 +579,7 @@ fn describe(
         })
         .collect();
     table.fds = table_fds.to_vec();
+    table.async_owners = async_owner::save(used);
     table.held_for_others = plan
         .into_iter()
         .flat_map(|p| p.entries.iter())
@@ -841,6 +843,7 @@ pub fn restore_after_threads(meta: &Meta) {
         return;
     };
     files::reopen_thread_files(&table, meta.pid);
+    async_owner::restore(&table, meta.pid);
 }
 
 /// What needs every fd in place: epoll interest lists and file locks.
