@@ -367,6 +367,26 @@ fn seqpacket_pair_with_a_shut_down_end() {
     crash_case("fd_seqpacket", &case, CrashPlan::default());
 }
 
+/// Lasting `madvise` advice (`mem_advice.c`): regions with `MADV_DONTFORK`, `DONTDUMP`,
+/// `HUGEPAGE`, `NOHUGEPAGE`, `MERGEABLE`, `WIPEONFORK`, and file mappings with
+/// `POSIX_MADV_RANDOM`/`SEQUENTIAL`, one changed half-way; each region's smaps `VmFlags` and
+/// contents are checked against what the kernel reported at the start. Before, every flag
+/// came back cleared.
+#[test]
+fn lasting_memory_advice() {
+    let case = Case {
+        file: "mem_advice.c",
+        args: &["2000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("mem_advice", &case, plan);
+}
+
 /// I/O signals (`fd_async.c`): a pipe that signals the process with `SIGIO` (`F_SETOWN`), a
 /// socket that signals the main thread with a real-time signal (`F_SETOWN_EX`, `F_SETSIG`,
 /// checked `si_fd`), a description with only a signal chosen; each checked with `F_GETFL`,

@@ -135,6 +135,7 @@ pub unsafe extern "C" fn posix_madvise(addr: *mut c_void, len: usize, advice: c_
     if advice == sys::MADV_DONTNEED {
         return 0;
     }
+    memory::advice::note(advice);
     // SAFETY: forwarded contract.
     match unsafe { sys::madvise(addr as usize, len, advice) } {
         Ok(()) => 0,

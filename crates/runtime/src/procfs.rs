@@ -333,6 +333,38 @@ pub fn locked_ranges() -> Vec<(usize, usize)> {
     out
 }
 
+/// The mappings with lasting `madvise` advice, with its flags ([`Advice`] bits, from the smaps
+/// `VmFlags` names); the kernel's own special mappings (`[vvar]`, `[vdso]`...) are left out.
+///
+/// [`Advice`]: zhuque_image::os::Advice
+pub fn advised_ranges() -> Vec<(usize, usize, u32)> {
+    let Ok(text) = read(b"/proc/thread-self/smaps\0") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in text.split(|c| *c == b'\n') {
+        if let Some(names) = line.strip_prefix(b"VmFlags:") {
+            let flags = zhuque_image::os::Advice::VM_FLAGS
+                .iter()
+                .filter(|(_, n)| names.split(|c| *c == b' ').any(|f| f == n.as_bytes()))
+                .fold(0, |acc, (bit, _)| acc | bit);
+            if flags != 0
+                && let Some((start, end)) = current
+            {
+                out.push((start, end, flags));
+            }
+        } else if is_smaps_header(line)
+            && let Some(v) = parse_line(line)
+        {
+            let special =
+                line.ends_with(b"]") && !line.ends_with(b"[heap]") && !line.ends_with(b"[stack]");
+            current = (!special).then_some((v.start, v.end));
+        }
+    }
+    out
+}
+
 /// The start of each mapping that may be made writable (`mw` among its smaps `VmFlags`).
 pub fn may_write_starts() -> Vec<usize> {
     let Ok(text) = read(b"/proc/thread-self/smaps\0") else {

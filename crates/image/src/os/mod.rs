@@ -39,7 +39,7 @@ pub use fds::{
     TimerFd,
 };
 pub use pending::{Pending, SigInfo, SigSource};
-pub use process_state::{ProcessState, ThreadFlags, ThreadName, ThreadScheduling};
+pub use process_state::{Advice, ProcessState, ThreadFlags, ThreadName, ThreadScheduling};
 pub use rlimits::{Rlimit, decode_rlimits, encode_rlimits, rlimit_name};
 pub use signals::{SigAction, decode_sigactions, encode_sigactions, mask_signals, signal_name};
 pub use timers::{PosixTimer, TIMER_TO_COORDINATOR, TimerValue, Timers, clock_name};

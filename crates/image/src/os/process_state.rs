@@ -12,8 +12,8 @@ pub(super) const NAME: &str = "process";
 /// has another version or an absurd length, a clean decode error (and a later runtime never
 /// resumes their images anyway: its library file differs). Version 2 adds `oom_score_adj`,
 /// `thp_disable` and `parent_death_signal`; version 3 `membarrier` and `locked`; version 4
-/// `scheduling`; version 5 `thread_flags` and `loginuid`.
-pub(super) const VERSION: u32 = 5;
+/// `scheduling`; version 5 `thread_flags` and `loginuid`; version 6 `advice`.
+pub(super) const VERSION: u32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
@@ -48,6 +48,48 @@ pub struct ProcessState {
     pub thread_flags: Vec<ThreadFlags>,
     /// The audit login uid (`/proc/self/loginuid`); `u32::MAX` when unset.
     pub loginuid: u32,
+    /// Ranges with lasting `madvise` advice (smaps `VmFlags`), page-aligned; read only once
+    /// the program gave such advice.
+    pub advice: Vec<Advice>,
+}
+
+/// A range of memory with lasting `madvise` advice: `flags` holds [`Advice::DONTFORK`] and
+/// the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Advice {
+    pub start: u64,
+    pub end: u64,
+    pub flags: u32,
+}
+
+impl Advice {
+    /// `MADV_DONTFORK` (`VmFlags` `dc`).
+    pub const DONTFORK: u32 = 1;
+    /// `MADV_DONTDUMP` (`dd`).
+    pub const DONTDUMP: u32 = 2;
+    /// `MADV_HUGEPAGE` (`hg`).
+    pub const HUGEPAGE: u32 = 4;
+    /// `MADV_NOHUGEPAGE` (`nh`).
+    pub const NOHUGEPAGE: u32 = 8;
+    /// `MADV_MERGEABLE` (`mg`).
+    pub const MERGEABLE: u32 = 16;
+    /// `MADV_WIPEONFORK` (`wf`).
+    pub const WIPEONFORK: u32 = 32;
+    /// `MADV_RANDOM` (`rr`).
+    pub const RANDOM: u32 = 64;
+    /// `MADV_SEQUENTIAL` (`sr`).
+    pub const SEQUENTIAL: u32 = 128;
+    /// Each flag with its smaps `VmFlags` name.
+    pub const VM_FLAGS: [(u32, &'static str); 8] = [
+        (Self::DONTFORK, "dc"),
+        (Self::DONTDUMP, "dd"),
+        (Self::HUGEPAGE, "hg"),
+        (Self::NOHUGEPAGE, "nh"),
+        (Self::MERGEABLE, "mg"),
+        (Self::WIPEONFORK, "wf"),
+        (Self::RANDOM, "rr"),
+        (Self::SEQUENTIAL, "sr"),
+    ];
 }
 
 /// What the kernel keeps per thread besides credentials and scheduling.
@@ -167,6 +209,12 @@ impl ProcessState {
             w.u32(t.death_signal);
         }
         w.u32(self.loginuid);
+        w.u64(self.advice.len() as u64);
+        for a in &self.advice {
+            w.u64(a.start);
+            w.u64(a.end);
+            w.u32(a.flags);
+        }
         w.into_bytes()
     }
 
@@ -188,6 +236,7 @@ impl ProcessState {
             scheduling: Vec::new(),
             thread_flags: Vec::new(),
             loginuid: u32::MAX,
+            advice: Vec::new(),
         };
         for _ in 0..count(&mut r)? {
             let (start, end) = (r.u64()?, r.u64()?);
@@ -220,6 +269,21 @@ impl ProcessState {
             p.thread_flags.push(t);
         }
         p.loginuid = r.u32()?;
+        for _ in 0..count(&mut r)? {
+            let a = Advice {
+                start: r.u64()?,
+                end: r.u64()?,
+                flags: r.u32()?,
+            };
+            if a.start >= a.end
+                || !a.start.is_multiple_of(4096)
+                || !a.end.is_multiple_of(4096)
+                || a.flags >= 256
+            {
+                return Err(Error::Invalid("memory advice"));
+            }
+            p.advice.push(a);
+        }
         Ok(p)
     }
 
@@ -299,6 +363,11 @@ mod tests {
                 },
             ],
             loginuid: 1000,
+            advice: vec![Advice {
+                start: 0x7f00_0000_0000,
+                end: 0x7f00_0020_0000,
+                flags: Advice::HUGEPAGE | Advice::DONTFORK,
+            }],
         }
     }
 
@@ -358,6 +427,22 @@ mod tests {
             },
             ProcessState {
                 locked: vec![(0x1001, 0x3000)],
+                ..sample()
+            },
+            ProcessState {
+                advice: vec![Advice {
+                    start: 0x3000,
+                    end: 0x3000,
+                    flags: 1,
+                }],
+                ..sample()
+            },
+            ProcessState {
+                advice: vec![Advice {
+                    start: 0x1000,
+                    end: 0x3000,
+                    flags: 256,
+                }],
                 ..sample()
             },
             with_scheduling(ThreadScheduling {

@@ -7,9 +7,9 @@ use zhuque_image::ipc::{
     IpcPerm, IpcState, Message, MsgQueue, PosixQueue, SemSet, ShmSegment, TAG_IPC,
 };
 use zhuque_image::os::{
-    AsyncOwner, Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch, LockKind,
-    OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction, SockOpt,
-    SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS,
+    Advice, AsyncOwner, Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch,
+    LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction,
+    SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS,
     TAG_SIGNALS, TAG_TIMERS, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue,
     Timers,
 };
@@ -340,6 +340,13 @@ pub fn process_state(rng: &mut Rng, scale: usize) -> ProcessState {
             })
             .collect(),
         loginuid: *rng.pick(&[u32::MAX, 0, 1000]),
+        advice: (0..rng.small(3))
+            .map(|k| Advice {
+                start: (k as u64 + 1) << 21,
+                end: ((k as u64 + 1) << 21) + 4096 * rng.range(1, 64) as u64,
+                flags: rng.below(256) as u32,
+            })
+            .collect(),
     }
 }
 

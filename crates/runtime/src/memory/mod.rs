@@ -3,6 +3,7 @@
 //! - [`pool`]: the sparse backing file and its offsets;
 //! - [`backing`]: new writable memory admitted against the pool filesystem's free space;
 //! - [`table`]: which ranges are pool-backed (for `munmap`, `madvise`, `mremap`);
+//! - [`advice`]: whether the program gave lasting `madvise` advice (a save then keeps it);
 //! - [`convert`]: moving existing private memory into the pool;
 //! - [`brk`]: the program break, emulated on pool memory;
 //! - [`shared`], [`sysv_shm`]: shared memory objects and System V segment attachments,
@@ -10,6 +11,7 @@
 //! - this module: the semantics of `mmap`/`munmap`/`mremap`/`mprotect`/`madvise` on a
 //!   persistent address space, called by the interposed entry points in `interpose.rs`.
 
+pub mod advice;
 pub mod backing;
 pub mod brk;
 pub mod convert;
@@ -204,6 +206,7 @@ pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
 /// punches the storage out instead. Other advice goes to the kernel unchanged.
 pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     fork::ensure_own_pool();
+    self::advice::note(advice);
     let discards = matches!(
         advice,
         sys::MADV_DONTNEED | sys::MADV_FREE | sys::MADV_REMOVE | sys::MADV_DONTNEED_LOCKED

@@ -9,7 +9,7 @@ use crate::image_io;
 use crate::sys;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use zhuque_image::Meta;
-use zhuque_image::os::{ProcessState, TAG_PROCESS as TAG, ThreadFlags, ThreadName};
+use zhuque_image::os::{Advice, ProcessState, TAG_PROCESS as TAG, ThreadFlags, ThreadName};
 
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 const LOGINUID: &[u8] = b"/proc/self/loginuid\0";
@@ -77,6 +77,19 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
             })
             .collect(),
         loginuid: read_number(LOGINUID).unwrap_or(NO_LOGINUID as i64) as u32,
+        // smaps only when the program gave lasting advice.
+        advice: if crate::memory::advice::given() {
+            crate::procfs::advised_ranges()
+                .into_iter()
+                .map(|(s, e, flags)| Advice {
+                    start: s as u64,
+                    end: e as u64,
+                    flags,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         thread_flags: meta
             .threads
             .iter()
@@ -141,6 +154,7 @@ pub fn restore(meta: &Meta) {
             .str(" KiB of memory again (RLIMIT_MEMLOCK, CAP_IPC_LOCK)")
             .emit();
     }
+    restore_advice(&p.advice);
     for cmd in MEMBARRIER_REGISTERS {
         if p.membarrier & cmd != 0 && sys::membarrier(cmd as usize).is_err() {
             crate::diag::Line::new()
@@ -149,6 +163,37 @@ pub fn restore(meta: &Meta) {
                 .str(" again")
                 .emit();
         }
+    }
+}
+
+/// Gives each range its lasting `madvise` advice again (through the interposed path, which
+/// notes it for the next save).
+fn restore_advice(ranges: &[Advice]) {
+    const ADVICE: [(u32, i32); 8] = [
+        (Advice::DONTFORK, sys::MADV_DONTFORK),
+        (Advice::DONTDUMP, sys::MADV_DONTDUMP),
+        (Advice::HUGEPAGE, sys::MADV_HUGEPAGE),
+        (Advice::NOHUGEPAGE, sys::MADV_NOHUGEPAGE),
+        (Advice::MERGEABLE, sys::MADV_MERGEABLE),
+        (Advice::WIPEONFORK, sys::MADV_WIPEONFORK),
+        (Advice::RANDOM, sys::MADV_RANDOM),
+        (Advice::SEQUENTIAL, sys::MADV_SEQUENTIAL),
+    ];
+    let mut refused = 0u64;
+    for r in ranges {
+        for (bit, advice) in ADVICE {
+            let (start, len) = (r.start as usize, (r.end - r.start) as usize);
+            if r.flags & bit != 0 && crate::memory::advise(start, len, advice).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    if refused > 0 {
+        crate::diag::Line::new()
+            .str("warning: the kernel refused ")
+            .num(refused)
+            .str(" piece(s) of madvise advice the program had given (VmFlags)")
+            .emit();
     }
 }
 

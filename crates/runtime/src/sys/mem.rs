@@ -37,6 +37,14 @@ pub const MADV_DONTNEED: i32 = g::MADV_DONTNEED as i32;
 pub const MADV_FREE: i32 = g::MADV_FREE as i32;
 pub const MADV_REMOVE: i32 = g::MADV_REMOVE as i32;
 pub const MADV_DONTNEED_LOCKED: i32 = g::MADV_DONTNEED_LOCKED as i32;
+pub const MADV_RANDOM: i32 = g::MADV_RANDOM as i32;
+pub const MADV_SEQUENTIAL: i32 = g::MADV_SEQUENTIAL as i32;
+pub const MADV_DONTFORK: i32 = g::MADV_DONTFORK as i32;
+pub const MADV_DONTDUMP: i32 = g::MADV_DONTDUMP as i32;
+pub const MADV_MERGEABLE: i32 = g::MADV_MERGEABLE as i32;
+pub const MADV_HUGEPAGE: i32 = g::MADV_HUGEPAGE as i32;
+pub const MADV_NOHUGEPAGE: i32 = g::MADV_NOHUGEPAGE as i32;
+pub const MADV_WIPEONFORK: i32 = g::MADV_WIPEONFORK as i32;
 
 pub const FALLOC_FL_KEEP_SIZE: i32 = g::FALLOC_FL_KEEP_SIZE as i32;
 pub const FALLOC_FL_PUNCH_HOLE: i32 = g::FALLOC_FL_PUNCH_HOLE as i32;

@@ -5,8 +5,8 @@
 //! not read) is reported as such and shown as `null`; the rest of the image is still shown.
 
 use zhuque_image::os::{
-    self, Credentials, FdTable, Pending, PosixTimer, ProcessState, Rlimit, SigAction, SigInfo,
-    SigSource, TimerValue, Timers,
+    self, Advice, Credentials, FdTable, Pending, PosixTimer, ProcessState, Rlimit, SigAction,
+    SigInfo, SigSource, TimerValue, Timers,
 };
 use zhuque_image::{Error, Meta};
 
@@ -121,6 +121,26 @@ pub fn process_json(state: &OsState) -> Value {
             (
                 "locked_bytes",
                 int(p.locked.iter().map(|(s, e)| e - s).sum()),
+            ),
+            (
+                "advice",
+                array(&p.advice, |a| {
+                    Value::Object(vec![
+                        ("start", int(a.start)),
+                        ("end", int(a.end)),
+                        (
+                            "vm_flags",
+                            array(
+                                Advice::VM_FLAGS
+                                    .iter()
+                                    .filter(|(bit, _)| a.flags & bit != 0)
+                                    .map(|(_, name)| *name)
+                                    .collect::<Vec<_>>(),
+                                Value::str,
+                            ),
+                        ),
+                    ])
+                }),
             ),
             (
                 "loginuid",
