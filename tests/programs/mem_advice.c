@@ -9,7 +9,9 @@
  * VmFlags among those names) is the baseline: every few rounds each region must report it
  * again, and its memory must hold what was written. (Whether the kernel accepts an advice
  * for a region, e.g. KSM on shared memory, is not this test's business: only that what it
- * accepted stays.) FAIL_POINTS rounds call zhuque_fail_now().
+ * accepted stays.) Every 100 rounds a fork child checks that the regions with MADV_DONTFORK
+ * are not in its address space and the others are (zhuque's fork remaps the parent's memory:
+ * the advice must survive that too). FAIL_POINTS rounds call zhuque_fail_now().
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
@@ -58,6 +61,13 @@ static unsigned vm_flags(const char *addr)
     }
     fclose(f);
     return bits;
+}
+
+/* In a fork child: whether the page at `addr` is mapped (mincore fails with ENOMEM if not). */
+static int mapped(const char *addr)
+{
+    unsigned char v;
+    return mincore((void *)addr, 4096, &v) == 0;
 }
 
 static char *anon(size_t len)
@@ -133,6 +143,23 @@ int main(int argc, char **argv)
                           r[k].what);
                 }
             }
+        if (i % 100 == 0) {
+            pid_t c = fork();
+            CHECK(c >= 0, "fork: %s", strerror(errno));
+            if (c == 0) {
+                for (int k = 0; k < NR; k++)
+                    if (mapped(r[k].addr) == !!(r[k].baseline & 1))
+                        _exit(10 + k);
+                _exit(0);
+            }
+            int st;
+            CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st), "round %lu: fork child", i);
+            CHECK(WEXITSTATUS(st) == 0, "round %lu: the fork child has region %s %s", i,
+                  r[WEXITSTATUS(st) >= 10 ? WEXITSTATUS(st) - 10 : 0].what,
+                  WEXITSTATUS(st) >= 10 && (r[WEXITSTATUS(st) - 10].baseline & 1)
+                      ? "(MADV_DONTFORK)"
+                      : "missing");
+        }
         if (every && i % every == 0 && i / every <= points)
             zq_fail_now();
         if (i % 500 == 0)

@@ -370,8 +370,9 @@ fn seqpacket_pair_with_a_shut_down_end() {
 /// Lasting `madvise` advice (`mem_advice.c`): regions with `MADV_DONTFORK`, `DONTDUMP`,
 /// `HUGEPAGE`, `NOHUGEPAGE`, `MERGEABLE`, `WIPEONFORK`, and file mappings with
 /// `POSIX_MADV_RANDOM`/`SEQUENTIAL`, one changed half-way; each region's smaps `VmFlags` and
-/// contents are checked against what the kernel reported at the start. Before, every flag
-/// came back cleared.
+/// contents are checked against what the kernel reported at the start, and a fork child every
+/// 100 rounds must lack the `MADV_DONTFORK` regions. Before, every flag came back cleared, and
+/// a fork child had the `MADV_DONTFORK` regions (the parent losing its flags at the fork).
 #[test]
 fn lasting_memory_advice() {
     let case = Case {

@@ -36,3 +36,51 @@ pub fn note(advice: i32) {
 pub fn given() -> bool {
     GIVEN.load(Ordering::Relaxed)
 }
+
+/// Each [`Advice`] flag with the `madvise` advice that sets it.
+///
+/// [`Advice`]: zhuque_image::os::Advice
+const ADVICE: [(u32, i32); 8] = {
+    use zhuque_image::os::Advice as A;
+    [
+        (A::DONTFORK, sys::MADV_DONTFORK),
+        (A::DONTDUMP, sys::MADV_DONTDUMP),
+        (A::HUGEPAGE, sys::MADV_HUGEPAGE),
+        (A::NOHUGEPAGE, sys::MADV_NOHUGEPAGE),
+        (A::MERGEABLE, sys::MADV_MERGEABLE),
+        (A::WIPEONFORK, sys::MADV_WIPEONFORK),
+        (A::RANDOM, sys::MADV_RANDOM),
+        (A::SEQUENTIAL, sys::MADV_SEQUENTIAL),
+    ]
+};
+
+/// Gives `[start, end)` the advice of each flag of `flags` (straight to the kernel: callers
+/// may hold the memory lock) and notes it; returns how many the kernel refused.
+pub fn apply(start: usize, end: usize, flags: u32) -> u64 {
+    let mut refused = 0;
+    for (bit, advice) in ADVICE {
+        if flags & bit != 0 {
+            note(advice);
+            // SAFETY: advice that keeps contents: it only sets a flag of the mappings.
+            if unsafe { sys::madvise(start, end - start, advice) }.is_err() {
+                refused += 1;
+            }
+        }
+    }
+    refused
+}
+
+/// Runs `remap`, which replaces mappings by new ones (a fork's privatize and settle), and gives
+/// the new mappings the lasting advice the old ones had: a new mapping has none, so a
+/// `MADV_DONTFORK` region would be copied into the child and every flag lost in the parent.
+pub fn kept_across<T>(remap: impl FnOnce() -> T) -> T {
+    if !given() {
+        return remap();
+    }
+    let ranges = crate::procfs::advised_ranges();
+    let r = remap();
+    for (start, end, flags) in &ranges {
+        apply(*start, *end, *flags);
+    }
+    r
+}

@@ -75,6 +75,12 @@ pub fn privatize() -> Result<(), Errno> {
     }
     // Storage released before now is punched first: the snapshot needs none of it.
     pool::flush_released();
+    super::advice::kept_across(privatize_mappings)?;
+    process::get().privatized.store(true, Ordering::Release);
+    Ok(())
+}
+
+fn privatize_mappings() -> Result<(), Errno> {
     let fd = process::get().mem_fd();
     for v in pool_mappings() {
         if v.shared {
@@ -91,7 +97,6 @@ pub fn privatize() -> Result<(), Errno> {
             };
         }
     }
-    process::get().privatized.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -172,7 +177,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
         Err(Errno::EACCES) | Err(Errno::EPERM) => None,
         Err(e) => return Err(e),
     };
-    let result = (|| {
+    let result = super::advice::kept_across(|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
             let end_off = v.offset + v.len() as u64;
@@ -202,7 +207,7 @@ pub fn materialize(new_fd: i32) -> Result<(), Errno> {
             map_shared(new_fd, v)?;
         }
         Ok(())
-    })();
+    });
     drop(pm);
     result?;
     // Storage released while privatized: punched in this pool too.
@@ -258,7 +263,7 @@ pub fn settle() -> Result<(), Errno> {
     let fd = p.mem_fd();
     // The coordinator's credentials are the ones the process started with: it can.
     let pm = pagemap::open()?;
-    let result = (|| {
+    let result = super::advice::kept_across(|| {
         let maps = pool_mappings();
         for v in maps.iter().filter(|v| !v.shared) {
             let own = pagemap::runs(pm.raw(), v, Pages::Own)?;
@@ -271,7 +276,7 @@ pub fn settle() -> Result<(), Errno> {
             map_shared(fd, v)?;
         }
         Ok(())
-    })();
+    });
     drop(pm);
     result?;
     p.privatized.store(false, Ordering::Release);

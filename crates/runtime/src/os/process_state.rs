@@ -166,28 +166,12 @@ pub fn restore(meta: &Meta) {
     }
 }
 
-/// Gives each range its lasting `madvise` advice again (through the interposed path, which
-/// notes it for the next save).
+/// Gives each range its lasting `madvise` advice again (noted for the next save).
 fn restore_advice(ranges: &[Advice]) {
-    const ADVICE: [(u32, i32); 8] = [
-        (Advice::DONTFORK, sys::MADV_DONTFORK),
-        (Advice::DONTDUMP, sys::MADV_DONTDUMP),
-        (Advice::HUGEPAGE, sys::MADV_HUGEPAGE),
-        (Advice::NOHUGEPAGE, sys::MADV_NOHUGEPAGE),
-        (Advice::MERGEABLE, sys::MADV_MERGEABLE),
-        (Advice::WIPEONFORK, sys::MADV_WIPEONFORK),
-        (Advice::RANDOM, sys::MADV_RANDOM),
-        (Advice::SEQUENTIAL, sys::MADV_SEQUENTIAL),
-    ];
-    let mut refused = 0u64;
-    for r in ranges {
-        for (bit, advice) in ADVICE {
-            let (start, len) = (r.start as usize, (r.end - r.start) as usize);
-            if r.flags & bit != 0 && crate::memory::advise(start, len, advice).is_err() {
-                refused += 1;
-            }
-        }
-    }
+    let refused: u64 = ranges
+        .iter()
+        .map(|r| crate::memory::advice::apply(r.start as usize, r.end as usize, r.flags))
+        .sum();
     if refused > 0 {
         crate::diag::Line::new()
             .str("warning: the kernel refused ")
