@@ -31,6 +31,9 @@
 //!   workers, replaced every 4 tasks), with the spawn start method (workers are new python3
 //!   processes started by fork+exec), and `concurrent.futures.ProcessPoolExecutor`, with
 //!   their pipes, semaphores and helper threads: identical results, in order.
+//! - `python_duplex_pipe_fork`, `python_duplex_pipe_spawn` (`tests/trees/duplex_pipe.py`): a
+//!   worker answering over `multiprocessing.Pipe(duplex=True)`, a socketpair whose ends two
+//!   processes hold, with a connection passed over it: the same totals.
 //! - `python_imports_extension_modules` (`tests/trees/imports.py`): python3 importing and
 //!   using hashlib, ssl, sqlite3, zlib, bz2, lzma, decimal, ctypes, uuid... with failures early in
 //!   most launches, many of them inside ld.so loading an extension module (issue 11): the same
@@ -175,6 +178,15 @@ fn python_pool(mode: &str) -> Tree {
             os(PY_TASKS),
             os(PY_ROUNDS),
         ],
+    )
+}
+
+/// `duplex_pipe.py`: a parent and a worker over `multiprocessing.Pipe(duplex=True)`.
+fn python_duplex_pipe(mode: &str) -> Tree {
+    Tree::new(
+        &format!("python_duplex_{mode}"),
+        "/usr/bin/python3",
+        [os(trees_file("duplex_pipe.py")), os(mode), os("3000")],
     )
 }
 
@@ -326,6 +338,27 @@ fn python_pool_fork() {
 #[test]
 fn python_pool_spawn() {
     crash(&python_pool("spawn"), 0, &CrashPlan::default());
+}
+
+/// A socketpair between a python parent and its worker (`multiprocessing.Pipe(duplex=True)`),
+/// with a connection passed over it once: before, the two ends came back unconnected and the
+/// worker died of `EOFError` at the first failure.
+#[test]
+fn python_duplex_pipe_fork() {
+    let plan = CrashPlan {
+        runs: 8,
+        ..CrashPlan::default()
+    };
+    crash(&python_duplex_pipe("fork"), 0, &plan);
+}
+
+#[test]
+fn python_duplex_pipe_spawn() {
+    let plan = CrashPlan {
+        runs: 8,
+        ..CrashPlan::default()
+    };
+    crash(&python_duplex_pipe("spawn"), 0, &plan);
 }
 
 #[test]
