@@ -528,6 +528,80 @@ mod tests {
     }
 
     #[test]
+    fn fds_in_flight_and_io_signals_in_words() {
+        use zhuque_image::os::{AsyncOwner, PassedFds};
+        let socket = |peer, passed| {
+            FileKind::Socket(Socket {
+                domain: 1,
+                ty: 1,
+                state: SockState::Pair { peer },
+                queue: vec![b"m".to_vec()],
+                passed,
+                ..Socket::default()
+            })
+        };
+        let file = |kind| OpenFile { flags: 2, kind };
+        // fd 3 receives, on its one message, file 2 (only in flight) and file 0 (fd 5's).
+        let t = FdTable {
+            files: vec![
+                file(FileKind::Stdio { fd: 1 }),
+                file(socket(
+                    3,
+                    vec![PassedFds {
+                        message: 0,
+                        files: vec![2, 0],
+                    }],
+                )),
+                file(FileKind::EventFd {
+                    count: 7,
+                    semaphore: false,
+                }),
+                file(socket(1, vec![])),
+            ],
+            fds: vec![
+                Fd {
+                    fd: 3,
+                    cloexec: false,
+                    file: 1,
+                },
+                Fd {
+                    fd: 4,
+                    cloexec: false,
+                    file: 3,
+                },
+                Fd {
+                    fd: 5,
+                    cloexec: false,
+                    file: 0,
+                },
+            ],
+            async_owners: vec![AsyncOwner {
+                file: 1,
+                kind: 0,
+                pid: 42,
+                signal: 35,
+            }],
+            ..FdTable::default()
+        };
+        let lines = fds_text(&t, &|_, _| None);
+        assert!(lines[0].contains("2 fd(s) in flight"), "{lines:?}");
+        assert!(
+            lines[0].contains("I/O signals (signal 35) to thread 42"),
+            "{lines:?}"
+        );
+        let flight: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("in flight to"))
+            .collect();
+        assert_eq!(flight.len(), 2, "{lines:?}");
+        assert!(
+            flight[0].starts_with("(in flight to fd 3, message 0): eventfd"),
+            "{flight:?}"
+        );
+        assert!(flight[1].ends_with("the description of fd 5"), "{flight:?}");
+    }
+
+    #[test]
     fn fds_with_their_descriptions() {
         let t = FdTable {
             files: vec![
