@@ -31,6 +31,10 @@
 //!   workers, replaced every 4 tasks), with the spawn start method (workers are new python3
 //!   processes started by fork+exec), and `concurrent.futures.ProcessPoolExecutor`, with
 //!   their pipes, semaphores and helper threads: identical results, in order.
+//! - `socketpair_between_processes_with_fds_in_flight` (`tree_in_flight.c`) and
+//!   `unix_connections_between_processes_pending_and_accepted` (`tree_pending.c`): Unix
+//!   connections whose ends two processes hold, with unread bytes and fds in flight, and
+//!   connections a listener in another process has not accepted yet.
 //! - `python_duplex_pipe_fork`, `python_duplex_pipe_spawn` (`tests/trees/duplex_pipe.py`): a
 //!   worker answering over `multiprocessing.Pipe(duplex=True)`, a socketpair whose ends two
 //!   processes hold, with a connection passed over it: the same totals.
@@ -435,6 +439,25 @@ fn socketpair_between_processes_with_fds_in_flight() {
         ..CrashPlan::default()
     };
     let tree = Tree::new("tree_in_flight", &prog.path, ["300", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
+fn unix_connections_between_processes_pending_and_accepted() {
+    let prog = Program::compile("tree_pending.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // A child connects to its parent's Unix listener every round; the parent accepts only
+    // once told (two fail points exactly then, with the connection in the listener's queue,
+    // random failures besides), reads the request, answers. Before, the child read
+    // end-of-file and the parent blocked in accept().
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_pending", &prog.path, ["1000", "2"]).compare_files(&[]);
     let (oracle, _) = crash(&tree, 0, &plan);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");

@@ -308,8 +308,10 @@ pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
 
 /// Gives both ends of each Unix connection whose ends members hold (a socketpair shared
 /// with a child, a client and the server's accepted socket) one key, as a pipe's ends have:
-/// one member then saves the connection whole, with what is queued and in flight on it.
-/// Only when sockets are held by two members or more (the kernel is asked once then).
+/// one member then saves the connection whole, with what is queued and in flight on it. So
+/// do a listener and the clients whose connections it has not accepted yet (the key is the
+/// listener's): its owner makes them again in queue order. Only when sockets are held by two
+/// members or more (the kernel is asked once then).
 fn join_connected_sockets(facts: &mut [FdFact]) {
     let sockets: Vec<(i32, u64)> = facts
         .iter()
@@ -321,11 +323,19 @@ fn join_connected_sockets(facts: &mut [FdFact]) {
     let mut inodes: Vec<u64> = sockets.iter().map(|(_, ino)| *ino).collect();
     inodes.sort_unstable();
     inodes.dedup();
-    let peers = super::unix_peers::peers(&inodes);
+    let links = super::unix_peers::links(&inodes);
+    let listeners: Vec<u64> = links.pending_on.values().copied().collect();
     for f in facts.iter_mut() {
-        if let Some(k) = &mut f.key
-            && k.socket
-            && let Some(peer) = peers.get(&k.ino)
+        let Some(k) = &mut f.key else { continue };
+        if !k.socket {
+            continue;
+        }
+        if let Some(listener) = links.pending_on.get(&k.ino) {
+            k.ino = *listener;
+            k.ends_together = true;
+        } else if listeners.contains(&k.ino) {
+            k.ends_together = true;
+        } else if let Some(peer) = links.peer.get(&k.ino)
             && inodes.binary_search(peer).is_ok()
         {
             k.ino = k.ino.min(*peer);
