@@ -156,7 +156,8 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     Vec::new()
 }
 
-/// Resume, once every file of the table exists: sends the queue of each socketpair end with
+/// Resume, once every file of the table exists (in a tree, once those other processes saved
+/// are fetched too): sends the queue of each socketpair end with
 /// fds in flight again from the other end, every message with its fds (then shuts down the
 /// other end's sending side if it was), and closes the files kept only for the messages.
 pub fn send_again(r: &mut Restorer) {

@@ -822,7 +822,6 @@ pub fn restore(meta: &Meta) {
             r.settle();
         }
     }
-    in_flight::send_again(&mut r);
     if crate::tree::in_tree() {
         // In a tree, 0-2 are the process's own: one it had closed stays closed.
         for k in 0..3 {
@@ -832,6 +831,7 @@ pub fn restore(meta: &Meta) {
         }
         PENDING.store(Box::into_raw(Box::new(r)), Ordering::Release);
     } else {
+        in_flight::send_again(&mut r);
         finish(&r);
     }
 }
@@ -907,6 +907,9 @@ pub fn fetch_shared() {
         }
     }
     pidfd::restore_rest(r);
+    // Once the files other processes saved are here too: a message's fds (or the end that
+    // sends it again) may be one of them.
+    in_flight::send_again(r);
     finish(r);
 }
 
