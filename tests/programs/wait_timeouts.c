@@ -2,7 +2,8 @@
  * wait_timeouts ROUNDS
  *
  * Waits that time out: each round waits 2 ms on an empty pipe with poll, epoll_wait and
- * select in turn, and 0 ms with poll, and requires each to time out (return 0); then 2 ms
+ * select in turn, and with ppoll, epoll_pwait, epoll_pwait2 and pselect without a signal mask,
+ * and 0 ms with poll, and requires each to time out (return 0); then 2 ms
  * on a System V semaphore (semtimedop: EAGAIN) and on a POSIX one (sem_timedwait:
  * ETIMEDOUT). Nothing
  * signals the program, so natively none ever returns EINTR; a failure landing inside a wait
@@ -49,6 +50,17 @@ int main(int argc, char **argv)
         struct timeval tv = {0, 2000};
         n = select(p[0] + 1, &set, NULL, NULL, &tv);
         TL_CHECK(n == 0, "round %lu: select gave %d (%s)", r, n, strerror(errno));
+        struct timespec ts = {0, 2000000};
+        n = ppoll(&pf, 1, &ts, NULL);
+        TL_CHECK(n == 0, "round %lu: ppoll gave %d (%s)", r, n, strerror(errno));
+        n = epoll_pwait(ep, &got, 1, 2, NULL);
+        TL_CHECK(n == 0, "round %lu: epoll_pwait gave %d (%s)", r, n, strerror(errno));
+        n = epoll_pwait2(ep, &got, 1, &ts, NULL);
+        TL_CHECK(n == 0, "round %lu: epoll_pwait2 gave %d (%s)", r, n, strerror(errno));
+        FD_ZERO(&set);
+        FD_SET(p[0], &set);
+        n = pselect(p[0] + 1, &set, NULL, NULL, &ts, NULL);
+        TL_CHECK(n == 0, "round %lu: pselect gave %d (%s)", r, n, strerror(errno));
         struct sembuf down = {.sem_num = 0, .sem_op = -1, .sem_flg = 0};
         struct timespec two_ms = {0, 2000000};
         n = semtimedop(semid, &down, 1, &two_ms);

@@ -405,8 +405,9 @@ fn fail_reaches_a_resume_from_its_first_instant() {
     );
 }
 
-/// Waits that time out (`wait_timeouts.c`: `poll`, `epoll_wait`, `select` on an empty pipe,
-/// 2 ms each, `poll` with no timeout, `semtimedop` and `sem_timedwait` on semaphores at 0):
+/// Waits that time out (`wait_timeouts.c`: `poll`, `epoll_wait`, `select`, and `ppoll`,
+/// `epoll_pwait`, `epoll_pwait2`, `pselect` without a signal mask, on an empty pipe, 2 ms
+/// each, `poll` with no timeout, `semtimedop` and `sem_timedwait` on semaphores at 0):
 /// none may return `EINTR`, as natively nothing
 /// interrupts them. A failure landing inside one made it return `EINTR` after the resume.
 #[test]

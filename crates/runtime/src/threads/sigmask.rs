@@ -24,6 +24,7 @@
 //! all-signals-blocked windows inside glibc) and a signal handler's `sa_mask`: while a handler
 //! installed with a full `sa_mask` runs, the thread stops only once it returns.
 
+use super::waits::{uninterrupted, uninterrupted_ts};
 use crate::runtime::active;
 use crate::signals::{FAIL_SIGNAL, STOP_SIGNAL};
 use crate::sys::{SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK};
@@ -318,6 +319,11 @@ pub unsafe extern "C" fn pselect(
         *const SigSet,
     ) -> c_int;
     let real = real!(c"pselect", F, -1);
+    if mask.is_null() && active() {
+        // Without a mask it is `select` with a finer timeout: it goes on after a stop.
+        // SAFETY: forwarded contract (the kernel leaves the sets as they were on EINTR).
+        return unsafe { uninterrupted_ts(timeout.cast(), |t| real(n, r, w, e, t.cast(), mask)) };
+    }
     // SAFETY: forwarded contract.
     unsafe { with_stripped(mask, |m| real(n, r, w, e, timeout, m)) }
 }
@@ -333,6 +339,10 @@ pub unsafe extern "C" fn ppoll(
 ) -> c_int {
     type F = unsafe extern "C" fn(*mut c_void, u64, *const c_void, *const SigSet) -> c_int;
     let real = real!(c"ppoll", F, -1);
+    if mask.is_null() && active() {
+        // SAFETY: forwarded contract (`revents` are rewritten by every call).
+        return unsafe { uninterrupted_ts(timeout.cast(), |t| real(fds, n, t.cast(), mask)) };
+    }
     // SAFETY: forwarded contract.
     unsafe { with_stripped(mask, |m| real(fds, n, timeout, m)) }
 }
@@ -349,6 +359,10 @@ pub unsafe extern "C" fn epoll_pwait(
 ) -> c_int {
     type F = unsafe extern "C" fn(c_int, *mut c_void, c_int, c_int, *const SigSet) -> c_int;
     let real = real!(c"epoll_pwait", F, -1);
+    if mask.is_null() && active() {
+        // SAFETY: forwarded contract.
+        return uninterrupted(timeout, |t| unsafe { real(epfd, events, max, t, mask) });
+    }
     // SAFETY: forwarded contract.
     unsafe { with_stripped(mask, |m| real(epfd, events, max, timeout, m)) }
 }
@@ -365,6 +379,12 @@ pub unsafe extern "C" fn epoll_pwait2(
 ) -> c_int {
     type F = unsafe extern "C" fn(c_int, *mut c_void, c_int, *const c_void, *const SigSet) -> c_int;
     let real = real!(c"epoll_pwait2", F, -1);
+    if mask.is_null() && active() {
+        // SAFETY: forwarded contract.
+        return unsafe {
+            uninterrupted_ts(timeout.cast(), |t| real(epfd, events, max, t.cast(), mask))
+        };
+    }
     // SAFETY: forwarded contract.
     unsafe { with_stripped(mask, |m| real(epfd, events, max, timeout, m)) }
 }

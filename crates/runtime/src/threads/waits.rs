@@ -16,9 +16,10 @@
 //! semaphore waits take an absolute deadline: calling again with the same arguments goes on
 //! where the call stood, `semtimedop` with what is left of its relative timeout.
 //!
-//! The variants with a signal mask (`ppoll`, `pselect`, `epoll_pwait`) are left alone: a
-//! program uses them to be woken by a signal, and a program signal and a stop in one call
-//! must not lose its `EINTR`.
+//! The variants with a signal mask (`ppoll`, `pselect`, `epoll_pwait`, `epoll_pwait2`) go on
+//! the same way when called without a mask (null: the call is then the plain one, with a
+//! finer timeout); with a mask they are left alone: a program uses them to be woken by a
+//! signal, and a program signal and a stop in one call must not lose its `EINTR`.
 
 use super::sigmask::stops_taken;
 use crate::runtime::active;
@@ -61,8 +62,47 @@ fn left_ms(timeout_ms: c_int, start_ns: u64) -> c_int {
     (timeout_ms - spent).max(0)
 }
 
+/// [`uninterrupted`] for a `struct timespec` timeout (null: none): `call` gets what is left.
+///
+/// # Safety
+/// `timeout` is null or points to a `struct timespec`.
+pub unsafe fn uninterrupted_ts(
+    timeout: *const Timespec,
+    mut call: impl FnMut(*const Timespec) -> c_int,
+) -> c_int {
+    if timeout.is_null() {
+        return uninterrupted(-1, |_| call(core::ptr::null()));
+    }
+    // SAFETY: the caller's contract.
+    let t = unsafe { *timeout };
+    if t.sec < 0 || !(0..1_000_000_000).contains(&t.nsec) {
+        return call(timeout); // the kernel's EINVAL
+    }
+    let total = (t.sec as u64).saturating_mul(1_000_000_000) + t.nsec as u64;
+    let start = crate::process::now_ns();
+    let mut now = t;
+    loop {
+        let stops = stops_taken();
+        let r = call(&now);
+        if r >= 0 || errno() != EINTR || stops_taken() == stops {
+            return r;
+        }
+        // The full timeout again when the clock went backwards (as after a reboot).
+        let now_ns = crate::process::now_ns();
+        let left = if now_ns < start {
+            total
+        } else {
+            total.saturating_sub(now_ns - start)
+        };
+        now = Timespec {
+            sec: (left / 1_000_000_000) as i64,
+            nsec: (left % 1_000_000_000) as i64,
+        };
+    }
+}
+
 /// Runs `call` with the timeout left until it is not interrupted by the runtime.
-fn uninterrupted(timeout_ms: c_int, mut call: impl FnMut(c_int) -> c_int) -> c_int {
+pub fn uninterrupted(timeout_ms: c_int, mut call: impl FnMut(c_int) -> c_int) -> c_int {
     let start = crate::process::now_ns();
     let mut t = timeout_ms;
     loop {
