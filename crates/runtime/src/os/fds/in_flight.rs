@@ -176,19 +176,12 @@ pub fn send_again(r: &mut Restorer) {
         };
         let mut lost = (0u64, 0u64);
         for (m, msg) in s.queue.iter().enumerate() {
-            let fds: Vec<i32> = s
-                .passed
-                .iter()
-                .filter(|p| p.message as usize == m)
-                .flat_map(|p| p.files.iter().filter_map(|f| r.staged(*f as usize)))
+            let files = s.passed.iter().filter(|p| p.message as usize == m);
+            let files: Vec<Option<i32>> = files
+                .flat_map(|p| p.files.iter().map(|f| r.staged(*f as usize)))
                 .collect();
-            let wanted = s
-                .passed
-                .iter()
-                .filter(|p| p.message as usize == m)
-                .map(|p| p.files.len())
-                .sum::<usize>();
-            lost.1 += (wanted - fds.len()) as u64;
+            let fds: Vec<i32> = files.iter().flatten().copied().collect();
+            lost.1 += (files.len() - fds.len()) as u64;
             let flags = sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL;
             match sys::send_with_fds(from, msg, &fds, flags) {
                 // A stream socket may take part of it: the rest follows without the fds.
