@@ -35,6 +35,9 @@
 //!   `unix_connections_between_processes_pending_and_accepted` (`tree_pending.c`): Unix
 //!   connections whose ends two processes hold, with unread bytes and fds in flight, and
 //!   connections a listener in another process has not accepted yet.
+//! - `forks_from_a_signal_handler_that_blocks_every_signal` (`tree_fork_in_handler.c`):
+//!   a fork inside a handler whose mask blocks every signal (PostgreSQL's postmaster), each
+//!   child reaped there: every save and every pool settle after a child ends stops it.
 //! - `python_duplex_pipe_fork`, `python_duplex_pipe_spawn` (`tests/trees/duplex_pipe.py`): a
 //!   worker answering over `multiprocessing.Pipe(duplex=True)`, a socketpair whose ends two
 //!   processes hold, with a connection passed over it: the same totals.
@@ -458,6 +461,24 @@ fn unix_connections_between_processes_pending_and_accepted() {
         ..CrashPlan::default()
     };
     let tree = Tree::new("tree_pending", &prog.path, ["1000", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
+fn forks_from_a_signal_handler_that_blocks_every_signal() {
+    let prog = Program::compile("tree_fork_in_handler.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // Every round forks (and reaps) a child inside a handler whose mask blocks every signal,
+    // as PostgreSQL's postmaster does. Before, a fork that waited for the coordinator (which
+    // settles the pool with every thread stopped right after a child ends, or saves) could
+    // not stop: the process ended with "keep sleeping with every signal blocked".
+    let plan = CrashPlan {
+        runs: 8,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_fork_in_handler", &prog.path, ["1500"]).compare_files(&[]);
     let (oracle, _) = crash(&tree, 0, &plan);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");

@@ -87,6 +87,9 @@ pub struct Process {
     /// The thread holding `fork_mutex`, 0 if none: runtime code that runs under it (closing an
     /// fd goes through the `close` interposer) must not take it again.
     fork_owner: AtomicI32,
+    /// The forking thread had the stop signal blocked when the fork began (a fork from a
+    /// signal handler whose mask blocks everything): it stays blocked after the fork.
+    pub fork_stop_was_blocked: AtomicBool,
     /// The pipe a fork child reports on once it no longer needs the parent's pool.
     pub fork_ready_r: AtomicI32,
     pub fork_ready_w: AtomicI32,

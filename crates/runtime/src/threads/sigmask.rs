@@ -22,7 +22,8 @@
 //! Not covered: masks set with raw `syscall(SYS_rt_sigprocmask, ...)`, glibc-internal mask
 //! changes (`setcontext`/`swapcontext`, `siglongjmp`, `posix_spawn`'s child, the short
 //! all-signals-blocked windows inside glibc) and a signal handler's `sa_mask`: while a handler
-//! installed with a full `sa_mask` runs, the thread stops only once it returns.
+//! installed with a full `sa_mask` runs, the thread stops only once it returns (or while it
+//! waits to fork: `tree::fork`).
 
 use super::waits::{uninterrupted, uninterrupted_ts};
 use crate::runtime::active;

@@ -114,9 +114,16 @@ fn before_fork() {
         ensure_own_pool();
     }
     let p = process::get();
-    // Not yet in a critical section: a failure may stop this thread while it waits.
+    // Not yet in a critical section: a failure may stop this thread while it waits — even
+    // when it forks from a signal handler whose mask blocks every signal (PostgreSQL's
+    // postmaster starts its children so): the coordinator may hold the lock while it stops
+    // every thread, and a thread that cannot stop would then wait for it for ever.
+    let stop = sys::sig_bit(STOP_SIGNAL);
+    let was_blocked = sys::sigprocmask(sys::SIG_UNBLOCK, stop).is_ok_and(|old| old & stop != 0);
     p.fork_lock();
-    let _ = sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(STOP_SIGNAL));
+    let _ = sys::sigprocmask(sys::SIG_BLOCK, stop);
+    p.fork_stop_was_blocked
+        .store(was_blocked, Ordering::Relaxed);
     let (r, w) = sys::pipe2(sys::O_CLOEXEC)
         .unwrap_or_else(|_| diag::fatal("cannot create a pipe for fork (no fd left?)"));
     p.fork_ready_r
@@ -148,8 +155,9 @@ fn after_fork_in_parent() {
     let _ = sys::close(p.fork_ready_w.load(Ordering::Relaxed));
     let r = p.fork_ready_r.load(Ordering::Relaxed);
     p.with_dependents(|d| d.push(r));
+    let keep_blocked = p.fork_stop_was_blocked.load(Ordering::Relaxed);
     p.fork_unlock();
-    let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
+    unblock_stop_unless(keep_blocked);
     // Wake the coordinator: it settles the pool once the child has let go of it.
     crate::threads::coordinator::wake();
 }
@@ -180,8 +188,16 @@ fn after_fork_in_child() {
     }
     super::become_child(dir);
     slots::forget_other_threads();
+    let keep_blocked = p.fork_stop_was_blocked.load(Ordering::Relaxed);
     p.fork_unlock();
-    let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
+    unblock_stop_unless(keep_blocked);
+}
+
+/// Ends the fork's hold on the stop signal, leaving it blocked when it was before the fork.
+fn unblock_stop_unless(was_blocked: bool) {
+    if !was_blocked {
+        let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
+    }
 }
 
 /// What the child inherited about the parent's process that is not true of itself.
