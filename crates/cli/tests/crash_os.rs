@@ -167,6 +167,25 @@ fn namespace_fds() {
     crash_case("fd_namespace", &case, plan);
 }
 
+/// Pseudo-terminals the program opened: a canonical one with echo, one in packet and
+/// exclusive mode with a raw slave, one still locked; half a typed line, its echo and output
+/// queued at every fail point. Settings, window sizes, modes and every queued byte come back
+/// (before: the masters were EBADF placeholders).
+#[test]
+fn pseudo_terminals() {
+    let case = Case {
+        file: "fd_pty.c",
+        args: &["3000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_pty", &case, plan);
+}
+
 /// A raw ICMP socket with its ICMP_FILTER pings 127.0.0.1 through failures, and a packet
 /// socket stays bound to the loopback interface with PACKET_AUXDATA and sees its traffic.
 /// With the old runtime both were EBADF placeholders.

@@ -35,6 +35,12 @@
 //!   `unix_connections_between_processes_pending_and_accepted` (`tree_pending.c`): Unix
 //!   connections whose ends two processes hold, with unread bytes and fds in flight, and
 //!   connections a listener in another process has not accepted yet.
+//! - `terminal_session_over_a_pseudo_terminal` (`tree_pty.c`): `forkpty()`, the child a
+//!   session leader whose controlling terminal is the slave: requests, ^C (SIGINT to the
+//!   foreground group) and window changes (SIGWINCH) typed at the master, answered by the
+//!   child with what it sees; the terminal, its queued bytes and the session come back.
+//! - `a_shell_under_script_keeps_its_terminal` (`script -qfec` + `tests/trees/pty_session.sh`):
+//!   a real program holding a pseudo-terminal's master for a shell whose terminal it is.
 //! - `forks_from_a_signal_handler_that_blocks_every_signal` (`tree_fork_in_handler.c`):
 //!   a fork inside a handler whose mask blocks every signal (PostgreSQL's postmaster), each
 //!   child reaped there: every save and every pool settle after a child ends stops it.
@@ -464,6 +470,47 @@ fn unix_connections_between_processes_pending_and_accepted() {
     let (oracle, _) = crash(&tree, 0, &plan);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
+fn terminal_session_over_a_pseudo_terminal() {
+    let prog = Program::compile("tree_pty.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // forkpty(): the parent types requests, ^C and window changes at the master; the child
+    // leads a session whose controlling terminal is the slave and answers with what it sees
+    // (signals, rows, /dev/tty, foreground group). Two fail points with a request queued,
+    // random failures besides.
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_pty", &prog.path, ["600", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
+fn a_shell_under_script_keeps_its_terminal() {
+    // util-linux `script` holds a pseudo-terminal's master and copies what a bash script
+    // (`tests/trees/pty_session.sh`), whose terminal the slave is, writes there; the script
+    // checks its terminal's settings, size and controlling-terminal status every round and
+    // runs external commands on it.
+    let plan = CrashPlan {
+        runs: 6,
+        ..CrashPlan::default()
+    };
+    let command = format!("/bin/bash {} 60", trees_file("pty_session.sh").display());
+    let tree = Tree::new(
+        "script_pty_session",
+        "/usr/bin/script",
+        [os("-qfec"), os(command), os("/dev/null")],
+    )
+    .compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\r\n"), "{out}");
 }
 
 #[test]

@@ -7,11 +7,11 @@ use zhuque_image::ipc::{
     IpcPerm, IpcState, Message, MsgQueue, PosixQueue, SemSet, ShmSegment, TAG_IPC,
 };
 use zhuque_image::os::{
-    Advice, AsyncOwner, Credentials, EpollEntry, Fd, FdTable, FileKind, FileLock, InotifyWatch,
-    LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState, Rlimit, SigAction,
-    SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS,
-    TAG_SIGNALS, TAG_TIMERS, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue,
-    Timers,
+    Advice, AsyncOwner, ControllingTerminal, Credentials, EpollEntry, Fd, FdTable, FileKind,
+    FileLock, InotifyWatch, LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState,
+    Pty, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING,
+    TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, TERMIOS_LEN, ThreadFlags, ThreadName,
+    ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -446,8 +446,8 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
     }
 }
 
-fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
-    match rng.below(17) {
+fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32, nptys: u32) -> FileKind {
+    match rng.below(18) {
         0 => FileKind::Stdio {
             fd: rng.below(3) as i32,
         },
@@ -533,6 +533,10 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
             pid: *rng.pick(&[-1, 2, 77]),
             thread: rng.chance(1, 4),
         },
+        16 if nptys > 0 => FileKind::Pty {
+            pty: rng.below(nptys as usize) as u32,
+            master: rng.chance(1, 2),
+        },
         15 => FileKind::Namespace {
             file: rng.pick(&zhuque_image::os::NS_FILES).as_bytes().to_vec(),
         },
@@ -547,6 +551,19 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32) -> FileKind {
 pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
     let npipes = rng.small(2 << scale) as u32;
     let nfiles = rng.small(12 << scale) as u32;
+    let nptys = rng.small(2) as u32;
+    let ptys = (0..nptys)
+        .map(|_| Pty {
+            index: rng.below(4096) as u32,
+            termios: rng.bytes(TERMIOS_LEN),
+            winsize: [rng.below(300) as u16, rng.below(300) as u16, 0, 0],
+            locked: rng.chance(1, 4),
+            packet: rng.chance(1, 4),
+            exclusive: rng.chance(1, 4),
+            input: rng.some_bytes(100),
+            output: rng.some_bytes(100),
+        })
+        .collect();
     let pipes = (0..npipes)
         .map(|_| Pipe {
             ino: rng.next() >> 30,
@@ -558,7 +575,7 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
     let files = (0..nfiles)
         .map(|_| OpenFile {
             flags: *rng.pick(&[0, 1, 2, 0o2002, 0o4002, 0o2000000]),
-            kind: file_kind(rng, nfiles, npipes),
+            kind: file_kind(rng, nfiles, npipes, nptys),
         })
         .collect();
     let (fds, locks) = if nfiles == 0 {
@@ -601,6 +618,11 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
                 signal: rng.below(65) as i32,
             })
             .collect(),
+        ptys,
+        terminal: rng.chance(1, 4).then(|| ControllingTerminal {
+            fd: rng.below(64) as i32,
+            foreground: rng.below(5000) as i32,
+        }),
     }
 }
 

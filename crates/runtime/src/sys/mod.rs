@@ -14,6 +14,7 @@
 //! - [`net`]: sockets and their options and messages
 //! - [`event`]: epoll, eventfd, timerfd, signalfd, inotify, memfd
 //! - [`time`]: clocks, interval timers, POSIX timers
+//! - [`tty`]: pseudo-terminals and terminal settings
 //! - [`signal`]: actions, masks, waits, queueing with a siginfo
 //! - [`thread`]: futexes, tid address, robust lists, rseq, TLS bases, scheduling, `prctl`
 //! - [`process`]: pid, exit, personality, resource limits, `execve`
@@ -29,6 +30,7 @@ pub mod process;
 pub mod signal;
 pub mod thread;
 pub mod time;
+pub mod tty;
 
 pub use event::*;
 pub use fd::*;
@@ -38,6 +40,7 @@ pub use process::*;
 pub use signal::*;
 pub use thread::*;
 pub use time::*;
+pub use tty::*;
 
 /// A kernel error number (`errno`), named after the kernel's own headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -73,6 +73,8 @@ pub const SIGSTOP: i32 = g::SIGSTOP as i32;
 pub const SIGALRM: i32 = g::SIGALRM as i32;
 pub const SIGVTALRM: i32 = g::SIGVTALRM as i32;
 pub const SIGPROF: i32 = g::SIGPROF as i32;
+pub const SIGTTIN: i32 = g::SIGTTIN as i32;
+pub const SIGTTOU: i32 = g::SIGTTOU as i32;
 
 /// `si_code` of a signal sent with `kill`.
 pub const SI_USER: i32 = g::SI_USER as i32;

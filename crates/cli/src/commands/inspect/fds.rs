@@ -139,6 +139,23 @@ fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
             ]
         }
         FileKind::Socket(s) => socket_fields(t, s),
+        FileKind::Pty { pty, master } => {
+            let p = t.ptys.get(*pty as usize);
+            vec![
+                ("pty", int(u64::from(*pty))),
+                ("master", Value::Bool(*master)),
+                ("index", Value::opt(p, |p| int(p.index.into()))),
+                ("rows", Value::opt(p, |p| int(p.winsize[0].into()))),
+                ("columns", Value::opt(p, |p| int(p.winsize[1].into()))),
+                ("packet", Value::opt(p, |p| Value::Bool(p.packet))),
+                ("locked", Value::opt(p, |p| Value::Bool(p.locked))),
+                ("input_bytes", Value::opt(p, |p| int(p.input.len() as u64))),
+                (
+                    "output_bytes",
+                    Value::opt(p, |p| int(p.output.len() as u64)),
+                ),
+            ]
+        }
         FileKind::Epoll { entries } => vec![(
             "entries",
             array(entries, |e| {
@@ -448,6 +465,24 @@ fn describe(t: &FdTable, file: &OpenFile) -> String {
             )
         }
         FileKind::Socket(s) => socket_text(t, s),
+        FileKind::Pty { pty, master } => {
+            let p = t.ptys.get(*pty as usize);
+            format!(
+                "pseudo-terminal {} of /dev/pts/{} {mode}, {}x{}, {} bytes of input and {} of \
+                 output unread{}",
+                if *master { "master" } else { "slave" },
+                p.map_or(0, |p| p.index),
+                p.map_or(0, |p| p.winsize[1]),
+                p.map_or(0, |p| p.winsize[0]),
+                p.map_or(0, |p| p.input.len()),
+                p.map_or(0, |p| p.output.len()),
+                if p.is_some_and(|p| p.locked) {
+                    ", locked"
+                } else {
+                    ""
+                }
+            )
+        }
         FileKind::Epoll { entries } => {
             let fds: Vec<String> = entries.iter().map(|e| e.fd.to_string()).collect();
             format!("epoll watching {} fd(s) ({})", fds.len(), fds.join(", "))

@@ -236,12 +236,46 @@ pub fn fd_facts(pid: i32, task: i32) -> Vec<FdFact> {
 
 fn file_key(path: &str) -> Option<FileKey> {
     let m = fs::metadata(path).ok()?;
+    if let Some(index) = pty_index(path, &m) {
+        return Some(FileKey {
+            dev: PTY_KEY_DEV,
+            ino: index,
+            ends_together: true,
+            socket: false,
+        });
+    }
     Some(FileKey {
         dev: m.dev(),
         ino: m.ino(),
         ends_together: m.file_type().is_fifo(),
         socket: m.file_type().is_socket(),
     })
+}
+
+/// The `dev` of the keys of pseudo-terminals (no real device has it): a master and its slaves
+/// are different files (`/dev/ptmx`, `/dev/pts/N`) but one object, saved by one process with
+/// the bytes queued between them (the runtime's `os/fds/ptys.rs`), so they get one key, the
+/// pseudo-terminal's number, like a pipe's two ends.
+const PTY_KEY_DEV: u64 = u64::MAX - 1;
+
+/// The number of the pseudo-terminal that fd `path` (`/proc/PID/fd/N`) is the master
+/// (`/dev/ptmx`, its number in the fd's fdinfo) or a slave (`/dev/pts/N`) of.
+fn pty_index(path: &str, m: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::FileTypeExt;
+    if !m.file_type().is_char_device() {
+        return None;
+    }
+    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+    match (major, minor) {
+        (136, n) => Some(u64::from(n)),
+        (5, 2) => {
+            let info = fs::read_to_string(path.replacen("/fd/", "/fdinfo/", 1)).ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("tty-index:"))
+                .and_then(|v| v.trim().parse().ok())
+        }
+        _ => None,
+    }
 }
 
 /// The init's own standard streams: the launch's (`zhuque run`'s fds 0-2).
@@ -367,6 +401,31 @@ mod tests {
         let fc = facts.iter().find(|f| f.fd == c).unwrap();
         assert_eq!(fa.key, fc.key);
         assert!(fa.key.is_some_and(|k| !k.ends_together));
+    }
+
+    #[test]
+    fn a_pseudo_terminal_master_and_slave_share_one_key() {
+        let (mut m, mut s) = (-1, -1);
+        // SAFETY: openpty with out-pointers for the two fds and no name, settings or size.
+        let r = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "openpty");
+        let km = file_key(&format!("/proc/self/fd/{m}")).unwrap();
+        let ks = file_key(&format!("/proc/self/fd/{s}")).unwrap();
+        assert_eq!(km, ks);
+        assert!(km.ends_together && km.dev == PTY_KEY_DEV);
+        // SAFETY: the two fds openpty gave, closed once.
+        unsafe {
+            libc::close(m);
+            libc::close(s);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod mqueue;
 mod namespace;
 mod pidfd;
 mod pipes;
+mod ptys;
 mod signalfd;
 mod sockets;
 mod timerfd;
@@ -26,11 +27,12 @@ pub use locks::{FileLock, LockKind};
 pub use namespace::NS_FILES;
 pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
+pub use ptys::{ControllingTerminal, Pty, TERMIOS_LEN};
 pub use sockets::{PassedFds, SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 11;
+pub(super) const VERSION: u32 = 12;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -50,6 +52,10 @@ pub struct FdTable {
     /// Who gets `SIGIO` (or the signal of `F_SETSIG`) for the descriptions that have an owner
     /// or a signal set: `F_SETOWN`/`F_SETOWN_EX`, `F_SETSIG`. (`O_ASYNC` is in the flags.)
     pub async_owners: Vec<AsyncOwner>,
+    /// Pseudo-terminals whose master the process held, referenced by [`FileKind::Pty`].
+    pub ptys: Vec<Pty>,
+    /// The session's terminal, when the process leads a session and holds an fd of it.
+    pub terminal: Option<ControllingTerminal>,
 }
 
 /// The I/O signal settings of one open file description.
@@ -130,6 +136,12 @@ pub enum FileKind {
         pipe: u32,
     },
     Socket(Socket),
+    /// The master (`/dev/ptmx`) or a slave (`/dev/pts/N`) of a pseudo-terminal whose master
+    /// the process held: index into [`FdTable::ptys`].
+    Pty {
+        pty: u32,
+        master: bool,
+    },
     Epoll {
         entries: Vec<EpollEntry>,
     },
@@ -189,6 +201,8 @@ impl FileKind {
             FileKind::Anonymous { .. } => "unlinked-file",
             FileKind::Pipe { .. } => "pipe",
             FileKind::Socket(_) => "socket",
+            FileKind::Pty { master: true, .. } => "pty-master",
+            FileKind::Pty { .. } => "pty-slave",
             FileKind::Epoll { .. } => "epoll",
             FileKind::EventFd { .. } => "eventfd",
             FileKind::TimerFd(_) => "timerfd",
@@ -219,6 +233,7 @@ const KIND_MQUEUE: u8 = 12;
 const KIND_BORROWED: u8 = 13;
 const KIND_PIDFD: u8 = 14;
 const KIND_NAMESPACE: u8 = 15;
+const KIND_PTY: u8 = 16;
 
 impl FdTable {
     pub fn encode(&self) -> Vec<u8> {
@@ -254,6 +269,11 @@ impl FdTable {
             w.i32(o.pid);
             w.i32(o.signal);
         }
+        w.u64(self.ptys.len() as u64);
+        for p in &self.ptys {
+            ptys::put_pty(&mut w, p);
+        }
+        ptys::put_terminal(&mut w, &self.terminal);
         w.into_bytes()
     }
 
@@ -290,6 +310,10 @@ impl FdTable {
                 signal: r.i32()?,
             });
         }
+        for _ in 0..count(&mut r)? {
+            t.ptys.push(ptys::get_pty(&mut r)?);
+        }
+        t.terminal = ptys::get_terminal(&mut r)?;
         t.check_references()?;
         Ok(t)
     }
@@ -317,6 +341,7 @@ impl FdTable {
         for f in &self.files {
             match &f.kind {
                 FileKind::Pipe { pipe } => pipes::check_reference(*pipe, self.pipes.len())?,
+                FileKind::Pty { pty, .. } => ptys::check_reference(*pty, self.ptys.len())?,
                 FileKind::Socket(s) => sockets::check_references(s, nfiles)?,
                 FileKind::Epoll { entries } => epoll::check_references(entries, nfiles)?,
                 _ => {}
@@ -347,6 +372,10 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
         FileKind::Socket(s) => {
             w.u8(KIND_SOCKET);
             sockets::put(w, s);
+        }
+        FileKind::Pty { pty, master } => {
+            w.u8(KIND_PTY);
+            ptys::put_end(w, *pty, *master);
         }
         FileKind::Epoll { entries } => {
             w.u8(KIND_EPOLL);
@@ -408,6 +437,7 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
         KIND_MQUEUE => mqueue::get(r)?,
         KIND_PIDFD => pidfd::get(r)?,
         KIND_NAMESPACE => namespace::get(r)?,
+        KIND_PTY => ptys::get_end(r)?,
         KIND_BORROWED => FileKind::Borrowed {
             owner: r.i32()?,
             owner_fd: r.i32()?,
@@ -558,6 +588,13 @@ pub(crate) mod tests {
                         owner_fd: 9,
                     },
                 },
+                OpenFile {
+                    flags: 0o4002,
+                    kind: FileKind::Pty {
+                        pty: 0,
+                        master: true,
+                    },
+                },
             ],
             fds: vec![
                 Fd {
@@ -599,6 +636,20 @@ pub(crate) mod tests {
                 pid: 2,
                 signal: 35,
             }],
+            ptys: vec![Pty {
+                index: 4,
+                termios: vec![7; TERMIOS_LEN],
+                winsize: [50, 132, 0, 0],
+                locked: false,
+                packet: false,
+                exclusive: false,
+                input: b"ls\n".to_vec(),
+                output: Vec::new(),
+            }],
+            terminal: Some(ControllingTerminal {
+                fd: 8,
+                foreground: 3,
+            }),
         }
     }
 
@@ -652,6 +703,9 @@ pub(crate) mod tests {
         let mut t = table();
         t.async_owners[0].kind = 3;
         assert!(FdTable::decode(&t.encode()).is_err());
+        let mut t = table();
+        t.ptys.clear();
+        assert!(FdTable::decode(&t.encode()).is_err());
     }
 
     #[test]
@@ -692,7 +746,8 @@ pub(crate) mod tests {
                 "stdio",
                 "eventfd",
                 "signalfd",
-                "shared"
+                "shared",
+                "pty-master"
             ]
         );
     }

@@ -35,6 +35,7 @@ mod namespace;
 mod pidfd;
 mod pipes;
 mod procfd;
+mod ptys;
 mod restorer;
 mod signalfd;
 mod sockets;
@@ -136,6 +137,10 @@ enum Class {
     MessageQueue,
     PidFd,
     Namespace,
+    /// `/dev/ptmx`: a pseudo-terminal's master.
+    PtyMaster,
+    /// `/dev/pts/N`: saved with its master when the table holds it, else by path.
+    PtySlave,
     Unsupported,
 }
 
@@ -174,9 +179,12 @@ fn classify(d: &Desc) -> Class {
     if fmt == sys::S_IFIFO {
         return Class::Pipe;
     }
-    // /dev/ptmx: opening it again makes a new pseudo-terminal, not the program's.
+    // /dev/ptmx: opening it again would make a new pseudo-terminal, not the program's.
     if fmt == sys::S_IFCHR && d.st.rdev == crate::procfs::makedev(5, 2) {
-        return Class::Unsupported;
+        return Class::PtyMaster;
+    }
+    if fmt == sys::S_IFCHR && ptys::is_slave_device(d.st.rdev) {
+        return Class::PtySlave;
     }
     if files::reachable(d) {
         return Class::Path;
@@ -542,6 +550,7 @@ fn describe(
             }
         }
         // Kinds whose records need the whole table (peers, both ends) go first, by kind.
+        ptys::save(&mut ctx, &mut kinds, &mut table.ptys);
         pipes::save(&mut ctx, &mut kinds, &mut table.pipes, |d| {
             d.class == Class::Pipe
         });
@@ -552,7 +561,7 @@ fn describe(
             }
             let d = &used[i];
             kinds[i] = Some(match d.class {
-                Class::Path => files::save_path(d),
+                Class::Path | Class::PtySlave => files::save_path(d),
                 Class::Anonymous => files::save_anonymous(&mut ctx, i),
                 Class::EventFd => eventfd::save(d),
                 Class::TimerFd => timerfd::save(d),
@@ -562,12 +571,23 @@ fn describe(
                 Class::MessageQueue => mqueue::save(d),
                 Class::PidFd => pidfd::save(d),
                 Class::Namespace => namespace::save(d),
-                Class::Pipe | Class::Socket | Class::Unsupported => FileKind::Unsupported {
-                    what: d.link.clone(),
-                },
+                Class::Pipe | Class::Socket | Class::PtyMaster | Class::Unsupported => {
+                    FileKind::Unsupported {
+                        what: d.link.clone(),
+                    }
+                }
             });
         }
     }
+    let held_for_others: Vec<i32> = plan
+        .into_iter()
+        .flat_map(|p| p.entries.iter())
+        .filter_map(|e| match e {
+            Share::Import { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    table.terminal = ptys::controlling_terminal(used, &kinds, &held_for_others);
     table.files = used
         .iter()
         .zip(kinds)
@@ -580,14 +600,7 @@ fn describe(
         .collect();
     table.fds = table_fds.to_vec();
     table.async_owners = async_owner::save(used);
-    table.held_for_others = plan
-        .into_iter()
-        .flat_map(|p| p.entries.iter())
-        .filter_map(|e| match e {
-            Share::Import { at, .. } => Some(*at),
-            _ => None,
-        })
-        .collect();
+    table.held_for_others = held_for_others;
     table
 }
 
@@ -803,6 +816,7 @@ pub fn restore(meta: &Meta) {
                 FileKind::Path { .. } => files::restore_path(&mut r, i),
                 FileKind::Anonymous { .. } => files::restore_anonymous(&mut r, i),
                 FileKind::Pipe { .. } => pipes::restore(&mut r, i),
+                FileKind::Pty { .. } => ptys::restore(&mut r, i),
                 FileKind::Socket(_) => sockets::restore(&mut r, i),
                 FileKind::Epoll { .. } => epoll::create(&mut r, i),
                 FileKind::EventFd { .. } => eventfd::restore(&mut r, i),
@@ -854,6 +868,7 @@ fn finish(r: &Restorer<'static>) {
         }
     }
     locks::restore(r, r.table);
+    ptys::take_terminal(r);
 }
 
 /// A tree's resume between `restore` and `fetch_shared` (volatile: see `process.rs`; this

@@ -1,0 +1,486 @@
+//! Pseudo-terminals whose master the process holds (`posix_openpt`, `openpty`, `forkpty`,
+//! python's `pty`, `script`, `expect`): the master, its slaves, their settings and the bytes
+//! queued each way come back; so does a session's controlling terminal.
+//!
+//! **Save.** Each master (`/dev/ptmx`) gives its number (`TIOCGPTN`); the descriptions of
+//! `/dev/pts/<number>` in the table are its slaves (in a tree the init gives master and
+//! slaves one key, so the process holding any of them saves them all: `launch/tree/procs.rs`).
+//! Recorded: the slave's `termios2`, window size, lock, packet and exclusive modes, then the
+//! unread bytes each way, taken out (the process is about to end): the output waiting at the
+//! master, read from the master; the input waiting at the slave, read from a slave switched to
+//! non-canonical mode so that a line being typed is taken too.
+//!
+//! **Resume.** `/dev/ptmx` is opened until the kernel hands out the saved number (it gives the
+//! lowest free one; the extra masters are closed), so the slave keeps its name when it is
+//! free. The queued bytes are written back with the line discipline in the saved canonical or
+//! non-canonical mode but otherwise raw (no echo, no signals, no input or output processing:
+//! they were processed once already), so lines are lines again and a line being typed stays
+//! half typed; then the saved settings are set. Slaves are opened with `TIOCGPTPEER` (never
+//! becoming a controlling terminal by accident). What differs: an end of file typed (`^D`)
+//! and not yet read comes back as a NUL byte.
+//!
+//! **Controlling terminal.** A session leader whose controlling terminal is a pseudo-terminal
+//! slave it holds records that fd and the foreground process group; once its fds (and in a
+//! tree those it borrows) are in place it makes the slave its controlling terminal again
+//! (`TIOCSCTTY`) and gives the group the foreground (`TIOCSPGRP`).
+
+use super::{Class, Desc, Restorer, SaveCtx};
+use crate::sys;
+use zhuque_image::os::{ControllingTerminal, FileKind, Pty, TERMIOS_LEN};
+
+/// The first major number of pseudo-terminal slaves (`UNIX98_PTY_SLAVE_MAJOR`); there are 8.
+const SLAVE_MAJOR: u64 = 136;
+/// How many masters a resume opens at most to get the saved number back.
+const MAX_TRIES: u32 = 1024;
+
+/// The major number of a device number as `stat` reports it.
+fn major(rdev: u64) -> u64 {
+    ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
+}
+
+/// Whether a character device is a pseudo-terminal slave.
+pub(super) fn is_slave_device(rdev: u64) -> bool {
+    (SLAVE_MAJOR..SLAVE_MAJOR + 8).contains(&major(rdev))
+}
+
+/// `/dev/pts/<n>`, NUL-terminated.
+fn slave_path(n: u32) -> Vec<u8> {
+    let mut p = b"/dev/pts/".to_vec();
+    p.extend_from_slice(n.to_string().as_bytes());
+    p.push(0);
+    p
+}
+
+/// The (device, device number) of slave `n`, as `stat` of its fds shows them.
+fn slave_identity(n: u32) -> Option<(u64, u64)> {
+    let p = slave_path(n);
+    let fd = sys::openat(
+        sys::AT_FDCWD,
+        sys::path(&p).ok()?,
+        sys::O_PATH | sys::O_CLOEXEC,
+        0,
+    )
+    .ok()?;
+    let st = sys::fstat(fd.raw()).ok()?;
+    Some((st.dev, st.rdev))
+}
+
+/// Blocks the job-control signals on this thread while it reads or sets a terminal that may be
+/// the session's (the calls then fail or pass instead of stopping the process group).
+struct JobControlHeld(sys::SigSet);
+
+impl JobControlHeld {
+    fn new() -> Self {
+        let set = sys::sig_bit(sys::SIGTTIN) | sys::sig_bit(sys::SIGTTOU);
+        JobControlHeld(sys::sigprocmask(sys::SIG_BLOCK, set).unwrap_or(0))
+    }
+}
+
+impl Drop for JobControlHeld {
+    fn drop(&mut self) {
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, self.0);
+    }
+}
+
+/// Everything readable now on `fd` (without blocking: polled first).
+fn take_readable(fd: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while sys::poll_one(fd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
+        match sys::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(sys::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The input queued at the slave: read through `slave` with the line discipline
+/// non-canonical and non-blocking for the moment (a line being typed is taken too).
+fn take_input(slave: i32, saved: &sys::Termios) -> Vec<u8> {
+    let mut now = *saved;
+    now.c_lflag &= !sys::ICANON;
+    now.c_cc[sys::VMIN] = 0;
+    now.c_cc[sys::VTIME] = 0;
+    if sys::set_termios(slave, &now).is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sys::read(slave, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(sys::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = sys::set_termios(slave, saved);
+    out
+}
+
+fn termios_bytes(t: &sys::Termios) -> Vec<u8> {
+    // SAFETY: termios2 is a plain C structure of TERMIOS_LEN bytes without padding.
+    unsafe { core::slice::from_raw_parts((t as *const sys::Termios).cast::<u8>(), TERMIOS_LEN) }
+        .to_vec()
+}
+
+fn termios_from(bytes: &[u8]) -> sys::Termios {
+    const _: () = assert!(core::mem::size_of::<sys::Termios>() == TERMIOS_LEN);
+    // SAFETY: an all-zero termios2 is valid; then exactly its bytes are overwritten (the
+    // image checked the length), and every bit pattern is a valid termios2.
+    unsafe {
+        let mut t: sys::Termios = core::mem::zeroed();
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (&mut t as *mut sys::Termios).cast::<u8>(),
+            TERMIOS_LEN.min(bytes.len()),
+        );
+        t
+    }
+}
+
+/// Records every pseudo-terminal whose master is in the table, with its slaves.
+pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], ptys: &mut Vec<Pty>) {
+    let _held = JobControlHeld::new();
+    for i in 0..ctx.descs.len() {
+        let d = &ctx.descs[i];
+        if kinds[i].is_some() || d.class != Class::PtyMaster {
+            continue;
+        }
+        let Ok(index) = sys::pty_number(d.local) else {
+            continue;
+        };
+        let id = slave_identity(index);
+        let slaves: Vec<usize> = (0..ctx.descs.len())
+            .filter(|j| {
+                let s = &ctx.descs[*j];
+                kinds[*j].is_none()
+                    && s.class == Class::PtySlave
+                    && id == Some((s.st.dev, s.st.rdev))
+            })
+            .collect();
+        let Ok(termios) = sys::termios(d.local) else {
+            continue;
+        };
+        let locked = sys::pty_locked(d.local).unwrap_or(false);
+        let packet = sys::packet_mode(d.local).unwrap_or(false);
+        let exclusive = slaves
+            .first()
+            .is_some_and(|j| sys::exclusive(ctx.descs[*j].local).unwrap_or(false));
+        // Packet mode would put a status byte before each read.
+        if packet {
+            let _ = sys::set_packet_mode(d.local, false);
+        }
+        // Input first: taking it makes the kernel process what was typed, whose echo then
+        // joins the output.
+        let input = if locked {
+            Vec::new()
+        } else {
+            let flags = sys::O_RDWR | sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
+            match sys::open_pty_peer(d.local, flags) {
+                Ok(s) => {
+                    let got = take_input(s, &termios);
+                    let _ = sys::close(s);
+                    got
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        let output = take_readable(d.local);
+        let pty = ptys.len() as u32;
+        ptys.push(Pty {
+            index,
+            termios: termios_bytes(&termios),
+            winsize: sys::window_size(d.local).unwrap_or([0; 4]),
+            locked,
+            packet,
+            exclusive,
+            input,
+            output,
+        });
+        kinds[i] = Some(FileKind::Pty { pty, master: true });
+        for j in slaves {
+            kinds[j] = Some(FileKind::Pty { pty, master: false });
+        }
+    }
+}
+
+/// The controlling terminal of the session this process leads, when it is a pseudo-terminal
+/// slave the process holds (other terminals are the launch's: `launch/streams`).
+/// `imported`: fds that are other processes' descriptions, held for the save only.
+pub fn controlling_terminal(
+    descs: &[Desc],
+    kinds: &[Option<FileKind>],
+    imported: &[i32],
+) -> Option<ControllingTerminal> {
+    let stat = crate::procfs::read(b"/proc/self/stat\0").ok()?;
+    let after = &stat[stat.iter().rposition(|c| *c == b')')? + 1..];
+    let fields: Vec<&[u8]> = after
+        .split(|c| *c == b' ')
+        .filter(|f| !f.is_empty())
+        .collect();
+    let num = |k: usize| -> Option<i64> { core::str::from_utf8(fields.get(k)?).ok()?.parse().ok() };
+    // state, ppid, pgrp, session, tty_nr
+    let (session, tty) = (num(3)?, num(4)? as u64);
+    if session != sys::getpid() as i64 || tty == 0 {
+        return None;
+    }
+    let (_, d) = descs.iter().enumerate().find(|(i, d)| {
+        d.class == Class::PtySlave
+            && d.st.rdev == tty
+            && !imported.contains(&d.fd)
+            && !matches!(kinds[*i], Some(FileKind::Stdio { .. }))
+    })?;
+    let _held = JobControlHeld::new();
+    Some(ControllingTerminal {
+        fd: d.fd,
+        foreground: sys::foreground_group(d.local).unwrap_or(0).max(0),
+    })
+}
+
+/// Opens masters until one has number `want` (or the kernel hands out higher ones: `want` is
+/// taken); keeps that one, or the first, and closes the rest.
+fn open_master(want: u32) -> Result<(i32, u32), sys::Errno> {
+    let path = b"/dev/ptmx\0";
+    let flags = sys::O_RDWR | sys::O_NOCTTY | sys::O_CLOEXEC;
+    let mut opened: Vec<(i32, u32)> = Vec::new();
+    let mut keep = None;
+    for _ in 0..MAX_TRIES.min(want + 1) {
+        let fd = sys::openat(sys::AT_FDCWD, sys::path(path)?, flags, 0)?.into_raw();
+        let n = sys::pty_number(fd).unwrap_or(u32::MAX);
+        opened.push((fd, n));
+        if n >= want {
+            break;
+        }
+    }
+    if let Some(k) = opened.iter().position(|(_, n)| *n == want) {
+        keep = Some(k);
+    }
+    let k = keep.unwrap_or(0);
+    let chosen = opened[k];
+    for (at, (fd, _)) in opened.iter().enumerate() {
+        if at != k {
+            let _ = sys::close(*fd);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Writes all of `data` to non-blocking `fd`; returns how many bytes did not fit.
+fn write_all(fd: i32, data: &[u8]) -> usize {
+    let mut left = data;
+    while !left.is_empty() {
+        match sys::write(fd, left) {
+            Ok(0) => break,
+            Ok(n) => left = &left[n..],
+            Err(sys::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    left.len()
+}
+
+/// How many bytes of `input` a reader can have once the line discipline took them: in
+/// canonical mode only whole lines (`FIONREAD` counts those), up to the last line end.
+fn readable_input(t: &sys::Termios, input: &[u8]) -> usize {
+    if t.c_lflag & sys::ICANON == 0 {
+        return input.len();
+    }
+    let ends = [b'\n', t.c_cc[sys::VEOL], t.c_cc[sys::VEOL2]];
+    input
+        .iter()
+        .rposition(|c| *c != 0 && ends.contains(c))
+        .map_or(0, |at| at + 1)
+}
+
+/// Makes sure the line discipline of slave `anchor` took the `total` bytes of input written
+/// to the master (`readable` of them whole lines) before the settings change (echo would act
+/// on bytes it takes later). Whole lines are waited for; the kernel takes the rest of the same
+/// write in the same pass, and setting the settings waits for a pass under way. With no whole
+/// line, a `poll` of the slave makes the kernel take what is pending at once.
+fn settle_input(anchor: i32, readable: usize, total: usize) {
+    if readable > 0 {
+        wait_queued(anchor, readable);
+    } else if total > 0 {
+        let _ = sys::poll_one(anchor, sys::POLLIN, 0);
+    }
+}
+
+/// Waits (briefly) until the line discipline of `fd` holds `n` bytes: bytes written to the
+/// other side reach it through the kernel's work queue, and the settings must not change
+/// before they did.
+fn wait_queued(fd: i32, n: usize) {
+    const FIONREAD: u64 = linux_raw_sys::ioctl::FIONREAD as u64;
+    for _ in 0..1000 {
+        let mut queued: i32 = 0;
+        // SAFETY: FIONREAD writes one int, into `queued`.
+        if unsafe { sys::ioctl(fd, FIONREAD, &mut queued) }.is_err() || queued as usize >= n {
+            return;
+        }
+        sys::sleep_ns(50_000);
+    }
+}
+
+pub fn restore(r: &mut Restorer, first: usize) {
+    let FileKind::Pty { pty, .. } = r.table.files[first].kind else {
+        return;
+    };
+    let p = &r.table.ptys[pty as usize];
+    let members: Vec<usize> = (0..r.table.files.len())
+        .filter(|j| matches!(r.table.files[*j].kind, FileKind::Pty { pty: q, .. } if q == pty))
+        .collect();
+    let (m, got) = match open_master(p.index) {
+        Ok(x) => x,
+        Err(e) => {
+            for j in members {
+                r.placeholder(j, &format!("cannot open /dev/ptmx: errno {}", e.0));
+            }
+            return;
+        }
+    };
+    // Staged now: `put` leaves a staged fd where it is, so `m` stays valid below.
+    let m = r.stage(m);
+    if got != p.index {
+        r.warning(first)
+            .str("/dev/pts/")
+            .num(p.index as u64)
+            .str(" is taken; the pseudo-terminal comes back as /dev/pts/")
+            .num(got as u64)
+            .emit();
+    }
+    let _ = sys::set_pty_locked(m, false);
+    let peer_flags = sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
+    let anchor = sys::open_pty_peer(m, sys::O_RDWR | peer_flags).unwrap_or(-1);
+    let saved = termios_from(&p.termios);
+    // Canonical mode stays as saved (the input becomes lines, a line being typed stays half
+    // typed); nothing else acts on the bytes again.
+    let mut raw = saved;
+    raw.c_lflag &= !(sys::ECHO | sys::ECHONL | sys::ISIG | sys::IEXTEN);
+    raw.c_iflag &= !sys::INPUT_CHANGES;
+    raw.c_oflag &= !sys::OPOST;
+    let _ = sys::set_termios(m, &raw);
+    let mut lost = 0;
+    if anchor >= 0 {
+        lost += write_all(anchor, &p.output);
+        let _ = sys::fcntl(m, sys::F_SETFL, sys::O_NONBLOCK as usize);
+        lost += write_all(m, &p.input);
+        let _ = sys::fcntl(m, sys::F_SETFL, 0);
+        settle_input(anchor, readable_input(&saved, &p.input), p.input.len());
+        wait_queued(m, p.output.len());
+    } else {
+        lost += p.output.len() + p.input.len();
+    }
+    if lost > 0 {
+        r.warning(first)
+            .num(lost as u64)
+            .str(" bytes queued on the pseudo-terminal do not fit and are lost")
+            .emit();
+    }
+    let _ = sys::set_termios(m, &saved);
+    let _ = sys::set_window_size(m, p.winsize);
+    if p.packet {
+        let _ = sys::set_packet_mode(m, true);
+    }
+    let mut master_taken = false;
+    for &j in &members {
+        let FileKind::Pty { master, .. } = r.table.files[j].kind else {
+            continue;
+        };
+        if master {
+            if master_taken {
+                r.placeholder(j, "a second description of one pseudo-terminal master");
+                continue;
+            }
+            master_taken = true;
+            r.set_status_flags(m, j);
+            r.put(j, m);
+            continue;
+        }
+        let mode = r.table.files[j].flags & sys::O_ACCMODE;
+        match sys::open_pty_peer(m, mode | peer_flags) {
+            Ok(fd) => {
+                r.set_status_flags(fd, j);
+                r.put(j, fd);
+            }
+            Err(e) => r.placeholder(
+                j,
+                &format!("cannot open the pseudo-terminal's slave: errno {}", e.0),
+            ),
+        }
+    }
+    if p.exclusive
+        && let Some(fd) = members.iter().find_map(|j| {
+            matches!(r.table.files[*j].kind, FileKind::Pty { master: false, .. })
+                .then(|| r.staged(*j))
+                .flatten()
+        })
+    {
+        let _ = sys::set_exclusive(fd, true);
+    }
+    if anchor >= 0 {
+        let _ = sys::close(anchor);
+    }
+    if p.locked {
+        let _ = sys::set_pty_locked(m, true);
+    }
+    if !master_taken {
+        let _ = sys::close(m);
+    }
+}
+
+/// Makes the saved controlling terminal this session's again (every fd in place).
+pub fn take_terminal(r: &Restorer) {
+    let Some(t) = r.table.terminal else {
+        return;
+    };
+    let _held = JobControlHeld::new();
+    if let Err(e) = sys::make_controlling(t.fd) {
+        let mut l = crate::diag::Line::new();
+        l.str("warning: fd ")
+            .num(t.fd as u64)
+            .str(" cannot be this session's controlling terminal again (errno ")
+            .num(e.0 as u64)
+            .str("); /dev/tty and job control on it are lost")
+            .emit();
+        return;
+    }
+    if t.foreground > 0 && sys::set_foreground_group(t.fd, t.foreground).is_err() {
+        crate::diag::Line::new()
+            .str("warning: process group ")
+            .num(t.foreground as u64)
+            .str(" cannot be given the terminal's foreground again")
+            .emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procfs::makedev;
+
+    #[test]
+    fn slaves_are_told_by_their_device_number() {
+        assert!(is_slave_device(makedev(136, 0)));
+        assert!(is_slave_device(makedev(136, 70000)));
+        assert!(!is_slave_device(makedev(5, 2)));
+        assert!(!is_slave_device(makedev(4, 1)));
+        assert_eq!(slave_path(12), b"/dev/pts/12\0");
+    }
+
+    #[test]
+    fn settings_roundtrip_through_their_bytes() {
+        // SAFETY: all-zero is a valid termios2.
+        let mut t: sys::Termios = unsafe { core::mem::zeroed() };
+        t.c_iflag = 0o2406;
+        t.c_lflag = sys::ICANON | sys::ECHO;
+        t.c_cc[sys::VMIN] = 3;
+        t.c_ospeed = 38400;
+        let bytes = termios_bytes(&t);
+        assert_eq!(bytes.len(), TERMIOS_LEN);
+        let back = termios_from(&bytes);
+        assert_eq!(termios_bytes(&back), bytes);
+    }
+}

@@ -1,0 +1,197 @@
+/*
+ * fd_pty ROUNDS FAIL_POINTS
+ *
+ * Pseudo-terminals the program opened itself (issue 12):
+ *  - A: openpty(), canonical mode with echo, a 33x101 window: every round the master types
+ *    a line and half of the next, the slave reads the line (one read, one line) and writes a
+ *    line of output; then the master types the rest, the slave reads it whole (one read),
+ *    and the master reads the echo and the output, byte for byte. FAIL_POINTS rounds call
+ *    zhuque_fail_now(): the odd ones with the line and a half queued, the even ones with
+ *    half a line, its echo and the output queued.
+ *  - B: posix_openpt() in packet mode, its slave raw, exclusive, 10x20: bytes each way with
+ *    the packet byte in front of what the master reads.
+ *  - C: posix_openpt() never unlocked: its slave stays locked (opening it fails with EIO).
+ * Every round checks what the kernel reports: the settings (termios flags and control
+ * characters as set), window sizes, packet, exclusive and lock modes, and that ptsname()
+ * leads to the slave fd's own device. Before, a master came back as an EBADF placeholder.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+#include "zhuque.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
+
+static struct termios want_a, want_b;
+
+static void put(int fd, const char *s, unsigned long r)
+{
+    size_t n = strlen(s);
+    CHECK(write(fd, s, n) == (ssize_t)n, "round %lu: write %d: %s", r, fd, strerror(errno));
+}
+
+/* Reads exactly n bytes from fd into buf (NUL-terminated). */
+static void get(int fd, char *buf, size_t n, unsigned long r)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int k = poll(&p, 1, 10000);
+        CHECK(k == 1, "round %lu: fd %d: nothing to read after %zu of %zu bytes", r, fd, got, n);
+        ssize_t m = read(fd, buf + got, n - got);
+        if (m < 0 && errno == EINTR)
+            continue;
+        CHECK(m > 0, "round %lu: read %d: %s", r, fd, strerror(errno));
+        got += (size_t)m;
+    }
+    buf[got] = 0;
+}
+
+static void expect(int fd, const char *want, unsigned long r)
+{
+    char buf[256];
+    get(fd, buf, strlen(want), r);
+    CHECK(!strcmp(buf, want), "round %lu: fd %d read \"%s\", not \"%s\"", r, fd, buf, want);
+}
+
+/* One read of a canonical slave returns one whole line, as natively. */
+static void expect_line(int fd, const char *want, unsigned long r)
+{
+    char buf[256];
+    struct pollfd p = {fd, POLLIN, 0};
+    CHECK(poll(&p, 1, 10000) == 1, "round %lu: no line on fd %d", r, fd);
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    CHECK(n > 0, "round %lu: read %d: %s", r, fd, strerror(errno));
+    buf[n] = 0;
+    CHECK(!strcmp(buf, want), "round %lu: fd %d read the line \"%s\", not \"%s\"", r, fd, buf,
+          want);
+}
+
+static void same_settings(int fd, const struct termios *w, const char *what, unsigned long r)
+{
+    struct termios t;
+    CHECK(tcgetattr(fd, &t) == 0, "round %lu: tcgetattr %s: %s", r, what, strerror(errno));
+    CHECK(t.c_iflag == w->c_iflag && t.c_oflag == w->c_oflag && t.c_cflag == w->c_cflag &&
+              t.c_lflag == w->c_lflag && !memcmp(t.c_cc, w->c_cc, sizeof t.c_cc),
+          "round %lu: %s settings changed: iflag %o/%o oflag %o/%o lflag %o/%o", r, what,
+          t.c_iflag, w->c_iflag, t.c_oflag, w->c_oflag, t.c_lflag, w->c_lflag);
+}
+
+static void same_window(int fd, int rows, int cols, const char *what, unsigned long r)
+{
+    struct winsize ws;
+    CHECK(ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row == rows && ws.ws_col == cols,
+          "round %lu: %s window %dx%d", r, what, ws.ws_row, ws.ws_col);
+}
+
+/* ptsname(master) names the device the slave fd is. */
+static void named_right(int master, int slave, const char *what, unsigned long r)
+{
+    char *name = ptsname(master);
+    struct stat a, b;
+    CHECK(name && stat(name, &a) == 0 && fstat(slave, &b) == 0 && a.st_rdev == b.st_rdev,
+          "round %lu: %s: ptsname %s is not the slave", r, what, name ? name : "(none)");
+}
+
+static int flag(int fd, unsigned long req)
+{
+    int v = -1;
+    CHECK(ioctl(fd, req, &v) == 0, "ioctl %#lx: %s", req, strerror(errno));
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 1, 1000);
+    unsigned long points = tl_arg(argc, argv, 2, 2);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    int ma, sa;
+    struct winsize wa = {.ws_row = 33, .ws_col = 101};
+    CHECK(openpty(&ma, &sa, NULL, NULL, &wa) == 0, "openpty: %s", strerror(errno));
+    CHECK(tcgetattr(sa, &want_a) == 0, "tcgetattr");
+    want_a.c_lflag |= ICANON | ECHO;
+    want_a.c_cc[VINTR] = 7;
+    CHECK(tcsetattr(sa, TCSANOW, &want_a) == 0, "tcsetattr A");
+    CHECK(tcgetattr(sa, &want_a) == 0, "tcgetattr A");
+
+    int mb = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(mb >= 0 && grantpt(mb) == 0 && unlockpt(mb) == 0, "posix_openpt B: %s",
+          strerror(errno));
+    int sb = open(ptsname(mb), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(sb >= 0, "open slave B: %s", strerror(errno));
+    CHECK(tcgetattr(sb, &want_b) == 0, "tcgetattr B");
+    cfmakeraw(&want_b);
+    want_b.c_cc[VMIN] = 1;
+    CHECK(tcsetattr(sb, TCSANOW, &want_b) == 0 && tcgetattr(sb, &want_b) == 0, "raw B");
+    struct winsize wb = {.ws_row = 10, .ws_col = 20};
+    int one = 1;
+    CHECK(ioctl(mb, TIOCSWINSZ, &wb) == 0 && ioctl(mb, TIOCPKT, &one) == 0 &&
+              ioctl(sb, TIOCEXCL) == 0,
+          "B modes: %s", strerror(errno));
+
+    int mc = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(mc >= 0, "posix_openpt C: %s", strerror(errno));
+
+    unsigned long every = rounds / (points + 1);
+    for (unsigned long r = 1; r <= rounds; r++) {
+        same_settings(sa, &want_a, "A", r);
+        same_settings(mb, &want_b, "B (through the master)", r);
+        same_window(sa, 33, 101, "A", r);
+        same_window(sb, 10, 20, "B", r);
+        named_right(ma, sa, "A", r);
+        named_right(mb, sb, "B", r);
+        CHECK(flag(mb, TIOCGPKT) == 1, "round %lu: B left packet mode", r);
+        CHECK(flag(sb, TIOCGEXCL) == 1, "round %lu: B left exclusive mode", r);
+        CHECK(flag(mc, TIOCGPTLCK) == 1, "round %lu: C was unlocked", r);
+        int c = open(ptsname(mc), O_RDWR | O_NOCTTY);
+        CHECK(c < 0 && errno == EIO, "round %lu: C's slave opened (%d, %s)", r, c,
+              strerror(errno));
+
+        char line[64], half[64], out[64], in_b[64], out_b[64], want[160];
+        snprintf(line, sizeof line, "line %lu\n", r);
+        snprintf(half, sizeof half, "half %lu", r);
+        snprintf(out, sizeof out, "out %lu\n", r);
+        snprintf(in_b, sizeof in_b, "in-%lu", r);
+        snprintf(out_b, sizeof out_b, "back-%lu", r);
+        /* One write: the line discipline takes (and echoes) it at once, so the echo comes
+         * before the output the slave writes once it has read the line. */
+        snprintf(want, sizeof want, "%s%s", line, half);
+        put(ma, want, r);
+        put(mb, in_b, r);
+        put(sb, out_b, r);
+        int point = every && r % every == 0 && r / every <= points ? (int)(r / every) : 0;
+        if (point % 2 == 1)
+            zq_fail_now(); /* a line and a half and their echo queued; bytes both ways on B */
+        expect_line(sa, line, r);
+        put(sa, out, r);
+        if (point && point % 2 == 0)
+            zq_fail_now(); /* half a line, its echo and output queued */
+        put(ma, " rest\n", r);
+        snprintf(want, sizeof want, "%s rest\n", half);
+        expect_line(sa, want, r);
+        /* The master sees the echo of what it typed (NL as CR NL), then the output. */
+        snprintf(want, sizeof want, "line %lu\r\n%sout %lu\r\n rest\r\n", r, half, r);
+        expect(ma, want, r);
+        expect(sb, in_b, r);
+        char pkt[64];
+        get(mb, pkt, 1 + strlen(out_b), r);
+        CHECK(pkt[0] == TIOCPKT_DATA && !strcmp(pkt + 1, out_b),
+              "round %lu: B's master read %#x \"%s\"", r, pkt[0], pkt + 1);
+        if (r % 100 == 0)
+            printf("round %lu: lines, echo and packets crossed\n", r);
+    }
+    printf("done\n");
+    return 0;
+}
