@@ -32,6 +32,12 @@ pub fn fds_json(state: &OsState) -> Option<Value> {
                 ]),
             ));
         }
+        if let Some(term) = t.terminal.filter(|term| term.fd == fd.fd) {
+            fields.push((
+                "controlling_terminal",
+                Value::Object(vec![("foreground_group", Value::int(term.foreground))]),
+            ));
+        }
         Value::Object(fields)
     }))
 }
@@ -327,6 +333,12 @@ pub fn fds_text(t: &FdTable, owners: Owners) -> Vec<String> {
                 line.push_str(&format!(", same description as fd {}", others.join(", ")));
             }
             line.push_str(&io_signals_text(t, fd.file));
+            if let Some(term) = t.terminal.filter(|term| term.fd == fd.fd) {
+                line.push_str(&format!(
+                    ", the session's controlling terminal (foreground group {})",
+                    term.foreground
+                ));
+            }
             if fd.cloexec {
                 line.push_str(", cloexec");
             }
