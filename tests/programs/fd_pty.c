@@ -11,6 +11,8 @@
  *  - B: posix_openpt() in packet mode, its slave raw, exclusive, 10x20: bytes each way with
  *    the packet byte in front of what the master reads.
  *  - C: posix_openpt() never unlocked: its slave stays locked (opening it fails with EIO).
+ *  - D: a master whose slave wrote "bye" and was closed: "bye", then EIO (hung up).
+ *  - E: a master whose slave was never opened: it waits (no event), not hung up.
  * Every round checks what the kernel reports: the settings (termios flags and control
  * characters as set), window sizes, packet, exclusive and lock modes, and that ptsname()
  * leads to the slave fd's own device. Before, a master came back as an EBADF placeholder.
@@ -144,6 +146,13 @@ int main(int argc, char **argv)
     int mc = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     CHECK(mc >= 0, "posix_openpt C: %s", strerror(errno));
 
+    int md = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(md >= 0 && unlockpt(md) == 0, "posix_openpt D: %s", strerror(errno));
+    int sd = open(ptsname(md), O_RDWR | O_NOCTTY);
+    CHECK(sd >= 0 && write(sd, "bye", 3) == 3 && close(sd) == 0, "slave D: %s", strerror(errno));
+    int me = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(me >= 0 && unlockpt(me) == 0, "posix_openpt E: %s", strerror(errno));
+
     unsigned long every = rounds / (points + 1);
     for (unsigned long r = 1; r <= rounds; r++) {
         same_settings(sa, &want_a, "A", r);
@@ -158,6 +167,17 @@ int main(int argc, char **argv)
         int c = open(ptsname(mc), O_RDWR | O_NOCTTY);
         CHECK(c < 0 && errno == EIO, "round %lu: C's slave opened (%d, %s)", r, c,
               strerror(errno));
+        struct pollfd pd = {md, POLLIN, 0}, pe = {me, POLLIN, 0};
+        CHECK(poll(&pd, 1, 0) == 1 && (pd.revents & POLLHUP), "round %lu: D not hung up (%#x)",
+              r, pd.revents);
+        CHECK(poll(&pe, 1, 0) == 0, "round %lu: E has events %#x", r, pe.revents);
+        if (r == 1) {
+            char bye[8];
+            get(md, bye, 3, r);
+            CHECK(!strcmp(bye, "bye"), "round 1: D read \"%s\"", bye);
+        }
+        char x;
+        CHECK(read(md, &x, 1) < 0 && errno == EIO, "round %lu: D's master did not read EIO", r);
 
         char line[64], half[64], out[64], in_b[64], out_b[64], want[160];
         snprintf(line, sizeof line, "line %lu\n", r);

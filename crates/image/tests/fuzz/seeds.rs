@@ -560,6 +560,7 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
             locked: rng.chance(1, 4),
             packet: rng.chance(1, 4),
             exclusive: rng.chance(1, 4),
+            hung_up: rng.chance(1, 4),
             input: rng.some_bytes(100),
             output: rng.some_bytes(100),
         })

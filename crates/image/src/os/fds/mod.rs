@@ -643,6 +643,7 @@ pub(crate) mod tests {
                 locked: false,
                 packet: false,
                 exclusive: false,
+                hung_up: false,
                 input: b"ls\n".to_vec(),
                 output: Vec::new(),
             }],

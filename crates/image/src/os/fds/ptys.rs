@@ -26,6 +26,9 @@ pub struct Pty {
     pub packet: bool,
     /// Exclusive mode of the slave (`TIOCEXCL`).
     pub exclusive: bool,
+    /// A slave was opened and every one closed since: the master reads end of file (`EIO`)
+    /// once its queue is empty (a master whose slave was never opened waits instead).
+    pub hung_up: bool,
     /// Written to the master and not yet read from the slave (input).
     pub input: Vec<u8>,
     /// Written to the slave and not yet read from the master (output).
@@ -50,6 +53,7 @@ pub(super) fn put_pty(w: &mut Writer, p: &Pty) {
     w.bool(p.locked);
     w.bool(p.packet);
     w.bool(p.exclusive);
+    w.bool(p.hung_up);
     w.bytes(&p.input);
     w.bytes(&p.output);
 }
@@ -71,6 +75,7 @@ pub(super) fn get_pty(r: &mut Reader) -> Result<Pty, Error> {
         locked: r.bool()?,
         packet: r.bool()?,
         exclusive: r.bool()?,
+        hung_up: r.bool()?,
         input: r.bytes()?,
         output: r.bytes()?,
     })
@@ -128,6 +133,7 @@ mod tests {
             locked: false,
             packet: true,
             exclusive: true,
+            hung_up: true,
             input: b"typed\n".to_vec(),
             output: b"shown\r\n".to_vec(),
         }

@@ -166,6 +166,9 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], ptys: &mut Vec<Pt
             continue;
         };
         let locked = sys::pty_locked(d.local).unwrap_or(false);
+        // Before anything here opens a slave.
+        let hung_up = slaves.is_empty()
+            && sys::poll_one(d.local, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLHUP != 0);
         let packet = sys::packet_mode(d.local).unwrap_or(false);
         let exclusive = slaves
             .first()
@@ -198,6 +201,7 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], ptys: &mut Vec<Pt
             locked,
             packet,
             exclusive,
+            hung_up,
             input,
             output,
         });
@@ -353,7 +357,16 @@ pub fn restore(r: &mut Restorer, first: usize) {
     }
     let _ = sys::set_pty_locked(m, false);
     let peer_flags = sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
-    let anchor = sys::open_pty_peer(m, sys::O_RDWR | peer_flags).unwrap_or(-1);
+    let has_slaves = members
+        .iter()
+        .any(|j| matches!(r.table.files[*j].kind, FileKind::Pty { master: false, .. }));
+    // A slave open for the refill; closing the last one hangs the master up, so none is
+    // opened for a master whose slave was never opened (it waits for one, as before).
+    let anchor = if has_slaves || p.hung_up || !p.output.is_empty() {
+        sys::open_pty_peer(m, sys::O_RDWR | peer_flags).unwrap_or(-1)
+    } else {
+        -1
+    };
     let saved = termios_from(&p.termios);
     // Canonical mode stays as saved (the input becomes lines, a line being typed stays half
     // typed); nothing else acts on the bytes again.
@@ -365,13 +378,15 @@ pub fn restore(r: &mut Restorer, first: usize) {
     let mut lost = 0;
     if anchor >= 0 {
         lost += write_all(anchor, &p.output);
-        let _ = sys::fcntl(m, sys::F_SETFL, sys::O_NONBLOCK as usize);
-        lost += write_all(m, &p.input);
-        let _ = sys::fcntl(m, sys::F_SETFL, 0);
-        settle_input(anchor, readable_input(&saved, &p.input), p.input.len());
         wait_queued(m, p.output.len());
     } else {
-        lost += p.output.len() + p.input.len();
+        lost += p.output.len();
+    }
+    let _ = sys::fcntl(m, sys::F_SETFL, sys::O_NONBLOCK as usize);
+    lost += write_all(m, &p.input);
+    let _ = sys::fcntl(m, sys::F_SETFL, 0);
+    if anchor >= 0 {
+        settle_input(anchor, readable_input(&saved, &p.input), p.input.len());
     }
     if lost > 0 {
         r.warning(first)
