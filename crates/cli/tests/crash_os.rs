@@ -234,6 +234,24 @@ fn unlinked_files_and_memfds() {
     crash_case("fd_unlinked", &case, CrashPlan::default());
 }
 
+/// An unlinked file used as shared memory (kept open and mapped `MAP_SHARED`) stays one file:
+/// every write through the fd shows in the mapping and back, across failures and growth.
+/// Before, the fd and the mapping came back as two copies that silently diverged.
+#[test]
+fn unlinked_file_shared_by_its_fd_and_a_mapping() {
+    let case = Case {
+        file: "fd_unlinked_mapped.c",
+        args: &["20000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_unlinked_mapped", &case, plan);
+}
+
 /// Two threads talking over a pipe (non-blocking writer) and over stream and seqpacket
 /// socketpairs; unread data survives, including data whose writer has closed its end and a
 /// FIFO's, at a deterministic failure point and at random ones.

@@ -120,10 +120,10 @@ pub enum FileKind {
         /// memfd seals (`F_GET_SEALS`).
         seals: u32,
         copy: Vec<u8>,
-        /// The name a memfd's object has in the image's `shm/` when a process of the tree
-        /// mapped it shared at the save (`memory/shared.rs` copies it there under this name):
-        /// the fd comes back as that object, so the fd and the mappings stay one object.
-        /// Empty otherwise (and for an unlinked file).
+        /// The name the object (a memfd or unlinked file) has in the image's `shm/` when a
+        /// process of the tree mapped it shared at the save (`memory/shared.rs` copies it
+        /// there under this name): the fd then comes back as that object, so the fd and the
+        /// mappings stay one object. Unused when no process mapped it.
         shared: Vec<u8>,
         /// Owner and last modification time (seconds, nanoseconds), given back after the
         /// contents are (which changes both).

@@ -114,11 +114,10 @@ pub fn save_anonymous(ctx: &mut SaveCtx, i: usize) -> FileKind {
             name
         }
     };
-    let shared = if memfd {
-        crate::memory::shared::object_name(ctx.generation, d.st.dev, d.st.ino)
-    } else {
-        Vec::new()
-    };
+    // When some process maps it shared, the mappings become an object in `shm/` under this
+    // name, and the fd must come back as that object (a memfd, or an unlinked file used as
+    // shared memory: one file, not two).
+    let shared = crate::memory::shared::object_name(ctx.generation, d.st.dev, d.st.ino);
     FileKind::Anonymous {
         path,
         memfd,
@@ -482,8 +481,8 @@ pub fn restore_anonymous(r: &mut Restorer, i: usize) {
         )
         .collect();
     let perm = mode & 0o7777;
-    // A memfd some process mapped shared: the object the mappings are now (`shm/`), or the fd
-    // and the mappings would be two objects.
+    // A memfd or unlinked file some process mapped shared: the object the mappings are now
+    // (`shm/`), or the fd and the mappings would be two objects.
     let object = (!shared.is_empty())
         .then(|| {
             crate::memory::shared::open_object(shared, sys::O_RDWR)
