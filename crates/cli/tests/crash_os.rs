@@ -425,6 +425,25 @@ fn lasting_memory_advice() {
     crash_case("mem_advice", &case, plan);
 }
 
+/// `mlockall(MCL_CURRENT | MCL_FUTURE)` (`mem_lock_future.c`): every mapping made later is
+/// locked, also after a resume (before, future locking was lost), and what is locked stays
+/// within 256 MiB of the heap in use (before: about 1 GiB, the allocator's reservations).
+/// Needs `CAP_IPC_LOCK` or a `RLIMIT_MEMLOCK` of 512 MiB.
+#[test]
+fn memory_locked_as_it_is_mapped() {
+    let case = Case {
+        file: "mem_lock_future.c",
+        args: &["300", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 8,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("mem_lock_future", &case, plan);
+}
+
 /// I/O signals (`fd_async.c`): a pipe that signals the process with `SIGIO` (`F_SETOWN`), a
 /// socket that signals the main thread with a real-time signal (`F_SETOWN_EX`, `F_SETSIG`,
 /// checked `si_fd`), a description with only a signal chosen; each checked with `F_GETFL`,

@@ -310,7 +310,9 @@ pub fn smaps() -> Vec<(Vma, u64)> {
     out
 }
 
-/// The mappings locked in memory (`mlock`, `mlockall`): `lo` among their smaps `VmFlags`.
+/// The program's mappings locked in memory (`mlock`, `mlockall`): `lo` among their smaps
+/// `VmFlags`. The runtime's own (its volatile window), the kernel's special mappings and the
+/// launch's stack are left out: a save does not keep them, so a resume cannot lock them.
 pub fn locked_ranges() -> Vec<(usize, usize)> {
     let Ok(text) = read(b"/proc/thread-self/smaps\0") else {
         return Vec::new();
@@ -327,7 +329,8 @@ pub fn locked_ranges() -> Vec<(usize, usize)> {
         } else if is_smaps_header(line)
             && let Some(v) = parse_line(line)
         {
-            current = Some((v.start, v.end));
+            let kept = !(crate::vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]");
+            current = kept.then_some((v.start, v.end));
         }
     }
     out

@@ -78,6 +78,7 @@ fn refuse_with(what: &str, detail: &[u8]) -> ! {
 
 fn init() {
     diag::install_panic_hook();
+    crate::memory::mlockall::configure_allocator();
     let p = process::get();
     let launch = Launch::read();
     let Some(cr) = launch

@@ -6,6 +6,7 @@
 //! - [`advice`]: whether the program gave lasting `madvise` advice (a save then keeps it);
 //! - [`convert`]: moving existing private memory into the pool;
 //! - [`brk`]: the program break, emulated on pool memory;
+//! - [`mlockall`]: future locking (`MCL_FUTURE`) and the allocator's reservations under it;
 //! - [`shared`], [`sysv_shm`]: shared memory objects and System V segment attachments,
 //!   kept apart from the pool so that processes sharing them share them again;
 //! - this module: the semantics of `mmap`/`munmap`/`mremap`/`mprotect`/`madvise` on a
@@ -17,6 +18,7 @@ pub mod brk;
 pub mod convert;
 pub mod fork;
 pub mod lock;
+pub mod mlockall;
 pub mod pagemap;
 pub mod pool;
 pub mod pool_vec;

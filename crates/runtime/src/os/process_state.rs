@@ -144,7 +144,7 @@ pub fn restore(meta: &Meta) {
     let unlocked: u64 = p
         .locked
         .iter()
-        .filter(|(s, e)| sys::mlock(*s as usize, (e - s) as usize).is_err())
+        .filter(|(s, e)| !lock_again(*s as usize, (e - s) as usize))
         .map(|(s, e)| e - s)
         .sum();
     if unlocked > 0 {
@@ -153,6 +153,12 @@ pub fn restore(meta: &Meta) {
             .num(unlocked / 1024)
             .str(" KiB of memory again (RLIMIT_MEMLOCK, CAP_IPC_LOCK)")
             .emit();
+    }
+    if !crate::memory::mlockall::restore() {
+        crate::diag::say(
+            "warning: cannot lock future mappings again (mlockall MCL_FUTURE: RLIMIT_MEMLOCK, \
+             CAP_IPC_LOCK)",
+        );
     }
     restore_advice(&p.advice);
     for cmd in MEMBARRIER_REGISTERS {
@@ -163,6 +169,17 @@ pub fn restore(meta: &Meta) {
                 .str(" again")
                 .emit();
         }
+    }
+}
+
+/// Locks a range that was locked at the save. `mlock` faults every page in and fails on
+/// inaccessible (`PROT_NONE`) memory, which `mlockall` locked without faulting (an
+/// allocator's reservations): such a range is locked as it will be faulted in.
+fn lock_again(start: usize, len: usize) -> bool {
+    match sys::mlock(start, len) {
+        Ok(()) => true,
+        Err(sys::Errno::ENOMEM) => sys::mlock_on_fault(start, len).is_ok(),
+        Err(_) => false,
     }
 }
 

@@ -196,6 +196,12 @@ pub fn mlock(addr: usize, len: usize) -> Result<()> {
     call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
 }
 
+/// `mlock2(MLOCK_ONFAULT)`: locks the range's pages as they are faulted in (none now).
+pub fn mlock_on_fault(addr: usize, len: usize) -> Result<()> {
+    const MLOCK_ONFAULT: usize = 1;
+    call(nr::MLOCK2, addr, len, MLOCK_ONFAULT, 0, 0, 0).map(drop)
+}
+
 /// `membarrier(cmd, 0, 0)`.
 pub fn membarrier(cmd: usize) -> Result<usize> {
     call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)

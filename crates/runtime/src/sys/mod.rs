@@ -135,6 +135,8 @@ pub mod nr {
     pub const PERSONALITY: usize = g::__NR_personality as usize;
     pub const FSTATFS: usize = g::__NR_fstatfs as usize;
     pub const MLOCK: usize = g::__NR_mlock as usize;
+    pub const MLOCKALL: usize = g::__NR_mlockall as usize;
+    pub const MLOCK2: usize = g::__NR_mlock2 as usize;
     pub const PRCTL: usize = g::__NR_prctl as usize;
     pub const ARCH_PRCTL: usize = g::__NR_arch_prctl as usize;
     pub const GETTID: usize = g::__NR_gettid as usize;

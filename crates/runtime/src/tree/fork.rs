@@ -204,6 +204,7 @@ fn unblock_stop_unless(was_blocked: bool) {
 fn reset_process_state() {
     // Room admitted from the pool filesystem is the parent's to use.
     memory::backing::forget();
+    memory::mlockall::forget_in_child();
     let p = process::get();
     p.coordinator_tid.store(0, Ordering::Relaxed);
     p.coordinator_gate.store(0, Ordering::Relaxed);
