@@ -167,6 +167,26 @@ fn namespace_fds() {
     crash_case("fd_namespace", &case, plan);
 }
 
+/// fanotify groups (`fd_fanotify.c`, needs `CAP_SYS_ADMIN`): an inode mark on a file, one on
+/// a directory with `FAN_REPORT_FID`, a mount mark with an ignored mask on one file; each
+/// group's fdinfo (init flags, marks) stays as set up and every round's events arrive (those
+/// queued at a failure are lost, said by the save). Before, every group was an EBADF
+/// placeholder.
+#[test]
+fn fanotify_groups_and_their_marks() {
+    let case = Case {
+        file: "fd_fanotify.c",
+        args: &["400", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 8,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_fanotify", &case, plan);
+}
+
 /// Pseudo-terminals the program opened: a canonical one with echo, one in packet and
 /// exclusive mode with a raw slave, one still locked; half a typed line, its echo and output
 /// queued at every fail point. Settings, window sizes, modes and every queued byte come back

@@ -7,11 +7,11 @@ use zhuque_image::ipc::{
     IpcPerm, IpcState, Message, MsgQueue, PosixQueue, SemSet, ShmSegment, TAG_IPC,
 };
 use zhuque_image::os::{
-    Advice, AsyncOwner, ControllingTerminal, Credentials, EpollEntry, Fd, FdTable, FileKind,
-    FileLock, InotifyWatch, LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer, ProcessState,
-    Pty, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING,
-    TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, TERMIOS_LEN, ThreadFlags, ThreadName,
-    ThreadScheduling, TimerFd, TimerValue, Timers,
+    Advice, AsyncOwner, ControllingTerminal, Credentials, EpollEntry, FanotifyMark, Fd, FdTable,
+    FileKind, FileLock, InotifyWatch, LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer,
+    ProcessState, Pty, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS,
+    TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, TERMIOS_LEN, ThreadFlags,
+    ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -447,7 +447,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
 }
 
 fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32, nptys: u32) -> FileKind {
-    match rng.below(18) {
+    match rng.below(19) {
         0 => FileKind::Stdio {
             fd: rng.below(3) as i32,
         },
@@ -532,6 +532,21 @@ fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32, nptys: u32) -> FileKind {
         14 => FileKind::PidFd {
             pid: *rng.pick(&[-1, 2, 77]),
             thread: rng.chance(1, 4),
+        },
+        17 => FileKind::Fanotify {
+            flags: rng.below(0x1000) as u32,
+            event_flags: *rng.pick(&[0, 0x8000, 0o2]),
+            marks: (0..rng.small(4))
+                .map(|_| FanotifyMark {
+                    kind: rng.below(3) as u8,
+                    path: path(rng),
+                    dev: rng.next() >> 40,
+                    ino: rng.next() >> 20,
+                    flags: rng.below(0x400) as u32,
+                    mask: rng.next() >> 20,
+                    ignored_mask: rng.next() >> rng.below(64),
+                })
+                .collect(),
         },
         16 if nptys > 0 => FileKind::Pty {
             pty: rng.below(nptys as usize) as u32,

@@ -104,6 +104,34 @@ pub fn signalfd4(mask: u64, flags: u32) -> Result<Fd> {
     .map(|v| Fd(v as i32))
 }
 
+/// `fanotify_init`: a new group (the caller owns the fd).
+pub fn fanotify_init(flags: u32, event_flags: u32) -> Result<i32> {
+    call(
+        nr::FANOTIFY_INIT,
+        flags as usize,
+        event_flags as usize,
+        0,
+        0,
+        0,
+        0,
+    )
+    .map(|v| v as i32)
+}
+
+/// `fanotify_mark(fd, flags, mask, AT_FDCWD, path)`.
+pub fn fanotify_mark(fd: i32, flags: u32, mask: u64, path: &CStr) -> Result<()> {
+    call(
+        nr::FANOTIFY_MARK,
+        fd as usize,
+        flags as usize,
+        mask as usize,
+        super::AT_FDCWD as usize,
+        path.as_ptr() as usize,
+        0,
+    )
+    .map(drop)
+}
+
 pub fn inotify_init1(flags: u32) -> Result<Fd> {
     call(nr::INOTIFY_INIT1, flags as usize, 0, 0, 0, 0, 0).map(|v| Fd(v as i32))
 }

@@ -371,6 +371,21 @@ pub const S_IFSOCK: u32 = g::S_IFSOCK;
 pub const S_IFCHR: u32 = g::S_IFCHR;
 pub const S_IFBLK: u32 = g::S_IFBLK;
 
+/// `open_by_handle_at(mount, handle, flags)`: `handle` is a whole `struct file_handle`
+/// (its byte count, its type, then the handle's bytes).
+pub fn open_by_handle(mount: i32, handle: &[u8], flags: u32) -> Result<Fd> {
+    call(
+        nr::OPEN_BY_HANDLE_AT,
+        mount as usize,
+        handle.as_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+        0,
+    )
+    .map(|v| Fd(v as i32))
+}
+
 pub fn fstat(fd: i32) -> Result<Stat> {
     let mut st = core::mem::MaybeUninit::<linux_raw_sys::general::stat>::zeroed();
     call(nr::FSTAT, fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0)?;

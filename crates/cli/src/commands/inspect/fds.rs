@@ -42,6 +42,15 @@ pub fn fds_json(state: &OsState) -> Option<Value> {
     }))
 }
 
+/// What a fanotify mark is on, in a word.
+fn fanotify_mark_kind(kind: u8) -> &'static str {
+    match kind {
+        zhuque_image::os::MARK_MOUNT => "mount",
+        zhuque_image::os::MARK_FILESYSTEM => "filesystem",
+        _ => "inode",
+    }
+}
+
 /// `F_OWNER_TID`, `F_OWNER_PID`, `F_OWNER_PGRP` in words.
 fn owner_kind(kind: i32) -> &'static str {
     match kind {
@@ -195,6 +204,26 @@ fn kind_fields(t: &FdTable, file: &OpenFile) -> Vec<(&'static str, Value)> {
                 ])
             }),
         )],
+        FileKind::Fanotify {
+            flags,
+            event_flags,
+            marks,
+        } => vec![
+            ("init_flags", int((*flags).into())),
+            ("event_flags", int((*event_flags).into())),
+            (
+                "marks",
+                array(marks, |m| {
+                    Value::Object(vec![
+                        ("on", Value::str(fanotify_mark_kind(m.kind))),
+                        ("path", Value::bytes(&m.path)),
+                        ("flags", int(m.flags.into())),
+                        ("mask", int(m.mask)),
+                        ("ignored_mask", int(m.ignored_mask)),
+                    ])
+                }),
+            ),
+        ],
         FileKind::Namespace { file } => vec![("namespace", Value::bytes(file))],
         FileKind::MessageQueue { name, notified } => vec![
             ("path", Value::bytes(name)),
@@ -514,6 +543,13 @@ fn describe(t: &FdTable, file: &OpenFile) -> String {
             format!("signalfd for {}", names.join(", "))
         }
         FileKind::Inotify { watches } => format!("inotify with {} watch(es)", watches.len()),
+        FileKind::Fanotify { marks, .. } => {
+            let on: Vec<String> = marks
+                .iter()
+                .map(|m| format!("{} {}", fanotify_mark_kind(m.kind), lossy(&m.path)))
+                .collect();
+            format!("fanotify with {} mark(s) ({})", marks.len(), on.join(", "))
+        }
         FileKind::MessageQueue { name, .. } => format!("message queue {}", lossy(name)),
         FileKind::Namespace { file } => format!("its own {} namespace", lossy(file)),
         FileKind::PidFd { pid, thread } => match (*pid, thread) {

@@ -9,6 +9,7 @@ use crate::codec::{Reader, Writer};
 
 mod epoll;
 mod eventfd;
+mod fanotify;
 mod files;
 mod inotify;
 mod locks;
@@ -22,6 +23,7 @@ mod sockets;
 mod timerfd;
 
 pub use epoll::{EpollEntry, NO_FILE as EPOLL_NO_FILE};
+pub use fanotify::{FanotifyMark, MARK_FILESYSTEM, MARK_INODE, MARK_MOUNT};
 pub use inotify::InotifyWatch;
 pub use locks::{FileLock, LockKind};
 pub use namespace::NS_FILES;
@@ -156,6 +158,12 @@ pub enum FileKind {
     Inotify {
         watches: Vec<InotifyWatch>,
     },
+    /// A fanotify group (`fanotify_init` flags and event file flags) with its marks.
+    Fanotify {
+        flags: u32,
+        event_flags: u32,
+        marks: Vec<FanotifyMark>,
+    },
     /// A POSIX message queue (`mq_open`), opened again by name; its messages live in the
     /// kernel, not in the process.
     MessageQueue {
@@ -208,6 +216,7 @@ impl FileKind {
             FileKind::TimerFd(_) => "timerfd",
             FileKind::SignalFd { .. } => "signalfd",
             FileKind::Inotify { .. } => "inotify",
+            FileKind::Fanotify { .. } => "fanotify",
             FileKind::MessageQueue { .. } => "message-queue",
             FileKind::PidFd { .. } => "pidfd",
             FileKind::Namespace { .. } => "namespace",
@@ -234,6 +243,7 @@ const KIND_BORROWED: u8 = 13;
 const KIND_PIDFD: u8 = 14;
 const KIND_NAMESPACE: u8 = 15;
 const KIND_PTY: u8 = 16;
+const KIND_FANOTIFY: u8 = 17;
 
 impl FdTable {
     pub fn encode(&self) -> Vec<u8> {
@@ -397,6 +407,14 @@ fn put_kind(w: &mut Writer, k: &FileKind) {
             w.u8(KIND_INOTIFY);
             inotify::put(w, watches);
         }
+        FileKind::Fanotify {
+            flags,
+            event_flags,
+            marks,
+        } => {
+            w.u8(KIND_FANOTIFY);
+            fanotify::put(w, *flags, *event_flags, marks);
+        }
         FileKind::Unsupported { what } => {
             w.u8(KIND_UNSUPPORTED);
             w.bytes(what);
@@ -438,6 +456,7 @@ fn get_kind(r: &mut Reader) -> Result<FileKind, Error> {
         KIND_PIDFD => pidfd::get(r)?,
         KIND_NAMESPACE => namespace::get(r)?,
         KIND_PTY => ptys::get_end(r)?,
+        KIND_FANOTIFY => fanotify::get(r)?,
         KIND_BORROWED => FileKind::Borrowed {
             owner: r.i32()?,
             owner_fd: r.i32()?,

@@ -25,6 +25,7 @@
 mod async_owner;
 mod epoll;
 mod eventfd;
+mod fanotify;
 mod files;
 mod in_flight;
 pub mod inotify;
@@ -134,6 +135,7 @@ enum Class {
     SignalFd,
     Epoll,
     Inotify,
+    Fanotify,
     MessageQueue,
     PidFd,
     Namespace,
@@ -165,6 +167,7 @@ fn classify(d: &Desc) -> Class {
         b"anon_inode:[signalfd]" => return Class::SignalFd,
         b"anon_inode:[eventpoll]" => return Class::Epoll,
         b"anon_inode:inotify" => return Class::Inotify,
+        _ if fanotify::is_fanotify(l) => return Class::Fanotify,
         b"anon_inode:[pidfd]" => return Class::PidFd,
         _ if l.starts_with(b"pidfd:") => return Class::PidFd,
         _ => {}
@@ -568,6 +571,7 @@ fn describe(
                 Class::SignalFd => signalfd::save(d),
                 Class::Epoll => epoll::save(d, used, ctx.task),
                 Class::Inotify => inotify::save(d),
+                Class::Fanotify => fanotify::save(d),
                 Class::MessageQueue => mqueue::save(d),
                 Class::PidFd => pidfd::save(d),
                 Class::Namespace => namespace::save(d),
@@ -823,6 +827,7 @@ pub fn restore(meta: &Meta) {
                 FileKind::TimerFd(_) => timerfd::restore(&mut r, i),
                 FileKind::SignalFd { .. } => signalfd::restore(&mut r, i),
                 FileKind::Inotify { .. } => inotify::restore(&mut r, i),
+                FileKind::Fanotify { .. } => fanotify::restore(&mut r, i),
                 FileKind::MessageQueue { .. } => mqueue::restore(&mut r, i),
                 FileKind::Namespace { .. } => namespace::restore(&mut r, i),
                 FileKind::Unsupported { what } => {
