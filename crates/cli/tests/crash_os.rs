@@ -187,6 +187,26 @@ fn fanotify_groups_and_their_marks() {
     crash_case("fd_fanotify", &case, plan);
 }
 
+/// Close-on-exec is each fd's (`fd_cloexec.c`): a dup2 of an `O_CLOEXEC` open, an
+/// `O_CLOEXEC` open cleared with `F_SETFD`, a plain open set with it; checked with `F_GETFD`
+/// and by exec'ing the program. Before, fdinfo's flags (which show `O_CLOEXEC` for every fd of
+/// a description opened with it) were taken for the fd's: after a resume the next exec closed
+/// fds that should stay open.
+#[test]
+fn close_on_exec_of_each_fd() {
+    let case = Case {
+        file: "fd_cloexec.c",
+        args: &["2000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 8,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_cloexec", &case, plan);
+}
+
 /// Pseudo-terminals the program opened: a canonical one with echo, one in packet and
 /// exclusive mode with a raw slave, one still locked; half a typed line, its echo and output
 /// queued at every fail point. Settings, window sizes, modes and every queued byte come back

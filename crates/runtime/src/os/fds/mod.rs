@@ -260,11 +260,16 @@ fn find_shared(
 /// program's fd `fd` a second fd of that description, the comparison would take the
 /// duplicate for the copy, and the earlier description's `local` would then name whatever
 /// file the next duplicate got.
-fn close_private_copy(fd: i32, local: i32) {
+fn same_description(a: i32, b: i32) -> bool {
     let me = crate::sys::gettid();
-    if sys::compare_files(me, fd, local) == Ok(Some(core::cmp::Ordering::Equal)) {
-        let _ = sys::close(fd);
-    }
+    sys::compare_files(me, a, b) == Ok(Some(core::cmp::Ordering::Equal))
+}
+
+/// Whether the caller's fd `fd` is close-on-exec.
+fn fd_cloexec(fd: i32) -> Option<bool> {
+    sys::fcntl(fd, sys::F_GETFD, 0)
+        .ok()
+        .map(|f| f & sys::FD_CLOEXEC != 0)
 }
 
 /// A program fd that cannot be reached: the save cannot be complete, and an image without
@@ -421,8 +426,16 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
         // Before any copy of it is closed: closing a queue's fd in the process that made an
         // mq_notify registration on it removes the registration.
         let queue = mqueue::look(local);
-        if pidfd.is_some() && fd > 2 && local != fd && !kept.contains(&fd) {
-            close_private_copy(fd, local);
+        // Close-on-exec belongs to the fd. The coordinator's table is a copy of the program's
+        // (`os::detach_fd_table`), bits included: its fd of the same number, when it is the
+        // same description, tells. (fdinfo's flags cannot: they show O_CLOEXEC for every fd
+        // of a description *opened* with O_CLOEXEC, even one dup2'd without it.)
+        let copy =
+            pidfd.is_none() || (local != fd && !kept.contains(&fd) && same_description(fd, local));
+        let cloexec_here = if copy { fd_cloexec(fd) } else { None };
+        if pidfd.is_some() && fd > 2 && copy {
+            // The coordinator's private copy: closed, so its number is free for `local`s.
+            let _ = sys::close(fd);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
         let (Ok(st), Some(link)) = (sys::fstat(local), task.link(fd)) else {
@@ -432,11 +445,12 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
             continue;
         };
         let flags = sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32;
-        // Close-on-exec belongs to the fd, not the description: fdinfo shows it.
         let info = task.fdinfo(fd);
-        let cloexec = procfd::field(&info, b"flags")
-            .and_then(procfd::oct)
-            .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0);
+        let cloexec = cloexec_here.unwrap_or_else(|| {
+            procfd::field(&info, b"flags")
+                .and_then(procfd::oct)
+                .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0)
+        });
         let list = by_inode.entry((st.dev, st.ino)).or_default();
         let idx = match find_shared(task, fd, list, |k| descs[k].fd, &mut no_kcmp) {
             Ok(i) => {

@@ -356,7 +356,9 @@ pub fn restore(r: &mut Restorer, first: usize) {
             .emit();
     }
     let _ = sys::set_pty_locked(m, false);
-    let peer_flags = sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
+    // Not O_CLOEXEC: the kernel would keep it in the slave descriptions' flags, where fdinfo
+    // shows it for every fd of them (close-on-exec is set per fd when they are put).
+    let peer_flags = sys::O_NOCTTY | sys::O_NONBLOCK;
     let has_slaves = members
         .iter()
         .any(|j| matches!(r.table.files[*j].kind, FileKind::Pty { master: false, .. }));
