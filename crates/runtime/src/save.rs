@@ -143,6 +143,17 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 .str(" is not kept (its frames come back as a plain copy)")
                 .emit();
         }
+        if v.name.starts_with(b"/[aio]") {
+            // A kernel AIO context's ring (`io_setup`): the context dies with the process.
+            crate::diag::Line::new()
+                .str("warning: the kernel AIO context ")
+                .hex(v.start as u64)
+                .str(
+                    " is not kept: after a resume io_submit and io_getevents on it fail with \
+                      EINVAL, and requests in flight never complete",
+                )
+                .emit();
+        }
         if !segments_kept && !warned_segments && crate::memory::sysv_shm::segment_id(&v).is_some() {
             warned_segments = true;
             crate::diag::Line::new()
