@@ -6,7 +6,9 @@
  * At the end the write lease must still be a kernel lease: a child's non-blocking open of
  * the file for reading is refused (EWOULDBLOCK) and starts a lease break, which the program
  * is told about with SIGIO and sees in F_GETLEASE (the read lease it must downgrade to),
- * then gives the lease up and the child's open succeeds.
+ * then gives the lease up and the child's open succeeds. A lease being broken when a failure
+ * lands is given up at the resume (docs/os-state.md: natively it is about to be): when a
+ * failure happened during the break and the lease is gone, the break counts as done.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -65,6 +67,7 @@ int main(int argc, char **argv)
             printf("round %lu: leases held\n", r);
     }
 
+    unsigned long failures = zq_failures();
     pid_t child = fork();
     CHECK(child >= 0, "fork: %s", strerror(errno));
     if (child == 0) {
@@ -79,11 +82,16 @@ int main(int argc, char **argv)
         }
         _exit(4); /* the lease was never given up */
     }
-    for (int i = 0; i < 2000 && !sigio; i++)
+    /* Given up at a failure during the break (see above). */
+#define GIVEN_UP() (zq_failures() != failures && fcntl(wr, F_GETLEASE) == F_UNLCK)
+    for (int i = 0; i < 2000 && !sigio && !GIVEN_UP(); i++)
         usleep(5000);
-    CHECK(sigio > 0, "no SIGIO: the write lease is not a lease");
-    CHECK(fcntl(wr, F_GETLEASE) == F_RDLCK, "breaking lease reports %d", fcntl(wr, F_GETLEASE));
-    CHECK(fcntl(wr, F_SETLEASE, F_UNLCK) == 0, "F_UNLCK: %s", strerror(errno));
+    if (!GIVEN_UP()) {
+        CHECK(sigio > 0, "no SIGIO: the write lease is not a lease");
+        CHECK(fcntl(wr, F_GETLEASE) == F_RDLCK, "breaking lease reports %d",
+              fcntl(wr, F_GETLEASE));
+        CHECK(fcntl(wr, F_SETLEASE, F_UNLCK) == 0, "F_UNLCK: %s", strerror(errno));
+    }
     int status;
     CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
