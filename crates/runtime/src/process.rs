@@ -409,7 +409,7 @@ impl Launch {
         let stat = crate::procfs::read(b"/proc/self/stat\0").unwrap_or_else(|_| {
             crate::diag::fatal("cannot read /proc/self/stat (is /proc mounted?)")
         });
-        let initial_sp = stat_field(&stat, 28).unwrap_or(0) as usize;
+        let initial_sp = crate::procfs::stat_field(&stat, 28).unwrap_or(0) as usize;
         if initial_sp == 0 {
             crate::diag::fatal("cannot find the initial stack in /proc/self/stat");
         }
@@ -490,18 +490,6 @@ impl Launch {
     }
 }
 
-/// Field `n` (1-based) of `/proc/<pid>/stat`, counting after the parenthesised command name.
-fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
-    let close = stat.iter().rposition(|c| *c == b')')?;
-    let rest = &stat[close + 1..];
-    // After ')' comes field 3 (state).
-    let field = rest
-        .split(|c| *c == b' ')
-        .filter(|s| !s.is_empty())
-        .nth(n - 3)?;
-    core::str::from_utf8(field).ok()?.parse().ok()
-}
-
 /// Monotonic clock in nanoseconds.
 pub fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -516,14 +504,4 @@ pub fn unix_ns() -> u64 {
 
 pub fn set_pid() {
     get().pid.store(sys::getpid(), Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stat_fields_after_comm() {
-        let s = b"12 (a b) c) R 1 2 3 4 5";
-        assert_eq!(super::stat_field(s, 4), Some(1));
-        assert_eq!(super::stat_field(s, 8), Some(5));
-    }
 }

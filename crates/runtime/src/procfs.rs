@@ -123,6 +123,18 @@ pub fn leader_is_zombie() -> Option<bool> {
     Some(stat_is_zombie(&buf[..n]))
 }
 
+/// Field `n` (1-based) of `/proc/<pid>/stat`, counting after the parenthesised command name.
+pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
+    let close = stat.iter().rposition(|c| *c == b')')?;
+    let rest = &stat[close + 1..];
+    // After ')' comes field 3 (state).
+    let field = rest
+        .split(|c| *c == b' ')
+        .filter(|s| !s.is_empty())
+        .nth(n - 3)?;
+    core::str::from_utf8(field).ok()?.parse().ok()
+}
+
 /// Whether a `/proc/.../stat` line says the task is a zombie (or dead).
 pub fn stat_is_zombie(stat: &[u8]) -> bool {
     let close = stat.iter().rposition(|c| *c == b')').unwrap_or(0);
@@ -428,6 +440,13 @@ pub fn stack_top() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_after_comm() {
+        let s = b"12 (a b) c) R 1 2 3 4 5";
+        assert_eq!(stat_field(s, 4), Some(1));
+        assert_eq!(stat_field(s, 8), Some(5));
+    }
 
     #[test]
     fn parses_maps_lines() {

@@ -59,8 +59,7 @@ pub fn restore() -> bool {
         return true;
     }
     commit_lazily();
-    // SAFETY: plain system call with a flags argument.
-    unsafe { crate::sys::syscall1(crate::sys::nr::MLOCKALL, flags as usize) >= 0 }
+    crate::sys::mlockall(flags as u32).is_ok()
 }
 
 /// # Safety

@@ -259,6 +259,29 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes as much of `buf` as `fd` takes (retrying short writes and `EINTR`, stopping at the
+/// first error, `EAGAIN` of a full non-blocking fd included); returns how many bytes are left.
+pub fn write_what_fits(fd: i32, mut buf: &[u8]) -> usize {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(0) => break,
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    buf.len()
+}
+
+/// Bytes ready to be read from `fd` (`FIONREAD`): a pipe's, a terminal's (whole lines in
+/// canonical mode), a fanotify group's queued events.
+pub fn bytes_queued(fd: i32) -> Result<usize> {
+    let mut n: i32 = 0;
+    // SAFETY: FIONREAD writes one int, into `n`.
+    unsafe { ioctl(fd, u64::from(linux_raw_sys::ioctl::FIONREAD), &mut n) }?;
+    Ok(n.max(0) as usize)
+}
+
 pub fn ftruncate(fd: i32, len: u64) -> Result<()> {
     call(nr::FTRUNCATE, fd as usize, len as usize, 0, 0, 0, 0).map(|_| ())
 }

@@ -196,6 +196,11 @@ pub fn mlock(addr: usize, len: usize) -> Result<()> {
     call(nr::MLOCK, addr, len, 0, 0, 0, 0).map(drop)
 }
 
+/// `mlockall(flags)`.
+pub fn mlockall(flags: u32) -> Result<()> {
+    call(nr::MLOCKALL, flags as usize, 0, 0, 0, 0, 0).map(drop)
+}
+
 /// `mlock2(MLOCK_ONFAULT)`: locks the range's pages as they are faulted in (none now).
 pub fn mlock_on_fault(addr: usize, len: usize) -> Result<()> {
     const MLOCK_ONFAULT: usize = 1;

@@ -24,7 +24,6 @@ const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
 const FAN_MARK_FILESYSTEM: u32 = 0x100;
 const FAN_MARK_EVICTABLE: u32 = 0x200;
 const FAN_MARK_IGNORE: u32 = 0x400;
-const FIONREAD: u64 = linux_raw_sys::ioctl::FIONREAD as u64;
 
 pub fn is_fanotify(link: &[u8]) -> bool {
     link == b"anon_inode:[fanotify]"
@@ -73,9 +72,9 @@ pub fn save(d: &Desc) -> FileKind {
         }
         marks.push(m);
     }
-    let mut queued: i32 = 0;
-    // SAFETY: FIONREAD writes one int, into `queued`.
-    if unsafe { sys::ioctl(d.local, FIONREAD, &mut queued) }.is_ok() && queued > 0 {
+    if let Ok(queued) = sys::bytes_queued(d.local)
+        && queued > 0
+    {
         crate::diag::Line::new()
             .str("warning: fd ")
             .num(d.fd as u64)

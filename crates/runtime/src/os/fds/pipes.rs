@@ -150,17 +150,10 @@ pub fn restore(r: &mut Restorer, first: usize) {
     }
     let readers = members.iter().any(|j| reads(r.table.files[*j].flags));
     if readers && !p.data.is_empty() {
-        let mut left: &[u8] = &p.data;
-        while !left.is_empty() {
-            match sys::write(aw, left) {
-                Ok(n) => left = &left[n..],
-                Err(crate::sys::Errno::EINTR) => {}
-                Err(_) => break,
-            }
-        }
-        if !left.is_empty() {
+        let left = sys::write_what_fits(aw, &p.data);
+        if left > 0 {
             r.warning(first)
-                .num(left.len() as u64)
+                .num(left as u64)
                 .str(" unread bytes do not fit in the new pipe and are lost")
                 .emit();
         }

@@ -220,16 +220,14 @@ pub fn controlling_terminal(
     kinds: &[Option<FileKind>],
     imported: &[i32],
 ) -> Option<ControllingTerminal> {
+    // Nothing to read at a save without a pseudo-terminal slave (most of them).
+    if !descs.iter().any(|d| d.class == Class::PtySlave) {
+        return None;
+    }
     let stat = crate::procfs::read(b"/proc/self/stat\0").ok()?;
-    let after = &stat[stat.iter().rposition(|c| *c == b')')? + 1..];
-    let fields: Vec<&[u8]> = after
-        .split(|c| *c == b' ')
-        .filter(|f| !f.is_empty())
-        .collect();
-    let num = |k: usize| -> Option<i64> { core::str::from_utf8(fields.get(k)?).ok()?.parse().ok() };
-    // state, ppid, pgrp, session, tty_nr
-    let (session, tty) = (num(3)?, num(4)? as u64);
-    if session != sys::getpid() as i64 || tty == 0 {
+    let session = crate::procfs::stat_field(&stat, 6)?;
+    let tty = crate::procfs::stat_field(&stat, 7)?;
+    if session != sys::getpid() as u64 || tty == 0 {
         return None;
     }
     let (_, d) = descs.iter().enumerate().find(|(i, d)| {
@@ -251,19 +249,20 @@ fn open_master(want: u32) -> Result<(i32, u32), sys::Errno> {
     let path = b"/dev/ptmx\0";
     let flags = sys::O_RDWR | sys::O_NOCTTY | sys::O_CLOEXEC;
     let mut opened: Vec<(i32, u32)> = Vec::new();
-    let mut keep = None;
     for _ in 0..MAX_TRIES.min(want + 1) {
-        let fd = sys::openat(sys::AT_FDCWD, sys::path(path)?, flags, 0)?.into_raw();
+        // A failure after the first open: the masters opened so far will do.
+        let fd = match sys::openat(sys::AT_FDCWD, sys::path(path)?, flags, 0) {
+            Ok(fd) => fd.into_raw(),
+            Err(_) if !opened.is_empty() => break,
+            Err(e) => return Err(e),
+        };
         let n = sys::pty_number(fd).unwrap_or(u32::MAX);
         opened.push((fd, n));
         if n >= want {
             break;
         }
     }
-    if let Some(k) = opened.iter().position(|(_, n)| *n == want) {
-        keep = Some(k);
-    }
-    let k = keep.unwrap_or(0);
+    let k = opened.iter().position(|(_, n)| *n == want).unwrap_or(0);
     let chosen = opened[k];
     for (at, (fd, _)) in opened.iter().enumerate() {
         if at != k {
@@ -271,20 +270,6 @@ fn open_master(want: u32) -> Result<(i32, u32), sys::Errno> {
         }
     }
     Ok(chosen)
-}
-
-/// Writes all of `data` to non-blocking `fd`; returns how many bytes did not fit.
-fn write_all(fd: i32, data: &[u8]) -> usize {
-    let mut left = data;
-    while !left.is_empty() {
-        match sys::write(fd, left) {
-            Ok(0) => break,
-            Ok(n) => left = &left[n..],
-            Err(sys::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    left.len()
 }
 
 /// How many bytes of `input` a reader can have once the line discipline took them: in
@@ -317,11 +302,8 @@ fn settle_input(anchor: i32, readable: usize, total: usize) {
 /// other side reach it through the kernel's work queue, and the settings must not change
 /// before they did.
 fn wait_queued(fd: i32, n: usize) {
-    const FIONREAD: u64 = linux_raw_sys::ioctl::FIONREAD as u64;
     for _ in 0..1000 {
-        let mut queued: i32 = 0;
-        // SAFETY: FIONREAD writes one int, into `queued`.
-        if unsafe { sys::ioctl(fd, FIONREAD, &mut queued) }.is_err() || queued as usize >= n {
+        if sys::bytes_queued(fd).map_or(true, |queued| queued >= n) {
             return;
         }
         sys::sleep_ns(50_000);
@@ -379,13 +361,13 @@ pub fn restore(r: &mut Restorer, first: usize) {
     let _ = sys::set_termios(m, &raw);
     let mut lost = 0;
     if anchor >= 0 {
-        lost += write_all(anchor, &p.output);
+        lost += sys::write_what_fits(anchor, &p.output);
         wait_queued(m, p.output.len());
     } else {
         lost += p.output.len();
     }
     let _ = sys::fcntl(m, sys::F_SETFL, sys::O_NONBLOCK as usize);
-    lost += write_all(m, &p.input);
+    lost += sys::write_what_fits(m, &p.input);
     let _ = sys::fcntl(m, sys::F_SETFL, 0);
     if anchor >= 0 {
         settle_input(anchor, readable_input(&saved, &p.input), p.input.len());
