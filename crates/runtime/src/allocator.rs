@@ -18,6 +18,34 @@ unsafe extern "C" {
     fn mi_reallocarray(p: *mut c_void, count: usize, size: usize) -> *mut c_void;
 }
 
+/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 enums).
+const PURGE_DELAY: mi::mi_option_t = 15;
+
+/// The purge delay to give back in [`release_purges`]. Persistent, like all of this library's
+/// statics.
+static PURGE_DELAY_HELD: core::sync::atomic::AtomicI64 = core::sync::atomic::AtomicI64::new(0);
+
+/// A fork child on its parent's pool (`memory::fork`): the allocator gives no memory back.
+/// A purge is a discarding `madvise`, and a child must copy its memory into a pool of its own
+/// before any change to its address space; mimalloc collects (and purges) when the process
+/// ends, so without this every short-lived child — a subshell, a command substitution —
+/// copied its whole memory just to exit. What the child frees meanwhile is reused, not
+/// returned to the kernel.
+pub fn hold_purges() {
+    // SAFETY: plain option reads and writes (the child has one thread).
+    let old = unsafe { mi::mi_option_get(PURGE_DELAY) };
+    PURGE_DELAY_HELD.store(old as i64, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: as above; -1 means "never purge".
+    unsafe { mi::mi_option_set(PURGE_DELAY, -1) };
+}
+
+/// The child has a pool of its own: purges as before.
+pub fn release_purges() {
+    let old = PURGE_DELAY_HELD.load(core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: plain option setting.
+    unsafe { mi::mi_option_set(PURGE_DELAY, old as core::ffi::c_long) };
+}
+
 /// Allocates from the program's (persistent) heap.
 pub fn persistent_alloc(size: usize) -> *mut c_void {
     // SAFETY: plain allocation.

@@ -96,7 +96,9 @@ pub struct Process {
     /// A fork child still reading its parent's pool (`memory::fork`): its own pool file,
     /// empty until it is materialized, and its end of the pipe its parent waits on.
     pub on_parent_pool: AtomicBool,
-    /// When this process was forked (monotonic ns).
+    /// When this process last took part in a fork, as the child or as the parent (monotonic
+    /// ns): a child copies its parent's pool a while after it, a parent settles a while after
+    /// it (`tree::fork`).
     pub forked_at_ns: AtomicU64,
     pub own_pool: AtomicI32,
     release_fd_plus_one: AtomicI32,

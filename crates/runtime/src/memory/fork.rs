@@ -332,6 +332,7 @@ pub fn ensure_own_pool() {
     );
     let _ = sys::close(old_pool);
     p.on_parent_pool.store(false, Ordering::Release);
+    crate::allocator::release_purges();
     // The parent may settle: nothing of its pool is read here any more. Closing the pipe
     // says so (a write could raise SIGPIPE: the parent may have ended already).
     let w = p.swap_release_fd(-1);

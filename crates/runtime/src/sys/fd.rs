@@ -540,6 +540,25 @@ pub fn poll_one(fd: i32, events: i16, timeout_ms: i32) -> Result<i16> {
     Ok((p[1] >> 16) as i16)
 }
 
+/// `poll` of many fds: `entries` holds `struct pollfd`s as `[fd, events]` pairs (the kernel
+/// writes `revents` into the upper half of the second word, as [`poll_one`] reads it).
+pub fn poll_many(entries: &mut [[i32; 2]], timeout_ms: i32) -> Result<usize> {
+    call(
+        nr::POLL,
+        entries.as_mut_ptr() as usize,
+        entries.len(),
+        timeout_ms as usize,
+        0,
+        0,
+        0,
+    )
+}
+
+/// The `revents` [`poll_many`] left in an entry.
+pub fn revents(entry: &[i32; 2]) -> i16 {
+    (entry[1] >> 16) as i16
+}
+
 // ---- pipes -----------------------------------------------------------------------------------
 
 pub fn pipe2(flags: u32) -> Result<(Fd, Fd)> {

@@ -126,10 +126,9 @@ extern "C" fn run(_: usize) -> ! {
             let _ = crate::tree::control::send(zhuque_image::tree::Msg::Fail);
         }
         // Pool bookkeeping a fork left (`tree::fork`): looked at again soon while any is due.
-        let pending_fork_work = fork_work(p);
         let mut timeout = deadline.map(|d| d.saturating_sub(now_ns()));
-        if pending_fork_work {
-            timeout = Some(timeout.map_or(FORK_POLL_NS, |t| t.min(FORK_POLL_NS)));
+        if let Some(t) = fork_work(p) {
+            timeout = Some(timeout.map_or(t, |d| d.min(t)));
         }
         match sys::sigtimedwait(wanted, timeout) {
             // The init's wake-up (its message is read above), or a failure request.
@@ -156,18 +155,21 @@ extern "C" fn run(_: usize) -> ! {
     crate::save::save_and_exit()
 }
 
-/// How often a fork's pending pool work is looked at (see [`fork_work`]).
-const FORK_POLL_NS: u64 = 2_000_000;
 /// How long a fork child may read its parent's pool before it copies it anyway.
 const CHILD_GRACE_NS: u64 = 10_000_000;
 
-/// The pool work a fork leaves to the coordinator: a parent settles its pool once its children
-/// have let go of it; a child that still reads its parent's pool after a grace period copies it
-/// (most children `exec` or exit well before). True while some is still due.
-fn fork_work(p: &process::Process) -> bool {
+/// The pool work a fork leaves to the coordinator: a child that still reads its parent's pool
+/// after a grace period copies it (most children `exec` or exit well before); a parent settles
+/// its pool once its children have let go of it (`tree::fork::settle_if_free`). Returns how
+/// long until some is due, if any is pending. The coordinator sleeps until then instead of
+/// polling: every wake-up of this second thread puts the process's address space on another
+/// CPU, and then each copy-on-write fault of a forking program costs a TLB shootdown there.
+fn fork_work(p: &process::Process) -> Option<u64> {
     if p.on_parent_pool.load(Ordering::Acquire) {
-        if now_ns() < p.forked_at_ns.load(Ordering::Relaxed) + CHILD_GRACE_NS {
-            return true;
+        let due = p.forked_at_ns.load(Ordering::Relaxed) + CHILD_GRACE_NS;
+        let now = now_ns();
+        if now < due {
+            return Some(due - now);
         }
         p.fork_lock();
         let stopped = super::stop::stop_all();

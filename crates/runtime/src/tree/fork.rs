@@ -19,9 +19,10 @@
 //!   nothing. Its end of a pipe to the parent closes when it no longer reads the parent's
 //!   pool (copied, `exec`, exit).
 //! - **parent**: release the locks and return at once. It stays privatized (new forks are
-//!   cheap then) until every child has let go of its pool; then its coordinator, with every
-//!   other thread stopped for a moment, writes back the pages written meanwhile and maps the
-//!   pool shared again ([`settle_if_free`]). A save waits for that first.
+//!   cheap then) until every child has let go of its pool and it has not forked for a while;
+//!   then its coordinator, with every other thread stopped for a moment, writes back the
+//!   pages written meanwhile and maps the pool shared again ([`settle_if_free`]). A save
+//!   settles first.
 //!
 //! Outside a tree a child is not protected, and copies its memory at once.
 //!
@@ -131,6 +132,10 @@ fn before_fork() {
     p.fork_ready_w
         .store(crate::image_io::hide_raw(w.into_raw()), Ordering::Relaxed);
     super::before_fork();
+    forget_free_dependents(0);
+    // The coordinator needs waking only if it sleeps without a deadline: when the pool was
+    // not privatized yet (see `threads::coordinator::fork_work`).
+    WAKE_AFTER_FORK.store(!memory::fork::privatized(), Ordering::Relaxed);
     if let Err(e) = memory::fork::privatize() {
         fork_failed("cannot map the pool privately", e);
     }
@@ -155,12 +160,21 @@ fn after_fork_in_parent() {
     let _ = sys::close(p.fork_ready_w.load(Ordering::Relaxed));
     let r = p.fork_ready_r.load(Ordering::Relaxed);
     p.with_dependents(|d| d.push(r));
+    p.forked_at_ns
+        .store(crate::process::now_ns(), Ordering::Relaxed);
     let keep_blocked = p.fork_stop_was_blocked.load(Ordering::Relaxed);
     p.fork_unlock();
     unblock_stop_unless(keep_blocked);
-    // Wake the coordinator: it settles the pool once the child has let go of it.
-    crate::threads::coordinator::wake();
+    // The coordinator settles the pool once the child has let go of it and the process has
+    // not forked for a while.
+    if WAKE_AFTER_FORK.load(Ordering::Relaxed) {
+        crate::threads::coordinator::wake();
+    }
 }
+
+/// Set by a fork's prepare step when the parent's coordinator must learn of the fork (under
+/// the fork lock).
+static WAKE_AFTER_FORK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Child: see the module comment.
 fn after_fork_in_child() {
@@ -180,6 +194,7 @@ fn after_fork_in_child() {
     p.forked_at_ns
         .store(crate::process::now_ns(), Ordering::Relaxed);
     p.on_parent_pool.store(true, Ordering::Release);
+    crate::allocator::hold_purges();
     reset_process_state();
     if dir.is_err() {
         // Outside the tree: nothing will save this child; it copies now, so the parent need
@@ -227,19 +242,47 @@ pub fn ensure_own_pool() {
 /// Whether every child has let go of this process's pool (forgetting those that have),
 /// waiting for them up to `wait_ms`.
 fn dependents_free(wait_ms: i32) -> bool {
-    let p = process::get();
     let until = crate::process::now_ns() + wait_ms.max(0) as u64 * 1_000_000;
-    for fd in p.with_dependents(|d| d.clone()) {
+    loop {
+        if forget_free_dependents(0) {
+            return true;
+        }
         let left = until.saturating_sub(crate::process::now_ns()) / 1_000_000;
-        // The end of the pipe: the child copied the pool, exec'd or exited.
-        let gone = sys::poll_one(fd, sys::POLLIN, left as i32)
-            .is_ok_and(|r| r & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0);
-        if gone {
-            p.with_dependents(|d| d.retain(|&x| x != fd));
-            let _ = sys::close(fd);
+        if left == 0 || forget_free_dependents(left as i32) {
+            return forget_free_dependents(0);
         }
     }
-    p.with_dependents(|d| d.is_empty())
+}
+
+/// Closes the pipes of the children that let go of the pool (copied it, `exec`'d or exited:
+/// the end of the pipe), in one `poll` of them all, waiting up to `wait_ms` for the first.
+/// True when none is left. A parent that keeps forking calls it at each fork, so the pipes of
+/// ended children do not pile up (each fork child would close them all again).
+fn forget_free_dependents(wait_ms: i32) -> bool {
+    let p = process::get();
+    let mut entries: Vec<[i32; 2]> = p.with_dependents(|d| {
+        d.iter()
+            .map(|&fd| [fd, sys::POLLIN as u16 as i32])
+            .collect()
+    });
+    if entries.is_empty() {
+        return true;
+    }
+    if sys::poll_many(&mut entries, wait_ms).is_err() {
+        return false;
+    }
+    let gone: Vec<i32> = entries
+        .iter()
+        .filter(|e| sys::revents(e) & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0)
+        .map(|e| e[0])
+        .collect();
+    for &fd in &gone {
+        let _ = sys::close(fd);
+    }
+    p.with_dependents(|d| {
+        d.retain(|fd| !gone.contains(fd));
+        d.is_empty()
+    })
 }
 
 /// The pipes this process watches its children on.
@@ -253,22 +296,40 @@ pub fn is_dependent_pipe(fd: i32) -> bool {
     fd >= 0 && memory::fork::privatized() && process::get().with_dependents(|d| d.contains(&fd))
 }
 
-/// Coordinator: settles the pool if it is privatized and no child reads it any more, with
-/// every program thread stopped for the moment it takes. Returns whether the pool is still
-/// privatized (the coordinator then looks again soon).
-pub fn settle_if_free() -> bool {
+/// How long after its latest fork a parent stays privatized although no child reads its pool
+/// any more. A process that forks again and again (a shell running commands) would otherwise
+/// map its pool privately before each fork and shared again after each child, and fault every
+/// page it touches in again twice per child; staying privatized, the next fork finds the pool
+/// private already. What it costs: the pages written meanwhile exist twice (the pool's and the
+/// private copy) until the settle; a save settles first anyway.
+const SETTLE_QUIET_NS: u64 = 200_000_000;
+
+/// How often a parent whose quiet time is over looks again for children that still read its
+/// pool (each copies it after a short grace, or ends).
+const SETTLE_RETRY_NS: u64 = 20_000_000;
+
+/// Coordinator: settles the pool if it is privatized, no child reads it any more and the
+/// process has not forked for [`SETTLE_QUIET_NS`], with every program thread stopped for the
+/// moment it takes. Returns how long until it should look again while the pool is still
+/// privatized.
+pub fn settle_if_free() -> Option<u64> {
     let p = process::get();
     if !memory::fork::privatized() {
-        return false;
+        return None;
+    }
+    let quiet_from = p.forked_at_ns.load(Ordering::Relaxed) + SETTLE_QUIET_NS;
+    let now = crate::process::now_ns();
+    if now < quiet_from {
+        return Some(quiet_from - now);
     }
     p.fork_lock();
     let still = if dependents_free(0) {
         let stopped = stop::stop_all();
         settle_now();
         stopped.release();
-        false
+        None
     } else {
-        true
+        Some(SETTLE_RETRY_NS)
     };
     p.fork_unlock();
     still
