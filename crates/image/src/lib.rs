@@ -10,6 +10,7 @@
 //! calls, the CLI with `std`.
 
 mod codec;
+mod crc32;
 pub mod ipc;
 mod meta;
 pub mod os;

@@ -351,7 +351,7 @@ pub fn encode(meta: &Meta) -> Vec<u8> {
     let body_len = (w.len() - body_start) as u64;
     w.patch_u64(len_at, body_len);
     let mut bytes = w.into_bytes();
-    let crc = crc32fast::hash(&bytes[body_start..]);
+    let crc = crate::crc32::crc32(&bytes[body_start..]);
     bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     bytes
 }
@@ -507,7 +507,7 @@ pub fn decode(bytes: &[u8]) -> Result<Meta, Error> {
         return Err(Error::Truncated);
     }
     let body = &bytes[body_start..body_end];
-    if crc32fast::hash(body) != crc {
+    if crate::crc32::crc32(body) != crc {
         return Err(Error::Checksum);
     }
 

@@ -296,13 +296,20 @@ extern "C" fn materialize_on_stack(fd: usize) -> usize {
 }
 
 /// A fork child that still reads its parent's pool writes what it sees into its own pool now
-/// and lets the parent's go (`tree::fork`). The caller makes sure no other program thread
+/// and lets the parent's go (`tree::fork`); a lazy child joins the tree first (`tree::join`),
+/// unless the caller is its coordinator and the child is about to `exec` (nothing is copied
+/// then: the coordinator tries again later). The caller makes sure no other program thread
 /// runs: a child on its parent's pool has one program thread (creating another is an
 /// address-space change, which comes here first), and the coordinator stops it before
 /// calling this.
 pub fn ensure_own_pool() {
     let p = process::get();
     if !p.on_parent_pool.load(Ordering::Acquire) {
+        return;
+    }
+    // A lazy fork child's pool file is in the image it makes when it joins the tree. (Its
+    // coordinator may find it about to `exec`: it leaves the copy for later.)
+    if !crate::tree::join::join() {
         return;
     }
     let pool = p.own_pool.load(Ordering::Relaxed);

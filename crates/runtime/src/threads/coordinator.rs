@@ -106,8 +106,9 @@ extern "C" fn run(_: usize) -> ! {
     let mut deadline = p.fail_after_ns().filter(|_| !in_tree).map(|d| now_ns() + d);
     let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     loop {
-        if in_tree {
-            // The init's messages first (one may have come before this thread existed).
+        // The init's messages first (one may have come before this thread existed). Not while
+        // a lazy fork child joins: the answer to its `Hello` is the joining thread's.
+        if in_tree && !crate::tree::join::lazy() {
             while let Some(m) = crate::tree::control::try_recv() {
                 if let zhuque_image::tree::Msg::Stop { generation } = m {
                     p.fork_lock();
@@ -120,10 +121,14 @@ extern "C" fn run(_: usize) -> ! {
             if !in_tree {
                 break;
             }
-            // A failure of one process is a failure of the whole tree: the init saves it.
-            p.failure_pending.store(false, Ordering::Release);
-            deadline = None;
-            let _ = crate::tree::control::send(zhuque_image::tree::Msg::Fail);
+            // A failure of one process is a failure of the whole tree: the init saves it. A
+            // lazy fork child joins to say so (or, about to `exec`, lets the new program be
+            // saved: the request stays pending and is looked at again).
+            if crate::tree::join::join() {
+                p.failure_pending.store(false, Ordering::Release);
+                deadline = None;
+                let _ = crate::tree::control::send(zhuque_image::tree::Msg::Fail);
+            }
         }
         // Pool bookkeeping a fork left (`tree::fork`): looked at again soon while any is due.
         let mut timeout = deadline.map(|d| d.saturating_sub(now_ns()));
@@ -157,6 +162,9 @@ extern "C" fn run(_: usize) -> ! {
 
 /// How long a fork child may read its parent's pool before it copies it anyway.
 const CHILD_GRACE_NS: u64 = 10_000_000;
+/// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
+/// tries again.
+const RETRY_NS: u64 = 1_000_000;
 
 /// The pool work a fork leaves to the coordinator: a child that still reads its parent's pool
 /// after a grace period copies it (most children `exec` or exit well before); a parent settles
@@ -171,11 +179,19 @@ fn fork_work(p: &process::Process) -> Option<u64> {
         if now < due {
             return Some(due - now);
         }
+        // A lazy child joins the tree first (its pool file is in its image), without stopping
+        // its thread: joining touches none of the program's memory.
+        if !crate::tree::join::join() {
+            return Some(RETRY_NS); // about to `exec`
+        }
         p.fork_lock();
         let stopped = super::stop::stop_all();
         crate::memory::fork::ensure_own_pool();
         stopped.release();
         p.fork_unlock();
+        if p.on_parent_pool.load(Ordering::Acquire) {
+            return Some(RETRY_NS);
+        }
     }
     crate::tree::fork::settle_if_free()
 }

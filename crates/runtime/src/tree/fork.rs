@@ -187,8 +187,11 @@ fn after_fork_in_child() {
     }
     let _ = sys::close(p.fork_ready_r.load(Ordering::Relaxed));
     p.pid.store(sys::getpid(), Ordering::Relaxed);
-    let (pool, dir) =
-        super::child_pool().unwrap_or_else(|e| fork_failed("cannot create the child's pool", e));
+    // A member of the tree unless there is none, or its credentials cannot write the tree's
+    // image (the parent found out before the fork).
+    let outside = super::outside_reason();
+    let member = outside.is_none();
+    let pool = if member { -1 } else { super::outside_pool() };
     p.own_pool.store(pool, Ordering::Relaxed);
     p.swap_release_fd(p.fork_ready_w.load(Ordering::Relaxed));
     p.forked_at_ns
@@ -196,12 +199,14 @@ fn after_fork_in_child() {
     p.on_parent_pool.store(true, Ordering::Release);
     crate::allocator::hold_purges();
     reset_process_state();
-    if dir.is_err() {
+    if member {
+        super::become_lazy();
+    } else {
         // Outside the tree: nothing will save this child; it copies now, so the parent need
         // not wait for it.
         ensure_own_pool();
+        super::become_outside(outside.unwrap_or(super::Outside::NoTree));
     }
-    super::become_child(dir);
     slots::forget_other_threads();
     let keep_blocked = p.fork_stop_was_blocked.load(Ordering::Relaxed);
     p.fork_unlock();

@@ -5,6 +5,7 @@
 //!   in a pool of its own, and the parent loses nothing (`memory::fork` does the copying);
 //! - [`member`]: how a process of a tree starts (fresh or resumed, as the init says), with
 //!   its image at `DIR/p/<pid>/`;
+//! - [`join`]: a fork child joins the tree only when it must (most `exec` or exit first);
 //! - [`exec`]: programs a process executes join the tree (`elf` tells which can);
 //! - [`control`]: the connection to the zhuque init.
 //!
@@ -18,19 +19,19 @@ mod elf;
 pub mod exec;
 pub mod exec_list;
 pub mod fork;
+pub mod join;
 pub mod member;
 
-use crate::diag::{self, Line};
+use crate::diag::Line;
 use crate::image_io;
 use crate::process;
-use crate::sys::{self, Errno};
+use crate::sys;
 use core::sync::atomic::Ordering;
-use zhuque_image::State;
-use zhuque_image::tree::{Msg, Role};
 
-/// Whether this process belongs to a process tree.
+/// Whether this process belongs to a process tree: it is connected to the init, or it is a
+/// fork child that will connect when it must ([`join`]).
 pub fn in_tree() -> bool {
-    control::connected()
+    control::connected() || join::lazy()
 }
 
 /// Why a fork child is not a member of the tree.
@@ -42,37 +43,26 @@ enum Outside {
     NoAccess,
 }
 
-/// Where a fork child keeps its memory: in a tree, the `memory` file of its own new image
-/// directory (returned too); outside, or when it cannot write the image, a memfd.
-fn child_pool() -> Result<(i32, Result<i32, Outside>), Errno> {
-    let outside = |why| -> Result<(i32, Result<i32, Outside>), Errno> {
-        let fd = sys::memfd_create(c"zhuque-pool", sys::MFD_CLOEXEC)?;
-        Ok((image_io::hide_raw(fd.into_raw()), Err(why)))
-    };
-    if !in_tree() {
-        return outside(Outside::NoTree);
-    }
-    let dir = match member::fork_child_dir() {
-        Ok(dir) => dir,
-        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
-            return outside(Outside::NoAccess);
+/// The pool of a fork child outside the tree (or one that cannot write the tree's image): a
+/// memfd, as an fd out of the program's way.
+fn outside_pool() -> i32 {
+    match sys::memfd_create(c"zhuque-pool", sys::MFD_CLOEXEC) {
+        Ok(fd) => image_io::hide_raw(fd.into_raw()),
+        Err(e) => {
+            Line::new()
+                .str("fork: cannot create the child's pool: errno ")
+                .num(e.0 as u64)
+                .emit();
+            sys::exit_group(zhuque_image::EXIT_REFUSED)
         }
-        Err(e) => return Err(Errno(e.raw_os_error())),
-    };
-    let pool =
-        image_io::create_memory(image_io::borrow(dir)).map_err(|e| Errno(e.raw_os_error()))?;
-    Ok((image_io::leak(pool), Ok(dir)))
+    }
 }
 
-/// The fork child becomes a process of its own, once its memory is its own: in a tree, a
-/// member with its own image and connection; outside, a process that runs on its own memory
-/// but is not protected.
-fn become_child(dir: Result<i32, Outside>) {
+/// Lets go of the parent's image directory and connection (the child's own come with
+/// [`join`], or never).
+fn forget_parents_image() {
     let p = process::get();
-    // The parent's image directory and connection are the parent's.
-    let old_dir = p
-        .dir_fd
-        .swap(*dir.as_ref().unwrap_or(&-1), Ordering::AcqRel);
+    let old_dir = p.dir_fd.swap(-1, Ordering::AcqRel);
     if old_dir >= 0 {
         let _ = sys::close(old_dir);
     }
@@ -80,42 +70,20 @@ fn become_child(dir: Result<i32, Outside>) {
     if old_ctl >= 0 {
         let _ = sys::close(old_ctl);
     }
-    let dir = match dir {
-        Ok(dir) => dir,
-        Err(why) => {
-            detach(why);
-            return;
-        }
-    };
-    let mut pdir = p.tree_dir().unwrap_or_default().to_vec();
-    pdir.push(b'/');
-    pdir.extend_from_slice(zhuque_image::tree::process_dir(sys::getpid()).as_bytes());
-    p.set_dir(pdir);
-    if !control::reconnect() || control::hello() != Some(Role::Fresh) {
-        diag::Line::new()
-            .str("fork: the zhuque init did not take the child in")
-            .emit();
-        sys::exit_group(zhuque_image::EXIT_REFUSED);
-    }
-    let meta = p.meta();
-    meta.state = Some(State::Running);
-    meta.pid = sys::getpid();
-    meta.created_unix_ns = process::unix_ns();
-    meta.regions.clear();
-    meta.threads.clear();
-    meta.sections.clear();
-    if let Err(e) = image_io::write_meta(
-        image_io::borrow(dir),
-        meta,
-        p.mem_needs_sync.load(Ordering::Relaxed),
-    ) {
-        diag::Line::new()
-            .str("fork: cannot write the child's image: ")
-            .str(&e.to_string())
-            .emit();
-        sys::exit_group(zhuque_image::EXIT_REFUSED);
-    }
+}
+
+/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator runs from the
+/// start (it copies the parent's pool after the grace period, and hears failure requests).
+fn become_lazy() {
+    join::start_lazy();
+    forget_parents_image();
     crate::threads::coordinator::start();
+}
+
+/// A fork child outside the tree, its memory copied already.
+fn become_outside(why: Outside) {
+    forget_parents_image();
+    detach(why);
 }
 
 /// A fork child outside the tree: its memory is its own, but failures do not save it. The
@@ -149,6 +117,18 @@ const MEMBER: u8 = 0;
 const OUTSIDE_SAYS_SO: u8 = 1;
 const OUTSIDE_SILENT: u8 = 2;
 
+/// Child, right after the fork: why it is not a member of the tree, if it is not (what the
+/// parent found out in [`before_fork`]; the connection it still holds is the parent's).
+fn outside_reason() -> Option<Outside> {
+    if !control::connected() {
+        Some(Outside::NoTree)
+    } else if process::get().child_outside.load(Ordering::Relaxed) != MEMBER {
+        Some(Outside::NoAccess)
+    } else {
+        None
+    }
+}
+
 /// Parent, before a fork: whether the child will be outside the tree (no tree, or credentials
 /// that cannot write its image), and if so whether it is the first to say so.
 fn before_fork() {
@@ -180,14 +160,14 @@ fn tree_writable() -> bool {
 /// Tells the init this process is about to `exec` (the new program connects with the same
 /// pid); [`exec_failed`] takes it back.
 pub fn exec_announce() {
-    if in_tree() && !in_vfork_child() {
-        let _ = control::send(Msg::Exec);
+    if !in_vfork_child() {
+        join::exec_announce();
     }
 }
 
 pub fn exec_failed() {
-    if in_tree() && !in_vfork_child() {
-        let _ = control::send(Msg::ExecFailed);
+    if !in_vfork_child() {
+        join::exec_failed();
     }
 }
 

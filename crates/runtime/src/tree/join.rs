@@ -1,0 +1,202 @@
+//! A fork child joins the tree when it must, not when it is born.
+//!
+//! Joining — an image directory `p/<pid>/` with a pool file, a connection to the init, its
+//! `Hello`, a first `meta` — costs a child about a quarter of a millisecond (and the init as
+//! much again, to take it in and to remove its image when it ends). Most fork children never
+//! need any of it: a shell's child `exec`s within a millisecond (the new program joins by
+//! itself) or exits. So a child starts *lazy*: it runs on its parent's pool with its own
+//! coordinator and nothing else, and joins only
+//! - before its memory must become its own (`memory::fork::ensure_own_pool`: its first change
+//!   to its address space, its first fork, or the end of its grace period, 10 ms after the
+//!   fork), since its own pool file lives in its image;
+//! - before it asks the init for a failure.
+//!
+//! A save needs no more: the init gives a process of the namespace that has the runtime loaded
+//! a grace period to connect (`cli/src/launch/tree/save.rs`), and a lazy child connects by the
+//! end of its own grace period.
+//!
+//! **Joining and `exec` exclude each other.** The init must hear of an `exec` from a member
+//! (its connection closing means a new program then, not an end); a lazy child that `exec`s
+//! has nothing to announce — unless its coordinator joined in the same instant. So the state
+//! below is one word: the thread about to `exec` marks it, and a coordinator that finds the
+//! mark waits (the `exec` ends it, or fails and clears the mark).
+
+use super::control;
+use crate::diag::Line;
+use crate::image_io;
+use crate::process;
+use crate::sys;
+use core::sync::atomic::{AtomicU32, Ordering};
+use zhuque_image::State;
+use zhuque_image::tree::{Msg, Role};
+
+/// A member, or a process that is no fork child of a tree (the value every process starts
+/// with).
+const JOINED: u32 = 0;
+/// A fork child of a tree that has not joined.
+const LAZY: u32 = 1;
+/// Joining, by the coordinator or the program's thread; the other waits.
+const JOINING: u32 = 2;
+/// Lazy, and its thread is about to `exec` (`exec_announce` .. `exec_failed`).
+const EXECUTING: u32 = 3;
+
+/// Persistent like all of this library's statics; a fork child inherits its parent's value and
+/// sets it first thing.
+static STATE: AtomicU32 = AtomicU32::new(JOINED);
+
+/// Whether this process is a fork child of a tree that has not joined yet.
+pub fn lazy() -> bool {
+    matches!(STATE.load(Ordering::Acquire), LAZY | JOINING | EXECUTING)
+}
+
+/// In a fork child of a tree, right after the fork (one thread).
+pub fn start_lazy() {
+    STATE.store(LAZY, Ordering::Release);
+}
+
+/// Joins the tree if this process is lazy. False when it cannot now: it is about to `exec`
+/// and the caller is its coordinator (which tries again later; the `exec` usually ends it).
+pub fn join() -> bool {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            JOINED => return true,
+            JOINING => sys::futex_wait(&STATE, JOINING, None),
+            LAZY => {
+                if claim(LAZY) {
+                    // Not stopped halfway by a save it would then wait for.
+                    let _c = crate::signals::critical();
+                    become_member(false);
+                    return true;
+                }
+            }
+            _ => {
+                // EXECUTING: only the thread that executes may join now (a signal handler
+                // that changes the address space between the announcement and the `exec`);
+                // it then announces the `exec` it is about to make.
+                if is_coordinator() {
+                    return false;
+                }
+                if claim(EXECUTING) {
+                    let _c = crate::signals::critical();
+                    become_member(true);
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+fn claim(from: u32) -> bool {
+    STATE
+        .compare_exchange(from, JOINING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+fn is_coordinator() -> bool {
+    process::get().coordinator_tid.load(Ordering::Acquire) == sys::gettid()
+}
+
+/// Before an `exec`: a member tells the init; a lazy child marks the state so that nothing
+/// joins until the `exec` is over.
+pub fn exec_announce() {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            JOINED => {
+                if control::connected() {
+                    let _ = control::send(Msg::Exec);
+                }
+                return;
+            }
+            JOINING => sys::futex_wait(&STATE, JOINING, None),
+            LAZY => {
+                if STATE
+                    .compare_exchange(LAZY, EXECUTING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The `exec` returned: undoes [`exec_announce`].
+pub fn exec_failed() {
+    if STATE
+        .compare_exchange(EXECUTING, LAZY, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+        && control::connected()
+    {
+        let _ = control::send(Msg::ExecFailed);
+    }
+}
+
+/// The join itself: an image directory with a pool file, the connection and a first `meta`.
+/// A child whose credentials cannot write the tree's image (its parent dropped its privileges)
+/// gets a pool of its own outside the image and runs unprotected, as it says.
+fn become_member(executing: bool) {
+    let p = process::get();
+    let pool = match super::member::fork_child_dir() {
+        Ok(dir) => {
+            let pool = image_io::create_memory(image_io::borrow(dir))
+                .unwrap_or_else(|e| refuse("cannot create the child's pool", &e.to_string()));
+            p.own_pool.store(image_io::leak(pool), Ordering::Relaxed);
+            connect(dir, executing);
+            done();
+            return;
+        }
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
+            super::outside_pool()
+        }
+        Err(e) => refuse("cannot create the child's image", &e.to_string()),
+    };
+    p.own_pool.store(pool, Ordering::Relaxed);
+    done();
+    super::detach(super::Outside::NoAccess);
+}
+
+fn done() {
+    STATE.store(JOINED, Ordering::Release);
+    sys::futex_wake(&STATE, u32::MAX);
+}
+
+/// Takes the image directory `dir` (an fd), connects and writes the first `meta`.
+fn connect(dir: i32, executing: bool) {
+    let p = process::get();
+    p.dir_fd.store(dir, Ordering::Release);
+    let mut pdir = p.tree_dir().unwrap_or_default().to_vec();
+    pdir.push(b'/');
+    pdir.extend_from_slice(zhuque_image::tree::process_dir(sys::getpid()).as_bytes());
+    p.set_dir(pdir);
+    if !control::reconnect() || control::hello() != Some(Role::Fresh) {
+        refuse("the zhuque init did not take the child in", "");
+    }
+    if executing {
+        let _ = control::send(Msg::Exec);
+    }
+    let meta = p.meta();
+    meta.state = Some(State::Running);
+    meta.pid = sys::getpid();
+    meta.created_unix_ns = process::unix_ns();
+    meta.regions.clear();
+    meta.threads.clear();
+    meta.sections.clear();
+    if let Err(e) = image_io::write_meta(
+        image_io::borrow(dir),
+        meta,
+        p.mem_needs_sync.load(Ordering::Relaxed),
+    ) {
+        refuse("cannot write the child's image", &e.to_string());
+    }
+}
+
+fn refuse(what: &str, why: &str) -> ! {
+    let mut l = Line::new();
+    l.str("fork: ").str(what);
+    if !why.is_empty() {
+        l.str(": ").str(why);
+    }
+    l.emit();
+    sys::exit_group(zhuque_image::EXIT_REFUSED)
+}
