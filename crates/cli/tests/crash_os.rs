@@ -167,6 +167,25 @@ fn namespace_fds() {
     crash_case("fd_namespace", &case, plan);
 }
 
+/// A kernel AIO context (`aio_context.c`): completed events nobody has taken yet come back in
+/// order with their results, the ring keeps its address and size, its head and tail are where
+/// they were (also wrapped around), and new requests work. Before, the ring came back as a
+/// plain copy and the first `io_submit` after a resume failed with `EINVAL`.
+#[test]
+fn aio_context_with_events_waiting() {
+    let case = Case {
+        file: "aio_context.c",
+        args: &["3000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 8,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("aio_context", &case, plan);
+}
+
 /// fanotify groups (`fd_fanotify.c`, needs `CAP_SYS_ADMIN`): an inode mark on a file, one on
 /// a directory with `FAN_REPORT_FID`, a mount mark with an ignored mask on one file; each
 /// group's fdinfo (init flags, marks) stays as set up and every round's events arrive (those

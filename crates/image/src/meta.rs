@@ -8,8 +8,8 @@ pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// 3: a shared file region says whether it may be made writable (`may_write`); earlier
 /// versions decode with it set when the region is writable. 4: System V segment attachments
 /// ([`Backing::SysvShm`]), and copies of small named objects on volatile filesystems
-/// (`Backing::File.copy`).
-pub const VERSION: u32 = 4;
+/// (`Backing::File.copy`). 5: kernel AIO rings ([`Backing::AioRing`]).
+pub const VERSION: u32 = 5;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -135,6 +135,21 @@ pub enum Backing {
         offset: u64,
         may_write: bool,
     },
+    /// The ring of a kernel AIO context (`io_setup`; the context's id is the ring's address),
+    /// copied at the save into the `captured` file at `offset`: a resume makes a context with a
+    /// ring of the same size, brings its head and tail where they were, puts the completed
+    /// events back and moves the ring to this address.
+    AioRing { offset: u64 },
+}
+
+impl Backing {
+    /// Where the region's bytes are in the `captured` file, for the backings kept there.
+    pub fn captured_offset(&self) -> Option<u64> {
+        match self {
+            Backing::Captured { offset } | Backing::AioRing { offset } => Some(*offset),
+            _ => None,
+        }
+    }
 }
 
 /// Directory of [`Backing::Shared`] objects in an image (the tree's, in a process tree).
@@ -419,6 +434,10 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.u64(*offset);
             w.bool(*may_write);
         }
+        Backing::AioRing { offset } => {
+            w.u8(7);
+            w.u64(*offset);
+        }
     }
 }
 
@@ -472,6 +491,7 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
                 may_write: r.bool()?,
             }
         }
+        7 if version >= 5 => Backing::AioRing { offset: r.u64()? },
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {

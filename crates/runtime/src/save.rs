@@ -143,16 +143,17 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 .str(" is not kept (its frames come back as a plain copy)")
                 .emit();
         }
-        if v.name.starts_with(b"/[aio]") {
-            // A kernel AIO context's ring (`io_setup`): the context dies with the process.
-            crate::diag::Line::new()
-                .str("warning: the kernel AIO context ")
-                .hex(v.start as u64)
-                .str(
-                    " is not kept: after a resume io_submit and io_getevents on it fail with \
-                      EINVAL, and requests in flight never complete",
-                )
-                .emit();
+        if crate::os::aio::is_ring(&v.name) {
+            crate::os::aio::warn_in_flight(v.start);
+            out.push(Region {
+                start: v.start as u64,
+                end: v.end as u64,
+                prot: v.prot as u32,
+                backing: Backing::AioRing {
+                    offset: copy_bytes(&v, captured),
+                },
+            });
+            continue;
         }
         if !segments_kept && !warned_segments && crate::memory::sysv_shm::segment_id(&v).is_some() {
             warned_segments = true;
@@ -232,6 +233,13 @@ fn mappings() -> Vec<(procfs::Vma, u64)> {
 /// Copies memory that is not pool-backed (it was created without going through the runtime)
 /// so the resume can restore it; the resume moves it into the pool.
 fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
+    Backing::Captured {
+        offset: copy_bytes(v, captured),
+    }
+}
+
+/// Appends the bytes of mapping `v` to `captured`; returns where they start.
+fn copy_bytes(v: &Vma, captured: &mut Vec<u8>) -> u64 {
     let offset = captured.len() as u64;
     if v.prot & sys::PROT_READ == 0 {
         // SAFETY: adds read permission only, on memory no running thread uses.
@@ -240,7 +248,7 @@ fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
     // SAFETY: the range is mapped and readable; every other thread is stopped.
     let bytes = unsafe { core::slice::from_raw_parts(v.start as *const u8, v.len()) };
     captured.extend_from_slice(bytes);
-    Backing::Captured { offset }
+    offset
 }
 
 /// argc, argv, the environment and the auxiliary vector on the initial stack: not persistent

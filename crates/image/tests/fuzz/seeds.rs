@@ -122,7 +122,7 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
     for i in 0..n {
         at += PAGE * rng.small(512) as u64;
         let len = PAGE * (1 + rng.small(4096) as u64);
-        let backing = match rng.below(9) {
+        let backing = match rng.below(10) {
             0..=2 => {
                 let offset = pool;
                 pool += len;
@@ -153,6 +153,11 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
                 name: format!("{}.{i}", rng.below(100_000)).into_bytes(),
                 offset: PAGE * rng.small(64) as u64,
             },
+            8 => {
+                let offset = captured;
+                captured += len;
+                Backing::AioRing { offset }
+            }
             _ => Backing::SysvShm {
                 id: rng.below(1 << 20) as i32,
                 offset: PAGE * rng.small(64) as u64,

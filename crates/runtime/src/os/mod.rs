@@ -22,6 +22,7 @@
 //! change of credentials resets in the kernel is set again after them
 //! ([`restore_after_credentials`]).
 
+pub mod aio;
 pub mod credentials;
 pub mod fds;
 pub mod image_files;

@@ -8,6 +8,7 @@
 //! volatile state (in the fixed window) and locals may be trusted across it.
 
 use crate::memory::{pool, table};
+use crate::os::aio;
 use crate::procfs::{self, Vma};
 use crate::sys::{self, Errno};
 use crate::vmem;
@@ -22,16 +23,24 @@ pub fn restore(meta: &Meta, captured: Option<&rustix::fd::OwnedFd>) -> Result<()
     for r in meta
         .regions
         .iter()
-        .filter(|r| !matches!(r.backing, Backing::Captured { .. }))
+        .filter(|r| r.backing.captured_offset().is_none())
     {
         map_region(r, &before).map_err(|e| (e, r.start))?;
     }
     for r in &meta.regions {
-        if let Backing::Captured { offset } = r.backing {
-            let fd = captured.ok_or((Errno::ENOENT, r.start))?;
-            // SAFETY: single-threaded resume; the range is a saved region.
-            unsafe { restore_captured(r, fd.as_raw_fd(), offset) }.map_err(|e| (e, r.start))?;
+        let Some(offset) = r.backing.captured_offset() else {
+            continue;
+        };
+        let fd = captured.ok_or((Errno::ENOENT, r.start))?.as_raw_fd();
+        if matches!(r.backing, Backing::AioRing { .. }) {
+            match read_captured(r, fd, offset).and_then(|b| aio::restore(r.start as usize, &b)) {
+                Ok(()) => continue,
+                // The ring's bytes come back as plain memory, as before contexts were kept.
+                Err(e) => aio::warn_lost(r.start as usize, e),
+            }
         }
+        // SAFETY: single-threaded resume; the range is a saved region.
+        unsafe { restore_captured(r, fd, offset) }.map_err(|e| (e, r.start))?;
     }
     unmap_leftovers(meta, &before);
     restore_stack_copy(meta);
@@ -124,7 +133,7 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             }
             .map(|_| ())
         }
-        Backing::Captured { .. } => Ok(()),
+        Backing::Captured { .. } | Backing::AioRing { .. } => Ok(()),
         Backing::Shared { name, offset } => unsafe {
             crate::memory::shared::map(start, len, prot, name, *offset)
         },
@@ -134,6 +143,21 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             may_write,
         } => unsafe { crate::memory::sysv_shm::attach(start, len, prot, *id, *offset, *may_write) },
     }
+}
+
+/// The captured bytes of region `r` (an AIO ring: a page or a few).
+fn read_captured(r: &Region, fd: i32, offset: u64) -> Result<Vec<u8>, Errno> {
+    let mut bytes = vec![0u8; r.len() as usize];
+    let mut done = 0;
+    while done < bytes.len() {
+        match sys::pread(fd, &mut bytes[done..], offset + done as u64) {
+            Ok(0) => return Err(Errno::EFAULT),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes)
 }
 
 /// Moves captured bytes into fresh pool storage mapped at the region.

@@ -25,7 +25,7 @@ use crate::threads::{arch, coordinator, glibc};
 use crate::vmem;
 use core::sync::atomic::Ordering;
 use rustix::fd::AsFd;
-use zhuque_image::{Backing, Meta, State};
+use zhuque_image::{Meta, State};
 
 const RESUME_STACK: usize = 1 << 20;
 
@@ -55,7 +55,7 @@ pub fn resume(meta: Meta, launch: Launch) -> ! {
     let captured = if meta
         .regions
         .iter()
-        .any(|r| matches!(r.backing, Backing::Captured { .. }))
+        .any(|r| r.backing.captured_offset().is_some())
     {
         Some(image_io::open_captured(dir).unwrap_or_else(|e| {
             diag::refuse(

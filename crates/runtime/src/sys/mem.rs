@@ -122,6 +122,52 @@ pub unsafe fn mremap(
     })
 }
 
+// ---- kernel AIO contexts (their ring is a mapping of the process) ----------------------------
+
+/// `struct iocb` of `<linux/aio_abi.h>` (x86-64, little-endian field order).
+#[repr(C)]
+#[derive(Default)]
+pub struct Iocb {
+    pub data: u64,
+    pub key: u32,
+    pub rw_flags: i32,
+    pub opcode: u16,
+    pub reqprio: i16,
+    pub fildes: u32,
+    pub buf: u64,
+    pub nbytes: u64,
+    pub offset: i64,
+    pub reserved2: u64,
+    pub flags: u32,
+    pub resfd: u32,
+}
+
+/// `IOCB_CMD_PWRITE`.
+pub const IOCB_CMD_PWRITE: u16 = 1;
+
+/// `io_setup`: a new AIO context for `nr` requests; returns its id, the address of its ring.
+pub fn io_setup(nr: u32) -> Result<usize> {
+    let mut ctx: u64 = 0;
+    // SAFETY: `ctx` is a valid out-pointer (the kernel requires it to hold 0).
+    check(unsafe { syscall2(nr::IO_SETUP, nr as usize, &mut ctx as *mut u64 as usize) })?;
+    Ok(ctx as usize)
+}
+
+/// `io_destroy` of context `ctx` (waits for its requests, unmaps its ring).
+pub fn io_destroy(ctx: usize) -> Result<()> {
+    // SAFETY: plain system call; the kernel validates the id.
+    check(unsafe { syscall1(nr::IO_DESTROY, ctx) }).map(|_| ())
+}
+
+/// `io_submit` of `iocbs` (pointers to `struct iocb`); returns how many were taken.
+///
+/// # Safety
+/// Every pointer is a valid `struct iocb` whose buffers stay valid until completion.
+pub unsafe fn io_submit(ctx: usize, iocbs: &[usize]) -> Result<usize> {
+    // SAFETY: forwarded contract.
+    check(unsafe { syscall3(nr::IO_SUBMIT, ctx, iocbs.len(), iocbs.as_ptr() as usize) })
+}
+
 /// `shmat`: attaches System V segment `id` where the kernel chooses.
 ///
 /// # Safety

@@ -138,6 +138,9 @@ pub mod nr {
     pub const MLOCKALL: usize = g::__NR_mlockall as usize;
     pub const MLOCK2: usize = g::__NR_mlock2 as usize;
     pub const FANOTIFY_INIT: usize = g::__NR_fanotify_init as usize;
+    pub const IO_SETUP: usize = g::__NR_io_setup as usize;
+    pub const IO_DESTROY: usize = g::__NR_io_destroy as usize;
+    pub const IO_SUBMIT: usize = g::__NR_io_submit as usize;
     pub const FANOTIFY_MARK: usize = g::__NR_fanotify_mark as usize;
     pub const OPEN_BY_HANDLE_AT: usize = g::__NR_open_by_handle_at as usize;
     pub const PRCTL: usize = g::__NR_prctl as usize;

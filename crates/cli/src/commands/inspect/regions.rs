@@ -17,7 +17,9 @@ use crate::display;
 use crate::json::Value;
 
 /// The names [`Backing`] kinds have in `inspect`'s output, in summary order.
-const KINDS: [&str; 6] = ["pool", "file", "anon", "captured", "shared", "sysv-shm"];
+const KINDS: [&str; 7] = [
+    "pool", "file", "anon", "captured", "shared", "sysv-shm", "aio-ring",
+];
 
 fn kind_index(b: &Backing) -> usize {
     match b {
@@ -27,6 +29,7 @@ fn kind_index(b: &Backing) -> usize {
         Backing::Captured { .. } => 3,
         Backing::Shared { .. } => 4,
         Backing::SysvShm { .. } => 5,
+        Backing::AioRing { .. } => 6,
     }
 }
 
@@ -78,7 +81,9 @@ impl ImageFiles {
     fn disk_bytes(&mut self, r: &Region) -> Option<u64> {
         let (path, offset) = match &r.backing {
             Backing::Pool { offset } => (self.dir.join(MEMORY_FILE), *offset),
-            Backing::Captured { offset } => (self.dir.join(CAPTURED_FILE), *offset),
+            Backing::Captured { offset } | Backing::AioRing { offset } => {
+                (self.dir.join(CAPTURED_FILE), *offset)
+            }
             Backing::Shared { name, offset } => (
                 self.shared_dir.join(String::from_utf8_lossy(name).as_ref()),
                 *offset,
@@ -133,7 +138,9 @@ pub fn list_json(views: &[RegionView]) -> Value {
                 let (path, offset) = match &r.backing {
                     Backing::File { file, offset, .. } => (Some(file.path.as_slice()), *offset),
                     Backing::Shared { name, offset } => (Some(name.as_slice()), *offset),
-                    Backing::Pool { offset } | Backing::Captured { offset } => (None, *offset),
+                    Backing::Pool { offset }
+                    | Backing::Captured { offset }
+                    | Backing::AioRing { offset } => (None, *offset),
                     Backing::Anon => (None, 0),
                     Backing::SysvShm { offset, .. } => (None, *offset),
                 };
@@ -154,8 +161,8 @@ pub fn list_json(views: &[RegionView]) -> Value {
 /// Regions by what backs them, and the files mapped.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RegionSummary {
-    /// `(kind, regions, bytes, bytes on disk)` for pool, file, anon, captured, shared.
-    pub by_backing: [(&'static str, u64, u64, u64); 6],
+    /// `(kind, regions, bytes, bytes on disk)` for each kind of [`KINDS`].
+    pub by_backing: [(&'static str, u64, u64, u64); 7],
     /// `(path, regions, bytes)` per mapped file, in order of first appearance.
     pub files: Vec<(Vec<u8>, u64, u64)>,
     /// Lowest start and highest end.
@@ -311,7 +318,8 @@ mod tests {
                 ("anon", 1, 0x400, 0),
                 ("captured", 0, 0, 0),
                 ("shared", 0, 0, 0),
-                ("sysv-shm", 0, 0, 0)
+                ("sysv-shm", 0, 0, 0),
+                ("aio-ring", 0, 0, 0)
             ]
         );
         assert_eq!(
