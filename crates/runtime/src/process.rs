@@ -37,6 +37,10 @@ pub struct Launch {
     /// `/proc/self/exe`.
     pub exe: Vec<u8>,
     pub cwd: Vec<u8>,
+    /// The address space as the runtime found it: one read of `/proc/self/maps` for the
+    /// start's questions (the stack, this library's path, the layout), which every program a
+    /// tree executes asks.
+    pub maps: Vec<crate::procfs::Vma>,
 }
 
 /// What makes an executed program a member of this process's tree: the canonical
@@ -440,7 +444,8 @@ impl Launch {
         let cwd = rustix::process::getcwd(Vec::new())
             .map(|c| c.into_bytes())
             .unwrap_or_default();
-        let stack_top = crate::procfs::stack_top().unwrap_or(0);
+        let maps = crate::procfs::maps();
+        let stack_top = crate::procfs::stack_top(&maps).unwrap_or(0);
         Launch {
             initial_sp,
             stack_top,
@@ -450,6 +455,7 @@ impl Launch {
             execfn,
             exe,
             cwd,
+            maps,
         }
     }
 

@@ -429,12 +429,9 @@ fn is_smaps_header(line: &[u8]) -> bool {
     first.contains(&b'-') && !first.contains(&b':')
 }
 
-/// End of the `[stack]` mapping.
-pub fn stack_top() -> Option<usize> {
-    maps()
-        .into_iter()
-        .find(|v| v.name == b"[stack]")
-        .map(|v| v.end)
+/// End of the `[stack]` mapping in `maps`.
+pub fn stack_top(maps: &[Vma]) -> Option<usize> {
+    maps.iter().find(|v| v.name == b"[stack]").map(|v| v.end)
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ fn init() {
         fail_after.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
-    let runtime_path = own_path();
+    let runtime_path = own_path(&launch.maps);
     if cannot_reach(&dir) {
         run_unprotected(&dir);
         return;
@@ -354,11 +354,10 @@ pub fn reexec(target: &Program) -> ! {
     )
 }
 
-/// Path of this library (`libzhuque.so`), found in the address space.
-fn own_path() -> Vec<u8> {
+/// Path of this library (`libzhuque.so`), found in the address space (`maps`).
+fn own_path(maps: &[procfs::Vma]) -> Vec<u8> {
     let here = own_path as *const () as usize;
-    procfs::maps()
-        .into_iter()
+    maps.iter()
         .find(|v| v.start <= here && here < v.end)
         .map(|v| v.path().to_vec())
         .unwrap_or_else(|| diag::fatal("cannot find libzhuque.so in the address space"))
@@ -393,7 +392,7 @@ pub fn fresh_start(program: Program, launch: Launch) {
         state: Some(State::Running),
         created_unix_ns: process::unix_ns(),
         pid: sys::getpid(),
-        namespaced: in_zhuque_namespace(),
+        namespaced: crate::tree::in_tree() || in_zhuque_namespace(),
         program,
         layout: current_layout(&launch),
         ..Meta::default()
@@ -432,13 +431,13 @@ pub fn in_zhuque_namespace() -> bool {
 
 /// Facts about this machine and address space that a resume must find identical.
 pub fn current_layout(launch: &Launch) -> Layout {
-    let maps = procfs::maps();
+    let maps = &launch.maps;
     let mut layout = Layout {
         stack_top: launch.stack_top as u64,
         initial_sp: launch.initial_sp as u64,
         ..Layout::default()
     };
-    for v in &maps {
+    for v in maps {
         match v.name.as_slice() {
             b"[vdso]" => {
                 layout.vdso_start = v.start as u64;

@@ -77,7 +77,7 @@ pub fn resume(meta: Meta, launch: Launch) -> ! {
     }
     let mut running = meta.clone();
     running.state = Some(State::Running);
-    running.namespaced = crate::runtime::in_zhuque_namespace();
+    running.namespaced = crate::tree::in_tree() || crate::runtime::in_zhuque_namespace();
     p.set_meta(running);
     p.set_launch(launch);
     let ctx = Box::leak(Box::new(Ctx { meta, captured })) as *mut Ctx as usize;
