@@ -306,8 +306,10 @@ pub fn is_dependent_pipe(fd: i32) -> bool {
 /// map its pool privately before each fork and shared again after each child, and fault every
 /// page it touches in again twice per child; staying privatized, the next fork finds the pool
 /// private already. What it costs: the pages written meanwhile exist twice (the pool's and the
-/// private copy) until the settle; a save settles first anyway.
-const SETTLE_QUIET_NS: u64 = 200_000_000;
+/// private copy) until the settle, and a save that comes first settles inside the save (at
+/// 200 ms the tree save of `bench/tree_save.sh` grew by a millisecond; commands that run
+/// longer than this pay one settle each, which they do not feel).
+const SETTLE_QUIET_NS: u64 = 20_000_000;
 
 /// How often a parent whose quiet time is over looks again for children that still read its
 /// pool (each copies it after a short grace, or ends).
