@@ -119,16 +119,25 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     );
     let mut out = Vec::new();
     let vmas = mappings();
-    // smaps (slow to read) only when a shared mapping is read-only now: whether `mprotect`
-    // may make it writable is not in maps.
-    let may_write_starts = if vmas.iter().any(|(v, _)| v.shared && !v.writable()) {
+    // smaps (slow to read) only when a shared mapping other than the pool's is read-only now:
+    // whether `mprotect` may make it writable is not in maps. (The pool's read-only mappings,
+    // relocated read-only data of every program, need no answer: pool memory comes back as
+    // it was mapped.)
+    let is_pool = |v: &Vma| v.dev == mem_dev && v.ino == mem_ino;
+    let may_write_starts = if vmas
+        .iter()
+        .any(|(v, _)| v.shared && !v.writable() && !is_pool(v))
+    {
         procfs::may_write_starts()
     } else {
         Vec::new()
     };
     let may_write =
         |v: &Vma| v.shared && (v.writable() || may_write_starts.binary_search(&v.start).is_ok());
-    let segments_kept = crate::memory::sysv_shm::segments_are_kept();
+    // Asked (two `stat`s) only of a process that has a System V segment attached.
+    let mut kept_answer = None;
+    let mut segments_kept =
+        || *kept_answer.get_or_insert_with(crate::memory::sysv_shm::segments_are_kept);
     let mut warned_segments = false;
     for (v, anon_bytes) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
@@ -155,7 +164,8 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
             });
             continue;
         }
-        if !segments_kept && !warned_segments && crate::memory::sysv_shm::segment_id(&v).is_some() {
+        let segment = crate::memory::sysv_shm::segment_id(&v);
+        if segment.is_some() && !warned_segments && !segments_kept() {
             warned_segments = true;
             crate::diag::Line::new()
                 .str(
@@ -166,8 +176,8 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         }
         let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
             Backing::Pool { offset: v.offset }
-        } else if let Some(id) = crate::memory::sysv_shm::segment_id(&v)
-            && segments_kept
+        } else if let Some(id) = segment
+            && segments_kept()
         {
             Backing::SysvShm {
                 id,
