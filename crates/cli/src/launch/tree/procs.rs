@@ -31,7 +31,7 @@ pub fn pids() -> Vec<i32> {
 /// with `pthread_exit` shows as a zombie while its other threads run: the process's state
 /// is then a live thread's.
 pub fn fact(pid: i32) -> Option<ProcFact> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_small(&format!("/proc/{pid}/stat"))?;
     let mut f = snapshot::parse_stat(&text)?;
     if f.is_zombie()
         && let Some(state) = live_thread_state(pid)
@@ -39,6 +39,29 @@ pub fn fact(pid: i32) -> Option<ProcFact> {
         f.state = state;
     }
     Some(f)
+}
+
+/// A small `/proc` file in one `read` (`fs::read_to_string` starts with a 32-byte read and
+/// grows from there: six system calls for a `stat` line; the init reads one for every process
+/// at every save).
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
 }
 
 /// A pidfd of process `pid`: it keeps naming that process after the pid is given to another.
@@ -175,7 +198,13 @@ pub fn has_exe(pid: i32) -> bool {
 /// Whether the program `pid` runs is a statically linked ELF (no program interpreter):
 /// such a program never runs the runtime.
 pub fn is_static(pid: i32) -> bool {
-    fs::read(format!("/proc/{pid}/exe")).is_ok_and(|elf| elf_is_static(&elf))
+    use std::io::Read;
+    // The ELF header and the program headers are at the start of the file: the first 64 KiB
+    // hold them (a file whose program headers lie further is taken as dynamic).
+    let mut head = Vec::new();
+    fs::File::open(format!("/proc/{pid}/exe"))
+        .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
+        .is_ok_and(|_| elf_is_static(&head))
 }
 
 /// An ELF64 file without a `PT_INTERP` program header (anything unreadable is not static).
