@@ -62,9 +62,9 @@ pub fn join() -> bool {
             JOINED => return true,
             JOINING => sys::futex_wait(&STATE, JOINING, None),
             LAZY => {
+                // Not stopped halfway by a save it would then wait for.
+                let _c = crate::signals::critical();
                 if claim(LAZY) {
-                    // Not stopped halfway by a save it would then wait for.
-                    let _c = crate::signals::critical();
                     become_member(false);
                     return true;
                 }
@@ -76,8 +76,8 @@ pub fn join() -> bool {
                 if is_coordinator() {
                     return false;
                 }
+                let _c = crate::signals::critical();
                 if claim(EXECUTING) {
-                    let _c = crate::signals::critical();
                     become_member(true);
                     return true;
                 }
@@ -159,6 +159,10 @@ fn become_member(executing: bool) {
 fn done() {
     STATE.store(JOINED, Ordering::Release);
     sys::futex_wake(&STATE, u32::MAX);
+    // A message the init sent at once (a `Stop`, when a save is under way) is the
+    // coordinator's to read, and it skipped the channel while this process was joining:
+    // it looks again now (`wake` is a no-op on the coordinator itself).
+    crate::threads::coordinator::wake();
 }
 
 /// Takes the image directory `dir` (an fd), connects and writes the first `meta`.
