@@ -174,7 +174,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 )
                 .emit();
         }
-        let backing = if v.shared && v.dev == mem_dev && v.ino == mem_ino {
+        let backing = if v.shared && is_pool(&v) {
             Backing::Pool { offset: v.offset }
         } else if let Some(id) = segment
             && segments_kept()

@@ -169,10 +169,10 @@ fn done() {
 fn connect(dir: i32, executing: bool) {
     let p = process::get();
     p.dir_fd.store(dir, Ordering::Release);
-    let mut pdir = p.tree_dir().unwrap_or_default().to_vec();
-    pdir.push(b'/');
-    pdir.extend_from_slice(zhuque_image::tree::process_dir(sys::getpid()).as_bytes());
-    p.set_dir(pdir);
+    p.set_dir(super::member::own_dir(
+        p.tree_dir().unwrap_or_default(),
+        sys::getpid(),
+    ));
     if !control::reconnect() || control::hello() != Some(Role::Fresh) {
         refuse("the zhuque init did not take the child in", "");
     }

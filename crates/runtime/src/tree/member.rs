@@ -90,7 +90,7 @@ fn exec_again(target: &Program) -> ! {
 }
 
 /// `DIR/p/<pid>`.
-fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
+pub(super) fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
     let mut d = dir.to_vec();
     d.push(b'/');
     d.extend_from_slice(process_dir(pid).as_bytes());
