@@ -26,6 +26,13 @@ fn mmap_ops() {
     crash_case("mmap_ops", &MMAP_OPS, CrashPlan::default());
 }
 
+/// Mappings that take back the storage of unmapped ones (the pool's pending list) read zeros
+/// on every byte, and live ones keep their contents, across failures.
+#[test]
+fn unmapped_storage_comes_back_zeroed() {
+    crash_case("mem_recycle", &MEM_RECYCLE, CrashPlan::default());
+}
+
 /// setjmp/longjmp, atexit and qsort callbacks used after resumes (pointer guard, stack
 /// canary); exit status 5 from exit().
 #[test]

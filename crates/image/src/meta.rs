@@ -221,8 +221,8 @@ pub struct Meta {
     pub pid: i32,
     /// Whether the program ran in a pid namespace owned by `zhuque run` (ids are kept).
     pub namespaced: bool,
-    /// Bump pointer of the `memory` file: offsets are never reused, so a region's offset is
-    /// valid for as long as the region lives.
+    /// Bump pointer of the `memory` file: an offset is handed out again only after its region
+    /// was unmapped, so a region's offset is valid for as long as the region lives.
     pub pool_end: u64,
     pub program: Program,
     pub layout: Layout,

@@ -754,6 +754,11 @@ pub const MMAP_OPS: Case = Case {
     args: &["3000", "mmap_ops.dat"],
     status: 0,
 };
+pub const MEM_RECYCLE: Case = Case {
+    file: "mem_recycle.c",
+    args: &["4000"],
+    status: 0,
+};
 pub const CALLBACKS: Case = Case {
     file: "callbacks.c",
     args: &["400", "5000"],
@@ -776,6 +781,7 @@ pub const ALL_CASES: &[Case] = &[
     COMPUTE_LOOP,
     ALLOC_CHURN,
     MMAP_OPS,
+    MEM_RECYCLE,
     CALLBACKS,
     FAIL_POINTS,
     NO_FAIL_POINTS,

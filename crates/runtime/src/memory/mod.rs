@@ -121,9 +121,15 @@ pub fn map(
         // reserve natively would at worst be reclaimed; here it would be a SIGBUS.
         backing::admit(len)?;
     }
-    let pool_off = pool::alloc(len as u64)?;
+    let (pool_off, resident) = pool::alloc_recycled(len as u64)?;
     // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
     let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
+    if resident && prot & sys::PROT_WRITE != 0 {
+        // Storage taken back whole: its pages exist, so one call maps them all writable
+        // (cheaper than a fault per page; nothing is allocated). Best effort.
+        // SAFETY: populating page tables of our own fresh mapping changes no contents.
+        let _ = unsafe { sys::madvise(at, len, sys::MADV_POPULATE_WRITE) };
+    }
     // With MAP_FIXED the mapping replaced what was there; without, the kernel chose free
     // addresses, where the table may still list memory ld.so unmapped.
     table::get().insert_new(

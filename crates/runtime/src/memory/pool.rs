@@ -1,10 +1,12 @@
 //! The pool: one sparse file (`memory` in the image) backing every persistent region.
 //!
-//! Offsets come from a bump pointer and are never reused. That makes a region's offset valid
-//! for as long as the region lives, whatever other threads map or unmap meanwhile, and it makes
-//! the metadata trivially consistent after a failure: a range is either still mapped (and its
-//! offset recorded by the kernel in `/proc/self/maps`) or its storage was punched out. The
-//! offset space is 2^63 bytes; running out is not a practical concern.
+//! Offsets come from a bump pointer; the only storage ever handed out twice is a range that
+//! was unmapped and is still waiting to be punched out ([`release`]), which a new mapping may
+//! take back ([`alloc_recycled`]). That keeps a region's offset valid for as long as the region
+//! lives, whatever other threads map or unmap meanwhile, and it keeps the metadata trivially
+//! consistent after a failure: a range is either mapped (its offset recorded by the kernel in
+//! `/proc/self/maps`), pending in the persistent list below, or punched out. The offset space
+//! is 2^63 bytes; running out is not a practical concern.
 
 use crate::process;
 use crate::sys::{self, Errno};
@@ -66,14 +68,37 @@ pub fn punch(off: u64, len: u64) {
     }
 }
 
-/// Storage of unmapped ranges waiting to be punched out, merged when contiguous. Offsets are
-/// never reused, so freeing them late is only a matter of memory, and batching saves a
-/// `fallocate` per `munmap` (most unmapped ranges were allocated one after the other).
+/// Storage of unmapped ranges waiting to be punched out, oldest first, merged when contiguous.
+/// Nothing maps them, so freeing them late is only a matter of memory; batching saves a
+/// `fallocate` per `munmap` (most unmapped ranges were allocated one after the other), and a
+/// new mapping of a size that fits takes one back instead of fresh storage
+/// ([`alloc_recycled`]). At most [`PENDING_MAX_BYTES`] wait: beyond that the oldest ranges are
+/// punched (a process holds at most that much storage more than it would natively).
 /// Persistent like the rest of the pool bookkeeping; guarded by the memory lock.
 static mut PENDING: [(u64, u64); 32] = [(0, 0); 32];
 static PENDING_LEN: AtomicU64 = AtomicU64::new(0);
 static PENDING_BYTES: AtomicU64 = AtomicU64::new(0);
-const PENDING_MAX_BYTES: u64 = 4 << 20;
+/// Enough for an allocator's burst of freed arenas (python frees dozens of 1 MiB arenas when a
+/// large structure dies, and maps them again when the next one is built).
+pub const PENDING_MAX_BYTES: u64 = 32 << 20;
+
+/// The pending list. Callers hold the memory lock.
+fn pending() -> &'static mut [(u64, u64); 32] {
+    // SAFETY: PENDING is only touched under the memory lock, which the caller holds, and no
+    // caller keeps the reference past its own use of the list.
+    unsafe { &mut *core::ptr::addr_of_mut!(PENDING) }
+}
+
+/// Takes entry `i` out of the pending list, keeping the others in age order.
+fn remove_pending(i: usize) -> (u64, u64) {
+    let pending = pending();
+    let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
+    let e = pending[i];
+    pending.copy_within(i + 1..n, i);
+    PENDING_LEN.store(n as u64 - 1, Ordering::Relaxed);
+    PENDING_BYTES.fetch_sub(e.1, Ordering::Relaxed);
+    e
+}
 
 /// Frees the storage of a range that is no longer mapped, soon. Callers hold the memory lock.
 pub fn release(off: u64, len: u64) {
@@ -84,8 +109,7 @@ pub fn release(off: u64, len: u64) {
         super::fork::deferred_release(off, len);
         return;
     }
-    // SAFETY: PENDING is only touched under the memory lock, which the caller holds.
-    let pending = unsafe { &mut *core::ptr::addr_of_mut!(PENDING) };
+    let pending = pending();
     let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
     let merged = pending[..n].iter_mut().any(|(o, l)| {
         if *o + *l == off {
@@ -101,23 +125,113 @@ pub fn release(off: u64, len: u64) {
     });
     if !merged {
         if n == pending.len() {
-            flush_released();
-            return release(off, len);
+            let (o, l) = remove_pending(0);
+            punch(o, l);
         }
+        let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
         pending[n] = (off, len);
         PENDING_LEN.store(n as u64 + 1, Ordering::Relaxed);
     }
-    if PENDING_BYTES.fetch_add(len, Ordering::Relaxed) + len >= PENDING_MAX_BYTES {
-        flush_released();
+    PENDING_BYTES.fetch_add(len, Ordering::Relaxed);
+    trim_pending();
+}
+
+/// Punches the oldest pending storage until at most [`PENDING_MAX_BYTES`] wait, cutting the
+/// last range it touches rather than punching it whole (merged neighbours make long ranges).
+fn trim_pending() {
+    loop {
+        let excess = PENDING_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(PENDING_MAX_BYTES);
+        if excess == 0 {
+            return;
+        }
+        let (o, l) = pending()[0];
+        if l <= excess {
+            remove_pending(0);
+            punch(o, l);
+        } else {
+            punch(o, excess);
+            pending()[0] = (o + excess, l - excess);
+            PENDING_BYTES.fetch_sub(excess, Ordering::Relaxed);
+        }
     }
+}
+
+/// Storage for a new mapping of `len` bytes, taken from the ranges waiting to be punched out
+/// when one is large enough, else fresh. Taking back storage just unmapped spares the kernel
+/// freeing its pages and allocating new ones for the next mapping (allocators unmap and map
+/// arenas of one size over and over); the pages that hold data are zeroed in place, since
+/// new memory must read zeros. Callers hold the memory lock.
+///
+/// Returns the offset and whether the storage was taken back with data on every page (its
+/// pages are then in memory: mapping them up front spares a fault per page).
+pub fn alloc_recycled(len: u64) -> Result<(u64, bool), Errno> {
+    match recycle(len) {
+        Some(r) => Ok(r),
+        None => alloc(len).map(|off| (off, false)),
+    }
+}
+
+fn recycle(len: u64) -> Option<(u64, bool)> {
+    if super::fork::privatized() {
+        // A child may read pending ranges' old offsets through its copy of the bookkeeping.
+        return None;
+    }
+    let pending = pending();
+    let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
+    let (i, &(o, l)) = pending[..n]
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, l))| *l >= len)
+        .min_by_key(|(_, (_, l))| *l)?;
+    let off = o + l - len;
+    let zeroed = zero_data(off, len).ok()?;
+    if l == len {
+        remove_pending(i);
+    } else {
+        pending[i].1 = l - len;
+        PENDING_BYTES.fetch_sub(len, Ordering::Relaxed);
+    }
+    Some((off, zeroed == len))
+}
+
+/// Zeros the parts of `[off, off+len)` of the pool that hold data (holes already read zeros),
+/// chunk by chunk: `SEEK_DATA` skips a hole cheaply, while `SEEK_HOLE` would walk every page of
+/// the data that follows, far past the range when the pending storage around it is one long
+/// run of data. Each chunk starts at data and is zeroed whole. Returns the bytes zeroed.
+fn zero_data(off: u64, len: u64) -> Result<u64, Errno> {
+    const CHUNK: u64 = 64 << 10;
+    let fd = process::get().mem_fd();
+    if len <= CHUNK {
+        // One write instead of a seek and a write: the few hole pages it fills are pages the
+        // program is about to touch.
+        return sys::pwrite_zeros(fd, off, len).map(|_| len);
+    }
+    let end = off + len;
+    let mut at = off;
+    let mut zeroed = 0;
+    while at < end {
+        let data = match sys::lseek(fd, at as i64, sys::SEEK_DATA) {
+            Ok(d) => d,
+            Err(Errno::ENXIO) => break,
+            Err(e) => return Err(e),
+        };
+        if data >= end {
+            break;
+        }
+        let chunk_end = (data + CHUNK).min(end);
+        sys::pwrite_zeros(fd, data, chunk_end - data)?;
+        zeroed += chunk_end - data;
+        at = chunk_end;
+    }
+    Ok(zeroed)
 }
 
 /// Punches out every pending range. Callers hold the memory lock.
 pub fn flush_released() {
-    // SAFETY: as in `release`.
-    let pending = unsafe { &mut *core::ptr::addr_of_mut!(PENDING) };
     let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
-    for (off, len) in &pending[..n] {
+    for (off, len) in &pending()[..n] {
         punch(*off, *len);
     }
     PENDING_LEN.store(0, Ordering::Relaxed);

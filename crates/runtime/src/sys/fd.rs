@@ -246,6 +246,42 @@ pub fn pwrite(fd: i32, buf: &[u8], off: u64) -> Result<usize> {
     )
 }
 
+/// Writes zeros over `[off, off+len)` of a file, from one static zero page repeated: storage
+/// that already holds data is cleared in place, without freeing and reallocating it.
+pub fn pwrite_zeros(fd: i32, mut off: u64, mut len: u64) -> Result<()> {
+    static ZERO: [u8; super::PAGE] = [0; super::PAGE];
+    const IOVECS: usize = 64;
+    let iov = [g::iovec {
+        iov_base: ZERO.as_ptr() as *mut _,
+        iov_len: super::PAGE as _,
+    }; IOVECS];
+    while len > 0 {
+        let pages = len.div_ceil(super::PAGE as u64).min(IOVECS as u64) as usize;
+        let mut last = iov;
+        let tail = len - (pages as u64 - 1) * super::PAGE as u64;
+        last[pages - 1].iov_len = tail.min(super::PAGE as u64) as _;
+        let n = call(
+            nr::PWRITEV,
+            fd as usize,
+            last.as_ptr() as usize,
+            pages,
+            off as usize,
+            0,
+            0,
+        );
+        match n {
+            Ok(0) => return Err(Errno::ENOSPC),
+            Ok(n) => {
+                off += n as u64;
+                len -= n as u64;
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes all of `buf` (retrying short writes and `EINTR`).
 pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<()> {
     while !buf.is_empty() {

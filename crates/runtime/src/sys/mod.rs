@@ -93,6 +93,7 @@ pub mod nr {
     pub const IOCTL: usize = g::__NR_ioctl as usize;
     pub const PREAD64: usize = g::__NR_pread64 as usize;
     pub const PWRITE64: usize = g::__NR_pwrite64 as usize;
+    pub const PWRITEV: usize = g::__NR_pwritev as usize;
     pub const SCHED_YIELD: usize = g::__NR_sched_yield as usize;
     pub const MREMAP: usize = g::__NR_mremap as usize;
     pub const MADVISE: usize = g::__NR_madvise as usize;
