@@ -33,6 +33,15 @@ fn unmapped_storage_comes_back_zeroed() {
     crash_case("mem_recycle", &MEM_RECYCLE, CrashPlan::default());
 }
 
+/// A writable private file mapping stays the kernel's: pages written are the program's own
+/// copies (kept by a save, written back at a resume), the others show the file as it is now
+/// (changes made with `pwrite`, pages dropped with `MADV_DONTNEED`); smaps counts exactly the
+/// written pages as anonymous, before and after failures.
+#[test]
+fn private_file_mapping_keeps_its_written_pages() {
+    crash_case("mem_private_file", &MEM_PRIVATE_FILE, CrashPlan::default());
+}
+
 /// setjmp/longjmp, atexit and qsort callbacks used after resumes (pointer guard, stack
 /// canary); exit status 5 from exit().
 #[test]

@@ -8,8 +8,9 @@ pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// 3: a shared file region says whether it may be made writable (`may_write`); earlier
 /// versions decode with it set when the region is writable. 4: System V segment attachments
 /// ([`Backing::SysvShm`]), and copies of small named objects on volatile filesystems
-/// (`Backing::File.copy`). 5: kernel AIO rings ([`Backing::AioRing`]).
-pub const VERSION: u32 = 5;
+/// (`Backing::File.copy`). 5: kernel AIO rings ([`Backing::AioRing`]). 6: private file
+/// mappings kept with their file and the pages written ([`Backing::PrivateFile`]).
+pub const VERSION: u32 = 6;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -140,6 +141,17 @@ pub enum Backing {
     /// ring of the same size, brings its head and tail where they were, puts the completed
     /// events back and moves the ring to this address.
     AioRing { offset: u64 },
+    /// A private mapping of `file` at `offset` (writable, or written before it was made
+    /// read-only): the file is mapped privately again at a resume, and the pages the program
+    /// had written (its own copies, found in `pagemap`) are written back over it. `written`
+    /// lists them as byte ranges from the region's start, in order, page-aligned; their bytes
+    /// follow each other in the `captured` file from `captured`.
+    PrivateFile {
+        file: FileId,
+        offset: u64,
+        written: Vec<(u64, u64)>,
+        captured: u64,
+    },
 }
 
 impl Backing {
@@ -148,6 +160,21 @@ impl Backing {
         match self {
             Backing::Captured { offset } | Backing::AioRing { offset } => Some(*offset),
             _ => None,
+        }
+    }
+
+    /// Whether a resume reads bytes of the region from the `captured` file.
+    pub fn uses_captured(&self) -> bool {
+        self.captured_offset().is_some() || self.written_bytes() > 0
+    }
+
+    /// Bytes of a [`Backing::PrivateFile`] the program wrote (0 for other backings).
+    pub fn written_bytes(&self) -> u64 {
+        match self {
+            Backing::PrivateFile { written, .. } => {
+                written.iter().map(|(s, e)| e.saturating_sub(*s)).sum()
+            }
+            _ => 0,
         }
     }
 }
@@ -438,7 +465,52 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.u8(7);
             w.u64(*offset);
         }
+        Backing::PrivateFile {
+            file,
+            offset,
+            written,
+            captured,
+        } => {
+            w.u8(8);
+            put_file(w, file);
+            w.u64(*offset);
+            w.u64(written.len() as u64);
+            for (s, e) in written {
+                w.u64(*s);
+                w.u64(*e);
+            }
+            w.u64(*captured);
+        }
     }
+}
+
+/// A [`Backing::PrivateFile`] of a region `len` bytes long: its written ranges must be
+/// page-aligned, in order, apart and inside the region.
+fn get_private_file(r: &mut Reader, version: u32, len: u64) -> Result<Backing, Error> {
+    let file = get_file(r, version)?;
+    let offset = r.u64()?;
+    let n = r.u64()?;
+    // Each range takes 16 bytes: a count beyond the bytes left is corrupt.
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| n.saturating_mul(16) <= r.remaining())
+        .ok_or(Error::Truncated)?;
+    let mut written = Vec::with_capacity(n);
+    let mut last = 0;
+    for _ in 0..n {
+        let (s, e) = (r.u64()?, r.u64()?);
+        if s < last || e <= s || e > len || s % 4096 != 0 || e % 4096 != 0 {
+            return Err(Error::Invalid("written ranges of a private file region"));
+        }
+        last = e;
+        written.push((s, e));
+    }
+    Ok(Backing::PrivateFile {
+        file,
+        offset,
+        written,
+        captured: r.u64()?,
+    })
 }
 
 fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
@@ -492,6 +564,7 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
             }
         }
         7 if version >= 5 => Backing::AioRing { offset: r.u64()? },
+        8 if version >= 6 => get_private_file(r, version, end - start.min(end))?,
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {
@@ -690,6 +763,17 @@ mod tests {
                     prot: 0,
                     backing: Backing::Anon,
                 },
+                Region {
+                    start: 0x8000,
+                    end: 0xc000,
+                    prot: 3,
+                    backing: Backing::PrivateFile {
+                        file: FileId::default(),
+                        offset: 8192,
+                        written: vec![(0, 0x1000), (0x2000, 0x4000)],
+                        captured: 0x3000,
+                    },
+                },
             ],
             threads: vec![Thread {
                 tid: 2,
@@ -719,6 +803,26 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), m);
         bytes[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
         assert!(matches!(decode(&bytes), Err(Error::Version(_))));
+    }
+
+    /// Written ranges of a private file region that are out of order, overlapping, empty,
+    /// unaligned or past the region's end are refused.
+    #[test]
+    fn bad_written_ranges_are_refused() {
+        for bad in [
+            vec![(0x2000, 0x3000), (0, 0x1000)],
+            vec![(0, 0x2000), (0x1000, 0x3000)],
+            vec![(0x1000, 0x1000)],
+            vec![(0x800, 0x1000)],
+            vec![(0, 0x5000)],
+        ] {
+            let mut m = sample();
+            let Backing::PrivateFile { written, .. } = &mut m.regions[3].backing else {
+                panic!("sample changed");
+            };
+            *written = bad.clone();
+            assert!(decode(&encode(&m)).is_err(), "{bad:x?} was accepted");
+        }
     }
 
     #[test]

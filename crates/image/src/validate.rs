@@ -64,6 +64,21 @@ pub fn bounds(meta: &Meta, memory_len: u64, captured_len: u64) -> Result<(), Dam
             }
             Backing::Shared { offset, .. } => (*offset, u64::MAX, "a shared object region"),
             Backing::SysvShm { offset, .. } => (*offset, u64::MAX, "a System V segment region"),
+            Backing::PrivateFile {
+                offset, captured, ..
+            } => {
+                let written = r.backing.written_bytes();
+                if captured
+                    .checked_add(written)
+                    .is_none_or(|end| end > captured_len)
+                {
+                    return Err(bad(
+                        "a private file region's pages beyond the end of the captured memory file (truncated?)",
+                        r.start,
+                    ));
+                }
+                (*offset, u64::MAX, "a private file region")
+            }
         };
         let end = offset.checked_add(r.len()).filter(|e| *e <= file_len);
         let Some(end) = end.filter(|_| offset.is_multiple_of(PAGE)) else {

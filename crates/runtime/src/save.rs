@@ -139,6 +139,8 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     let mut segments_kept =
         || *kept_answer.get_or_insert_with(crate::memory::sysv_shm::segments_are_kept);
     let mut warned_segments = false;
+    // Opened for the first private file mapping, if any.
+    let mut pagemap = None;
     for (v, anon_bytes) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
@@ -200,7 +202,11 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 Ok(b) => b,
                 Err(_) => capture(&v, captured),
             }
-        } else if v.is_file() && !v.deleted() && (v.shared || (!v.writable() && anon_bytes == 0)) {
+        } else if v.is_file()
+            && !v.deleted()
+            && (v.shared
+                || (!v.writable() && anon_bytes == 0 && !crate::memory::private_file_writes()))
+        {
             match image_io::file_id(v.path()) {
                 Some(file) => Backing::File {
                     copy: if v.shared {
@@ -215,6 +221,10 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 },
                 None => capture(&v, captured),
             }
+        } else if v.is_file() && !v.deleted() && !v.shared {
+            let pm = pagemap.get_or_insert_with(|| crate::memory::pagemap::open().ok());
+            let pm = pm.as_ref().map(|fd| fd.raw());
+            private_file(&v, pm, captured).unwrap_or_else(|| capture(&v, captured))
         } else if v.prot == 0 && !v.shared {
             Backing::Anon
         } else {
@@ -246,6 +256,43 @@ fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
     Backing::Captured {
         offset: copy_bytes(v, captured),
     }
+}
+
+/// A private file mapping (a program's writable `MAP_PRIVATE` mapping of a file) stays with
+/// its file: only the pages the program wrote, its own copies of them, are copied. `None`
+/// when the file or the written pages cannot be told (then the whole mapping is captured).
+/// A read-only one with no page written is a plain file region (library text and data).
+fn private_file(v: &Vma, pagemap: Option<i32>, captured: &mut Vec<u8>) -> Option<Backing> {
+    let file = image_io::file_id(v.path())?;
+    let runs =
+        crate::memory::pagemap::runs(pagemap?, v, crate::memory::pagemap::Pages::Own).ok()?;
+    if runs.is_empty() && !v.writable() {
+        return Some(Backing::File {
+            file,
+            offset: v.offset,
+            shared: false,
+            may_write: false,
+            copy: Vec::new(),
+        });
+    }
+    let at = captured.len() as u64;
+    if !runs.is_empty() && v.prot & sys::PROT_READ == 0 {
+        // SAFETY: adds read permission only, on memory no running thread uses.
+        let _ = unsafe { sys::mprotect(v.start, v.len(), sys::PROT_READ) };
+    }
+    for (s, e) in &runs {
+        // SAFETY: a run of the mapping, readable; every other thread is stopped.
+        captured.extend_from_slice(unsafe { core::slice::from_raw_parts(*s as *const u8, e - s) });
+    }
+    Some(Backing::PrivateFile {
+        file,
+        offset: v.offset,
+        written: runs
+            .iter()
+            .map(|(s, e)| ((s - v.start) as u64, (e - v.start) as u64))
+            .collect(),
+        captured: at,
+    })
 }
 
 /// Appends the bytes of mapping `v` to `captured`; returns where they start.

@@ -759,6 +759,11 @@ pub const MEM_RECYCLE: Case = Case {
     args: &["4000"],
     status: 0,
 };
+pub const MEM_PRIVATE_FILE: Case = Case {
+    file: "mem_private_file.c",
+    args: &["30000", "mem_private_file.dat"],
+    status: 0,
+};
 pub const CALLBACKS: Case = Case {
     file: "callbacks.c",
     args: &["400", "5000"],
@@ -782,6 +787,7 @@ pub const ALL_CASES: &[Case] = &[
     ALLOC_CHURN,
     MMAP_OPS,
     MEM_RECYCLE,
+    MEM_PRIVATE_FILE,
     CALLBACKS,
     FAIL_POINTS,
     NO_FAIL_POINTS,

@@ -48,16 +48,30 @@ const KEPT_FLAGS: i32 = sys::MAP_FIXED
     | sys::MAP_32BIT
     | sys::MAP_NONBLOCK;
 
-/// Whether a request creates memory that must live in the pool: private anonymous memory and
-/// writable private file mappings. Read-only private file mappings and shared file mappings
-/// stay with their files (a save records them; a resume maps them again); shared anonymous
-/// memory gets storage of its own ([`map_shared_anonymous`]).
-fn wants_pool(prot: i32, flags: i32) -> bool {
-    let kind = flags & sys::MAP_TYPE;
-    if flags & sys::MAP_ANONYMOUS != 0 {
-        return kind == sys::MAP_PRIVATE;
-    }
-    kind == sys::MAP_PRIVATE && prot & sys::PROT_WRITE != 0
+/// Whether a request creates memory that must live in the pool: private anonymous memory.
+/// File mappings stay with their files (a save records them; a resume maps them again): a
+/// shared one is the file's, and a private one is copied page by page by the kernel as the
+/// program writes it, so a save keeps only those copies (`save::private_file`) instead of the
+/// runtime copying the whole file into the pool when it is mapped. Shared anonymous memory
+/// gets storage of its own ([`map_shared_anonymous`]).
+fn wants_pool(flags: i32) -> bool {
+    flags & sys::MAP_ANONYMOUS != 0 && flags & sys::MAP_TYPE == sys::MAP_PRIVATE
+}
+
+/// Set once the program has made a private file mapping, or made memory outside the pool
+/// writable: from then on a read-only private file mapping may hold pages the program wrote
+/// before making it read-only, so a save asks `pagemap` about those too (otherwise only
+/// writable ones). Persistent (this library's .bss is pool memory), inherited by a fork.
+static PRIVATE_FILE_WRITES: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Whether a read-only private file mapping may hold pages the program wrote.
+pub fn private_file_writes() -> bool {
+    PRIVATE_FILE_WRITES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+fn note_private_file_writes() {
+    PRIVATE_FILE_WRITES.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
 fn is_shared_anonymous(flags: i32) -> bool {
@@ -104,14 +118,13 @@ pub fn map(
     if is_shared_anonymous(flags) {
         return map_shared_anonymous(addr, len, prot, flags);
     }
-    if !wants_pool(prot, flags) {
+    if !wants_pool(flags) {
+        if flags & sys::MAP_TYPE == sys::MAP_PRIVATE {
+            note_private_file_writes();
+        }
         return map_outside_pool(addr, len, prot, flags, fd, off);
     }
-    let kind = flags & sys::MAP_TYPE;
-    if len == 0 || kind != sys::MAP_PRIVATE {
-        return Err(Errno::EINVAL);
-    }
-    if flags & sys::MAP_ANONYMOUS == 0 && !page_aligned(off as usize) {
+    if len == 0 {
         return Err(Errno::EINVAL);
     }
     let len = round_up(len).ok_or(Errno::ENOMEM)?;
@@ -141,39 +154,7 @@ pub fn map(
         },
         |p| pool::release(p.off, p.len() as u64),
     );
-    if flags & sys::MAP_ANONYMOUS == 0 {
-        // A private file mapping starts with the file's contents.
-        // SAFETY: [at, at+len) was just mapped writable by us.
-        unsafe { fill_from_file(at, len, prot, fd, off)? };
-    }
     Ok(at)
-}
-
-/// Copies a file's bytes into a fresh private-file-turned-pool mapping. Bytes past the end of
-/// the file read as zeros (the kernel would raise SIGBUS past the last page; nobody relies on it).
-///
-/// # Safety
-/// `[at, at+len)` must be a mapping the caller just created.
-unsafe fn fill_from_file(at: usize, len: usize, prot: i32, fd: i32, off: u64) -> Result<(), Errno> {
-    if prot & sys::PROT_WRITE == 0 {
-        // SAFETY: temporarily writable for the copy, restored below.
-        unsafe { sys::mprotect(at, len, prot | sys::PROT_WRITE)? };
-    }
-    let mut done = 0;
-    while done < len {
-        // SAFETY: the destination is our own writable mapping.
-        match unsafe { sys::pread_raw(fd, at + done, len - done, off + done as u64) } {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if prot & sys::PROT_WRITE == 0 {
-        // SAFETY: restores the requested protection.
-        unsafe { sys::mprotect(at, len, prot)? };
-    }
-    Ok(())
 }
 
 /// `mmap` that stays outside the pool; a `MAP_FIXED` one may still replace pool pieces.
@@ -289,9 +270,9 @@ fn advise_privatized(addr: usize, end: usize, advice: i32) -> Result<(), Errno> 
     Ok(())
 }
 
-/// `mprotect`: making private memory that is not in the pool writable moves it into the pool
-/// first (a private file mapping that was mapped read-only, or memory created behind our
-/// back), so its future contents are persistent.
+/// `mprotect`: making private anonymous memory that is not in the pool writable (memory
+/// created behind our back) moves it into the pool first, so its future contents are
+/// persistent. A private file mapping stays as it is: a save keeps the pages written in it.
 pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
     fork::ensure_own_pool();
     let end = addr.saturating_add(round_up(len).unwrap_or(len));
@@ -302,10 +283,12 @@ pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
         && table::get().covered(addr, end) < end - addr
     {
         // Rare path (the common case is memory that is already pooled).
+        note_private_file_writes();
         let _ = convert::convert_where(|v, _| {
             v.start < end
                 && v.end > addr
                 && !v.shared
+                && !v.is_file()
                 && !v.is_special()
                 && v.name != b"[stack]"
                 && !crate::vmem::in_window(v.start)

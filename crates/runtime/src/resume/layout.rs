@@ -20,12 +20,20 @@ pub fn restore(meta: &Meta, captured: Option<&rustix::fd::OwnedFd>) -> Result<()
     let before = procfs::maps();
     // Pool and file regions first: once they are in place, this library's .bss (itself a pool
     // region) holds the saved pool bookkeeping, which captured regions then extend.
-    for r in meta
-        .regions
-        .iter()
-        .filter(|r| r.backing.captured_offset().is_none())
-    {
-        map_region(r, &before).map_err(|e| (e, r.start))?;
+    let mut i = 0;
+    while i < meta.regions.len() {
+        let r = &meta.regions[i];
+        let group = private_file_group(&meta.regions[i..]);
+        if group > 0 {
+            let fd = captured.map(|f| f.as_raw_fd());
+            map_private_file_group(&meta.regions[i..i + group], fd).map_err(|e| (e, r.start))?;
+            i += group;
+            continue;
+        }
+        if r.backing.captured_offset().is_none() {
+            map_region(r, &before).map_err(|e| (e, r.start))?;
+        }
+        i += 1;
     }
     for r in &meta.regions {
         let Some(offset) = r.backing.captured_offset() else {
@@ -44,6 +52,35 @@ pub fn restore(meta: &Meta, captured: Option<&rustix::fd::OwnedFd>) -> Result<()
     }
     unmap_leftovers(meta, &before);
     restore_stack_copy(meta);
+    Ok(())
+}
+
+/// Writes the pages the program had written back over a private file mapping, from the
+/// `captured` file at `at` (the runs back to back): each becomes the process's own copy again,
+/// as it was, while the pages it had not written stay the file's.
+///
+/// # Safety
+/// Single-threaded; the region was just mapped writable.
+unsafe fn restore_written(
+    r: &Region,
+    written: &[(u64, u64)],
+    fd: i32,
+    mut at: u64,
+) -> Result<(), Errno> {
+    for &(s, e) in written {
+        let (start, len) = ((r.start + s) as usize, (e - s) as usize);
+        let mut done = 0;
+        while done < len {
+            // SAFETY: the destination is part of the region, mapped writable.
+            match unsafe { sys::pread_raw(fd, start + done, len - done, at + done as u64) } {
+                Ok(0) => return Err(Errno::EFAULT),
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        at += len as u64;
+    }
     Ok(())
 }
 
@@ -72,67 +109,9 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             shared,
             may_write,
             ..
-        } => {
-            let identical = before.iter().any(|v| {
-                v.start == start
-                    && v.end == start + len
-                    && v.prot == prot
-                    && v.ino == file.ino
-                    && v.offset == *offset
-                    && v.shared == *shared
-            });
-            if identical {
-                return Ok(());
-            }
-            let mut path = file.path.clone();
-            path.push(0);
-            let c = core::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| Errno::EINVAL)?;
-            let open = |mode: rustix::fs::OFlags| {
-                rustix::fs::openat(
-                    rustix::fs::CWD,
-                    c,
-                    mode | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(|e| Errno(e.raw_os_error()))
-            };
-            let fd = if *shared && prot & sys::PROT_WRITE != 0 {
-                open(rustix::fs::OFlags::RDWR)?
-            } else if *shared && *may_write {
-                // Read-only now, but `mprotect` could make it writable: the file must be
-                // open for writing underneath, as it was.
-                open(rustix::fs::OFlags::RDWR).or_else(|e| {
-                    crate::diag::Line::new()
-                        .str("warning: ")
-                        .push(&file.path)
-                        .str(" cannot be opened for writing again (errno ")
-                        .num(e.0 as u64)
-                        .str("): its shared mapping at ")
-                        .hex(start as u64)
-                        .str(" can no longer be made writable")
-                        .emit();
-                    open(rustix::fs::OFlags::RDONLY)
-                })?
-            } else {
-                open(rustix::fs::OFlags::RDONLY)?
-            };
-            let kind = if *shared {
-                sys::MAP_SHARED
-            } else {
-                sys::MAP_PRIVATE
-            };
-            unsafe {
-                sys::mmap(
-                    start,
-                    len,
-                    prot,
-                    kind | sys::MAP_FIXED,
-                    fd.as_raw_fd(),
-                    *offset,
-                )
-            }
-            .map(|_| ())
-        }
+        } => map_file(r, before, file, *offset, *shared, *may_write),
+        // (Mapped with the parts around it by `map_private_file_group`.)
+        Backing::PrivateFile { .. } => map_private_file_group(core::slice::from_ref(r), None),
         Backing::Captured { .. } | Backing::AioRing { .. } => Ok(()),
         Backing::Shared { name, offset } => unsafe {
             crate::memory::shared::map(start, len, prot, name, *offset)
@@ -143,6 +122,160 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             may_write,
         } => unsafe { crate::memory::sysv_shm::attach(start, len, prot, *id, *offset, *may_write) },
     }
+}
+
+/// The file and file offset of a region that is a private file mapping (with pages written
+/// or not).
+fn private_file_of(r: &Region) -> Option<(&zhuque_image::FileId, u64)> {
+    match &r.backing {
+        Backing::PrivateFile { file, offset, .. } => Some((file, *offset)),
+        Backing::File {
+            file,
+            offset,
+            shared: false,
+            copy,
+            ..
+        } if copy.is_empty() => Some((file, *offset)),
+        _ => None,
+    }
+}
+
+/// How many regions from the first of `regions` are one private file mapping with pages
+/// written (a region, or the parts `mprotect` had split it into: adjacent, same file,
+/// consecutive offsets); 0 when the first region is not part of one.
+fn private_file_group(regions: &[Region]) -> usize {
+    let Some((file, offset)) = regions.first().and_then(private_file_of) else {
+        return 0;
+    };
+    let start = regions[0].start;
+    let mut end = regions[0].end;
+    let mut n = 1;
+    for r in &regions[1..] {
+        match private_file_of(r) {
+            Some((f, o))
+                if r.start == end
+                    && (f.dev, f.ino) == (file.dev, file.ino)
+                    && o == offset + (r.start - start) =>
+            {
+                end = r.end;
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    let written = regions[..n]
+        .iter()
+        .any(|r| matches!(r.backing, Backing::PrivateFile { .. }));
+    if written { n } else { 0 }
+}
+
+/// Maps a private file mapping (split in parts by `mprotect`, or one part) as the one mapping
+/// it was, writable, writes back the pages the program had written, then gives each part its
+/// protection. The order matters to the kernel: parts mapped one by one, or given their
+/// protection before the pages are written back, would each get copy-on-write bookkeeping of
+/// their own (an `anon_vma`), and the kernel would never merge them again when the program
+/// gives them one protection (`maps` would show the split for good).
+fn map_private_file_group(group: &[Region], captured: Option<i32>) -> Result<(), Errno> {
+    let (first, last) = (&group[0], &group[group.len() - 1]);
+    let (file, offset) = private_file_of(first).ok_or(Errno::EINVAL)?;
+    let whole = Region {
+        start: first.start,
+        end: last.end,
+        prot: (sys::PROT_READ | sys::PROT_WRITE) as u32,
+        backing: first.backing.clone(),
+    };
+    map_file(&whole, &[], file, offset, false, false)?;
+    for r in group {
+        if let Backing::PrivateFile {
+            written,
+            captured: at,
+            ..
+        } = &r.backing
+            && !written.is_empty()
+        {
+            // SAFETY: the region was just mapped writable from its file.
+            unsafe { restore_written(r, written, captured.ok_or(Errno::ENOENT)?, *at)? };
+        }
+    }
+    for r in group {
+        if r.prot != whole.prot {
+            // SAFETY: a part of the mapping just made, given its saved protection.
+            unsafe { sys::mprotect(r.start as usize, r.len() as usize, r.prot as i32)? };
+        }
+    }
+    Ok(())
+}
+
+/// Maps region `r` from its file again (unless `before`, the new process's mappings, has
+/// exactly that mapping: ld.so loaded the same libraries).
+fn map_file(
+    r: &Region,
+    before: &[Vma],
+    file: &zhuque_image::FileId,
+    offset: u64,
+    shared: bool,
+    may_write: bool,
+) -> Result<(), Errno> {
+    let (start, len, prot) = (r.start as usize, r.len() as usize, r.prot as i32);
+    let identical = before.iter().any(|v| {
+        v.start == start
+            && v.end == start + len
+            && v.prot == prot
+            && v.ino == file.ino
+            && v.offset == offset
+            && v.shared == shared
+    });
+    if identical {
+        return Ok(());
+    }
+    let mut path = file.path.clone();
+    path.push(0);
+    let c = core::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| Errno::EINVAL)?;
+    let open = |mode: rustix::fs::OFlags| {
+        rustix::fs::openat(
+            rustix::fs::CWD,
+            c,
+            mode | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Errno(e.raw_os_error()))
+    };
+    let fd = if shared && prot & sys::PROT_WRITE != 0 {
+        open(rustix::fs::OFlags::RDWR)?
+    } else if shared && may_write {
+        // Read-only now, but `mprotect` could make it writable: the file must be
+        // open for writing underneath, as it was.
+        open(rustix::fs::OFlags::RDWR).or_else(|e| {
+            crate::diag::Line::new()
+                .str("warning: ")
+                .push(&file.path)
+                .str(" cannot be opened for writing again (errno ")
+                .num(e.0 as u64)
+                .str("): its shared mapping at ")
+                .hex(start as u64)
+                .str(" can no longer be made writable")
+                .emit();
+            open(rustix::fs::OFlags::RDONLY)
+        })?
+    } else {
+        open(rustix::fs::OFlags::RDONLY)?
+    };
+    let kind = if shared {
+        sys::MAP_SHARED
+    } else {
+        sys::MAP_PRIVATE
+    };
+    unsafe {
+        sys::mmap(
+            start,
+            len,
+            prot,
+            kind | sys::MAP_FIXED,
+            fd.as_raw_fd(),
+            offset,
+        )
+    }
+    .map(|_| ())
 }
 
 /// The captured bytes of region `r` (an AIO ring: a page or a few).

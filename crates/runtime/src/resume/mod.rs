@@ -52,11 +52,7 @@ pub fn resume(meta: Meta, launch: Launch) -> ! {
     });
     let memory_len = image_io::file_len(mem.as_fd());
     crate::runtime::adopt_memory(mem);
-    let captured = if meta
-        .regions
-        .iter()
-        .any(|r| r.backing.captured_offset().is_some())
-    {
+    let captured = if meta.regions.iter().any(|r| r.backing.uses_captured()) {
         Some(image_io::open_captured(dir).unwrap_or_else(|e| {
             diag::refuse(
                 Line::new()

@@ -58,7 +58,7 @@ pub fn check(meta: &Meta, launch: &Launch) -> Result<(), Box<Line>> {
             // again from the copy (here or by another process of the tree), it is another
             // inode.
             Backing::File { copy, .. } if !copy.is_empty() => None,
-            Backing::File { file, .. } => Some(file),
+            Backing::File { file, .. } | Backing::PrivateFile { file, .. } => Some(file),
             _ => None,
         }))
     {
@@ -118,7 +118,7 @@ fn check_text_layout(meta: &Meta) -> Result<(), Box<Line>> {
         let matched = meta.regions.iter().any(|r| {
             r.start == v.start as u64
                 && r.end == v.end as u64
-                && matches!(&r.backing, Backing::File { file, offset, .. } if file.ino == v.ino && *offset == v.offset)
+                && matches!(&r.backing, Backing::File { file, offset, .. } | Backing::PrivateFile { file, offset, .. } if file.ino == v.ino && *offset == v.offset)
         });
         if !matched {
             return Err(Line::new().str("cannot resume: ").push(v.path()).str(" is loaded at ").hex(v.start as u64)

@@ -17,8 +17,15 @@ use crate::display;
 use crate::json::Value;
 
 /// The names [`Backing`] kinds have in `inspect`'s output, in summary order.
-const KINDS: [&str; 7] = [
-    "pool", "file", "anon", "captured", "shared", "sysv-shm", "aio-ring",
+const KINDS: [&str; 8] = [
+    "pool",
+    "file",
+    "anon",
+    "captured",
+    "shared",
+    "sysv-shm",
+    "aio-ring",
+    "private-file",
 ];
 
 fn kind_index(b: &Backing) -> usize {
@@ -30,6 +37,7 @@ fn kind_index(b: &Backing) -> usize {
         Backing::Shared { .. } => 4,
         Backing::SysvShm { .. } => 5,
         Backing::AioRing { .. } => 6,
+        Backing::PrivateFile { .. } => 7,
     }
 }
 
@@ -79,6 +87,7 @@ impl ImageFiles {
     }
 
     fn disk_bytes(&mut self, r: &Region) -> Option<u64> {
+        let mut len = r.len();
         let (path, offset) = match &r.backing {
             Backing::Pool { offset } => (self.dir.join(MEMORY_FILE), *offset),
             Backing::Captured { offset } | Backing::AioRing { offset } => {
@@ -88,6 +97,11 @@ impl ImageFiles {
                 self.shared_dir.join(String::from_utf8_lossy(name).as_ref()),
                 *offset,
             ),
+            // Only the pages the program wrote are in the image.
+            Backing::PrivateFile { captured, .. } => {
+                len = r.backing.written_bytes();
+                (self.dir.join(CAPTURED_FILE), *captured)
+            }
             // A segment's contents are the tree's (`ipc/`), counted once there.
             Backing::File { .. } | Backing::Anon | Backing::SysvShm { .. } => return Some(0),
         };
@@ -96,7 +110,7 @@ impl ImageFiles {
             .entry(path)
             .or_insert_with_key(|p| File::open(p).ok())
             .as_ref()?;
-        data_bytes(file, offset, r.len())
+        data_bytes(file, offset, len)
     }
 }
 
@@ -136,7 +150,10 @@ pub fn list_json(views: &[RegionView]) -> Value {
             .map(|v| {
                 let r = v.region;
                 let (path, offset) = match &r.backing {
-                    Backing::File { file, offset, .. } => (Some(file.path.as_slice()), *offset),
+                    Backing::File { file, offset, .. }
+                    | Backing::PrivateFile { file, offset, .. } => {
+                        (Some(file.path.as_slice()), *offset)
+                    }
                     Backing::Shared { name, offset } => (Some(name.as_slice()), *offset),
                     Backing::Pool { offset }
                     | Backing::Captured { offset }
@@ -162,7 +179,7 @@ pub fn list_json(views: &[RegionView]) -> Value {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RegionSummary {
     /// `(kind, regions, bytes, bytes on disk)` for each kind of [`KINDS`].
-    pub by_backing: [(&'static str, u64, u64, u64); 7],
+    pub by_backing: [(&'static str, u64, u64, u64); KINDS.len()],
     /// `(path, regions, bytes)` per mapped file, in order of first appearance.
     pub files: Vec<(Vec<u8>, u64, u64)>,
     /// Lowest start and highest end.
@@ -177,7 +194,7 @@ impl RegionSummary {
         };
         for v in views {
             let r = v.region;
-            if let Backing::File { file, .. } = &r.backing {
+            if let Backing::File { file, .. } | Backing::PrivateFile { file, .. } = &r.backing {
                 match s.files.iter_mut().find(|(p, _, _)| *p == file.path) {
                     Some((_, n, b)) => {
                         *n += 1;
@@ -319,7 +336,8 @@ mod tests {
                 ("captured", 0, 0, 0),
                 ("shared", 0, 0, 0),
                 ("sysv-shm", 0, 0, 0),
-                ("aio-ring", 0, 0, 0)
+                ("aio-ring", 0, 0, 0),
+                ("private-file", 0, 0, 0)
             ]
         );
         assert_eq!(
