@@ -31,7 +31,12 @@ pub fn admit(len: usize) -> Result<(), Errno> {
         ROOM.store(room - len, Ordering::Relaxed);
         return Ok(());
     }
-    let free = free_bytes();
+    let mut free = free_bytes();
+    if len > free && super::pool::reclaim() {
+        // Storage of unmapped memory kept for reuse, or waiting to be punched out, is free
+        // memory natively: it makes room first.
+        free = free_bytes();
+    }
     if len > free {
         ROOM.store(free, Ordering::Relaxed);
         return Err(Errno::ENOMEM);

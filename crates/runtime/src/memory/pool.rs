@@ -31,6 +31,7 @@ pub fn reset() {
     FILE_SIZE.store(0, Ordering::Relaxed);
     PENDING_LEN.store(0, Ordering::Relaxed);
     PENDING_BYTES.store(0, Ordering::Relaxed);
+    BACKGROUND_LEN.store(0, Ordering::Relaxed);
 }
 
 /// Reserves `len` bytes (page multiple) of the pool file. Callers hold the memory lock (or run
@@ -149,13 +150,94 @@ fn trim_pending() {
         let (o, l) = pending()[0];
         if l <= excess {
             remove_pending(0);
-            punch(o, l);
+            punch_soon(o, l);
         } else {
-            punch(o, excess);
+            punch_soon(o, excess);
             pending()[0] = (o + excess, l - excess);
             PENDING_BYTES.fetch_sub(excess, Ordering::Relaxed);
         }
     }
+}
+
+/// Ranges of unmapped storage the coordinator punches out (`punch_in_background`), oldest
+/// first: punching out a large range takes long (2 GiB: ~0.3 s under the tmpfs lock), and
+/// the program's `munmap` need not wait for it, as the kernel's does not wait for the
+/// freeing of anonymous memory's pages either. Nothing maps or takes back these ranges.
+/// Persistent: a range still listed at a failure is punched after the resume (again, if it
+/// was under way: punching is idempotent). Guarded by the memory lock.
+static mut BACKGROUND: [(u64, u64); 32] = [(0, 0); 32];
+static BACKGROUND_LEN: AtomicU64 = AtomicU64::new(0);
+/// Smaller ranges are punched at once (a `fallocate` of a few pages is cheap).
+const BACKGROUND_MIN: u64 = 1 << 20;
+
+fn background() -> &'static mut [(u64, u64); 32] {
+    // SAFETY: as `pending`: only touched under the memory lock.
+    unsafe { &mut *core::ptr::addr_of_mut!(BACKGROUND) }
+}
+
+/// Punches out storage nothing maps any more: a large range by the coordinator, soon.
+/// Callers hold the memory lock.
+fn punch_soon(off: u64, len: u64) {
+    let n = BACKGROUND_LEN.load(Ordering::Relaxed) as usize;
+    if len < BACKGROUND_MIN || n == background().len() {
+        punch(off, len);
+        return;
+    }
+    background()[n] = (off, len);
+    BACKGROUND_LEN.store(n as u64 + 1, Ordering::Relaxed);
+    crate::threads::coordinator::wake();
+}
+
+/// The coordinator's part: punches out the ranges [`punch_soon`] left, one at a time, without
+/// holding the memory lock while it punches (a range stays listed until it is punched).
+/// Not while the pool is privatized for a fork or read from a parent's.
+pub fn punch_in_background() {
+    loop {
+        let p = process::get();
+        if super::fork::privatized() || p.on_parent_pool.load(Ordering::Acquire) {
+            return;
+        }
+        let first = {
+            let _g = super::lock::lock();
+            (BACKGROUND_LEN.load(Ordering::Relaxed) > 0).then(|| background()[0])
+        };
+        let Some((off, len)) = first else {
+            return;
+        };
+        if len > 0 {
+            let _ = sys::punch_hole(p.mem_fd(), off, len);
+        }
+        let _g = super::lock::lock();
+        // (Unless an allocation short of room punched the list out meanwhile: `reclaim`.)
+        let n = BACKGROUND_LEN.load(Ordering::Relaxed) as usize;
+        if n > 0 && background()[0] == (off, len) {
+            background().copy_within(1..n, 0);
+            BACKGROUND_LEN.store(n as u64 - 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Punches out now everything unmapped that still holds storage (the pending list and the
+/// coordinator's ranges), for an allocation the filesystem has no room for otherwise.
+/// Returns whether anything was punched. Not while the pool is privatized for a fork.
+/// Callers hold the memory lock.
+pub fn reclaim() -> bool {
+    if super::fork::privatized() {
+        return false;
+    }
+    let any = PENDING_LEN.load(Ordering::Relaxed) + BACKGROUND_LEN.load(Ordering::Relaxed) > 0;
+    flush_released();
+    let n = BACKGROUND_LEN.load(Ordering::Relaxed) as usize;
+    for (off, len) in &background()[..n] {
+        punch(*off, *len);
+    }
+    BACKGROUND_LEN.store(0, Ordering::Relaxed);
+    any
+}
+
+/// A fork child leaves the ranges waiting to be punched to its parent, whose storage they are.
+pub fn forget_background() {
+    BACKGROUND_LEN.store(0, Ordering::Relaxed);
 }
 
 /// Storage for a new mapping of `len` bytes, taken from the ranges waiting to be punched out

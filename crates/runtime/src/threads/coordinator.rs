@@ -135,6 +135,8 @@ extern "C" fn run(_: usize) -> ! {
         if let Some(t) = fork_work(p) {
             timeout = Some(timeout.map_or(t, |d| d.min(t)));
         }
+        // Storage that large `munmap`s left to punch out (once the pool is settled).
+        crate::memory::pool::punch_in_background();
         match sys::sigtimedwait(wanted, timeout) {
             // The init's wake-up (its message is read above), or a failure request.
             Ok((signals::FAIL_SIGNAL, info)) => {

@@ -197,6 +197,7 @@ fn after_fork_in_child() {
     p.forked_at_ns
         .store(crate::process::now_ns(), Ordering::Relaxed);
     p.on_parent_pool.store(true, Ordering::Release);
+    crate::memory::pool::forget_background();
     crate::allocator::hold_purges();
     reset_process_state();
     if member {
