@@ -70,7 +70,10 @@ pub fn private_file_writes() -> bool {
     PRIVATE_FILE_WRITES.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-fn note_private_file_writes() {
+/// Also said by a resume that wrote pages back into private file mappings: those mappings,
+/// ld.so's relocated data of a library it loaded behind the runtime's back among them, stay
+/// outside the pool, and the next save must ask about them even once they are read-only.
+pub fn note_private_file_writes() {
     PRIVATE_FILE_WRITES.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 

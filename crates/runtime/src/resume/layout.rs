@@ -50,6 +50,10 @@ pub fn restore(meta: &Meta, captured: Option<&rustix::fd::OwnedFd>) -> Result<()
         // SAFETY: single-threaded resume; the range is a saved region.
         unsafe { restore_captured(r, fd, offset) }.map_err(|e| (e, r.start))?;
     }
+    if meta.regions.iter().any(|r| r.backing.written_bytes() > 0) {
+        // (Now that this library's .bss, which holds the flag, is the saved one.)
+        crate::memory::note_private_file_writes();
+    }
     unmap_leftovers(meta, &before);
     restore_stack_copy(meta);
     Ok(())
