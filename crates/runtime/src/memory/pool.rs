@@ -167,8 +167,10 @@ fn trim_pending() {
 /// was under way: punching is idempotent). Guarded by the memory lock.
 static mut BACKGROUND: [(u64, u64); 32] = [(0, 0); 32];
 static BACKGROUND_LEN: AtomicU64 = AtomicU64::new(0);
-/// Smaller ranges are punched at once (a `fallocate` of a few pages is cheap).
-const BACKGROUND_MIN: u64 = 1 << 20;
+/// Smaller ranges are punched at once: that is quick, while waking the coordinator costs a
+/// signal and a context switch (an allocator trimming 1 MiB arenas one by one would wake it
+/// for each).
+const BACKGROUND_MIN: u64 = 16 << 20;
 
 fn background() -> &'static mut [(u64, u64); 32] {
     // SAFETY: as `pending`: only touched under the memory lock.
@@ -193,6 +195,9 @@ fn punch_soon(off: u64, len: u64) {
 /// Not while the pool is privatized for a fork or read from a parent's.
 pub fn punch_in_background() {
     loop {
+        if BACKGROUND_LEN.load(Ordering::Relaxed) == 0 {
+            return; // (the common case, without the memory lock)
+        }
         let p = process::get();
         if super::fork::privatized() || p.on_parent_pool.load(Ordering::Acquire) {
             return;
