@@ -58,8 +58,8 @@ fn wants_pool(flags: i32) -> bool {
     flags & sys::MAP_ANONYMOUS != 0 && flags & sys::MAP_TYPE == sys::MAP_PRIVATE
 }
 
-/// Set once the program has made a private file mapping, or made memory outside the pool
-/// writable: from then on a read-only private file mapping may hold pages the program wrote
+/// Set once the program has made a writable private file mapping, or made memory outside the
+/// pool writable: from then on a read-only private file mapping may hold pages the program wrote
 /// before making it read-only, so a save asks `pagemap` about those too (otherwise only
 /// writable ones). Persistent (this library's .bss is pool memory), inherited by a fork.
 static PRIVATE_FILE_WRITES: core::sync::atomic::AtomicBool =
@@ -122,7 +122,9 @@ pub fn map(
         return map_shared_anonymous(addr, len, prot, flags);
     }
     if !wants_pool(flags) {
-        if flags & sys::MAP_TYPE == sys::MAP_PRIVATE {
+        // (A read-only one is no reason: glibc maps the locale archive so in every program
+        // that calls `setlocale`; `mprotect` making it writable says so then.)
+        if flags & sys::MAP_TYPE == sys::MAP_PRIVATE && prot & sys::PROT_WRITE != 0 {
             note_private_file_writes();
         }
         return map_outside_pool(addr, len, prot, flags, fd, off);
