@@ -1,5 +1,5 @@
 /*
- * mem_private_file ROUNDS [FILE]
+ * mem_private_file ROUNDS [FILE [ro-first]]
  *
  * A writable MAP_PRIVATE mapping of a file, as the kernel keeps it: pages the program wrote
  * are its own copies, the others are the file's. Each round writes some pages (copy-on-write),
@@ -121,8 +121,14 @@ int main(int argc, char **argv)
     TL_CHECK(ftruncate(fd, (PAGES + OFFSET_PAGES) * PAGE) == 0, "ftruncate");
     for (size_t pg = 0; pg < PAGES; pg++)
         write_file_page(pg, 1);
-    map = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, OFFSET_PAGES * PAGE);
+    /* "ro-first": mapped read-only, then made writable with mprotect, as a loader would. */
+    int ro_first = argc > 3 && !strcmp(argv[3], "ro-first");
+    map = mmap(NULL, PAGES * PAGE, ro_first ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE,
+               fd, OFFSET_PAGES * PAGE);
     TL_CHECK(map != MAP_FAILED, "mmap: %s", strerror(errno));
+    if (ro_first)
+        TL_CHECK(mprotect(map, PAGES * PAGE, PROT_READ | PROT_WRITE) == 0, "mprotect: %s",
+                 strerror(errno));
 
     uint64_t rng = 7, sum = TL_HASH_INIT;
     for (unsigned long r = 1; r <= rounds; r++) {

@@ -42,6 +42,17 @@ fn private_file_mapping_keeps_its_written_pages() {
     crash_case("mem_private_file", &MEM_PRIVATE_FILE, CrashPlan::default());
 }
 
+/// The same, with the mapping made read-only and then writable with `mprotect` (the save
+/// learns of private file mappings that may hold written pages from `mprotect` then).
+#[test]
+fn private_file_mapping_made_writable_keeps_its_written_pages() {
+    crash_case(
+        "mem_private_file_ro_first",
+        &MEM_PRIVATE_FILE_RO_FIRST,
+        CrashPlan::default(),
+    );
+}
+
 /// setjmp/longjmp, atexit and qsort callbacks used after resumes (pointer guard, stack
 /// canary); exit status 5 from exit().
 #[test]

@@ -764,6 +764,11 @@ pub const MEM_PRIVATE_FILE: Case = Case {
     args: &["30000", "mem_private_file.dat"],
     status: 0,
 };
+pub const MEM_PRIVATE_FILE_RO_FIRST: Case = Case {
+    file: "mem_private_file.c",
+    args: &["30000", "mem_private_file.dat", "ro-first"],
+    status: 0,
+};
 pub const CALLBACKS: Case = Case {
     file: "callbacks.c",
     args: &["400", "5000"],
