@@ -73,16 +73,8 @@ unsafe fn restore_written(
 ) -> Result<(), Errno> {
     for &(s, e) in written {
         let (start, len) = ((r.start + s) as usize, (e - s) as usize);
-        let mut done = 0;
-        while done < len {
-            // SAFETY: the destination is part of the region, mapped writable.
-            match unsafe { sys::pread_raw(fd, start + done, len - done, at + done as u64) } {
-                Ok(0) => return Err(Errno::EFAULT),
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // SAFETY: the destination is part of the region, mapped writable.
+        unsafe { sys::pread_exact_raw(fd, start, len, at)? };
         at += len as u64;
     }
     Ok(())
@@ -285,15 +277,8 @@ fn map_file(
 /// The captured bytes of region `r` (an AIO ring: a page or a few).
 fn read_captured(r: &Region, fd: i32, offset: u64) -> Result<Vec<u8>, Errno> {
     let mut bytes = vec![0u8; r.len() as usize];
-    let mut done = 0;
-    while done < bytes.len() {
-        match sys::pread(fd, &mut bytes[done..], offset + done as u64) {
-            Ok(0) => return Err(Errno::EFAULT),
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // SAFETY: the destination is the vector just made, as long as it says.
+    unsafe { sys::pread_exact_raw(fd, bytes.as_mut_ptr() as usize, bytes.len(), offset)? };
     Ok(bytes)
 }
 
@@ -332,16 +317,8 @@ unsafe fn restore_captured(r: &Region, fd: i32, offset: u64) -> Result<(), Errno
             )?
         };
     }
-    let mut done = 0;
-    while done < len {
-        // SAFETY: the destination was just mapped writable.
-        match unsafe { sys::pread_raw(fd, start + done, len - done, offset + done as u64) } {
-            Ok(0) => return Err(Errno::EFAULT),
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // SAFETY: the destination was just mapped writable.
+    unsafe { sys::pread_exact_raw(fd, start, len, offset)? };
     // SAFETY: back to the saved protection.
     unsafe { sys::mprotect(start, len, r.prot as i32)? };
     if pooled {

@@ -624,3 +624,22 @@ pub unsafe fn pread_raw(fd: i32, dst: usize, len: usize, off: u64) -> Result<usi
     // SAFETY: forwarded contract.
     check(unsafe { syscall4(nr::PREAD64, fd as usize, dst, len, off as usize) })
 }
+
+/// Reads exactly `len` bytes at `off` into `dst`, retrying short reads and `EINTR`; `EFAULT`
+/// when the file ends first (the bytes are not there).
+///
+/// # Safety
+/// As [`pread_raw`].
+pub unsafe fn pread_exact_raw(fd: i32, dst: usize, len: usize, off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < len {
+        // SAFETY: forwarded contract, on the part not read yet.
+        match unsafe { pread_raw(fd, dst + done, len - done, off + done as u64) } {
+            Ok(0) => return Err(Errno::EFAULT),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
