@@ -118,7 +118,9 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
         p.mem_ino.load(Ordering::Relaxed),
     );
     let mut out = Vec::new();
-    let vmas = mappings();
+    let (vmas, pagemap) = mappings();
+    // Opened here, if `mappings` did not, for the first writable private file mapping.
+    let mut pagemap = pagemap.map(Some);
     // smaps (slow to read) only when a shared mapping other than the pool's is read-only now:
     // whether `mprotect` may make it writable is not in maps. (The pool's read-only mappings,
     // relocated read-only data of every program, need no answer: pool memory comes back as
@@ -139,9 +141,7 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     let mut segments_kept =
         || *kept_answer.get_or_insert_with(crate::memory::sysv_shm::segments_are_kept);
     let mut warned_segments = false;
-    // Opened for the first private file mapping, if any.
-    let mut pagemap = None;
-    for (v, anon_bytes) in vmas {
+    for (v, written) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
         }
@@ -202,26 +202,9 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
                 Ok(b) => b,
                 Err(_) => capture(&v, captured),
             }
-        } else if v.is_file()
-            && !v.deleted()
-            && (v.shared
-                || (!v.writable() && anon_bytes == 0 && !crate::memory::private_file_writes()))
-        {
-            match image_io::file_id(v.path()) {
-                Some(file) => Backing::File {
-                    copy: if v.shared {
-                        crate::memory::shared::keep_named(v.path(), &file)
-                    } else {
-                        Vec::new()
-                    },
-                    file,
-                    offset: v.offset,
-                    shared: v.shared,
-                    may_write: may_write(&v),
-                },
-                None => capture(&v, captured),
-            }
-        } else if v.is_file() && !v.deleted() && !v.shared {
+        } else if v.is_file() && !v.deleted() && (v.shared || (!v.writable() && written == 0)) {
+            file(&v, may_write(&v)).unwrap_or_else(|| capture(&v, captured))
+        } else if v.is_file() && !v.deleted() {
             let pm = pagemap.get_or_insert_with(|| crate::memory::pagemap::open().ok());
             let pm = pm.as_ref().map(|fd| fd.raw());
             private_file(&v, pm, captured).unwrap_or_else(|| capture(&v, captured))
@@ -240,14 +223,40 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     out
 }
 
-/// The mappings with their written private bytes, which only matter (and cost a `pagemap`
-/// query per read-only file mapping) while ld.so may hold relocated pages outside the pool.
-fn mappings() -> Vec<(procfs::Vma, u64)> {
-    if crate::loader::unconverted() {
-        crate::memory::convert::written_mappings()
-    } else {
-        procfs::maps().into_iter().map(|v| (v, 0)).collect()
+/// The mappings with the bytes of each read-only private file mapping the process wrote (and
+/// `pagemap`, when it was opened for them). Those bytes cost a `pagemap` query per read-only
+/// file mapping and matter only while ld.so may hold relocated pages outside the pool, or
+/// once the program had a writable private file mapping: pages may have been written before
+/// it was made read-only. Otherwise every such mapping is its file, untouched.
+fn mappings() -> (Vec<(procfs::Vma, u64)>, Option<sys::Fd>) {
+    if !crate::loader::unconverted() && !crate::memory::private_file_writes() {
+        return (procfs::maps().into_iter().map(|v| (v, 0)).collect(), None);
     }
+    match crate::memory::pagemap::open() {
+        Ok(pm) => (
+            crate::memory::convert::written_mappings_in(pm.raw()),
+            Some(pm),
+        ),
+        Err(_) => (procfs::smaps(), None),
+    }
+}
+
+/// A file mapping that comes back from its file: shared (its stores are the file's), or
+/// private with no page of its own (library text and read-only data). `None` when the file
+/// cannot be identified.
+fn file(v: &Vma, may_write: bool) -> Option<Backing> {
+    let file = image_io::file_id(v.path())?;
+    Some(Backing::File {
+        copy: if v.shared {
+            crate::memory::shared::keep_named(v.path(), &file)
+        } else {
+            Vec::new()
+        },
+        file,
+        offset: v.offset,
+        shared: v.shared,
+        may_write,
+    })
 }
 
 /// Copies memory that is not pool-backed (it was created without going through the runtime)
@@ -258,27 +267,16 @@ fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
     }
 }
 
-/// A private file mapping (a program's writable `MAP_PRIVATE` mapping of a file) stays with
-/// its file: only the pages the program wrote, its own copies of them, are copied. `None`
-/// when the file or the written pages cannot be told (then the whole mapping is captured).
-/// A read-only one with no page written is a plain file region (library text and data).
+/// A private file mapping that is writable or holds pages of its own (written by the program,
+/// or relocated by ld.so) stays with its file: only the pages it owns are copied. `None` when
+/// the file or those pages cannot be told (then the whole mapping is captured).
 fn private_file(v: &Vma, pagemap: Option<i32>, captured: &mut Vec<u8>) -> Option<Backing> {
     let file = image_io::file_id(v.path())?;
     let runs =
         crate::memory::pagemap::runs(pagemap?, v, crate::memory::pagemap::Pages::Own).ok()?;
-    if runs.is_empty() && !v.writable() {
-        return Some(Backing::File {
-            file,
-            offset: v.offset,
-            shared: false,
-            may_write: false,
-            copy: Vec::new(),
-        });
-    }
     let at = captured.len() as u64;
-    if !runs.is_empty() && v.prot & sys::PROT_READ == 0 {
-        // SAFETY: adds read permission only, on memory no running thread uses.
-        let _ = unsafe { sys::mprotect(v.start, v.len(), sys::PROT_READ) };
+    if !runs.is_empty() {
+        make_readable(v);
     }
     for (s, e) in &runs {
         // SAFETY: a run of the mapping, readable; every other thread is stopped.
@@ -298,14 +296,20 @@ fn private_file(v: &Vma, pagemap: Option<i32>, captured: &mut Vec<u8>) -> Option
 /// Appends the bytes of mapping `v` to `captured`; returns where they start.
 fn copy_bytes(v: &Vma, captured: &mut Vec<u8>) -> u64 {
     let offset = captured.len() as u64;
-    if v.prot & sys::PROT_READ == 0 {
-        // SAFETY: adds read permission only, on memory no running thread uses.
-        let _ = unsafe { sys::mprotect(v.start, v.len(), sys::PROT_READ) };
-    }
+    make_readable(v);
     // SAFETY: the range is mapped and readable; every other thread is stopped.
     let bytes = unsafe { core::slice::from_raw_parts(v.start as *const u8, v.len()) };
     captured.extend_from_slice(bytes);
     offset
+}
+
+/// Lets the save read mapping `v` (its protection is recorded; the process ends after the
+/// save, and a resume maps it with the recorded one).
+fn make_readable(v: &Vma) {
+    if v.prot & sys::PROT_READ == 0 {
+        // SAFETY: adds read permission only, on memory no running thread uses.
+        let _ = unsafe { sys::mprotect(v.start, v.len(), sys::PROT_READ) };
+    }
 }
 
 /// argc, argv, the environment and the auxiliary vector on the initial stack: not persistent

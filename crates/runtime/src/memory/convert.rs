@@ -27,9 +27,15 @@ pub fn needs_pool(v: &Vma, anon_bytes: u64) -> bool {
 /// `pagemap` for those few mappings; `smaps`, which walks and formats every mapping, only
 /// when `pagemap` cannot be read.
 pub fn written_mappings() -> Vec<(Vma, u64)> {
-    let Ok(pm) = pagemap::open() else {
-        return procfs::smaps();
-    };
+    match pagemap::open() {
+        Ok(pm) => written_mappings_in(pm.raw()),
+        Err(_) => procfs::smaps(),
+    }
+}
+
+/// [`written_mappings`] with `pagemap` open as `pm` (a save keeps it for the private file
+/// mappings it copies pages of).
+pub fn written_mappings_in(pm: i32) -> Vec<(Vma, u64)> {
     let mut out = Vec::new();
     for v in procfs::maps() {
         let counted = !v.shared
@@ -39,7 +45,7 @@ pub fn written_mappings() -> Vec<(Vma, u64)> {
             && v.name != b"[stack]"
             && !vmem::in_window(v.start);
         let written = if counted {
-            match pagemap::own_bytes(pm.raw(), &v) {
+            match pagemap::own_bytes(pm, &v) {
                 Ok(n) => n,
                 Err(_) => return procfs::smaps(),
             }

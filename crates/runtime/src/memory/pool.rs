@@ -232,12 +232,17 @@ pub fn reclaim() -> bool {
     }
     let any = PENDING_LEN.load(Ordering::Relaxed) + BACKGROUND_LEN.load(Ordering::Relaxed) > 0;
     flush_released();
-    let n = BACKGROUND_LEN.load(Ordering::Relaxed) as usize;
-    for (off, len) in &background()[..n] {
-        punch(*off, *len);
-    }
-    BACKGROUND_LEN.store(0, Ordering::Relaxed);
+    punch_all(background(), &BACKGROUND_LEN);
     any
+}
+
+/// Punches out the `len` first ranges of `list` and empties it.
+fn punch_all(list: &[(u64, u64)], len: &AtomicU64) {
+    let n = len.load(Ordering::Relaxed) as usize;
+    for (off, l) in &list[..n] {
+        punch(*off, *l);
+    }
+    len.store(0, Ordering::Relaxed);
 }
 
 /// A fork child leaves the ranges waiting to be punched to its parent, whose storage they are.
@@ -317,11 +322,7 @@ fn zero_data(off: u64, len: u64) -> Result<u64, Errno> {
 
 /// Punches out every pending range. Callers hold the memory lock.
 pub fn flush_released() {
-    let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
-    for (off, len) in &pending()[..n] {
-        punch(*off, *len);
-    }
-    PENDING_LEN.store(0, Ordering::Relaxed);
+    punch_all(pending(), &PENDING_LEN);
     PENDING_BYTES.store(0, Ordering::Relaxed);
 }
 
