@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The pyperformance suite (every benchmark of its default list, or BENCHMARKS="a,b,..."),
+# natively and with each benchmark's python processes crash-resistant under `zhuque run`
+# (pyperformance and its pyperf workers run as one process tree under zhuque). The two
+# alternate in chunks of CHUNK benchmarks, so that a change of machine load shows on both.
+# pyperformance 1.14.0 and its benchmarks' venv are installed once (PyPI) under
+# target/bench-cache. Prints each benchmark's mean time, the ratio zhuque / native, and the
+# geometric mean.
+#
+#   bench/python.sh [MODE]        (MODE: --fast (default), --rigorous or --debug-single-value)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+mode=${1:---fast}
+chunk=${CHUNK:-8}
+zq=$PWD/target/release/zhuque
+[ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
+cache=$PWD/target/bench-cache
+tool=$cache/pyperformance-tool
+runs=$cache/pyperformance-runs
+image=/dev/shm/zhuque-bench-python
+work=$(mktemp -d)
+trap 'rm -rf "$work" "$image"' EXIT
+load_start=$(loadavg)
+
+if [ ! -x "$tool/bin/pyperformance" ]; then
+    python3 -m venv "$tool"
+    "$tool/bin/pip" install -q pyperformance==1.14.0
+fi
+# The benchmarks' own venv (their dependencies), made where `pyperformance run` looks: in
+# the working directory.
+mkdir -p "$runs"
+cd "$runs"
+if ! "$tool/bin/pyperformance" venv show 2> /dev/null | grep -q "already exists"; then
+    "$tool/bin/pyperformance" venv create > "$work/venv.log" 2>&1 \
+        || { echo "pyperformance venv create failed:" >&2; cat "$work/venv.log" >&2; exit 1; }
+fi
+
+if [ -n "${BENCHMARKS:-}" ]; then
+    list=$(tr ',' '\n' <<< "$BENCHMARKS")
+else
+    list=$("$tool/bin/pyperformance" list | sed -n 's/^- //p')
+fi
+mapfile -t names <<< "$list"
+for ((i = 0; i < ${#names[@]}; i += chunk)); do
+    part=$(IFS=,; echo "${names[*]:i:chunk}")
+    "$tool/bin/pyperformance" run "$mode" -b "$part" --append "$work/native.json" > "$work/native.log" 2>&1 \
+        || { echo "pyperformance (native) failed on $part:" >&2; tail -30 "$work/native.log" >&2; exit 1; }
+    "$zq" run --image "$image" --fresh -- "$tool/bin/pyperformance" run "$mode" -b "$part" \
+        --append "$work/zhuque.json" > "$work/zhuque.log" 2>&1 \
+        || { echo "pyperformance (zhuque) failed on $part:" >&2; tail -30 "$work/zhuque.log" >&2; exit 1; }
+done
+
+printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
+# pyperf (installed with pyperformance) reads both result files.
+"$tool/bin/python" - "$work/native.json" "$work/zhuque.json" "$mode" << 'EOF'
+import math, sys
+import pyperf
+
+native = {b.get_name(): b for b in pyperf.BenchmarkSuite.load(sys.argv[1]).get_benchmarks()}
+zhuque = {b.get_name(): b for b in pyperf.BenchmarkSuite.load(sys.argv[2]).get_benchmarks()}
+
+def fmt(seconds):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.2f} {unit}"
+    return f"{seconds * 1e9:.0f} ns"
+
+print(f"| pyperformance 1.14.0 benchmark ({sys.argv[3]}, mean) | native | zhuque | ratio |")
+print("|---|--:|--:|--:|")
+ratios = []
+for name in sorted(native):
+    if name not in zhuque:
+        print(f"| {name} | {fmt(native[name].mean())} | missing | - |")
+        continue
+    n, z = native[name].mean(), zhuque[name].mean()
+    ratios.append(z / n)
+    print(f"| {name} | {fmt(n)} | {fmt(z)} | {z / n:.2f}x |")
+geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+print(f"| **geometric mean of {len(ratios)}** | | | {geomean:.2f}x |")
+print()
+print(f"Worst: {', '.join(f'{n} {r:.2f}x' for r, n in sorted(((zhuque[n].mean() / native[n].mean(), n) for n in native if n in zhuque), reverse=True)[:5])}; "
+      f"{sum(r > 1.03 for r in ratios)} of {len(ratios)} above 1.03x.")
+EOF
