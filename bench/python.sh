@@ -31,7 +31,7 @@ fi
 # the working directory.
 mkdir -p "$runs"
 cd "$runs"
-if ! "$tool/bin/pyperformance" venv show 2> /dev/null | grep -q "already exists"; then
+if ! "$tool/bin/pyperformance" venv show 2> /dev/null | grep -q "already created"; then
     "$tool/bin/pyperformance" venv create > "$work/venv.log" 2>&1 \
         || { echo "pyperformance venv create failed:" >&2; cat "$work/venv.log" >&2; exit 1; }
 fi
@@ -42,13 +42,17 @@ else
     list=$("$tool/bin/pyperformance" list | sed -n 's/^- //p')
 fi
 mapfile -t names <<< "$list"
+# pyperformance goes on after a benchmark that fails and lists it at the end: the table says
+# which are missing on either side, and the failures are printed after it.
+: > "$work/failures"
 for ((i = 0; i < ${#names[@]}; i += chunk)); do
     part=$(IFS=,; echo "${names[*]:i:chunk}")
     "$tool/bin/pyperformance" run "$mode" -b "$part" --append "$work/native.json" > "$work/native.log" 2>&1 \
-        || { echo "pyperformance (native) failed on $part:" >&2; tail -30 "$work/native.log" >&2; exit 1; }
+        || { echo "native, $part:"; grep -i -A3 "error\|failed" "$work/native.log" | tail -15; } >> "$work/failures"
     "$zq" run --image "$image" --fresh -- "$tool/bin/pyperformance" run "$mode" -b "$part" \
         --append "$work/zhuque.json" > "$work/zhuque.log" 2>&1 \
-        || { echo "pyperformance (zhuque) failed on $part:" >&2; tail -30 "$work/zhuque.log" >&2; exit 1; }
+        || { echo "zhuque, $part:"; grep -i -A3 "error\|failed" "$work/zhuque.log" | tail -15; } >> "$work/failures"
+    rm -rf "$image"
 done
 
 printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
@@ -57,8 +61,13 @@ printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(load
 import math, sys
 import pyperf
 
-native = {b.get_name(): b for b in pyperf.BenchmarkSuite.load(sys.argv[1]).get_benchmarks()}
-zhuque = {b.get_name(): b for b in pyperf.BenchmarkSuite.load(sys.argv[2]).get_benchmarks()}
+def load(path):
+    try:
+        return {b.get_name(): b for b in pyperf.BenchmarkSuite.load(path).get_benchmarks()}
+    except FileNotFoundError:
+        return {}
+
+native, zhuque = load(sys.argv[1]), load(sys.argv[2])
 
 def fmt(seconds):
     for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
@@ -69,16 +78,25 @@ def fmt(seconds):
 print(f"| pyperformance 1.14.0 benchmark ({sys.argv[3]}, mean) | native | zhuque | ratio |")
 print("|---|--:|--:|--:|")
 ratios = []
-for name in sorted(native):
-    if name not in zhuque:
-        print(f"| {name} | {fmt(native[name].mean())} | missing | - |")
+for name in sorted(set(native) | set(zhuque)):
+    if name not in zhuque or name not in native:
+        n = fmt(native[name].mean()) if name in native else "failed"
+        z = fmt(zhuque[name].mean()) if name in zhuque else "failed"
+        print(f"| {name} | {n} | {z} | - |")
         continue
     n, z = native[name].mean(), zhuque[name].mean()
     ratios.append(z / n)
     print(f"| {name} | {fmt(n)} | {fmt(z)} | {z / n:.2f}x |")
+if not ratios:
+    sys.exit("no benchmark ran on both sides")
 geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 print(f"| **geometric mean of {len(ratios)}** | | | {geomean:.2f}x |")
 print()
 print(f"Worst: {', '.join(f'{n} {r:.2f}x' for r, n in sorted(((zhuque[n].mean() / native[n].mean(), n) for n in native if n in zhuque), reverse=True)[:5])}; "
       f"{sum(r > 1.03 for r in ratios)} of {len(ratios)} above 1.03x.")
 EOF
+if [ -s "$work/failures" ]; then
+    printf '\nBenchmarks that failed (the end of their output):\n\n```\n'
+    cat "$work/failures"
+    printf '```\n'
+fi
