@@ -14,6 +14,7 @@ import re
 import sys
 
 RATIO = re.compile(r"([0-9]+(?:\.[0-9]+)?)x")
+CELL = re.compile(r"(?<!\\)\|")
 LOW, HIGH = 0.25, 8.0  # the axis: a quarter of native's time to eight times
 ROW, LABEL_W, BAR_W, PAD = 18, 470, 420, 10
 
@@ -27,7 +28,8 @@ def rows(report):
             continue
         if not line.startswith("|") or section is None:
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        # (A cell may hold an escaped pipe: `echo $i \| tr`.)
+        cells = [c.strip().replace("\\|", "|") for c in CELL.split(line.strip().strip("|"))]
         if len(cells) < 2 or set(cells[0]) <= set("-: "):
             continue
         found = RATIO.findall(cells[-1])
