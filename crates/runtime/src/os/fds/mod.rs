@@ -299,10 +299,9 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
     for tid in tids {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };
         if let Ok(pidfd) = sys::pidfd_open(tid, flags) {
-            // A usable task has an fd table (an ended leader has none).
-            let usable =
-                procfd_has_table(tid) && sys::pidfd_getfd(pidfd.raw(), runtime_fds()[0]).is_ok();
-            if usable {
+            // A usable task has an fd table (an ended leader has none, and taking an fd
+            // from it fails): one system call, where listing its fds took dozens.
+            if sys::pidfd_getfd(pidfd.raw(), runtime_fds()[0]).is_ok() {
                 return Some((tid, pidfd.into_raw()));
             }
         }
@@ -313,10 +312,6 @@ fn program_task(meta: &Meta) -> Option<(i32, i32)> {
 /// The process's thread ids (`/proc/self/task`), none if they cannot be listed.
 pub fn task_ids() -> Vec<i32> {
     crate::procfs::task_ids().unwrap_or_default()
-}
-
-fn procfd_has_table(tid: i32) -> bool {
-    !Task::thread(tid).list().is_empty()
 }
 
 /// A program thread may have moved a runtime fd (`dup2` onto its number) after the coordinator
