@@ -7,6 +7,7 @@ mod init;
 mod namespace;
 pub mod outcome;
 mod process;
+mod scheduling;
 mod signals;
 pub use signals::block_watched;
 mod spawn;

@@ -219,6 +219,7 @@ fn exec_child(
         if in_user_ns {
             raise_ambient_capabilities();
         }
+        super::scheduling::restore_in_child();
         if let Some(cwd) = &prep.cwd
             && libc::chdir(cwd.as_ptr()) < 0
         {

@@ -140,6 +140,7 @@ fn runtime_path(record: &zhuque_image::Meta) -> Vec<u8> {
 
 /// Runs the init of a tree launch in the namespace's pid 1; never returns.
 pub fn run(plan: &InitPlan, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
+    crate::launch::scheduling::raise_init();
     plan.ipc_limits.apply();
     let mut init = match TreeInit::new(plan, mask, in_user_ns) {
         Ok(init) => init,
