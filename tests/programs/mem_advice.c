@@ -38,7 +38,8 @@ struct region {
 /* The advice names smaps reports for the mapping that starts at `addr`, as bits of NAMES. */
 static unsigned vm_flags(const char *addr)
 {
-    FILE *f = fopen("/proc/self/smaps", "r");
+    char *buf;
+    FILE *f = tl_proc_open("/proc/self/smaps", &buf);
     CHECK(f, "smaps: %s", strerror(errno));
     char line[1024];
     int in = 0;
@@ -59,7 +60,7 @@ static unsigned vm_flags(const char *addr)
             break;
         }
     }
-    fclose(f);
+    tl_proc_close(f, buf);
     return bits;
 }
 

@@ -57,7 +57,8 @@ static uint64_t check_page(size_t pg)
  * what is wrong (in `why`). */
 static const char *smaps_wrong(const char *path, unsigned long written, char *why, size_t n)
 {
-    FILE *f = fopen("/proc/self/smaps", "r");
+    char *buf;
+    FILE *f = tl_proc_open("/proc/self/smaps", &buf);
     TL_CHECK(f != NULL, "smaps");
     char line[512], perms[8] = "";
     unsigned long start, end, off = 0, anon = ~0UL;
@@ -81,7 +82,7 @@ static const char *smaps_wrong(const char *path, unsigned long written, char *wh
             break;
         }
     }
-    fclose(f);
+    tl_proc_close(f, buf);
     return why;
 }
 

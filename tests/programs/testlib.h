@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "zhuque.h"
 
 /* splitmix64: tiny, good enough, and the state is one word. */
 static inline uint64_t tl_next(uint64_t *state)
@@ -58,6 +61,59 @@ static inline unsigned long tl_arg(int argc, char **argv, int i, unsigned long d
         exit(2);
     }
     return v;
+}
+
+/*
+ * Opens a /proc file for reading as a stream over its whole text, read while no failure
+ * came.
+ *
+ * The kernel generates such a file as it is read, a page of records per read(), and keeps
+ * its place by record. A resume reopens the file at the same *byte* offset of text generated
+ * afresh for the resumed process (README, limits): after a failure between two reads, the
+ * next read may start inside another line than the one the last read ended in. A text read
+ * across a failure (zhuque_failures() changed) is read again. Close with tl_proc_close().
+ */
+static inline FILE *tl_proc_open(const char *path, char **buf)
+{
+    for (;;) {
+        unsigned long failures = zq_failures();
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return NULL;
+        size_t size = 1 << 16, used = 0;
+        *buf = malloc(size);
+        ssize_t n = 0;
+        while (*buf && (n = read(fileno(f), *buf + used, size - used)) > 0) {
+            used += (size_t)n;
+            if (used == size) {
+                char *bigger = realloc(*buf, size *= 2);
+                if (!bigger)
+                    free(*buf);
+                *buf = bigger;
+            }
+        }
+        fclose(f);
+        if (!*buf || n < 0) {
+            free(*buf);
+            return NULL;
+        }
+        if (zq_failures() != failures) {
+            free(*buf);
+            continue;
+        }
+        if (used == 0) {
+            free(*buf);
+            *buf = NULL;
+            return fopen("/dev/null", "r");
+        }
+        return fmemopen(*buf, used, "r");
+    }
+}
+
+static inline void tl_proc_close(FILE *f, char *buf)
+{
+    fclose(f);
+    free(buf);
 }
 
 /* Reports a broken invariant and exits 99: a wrong result must never look like success. */

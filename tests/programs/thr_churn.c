@@ -87,12 +87,13 @@ static void *run(void *arg)
 
 static int maps_lines(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
+    char *buf;
+    FILE *f = tl_proc_open("/proc/self/maps", &buf);
     TL_CHECK(f != NULL, "open /proc/self/maps");
     int n = 0, c;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
-    fclose(f);
+    tl_proc_close(f, buf);
     return n;
 }
 
