@@ -349,6 +349,100 @@ impl Msg {
     }
 }
 
+/// File in a process image (`p/<pid>/`) in which a stopped process reports its fd table to
+/// the init, for the save under way ([`FdReport`]): written before its [`Msg::Stopped`].
+pub const FD_REPORT_FILE: &str = "fd-report";
+/// Version of the [`FdReport`] encoding.
+pub const FD_REPORT_VERSION: u32 = 1;
+
+/// The `dev` of the file identity of pseudo-terminals (no real device has it): a master and
+/// its slaves are different files (`/dev/ptmx`, `/dev/pts/N`) but one object, saved by one
+/// process with the bytes queued between them, so they get one identity, the
+/// pseudo-terminal's number (in `ino`), as a pipe's two ends share their inode.
+pub const PTY_KEY_DEV: u64 = u64::MAX - 1;
+
+/// The file one fd refers to, as the init's plan of shared fds groups them: the file's
+/// device and inode (a pseudo-terminal's: [`PTY_KEY_DEV`] and its number), and its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdFile {
+    pub dev: u64,
+    pub ino: u64,
+    /// A pipe or a FIFO (one object whose ends are different descriptions).
+    pub fifo: bool,
+    pub socket: bool,
+}
+
+/// A stopped process's fd table, as it saw it (every fd, the runtime's own included), so
+/// the init need not look at each fd through `/proc`: one `fstat` in the process instead of a
+/// path walk in the init, made by every process at once while the others stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FdReport {
+    /// The save the report is for (a report of an earlier one is stale).
+    pub generation: u64,
+    /// The thread whose fd table this is (the leader, or a live thread when it ended):
+    /// `kcmp` must look at that one.
+    pub task: i32,
+    /// Each fd, ascending, with its file (`None`: it could not be examined).
+    pub fds: Vec<(i32, Option<FdFile>)>,
+}
+
+impl FdReport {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(FD_REPORT_VERSION);
+        w.u64(self.generation);
+        w.i32(self.task);
+        w.u64(self.fds.len() as u64);
+        for (fd, file) in &self.fds {
+            w.i32(*fd);
+            match file {
+                None => w.u8(0),
+                Some(f) => {
+                    w.u8(1 | (f.fifo as u8) << 1 | (f.socket as u8) << 2);
+                    w.u64(f.dev);
+                    w.u64(f.ino);
+                }
+            }
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<FdReport, Error> {
+        let mut r = Reader::new(bytes);
+        let version = r.u32()?;
+        if version != FD_REPORT_VERSION {
+            return Err(Error::Version(version));
+        }
+        let generation = r.u64()?;
+        let task = r.i32()?;
+        let n = r.len_prefix()?;
+        let mut fds = Vec::new();
+        for _ in 0..n {
+            let fd = r.i32()?;
+            let flags = r.u8()?;
+            let file = if flags & 1 == 0 {
+                None
+            } else {
+                Some(FdFile {
+                    dev: r.u64()?,
+                    ino: r.u64()?,
+                    fifo: flags & 2 != 0,
+                    socket: flags & 4 != 0,
+                })
+            };
+            fds.push((fd, file));
+        }
+        if !r.is_empty() {
+            return Err(Error::Invalid("fd report: trailing bytes"));
+        }
+        Ok(FdReport {
+            generation,
+            task,
+            fds,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +506,40 @@ mod tests {
         };
         assert_eq!(SharePlan::decode(&p.encode()), Ok(p.clone()));
         assert!(SharePlan::decode(&p.encode()[..9]).is_err());
+    }
+
+    #[test]
+    fn fd_reports_round_trip() {
+        let r = FdReport {
+            generation: 4,
+            task: 12,
+            fds: vec![
+                (0, None),
+                (
+                    3,
+                    Some(FdFile {
+                        dev: 5,
+                        ino: 77,
+                        fifo: true,
+                        socket: false,
+                    }),
+                ),
+                (
+                    19936,
+                    Some(FdFile {
+                        dev: PTY_KEY_DEV,
+                        ino: 3,
+                        fifo: false,
+                        socket: true,
+                    }),
+                ),
+            ],
+        };
+        assert_eq!(FdReport::decode(&r.encode()), Ok(r.clone()));
+        assert!(FdReport::decode(&r.encode()[..20]).is_err());
+        let mut longer = r.encode();
+        longer.push(0);
+        assert!(FdReport::decode(&longer).is_err());
     }
 
     #[test]

@@ -227,6 +227,14 @@ pub fn write_meta(dir: BorrowedFd, meta: &Meta, sync: bool) -> Result<(), Errno>
     replace(dir, c"meta.tmp", c"meta", &image::encode(meta), sync)
 }
 
+/// Writes a report for the init (`name`, replaced whole: the init never reads half of one).
+/// Not made durable: it only serves the save under way.
+pub fn write_report(dir: BorrowedFd, name: &str, bytes: &[u8]) -> Result<(), Errno> {
+    let tmp = cstr(format!("{name}.tmp").as_bytes());
+    let name = cstr(name.as_bytes());
+    replace(dir, as_cstr(&tmp), as_cstr(&name), bytes, false)
+}
+
 /// Makes the image directory's own entry durable: `fsync` of its parent (a tree's `p/`, or
 /// the images root), which holds the entry of a directory created since (a fork child's
 /// `p/<pid>`, a fresh image). Only where a save syncs at all (not tmpfs).

@@ -48,6 +48,10 @@ pub fn save_member(generation: u64) -> ! {
     // Memory in this process's own pool, shared (children stop at the same time, each
     // copying what it still read of its parent's pool).
     let ready = crate::tree::fork::prepare_save(&stopped);
+    if ready {
+        let tids: Vec<i32> = stopped.threads.iter().map(|t| t.tid).collect();
+        crate::os::fds::report::write(generation, &tids);
+    }
     let _ = control::send(Msg::Stopped);
     let ok = match control::recv() {
         Some(Msg::Save { generation: g }) if g == generation => {

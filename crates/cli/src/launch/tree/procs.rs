@@ -8,7 +8,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use zhuque_image::tree::SharePlan;
+use zhuque_image::tree::{FdReport, PTY_KEY_DEV, SharePlan};
 
 use super::plan::{self, FdFact, FdRef, FileKey};
 use super::snapshot::{self, ProcFact};
@@ -281,12 +281,6 @@ fn file_key(path: &str) -> Option<FileKey> {
     })
 }
 
-/// The `dev` of the keys of pseudo-terminals (no real device has it): a master and its slaves
-/// are different files (`/dev/ptmx`, `/dev/pts/N`) but one object, saved by one process with
-/// the bytes queued between them (the runtime's `os/fds/ptys.rs`), so they get one key, the
-/// pseudo-terminal's number, like a pipe's two ends.
-const PTY_KEY_DEV: u64 = u64::MAX - 1;
-
 /// The number of the pseudo-terminal that fd `path` (`/proc/PID/fd/N`) is the master
 /// (`/dev/ptmx`, its number in the fd's fdinfo) or a slave (`/dev/pts/N`) of.
 fn pty_index(path: &str, m: &fs::Metadata) -> Option<u64> {
@@ -338,12 +332,41 @@ pub fn kcmp_file(a: FdRef, b: FdRef) -> Option<Ordering> {
 }
 
 /// The plans of `members` (stopped), from their fd tables.
-pub fn share_plans(members: &[i32]) -> BTreeMap<i32, SharePlan> {
-    let tasks: BTreeMap<i32, i32> = members.iter().map(|p| (*p, fd_task(*p))).collect();
-    let mut facts: Vec<FdFact> = tasks
-        .iter()
-        .flat_map(|(pid, task)| fd_facts(*pid, *task))
-        .collect();
+/// `reports` are the fd tables members reported themselves (`FdReport`); the others' are
+/// read from `/proc`.
+pub fn share_plans(members: &[i32], reports: &BTreeMap<i32, FdReport>) -> BTreeMap<i32, SharePlan> {
+    let mut tasks: BTreeMap<i32, i32> = BTreeMap::new();
+    let mut facts: Vec<FdFact> = Vec::new();
+    for pid in members {
+        match reports.get(pid) {
+            Some(r) => {
+                tasks.insert(*pid, r.task);
+                let reported: Vec<FdFact> = r
+                    .fds
+                    .iter()
+                    .map(|(fd, file)| FdFact {
+                        pid: *pid,
+                        fd: *fd,
+                        key: file.map(|f| FileKey {
+                            dev: f.dev,
+                            ino: f.ino,
+                            ends_together: f.fifo || f.dev == PTY_KEY_DEV,
+                            socket: f.socket,
+                        }),
+                    })
+                    .collect();
+                // The report says what `/proc` says (checked in builds with debug assertions,
+                // which CI runs its single-program crash tests with: each is a tree).
+                debug_assert_eq!(reported, fd_facts(*pid, r.task), "fd report of {pid}");
+                facts.extend(reported);
+            }
+            None => {
+                let task = fd_task(*pid);
+                tasks.insert(*pid, task);
+                facts.extend(fd_facts(*pid, task));
+            }
+        }
+    }
     join_connected_sockets(&mut facts);
     // kcmp looks at the given task's fd table: the live one.
     let task = |r: FdRef| (tasks.get(&r.0).copied().unwrap_or(r.0), r.1);

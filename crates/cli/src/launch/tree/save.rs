@@ -11,12 +11,14 @@
 //!    message queues, now that nothing of the tree runs.
 //! 5. **Commit** (`ending.rs`): the record SAVED, then `Commit`; or `Abort` on any failure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use zhuque_image::tree::{Msg, ProcKind, SHARE_PLAN_FILE, SharePlan, Tree};
+use zhuque_image::tree::{
+    FD_REPORT_FILE, FdReport, Msg, ProcKind, SHARE_PLAN_FILE, SharePlan, Tree,
+};
 
 use super::ending::{self, What, Why};
 use super::init::TreeInit;
@@ -68,7 +70,7 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
     freeze_lost(&tree);
     init.note(format_args!("save: tree recorded"));
-    write_plans(init, &members)?;
+    write_plans(init, &members, generation)?;
     init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
     wait_saved(init)?;
@@ -183,8 +185,12 @@ fn freeze_lost(tree: &Tree) {
 
 /// Every member's plan of shared fds, in `p/<pid>/shared` (an empty plan too: the runtime
 /// relies on the file).
-fn write_plans(init: &TreeInit, members: &[i32]) -> Result<(), Why> {
-    for (pid, plan) in procs::share_plans(members) {
+fn write_plans(init: &TreeInit, members: &[i32], generation: u64) -> Result<(), Why> {
+    let reports: BTreeMap<i32, FdReport> = members
+        .iter()
+        .filter_map(|pid| Some((*pid, read_report(&init.process_path(*pid), generation)?)))
+        .collect();
+    for (pid, plan) in procs::share_plans(members, &reports) {
         let dir = init.process_path(pid);
         write_plan(&dir, &plan).map_err(|e| {
             Why::Failed(format!(
@@ -194,6 +200,13 @@ fn write_plans(init: &TreeInit, members: &[i32]) -> Result<(), Why> {
         })?;
     }
     Ok(())
+}
+
+/// The fd table member `dir` reported for the save of `generation`, if it did (a process
+/// that could not leaves the init to look at its fds itself).
+fn read_report(dir: &std::path::Path, generation: u64) -> Option<FdReport> {
+    let report = FdReport::decode(&fs::read(dir.join(FD_REPORT_FILE)).ok()?).ok()?;
+    (report.generation == generation).then_some(report)
 }
 
 fn write_plan(dir: &std::path::Path, plan: &SharePlan) -> std::io::Result<()> {

@@ -37,6 +37,7 @@ mod pidfd;
 mod pipes;
 mod procfd;
 mod ptys;
+pub mod report;
 mod restorer;
 mod signalfd;
 mod sockets;
@@ -293,8 +294,14 @@ fn save_failed(fd: i32, e: crate::sys::Errno) -> ! {
 /// A program thread whose fd table is the program's, and a pidfd to take fds from it: the
 /// leader, or (when it has ended with `pthread_exit`) another thread.
 fn program_task(meta: &Meta) -> Option<(i32, i32)> {
+    let tids: Vec<i32> = meta.threads.iter().map(|t| t.tid).collect();
+    program_task_of(&tids)
+}
+
+/// [`program_task`] among program threads `tids`.
+fn program_task_of(tids: &[i32]) -> Option<(i32, i32)> {
     let pid = crate::sys::getpid();
-    let mut tids: Vec<i32> = meta.threads.iter().map(|t| t.tid).collect();
+    let mut tids = tids.to_vec();
     tids.sort_by_key(|t| *t != pid);
     for tid in tids {
         let flags = if tid == pid { 0 } else { sys::PIDFD_THREAD };

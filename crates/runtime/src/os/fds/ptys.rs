@@ -43,6 +43,20 @@ pub(super) fn is_slave_device(rdev: u64) -> bool {
     (SLAVE_MAJOR..SLAVE_MAJOR + 8).contains(&major(rdev))
 }
 
+/// The number of the pseudo-terminal a character device fd is the master of (`/dev/ptmx`,
+/// device 5:2: `TIOCGPTN`) or a slave of (its minor number), `None` for other devices.
+pub(super) fn index_of(fd: i32, rdev: u64) -> Option<u64> {
+    const PTMX: (u64, u64) = (5, 2);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    if is_slave_device(rdev) {
+        Some(minor)
+    } else if (major(rdev), minor) == PTMX {
+        sys::pty_number(fd).ok().map(u64::from)
+    } else {
+        None
+    }
+}
+
 /// `/dev/pts/<n>`, NUL-terminated.
 fn slave_path(n: u32) -> Vec<u8> {
     let mut p = b"/dev/pts/".to_vec();
