@@ -157,6 +157,8 @@ pub fn run(plan: &InitPlan, mask: &libc::sigset_t, in_user_ns: bool) -> ! {
             }
         }
     }
+    // Once the tree runs, off its start's path: what a save will need.
+    super::ipc::prepare();
     lifecycle::serve(&mut init)
 }
 

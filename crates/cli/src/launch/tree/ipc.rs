@@ -394,10 +394,31 @@ fn mqueue_mount() -> io::Result<OwnedFd> {
     }
 }
 
+/// Makes ahead what a save of the namespace's objects needs (the queue filesystem's mount:
+/// about a third of the save's IPC step). Best effort: a save makes it if this could not.
+pub fn prepare() {
+    if owns_namespace() {
+        let _ = mqueue_root();
+    }
+}
+
+/// [`mqueue_mount`], made once per init: it shows the namespace's queues as they are at each
+/// look.
+fn mqueue_root() -> io::Result<PathBuf> {
+    static MOUNT: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    let fd = match MOUNT.get() {
+        Some(fd) => fd,
+        None => {
+            let made = mqueue_mount()?;
+            MOUNT.get_or_init(|| made)
+        }
+    };
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+}
+
 fn save_posix_queues() -> Result<Vec<PosixQueue>, String> {
-    let mount = mqueue_mount()
+    let root = mqueue_root()
         .map_err(|e| format!("cannot list the tree's POSIX message queues (fsopen): {e}"))?;
-    let root = PathBuf::from(format!("/proc/self/fd/{}", mount.as_raw_fd()));
     let entries = fs::read_dir(&root)
         .map_err(|e| format!("cannot list the tree's POSIX message queues: {e}"))?;
     let mut out = Vec::new();
