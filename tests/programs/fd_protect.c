@@ -3,10 +3,12 @@
  *
  * A program that treats every fd number as its own, as daemons do: it closes everything above
  * 2 (closefrom, close_range, and close() of every fd /proc/self/fd lists), then puts a file of
- * its own on the 100 highest numbers its RLIMIT_NOFILE allows with dup2/dup3 (where the runtime
- * keeps its own fds), and works on them: each round writes a record through one of them and
- * checks that every one of them still is its file. The runtime must keep working (failures are
- * saved and resumed) without the program ever seeing a foreign fd or losing one of its own.
+ * its own on the 100 highest numbers its RLIMIT_NOFILE allows and on the 100 below 65536 with
+ * dup2/dup3 (where the runtime keeps its own fds: at the top of the limit, or under 65536 when
+ * the limit is higher, sys::RUNTIME_FD_CEILING), and works on them: each round writes a record
+ * through one of them and checks that every one of them still is its file. The runtime must
+ * keep working (failures are saved and resumed) without the program ever seeing a foreign fd or
+ * losing one of its own.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -19,6 +21,8 @@
 #include <unistd.h>
 
 #define HIGH 100
+/* The runtime's fds stay below this when the limit is higher (sys::RUNTIME_FD_CEILING). */
+#define CEILING 65536
 
 int main(int argc, char **argv)
 {
@@ -26,6 +30,14 @@ int main(int argc, char **argv)
     struct rlimit l;
     TL_CHECK(getrlimit(RLIMIT_NOFILE, &l) == 0, "getrlimit");
     int top = l.rlim_cur > 1 << 20 ? 1 << 20 : (int)l.rlim_cur;
+    /* The numbers the program takes: the top HIGH of its limit, and the HIGH under CEILING. */
+    int nums[2 * HIGH], n_nums = 0;
+    for (int n = top - HIGH; n < top; n++)
+        nums[n_nums++] = n;
+    int low_top = top < CEILING ? top : CEILING;
+    for (int n = low_top - HIGH; n < low_top && low_top != top; n++)
+        if (n < top - HIGH)
+            nums[n_nums++] = n;
 
     closefrom(3);
     close_range(3, ~0U, 0);
@@ -46,24 +58,26 @@ int main(int argc, char **argv)
     TL_CHECK(f == 3, "the lowest free fd is %d, not 3", f);
     struct stat want;
     TL_CHECK(fstat(f, &want) == 0, "fstat");
-    for (int n = top - HIGH; n < top; n++) {
+    for (int i = 0; i < n_nums; i++) {
+        int n = nums[i];
         int r = n % 2 ? dup2(f, n) : dup3(f, n, O_CLOEXEC);
         TL_CHECK(r == n, "dup onto %d: %s", n, strerror(errno));
     }
     int g = open("other.dat", O_RDWR | O_CREAT | O_TRUNC, 0600);
     TL_CHECK(g == 4, "the next fd is %d, not 4", g);
-    printf("fds: records on 3 and the top %d numbers, other on 4\n", HIGH);
+    printf("fds: records on 3 and %d high numbers, other on 4\n", n_nums);
 
     uint64_t rng = 5, h = TL_HASH_INIT;
     for (unsigned long r = 1; r <= rounds; r++) {
-        int n = top - HIGH + (int)tl_below(&rng, HIGH);
+        int n = nums[tl_below(&rng, (uint64_t)n_nums)];
         uint64_t rec[2] = {r, tl_next(&rng)};
         TL_CHECK(write(n, rec, sizeof rec) == sizeof rec, "write fd %d: %s", n, strerror(errno));
         TL_CHECK(pwrite(g, rec, sizeof rec, (off_t)((r % 512) * sizeof rec)) == sizeof rec,
                  "pwrite");
         h = tl_mix(h, rec[1]);
         if (r % 256 == 0 || r == rounds) {
-            for (int k = top - HIGH; k < top; k++) {
+            for (int i = 0; i < n_nums; i++) {
+                int k = nums[i];
                 struct stat st;
                 TL_CHECK(fstat(k, &st) == 0 && st.st_ino == want.st_ino && st.st_dev == want.st_dev,
                          "fd %d is no longer records.dat", k);

@@ -17,13 +17,13 @@ fn hide(fd: OwnedFd) -> OwnedFd {
 /// A duplicate of `fd` where the runtime's fds live: at or above the soft `RLIMIT_NOFILE`
 /// when the hard limit leaves room (the program's `open` can never return such a number,
 /// however many fds it opens: a program may use every number below its limit), else among
-/// the highest numbers under it; `None` when none is free there.
+/// the highest numbers under it, or under [`crate::sys::RUNTIME_FD_CEILING`] when the limit is
+/// higher; `None` when none is free there.
 pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
     let n = match crate::sys::dup_above_soft_limit(fd.as_raw_fd()) {
         Some(n) => n,
         None => {
-            let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-            let min = (soft.min(1 << 20) as i32 - 64).max(64);
+            let min = (crate::sys::runtime_fd_top() - 64).max(64);
             crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?
         }
     };

@@ -152,14 +152,31 @@ pub fn dup_at_least(fd: i32, min: i32) -> Result<i32> {
     .map(|v| v as i32)
 }
 
+/// The highest numbers the runtime's own fds take. They sit at the top of the soft
+/// `RLIMIT_NOFILE` (where the program's `open` reaches last), but the kernel sizes a process's
+/// fd table to its highest open fd and allocates and copies the whole table at every `fork`
+/// and every `unshare(CLONE_FILES)` (each save): with the 1048576 of many containers that is
+/// an 8 MiB table per fork. Below this the table stays at most 512 KiB. (On the test VM, whose
+/// limit is 20000, a save with a 1100 limit was about 10 % faster: a table of 9 KiB instead of
+/// 160 KiB.) A program that holds more fds than this finds a few numbers under it taken (its
+/// `open` skips them; `dup2` onto one moves the runtime's fd away first: `fds::interpose`).
+pub const RUNTIME_FD_CEILING: u64 = 65536;
+
+/// Below which number the runtime's fds go when they cannot sit above the soft limit: the
+/// soft `RLIMIT_NOFILE`, at most [`RUNTIME_FD_CEILING`].
+pub fn runtime_fd_top() -> i32 {
+    getrlimit(RLIMIT_NOFILE).0.min(RUNTIME_FD_CEILING) as i32
+}
+
 /// A close-on-exec duplicate of `fd` at or above the soft `RLIMIT_NOFILE`, where the
 /// program's `open` can never reach (it may use every number below its limit); the limit is
 /// raised for that one dup (F_DUPFD refuses numbers at or above it), then put back. `None`
-/// when the hard limit leaves no room (or above 2^20).
+/// when the hard limit leaves no room, or the soft limit is at [`RUNTIME_FD_CEILING`] or
+/// above (the fd table would grow with it).
 pub fn dup_above_soft_limit(fd: i32) -> Option<i32> {
     let (soft, hard) = getrlimit(RLIMIT_NOFILE);
-    let cap = 1u64 << 20;
-    if hard <= soft || soft >= cap {
+    let cap = RUNTIME_FD_CEILING + 64;
+    if hard <= soft || soft >= RUNTIME_FD_CEILING {
         return None;
     }
     setrlimit(RLIMIT_NOFILE, (soft + 64).min(hard).min(cap), hard).ok()?;

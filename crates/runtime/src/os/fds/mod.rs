@@ -727,13 +727,13 @@ fn close_strays() {
 /// program's `open` takes the lowest free number, so a runtime fd sitting low would shift
 /// every fd the program opens afterwards). Above the soft `RLIMIT_NOFILE` when the hard limit
 /// allows (such fds stay valid, and the program can never reach them), else the highest free
-/// number below it. Returns the new number; `fd` stays open.
+/// number below it or below [`crate::sys::RUNTIME_FD_CEILING`]. Returns the new number; `fd`
+/// stays open.
 pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
     if let Some(n) = crate::sys::dup_above_soft_limit(fd) {
         return Some(n);
     }
-    let (soft, _) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
-    let top = soft.min(1 << 20) as i32;
+    let top = crate::sys::runtime_fd_top();
     for n in (3..top).rev().take(1 << 14) {
         if avoid.contains(&n) {
             continue;
