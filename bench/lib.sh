@@ -12,3 +12,17 @@ ms() { awk 'NR == 1 {v = $1} END {if (v == "" || v == "-") print "-"; else print
 # The 1, 5 and 15 minute load averages, printed with each table (a benchmark on a busy
 # machine says so).
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# One table row per thing measured in FILE, in the order things first appear there: lines
+# "native|zhuque<TAB>thing<TAB>value" become "| thing | native median | zhuque median | ratio |",
+# the medians printed with printf FORMAT. The ratio is zhuque / native (times), or
+# native / zhuque when KIND is "throughput" (higher is better there).
+ratio_rows() { # FILE FORMAT [KIND]
+    local file=$1 format=$2 kind=${3:-time} what n z
+    cut -f2 "$file" | awk '!seen[$0]++' | while IFS= read -r what; do
+        n=$(awk -F'\t' -v w="$what" '$1 == "native" && $2 == w {print $3}' "$file" | median)
+        z=$(awk -F'\t' -v w="$what" '$1 == "zhuque" && $2 == w {print $3}' "$file" | median)
+        awk -v w="$what" -v n="$n" -v z="$z" -v f="$format" -v k="$kind" 'BEGIN {
+            printf "| %s | " f " | " f " | %.2fx |\n", w, n, z, (k == "throughput" ? n / z : z / n) }'
+    done
+}

@@ -23,8 +23,4 @@ done
 
 echo "| operation (median of $runs runs) | native ns | zhuque ns | ratio |"
 echo "|---|--:|--:|--:|"
-cut -f2 "$work/all" | awk '!seen[$0]++' | while IFS= read -r op; do
-    n=$(awk -F'\t' -v op="$op" '$1 == "native" && $2 == op {print $3}' "$work/all" | median)
-    z=$(awk -F'\t' -v op="$op" '$1 == "zhuque" && $2 == op {print $3}' "$work/all" | median)
-    awk -v op="$op" -v n="$n" -v z="$z" 'BEGIN { printf "| %s | %d | %d | %.2fx |\n", op, n, z, z / n }'
-done
+ratio_rows "$work/all" '%d'

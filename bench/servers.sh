@@ -97,8 +97,4 @@ done
 printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
 echo "| server, load (median of $runs rounds) | native ops/s | zhuque ops/s | ratio |"
 echo "|---|--:|--:|--:|"
-cut -f2 "$work/all" | awk '!seen[$0]++' | while IFS= read -r what; do
-    n=$(awk -F'\t' -v w="$what" '$1 == "native" && $2 == w {print $3}' "$work/all" | median)
-    z=$(awk -F'\t' -v w="$what" '$1 == "zhuque" && $2 == w {print $3}' "$work/all" | median)
-    awk -v w="$what" -v n="$n" -v z="$z" 'BEGIN { printf "| %s | %.0f | %.0f | %.2fx |\n", w, n, z, n / z }'
-done
+ratio_rows "$work/all" '%.0f' throughput

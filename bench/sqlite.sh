@@ -58,8 +58,4 @@ done
 printf 'load average at the start: %s, at the end: %s\n\n' "$load_start" "$(loadavg)"
 echo "| speedtest1 --size $size (median of $runs runs) | native s | zhuque s | ratio |"
 echo "|---|--:|--:|--:|"
-cut -f2 "$work/all" | awk '!seen[$0]++' | while IFS= read -r what; do
-    n=$(awk -F'\t' -v w="$what" '$1 == "native" && $2 == w {print $3}' "$work/all" | median)
-    z=$(awk -F'\t' -v w="$what" '$1 == "zhuque" && $2 == w {print $3}' "$work/all" | median)
-    awk -v w="$what" -v n="$n" -v z="$z" 'BEGIN { printf "| %s | %.3f | %.3f | %.2fx |\n", w, n, z, z / n }'
-done
+ratio_rows "$work/all" '%.3f'

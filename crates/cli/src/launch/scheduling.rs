@@ -53,10 +53,6 @@ pub fn restore_in_child() {
     if nice == NOT_RAISED {
         return;
     }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain system calls about this process.
-    unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
-        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-    }
+    // SAFETY: plain system call about this process.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
 }

@@ -611,8 +611,3 @@ impl CrashReport {
             .flat_map(|a| a.launches.iter())
     }
 }
-
-/// Whether `haystack` holds `needle`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}

@@ -389,18 +389,17 @@ pub fn spawn(mut cmd: Command, what: &str) -> Spawned {
     }
 }
 
+/// Whether `haystack` holds `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl Spawned {
     /// Waits until stdout contains `needle`; panics if the process ends or `timeout` passes.
     pub fn wait_for_stdout(&mut self, needle: &[u8], timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self
-                .partial_stdout
-                .lock()
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
+            if contains(&self.partial_stdout.lock().unwrap(), needle) {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
