@@ -27,7 +27,7 @@ pub fn save_and_exit() -> ! {
         sys::exit_group(zhuque_image::EXIT_REFUSED);
     }
     let generation = process::get().meta().generation + 1;
-    if write_image(&stopped, generation).is_err() {
+    if write_image(&stopped, generation, None).is_err() {
         // The previous image is intact (nothing was renamed over it); this one is lost.
         crate::diag::say(
             "the save failed: cannot write the image (disk full?); the program is stopped unsaved",
@@ -48,15 +48,17 @@ pub fn save_member(generation: u64) -> ! {
     // Memory in this process's own pool, shared (children stop at the same time, each
     // copying what it still read of its parent's pool).
     let ready = crate::tree::fork::prepare_save(&stopped);
-    if ready {
+    let listing = if ready {
         let tids: Vec<i32> = stopped.threads.iter().map(|t| t.tid).collect();
-        crate::os::fds::report::write(generation, &tids);
-    }
+        crate::os::fds::report::write(generation, &tids)
+    } else {
+        None
+    };
     let _ = control::send(Msg::Stopped);
     let ok = match control::recv() {
         Some(Msg::Save { generation: g }) if g == generation => {
             let written = if ready {
-                write_image(&stopped, generation)
+                write_image(&stopped, generation, listing)
             } else {
                 Err(())
             };
@@ -78,7 +80,11 @@ pub fn save_member(generation: u64) -> ! {
 }
 
 /// Records this stopped process into its image as generation `generation`.
-fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Result<(), ()> {
+fn write_image(
+    stopped: &crate::threads::stop::Stopped,
+    generation: u64,
+    listing: Option<crate::os::fds::report::Listing>,
+) -> Result<(), ()> {
     let p = process::get();
     api::note_failure();
     let mut meta = p.meta().clone();
@@ -88,7 +94,7 @@ fn write_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> Resu
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
     meta.threads = stopped.threads.clone();
-    crate::os::save(&mut meta, stopped);
+    crate::os::save(&mut meta, stopped, listing);
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured, generation);
     meta.pool_end = crate::memory::pool::end();

@@ -102,8 +102,13 @@ fn ensure_fd_access() {
 }
 
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
-/// carrying the new generation and the stopped threads).
-pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
+/// carrying the new generation and the stopped threads). `listing`: the program's fds, if this
+/// save listed them already (a tree member's report to the init).
+pub fn save(
+    meta: &mut Meta,
+    stopped: &crate::threads::stop::Stopped,
+    listing: Option<fds::report::Listing>,
+) {
     process_state::save(meta, stopped);
     credentials::save(meta);
     rlimits::save(meta);
@@ -122,7 +127,7 @@ pub fn save(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     taken.save(meta);
     timers::save(meta, list, &after);
     let mut files = image_files::ImageFiles::for_save(meta.generation);
-    fds::save(meta, &mut files);
+    fds::save(meta, &mut files, listing);
     files.clean();
 }
 

@@ -349,7 +349,9 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
 /// coordinator may have an fd table of its own by now (`os::detach_fd_table`): program fds
 /// are listed through a program thread's `/proc` entry and duplicated into the coordinator's
 /// table with `pidfd_getfd`; without a pidfd (old kernel), the table is the shared one.
-pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
+/// `listing`: the program's fds as this save already listed them (`report::write`), if it
+/// did.
+pub fn save(meta: &mut Meta, files: &mut ImageFiles, listing: Option<report::Listing>) {
     // In a tree: what the init found this process shares with others.
     let plan = crate::tree::in_tree().then(share_plan);
     let (task, pidfd) = match program_task(meta) {
@@ -359,7 +361,8 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles) {
     if let Some(p) = pidfd {
         sync_runtime_fds(p);
     }
-    let (mut descs, fds) = collect(task, pidfd, plan.as_ref());
+    let listed = listing.filter(|(t, _)| *t == task.id()).map(|(_, fds)| fds);
+    let (mut descs, fds) = collect(task, pidfd, plan.as_ref(), listed);
     let not_ours = not_ours(&descs, &fds, plan.as_ref());
     in_flight::take(&mut descs, &not_ours);
     let extra = in_flight::needed(&descs);
@@ -401,7 +404,12 @@ type FoundFd = (i32, bool, usize);
 /// behind them, each description once however many fds share it (`kcmp`), with the
 /// coordinator's own duplicate of it (`local`); in a tree, also the descriptions this process
 /// saves for others.
-fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Desc>, Vec<FoundFd>) {
+fn collect(
+    task: Task,
+    pidfd: Option<i32>,
+    plan: Option<&SharePlan>,
+    listed: Option<Vec<i32>>,
+) -> (Vec<Desc>, Vec<FoundFd>) {
     let skip = runtime_fds();
     let mut descs: Vec<Desc> = Vec::new();
     let mut fds: Vec<FoundFd> = Vec::new();
@@ -412,7 +420,7 @@ fn collect(task: Task, pidfd: Option<i32>, plan: Option<&SharePlan>) -> (Vec<Des
     // The coordinator's numbers that hold a description's `local`: never a private copy to
     // close, even when the program's fd of that number shares the description.
     let mut kept: std::collections::BTreeSet<i32> = Default::default();
-    for fd in task.list() {
+    for fd in listed.unwrap_or_else(|| task.list()) {
         if skip.contains(&fd) {
             continue;
         }
