@@ -281,6 +281,44 @@ fn removed_device_nodes() {
     crash_case("fd_removed_dev", &case, plan);
 }
 
+/// Objects no resume can recreate (an io_uring instance, a userfaultfd, a perf event counter,
+/// `fd_unsupported.c`) are never silently something else: after a resume each fd is still
+/// open and fails with `EBADF`, and each run says so, in one warning line naming its kind
+/// (once per object: more than once only when a failure landed while the program made one,
+/// which it then makes again).
+#[test]
+fn unsupported_objects_come_back_failing_with_a_warning() {
+    let case = Case {
+        file: "fd_unsupported.c",
+        args: &["400", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 6,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let report = crash_case("fd_unsupported", &case, plan);
+    for run in &report.runs {
+        let attempt = run.attempts.last().expect("an attempt");
+        let stderr: String = attempt
+            .launches
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.result.stderr).into_owned())
+            .collect();
+        for kind in ["io_uring", "userfaultfd", "perf_event"] {
+            let warned = format!("anon_inode:[{kind}] cannot be recreated; it fails with EBADF");
+            let n = stderr.matches(&warned).count();
+            assert!(
+                (1..=attempt.failures).contains(&n),
+                "run {}: {n} warnings about the {kind} fd after {} failures:\n{stderr}",
+                run.run,
+                attempt.failures
+            );
+        }
+    }
+}
+
 /// A temporary file unlinked while open, an O_TMPFILE file (and a read-only second
 /// description of it) and a sealed memfd keep their contents, offsets and seals.
 #[test]
