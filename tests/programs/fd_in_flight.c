@@ -10,6 +10,8 @@
  * a message queued on it. The stream carries a message without fds between two with fds,
  * read back with exact lengths: the fds must come with the same byte. Every fd received is
  * checked with the kernel's view (fstat, offsets, contents, counts, the shared offset).
+ * A fourth channel is no pair: an unnamed datagram socket sends to a datagram socket bound
+ * to an abstract name (its queue comes back from a socket the resume makes).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -20,20 +22,29 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stddef.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
 
 enum { KINDS = 6 };
 static int keep_fd;       /* the file whose second fd travels */
-static int kept_end[6]; /* the kept end of each socketpair whose other end travels, by slot */
+static int kept_end[8]; /* the kept end of each socketpair whose other end travels, by slot */
 static const char *dir;
 
-static void send_fds(int sock, const void *data, size_t len, const int *fds, int n)
+/* Sends to `to` (NULL: the socket's peer). */
+static void send_fds(int sock, const struct sockaddr_un *to, const void *data, size_t len,
+                     const int *fds, int n)
 {
     char control[CMSG_SPACE(sizeof(int) * KINDS)];
     struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (to) {
+        m.msg_name = (void *)to;
+        m.msg_namelen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                                    strlen(to->sun_path + 1));
+    }
     if (n) {
         memset(control, 0, sizeof control);
         m.msg_control = control;
@@ -167,12 +178,14 @@ static void check(int fd, int kind, unsigned long r, int slot)
 struct pair {
     const char *name;
     int type, index, sv[2];
+    /* Not a pair: sv[0] sends to sv[1], bound to this abstract name. */
+    struct sockaddr_un *to;
 };
 
 /* Where round r's socketpair end sent on pair p is remembered (two rounds are in flight). */
 static int slot(const struct pair *p, unsigned long r)
 {
-    return (int)(r % 2) * 3 + p->index;
+    return (int)(r % 2) * 4 + p->index;
 }
 
 /* Round r's messages on each pair: see the file's header. */
@@ -185,10 +198,10 @@ static void send_round(struct pair *p, unsigned long r)
         int a[2] = {make(0, r, s), make(1, r, s)};
         int b[4] = {make(2, r, s), make(3, r, s), make(4, r, s), make(5, r, s)};
         int n = snprintf(text, sizeof text, "head %06lu|", r);
-        send_fds(p->sv[0], text, n, a, 2);
-        send_fds(p->sv[0], "plain|", 6, NULL, 0);
+        send_fds(p->sv[0], NULL, text, n, a, 2);
+        send_fds(p->sv[0], NULL, "plain|", 6, NULL, 0);
         n = snprintf(text, sizeof text, "tail %06lu|", r);
-        send_fds(p->sv[0], text, n, b, 4);
+        send_fds(p->sv[0], NULL, text, n, b, 4);
         for (int i = 0; i < 2; i++)
             close(a[i]);
         for (int i = 0; i < 4; i++)
@@ -198,8 +211,8 @@ static void send_round(struct pair *p, unsigned long r)
     for (int k = 0; k < KINDS; k++)
         fds[k] = make(k, r, slot(p, r));
     int n = snprintf(text, sizeof text, "%s %06lu", p->name, r);
-    send_fds(p->sv[0], text, n, fds, 3);
-    send_fds(p->sv[0], "", 0, fds + 3, 3); /* a zero-length message with fds */
+    send_fds(p->sv[0], p->to, text, n, fds, 3);
+    send_fds(p->sv[0], p->to, "", 0, fds + 3, 3); /* a zero-length message with fds */
     for (int k = 0; k < KINDS; k++)
         close(fds[k]);
 }
@@ -241,20 +254,32 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/kept", dir);
     keep_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     CHECK(keep_fd >= 0, "open %s: %s", path, strerror(errno));
+    struct sockaddr_un bound = {.sun_family = AF_UNIX};
+    snprintf(bound.sun_path + 1, sizeof bound.sun_path - 1, "zq-fd-in-flight-%d", (int)getpid());
     struct pair pairs[] = {
-        {"stream", SOCK_STREAM, 0, {0}},
-        {"datagram", SOCK_DGRAM, 1, {0}},
-        {"seqpacket", SOCK_SEQPACKET, 2, {0}},
+        {"stream", SOCK_STREAM, 0, {0}, NULL},
+        {"datagram", SOCK_DGRAM, 1, {0}, NULL},
+        {"seqpacket", SOCK_SEQPACKET, 2, {0}, NULL},
+        {"bound datagram", SOCK_DGRAM, 3, {0}, &bound},
     };
+    enum { CHANNELS = sizeof pairs / sizeof pairs[0] };
     for (int i = 0; i < 3; i++)
         CHECK(socketpair(AF_UNIX, pairs[i].type | SOCK_CLOEXEC, 0, pairs[i].sv) == 0,
               "socketpair");
+    for (int k = 0; k < 2; k++) {
+        pairs[3].sv[k] = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        CHECK(pairs[3].sv[k] >= 0, "socket: %s", strerror(errno));
+    }
+    socklen_t bound_len =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(bound.sun_path + 1));
+    CHECK(bind(pairs[3].sv[1], (struct sockaddr *)&bound, bound_len) == 0, "bind: %s",
+          strerror(errno));
     uint64_t h = TL_HASH_INIT;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < CHANNELS; i++)
         send_round(&pairs[i], 1);
     for (unsigned long r = 2; r <= rounds + 1; r++) {
         /* Round r goes out before round r-1 comes in: fds are always in flight. */
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < CHANNELS; i++) {
             if (r <= rounds)
                 send_round(&pairs[i], r);
             h = receive_round(&pairs[i], r - 1, h);

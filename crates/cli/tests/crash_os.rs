@@ -564,7 +564,8 @@ fn io_signals_of_files() {
 /// seqpacket socketpairs at every failure (`fd_in_flight.c`): a pipe with unread data, a file
 /// at an offset, a memfd, an eventfd, a second fd of a kept file (one description) and a
 /// socketpair end with a queued message, each checked when it arrives; on the stream the fds
-/// come with the same byte. Before, they were closed at the save and the messages came without
+/// come with the same byte; and the same on an unnamed datagram socket's messages to one bound
+/// to an abstract name. Before, they were closed at the save and the messages came without
 /// them.
 #[test]
 fn fds_in_flight() {

@@ -256,6 +256,11 @@ pub fn passed_fds(control: &[u8]) -> Vec<i32> {
 /// `sendmsg` of `buf` with `fds` passed along (`SCM_RIGHTS`; none: a plain send); returns
 /// the bytes sent. The fds travel with the first byte.
 pub fn send_with_fds(fd: i32, buf: &[u8], fds: &[i32], flags: i32) -> Result<usize> {
+    send_with_fds_to(fd, buf, fds, flags, &[])
+}
+
+/// [`send_with_fds`] to address `to` (a `sockaddr`'s bytes; empty: the socket's peer).
+pub fn send_with_fds_to(fd: i32, buf: &[u8], fds: &[i32], flags: i32, to: &[u8]) -> Result<usize> {
     let mut control = vec![0u8; CMSG_HEADER + ((fds.len() * 4 + 7) & !7)];
     if !fds.is_empty() {
         let len = CMSG_HEADER + fds.len() * 4;
@@ -272,8 +277,12 @@ pub fn send_with_fds(fd: i32, buf: &[u8], fds: &[i32], flags: i32) -> Result<usi
         iov_len: buf.len() as _,
     };
     let m = linux_raw_sys::net::msghdr {
-        msg_name: core::ptr::null_mut(),
-        msg_namelen: 0,
+        msg_name: if to.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            to.as_ptr() as *mut _
+        },
+        msg_namelen: to.len() as _,
         msg_iov: (&mut iov as *mut linux_raw_sys::general::iovec).cast(),
         msg_iovlen: 1,
         msg_control: if fds.is_empty() {

@@ -129,8 +129,10 @@ pub fn renumber(used: &mut [Desc], index: &[Option<u32>]) {
 }
 
 /// The socket record's share of what was in flight: the fds of each message, when the
-/// resume can send them again (a socketpair's end: from the other end). Otherwise they are
-/// not kept, with a warning.
+/// resume can send them again (a socketpair's end: from the other end; an unconnected
+/// datagram socket, which can be reached at its name: from a socket of the sender's name, or
+/// an unnamed one). Otherwise (a connected datagram socket, which takes messages from its
+/// peer only) they are not kept, with a warning.
 pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     let Some(f) = &d.in_flight else {
         return Vec::new();
@@ -144,7 +146,13 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
             files: files.iter().map(|i| *i as u32).collect(),
         })
         .collect();
-    if passed.is_empty() || matches!(state, SockState::Pair { .. }) {
+    let datagram = sys::getsockopt_int(d.local, sys::SOL_SOCKET, sys::SO_TYPE)
+        .is_ok_and(|t| t == sys::SOCK_DGRAM);
+    let bound = sys::getsockname(d.local).is_ok_and(|a| a.len() > 2);
+    if passed.is_empty()
+        || matches!(state, SockState::Pair { .. })
+        || (matches!(state, SockState::Unconnected) && datagram && bound)
+    {
         return passed;
     }
     let count: usize = passed.iter().map(|p| p.files.len()).sum();
@@ -165,12 +173,23 @@ pub fn send_again(r: &mut Restorer) {
         let FileKind::Socket(s) = &r.table.files[i].kind else {
             continue;
         };
-        let SockState::Pair { peer } = s.state else {
-            continue;
-        };
         if s.passed.is_empty() {
             continue;
         }
+        if matches!(s.state, SockState::Unconnected) {
+            let fds_of = |m: usize| -> Vec<i32> {
+                s.passed
+                    .iter()
+                    .filter(|p| p.message as usize == m)
+                    .flat_map(|p| p.files.iter().filter_map(|f| r.staged(*f as usize)))
+                    .collect()
+            };
+            super::sockets::requeue_with_fds(r, i, &fds_of);
+            continue;
+        }
+        let SockState::Pair { peer } = s.state else {
+            continue;
+        };
         let Some(from) = r.staged(peer as usize) else {
             continue;
         };

@@ -193,8 +193,12 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
         SockState::Outside { .. } => dead_connection(r, i, s),
         SockState::Unconnected => plain(s, None).inspect(|fd| {
-            requeue(r, i, *fd, s);
-            shut_down(*fd, s);
+            // With fds in flight, its queue comes once every file exists
+            // (`in_flight::send_again`, then `requeue_with_fds`).
+            if s.passed.is_empty() {
+                requeue(r, i, *fd, s, &|_| Vec::new());
+                shut_down(*fd, s);
+            }
         }),
         SockState::Listening { backlog, pending } => {
             plain_then(s, Some(*backlog), |_| reconnect_pending(r, s, pending))
@@ -214,7 +218,7 @@ pub fn restore(r: &mut Restorer, i: usize) {
         }
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
             // Before the connect: a connected socket takes datagrams from its peer only.
-            requeue(r, i, *fd, s);
+            requeue(r, i, *fd, s, &|_| Vec::new());
             if let Err(e) = sys::connect(*fd, peer) {
                 r.warning(i)
                     .str("cannot reconnect to ")
@@ -238,6 +242,20 @@ pub fn restore(r: &mut Restorer, i: usize) {
 /// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,
 /// `SHUT_WR`), once its queue is back. An unconnected UDP socket keeps the bits even though
 /// its `shutdown` says `ENOTCONN`, as the saved one did.
+/// Resume, once every file exists: the queue of unconnected datagram socket `i` (whose
+/// messages carried fds) sent to it again, each message with its fds (`fds_of(k)`), then its
+/// shutdown state.
+pub(super) fn requeue_with_fds(r: &Restorer, i: usize, fds_of: &dyn Fn(usize) -> Vec<i32>) {
+    let FileKind::Socket(s) = &r.table.files[i].kind else {
+        return;
+    };
+    let Some(fd) = r.staged(i) else {
+        return;
+    };
+    requeue(r, i, fd, s, fds_of);
+    shut_down(fd, s);
+}
+
 fn shut_down(fd: i32, s: &Socket) {
     let how = match s.shutdown & 3 {
         1 => 0, // SHUT_RD

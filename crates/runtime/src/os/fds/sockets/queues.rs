@@ -254,23 +254,41 @@ pub(super) fn peer_hung_up(fd: i32) -> bool {
 /// a socket bound to its sender's address where one can be (the sender's socket is gone or
 /// not recreated yet; with `CAP_NET_ADMIN` also a remote address), so `recvfrom` reports the
 /// same sender and a reply goes where it went. Otherwise it comes from an unnamed socket:
-/// the message is kept, its sender is not (one warning).
-pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
+/// the message is kept, its sender is not (one warning). `fds_of(k)`: the fds that travel
+/// with message `k` (`SCM_RIGHTS`; recreated files of the table, see `in_flight`).
+pub(in crate::os::fds) fn requeue(
+    r: &Restorer,
+    i: usize,
+    fd: i32,
+    s: &Socket,
+    fds_of: &dyn Fn(usize) -> Vec<i32>,
+) {
     if s.queue.is_empty() {
         return;
     }
     let Some(to) = sys::getsockname(fd).ok().map(|a| reachable(&a)) else {
         return;
     };
-    let (mut unnamed, mut lost) = (0u64, 0u64);
+    let (mut unnamed, mut lost, mut lost_fds) = (0u64, 0u64, 0u64);
+    let send = |from: i32, msg: &[u8], k: usize| {
+        let fds = fds_of(k);
+        let flags = sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL;
+        let sent = if fds.is_empty() {
+            sys::sendto(from, msg, flags, &to).map(drop)
+        } else {
+            sys::send_with_fds_to(from, msg, &fds, flags, &to).map(drop)
+        };
+        (sent.is_ok(), fds.len() as u64)
+    };
     let mut sender: Option<(&[u8], Sender)> = None;
     for (k, msg) in s.queue.iter().enumerate() {
         let from = s.senders.get(k).map(Vec::as_slice).unwrap_or(&[]);
         if from.len() > 2 && from == s.local.as_slice() {
             // It had sent this to itself (a UDP socket connected to its own address): it does
             // again.
-            if sys::sendto(fd, msg, sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL, &to).is_err() {
+            if let (false, n) = send(fd, msg, k) {
                 lost += 1;
+                lost_fds += n;
             }
             continue;
         }
@@ -280,6 +298,7 @@ pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
                 Ok(snd) => sender = Some((from, snd)),
                 Err(_) => {
                     lost += 1;
+                    lost_fds += fds_of(k).len() as u64;
                     continue;
                 }
             }
@@ -288,15 +307,9 @@ pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
         if !snd.named && from.len() > 2 {
             unnamed += 1;
         }
-        if sys::sendto(
-            snd.fd.raw(),
-            msg,
-            sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL,
-            &to,
-        )
-        .is_err()
-        {
+        if let (false, n) = send(snd.fd.raw(), msg, k) {
             lost += 1;
+            lost_fds += n;
         }
     }
     drop(sender);
@@ -309,7 +322,9 @@ pub(super) fn requeue(r: &Restorer, i: usize, fd: i32, s: &Socket) {
     if lost > 0 {
         r.warning(i)
             .num(lost)
-            .str(" queued datagram(s) could not be sent to it again and are lost")
+            .str(" queued datagram(s) could not be sent to it again and are lost, with ")
+            .num(lost_fds)
+            .str(" fd(s) in flight")
             .emit();
     }
 }
