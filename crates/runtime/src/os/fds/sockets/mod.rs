@@ -239,9 +239,6 @@ pub fn restore(r: &mut Restorer, i: usize) {
     }
 }
 
-/// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,
-/// `SHUT_WR`), once its queue is back. An unconnected UDP socket keeps the bits even though
-/// its `shutdown` says `ENOTCONN`, as the saved one did.
 /// Resume, once every file exists: the queue of unconnected datagram socket `i` (whose
 /// messages carried fds) sent to it again, each message with its fds (`fds_of(k)`), then its
 /// shutdown state.
@@ -256,6 +253,9 @@ pub(super) fn requeue_with_fds(r: &Restorer, i: usize, fds_of: &dyn Fn(usize) ->
     shut_down(fd, s);
 }
 
+/// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,
+/// `SHUT_WR`), once its queue is back. An unconnected UDP socket keeps the bits even though
+/// its `shutdown` says `ENOTCONN`, as the saved one did.
 fn shut_down(fd: i32, s: &Socket) {
     let how = match s.shutdown & 3 {
         1 => 0, // SHUT_RD
