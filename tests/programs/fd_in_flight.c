@@ -10,8 +10,9 @@
  * a message queued on it. The stream carries a message without fds between two with fds,
  * read back with exact lengths: the fds must come with the same byte. Every fd received is
  * checked with the kernel's view (fstat, offsets, contents, counts, the shared offset).
- * A fourth channel is no pair: an unnamed datagram socket sends to a datagram socket bound
- * to an abstract name (its queue comes back from a socket the resume makes).
+ * A fourth channel is no pair: a datagram socket bound to one abstract name sends to one
+ * bound to another, which checks each message's sender address (the queue comes back from
+ * the recreated sender).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -58,15 +59,25 @@ static void send_fds(int sock, const struct sockaddr_un *to, const void *data, s
     CHECK(sendmsg(sock, &m, MSG_DONTWAIT) == (ssize_t)len, "sendmsg: %s", strerror(errno));
 }
 
+/* The sender address the bound channel's messages must come from (none: not checked). */
+static struct sockaddr_un *expect_from;
+
 /* Receives exactly `len` bytes into `data` and the fds that came with them. */
 static int recv_fds(int sock, char *data, size_t len, int *fds)
 {
     char control[CMSG_SPACE(sizeof(int) * KINDS)];
     struct iovec iov = {.iov_base = data, .iov_len = len};
+    struct sockaddr_un from;
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                       .msg_controllen = sizeof control};
+                       .msg_controllen = sizeof control, .msg_name = &from,
+                       .msg_namelen = sizeof from};
     ssize_t got = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     CHECK(got == (ssize_t)len, "recvmsg: %zd bytes, not %zu (%s)", got, len, strerror(errno));
+    if (expect_from) {
+        size_t want = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(expect_from->sun_path + 1);
+        CHECK(m.msg_namelen == want && !memcmp(&from, expect_from, want),
+              "a message came from another sender (%u bytes of address)", (unsigned)m.msg_namelen);
+    }
     CHECK(!(m.msg_flags & MSG_CTRUNC), "control data truncated");
     int n = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
@@ -178,8 +189,8 @@ static void check(int fd, int kind, unsigned long r, int slot)
 struct pair {
     const char *name;
     int type, index, sv[2];
-    /* Not a pair: sv[0] sends to sv[1], bound to this abstract name. */
-    struct sockaddr_un *to;
+    /* Not a pair: sv[0], bound to `from`, sends to sv[1], bound to `to`. */
+    struct sockaddr_un *to, *from;
 };
 
 /* Where round r's socketpair end sent on pair p is remembered (two rounds are in flight). */
@@ -237,9 +248,11 @@ static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
         return tl_hash(h, got, n);
     }
     int n = snprintf(text, sizeof text, "%s %06lu", p->name, r);
+    expect_from = p->from;
     CHECK(recv_fds(p->sv[1], got, n, fds) == 3 && !memcmp(got, text, n), "round %lu: %s message",
           r, p->name);
     CHECK(recv_fds(p->sv[1], got, 0, fds + 3) == 3, "round %lu: %s empty message", r, p->name);
+    expect_from = NULL;
     for (int k = 0; k < KINDS; k++)
         check(fds[k], k, r, slot(p, r));
     return tl_hash(h, text, n);
@@ -254,13 +267,15 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/kept", dir);
     keep_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     CHECK(keep_fd >= 0, "open %s: %s", path, strerror(errno));
-    struct sockaddr_un bound = {.sun_family = AF_UNIX};
+    struct sockaddr_un bound = {.sun_family = AF_UNIX}, sender = {.sun_family = AF_UNIX};
     snprintf(bound.sun_path + 1, sizeof bound.sun_path - 1, "zq-fd-in-flight-%d", (int)getpid());
+    snprintf(sender.sun_path + 1, sizeof sender.sun_path - 1, "zq-fd-in-flight-sender-%d",
+             (int)getpid());
     struct pair pairs[] = {
-        {"stream", SOCK_STREAM, 0, {0}, NULL},
-        {"datagram", SOCK_DGRAM, 1, {0}, NULL},
-        {"seqpacket", SOCK_SEQPACKET, 2, {0}, NULL},
-        {"bound datagram", SOCK_DGRAM, 3, {0}, &bound},
+        {"stream", SOCK_STREAM, 0, {0}, NULL, NULL},
+        {"datagram", SOCK_DGRAM, 1, {0}, NULL, NULL},
+        {"seqpacket", SOCK_SEQPACKET, 2, {0}, NULL, NULL},
+        {"bound datagram", SOCK_DGRAM, 3, {0}, &bound, &sender},
     };
     enum { CHANNELS = sizeof pairs / sizeof pairs[0] };
     for (int i = 0; i < 3; i++)
@@ -273,6 +288,10 @@ int main(int argc, char **argv)
     socklen_t bound_len =
         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(bound.sun_path + 1));
     CHECK(bind(pairs[3].sv[1], (struct sockaddr *)&bound, bound_len) == 0, "bind: %s",
+          strerror(errno));
+    socklen_t sender_len =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sender.sun_path + 1));
+    CHECK(bind(pairs[3].sv[0], (struct sockaddr *)&sender, sender_len) == 0, "bind: %s",
           strerror(errno));
     uint64_t h = TL_HASH_INIT;
     for (int i = 0; i < CHANNELS; i++)

@@ -4,7 +4,7 @@
 use super::super::{Desc, Restorer};
 use super::unix::unix_path;
 use crate::sys;
-use zhuque_image::os::{SockState, Socket};
+use zhuque_image::os::{FileKind, SockState, Socket};
 
 /// Whether something is queued on socket `fd` (peeked, not taken).
 pub(super) fn has_unread(fd: i32) -> bool {
@@ -292,6 +292,14 @@ pub(in crate::os::fds) fn requeue(
             }
             continue;
         }
+        if let Some(own) = own_sender(r, s, from) {
+            // Its sender is back already, a socket of the program: it sends it again.
+            if let (false, n) = send(own, msg, k) {
+                lost += 1;
+                lost_fds += n;
+            }
+            continue;
+        }
         if sender.as_ref().is_none_or(|(a, _)| *a != from) {
             sender = None; // drops (closes) the previous one first: it may hold the address
             match Sender::new(s, from) {
@@ -327,6 +335,25 @@ pub(in crate::os::fds) fn requeue(
             .str(" fd(s) in flight")
             .emit();
     }
+}
+
+/// The program's socket that sent a message from address `from` when it is back already
+/// (recreated and bound to that address again), of `s`'s family and type: the message is sent
+/// again from it, whose address no other socket can take.
+fn own_sender(r: &Restorer, s: &Socket, from: &[u8]) -> Option<i32> {
+    if from.len() <= 2 {
+        return None;
+    }
+    (0..r.table.files.len()).find_map(|j| {
+        let FileKind::Socket(o) = &r.table.files[j].kind else {
+            return None;
+        };
+        if o.domain != s.domain || o.ty != s.ty || o.local.as_slice() != from {
+            return None;
+        }
+        let fd = r.staged(j)?;
+        (sys::getsockname(fd).ok()?.as_slice() == from).then_some(fd)
+    })
 }
 
 /// A datagram socket (not a pair's end) with messages to send again at the resume.
