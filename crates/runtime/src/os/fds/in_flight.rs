@@ -146,12 +146,9 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
             files: files.iter().map(|i| *i as u32).collect(),
         })
         .collect();
-    let datagram = sys::getsockopt_int(d.local, sys::SOL_SOCKET, sys::SO_TYPE)
-        .is_ok_and(|t| t == sys::SOCK_DGRAM);
-    let bound = sys::getsockname(d.local).is_ok_and(|a| a.len() > 2);
     if passed.is_empty()
         || matches!(state, SockState::Pair { .. })
-        || (matches!(state, SockState::Unconnected) && datagram && bound)
+        || (matches!(state, SockState::Unconnected) && bound_datagram(d.local))
     {
         return passed;
     }
@@ -162,6 +159,12 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         .str(" fd(s) in flight to a Unix socket that is not one end of a pair in the process are not kept")
         .emit();
     Vec::new()
+}
+
+/// A datagram socket bound to a name (asked only of a socket with fds in flight).
+fn bound_datagram(fd: i32) -> bool {
+    sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_TYPE).is_ok_and(|t| t == sys::SOCK_DGRAM)
+        && sys::getsockname(fd).is_ok_and(|a| a.len() > 2)
 }
 
 /// Resume, once every file of the table exists (in a tree, once those other processes saved

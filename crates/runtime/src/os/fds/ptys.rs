@@ -38,6 +38,11 @@ fn major(rdev: u64) -> u64 {
     ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
 }
 
+/// The minor number of a device number as `stat` reports it.
+fn minor(rdev: u64) -> u64 {
+    (rdev & 0xff) | ((rdev >> 12) & !0xff)
+}
+
 /// Whether a character device is a pseudo-terminal slave.
 pub(super) fn is_slave_device(rdev: u64) -> bool {
     (SLAVE_MAJOR..SLAVE_MAJOR + 8).contains(&major(rdev))
@@ -47,10 +52,9 @@ pub(super) fn is_slave_device(rdev: u64) -> bool {
 /// device 5:2: `TIOCGPTN`) or a slave of (its minor number), `None` for other devices.
 pub(super) fn index_of(fd: i32, rdev: u64) -> Option<u64> {
     const PTMX: (u64, u64) = (5, 2);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
     if is_slave_device(rdev) {
-        Some(minor)
-    } else if (major(rdev), minor) == PTMX {
+        Some(minor(rdev))
+    } else if (major(rdev), minor(rdev)) == PTMX {
         sys::pty_number(fd).ok().map(u64::from)
     } else {
         None

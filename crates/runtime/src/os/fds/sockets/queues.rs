@@ -283,39 +283,32 @@ pub(in crate::os::fds) fn requeue(
     let mut sender: Option<(&[u8], Sender)> = None;
     for (k, msg) in s.queue.iter().enumerate() {
         let from = s.senders.get(k).map(Vec::as_slice).unwrap_or(&[]);
-        if from.len() > 2 && from == s.local.as_slice() {
+        let via = if from.len() > 2 && from == s.local.as_slice() {
             // It had sent this to itself (a UDP socket connected to its own address): it does
             // again.
-            if let (false, n) = send(fd, msg, k) {
-                lost += 1;
-                lost_fds += n;
-            }
-            continue;
-        }
-        if let Some(own) = own_sender(r, s, from) {
+            fd
+        } else if let Some(own) = own_sender(r, s, from) {
             // Its sender is back already, a socket of the program: it sends it again.
-            if let (false, n) = send(own, msg, k) {
-                lost += 1;
-                lost_fds += n;
-            }
-            continue;
-        }
-        if sender.as_ref().is_none_or(|(a, _)| *a != from) {
-            sender = None; // drops (closes) the previous one first: it may hold the address
-            match Sender::new(s, from) {
-                Ok(snd) => sender = Some((from, snd)),
-                Err(_) => {
-                    lost += 1;
-                    lost_fds += fds_of(k).len() as u64;
-                    continue;
+            own
+        } else {
+            if sender.as_ref().is_none_or(|(a, _)| *a != from) {
+                sender = None; // drops (closes) the previous one first: it may hold the address
+                match Sender::new(s, from) {
+                    Ok(snd) => sender = Some((from, snd)),
+                    Err(_) => {
+                        lost += 1;
+                        lost_fds += fds_of(k).len() as u64;
+                        continue;
+                    }
                 }
             }
-        }
-        let Some((_, snd)) = &sender else { continue };
-        if !snd.named && from.len() > 2 {
-            unnamed += 1;
-        }
-        if let (false, n) = send(snd.fd.raw(), msg, k) {
+            let Some((_, snd)) = &sender else { continue };
+            if !snd.named && from.len() > 2 {
+                unnamed += 1;
+            }
+            snd.fd.raw()
+        };
+        if let (false, n) = send(via, msg, k) {
             lost += 1;
             lost_fds += n;
         }
