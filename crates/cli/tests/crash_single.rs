@@ -33,6 +33,18 @@ fn unmapped_storage_comes_back_zeroed() {
     crash_case("mem_recycle", &MEM_RECYCLE, CrashPlan::default());
 }
 
+/// The memory a program starts with (.data, .bss, static TLS) moves into the pool late
+/// (`memory::startup`): failures in a run's first milliseconds, before it has moved or just
+/// after an `mlock` and an `mprotect` of it moved it, keep every write, and the lock.
+#[test]
+fn startup_memory_survives_early_failures() {
+    let plan = CrashPlan {
+        window: (0.01, 0.3),
+        ..CrashPlan::default()
+    };
+    crash_case("mem_startup", &MEM_STARTUP, plan);
+}
+
 /// A writable private file mapping stays the kernel's: pages written are the program's own
 /// copies (kept by a save, written back at a resume), the others show the file as it is now
 /// (changes made with `pwrite`, pages dropped with `MADV_DONTNEED`); smaps counts exactly the

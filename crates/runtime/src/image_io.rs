@@ -103,6 +103,26 @@ pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
     }
 }
 
+/// Opens `dir` empty: created (with its parents) when missing, else emptied (what is left
+/// there belongs to an earlier process with the same pid, such as the program before an
+/// `exec`). A directory it created itself it need not list.
+pub fn create_empty_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
+    let created = match fs::mkdirat(fs::CWD, as_cstr(&cstr(dir)), Mode::from_raw_mode(0o700)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false,
+        Err(Errno::NOENT) => {
+            create_dir_all(dir)?;
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    let fd = open_dir(dir)?;
+    if !created {
+        empty_dir(fd.as_fd())?;
+    }
+    Ok(fd)
+}
+
 /// `path` is a directory (not a symlink) owned by the effective uid, closed to group and others.
 pub fn private_dir(path: &[u8]) -> Result<bool, Errno> {
     let p = cstr(path);

@@ -173,7 +173,9 @@ pub fn note_converted() {
 /// relocated pages write-protected after relocation (RELRO) look like untouched file pages in
 /// `/proc/self/maps`; only the page flags (`pagemap`, or `smaps`) tell them apart.
 pub fn unconverted() -> bool {
-    IN_FLIGHT.load(Ordering::SeqCst) != 0 || loaded_signature() != CONVERTED.load(Ordering::Relaxed)
+    memory::startup::pending()
+        || IN_FLIGHT.load(Ordering::SeqCst) != 0
+        || loaded_signature() != CONVERTED.load(Ordering::Relaxed)
 }
 
 /// `struct r_debug` / `r_debug_extended` and `struct link_map` field offsets (x86-64).

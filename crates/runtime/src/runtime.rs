@@ -38,19 +38,11 @@ pub fn active() -> bool {
     }
 }
 
-/// A program started inside a process tree by a process that had dropped its privileges: its
-/// credentials cannot reach the tree's image (a resume would refuse to run what another user
-/// could write, so the image stays the launching user's).
-fn cannot_reach(dir: &[u8]) -> bool {
-    matches!(
-        image_io::open_dir(dir),
-        Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM)
-    ) && in_zhuque_namespace()
-}
-
-/// Runs the program natively, saying so once; its own children (which inherit its
-/// credentials) then start natively without a word: zhuque's variable is taken out of its
-/// environment. At a failure the tree's init finds it unconnected, and after the resume its
+/// A program started inside a process tree by a process that had dropped its privileges (its
+/// credentials cannot reach the tree's image: a resume would refuse to run what another user
+/// could write, so the image stays the launching user's) runs natively, saying so once; its
+/// own children (which inherit its credentials) then start natively without a word: zhuque's
+/// variable is taken out of its environment. At a failure the tree's init finds it unconnected, and after the resume its
 /// parent sees it killed by `SIGKILL`.
 fn run_unprotected(dir: &[u8]) {
     unsafe extern "C" {
@@ -95,11 +87,15 @@ fn init() {
         Ordering::Relaxed,
     );
     let runtime_path = own_path(&launch.maps);
-    if cannot_reach(&dir) {
-        run_unprotected(&dir);
-        return;
-    }
-    let dir_fd = open_image_dir(cr, &launch, &dir);
+    // Usually (a program of a tree) the directory exists: one `open`.
+    let dir_fd = match image_io::open_dir(&dir) {
+        Ok(fd) if default_root_in_use(cr, &launch).is_none() => fd,
+        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) if in_zhuque_namespace() => {
+            run_unprotected(&dir);
+            return;
+        }
+        _ => open_image_dir(cr, &launch, &dir),
+    };
 
     // In a process tree, the init says what this process is (tree::member).
     let launch = match crate::tree::member::start(crate::tree::member::Start {
@@ -489,13 +485,6 @@ pub fn prepare_fresh_program() {
             Line::new().str("a library started threads before main; this is not supported"),
         );
     }
-    if let Err(e) = memory::convert::convert_where(memory::convert::needs_pool) {
-        diag::refuse(
-            Line::new()
-                .str("cannot move the program's memory into the pool: errno ")
-                .num(e.0 as u64),
-        );
-    }
     crate::loader::find_loaded_objects();
     // Outside a process tree, programs this one runs must not take its image; in a tree they
     // are members, whatever runs them (glibc's `system` and `popen` pass `environ` on).
@@ -507,6 +496,14 @@ pub fn prepare_fresh_program() {
 }
 
 fn thread_count() -> usize {
+    unsafe extern "C" {
+        /// glibc's (2.32): 1 while the process has never had a second thread it created.
+        static __libc_single_threaded: u8;
+    }
+    // SAFETY: a byte glibc keeps for the process's lifetime; read once, on the one thread.
+    if unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) } == 1 {
+        return 1;
+    }
     procfs::status_number(b"Threads").unwrap_or(1) as usize
 }
 

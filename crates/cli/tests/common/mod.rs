@@ -758,6 +758,12 @@ pub const MEM_RECYCLE: Case = Case {
     args: &["4000"],
     status: 0,
 };
+/// Writes to .data, .bss and static TLS from main's first instruction (`memory::startup`).
+pub const MEM_STARTUP: Case = Case {
+    file: "mem_startup.c",
+    args: &["6000"],
+    status: 0,
+};
 pub const MEM_PRIVATE_FILE: Case = Case {
     file: "mem_private_file.c",
     args: &["30000", "mem_private_file.dat"],
@@ -791,6 +797,7 @@ pub const ALL_CASES: &[Case] = &[
     ALLOC_CHURN,
     MMAP_OPS,
     MEM_RECYCLE,
+    MEM_STARTUP,
     MEM_PRIVATE_FILE,
     CALLBACKS,
     FAIL_POINTS,

@@ -1,6 +1,6 @@
 //! Turning memory that already exists into pool memory with identical contents.
 //!
-//! At a fresh start this covers everything ld.so and the libraries set up before the program
+//! For a fresh program this covers everything ld.so and the libraries set up before the program
 //! runs: data and bss of the executable, ld.so and every library, relocated RELRO pages, the
 //! main thread's TCB and static TLS (ld.so allocates them in an anonymous mapping), the heap.
 //! Later it covers what `dlopen` maps, and private file mappings made writable by `mprotect`.
@@ -73,17 +73,27 @@ pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, E
     let mut t = table::get();
     t.0.reserve(t.0.len() + plan.len());
     let mut pieces = Vec::with_capacity(plan.len());
-    for ((v, _), off) in plan.iter().zip(offsets) {
-        // SAFETY: the caller guarantees nobody else uses these mappings; the copy and the
-        // remap are made over the mapping's own range with its own protection.
-        unsafe { convert_one(v, off)? };
-        pieces.push(table::Piece {
-            start: v.start,
-            end: v.end,
-            off,
-            prot: v.prot,
-        });
-    }
+    let top = plan
+        .iter()
+        .zip(&offsets)
+        .map(|((v, _), off)| off + v.len() as u64)
+        .max()
+        .unwrap_or(0);
+    // The pool is the runtime's file: the program's RLIMIT_FSIZE is not for it.
+    sys::with_file_size_room(top, || -> Result<(), Errno> {
+        for ((v, _), off) in plan.iter().zip(offsets) {
+            // SAFETY: the caller guarantees nobody else uses these mappings; the copy and the
+            // remap are made over the mapping's own range with its own protection.
+            unsafe { convert_one(v, off)? };
+            pieces.push(table::Piece {
+                start: v.start,
+                end: v.end,
+                off,
+                prot: v.prot,
+            });
+        }
+        Ok(())
+    })??;
     for p in &pieces {
         t.insert(*p);
     }

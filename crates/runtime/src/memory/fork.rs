@@ -119,19 +119,24 @@ pub fn data_runs(fd: i32, from: u64, to: u64) -> Vec<(u64, u64)> {
 }
 
 /// Writes `[start, end)` of memory to `fd` at the pool offset of `start` in mapping `v`.
+/// The pool is the runtime's file: the program's `RLIMIT_FSIZE` is not for it (a process with
+/// a large heap under `ulimit -f` would get `SIGXFSZ`).
 fn write_out(fd: i32, v: &Vma, start: usize, end: usize) -> Result<(), Errno> {
-    let mut done = start;
-    while done < end {
-        let off = v.offset + (done - v.start) as u64;
-        // SAFETY: the range is mapped and readable (callers add read permission first).
-        match unsafe { sys::pwrite_raw(fd, done, end - done, off) } {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
+    let top = v.offset + (end - v.start) as u64;
+    sys::with_file_size_room(top, || {
+        let mut done = start;
+        while done < end {
+            let off = v.offset + (done - v.start) as u64;
+            // SAFETY: the range is mapped and readable (callers add read permission first).
+            match unsafe { sys::pwrite_raw(fd, done, end - done, off) } {
+                Ok(0) => return Err(Errno::EIO),
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })?
 }
 
 /// Runs `f` with `v` readable (pool mappings may be `PROT_NONE` or write-only).
@@ -295,14 +300,24 @@ extern "C" fn materialize_on_stack(fd: usize) -> usize {
     }
 }
 
-/// A fork child that still reads its parent's pool writes what it sees into its own pool now
-/// and lets the parent's go (`tree::fork`); a lazy child joins the tree first (`tree::join`),
+/// Called before the address space changes (and by a save). First the program's start-up
+/// memory moves into the pool if it has not yet (`memory::startup`). Then a fork child that
+/// still reads its parent's pool writes what it sees into its own pool now and lets the
+/// parent's go (`tree::fork`); a lazy child joins the tree first (`tree::join`),
 /// unless the caller is its coordinator and the child is about to `exec` (nothing is copied
 /// then: the coordinator tries again later). The caller makes sure no other program thread
 /// runs: a child on its parent's pool has one program thread (creating another is an
 /// address-space change, which comes here first), and the coordinator stops it before
 /// calling this.
 pub fn ensure_own_pool() {
+    // The same moments need the program's start-up memory in the pool (one thread then too).
+    super::startup::ensure();
+    own_pool_now();
+}
+
+/// [`ensure_own_pool`] without moving the start-up memory: before new pool memory is mapped
+/// beside it, which changes nothing the move would see.
+pub fn own_pool_now() {
     let p = process::get();
     if !p.on_parent_pool.load(Ordering::Acquire) {
         return;

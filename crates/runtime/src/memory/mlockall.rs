@@ -67,6 +67,7 @@ pub fn restore() -> bool {
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn mlockall(flags: c_int) -> c_int {
     let real = real!(c"mlockall", unsafe extern "C" fn(c_int) -> c_int, -1);
+    move_before_locking();
     if active() && flags & MCL_FUTURE != 0 {
         commit_lazily();
     }
@@ -94,4 +95,40 @@ pub unsafe extern "C" fn munlockall() -> c_int {
         FUTURE.store(0, Ordering::Relaxed);
     }
     r
+}
+
+/// # Safety
+/// C `mlock` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mlock(addr: *const core::ffi::c_void, len: usize) -> c_int {
+    let real = real!(
+        c"mlock",
+        unsafe extern "C" fn(*const core::ffi::c_void, usize) -> c_int,
+        -1
+    );
+    move_before_locking();
+    // SAFETY: forwarded contract.
+    unsafe { real(addr, len) }
+}
+
+/// # Safety
+/// C `mlock2` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mlock2(addr: *const core::ffi::c_void, len: usize, flags: u32) -> c_int {
+    let real = real!(
+        c"mlock2",
+        unsafe extern "C" fn(*const core::ffi::c_void, usize, u32) -> c_int,
+        -1
+    );
+    move_before_locking();
+    // SAFETY: forwarded contract.
+    unsafe { real(addr, len, flags) }
+}
+
+/// Memory locked and then moved into the pool would lose its lock: the program's start-up
+/// memory moves first (`memory::startup`).
+fn move_before_locking() {
+    if active() {
+        super::startup::ensure();
+    }
 }

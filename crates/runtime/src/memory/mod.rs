@@ -5,6 +5,7 @@
 //! - [`table`]: which ranges are pool-backed (for `munmap`, `madvise`, `mremap`);
 //! - [`advice`]: whether the program gave lasting `madvise` advice (a save then keeps it);
 //! - [`convert`]: moving existing private memory into the pool;
+//! - [`startup`]: the memory a program starts with, moved when it must be;
 //! - [`brk`]: the program break, emulated on pool memory;
 //! - [`mlockall`]: future locking (`MCL_FUTURE`) and the allocator's reservations under it;
 //! - [`shared`], [`sysv_shm`]: shared memory objects and System V segment attachments,
@@ -23,6 +24,7 @@ pub mod pagemap;
 pub mod pool;
 pub mod pool_vec;
 pub mod shared;
+pub mod startup;
 pub mod sysv_shm;
 pub mod table;
 
@@ -117,7 +119,14 @@ pub fn map(
     fd: i32,
     off: u64,
 ) -> Result<usize, Errno> {
-    fork::ensure_own_pool();
+    if wants_pool(flags) && flags & sys::MAP_FIXED == 0 {
+        // The allocator's arenas, thread stacks: new memory beside the start-up memory, which
+        // may stay where it is (`startup`). Anything else may replace some of it, or be
+        // memory the move must not take (a private file mapping stays its file's).
+        fork::own_pool_now();
+    } else {
+        fork::ensure_own_pool();
+    }
     if is_shared_anonymous(flags) {
         return map_shared_anonymous(addr, len, prot, flags);
     }
@@ -183,9 +192,27 @@ fn map_outside_pool(
     Ok(at)
 }
 
+/// Before a change to `[addr, addr+len)` of the address space: the program's start-up
+/// memory moves into the pool first unless the range is all pool memory (the allocator's
+/// advice and purges are: they change nothing the move would see, while advice or protection
+/// given to start-up memory would be lost by moving it later), and a fork child gets a pool
+/// of its own (`fork::ensure_own_pool`).
+fn before_change(addr: usize, len: usize) {
+    if startup::pending() && !all_pooled(addr, len) {
+        startup::ensure();
+    }
+    fork::own_pool_now();
+}
+
+fn all_pooled(addr: usize, len: usize) -> bool {
+    let end = addr.saturating_add(round_up(len).unwrap_or(len));
+    let _g = lock::lock();
+    len > 0 && table::get().covered(addr, end) >= end - addr
+}
+
 /// `munmap`: unmap, then return the pool storage of what was unmapped.
 pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
-    fork::ensure_own_pool();
+    before_change(addr, len);
     let _g = lock::lock();
     // SAFETY: unmapping is what the caller asked for.
     unsafe { sys::munmap(addr, len)? };
@@ -199,7 +226,7 @@ pub fn unmap(addr: usize, len: usize) -> Result<(), Errno> {
 /// kernel would merely drop page-table entries and re-read the old contents, so the runtime
 /// punches the storage out instead. Other advice goes to the kernel unchanged.
 pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
-    fork::ensure_own_pool();
+    before_change(addr, len);
     self::advice::note(advice);
     let discards = matches!(
         advice,
@@ -279,7 +306,7 @@ fn advise_privatized(addr: usize, end: usize, advice: i32) -> Result<(), Errno> 
 /// created behind our back) moves it into the pool first, so its future contents are
 /// persistent. A private file mapping stays as it is: a save keeps the pages written in it.
 pub fn protect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
-    fork::ensure_own_pool();
+    before_change(addr, len);
     let end = addr.saturating_add(round_up(len).unwrap_or(len));
     let _g = lock::lock();
     if prot & sys::PROT_WRITE != 0
@@ -332,7 +359,7 @@ pub fn remap(
     flags: i32,
     new_addr: usize,
 ) -> Result<usize, Errno> {
-    fork::ensure_own_pool();
+    before_change(old, old_len);
     let old_len_r = round_up(old_len).ok_or(Errno::EINVAL)?;
     let new_len_r = round_up(new_len).ok_or(Errno::ENOMEM)?;
     let _g = lock::lock();

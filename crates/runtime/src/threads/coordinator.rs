@@ -132,7 +132,7 @@ extern "C" fn run(_: usize) -> ! {
         }
         // Pool bookkeeping a fork left (`tree::fork`): looked at again soon while any is due.
         let mut timeout = deadline.map(|d| d.saturating_sub(now_ns()));
-        if let Some(t) = fork_work(p) {
+        for t in [startup_work(p), fork_work(p)].into_iter().flatten() {
             timeout = Some(timeout.map_or(t, |d| d.min(t)));
         }
         // Storage that large `munmap`s left to punch out (once the pool is settled).
@@ -162,8 +162,24 @@ extern "C" fn run(_: usize) -> ! {
     crate::save::save_and_exit()
 }
 
+/// A program that runs past the grace period has its start-up memory moved into the pool,
+/// every thread stopped meanwhile (`memory::startup`). Returns how long until then.
+fn startup_work(p: &process::Process) -> Option<u64> {
+    match crate::memory::startup::due_in()? {
+        0 => {
+            p.fork_lock();
+            let stopped = super::stop::stop_all();
+            crate::memory::startup::ensure();
+            stopped.release();
+            p.fork_unlock();
+            None
+        }
+        t => Some(t),
+    }
+}
+
 /// How long a fork child may read its parent's pool before it copies it anyway.
-const CHILD_GRACE_NS: u64 = 10_000_000;
+pub const CHILD_GRACE_NS: u64 = 10_000_000;
 /// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
 /// tries again.
 const RETRY_NS: u64 = 1_000_000;
@@ -219,4 +235,6 @@ pub fn request_failure() {
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }
+    // A lazy fork child without one yet: it starts now, and finds the request.
+    crate::tree::grace::expire_now();
 }

@@ -68,6 +68,9 @@ pub unsafe extern "C" fn __libc_start_main(
     }
     crate::runtime::prepare_fresh_program();
     let top = map_main_stack();
+    // What ld.so and the libraries made before `main` moves into the pool when it must, not
+    // now: most programs a shell runs end first. (After the stack: mapping it would move it.)
+    memory::startup::defer();
     let args = StartArgs {
         real: real as usize,
         main,

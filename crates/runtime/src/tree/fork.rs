@@ -467,6 +467,10 @@ pub unsafe extern "C" fn clone(
         RealClone,
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
+    if crash_resistant() && flags as u64 & sys::CLONE_VM != 0 {
+        // A thread (or a `vfork`): see `memory::startup`.
+        crate::memory::startup::ensure();
+    }
     if !crash_resistant() || flags as u64 & sys::CLONE_VM != 0 {
         // SAFETY: forwarded unchanged.
         return unsafe { real(f, stack, flags, arg, ptid, tls, ctid) };

@@ -7,7 +7,7 @@ use crate::image_io;
 use crate::process::{self, Launch};
 use crate::sys;
 use core::sync::atomic::Ordering;
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::fd::{AsRawFd, BorrowedFd};
 use zhuque_image::tree::{Msg, Role, process_dir};
 use zhuque_image::{Program, State};
 
@@ -101,7 +101,7 @@ pub(super) fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
 /// there belongs to an earlier process with this pid, such as the program before an `exec`).
 fn open_own_dir(pdir: &[u8], fresh: bool) -> i32 {
     let opened = if fresh {
-        image_io::create_dir_all(pdir).and_then(|_| image_io::open_dir(pdir))
+        image_io::create_empty_dir(pdir)
     } else {
         image_io::open_dir(pdir)
     };
@@ -114,15 +114,6 @@ fn open_own_dir(pdir: &[u8], fresh: bool) -> i32 {
                 .str(&e.to_string()),
         )
     });
-    if fresh && let Err(e) = image_io::empty_dir(fd.as_fd()) {
-        diag::refuse(
-            Line::new()
-                .str("cannot clear the process image ")
-                .push(pdir)
-                .str(": ")
-                .str(&e.to_string()),
-        );
-    }
     image_io::leak(fd)
 }
 
@@ -139,10 +130,7 @@ fn adopt_dir(fd: i32, pdir: Vec<u8>) {
 pub fn fork_child_dir() -> Result<i32, rustix::io::Errno> {
     let dir = process::get().tree_dir().ok_or(rustix::io::Errno::IO)?;
     let pdir = own_dir(dir, sys::getpid());
-    image_io::create_dir_all(&pdir)?;
-    let fd = image_io::open_dir(&pdir)?;
-    image_io::empty_dir(fd.as_fd())?;
-    Ok(image_io::leak(fd))
+    Ok(image_io::leak(image_io::create_empty_dir(&pdir)?))
 }
 
 /// The end of a resume in a tree: says this process is back, takes the fds it shares with

@@ -6,6 +6,7 @@
 //! - [`member`]: how a process of a tree starts (fresh or resumed, as the init says), with
 //!   its image at `DIR/p/<pid>/`;
 //! - [`join`]: a fork child joins the tree only when it must (most `exec` or exit first);
+//! - [`grace`]: and until it must, a kernel timer stands in for its coordinator;
 //! - [`exec`]: programs a process executes join the tree (`elf` tells which can);
 //! - [`control`]: the connection to the zhuque init.
 //!
@@ -19,6 +20,7 @@ mod elf;
 pub mod exec;
 pub mod exec_list;
 pub mod fork;
+pub mod grace;
 pub mod join;
 pub mod member;
 
@@ -72,12 +74,12 @@ fn forget_parents_image() {
     }
 }
 
-/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator runs from the
-/// start (it copies the parent's pool after the grace period, and hears failure requests).
+/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator starts when
+/// its grace period ends, or sooner when something needs it ([`grace`]).
 fn become_lazy() {
     join::start_lazy();
     forget_parents_image();
-    crate::threads::coordinator::start();
+    grace::begin(crate::threads::coordinator::CHILD_GRACE_NS);
 }
 
 /// A fork child outside the tree, its memory copied already.
