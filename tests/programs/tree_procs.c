@@ -19,7 +19,9 @@
  *    a WNOHANG polling loop sees C exit with status 6 once its pipe is closed.
  * 3. SIGCHLD: with a counting handler, eight children end one after another (each awaited
  *    with sigsuspend() before the next starts, so no delivery can merge with another); the
- *    count must equal the number of children, and each status its own.
+ *    count must equal the number of children, and each status its own. Each child's first
+ *    POSIX timer is its timer 0 and its only one (as natively: a new process numbers its
+ *    timers from 0).
  * 4. Orphans: a grandchild whose parent exits is reparented to init or to a subreaper above
  *    the root (as natively: whatever its new parent, it is not the dead parent and it is 1 or
  *    an ancestor of the root); then, with the root a child subreaper (PR_SET_CHILD_SUBREAPER),
@@ -44,6 +46,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static unsigned long work_steps, points, point_no;
@@ -451,6 +454,27 @@ static void on_sigchld(int sig)
     sigchld_count++;
 }
 
+/* A new process's first POSIX timer is its timer 0, and its only one: no timer of the
+ * runtime's may show (or shift the numbering). Exits 99 otherwise. */
+static void first_timer_is_timer_0(void)
+{
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_NONE;
+    timer_t t;
+    TL_CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == 0, "timer_create: %s", strerror(errno));
+    TL_CHECK((intptr_t)t == 0, "first timer id %ld", (long)(intptr_t)t);
+    char *buf;
+    FILE *f = tl_proc_open("/proc/self/timers", &buf);
+    TL_CHECK(f != NULL, "/proc/self/timers: %s", strerror(errno));
+    char line[256];
+    int timers = 0;
+    while (fgets(line, sizeof line, f))
+        timers += strncmp(line, "ID:", 3) == 0;
+    tl_proc_close(f, buf);
+    TL_CHECK(timers == 1, "%d timers in /proc/self/timers", timers);
+}
+
 static void sigchld_handler(void)
 {
     out("== SIGCHLD");
@@ -470,6 +494,7 @@ static void sigchld_handler(void)
     for (int i = 1; i <= 8; i++) {
         pid_t c = xfork();
         if (c == 0) {
+            first_timer_is_timer_0();
             uint64_t s = (uint64_t)i, h = 0;
             for (unsigned long k = 0; k < work_steps / 8; k++)
                 h = tl_mix(h, tl_next(&s));

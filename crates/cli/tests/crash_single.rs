@@ -218,7 +218,8 @@ fn with_file_size_limit(cmd: &mut std::process::Command, soft: u64, hard: u64) {
 
 /// A soft `ulimit -f` of 20 MiB limits the program's files, not its memory: a program that
 /// writes 100 MiB of heap (its pool file grows past the limit) is neither killed by `SIGXFSZ`
-/// (what happened before) nor short of memory, through a failure and its resume. A hard limit
+/// (what happened before) nor short of memory, through a failure and its resume; nor is a
+/// fork child of it that copies that memory, nor the parent writing its pool back after. A hard limit
 /// that zhuque cannot lift is refused with one line (the pool could not hold the program).
 #[test]
 fn the_file_size_limit_does_not_limit_memory() {
@@ -239,6 +240,23 @@ fn the_file_size_limit_does_not_limit_memory() {
     let second = launch(&args, libc::RLIM_INFINITY);
     assert_eq!(second.status, 0, "{}", tail_lines(&second.stderr, 10));
     assert_eq!(second.stdout, native.stdout);
+    // A fork child that copies the memory into a pool of its own, and the parent's pool
+    // settling after the fork, write past the limit too (they once got EFBIG).
+    let fork_args: Vec<String> = vec!["100".into(), "fork".into()];
+    let native_fork = run_native(&prog, &fork_args, &cwd, None);
+    assert_eq!(native_fork.status, 0);
+    let with_fork = Zhuque::run_args(&image.path, None, &prog, &fork_args);
+    let first = launch(&with_fork, libc::RLIM_INFINITY);
+    assert_eq!(first.status, SAVED, "{}", tail_lines(&first.stderr, 10));
+    let second = launch(&with_fork, libc::RLIM_INFINITY);
+    assert_eq!(second.status, 0, "{}", tail_lines(&second.stderr, 10));
+    // The fork's lines came before the failure, the rest after the resume.
+    assert_eq!(
+        [first.stdout, second.stdout].concat(),
+        native_fork.stdout,
+        "{}",
+        tail_lines(&first.stderr, 10)
+    );
     // Lifting a hard limit takes CAP_SYS_RESOURCE, which a container's root may lack.
     let privileged = std::process::Command::new("sh")
         .args(["-c", "ulimit -H -f 20000 && ulimit -H -f unlimited"])

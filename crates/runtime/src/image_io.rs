@@ -18,13 +18,17 @@ fn hide(fd: OwnedFd) -> OwnedFd {
 /// when the hard limit leaves room (the program's `open` can never return such a number,
 /// however many fds it opens: a program may use every number below its limit), else among
 /// the highest numbers under it, or under [`crate::sys::RUNTIME_FD_CEILING`] when the limit is
-/// higher; `None` when none is free there.
+/// higher — below the program's own when it holds the top ones (daemons `dup2` onto them);
+/// `None` when no number but low ones is free.
 pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
     let n = match crate::sys::dup_above_soft_limit(fd.as_raw_fd()) {
         Some(n) => n,
         None => {
             let min = (crate::sys::runtime_fd_top() - 64).max(64);
-            crate::sys::dup_at_least(fd.as_raw_fd(), min).ok()?
+            match crate::sys::dup_at_least(fd.as_raw_fd(), min) {
+                Ok(n) => n,
+                Err(_) => crate::os::fds::highest_free_dup(fd.as_raw_fd(), &[])?,
+            }
         }
     };
     // SAFETY: both ways return a fresh fd we now own.

@@ -741,6 +741,12 @@ pub fn move_runtime_fd(fd: i32, avoid: &[i32]) -> Option<i32> {
     if let Some(n) = crate::sys::dup_above_soft_limit(fd) {
         return Some(n);
     }
+    highest_free_dup(fd, avoid)
+}
+
+/// A close-on-exec duplicate of `fd` on the highest free number below the runtime's top
+/// (`sys::runtime_fd_top`) that is not in `avoid`; `None` when the top 16384 are taken.
+pub fn highest_free_dup(fd: i32, avoid: &[i32]) -> Option<i32> {
     let top = crate::sys::runtime_fd_top();
     for n in (3..top).rev().take(1 << 14) {
         if avoid.contains(&n) {
