@@ -1,9 +1,9 @@
 /*
  * Memory a program starts with, written from main's first instruction: its .data and .bss,
  * static TLS, libc's stdio state. The runtime moves that memory into the pool late (before
- * the first change to the address space, a second thread, a fork, an mlock, a save, or 10 ms
- * into the run: memory::startup), so failures in the first milliseconds of a run land while
- * it is still where ld.so put it; every write must survive them. A sixth of the way (about
+ * the first change to the address space, a second thread, a fork, an mlock or a save:
+ * memory::startup), so failures in the first milliseconds of a run land while it is still
+ * where ld.so put it; every write must survive them. A sixth of the way (about
  * 5 ms in) the program locks pages of its .bss and protects one of its .data read-only and
  * back (each moves the memory first), and checks the lock holds after any resume.
  *

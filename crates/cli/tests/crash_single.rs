@@ -272,6 +272,27 @@ fn the_file_size_limit_does_not_limit_memory() {
     }
 }
 
+/// Without a failure a program is never interrupted for the runtime's own reasons: `pause`
+/// and `sigsuspend` return when its own `SIGALRM` comes (they returned after 10 ms when the
+/// coordinator's start or the start-up memory's move signalled the program).
+#[test]
+fn pause_and_sigsuspend_wait_for_the_programs_own_signal() {
+    let prog = Program::compile("sig_pause.c");
+    let zq = Zhuque::real();
+    let image = ImageDir::new();
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &[], &cwd, None);
+    assert_eq!(native.status, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout),
+        "pause: 1 alarm(s)\nsigsuspend: 2 alarm(s)\n"
+    );
+    let args = Zhuque::run_args(&image.path, None, &prog, &[]);
+    let run = run_to_end(zq.command(args, &cwd), None, "zhuque run of sig_pause");
+    assert_eq!(run.status, 0, "{}", tail_lines(&run.stderr, 10));
+    assert_eq!(run.stdout, native.stdout);
+}
+
 /// A 64 MiB tmpfs mounted for one test (the pool's filesystem filling up), unmounted when
 /// dropped. `None` when not root (CI runs as root).
 struct SmallTmpfs(std::path::PathBuf);

@@ -411,6 +411,8 @@ impl Launch {
     /// Reads argv, the environment and the auxiliary vector from the initial stack, whose
     /// address the kernel publishes in `/proc/self/stat`. This works before libc has set
     /// `environ`, which matters because the first `malloc` can precede libc's initialisation.
+    /// Enough to tell whether the runtime has anything to do in this process; the rest of
+    /// the facts come with [`Launch::read_process`].
     pub fn read() -> Launch {
         let stat = crate::procfs::read(b"/proc/self/stat\0").unwrap_or_else(|_| {
             crate::diag::fatal("cannot read /proc/self/stat (is /proc mounted?)")
@@ -440,23 +442,28 @@ impl Launch {
             }
             at += 16;
         }
-        let exe = crate::procfs::readlink(b"/proc/self/exe\0").unwrap_or_default();
-        let cwd = rustix::process::getcwd(Vec::new())
-            .map(|c| c.into_bytes())
-            .unwrap_or_default();
-        let maps = crate::procfs::maps();
-        let stack_top = crate::procfs::stack_top(&maps).unwrap_or(0);
         Launch {
             initial_sp,
-            stack_top,
+            stack_top: 0,
             argv,
             env,
             envp,
             execfn,
-            exe,
-            cwd,
-            maps,
+            exe: Vec::new(),
+            cwd: Vec::new(),
+            maps: Vec::new(),
         }
+    }
+
+    /// The executable, the working directory and the mappings (`/proc`): what a
+    /// crash-resistant process needs besides [`Launch::read`]'s (an inert one skips them).
+    pub fn read_process(&mut self) {
+        self.exe = crate::procfs::readlink(b"/proc/self/exe\0").unwrap_or_default();
+        self.cwd = rustix::process::getcwd(Vec::new())
+            .map(|c| c.into_bytes())
+            .unwrap_or_default();
+        self.maps = crate::procfs::maps();
+        self.stack_top = crate::procfs::stack_top(&self.maps).unwrap_or(0);
     }
 
     pub fn env_get(&self, name: &str) -> Option<&[u8]> {

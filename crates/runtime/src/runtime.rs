@@ -72,14 +72,17 @@ fn init() {
     diag::install_panic_hook();
     crate::memory::mlockall::configure_allocator();
     let p = process::get();
-    let launch = Launch::read();
+    let mut launch = Launch::read();
     let Some(cr) = launch
         .env_get(image::ENV_CRASH_RESISTANT)
         .filter(|v| !v.is_empty() && *v != b"0")
+        .map(<[u8]>::to_vec)
     else {
         p.set_mode(Mode::Inert);
         return;
     };
+    launch.read_process();
+    let cr = cr.as_slice();
     let dir = image_dir(cr, &launch);
     let fail_after = fail_after_setting(&launch);
     p.fail_after_ns.store(

@@ -19,7 +19,7 @@ extern "C" fn fail_handler(_sig: i32, info: *mut SigInfo, _uc: *mut core::ffi::c
     if is_wake_up(unsafe { &*info }) {
         crate::threads::coordinator::wake();
         // A process whose coordinator has not started yet (`tree::grace`): it starts now.
-        crate::tree::grace::expire_now();
+        crate::tree::grace::start_soon();
     } else {
         crate::threads::coordinator::request_failure();
     }

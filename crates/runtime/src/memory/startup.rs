@@ -7,33 +7,34 @@
 //! shell pays per external command: `true`, `tr` or `sed` end long before anything could
 //! need that memory in the pool. So a fresh start only marks it *pending*, and it is moved
 //!
-//! - before the address space changes (the runtime's `mmap`, `munmap`, `mremap`, `mprotect`,
-//!   `madvise`, `brk`, `mlockall`), and before a `fork`, a new thread or a `dlopen`: the
-//!   program has one thread then (a new thread comes here first), exactly as at the start;
-//! - by the coordinator, with every program thread stopped, before a save and when the
-//!   program has run for [`GRACE_NS`].
+//! - before the address space changes other than by new pool memory or within pool memory
+//!   (the runtime's `mmap` of a file, shared or `MAP_FIXED`; `munmap`, `mremap`, `mprotect`
+//!   and `madvise` of anything else; `brk`, `mlock`, `mlockall`), and before a `fork`, a new
+//!   thread or a `dlopen`: the program has one thread then (a new thread comes here first),
+//!   exactly as at the start;
+//! - by the coordinator, with every program thread stopped, before a save.
 //!
-//! Until then nothing but the program's own threads touches that memory, and no save can
-//! happen. Whatever moves it, the mappings are those the start would have moved: every
-//! change the program makes to its address space through the runtime comes here first.
+//! Not after a grace period: moving it then would stop the program's thread with a signal,
+//! and a thread blocked in `pause` or `sigsuspend` would return early. A program that runs
+//! on without any of the above pays the move at its first save instead (its start-up memory
+//! is usually well under a megabyte: a fraction of a millisecond).
+//!
+//! Until then nothing but the program's own thread touches that memory. Whatever moves it,
+//! the mappings are those the start would have moved: a mapping of the program's that must
+//! stay outside the pool (a private file mapping) can only be made after the move. The
+//! allocator's arenas and its advice on them are pool memory, so a program that only
+//! allocates keeps its start-up memory where it is.
 
 use super::{convert, lock};
 use crate::diag::Line;
-use crate::process::now_ns;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// How long a program may run before its start-up memory moves anyway (the coordinator then
-/// stops it for the copy, a fraction of a millisecond).
-pub const GRACE_NS: u64 = 10_000_000;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Persistent like this library's other statics, and itself in memory that moves: it is
 /// cleared only after the move.
 static PENDING: AtomicBool = AtomicBool::new(false);
-static SINCE_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Fresh start, one thread: the start-up memory moves later.
 pub fn defer() {
-    SINCE_NS.store(now_ns(), Ordering::Relaxed);
     PENDING.store(true, Ordering::Release);
 }
 
@@ -70,10 +71,4 @@ fn move_now() {
     }
     crate::loader::note_converted();
     PENDING.store(false, Ordering::Release);
-}
-
-/// Coordinator: nanoseconds until the grace period ends, `Some(0)` once it has, `None` when
-/// nothing is pending.
-pub fn due_in() -> Option<u64> {
-    pending().then(|| (SINCE_NS.load(Ordering::Relaxed) + GRACE_NS).saturating_sub(now_ns()))
 }

@@ -132,7 +132,7 @@ extern "C" fn run(_: usize) -> ! {
         }
         // Pool bookkeeping a fork left (`tree::fork`): looked at again soon while any is due.
         let mut timeout = deadline.map(|d| d.saturating_sub(now_ns()));
-        for t in [startup_work(p), fork_work(p)].into_iter().flatten() {
+        if let Some(t) = fork_work(p) {
             timeout = Some(timeout.map_or(t, |d| d.min(t)));
         }
         // Storage that large `munmap`s left to punch out (once the pool is settled).
@@ -162,22 +162,6 @@ extern "C" fn run(_: usize) -> ! {
     crate::save::save_and_exit()
 }
 
-/// A program that runs past the grace period has its start-up memory moved into the pool,
-/// every thread stopped meanwhile (`memory::startup`). Returns how long until then.
-fn startup_work(p: &process::Process) -> Option<u64> {
-    match crate::memory::startup::due_in()? {
-        0 => {
-            p.fork_lock();
-            let stopped = super::stop::stop_all();
-            crate::memory::startup::ensure();
-            stopped.release();
-            p.fork_unlock();
-            None
-        }
-        t => Some(t),
-    }
-}
-
 /// How long a fork child may read its parent's pool before it copies it anyway.
 pub const CHILD_GRACE_NS: u64 = 10_000_000;
 /// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
@@ -197,16 +181,23 @@ fn fork_work(p: &process::Process) -> Option<u64> {
         if now < due {
             return Some(due - now);
         }
-        // A lazy child joins the tree first (its pool file is in its image), without stopping
-        // its thread: joining touches none of the program's memory.
-        if !crate::tree::join::join() {
-            return Some(RETRY_NS); // about to `exec`
+        // A lazy child joins the tree first (its pool file is in its image), its thread
+        // stopped too: joining touches none of the program's memory, but it opens files, and
+        // a number it holds for an instant must not be taken from the program's `open`.
+        if crate::tree::join::executing() {
+            return Some(RETRY_NS);
         }
         p.fork_lock();
         let stopped = super::stop::stop_all();
-        crate::memory::fork::ensure_own_pool();
+        let joined = crate::tree::join::join();
+        if joined {
+            crate::memory::fork::ensure_own_pool();
+        }
         stopped.release();
         p.fork_unlock();
+        if !joined {
+            return Some(RETRY_NS); // about to `exec`
+        }
         if p.on_parent_pool.load(Ordering::Acquire) {
             return Some(RETRY_NS);
         }
@@ -235,6 +226,6 @@ pub fn request_failure() {
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }
-    // A lazy fork child without one yet: it starts now, and finds the request.
-    crate::tree::grace::expire_now();
+    // A process without one yet (`tree::grace`): it starts now, and finds the request.
+    crate::tree::grace::start_soon();
 }

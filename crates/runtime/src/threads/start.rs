@@ -96,7 +96,7 @@ extern "C" fn on_pool_stack(args: usize) -> ! {
     // In a tree, when the program first needs it (`tree::grace`): most programs a shell runs
     // end within a few milliseconds.
     if crate::tree::in_tree() {
-        crate::tree::grace::begin(memory::startup::GRACE_NS);
+        crate::tree::grace::on_demand();
     } else {
         coordinator::start();
     }

@@ -1,39 +1,58 @@
-//! A young process of a tree starts its coordinator when it needs one: a kernel timer stands
-//! in for it until then.
+//! A young process of a tree starts its coordinator when it needs one, not at its start.
 //!
-//! A lazy fork child ([`super::join`]) needs its coordinator only when it outlives its grace
-//! period (it then copies its parent's pool), asks for a failure, joins the tree, or creates a
-//! timer only the coordinator can serve; a program a member `exec`s needs it when the init
-//! wakes it for a save, when it asks for a failure, forks, starts a thread, or runs 10 ms (its
-//! start-up memory then moves, `memory::startup`). Most such processes `exec` or exit long
-//! before any of it, and a coordinator started in each — a thread created, then killed by the
-//! `exec` or exit, which waits for it to die — cost a shell about 0.25 ms per external command
-//! (0.15 ms at the fork, 0.1 ms in the program). So the process arms a POSIX timer instead,
-//! aimed at its one thread with the runtime's stop signal; the kernel deletes it at `exec` and
-//! at exit. When it fires, the stop handler starts the coordinator, which carries on as it
-//! always did; whatever else needs the coordinator first starts it the same way
-//! ([`start_coordinator`]) or makes the timer fire now ([`expire_now`], from signal handlers).
+//! A program a member `exec`s needs its coordinator only when the init wakes it for a save,
+//! when it asks for a failure, forks, starts a thread or creates a timer only the coordinator
+//! can serve; a lazy fork child ([`super::join`]) also when it outlives its grace period (it
+//! then copies its parent's pool). Most such processes `exec` or exit long before any of it,
+//! and a coordinator started in each — a thread created, then killed by the `exec` or exit,
+//! which waits for it to die — cost a shell about 0.25 ms per external command (0.15 ms at
+//! the fork, 0.1 ms in the program). So the coordinator starts on demand: what needs it
+//! first starts it ([`start_coordinator`], on the program's thread), and signal handlers,
+//! which must not (the thread may be inside the runtime), queue the stop signal with
+//! [`VALUE`] to their own thread ([`start_soon`]): its handler runs once the thread is out of
+//! runtime code and starts it there. An exec'd program is never signalled for this without a
+//! reason of its own: a thread blocked in `pause` or `sigsuspend` would return early.
 //!
-//! The timer takes the id `i32::MAX` (`PR_TIMER_CREATE_RESTORE_IDS`, Linux 6.17): the kernel
-//! then still numbers the program's own timers from 0, as natively. Only `/proc/self/timers`
-//! shows it, for the process's first 10 ms. Where the kernel cannot, the coordinator starts
-//! at once, as before.
+//! A lazy fork child's grace period is a POSIX timer aimed at its thread with the same signal
+//! and value (the kernel deletes it at `exec` and at exit). The timer takes the id `i32::MAX`
+//! (`PR_TIMER_CREATE_RESTORE_IDS`, Linux 6.17): the kernel then still numbers the program's
+//! own timers from 0, as natively; only `/proc/self/timers` shows it, for the child's first
+//! 10 ms. Where the kernel cannot, the child starts its coordinator at once, as before.
 
 use crate::sys::{self, SigEvent, SigInfo};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 const TIMER_ID: i32 = i32::MAX;
-/// The timer's `sigev_value`: tells its expiry from a stop (whose value is a slot address).
+/// The `sigev_value` of the timer and of [`start_soon`]'s signal: tells them from a stop
+/// (whose value is a slot address).
 const VALUE: u64 = 0x7a68_7175_6567;
 
-/// Set while the timer stands in for the coordinator. Persistent like all of this library's
+/// Set while the coordinator waits to be started. Persistent like all of this library's
 /// statics: false in every saved process (a save needs the coordinator, which clears it).
-static ARMED: AtomicBool = AtomicBool::new(false);
+static WAITING: AtomicBool = AtomicBool::new(false);
+/// Set while a grace timer is armed.
+static TIMED: AtomicBool = AtomicBool::new(false);
+/// A signal handler asked for the coordinator before [`on_demand`] (a save's wake-up may come
+/// as soon as the member said `Hello`).
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// In a lazy fork child or a program a member executed (one thread): arms the grace timer,
-/// or starts the coordinator where no timer can stand in for it.
-pub fn begin(grace_ns: u64) {
-    if !arm(grace_ns) {
+/// A program a member executed, on its pool stack (one thread): its coordinator starts when
+/// something needs it, at once if a handler already asked.
+pub fn on_demand() {
+    WAITING.store(true, Ordering::Release);
+    if REQUESTED.swap(false, Ordering::AcqRel) {
+        start_coordinator();
+    }
+}
+
+/// A lazy fork child (one thread, the stop signal held back): its coordinator starts when
+/// something needs it or its grace period ends; at once where no timer can be armed.
+pub fn lazy_child(grace_ns: u64) {
+    REQUESTED.store(false, Ordering::Relaxed);
+    if arm(grace_ns) {
+        TIMED.store(true, Ordering::Release);
+        WAITING.store(true, Ordering::Release);
+    } else {
         crate::threads::coordinator::start();
     }
 }
@@ -58,35 +77,43 @@ fn arm(grace_ns: u64) -> bool {
         let _ = sys::timer_delete(TIMER_ID);
         return false;
     }
-    ARMED.store(true, Ordering::Release);
     true
 }
 
-/// Whether a stop signal is the grace timer's expiry.
-pub fn is_expiry(info: &SigInfo) -> bool {
-    info.code == sys::SI_TIMER && info.value as u64 == VALUE
+/// Whether a stop signal asks for the coordinator (the grace timer's expiry, or
+/// [`start_soon`]'s).
+pub fn is_start_signal(info: &SigInfo) -> bool {
+    info.value as u64 == VALUE
+        && (info.code == sys::SI_TIMER || (info.code == sys::SI_QUEUE && info.pid == sys::getpid()))
 }
 
-/// Starts the coordinator of a process whose grace timer stands in for it: from the stop
-/// handler when the timer fires (never inside runtime code: the stop signal is held back
-/// there), or from the program's thread before something needs the coordinator. A no-op
-/// otherwise.
+/// Starts the coordinator if it waits to be started: from the stop handler (never inside
+/// runtime code: the stop signal is held back there), or from the program's thread before
+/// something needs the coordinator. A no-op otherwise.
 pub fn start_coordinator() {
-    if !ARMED.load(Ordering::Acquire) {
+    if !WAITING.load(Ordering::Acquire) {
         return;
     }
     // One thread only: the handler cannot cut in between the test and the start.
     let _c = crate::signals::critical();
-    if ARMED.swap(false, Ordering::AcqRel) {
-        let _ = sys::timer_delete(TIMER_ID);
+    if WAITING.swap(false, Ordering::AcqRel) {
+        if TIMED.swap(false, Ordering::AcqRel) {
+            let _ = sys::timer_delete(TIMER_ID);
+        }
         crate::threads::coordinator::start();
     }
 }
 
-/// Ends the grace period now, so that the coordinator starts as soon as the process's thread
-/// may be interrupted (a failure request, the init's wake-up; async-signal-safe).
-pub fn expire_now() {
-    if ARMED.load(Ordering::Acquire) {
-        let _ = sys::timer_settime(TIMER_ID, 1, 0);
+/// Has the coordinator started as soon as the calling thread (the process's only one) is out
+/// of runtime code: a failure request, the init's wake-up (async-signal-safe).
+pub fn start_soon() {
+    REQUESTED.store(true, Ordering::Release);
+    if WAITING.load(Ordering::Acquire) {
+        let _ = sys::tgsigqueue(
+            sys::getpid(),
+            sys::gettid(),
+            crate::signals::STOP_SIGNAL,
+            VALUE as usize,
+        );
     }
 }

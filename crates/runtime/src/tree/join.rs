@@ -49,6 +49,12 @@ pub fn lazy() -> bool {
     matches!(STATE.load(Ordering::Acquire), LAZY | JOINING | EXECUTING)
 }
 
+/// Whether the lazy child's thread is about to `exec` (its coordinator then leaves the join
+/// for later: the `exec` usually makes it moot).
+pub fn executing() -> bool {
+    STATE.load(Ordering::Acquire) == EXECUTING
+}
+
 /// In a fork child of a tree, right after the fork (one thread).
 pub fn start_lazy() {
     STATE.store(LAZY, Ordering::Release);

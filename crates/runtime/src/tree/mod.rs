@@ -79,7 +79,7 @@ fn forget_parents_image() {
 fn become_lazy() {
     join::start_lazy();
     forget_parents_image();
-    grace::begin(crate::threads::coordinator::CHILD_GRACE_NS);
+    grace::lazy_child(crate::threads::coordinator::CHILD_GRACE_NS);
 }
 
 /// A fork child outside the tree, its memory copied already.
