@@ -42,8 +42,8 @@ pub fn active() -> bool {
 /// credentials cannot reach the tree's image: a resume would refuse to run what another user
 /// could write, so the image stays the launching user's) runs natively, saying so once; its
 /// own children (which inherit its credentials) then start natively without a word: zhuque's
-/// variable is taken out of its environment. At a failure the tree's init finds it unconnected, and after the resume its
-/// parent sees it killed by `SIGKILL`.
+/// variable is taken out of its environment. At a failure the tree's init finds it
+/// unconnected, and after the resume its parent sees it killed by `SIGKILL`.
 fn run_unprotected(dir: &[u8]) {
     unsafe extern "C" {
         fn unsetenv(name: *const core::ffi::c_char) -> core::ffi::c_int;
