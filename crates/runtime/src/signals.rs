@@ -18,8 +18,6 @@ extern "C" fn fail_handler(_sig: i32, info: *mut SigInfo, _uc: *mut core::ffi::c
     // SAFETY: the kernel passes a valid siginfo.
     if is_wake_up(unsafe { &*info }) {
         crate::threads::coordinator::wake();
-        // A process whose coordinator has not started yet (`tree::grace`): it starts now.
-        crate::tree::grace::start_soon();
     } else {
         crate::threads::coordinator::request_failure();
     }

@@ -282,9 +282,6 @@ pub unsafe extern "C" fn timer_create(
     let Some(real) = NEXT_TIMER_CREATE.get() else {
         return set_errno(Errno(ENOSYS));
     };
-    // A lazy fork child: its coordinator serves `SIGEV_THREAD` timers, and the program's
-    // timers never share `/proc/self/timers` with the grace timer (`tree::grace`).
-    crate::tree::grace::start_coordinator();
     // SAFETY: evp is null or a valid sigevent (C contract).
     if !active() || evp.is_null() || unsafe { (*evp).notify } != SIGEV_THREAD || !coordinated() {
         // SAFETY: forwarded contract.

@@ -163,7 +163,7 @@ extern "C" fn run(_: usize) -> ! {
 }
 
 /// How long a fork child may read its parent's pool before it copies it anyway.
-pub const CHILD_GRACE_NS: u64 = 10_000_000;
+const CHILD_GRACE_NS: u64 = 10_000_000;
 /// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
 /// tries again.
 const RETRY_NS: u64 = 1_000_000;
@@ -226,6 +226,4 @@ pub fn request_failure() {
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }
-    // A process without one yet (`tree::grace`): it starts now, and finds the request.
-    crate::tree::grace::start_soon();
 }

@@ -76,9 +76,7 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: forwarded contract.
         return unsafe { real(thread, attr, start, arg) };
     }
-    // The second thread: from here on only a stopped process may move memory, and saves
-    // need the coordinator to stop it.
-    crate::tree::grace::start_coordinator();
+    // The second thread: from here on only a stopped process may move memory.
     crate::memory::startup::ensure();
     // The attributes to follow: the caller's, or glibc's defaults (which honour
     // pthread_setattr_default_np) for a null `attr`.

@@ -93,13 +93,7 @@ extern "C" fn on_pool_stack(args: usize) -> ! {
     // SAFETY: see __libc_start_main; a volatile read cannot be deferred past the start.
     let a = unsafe { core::ptr::read_volatile(args as *const StartArgs) };
     // The coordinator starts only now: a failure must find the program on persistent memory.
-    // In a tree, when the program first needs it (`tree::grace`): most programs a shell runs
-    // end within a few milliseconds.
-    if crate::tree::in_tree() {
-        crate::tree::grace::on_demand();
-    } else {
-        coordinator::start();
-    }
+    coordinator::start();
     // SAFETY: `real` is glibc's __libc_start_main; the arguments are the kernel's/_start's.
     let real = unsafe { core::mem::transmute::<usize, StartMain>(a.real) };
     // SAFETY: see above. It runs constructors, main and exit; it does not return.

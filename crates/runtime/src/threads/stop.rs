@@ -113,12 +113,6 @@ pub fn stopped_counter() -> &'static AtomicU32 {
 pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::ffi::c_void) {
     // SAFETY: the kernel passes a valid siginfo.
     let info = unsafe { &*info };
-    if crate::tree::grace::is_start_signal(info) {
-        // A blocking call this interrupted goes on, as for a stop.
-        super::sigmask::note_stop();
-        crate::tree::grace::start_coordinator();
-        return;
-    }
     if info.code != sys::SI_QUEUE || info.pid != sys::getpid() || info.value == 0 {
         return; // not from our coordinator: ignore, as if blocked
     }

@@ -108,8 +108,6 @@ extern "C" fn child() {
 
 /// Prepare: see the module comment.
 fn before_fork() {
-    // The parent's coordinator settles its pool after the fork (`settle_if_free`).
-    super::grace::start_coordinator();
     {
         // A child that still reads its parent's pool copies it first: its own child would
         // depend on a pool that is not its own.
@@ -470,8 +468,7 @@ pub unsafe extern "C" fn clone(
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
     if crash_resistant() && flags as u64 & sys::CLONE_VM != 0 {
-        // A thread (or a `vfork`): see `pthread_create`.
-        super::grace::start_coordinator();
+        // A thread (or a `vfork`): see `memory::startup`.
         crate::memory::startup::ensure();
     }
     if !crash_resistant() || flags as u64 & sys::CLONE_VM != 0 {

@@ -165,8 +165,6 @@ fn become_member(executing: bool) {
 fn done() {
     STATE.store(JOINED, Ordering::Release);
     sys::futex_wake(&STATE, u32::MAX);
-    // A member hears the init through its coordinator.
-    super::grace::start_coordinator();
     // A message the init sent at once (a `Stop`, when a save is under way) is the
     // coordinator's to read, and it skipped the channel while this process was joining:
     // it looks again now (`wake` is a no-op on the coordinator itself).

@@ -6,7 +6,6 @@
 //! - [`member`]: how a process of a tree starts (fresh or resumed, as the init says), with
 //!   its image at `DIR/p/<pid>/`;
 //! - [`join`]: a fork child joins the tree only when it must (most `exec` or exit first);
-//! - [`grace`]: and until it must, a kernel timer stands in for its coordinator;
 //! - [`exec`]: programs a process executes join the tree (`elf` tells which can);
 //! - [`control`]: the connection to the zhuque init.
 //!
@@ -20,7 +19,6 @@ mod elf;
 pub mod exec;
 pub mod exec_list;
 pub mod fork;
-pub mod grace;
 pub mod join;
 pub mod member;
 
@@ -74,12 +72,14 @@ fn forget_parents_image() {
     }
 }
 
-/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator starts when
-/// its grace period ends, or sooner when something needs it ([`grace`]).
+/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator runs from the
+/// start (it copies the parent's pool after the grace period, and hears failure requests).
+/// Started later, it could lack the credentials to join: a child that drops its privileges
+/// (nginx's workers) keeps them in the coordinator, a thread glibc's `setuid` does not reach.
 fn become_lazy() {
     join::start_lazy();
     forget_parents_image();
-    grace::lazy_child(crate::threads::coordinator::CHILD_GRACE_NS);
+    crate::threads::coordinator::start();
 }
 
 /// A fork child outside the tree, its memory copied already.
