@@ -2,9 +2,9 @@
  * sig_pause
  *
  * pause() and sigsuspend() return when the program's own signal comes, not before: without a
- * failure the runtime never signals a process for reasons of its own (its coordinator starts
- * on demand, tree::grace; start-up memory moves without stopping the program,
- * memory::startup). Each waits for a SIGALRM 50 ms away and prints how many came.
+ * failure the runtime never signals a program it started for reasons of its own (start-up
+ * memory moves without stopping the program, memory::startup). Each waits for a SIGALRM
+ * 50 ms away and prints how many came.
  */
 #include <signal.h>
 #include <sys/time.h>
