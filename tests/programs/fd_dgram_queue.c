@@ -2,8 +2,11 @@
  * fd_dgram_queue ROUNDS
  *
  * Datagrams waiting in the receive queue of a bound datagram socket at a failure (issue 12:
- * they were lost, and a reader waiting for them blocked for ever). Three receivers: a UDP
- * socket, a UDP socket connected to one sender, and a Unix datagram socket bound to a path.
+ * they were lost, and a reader waiting for them blocked for ever). Five receivers: a UDP
+ * socket, a UDP socket connected to one sender, a Unix datagram socket bound to a path, a UDP
+ * socket connected to itself (below), and a Unix datagram socket connected to one sender
+ * made after it (which must still name that peer after a resume: it came back unconnected,
+ * its connect refused because the sender did not exist yet).
  * Their senders are of every kind: UDP sockets that stay bound and ones that sent one datagram
  * and were closed; Unix sockets bound to a path, to an abstract name, and unnamed; and a UDP
  * socket connected to its own address, sending to itself (as PostgreSQL's statistics
@@ -129,6 +132,8 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/dgram-receiver", cwd);
     struct queue unx = {.name = "unix", .fd = unix_socket(path, 0)};
     struct queue self = {.name = "udp to itself", .fd = udp_socket()};
+    snprintf(path, sizeof path, "%s/dgram-connected-receiver", cwd);
+    struct queue cunx = {.name = "connected unix", .fd = unix_socket(path, 0)};
     int udp_sender = udp_socket();
     snprintf(path, sizeof path, "%s/dgram-sender", cwd);
     int path_sender = unix_socket(path, 0);
@@ -137,9 +142,15 @@ int main(int argc, char **argv)
              (unsigned long long)tl_hash(TL_HASH_INIT, cwd, strlen(cwd)));
     int abstract_sender = unix_socket(abstract, 1);
     int unnamed_sender = unix_socket(NULL, 0);
-    struct queue *queues[] = {&udp, &conn, &unx, &self};
-    for (int i = 0; i < 4; i++)
+    snprintf(path, sizeof path, "%s/dgram-connected-sender", cwd);
+    int unix_peer = unix_socket(path, 0);
+    struct queue *queues[] = {&udp, &conn, &unx, &self, &cunx};
+    enum { QUEUES = sizeof queues / sizeof queues[0] };
+    for (int i = 0; i < QUEUES; i++)
         name_of(queues[i]->fd, &queues[i]->at);
+    struct addr peer;
+    name_of(unix_peer, &peer);
+    TL_CHECK(connect(cunx.fd, (struct sockaddr *)&peer.a, peer.len) == 0, "connect unix");
     struct addr s;
     name_of(udp_sender, &s);
     TL_CHECK(connect(conn.fd, (struct sockaddr *)&s.a, s.len) == 0, "connect");
@@ -147,13 +158,19 @@ int main(int argc, char **argv)
 
     uint64_t seed = 11, h = TL_HASH_INIT;
     for (unsigned long r = 1; r <= rounds; r++) {
-        for (int qi = 0; qi < 4; qi++) {
+        struct addr got = {.len = sizeof got.a};
+        TL_CHECK(getpeername(cunx.fd, (struct sockaddr *)&got.a, &got.len) == 0 &&
+                     got.len == peer.len && memcmp(&got.a, &peer.a, got.len) == 0,
+                 "round %lu: the connected Unix receiver's peer (errno %d)", r, errno);
+        for (int qi = 0; qi < QUEUES; qi++) {
             struct queue *q = queues[qi];
             int k = 1 + (int)tl_below(&seed, 3);
             for (int i = 0; i < k; i++) {
                 uint64_t who = tl_below(&seed, 3);
                 if (q == &conn) {
                     put(q, udp_sender, &seed);
+                } else if (q == &cunx) {
+                    put(q, unix_peer, &seed);
                 } else if (q == &self) {
                     put(q, self.fd, &seed);
                 } else if (q == &udp && who == 0) {
@@ -175,7 +192,7 @@ int main(int argc, char **argv)
         if (r % 2000 == 0)
             printf("round %lu h=%016llx\n", r, (unsigned long long)h);
     }
-    for (int qi = 0; qi < 4; qi++) {
+    for (int qi = 0; qi < QUEUES; qi++) {
         while (queues[qi]->got < queues[qi]->sent)
             get(queues[qi], &h);
         char x;

@@ -12,7 +12,9 @@
  * checked with the kernel's view (fstat, offsets, contents, counts, the shared offset).
  * A fourth channel is no pair: a datagram socket bound to one abstract name sends to one
  * bound to another, which checks each message's sender address (the queue comes back from
- * the recreated sender).
+ * the recreated sender). A fifth is the same with the receiver connected to its sender, so
+ * that it takes datagrams from that peer only (its queue with fds was lost before: the
+ * resume connected it first and then could not send to it), and checks its peer.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -31,7 +33,7 @@
 
 enum { KINDS = 6 };
 static int keep_fd;       /* the file whose second fd travels */
-static int kept_end[8]; /* the kept end of each socketpair whose other end travels, by slot */
+static int kept_end[10]; /* the kept end of each socketpair whose other end travels, by slot */
 static const char *dir;
 
 /* Sends to `to` (NULL: the socket's peer). */
@@ -196,7 +198,7 @@ struct pair {
 /* Where round r's socketpair end sent on pair p is remembered (two rounds are in flight). */
 static int slot(const struct pair *p, unsigned long r)
 {
-    return (int)(r % 2) * 4 + p->index;
+    return (int)(r % 2) * 5 + p->index;
 }
 
 /* Round r's messages on each pair: see the file's header. */
@@ -258,6 +260,12 @@ static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
     return tl_hash(h, text, n);
 }
 
+/* The length of an abstract socket name. */
+static socklen_t name_len(const struct sockaddr_un *a)
+{
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a->sun_path + 1));
+}
+
 int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 2000);
@@ -271,28 +279,35 @@ int main(int argc, char **argv)
     snprintf(bound.sun_path + 1, sizeof bound.sun_path - 1, "zq-fd-in-flight-%d", (int)getpid());
     snprintf(sender.sun_path + 1, sizeof sender.sun_path - 1, "zq-fd-in-flight-sender-%d",
              (int)getpid());
+    struct sockaddr_un conn = {.sun_family = AF_UNIX}, conn_sender = {.sun_family = AF_UNIX};
+    snprintf(conn.sun_path + 1, sizeof conn.sun_path - 1, "zq-fd-in-flight-conn-%d",
+             (int)getpid());
+    snprintf(conn_sender.sun_path + 1, sizeof conn_sender.sun_path - 1,
+             "zq-fd-in-flight-conn-sender-%d", (int)getpid());
     struct pair pairs[] = {
         {"stream", SOCK_STREAM, 0, {0}, NULL, NULL},
         {"datagram", SOCK_DGRAM, 1, {0}, NULL, NULL},
         {"seqpacket", SOCK_SEQPACKET, 2, {0}, NULL, NULL},
         {"bound datagram", SOCK_DGRAM, 3, {0}, &bound, &sender},
+        {"connected datagram", SOCK_DGRAM, 4, {0}, &conn, &conn_sender},
     };
     enum { CHANNELS = sizeof pairs / sizeof pairs[0] };
     for (int i = 0; i < 3; i++)
         CHECK(socketpair(AF_UNIX, pairs[i].type | SOCK_CLOEXEC, 0, pairs[i].sv) == 0,
               "socketpair");
-    for (int k = 0; k < 2; k++) {
-        pairs[3].sv[k] = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        CHECK(pairs[3].sv[k] >= 0, "socket: %s", strerror(errno));
+    for (int i = 3; i < 5; i++) {
+        for (int k = 0; k < 2; k++) {
+            pairs[i].sv[k] = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            CHECK(pairs[i].sv[k] >= 0, "socket: %s", strerror(errno));
+        }
+        CHECK(bind(pairs[i].sv[1], (struct sockaddr *)pairs[i].to, name_len(pairs[i].to)) == 0,
+              "bind: %s", strerror(errno));
+        CHECK(bind(pairs[i].sv[0], (struct sockaddr *)pairs[i].from,
+                   name_len(pairs[i].from)) == 0,
+              "bind: %s", strerror(errno));
     }
-    socklen_t bound_len =
-        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(bound.sun_path + 1));
-    CHECK(bind(pairs[3].sv[1], (struct sockaddr *)&bound, bound_len) == 0, "bind: %s",
-          strerror(errno));
-    socklen_t sender_len =
-        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sender.sun_path + 1));
-    CHECK(bind(pairs[3].sv[0], (struct sockaddr *)&sender, sender_len) == 0, "bind: %s",
-          strerror(errno));
+    CHECK(connect(pairs[4].sv[1], (struct sockaddr *)&conn_sender, name_len(&conn_sender)) == 0,
+          "connect: %s", strerror(errno));
     uint64_t h = TL_HASH_INIT;
     for (int i = 0; i < CHANNELS; i++)
         send_round(&pairs[i], 1);
@@ -303,6 +318,12 @@ int main(int argc, char **argv)
                 send_round(&pairs[i], r);
             h = receive_round(&pairs[i], r - 1, h);
         }
+        struct sockaddr_un peer;
+        socklen_t peer_len = sizeof peer;
+        CHECK(getpeername(pairs[4].sv[1], (struct sockaddr *)&peer, &peer_len) == 0 &&
+                  peer_len == name_len(&conn_sender) &&
+                  !memcmp(peer.sun_path, conn_sender.sun_path, peer_len - sizeof(sa_family_t)),
+              "round %lu: the connected datagram socket's peer", r);
         if ((r - 1) % 200 == 0)
             printf("round %lu: every fd came back with its message h=%016llx\n", r - 1,
                    (unsigned long long)h);

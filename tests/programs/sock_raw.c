@@ -7,8 +7,10 @@
  * between request and reply is sent again after 1 s, which the output does not show); a
  * packet socket bound to the loopback interface for IPv4 with PACKET_AUXDATA set. Every
  * round checks what the kernel reports: type and protocol, the filter, the packet socket's
- * interface and protocol (getsockname) and option. FAIL_POINTS rounds call zhuque_fail_now().
- * With the old runtime both were EBADF placeholders.
+ * interface and protocol (getsockname) and option. Two more packet sockets on lo share the
+ * loopback traffic in one PACKET_FANOUT group (hash, with rollover), whose id, type and
+ * flags each must report every round (lost before: the new sockets were in no group). FAIL_POINTS
+ * rounds call zhuque_fail_now(). With the old runtime both were EBADF placeholders.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -27,6 +29,8 @@
 #include <unistd.h>
 
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
+/* The fanout group's id: groups are the network namespace's, this one is the test's own. */
+#define FANOUT_ID 0x5a17
 
 static unsigned short checksum(const void *data, size_t len)
 {
@@ -100,6 +104,17 @@ int main(int argc, char **argv)
     int one = 1;
     CHECK(setsockopt(pkt, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) == 0,
           "PACKET_AUXDATA: %s", strerror(errno));
+    /* Two more packet sockets on lo, one fanout group sharing the traffic between them. */
+    int fan[2];
+    const int fanout = FANOUT_ID | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_ROLLOVER) << 16;
+    for (int i = 0; i < 2; i++) {
+        fan[i] = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_IP));
+        CHECK(fan[i] >= 0, "packet socket: %s", strerror(errno));
+        CHECK(bind(fan[i], (struct sockaddr *)&ll, sizeof ll) == 0, "bind lo: %s",
+              strerror(errno));
+        CHECK(setsockopt(fan[i], SOL_PACKET, PACKET_FANOUT, &fanout, sizeof fanout) == 0,
+              "PACKET_FANOUT: %s", strerror(errno));
+    }
 
     unsigned short id = (unsigned short)(getpid() ^ 0x5a5a);
     unsigned long every = rounds / (points + 1);
@@ -121,6 +136,10 @@ int main(int argc, char **argv)
         CHECK(int_opt(pkt, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM &&
                   int_opt(pkt, SOL_PACKET, PACKET_AUXDATA) == 1,
               "round %lu: packet socket type or PACKET_AUXDATA", r);
+        for (int i = 0; i < 2; i++)
+            CHECK(int_opt(fan[i], SOL_PACKET, PACKET_FANOUT) == fanout,
+                  "round %lu: fanout socket %d: PACKET_FANOUT %#x, not %#x", r, i,
+                  int_opt(fan[i], SOL_PACKET, PACKET_FANOUT), fanout);
         if (every && r % every == 0 && r / every <= points)
             zq_fail_now();
         if (r % 100 == 0)

@@ -83,7 +83,7 @@ fn inotify_with_thousands_of_watches() {
 fn message_queues() {
     let case = Case {
         file: "fd_mqueue.c",
-        args: &["40000", "2"],
+        args: &["200000", "2"],
         status: 0,
     };
     // Two fail points and a random failure before the first one, in every run.
@@ -347,6 +347,27 @@ fn unlinked_file_shared_by_its_fd_and_a_mapping() {
         ..CrashPlan::default()
     };
     crash_case("fd_unlinked_mapped", &case, plan);
+}
+
+/// Private mappings of an unlinked file and of a memfd whose fds the program keeps
+/// (`fd_unlinked_private.c`): the pages the program never wrote through the mapping keep
+/// showing the file's bytes as the fd writes them, the pages it wrote stay its own, and
+/// smaps shows the mappings on the fds' files with exactly those pages anonymous. Before, the
+/// mappings came back as copies of their pages at the save: the fds' later writes no longer
+/// showed in them.
+#[test]
+fn private_mappings_of_unlinked_files_follow_their_fds() {
+    let case = Case {
+        file: "fd_unlinked_private.c",
+        args: &["200000", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("fd_unlinked_private", &case, plan);
 }
 
 /// Two threads talking over a pipe (non-blocking writer) and over stream and seqpacket

@@ -9,8 +9,9 @@ pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// versions decode with it set when the region is writable. 4: System V segment attachments
 /// ([`Backing::SysvShm`]), and copies of small named objects on volatile filesystems
 /// (`Backing::File.copy`). 5: kernel AIO rings ([`Backing::AioRing`]). 6: private file
-/// mappings kept with their file and the pages written ([`Backing::PrivateFile`]).
-pub const VERSION: u32 = 6;
+/// mappings kept with their file and the pages written ([`Backing::PrivateFile`]). 7: private
+/// mappings of unlinked files kept with the fd's file ([`Backing::PrivateUnlinked`]).
+pub const VERSION: u32 = 7;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -152,6 +153,18 @@ pub enum Backing {
         written: Vec<(u64, u64)>,
         captured: u64,
     },
+    /// A private mapping of a file only an fd reaches (unlinked while open, `O_TMPFILE`, a
+    /// memfd) while the process holds an fd of it: `fd`, the program's fd number at the save.
+    /// The resume maps privately the file that fd comes back as, so the pages the program had
+    /// not written follow the file again, as natively (a write through the fd shows in them),
+    /// and writes back those it had written (`written` and `captured` as in
+    /// [`Backing::PrivateFile`]).
+    PrivateUnlinked {
+        fd: i32,
+        offset: u64,
+        written: Vec<(u64, u64)>,
+        captured: u64,
+    },
 }
 
 impl Backing {
@@ -168,10 +181,10 @@ impl Backing {
         self.captured_offset().is_some() || self.written_bytes() > 0
     }
 
-    /// Bytes of a [`Backing::PrivateFile`] the program wrote (0 for other backings).
+    /// Bytes of a [`Backing::PrivateFile`] or [`Backing::PrivateUnlinked`] the program wrote (0 for other backings).
     pub fn written_bytes(&self) -> u64 {
         match self {
-            Backing::PrivateFile { written, .. } => {
+            Backing::PrivateFile { written, .. } | Backing::PrivateUnlinked { written, .. } => {
                 written.iter().map(|(s, e)| e.saturating_sub(*s)).sum()
             }
             _ => 0,
@@ -473,21 +486,65 @@ fn put_region(w: &mut Writer, r: &Region) {
         } => {
             w.u8(8);
             put_file(w, file);
-            w.u64(*offset);
-            w.u64(written.len() as u64);
-            for (s, e) in written {
-                w.u64(*s);
-                w.u64(*e);
-            }
-            w.u64(*captured);
+            put_private(w, *offset, written, *captured);
+        }
+        Backing::PrivateUnlinked {
+            fd,
+            offset,
+            written,
+            captured,
+        } => {
+            w.u8(9);
+            w.i32(*fd);
+            put_private(w, *offset, written, *captured);
         }
     }
+}
+
+/// The part of a private mapping's backing that says which pages the program wrote.
+fn put_private(w: &mut Writer, offset: u64, written: &[(u64, u64)], captured: u64) {
+    w.u64(offset);
+    w.u64(written.len() as u64);
+    for (s, e) in written {
+        w.u64(*s);
+        w.u64(*e);
+    }
+    w.u64(captured);
 }
 
 /// A [`Backing::PrivateFile`] of a region `len` bytes long: its written ranges must be
 /// page-aligned, in order, apart and inside the region.
 fn get_private_file(r: &mut Reader, version: u32, len: u64) -> Result<Backing, Error> {
     let file = get_file(r, version)?;
+    let (offset, written, captured) = get_private(r, len)?;
+    Ok(Backing::PrivateFile {
+        file,
+        offset,
+        written,
+        captured,
+    })
+}
+
+/// A [`Backing::PrivateUnlinked`] of a region `len` bytes long.
+fn get_private_unlinked(r: &mut Reader, len: u64) -> Result<Backing, Error> {
+    let fd = r.i32()?;
+    if fd < 0 {
+        return Err(Error::Invalid("fd of a private unlinked file region"));
+    }
+    let (offset, written, captured) = get_private(r, len)?;
+    Ok(Backing::PrivateUnlinked {
+        fd,
+        offset,
+        written,
+        captured,
+    })
+}
+
+/// File offset, written ranges and where their bytes are in `captured`, of a private mapping
+/// `len` bytes long.
+type Private = (u64, Vec<(u64, u64)>, u64);
+
+fn get_private(r: &mut Reader, len: u64) -> Result<Private, Error> {
     let offset = r.u64()?;
     let n = r.u64()?;
     // Each range takes 16 bytes: a count beyond the bytes left is corrupt.
@@ -505,12 +562,7 @@ fn get_private_file(r: &mut Reader, version: u32, len: u64) -> Result<Backing, E
         last = e;
         written.push((s, e));
     }
-    Ok(Backing::PrivateFile {
-        file,
-        offset,
-        written,
-        captured: r.u64()?,
-    })
+    Ok((offset, written, r.u64()?))
 }
 
 fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
@@ -565,6 +617,7 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
         }
         7 if version >= 5 => Backing::AioRing { offset: r.u64()? },
         8 if version >= 6 => get_private_file(r, version, end - start.min(end))?,
+        9 if version >= 7 => get_private_unlinked(r, end - start.min(end))?,
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {
@@ -772,6 +825,17 @@ mod tests {
                         offset: 8192,
                         written: vec![(0, 0x1000), (0x2000, 0x4000)],
                         captured: 0x3000,
+                    },
+                },
+                Region {
+                    start: 0xc000,
+                    end: 0xe000,
+                    prot: 1,
+                    backing: Backing::PrivateUnlinked {
+                        fd: 7,
+                        offset: 4096,
+                        written: vec![(0x1000, 0x2000)],
+                        captured: 0x7000,
                     },
                 },
             ],

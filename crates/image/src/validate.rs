@@ -66,6 +66,9 @@ pub fn bounds(meta: &Meta, memory_len: u64, captured_len: u64) -> Result<(), Dam
             Backing::SysvShm { offset, .. } => (*offset, u64::MAX, "a System V segment region"),
             Backing::PrivateFile {
                 offset, captured, ..
+            }
+            | Backing::PrivateUnlinked {
+                offset, captured, ..
             } => {
                 let written = r.backing.written_bytes();
                 if captured

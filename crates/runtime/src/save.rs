@@ -96,7 +96,7 @@ fn write_image(
     meta.threads = stopped.threads.clone();
     crate::os::save(&mut meta, stopped, listing);
     let mut captured = Vec::new();
-    meta.regions = record_regions(&mut captured, generation);
+    meta.regions = record_regions(&mut captured, generation, &meta);
     meta.pool_end = crate::memory::pool::end();
     meta.stack_copy = copy_initial_stack();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
@@ -121,7 +121,11 @@ fn write_image(
 }
 
 /// The address space as the kernel sees it, as regions to restore.
-fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
+fn record_regions(
+    captured: &mut Vec<u8>,
+    generation: u64,
+    meta: &zhuque_image::Meta,
+) -> Vec<Region> {
     let p = process::get();
     let (mem_dev, mem_ino) = (
         p.mem_dev.load(Ordering::Relaxed),
@@ -151,6 +155,16 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
     let mut segments_kept =
         || *kept_answer.get_or_insert_with(crate::memory::sysv_shm::segments_are_kept);
     let mut warned_segments = false;
+    // Read from the fd table just saved, for the first private mapping of an unlinked file.
+    let mut unlinked = None;
+    let mut fd_of = |v: &Vma| {
+        let name = crate::memory::shared::object_name(generation, v.dev, v.ino);
+        unlinked
+            .get_or_insert_with(|| crate::os::fds::unlinked_files(meta))
+            .iter()
+            .find(|u| u.object == name)
+            .map(|u| u.fd)
+    };
     for (v, written) in vmas {
         if vmem::in_window(v.start) || v.is_special() || v.name == b"[stack]" {
             continue;
@@ -218,6 +232,14 @@ fn record_regions(captured: &mut Vec<u8>, generation: u64) -> Vec<Region> {
             let pm = pagemap.get_or_insert_with(|| crate::memory::pagemap::open().ok());
             let pm = pm.as_ref().map(|fd| fd.raw());
             private_file(&v, pm, captured).unwrap_or_else(|| capture(&v, captured))
+        } else if !v.shared
+            && v.is_file()
+            && v.deleted()
+            && let Some(fd) = fd_of(&v)
+        {
+            let pm = pagemap.get_or_insert_with(|| crate::memory::pagemap::open().ok());
+            let pm = pm.as_ref().map(|fd| fd.raw());
+            private_unlinked(&v, fd, pm, captured).unwrap_or_else(|| capture(&v, captured))
         } else if v.prot == 0 && !v.shared {
             Backing::Anon
         } else {
@@ -282,8 +304,39 @@ fn capture(v: &Vma, captured: &mut Vec<u8>) -> Backing {
 /// the file or those pages cannot be told (then the whole mapping is captured).
 fn private_file(v: &Vma, pagemap: Option<i32>, captured: &mut Vec<u8>) -> Option<Backing> {
     let file = image_io::file_id(v.path())?;
-    let runs =
-        crate::memory::pagemap::runs(pagemap?, v, crate::memory::pagemap::Pages::Own).ok()?;
+    let (written, at) = own_pages(v, pagemap?, captured)?;
+    Some(Backing::PrivateFile {
+        file,
+        offset: v.offset,
+        written,
+        captured: at,
+    })
+}
+
+/// A private mapping of a file only fd `fd` of the program still reaches (unlinked, a memfd):
+/// it stays with the file that fd comes back as, so the pages the program never wrote keep
+/// following writes to the file; only the pages it owns are copied. (The fd table's copy of
+/// the file holds the rest.) `None` when those pages cannot be told.
+fn private_unlinked(
+    v: &Vma,
+    fd: i32,
+    pagemap: Option<i32>,
+    captured: &mut Vec<u8>,
+) -> Option<Backing> {
+    let (written, at) = own_pages(v, pagemap?, captured)?;
+    Some(Backing::PrivateUnlinked {
+        fd,
+        offset: v.offset,
+        written,
+        captured: at,
+    })
+}
+
+/// Appends the pages of private file mapping `v` that are the process's own copies (not its
+/// file's) to `captured`; returns them as byte ranges from the mapping's start, and where
+/// their bytes start in `captured`.
+fn own_pages(v: &Vma, pagemap: i32, captured: &mut Vec<u8>) -> Option<(Vec<(u64, u64)>, u64)> {
+    let runs = crate::memory::pagemap::runs(pagemap, v, crate::memory::pagemap::Pages::Own).ok()?;
     let at = captured.len() as u64;
     if !runs.is_empty() {
         make_readable(v);
@@ -292,15 +345,11 @@ fn private_file(v: &Vma, pagemap: Option<i32>, captured: &mut Vec<u8>) -> Option
         // SAFETY: a run of the mapping, readable; every other thread is stopped.
         captured.extend_from_slice(unsafe { core::slice::from_raw_parts(*s as *const u8, e - s) });
     }
-    Some(Backing::PrivateFile {
-        file,
-        offset: v.offset,
-        written: runs
-            .iter()
-            .map(|(s, e)| ((s - v.start) as u64, (e - v.start) as u64))
-            .collect(),
-        captured: at,
-    })
+    let written = runs
+        .iter()
+        .map(|(s, e)| ((s - v.start) as u64, (e - v.start) as u64))
+        .collect();
+    Some((written, at))
 }
 
 /// Appends the bytes of mapping `v` to `captured`; returns where they start.

@@ -108,6 +108,18 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
         } => map_file(r, before, file, *offset, *shared, *may_write),
         // (Mapped with the parts around it by `map_private_file_group`.)
         Backing::PrivateFile { .. } => map_private_file_group(core::slice::from_ref(r), None),
+        // Held empty until the fds are back: [`restore_private_unlinked`] maps the file then.
+        Backing::PrivateUnlinked { .. } => unsafe {
+            sys::mmap(
+                start,
+                len,
+                0,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED | sys::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        }
+        .map(|_| ()),
         Backing::Captured { .. } | Backing::AioRing { .. } => Ok(()),
         Backing::Shared { name, offset } => unsafe {
             crate::memory::shared::map(start, len, prot, name, *offset)
@@ -172,17 +184,34 @@ fn private_file_group(regions: &[Region]) -> usize {
 /// their own (an `anon_vma`), and the kernel would never merge them again when the program
 /// gives them one protection (`maps` would show the split for good).
 fn map_private_file_group(group: &[Region], captured: Option<i32>) -> Result<(), Errno> {
+    let (file, offset) = private_file_of(&group[0]).ok_or(Errno::EINVAL)?;
+    map_private_group(group, captured, |whole| {
+        map_file(whole, &[], file, offset, false, false)
+    })
+}
+
+/// Maps the parts of one private mapping as the one writable mapping it was (`map_whole`),
+/// writes back the pages the program had written, then gives each part its protection.
+fn map_private_group(
+    group: &[Region],
+    captured: Option<i32>,
+    map_whole: impl FnOnce(&Region) -> Result<(), Errno>,
+) -> Result<(), Errno> {
     let (first, last) = (&group[0], &group[group.len() - 1]);
-    let (file, offset) = private_file_of(first).ok_or(Errno::EINVAL)?;
     let whole = Region {
         start: first.start,
         end: last.end,
         prot: (sys::PROT_READ | sys::PROT_WRITE) as u32,
         backing: first.backing.clone(),
     };
-    map_file(&whole, &[], file, offset, false, false)?;
+    map_whole(&whole)?;
     for r in group {
         if let Backing::PrivateFile {
+            written,
+            captured: at,
+            ..
+        }
+        | Backing::PrivateUnlinked {
             written,
             captured: at,
             ..
@@ -200,6 +229,121 @@ fn map_private_file_group(group: &[Region], captured: Option<i32>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Maps each private mapping of an unlinked file (or memfd) from the file its fd came back
+/// as, once `os::restore` has made the fds: the pages the program had not written are that
+/// file's again, as they were. When the fd did not come back as the file (a placeholder),
+/// the mapping is made from the file's copy in the image, the contents at the save: only the
+/// link between the two is lost, which is said. An error names the region.
+///
+/// The written pages are read from the image's `captured` file opened anew: the resume's
+/// first description of it did not survive `os::restore`, which closes every fd that is not
+/// the program's or one of the runtime's own (its number may now be a program fd).
+pub fn restore_private_unlinked(
+    meta: &Meta,
+    dir: rustix::fd::BorrowedFd,
+) -> Result<(), (Errno, u64)> {
+    let written = meta.regions.iter().find(|r| {
+        matches!(r.backing, Backing::PrivateUnlinked { .. }) && r.backing.written_bytes() > 0
+    });
+    let captured = match written {
+        Some(r) => Some(
+            crate::image_io::open_captured(dir).map_err(|e| (Errno(e.raw_os_error()), r.start))?,
+        ),
+        None => None,
+    };
+    let mut copies = None;
+    let mut i = 0;
+    while i < meta.regions.len() {
+        let n = private_unlinked_group(&meta.regions[i..]);
+        if n == 0 {
+            i += 1;
+            continue;
+        }
+        let group = &meta.regions[i..i + n];
+        let at = group[0].start;
+        let Backing::PrivateUnlinked { fd, offset, .. } = group[0].backing else {
+            unreachable!("a group starts with a private unlinked region");
+        };
+        let cap = captured.as_ref().map(|f| f.as_raw_fd());
+        let map = |file: i32| {
+            map_private_group(group, cap, |whole| {
+                // SAFETY: the range is the region's, held empty by `map_region`; nothing
+                // else runs.
+                unsafe {
+                    sys::mmap(
+                        whole.start as usize,
+                        whole.len() as usize,
+                        whole.prot as i32,
+                        sys::MAP_PRIVATE | sys::MAP_FIXED,
+                        file,
+                        offset,
+                    )
+                }
+                .map(|_| ())
+            })
+        };
+        let mapped = reopen_regular(fd).and_then(|f| map(f.raw()));
+        if let Err(e) = mapped {
+            let copies = copies.get_or_insert_with(|| crate::os::fds::unlinked_files(meta));
+            let copy = copies.iter().find(|u| u.fd == fd).ok_or((e, at))?;
+            let file = crate::os::image_files::open(&copy.copy).map_err(|e| (e, at))?;
+            map(file.raw()).map_err(|e| (e, at))?;
+            crate::diag::Line::new()
+                .str("warning: the private mapping at ")
+                .hex(at)
+                .str(" of the unlinked file of fd ")
+                .num(fd as u64)
+                .str(" comes back as a copy (errno ")
+                .num(e.0 as u64)
+                .str("): writes to the file no longer show in it")
+                .emit();
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// A new read-only description of the regular file fd `fd` holds (through `/proc`, which
+/// reaches unlinked files; the program's own may be write-only).
+fn reopen_regular(fd: i32) -> Result<sys::Fd, Errno> {
+    let path = format!("/proc/self/fd/{fd}\0").into_bytes();
+    let f = sys::openat(
+        sys::AT_FDCWD,
+        sys::path(&path)?,
+        sys::O_RDONLY | sys::O_CLOEXEC,
+        0,
+    )?;
+    let st =
+        rustix::fs::fstat(crate::image_io::borrow(f.raw())).map_err(|e| Errno(e.raw_os_error()))?;
+    if st.st_mode & sys::S_IFMT != sys::S_IFREG {
+        return Err(Errno::EBADF);
+    }
+    Ok(f)
+}
+
+/// How many regions from the first of `regions` are one private mapping of an unlinked file
+/// (the parts `mprotect` split it into: adjacent, same fd, consecutive offsets); 0 when the
+/// first is not one.
+fn private_unlinked_group(regions: &[Region]) -> usize {
+    let fd_offset = |r: &Region| match r.backing {
+        Backing::PrivateUnlinked { fd, offset, .. } => Some((fd, offset)),
+        _ => None,
+    };
+    let Some((fd, offset)) = regions.first().and_then(fd_offset) else {
+        return 0;
+    };
+    let (start, mut end) = (regions[0].start, regions[0].end);
+    let mut n = 1;
+    for r in &regions[1..] {
+        if r.start != end || fd_offset(r) != Some((fd, offset + (r.start - start))) {
+            break;
+        }
+        end = r.end;
+        n += 1;
+    }
+    n
 }
 
 /// Maps region `r` from its file again (unless `before`, the new process's mappings, has

@@ -2,7 +2,8 @@
 //!
 //! 1. Verify the image can be resumed exactly here (`verify`), or refuse with the image intact.
 //! 2. Switch to a volatile stack, block every signal, unregister rseq.
-//! 3. Lay the saved address space over this one (`layout`).
+//! 3. Lay the saved address space over this one (`layout`); private mappings of unlinked
+//!    files wait for the fds those files come back as.
 //! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
 //! 5. Recreate every other thread, parked on a trampoline (`threads`), and the coordinator,
 //!    held; then what needs them (timers aimed at threads, their pending signals).
@@ -113,6 +114,16 @@ extern "C" fn run(ctx: usize) -> ! {
         tree
     });
     crate::os::restore(meta);
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    if let Err((e, at)) = layout::restore_private_unlinked(meta, dir) {
+        diag::refuse(
+            Line::new()
+                .str("cannot restore the memory region at ")
+                .hex(at)
+                .str(": errno ")
+                .num(e.0 as u64),
+        );
+    }
     if let Some(tree) = &tree {
         // Nothing of the program runs, and nothing is written, before every process of the
         // tree is back (docs/process-trees.md, "A resume").

@@ -17,7 +17,7 @@ use crate::display;
 use crate::json::Value;
 
 /// The names [`Backing`] kinds have in `inspect`'s output, in summary order.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "pool",
     "file",
     "anon",
@@ -26,6 +26,7 @@ const KINDS: [&str; 8] = [
     "sysv-shm",
     "aio-ring",
     "private-file",
+    "private-unlinked",
 ];
 
 fn kind_index(b: &Backing) -> usize {
@@ -38,6 +39,7 @@ fn kind_index(b: &Backing) -> usize {
         Backing::SysvShm { .. } => 5,
         Backing::AioRing { .. } => 6,
         Backing::PrivateFile { .. } => 7,
+        Backing::PrivateUnlinked { .. } => 8,
     }
 }
 
@@ -98,7 +100,7 @@ impl ImageFiles {
                 *offset,
             ),
             // Only the pages the program wrote are in the image.
-            Backing::PrivateFile { captured, .. } => {
+            Backing::PrivateFile { captured, .. } | Backing::PrivateUnlinked { captured, .. } => {
                 len = r.backing.written_bytes();
                 (self.dir.join(CAPTURED_FILE), *captured)
             }
@@ -159,7 +161,9 @@ pub fn list_json(views: &[RegionView]) -> Value {
                     | Backing::Captured { offset }
                     | Backing::AioRing { offset } => (None, *offset),
                     Backing::Anon => (None, 0),
-                    Backing::SysvShm { offset, .. } => (None, *offset),
+                    Backing::SysvShm { offset, .. } | Backing::PrivateUnlinked { offset, .. } => {
+                        (None, *offset)
+                    }
                 };
                 Value::Object(vec![
                     ("start", Value::int(r.start)),
@@ -337,7 +341,8 @@ mod tests {
                 ("shared", 0, 0, 0),
                 ("sysv-shm", 0, 0, 0),
                 ("aio-ring", 0, 0, 0),
-                ("private-file", 0, 0, 0)
+                ("private-file", 0, 0, 0),
+                ("private-unlinked", 0, 0, 0)
             ]
         );
         assert_eq!(

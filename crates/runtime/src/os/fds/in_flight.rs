@@ -129,10 +129,11 @@ pub fn renumber(used: &mut [Desc], index: &[Option<u32>]) {
 }
 
 /// The socket record's share of what was in flight: the fds of each message, when the
-/// resume can send them again (a socketpair's end: from the other end; an unconnected
-/// datagram socket, which can be reached at its name: from a socket of the sender's name, or
-/// an unnamed one). Otherwise (a connected datagram socket, which takes messages from its
-/// peer only) they are not kept, with a warning.
+/// resume can send them again (a socketpair's end: from the other end; a datagram socket
+/// bound to a name, which can be reached at it: from a socket of the sender's name, or an
+/// unnamed one, before the socket is connected again if it was). Otherwise (an unnamed
+/// datagram socket connected to a peer, a connection from outside) they are not kept, with a
+/// warning.
 pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     let Some(f) = &d.in_flight else {
         return Vec::new();
@@ -148,7 +149,8 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         .collect();
     if passed.is_empty()
         || matches!(state, SockState::Pair { .. })
-        || (matches!(state, SockState::Unconnected) && bound_datagram(d.local))
+        || (matches!(state, SockState::Unconnected | SockState::Datagram { .. })
+            && bound_datagram(d.local))
     {
         return passed;
     }
@@ -170,7 +172,8 @@ fn bound_datagram(fd: i32) -> bool {
 /// Resume, once every file of the table exists (in a tree, once those other processes saved
 /// are fetched too): sends the queue of each socketpair end with
 /// fds in flight again from the other end, every message with its fds (then shuts down the
-/// other end's sending side if it was), and closes the files kept only for the messages.
+/// other end's sending side if it was), and that of each bound datagram socket to its name
+/// (then connects it again if it was), and closes the files kept only for the messages.
 pub fn send_again(r: &mut Restorer) {
     for i in 0..r.table.files.len() {
         let FileKind::Socket(s) = &r.table.files[i].kind else {
@@ -179,7 +182,7 @@ pub fn send_again(r: &mut Restorer) {
         if s.passed.is_empty() {
             continue;
         }
-        if matches!(s.state, SockState::Unconnected) {
+        if matches!(s.state, SockState::Unconnected | SockState::Datagram { .. }) {
             let fds_of = |m: usize| -> Vec<i32> {
                 s.passed
                     .iter()

@@ -785,6 +785,36 @@ fn relocate_runtime_fds(targets: &[i32]) {
     }
 }
 
+/// Files only an fd reaches (unlinked while open, `O_TMPFILE`, memfds) in the saved fd table
+/// of `meta`: for each fd of one, the name its object would have in `shm/`
+/// (`memory::shared::object_name`, which a mapping of the file gives too), the fd number
+/// and the file's copy in the image. A private mapping of such a file is kept with the fd's
+/// file (`save`, `resume::layout`).
+pub fn unlinked_files(meta: &Meta) -> Vec<UnlinkedFd> {
+    let Some(Ok(table)) = meta.section(TAG_FDS).map(FdTable::decode) else {
+        return Vec::new();
+    };
+    table
+        .fds
+        .iter()
+        .filter_map(|fd| match &table.files.get(fd.file as usize)?.kind {
+            FileKind::Anonymous { shared, copy, .. } => Some(UnlinkedFd {
+                object: shared.clone(),
+                fd: fd.fd,
+                copy: copy.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One fd of [`unlinked_files`].
+pub struct UnlinkedFd {
+    pub object: Vec<u8>,
+    pub fd: i32,
+    pub copy: Vec<u8>,
+}
+
 /// Recreates every saved fd (resume: single thread, memory restored).
 pub fn restore(meta: &Meta) {
     close_strays();
@@ -880,6 +910,7 @@ pub fn restore(meta: &Meta) {
         }
         PENDING.store(Box::into_raw(Box::new(r)), Ordering::Release);
     } else {
+        sockets::connect_unix_datagrams(&r);
         in_flight::send_again(&mut r);
         finish(&r);
     }
@@ -958,7 +989,8 @@ pub fn fetch_shared() {
     }
     pidfd::restore_rest(r);
     // Once the files other processes saved are here too: a message's fds (or the end that
-    // sends it again) may be one of them.
+    // sends it again, or a datagram socket's peer) may be one of them.
+    sockets::connect_unix_datagrams(r);
     in_flight::send_again(r);
     finish(r);
 }

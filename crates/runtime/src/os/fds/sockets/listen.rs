@@ -186,6 +186,9 @@ pub(super) fn plain_then(
             e.0
         ));
     }
+    if s.domain == super::raw::AF_PACKET {
+        super::raw::join_fanout(fd, s);
+    }
     then(fd);
     if let Some(h) = held {
         h.release();

@@ -217,17 +217,17 @@ pub fn restore(r: &mut Restorer, i: usize) {
             return;
         }
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
-            // Before the connect: a connected socket takes datagrams from its peer only.
-            requeue(r, i, *fd, s, &|_| Vec::new());
-            if let Err(e) = sys::connect(*fd, peer) {
-                r.warning(i)
-                    .str("cannot reconnect to ")
-                    .str(&describe(peer))
-                    .str(": errno ")
-                    .num(e.0 as u64)
-                    .emit();
+            // With fds in flight, its queue comes once every file exists
+            // (`in_flight::send_again`, then `requeue_with_fds`), and the connect after it.
+            if s.passed.is_empty() {
+                // Before the connect: a connected socket takes datagrams from its peer only.
+                requeue(r, i, *fd, s, &|_| Vec::new());
+                // A Unix peer may be a socket not made yet: [`connect_unix_datagrams`].
+                if s.domain != sys::AF_UNIX {
+                    reconnect(r, i, *fd, peer);
+                    shut_down(*fd, s);
+                }
             }
-            shut_down(*fd, s);
         }),
     };
     match made {
@@ -239,9 +239,10 @@ pub fn restore(r: &mut Restorer, i: usize) {
     }
 }
 
-/// Resume, once every file exists: the queue of unconnected datagram socket `i` (whose
-/// messages carried fds) sent to it again, each message with its fds (`fds_of(k)`), then its
-/// shutdown state.
+/// Resume, once every file exists: the queue of bound datagram socket `i` (whose messages
+/// carried fds) sent to it again, each message with its fds (`fds_of(k)`), then its
+/// connection to its peer, if it had one (a connected socket takes datagrams from its peer
+/// only), and its shutdown state.
 pub(super) fn requeue_with_fds(r: &Restorer, i: usize, fds_of: &dyn Fn(usize) -> Vec<i32>) {
     let FileKind::Socket(s) = &r.table.files[i].kind else {
         return;
@@ -250,7 +251,45 @@ pub(super) fn requeue_with_fds(r: &Restorer, i: usize, fds_of: &dyn Fn(usize) ->
         return;
     };
     requeue(r, i, fd, s, fds_of);
+    if let SockState::Datagram { peer } = &s.state {
+        reconnect(r, i, fd, peer);
+    }
     shut_down(fd, s);
+}
+
+/// Resume, once every file exists: connects each Unix datagram socket that was connected
+/// (and had no fds in flight: [`requeue_with_fds`] connects those) to its peer again, then
+/// gives it its shutdown state. Not before: its queue is sent to it again before the program's
+/// other sockets are made (so their names are free to send from), and the peer it was
+/// connected to may be one of them (`connect` needs the name bound: `ECONNREFUSED`).
+pub fn connect_unix_datagrams(r: &Restorer) {
+    for (i, f) in r.table.files.iter().enumerate() {
+        let FileKind::Socket(s) = &f.kind else {
+            continue;
+        };
+        let SockState::Datagram { peer } = &s.state else {
+            continue;
+        };
+        if s.domain != sys::AF_UNIX || !s.passed.is_empty() {
+            continue;
+        }
+        if let Some(fd) = r.staged(i) {
+            reconnect(r, i, fd, peer);
+            shut_down(fd, s);
+        }
+    }
+}
+
+/// Connects datagram socket `i` (new fd `fd`) to its saved peer again; says so if it cannot.
+fn reconnect(r: &Restorer, i: usize, fd: i32, peer: &[u8]) {
+    if let Err(e) = sys::connect(fd, peer) {
+        r.warning(i)
+            .str("cannot reconnect to ")
+            .str(&describe(peer))
+            .str(": errno ")
+            .num(e.0 as u64)
+            .emit();
+    }
 }
 
 /// Shuts down the sides a socket that is not a pair's end had shut down (`SHUT_RD`,

@@ -64,6 +64,7 @@ pub(super) const OPTIONS: &[(i32, i32, usize)] = &[
     super::raw::OPTIONS[5],
     super::raw::OPTIONS[6],
     super::raw::OPTIONS[7],
+    super::raw::OPTIONS[8],
 ];
 
 /// The option levels that apply to a socket of `domain` (others only fail).
@@ -135,6 +136,10 @@ pub(super) fn apply_options(fd: i32, s: &Socket) {
     for o in &s.options {
         if o.level == super::netlink::SOL_NETLINK {
             super::netlink::apply(fd, o);
+            continue;
+        }
+        if super::raw::is_fanout(o.level, o.name) {
+            // After the bind (`raw::join_fanout`).
             continue;
         }
         let mut v = o.value.clone();

@@ -6,7 +6,7 @@
 //!
 //! What the kernel had queued on them came from the network, not from a socket the resume
 //! can send from again: it is lost, said at the save. Rings mapped with `PACKET_RX_RING` /
-//! `PACKET_TX_RING` are not kept.
+//! `PACKET_TX_RING` are not kept. A packet socket's fanout group is joined again.
 
 use crate::sys;
 
@@ -15,11 +15,15 @@ pub const AF_PACKET: i32 = linux_raw_sys::net::AF_PACKET as i32;
 pub const SOL_PACKET: i32 = linux_raw_sys::net::SOL_PACKET as i32;
 pub const SOL_RAW: i32 = linux_raw_sys::net::SOL_RAW as i32;
 
+/// `PACKET_FANOUT`: the fanout group a packet socket is in, as `getsockopt` reports it and
+/// `setsockopt` takes it (id, then type and flags from bit 16; 0: in no group).
+pub const PACKET_FANOUT: i32 = 18;
+
 /// The options of these sockets a program may have changed (each an `int`, but
 /// `ICMP_FILTER`, a 32-bit mask): `IP_HDRINCL`, `IPV6_CHECKSUM`, `ICMP_FILTER`,
 /// `PACKET_ORIGDEV`, `PACKET_AUXDATA`, `PACKET_VERSION`, `PACKET_QDISC_BYPASS`,
-/// `PACKET_IGNORE_OUTGOING`.
-pub const OPTIONS: [(i32, i32, usize); 8] = [
+/// `PACKET_IGNORE_OUTGOING`, `PACKET_FANOUT` (set by [`join_fanout`], after the `bind`).
+pub const OPTIONS: [(i32, i32, usize); 9] = [
     (sys::IPPROTO_IP, 3, 4),
     (sys::IPPROTO_IPV6, 7, 4),
     (SOL_RAW, 1, 4),
@@ -28,7 +32,34 @@ pub const OPTIONS: [(i32, i32, usize); 8] = [
     (SOL_PACKET, 10, 4),
     (SOL_PACKET, 20, 4),
     (SOL_PACKET, 23, 4),
+    (SOL_PACKET, PACKET_FANOUT, 4),
 ];
+
+/// Whether `(level, name)` is `PACKET_FANOUT`, which only a bound socket can be given (and a
+/// socket in a group can no longer be bound).
+pub fn is_fanout(level: i32, name: i32) -> bool {
+    level == SOL_PACKET && name == PACKET_FANOUT
+}
+
+/// Puts the new packet socket `fd`, bound, into the fanout group the saved one was in: the
+/// group (by id, in the network namespace) is made again by its first member and joined by
+/// the others, with the saved type and flags. A group whose socket filter program was set
+/// (`PACKET_FANOUT_DATA`, for `PACKET_FANOUT_CBPF`/`EBPF`) gets none: the kernel does not
+/// report it. A socket that cannot join says so.
+pub fn join_fanout(fd: i32, s: &zhuque_image::os::Socket) {
+    let Some(o) = s.options.iter().find(|o| is_fanout(o.level, o.name)) else {
+        return;
+    };
+    if let Err(e) = sys::setsockopt(fd, o.level, o.name, &o.value) {
+        crate::diag::Line::new()
+            .str("warning: a ")
+            .str(&describe(&s.local))
+            .str(" cannot join its fanout group again (errno ")
+            .num(e.0 as u64)
+            .str("): it gets every packet for itself")
+            .emit();
+    }
+}
 
 /// Whether a packet socket's `getsockname` names an interface (`sockaddr_ll.sll_ifindex`).
 pub fn bound(name: &[u8]) -> bool {
