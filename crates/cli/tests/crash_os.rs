@@ -654,6 +654,28 @@ fn no_new_privs_and_death_signal_of_each_thread() {
     crash_case("thr_flags", &case, CrashPlan::default());
 }
 
+/// The program's own rseq registrations (`proc_rseq.c`, run with
+/// `GLIBC_TUNABLES=glibc.pthread.rseq=0`, so glibc registers none): the main thread and a
+/// worker each register a thread-local area with `syscall(SYS_rseq, ...)` (the worker moves to
+/// a second one half way), and a fork child inherits the main thread's; after every resume
+/// each thread checks with the kernel that its area is still registered (registering it again
+/// fails with `EBUSY`) and still written (a signal rewrites a cpu_id set to -1). Before, a
+/// resume re-registered only glibc's area: the program's registration was lost, its cpu_id
+/// stayed stale and per-cpu data built on it would silently corrupt.
+#[test]
+fn programs_own_rseq_registrations() {
+    let prog = Program::compile("proc_rseq.c");
+    let tree =
+        Tree::new("proc_rseq", &prog.path, ["2000"]).env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
+    let h = Harness::new("proc_rseq");
+    let oracle = h.oracle_of(&tree);
+    assert_eq!(
+        oracle.outcome.status, 0,
+        "proc_rseq: unexpected native exit status"
+    );
+    h.crash_test_of(&tree, &oracle, &CrashPlan::default());
+}
+
 /// Shared mappings of a file opened for writing, one read-only and made writable with
 /// `mprotect` for each write, one writable, and one of the file opened read-only
 /// (`map_shared_file.c`): after every resume the read-only view can still be made writable

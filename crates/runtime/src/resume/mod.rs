@@ -22,7 +22,7 @@ use crate::diag::{self, Line};
 use crate::image_io;
 use crate::process::{self, Launch};
 use crate::sys;
-use crate::threads::{arch, coordinator, glibc};
+use crate::threads::{arch, coordinator, rseq};
 use crate::vmem;
 use core::sync::atomic::Ordering;
 use rustix::fd::AsFd;
@@ -89,7 +89,7 @@ extern "C" fn run(ctx: usize) -> ! {
     let meta = &ctx.meta;
     let p = process::get();
     let _ = sys::sigprocmask(sys::SIG_SETMASK, !0);
-    glibc::unregister_rseq();
+    rseq::unregister_before_restore();
 
     if let Err((e, at)) = layout::restore(meta, ctx.captured.as_ref()) {
         // The image is untouched: restoring only reads it.

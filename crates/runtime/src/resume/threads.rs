@@ -9,7 +9,7 @@
 //! robust list and rseq area and returns into its saved signal frame.
 
 use crate::sys;
-use crate::threads::{arch, glibc};
+use crate::threads::{arch, rseq};
 use crate::vmem;
 use core::sync::atomic::{AtomicU32, Ordering};
 use zhuque_image::Thread;
@@ -172,7 +172,7 @@ pub fn register(t: &Thread) {
             sys::set_robust_list(t.robust_head, t.robust_len);
         }
     }
-    glibc::register_rseq(t.fs_base);
+    rseq::register_restored(t.fs_base);
 }
 
 /// The leader (this thread): its kernel task is the process's first one, so only its

@@ -187,28 +187,43 @@ pub unsafe fn set_robust_list(head: u64, len: u64) {
 }
 
 pub const RSEQ_SIG: u32 = 0x5305_3053;
-const RSEQ_FLAG_UNREGISTER: usize = 1;
+pub const RSEQ_FLAG_UNREGISTER: u32 = 1;
 
+/// `rseq(area, len, flags, sig)`: registers (`flags` 0) or unregisters
+/// ([`RSEQ_FLAG_UNREGISTER`]) the calling thread's rseq area.
+///
 /// # Safety
-/// `area` must be a valid `struct rseq` for the thread's lifetime.
-pub unsafe fn rseq_register(area: u64, len: u32) -> Result<()> {
+/// When registering, `area` must be a valid `struct rseq` of `len` bytes for the thread's
+/// lifetime (the kernel writes it on every return to user space).
+pub unsafe fn rseq(area: u64, len: u32, flags: u32, sig: u32) -> Result<()> {
     // SAFETY: forwarded contract.
-    check(unsafe { syscall4(nr::RSEQ, area as usize, len as usize, 0, RSEQ_SIG as usize) })
-        .map(|_| ())
-}
-
-pub fn rseq_unregister(area: u64, len: u32) -> Result<()> {
-    // SAFETY: unregistering only stops the kernel from writing to `area`.
     check(unsafe {
         syscall4(
             nr::RSEQ,
             area as usize,
             len as usize,
-            RSEQ_FLAG_UNREGISTER,
-            RSEQ_SIG as usize,
+            flags as usize,
+            sig as usize,
         )
     })
     .map(|_| ())
+}
+
+/// # Safety
+/// `area` must be a valid `struct rseq` for the thread's lifetime.
+pub unsafe fn rseq_register(area: u64, len: u32) -> Result<()> {
+    // SAFETY: forwarded contract.
+    unsafe { rseq(area, len, 0, RSEQ_SIG) }
+}
+
+pub fn rseq_unregister(area: u64, len: u32) -> Result<()> {
+    rseq_unregister_signed(area, len, RSEQ_SIG)
+}
+
+/// Unregisters `area`, registered with `len` and signature `sig`.
+pub fn rseq_unregister_signed(area: u64, len: u32, sig: u32) -> Result<()> {
+    // SAFETY: unregistering only stops the kernel from writing to `area`.
+    unsafe { rseq(area, len, RSEQ_FLAG_UNREGISTER, sig) }
 }
 
 pub use linux_raw_sys::prctl::{

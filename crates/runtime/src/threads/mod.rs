@@ -5,6 +5,7 @@ pub mod arch;
 pub mod coordinator;
 pub mod glibc;
 pub mod pthread;
+pub mod rseq;
 pub mod sigmask;
 pub mod sleep;
 pub mod slots;
