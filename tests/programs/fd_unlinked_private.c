@@ -68,14 +68,23 @@ static void check_byte(struct object *o, unsigned long at, unsigned long r)
           "round %lu: %s: the fd reads %#x at %lu, not %#x", r, o->what, got, at, o->file[at]);
 }
 
-/* The mapping's VMAs in smaps: how many, whether each is on the fd's inode, anonymous kB. */
+/* The mapping's VMAs in smaps: how many, whether each is on the fd's inode, anonymous kB.
+ * The fd and smaps are read in one process: a failure between the two (a resume makes the
+ * file again, with another inode) makes it read both again. */
 static void check_kernel_view(struct object *o, unsigned long r, int parts)
 {
     struct stat st;
-    CHECK(fstat(o->fd, &st) == 0, "%s: fstat: %s", o->what, strerror(errno));
     char *buf;
-    FILE *f = tl_proc_open("/proc/self/smaps", &buf);
-    CHECK(f, "smaps: %s", strerror(errno));
+    FILE *f;
+    for (;;) {
+        unsigned long failures = zq_failures();
+        CHECK(fstat(o->fd, &st) == 0, "%s: fstat: %s", o->what, strerror(errno));
+        f = tl_proc_open("/proc/self/smaps", &buf);
+        CHECK(f, "smaps: %s", strerror(errno));
+        if (zq_failures() == failures)
+            break;
+        tl_proc_close(f, buf);
+    }
     char line[512];
     unsigned long start, end, ino, anon_kb = 0;
     int in = 0, vmas = 0;

@@ -232,7 +232,9 @@ fn map_private_group(
 }
 
 /// Maps each private mapping of an unlinked file (or memfd) from the file its fd came back
-/// as, once `os::restore` has made the fds: the pages the program had not written are that
+/// as, once every fd is on its number (after `os::restore`, and in a tree after the files of
+/// other processes are fetched: until then a number may hold another file for the moment):
+/// the pages the program had not written are that
 /// file's again, as they were. When the fd did not come back as the file (a placeholder),
 /// the mapping is made from the file's copy in the image, the contents at the save: only the
 /// link between the two is lost, which is said. An error names the region.

@@ -114,6 +114,12 @@ extern "C" fn run(ctx: usize) -> ! {
         tree
     });
     crate::os::restore(meta);
+    if let Some(tree) = &tree {
+        // Nothing of the program runs, and nothing is written, before every process of the
+        // tree is back (docs/process-trees.md, "A resume").
+        crate::tree::member::rejoin(tree, meta);
+    }
+    // Every fd is on its number now (in a tree, only once the others' files are fetched).
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     if let Err((e, at)) = layout::restore_private_unlinked(meta, dir) {
         diag::refuse(
@@ -123,11 +129,6 @@ extern "C" fn run(ctx: usize) -> ! {
                 .str(": errno ")
                 .num(e.0 as u64),
         );
-    }
-    if let Some(tree) = &tree {
-        // Nothing of the program runs, and nothing is written, before every process of the
-        // tree is back (docs/process-trees.md, "A resume").
-        crate::tree::member::rejoin(tree, meta);
     }
     crate::signals::install();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
