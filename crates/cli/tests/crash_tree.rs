@@ -454,6 +454,26 @@ fn socketpair_between_processes_with_fds_in_flight() {
 }
 
 #[test]
+fn queued_datagrams_keep_their_senders_credentials() {
+    let prog = Program::compile("tree_passcred.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // A child sends its parent's Unix datagram socket (SO_PASSCRED on, a log daemon's way)
+    // three datagrams a round; the parent leaves one or two queued (two fail points exactly
+    // then, random failures besides) and checks every datagram's text, sender address and
+    // credentials. Before, the queue came back from a socket of the resume's, and the parent
+    // read its own pid as the sender's.
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_passcred", &prog.path, ["3000", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done: 9000 datagrams\n"), "{out}");
+}
+
+#[test]
 fn unix_connections_between_processes_pending_and_accepted() {
     let prog = Program::compile("tree_pending.c");
     prog.build(&["-Wall", "-Wextra", "-Werror"]);

@@ -9,9 +9,9 @@ use zhuque_image::ipc::{
 use zhuque_image::os::{
     Advice, AsyncOwner, ControllingTerminal, Credentials, EpollEntry, FanotifyMark, Fd, FdTable,
     FileKind, FileLock, InotifyWatch, LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer,
-    ProcessState, Pty, Rlimit, SigAction, SockOpt, SockState, Socket, TAG_CREDENTIALS, TAG_FDS,
-    TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS, TERMIOS_LEN, ThreadFlags,
-    ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
+    ProcessState, Pty, Rlimit, SenderCredentials, SigAction, SockOpt, SockState, Socket,
+    TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
+    TERMIOS_LEN, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -419,6 +419,18 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
     } else {
         queue.iter().map(|_| sockaddr(rng)).collect()
     };
+    let credentials = if rng.below(2) == 0 {
+        Vec::new()
+    } else {
+        queue
+            .iter()
+            .map(|_| SenderCredentials {
+                pid: rng.below(40000) as i32,
+                uid: *rng.pick(&[0, 1000, 65534]),
+                gid: *rng.pick(&[0, 1000, 65534]),
+            })
+            .collect()
+    };
     let mut passed = Vec::new();
     for m in 0..queue.len() {
         if rng.chance(1, 3) {
@@ -448,6 +460,7 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
         senders,
         path_gone: rng.chance(1, 4),
         passed,
+        credentials,
     }
 }
 

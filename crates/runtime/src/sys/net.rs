@@ -47,6 +47,7 @@ pub const SO_LINGER: i32 = n::SO_LINGER as i32;
 pub const SO_ACCEPTCONN: i32 = n::SO_ACCEPTCONN as i32;
 pub const SO_PROTOCOL: i32 = n::SO_PROTOCOL as i32;
 pub const SO_DOMAIN: i32 = n::SO_DOMAIN as i32;
+pub const SO_PASSCRED: i32 = n::SO_PASSCRED as i32;
 pub const SO_PEEK_OFF: i32 = n::SO_PEEK_OFF as i32;
 pub const TCP_INFO: i32 = n::TCP_INFO as i32;
 
@@ -229,28 +230,62 @@ pub const SCM_RIGHTS: i32 = n::SCM_RIGHTS as i32;
 /// The size of a `cmsghdr` (`CMSG_LEN(0)`): its length, level and type.
 const CMSG_HEADER: usize = core::mem::size_of::<usize>() + 8;
 
-/// The fds of the `SCM_RIGHTS` control messages in `control` (as `recvmsg` filled it), in
-/// order; they are the caller's to keep or close.
-pub fn passed_fds(control: &[u8]) -> Vec<i32> {
-    let mut fds = Vec::new();
+/// `SCM_CREDENTIALS`, the control message with the sender's pid, uid and gid.
+pub const SCM_CREDENTIALS: i32 = n::SCM_CREDENTIALS as i32;
+
+/// `struct ucred`: a message's sender as `SCM_CREDENTIALS` tells it (pid 0: none was attached).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ucred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Each control message in `control` (as `recvmsg` filled it): level, type, data.
+fn control_messages(control: &[u8]) -> impl Iterator<Item = (i32, i32, &[u8])> {
     let mut at = 0;
-    while at + CMSG_HEADER <= control.len() {
+    core::iter::from_fn(move || {
+        if at + CMSG_HEADER > control.len() {
+            return None;
+        }
         let word = |k: usize, n: usize| control.get(at + k..at + k + n);
         let len = word(0, 8).map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])));
         let int = |k| word(k, 4).map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
         let (level, ty) = (int(8), int(12));
         let len = len as usize;
         if len < CMSG_HEADER || at + len > control.len() {
-            break;
+            return None;
         }
-        if level == SOL_SOCKET && ty == SCM_RIGHTS {
-            for f in control[at + CMSG_HEADER..at + len].chunks_exact(4) {
-                fds.push(i32::from_ne_bytes([f[0], f[1], f[2], f[3]]));
-            }
-        }
+        let data = &control[at + CMSG_HEADER..at + len];
         at += (len + 7) & !7;
-    }
-    fds
+        Some((level, ty, data))
+    })
+}
+
+/// The fds of the `SCM_RIGHTS` control messages in `control` (as `recvmsg` filled it), in
+/// order; they are the caller's to keep or close.
+pub fn passed_fds(control: &[u8]) -> Vec<i32> {
+    control_messages(control)
+        .filter(|(level, ty, _)| *level == SOL_SOCKET && *ty == SCM_RIGHTS)
+        .flat_map(|(_, _, data)| {
+            data.chunks_exact(4)
+                .map(|f| i32::from_ne_bytes([f[0], f[1], f[2], f[3]]))
+        })
+        .collect()
+}
+
+/// The sender's credentials in `control` (`SCM_CREDENTIALS`, there when the receiving socket
+/// has `SO_PASSCRED`).
+pub fn passed_credentials(control: &[u8]) -> Option<Ucred> {
+    control_messages(control)
+        .find(|(level, ty, data)| {
+            *level == SOL_SOCKET && *ty == SCM_CREDENTIALS && data.len() >= 12
+        })
+        .map(|(_, _, d)| Ucred {
+            pid: i32::from_ne_bytes([d[0], d[1], d[2], d[3]]),
+            uid: u32::from_ne_bytes([d[4], d[5], d[6], d[7]]),
+            gid: u32::from_ne_bytes([d[8], d[9], d[10], d[11]]),
+        })
 }
 
 /// `sendmsg` of `buf` with `fds` passed along (`SCM_RIGHTS`; none: a plain send); returns
@@ -261,16 +296,52 @@ pub fn send_with_fds(fd: i32, buf: &[u8], fds: &[i32], flags: i32) -> Result<usi
 
 /// [`send_with_fds`] to address `to` (a `sockaddr`'s bytes; empty: the socket's peer).
 pub fn send_with_fds_to(fd: i32, buf: &[u8], fds: &[i32], flags: i32, to: &[u8]) -> Result<usize> {
-    let mut control = vec![0u8; CMSG_HEADER + ((fds.len() * 4 + 7) & !7)];
+    send_message(fd, buf, fds, None, flags, to)
+}
+
+/// [`send_with_fds_to`] with the sender's credentials `creds` attached (`SCM_CREDENTIALS`:
+/// another pid than the caller's needs `CAP_SYS_ADMIN`, other ids `CAP_SETUID`/`CAP_SETGID`,
+/// and the pid must exist: `EPERM`, `ESRCH`).
+pub fn send_as(
+    fd: i32,
+    buf: &[u8],
+    fds: &[i32],
+    creds: Ucred,
+    flags: i32,
+    to: &[u8],
+) -> Result<usize> {
+    send_message(fd, buf, fds, Some(creds), flags, to)
+}
+
+/// One control message: its header and `data`, padded to 8 bytes.
+fn push_control(control: &mut Vec<u8>, ty: i32, data: &[u8]) {
+    let len = CMSG_HEADER + data.len();
+    control.extend_from_slice(&(len as u64).to_ne_bytes());
+    control.extend_from_slice(&SOL_SOCKET.to_ne_bytes());
+    control.extend_from_slice(&ty.to_ne_bytes());
+    control.extend_from_slice(data);
+    control.resize(control.len() + ((len + 7) & !7) - len, 0);
+}
+
+fn send_message(
+    fd: i32,
+    buf: &[u8],
+    fds: &[i32],
+    creds: Option<Ucred>,
+    flags: i32,
+    to: &[u8],
+) -> Result<usize> {
+    let mut control = Vec::new();
     if !fds.is_empty() {
-        let len = CMSG_HEADER + fds.len() * 4;
-        control[..8].copy_from_slice(&(len as u64).to_ne_bytes());
-        control[8..12].copy_from_slice(&SOL_SOCKET.to_ne_bytes());
-        control[12..16].copy_from_slice(&SCM_RIGHTS.to_ne_bytes());
-        for (k, f) in fds.iter().enumerate() {
-            let at = CMSG_HEADER + 4 * k;
-            control[at..at + 4].copy_from_slice(&f.to_ne_bytes());
-        }
+        let data: Vec<u8> = fds.iter().flat_map(|f| f.to_ne_bytes()).collect();
+        push_control(&mut control, SCM_RIGHTS, &data);
+    }
+    if let Some(c) = creds {
+        let mut data = Vec::with_capacity(12);
+        data.extend_from_slice(&c.pid.to_ne_bytes());
+        data.extend_from_slice(&c.uid.to_ne_bytes());
+        data.extend_from_slice(&c.gid.to_ne_bytes());
+        push_control(&mut control, SCM_CREDENTIALS, &data);
     }
     let mut iov = linux_raw_sys::general::iovec {
         iov_base: buf.as_ptr() as *mut _,
@@ -285,12 +356,12 @@ pub fn send_with_fds_to(fd: i32, buf: &[u8], fds: &[i32], flags: i32, to: &[u8])
         msg_namelen: to.len() as _,
         msg_iov: (&mut iov as *mut linux_raw_sys::general::iovec).cast(),
         msg_iovlen: 1,
-        msg_control: if fds.is_empty() {
+        msg_control: if control.is_empty() {
             core::ptr::null_mut()
         } else {
             control.as_mut_ptr().cast()
         },
-        msg_controllen: if fds.is_empty() { 0 } else { control.len() },
+        msg_controllen: control.len(),
         msg_flags: 0,
     };
     call(

@@ -30,10 +30,22 @@ pub fn unregister_rseq() {
     }
 }
 
-/// Registers the calling (restored) thread's rseq area, as glibc did when it was created.
+/// Registers the calling (restored) thread's rseq area, as glibc did when it was created:
+/// unless the saved area says it was not registered at the save (`cpu_id` negative: glibc's
+/// `RSEQ_CPU_ID_REGISTRATION_FAILED`, for a thread whose creator had none, or the kernel's
+/// `RSEQ_CPU_ID_UNINITIALIZED` after the program unregistered it), which keeps `sched_getcpu`
+/// on its fallback as it was.
 pub fn register_rseq(fs_base: u64) {
-    if let Some(area) = rseq_area(fs_base) {
+    if let Some(area) = rseq_area(fs_base).filter(|a| was_registered(*a)) {
         // SAFETY: the area is inside the thread's restored TCB, valid for its lifetime.
         let _ = unsafe { sys::rseq_register(area, RSEQ_REGISTERED_LEN) };
     }
+}
+
+/// Whether the restored rseq area at `area` was registered at the save: the kernel keeps a
+/// registered area's `cpu_id` (bytes 4..8 of `struct rseq`) at a CPU number.
+fn was_registered(area: u64) -> bool {
+    // SAFETY: the area is inside the thread's restored TCB (mapped, aligned).
+    let cpu_id = unsafe { core::ptr::read_volatile((area + 4) as *const i32) };
+    cpu_id >= 0
 }

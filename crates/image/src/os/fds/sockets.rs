@@ -34,6 +34,20 @@ pub struct Socket {
     /// of `queue` they travel with. A stream socket's `queue` starts a new entry at each
     /// message that carries fds, so they arrive with the same byte as before.
     pub passed: Vec<PassedFds>,
+    /// For a Unix datagram socket that is not one end of a pair: the credentials each message
+    /// of `queue` came with (`SCM_CREDENTIALS`, attached by the kernel when the sender or the
+    /// receiver had `SO_PASSCRED`; pid 0: none), sent with it again at the resume. Empty for
+    /// other sockets.
+    pub credentials: Vec<SenderCredentials>,
+}
+
+/// A message's sender as `SCM_CREDENTIALS` tells it: pid (as the process saw it; 0 when none
+/// was attached), uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The fds that travel with message `message` of a socket's queue: open files of the table
@@ -260,6 +274,24 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
             w.u32(*f);
         }
     }
+    w.u64(s.credentials.len() as u64);
+    for c in &s.credentials {
+        w.i32(c.pid);
+        w.u32(c.uid);
+        w.u32(c.gid);
+    }
+}
+
+fn get_credentials(r: &mut Reader) -> Result<Vec<SenderCredentials>, Error> {
+    let mut out = Vec::new();
+    for _ in 0..count(r)? {
+        out.push(SenderCredentials {
+            pid: r.i32()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+        });
+    }
+    Ok(out)
 }
 
 fn get_passed(r: &mut Reader) -> Result<Vec<PassedFds>, Error> {
@@ -317,6 +349,7 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         senders: r.bytes_list()?,
         path_gone: r.bool()?,
         passed: get_passed(r)?,
+        credentials: get_credentials(r)?,
     })
 }
 
@@ -324,6 +357,11 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
 pub(super) fn check_references(s: &Socket, nfiles: usize) -> Result<(), Error> {
     if !s.senders.is_empty() && s.senders.len() != s.queue.len() {
         return Err(Error::Invalid("socket queue and senders differ in length"));
+    }
+    if !s.credentials.is_empty() && s.credentials.len() != s.queue.len() {
+        return Err(Error::Invalid(
+            "socket queue and credentials differ in length",
+        ));
     }
     for p in &s.passed {
         if p.message as usize >= s.queue.len() || p.files.iter().any(|f| *f as usize >= nfiles) {
@@ -397,6 +435,11 @@ mod tests {
                 passed: vec![PassedFds {
                     message: 0,
                     files: vec![0, 2],
+                }],
+                credentials: vec![SenderCredentials {
+                    pid: 42,
+                    uid: 1000,
+                    gid: 100,
                 }],
             });
             assert_eq!(kind_roundtrip(&k), k);

@@ -24,6 +24,8 @@ use zhuque_image::os::{FileKind, PassedFds, SockState};
 pub struct InFlight {
     pub messages: Vec<Vec<u8>>,
     pub senders: Vec<Vec<u8>>,
+    /// A datagram socket's: the credentials each message came with (see [`with_credentials`]).
+    pub credentials: Vec<sys::Ucred>,
     pub passed: Vec<(u32, Vec<usize>)>,
 }
 
@@ -48,8 +50,12 @@ pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
             let local = descs[k].local;
             let ty = sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
             let mut senders = Vec::new();
+            let mut credentials = Vec::new();
             let mut raw = Vec::new();
-            let messages = drain_keeping_fds(local, ty, &mut buf, Some(&mut senders), &mut raw);
+            let messages = with_credentials(local, ty == sys::SOCK_DGRAM, || {
+                let creds = (ty == sys::SOCK_DGRAM).then_some(&mut credentials);
+                drain_keeping_fds(local, ty, &mut buf, Some(&mut senders), creds, &mut raw)
+            });
             let passed = raw
                 .into_iter()
                 .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
@@ -57,11 +63,29 @@ pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
             descs[k].in_flight = Some(InFlight {
                 messages,
                 senders,
+                credentials,
                 passed,
             });
         }
         k += 1;
     }
+}
+
+/// Runs `drain` with `SO_PASSCRED` on Unix socket `fd` when `datagram`, so that each message
+/// read tells the credentials the kernel attached to it (it does when the sender or the
+/// receiver had the option: a receiver without it would see them only once it set it), then
+/// gives the socket its own setting back. (Read for a datagram socket's queue, which the
+/// resume sends again from another socket than the sender's: the credentials go with it.)
+fn with_credentials<T>(fd: i32, datagram: bool, drain: impl FnOnce() -> T) -> T {
+    let had = sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_PASSCRED).unwrap_or(0);
+    let set = datagram
+        && had == 0
+        && sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_PASSCRED, 1).is_ok();
+    let out = drain();
+    if set {
+        let _ = sys::setsockopt_int(fd, sys::SOL_SOCKET, sys::SO_PASSCRED, 0);
+    }
+    out
 }
 
 /// The index of the description of fd `f` (received by this thread): one already listed

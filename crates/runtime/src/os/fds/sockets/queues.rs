@@ -4,7 +4,7 @@
 use super::super::{Desc, Restorer};
 use super::unix::unix_path;
 use crate::sys;
-use zhuque_image::os::{FileKind, SockState, Socket};
+use zhuque_image::os::{FileKind, SenderCredentials, SockState, Socket};
 
 /// Whether something is queued on socket `fd` (peeked, not taken).
 pub(super) fn has_unread(fd: i32) -> bool {
@@ -24,7 +24,7 @@ pub(super) fn drain(
     senders: Option<&mut Vec<Vec<u8>>>,
 ) -> Vec<Vec<u8>> {
     let mut passed = Vec::new();
-    let out = drain_keeping_fds(fd, ty, buf, senders, &mut passed);
+    let out = drain_keeping_fds(fd, ty, buf, senders, None, &mut passed);
     let lost: usize = passed.iter().map(|(_, fds)| fds.len()).sum();
     for (_, fds) in passed {
         for f in fds {
@@ -51,11 +51,15 @@ pub(super) fn drain(
 /// hung up ends the queue (a zero-length message queued before the shutdown is taken for
 /// that end). No queue holds more than [`MAX_QUEUED`] messages (a receive buffer holds a
 /// few thousand at most): past it the rest is left, with a warning, rather than spin.
+///
+/// With `creds` (a Unix socket with `SO_PASSCRED` on for the drain), the credentials each
+/// message came with are pushed there (pid 0 when none were attached).
 pub fn drain_keeping_fds(
     fd: i32,
     ty: i32,
     buf: &mut [u8],
     mut senders: Option<&mut Vec<Vec<u8>>>,
+    mut creds: Option<&mut Vec<sys::Ucred>>,
     passed: &mut Vec<(u32, Vec<i32>)>,
 ) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
@@ -98,13 +102,17 @@ pub fn drain_keeping_fds(
             Err(crate::sys::Errno::EINTR) => continue,
             Err(_) => break,
         };
-        let fds = sys::passed_fds(&control[..clen.min(control.len())]);
+        let control = &control[..clen.min(control.len())];
+        let fds = sys::passed_fds(control);
         if n == 0 && fds.is_empty() && (ty == sys::SOCK_STREAM || peer_hung_up(fd)) {
             break; // end of stream
         }
         let msg = buf[..n].to_vec();
         if let Some(s) = senders.as_deref_mut() {
             s.push(name[..name_len].to_vec());
+        }
+        if let Some(c) = creds.as_deref_mut() {
+            c.push(sys::passed_credentials(control).unwrap_or_default());
         }
         if ty == sys::SOCK_STREAM && fds.is_empty() {
             append(&mut out, passed, &msg);
@@ -270,13 +278,29 @@ pub(in crate::os::fds) fn requeue(
         return;
     };
     let (mut unnamed, mut lost, mut lost_fds) = (0u64, 0u64, 0u64);
+    let uncredited = core::cell::Cell::new(0u64);
     let send = |from: i32, msg: &[u8], k: usize| {
         let fds = fds_of(k);
         let flags = sys::MSG_DONTWAIT | sys::MSG_NOSIGNAL;
-        let sent = if fds.is_empty() {
-            sys::sendto(from, msg, flags, &to).map(drop)
-        } else {
-            sys::send_with_fds_to(from, msg, &fds, flags, &to).map(drop)
+        // With the credentials it came with: the sender's pid and ids, not the resume's.
+        let creds = s
+            .credentials
+            .get(k)
+            .filter(|c| c.pid != 0)
+            .map(|c| sys::Ucred {
+                pid: c.pid,
+                uid: c.uid,
+                gid: c.gid,
+            });
+        let sent = match creds.map(|c| sys::send_as(from, msg, &fds, c, flags, &to)) {
+            Some(Ok(_)) => Ok(()),
+            // The sender is gone (ESRCH), or the resume may not speak for it (EPERM).
+            Some(Err(sys::Errno::ESRCH | sys::Errno::EPERM)) => {
+                uncredited.set(uncredited.get() + 1);
+                sys::send_with_fds_to(from, msg, &fds, flags, &to).map(drop)
+            }
+            Some(Err(e)) => Err(e),
+            None => sys::send_with_fds_to(from, msg, &fds, flags, &to).map(drop),
         };
         (sent.is_ok(), fds.len() as u64)
     };
@@ -318,6 +342,12 @@ pub(in crate::os::fds) fn requeue(
         r.warning(i)
             .num(unnamed)
             .str(" queued datagram(s) come back from another sender address (theirs is in use)")
+            .emit();
+    }
+    if uncredited.get() > 0 {
+        r.warning(i)
+            .num(uncredited.get())
+            .str(" queued datagram(s) come back with the resume's credentials (SCM_CREDENTIALS): their sender is gone or not the resume's to speak for")
             .emit();
     }
     if lost > 0 {
@@ -498,6 +528,17 @@ pub(super) fn take_queued(d: &Desc, s: &mut Socket, raw: bool, buf: &mut [u8]) {
         } else if bound_datagram {
             s.queue = f.messages.clone();
             s.senders = f.senders.clone();
+            if f.credentials.iter().any(|c| c.pid != 0) {
+                s.credentials = f
+                    .credentials
+                    .iter()
+                    .map(|c| SenderCredentials {
+                        pid: c.pid,
+                        uid: c.uid,
+                        gid: c.gid,
+                    })
+                    .collect();
+            }
         } else if !f.messages.is_empty() {
             crate::diag::Line::new()
                 .str("warning: fd ")

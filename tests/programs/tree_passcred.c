@@ -1,0 +1,136 @@
+/*
+ * tree_passcred ROUNDS FAIL_POINTS
+ *
+ * Queued datagrams keep the credentials they were sent with (issue 12, SCM_CREDENTIALS), as a
+ * log daemon (syslog, journald) sees them: a parent binds a Unix datagram socket to an
+ * abstract name with SO_PASSCRED on; its child, bound to a name of its own, sends it three
+ * datagrams every round and waits for the parent's go-ahead on a pipe; the parent reads two
+ * of them and leaves the rest queued, so failures land with datagrams waiting. Every datagram
+ * read is checked: its text, its sender's address, and its credentials: the child's pid, uid
+ * and gid. FAIL_POINTS rounds call zhuque_fail_now() in the parent with datagrams queued.
+ * Before, the resume sent the queue again from a socket of its own, and the parent read
+ * its own pid as the sender's.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+#include "zhuque.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
+#define PER_ROUND 3
+
+static socklen_t abstract(struct sockaddr_un *a, const char *name)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    size_t n = strlen(name);
+    memcpy(a->sun_path + 1, name, n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+static int bound_socket(const struct sockaddr_un *a, socklen_t len)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0 && bind(fd, (const struct sockaddr *)a, len) == 0, "bind: %s", strerror(errno));
+    return fd;
+}
+
+static void child(int go, const struct sockaddr_un *to, socklen_t to_len,
+                  const struct sockaddr_un *me, socklen_t me_len, unsigned long rounds)
+{
+    int fd = bound_socket(me, me_len);
+    unsigned long k = 0;
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char token;
+        ssize_t n;
+        while ((n = read(go, &token, 1)) < 0 && errno == EINTR)
+            ;
+        CHECK(n == 1, "child: round %lu: no go-ahead", r);
+        for (int i = 0; i < PER_ROUND; i++, k++) {
+            char text[32];
+            int len = snprintf(text, sizeof text, "datagram %06lu", k);
+            CHECK(sendto(fd, text, (size_t)len, 0, (const struct sockaddr *)to, to_len) == len,
+                  "child: sendto: %s", strerror(errno));
+        }
+    }
+    _exit(0);
+}
+
+/* Reads datagram k and checks its text, sender and credentials. */
+static void take(int fd, unsigned long k, pid_t sender, const struct sockaddr_un *from,
+                 socklen_t from_len)
+{
+    char text[64], want[32], control[CMSG_SPACE(sizeof(struct ucred))];
+    struct sockaddr_un a;
+    struct iovec iov = {.iov_base = text, .iov_len = sizeof text};
+    struct msghdr m = {.msg_name = &a, .msg_namelen = sizeof a, .msg_iov = &iov,
+                       .msg_iovlen = 1, .msg_control = control,
+                       .msg_controllen = sizeof control};
+    ssize_t n;
+    while ((n = recvmsg(fd, &m, 0)) < 0 && errno == EINTR)
+        ;
+    int len = snprintf(want, sizeof want, "datagram %06lu", k);
+    CHECK(n == len && !memcmp(text, want, (size_t)len), "datagram %lu: %zd bytes", k, n);
+    CHECK(m.msg_namelen == from_len && !memcmp(&a, from, from_len),
+          "datagram %lu: from another address", k);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    CHECK(c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS,
+          "datagram %lu: no credentials", k);
+    struct ucred u;
+    memcpy(&u, CMSG_DATA(c), sizeof u);
+    CHECK(u.pid == sender && u.uid == getuid() && u.gid == getgid(),
+          "datagram %lu: from pid %d uid %u gid %u, not pid %d uid %u gid %u", k, (int)u.pid,
+          (unsigned)u.uid, (unsigned)u.gid, (int)sender, (unsigned)getuid(),
+          (unsigned)getgid());
+}
+
+int main(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 1, 2000);
+    unsigned long points = tl_arg(argc, argv, 2, 2);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char name[64];
+    struct sockaddr_un daemon_addr, client_addr;
+    snprintf(name, sizeof name, "zq-passcred-daemon-%d", (int)getpid());
+    socklen_t daemon_len = abstract(&daemon_addr, name);
+    snprintf(name, sizeof name, "zq-passcred-client-%d", (int)getpid());
+    socklen_t client_len = abstract(&client_addr, name);
+    int fd = bound_socket(&daemon_addr, daemon_len);
+    int one = 1;
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0, "SO_PASSCRED: %s",
+          strerror(errno));
+    int go[2];
+    CHECK(pipe2(go, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(go[1]);
+        child(go[0], &daemon_addr, daemon_len, &client_addr, client_len, rounds);
+    }
+    close(go[0]);
+    unsigned long got = 0, every = rounds / (points + 1);
+    for (unsigned long r = 1; r <= rounds; r++) {
+        CHECK(write(go[1], "g", 1) == 1, "round %lu: go-ahead: %s", r, strerror(errno));
+        /* Two of this round's three (and whatever earlier ones waited) are read now. */
+        while (got < r * PER_ROUND - 1)
+            take(fd, got++, pid, &client_addr, client_len);
+        if (every && r % every == 0 && r / every <= points)
+            zq_fail_now(); /* the round's last datagram waits, or is on its way */
+        if (r % 200 == 0)
+            printf("round %lu: %lu datagrams from the child, each with its credentials\n", r,
+                   got);
+    }
+    while (got < rounds * PER_ROUND)
+        take(fd, got++, pid, &client_addr, client_len);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
+    printf("done: %lu datagrams\n", got);
+    return 0;
+}
