@@ -11,6 +11,10 @@
  * parent checks every answer against its own account. FAIL_POINTS rounds call
  * zhuque_fail_now() in the parent while the request is queued. Before, the master was lost
  * (an EBADF placeholder) and the child had no controlling terminal after a resume.
+ *
+ * tree_pty ROUNDS FAIL_POINTS nofd: the child keeps no fd of its terminal (0-2 are /dev/null)
+ * and opens /dev/tty for each request, as daemons that still have a controlling terminal do.
+ * Before, its session came back without a controlling terminal (/dev/tty failed with ENXIO).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -43,7 +47,24 @@ static void on_winch(int s)
     winches++;
 }
 
-static void child(void)
+/* The child's terminal for one request: fd 0 (its stdin, the slave), or, in "nofd" mode,
+ * /dev/tty opened for the moment (non-blocking: -1 until a line waits). */
+static int open_terminal(int nofd)
+{
+    if (!nofd)
+        return 0;
+    for (;;) {
+        int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        CHECK(fd >= 0, "child: /dev/tty: %s", strerror(errno));
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 0) == 1)
+            return fd;
+        close(fd);
+        usleep(1000); /* holding no fd of the terminal, most of the time */
+    }
+}
+
+static void child(int nofd)
 {
     struct sigaction sa = {.sa_handler = on_int, .sa_flags = SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
@@ -54,11 +75,23 @@ static void child(void)
     t.c_lflag &= ~(tcflag_t)ECHO;
     CHECK(tcsetattr(0, TCSANOW, &t) == 0, "child: tcsetattr: %s", strerror(errno));
     CHECK(write(1, "ready\n", 6) == 6, "child: ready");
+    if (nofd) {
+        /* A session leader that keeps no fd of its terminal (it is still its controlling
+         * terminal: /dev/tty reaches it). */
+        int null = open("/dev/null", O_RDWR);
+        CHECK(null > 2 && dup2(null, 0) == 0 && dup2(null, 1) == 1 && dup2(null, 2) == 2,
+              "child: /dev/null");
+        close(null);
+    }
     char line[128];
     for (;;) {
-        ssize_t n = read(0, line, sizeof line - 1);
-        if (n < 0 && errno == EINTR)
+        int term = open_terminal(nofd);
+        ssize_t n = read(term, line, sizeof line - 1);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            if (nofd)
+                close(term);
             continue;
+        }
         CHECK(n > 0, "child: read: %s", n < 0 ? strerror(errno) : "end of file");
         line[n] = 0;
         if (!strcmp(line, "end\n"))
@@ -69,12 +102,14 @@ static void child(void)
         if (tty >= 0)
             close(tty);
         struct winsize ws = {0};
-        ioctl(0, TIOCGWINSZ, &ws);
+        ioctl(term, TIOCGWINSZ, &ws);
         char ans[160];
         int m = snprintf(ans, sizeof ans, "a %lu ints=%d winch=%d rows=%d tty=%d fg=%d sid=%d\n",
                          r, (int)ints, (int)winches, ws.ws_row, has_tty,
-                         tcgetpgrp(0) == getpgrp(), getsid(0) == getpid());
-        CHECK(write(1, ans, (size_t)m) == m, "child: answer: %s", strerror(errno));
+                         tcgetpgrp(term) == getpgrp(), getsid(0) == getpid());
+        CHECK(write(nofd ? term : 1, ans, (size_t)m) == m, "child: answer: %s", strerror(errno));
+        if (nofd)
+            close(term);
     }
 }
 
@@ -82,6 +117,7 @@ static void child(void)
 static void read_line(int m, char *buf, size_t cap, unsigned long r)
 {
     size_t got = 0;
+    int waited = 0;
     while (got + 1 < cap) {
         struct pollfd p = {m, POLLIN, 0};
         int k = poll(&p, 1, 10000);
@@ -91,6 +127,10 @@ static void read_line(int m, char *buf, size_t cap, unsigned long r)
         ssize_t n = read(m, buf + got, 1);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == EIO && waited++ < 10000) {
+            usleep(500); /* "nofd": no slave is open until the child opens /dev/tty again */
+            continue;
+        }
         CHECK(n == 1, "round %lu: read master: %s", r, strerror(errno));
         got++;
         if (got >= 2 && buf[got - 2] == '\r' && buf[got - 1] == '\n')
@@ -103,13 +143,14 @@ int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 600);
     unsigned long points = tl_arg(argc, argv, 2, 2);
+    int nofd = argc > 3 && !strcmp(argv[3], "nofd");
     setvbuf(stdout, NULL, _IOLBF, 0);
     int m;
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
     pid_t pid = forkpty(&m, NULL, NULL, &ws);
     CHECK(pid >= 0, "forkpty: %s", strerror(errno));
     if (pid == 0)
-        child();
+        child(nofd);
     char buf[256], want[256];
     read_line(m, buf, sizeof buf, 0);
     CHECK(!strcmp(buf, "ready\r\n"), "child said \"%s\"", buf);

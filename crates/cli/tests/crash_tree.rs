@@ -512,6 +512,24 @@ fn terminal_session_over_a_pseudo_terminal() {
 }
 
 #[test]
+fn terminal_session_whose_leader_holds_no_fd_of_it() {
+    let prog = Program::compile("tree_pty.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    // As `terminal_session_over_a_pseudo_terminal`, but the child, a session leader, keeps no
+    // fd of its terminal (0-2 are /dev/null) and opens /dev/tty for each request. Before, its
+    // session came back without a controlling terminal: /dev/tty failed and the child died.
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_pty_nofd", &prog.path, ["600", "2", "nofd"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+}
+
+#[test]
 fn a_shell_under_script_keeps_its_terminal() {
     // util-linux `script` holds a pseudo-terminal's master and copies what a bash script
     // (`tests/trees/pty_session.sh`), whose terminal the slave is, writes there; the script

@@ -654,8 +654,9 @@ pub fn fd_table(rng: &mut Rng, scale: usize) -> FdTable {
             .collect(),
         ptys,
         terminal: rng.chance(1, 4).then(|| ControllingTerminal {
-            fd: rng.below(64) as i32,
+            fd: rng.below(64) as i32 - 1,
             foreground: rng.below(5000) as i32,
+            slave: rng.below(300) as u32,
         }),
     }
 }

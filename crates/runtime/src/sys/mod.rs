@@ -130,6 +130,7 @@ pub mod nr {
     pub const FCHOWN: usize = g::__NR_fchown as usize;
     pub const SETPGID: usize = g::__NR_setpgid as usize;
     pub const SETSID: usize = g::__NR_setsid as usize;
+    pub const GETSID: usize = g::__NR_getsid as usize;
     pub const RT_SIGTIMEDWAIT: usize = g::__NR_rt_sigtimedwait as usize;
     pub const RT_SIGQUEUEINFO: usize = g::__NR_rt_sigqueueinfo as usize;
     pub const SIGALTSTACK: usize = g::__NR_sigaltstack as usize;

@@ -8,6 +8,12 @@ pub fn getpid() -> i32 {
     unsafe { syscall1(nr::GETPID, 0) as i32 }
 }
 
+/// The calling process's session id.
+pub fn getsid() -> i32 {
+    // SAFETY: `getsid(0)`: the caller's own.
+    unsafe { syscall1(nr::GETSID, 0) as i32 }
+}
+
 pub fn gettid() -> i32 {
     // SAFETY: no arguments.
     unsafe { syscall1(nr::GETTID, 0) as i32 }

@@ -29,12 +29,12 @@ pub use locks::{FileLock, LockKind};
 pub use namespace::NS_FILES;
 pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
-pub use ptys::{ControllingTerminal, Pty, TERMIOS_LEN};
+pub use ptys::{ControllingTerminal, NO_FD as TERMINAL_NO_FD, Pty, TERMIOS_LEN};
 pub use sockets::{PassedFds, SenderCredentials, SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 13;
+pub(super) const VERSION: u32 = 14;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -56,7 +56,8 @@ pub struct FdTable {
     pub async_owners: Vec<AsyncOwner>,
     /// Pseudo-terminals whose master the process held, referenced by [`FileKind::Pty`].
     pub ptys: Vec<Pty>,
-    /// The session's terminal, when the process leads a session and holds an fd of it.
+    /// The session's terminal, when the process leads a session whose terminal is a
+    /// pseudo-terminal (held by an fd of the process, or not: [`ControllingTerminal`]).
     pub terminal: Option<ControllingTerminal>,
 }
 
@@ -670,6 +671,7 @@ pub(crate) mod tests {
             terminal: Some(ControllingTerminal {
                 fd: 8,
                 foreground: 3,
+                slave: 0,
             }),
         }
     }

@@ -37,12 +37,19 @@ pub struct Pty {
 
 /// The terminal of the session the process leads: its fd `fd` (one of the process's own) is
 /// made the controlling terminal again, with `foreground` as the foreground process group.
+/// `fd` is [`NO_FD`] when the process held no fd of it: the pseudo-terminal `/dev/pts/<slave>`
+/// (made again by the process of the tree that holds its master) is opened for the moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ControllingTerminal {
     pub fd: i32,
     /// 0: none could be read.
     pub foreground: i32,
+    /// The slave's number at the save (`/dev/pts/<slave>`).
+    pub slave: u32,
 }
+
+/// [`ControllingTerminal::fd`] of a session leader that held no fd of its terminal.
+pub const NO_FD: i32 = -1;
 
 pub(super) fn put_pty(w: &mut Writer, p: &Pty) {
     w.u32(p.index);
@@ -98,6 +105,7 @@ pub(super) fn put_terminal(w: &mut Writer, t: &Option<ControllingTerminal>) {
     let t = t.unwrap_or_default();
     w.i32(t.fd);
     w.i32(t.foreground);
+    w.u32(t.slave);
 }
 
 pub(super) fn get_terminal(r: &mut Reader) -> Result<Option<ControllingTerminal>, Error> {
@@ -105,8 +113,9 @@ pub(super) fn get_terminal(r: &mut Reader) -> Result<Option<ControllingTerminal>
     let t = ControllingTerminal {
         fd: r.i32()?,
         foreground: r.i32()?,
+        slave: r.u32()?,
     };
-    if some && (t.fd < 0 || t.foreground < 0) {
+    if some && (t.fd < NO_FD || t.foreground < 0) {
         return Err(Error::Invalid("controlling terminal"));
     }
     Ok(some.then_some(t))
@@ -166,6 +175,12 @@ mod tests {
             Some(ControllingTerminal {
                 fd: 0,
                 foreground: 17,
+                slave: 3,
+            }),
+            Some(ControllingTerminal {
+                fd: NO_FD,
+                foreground: 5,
+                slave: 12,
             }),
         ] {
             let mut w = Writer::new();

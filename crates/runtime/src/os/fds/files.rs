@@ -175,9 +175,11 @@ pub fn restore_path(r: &mut Restorer, i: usize) {
         return;
     };
     let path = own_proc_path(path, r.saved_pid);
-    if other_thread(&path, r.saved_pid).is_some() {
-        // That thread does not exist yet: [`reopen_thread_files`] opens its file once it
-        // does; until then the numbers are held.
+    if other_thread(&path, r.saved_pid).is_some() || path == CONTROLLING_TTY {
+        // That thread does not exist yet, or the session has no controlling terminal yet
+        // (its leader, maybe another process, takes it back once its fds are in place):
+        // [`reopen_thread_files`] and [`reopen_terminal_files`] open the file later; until
+        // then the numbers are held.
         r.hold(i);
         return;
     }
@@ -380,6 +382,9 @@ fn offset_warning(mut l: Line, f: &OpenFile, e: crate::sys::Errno) {
     }
 }
 
+/// `/dev/tty`: whatever terminal is the caller's controlling one when it is opened.
+const CONTROLLING_TTY: &[u8] = b"/dev/tty";
+
 /// Resume, once the program's threads exist: opens the files of other threads' `/proc`
 /// entries that [`restore_path`] held, at the new tid of their thread, on every number
 /// the program had them at (over the held placeholder, atomically).
@@ -392,47 +397,75 @@ pub fn reopen_thread_files(table: &FdTable, saved_pid: i32) {
         let Some((saved_tid, rest)) = other_thread(&path, saved_pid) else {
             continue;
         };
-        let numbers: Vec<(i32, bool)> = table
-            .fds
-            .iter()
-            .filter(|d| d.file as usize == i)
-            .map(|d| (d.fd, d.cloexec))
-            .collect();
-        let Some(&(lowest, _)) = numbers.iter().min() else {
-            continue;
-        };
-        let warning = || {
-            let mut l = Line::new();
-            l.str("warning: fd ")
-                .num(lowest as u64)
-                .str(" (")
-                .str(f.kind.name())
-                .str("): ");
-            l
-        };
         let Some(tid) = crate::process::get().current_tid(saved_tid) else {
-            warning()
-                .str("thread ")
-                .num(saved_tid as u64)
-                .str(" of its path did not come back; it fails with EBADF from now on")
-                .emit();
+            if let Some(mut l) = held_warning(table, i) {
+                l.str("thread ")
+                    .num(saved_tid as u64)
+                    .str(" of its path did not come back; it fails with EBADF from now on")
+                    .emit();
+            }
             continue;
         };
         let now = [format!("/proc/self/task/{tid}").as_bytes(), rest].concat();
-        match open_saved(f, &now) {
-            Ok((fd, seek)) => {
-                if let Err(e) = seek {
-                    offset_warning(warning(), f, e);
-                }
-                for &(n, cloexec) in &numbers {
-                    let _ = sys::dup3(fd, n, if cloexec { sys::O_CLOEXEC } else { 0 });
-                }
-                let _ = sys::close(fd);
+        reopen_held(table, i, &now);
+    }
+}
+
+/// Resume, once every session of the tree has its controlling terminal back: opens the
+/// `/dev/tty` fds that [`restore_path`] held (before, `/dev/tty` would have failed with
+/// `ENXIO`, or reached no terminal).
+pub fn reopen_terminal_files(table: &FdTable) {
+    for (i, f) in table.files.iter().enumerate() {
+        if matches!(&f.kind, FileKind::Path { path, .. } if path == CONTROLLING_TTY) {
+            reopen_held(table, i, CONTROLLING_TTY);
+        }
+    }
+}
+
+/// `warning: fd N (kind): ` for held file `i`, at its lowest number (`None`: no fd holds it).
+fn held_warning(table: &FdTable, i: usize) -> Option<Line> {
+    let lowest = table
+        .fds
+        .iter()
+        .filter(|d| d.file as usize == i)
+        .map(|d| d.fd)
+        .min()?;
+    let mut l = Line::new();
+    l.str("warning: fd ")
+        .num(lowest as u64)
+        .str(" (")
+        .str(table.files[i].kind.name())
+        .str("): ");
+    Some(l)
+}
+
+/// Opens held file `i` at `path` and puts it on every number the program had it at (over the
+/// held placeholder, atomically), or says it stays a placeholder.
+fn reopen_held(table: &FdTable, i: usize, path: &[u8]) {
+    let f = &table.files[i];
+    let numbers: Vec<(i32, bool)> = table
+        .fds
+        .iter()
+        .filter(|d| d.file as usize == i)
+        .map(|d| (d.fd, d.cloexec))
+        .collect();
+    if numbers.is_empty() {
+        return;
+    }
+    match open_saved(f, path) {
+        Ok((fd, seek)) => {
+            if let (Err(e), Some(l)) = (seek, held_warning(table, i)) {
+                offset_warning(l, f, e);
             }
-            Err(why) => warning()
-                .str(&why)
-                .str("; it fails with EBADF from now on")
-                .emit(),
+            for &(n, cloexec) in &numbers {
+                let _ = sys::dup3(fd, n, if cloexec { sys::O_CLOEXEC } else { 0 });
+            }
+            let _ = sys::close(fd);
+        }
+        Err(why) => {
+            if let Some(mut l) = held_warning(table, i) {
+                l.str(&why).str("; it fails with EBADF from now on").emit();
+            }
         }
     }
 }

@@ -923,6 +923,9 @@ pub fn restore_after_threads(meta: &Meta) {
         return;
     };
     files::reopen_thread_files(&table, meta.pid);
+    // (In a tree every process has fetched its fds by now, and each session leader has taken
+    // its terminal back in doing so.)
+    files::reopen_terminal_files(&table);
     async_owner::restore(&table, meta.pid);
 }
 

@@ -22,11 +22,16 @@
 //! **Controlling terminal.** A session leader whose controlling terminal is a pseudo-terminal
 //! slave it holds records that fd and the foreground process group; once its fds (and in a
 //! tree those it borrows) are in place it makes the slave its controlling terminal again
-//! (`TIOCSCTTY`) and gives the group the foreground (`TIOCSPGRP`).
+//! (`TIOCSCTTY`) and gives the group the foreground (`TIOCSPGRP`). A leader that holds no fd
+//! of it records the slave's number and opens `/dev/pts/<number>` for that moment: the
+//! process of the tree that holds the master has made it again by then (in a tree, every
+//! process has restored its fds before any fetches). `/dev/tty` fds are opened again after
+//! that (`files::reopen_terminal_files`).
 
 use super::{Class, Desc, Restorer, SaveCtx};
+use crate::process;
 use crate::sys;
-use zhuque_image::os::{ControllingTerminal, FileKind, Pty, TERMIOS_LEN};
+use zhuque_image::os::{ControllingTerminal, FileKind, Pty, TERMINAL_NO_FD, TERMIOS_LEN};
 
 /// The first major number of pseudo-terminal slaves (`UNIX98_PTY_SLAVE_MAJOR`); there are 8.
 const SLAVE_MAJOR: u64 = 136;
@@ -231,34 +236,54 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], ptys: &mut Vec<Pt
 }
 
 /// The controlling terminal of the session this process leads, when it is a pseudo-terminal
-/// slave the process holds (other terminals are the launch's: `launch/streams`).
-/// `imported`: fds that are other processes' descriptions, held for the save only.
+/// slave (other terminals are the launch's: `launch/streams`): an fd of the process that is
+/// that slave, or, when it holds none (it opens `/dev/tty` when it needs its terminal), the
+/// slave's number. `imported`: fds that are other processes' descriptions, held for the save
+/// only.
 pub fn controlling_terminal(
     descs: &[Desc],
     kinds: &[Option<FileKind>],
     imported: &[i32],
 ) -> Option<ControllingTerminal> {
-    // Nothing to read at a save without a pseudo-terminal slave (most of them).
-    if !descs.iter().any(|d| d.class == Class::PtySlave) {
+    // Nothing to read at a save of a process that leads no session (most of them).
+    if sys::getsid() != sys::getpid() {
         return None;
     }
     let stat = crate::procfs::read(b"/proc/self/stat\0").ok()?;
-    let session = crate::procfs::stat_field(&stat, 6)?;
     let tty = crate::procfs::stat_field(&stat, 7)?;
-    if session != sys::getpid() as u64 || tty == 0 {
+    if tty == 0 || !is_slave_device(tty) {
         return None;
     }
-    let (_, d) = descs.iter().enumerate().find(|(i, d)| {
-        d.class == Class::PtySlave
-            && d.st.rdev == tty
-            && !imported.contains(&d.fd)
-            && !matches!(kinds[*i], Some(FileKind::Stdio { .. }))
-    })?;
-    let _held = JobControlHeld::new();
-    Some(ControllingTerminal {
-        fd: d.fd,
-        foreground: sys::foreground_group(d.local).unwrap_or(0).max(0),
-    })
+    let slave = minor(tty) as u32;
+    let mut slaves = descs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.class == Class::PtySlave && d.st.rdev == tty);
+    match slaves.find(|(i, d)| {
+        !imported.contains(&d.fd) && !matches!(kinds[*i], Some(FileKind::Stdio { .. }))
+    }) {
+        Some((_, d)) => {
+            let _held = JobControlHeld::new();
+            Some(ControllingTerminal {
+                fd: d.fd,
+                foreground: sys::foreground_group(d.local).unwrap_or(0).max(0),
+                slave,
+            })
+        }
+        // The launch's terminal (a standard stream), or one another process saves.
+        None if descs
+            .iter()
+            .any(|d| d.class == Class::PtySlave && d.st.rdev == tty) =>
+        {
+            None
+        }
+        // Field 8: the terminal's foreground group (-1 when it has none).
+        None => Some(ControllingTerminal {
+            fd: TERMINAL_NO_FD,
+            foreground: crate::procfs::stat_field(&stat, 8).unwrap_or(0) as i32,
+            slave,
+        }),
+    }
 }
 
 /// Opens masters until one has number `want` (or the kernel hands out higher ones: `want` is
@@ -448,11 +473,15 @@ pub fn restore(r: &mut Restorer, first: usize) {
     }
 }
 
-/// Makes the saved controlling terminal this session's again (every fd in place).
+/// Makes the saved controlling terminal this session's again (every fd in place; in a tree,
+/// every process's: the one that holds the master has made the pseudo-terminal again).
 pub fn take_terminal(r: &Restorer) {
     let Some(t) = r.table.terminal else {
         return;
     };
+    if t.fd == TERMINAL_NO_FD {
+        return take_terminal_by_number(t);
+    }
     let _held = JobControlHeld::new();
     if let Err(e) = sys::make_controlling(t.fd) {
         let mut l = crate::diag::Line::new();
@@ -465,6 +494,55 @@ pub fn take_terminal(r: &Restorer) {
         return;
     }
     if t.foreground > 0 && sys::set_foreground_group(t.fd, t.foreground).is_err() {
+        crate::diag::Line::new()
+            .str("warning: process group ")
+            .num(t.foreground as u64)
+            .str(" cannot be given the terminal's foreground again")
+            .emit();
+    }
+}
+
+/// The session leader held no fd of its terminal: `/dev/pts/<slave>` is opened for the moment
+/// it takes the terminal back. Only a slave made after the save can be the one the tree made
+/// again (a process of the tree holds its master); an older one at that number is another
+/// program's terminal (the tree's came back under another number, said by the process that
+/// made it, or its master was outside the tree), and the session comes back without one.
+fn take_terminal_by_number(t: ControllingTerminal) {
+    let path = slave_path(t.slave);
+    let warn = |why: &str| {
+        crate::diag::Line::new()
+            .str("warning: this session's controlling terminal /dev/pts/")
+            .num(u64::from(t.slave))
+            .str(" does not come back (")
+            .str(why)
+            .str("); /dev/tty and job control on it are lost")
+            .emit();
+    };
+    let fd = match sys::path(&path).and_then(|p| {
+        sys::openat(
+            sys::AT_FDCWD,
+            p,
+            sys::O_RDWR | sys::O_NOCTTY | sys::O_CLOEXEC,
+            0,
+        )
+    }) {
+        Ok(fd) => fd,
+        Err(e) => return warn(&format!("errno {}", e.0)),
+    };
+    let saved_at = process::get().meta().saved_unix_ns;
+    let made_at = rustix::fs::fstat(crate::image_io::borrow(fd.raw())).map_or(0, |st| {
+        (st.st_ctime as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_ctime_nsec)
+    });
+    if made_at < saved_at {
+        return warn("that number is another terminal's now");
+    }
+    let _held = JobControlHeld::new();
+    if let Err(e) = sys::make_controlling(fd.raw()) {
+        return warn(&format!("errno {}", e.0));
+    }
+    if t.foreground > 0 && sys::set_foreground_group(fd.raw(), t.foreground).is_err() {
         crate::diag::Line::new()
             .str("warning: process group ")
             .num(t.foreground as u64)
