@@ -9,7 +9,9 @@
  * round checks what the kernel reports: type and protocol, the filter, the packet socket's
  * interface and protocol (getsockname) and option. Two more packet sockets on lo share the
  * loopback traffic in one PACKET_FANOUT group (hash, with rollover), whose id, type and
- * flags each must report every round (lost before: the new sockets were in no group). FAIL_POINTS
+ * flags each must report every round; the first packet socket has a locked classic BPF
+ * filter (ICMP only, tcpdump's kind), which SO_GET_FILTER must give back every round (it
+ * came back without a filter before) (lost before: the new sockets were in no group). FAIL_POINTS
  * rounds call zhuque_fail_now(). With the old runtime both were EBADF placeholders.
  */
 #define _GNU_SOURCE
@@ -20,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <linux/icmp.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -104,6 +107,18 @@ int main(int argc, char **argv)
     int one = 1;
     CHECK(setsockopt(pkt, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) == 0,
           "PACKET_AUXDATA: %s", strerror(errno));
+    /* A classic BPF filter, tcpdump's way ("icmp": the IP protocol byte is 1), locked. */
+    struct sock_filter only_icmp[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMP, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0xffff),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    struct sock_fprog prog = {.len = 4, .filter = only_icmp};
+    CHECK(setsockopt(pkt, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0,
+          "SO_ATTACH_FILTER: %s", strerror(errno));
+    CHECK(setsockopt(pkt, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof one) == 0,
+          "SO_LOCK_FILTER: %s", strerror(errno));
     /* Two more packet sockets on lo, one fanout group sharing the traffic between them. */
     int fan[2];
     const int fanout = FANOUT_ID | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_ROLLOVER) << 16;
@@ -136,6 +151,12 @@ int main(int argc, char **argv)
         CHECK(int_opt(pkt, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM &&
                   int_opt(pkt, SOL_PACKET, PACKET_AUXDATA) == 1,
               "round %lu: packet socket type or PACKET_AUXDATA", r);
+        struct sock_filter got_filter[8];
+        socklen_t nf = 8; /* counted in instructions */
+        CHECK(getsockopt(pkt, SOL_SOCKET, SO_GET_FILTER, got_filter, &nf) == 0 && nf == 4 &&
+                  !memcmp(got_filter, only_icmp, sizeof only_icmp) &&
+                  int_opt(pkt, SOL_SOCKET, SO_LOCK_FILTER) == 1,
+              "round %lu: the packet socket's filter (%u instructions)", r, (unsigned)nf);
         for (int i = 0; i < 2; i++)
             CHECK(int_opt(fan[i], SOL_PACKET, PACKET_FANOUT) == fanout,
                   "round %lu: fanout socket %d: PACKET_FANOUT %#x, not %#x", r, i,

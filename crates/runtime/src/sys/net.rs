@@ -153,6 +153,68 @@ pub fn getsockopt(fd: i32, level: i32, name: i32, max: usize) -> Result<Vec<u8>>
     Ok(buf[..(len as usize).min(buf.len())].to_vec())
 }
 
+/// `SO_ATTACH_FILTER` / `SO_GET_FILTER`: a classic BPF socket filter (`struct sock_filter`
+/// instructions, 8 bytes each).
+pub const SO_ATTACH_FILTER: i32 = n::SO_ATTACH_FILTER as i32;
+/// `SO_LOCK_FILTER`: the filter can no longer be changed or removed.
+pub const SO_LOCK_FILTER: i32 = n::SO_LOCK_FILTER as i32;
+/// The size of one classic BPF instruction (`struct sock_filter`).
+pub const BPF_INSN: usize = 8;
+
+/// The classic BPF filter attached to socket `fd`, as the instructions' bytes (empty: none).
+/// `EACCES`: an eBPF program (`SO_ATTACH_BPF`), which cannot be read back.
+pub fn socket_filter(fd: i32) -> Result<Vec<u8>> {
+    // The length is counted in instructions, not bytes: 0 asks how many there are.
+    let mut count: u32 = 0;
+    call(
+        nr::GETSOCKOPT,
+        fd as usize,
+        SOL_SOCKET as usize,
+        SO_ATTACH_FILTER as usize,
+        0,
+        &mut count as *mut u32 as usize,
+        0,
+    )?;
+    let mut insns = vec![0u8; count as usize * BPF_INSN];
+    if count > 0 {
+        call(
+            nr::GETSOCKOPT,
+            fd as usize,
+            SOL_SOCKET as usize,
+            SO_ATTACH_FILTER as usize,
+            insns.as_mut_ptr() as usize,
+            &mut count as *mut u32 as usize,
+            0,
+        )?;
+        insns.truncate(count as usize * BPF_INSN);
+    }
+    Ok(insns)
+}
+
+/// Attaches the classic BPF filter `insns` (instructions' bytes) to socket `fd`.
+pub fn attach_socket_filter(fd: i32, insns: &[u8]) -> Result<()> {
+    /// `struct sock_fprog`.
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const u8,
+    }
+    let prog = SockFprog {
+        len: (insns.len() / BPF_INSN) as u16,
+        filter: insns.as_ptr(),
+    };
+    call(
+        nr::SETSOCKOPT,
+        fd as usize,
+        SOL_SOCKET as usize,
+        SO_ATTACH_FILTER as usize,
+        &prog as *const SockFprog as usize,
+        core::mem::size_of::<SockFprog>(),
+        0,
+    )
+    .map(drop)
+}
+
 pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32> {
     let v = getsockopt(fd, level, name, 4)?;
     Ok(i32::from_le_bytes(

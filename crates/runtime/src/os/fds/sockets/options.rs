@@ -23,6 +23,7 @@ pub(super) const OPTIONS: &[(i32, i32, usize)] = &[
     (sys::SOL_SOCKET, sys::SO_RCVBUF, 4),
     (sys::SOL_SOCKET, sys::SO_SNDBUF, 4),
     (sys::SOL_SOCKET, 72, 4), // SO_BUF_LOCK (after the sizes, which set it too)
+    (sys::SOL_SOCKET, sys::SO_LOCK_FILTER, 4), // (after the filter, saved first)
     (sys::IPPROTO_TCP, 1, 4), // TCP_NODELAY
     (sys::IPPROTO_TCP, 3, 4), // TCP_CORK
     (sys::IPPROTO_TCP, 4, 4), // TCP_KEEPIDLE
@@ -109,6 +110,9 @@ pub(super) fn differing_options(
         }
     };
     let mut out = Vec::new();
+    if let Some(filter) = socket_filter(fd) {
+        out.push(filter);
+    }
     for (k, &(level, name, size)) in OPTIONS.iter().enumerate() {
         if !applies(key.0, tcp, level)
             || skip_buffers
@@ -132,8 +136,39 @@ pub(super) fn differing_options(
     out
 }
 
+/// A socket's classic BPF filter (`SO_ATTACH_FILTER`: tcpdump's on a packet socket, a
+/// server's on its listener), as an option whose value is its instructions; a socket with an
+/// eBPF program (`SO_ATTACH_BPF`), which the kernel does not give back, says so.
+fn socket_filter(fd: i32) -> Option<SockOpt> {
+    match sys::socket_filter(fd) {
+        Ok(insns) if !insns.is_empty() => Some(SockOpt {
+            level: sys::SOL_SOCKET,
+            name: sys::SO_ATTACH_FILTER,
+            value: insns,
+        }),
+        Err(crate::sys::Errno::EACCES) => {
+            crate::diag::Line::new()
+                .str("warning: a socket's eBPF filter program (SO_ATTACH_BPF) is not kept: ")
+                .str("the socket comes back without it")
+                .emit();
+            None
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn apply_options(fd: i32, s: &Socket) {
     for o in &s.options {
+        if o.level == sys::SOL_SOCKET && o.name == sys::SO_ATTACH_FILTER {
+            if let Err(e) = sys::attach_socket_filter(fd, &o.value) {
+                crate::diag::Line::new()
+                    .str("warning: a socket's BPF filter cannot be attached again (errno ")
+                    .num(e.0 as u64)
+                    .str("): it gets every packet")
+                    .emit();
+            }
+            continue;
+        }
         if o.level == super::netlink::SOL_NETLINK {
             super::netlink::apply(fd, o);
             continue;
