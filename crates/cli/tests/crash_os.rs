@@ -849,6 +849,46 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A Unix stream connection to a server outside the program (`fd_unix_outside.c`; the server
+/// is a thread of this test): the server writes 64 KiB and closes at once, the program reads
+/// them slowly, so failures land with unread data queued; after a resume the connection is
+/// one whose peer has closed, with that data, then end of file, then `EPIPE` on a write, as
+/// natively. (The kind had no test before.)
+#[test]
+fn unix_connection_to_an_outside_server() {
+    let dir = TempDir::new("fd_unix_outside");
+    let path = dir.path.join("server.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the server");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let payload: Vec<u8> = (0..65536u32).map(|i| (i * 7 + 3) as u8).collect();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(&payload);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        })
+    };
+    let prog = Program::compile("fd_unix_outside.c");
+    let h = Harness::new("fd_unix_outside");
+    let path_arg = path.to_str().expect("a UTF-8 path").to_string();
+    let oracle = h.oracle(&prog, &[&path_arg, "300"]);
+    assert_eq!(oracle.outcome.status, 0);
+    h.crash_test(&prog, &oracle, &CrashPlan::default());
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("server thread");
+}
+
 /// Connection ids listed on the server's stderr after `marker` (`?` for unknown ones).
 fn ids_after(stderr: &[u8], marker: &str) -> Vec<Option<u64>> {
     let text = String::from_utf8_lossy(stderr);
