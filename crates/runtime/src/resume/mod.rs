@@ -92,14 +92,7 @@ extern "C" fn run(ctx: usize) -> ! {
     rseq::unregister_before_restore();
 
     if let Err((e, at)) = layout::restore(meta, ctx.captured.as_ref()) {
-        // The image is untouched: restoring only reads it.
-        diag::refuse(
-            Line::new()
-                .str("cannot restore the memory region at ")
-                .hex(at)
-                .str(": errno ")
-                .num(e.0 as u64),
-        );
+        refuse_region(e, at);
     }
     // From here on, memory is the saved process's, all of it in the pool.
     crate::loader::note_converted();
@@ -122,13 +115,7 @@ extern "C" fn run(ctx: usize) -> ! {
     // Every fd is on its number now (in a tree, only once the others' files are fetched).
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     if let Err((e, at)) = layout::restore_private_unlinked(meta, dir) {
-        diag::refuse(
-            Line::new()
-                .str("cannot restore the memory region at ")
-                .hex(at)
-                .str(": errno ")
-                .num(e.0 as u64),
-        );
+        refuse_region(e, at);
     }
     crate::signals::install();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
@@ -178,4 +165,15 @@ extern "C" fn run(ctx: usize) -> ! {
         // The leader had ended (pthread_exit from main); it ends again.
         None => sys::exit_thread(0),
     }
+}
+
+/// Refuses the resume for memory region `at` (the image is untouched: restoring only reads it).
+fn refuse_region(e: sys::Errno, at: u64) -> ! {
+    diag::refuse(
+        Line::new()
+            .str("cannot restore the memory region at ")
+            .hex(at)
+            .str(": errno ")
+            .num(e.0 as u64),
+    )
 }

@@ -493,13 +493,7 @@ pub fn take_terminal(r: &Restorer) {
             .emit();
         return;
     }
-    if t.foreground > 0 && sys::set_foreground_group(t.fd, t.foreground).is_err() {
-        crate::diag::Line::new()
-            .str("warning: process group ")
-            .num(t.foreground as u64)
-            .str(" cannot be given the terminal's foreground again")
-            .emit();
-    }
+    give_foreground(t.fd, t.foreground);
 }
 
 /// The session leader held no fd of its terminal: `/dev/pts/<slave>` is opened for the moment
@@ -542,10 +536,16 @@ fn take_terminal_by_number(t: ControllingTerminal) {
     if let Err(e) = sys::make_controlling(fd.raw()) {
         return warn(&format!("errno {}", e.0));
     }
-    if t.foreground > 0 && sys::set_foreground_group(fd.raw(), t.foreground).is_err() {
+    give_foreground(fd.raw(), t.foreground);
+}
+
+/// Gives process group `pgrp` (0: none was read) the foreground of terminal `fd`, this
+/// session's controlling terminal again.
+fn give_foreground(fd: i32, pgrp: i32) {
+    if pgrp > 0 && sys::set_foreground_group(fd, pgrp).is_err() {
         crate::diag::Line::new()
             .str("warning: process group ")
-            .num(t.foreground as u64)
+            .num(pgrp as u64)
             .str(" cannot be given the terminal's foreground again")
             .emit();
     }
