@@ -98,7 +98,9 @@ pub fn make_rings(fd: i32, s: &zhuque_image::os::Socket) {
 /// by the program, with their packets where they had some and empty otherwise, so that a
 /// reader walks through them and reaches block 0 where the new packets are, instead of
 /// waiting on a block the kernel would only reach after filling the ones before it; the
-/// blocks before `r` are left to the kernel (packets the program owned there are lost).
+/// blocks before `r` are left to the kernel (packets the program owned there are lost). The
+/// blocks given back get sequence number 0, below the new kernel side's (from 1), so that
+/// the reader is found the same way at the next save.
 ///
 /// # Safety
 /// `ring` is the new mapping, `saved.len()` bytes long, readable and writable.
@@ -184,16 +186,19 @@ fn v3_blocks(ring: &[u8], bs: usize, mut put: impl FnMut(usize, &[u8])) {
     };
     for b in reader..n {
         let block = &ring[b * bs..(b + 1) * bs];
+        let mut head = [0u8; 48];
+        head.copy_from_slice(&block[..48]);
+        // Sequence number 0: older than every block of the new kernel side (which numbers
+        // from 1), so that the next save finds the reader again by them.
+        head[24..32].copy_from_slice(&0u64.to_le_bytes());
         if owned(b) {
-            put(b * bs, block);
+            put(b * bs + 48, &block[48..]);
         } else {
             // Owned by the program and empty: its header with no packet.
-            let mut head = [0u8; 48];
-            head.copy_from_slice(&block[..48]);
             head[8..12].copy_from_slice(&TP_STATUS_USER.to_le_bytes());
             head[12..16].copy_from_slice(&0u32.to_le_bytes());
-            put(b * bs, &head);
         }
+        put(b * bs, &head);
     }
 }
 
