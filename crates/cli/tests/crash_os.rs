@@ -263,6 +263,25 @@ fn raw_and_packet_sockets() {
     crash_case("sock_raw", &case, plan);
 }
 
+/// A packet socket's TPACKET_V3 receive ring, read the libpcap way, keeps getting the
+/// program's pings after every failure: its mapping is the socket's ring again (same address,
+/// socket:[INO] of the socket itself) and PACKET_VERSION is still TPACKET_V3. With the old
+/// runtime the ring came back as a plain copy no kernel wrote: no ping showed up in it.
+#[test]
+fn packet_socket_rings_stay_live() {
+    let case = Case {
+        file: "sock_packet_ring.c",
+        args: &["300", "2"],
+        status: 0,
+    };
+    let plan = CrashPlan {
+        runs: 6,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    crash_case("sock_packet_ring", &case, plan);
+}
+
 /// Device nodes removed while open (of null's and zero's devices, made in /dev, opened and
 /// removed) stay those devices behind removed nodes. With the old runtime they were EBADF
 /// placeholders.

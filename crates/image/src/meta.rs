@@ -10,8 +10,9 @@ pub const MAGIC: [u8; 8] = *b"ZHUQUE\x00\x01";
 /// ([`Backing::SysvShm`]), and copies of small named objects on volatile filesystems
 /// (`Backing::File.copy`). 5: kernel AIO rings ([`Backing::AioRing`]). 6: private file
 /// mappings kept with their file and the pages written ([`Backing::PrivateFile`]). 7: private
-/// mappings of unlinked files kept with the fd's file ([`Backing::PrivateUnlinked`]).
-pub const VERSION: u32 = 7;
+/// mappings of unlinked files kept with the fd's file ([`Backing::PrivateUnlinked`]). 8: packet
+/// socket rings mapped from their socket again ([`Backing::PacketRing`]).
+pub const VERSION: u32 = 8;
 /// The oldest version [`decode`] reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -165,6 +166,13 @@ pub enum Backing {
         written: Vec<(u64, u64)>,
         captured: u64,
     },
+    /// The mapped ring(s) of a packet socket (`PACKET_RX_RING` then `PACKET_TX_RING`, one
+    /// mapping of the socket at offset 0), the socket being the program's fd `fd` at the
+    /// save: the whole mapping is copied into the `captured` file at `captured`. The resume
+    /// gives the recreated socket rings of the saved sizes, maps them here from fd `fd` and
+    /// writes back the frames or blocks the program owned; if it cannot, the bytes come back
+    /// as plain memory (as [`Backing::Captured`]).
+    PacketRing { fd: i32, captured: u64 },
 }
 
 impl Backing {
@@ -178,7 +186,9 @@ impl Backing {
 
     /// Whether a resume reads bytes of the region from the `captured` file.
     pub fn uses_captured(&self) -> bool {
-        self.captured_offset().is_some() || self.written_bytes() > 0
+        self.captured_offset().is_some()
+            || self.written_bytes() > 0
+            || matches!(self, Backing::PacketRing { .. })
     }
 
     /// Bytes of a [`Backing::PrivateFile`] or [`Backing::PrivateUnlinked`] the program wrote (0 for other backings).
@@ -498,6 +508,11 @@ fn put_region(w: &mut Writer, r: &Region) {
             w.i32(*fd);
             put_private(w, *offset, written, *captured);
         }
+        Backing::PacketRing { fd, captured } => {
+            w.u8(10);
+            w.i32(*fd);
+            w.u64(*captured);
+        }
     }
 }
 
@@ -618,6 +633,16 @@ fn get_region(r: &mut Reader, version: u32) -> Result<Region, Error> {
         7 if version >= 5 => Backing::AioRing { offset: r.u64()? },
         8 if version >= 6 => get_private_file(r, version, end - start.min(end))?,
         9 if version >= 7 => get_private_unlinked(r, end - start.min(end))?,
+        10 if version >= 8 => {
+            let fd = r.i32()?;
+            if fd < 0 {
+                return Err(Error::Invalid("fd of a packet ring region"));
+            }
+            Backing::PacketRing {
+                fd,
+                captured: r.u64()?,
+            }
+        }
         _ => return Err(Error::Invalid("region backing")),
     };
     if end < start || start % 4096 != 0 || end % 4096 != 0 {
@@ -836,6 +861,15 @@ mod tests {
                         offset: 4096,
                         written: vec![(0x1000, 0x2000)],
                         captured: 0x7000,
+                    },
+                },
+                Region {
+                    start: 0xe000,
+                    end: 0x10000,
+                    prot: 3,
+                    backing: Backing::PacketRing {
+                        fd: 5,
+                        captured: 0x8000,
                     },
                 },
             ],

@@ -51,7 +51,11 @@ pub fn bounds(meta: &Meta, memory_len: u64, captured_len: u64) -> Result<(), Dam
                 memory_len,
                 "a region beyond the end of the memory file (truncated?)",
             ),
-            Backing::Captured { offset } | Backing::AioRing { offset } => (
+            Backing::Captured { offset }
+            | Backing::AioRing { offset }
+            | Backing::PacketRing {
+                captured: offset, ..
+            } => (
                 *offset,
                 captured_len,
                 "a region beyond the end of the captured memory file (truncated?)",

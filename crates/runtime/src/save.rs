@@ -94,9 +94,9 @@ fn write_image(
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
     meta.threads = stopped.threads.clone();
-    crate::os::save(&mut meta, stopped, listing);
+    let rings = crate::os::save(&mut meta, stopped, listing);
     let mut captured = Vec::new();
-    meta.regions = record_regions(&mut captured, generation, &meta);
+    meta.regions = record_regions(&mut captured, generation, &meta, &rings);
     meta.pool_end = crate::memory::pool::end();
     meta.stack_copy = copy_initial_stack();
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
@@ -125,6 +125,7 @@ fn record_regions(
     captured: &mut Vec<u8>,
     generation: u64,
     meta: &zhuque_image::Meta,
+    rings: &[crate::os::fds::RingSocket],
 ) -> Vec<Region> {
     let p = process::get();
     let (mem_dev, mem_ino) = (
@@ -170,12 +171,25 @@ fn record_regions(
             continue;
         }
         if v.name.starts_with(b"socket:[") {
-            // A packet socket's PACKET_RX_RING/TX_RING: the new socket has no ring, so the
-            // mapping comes back as a copy that the kernel no longer fills.
+            // A packet socket's PACKET_RX_RING/TX_RING: kept with the socket, which the
+            // resume gives rings again, when the program still holds an fd of it.
+            if let Some(fd) = ring_socket_fd(&v, rings) {
+                out.push(Region {
+                    start: v.start as u64,
+                    end: v.end as u64,
+                    prot: v.prot as u32,
+                    backing: Backing::PacketRing {
+                        fd,
+                        captured: copy_bytes(&v, captured),
+                    },
+                });
+                continue;
+            }
+            // Without one, the mapping comes back as a copy that no kernel fills.
             crate::diag::Line::new()
                 .str("warning: the socket ring mapped at ")
                 .hex(v.start as u64)
-                .str(" is not kept (its frames come back as a plain copy)")
+                .str(" is not kept (no fd of its socket is open; its frames come back as a plain copy)")
                 .emit();
         }
         if crate::os::aio::is_ring(&v.name) {
@@ -253,6 +267,17 @@ fn record_regions(
         });
     }
     out
+}
+
+/// The program fd of the packet socket whose ring mapping `v` (named `socket:[INO]`) is.
+fn ring_socket_fd(v: &Vma, rings: &[crate::os::fds::RingSocket]) -> Option<i32> {
+    let ino: u64 = core::str::from_utf8(v.name.strip_prefix(b"socket:[")?.strip_suffix(b"]")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    (v.shared && v.offset == 0)
+        .then(|| rings.iter().find(|r| r.ino == ino).map(|r| r.fd))
+        .flatten()
 }
 
 /// The mappings with the bytes of each read-only private file mapping the process wrote (and

@@ -36,8 +36,8 @@ pub use credentials::{Credentials, decode_credentials, encode_credentials, parse
 pub use fds::{
     AsyncOwner, ControllingTerminal, EPOLL_NO_FILE, EpollEntry, FanotifyMark, Fd, FdTable,
     FileKind, FileLock, InotifyWatch, LockKind, MARK_FILESYSTEM, MARK_INODE, MARK_MOUNT, NS_FILES,
-    OpenFile, PIDFD_ENDED, PassedFds, Pipe, Pty, SenderCredentials, SockAddr, SockOpt, SockState,
-    Socket, TERMINAL_NO_FD, TERMIOS_LEN, TimerFd,
+    OpenFile, PIDFD_ENDED, PacketRing, PassedFds, Pipe, Pty, SenderCredentials, SockAddr, SockOpt,
+    SockState, Socket, TERMINAL_NO_FD, TERMIOS_LEN, TimerFd,
 };
 pub use pending::{Pending, SigInfo, SigSource};
 pub use process_state::{Advice, ProcessState, ThreadFlags, ThreadName, ThreadScheduling};

@@ -8,10 +8,11 @@ use zhuque_image::ipc::{
 };
 use zhuque_image::os::{
     Advice, AsyncOwner, ControllingTerminal, Credentials, EpollEntry, FanotifyMark, Fd, FdTable,
-    FileKind, FileLock, InotifyWatch, LockKind, OpenFile, PassedFds, Pending, Pipe, PosixTimer,
-    ProcessState, Pty, Rlimit, SenderCredentials, SigAction, SockOpt, SockState, Socket,
-    TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS, TAG_TIMERS,
-    TERMIOS_LEN, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue, Timers,
+    FileKind, FileLock, InotifyWatch, LockKind, OpenFile, PacketRing, PassedFds, Pending, Pipe,
+    PosixTimer, ProcessState, Pty, Rlimit, SenderCredentials, SigAction, SockOpt, SockState,
+    Socket, TAG_CREDENTIALS, TAG_FDS, TAG_PENDING, TAG_PROCESS, TAG_RLIMITS, TAG_SIGNALS,
+    TAG_TIMERS, TERMIOS_LEN, ThreadFlags, ThreadName, ThreadScheduling, TimerFd, TimerValue,
+    Timers,
 };
 use zhuque_image::streams::{LaunchStream, LaunchStreams, TAG_STREAMS, TerminalModes};
 use zhuque_image::tree::{Msg, Proc, ProcKind, Role, Share, SharePlan, TAG_TREE, Tree};
@@ -156,7 +157,14 @@ fn regions(rng: &mut Rng, n: usize, files: &[FileId]) -> Vec<Region> {
             8 => {
                 let offset = captured;
                 captured += len;
-                Backing::AioRing { offset }
+                if rng.chance(1, 2) {
+                    Backing::AioRing { offset }
+                } else {
+                    Backing::PacketRing {
+                        fd: rng.below(1024) as i32,
+                        captured: offset,
+                    }
+                }
             }
             _ => Backing::SysvShm {
                 id: rng.below(1 << 20) as i32,
@@ -461,7 +469,21 @@ fn socket(rng: &mut Rng, nfiles: u32) -> Socket {
         path_gone: rng.chance(1, 4),
         passed,
         credentials,
+        rx_ring: packet_ring(rng),
+        tx_ring: packet_ring(rng),
     }
+}
+
+fn packet_ring(rng: &mut Rng) -> Option<PacketRing> {
+    rng.chance(1, 4).then(|| PacketRing {
+        block_size: *rng.pick(&[4096, 1 << 16, 1 << 20]),
+        block_nr: rng.range(1, 64) as u32,
+        frame_size: *rng.pick(&[2048, 4096]),
+        frame_nr: rng.range(1, 512) as u32,
+        retire_tmo: *rng.pick(&[0, 5, 60]),
+        sizeof_priv: *rng.pick(&[0, 16]),
+        features: rng.below(2) as u32,
+    })
 }
 
 fn file_kind(rng: &mut Rng, nfiles: u32, npipes: u32, nptys: u32) -> FileKind {

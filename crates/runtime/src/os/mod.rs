@@ -103,12 +103,13 @@ fn ensure_fd_access() {
 
 /// Records the OS state into `meta` (coordinator, every program thread stopped, `meta` already
 /// carrying the new generation and the stopped threads). `listing`: the program's fds, if this
-/// save listed them already (a tree member's report to the init).
+/// save listed them already (a tree member's report to the init). Returns the packet sockets
+/// with a mapped ring, for the save of the memory regions.
 pub fn save(
     meta: &mut Meta,
     stopped: &crate::threads::stop::Stopped,
     listing: Option<fds::report::Listing>,
-) {
+) -> Vec<fds::RingSocket> {
     process_state::save(meta, stopped);
     credentials::save(meta);
     rlimits::save(meta);
@@ -127,8 +128,9 @@ pub fn save(
     taken.save(meta);
     timers::save(meta, list, &after);
     let mut files = image_files::ImageFiles::for_save(meta.generation);
-    fds::save(meta, &mut files, listing);
+    let rings = fds::save(meta, &mut files, listing);
     files.clean();
+    rings
 }
 
 /// Recreates the OS state from `meta` (resume, after memory is back, before threads exist).

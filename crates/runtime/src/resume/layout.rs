@@ -120,6 +120,18 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
             )
         }
         .map(|_| ()),
+        // Held empty until the fds are back: [`restore_packet_rings`] maps the socket then.
+        Backing::PacketRing { .. } => unsafe {
+            sys::mmap(
+                start,
+                len,
+                0,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED | sys::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        }
+        .map(|_| ()),
         Backing::Captured { .. } | Backing::AioRing { .. } => Ok(()),
         Backing::Shared { name, offset } => unsafe {
             crate::memory::shared::map(start, len, prot, name, *offset)
@@ -303,6 +315,77 @@ pub fn restore_private_unlinked(
                 .emit();
         }
         i += n;
+    }
+    Ok(())
+}
+
+/// Maps each packet socket ring region from the socket its fd came back as (with rings of
+/// the saved sizes, made before its bind), once `os::restore` has made the fds, and writes
+/// back the frames or blocks the program owned (`os::fds::restore_ring_bytes`). When that
+/// cannot be done (the socket could not be made again, or got no ring), the region comes
+/// back as the plain copy it was before rings were kept, which is said, naming the socket.
+/// An error (of that fallback) names the region.
+///
+/// The bytes are read from the image's `captured` file opened anew (see
+/// [`restore_private_unlinked`]).
+pub fn restore_packet_rings(meta: &Meta, dir: rustix::fd::BorrowedFd) -> Result<(), (Errno, u64)> {
+    let Some(first) = meta
+        .regions
+        .iter()
+        .find(|r| matches!(r.backing, Backing::PacketRing { .. }))
+    else {
+        return Ok(());
+    };
+    let captured =
+        crate::image_io::open_captured(dir).map_err(|e| (Errno(e.raw_os_error()), first.start))?;
+    for r in &meta.regions {
+        let Backing::PacketRing { fd, captured: at } = r.backing else {
+            continue;
+        };
+        let saved = read_captured(r, captured.as_raw_fd(), at).map_err(|e| (e, r.start))?;
+        if let Err(e) = map_packet_ring(meta, r, fd, &saved) {
+            // SAFETY: single-threaded resume; the range is the region's, held empty.
+            unsafe { restore_captured(r, captured.as_raw_fd(), at) }.map_err(|e| (e, r.start))?;
+            crate::diag::Line::new()
+                .str("warning: the ring of the packet socket of fd ")
+                .num(fd as u64)
+                .str(" mapped at ")
+                .hex(r.start)
+                .str(" comes back as a plain copy the kernel no longer fills (errno ")
+                .num(e.0 as u64)
+                .str(")")
+                .emit();
+        }
+    }
+    Ok(())
+}
+
+/// Maps packet ring region `r` from program fd `fd` (a packet socket with rings of the saved
+/// sizes) and writes `saved` back into it.
+fn map_packet_ring(meta: &Meta, r: &Region, fd: i32, saved: &[u8]) -> Result<(), Errno> {
+    let s = crate::os::fds::packet_ring_socket(meta, fd).ok_or(Errno::EBADF)?;
+    let total = s.rx_ring.map_or(0, |x| x.bytes()) + s.tx_ring.map_or(0, |x| x.bytes());
+    if total != r.len() {
+        return Err(Errno::EINVAL);
+    }
+    let (start, len) = (r.start as usize, r.len() as usize);
+    // SAFETY: the range is the region's, held empty by `map_region`; nothing else runs. The
+    // kernel maps a socket's rings whole, from offset 0, or refuses.
+    unsafe {
+        sys::mmap(
+            start,
+            len,
+            sys::PROT_READ | sys::PROT_WRITE,
+            sys::MAP_SHARED | sys::MAP_FIXED,
+            fd,
+            0,
+        )?
+    };
+    // SAFETY: just mapped, `len` bytes, readable and writable; `saved` is the region's length.
+    unsafe { crate::os::fds::restore_ring_bytes(start, saved, &s) };
+    if r.prot as i32 != sys::PROT_READ | sys::PROT_WRITE {
+        // SAFETY: back to the saved protection, on the region's own range.
+        unsafe { sys::mprotect(start, len, r.prot as i32)? };
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! 1. Verify the image can be resumed exactly here (`verify`), or refuse with the image intact.
 //! 2. Switch to a volatile stack, block every signal, unregister rseq.
 //! 3. Lay the saved address space over this one (`layout`); private mappings of unlinked
-//!    files wait for the fds those files come back as.
+//!    files and packet socket rings wait for the fds those files and sockets come back as.
 //! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
 //! 5. Recreate every other thread, parked on a trampoline (`threads`), and the coordinator,
 //!    held; then what needs them (timers aimed at threads, their pending signals).
@@ -114,7 +114,9 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     // Every fd is on its number now (in a tree, only once the others' files are fetched).
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
-    if let Err((e, at)) = layout::restore_private_unlinked(meta, dir) {
+    if let Err((e, at)) = layout::restore_private_unlinked(meta, dir)
+        .and_then(|()| layout::restore_packet_rings(meta, dir))
+    {
         refuse_region(e, at);
     }
     crate::signals::install();

@@ -17,7 +17,7 @@ use crate::display;
 use crate::json::Value;
 
 /// The names [`Backing`] kinds have in `inspect`'s output, in summary order.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "pool",
     "file",
     "anon",
@@ -27,6 +27,7 @@ const KINDS: [&str; 9] = [
     "aio-ring",
     "private-file",
     "private-unlinked",
+    "packet-ring",
 ];
 
 fn kind_index(b: &Backing) -> usize {
@@ -40,6 +41,7 @@ fn kind_index(b: &Backing) -> usize {
         Backing::AioRing { .. } => 6,
         Backing::PrivateFile { .. } => 7,
         Backing::PrivateUnlinked { .. } => 8,
+        Backing::PacketRing { .. } => 9,
     }
 }
 
@@ -92,9 +94,11 @@ impl ImageFiles {
         let mut len = r.len();
         let (path, offset) = match &r.backing {
             Backing::Pool { offset } => (self.dir.join(MEMORY_FILE), *offset),
-            Backing::Captured { offset } | Backing::AioRing { offset } => {
-                (self.dir.join(CAPTURED_FILE), *offset)
-            }
+            Backing::Captured { offset }
+            | Backing::AioRing { offset }
+            | Backing::PacketRing {
+                captured: offset, ..
+            } => (self.dir.join(CAPTURED_FILE), *offset),
             Backing::Shared { name, offset } => (
                 self.shared_dir.join(String::from_utf8_lossy(name).as_ref()),
                 *offset,
@@ -159,7 +163,10 @@ pub fn list_json(views: &[RegionView]) -> Value {
                     Backing::Shared { name, offset } => (Some(name.as_slice()), *offset),
                     Backing::Pool { offset }
                     | Backing::Captured { offset }
-                    | Backing::AioRing { offset } => (None, *offset),
+                    | Backing::AioRing { offset }
+                    | Backing::PacketRing {
+                        captured: offset, ..
+                    } => (None, *offset),
                     Backing::Anon => (None, 0),
                     Backing::SysvShm { offset, .. } | Backing::PrivateUnlinked { offset, .. } => {
                         (None, *offset)
@@ -342,7 +349,8 @@ mod tests {
                 ("sysv-shm", 0, 0, 0),
                 ("aio-ring", 0, 0, 0),
                 ("private-file", 0, 0, 0),
-                ("private-unlinked", 0, 0, 0)
+                ("private-unlinked", 0, 0, 0),
+                ("packet-ring", 0, 0, 0)
             ]
         );
         assert_eq!(

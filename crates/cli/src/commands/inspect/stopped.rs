@@ -104,7 +104,10 @@ fn read_saved(dir: &Path, m: &Meta, address: u64, len: usize) -> Option<Vec<u8>>
     }
     let (file, base) = match r.backing {
         Backing::Pool { offset } => (MEMORY_FILE, offset),
-        Backing::Captured { offset } => (CAPTURED_FILE, offset),
+        Backing::Captured { offset }
+        | Backing::PacketRing {
+            captured: offset, ..
+        } => (CAPTURED_FILE, offset),
         _ => return None,
     };
     let mut buf = vec![0u8; len];

@@ -30,11 +30,11 @@ pub use namespace::NS_FILES;
 pub use pidfd::ENDED as PIDFD_ENDED;
 pub use pipes::Pipe;
 pub use ptys::{ControllingTerminal, NO_FD as TERMINAL_NO_FD, Pty, TERMIOS_LEN};
-pub use sockets::{PassedFds, SenderCredentials, SockAddr, SockOpt, SockState, Socket};
+pub use sockets::{PacketRing, PassedFds, SenderCredentials, SockAddr, SockOpt, SockState, Socket};
 pub use timerfd::TimerFd;
 
 pub(super) const NAME: &str = "fds";
-pub(super) const VERSION: u32 = 14;
+pub(super) const VERSION: u32 = 15;
 
 /// Every fd of the program and the open file descriptions behind them. (A process started by
 /// hand keeps the resuming launch's fds 0-2 instead of its saved ones; in a process tree they
@@ -515,6 +515,14 @@ pub(crate) mod tests {
                         path_gone: false,
                         passed: vec![],
                         credentials: vec![],
+                        rx_ring: None,
+                        tx_ring: Some(PacketRing {
+                            block_size: 4096,
+                            block_nr: 4,
+                            frame_size: 2048,
+                            frame_nr: 8,
+                            ..Default::default()
+                        }),
                     }),
                 },
                 OpenFile {

@@ -39,6 +39,64 @@ pub struct Socket {
     /// receiver had `SO_PASSCRED`; pid 0: none), sent with it again at the resume. Empty for
     /// other sockets.
     pub credentials: Vec<SenderCredentials>,
+    /// A packet socket's receive ring (`PACKET_RX_RING`), as the kernel's socket diagnostics
+    /// report it; `None` when it had none.
+    pub rx_ring: Option<PacketRing>,
+    /// A packet socket's transmit ring (`PACKET_TX_RING`).
+    pub tx_ring: Option<PacketRing>,
+}
+
+/// The configuration of a packet socket's mapped ring (`struct packet_diag_ring`; its first
+/// four fields are `struct tpacket_req`, all seven `struct tpacket_req3`, which set it again).
+/// The last three are 0 below `TPACKET_V3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketRing {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+    pub retire_tmo: u32,
+    pub sizeof_priv: u32,
+    pub features: u32,
+}
+
+impl PacketRing {
+    /// Bytes the ring takes in the socket's mapping.
+    pub fn bytes(&self) -> u64 {
+        self.block_size as u64 * self.block_nr as u64
+    }
+
+    fn put(w: &mut Writer, ring: &Option<PacketRing>) {
+        w.bool(ring.is_some());
+        if let Some(r) = ring {
+            for v in [
+                r.block_size,
+                r.block_nr,
+                r.frame_size,
+                r.frame_nr,
+                r.retire_tmo,
+                r.sizeof_priv,
+                r.features,
+            ] {
+                w.u32(v);
+            }
+        }
+    }
+
+    fn get(r: &mut Reader) -> Result<Option<PacketRing>, Error> {
+        if !r.bool()? {
+            return Ok(None);
+        }
+        Ok(Some(PacketRing {
+            block_size: r.u32()?,
+            block_nr: r.u32()?,
+            frame_size: r.u32()?,
+            frame_nr: r.u32()?,
+            retire_tmo: r.u32()?,
+            sizeof_priv: r.u32()?,
+            features: r.u32()?,
+        }))
+    }
 }
 
 /// A message's sender as `SCM_CREDENTIALS` tells it: pid (as the process saw it; 0 when none
@@ -280,6 +338,8 @@ pub(super) fn put(w: &mut Writer, s: &Socket) {
         w.u32(c.uid);
         w.u32(c.gid);
     }
+    PacketRing::put(w, &s.rx_ring);
+    PacketRing::put(w, &s.tx_ring);
 }
 
 fn get_credentials(r: &mut Reader) -> Result<Vec<SenderCredentials>, Error> {
@@ -350,6 +410,8 @@ pub(super) fn get(r: &mut Reader) -> Result<Socket, Error> {
         path_gone: r.bool()?,
         passed: get_passed(r)?,
         credentials: get_credentials(r)?,
+        rx_ring: PacketRing::get(r)?,
+        tx_ring: PacketRing::get(r)?,
     })
 }
 
@@ -441,6 +503,16 @@ mod tests {
                     uid: 1000,
                     gid: 100,
                 }],
+                rx_ring: Some(PacketRing {
+                    block_size: 1 << 16,
+                    block_nr: 8,
+                    frame_size: 2048,
+                    frame_nr: 256,
+                    retire_tmo: 5,
+                    sizeof_priv: 0,
+                    features: 0,
+                }),
+                tx_ring: None,
             });
             assert_eq!(kind_roundtrip(&k), k);
         }

@@ -351,7 +351,11 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
 /// table with `pidfd_getfd`; without a pidfd (old kernel), the table is the shared one.
 /// `listing`: the program's fds as this save already listed them (`report::write`), if it
 /// did.
-pub fn save(meta: &mut Meta, files: &mut ImageFiles, listing: Option<report::Listing>) {
+pub fn save(
+    meta: &mut Meta,
+    files: &mut ImageFiles,
+    listing: Option<report::Listing>,
+) -> Vec<RingSocket> {
     // In a tree: what the init found this process shares with others.
     let plan = crate::tree::in_tree().then(share_plan);
     let (task, pidfd) = match program_task(meta) {
@@ -370,12 +374,45 @@ pub fn save(meta: &mut Meta, files: &mut ImageFiles, listing: Option<report::Lis
     in_flight::renumber(&mut used, &index);
     let table = describe(meta, files, task, &used, &table_fds, plan.as_ref());
     meta.set_section(TAG_FDS, table.encode());
+    let rings = ring_sockets(&used, &table);
     if let Some(p) = pidfd {
         for d in used.iter().chain(descs_left.iter()) {
             let _ = sys::close(d.local);
         }
         let _ = sys::close(p);
     }
+    rings
+}
+
+/// A packet socket with a mapped ring, at a save: its inode (what `/proc/self/maps` names a
+/// mapping of it by, `socket:[INO]`) and the lowest program fd of it in the saved table.
+#[derive(Clone, Copy, Debug)]
+pub struct RingSocket {
+    pub ino: u64,
+    pub fd: i32,
+}
+
+/// The packet sockets of saved table `table` (descriptions `used`) that have a ring.
+fn ring_sockets(used: &[Desc], table: &FdTable) -> Vec<RingSocket> {
+    let mut out = Vec::new();
+    for (i, (d, f)) in used.iter().zip(&table.files).enumerate() {
+        let FileKind::Socket(s) = &f.kind else {
+            continue;
+        };
+        if s.rx_ring.is_none() && s.tx_ring.is_none() {
+            continue;
+        }
+        let fd = table
+            .fds
+            .iter()
+            .filter(|fd| fd.file as usize == i && !table.held_for_others.contains(&fd.fd))
+            .map(|fd| fd.fd)
+            .min();
+        if let Some(fd) = fd {
+            out.push(RingSocket { ino: d.st.ino, fd });
+        }
+    }
+    out
 }
 
 /// Which descriptions another process saves, or the launch's standard streams are (the
@@ -807,6 +844,23 @@ pub fn unlinked_files(meta: &Meta) -> Vec<UnlinkedFd> {
         })
         .collect()
 }
+
+/// The saved packet socket program fd `fd` was, in the saved fd table of `meta`, if it had a
+/// ring (resume, for its mapping: `resume::layout::restore_packet_rings`).
+pub fn packet_ring_socket(meta: &Meta, fd: i32) -> Option<zhuque_image::os::Socket> {
+    let table = meta.section(TAG_FDS).map(FdTable::decode)?.ok()?;
+    let file = table.fds.iter().find(|f| f.fd == fd)?.file as usize;
+    match &table.files.get(file)?.kind {
+        FileKind::Socket(s)
+            if s.domain == sockets::AF_PACKET && (s.rx_ring.is_some() || s.tx_ring.is_some()) =>
+        {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
+pub use sockets::restore_ring_bytes;
 
 /// One fd of [`unlinked_files`].
 pub struct UnlinkedFd {

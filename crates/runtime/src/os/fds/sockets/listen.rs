@@ -155,6 +155,10 @@ pub(super) fn plain_then(
 ) -> Result<i32, String> {
     let fd = new_socket(s).map_err(|e| format!("cannot make a socket: errno {}", e.0))?;
     apply_options(fd, s);
+    if s.domain == super::raw::AF_PACKET {
+        // After PACKET_VERSION (an option), before the bind.
+        super::raw::make_rings(fd, s);
+    }
     let bound = if s.local.is_empty() {
         Ok(None)
     } else if s.path_gone {

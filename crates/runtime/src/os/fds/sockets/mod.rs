@@ -13,7 +13,8 @@
 //!   `EPIPE`, `EPOLLERR|EPOLLHUP`: as when a client vanishes, which servers already handle); a
 //!   Unix one as a socket whose peer has closed: end of file, `EPIPE`.
 //! - Netlink ([`netlink`]), raw IP and packet sockets ([`raw`]) are made again with their
-//!   protocol, binding and options; what they had queued is gone with the kernel that made it.
+//!   protocol, binding and options (a packet socket's mapped rings too: [`packet_diag`] reports
+//!   their configuration); what they had queued is gone with the kernel that made it.
 //!
 //! The kernel's socket diagnostics fill in what no socket option shows: [`unix_diag`] (peers,
 //! backlogs, shutdown states, socket files) and [`inet_diag`] (UDP shutdown states, leftover
@@ -29,6 +30,7 @@ mod inet_diag;
 mod listen;
 mod netlink;
 mod options;
+mod packet_diag;
 mod pairs;
 mod queues;
 mod raw;
@@ -41,6 +43,7 @@ use options::{Probe, differing_options};
 use pairs::restore_pair;
 use queues::requeue;
 pub(super) use queues::{drain_keeping_fds, has_datagram_queue, refill};
+pub use raw::{AF_PACKET, restore_ring_bytes};
 use unix::{describe, socket_file};
 
 /// TCP states (as sock_diag and `TCP_INFO` give them) and the shutdown bit of a sending end.
@@ -78,6 +81,15 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
         .map(|i| ctx.descs[*i].st.ino)
         .collect();
     let diag = unix_diag::query(&unix);
+    let packets: Vec<u64> = socks
+        .iter()
+        .filter(|i| {
+            sys::getsockopt_int(ctx.descs[**i].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
+                == Ok(raw::AF_PACKET)
+        })
+        .map(|i| ctx.descs[*i].st.ino)
+        .collect();
+    let rings = packet_diag::query(&packets);
     let udp_shutdowns = udp_shutdowns(ctx, &socks);
     let mut probes: Vec<Probe> = Vec::new();
     // One receive buffer for the whole save (a datagram can be as large as a socket buffer).
@@ -91,6 +103,12 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
                 .find(|(ino, _)| *ino == ctx.descs[i].st.ino)
         {
             s.shutdown = *bits;
+        }
+        if let FileKind::Socket(s) = &mut kind
+            && let Some((_, r)) = rings.iter().find(|(ino, _)| *ino == ctx.descs[i].st.ino)
+        {
+            s.rx_ring = r.rx;
+            s.tx_ring = r.tx;
         }
         out.push((i, kind));
     }
