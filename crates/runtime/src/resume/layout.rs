@@ -108,20 +108,9 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
         } => map_file(r, before, file, *offset, *shared, *may_write),
         // (Mapped with the parts around it by `map_private_file_group`.)
         Backing::PrivateFile { .. } => map_private_file_group(core::slice::from_ref(r), None),
-        // Held empty until the fds are back: [`restore_private_unlinked`] maps the file then.
-        Backing::PrivateUnlinked { .. } => unsafe {
-            sys::mmap(
-                start,
-                len,
-                0,
-                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED | sys::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        }
-        .map(|_| ()),
-        // Held empty until the fds are back: [`restore_packet_rings`] maps the socket then.
-        Backing::PacketRing { .. } => unsafe {
+        // Held empty until the fds are back: [`restore_private_unlinked`] maps the file, and
+        // [`restore_packet_rings`] the socket, then.
+        Backing::PrivateUnlinked { .. } | Backing::PacketRing { .. } => unsafe {
             sys::mmap(
                 start,
                 len,

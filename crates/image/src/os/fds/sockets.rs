@@ -66,18 +66,23 @@ impl PacketRing {
         self.block_size as u64 * self.block_nr as u64
     }
 
+    /// Its fields in `struct tpacket_req3`'s order (`struct tpacket_req` is the first four).
+    pub fn words(&self) -> [u32; 7] {
+        [
+            self.block_size,
+            self.block_nr,
+            self.frame_size,
+            self.frame_nr,
+            self.retire_tmo,
+            self.sizeof_priv,
+            self.features,
+        ]
+    }
+
     fn put(w: &mut Writer, ring: &Option<PacketRing>) {
         w.bool(ring.is_some());
         if let Some(r) = ring {
-            for v in [
-                r.block_size,
-                r.block_nr,
-                r.frame_size,
-                r.frame_nr,
-                r.retire_tmo,
-                r.sizeof_priv,
-                r.features,
-            ] {
+            for v in r.words() {
                 w.u32(v);
             }
         }

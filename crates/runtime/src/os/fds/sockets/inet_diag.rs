@@ -7,11 +7,9 @@
 //!   binds. Sockets a live process owns are never touched.
 //! - The shutdown state of UDP sockets, which no socket option or `poll` shows whole.
 
+use super::sock_diag::{self, attribute, each_answer};
 use crate::sys;
-use crate::sys::diag::{
-    NETLINK_SOCK_DIAG, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOCK_DESTROY,
-    SOCK_DIAG_BY_FAMILY,
-};
+use crate::sys::diag::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, SOCK_DESTROY, SOCK_DIAG_BY_FAMILY};
 
 /// TCP states no process holds: FIN_WAIT1/2, TIME_WAIT, CLOSE_WAIT (orphaned), LAST_ACK,
 /// CLOSING.
@@ -47,7 +45,7 @@ fn request_for(
 /// Destroys the ownerless TCP sockets whose local port is `port` (network order bytes of a
 /// `sockaddr_in[6]`'s port); returns how many.
 pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
-    let Ok(nl) = sys::socket(sys::AF_NETLINK, 3 | sys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+    let Some(nl) = sock_diag::socket() else {
         return 0;
     };
     let mut victims: Vec<[u8; 48]> = Vec::new();
@@ -95,7 +93,7 @@ pub fn clear_leftovers(domain: i32, port: [u8; 2]) -> usize {
 /// The shutdown bits of every UDP socket of `domain` that has any, by inode.
 pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
     let mut out = Vec::new();
-    let Ok(nl) = sys::socket(sys::AF_NETLINK, 3 | sys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) else {
+    let Some(nl) = sock_diag::socket() else {
         return out;
     };
     let dump = request_for(
@@ -120,49 +118,9 @@ pub fn udp_shutdowns(domain: i32) -> Vec<(u64, u8)> {
     out
 }
 
-/// Sends dump request `req` on `nl` and calls `each` with the payload of every answer (an
-/// `inet_diag_msg` and its attributes) until the dump ends.
-fn each_answer(nl: i32, req: &[u8], mut each: impl FnMut(&[u8])) {
-    if sys::send(nl, req, 0).is_err() {
-        return;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match sys::recv(nl, &mut buf, 0) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
-            let ty = u16::from_le_bytes([buf[at + 4], buf[at + 5]]);
-            if len < 16 || at + len > n || ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                return;
-            }
-            each(&buf[at + 16..at + len]);
-            at += (len + 3) & !3;
-        }
-    }
-}
-
-/// The payload of attribute `want` in a netlink attribute list (`struct rtattr`s).
-fn attribute(mut attrs: &[u8], want: u16) -> Option<&[u8]> {
-    while attrs.len() >= 4 {
-        let len = u16::from_le_bytes([attrs[0], attrs[1]]) as usize;
-        let ty = u16::from_le_bytes([attrs[2], attrs[3]]);
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        if ty == want {
-            return Some(&attrs[4..len]);
-        }
-        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::sock_diag::attribute;
     use super::*;
 
     #[test]

@@ -34,6 +34,7 @@ mod packet_diag;
 mod pairs;
 mod queues;
 mod raw;
+mod sock_diag;
 mod unix;
 mod unix_diag;
 

@@ -2,10 +2,8 @@
 //! (`ss -0` uses it): the configuration of each socket's mapped rings (`PACKET_RX_RING`,
 //! `PACKET_TX_RING`), which no `getsockopt` reports.
 
-use crate::sys;
-use crate::sys::diag::{
-    NETLINK_SOCK_DIAG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY,
-};
+use super::sock_diag::{self, u32_at};
+use crate::sys::diag::{NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY};
 use zhuque_image::os::PacketRing;
 
 /// The rings of one packet socket (receive, transmit).
@@ -18,14 +16,6 @@ pub struct Rings {
 const PACKET_SHOW_RING_CFG: u32 = 4;
 const PACKET_DIAG_RX_RING: u16 = 2;
 const PACKET_DIAG_TX_RING: u16 = 3;
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
 
 /// A `struct packet_diag_ring` (seven `u32`s).
 fn ring(v: &[u8]) -> Option<PacketRing> {
@@ -48,11 +38,7 @@ pub fn query(want: &[u64]) -> Vec<(u64, Rings)> {
     if want.is_empty() {
         return out;
     }
-    let Ok(nl) = sys::socket(
-        sys::AF_NETLINK,
-        3 | sys::SOCK_CLOEXEC, // SOCK_RAW
-        NETLINK_SOCK_DIAG,
-    ) else {
+    let Some(nl) = sock_diag::socket() else {
         return out;
     };
     // nlmsghdr (16) + packet_diag_req (20: family, protocol, pad, inode, show, cookie). The
@@ -65,55 +51,23 @@ pub fn query(want: &[u64]) -> Vec<(u64, Rings)> {
     req[16] = super::raw::AF_PACKET as u8; // sdiag_family
     req[24..28].copy_from_slice(&PACKET_SHOW_RING_CFG.to_le_bytes()); // pdiag_show
     req[28..36].copy_from_slice(&[0xff; 8]); // cookie: any
-    if sys::send(nl.raw(), &req, 0).is_err() {
-        return out;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    'recv: loop {
-        let n = match sys::recv(nl.raw(), &mut buf, 0) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(crate::sys::Errno::EINTR) => continue,
-            Err(_) => break,
-        };
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32_at(&buf, at) as usize;
-            let ty = u16_at(&buf, at + 4);
-            if len < 16 || at + len > n {
-                break 'recv;
-            }
-            if ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                break 'recv;
-            }
-            // packet_diag_msg: family, type, num (u16), inode (u32), cookie (2 × u32).
-            let msg = &buf[at + 16..at + len];
-            if ty == SOCK_DIAG_BY_FAMILY && msg.len() >= 16 {
-                let ino = u32_at(msg, 4) as u64;
-                if want.contains(&ino) {
-                    let mut rings = Rings::default();
-                    let mut a = 16;
-                    while a + 4 <= msg.len() {
-                        let alen = u16_at(msg, a) as usize;
-                        let aty = u16_at(msg, a + 2);
-                        if alen < 4 || a + alen > msg.len() {
-                            break;
-                        }
-                        let v = &msg[a + 4..a + alen];
-                        match aty {
-                            PACKET_DIAG_RX_RING => rings.rx = ring(v),
-                            PACKET_DIAG_TX_RING => rings.tx = ring(v),
-                            _ => {}
-                        }
-                        a += (alen + 3) & !3;
-                    }
-                    if rings.rx.is_some() || rings.tx.is_some() {
-                        out.push((ino, rings));
-                    }
-                }
-            }
-            at += (len + 3) & !3;
+    sock_diag::each_answer(nl.raw(), &req, |msg| {
+        // packet_diag_msg: family, type, num (u16), inode (u32), cookie (2 × u32).
+        if msg.len() < 16 {
+            return;
         }
-    }
+        let ino = u32_at(msg, 4) as u64;
+        if !want.contains(&ino) {
+            return;
+        }
+        let attrs = &msg[16..];
+        let rings = Rings {
+            rx: sock_diag::attribute(attrs, PACKET_DIAG_RX_RING).and_then(ring),
+            tx: sock_diag::attribute(attrs, PACKET_DIAG_TX_RING).and_then(ring),
+        };
+        if rings.rx.is_some() || rings.tx.is_some() {
+            out.push((ino, rings));
+        }
+    });
     out
 }

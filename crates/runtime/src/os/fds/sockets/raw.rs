@@ -66,15 +66,7 @@ pub fn make_rings(fd: i32, s: &zhuque_image::os::Socket) {
         let Some(r) = ring else {
             continue;
         };
-        let words = [
-            r.block_size,
-            r.block_nr,
-            r.frame_size,
-            r.frame_nr,
-            r.retire_tmo,
-            r.sizeof_priv,
-            r.features,
-        ];
+        let words = r.words();
         // `struct tpacket_req3` for TPACKET_V3, `struct tpacket_req` (the first four) below.
         let n = if v3 { 7 } else { 4 };
         let mut req = Vec::with_capacity(n * 4);

@@ -2,10 +2,9 @@
 //! (`ss -x` uses it): each socket's state, its peer's inode (so both ends of a socketpair are
 //! recognised), its listen backlog, its shutdown state and the inode of its socket file.
 
+use super::sock_diag::{self, u32_at};
 use crate::sys;
-use crate::sys::diag::{
-    NETLINK_SOCK_DIAG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY,
-};
+use crate::sys::diag::{NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UnixInfo {
@@ -34,14 +33,6 @@ const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// Every Unix socket of this network namespace whose inode is in `want`. (No `HashMap`: its
 /// random seed lives in TLS, which the coordinator does not have.)
 pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
@@ -49,14 +40,9 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     if want.is_empty() {
         return out;
     }
-    let Ok(nl) = sys::socket(
-        sys::AF_NETLINK,
-        3 | sys::SOCK_CLOEXEC, // SOCK_RAW
-        NETLINK_SOCK_DIAG,
-    ) else {
+    let Some(nl) = sock_diag::socket() else {
         return out;
     };
-    // nlmsghdr (16) + unix_diag_req (24).
     let mut req = [0u8; 40];
     req[0..4].copy_from_slice(&40u32.to_le_bytes());
     req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_le_bytes());
@@ -67,62 +53,33 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     req[28..32]
         .copy_from_slice(&(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // cookie: any
-    if sys::send(nl.raw(), &req, 0).is_err() {
-        return out;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    'recv: loop {
-        let n = match sys::recv(nl.raw(), &mut buf, 0) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(crate::sys::Errno::EINTR) => continue,
-            Err(_) => break,
-        };
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32_at(&buf, at) as usize;
-            let ty = u16_at(&buf, at + 4);
-            if len < 16 || at + len > n {
-                break 'recv;
-            }
-            if ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                break 'recv;
-            }
-            let msg = &buf[at + 16..at + len];
-            if ty == SOCK_DIAG_BY_FAMILY && msg.len() >= 16 {
-                let ino = u32_at(msg, 4) as u64;
-                if want.contains(&ino) {
-                    let mut info = UnixInfo {
-                        state: msg[2],
-                        ..UnixInfo::default()
-                    };
-                    let mut a = 16;
-                    while a + 4 <= msg.len() {
-                        let alen = u16_at(msg, a) as usize;
-                        let aty = u16_at(msg, a + 2);
-                        if alen < 4 || a + alen > msg.len() {
-                            break;
-                        }
-                        let v = &msg[a + 4..a + alen];
-                        match aty {
-                            UNIX_DIAG_VFS if v.len() >= 8 => {
-                                info.vfs = Some((u32_at(v, 4), u32_at(v, 0)));
-                            }
-                            UNIX_DIAG_PEER if v.len() >= 4 => info.peer = u32_at(v, 0) as u64,
-                            UNIX_DIAG_RQLEN if v.len() >= 8 => {
-                                info.rqueue = u32_at(v, 0);
-                                info.wqueue = u32_at(v, 4);
-                            }
-                            UNIX_DIAG_SHUTDOWN if !v.is_empty() => info.shutdown = v[0],
-                            _ => {}
-                        }
-                        a += (alen + 3) & !3;
-                    }
-                    out.push((ino, info));
-                }
-            }
-            at += (len + 3) & !3;
+    sock_diag::each_answer(nl.raw(), &req, |msg| {
+        // unix_diag_msg: family, type, state, pad, inode (u32), cookie (2 × u32).
+        if msg.len() < 16 {
+            return;
         }
-    }
+        let ino = u32_at(msg, 4) as u64;
+        if !want.contains(&ino) {
+            return;
+        }
+        let attrs = &msg[16..];
+        let attr = |ty| sock_diag::attribute(attrs, ty);
+        let rqlen = attr(UNIX_DIAG_RQLEN).filter(|v| v.len() >= 8);
+        let info = UnixInfo {
+            state: msg[2],
+            peer: attr(UNIX_DIAG_PEER)
+                .filter(|v| v.len() >= 4)
+                .map_or(0, |v| u32_at(v, 0) as u64),
+            rqueue: rqlen.map_or(0, |v| u32_at(v, 0)),
+            wqueue: rqlen.map_or(0, |v| u32_at(v, 4)),
+            shutdown: attr(UNIX_DIAG_SHUTDOWN)
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0),
+            vfs: attr(UNIX_DIAG_VFS)
+                .filter(|v| v.len() >= 8)
+                .map(|v| (u32_at(v, 4), u32_at(v, 0))),
+        };
+        out.push((ino, info));
+    });
     out
 }
