@@ -300,41 +300,155 @@ fn removed_device_nodes() {
     crash_case("fd_removed_dev", &case, plan);
 }
 
-/// Objects no resume can recreate (an io_uring instance, a userfaultfd, a perf event counter,
-/// `fd_unsupported.c`) are never silently something else: after a resume each fd is still
-/// open and fails with `EBADF`, and each run says so, in one warning line naming its kind
-/// (once per object: more than once only when a failure landed while the program made one,
-/// which it then makes again).
+/// Objects no resume can make again (an io_uring instance, a userfaultfd, a perf event
+/// counter, a BPF map; `fd_unkeepable.c`) are announced when the program makes one (one
+/// warning per kind), and a program that made and closed them (as libuv and feature probes do)
+/// saves and resumes like any other: failures after the probe, counted.
 #[test]
-fn unsupported_objects_come_back_failing_with_a_warning() {
+fn objects_zhuque_cannot_keep_are_announced_and_probes_stay_saveable() {
     let case = Case {
-        file: "fd_unsupported.c",
-        args: &["400", "2"],
+        file: "fd_unkeepable.c",
+        args: &["probe", "20000"],
         status: 0,
     };
+    // The probe is over within milliseconds of the start; a failure during it would end the
+    // program unsaved, as it should: none comes in the first 0.25 s (the run takes ~1.5 s).
     let plan = CrashPlan {
-        runs: 6,
+        runs: 5,
         min_failures_per_run: 2,
+        min_delay_secs: 0.25,
+        resume_fail_chance: 0.9,
         ..CrashPlan::default()
     };
-    let report = crash_case("fd_unsupported", &case, plan);
+    let report = crash_case("fd_unkeepable", &case, plan);
     for run in &report.runs {
         let attempt = run.attempts.last().expect("an attempt");
-        let stderr: String = attempt
-            .launches
-            .iter()
-            .map(|l| String::from_utf8_lossy(&l.result.stderr).into_owned())
-            .collect();
-        for kind in ["io_uring", "userfaultfd", "perf_event"] {
-            let warned = format!("anon_inode:[{kind}] cannot be recreated; it fails with EBADF");
-            let n = stderr.matches(&warned).count();
-            assert!(
-                (1..=attempt.failures).contains(&n),
-                "run {}: {n} warnings about the {kind} fd after {} failures:\n{stderr}",
-                run.run,
-                attempt.failures
+        let first = String::from_utf8_lossy(&attempt.launches[0].result.stderr).into_owned();
+        for kind in [
+            "an io_uring instance",
+            "a userfaultfd",
+            "a perf event",
+            "a BPF object",
+        ] {
+            let warning = format!(
+                " is {kind}, which zhuque cannot keep: a failure while it is open ends the \
+                 program unsaved"
             );
+            assert_eq!(
+                first.matches(&warning).count(),
+                1,
+                "run {}: the warning about {kind} at its creation:\n{first}",
+                run.run
+            );
+            for l in &attempt.launches[1..] {
+                let later = String::from_utf8_lossy(&l.result.stderr);
+                assert!(
+                    !later.contains(&warning),
+                    "run {}: a resume warned about {kind} again:\n{later}",
+                    run.run
+                );
+            }
         }
+    }
+}
+
+/// A failure while the program holds an object no resume can make again fails the save,
+/// naming it (the fd, the process and the kind), and stops the program unsaved: exit 125,
+/// one `zhuque:` line of the save, the image left as it was, which `zhuque resume` then
+/// refuses. Never a resume with an fd silently become something else (before, each came
+/// back as an `EBADF` placeholder). Also a ring whose fd was closed but stays mapped, and a
+/// child of the tree holding one.
+#[test]
+fn holding_an_object_zhuque_cannot_keep_fails_the_save() {
+    let prog = Program::compile("fd_unkeepable.c");
+    let zq = Zhuque::real();
+    let cases = [
+        (
+            "io_uring",
+            "fd 3 of process 2 is an io_uring instance (anon_inode:[io_uring])",
+        ),
+        (
+            "userfaultfd",
+            "fd 3 of process 2 is a userfaultfd (anon_inode:[userfaultfd])",
+        ),
+        (
+            "perf_event",
+            "fd 3 of process 2 is a perf event (anon_inode:[perf_event])",
+        ),
+        (
+            "bpf_map",
+            "fd 3 of process 2 is a BPF object (anon_inode:bpf-map)",
+        ),
+        (
+            "io_uring_mapped",
+            "of process 2 is an io_uring instance (anon_inode:[io_uring])",
+        ),
+        (
+            "child_io_uring",
+            "fd 3 of process 4 is an io_uring instance (anon_inode:[io_uring])",
+        ),
+    ];
+    for (kind, named) in cases {
+        let cwd = prog.workdir();
+        let image = cwd.join("image");
+        let args = vec!["hold".to_string(), kind.to_string()];
+        let launch = zq.launch(
+            &prog,
+            &args,
+            &image,
+            &cwd,
+            Via::Run {
+                fail_after: Some(0.5),
+            },
+            None,
+        );
+        let stdout = String::from_utf8_lossy(&launch.result.stdout);
+        let stderr = String::from_utf8_lossy(&launch.result.stderr);
+        assert!(
+            stdout.contains(&format!("holding {kind}")),
+            "{kind}: the failure came before the program held it:\n{stdout}\n{stderr}"
+        );
+        assert_eq!(
+            launch.status(),
+            125,
+            "{kind}: {}\n{stderr}",
+            launch.describe()
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("the save failed"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{kind}: one line about the save:\n{stderr}");
+        assert!(
+            lines[0].contains(named)
+                && lines[0].ends_with(
+                    "which zhuque cannot keep; the program is stopped unsaved (README, limits)"
+                ),
+            "{kind}: the line does not name the object:\n{stderr}"
+        );
+        let meta = std::fs::read(image.join("meta")).expect("the image stays");
+        let resume = zq.exec(
+            [std::ffi::OsString::from("resume"), image.clone().into()],
+            &cwd,
+            None,
+        );
+        assert_eq!(
+            resume.status, 125,
+            "{kind}: zhuque resume of an unsaved image"
+        );
+        assert!(
+            contains(
+                &resume.stderr,
+                b"died without saving, or its last save failed"
+            ),
+            "{kind}: {}",
+            String::from_utf8_lossy(&resume.stderr)
+        );
+        assert_eq!(
+            std::fs::read(image.join("meta")).expect("meta"),
+            meta,
+            "{kind}: the refused resume changed the image"
+        );
     }
 }
 

@@ -192,6 +192,7 @@ fn record_regions(
                 .str(" is not kept (no fd of its socket is open; its frames come back as a plain copy)")
                 .emit();
         }
+        crate::os::fds::unkeepable::refuse_mapping(v.start as u64, &v.name);
         if crate::os::aio::is_ring(&v.name) {
             crate::os::aio::warn_in_flight(v.start);
             out.push(Region {

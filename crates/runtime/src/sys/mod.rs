@@ -191,6 +191,10 @@ pub mod nr {
     pub const MEMFD_CREATE: usize = g::__NR_memfd_create as usize;
     pub const MEMBARRIER: usize = g::__NR_membarrier as usize;
     pub const RSEQ: usize = g::__NR_rseq as usize;
+    pub const IO_URING_SETUP: usize = g::__NR_io_uring_setup as usize;
+    pub const USERFAULTFD: usize = g::__NR_userfaultfd as usize;
+    pub const PERF_EVENT_OPEN: usize = g::__NR_perf_event_open as usize;
+    pub const BPF: usize = g::__NR_bpf as usize;
     pub const PIDFD_OPEN: usize = g::__NR_pidfd_open as usize;
     pub const CLONE3: usize = g::__NR_clone3 as usize;
     pub const CLOSE_RANGE: usize = g::__NR_close_range as usize;

@@ -60,7 +60,9 @@ static OWN_OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// glibc's `syscall(long number, ...)`: every call goes straight to the kernel with the
 /// instructions glibc's own `syscall` uses, except `SYS_rseq`, which is recorded
-/// ([`rseq_call`]). Returns the kernel's result, or -1 with `errno` set.
+/// ([`rseq_call`]), and the calls that make objects the runtime cannot keep, which are
+/// announced (`os::fds::unkeepable::creating_call`). Returns the kernel's result, or -1 with
+/// `errno` set.
 ///
 /// The C declaration is variadic, which stable Rust cannot define; it is declared here with
 /// the number and the six arguments a system call can take, all `long`, and written in
@@ -91,6 +93,14 @@ pub unsafe extern "C" fn syscall(
         // The kernel takes the number as an int.
         "cmp edi, {rseq}",
         "je {rseq_call}",
+        "cmp edi, {io_uring_setup}",
+        "je {creating_call}",
+        "cmp edi, {userfaultfd}",
+        "je {creating_call}",
+        "cmp edi, {perf_event_open}",
+        "je {creating_call}",
+        "cmp edi, {bpf}",
+        "je {creating_call}",
         "mov rax, rdi",
         "mov rdi, rsi",
         "mov rsi, rdx",
@@ -107,6 +117,11 @@ pub unsafe extern "C" fn syscall(
         "jmp {failed}",
         rseq = const sys::nr::RSEQ,
         rseq_call = sym rseq_call,
+        io_uring_setup = const sys::nr::IO_URING_SETUP,
+        userfaultfd = const sys::nr::USERFAULTFD,
+        perf_event_open = const sys::nr::PERF_EVENT_OPEN,
+        bpf = const sys::nr::BPF,
+        creating_call = sym crate::os::fds::unkeepable::creating_call,
         failed = sym failed,
     )
 }

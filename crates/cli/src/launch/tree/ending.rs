@@ -48,14 +48,12 @@ impl Why {
     }
 
     /// The one `zhuque:` line, unless someone said why already: a process whose runtime
-    /// reported a failed save, or a member the init started that refused to resume (its
-    /// runtime exits 125 after its own line).
+    /// reported a failed save, or a member whose runtime refused to save or to resume (it
+    /// exits 125 after its own line).
     fn line(&self, init: &TreeInit) -> Option<String> {
         match self {
             Why::Reported => None,
-            Why::Ended {
-                what: What::Resume, ..
-            } if refused_by_runtime(init) => None,
+            Why::Ended { .. } if refused_by_runtime(init) => None,
             Why::Ended { pid, comm, what } => Some(format!(
                 "zhuque: the {} failed: process {pid} ({comm}) ended {}",
                 match what {

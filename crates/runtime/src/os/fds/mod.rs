@@ -19,8 +19,11 @@
 //!    and its staged fd closed (staging needs room for one module's descriptions at a time);
 //!    epoll interest lists are filled last (every target exists by then).
 //!
-//! What cannot be recreated comes back as an fd that fails with `EBADF` (an `O_PATH` fd of
-//! `/`), with one `zhuque: warning:` line: never silently as something else.
+//! A kind of object the runtime cannot make again fails the save, naming it
+//! ([`unkeepable`]). What cannot be recreated because the world outside changed (a file gone
+//! from its path, a namespace of another process) comes back as an fd that fails with `EBADF`
+//! (an `O_PATH` fd of `/`), with one `zhuque: warning:` line: never silently as something
+//! else.
 
 mod async_owner;
 mod epoll;
@@ -42,6 +45,7 @@ mod restorer;
 mod signalfd;
 mod sockets;
 mod timerfd;
+pub mod unkeepable;
 
 use super::image_files::ImageFiles;
 use crate::diag::Line;
@@ -373,6 +377,7 @@ pub fn save(
     let (mut used, descs_left, table_fds, index) = order(descs, &fds, &extra);
     in_flight::renumber(&mut used, &index);
     let table = describe(meta, files, task, &used, &table_fds, plan.as_ref());
+    unkeepable::refuse_save(&used, &table.files);
     meta.set_section(TAG_FDS, table.encode());
     let rings = ring_sockets(&used, &table);
     if let Some(p) = pidfd {
