@@ -246,6 +246,10 @@ pub enum Msg {
     Fail,
     /// Every thread of the process is stopped (answer to [`Msg::Stop`]).
     Stopped,
+    /// Every thread of the process is stopped, but it holds an object zhuque cannot keep
+    /// (an io_uring instance...; what, in [`UNSAVEABLE_FILE`]): it is left out of the save,
+    /// lost as a statically linked program is (answer to [`Msg::Stop`]).
+    Unsaveable,
     /// The process's image is written (answer to [`Msg::Save`]), or could not be.
     Saved {
         ok: bool,
@@ -303,6 +307,7 @@ impl Msg {
             Msg::ExecFailed => (6, 0),
             Msg::Restored => (7, 0),
             Msg::Fetched => (8, 0),
+            Msg::Unsaveable => (9, 0),
             Msg::Role(Role::Fresh) => (20, 0),
             Msg::Role(Role::Resume { generation }) => (21, generation),
             Msg::Stop { generation } => (22, generation),
@@ -336,6 +341,7 @@ impl Msg {
             6 => Msg::ExecFailed,
             7 => Msg::Restored,
             8 => Msg::Fetched,
+            9 => Msg::Unsaveable,
             20 => Msg::Role(Role::Fresh),
             21 => Msg::Role(Role::Resume { generation: arg }),
             22 => Msg::Stop { generation: arg },
@@ -352,6 +358,11 @@ impl Msg {
 /// File in a process image (`p/<pid>/`) in which a stopped process reports its fd table to
 /// the init, for the save under way ([`FdReport`]): written before its [`Msg::Stopped`].
 pub const FD_REPORT_FILE: &str = "fd-report";
+
+/// File in a process image (`p/<pid>/`) in which a stopped process says, in words, what it
+/// holds that zhuque cannot keep ("fd 3 of process 4 is an io_uring instance (...)"): written
+/// before its [`Msg::Unsaveable`].
+pub const UNSAVEABLE_FILE: &str = "unsaveable";
 /// Version of the [`FdReport`] encoding.
 pub const FD_REPORT_VERSION: u32 = 1;
 
@@ -554,6 +565,7 @@ mod tests {
             Msg::ExecFailed,
             Msg::Restored,
             Msg::Fetched,
+            Msg::Unsaveable,
             Msg::Role(Role::Fresh),
             Msg::Role(Role::Resume { generation: 7 }),
             Msg::Stop { generation: 3 },

@@ -69,6 +69,11 @@ impl Line {
         self.push(&digits[..n])
     }
 
+    /// The text after the `zhuque: ` prefix (for another process to print).
+    pub fn text(&self) -> &[u8] {
+        &self.buf[b"zhuque: ".len()..self.len]
+    }
+
     /// Moves the line out (for returning it as an error).
     pub fn take(&mut self) -> Line {
         core::mem::take(self)

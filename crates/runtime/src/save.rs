@@ -48,12 +48,16 @@ pub fn save_member(generation: u64) -> ! {
     // Memory in this process's own pool, shared (children stop at the same time, each
     // copying what it still read of its parent's pool).
     let ready = crate::tree::fork::prepare_save(&stopped);
-    let listing = if ready {
+    let found = if ready {
         let tids: Vec<i32> = stopped.threads.iter().map(|t| t.tid).collect();
         crate::os::fds::report::write(generation, &tids)
     } else {
-        None
+        Default::default()
     };
+    if let Some(what) = found.unkeepable {
+        left_out(&what);
+    }
+    let listing = found.listing;
     let _ = control::send(Msg::Stopped);
     let ok = match control::recv() {
         Some(Msg::Save { generation: g }) if g == generation => {
@@ -77,6 +81,20 @@ pub fn save_member(generation: u64) -> ! {
     } else {
         zhuque_image::EXIT_REFUSED
     })
+}
+
+/// A member that holds an object zhuque cannot keep (`what`) is left out of the save: it
+/// tells the init what (the init says it, and fails the save if this is the tree's first
+/// process), stays stopped, and ends with the save (the init stops and kills what is left).
+fn left_out(what: &crate::diag::Line) -> ! {
+    use crate::tree::control;
+    use zhuque_image::tree::{Msg, UNSAVEABLE_FILE};
+    let p = process::get();
+    let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+    let _ = image_io::write_report(dir, UNSAVEABLE_FILE, what.text());
+    let _ = control::send(Msg::Unsaveable);
+    while control::recv().is_some() {}
+    sys::exit_group(zhuque_image::EXIT_REFUSED)
 }
 
 /// Records this stopped process into its image as generation `generation`.

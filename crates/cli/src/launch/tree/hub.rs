@@ -148,6 +148,11 @@ impl Hub {
         self.conns.get(&pid).is_some_and(|c| c.send(msg))
     }
 
+    /// Drops the connection of `pid` (it sees its channel close).
+    pub fn disconnect(&mut self, pid: i32) {
+        self.conns.remove(&pid);
+    }
+
     /// Drops every connection (the processes see their channel close).
     pub fn disconnect_all(&mut self) {
         self.conns.clear();

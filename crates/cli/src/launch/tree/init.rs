@@ -373,6 +373,14 @@ impl TreeInit {
         }
     }
 
+    /// Lets go of a process left out of the save under way (it holds what zhuque cannot
+    /// keep, and is frozen): the init no longer waits for it, and it is killed with the
+    /// namespace.
+    pub fn let_go(&mut self, pid: i32) {
+        self.hub.disconnect(pid);
+        self.closed(pid);
+    }
+
     fn closed(&mut self, pid: i32) {
         // The process that closed (a new connection of this pid brings its own).
         let pidfd = self.pidfds.remove(&pid);

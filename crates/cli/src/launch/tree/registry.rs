@@ -33,6 +33,8 @@ pub struct Peer {
     /// It announced an `exec`: its connection closing means a new program, not an end.
     pub exec_pending: bool,
     pub stopped: bool,
+    /// It stopped holding an object zhuque cannot keep: never a member of this save.
+    pub unsaveable: bool,
     /// A member of the save under way (stopped when the members were decided).
     pub member: bool,
     pub saved: Option<bool>,
@@ -131,6 +133,10 @@ impl Registry {
         };
         match msg {
             Msg::Stopped => p.stopped = true,
+            Msg::Unsaveable => {
+                p.stopped = true;
+                p.unsaveable = true;
+            }
             Msg::Saved { ok } => {
                 p.saved = Some(ok);
                 if !ok && self.failed.is_none() {
@@ -212,12 +218,22 @@ impl Registry {
         self.phase = Some(Phase::Saving { generation });
         let mut members = Vec::new();
         for (pid, p) in &mut self.peers {
-            p.member = p.stopped;
+            p.member = p.stopped && !p.unsaveable;
             if p.member {
                 members.push(*pid);
             }
         }
         members
+    }
+
+    /// The processes of the save under way that stopped holding an object zhuque cannot
+    /// keep.
+    pub fn unsaveable(&self) -> Vec<i32> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.unsaveable)
+            .map(|(pid, _)| *pid)
+            .collect()
     }
 
     /// The save found nothing to save (every process ended meanwhile): the tree runs on
@@ -226,6 +242,7 @@ impl Registry {
         self.phase = Some(Phase::Running);
         for p in self.peers.values_mut() {
             p.stopped = false;
+            p.unsaveable = false;
             p.member = false;
         }
     }
@@ -354,6 +371,26 @@ mod tests {
         assert_eq!(r.save_result(), Some(Ok(())));
         assert_eq!(r.saved_count(), 3);
         assert_eq!(r.begin_end(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_process_that_cannot_be_saved_stops_but_is_no_member() {
+        let mut r = Registry::new();
+        for pid in [2, 3] {
+            r.connected(pid);
+            r.message(pid, Msg::Hello);
+        }
+        r.begin_stop(4);
+        r.message(2, Msg::Stopped);
+        assert_eq!(r.not_stopped(), vec![3]);
+        r.message(3, Msg::Unsaveable);
+        assert!(r.not_stopped().is_empty());
+        assert_eq!(r.begin_save(), vec![2]);
+        assert_eq!(r.unsaveable(), vec![3]);
+        r.message(2, Msg::Saved { ok: true });
+        assert_eq!(r.save_result(), Some(Ok(())));
+        r.cancel_save();
+        assert!(r.unsaveable().is_empty());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! 1. **Stop**: `Stop` to every connected process; processes that connect meanwhile get
 //!    their role and `Stop`; processes of the namespace that are not connected get a grace
 //!    period to connect; the rest are lost (one warning each) and frozen with `SIGSTOP` so
-//!    that nothing they do lands in the middle of the save.
+//!    that nothing they do lands in the middle of the save. So is a process that answers
+//!    `Unsaveable` (it holds an object zhuque cannot keep), unless it is the tree's first
+//!    process: then the save fails.
 //! 2. **Record**: the tree from `/proc`, and each member's plan of shared fds, written to
 //!    `p/<pid>/shared`.
 //! 3. **Save**: `Save` to every member, each writes its image and answers.
@@ -17,7 +19,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use zhuque_image::tree::{
-    FD_REPORT_FILE, FdReport, Msg, ProcKind, SHARE_PLAN_FILE, SharePlan, Tree,
+    FD_REPORT_FILE, FdReport, Msg, ProcKind, SHARE_PLAN_FILE, SharePlan, Tree, UNSAVEABLE_FILE,
 };
 
 use super::ending::{self, What, Why};
@@ -58,6 +60,13 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     check_ends(init)?;
     init.note(format_args!("save: every process stopped"));
     let members = init.reg.begin_save();
+    let unsaveable = unsaveable(init);
+    if let Some((_, why)) = unsaveable.iter().find(|(pid, _)| *pid == init.root_pid) {
+        return Err(Why::Failed(format!(
+            "the save failed: {why}, which zhuque cannot keep; the program is stopped unsaved \
+             (README, limits)"
+        )));
+    }
     if members.is_empty() {
         if procs::live().is_empty() {
             return Ok(None);
@@ -68,7 +77,10 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     }
     let member_set: BTreeSet<i32> = members.iter().copied().collect();
     let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
-    freeze_lost(&tree);
+    freeze_lost(&tree, &unsaveable);
+    for (pid, _) in &unsaveable {
+        init.let_go(*pid);
+    }
     init.note(format_args!("save: tree recorded"));
     write_plans(init, &members, generation)?;
     init.note(format_args!("save: shared-fd plans written"));
@@ -154,11 +166,21 @@ fn unconnected(init: &TreeInit, elapsed: Duration) -> Vec<i32> {
 
 /// Lost processes keep running unless stopped; they are killed when the init ends anyway.
 /// One warning each, unless the runtime of its parent said it when it executed the static
-/// program (the same news twice).
-fn freeze_lost(tree: &Tree) {
+/// program (the same news twice). `unsaveable`: processes that stopped holding an object
+/// zhuque cannot keep, with what it is.
+fn freeze_lost(tree: &Tree, unsaveable: &[(i32, String)]) {
     for p in tree.processes.iter().filter(|p| p.kind == ProcKind::Lost) {
         // SAFETY: plain system call on a process of our namespace.
         unsafe { libc::kill(p.pid, libc::SIGSTOP) };
+        if let Some((_, why)) = unsaveable.iter().find(|(pid, _)| *pid == p.pid) {
+            say!(
+                "zhuque: warning: {why}, which zhuque cannot keep: process {} ({}) is left out \
+                 of the save; after the resume its parent will see it killed by SIGKILL",
+                p.pid,
+                String::from_utf8_lossy(&p.comm)
+            );
+            continue;
+        }
         // Ended since the record (a short-lived static child, most often, whose exec its
         // parent's runtime reported): what it was can no longer be read, and its parent will
         // find it as recorded.
@@ -181,6 +203,21 @@ fn freeze_lost(tree: &Tree) {
             String::from_utf8_lossy(&p.comm)
         );
     }
+}
+
+/// The processes that stopped holding an object zhuque cannot keep, each with what its
+/// runtime says it holds (`p/<pid>/unsaveable`).
+fn unsaveable(init: &TreeInit) -> Vec<(i32, String)> {
+    init.reg
+        .unsaveable()
+        .into_iter()
+        .map(|pid| {
+            let why = fs::read(init.process_path(pid).join(UNSAVEABLE_FILE))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|_| format!("process {pid} holds an object"));
+            (pid, why)
+        })
+        .collect()
 }
 
 /// Every member's plan of shared fds, in `p/<pid>/shared` (an empty plan too: the runtime

@@ -10,6 +10,7 @@
 //! ones still stop. A report that is missing or stale is no error: the init looks itself.
 
 use super::procfd::Task;
+use crate::diag::Line;
 use crate::process;
 use crate::sys;
 use core::sync::atomic::Ordering;
@@ -19,28 +20,51 @@ use zhuque_image::tree::{FD_REPORT_FILE, FdFile, FdReport, PTY_KEY_DEV};
 /// program thread is stopped: valid for the rest of that save.
 pub type Listing = (i32, Vec<i32>);
 
+/// What a stopped member found in its own fd table.
+#[derive(Default)]
+pub struct Found {
+    /// The listing [`write`] made, for the image the same save writes next (listing a table
+    /// through `/proc` again took 45–60 µs).
+    pub listing: Option<Listing>,
+    /// An fd of a kind zhuque cannot keep, in words (`unkeepable::check_fd`): the process
+    /// is left out of the save.
+    pub unkeepable: Option<Line>,
+}
+
 /// Writes this stopped process's report for the save of `generation`. `tids` are its
-/// program threads. Best effort: the init does without it. Returns the listing it made, for
-/// the image the same save writes next (listing a table through `/proc` again took 45–60 µs).
-pub fn write(generation: u64, tids: &[i32]) -> Option<Listing> {
-    let (task, pidfd) = super::program_task_of(tids)?;
+/// program threads. Best effort: the init does without it.
+pub fn write(generation: u64, tids: &[i32]) -> Found {
+    let Some((task, pidfd)) = super::program_task_of(tids) else {
+        return Found::default();
+    };
     let listed = Task::thread(task).list();
+    let mut unkeepable = None;
     let report = FdReport {
         generation,
         task,
-        fds: listed.iter().map(|fd| (*fd, file_of(pidfd, *fd))).collect(),
+        fds: listed
+            .iter()
+            .map(|fd| (*fd, file_of(pidfd, *fd, &mut unkeepable)))
+            .collect(),
     };
     let _ = sys::close(pidfd);
     let p = process::get();
     let dir = crate::image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     let _ = crate::image_io::write_report(dir, FD_REPORT_FILE, &report.encode());
-    Some((task, listed))
+    Found {
+        listing: Some((task, listed)),
+        unkeepable,
+    }
 }
 
 /// The file behind the program's fd `fd`, examined through a duplicate.
-fn file_of(pidfd: i32, fd: i32) -> Option<FdFile> {
+/// The first fd of a kind zhuque cannot keep goes to `unkeepable`.
+fn file_of(pidfd: i32, fd: i32, unkeepable: &mut Option<Line>) -> Option<FdFile> {
     let local = sys::pidfd_getfd(pidfd, fd).ok()?;
     let st = sys::fstat(local.raw()).ok()?;
+    if unkeepable.is_none() {
+        *unkeepable = super::unkeepable::check_fd(fd, local.raw(), &st);
+    }
     let kind = st.mode & sys::S_IFMT;
     if kind == sys::S_IFCHR
         && let Some(index) = super::ptys::index_of(local.raw(), st.rdev)

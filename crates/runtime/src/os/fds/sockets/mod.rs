@@ -52,6 +52,20 @@ const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
 pub(super) const SEND_SHUTDOWN: u8 = 2;
 
+/// Whether a socket of this family, type and protocol can be made again: the kinds [`save`]
+/// records (any other fails the save: `fds::unkeepable`).
+pub fn kept_kind(domain: i32, ty: i32, protocol: i32) -> bool {
+    match domain {
+        sys::AF_UNIX | sys::AF_NETLINK | raw::AF_PACKET => true,
+        sys::AF_INET | sys::AF_INET6 => match ty {
+            sys::SOCK_STREAM => matches!(protocol, 0 | sys::IPPROTO_TCP),
+            sys::SOCK_DGRAM | sys::SOCK_RAW => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn is_tcp(s: &Socket) -> bool {
     matches!(s.domain, sys::AF_INET | sys::AF_INET6)
         && s.ty == sys::SOCK_STREAM
@@ -150,6 +164,9 @@ fn save_one(
     let unsupported = || FileKind::Unsupported {
         what: d.link.clone(),
     };
+    if !kept_kind(domain, ty, protocol) {
+        return unsupported();
+    }
     let name = sys::getsockname(fd).unwrap_or_default();
     let mut s = Socket {
         domain,
@@ -182,13 +199,6 @@ fn save_one(
         _ => return unsupported(),
     };
     let raw = s.domain == raw::AF_PACKET || s.ty == sys::SOCK_RAW;
-    if !matches!(s.domain, sys::AF_UNIX | sys::AF_NETLINK)
-        && !is_tcp(&s)
-        && s.ty != sys::SOCK_DGRAM
-        && !raw
-    {
-        return unsupported();
-    }
     let outside = matches!(s.state, SockState::Outside { .. });
     s.options = differing_options(fd, (domain, ty, protocol), probes, outside);
     if domain == sys::AF_NETLINK {
