@@ -186,6 +186,18 @@ fn inspect_shows_each_process_in_full() {
             .all(|l| l.contains(&format!(": uid {uid} gid "))),
         "{text}"
     );
+    // The parent's packet socket with its ring; the child's terminal, held by no fd.
+    assert!(
+        fds.iter().any(|l| l.contains("packet")
+            && l.ends_with("RX ring of 2 blocks of 4096 bytes (4 frames of 2048), cloexec")),
+        "{text}"
+    );
+    let terminal = rows("terminal");
+    assert_eq!(terminal.len(), 1, "{text}");
+    assert!(
+        terminal[0].contains(", the session's controlling terminal, held by no fd"),
+        "{text}"
+    );
     assert_eq!(rows("mappings").len(), 2, "{text}");
     assert!(
         rows("mappings").iter().all(|l| l.contains(" on disk")),
@@ -225,6 +237,31 @@ fn inspect_shows_each_process_in_full() {
         .sum();
     assert_eq!(listed, summary["disk_bytes"].as_u64().unwrap());
     assert_eq!(details["credentials"][0]["uid"][1], uid);
+    let ring = details["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f.get("rx_ring"))
+        .expect("the packet socket's ring");
+    assert_eq!(
+        (&ring["block_nr"], &ring["block_size"], &ring["frame_nr"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(4096),
+            &serde_json::json!(4)
+        ),
+        "{ring:#}"
+    );
+    assert_eq!(
+        parent["details"]["process"]["controlling_terminal"],
+        serde_json::Value::Null
+    );
+    let child = tree
+        .iter()
+        .find(|p| p["pid"] != parent["pid"])
+        .expect("the child");
+    let term = &child["details"]["process"]["controlling_terminal"];
+    assert!(term["fd"].is_null() && term["slave"].is_u64(), "{term:#}");
     assert!(
         details["signals"]
             .as_array()

@@ -1,7 +1,7 @@
 //! The fds of one process's image, for `inspect`: JSON with every property the fd table
 //! records (kind, path or peer, offset, flags, what is queued), and one line of text per fd.
 
-use zhuque_image::os::{FdTable, FileKind, OpenFile, SockAddr, SockState, Socket};
+use zhuque_image::os::{FdTable, FileKind, OpenFile, PacketRing, SockAddr, SockState, Socket};
 
 use super::sections::{OsState, array, clock, int, ok, signal_names};
 use crate::json::Value;
@@ -288,6 +288,11 @@ fn socket_fields(t: &FdTable, s: &Socket) -> Vec<(&'static str, Value)> {
             v.push(("peer", address(peer)));
         }
     }
+    for (key, ring) in [("rx_ring", &s.rx_ring), ("tx_ring", &s.tx_ring)] {
+        if let Some(r) = ring {
+            v.push((key, ring_json(r)));
+        }
+    }
     v.extend([
         ("shutdown", int(s.shutdown.into())),
         ("options", int(s.options.len() as u64)),
@@ -315,6 +320,27 @@ fn socket_fields(t: &FdTable, s: &Socket) -> Vec<(&'static str, Value)> {
         ),
     ]);
     v
+}
+
+/// A packet socket's mapped ring, as configured (`struct tpacket_req3`'s fields).
+fn ring_json(r: &PacketRing) -> Value {
+    Value::Object(vec![
+        ("block_size", int(r.block_size.into())),
+        ("block_nr", int(r.block_nr.into())),
+        ("frame_size", int(r.frame_size.into())),
+        ("frame_nr", int(r.frame_nr.into())),
+        ("retire_tmo_ms", int(r.retire_tmo.into())),
+        ("sizeof_priv", int(r.sizeof_priv.into())),
+        ("features", int(r.features.into())),
+    ])
+}
+
+/// ", RX ring of 8 blocks of 4096 bytes (64 frames of 512)".
+fn ring_text(what: &str, r: &PacketRing) -> String {
+    format!(
+        ", {what} ring of {} blocks of {} bytes ({} frames of {})",
+        r.block_nr, r.block_size, r.frame_nr, r.frame_size
+    )
 }
 
 /// File locks, with the fds of the description holding each.
@@ -591,6 +617,11 @@ fn socket_text(t: &FdTable, s: &Socket) -> String {
     let passed: usize = s.passed.iter().map(|p| p.files.len()).sum();
     if passed > 0 {
         line.push_str(&format!(", {passed} fd(s) in flight"));
+    }
+    for (what, ring) in [("RX", &s.rx_ring), ("TX", &s.tx_ring)] {
+        if let Some(r) = ring {
+            line.push_str(&ring_text(what, r));
+        }
     }
     line
 }

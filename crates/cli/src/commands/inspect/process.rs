@@ -95,6 +95,9 @@ impl<'a> ProcessView<'a> {
                 rows.push(("fd", line));
             }
         }
+        if let Some(term) = sections::terminal_text(os) {
+            rows.push(("terminal", who(term)));
+        }
         if let Some(Ok(p)) = &os.process {
             rows.push(("cwd, umask", who(sections::process_text(p))));
         }

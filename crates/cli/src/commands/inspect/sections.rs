@@ -4,6 +4,7 @@
 //! A section that does not decode (damaged, or written in a format version this build does
 //! not read) is reported as such and shown as `null`; the rest of the image is still shown.
 
+use zhuque_image::os::TERMINAL_NO_FD as NO_FD;
 use zhuque_image::os::{
     self, Advice, Credentials, FdTable, Pending, PosixTimer, ProcessState, Rlimit, SigAction,
     SigInfo, SigSource, TimerValue, Timers,
@@ -148,8 +149,32 @@ pub fn process_json(state: &OsState) -> Value {
                     int(u.into())
                 }),
             ),
+            (
+                "controlling_terminal",
+                Value::opt(ok(&state.fds).and_then(|t| t.terminal), |term| {
+                    Value::Object(vec![
+                        ("slave", int(term.slave.into())),
+                        (
+                            "fd",
+                            Value::opt((term.fd != NO_FD).then_some(term.fd), Value::int),
+                        ),
+                        ("foreground_group", Value::int(term.foreground)),
+                    ])
+                }),
+            ),
         ])
     })
+}
+
+/// The controlling terminal of a session leader that held no fd of it (it opens `/dev/tty`
+/// when it needs it; one it holds an fd of is said on that fd's line).
+pub fn terminal_text(state: &OsState) -> Option<String> {
+    let term = ok(&state.fds)?.terminal.filter(|t| t.fd == NO_FD)?;
+    Some(format!(
+        "/dev/pts/{} at the save, the session's controlling terminal, held by no fd \
+         (foreground group {})",
+        term.slave, term.foreground
+    ))
 }
 
 /// Each saved thread: ids, name, and where its saved CPU state is.

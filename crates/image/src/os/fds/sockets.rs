@@ -163,6 +163,7 @@ impl Socket {
             AF_INET => Some("inet"),
             AF_INET6 => Some("inet6"),
             AF_NETLINK => Some("netlink"),
+            AF_PACKET => Some("packet"),
             _ => None,
         }
     }
@@ -197,6 +198,7 @@ const AF_UNIX: i32 = 1;
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
 const AF_NETLINK: i32 = 16;
+const AF_PACKET: i32 = 17;
 
 /// A raw `sockaddr` as a socket record holds it ([`Socket::local`], [`SockState::Outside`],
 /// [`SockState::Datagram`]), read for display.
