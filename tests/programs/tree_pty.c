@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
+#define CHILD_LOG "tree_pty_child.log"
 
 static volatile sig_atomic_t ints, winches;
 
@@ -77,11 +78,15 @@ static void child(int nofd)
     CHECK(write(1, "ready\n", 6) == 6, "child: ready");
     if (nofd) {
         /* A session leader that keeps no fd of its terminal (it is still its controlling
-         * terminal: /dev/tty reaches it). */
+         * terminal: /dev/tty reaches it). Its stderr (its own failures, its runtime's
+         * warnings) goes to a file the parent shows when the child stops answering. */
         int null = open("/dev/null", O_RDWR);
-        CHECK(null > 2 && dup2(null, 0) == 0 && dup2(null, 1) == 1 && dup2(null, 2) == 2,
+        int log = open(CHILD_LOG, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        CHECK(null > 2 && log > 2 && dup2(null, 0) == 0 && dup2(null, 1) == 1 &&
+                  dup2(log, 2) == 2,
               "child: /dev/null");
         close(null);
+        close(log);
     }
     char line[128];
     for (;;) {
@@ -113,6 +118,17 @@ static void child(int nofd)
     }
 }
 
+/* Copies the child's log ("nofd" mode) to stderr: what it said before it stopped answering. */
+static void show_child_log(void)
+{
+    int fd = open(CHILD_LOG, O_RDONLY);
+    char b[4096];
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, b, sizeof b)) > 0)
+        if (write(2, b, (size_t)n) != n)
+            break;
+}
+
 /* Reads one line (up to "\r\n") from the master. */
 static void read_line(int m, char *buf, size_t cap, unsigned long r)
 {
@@ -123,6 +139,8 @@ static void read_line(int m, char *buf, size_t cap, unsigned long r)
         int k = poll(&p, 1, 10000);
         if (k < 0 && errno == EINTR)
             continue;
+        if (k != 1)
+            show_child_log();
         CHECK(k == 1, "round %lu: no answer (%zu bytes so far)", r, got);
         ssize_t n = read(m, buf + got, 1);
         if (n < 0 && errno == EINTR)
@@ -131,6 +149,8 @@ static void read_line(int m, char *buf, size_t cap, unsigned long r)
             usleep(500); /* "nofd": no slave is open until the child opens /dev/tty again */
             continue;
         }
+        if (n != 1)
+            show_child_log();
         CHECK(n == 1, "round %lu: read master: %s", r, strerror(errno));
         got++;
         if (got >= 2 && buf[got - 2] == '\r' && buf[got - 1] == '\n')
@@ -145,6 +165,7 @@ int main(int argc, char **argv)
     unsigned long points = tl_arg(argc, argv, 2, 2);
     int nofd = argc > 3 && !strcmp(argv[3], "nofd");
     setvbuf(stdout, NULL, _IOLBF, 0);
+    unlink(CHILD_LOG);
     int m;
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
     pid_t pid = forkpty(&m, NULL, NULL, &ws);

@@ -529,6 +529,101 @@ fn terminal_session_whose_leader_holds_no_fd_of_it() {
     assert!(out.ends_with("done\n"), "{out}");
 }
 
+/// The same session (its leader holds no fd of its terminal) when the pseudo-terminal's number
+/// is another program's at the resume: the process holding the master makes it again under
+/// another number (said), and the leader takes that one as its controlling terminal. Before,
+/// it looked for its terminal at the saved number, found another session's, and came back
+/// without one (two concurrent CI tests with ptys caught it: the child died, `/dev/tty`
+/// ENXIO). The test holds the saved number (read with `inspect`) between save and resume.
+#[test]
+fn terminal_session_whose_pty_comes_back_under_another_number() {
+    let prog = Program::compile("tree_pty.c");
+    let zq = Zhuque::real();
+    let cwd = prog.workdir();
+    let image = cwd.join("image");
+    let args = ["600".to_string(), "2".into(), "nofd".into()];
+    // The program's first fail point (round 200) saves it.
+    let first = zq.launch(
+        &prog,
+        &args,
+        &image,
+        &cwd,
+        Via::Run { fail_after: None },
+        None,
+    );
+    assert_eq!(
+        first.status(),
+        75,
+        "{}",
+        String::from_utf8_lossy(&first.result.stderr)
+    );
+    let json = zq.exec(
+        [
+            OsString::from("inspect"),
+            image.clone().into(),
+            "--json".into(),
+        ],
+        &cwd,
+        None,
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json");
+    let slave = json["tree"]
+        .as_array()
+        .expect("a tree")
+        .iter()
+        .find_map(|p| p["details"]["process"]["controlling_terminal"]["slave"].as_u64())
+        .expect("the child's controlling terminal") as u32;
+    let held = hold_pty_number(slave);
+    let mut out = first.result.stdout.clone();
+    let mut stderr = String::from_utf8_lossy(&first.result.stderr).into_owned();
+    let mut status = 75;
+    for _ in 0..3 {
+        if status != 75 {
+            break;
+        }
+        let r = zq.exec([OsString::from("resume"), image.clone().into()], &cwd, None);
+        out.extend_from_slice(&r.stdout);
+        stderr.push_str(&String::from_utf8_lossy(&r.stderr));
+        status = r.status;
+    }
+    drop(held);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "/dev/pts/{slave} is taken; the pseudo-terminal comes back as"
+        )),
+        "{stderr}"
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("round 600: ") && out.ends_with("done\n"),
+        "{out}\n{stderr}"
+    );
+}
+
+/// Opens pseudo-terminal masters until `/dev/pts/<n>` exists (one of them, or another
+/// program's), and keeps them open.
+fn hold_pty_number(n: u32) -> Vec<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut held = Vec::new();
+    while std::fs::metadata(format!("/dev/pts/{n}")).is_err() {
+        assert!(held.len() < 4096, "/dev/pts/{n} never appeared");
+        let m = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .expect("/dev/ptmx");
+        let mut got: libc::c_uint = 0;
+        // SAFETY: TIOCGPTN writes one unsigned int.
+        assert_eq!(
+            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCGPTN, &mut got) },
+            0
+        );
+        held.push(m);
+    }
+    held
+}
+
 #[test]
 fn a_shell_under_script_keeps_its_terminal() {
     // util-linux `script` holds a pseudo-terminal's master and copies what a bash script

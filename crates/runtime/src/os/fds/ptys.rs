@@ -379,6 +379,7 @@ pub fn restore(r: &mut Restorer, first: usize) {
             .str(" is taken; the pseudo-terminal comes back as /dev/pts/")
             .num(got as u64)
             .emit();
+        renumbered::note(p.index, got);
     }
     let _ = sys::set_pty_locked(m, false);
     // Not O_CLOEXEC: the kernel would keep it in the slave descriptions' flags, where fdinfo
@@ -497,12 +498,13 @@ pub fn take_terminal(r: &Restorer) {
 }
 
 /// The session leader held no fd of its terminal: `/dev/pts/<slave>` is opened for the moment
-/// it takes the terminal back. Only a slave made after the save can be the one the tree made
-/// again (a process of the tree holds its master); an older one at that number is another
-/// program's terminal (the tree's came back under another number, said by the process that
-/// made it, or its master was outside the tree), and the session comes back without one.
+/// it takes the terminal back — or the number the process of the tree that holds the master
+/// got for it, when the saved one was taken ([`renumbered`]). Only a slave made after the save
+/// can be the one the tree made again; an older one at that number is another program's
+/// terminal (its master was outside the tree), and the session comes back without one.
 fn take_terminal_by_number(t: ControllingTerminal) {
-    let path = slave_path(t.slave);
+    let number = renumbered::get(t.slave).unwrap_or(t.slave);
+    let path = slave_path(number);
     let warn = |why: &str| {
         crate::diag::Line::new()
             .str("warning: this session's controlling terminal /dev/pts/")
@@ -537,6 +539,60 @@ fn take_terminal_by_number(t: ControllingTerminal) {
         return warn(&format!("errno {}", e.0));
     }
     give_foreground(fd.raw(), t.foreground);
+}
+
+/// The numbers pseudo-terminals of a tree came back under when their saved one was taken
+/// (another program's terminal since), for the sessions whose leader holds no fd of its
+/// terminal and finds it by number: `<tree>/ptys/<saved number>` holds "<generation>
+/// <new number>", written by the process that made the pseudo-terminal again before it
+/// answers `Restored`, read by a leader once every process has (`Fetch`). A record of another
+/// generation is an older resume's: the number was not taken this time.
+mod renumbered {
+    use crate::image_io;
+    use crate::process;
+
+    /// The tree's `ptys/` directory, created if `create`.
+    fn dir(create: bool) -> Option<crate::sys::Fd> {
+        let mut path = process::get().tree_dir()?.to_vec();
+        path.extend_from_slice(b"/ptys\0");
+        let path = crate::sys::path(&path).ok()?;
+        if create {
+            let _ = rustix::fs::mkdir(path, rustix::fs::Mode::from_raw_mode(0o700));
+        }
+        crate::sys::openat(
+            crate::sys::AT_FDCWD,
+            path,
+            crate::sys::O_RDONLY | crate::sys::O_DIRECTORY | crate::sys::O_CLOEXEC,
+            0,
+        )
+        .ok()
+    }
+
+    fn generation() -> u64 {
+        process::get().meta().generation
+    }
+
+    /// Pseudo-terminal `saved` came back as `got` in this resume.
+    pub fn note(saved: u32, got: u32) {
+        let Some(d) = dir(true) else {
+            return;
+        };
+        let text = format!("{} {got}", generation());
+        let _ = image_io::write_report(
+            image_io::borrow(d.raw()),
+            &saved.to_string(),
+            text.as_bytes(),
+        );
+    }
+
+    /// The number pseudo-terminal `saved` came back as in this resume, if not its own.
+    pub fn get(saved: u32) -> Option<u32> {
+        let d = dir(false)?;
+        let text = image_io::read_file(image_io::borrow(d.raw()), &saved.to_string())?;
+        let text = core::str::from_utf8(&text).ok()?;
+        let (g, n) = text.split_once(' ')?;
+        (g.parse::<u64>().ok()? == generation()).then_some(n.parse().ok()?)
+    }
 }
 
 /// Gives process group `pgrp` (0: none was read) the foreground of terminal `fd`, this
