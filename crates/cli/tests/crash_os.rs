@@ -331,8 +331,8 @@ fn objects_zhuque_cannot_keep_are_announced_and_probes_stay_saveable() {
             "a BPF object",
         ] {
             let warning = format!(
-                " is {kind}, which zhuque cannot keep: a failure while it is open ends the \
-                 program unsaved"
+                " is {kind}, which zhuque cannot keep: while it is open, a failure cannot \
+                 save this process"
             );
             assert_eq!(
                 first.matches(&warning).count(),

@@ -85,7 +85,9 @@ pub fn save_member(generation: u64) -> ! {
 
 /// A member that holds an object zhuque cannot keep (`what`) is left out of the save: it
 /// tells the init what (the init says it, and fails the save if this is the tree's first
-/// process), stays stopped, and ends with the save (the init stops and kills what is left).
+/// process), stays stopped, and ends with the save: the init freezes it and kills it with the
+/// namespace once the tree is saved, or sends `Abort` (it ends at once, so the init's end
+/// does not wait for it).
 fn left_out(what: &crate::diag::Line) -> ! {
     use crate::tree::control;
     use zhuque_image::tree::{Msg, UNSAVEABLE_FILE};
@@ -93,7 +95,7 @@ fn left_out(what: &crate::diag::Line) -> ! {
     let dir = image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
     let _ = image_io::write_report(dir, UNSAVEABLE_FILE, what.text());
     let _ = control::send(Msg::Unsaveable);
-    while control::recv().is_some() {}
+    while !matches!(control::recv(), None | Some(Msg::Abort)) {}
     sys::exit_group(zhuque_image::EXIT_REFUSED)
 }
 

@@ -4,12 +4,15 @@
 //!
 //! A resume without one of them would be a guess, not the program (an io_uring's kernel-side
 //! ring positions, a counter's value and its event, a BPF program's code are not readable back
-//! or cannot be set), so a save of a process holding one fails, naming it, and the program is
-//! stopped unsaved (exit 125, the image as it was): never an fd that silently became
-//! something else. The program is told earlier too: creating such an object through glibc's
-//! `syscall()` (how programs and libraries reach these calls: they have no glibc wrapper)
-//! prints one warning per kind and process, so that a user learns the program is not
-//! protected while it holds one before a failure shows it.
+//! or cannot be set), so a process holding one cannot be saved: a tree member that holds one
+//! when it stops is left out of the save ([`check_fd`]; its parent finds it killed by
+//! `SIGKILL` after the resume, as a statically linked child), and the tree's first process,
+//! or any process whose image finds one ([`refuse_save`], [`refuse_mapping`]), fails the
+//! save, naming it: the program is stopped unsaved (exit 125, the image as it was). Never an
+//! fd that silently became something else. The program is told earlier too: creating such
+//! an object through glibc's `syscall()` (how programs and libraries reach these calls: they
+//! have no glibc wrapper) prints one warning per kind and process, so that a user learns the
+//! process is not protected while it holds one before a failure shows it.
 
 use super::{Class, Desc};
 use crate::diag::Line;
@@ -234,7 +237,7 @@ fn warn_created(number: usize, fd: i32) {
         .num(sys::getpid() as u64)
         .str(" is ")
         .str(what)
-        .str(", which zhuque cannot keep: a failure while it is open ends the program unsaved")
+        .str(", which zhuque cannot keep: while it is open, a failure cannot save this process")
         .str(if bit == 1 {
             " (libuv: UV_USE_IO_URING=0)"
         } else {
