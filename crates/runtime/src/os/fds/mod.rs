@@ -151,6 +151,22 @@ enum Class {
     Unsupported,
 }
 
+/// The kind of an fd whose `/proc` link `l` names an anonymous inode the runtime makes again
+/// (every other anonymous inode is [`unkeepable`]).
+fn anonymous_class(l: &[u8]) -> Option<Class> {
+    Some(match l {
+        b"anon_inode:[eventfd]" => Class::EventFd,
+        b"anon_inode:[timerfd]" => Class::TimerFd,
+        b"anon_inode:[signalfd]" => Class::SignalFd,
+        b"anon_inode:[eventpoll]" => Class::Epoll,
+        b"anon_inode:inotify" => Class::Inotify,
+        _ if fanotify::is_fanotify(l) => Class::Fanotify,
+        b"anon_inode:[pidfd]" => Class::PidFd,
+        _ if l.starts_with(b"pidfd:") => Class::PidFd,
+        _ => return None,
+    })
+}
+
 fn classify(d: &Desc) -> Class {
     let fmt = d.st.mode & sys::S_IFMT;
     if namespace::is_namespace(&d.link) {
@@ -166,16 +182,8 @@ fn classify(d: &Desc) -> Class {
     if l.starts_with(b"socket:[") {
         return Class::Socket;
     }
-    match l {
-        b"anon_inode:[eventfd]" => return Class::EventFd,
-        b"anon_inode:[timerfd]" => return Class::TimerFd,
-        b"anon_inode:[signalfd]" => return Class::SignalFd,
-        b"anon_inode:[eventpoll]" => return Class::Epoll,
-        b"anon_inode:inotify" => return Class::Inotify,
-        _ if fanotify::is_fanotify(l) => return Class::Fanotify,
-        b"anon_inode:[pidfd]" => return Class::PidFd,
-        _ if l.starts_with(b"pidfd:") => return Class::PidFd,
-        _ => {}
+    if let Some(class) = anonymous_class(l) {
+        return class;
     }
     if !l.starts_with(b"/") {
         return Class::Unsupported;

@@ -117,19 +117,9 @@ fn link_of(local: i32) -> Option<Vec<u8>> {
     crate::procfs::readlink(format!("/proc/thread-self/fd/{local}\0").as_bytes()).ok()
 }
 
-/// The anonymous inodes the runtime makes again (`fds::classify`'s kinds of them).
+/// Whether link `link` is not an anonymous inode, or one the runtime makes again.
 fn kept_anonymous(link: &[u8]) -> bool {
-    matches!(
-        link,
-        b"anon_inode:[eventfd]"
-            | b"anon_inode:[timerfd]"
-            | b"anon_inode:[signalfd]"
-            | b"anon_inode:[eventpoll]"
-            | b"anon_inode:inotify"
-            | b"anon_inode:[pidfd]"
-    ) || super::fanotify::is_fanotify(link)
-        || link.starts_with(b"pidfd:")
-        || !link.starts_with(b"anon_inode:")
+    !link.starts_with(b"anon_inode:") || super::anonymous_class(link).is_some()
 }
 
 /// "fd `N` of process `P` is <kind> (`link`)".

@@ -3,7 +3,6 @@
 //! `PACKET_TX_RING`), which no `getsockopt` reports.
 
 use super::sock_diag::{self, u32_at};
-use crate::sys::diag::{NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY};
 use zhuque_image::os::PacketRing;
 
 /// The rings of one packet socket (receive, transmit).
@@ -43,12 +42,7 @@ pub fn query(want: &[u64]) -> Vec<(u64, Rings)> {
     };
     // nlmsghdr (16) + packet_diag_req (20: family, protocol, pad, inode, show, cookie). The
     // kernel dumps every packet socket (it filters on nothing): the inodes are matched here.
-    let mut req = [0u8; 36];
-    req[0..4].copy_from_slice(&36u32.to_le_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_le_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_le_bytes());
-    req[8..12].copy_from_slice(&1u32.to_le_bytes());
-    req[16] = super::raw::AF_PACKET as u8; // sdiag_family
+    let mut req: [u8; 36] = sock_diag::dump_request(super::raw::AF_PACKET);
     req[24..28].copy_from_slice(&PACKET_SHOW_RING_CFG.to_le_bytes()); // pdiag_show
     req[28..36].copy_from_slice(&[0xff; 8]); // cookie: any
     sock_diag::each_answer(nl.raw(), &req, |msg| {

@@ -10,6 +10,20 @@ pub(super) fn socket() -> Option<sys::Fd> {
     sys::socket(sys::AF_NETLINK, 3 | sys::SOCK_CLOEXEC, NETLINK_SOCK_DIAG).ok() // SOCK_RAW
 }
 
+/// A dump request of `N` bytes for sockets of `family`: the netlink header (length, type,
+/// `NLM_F_REQUEST | NLM_F_DUMP`, sequence 1) and the request's first byte; the caller fills
+/// the rest of its family's request.
+pub(super) fn dump_request<const N: usize>(family: i32) -> [u8; N] {
+    use crate::sys::diag::{NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY};
+    let mut req = [0u8; N];
+    req[0..4].copy_from_slice(&(N as u32).to_le_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_le_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_le_bytes());
+    req[8..12].copy_from_slice(&1u32.to_le_bytes());
+    req[16] = family as u8; // sdiag_family
+    req
+}
+
 pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }

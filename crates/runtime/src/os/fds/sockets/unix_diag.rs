@@ -4,7 +4,6 @@
 
 use super::sock_diag::{self, u32_at};
 use crate::sys;
-use crate::sys::diag::{NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UnixInfo {
@@ -43,12 +42,7 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
     let Some(nl) = sock_diag::socket() else {
         return out;
     };
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_le_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_le_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_le_bytes());
-    req[8..12].copy_from_slice(&1u32.to_le_bytes());
-    req[16] = sys::AF_UNIX as u8; // sdiag_family
+    let mut req: [u8; 40] = sock_diag::dump_request(sys::AF_UNIX);
     req[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // udiag_states: all
     req[28..32]
         .copy_from_slice(&(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
