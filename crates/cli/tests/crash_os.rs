@@ -432,6 +432,52 @@ fn holding_an_object_zhuque_cannot_keep_fails_the_save() {
     }
 }
 
+/// A process that drops its privileges at once (root -> nobody, as nginx's workers do) stays
+/// crash-resistant through failures: its coordinator, which writes the image and starts on
+/// demand, starts before the credentials change (glibc's `setresuid` & co., or `syscall()`
+/// with their numbers: `os::setid`) and keeps the launch's. Also a fork child that drops
+/// them while its parent stays root.
+#[test]
+fn a_process_that_drops_its_privileges_stays_saveable() {
+    for (label, args) in [
+        ("proc_setid_glibc", &["glibc", "150"]),
+        ("proc_setid_syscall", &["syscall", "150"]),
+        ("proc_setid_child", &["child", "150"]),
+    ] {
+        let case = Case {
+            file: "proc_setid.c",
+            args,
+            status: 0,
+        };
+        crash_case(label, &case, CrashPlan::default());
+    }
+}
+
+/// Credentials changed with an inline `syscall` instruction, which the runtime cannot see:
+/// the coordinator that a failure starts has the new ones and cannot write the image. It says
+/// so in one line when it starts, and the save fails (125): never a silent loss.
+#[test]
+fn privileges_dropped_behind_the_runtimes_back_are_reported() {
+    let prog = Program::compile("proc_setid.c");
+    let zq = Zhuque::real();
+    let cwd = prog.workdir();
+    let image = cwd.join("image");
+    let args = vec!["raw".to_string(), "150".to_string()];
+    let via = Via::Run {
+        fail_after: Some(0.15),
+    };
+    let launch = zq.launch(&prog, &args, &image, &cwd, via, None);
+    let stderr = String::from_utf8_lossy(&launch.result.stderr);
+    assert_eq!(launch.status(), 125, "{}\n{stderr}", launch.describe());
+    let warnings = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("warning: process 2 changed its credentials with a system call the runtime does not see")
+        })
+        .count();
+    assert_eq!(warnings, 1, "one warning naming the process:\n{stderr}");
+}
+
 /// A child process holding an object no resume can make again is left out of the save, as a
 /// statically linked child is (issue 9): the rest of the tree is saved, one warning names the
 /// object and the process, and after the resume the parent's `waitpid` sees the child killed

@@ -151,6 +151,19 @@ pub fn writable_dir(path: &[u8]) -> bool {
     )
 }
 
+/// [`writable_dir`] for a directory held open as `dir`.
+pub fn writable_dir_fd(dir: i32) -> bool {
+    !matches!(
+        fs::accessat(
+            borrow(dir),
+            c".",
+            fs::Access::WRITE_OK | fs::Access::EXEC_OK,
+            fs::AtFlags::EACCESS,
+        ),
+        Err(Errno::ACCESS) | Err(Errno::PERM) | Err(Errno::ROFS)
+    )
+}
+
 /// Opens the image directory.
 pub fn open_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
     let p = cstr(dir);

@@ -393,7 +393,7 @@ pub fn fresh_start(program: Program, launch: Launch) {
         pid: sys::getpid(),
         namespaced: crate::tree::in_tree() || in_zhuque_namespace(),
         program,
-        layout: current_layout(&launch),
+        layout: launch_layout(&launch),
         ..Meta::default()
     };
     if let Err(e) = image_io::write_meta(dir, &meta, p.mem_needs_sync.load(Ordering::Relaxed)) {
@@ -430,6 +430,16 @@ pub fn in_zhuque_namespace() -> bool {
 
 /// Facts about this machine and address space that a resume must find identical.
 pub fn current_layout(launch: &Launch) -> Layout {
+    let mut layout = launch_layout(launch);
+    complete_layout(&mut layout);
+    layout
+}
+
+/// [`current_layout`] without the CPU's vector state format, which cannot change while the
+/// process runs: a fresh start leaves it to its first save ([`complete_layout`]). Most
+/// programs a shell runs end before any, and reading it takes CPUID queries, which trap in a
+/// virtual machine (about 15 µs here).
+fn launch_layout(launch: &Launch) -> Layout {
     let maps = &launch.maps;
     let mut layout = Layout {
         stack_top: launch.stack_top as u64,
@@ -458,10 +468,18 @@ pub fn current_layout(launch: &Launch) -> Layout {
             layout.files.push(id);
         }
     }
+    layout
+}
+
+/// Adds the CPU's vector state format to a layout [`launch_layout`] made (again, harmlessly,
+/// on a CPU without `XSAVE`, whose XCR0 reads 0).
+pub fn complete_layout(layout: &mut Layout) {
+    if layout.xcr0 != 0 {
+        return;
+    }
     let (size, xcr0) = xsave_facts();
     layout.xsave_size = size;
     layout.xcr0 = xcr0;
-    layout
 }
 
 /// Size of the xsave area for the enabled features, and XCR0: a signal frame's vector state is

@@ -107,6 +107,7 @@ fn write_image(
 ) -> Result<(), ()> {
     let p = process::get();
     api::note_failure();
+    crate::runtime::complete_layout(&mut p.meta().layout);
     let mut meta = p.meta().clone();
     meta.state = Some(State::Saved);
     meta.generation = generation;

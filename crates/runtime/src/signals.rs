@@ -70,13 +70,16 @@ pub fn install() {
 pub struct Critical(sys::SigSet);
 
 /// True when the calling thread is a program thread that a failure could stop right now (the
-/// coordinator exists and is not the caller, and the stop signal is not held back; during
-/// start-up and resume there is no coordinator yet). For debug assertions: a system call.
+/// coordinator exists, or may start on demand, and is not the caller, and the stop signal is
+/// not held back; during start-up and resume there is no coordinator yet). For debug
+/// assertions: a system call.
 pub fn stoppable_program_thread() -> bool {
     use core::sync::atomic::Ordering::Relaxed;
     let p = crate::process::get();
     let coordinator = p.coordinator_tid.load(Relaxed);
-    if p.mode() != crate::process::Mode::Active || coordinator == 0 || coordinator == sys::gettid()
+    if p.mode() != crate::process::Mode::Active
+        || !crate::threads::coordinator::available()
+        || coordinator == sys::gettid()
     {
         return false;
     }

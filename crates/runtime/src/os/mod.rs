@@ -30,6 +30,7 @@ mod pending;
 pub mod process_state;
 mod rlimits;
 pub mod scheduling;
+pub mod setid;
 pub mod sigev_thread;
 pub mod signals;
 mod timers;

@@ -314,17 +314,16 @@ pub unsafe extern "C" fn timer_delete(timer: usize) -> c_int {
     r
 }
 
-/// The coordinator exists: not before `main` (a library constructor's timer is glibc's, with
-/// glibc's unstoppable helper thread: saves will fail while it exists).
+/// The coordinator exists or may be started: not before `main` (a library constructor's timer
+/// is glibc's, with glibc's unstoppable helper thread: saves will fail while it exists).
 fn coordinated() -> bool {
-    crate::process::get()
-        .coordinator_tid
-        .load(Ordering::Acquire)
-        != 0
+    crate::threads::coordinator::available()
 }
 
 fn create(real: Create, clock: c_int, evp: &SigEvent) -> Result<i32, Errno> {
     helper()?;
+    // The kernel timer signals the coordinator: it must run.
+    crate::threads::coordinator::ensure();
     let attr = notification_attr(evp.attributes);
     // One critical section: the coordinator named in the kernel timer must be this
     // process's (a failure in between would resume the thread with a stale tid), and the

@@ -94,6 +94,8 @@ extern "C" fn run(ctx: usize) -> ! {
     if let Err((e, at)) = layout::restore(meta, ctx.captured.as_ref()) {
         refuse_region(e, at);
     }
+    // The saved process's coordinator is not this one's: it is started below, held.
+    coordinator::forget();
     // From here on, memory is the saved process's, all of it in the pool.
     crate::loader::note_converted();
     // The free space read before the failure may be another filesystem's.

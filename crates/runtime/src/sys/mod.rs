@@ -129,6 +129,16 @@ pub mod nr {
     pub const UNLINK: usize = g::__NR_unlink as usize;
     pub const FCHOWN: usize = g::__NR_fchown as usize;
     pub const SETPGID: usize = g::__NR_setpgid as usize;
+    pub const SETUID: usize = g::__NR_setuid as usize;
+    pub const SETGID: usize = g::__NR_setgid as usize;
+    pub const SETREUID: usize = g::__NR_setreuid as usize;
+    pub const SETREGID: usize = g::__NR_setregid as usize;
+    pub const SETGROUPS: usize = g::__NR_setgroups as usize;
+    pub const SETRESUID: usize = g::__NR_setresuid as usize;
+    pub const SETRESGID: usize = g::__NR_setresgid as usize;
+    pub const SETFSUID: usize = g::__NR_setfsuid as usize;
+    pub const SETFSGID: usize = g::__NR_setfsgid as usize;
+    pub const CAPSET: usize = g::__NR_capset as usize;
     pub const SETSID: usize = g::__NR_setsid as usize;
     pub const GETSID: usize = g::__NR_getsid as usize;
     pub const RT_SIGTIMEDWAIT: usize = g::__NR_rt_sigtimedwait as usize;

@@ -7,27 +7,128 @@
 //! then performs the save and ends the process. Meanwhile it also receives the expiries of the
 //! program's `SIGEV_THREAD` timers (`os::sigev_thread`): a thread that is never stopped can
 //! take every one of them off its own queue at a save.
+//!
+//! **Started on demand.** Most processes a shell or `make` starts end within a millisecond,
+//! and a thread costs them a fifth of that (its creation, and its end at `exec` or exit). So a
+//! fresh program and a fork child get one only once something needs it ([`ensure`]): a
+//! failure request or a message of the init (the `SIGPWR` handler starts it, on whichever
+//! program thread the signal reached: [`spawn`] is async-signal-safe), a fork (the parent
+//! settles its pool later), a `SIGEV_THREAD` timer, a large `munmap` whose storage it punches
+//! out, a change of credentials (`os::setid`: it must keep the ones the process started with),
+//! or a mask that blocks `SIGPWR` (then only it can take one). A resume starts it at once.
 
 use super::arch;
 use crate::os::sigev_thread;
 use crate::process::{self, now_ns};
 use crate::sys;
 use crate::{signals, vmem};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 const STACK_SIZE: usize = 256 << 10;
 
-/// Starts the coordinator; the failure-injection clock starts now.
+/// Starts the coordinator now; the failure-injection clock starts now.
 pub fn start() {
+    prepare();
+    ensure();
+}
+
+/// Lets this process start its coordinator on demand from now on ([`ensure`]): the program
+/// runs on persistent memory (a fresh program about to run its constructors, or a fork
+/// child). Starts it at once when something already asked for it, or when only it could take
+/// a failure request: the failure-injection clock of a single program, or a mask that blocks
+/// `SIGPWR`. Call with no other program thread running.
+pub fn prepare() {
+    let blocked = sys::sigprocmask(sys::SIG_BLOCK, 0).unwrap_or(0);
+    prepare_with(blocked & sys::sig_bit(signals::FAIL_SIGNAL) != 0);
+}
+
+/// [`prepare`], told whether the program's mask blocks `SIGPWR` (a fork child's is held for
+/// the moment: the fork's own).
+pub fn prepare_with(failure_signal_blocked: bool) {
     crate::procfs::open_task_fds();
-    spawn();
-    release();
+    ON_DEMAND.store(true, Ordering::Release);
+    let p = process::get();
+    if WANTED.load(Ordering::Acquire)
+        || p.failure_pending.load(Ordering::Acquire)
+        || failure_signal_blocked
+        || (p.fail_after_ns().is_some() && !crate::tree::in_tree())
+    {
+        ensure();
+    }
+}
+
+/// Values of [`STATE`].
+const NONE: u32 = 0;
+const SPAWNING: u32 = 1;
+const RUNNING: u32 = 2;
+
+/// Whether this process's coordinator runs, or is being started. A fork child starts with
+/// [`NONE`] ([`forget`]).
+static STATE: AtomicU32 = AtomicU32::new(NONE);
+/// Set by [`prepare`]: the coordinator may be started on demand.
+static ON_DEMAND: AtomicBool = AtomicBool::new(false);
+/// Something asked for the coordinator before [`prepare`] (a `SIGPWR` delivered as soon as
+/// the runtime's handler existed).
+static WANTED: AtomicBool = AtomicBool::new(false);
+
+/// The coordinator's tid, started first if it does not run yet and may ([`prepare`] was
+/// called); 0 when it may not. Async-signal-safe: a program thread that starts it does so
+/// with every signal blocked, so a handler on that thread never waits for itself.
+pub fn ensure() -> i32 {
+    let p = process::get();
+    loop {
+        let tid = p.coordinator_tid.load(Ordering::Acquire);
+        if tid != 0 {
+            return tid;
+        }
+        if !ON_DEMAND.load(Ordering::Acquire) {
+            WANTED.store(true, Ordering::Release);
+            return 0;
+        }
+        // A `vfork` child shares this memory with its parent: the parent's coordinator is
+        // the only one, and the child executes (or ends) soon.
+        if crate::tree::in_vfork_child() {
+            return 0;
+        }
+        let old = sys::sigprocmask(sys::SIG_SETMASK, !0).unwrap_or(0);
+        let claimed = STATE
+            .compare_exchange(NONE, SPAWNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if claimed {
+            spawn();
+            release();
+            STATE.store(RUNNING, Ordering::Release);
+        }
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
+        if !claimed {
+            // Another thread starts it this instant.
+            sys::sched_yield();
+        }
+    }
+}
+
+/// Whether the coordinator runs or may be started on demand (the program runs: not during
+/// start-up, before `main`).
+pub fn available() -> bool {
+    ON_DEMAND.load(Ordering::Acquire) || process::get().coordinator_tid.load(Ordering::Acquire) != 0
+}
+
+/// This process has no coordinator, and none may start until [`prepare`] or [`spawn`]: a fork
+/// child (one thread: the parent's coordinator is not its own), or a resume (the image's
+/// values of these statics describe the process that was saved).
+pub fn forget() {
+    let p = process::get();
+    p.coordinator_tid.store(0, Ordering::Relaxed);
+    p.coordinator_gate.store(0, Ordering::Relaxed);
+    STATE.store(NONE, Ordering::Relaxed);
+    ON_DEMAND.store(false, Ordering::Relaxed);
+    WANTED.store(false, Ordering::Relaxed);
 }
 
 /// Creates the coordinator, held: it exists (its tid is known, signals aimed at it queue up)
 /// but does nothing until [`release`]. A resume needs it to exist before the program's timers
 /// are recreated (`SIGEV_THREAD` timers signal it), and to do nothing before every thread is
-/// back in its saved frame.
+/// back in its saved frame. Async-signal-safe (volatile memory is mapped without a lock).
 pub fn spawn() {
     let p = process::get();
     let stack = vmem::map(STACK_SIZE);
@@ -41,6 +142,7 @@ pub fn spawn() {
     let tid = unsafe { arch::spawn(arch::THREAD_FLAGS, stack + STACK_SIZE, tls, run, 0) }
         .unwrap_or_else(|_| crate::diag::fatal("cannot start the coordinator thread"));
     p.coordinator_tid.store(tid, Ordering::Release);
+    STATE.store(RUNNING, Ordering::Release);
     let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
 }
 
@@ -100,6 +202,7 @@ extern "C" fn run(_: usize) -> ! {
         sys::futex_wait(&p.coordinator_gate, 0, None);
     }
     become_realtime();
+    warn_if_image_unreachable(p);
     let in_tree = crate::tree::in_tree();
     // In a tree the init injects `ZHUQUE_FAIL_AFTER` failures, counted from the launch (a
     // program's own timer would start again at every exec).
@@ -162,6 +265,21 @@ extern "C" fn run(_: usize) -> ! {
     crate::save::save_and_exit()
 }
 
+/// A coordinator started after the program changed its credentials behind glibc's back (an
+/// inline system call; `os::setid` sees the rest) has the new ones and cannot write the
+/// image: said when it starts, which is when protection is lost, not at the failure.
+fn warn_if_image_unreachable(p: &process::Process) {
+    let dir = p.dir_fd.load(Ordering::Relaxed);
+    if dir < 0 || crate::image_io::writable_dir_fd(dir) {
+        return;
+    }
+    crate::diag::Line::new()
+        .str("warning: process ")
+        .num(sys::getpid() as u64)
+        .str(" changed its credentials with a system call the runtime does not see (not glibc's setuid & co.) before its coordinator started: it cannot write its image, and a failure cannot save it (README, limits)")
+        .emit();
+}
+
 /// How long a fork child may read its parent's pool before it copies it anyway.
 const CHILD_GRACE_NS: u64 = 10_000_000;
 /// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
@@ -205,10 +323,18 @@ fn fork_work(p: &process::Process) -> Option<u64> {
     crate::tree::fork::settle_if_free()
 }
 
-/// Wakes the coordinator up to read the init's message (async-signal-safe).
+/// Wakes the coordinator up to read the init's message, or to do work left to it, starting it
+/// if it does not run (async-signal-safe).
 pub fn wake() {
-    let p = process::get();
-    let tid = p.coordinator_tid.load(Ordering::Acquire);
+    let tid = ensure();
+    if tid != 0 && tid != sys::gettid() {
+        let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
+    }
+}
+
+/// [`wake`], but only a coordinator that runs already.
+pub fn wake_if_running() {
+    let tid = process::get().coordinator_tid.load(Ordering::Acquire);
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }
@@ -222,7 +348,7 @@ pub fn request_failure() {
         return; // not crash-resistant: there is nothing to save
     }
     p.failure_pending.store(true, Ordering::Release);
-    let tid = p.coordinator_tid.load(Ordering::Acquire);
+    let tid = ensure();
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }

@@ -60,8 +60,9 @@ static OWN_OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// glibc's `syscall(long number, ...)`: every call goes straight to the kernel with the
 /// instructions glibc's own `syscall` uses, except `SYS_rseq`, which is recorded
-/// ([`rseq_call`]), and the calls that make objects the runtime cannot keep, which are
-/// announced (`os::fds::unkeepable::creating_call`). Returns the kernel's result, or -1 with
+/// ([`rseq_call`]), the calls that make objects the runtime cannot keep, which are
+/// announced (`os::fds::unkeepable::creating_call`), and the calls that change credentials,
+/// before which the coordinator starts (`os::setid`). Returns the kernel's result, or -1 with
 /// `errno` set.
 ///
 /// The C declaration is variadic, which stable Rust cannot define; it is declared here with
@@ -101,6 +102,11 @@ pub unsafe extern "C" fn syscall(
         "je {creating_call}",
         "cmp edi, {bpf}",
         "je {creating_call}",
+        "cmp edi, {setid_first}",
+        "jb 3f",
+        "cmp edi, {setid_last}",
+        "jbe {setid_call}",
+        "3:",
         "mov rax, rdi",
         "mov rdi, rsi",
         "mov rsi, rdx",
@@ -122,6 +128,9 @@ pub unsafe extern "C" fn syscall(
         perf_event_open = const sys::nr::PERF_EVENT_OPEN,
         bpf = const sys::nr::BPF,
         creating_call = sym crate::os::fds::unkeepable::creating_call,
+        setid_first = const crate::os::setid::FIRST,
+        setid_last = const crate::os::setid::LAST,
+        setid_call = sym crate::os::setid::syscall_call,
         failed = sym failed,
     )
 }

@@ -135,8 +135,19 @@ unsafe fn with_stripped<R>(set: *const SigSet, real: impl FnOnce(*const SigSet) 
     }
     // SAFETY: forwarded contract.
     match unsafe { stripped(set) } {
-        Some((copy, _)) => real(&copy),
+        Some((copy, _)) => {
+            coordinate_if_blocked(&copy);
+            real(&copy)
+        }
         None => real(set),
+    }
+}
+
+/// A mask that blocks `SIGPWR` leaves a failure request pending for the coordinator to take
+/// (it waits for it with `sigtimedwait`): it must run before the mask is set.
+fn coordinate_if_blocked(mask: &SigSet) {
+    if mask[0] & FAIL_BIT != 0 {
+        crate::threads::coordinator::ensure();
     }
 }
 
@@ -171,6 +182,11 @@ unsafe fn change_mask(
     }
     // SAFETY: forwarded contract.
     let request = unsafe { stripped(set) };
+    if let Some((copy, _)) = &request
+        && how != SIG_UNBLOCK
+    {
+        coordinate_if_blocked(copy);
+    }
     let shadow_before = shadow();
     let r = match &request {
         Some((copy, _)) => real(copy, old),
@@ -225,6 +241,9 @@ pub unsafe extern "C" fn sighold(sig: c_int) -> c_int {
     if sig == STOP_SIGNAL && active() {
         set_shadow(true);
         return 0;
+    }
+    if sig == FAIL_SIGNAL && active() {
+        crate::threads::coordinator::ensure();
     }
     let real = real!(c"sighold", unsafe extern "C" fn(c_int) -> c_int, -1);
     // SAFETY: forwarded contract.

@@ -92,8 +92,9 @@ extern "C" fn on_pool_stack(args: usize) -> ! {
     // stack holds other data at that address (only argv, environ and auxv come back).
     // SAFETY: see __libc_start_main; a volatile read cannot be deferred past the start.
     let a = unsafe { core::ptr::read_volatile(args as *const StartArgs) };
-    // The coordinator starts only now: a failure must find the program on persistent memory.
-    coordinator::start();
+    // The coordinator may start only now (on demand): a failure must find the program on
+    // persistent memory.
+    coordinator::prepare();
     // SAFETY: `real` is glibc's __libc_start_main; the arguments are the kernel's/_start's.
     let real = unsafe { core::mem::transmute::<usize, StartMain>(a.real) };
     // SAFETY: see above. It runs constructors, main and exit; it does not return.

@@ -108,6 +108,8 @@ extern "C" fn child() {
 
 /// Prepare: see the module comment.
 fn before_fork() {
+    // The parent's coordinator settles its pool once the child lets go of it.
+    crate::threads::coordinator::ensure();
     {
         // A child that still reads its parent's pool copies it first: its own child would
         // depend on a pool that is not its own.
@@ -122,7 +124,11 @@ fn before_fork() {
     let stop = sys::sig_bit(STOP_SIGNAL);
     let was_blocked = sys::sigprocmask(sys::SIG_UNBLOCK, stop).is_ok_and(|old| old & stop != 0);
     p.fork_lock();
-    let _ = sys::sigprocmask(sys::SIG_BLOCK, stop);
+    // SIGPWR too: in the child, one that came before its handler step would go to the
+    // parent's coordinator (and be lost); held, it reaches the child's own, started then.
+    let fail = sys::sig_bit(crate::signals::FAIL_SIGNAL);
+    let old = sys::sigprocmask(sys::SIG_BLOCK, stop | fail).unwrap_or(fail);
+    FAIL_WAS_BLOCKED.store(old & fail != 0, Ordering::Relaxed);
     p.fork_stop_was_blocked
         .store(was_blocked, Ordering::Relaxed);
     let (r, w) = sys::pipe2(sys::O_CLOEXEC)
@@ -214,12 +220,30 @@ fn after_fork_in_child() {
     unblock_stop_unless(keep_blocked);
 }
 
-/// Ends the fork's hold on the stop signal, leaving it blocked when it was before the fork.
+/// Ends the fork's hold on the stop signal and `SIGPWR`, leaving each blocked when it was
+/// before the fork.
 fn unblock_stop_unless(was_blocked: bool) {
+    let mut release = 0;
     if !was_blocked {
-        let _ = sys::sigprocmask(sys::SIG_UNBLOCK, sys::sig_bit(STOP_SIGNAL));
+        release |= sys::sig_bit(STOP_SIGNAL);
+    }
+    if !FAIL_WAS_BLOCKED.load(Ordering::Relaxed) {
+        release |= sys::sig_bit(crate::signals::FAIL_SIGNAL);
+    }
+    if release != 0 {
+        let _ = sys::sigprocmask(sys::SIG_UNBLOCK, release);
     }
 }
+
+/// In the child, during the fork's steps: whether its thread had `SIGPWR` blocked before the
+/// fork (its mask holds it now, for the fork).
+pub fn failure_signal_was_blocked() -> bool {
+    FAIL_WAS_BLOCKED.load(Ordering::Relaxed)
+}
+
+/// Whether the forking thread had `SIGPWR` blocked before the fork (set under the fork lock).
+static FAIL_WAS_BLOCKED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// What the child inherited about the parent's process that is not true of itself.
 fn reset_process_state() {
@@ -227,8 +251,7 @@ fn reset_process_state() {
     memory::backing::forget();
     memory::mlockall::forget_in_child();
     let p = process::get();
-    p.coordinator_tid.store(0, Ordering::Relaxed);
-    p.coordinator_gate.store(0, Ordering::Relaxed);
+    crate::threads::coordinator::forget();
     p.stopped.store(0, Ordering::Relaxed);
     p.failure_pending.store(false, Ordering::Relaxed);
     p.forget_tids();

@@ -4,16 +4,18 @@
 //! `Hello`, a first `meta` — costs a child about a quarter of a millisecond (and the init as
 //! much again, to take it in and to remove its image when it ends). Most fork children never
 //! need any of it: a shell's child `exec`s within a millisecond (the new program joins by
-//! itself) or exits. So a child starts *lazy*: it runs on its parent's pool with its own
-//! coordinator and nothing else, and joins only
+//! itself) or exits. So a child starts *lazy*: it runs on its parent's pool with nothing of
+//! its own (not even a coordinator, until one is needed: `threads::coordinator`), and joins
+//! only
 //! - before its memory must become its own (`memory::fork::ensure_own_pool`: its first change
 //!   to its address space, its first fork, or the end of its grace period, 10 ms after the
 //!   fork), since its own pool file lives in its image;
-//! - before it asks the init for a failure.
+//! - before it asks the init for a failure;
+//! - before it changes its credentials (`os::setid`: afterwards it could not make its image).
 //!
 //! A save needs no more: the init gives a process of the namespace that has the runtime loaded
-//! a grace period to connect (`cli/src/launch/tree/save.rs`), and a lazy child connects by the
-//! end of its own grace period.
+//! a grace period to connect, and wakes a lazy child (`cli/src/launch/tree/save.rs`), which
+//! starts its coordinator if it has none; that joins by the end of the child's grace period.
 //!
 //! **Joining and `exec` exclude each other.** The init must hear of an `exec` from a member
 //! (its connection closing means a new program then, not an end); a lazy child that `exec`s
@@ -167,8 +169,9 @@ fn done() {
     sys::futex_wake(&STATE, u32::MAX);
     // A message the init sent at once (a `Stop`, when a save is under way) is the
     // coordinator's to read, and it skipped the channel while this process was joining:
-    // it looks again now (`wake` is a no-op on the coordinator itself).
-    crate::threads::coordinator::wake();
+    // it looks again now (a no-op on the coordinator itself). One that does not run yet
+    // reads the channel when the init's wake-up starts it.
+    crate::threads::coordinator::wake_if_running();
 }
 
 /// Takes the image directory `dir` (an fd), connects and writes the first `meta`.

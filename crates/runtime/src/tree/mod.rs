@@ -72,14 +72,16 @@ fn forget_parents_image() {
     }
 }
 
-/// A fork child of a tree: lazy until it must join ([`join`]); its coordinator runs from the
-/// start (it copies the parent's pool after the grace period, and hears failure requests).
-/// Started later, it could lack the credentials to join: a child that drops its privileges
-/// (nginx's workers) keeps them in the coordinator, a thread glibc's `setuid` does not reach.
+/// A fork child of a tree: lazy until it must join ([`join`]), and without a coordinator
+/// until something needs one (`threads::coordinator`: most children `exec` or exit first).
+/// Its coordinator joins for it (a child that drops its privileges, as nginx's workers do,
+/// starts it first and keeps them there, in a thread glibc's `setuid` does not reach) and
+/// copies the parent's pool after the grace period: started late, it does both at once. A
+/// save finds a child without one and starts it (the init's wake-up, `cli`'s `save.rs`).
 fn become_lazy() {
     join::start_lazy();
     forget_parents_image();
-    crate::threads::coordinator::start();
+    crate::threads::coordinator::prepare_with(fork::failure_signal_was_blocked());
 }
 
 /// A fork child outside the tree, its memory copied already.

@@ -156,6 +156,17 @@ pub fn maps_file(pid: i32, path: &[u8]) -> bool {
     }
 }
 
+/// Whether `pid` shares its address space with its parent: a `vfork` child (`posix_spawn`'s)
+/// that has not executed its program yet. Unknown (gone, or `kcmp` refused): true, so that
+/// nothing is sent to it.
+pub fn shares_memory_with_parent(pid: i32) -> bool {
+    const KCMP_VM: libc::c_long = 1;
+    let Some(f) = fact(pid) else { return true };
+    // SAFETY: plain system call on two pids of this namespace.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, f.ppid, KCMP_VM, 0, 0) };
+    r <= 0 // 0: the same; 1, 2, 3: different (ordered or not)
+}
+
 /// Whether `pid` may still connect to the init: its runtime is loaded (a fork child copying
 /// its memory, a program whose runtime starts), or it will be (a dynamically linked program
 /// whose environment preloads the runtime, between `execve` and the loading of its

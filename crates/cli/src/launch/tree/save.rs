@@ -98,6 +98,8 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
 /// until every live process of the namespace has connected.
 fn stop(init: &mut TreeInit) -> Result<(), Why> {
     let start = Instant::now();
+    let mut woken = BTreeMap::new();
+    let pools = pools_prefix(init);
     loop {
         let in_grace = start.elapsed() < GRACE;
         let stopping: Vec<i32> = init
@@ -106,7 +108,13 @@ fn stop(init: &mut TreeInit) -> Result<(), Why> {
             .into_iter()
             .filter(|pid| in_grace || init.reg.peer(*pid).is_some_and(|p| p.hello))
             .collect();
-        let unconnected = in_grace && !unconnected(init, start.elapsed()).is_empty();
+        let waiting = if in_grace {
+            unconnected(init, start.elapsed())
+        } else {
+            Vec::new()
+        };
+        wake_lazy_children(&waiting, &pools, &mut woken);
+        let unconnected = !waiting.is_empty();
         if stopping.is_empty() && !unconnected {
             return Ok(());
         }
@@ -154,6 +162,42 @@ fn check_ends(init: &mut TreeInit) -> Result<(), Why> {
 fn failed_status(status: i32) -> bool {
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == zhuque_image::EXIT_REFUSED
 }
+
+/// Where the pool files of the tree's processes are, as `/proc/<pid>/maps` names them
+/// (`<image>/p/`, the image directory's path resolved).
+fn pools_prefix(init: &TreeInit) -> Vec<u8> {
+    let dir = fs::canonicalize(init.dir()).unwrap_or_else(|_| init.dir().to_path_buf());
+    let mut prefix = dir.into_os_string().into_encoded_bytes();
+    prefix.push(b'/');
+    prefix.extend_from_slice(zhuque_image::tree::PROCESSES_DIR.as_bytes());
+    prefix.push(b'/');
+    prefix
+}
+
+/// A fork child that has not joined the tree (most never do: they `exec` or end first) may
+/// have no coordinator yet (the runtime starts one on demand): the init's wake-up starts it,
+/// and it joins. Such a child maps its parent's pool (`<image>/p/<ppid>/memory`), which tells
+/// it from a process whose runtime is inert, which the signal would kill; so does a `vfork`
+/// child (`posix_spawn`'s, between its start and its `exec`), which shares its parent's
+/// memory and has glibc's default action for `SIGPWR`: it is left alone (it executes a new
+/// program, which connects). Again every [`WAKE_AGAIN`] while it has not connected: the
+/// first may have come while it could not start its coordinator yet.
+fn wake_lazy_children(unconnected: &[i32], pools: &[u8], woken: &mut BTreeMap<i32, Instant>) {
+    for &pid in unconnected {
+        if woken.get(&pid).is_some_and(|t| t.elapsed() < WAKE_AGAIN)
+            || !procs::maps_file(pid, pools)
+        {
+            continue;
+        }
+        woken.insert(pid, Instant::now());
+        if !procs::shares_memory_with_parent(pid) {
+            super::control::wake(pid);
+        }
+    }
+}
+
+/// How often a save wakes a fork child that has not connected yet ([`wake_lazy_children`]).
+const WAKE_AGAIN: Duration = Duration::from_millis(100);
 
 /// Live processes of the namespace that are not connected and may still connect.
 fn unconnected(init: &TreeInit, elapsed: Duration) -> Vec<i32> {
