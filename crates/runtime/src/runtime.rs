@@ -477,10 +477,33 @@ pub fn complete_layout(layout: &mut Layout) {
     if layout.xcr0 != 0 {
         return;
     }
-    let (size, xcr0) = xsave_facts();
+    let (size, xcr0) = machine_facts();
     layout.xsave_size = size;
     layout.xcr0 = xcr0;
 }
+
+/// [`xsave_facts`], read once per process: by its coordinator when it starts
+/// ([`read_machine_facts`]), so that a save need not.
+fn machine_facts() -> (u32, u64) {
+    let xcr0 = XCR0.load(Ordering::Relaxed);
+    if xcr0 != 0 {
+        return (XSAVE_SIZE.load(Ordering::Relaxed), xcr0);
+    }
+    read_machine_facts()
+}
+
+/// Reads [`xsave_facts`] into the cache [`machine_facts`] uses.
+pub fn read_machine_facts() -> (u32, u64) {
+    let (size, xcr0) = xsave_facts();
+    XSAVE_SIZE.store(size, Ordering::Relaxed);
+    XCR0.store(xcr0, Ordering::Relaxed);
+    (size, xcr0)
+}
+
+// Persistent, like every static of this library: a resume verified that the machine's facts
+// are the saved ones (`resume::verify`), so they stay true.
+static XSAVE_SIZE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static XCR0: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Size of the xsave area for the enabled features, and XCR0: a signal frame's vector state is
 /// only restorable where both are the same.

@@ -15,7 +15,9 @@
 //! program thread the signal reached: [`spawn`] is async-signal-safe), a fork (the parent
 //! settles its pool later), a `SIGEV_THREAD` timer, a large `munmap` whose storage it punches
 //! out, a change of credentials (`os::setid`: it must keep the ones the process started with),
-//! or a mask that blocks `SIGPWR` (then only it can take one). A resume starts it at once.
+//! a mask that blocks `SIGPWR` (then only it can take one), or a second thread (a program that
+//! starts threads runs for a while: its first save should not wait for a coordinator to start,
+//! about 0.1 ms). A resume starts it at once.
 
 use super::arch;
 use crate::os::sigev_thread;
@@ -203,6 +205,8 @@ extern "C" fn run(_: usize) -> ! {
     }
     become_realtime();
     warn_if_image_unreachable(p);
+    // The layout's CPUID queries, off the path of a save (they trap in a virtual machine).
+    crate::runtime::read_machine_facts();
     let in_tree = crate::tree::in_tree();
     // In a tree the init injects `ZHUQUE_FAIL_AFTER` failures, counted from the launch (a
     // program's own timer would start again at every exec).

@@ -78,6 +78,9 @@ pub unsafe extern "C" fn pthread_create(
     }
     // The second thread: from here on only a stopped process may move memory.
     crate::memory::startup::ensure();
+    // A program that starts threads runs for a while (a server, most often): its coordinator
+    // starts now rather than at its first failure, whose save it would lengthen.
+    crate::threads::coordinator::ensure();
     // The attributes to follow: the caller's, or glibc's defaults (which honour
     // pthread_setattr_default_np) for a null `attr`.
     let mut default = Attr([0; 56]);
