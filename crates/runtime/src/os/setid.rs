@@ -99,20 +99,5 @@ pub extern "C" fn syscall_call(
     }
     // SAFETY: the program's own call, forwarded unchanged: the C `syscall` contract makes the
     // arguments valid for it.
-    let r = unsafe {
-        sys::syscall6(
-            number as usize,
-            a1 as usize,
-            a2 as usize,
-            a3 as usize,
-            a4 as usize,
-            a5 as usize,
-            a6 as usize,
-        )
-    };
-    if (-4095..0).contains(&r) {
-        crate::errno::set(-r as i32);
-        return -1;
-    }
-    r as c_long
+    unsafe { crate::threads::rseq::forward(number, a1, a2, a3, a4, a5, a6) }
 }

@@ -28,12 +28,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 const STACK_SIZE: usize = 256 << 10;
 
-/// Starts the coordinator now; the failure-injection clock starts now.
-pub fn start() {
-    prepare();
-    ensure();
-}
-
 /// Lets this process start its coordinator on demand from now on ([`ensure`]): the program
 /// runs on persistent memory (a fresh program about to run its constructors, or a fork
 /// child). Starts it at once when something already asked for it, or when only it could take
@@ -99,7 +93,6 @@ pub fn ensure() -> i32 {
         if claimed {
             spawn();
             release();
-            STATE.store(RUNNING, Ordering::Release);
         }
         let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
         if !claimed {
@@ -330,18 +323,12 @@ fn fork_work(p: &process::Process) -> Option<u64> {
 /// Wakes the coordinator up to read the init's message, or to do work left to it, starting it
 /// if it does not run (async-signal-safe).
 pub fn wake() {
-    let tid = ensure();
-    if tid != 0 && tid != sys::gettid() {
-        let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
-    }
+    poke(ensure());
 }
 
 /// [`wake`], but only a coordinator that runs already.
 pub fn wake_if_running() {
-    let tid = process::get().coordinator_tid.load(Ordering::Acquire);
-    if tid != 0 && tid != sys::gettid() {
-        let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
-    }
+    poke(process::get().coordinator_tid.load(Ordering::Acquire));
 }
 
 /// Asks the coordinator for a failure (from any thread; async-signal-safe).
@@ -352,7 +339,11 @@ pub fn request_failure() {
         return; // not crash-resistant: there is nothing to save
     }
     p.failure_pending.store(true, Ordering::Release);
-    let tid = ensure();
+    poke(ensure());
+}
+
+/// `SIGPWR` to coordinator `tid` (0: none), unless it is the caller (async-signal-safe).
+fn poke(tid: i32) {
     if tid != 0 && tid != sys::gettid() {
         let _ = sys::tgkill(sys::getpid(), tid, signals::FAIL_SIGNAL);
     }

@@ -135,6 +135,39 @@ pub unsafe extern "C" fn syscall(
     )
 }
 
+/// The program's `syscall(number, a1, ..., a6)` made unchanged, with the C result: the
+/// kernel's answer, or -1 with `errno` set (for the Rust parts of [`syscall`], which look at
+/// a call before or after making it).
+///
+/// # Safety
+/// The C `syscall` contract: the arguments must be valid for system call `number`.
+pub unsafe fn forward(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    // SAFETY: forwarded contract.
+    let r = unsafe {
+        sys::syscall6(
+            number as usize,
+            a1 as usize,
+            a2 as usize,
+            a3 as usize,
+            a4 as usize,
+            a5 as usize,
+            a6 as usize,
+        )
+    };
+    if (-4095..0).contains(&r) {
+        return failed(r as c_long);
+    }
+    r as c_long
+}
+
 /// The error return of [`syscall`]: `errno` = -`r`, and -1.
 extern "C" fn failed(r: c_long) -> c_long {
     crate::errno::set(-r as c_int);

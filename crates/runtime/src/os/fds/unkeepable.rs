@@ -187,26 +187,15 @@ pub extern "C" fn creating_call(
 ) -> c_long {
     // SAFETY: the program's own call, forwarded unchanged: the C `syscall` contract makes
     // the arguments valid for it.
-    let r = unsafe {
-        sys::syscall6(
-            number as usize,
-            a1 as usize,
-            a2 as usize,
-            a3 as usize,
-            a4 as usize,
-            a5 as usize,
-            a6 as usize,
-        )
-    };
-    if (-4095..0).contains(&r) {
-        crate::errno::set(-r as i32);
-        return -1;
+    let r = unsafe { crate::threads::rseq::forward(number, a1, a2, a3, a4, a5, a6) };
+    if r < 0 {
+        return r;
     }
     let makes_fd = number as usize != sys::nr::BPF || BPF_FD_COMMANDS.contains(&a1);
     if makes_fd {
         warn_created(number as usize, r as i32);
     }
-    r as c_long
+    r
 }
 
 /// One warning per kind and process, naming the fd it got.
