@@ -77,6 +77,9 @@
 //!   at a failure is seen by its parent as killed by SIGKILL after the resume (the parent
 //!   starts it again, so stdout is the same either way); this must have happened at least 3
 //!   times over the 20 runs, and the parent never sees any other status.
+//! - `a_sleeping_fork_child_joins_the_tree_by_itself` (`tree_lazy_join.c`): a fork child
+//!   that sleeps in a blocking `read` joins the tree at the end of its grace period with no
+//!   save to wake it, and its own first POSIX timer still gets id 0 (not a crash test).
 //!
 //! The tests `*_natively` run every command natively three times and require the same
 //! stdout, status and files each time (the oracle of a crash test is one native run), so a
@@ -826,6 +829,36 @@ fn children_of_a_process_that_dropped_privileges() {
         "main: uid 65534 after the wait\nA: exited 0\nC: gone\nC: killed by signal 9\n"
     );
     std::fs::remove_file(&go).unwrap();
+}
+
+/// A fork child that sleeps past its grace period joins the tree by itself, with no save to
+/// wake it (`tree_lazy_join.c`): otherwise a save of a tree of sleeping children first made
+/// each of them join, one after another, and each parent kept its memory private meanwhile.
+/// The runtime's means for it (a POSIX timer in the child) leave the child's own first timer
+/// id as it is natively.
+#[test]
+fn a_sleeping_fork_child_joins_the_tree_by_itself() {
+    let prog = Program::compile("tree_lazy_join.c");
+    let cwd = prog.workdir();
+    let native = run_native(&prog, &[], &cwd, None);
+    assert_eq!(
+        native.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    let image = ImageDir::new();
+    let zq = Zhuque::real();
+    let args = [image.path.to_str().expect("UTF-8 path").to_string()];
+    let mut cmd = zq.command(Zhuque::run_args(&image.path, None, &prog, &args), &cwd);
+    cmd.stdin(std::process::Stdio::null());
+    let f = spawn(cmd, "zhuque run tree_lazy_join").wait(LAUNCH_TIMEOUT);
+    assert_eq!(f.status, 0, "{}", String::from_utf8_lossy(&f.stderr));
+    let expected = format!(
+        "the sleeping child joined the tree\n{}",
+        String::from_utf8_lossy(&native.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&f.stdout), expected);
 }
 
 // ---- natively: the commands are deterministic ----

@@ -24,12 +24,15 @@ extern "C" fn fail_handler(_sig: i32, info: *mut SigInfo, _uc: *mut core::ffi::c
 }
 
 /// Whether a `SIGPWR` is the zhuque init telling this process a message waits on the control
-/// channel (docs/process-trees.md), not a failure request.
+/// channel (docs/process-trees.md), or a lazy fork child's grace timer (`tree::join`): not a
+/// failure request.
 pub fn is_wake_up(info: &SigInfo) -> bool {
-    info.code == sys::SI_QUEUE
-        && info.pid == 1
-        && info.value as u64 == zhuque_image::tree::WAKE_VALUE
-        && crate::tree::in_tree()
+    let sender = match info.code {
+        sys::SI_QUEUE => info.pid == 1,
+        sys::SI_TIMER => true,
+        _ => false,
+    };
+    sender && info.value as u64 == zhuque_image::tree::WAKE_VALUE && crate::tree::in_tree()
 }
 
 /// Installs the runtime's handlers (fresh start and resume).

@@ -282,6 +282,7 @@ pub unsafe extern "C" fn timer_create(
     let Some(real) = NEXT_TIMER_CREATE.get() else {
         return set_errno(Errno(ENOSYS));
     };
+    crate::tree::join::before_program_timer();
     // SAFETY: evp is null or a valid sigevent (C contract).
     if !active() || evp.is_null() || unsafe { (*evp).notify } != SIGEV_THREAD || !coordinated() {
         // SAFETY: forwarded contract.

@@ -92,6 +92,8 @@ pub fn timer_settime(id: i32, value_ns: u64, interval_ns: u64) -> Result<()> {
     .map(|_| ())
 }
 
+pub const CLOCK_MONOTONIC: i32 = g::CLOCK_MONOTONIC as i32;
+
 /// `sigev_notify`: signal one thread (`sigev_notify_thread_id`).
 pub const SIGEV_SIGNAL: i32 = g::SIGEV_SIGNAL as i32;
 pub const SIGEV_NONE: i32 = g::SIGEV_NONE as i32;

@@ -278,7 +278,7 @@ fn warn_if_image_unreachable(p: &process::Process) {
 }
 
 /// How long a fork child may read its parent's pool before it copies it anyway.
-const CHILD_GRACE_NS: u64 = 10_000_000;
+pub const CHILD_GRACE_NS: u64 = 10_000_000;
 /// How soon a coordinator that could not do a fork's work (its thread was about to `exec`)
 /// tries again.
 const RETRY_NS: u64 = 1_000_000;

@@ -82,6 +82,7 @@ fn become_lazy() {
     join::start_lazy();
     forget_parents_image();
     crate::threads::coordinator::prepare_with(fork::failure_signal_was_blocked());
+    join::arm_grace_timer();
 }
 
 /// A fork child outside the tree, its memory copied already.
