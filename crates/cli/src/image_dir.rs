@@ -1,8 +1,12 @@
 //! An image directory as the CLI sees it: where it is, who owns it, what its `meta` says.
 //!
-//! The CLI never takes the directory's `flock` itself: the runtime takes it (non-blocking) when
-//! the program starts, and a lock held by the CLI even briefly could make that fail. Ownership
-//! is read from `/proc/locks` instead. (A launch that is about to resume marks that with a
+//! The directory's `flock` is the image's owner's: the runtime of a single program or the
+//! tree's init takes it when it starts ([`take_lock`]) and holds it while it runs. The CLI
+//! tells a free image from a held one by taking a shared lock without waiting and dropping it
+//! at once ([`ImageDir::lock`]): the owners wait out a lock held for such an instant. Only a
+//! held image costs a read of `/proc/locks`, for the holder's pid: every read of it waits for
+//! an RCU grace period (the kernel takes its file-lock rwsem for writing), 10-20 ms here, which
+//! was most of the time of a resume. (A launch that is about to resume marks that with a
 //! shared lock on `meta`, [`ImageDir::mark_resuming`], so that `zhuque fail DIR` can reach it
 //! before the tree's init holds the directory.)
 
@@ -30,6 +34,22 @@ pub enum Lock {
     Free,
     /// Held by this pid; `None` when the pid cannot be seen (`/proc/locks` unreadable).
     Held(Option<i32>),
+}
+
+/// Takes an image directory's lock for its owner (the tree's init; the runtime does the same
+/// for a single program): fails when another process holds it, after waiting out a lock held
+/// for an instant by a CLI's probe ([`ImageDir::lock`]) for up to a millisecond.
+pub fn take_lock(dir: &fs::File) -> rustix::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// What an image directory holds, as far as launching it is concerned.
@@ -148,26 +168,28 @@ impl ImageDir {
         zhuque_image::decode(&bytes).ok()
     }
 
-    /// Who holds the directory's lock.
+    /// Who holds the directory's lock: a probe first ([`Self::probe_lock`]), and the holder's
+    /// pid from `/proc/locks` only when it is held.
     pub fn lock(&self) -> Result<Lock> {
         let meta = match fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Free),
             Err(e) => return Err(Failure::io("cannot open image", &self.path, &e)),
         };
-        match procfs::read_locks() {
-            Some(locks) => Ok(match procfs::flock_owner(&locks, &meta) {
-                Some(pid) => Lock::Held(Some(pid)),
-                None => Lock::Free,
-            }),
+        if self.probe_lock()? == Lock::Free {
+            return Ok(Lock::Free);
+        }
+        let owner = procfs::read_locks().and_then(|locks| procfs::flock_owner(&locks, &meta));
+        match owner {
+            Some(pid) => Ok(Lock::Held(Some(pid))),
+            // Let go of meanwhile, or held by a process this one cannot see.
             None => self.probe_lock(),
         }
     }
 
-    /// Fallback when `/proc/locks` is unavailable: try a shared lock without waiting and drop
-    /// it at once. Shared, so that concurrent `inspect`s never disturb each other; a launch
-    /// racing with it could see the image as busy for that instant, which is why
-    /// `/proc/locks` comes first.
+    /// Tries a shared lock without waiting and drops it at once. Shared, so that concurrent
+    /// probes never disturb each other; an owner taking the lock in that instant waits it out
+    /// ([`take_lock`]).
     fn probe_lock(&self) -> Result<Lock> {
         let dir = fs::File::open(&self.path)
             .map_err(|e| Failure::io("cannot open image", &self.path, &e))?;

@@ -178,10 +178,26 @@ pub fn open_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
     Ok(hide(fd))
 }
 
-/// Takes the image: fails with `EWOULDBLOCK` when another live process holds it.
+/// Takes the image: fails with `EWOULDBLOCK` when another live process holds it. A lock
+/// held for an instant is waited out (for up to a millisecond): the CLI tells a free image
+/// from a held one by taking a shared lock and dropping it at once (`/proc/locks`, which
+/// names the holder, costs it an RCU grace period, 10-20 ms, at every read).
 pub fn lock(dir: BorrowedFd) -> Result<(), Errno> {
-    fs::flock(dir, FlockOperation::NonBlockingLockExclusive)
+    let mut tries = 0;
+    loop {
+        match fs::flock(dir, FlockOperation::NonBlockingLockExclusive) {
+            Err(Errno::WOULDBLOCK) if tries < LOCK_TRIES => {
+                tries += 1;
+                crate::sys::sleep_ns(LOCK_RETRY_NS);
+            }
+            r => return r,
+        }
+    }
 }
+
+/// How often, and how far apart, [`lock`] tries again.
+const LOCK_TRIES: u32 = 10;
+const LOCK_RETRY_NS: u64 = 100_000;
 
 /// The whole of file `name` in `dir`, if it can be read.
 pub fn read_file(dir: BorrowedFd, name: &str) -> Option<Vec<u8>> {

@@ -168,7 +168,7 @@ impl TreeInit {
         let dir = &plan.dir;
         let shown = dir.display();
         let lock = File::open(dir).map_err(|e| format!("cannot open {shown}: {e}"))?;
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        if crate::image_dir::take_lock(&lock).is_err() {
             return Err(format!("{shown} is in use (RUNNING)"));
         }
         let stat = lock
