@@ -14,7 +14,11 @@
  * bound to another, which checks each message's sender address (the queue comes back from
  * the recreated sender). A fifth is the same with the receiver connected to its sender, so
  * that it takes datagrams from that peer only (its queue with fds was lost before: the
- * resume connected it first and then could not send to it), and checks its peer.
+ * resume connected it first and then could not send to it), and checks its peer. A sixth is
+ * a stream connection whose sender sends its round and closes its end at once, as a server
+ * handing out an fd does (python's multiprocessing resource sharer): the reader takes the
+ * round's messages with their fds, then end-of-file (the fds were lost before: the resume
+ * kept only the bytes of a connection whose peer was gone).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -33,7 +37,7 @@
 
 enum { KINDS = 6 };
 static int keep_fd;       /* the file whose second fd travels */
-static int kept_end[10]; /* the kept end of each socketpair whose other end travels, by slot */
+static int kept_end[12]; /* the kept end of each socketpair whose other end travels, by slot */
 static const char *dir;
 
 /* Sends to `to` (NULL: the socket's peer). */
@@ -193,12 +197,15 @@ struct pair {
     int type, index, sv[2];
     /* Not a pair: sv[0], bound to `from`, sends to sv[1], bound to `to`. */
     struct sockaddr_un *to, *from;
+    /* A new connection every round, its sender closed once the round is sent; rx[r % 2]
+     * is round r's reading end. */
+    int closed, rx[2];
 };
 
 /* Where round r's socketpair end sent on pair p is remembered (two rounds are in flight). */
 static int slot(const struct pair *p, unsigned long r)
 {
-    return (int)(r % 2) * 5 + p->index;
+    return (int)(r % 2) * 6 + p->index;
 }
 
 /* Round r's messages on each pair: see the file's header. */
@@ -206,6 +213,11 @@ static void send_round(struct pair *p, unsigned long r)
 {
     int fds[KINDS];
     char text[64];
+    if (p->closed) {
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->sv) == 0, "socketpair: %s",
+              strerror(errno));
+        p->rx[r % 2] = p->sv[1];
+    }
     if (p->type == SOCK_STREAM) {
         int s = slot(p, r);
         int a[2] = {make(0, r, s), make(1, r, s)};
@@ -219,6 +231,8 @@ static void send_round(struct pair *p, unsigned long r)
             close(a[i]);
         for (int i = 0; i < 4; i++)
             close(b[i]);
+        if (p->closed)
+            close(p->sv[0]);
         return;
     }
     for (int k = 0; k < KINDS; k++)
@@ -234,6 +248,8 @@ static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
 {
     int fds[KINDS];
     char text[64], got[64];
+    if (p->closed)
+        p->sv[1] = p->rx[r % 2];
     if (p->type == SOCK_STREAM) {
         int n = snprintf(text, sizeof text, "head %06lu|", r);
         CHECK(recv_fds(p->sv[1], got, n, fds) == 2 && !memcmp(got, text, n),
@@ -247,6 +263,11 @@ static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
               "round %lu: stream tail", r);
         for (int k = 0; k < 4; k++)
             check(fds[k], 2 + k, r, slot(p, r));
+        if (p->closed) {
+            CHECK(recv(p->sv[1], got, 1, MSG_DONTWAIT) == 0,
+                  "round %lu: the closed connection did not end after its messages", r);
+            close(p->sv[1]);
+        }
         return tl_hash(h, got, n);
     }
     int n = snprintf(text, sizeof text, "%s %06lu", p->name, r);
@@ -290,6 +311,7 @@ int main(int argc, char **argv)
         {"seqpacket", SOCK_SEQPACKET, 2, {0}, NULL, NULL},
         {"bound datagram", SOCK_DGRAM, 3, {0}, &bound, &sender},
         {"connected datagram", SOCK_DGRAM, 4, {0}, &conn, &conn_sender},
+        {"closed stream", SOCK_STREAM, 5, {0}, NULL, NULL, 1, {0}},
     };
     enum { CHANNELS = sizeof pairs / sizeof pairs[0] };
     for (int i = 0; i < 3; i++)

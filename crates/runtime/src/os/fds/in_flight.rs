@@ -10,8 +10,9 @@
 //!
 //! At the resume, every file is recreated first, the one kept only for a message included; the
 //! queue of a socketpair end with fds in flight is sent again last ([`send_again`]), each
-//! message with its fds, from the other end; then those files are closed again, and live on
-//! only in the message, as they did.
+//! message with its fds, from the other end (for a connection whose peer is gone, from the
+//! other end of the socketpair it comes back as, which then closes); then those files are
+//! closed again, and live on only in the message, as they did.
 
 use super::procfd::Task;
 use super::sockets::drain_keeping_fds;
@@ -153,11 +154,12 @@ pub fn renumber(used: &mut [Desc], index: &[Option<u32>]) {
 }
 
 /// The socket record's share of what was in flight: the fds of each message, when the
-/// resume can send them again (a socketpair's end: from the other end; a datagram socket
+/// resume can send them again (a socketpair's end: from the other end; a connection whose
+/// peer is gone or outside the process, such as a server's that sent an fd and closed: from
+/// the other end of a new socketpair, which then closes as the peer did; a datagram socket
 /// bound to a name, which can be reached at it: from a socket of the sender's name, or an
 /// unnamed one, before the socket is connected again if it was). Otherwise (an unnamed
-/// datagram socket connected to a peer, a connection from outside) they are not kept, with a
-/// warning.
+/// datagram socket connected to a peer) they are not kept, with a warning.
 pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     let Some(f) = &d.in_flight else {
         return Vec::new();
@@ -172,7 +174,7 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         })
         .collect();
     if passed.is_empty()
-        || matches!(state, SockState::Pair { .. })
+        || matches!(state, SockState::Pair { .. } | SockState::Outside { .. })
         || (matches!(state, SockState::Unconnected | SockState::Datagram { .. })
             && bound_datagram(d.local))
     {
@@ -182,7 +184,7 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     crate::diag::Line::new()
         .str("warning: ")
         .num(count as u64)
-        .str(" fd(s) in flight to a Unix socket that is not one end of a pair in the process are not kept")
+        .str(" fd(s) in flight to a Unix socket that is neither connected nor bound to a name are not kept")
         .emit();
     Vec::new()
 }
@@ -196,11 +198,12 @@ fn bound_datagram(fd: i32) -> bool {
 /// Resume, once every file of the table exists (in a tree, once those other processes saved
 /// are fetched too): sends the queue of each socketpair end with
 /// fds in flight again from the other end, every message with its fds (then shuts down the
-/// other end's sending side if it was), and that of each bound datagram socket to its name
+/// other end's sending side if it was, or closes it when the saved peer was gone), and that of each bound datagram socket to its name
 /// (then connects it again if it was), and closes the files kept only for the messages.
 pub fn send_again(r: &mut Restorer) {
-    for i in 0..r.table.files.len() {
-        let FileKind::Socket(s) = &r.table.files[i].kind else {
+    let table = r.table;
+    for i in 0..table.files.len() {
+        let FileKind::Socket(s) = &table.files[i].kind else {
             continue;
         };
         if s.passed.is_empty() {
@@ -217,11 +220,18 @@ pub fn send_again(r: &mut Restorer) {
             super::sockets::requeue_with_fds(r, i, &fds_of);
             continue;
         }
-        let SockState::Pair { peer } = s.state else {
-            continue;
-        };
-        let Some(from) = r.staged(peer as usize) else {
-            continue;
+        // A socketpair's end is refilled from its other end; a connection whose peer is gone,
+        // from the other end of the socketpair it came back as, kept until now.
+        let (from, peer) = match s.state {
+            SockState::Pair { peer } => match r.staged(peer as usize) {
+                Some(from) => (from, Some(peer)),
+                None => continue,
+            },
+            SockState::Outside { .. } => match r.take_peer_end(i) {
+                Some(from) => (from, None),
+                None => continue,
+            },
+            _ => continue,
         };
         let mut lost = (0u64, 0u64);
         for (m, msg) in s.queue.iter().enumerate() {
@@ -244,10 +254,18 @@ pub fn send_again(r: &mut Restorer) {
                 }
             }
         }
-        if let Some(FileKind::Socket(p)) = r.table.files.get(peer as usize).map(|f| &f.kind)
-            && p.shutdown & super::sockets::SEND_SHUTDOWN != 0
-        {
-            let _ = sys::shutdown(from, 1);
+        match peer {
+            Some(peer) => {
+                if let Some(FileKind::Socket(p)) = r.table.files.get(peer as usize).map(|f| &f.kind)
+                    && p.shutdown & super::sockets::SEND_SHUTDOWN != 0
+                {
+                    let _ = sys::shutdown(from, 1);
+                }
+            }
+            // Gone, as the saved one's peer was: the data, then the end.
+            None => {
+                let _ = sys::close(from);
+            }
         }
         if lost != (0, 0) {
             r.warning(i)

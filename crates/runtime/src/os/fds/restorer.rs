@@ -26,6 +26,9 @@ pub struct Restorer<'a> {
     down: i32,
     /// The saved process's pid (paths under `/proc/<pid>/` name it).
     pub saved_pid: i32,
+    /// The other end of each connection whose peer was gone with fds in flight on it (file
+    /// index, fd): it sends the queue again once every file exists, then closes.
+    peer_ends: Vec<(usize, i32)>,
 }
 
 impl<'a> Restorer<'a> {
@@ -48,6 +51,7 @@ impl<'a> Restorer<'a> {
             targets,
             down: soft_limit.min(1 << 20) as i32 - 1,
             saved_pid,
+            peer_ends: Vec::new(),
         }
     }
 
@@ -85,6 +89,19 @@ impl<'a> Restorer<'a> {
                 .num(crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE).0)
                 .str(")"),
         )
+    }
+
+    /// Keeps `fd`, the other end of the socketpair that file `i` (a connection whose peer was
+    /// gone) comes back as, out of the saved numbers' way until [`Self::take_peer_end`].
+    pub fn keep_peer_end(&mut self, i: usize, fd: i32) {
+        let fd = self.stage(fd);
+        self.peer_ends.push((i, fd));
+    }
+
+    /// The fd [`Self::keep_peer_end`] kept for file `i`, now the caller's.
+    pub fn take_peer_end(&mut self, i: usize) -> Option<i32> {
+        let at = self.peer_ends.iter().position(|(f, _)| *f == i)?;
+        Some(self.peer_ends.swap_remove(at).1)
     }
 
     /// Puts every file staged since the last call at its saved numbers (with each fd's

@@ -220,6 +220,10 @@ pub fn restore(r: &mut Restorer, i: usize) {
     };
     let made = match &s.state {
         SockState::Pair { peer } => return restore_pair(r, i, *peer as usize),
+        // With fds in flight, its queue comes once every file exists (`in_flight::send_again`).
+        SockState::Outside { .. } if s.domain == sys::AF_UNIX && !s.passed.is_empty() => {
+            closed_unix_connection(r, i, s)
+        }
         SockState::Outside { .. } => dead_connection(r, i, s),
         SockState::Unconnected => plain(s, None).inspect(|fd| {
             // With fds in flight, its queue comes once every file exists
@@ -266,6 +270,17 @@ pub fn restore(r: &mut Restorer, i: usize) {
         }
         Err(why) => r.placeholder(i, &why),
     }
+}
+
+/// A Unix connection whose peer was gone (or outside the process), with fds in flight on it:
+/// one end of a new socketpair, whose other end is kept to send the queue again with its fds
+/// once every file exists, and then closes, as the saved peer had (`in_flight::send_again`).
+fn closed_unix_connection(r: &mut Restorer, i: usize, s: &Socket) -> Result<i32, String> {
+    let (a, b) = sys::socketpair(sys::AF_UNIX, s.ty | sys::SOCK_CLOEXEC, 0)
+        .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
+    r.keep_peer_end(i, b.into_raw());
+    options::apply_options(a.raw(), s);
+    Ok(a.into_raw())
 }
 
 /// Resume, once every file exists: the queue of bound datagram socket `i` (whose messages
