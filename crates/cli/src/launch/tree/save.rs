@@ -182,17 +182,24 @@ fn pools_prefix(init: &TreeInit) -> Vec<u8> {
 /// memory and has glibc's default action for `SIGPWR`: it is left alone (it executes a new
 /// program, which connects). Again every [`WAKE_AGAIN`] while it has not connected: the
 /// first may have come while it could not start its coordinator yet.
+///
+/// The memory is compared first and the maps read second: a `vfork` child that executes
+/// between the two looks then shows the new program's maps, which hold no pool (the runtime
+/// maps its own only once its handler exists). The other order read the child's maps (its
+/// parent's, with the pool), then compared the new program's memory, and woke a program
+/// that had just executed and still had the default action for `SIGPWR`: it died, and after
+/// the resume its parent waited for it (`crash_tree::named_semaphores_between_processes`,
+/// "the child's post never reached the root", under load).
 fn wake_lazy_children(unconnected: &[i32], pools: &[u8], woken: &mut BTreeMap<i32, Instant>) {
     for &pid in unconnected {
         if woken.get(&pid).is_some_and(|t| t.elapsed() < WAKE_AGAIN)
+            || procs::shares_memory_with_parent(pid)
             || !procs::maps_file(pid, pools)
         {
             continue;
         }
         woken.insert(pid, Instant::now());
-        if !procs::shares_memory_with_parent(pid) {
-            super::control::wake(pid);
-        }
+        super::control::wake(pid);
     }
 }
 
