@@ -18,7 +18,9 @@
  * a stream connection whose sender sends its round and closes its end at once, as a server
  * handing out an fd does (python's multiprocessing resource sharer): the reader takes the
  * round's messages with their fds, then end-of-file (the fds were lost before: the resume
- * kept only the bytes of a connection whose peer was gone).
+ * kept only the bytes of a connection whose peer was gone). A seventh is the same with a
+ * datagram socketpair, whose messages were lost with their fds (it has no name to send them
+ * to again).
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -37,7 +39,7 @@
 
 enum { KINDS = 6 };
 static int keep_fd;       /* the file whose second fd travels */
-static int kept_end[12]; /* the kept end of each socketpair whose other end travels, by slot */
+static int kept_end[14]; /* the kept end of each socketpair whose other end travels, by slot */
 static const char *dir;
 
 /* Sends to `to` (NULL: the socket's peer). */
@@ -205,7 +207,7 @@ struct pair {
 /* Where round r's socketpair end sent on pair p is remembered (two rounds are in flight). */
 static int slot(const struct pair *p, unsigned long r)
 {
-    return (int)(r % 2) * 6 + p->index;
+    return (int)(r % 2) * 7 + p->index;
 }
 
 /* Round r's messages on each pair: see the file's header. */
@@ -214,7 +216,7 @@ static void send_round(struct pair *p, unsigned long r)
     int fds[KINDS];
     char text[64];
     if (p->closed) {
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->sv) == 0, "socketpair: %s",
+        CHECK(socketpair(AF_UNIX, p->type | SOCK_CLOEXEC, 0, p->sv) == 0, "socketpair: %s",
               strerror(errno));
         p->rx[r % 2] = p->sv[1];
     }
@@ -242,6 +244,8 @@ static void send_round(struct pair *p, unsigned long r)
     send_fds(p->sv[0], p->to, "", 0, fds + 3, 3); /* a zero-length message with fds */
     for (int k = 0; k < KINDS; k++)
         close(fds[k]);
+    if (p->closed)
+        close(p->sv[0]);
 }
 
 static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
@@ -278,6 +282,8 @@ static uint64_t receive_round(struct pair *p, unsigned long r, uint64_t h)
     expect_from = NULL;
     for (int k = 0; k < KINDS; k++)
         check(fds[k], k, r, slot(p, r));
+    if (p->closed)
+        close(p->sv[1]);
     return tl_hash(h, text, n);
 }
 
@@ -312,6 +318,7 @@ int main(int argc, char **argv)
         {"bound datagram", SOCK_DGRAM, 3, {0}, &bound, &sender},
         {"connected datagram", SOCK_DGRAM, 4, {0}, &conn, &conn_sender},
         {"closed stream", SOCK_STREAM, 5, {0}, NULL, NULL, 1, {0}},
+        {"closed datagram", SOCK_DGRAM, 6, {0}, NULL, NULL, 1, {0}},
     };
     enum { CHANNELS = sizeof pairs / sizeof pairs[0] };
     for (int i = 0; i < 3; i++)

@@ -802,8 +802,9 @@ fn io_signals_of_files() {
 /// at an offset, a memfd, an eventfd, a second fd of a kept file (one description) and a
 /// socketpair end with a queued message, each checked when it arrives; on the stream the fds
 /// come with the same byte; and the same on an unnamed datagram socket's messages to one bound
-/// to an abstract name, and on a stream connection whose sender closed its end after sending
-/// (python's multiprocessing resource sharer does that; its fds were lost until 2026-12-06).
+/// to an abstract name, and on a stream connection and a datagram socketpair whose sender
+/// closed its end after sending (python's multiprocessing resource sharer does that; their
+/// fds, and the datagrams themselves, were lost until 2026-12-06).
 /// Before, they were closed at the save and the messages came without them.
 #[test]
 fn fds_in_flight() {

@@ -177,6 +177,7 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         || matches!(state, SockState::Pair { .. } | SockState::Outside { .. })
         || (matches!(state, SockState::Unconnected | SockState::Datagram { .. })
             && bound_datagram(d.local))
+        || orphaned_datagram_pair_end(d.local, state)
     {
         return passed;
     }
@@ -189,6 +190,15 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
     Vec::new()
 }
 
+/// The surviving end of a Unix datagram socketpair whose other end was closed (asked only of
+/// a socket with fds in flight): no name of its own, connected to a peer with none.
+fn orphaned_datagram_pair_end(fd: i32, state: &SockState) -> bool {
+    matches!(state, SockState::Datagram { peer } if peer.len() <= 2)
+        && sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_TYPE)
+            .is_ok_and(|t| t == sys::SOCK_DGRAM)
+        && sys::getsockname(fd).is_ok_and(|a| a.len() <= 2)
+}
+
 /// A datagram socket bound to a name (asked only of a socket with fds in flight).
 fn bound_datagram(fd: i32) -> bool {
     sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_TYPE).is_ok_and(|t| t == sys::SOCK_DGRAM)
@@ -196,10 +206,11 @@ fn bound_datagram(fd: i32) -> bool {
 }
 
 /// Resume, once every file of the table exists (in a tree, once those other processes saved
-/// are fetched too): sends the queue of each socketpair end with
-/// fds in flight again from the other end, every message with its fds (then shuts down the
-/// other end's sending side if it was, or closes it when the saved peer was gone), and that of each bound datagram socket to its name
-/// (then connects it again if it was), and closes the files kept only for the messages.
+/// are fetched too): sends the queue of each socketpair end with fds in flight again from the
+/// other end, every message with its fds (then shuts down the other end's sending side if it
+/// was, or closes it when the saved peer was gone), and that of each bound datagram socket to
+/// its name (then connects it again if it was), and closes the files kept only for the
+/// messages.
 pub fn send_again(r: &mut Restorer) {
     let table = r.table;
     for i in 0..table.files.len() {
@@ -209,7 +220,9 @@ pub fn send_again(r: &mut Restorer) {
         if s.passed.is_empty() {
             continue;
         }
-        if matches!(s.state, SockState::Unconnected | SockState::Datagram { .. }) {
+        if matches!(s.state, SockState::Unconnected | SockState::Datagram { .. })
+            && !super::sockets::orphaned_pair_end(s)
+        {
             let fds_of = |m: usize| -> Vec<i32> {
                 s.passed
                     .iter()
@@ -227,7 +240,7 @@ pub fn send_again(r: &mut Restorer) {
                 Some(from) => (from, Some(peer)),
                 None => continue,
             },
-            SockState::Outside { .. } => match r.take_peer_end(i) {
+            SockState::Outside { .. } | SockState::Datagram { .. } => match r.take_peer_end(i) {
                 Some(from) => (from, None),
                 None => continue,
             },

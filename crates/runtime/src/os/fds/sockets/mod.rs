@@ -249,6 +249,8 @@ pub fn restore(r: &mut Restorer, i: usize) {
             }
             return;
         }
+        // The surviving end of a datagram socketpair: comes back as one again.
+        SockState::Datagram { .. } if orphaned_pair_end(s) => closed_unix_connection(r, i, s),
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
             // With fds in flight, its queue comes once every file exists
             // (`in_flight::send_again`, then `requeue_with_fds`), and the connect after it.
@@ -272,15 +274,31 @@ pub fn restore(r: &mut Restorer, i: usize) {
     }
 }
 
-/// A Unix connection whose peer was gone (or outside the process), with fds in flight on it:
-/// one end of a new socketpair, whose other end is kept to send the queue again with its fds
-/// once every file exists, and then closes, as the saved peer had (`in_flight::send_again`).
+/// A Unix connection whose peer was gone (or outside the process), or the surviving end of a
+/// datagram socketpair ([`orphaned_pair_end`]): one end of a new socketpair, whose other end
+/// sends the queue again and then closes, as the saved peer had. With fds in flight the other
+/// end is kept until every file exists (`in_flight::send_again`).
 fn closed_unix_connection(r: &mut Restorer, i: usize, s: &Socket) -> Result<i32, String> {
     let (a, b) = sys::socketpair(sys::AF_UNIX, s.ty | sys::SOCK_CLOEXEC, 0)
         .map_err(|e| format!("cannot make a socketpair: errno {}", e.0))?;
-    r.keep_peer_end(i, b.into_raw());
+    if s.passed.is_empty() {
+        queues::refill_unread(r, i, b.raw(), &s.queue);
+        drop(b);
+    } else {
+        r.keep_peer_end(i, b.into_raw());
+    }
     options::apply_options(a.raw(), s);
     Ok(a.into_raw())
+}
+
+/// A Unix datagram socket with no name, connected to a peer with none that the process does
+/// not hold: the end of a socketpair whose other end was closed. Nothing but that peer could
+/// send to it (it has no address), so its queue comes back only from a new pair's other end.
+pub(in crate::os::fds) fn orphaned_pair_end(s: &Socket) -> bool {
+    s.domain == sys::AF_UNIX
+        && s.ty == sys::SOCK_DGRAM
+        && s.local.len() <= 2
+        && matches!(&s.state, SockState::Datagram { peer } if peer.len() <= 2)
 }
 
 /// Resume, once every file exists: the queue of bound datagram socket `i` (whose messages
@@ -314,7 +332,7 @@ pub fn connect_unix_datagrams(r: &Restorer) {
         let SockState::Datagram { peer } = &s.state else {
             continue;
         };
-        if s.domain != sys::AF_UNIX || !s.passed.is_empty() {
+        if s.domain != sys::AF_UNIX || !s.passed.is_empty() || orphaned_pair_end(s) {
             continue;
         }
         if let Some(fd) = r.staged(i) {

@@ -247,8 +247,19 @@ pub(super) fn saved_state(
                 None if ty == sys::SOCK_DGRAM => SockState::Datagram { peer: peer_name() },
                 None => SockState::Outside { peer: peer_name() },
             }
+        } else if ty == sys::SOCK_DGRAM && orphaned(fd) {
+            // The surviving end of a socketpair: the kernel describes no peer (it is gone),
+            // but the socket is still connected to it.
+            SockState::Datagram { peer: peer_name() }
         } else {
             SockState::Unconnected
         }
     }
+}
+
+/// A datagram socket without a name connected to a peer without one that is gone: the end of
+/// a socketpair whose other end was closed (`getpeername` still answers for the dead peer).
+fn orphaned(fd: i32) -> bool {
+    sys::getsockname(fd).is_ok_and(|a| a.len() <= 2)
+        && sys::getpeername(fd).is_ok_and(|a| a.len() <= 2)
 }
