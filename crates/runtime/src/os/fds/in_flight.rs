@@ -18,7 +18,7 @@ use super::procfd::Task;
 use super::sockets::drain_keeping_fds;
 use super::{Class, Desc, Restorer};
 use crate::sys;
-use zhuque_image::os::{FileKind, PassedFds, SockState};
+use zhuque_image::os::{FileKind, PassedFds, SockState, Socket};
 
 /// What a Unix socket's queue held at the save: its messages (with their senders), and the
 /// descriptions (indexes of the save's description list, then of the table) sent with each.
@@ -158,9 +158,11 @@ pub fn renumber(used: &mut [Desc], index: &[Option<u32>]) {
 /// peer is gone or outside the process, such as a server's that sent an fd and closed: from
 /// the other end of a new socketpair, which then closes as the peer did; a datagram socket
 /// bound to a name, which can be reached at it: from a socket of the sender's name, or an
-/// unnamed one, before the socket is connected again if it was). Otherwise (an unnamed
-/// datagram socket connected to a peer) they are not kept, with a warning.
-pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
+/// unnamed one, before the socket is connected again if it was; the surviving end of a
+/// datagram socketpair, `sockets::orphaned_pair_end`: from a new pair's other end). Otherwise
+/// they are not kept, with a warning.
+pub fn record(d: &Desc, socket: &Socket) -> Vec<PassedFds> {
+    let state = &socket.state;
     let Some(f) = &d.in_flight else {
         return Vec::new();
     };
@@ -177,7 +179,7 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         || matches!(state, SockState::Pair { .. } | SockState::Outside { .. })
         || (matches!(state, SockState::Unconnected | SockState::Datagram { .. })
             && bound_datagram(d.local))
-        || orphaned_datagram_pair_end(d.local, state)
+        || super::sockets::orphaned_pair_end(socket)
     {
         return passed;
     }
@@ -188,15 +190,6 @@ pub fn record(d: &Desc, state: &SockState) -> Vec<PassedFds> {
         .str(" fd(s) in flight to a Unix socket that is neither connected nor bound to a name are not kept")
         .emit();
     Vec::new()
-}
-
-/// The surviving end of a Unix datagram socketpair whose other end was closed (asked only of
-/// a socket with fds in flight): no name of its own, connected to a peer with none.
-fn orphaned_datagram_pair_end(fd: i32, state: &SockState) -> bool {
-    matches!(state, SockState::Datagram { peer } if peer.len() <= 2)
-        && sys::getsockopt_int(fd, sys::SOL_SOCKET, sys::SO_TYPE)
-            .is_ok_and(|t| t == sys::SOCK_DGRAM)
-        && sys::getsockname(fd).is_ok_and(|a| a.len() <= 2)
 }
 
 /// A datagram socket bound to a name (asked only of a socket with fds in flight).

@@ -547,7 +547,7 @@ pub(super) fn take_queued(d: &Desc, s: &mut Socket, raw: bool, buf: &mut [u8]) {
                 .emit();
         }
         if is_pair_or_outside || bound_datagram {
-            s.passed = super::super::in_flight::record(d, &s.state);
+            s.passed = super::super::in_flight::record(d, s);
         }
         return;
     }
