@@ -293,36 +293,67 @@ fn pause_and_sigsuspend_wait_for_the_programs_own_signal() {
     assert_eq!(run.stdout, native.stdout);
 }
 
-/// A 64 MiB tmpfs mounted for one test (the pool's filesystem filling up), unmounted when
-/// dropped. `None` when not root (CI runs as root).
-struct SmallTmpfs(std::path::PathBuf);
+/// A tmpfs mounted for one test (the pool's filesystem filling up, or giving huge pages),
+/// unmounted when dropped. `None` when not root (CI runs as root).
+struct Tmpfs(std::path::PathBuf);
 
-impl SmallTmpfs {
-    fn mount(prog: &Program) -> Option<SmallTmpfs> {
+impl Tmpfs {
+    /// 64 MiB: a pool filesystem that fills up.
+    fn small(prog: &Program) -> Option<Tmpfs> {
+        Tmpfs::mount(prog, "small-tmpfs", "size=64m")
+    }
+
+    fn mount(prog: &Program, name: &str, options: &str) -> Option<Tmpfs> {
         // SAFETY: getuid has no preconditions.
         if unsafe { libc::getuid() } != 0 {
-            println!("not root: cannot mount a small tmpfs; checked in CI, which runs as root");
+            println!(
+                "not root: cannot mount a tmpfs ({options}); checked in CI, which runs as root"
+            );
             return None;
         }
-        let at = prog.dir.subdir("small-tmpfs");
+        let at = prog.dir.subdir(name);
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&at)
             .status()
             .expect("running mount");
         assert!(
             status.success(),
-            "cannot mount a 64 MiB tmpfs on {}",
+            "cannot mount a tmpfs ({options}) on {}",
             at.display()
         );
-        Some(SmallTmpfs(at))
+        Some(Tmpfs(at))
     }
 }
 
-impl Drop for SmallTmpfs {
+impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
+}
+
+/// On a tmpfs that gives huge pages (`huge=within_size`), pool memory is mapped with them
+/// (smaps `ShmemPmdMapped`) wherever the program's own mapping allows it: chosen by the
+/// kernel, hinted at a 2 MiB boundary as mimalloc does, `MAP_FIXED` 4 KiB past one, `malloc`,
+/// grown in place and moved by `mremap`, `sbrk` (`mem_huge_pages.c` checks every region in
+/// every round, before and after failures). The pool's offsets must agree with the
+/// addresses modulo 2 MiB for that (`memory::pool::HUGE_PAGE`): before, only kernel-chosen
+/// mappings did, and a resume's first pass over memory took a fault per 64 KiB instead of
+/// one per 2 MiB (docs/benchmarks.md, "Huge pages").
+#[test]
+fn memory_stays_on_huge_pages_where_the_pool_filesystem_gives_them() {
+    const MEM_HUGE_PAGES: Case = Case {
+        file: "mem_huge_pages.c",
+        args: &["40"],
+        status: 0,
+    };
+    let prog = Program::compile(MEM_HUGE_PAGES.file);
+    let Some(huge) = Tmpfs::mount(&prog, "huge-tmpfs", "size=4g,huge=within_size") else {
+        return;
+    };
+    with_image_root(&huge.0, || {
+        crash_case("mem_huge_pages", &MEM_HUGE_PAGES, CrashPlan::default())
+    });
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -338,7 +369,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 #[test]
 fn an_allocation_the_pool_filesystem_cannot_back_fails() {
     let prog = Program::compile("fill_memory.c");
-    let Some(small) = SmallTmpfs::mount(&prog) else {
+    let Some(small) = Tmpfs::small(&prog) else {
         return;
     };
     let cwd = prog.workdir();
@@ -392,7 +423,7 @@ fn an_allocation_the_pool_filesystem_cannot_back_fails() {
 #[test]
 fn unmapped_memory_makes_room_on_a_small_filesystem() {
     let prog = Program::compile("mem_unmapped_room.c");
-    let Some(small) = SmallTmpfs::mount(&prog) else {
+    let Some(small) = Tmpfs::small(&prog) else {
         return;
     };
     let cwd = prog.workdir();
@@ -413,7 +444,7 @@ fn unmapped_memory_makes_room_on_a_small_filesystem() {
 #[test]
 fn memory_touched_after_the_filesystem_filled_is_reported() {
     let prog = Program::compile("fill_memory.c");
-    let Some(small) = SmallTmpfs::mount(&prog) else {
+    let Some(small) = Tmpfs::small(&prog) else {
         return;
     };
     let cwd = prog.workdir();

@@ -8,19 +8,22 @@ use std::path::{Path, PathBuf};
 
 use super::{keep_files, unique};
 
-/// An image directory `/dev/shm/zhuque-test-<pid>-<n>` that does not exist yet (the runtime
-/// creates it) and is removed, with whatever it holds, when dropped.
+/// An image directory `<root>/zhuque-test-<pid>-<n>` that does not exist yet (the runtime
+/// creates it) and is removed, with whatever it holds, when dropped. The root is `/dev/shm`,
+/// `$ZHUQUE_TEST_IMAGES` when set (to run whole suites with the pools on another
+/// filesystem), or the directory a test chose for its own thread ([`with_image_root`]).
 pub struct ImageDir {
     pub path: PathBuf,
 }
 
 impl ImageDir {
     pub fn new() -> ImageDir {
-        let path = PathBuf::from(format!(
-            "/dev/shm/zhuque-test-{}-{}",
-            std::process::id(),
-            unique()
-        ));
+        let root = IMAGE_ROOT
+            .with(|r| r.borrow().clone())
+            .or_else(|| std::env::var_os("ZHUQUE_TEST_IMAGES").map(PathBuf::from))
+            .unwrap_or_else(|| "/dev/shm".into());
+        let path =
+            Path::new(&root).join(format!("zhuque-test-{}-{}", std::process::id(), unique()));
         let _ = std::fs::remove_dir_all(&path);
         ImageDir { path }
     }
@@ -48,6 +51,19 @@ impl ImageDir {
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
         zhuque_image::decode(&bytes).unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
     }
+}
+
+thread_local! {
+    static IMAGE_ROOT: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the images this thread makes ([`ImageDir::new`]) under `root`: a crash test
+/// of a program whose pool must live on a particular filesystem.
+pub fn with_image_root<T>(root: &Path, f: impl FnOnce() -> T) -> T {
+    let old = IMAGE_ROOT.with(|r| r.replace(Some(root.to_path_buf())));
+    let out = f();
+    IMAGE_ROOT.with(|r| *r.borrow_mut() = old);
+    out
 }
 
 impl Drop for ImageDir {

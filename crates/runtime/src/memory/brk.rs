@@ -41,7 +41,7 @@ fn set(new: usize) -> Result<(), Errno> {
     if new_top > cur_top {
         let len = new_top - cur_top;
         super::backing::admit(len)?;
-        let off = pool::alloc(len as u64)?;
+        let off = pool::alloc(len as u64, cur_top)?;
         // SAFETY: MAP_FIXED_NOREPLACE fails instead of replacing whatever is in the way.
         unsafe {
             pool::map(

@@ -68,7 +68,7 @@ pub fn convert_where(mut pick: impl FnMut(&Vma, u64) -> bool) -> Result<usize, E
     // remap.
     let mut offsets = Vec::with_capacity(plan.len());
     for (v, _) in &plan {
-        offsets.push(pool::alloc(v.len() as u64)?);
+        offsets.push(pool::alloc(v.len() as u64, v.start)?);
     }
     let mut t = table::get();
     t.0.reserve(t.0.len() + plan.len());

@@ -148,7 +148,7 @@ pub fn map(
         // reserve natively would at worst be reclaimed; here it would be a SIGBUS.
         backing::admit(len)?;
     }
-    let (pool_off, resident) = pool::alloc_recycled(len as u64)?;
+    let (pool_off, resident) = pool::alloc_recycled(len as u64, addr)?;
     // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
     let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
     if resident && prot & sys::PROT_WRITE != 0 {
@@ -276,7 +276,7 @@ pub fn advise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
 fn advise_privatized(addr: usize, end: usize, advice: i32) -> Result<(), Errno> {
     let parts = table::get().pieces(addr, end);
     for p in &parts {
-        let off = pool::alloc(p.len() as u64)?;
+        let off = pool::alloc(p.len() as u64, p.start)?;
         // SAFETY: replaces the caller's own pool memory, which it asked to discard.
         unsafe { pool::map(p.start, p.len(), p.prot, sys::MAP_FIXED, off)? };
         let mut t = table::get();
@@ -406,7 +406,7 @@ pub fn remap(
     if !fixed {
         // Grow in place if the addresses after it are free.
         let grow = new_len_r - old_len_r;
-        let off = pool::alloc(grow as u64)?;
+        let off = pool::alloc(grow as u64, old + old_len_r)?;
         // SAFETY: MAP_FIXED_NOREPLACE never replaces existing memory.
         if unsafe {
             pool::map(
@@ -443,6 +443,31 @@ pub fn remap(
     )
 }
 
+/// A fresh reservation of `len` bytes at a kernel-chosen address that agrees with `like` on
+/// huge pages (modulo [`pool::HUGE_PAGE`]): the pieces moved there keep their offsets, which
+/// agreed with their old addresses (`pool::alloc`).
+fn reserve_agreeing(len: usize, like: usize) -> Result<usize, Errno> {
+    const HUGE: usize = pool::HUGE_PAGE as usize;
+    let slack = if len >= HUGE { HUGE } else { 0 };
+    let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_NORESERVE;
+    // SAFETY: a fresh reservation at a kernel-chosen address.
+    let base = unsafe { sys::mmap(0, len + slack, 0, flags, -1, 0)? };
+    if slack == 0 {
+        return Ok(base);
+    }
+    let at = base + (like.wrapping_sub(base) % HUGE);
+    // SAFETY: the head and tail around `[at, at+len)` are the rest of that same reservation.
+    unsafe {
+        if at > base {
+            let _ = sys::munmap(base, at - base);
+        }
+        if base + slack > at {
+            let _ = sys::munmap(at + len, base + slack - at);
+        }
+    }
+    Ok(at)
+}
+
 /// Moves `[old, old+old_len)` to a new place of `new_len` bytes, piece by piece.
 fn move_pool_range(
     old: usize,
@@ -470,17 +495,7 @@ fn move_pool_range(
                 )?
             }
         }
-        // SAFETY: a fresh reservation at a kernel-chosen address.
-        None => unsafe {
-            sys::mmap(
-                0,
-                new_len,
-                0,
-                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_NORESERVE,
-                -1,
-                0,
-            )?
-        },
+        None => reserve_agreeing(new_len, old)?,
     };
     let keep = old_len.min(new_len);
     // Move each piece: a piece is one kernel mapping (same offsets run, same protection),
@@ -517,7 +532,7 @@ fn move_pool_range(
     }
     if new_len > old_len {
         let grow = new_len - old_len;
-        let off = pool::alloc(grow as u64)?;
+        let off = pool::alloc(grow as u64, dest + old_len)?;
         // SAFETY: replaces the rest of our own reservation.
         unsafe { pool::map(dest + old_len, grow, tail_prot, sys::MAP_FIXED, off)? };
         t.insert_new(

@@ -1,6 +1,8 @@
 //! The pool: one sparse file (`memory` in the image) backing every persistent region.
 //!
-//! Offsets come from a bump pointer; the only storage ever handed out twice is a range that
+//! Offsets come from a bump pointer (a range of 2 MiB or more starts where its address and its
+//! offset agree modulo 2 MiB, so a filesystem that gives huge pages can map them:
+//! [`HUGE_PAGE`]); the only storage ever handed out twice is a range that
 //! was unmapped and is still waiting to be punched out ([`release`]), which a new mapping may
 //! take back ([`alloc_recycled`]). That keeps a region's offset valid for as long as the region
 //! lives, whatever other threads map or unmap meanwhile, and it keeps the metadata trivially
@@ -21,6 +23,26 @@ static FILE_SIZE: AtomicU64 = AtomicU64::new(0);
 
 const MIN_GROW: u64 = 64 << 20;
 
+/// A range of pool storage at least this long starts at an offset congruent with the address
+/// it is mapped at, modulo this size. A tmpfs that gives huge pages (`huge=within_size`,
+/// `always`, or `advise` with `MADV_HUGEPAGE`, which the runtime's allocator gives its heaps)
+/// maps a 2 MiB page with one page-table entry only where the file's offset and the address
+/// agree on it: then a first touch faults once per 2 MiB instead of once per 4 KiB, and so
+/// does the first pass over memory after a resume (docs/benchmarks.md, "Huge pages"). On a
+/// filesystem without huge pages the cost is unused offset space (the file is sparse).
+pub const HUGE_PAGE: u64 = 2 << 20;
+
+/// The first offset at or after `from` where a range of `len` bytes mapped at `at` agrees with
+/// its address on huge pages (`from` itself for a range too short for one). `at` 0: the
+/// kernel chooses the address, and for a tmpfs with huge pages it chooses one that agrees with
+/// a 2 MiB-aligned offset.
+fn huge_page_offset(from: u64, len: u64, at: usize) -> Option<u64> {
+    if len < HUGE_PAGE {
+        return Some(from);
+    }
+    from.checked_add((at as u64).wrapping_sub(from) % HUGE_PAGE)
+}
+
 pub fn end() -> u64 {
     POOL_END.load(Ordering::Relaxed)
 }
@@ -34,10 +56,11 @@ pub fn reset() {
     BACKGROUND_LEN.store(0, Ordering::Relaxed);
 }
 
-/// Reserves `len` bytes (page multiple) of the pool file. Callers hold the memory lock (or run
-/// before any other thread exists).
-pub fn alloc(len: u64) -> Result<u64, Errno> {
-    let off = POOL_END.load(Ordering::Relaxed);
+/// Reserves `len` bytes (page multiple) of the pool file, for a mapping at `at` (0 when the
+/// kernel chooses: see [`huge_page_offset`]). Callers hold the memory lock (or run before any
+/// other thread exists).
+pub fn alloc(len: u64, at: usize) -> Result<u64, Errno> {
+    let off = huge_page_offset(POOL_END.load(Ordering::Relaxed), len, at).ok_or(Errno::ENOMEM)?;
     let end = off.checked_add(len).ok_or(Errno::ENOMEM)?;
     let size = FILE_SIZE.load(Ordering::Relaxed);
     if end > size {
@@ -258,32 +281,50 @@ pub fn forget_background() {
 ///
 /// Returns the offset and whether the storage was taken back with data on every page (its
 /// pages are then in memory: mapping them up front spares a fault per page).
-pub fn alloc_recycled(len: u64) -> Result<(u64, bool), Errno> {
-    match recycle(len) {
+pub fn alloc_recycled(len: u64, at: usize) -> Result<(u64, bool), Errno> {
+    match recycle(len, at) {
         Some(r) => Ok(r),
-        None => alloc(len).map(|off| (off, false)),
+        None => alloc(len, at).map(|off| (off, false)),
     }
 }
 
-fn recycle(len: u64) -> Option<(u64, bool)> {
+/// Takes `len` bytes of pending storage for a mapping at `at`: from the smallest range that
+/// fits, preferring one where the storage can agree with the address on huge pages (its end,
+/// or as near its end as agrees: the few pages after it are punched out now).
+fn recycle(len: u64, at: usize) -> Option<(u64, bool)> {
     if super::fork::privatized() {
         // A child may read pending ranges' old offsets through its copy of the bookkeeping.
         return None;
     }
     let pending = pending();
     let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
-    let (i, &(o, l)) = pending[..n]
+    let placed = |o: u64, l: u64| {
+        let tail = o + l - len;
+        let agreed = tail - (tail.wrapping_sub(at as u64) % HUGE_PAGE);
+        if len >= HUGE_PAGE && agreed >= o {
+            (agreed, true)
+        } else {
+            (tail, len < HUGE_PAGE)
+        }
+    };
+    let (i, off) = pending[..n]
         .iter()
         .enumerate()
         .filter(|(_, (_, l))| *l >= len)
-        .min_by_key(|(_, (_, l))| *l)?;
-    let off = o + l - len;
+        .map(|(i, &(o, l))| (i, placed(o, l), l))
+        .min_by_key(|&(_, (_, agrees), l)| (!agrees, l))
+        .map(|(i, (off, _), _)| (i, off))?;
+    let (o, l) = pending[i];
     let zeroed = zero_data(off, len).ok()?;
-    if l == len {
+    let after = o + l - (off + len);
+    if after > 0 {
+        punch(off + len, after);
+    }
+    if off == o {
         remove_pending(i);
     } else {
-        pending[i].1 = l - len;
-        PENDING_BYTES.fetch_sub(len, Ordering::Relaxed);
+        pending[i].1 = off - o;
+        PENDING_BYTES.fetch_sub(len + after, Ordering::Relaxed);
     }
     Some((off, zeroed == len))
 }

@@ -107,7 +107,7 @@ impl<T: Copy> PoolVec<T> {
         }
         let size = core::mem::size_of::<T>().max(1);
         let bytes = ((cap * 2).max(PAGE / size).max(n) * size).next_multiple_of(PAGE);
-        let off = pool::alloc(bytes as u64)?;
+        let off = pool::alloc(bytes as u64, 0)?;
         // SAFETY: a fresh mapping at an address the kernel chooses.
         let at = match unsafe { pool::map(0, bytes, sys::PROT_READ | sys::PROT_WRITE, 0, off) } {
             Ok(at) => at,

@@ -510,7 +510,11 @@ unsafe fn restore_captured(r: &Region, fd: i32, offset: u64) -> Result<(), Errno
     // holding the memory lock: then the bytes go to private memory, to be captured again at
     // the next save, rather than risk the bookkeeping.
     let pooled = crate::memory::lock::is_free();
-    let off = if pooled { pool::alloc(len as u64)? } else { 0 };
+    let off = if pooled {
+        pool::alloc(len as u64, start)?
+    } else {
+        0
+    };
     if pooled {
         // SAFETY: forwarded contract.
         unsafe {
