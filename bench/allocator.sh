@@ -12,7 +12,7 @@ zq=target/release/zhuque
 lib=$PWD/target/release/libzhuque.so
 [ -x "$zq" ] && [ -f "$lib" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"; rm -rf /dev/shm/zhuque-bench' EXIT
+trap 'rm -rf "$work"; rm -rf "$BENCH_IMAGES/zhuque-bench"' EXIT
 cc -O2 -o "$work/malloc_bench" bench/malloc_bench.c
 cc -O2 -I include -o "$work/alloc_churn" tests/programs/alloc_churn.c
 
@@ -24,7 +24,7 @@ bench() {
     for _ in $(seq "$runs"); do
         native+=("$(seconds "$@")")
         inert+=("$(seconds env LD_PRELOAD="$lib" "$@")")
-        zhuque+=("$(seconds "$zq" run --image /dev/shm/zhuque-bench --fresh -- "$@")")
+        zhuque+=("$(seconds "$zq" run --image "$BENCH_IMAGES/zhuque-bench" --fresh -- "$@")")
     done
     local n i z
     n=$(printf '%s\n' "${native[@]}" | median)

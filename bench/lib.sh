@@ -26,3 +26,8 @@ ratio_rows() { # FILE FORMAT [KIND]
             printf "| %s | " f " | " f " | %.2fx |\n", w, n, z, (k == "throughput" ? n / z : z / n) }'
     done
 }
+
+# Where the benchmarks put their images (and so the pools): /dev/shm unless BENCH_IMAGES names
+# another directory, e.g. a tmpfs mounted with `huge=within_size` to measure the pool on huge
+# pages (docs/benchmarks.md, "Huge pages").
+BENCH_IMAGES=${BENCH_IMAGES:-/dev/shm}

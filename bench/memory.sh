@@ -12,7 +12,7 @@ runs=${1:-5}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-memory
+image=$BENCH_IMAGES/zhuque-bench-memory
 trap 'rm -rf "$work" "$image"' EXIT
 cc -O2 -o "$work/mem_paths" bench/mem_paths.c
 

@@ -12,7 +12,7 @@ scale=${2:-1}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-os
+image=$BENCH_IMAGES/zhuque-bench-os
 trap 'rm -rf "$work" "$image"' EXIT
 cc -O2 -pthread -o "$work/os_calls" bench/os_calls.c
 

@@ -18,7 +18,7 @@ zq=$PWD/target/release/zhuque
 cache=$PWD/target/bench-cache
 tool=$cache/pyperformance-tool
 runs=$cache/pyperformance-runs
-image=/dev/shm/zhuque-bench-python
+image=$BENCH_IMAGES/zhuque-bench-python
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$image"' EXIT
 load_start=$(loadavg)

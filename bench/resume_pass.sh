@@ -13,7 +13,7 @@ runs=${1:-5}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-resume-pass
+image=$BENCH_IMAGES/zhuque-bench-resume-pass
 trap 'rm -rf "$work" "$image"' EXIT
 cc -O2 -Iinclude -o "$work/resume_pass" bench/resume_pass.c
 

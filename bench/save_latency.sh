@@ -13,7 +13,7 @@ runs=${1:-7}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-save
+image=$BENCH_IMAGES/zhuque-bench-save
 trap 'rm -rf "$work" "$image"; [ -n "${run_pid:-}" ] && kill "$run_pid" 2>/dev/null; true' EXIT
 cc -O2 -pthread -o "$work/save_latency_prog" bench/save_latency_prog.c
 cc -O2 -o "$work/save_timer" bench/save_timer.c

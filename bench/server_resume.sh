@@ -16,7 +16,7 @@ zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v memcached > /dev/null || { echo "memcached is missing (apt-get install memcached)" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-server-resume
+image=$BENCH_IMAGES/zhuque-bench-server-resume
 cleanup() {
     "$zq" fail "$image" > /dev/null 2>&1 || true
     rm -rf "$work" "$image"

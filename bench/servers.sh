@@ -23,7 +23,7 @@ for tool in memcached memcaslap redis-server redis-benchmark redis-cli; do
     }
 done
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-servers
+image=$BENCH_IMAGES/zhuque-bench-servers
 server_pid=
 stop_server() {
     [ -n "$server_pid" ] || return 0

@@ -16,7 +16,7 @@ zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -f /usr/include/sqlite3.h ] || { echo "libsqlite3-dev is missing: apt-get install libsqlite3-dev" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-sqlite
+image=$BENCH_IMAGES/zhuque-bench-sqlite
 trap 'rm -rf "$work" "$image"' EXIT
 load_start=$(loadavg)
 

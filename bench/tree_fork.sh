@@ -16,7 +16,7 @@ runs=${1:-5}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-tree-fork
+image=$BENCH_IMAGES/zhuque-bench-tree-fork
 trap 'rm -rf "$work" "$image"' EXIT
 cc -O2 -o "$work/tree_fork" bench/tree_fork.c
 sizes=${SIZES:-10:200:50 1024:10:3}

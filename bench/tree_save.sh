@@ -24,7 +24,7 @@ mib=${MIB:-4}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-tree-save
+image=$BENCH_IMAGES/zhuque-bench-tree-save
 timer_pid=
 
 # Kills a process and all its descendants, children first (by pid only).

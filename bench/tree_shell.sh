@@ -16,7 +16,7 @@ iterations=${2:-1000}
 zq=$PWD/target/release/zhuque
 [ -x "$zq" ] && [ -f target/release/libzhuque.so ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
-image=/dev/shm/zhuque-bench-tree-shell
+image=$BENCH_IMAGES/zhuque-bench-tree-shell
 trap 'rm -rf "$work" "$image"' EXIT
 
 loops=(
