@@ -2,13 +2,18 @@
  * mem_huge_pages ROUNDS
  *
  * Memory mapped the ways programs and allocators map it stays on huge pages when the pool's
- * filesystem gives them (a tmpfs mounted with huge=within_size): a 2 MiB page is mapped with
+ * filesystem gives them (a tmpfs mounted with huge=within_size, or huge=advise for memory
+ * advised MADV_HUGEPAGE, as every region here is): a 2 MiB page is mapped with
  * one page-table entry only where the pool file's offset agrees with the address on it, so
  * the runtime must choose offsets that agree with addresses the program chose (a hint, a
- * MAP_FIXED address, the brk top, the new place of an mremap), and a resume must keep them.
+ * MAP_FIXED address, the brk top, the new place of an mremap), and a resume must keep them
+ * and the advice.
  *
  * Regions: kernel-chosen, hinted at a 2 MiB boundary (mimalloc asks so), MAP_FIXED at an
- * address 4 KiB past a boundary, malloc, grown with mremap in place, moved by mremap, sbrk.
+ * address 4 KiB past a boundary, malloc, grown with mremap in place, moved by mremap, sbrk;
+ * and one mapped (and advised) at the start but touched 2 MiB more each round, so that memory
+ * first touched after a resume must be on huge pages too (on huge=advise, only if the advice
+ * came back).
  * Each round writes every page of every region, checks the previous round's bytes and
  * prints one checksum line. Under zhuque, each region must also show huge pages in smaps
  * (ShmemPmdMapped, every round: before and after failures); a region that does not prints
@@ -32,6 +37,8 @@ struct region {
 
 static struct region regions[7];
 static int nregions;
+/* Touched one 2 MiB chunk more each round. */
+static struct region late;
 
 static void *must(void *p, const char *what)
 {
@@ -42,9 +49,16 @@ static void *must(void *p, const char *what)
     return p;
 }
 
+/* Each region is advised MADV_HUGEPAGE (its page-aligned part): a tmpfs mounted huge=advise
+ * gives huge pages only to advised memory, and the advice must outlive failures. */
 static void add(const char *name, void *at, size_t len)
 {
     regions[nregions++] = (struct region){name, at, len};
+    uintptr_t lo = ((uintptr_t)at + 4095) & ~4095UL, hi = ((uintptr_t)at + len) & ~4095UL;
+    if (madvise((void *)lo, hi - lo, MADV_HUGEPAGE) != 0) {
+        perror("madvise");
+        exit(1);
+    }
 }
 
 static unsigned long smaps_huge_kib(const struct region *r);
@@ -88,15 +102,28 @@ static void map_regions(void)
     add("brk", must(sbrk(8 * MiB), "sbrk"), 8 * MiB);
 }
 
+static void map_late(unsigned long rounds)
+{
+    size_t len = rounds * HUGE;
+    late = (struct region){"late", must(mmap(NULL, len, PROT_READ | PROT_WRITE,
+                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), "mmap late"),
+                           len};
+    if (madvise(late.at, len, MADV_HUGEPAGE) != 0) {
+        perror("madvise");
+        exit(1);
+    }
+}
+
 /* Kilobytes of region `r` mapped with huge pages of the pool (ShmemPmdMapped of every mapping
- * overlapping it), after reading a byte of each 2 MiB of it: a resume maps the pool again
- * with no page mapped, and a failure may come between the round's writes and this look. */
-static unsigned long huge_kib(const struct region *r)
+ * overlapping it), after reading a byte of each 2 MiB of its first `touched` bytes: a resume
+ * maps the pool again with no page mapped, and a failure may come between the round's writes
+ * and this look. */
+static unsigned long huge_kib(const struct region *r, size_t touched)
 {
     unsigned long failures, kib;
     do {
         failures = zq_failures();
-        for (size_t p = 0; p < r->len; p += HUGE)
+        for (size_t p = 0; p < touched; p += HUGE)
             (void)*(volatile unsigned char *)(r->at + p);
         kib = smaps_huge_kib(r);
     } while (zq_failures() != failures);
@@ -129,6 +156,7 @@ int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 40);
     map_regions();
+    map_late(rounds);
     uint64_t total = TL_HASH_INIT;
     for (unsigned long round = 1; round <= rounds; round++) {
         uint64_t h = TL_HASH_INIT;
@@ -144,9 +172,15 @@ int main(int argc, char **argv)
                 r->at[p + 4095] = (unsigned char)round;
             }
             h = tl_hash(h, r->at + r->len / 2, 64);
-            if (zq_active() && huge_kib(r) < HUGE / 1024)
+            if (zq_active() && huge_kib(r, r->len) < HUGE / 1024)
                 printf("round %lu: %s is not on huge pages\n", round, r->name);
         }
+        unsigned char *chunk = late.at + (round - 1) * HUGE;
+        for (size_t p = 0; p < HUGE; p += 4096)
+            chunk[p] = (unsigned char)(round + p / 4096);
+        h = tl_hash(h, chunk + HUGE / 2, 64);
+        if (zq_active() && huge_kib(&late, round * HUGE) < round * (HUGE / 1024))
+            printf("round %lu: late is not on huge pages\n", round);
         printf("round %lu %016llx\n", round, (unsigned long long)h);
         fflush(stdout);
         total = tl_mix(total, h);

@@ -342,17 +342,37 @@ impl Drop for Tmpfs {
 /// one per 2 MiB (docs/benchmarks.md, "Huge pages").
 #[test]
 fn memory_stays_on_huge_pages_where_the_pool_filesystem_gives_them() {
+    crash_test_on_huge_pages("within_size");
+}
+
+/// The same on a tmpfs mounted `huge=advise`, which gives huge pages only to memory advised
+/// `MADV_HUGEPAGE` (`mem_huge_pages.c` advises every region): the advice must come back with
+/// the memory at a resume (`memory::advice`: on such a pool `MADV_HUGEPAGE` counts as lasting
+/// advice). Before, a resume dropped it, and memory first touched after the resume (the
+/// program's `late` region) got 4 KiB pages.
+#[test]
+fn memory_advised_huge_pages_stays_on_them() {
+    crash_test_on_huge_pages("advise");
+}
+
+/// `mem_huge_pages.c` crash-tested with its images on a tmpfs mounted `huge=HUGE`.
+fn crash_test_on_huge_pages(huge: &str) {
     const MEM_HUGE_PAGES: Case = Case {
         file: "mem_huge_pages.c",
         args: &["40"],
         status: 0,
     };
     let prog = Program::compile(MEM_HUGE_PAGES.file);
-    let Some(huge) = Tmpfs::mount(&prog, "huge-tmpfs", "size=4g,huge=within_size") else {
+    let options = format!("size=4g,huge={huge}");
+    let Some(fs) = Tmpfs::mount(&prog, &format!("huge-{huge}"), &options) else {
         return;
     };
-    with_image_root(&huge.0, || {
-        crash_case("mem_huge_pages", &MEM_HUGE_PAGES, CrashPlan::default())
+    with_image_root(&fs.0, || {
+        crash_case(
+            &format!("mem_huge_pages_{huge}"),
+            &MEM_HUGE_PAGES,
+            CrashPlan::default(),
+        )
     });
 }
 

@@ -4,15 +4,26 @@
 //! notes that the program ever gave such advice; only then does a save read the flags
 //! (`os/process_state.rs`), and a resume that gives them back notes it again.
 //!
-//! `MADV_HUGEPAGE` alone does not count: the runtime's allocator (mimalloc) gives it to every
-//! heap it reserves, which would make every save read smaps; on the pool (tmpfs, whose huge
-//! pages are off unless the machine enables them for shared memory) it only sets the flag.
-//! Once other advice counts, `hg` is kept with the rest.
+//! `MADV_HUGEPAGE` alone counts only where the pool's filesystem gives huge pages on that
+//! advice (a tmpfs mounted `huge=advise`): the runtime's allocator (mimalloc) gives it to every
+//! heap it reserves, which would make every save read smaps, and on other filesystems it only
+//! sets a flag. On a `huge=advise` pool, memory of a mapping that lost its `hg` flag (a
+//! resume's new mappings, a fork's remaps) gets 4 KiB pages where it is first touched after
+//! that. Once other advice counts, `hg` is kept with the rest.
 
 use crate::sys;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static GIVEN: AtomicBool = AtomicBool::new(false);
+/// The program (or its allocator) gave `MADV_HUGEPAGE`.
+static HUGE_GIVEN: AtomicBool = AtomicBool::new(false);
+/// Whether the pool's filesystem gives huge pages on advice only: [`UNKNOWN`] until a save or
+/// a fork first needs to know (it costs a read of `/proc/self/mountinfo`), again after a
+/// resume (the image may have been moved).
+static POOL_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const OTHER: u8 = 1;
+const HUGE_ON_ADVICE: u8 = 2;
 
 /// Notes `advice` if it lasts (sets a flag of the mapping). Async-signal-safe.
 pub fn note(advice: i32) {
@@ -29,12 +40,57 @@ pub fn note(advice: i32) {
     if lasting && !GIVEN.load(Ordering::Relaxed) {
         GIVEN.store(true, Ordering::Relaxed);
     }
+    if advice == sys::MADV_HUGEPAGE && !HUGE_GIVEN.load(Ordering::Relaxed) {
+        HUGE_GIVEN.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Whether the program ever gave lasting advice (this run, or before a resume that gave it
-/// back).
+/// back) that a save must keep. Not async-signal-safe (the first answer on a pool given
+/// `MADV_HUGEPAGE` reads `/proc/self/mountinfo`).
 pub fn given() -> bool {
-    GIVEN.load(Ordering::Relaxed)
+    GIVEN.load(Ordering::Relaxed) || (HUGE_GIVEN.load(Ordering::Relaxed) && pool_huge_on_advice())
+}
+
+/// A resume: the pool's filesystem is looked at again when it matters.
+pub fn forget_pool_kind() {
+    POOL_KIND.store(UNKNOWN, Ordering::Relaxed);
+}
+
+/// Whether the pool file lives on a tmpfs mounted with `huge=advise` (its superblock options
+/// in `/proc/self/mountinfo`, found by the pool file's device).
+fn pool_huge_on_advice() -> bool {
+    let kind = match POOL_KIND.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let fd = crate::process::get().mem_fd();
+            // SAFETY: the runtime's own pool fd, open for the life of the process.
+            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+            let dev = rustix::fs::fstat(fd).map(|st| st.st_dev).ok();
+            let text = crate::procfs::read(b"/proc/self/mountinfo\0").ok();
+            let advise = dev
+                .zip(text)
+                .is_some_and(|(dev, text)| super_options_of(&text, dev).is_some_and(huge_advise));
+            let kind = if advise { HUGE_ON_ADVICE } else { OTHER };
+            POOL_KIND.store(kind, Ordering::Relaxed);
+            kind
+        }
+        k => k,
+    };
+    kind == HUGE_ON_ADVICE
+}
+
+/// The superblock options (the last field) of the first mountinfo line of device `dev`.
+fn super_options_of(mountinfo: &[u8], dev: u64) -> Option<&[u8]> {
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let want = format!("{major}:{minor}");
+    mountinfo.split(|c| *c == b'\n').find_map(|line| {
+        let mut fields = line.split(|c| *c == b' ');
+        (fields.nth(2)? == want.as_bytes()).then(|| line.rsplit(|c| *c == b' ').next())?
+    })
+}
+
+fn huge_advise(options: &[u8]) -> bool {
+    options.split(|c| *c == b',').any(|o| o == b"huge=advise")
 }
 
 /// Each [`Advice`] flag with the `madvise` advice that sets it.

@@ -98,8 +98,10 @@ extern "C" fn run(ctx: usize) -> ! {
     coordinator::forget();
     // From here on, memory is the saved process's, all of it in the pool.
     crate::loader::note_converted();
-    // The free space read before the failure may be another filesystem's.
+    // The free space read before the failure may be another filesystem's, and so may the
+    // kind of huge pages it gives.
     crate::memory::backing::forget();
+    crate::memory::advice::forget_pool_kind();
     p.set_mode(process::Mode::Active);
     let tree = crate::tree::in_tree().then(|| {
         let tree = crate::tree::children::saved_tree()
