@@ -18,8 +18,7 @@ static GIVEN: AtomicBool = AtomicBool::new(false);
 /// The program (or its allocator) gave `MADV_HUGEPAGE`.
 static HUGE_GIVEN: AtomicBool = AtomicBool::new(false);
 /// Whether the pool's filesystem gives huge pages on advice only: [`UNKNOWN`] until a save or
-/// a fork first needs to know (it costs a read of `/proc/self/mountinfo`), again after a
-/// resume (the image may have been moved).
+/// a fork first needs to know, again after a resume (the image may have been moved).
 static POOL_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
 const UNKNOWN: u8 = 0;
 const OTHER: u8 = 1;
@@ -47,7 +46,7 @@ pub fn note(advice: i32) {
 
 /// Whether the program ever gave lasting advice (this run, or before a resume that gave it
 /// back) that a save must keep. Not async-signal-safe (the first answer on a pool given
-/// `MADV_HUGEPAGE` reads `/proc/self/mountinfo`).
+/// `MADV_HUGEPAGE` may read `/proc/self/mountinfo`).
 pub fn given() -> bool {
     GIVEN.load(Ordering::Relaxed) || (HUGE_GIVEN.load(Ordering::Relaxed) && pool_huge_on_advice())
 }
@@ -57,19 +56,18 @@ pub fn forget_pool_kind() {
     POOL_KIND.store(UNKNOWN, Ordering::Relaxed);
 }
 
-/// Whether the pool file lives on a tmpfs mounted with `huge=advise` (its superblock options
-/// in `/proc/self/mountinfo`, found by the pool file's device).
+/// Whether the pool file lives on a tmpfs mounted with `huge=advise`: its mount's options
+/// (`statmount`, two system calls), or on kernels before 6.11 its superblock options in
+/// `/proc/self/mountinfo` (a read of the whole table), found by the pool file's device.
 fn pool_huge_on_advice() -> bool {
     let kind = match POOL_KIND.load(Ordering::Relaxed) {
         UNKNOWN => {
             let fd = crate::process::get().mem_fd();
-            // SAFETY: the runtime's own pool fd, open for the life of the process.
-            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-            let dev = rustix::fs::fstat(fd).map(|st| st.st_dev).ok();
-            let text = crate::procfs::read(b"/proc/self/mountinfo\0").ok();
-            let advise = dev
-                .zip(text)
-                .is_some_and(|(dev, text)| super_options_of(&text, dev).is_some_and(huge_advise));
+            let mut buf = [0u8; 2048];
+            let advise = match sys::mount_options(fd, &mut buf) {
+                Some(options) => huge_advise(options),
+                None => mountinfo_says_advise(fd),
+            };
             let kind = if advise { HUGE_ON_ADVICE } else { OTHER };
             POOL_KIND.store(kind, Ordering::Relaxed);
             kind
@@ -77,6 +75,15 @@ fn pool_huge_on_advice() -> bool {
         k => k,
     };
     kind == HUGE_ON_ADVICE
+}
+
+fn mountinfo_says_advise(fd: i32) -> bool {
+    // SAFETY: the runtime's own pool fd, open for the life of the process.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    let dev = rustix::fs::fstat(fd).map(|st| st.st_dev).ok();
+    let text = crate::procfs::read(b"/proc/self/mountinfo\0").ok();
+    dev.zip(text)
+        .is_some_and(|(dev, text)| super_options_of(&text, dev).is_some_and(huge_advise))
 }
 
 /// The superblock options (the last field) of the first mountinfo line of device `dev`.

@@ -470,6 +470,46 @@ pub fn fs_type(fd: i32) -> Result<i64> {
 }
 
 pub const TMPFS_MAGIC: i64 = g::TMPFS_MAGIC as i64;
+
+/// The options of the mount `fd`'s file lives on, comma separated (`statmount` with
+/// `STATMOUNT_MNT_OPTS`, Linux 6.11), in `buf` (its first 512 bytes hold the fixed part of the
+/// answer). `None` where the kernel cannot say (older kernels, a buffer too small).
+pub fn mount_options(fd: i32, buf: &mut [u8]) -> Option<&[u8]> {
+    // The fixed part of `struct statmount`; its strings follow it.
+    const STRINGS: usize = 512;
+    let stx = rustix::fs::statx(
+        // SAFETY: the caller's fd, open for the call.
+        unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) },
+        c"",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::from_bits_retain(g::STATX_MNT_ID_UNIQUE),
+    )
+    .ok()?;
+    if stx.stx_mask & g::STATX_MNT_ID_UNIQUE == 0 || buf.len() <= STRINGS {
+        return None;
+    }
+    // struct mnt_id_req, version 0: size, spare, mnt_id, param.
+    let req: [u64; 3] = [24, stx.stx_mnt_id, u64::from(g::STATMOUNT_MNT_OPTS)];
+    // SAFETY: `req` and `buf` are valid for the kernel to read and write for the call.
+    let r = unsafe {
+        syscall4(
+            nr::STATMOUNT,
+            req.as_ptr() as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            0,
+        )
+    };
+    check(r).ok()?;
+    let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or_default());
+    let mask = u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default());
+    if mask & u64::from(g::STATMOUNT_MNT_OPTS) == 0 {
+        return None;
+    }
+    let (size, at) = (word(0) as usize, STRINGS + word(4) as usize);
+    let text = buf.get(at..size.min(buf.len()))?;
+    Some(&text[..text.iter().position(|c| *c == 0).unwrap_or(text.len())])
+}
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 /// `mq_open` of an existing queue (`name` without its leading `/`).
