@@ -65,6 +65,29 @@ static void expect(int fd, const char *want, unsigned long r)
     CHECK(!strcmp(buf, want), "round %lu: fd %d read \"%s\", not \"%s\"", r, fd, buf, want);
 }
 
+/* Reads from the master of A the echo of `line` and `half` typed in one write and of " rest"
+ * typed after, with the slave's `out` somewhere after the echo of the line and before that of
+ * " rest" (see the caller): "line N\r\n" + a head of half + "out N\r\n" + the rest of half +
+ * " rest\r\n", NLs as CR NL. */
+static void expect_echo_and_output(int fd, const char *line, const char *half, const char *out,
+                                   unsigned long r)
+{
+    char buf[256], echo_line[64], echo_out[64], want[256];
+    size_t n = strlen(line), m = strlen(out);
+    snprintf(echo_line, sizeof echo_line, "%.*s\r\n", (int)(n - 1), line);
+    snprintf(echo_out, sizeof echo_out, "%.*s\r\n", (int)(m - 1), out);
+    size_t total = strlen(echo_line) + strlen(half) + strlen(echo_out) + strlen(" rest\r\n");
+    get(fd, buf, total, r);
+    for (size_t k = 0; k <= strlen(half); k++) {
+        snprintf(want, sizeof want, "%s%.*s%s%s rest\r\n", echo_line, (int)k, half, echo_out,
+                 half + k);
+        if (!strcmp(buf, want))
+            return;
+    }
+    CHECK(0, "round %lu: fd %d read \"%s\", not the echo of \"%s%s rest\" with \"%s\" after its "
+             "first line", r, fd, buf, line, half, out);
+}
+
 /* One read of a canonical slave returns one whole line, as natively. */
 static void expect_line(int fd, const char *want, unsigned long r)
 {
@@ -201,9 +224,14 @@ int main(int argc, char **argv)
         put(ma, " rest\n", r);
         snprintf(want, sizeof want, "%s rest\n", half);
         expect_line(sa, want, r);
-        /* The master sees the echo of what it typed (NL as CR NL), then the output. */
-        snprintf(want, sizeof want, "line %lu\r\n%sout %lu\r\n rest\r\n", r, half, r);
-        expect(ma, want, r);
+        /* The master sees the echo of what it typed (NL as CR NL) and the output, which comes
+         * after the echo of the line and before that of " rest". Where in the echo of the half
+         * line it lands is the kernel's choice, natively too: the line discipline takes a
+         * write in the chunks of its input buffer and echoes each chunk before it wakes the
+         * reader, so when "line N\nhalf N" straddles two chunks the slave may read the line
+         * and write its output before the rest of the half line is echoed (seen once in
+         * CI: "half 182", the output, "1"). */
+        expect_echo_and_output(ma, line, half, out, r);
         expect(sb, in_b, r);
         char pkt[64];
         get(mb, pkt, 1 + strlen(out_b), r);
