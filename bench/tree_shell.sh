@@ -22,6 +22,7 @@ trap 'rm -rf "$work" "$image"' EXIT
 loops=(
     "for i in \$(seq $iterations); do /bin/true; done"
     "for i in \$(seq $iterations); do echo \$i | tr a-z A-Z >/dev/null; done"
+    "cd /usr/bin && for i in \$(seq $iterations); do ./true; done"
 )
 
 now_ns() { date +%s%N; }

@@ -35,6 +35,17 @@
  * count as status; the parent checks the status. glibc's execl & co. reach the kernel
  * through an internal execve no preloaded library sees: a stop signal that came at that
  * instant killed the new program (pg_ctl start lost its server that way now and then).
+ *
+ * relative: ROUNDS times, the program starts itself (`echo`) or a shell script through a
+ * path relative to its working directory, in turn: a fork child's execv("./tree_exec_here")
+ * (a symbolic link to this program it makes there), execv("tree_exec_here") (no slash: still
+ * the working directory's, execv does not search), execvp("./tree_exec_here") (a slash: no
+ * search), posix_spawn("./tree_exec_here"), posix_spawn of a path relative to "/" with a file
+ * action that changes the child's directory to "/" (relative to the parent's directory it
+ * names nothing: the exec must resolve it in the child's), and execv("./rel_script.sh"), a
+ * script it writes, which prints its $0 (natively the path as given). The runtime gives the
+ * kernel an ELF program's relative path in its absolute form (the new program's runtime
+ * would execute itself again otherwise), and must not change anything the program sees.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -42,6 +53,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -242,8 +255,80 @@ static int lists(int argc, char **argv)
     return 0;
 }
 
+extern char **environ;
+
+/* Starts round `r`'s program through a relative path; returns its pid. */
+static pid_t start_relative(unsigned long r, const char *round, const char *from_root)
+{
+    char *const echo_args[] = {"tree_exec", "echo", "relative", (char *)round, NULL};
+    char *const script_args[] = {"rel_script.sh", (char *)round, NULL};
+    pid_t pid;
+    if (r % 6 == 3 || r % 6 == 4) {
+        posix_spawn_file_actions_t fa;
+        TL_CHECK(posix_spawn_file_actions_init(&fa) == 0, "file actions");
+        if (r % 6 == 4)
+            TL_CHECK(posix_spawn_file_actions_addchdir_np(&fa, "/") == 0, "addchdir");
+        int e = r % 6 == 3
+                    ? posix_spawn(&pid, "./tree_exec_here", NULL, NULL, echo_args, environ)
+                    : posix_spawn(&pid, from_root, &fa, NULL, echo_args, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        TL_CHECK(e == 0, "posix_spawn");
+        return pid;
+    }
+    fflush(stdout);
+    pid = fork();
+    TL_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        spin_ms(r * 7 % 21);
+        if (r % 6 == 0)
+            execv("./tree_exec_here", echo_args);
+        else if (r % 6 == 1)
+            execv("tree_exec_here", echo_args);
+        else if (r % 6 == 2)
+            execvp("./tree_exec_here", echo_args);
+        else
+            execv("./rel_script.sh", script_args);
+        _exit(98);
+    }
+    return pid;
+}
+
+static int relative(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 2, 60);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    TL_CHECK(n > 0, "readlink");
+    self[n] = 0;
+    unlink("tree_exec_here");
+    TL_CHECK(symlink(self, "tree_exec_here") == 0, "symlink");
+    FILE *f = fopen("rel_script.sh", "w");
+    TL_CHECK(f != NULL, "fopen");
+    fprintf(f, "#!/bin/sh\necho \"script: $0 $1\"\nexit 7\n");
+    TL_CHECK(fclose(f) == 0, "fclose");
+    TL_CHECK(chmod("rel_script.sh", 0755) == 0, "chmod");
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char round[32];
+        snprintf(round, sizeof round, "%lu", r);
+        pid_t pid = start_relative(r, round, self + 1);
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+            TL_CHECK(errno == EINTR, "waitpid");
+        int want = r % 6 == 5 ? 7 : 4;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != want) {
+            printf("round %lu: the child ended with status %#x, not exit %d\n", r, status, want);
+            return 99;
+        }
+        spin_ms(r * 5 % 13);
+    }
+    printf("relative: %lu programs started\n", rounds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "relative"))
+        return relative(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "lists"))
         return lists(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "echo"))
@@ -254,6 +339,6 @@ int main(int argc, char **argv)
         return stage2(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "static"))
         return run_static(argc, argv);
-    fprintf(stderr, "usage: tree_exec chain|stage2|static|lists ...\n");
+    fprintf(stderr, "usage: tree_exec chain|stage2|static|lists|relative ...\n");
     return 2;
 }

@@ -71,6 +71,10 @@
 //!   each computing 0-20 ms (around the moment a fork child stops to copy its parent's pool),
 //!   execute the program again through `execl`, `execle` and `execlp`, with more arguments
 //!   than registers pass; each prints its arguments and ends with its own status.
+//! - `programs_started_through_relative_paths` (`tree_exec.c relative`): fork children and
+//!   `posix_spawn` start programs through paths relative to the working directory, one a
+//!   `#!/bin/sh` script that prints its `$0`, one with a file action that changes the child's
+//!   directory first; output and statuses as natively.
 //! - `a_static_child_is_killed_and_reported` (`tree_exec.c static` + `tree_static.c`, linked
 //!   with `cc -static` at test time): a child that cannot run under the runtime is reported
 //!   by exactly one `zhuque:` line naming it each time it is started, and one still running
@@ -275,6 +279,19 @@ fn exec_lists(prog: &Program) -> Tree {
         "tree_exec_lists",
         &prog.path,
         [os("lists"), os(LIST_ROUNDS)],
+    )
+    .compare_files(&[])
+}
+
+/// Rounds of `tree_exec.c relative`: programs started through paths relative to the
+/// working directory.
+const RELATIVE_ROUNDS: &str = "60";
+
+fn exec_relative(prog: &Program) -> Tree {
+    Tree::new(
+        "tree_exec_relative",
+        &prog.path,
+        [os("relative"), os(RELATIVE_ROUNDS)],
     )
     .compare_files(&[])
 }
@@ -740,6 +757,18 @@ fn fork_children_execute_through_variadic_lists() {
     crash(&exec_lists(&prog), 0, &CrashPlan::default());
 }
 
+/// Programs started through paths relative to the working directory (`execv`, `execvp` with
+/// a slash, `posix_spawn`, with and without a file action that changes the child's
+/// directory, and a shell script): the runtime gives the kernel an ELF program's path in its
+/// absolute form, so that the new program need not execute itself again to make its launch
+/// canonical (one `exec` instead of two), without changing what anyone sees: the output
+/// (a script's `$0` included) and statuses are the native run's through the failures.
+#[test]
+fn programs_started_through_relative_paths() {
+    let prog = Program::compile("tree_exec.c");
+    crash(&exec_relative(&prog), 0, &CrashPlan::default());
+}
+
 #[test]
 fn a_static_child_is_killed_and_reported() {
     let prog = Program::compile("tree_exec.c");
@@ -954,6 +983,19 @@ fn exec_lists_natively() {
             && out.contains("echo: execlp 2 a b c (TREE_EXEC_LIST=unset)")
             && out.contains("echo: execl 3 a b c d e (TREE_EXEC_LIST=unset)")
             && out.ends_with(&format!("lists: {LIST_ROUNDS} children executed\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn exec_relative_natively() {
+    let prog = Program::compile("tree_exec.c");
+    let (first, _) = native_check(&exec_relative(&prog), 0);
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        out.contains("echo: relative 4 (TREE_EXEC_LIST=unset)")
+            && out.contains("script: ./rel_script.sh 5\n")
+            && out.ends_with(&format!("relative: {RELATIVE_ROUNDS} programs started\n")),
         "{out}"
     );
 }

@@ -8,22 +8,30 @@ use crate::sys;
 
 const PT_INTERP: u32 = 3;
 
-/// Why the program at `path` (relative to `dirfd`) cannot run under the runtime, or `None`
-/// when it can, or when that cannot be told (unreadable: the `exec` will say what is wrong).
-pub fn why_not_dynamic(dirfd: i32, path: &[u8]) -> Option<&'static str> {
+/// What an `exec` of a path would run, as far as the runtime cares.
+#[derive(Clone, Copy, Default)]
+pub struct Program {
+    /// The file is an ELF executable (not a script, not unreadable).
+    pub elf: bool,
+    /// Why it cannot run under the runtime, when it cannot (`None` when it can, or when that
+    /// cannot be told: unreadable, the `exec` will say what is wrong).
+    pub why_not: Option<&'static str>,
+}
+
+/// Looks at the program at `path` (relative to `dirfd`).
+pub fn inspect(dirfd: i32, path: &[u8]) -> Program {
     check(dirfd, path, 0)
 }
 
-fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
+fn check(dirfd: i32, path: &[u8], depth: u32) -> Program {
     let mut p = path.to_vec();
     p.push(0);
-    let fd = sys::openat(
-        dirfd,
-        sys::path(&p).ok()?,
-        sys::O_RDONLY | sys::O_CLOEXEC,
-        0,
-    )
-    .ok()?;
+    let Some(fd) = sys::path(&p)
+        .ok()
+        .and_then(|c| sys::openat(dirfd, c, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok())
+    else {
+        return Program::default();
+    };
     let mut head = [0u8; 256];
     let n = sys::pread(fd.raw(), &mut head, 0).unwrap_or(0);
     if head[..n].starts_with(b"#!") {
@@ -33,15 +41,22 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Option<&'static str> {
             .split(|c| *c == b' ' || *c == b'\t')
             .find(|w| !w.is_empty())
             .unwrap_or_default();
-        if depth == 0 && interp.first() == Some(&b'/') {
-            check(sys::AT_FDCWD, interp, depth + 1)
+        let why_not = if depth == 0 && interp.first() == Some(&b'/') {
+            check(sys::AT_FDCWD, interp, depth + 1).why_not
         } else {
             None
+        };
+        Program {
+            elf: false,
+            why_not,
         }
     } else if head[..n].starts_with(b"\x7fELF") && n >= 64 && head[4] == 2 {
-        (!has_interpreter(fd.raw(), &head)).then_some("is statically linked")
+        Program {
+            elf: true,
+            why_not: (!has_interpreter(fd.raw(), &head)).then_some("is statically linked"),
+        }
     } else {
-        None
+        Program::default()
     }
 }
 

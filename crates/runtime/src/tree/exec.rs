@@ -106,16 +106,18 @@ fn warn_unprotected() {
 }
 
 /// One `zhuque:` warning when `path` (relative to `dirfd`) names a program that cannot run
-/// under the runtime (statically linked, or a script whose interpreter is).
-fn check_program(dirfd: c_int, path: *const c_char) {
+/// under the runtime (statically linked, or a script whose interpreter is). Returns whether
+/// it names an ELF program.
+fn check_program(dirfd: c_int, path: *const c_char) -> bool {
     if path.is_null() || process::get().exec_target().is_none() {
-        return;
+        return false;
     }
     // It reads the file into runtime memory: not a moment this thread may stop.
     let _c = crate::signals::critical();
     // SAFETY: the caller passes the program path it gives the kernel.
     let bytes = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
-    if let Some(why) = super::elf::why_not_dynamic(dirfd, bytes) {
+    let program = super::elf::inspect(dirfd, bytes);
+    if let Some(why) = program.why_not {
         Line::new()
             .str("warning: ")
             .push(bytes)
@@ -124,7 +126,38 @@ fn check_program(dirfd: c_int, path: *const c_char) {
             .str(": it cannot be crash-resistant; if a failure comes while it runs, its parent will find it killed by SIGKILL")
             .emit();
     }
+    program.elf
 }
+
+/// The absolute form of `path` (relative to the working directory), NUL-terminated, for the
+/// kernel: the new program's runtime needs the file name of its launch (`AT_EXECFN`) to be
+/// absolute (docs/internals.md, "Canonical launch") and executes itself again when it is
+/// not, so `./prog` would cost two `exec`s. Only for ELF programs: a script's path is its
+/// `$0`, which must stay as given. `None` (the path as given) when the working directory
+/// cannot be read or the result would be too long. Allocates: only once the `exec` holds its
+/// signals ([`hold_for_exec`]).
+fn absolute_path(path: *const c_char) -> Option<Vec<u8>> {
+    // SAFETY: the caller's C string.
+    let mut rel = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
+    while let Some(rest) = rel.strip_prefix(b"./") {
+        rel = rest;
+        while let Some(r) = rel.strip_prefix(b"/") {
+            rel = r;
+        }
+    }
+    let mut abs = rustix::process::getcwd(Vec::new()).ok()?.into_bytes();
+    if abs.first() != Some(&b'/') {
+        return None; // "(unreachable)": a working directory outside this root
+    }
+    if !abs.ends_with(b"/") {
+        abs.push(b'/');
+    }
+    abs.extend_from_slice(rel);
+    abs.push(0);
+    (abs.len() <= PATH_MAX).then_some(abs)
+}
+
+const PATH_MAX: usize = 4096;
 
 /// Holds `SIGPWR` and the stop signal back for an `exec` in a tree, once no save is under
 /// way: the one moment this thread may stop is before this returns, before the runtime
@@ -168,33 +201,58 @@ type SpawnFn = unsafe extern "C" fn(
 ) -> c_int;
 
 /// `execve` and friends with the environment of [`environment_for`]: in a tree, the init is
-/// told first, and everything is taken back if the `exec` returns.
+/// told first, and everything is taken back if the `exec` returns. `path`: the program's
+/// path, given to the kernel in its absolute form when `absolute` ([`absolute_path`]); `run`
+/// makes the real call with the path and environment it is given.
 ///
 /// # Safety
-/// `envp` as [`environment_for`]; `run` makes the real call with the environment it is given.
-unsafe fn exec_with(envp: CStrArray, run: impl FnOnce(CStrArray) -> c_int) -> c_int {
+/// `envp` as [`environment_for`]; `path` a C string when `absolute`.
+unsafe fn exec_with(
+    envp: CStrArray,
+    path: *const c_char,
+    absolute: bool,
+    run: impl FnOnce(*const c_char, CStrArray) -> c_int,
+) -> c_int {
     if !crash_resistant() {
-        return run(envp);
+        return run(path, envp);
     }
     {
         let _c = crate::signals::critical();
         warn_unprotected();
     }
     if process::get().exec_target().is_none() {
-        return run(envp);
+        return run(path, envp);
     }
     let old = hold_for_exec();
     // SAFETY: forwarded contract.
     let env = unsafe { environment_for(envp) };
     let envp = env.as_ref().map_or(envp, Env::as_ptr);
+    let abs = if absolute { absolute_path(path) } else { None };
     super::exec_announce();
-    let r = run(envp);
+    let r = run(abs.as_ref().map_or(path, |p| p.as_ptr().cast()), envp);
     crate::errno::preserved(|| {
         super::exec_failed();
         drop(env);
+        drop(abs);
         let _ = sys::sigprocmask(sys::SIG_SETMASK, old);
     });
     r
+}
+
+/// Checks the program an `exec` of `path` (relative to the working directory; for
+/// `execvp`-like calls, only a path with a `/`, which they take as it is) runs, and says
+/// whether to give the kernel its absolute form ([`absolute_path`]).
+fn check_path(path: *const c_char, searched: bool) -> bool {
+    if !crash_resistant() || path.is_null() {
+        return false;
+    }
+    // SAFETY: the caller's C string.
+    let bytes = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
+    if searched && !bytes.contains(&b'/') {
+        return false; // a search through PATH: glibc's, the program is not known here
+    }
+    let elf = check_program(crate::sys::AT_FDCWD, path);
+    elf && bytes.first() != Some(&b'/')
 }
 
 /// # Safety
@@ -206,11 +264,9 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: CStrArray, envp: CStr
         ExecveFn,
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
-    if crash_resistant() {
-        check_program(crate::sys::AT_FDCWD, path);
-    }
+    let absolute = check_path(path, false);
     // SAFETY: forwarded contract.
-    unsafe { exec_with(envp, |e| real(path, argv, e)) }
+    unsafe { exec_with(envp, path, absolute, |p, e| real(p, argv, e)) }
 }
 
 /// # Safety
@@ -222,11 +278,9 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: CStrArray) -> c_int {
         ExecveFn,
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
-    if crash_resistant() {
-        check_program(crate::sys::AT_FDCWD, path);
-    }
+    let absolute = check_path(path, false);
     // SAFETY: forwarded contract; `environ` is the program's environment.
-    unsafe { exec_with(environ, |e| real(path, argv, e)) }
+    unsafe { exec_with(environ, path, absolute, |p, e| real(p, argv, e)) }
 }
 
 /// # Safety
@@ -238,8 +292,9 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: CStrArray, envp: CSt
         ExecveFn,
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
+    let absolute = check_path(file, true);
     // SAFETY: forwarded contract.
-    unsafe { exec_with(envp, |e| real(file, argv, e)) }
+    unsafe { exec_with(envp, file, absolute, |f, e| real(f, argv, e)) }
 }
 
 /// # Safety
@@ -251,8 +306,9 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: CStrArray) -> c_int {
         ExecveFn,
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
+    let absolute = check_path(file, true);
     // SAFETY: forwarded contract; `environ` is the program's environment.
-    unsafe { exec_with(environ, |e| real(file, argv, e)) }
+    unsafe { exec_with(environ, file, absolute, |f, e| real(f, argv, e)) }
 }
 
 /// # Safety
@@ -273,8 +329,8 @@ pub unsafe extern "C" fn execveat(
     if crash_resistant() {
         check_program(dirfd, path);
     }
-    // SAFETY: forwarded contract.
-    unsafe { exec_with(envp, |e| real(dirfd, path, argv, e, flags)) }
+    // SAFETY: forwarded contract (the path is relative to `dirfd`: given as it is).
+    unsafe { exec_with(envp, path, false, |p, e| real(dirfd, p, argv, e, flags)) }
 }
 
 /// # Safety
@@ -287,7 +343,7 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: CStrArray, envp: CStrArray) ->
         crate::errno::fail(sys::Errno::ENOSYS, -1)
     );
     // SAFETY: forwarded contract.
-    unsafe { exec_with(envp, |e| real(fd, argv, e)) }
+    unsafe { exec_with(envp, core::ptr::null(), false, |_, e| real(fd, argv, e)) }
 }
 
 /// `posix_spawn` and `posix_spawnp`: a new process (it connects to the init itself), so only
@@ -295,10 +351,12 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: CStrArray, envp: CStrArray) ->
 ///
 /// # Safety
 /// C `posix_spawn` contract.
+#[allow(clippy::too_many_arguments)] // posix_spawn's six, and whether the path is made absolute
 unsafe fn spawn_with(
     real: SpawnFn,
     pid: *mut c_int,
     path: *const c_char,
+    absolute: bool,
     actions: *const c_void,
     attr: *const c_void,
     argv: CStrArray,
@@ -315,6 +373,13 @@ unsafe fn spawn_with(
     // SAFETY: forwarded contract.
     let env = unsafe { environment_for(envp) };
     let envp = env.as_ref().map_or(envp, Env::as_ptr);
+    // Not with file actions: one may change the child's working directory (`addchdir_np`).
+    let abs = if absolute && actions.is_null() && env.is_some() {
+        absolute_path(path)
+    } else {
+        None
+    };
+    let path = abs.as_ref().map_or(path, |p| p.as_ptr().cast());
     // The child gets the caller's mask, not the one of this critical section.
     // SAFETY: forwarded contract (`attr` is null or an initialized attribute object).
     let r = match unsafe { SpawnAttr::with_mask(attr, c.mask_before()) } {
@@ -324,6 +389,7 @@ unsafe fn spawn_with(
     };
     // Runtime allocations are freed inside the critical section too.
     drop(env);
+    drop(abs);
     drop(c);
     r
 }
@@ -402,11 +468,9 @@ pub unsafe extern "C" fn posix_spawn(
 ) -> c_int {
     // ENOSYS when there is none (posix_spawn returns the error).
     let real = real!(c"posix_spawn", SpawnFn, sys::Errno::ENOSYS.0);
-    if crash_resistant() {
-        check_program(crate::sys::AT_FDCWD, path);
-    }
+    let absolute = check_path(path, false);
     // SAFETY: forwarded contract.
-    unsafe { spawn_with(real, pid, path, actions, attr, argv, envp) }
+    unsafe { spawn_with(real, pid, path, absolute, actions, attr, argv, envp) }
 }
 
 /// # Safety
@@ -421,6 +485,7 @@ pub unsafe extern "C" fn posix_spawnp(
     envp: CStrArray,
 ) -> c_int {
     let real = real!(c"posix_spawnp", SpawnFn, sys::Errno::ENOSYS.0);
+    let absolute = check_path(file, true);
     // SAFETY: forwarded contract.
-    unsafe { spawn_with(real, pid, file, actions, attr, argv, envp) }
+    unsafe { spawn_with(real, pid, file, absolute, actions, attr, argv, envp) }
 }
