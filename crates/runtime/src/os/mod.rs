@@ -111,6 +111,14 @@ pub fn save(
     stopped: &crate::threads::stop::Stopped,
     listing: Option<fds::report::Listing>,
 ) -> Vec<fds::RingSocket> {
+    save_own(meta, stopped);
+    save_fds(meta, listing)
+}
+
+/// The part of [`save`] that is this process's alone: its attributes, credentials, limits,
+/// signal dispositions, pending signals and timers. A tree member records it while the init
+/// still plans what the tree's processes share (everything but the fds).
+pub fn save_own(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     process_state::save(meta, stopped);
     credentials::save(meta);
     rlimits::save(meta);
@@ -128,6 +136,10 @@ pub fn save(
     timers::settle(&list, &before, &after, &mut taken);
     taken.save(meta);
     timers::save(meta, list, &after);
+}
+
+/// The rest of [`save`]: the fds (in a tree, after the init's plan of shared fds).
+pub fn save_fds(meta: &mut Meta, listing: Option<fds::report::Listing>) -> Vec<fds::RingSocket> {
     let mut files = image_files::ImageFiles::for_save(meta.generation);
     let rings = fds::save(meta, &mut files, listing);
     files.clean();

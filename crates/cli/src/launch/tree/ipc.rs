@@ -119,6 +119,23 @@ pub fn save(dir: &Path, generation: u64) -> Result<IpcState, String> {
     Ok(st)
 }
 
+/// Whether the tree's IPC namespace holds no object at all (the common case): then a save
+/// has nothing to keep, and the init learns it while its members still write their images
+/// instead of after. Only reads: every process of the tree is stopped, so no object can
+/// appear meanwhile. Any doubt (a list that cannot be read) answers `false`, and [`save`]
+/// looks, and says what failed, as before.
+pub fn none_exist() -> bool {
+    if !owns_namespace() {
+        return true;
+    }
+    ["shm", "sem", "msg"]
+        .iter()
+        .all(|kind| listed_ids(kind).is_ok_and(|ids| ids.is_empty()))
+        && mqueue_root()
+            .and_then(fs::read_dir)
+            .is_ok_and(|mut entries| entries.next().is_none())
+}
+
 /// The ids of the namespace's objects of one kind (`/proc/sysvipc/KIND`: a header line,
 /// then the key and the id first on each line).
 fn listed_ids(kind: &str) -> Result<Vec<i32>, String> {

@@ -10,7 +10,8 @@
 //!    `p/<pid>/shared`.
 //! 3. **Save**: `Save` to every member, each writes its image and answers.
 //! 4. **IPC objects** (`ipc.rs`): the init keeps the namespace's System V objects and POSIX
-//!    message queues, now that nothing of the tree runs.
+//!    message queues, now that nothing of the tree runs (whether there are any at all it
+//!    looks while the members write).
 //! 5. **Commit** (`ending.rs`): the record SAVED, then `Commit`; or `Abort` on any failure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,10 +86,16 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     write_plans(init, &members, generation)?;
     init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
+    // While the members write their images: most trees hold no IPC object.
+    let no_ipc = super::ipc::none_exist();
     wait_saved(init)?;
     init.note(format_args!("save: every member saved"));
-    let ipc = super::ipc::save(init.dir(), generation)
-        .map_err(|e| Why::Failed(format!("the save failed: {e}")))?;
+    let ipc = if no_ipc {
+        Default::default()
+    } else {
+        super::ipc::save(init.dir(), generation)
+            .map_err(|e| Why::Failed(format!("the save failed: {e}")))?
+    };
     init.record.stage_ipc(&ipc);
     init.note(format_args!("save: IPC objects kept"));
     Ok(Some(tree))
