@@ -511,6 +511,10 @@ pub fn mount_options(fd: i32, buf: &mut [u8]) -> Option<&[u8]> {
     Some(&text[..text.iter().position(|c| *c == 0).unwrap_or(text.len())])
 }
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+/// `f_type` of the file system of pipes made with `pipe` (not of named FIFOs).
+pub const PIPEFS_MAGIC: i64 = 0x5049_5045;
+/// `f_type` of the file system of sockets.
+pub const SOCKFS_MAGIC: i64 = 0x534f_434b;
 
 /// `mq_open` of an existing queue (`name` without its leading `/`).
 pub fn mq_open(name: &CStr, flags: u32) -> Result<Fd> {

@@ -11,7 +11,7 @@ use zhuque_image::os::{EPOLL_NO_FILE, EpollEntry, FileKind};
 /// `descs`: every description of the table, in table order (an entry's watched file may now
 /// be held under another number only).
 pub fn save(d: &Desc, descs: &[Desc], task: procfd::Task) -> FileKind {
-    let info = &d.info;
+    let info = d.info();
     let task = task.id();
     let me = crate::sys::gettid();
     let mut entries = Vec::new();

@@ -5,7 +5,7 @@ use crate::sys;
 use zhuque_image::os::FileKind;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = &d.info;
+    let info = d.info();
     FileKind::EventFd {
         count: procfd::field(info, b"eventfd-count")
             .and_then(procfd::hex)

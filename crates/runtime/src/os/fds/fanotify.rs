@@ -36,7 +36,7 @@ pub fn save(d: &Desc) -> FileKind {
     let mut event_flags = 0;
     let mut marks = Vec::new();
     let mounts = crate::procfs::read(b"/proc/self/mountinfo\0").unwrap_or_default();
-    for line in d.info.split(|c| *c == b'\n') {
+    for line in d.info().split(|c| *c == b'\n') {
         let Some(rest) = line.strip_prefix(b"fanotify") else {
             continue;
         };

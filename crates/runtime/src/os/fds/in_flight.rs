@@ -22,6 +22,7 @@ use zhuque_image::os::{FileKind, PassedFds, SockState, Socket};
 
 /// What a Unix socket's queue held at the save: its messages (with their senders), and the
 /// descriptions (indexes of the save's description list, then of the table) sent with each.
+#[derive(Default)]
 pub struct InFlight {
     pub messages: Vec<Vec<u8>>,
     pub senders: Vec<Vec<u8>>,
@@ -44,12 +45,20 @@ pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
             && sys::getsockopt_int(descs[k].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
                 == Ok(sys::AF_UNIX)
         {
+            let local = descs[k].local;
+            let ty = sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
+            if ty == sys::SOCK_STREAM && sys::bytes_queued(local) == Ok(0) {
+                // Nothing queued: no fds either (on a stream they travel with at least one
+                // byte). Most connections are idle at a save; draining one would cost a
+                // `/proc` read of its fdinfo and a `recvmsg`.
+                descs[k].in_flight = Some(InFlight::default());
+                k += 1;
+                continue;
+            }
             if buf.is_empty() {
                 // A datagram can be as large as a socket buffer.
                 buf = vec![0u8; 1 << 20];
             }
-            let local = descs[k].local;
-            let ty = sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
             let mut senders = Vec::new();
             let mut credentials = Vec::new();
             let mut raw = Vec::new();
@@ -108,11 +117,11 @@ fn adopt(descs: &mut Vec<Desc>, f: i32, me: Task) -> usize {
         fd: -1,
         path: me.path(f),
         local: f,
-        queue: super::mqueue::look(f),
+        queue: super::mqueue::look(f, sys::fs_type(f).ok()),
         link: me.link(f).unwrap_or_default(),
         st,
         flags: sys::fcntl(f, sys::F_GETFL, 0).unwrap_or(0) as u32,
-        info: me.fdinfo(f),
+        info: super::Info::Read(me.fdinfo(f)),
         in_flight: None,
         class: Class::Unsupported,
     };

@@ -164,7 +164,7 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
 }
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = &d.info;
+    let info = d.info();
     let mut watches = Vec::new();
     for line in info.split(|c| *c == b'\n') {
         if !line.starts_with(b"inotify ") {

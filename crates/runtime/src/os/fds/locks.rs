@@ -16,7 +16,7 @@ use zhuque_image::os::{FdTable, FileKind, FileLock, LockKind};
 
 /// The locks held through description `i` (`d`).
 pub fn save(d: &Desc, i: usize, out: &mut Vec<FileLock>) {
-    let info = &d.info;
+    let info = d.info();
     for line in info.split(|c| *c == b'\n') {
         let Some(rest) = line.strip_prefix(b"lock:") else {
             continue;

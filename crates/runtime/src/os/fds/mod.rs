@@ -109,11 +109,57 @@ pub struct Desc {
     pub st: Stat,
     /// `F_GETFL`.
     pub flags: u32,
-    /// Its `/proc/.../fdinfo/N` text (read once).
-    pub info: Vec<u8>,
+    /// Its `/proc/.../fdinfo/N` text: see [`Desc::info`].
+    info: Info,
     /// A Unix socket: what its queue held, with the fds in flight (step 1b of a save).
     pub in_flight: Option<in_flight::InFlight>,
     class: Class,
+}
+
+/// A description's fdinfo: read once, when a kind first needs it (locks of files, an event
+/// fd's count, an epoll set...). Pipes and sockets, most of a server's or a shell's fds, never
+/// do, and each read is a `/proc` open (about 7 µs here).
+enum Info {
+    /// Read from this path (NUL-terminated) when first asked for.
+    At(Vec<u8>, core::cell::OnceCell<Vec<u8>>),
+    /// Read already (a file the coordinator holds only for a moment).
+    Read(Vec<u8>),
+}
+
+impl Info {
+    fn at(path: Vec<u8>) -> Info {
+        Info::At(path, core::cell::OnceCell::new())
+    }
+}
+
+impl Desc {
+    /// Its `/proc/.../fdinfo/N` text (read once: every program thread is stopped, so it
+    /// cannot change during the save).
+    pub fn info(&self) -> &[u8] {
+        match &self.info {
+            Info::At(path, text) => {
+                text.get_or_init(|| crate::procfs::read(path).unwrap_or_default())
+            }
+            Info::Read(text) => text,
+        }
+    }
+}
+
+/// The `/proc` link text of a pipe or socket, made from its inode: the kernel names them
+/// `pipe:[INO]` and `socket:[INO]` (pipefs's and sockfs's `d_dname`), so the `readlink` each
+/// costs (a `/proc` path walk) is needed only for other files. `fs`: the file system's magic
+/// number (`fstatfs`).
+fn link_of_inode(fs: Option<i64>, ino: u64) -> Option<Vec<u8>> {
+    let kind: &[u8] = match fs? {
+        sys::PIPEFS_MAGIC => b"pipe",
+        sys::SOCKFS_MAGIC => b"socket",
+        _ => return None,
+    };
+    let mut link = kind.to_vec();
+    link.extend_from_slice(b":[");
+    link.extend_from_slice(ino.to_string().as_bytes());
+    link.push(b']');
+    Some(link)
 }
 
 /// What the kind modules see at a save: every description of the table, in table order.
@@ -458,7 +504,7 @@ fn collect(
     task: Task,
     pidfd: Option<i32>,
     plan: Option<&SharePlan>,
-    listed: Option<Vec<i32>>,
+    listed: Option<Vec<report::Listed>>,
 ) -> (Vec<Desc>, Vec<FoundFd>) {
     let skip = runtime_fds();
     let mut descs: Vec<Desc> = Vec::new();
@@ -470,22 +516,35 @@ fn collect(
     // The coordinator's numbers that hold a description's `local`: never a private copy to
     // close, even when the program's fd of that number shares the description.
     let mut kept: std::collections::BTreeSet<i32> = Default::default();
-    for fd in listed.unwrap_or_else(|| task.list()) {
+    let listed = listed.unwrap_or_else(|| {
+        let fds = task.list().into_iter();
+        fds.map(|fd| report::Listed { fd, dup: None }).collect()
+    });
+    // The report's duplicates hold numbers of the coordinator's table: none of them is a
+    // private copy to close (one is closed below only as the duplicate it is).
+    kept.extend(
+        listed
+            .iter()
+            .filter_map(|l| l.dup.as_ref().map(|(d, _)| d.raw())),
+    );
+    for report::Listed { fd, dup } in listed {
         if skip.contains(&fd) {
             continue;
         }
-        let local = match pidfd {
-            Some(p) => match sys::pidfd_getfd(p, fd) {
-                // Kept in its `Desc` as `local`, closed at the end of the save.
-                Ok(l) => l.into_raw(),
+        let (local, known) = match (pidfd, dup) {
+            // Kept in its `Desc` as `local`, closed at the end of the save.
+            (Some(_), Some((d, st))) => (d.into_raw(), Some(st)),
+            (Some(p), None) => match sys::pidfd_getfd(p, fd) {
+                Ok(l) => (l.into_raw(), None),
                 Err(crate::sys::Errno::EBADF) => continue, // closed meanwhile (a listing fd)
                 Err(e) => save_failed(fd, e),
             },
-            None => fd,
+            (None, _) => (fd, None),
         };
+        let fs = sys::fs_type(local).ok();
         // Before any copy of it is closed: closing a queue's fd in the process that made an
         // mq_notify registration on it removes the registration.
-        let queue = mqueue::look(local);
+        let queue = mqueue::look(local, fs);
         // Close-on-exec belongs to the fd. The coordinator's table is a copy of the program's
         // (`os::detach_fd_table`), bits included: its fd of the same number, when it is the
         // same description, tells. (fdinfo's flags cannot: they show O_CLOEXEC for every fd
@@ -498,16 +557,26 @@ fn collect(
             let _ = sys::close(fd);
         }
         // The fds used for listing are closed again: they fail here and are skipped.
-        let (Ok(st), Some(link)) = (sys::fstat(local), task.link(fd)) else {
+        let st = known.map_or_else(|| sys::fstat(local), Ok);
+        let link = st
+            .as_ref()
+            .ok()
+            .and_then(|st| link_of_inode(fs, st.ino))
+            .or_else(|| task.link(fd));
+        let (Ok(st), Some(link)) = (st, link) else {
             if local != fd {
                 let _ = sys::close(local);
             }
             continue;
         };
         let flags = sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32;
-        let info = task.fdinfo(fd);
+        let info = Info::at(task.fdinfo_path(fd));
         let cloexec = cloexec_here.unwrap_or_else(|| {
-            procfd::field(&info, b"flags")
+            let text = match &info {
+                Info::At(path, _) => crate::procfs::read(path).unwrap_or_default(),
+                Info::Read(text) => text.clone(),
+            };
+            procfd::field(&text, b"flags")
                 .and_then(procfd::oct)
                 .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0)
         });
@@ -728,7 +797,7 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<Foun
             link,
             st,
             flags: sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32,
-            info: crate::procfs::read(&proc_path("fdinfo")).unwrap_or_default(),
+            info: Info::at(proc_path("fdinfo")),
             queue: None,
             in_flight: None,
             class: Class::Unsupported,

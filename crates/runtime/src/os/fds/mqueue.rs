@@ -11,9 +11,10 @@ use zhuque_image::os::FileKind;
 /// For an fd of a message queue, whether this process has an `mq_notify` registration on it
 /// (`None` for any other fd). Reading a queue's fd gives its status, `QSIZE:... NOTIFY:...
 /// SIGNO:... NOTIFY_PID:...` (`pread`: the description's offset stays where the program left
-/// it). Must be asked before any fd of the queue is closed in this process.
-pub fn look(fd: i32) -> Option<bool> {
-    if sys::fs_type(fd).ok()? != sys::MQUEUE_MAGIC {
+/// it). Must be asked before any fd of the queue is closed in this process. `fs`: the fd's
+/// file system magic number (`fstatfs`).
+pub fn look(fd: i32, fs: Option<i64>) -> Option<bool> {
+    if fs? != sys::MQUEUE_MAGIC {
         return None;
     }
     let mut buf = [0u8; 128];

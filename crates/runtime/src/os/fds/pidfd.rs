@@ -12,7 +12,7 @@ use zhuque_image::os::{FileKind, PIDFD_ENDED};
 
 pub fn save(d: &Desc) -> FileKind {
     FileKind::PidFd {
-        pid: pid(&d.info).unwrap_or(PIDFD_ENDED),
+        pid: pid(d.info()).unwrap_or(PIDFD_ENDED),
         thread: d.flags & sys::PIDFD_THREAD != 0,
     }
 }

@@ -92,10 +92,15 @@ impl Task {
 
     /// `/proc/.../fdinfo/N`.
     pub fn fdinfo(self, fd: i32) -> Vec<u8> {
+        procfs::read(&self.fdinfo_path(fd)).unwrap_or_default()
+    }
+
+    /// The path of `/proc/.../fdinfo/N` (NUL-terminated).
+    pub fn fdinfo_path(self, fd: i32) -> Vec<u8> {
         let mut p = self.dir(b"fdinfo/");
         p.extend_from_slice(fd.to_string().as_bytes());
         p.push(0);
-        procfs::read(&p).unwrap_or_default()
+        p
     }
 }
 

@@ -16,9 +16,17 @@ use crate::sys;
 use core::sync::atomic::Ordering;
 use zhuque_image::tree::{FD_REPORT_FILE, FdFile, FdReport, PTY_KEY_DEV};
 
-/// The fd numbers of a program thread's table (the thread, the numbers), as listed while every
-/// program thread is stopped: valid for the rest of that save.
-pub type Listing = (i32, Vec<i32>);
+/// The fds of a program thread's table (the thread, the fds), as listed while every program
+/// thread is stopped: valid for the rest of that save.
+pub type Listing = (i32, Vec<Listed>);
+
+/// A program fd as the report found it: its number, and the coordinator's duplicate of its
+/// open file description with what `fstat` said of it (`None` when it could not be taken),
+/// which the image's save uses rather than taking and examining each fd again.
+pub struct Listed {
+    pub fd: i32,
+    pub dup: Option<(sys::Fd, sys::Stat)>,
+}
 
 /// What a stopped member found in its own fd table.
 #[derive(Default)]
@@ -37,14 +45,21 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
     let Some((task, pidfd)) = super::program_task_of(tids) else {
         return Found::default();
     };
-    let listed = Task::thread(task).list();
     let mut unkeepable = None;
+    let listed: Vec<Listed> = Task::thread(task)
+        .list()
+        .into_iter()
+        .map(|fd| Listed {
+            fd,
+            dup: examine(pidfd, fd, &mut unkeepable),
+        })
+        .collect();
     let report = FdReport {
         generation,
         task,
         fds: listed
             .iter()
-            .map(|fd| (*fd, file_of(pidfd, *fd, &mut unkeepable)))
+            .map(|l| (l.fd, l.dup.as_ref().map(|(d, st)| file_of(d.raw(), st))))
             .collect(),
     };
     let _ = sys::close(pidfd);
@@ -57,29 +72,34 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
     }
 }
 
-/// The file behind the program's fd `fd`, examined through a duplicate.
-/// The first fd of a kind zhuque cannot keep goes to `unkeepable`.
-fn file_of(pidfd: i32, fd: i32, unkeepable: &mut Option<Line>) -> Option<FdFile> {
+/// The program's fd `fd`, taken into the coordinator's table and examined (`fstat`). The
+/// first fd of a kind zhuque cannot keep goes to `unkeepable`.
+fn examine(pidfd: i32, fd: i32, unkeepable: &mut Option<Line>) -> Option<(sys::Fd, sys::Stat)> {
     let local = sys::pidfd_getfd(pidfd, fd).ok()?;
     let st = sys::fstat(local.raw()).ok()?;
     if unkeepable.is_none() {
         *unkeepable = super::unkeepable::check_fd(fd, local.raw(), &st);
     }
+    Some((local, st))
+}
+
+/// What the report says of the file behind duplicate `local` (`fstat`: `st`).
+fn file_of(local: i32, st: &sys::Stat) -> FdFile {
     let kind = st.mode & sys::S_IFMT;
     if kind == sys::S_IFCHR
-        && let Some(index) = super::ptys::index_of(local.raw(), st.rdev)
+        && let Some(index) = super::ptys::index_of(local, st.rdev)
     {
-        return Some(FdFile {
+        return FdFile {
             dev: PTY_KEY_DEV,
             ino: index,
             fifo: false,
             socket: false,
-        });
+        };
     }
-    Some(FdFile {
+    FdFile {
         dev: st.dev,
         ino: st.ino,
         fifo: kind == sys::S_IFIFO,
         socket: kind == sys::S_IFSOCK,
-    })
+    }
 }

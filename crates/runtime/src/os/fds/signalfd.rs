@@ -6,7 +6,7 @@ use crate::sys;
 use zhuque_image::os::FileKind;
 
 pub fn save(d: &Desc) -> FileKind {
-    let info = &d.info;
+    let info = d.info();
     FileKind::SignalFd {
         mask: procfd::field(info, b"sigmask")
             .and_then(procfd::hex)

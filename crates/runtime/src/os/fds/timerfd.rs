@@ -15,7 +15,7 @@ const TFD_TIMER_ABSTIME: u32 = linux_raw_sys::general::TFD_TIMER_ABSTIME;
 const TFD_TIMER_CANCEL_ON_SET: u32 = linux_raw_sys::general::TFD_TIMER_CANCEL_ON_SET;
 
 pub fn save(d: &Desc) -> FileKind {
-    let mut info = d.info.clone();
+    let mut info = d.info().to_vec();
     let field = |info: &[u8], k: &[u8]| procfd::field(info, k).and_then(procfd::timespec_pair);
     let mut left = field(&info, b"it_value").unwrap_or(0);
     let mut interval_ns = field(&info, b"it_interval").unwrap_or(0);
