@@ -3,7 +3,8 @@
 # SAVED (the runtime renames the new `meta` into place), for programs with 1, 16, 64, 256, 1024
 # threads besides main, idle (blocked in pthread_cond_wait), busy (computing) or mixed.
 # Prints the median and the worst of RUNS runs per row, in milliseconds (THREAD_COUNTS="..."
-# chooses the rows).
+# chooses the rows). A second table: main alone with FD_COUNTS="200 2000" more open fds (half
+# pipe ends, half Unix socketpair ends, all idle; FD_COUNTS="" for none).
 #
 #   bench/save_latency.sh [RUNS]        (after `cargo build --release`)
 set -euo pipefail
@@ -19,9 +20,9 @@ cc -O2 -pthread -o "$work/save_latency_prog" bench/save_latency_prog.c
 cc -O2 -o "$work/save_timer" bench/save_timer.c
 
 
-one() { # threads mode -> microseconds
+one() { # threads mode [fds] -> microseconds
     rm -rf "$image" "$work/out"
-    "$zq" run --image "$image" --fresh -- "$work/save_latency_prog" "$1" "$2" > "$work/out" 2> "$work/err" &
+    "$zq" run --image "$image" --fresh -- "$work/save_latency_prog" "$1" "$2" "${3:-0}" > "$work/out" 2> "$work/err" &
     run_pid=$!
     # This runs in a $(...) subshell: never leave the program behind, whatever happens.
     trap 'kill "$run_pid" 2>/dev/null; true' EXIT
@@ -51,3 +52,14 @@ for mode in ${MODES:-idle busy mixed}; do
             "$(printf '%s\n' "${samples[@]}" | worst | ms)"
     done
 done
+
+if [ -n "${FD_COUNTS-200 2000}" ]; then
+    printf '\n| open fds (main alone, idle) | median (ms) | worst (ms) |\n|--:|--:|--:|\n'
+    for f in ${FD_COUNTS-200 2000}; do
+        samples=()
+        for _ in $(seq "$runs"); do samples+=("$(one 0 idle "$f")"); done
+        printf '| %d | %s | %s |\n' "$f" \
+            "$(printf '%s\n' "${samples[@]}" | median | ms)" \
+            "$(printf '%s\n' "${samples[@]}" | worst | ms)"
+    done
+fi

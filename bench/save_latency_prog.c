@@ -1,7 +1,8 @@
 /*
- * save_latency_prog THREADS MODE
+ * save_latency_prog THREADS MODE [FDS]
  *
  * The program the save-latency benchmark fails: THREADS threads besides main, all alive,
+ * FDS more open fds (half of them the ends of pipes, half of Unix socketpairs, all idle),
  * then "ready" on stdout (flushed) and nothing more until it is failed. MODE:
  *   idle  every thread blocked in pthread_cond_wait;
  *   busy  every thread computing (runnable: a stop must wait for the scheduler to run it);
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
@@ -55,6 +58,14 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 16;
     const char *mode = argc > 2 ? argv[2] : "idle";
+    int fds = argc > 3 ? atoi(argv[3]) : 0;
+    for (int i = 0; i < fds / 2; i++) {
+        int pair[2];
+        if ((i % 2 ? pipe(pair) : socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) != 0) {
+            perror("pipe/socketpair");
+            return 1;
+        }
+    }
     for (int i = 0; i < n; i++) {
         void *(*f)(void *) = idle;
         if (!strcmp(mode, "busy") || (!strcmp(mode, "mixed") && i % 4 == 1))
