@@ -455,7 +455,8 @@ fn reserve_agreeing(len: usize, like: usize) -> Result<usize, Errno> {
     if slack == 0 {
         return Ok(base);
     }
-    let at = base + (like.wrapping_sub(base) % HUGE);
+    // Within the slack: less than HUGE past `base`.
+    let at = pool::agreeing_at_or_after(base as u64, like as u64).map_or(base, |a| a as usize);
     // SAFETY: the head and tail around `[at, at+len)` are the rest of that same reservation.
     unsafe {
         if at > base {

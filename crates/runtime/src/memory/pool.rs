@@ -40,7 +40,20 @@ fn huge_page_offset(from: u64, len: u64, at: usize) -> Option<u64> {
     if len < HUGE_PAGE {
         return Some(from);
     }
-    from.checked_add((at as u64).wrapping_sub(from) % HUGE_PAGE)
+    agreeing_at_or_after(from, at as u64)
+}
+
+/// The first value at or after `from` that agrees with `like` on huge pages (congruent
+/// modulo [`HUGE_PAGE`]); `None` past the end of the numbers. (Wrapping arithmetic gives the
+/// right remainder: `HUGE_PAGE` divides 2^64.)
+pub fn agreeing_at_or_after(from: u64, like: u64) -> Option<u64> {
+    from.checked_add(like.wrapping_sub(from) % HUGE_PAGE)
+}
+
+/// The last value at or before `to` that agrees with `like` on huge pages; `None` when there
+/// is none (`to` below the first one).
+pub fn agreeing_at_or_before(to: u64, like: u64) -> Option<u64> {
+    to.checked_sub(to.wrapping_sub(like) % HUGE_PAGE)
 }
 
 pub fn end() -> u64 {
@@ -300,11 +313,9 @@ fn recycle(len: u64, at: usize) -> Option<(u64, bool)> {
     let n = PENDING_LEN.load(Ordering::Relaxed) as usize;
     let placed = |o: u64, l: u64| {
         let tail = o + l - len;
-        let agreed = tail - (tail.wrapping_sub(at as u64) % HUGE_PAGE);
-        if len >= HUGE_PAGE && agreed >= o {
-            (agreed, true)
-        } else {
-            (tail, len < HUGE_PAGE)
+        match agreeing_at_or_before(tail, at as u64) {
+            Some(agreed) if len >= HUGE_PAGE && agreed >= o => (agreed, true),
+            _ => (tail, len < HUGE_PAGE),
         }
     };
     let (i, off) = pending[..n]
@@ -390,5 +401,29 @@ pub unsafe fn map(
             process::get().mem_fd(),
             off,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreeing_offsets_are_the_nearest_congruent_ones() {
+        let h = HUGE_PAGE;
+        for from in [0, 4096, h - 4096, h, 3 * h + 8192, u64::MAX - 3 * h] {
+            for like in [0, 4096, h - 4096, h + 12288, 0x7fff_f7e0_0000] {
+                let a = agreeing_at_or_after(from, like).unwrap();
+                assert!(
+                    a >= from && a - from < h && (a % h) == (like % h),
+                    "{from} {like}"
+                );
+                let b = agreeing_at_or_before(from.max(h), like).unwrap();
+                assert!(b <= from.max(h) && from.max(h) - b < h && (b % h) == (like % h));
+            }
+        }
+        assert_eq!(agreeing_at_or_after(u64::MAX - 4095, 0), None);
+        assert_eq!(agreeing_at_or_before(4096, 8192), None);
+        assert_eq!(agreeing_at_or_before(8192, 4096), Some(4096));
     }
 }
