@@ -59,14 +59,15 @@ pub fn save_member(generation: u64) -> ! {
     }
     let listing = found.listing;
     let _ = control::send(Msg::Stopped);
-    // While the init records the tree and plans the fds its processes share (a round trip
-    // of about 0.2 ms): what is this process's alone. Undone by nothing: after a save, saved
-    // or not, the process ends.
+    // While the init waits for the rest of the tree to stop and plans the fds its processes
+    // share (a round trip of about 0.2 ms): what no other process can change. (The rest of
+    // the state waits for `Save`: until every process of the tree has stopped, another may
+    // still send this one a signal, or change its limits.)
     let mut meta = ready.then(|| begin_image(&stopped, generation));
     let ok = match control::recv() {
         Some(Msg::Save { generation: g }) if g == generation => {
             let written = match meta.as_mut() {
-                Some(meta) => finish_image(meta, listing),
+                Some(meta) => finish_image(meta, &stopped, listing),
                 None => Err(()),
             };
             if written.is_err() {
@@ -109,11 +110,11 @@ fn write_image(
     listing: Option<crate::os::fds::report::Listing>,
 ) -> Result<(), ()> {
     let mut meta = begin_image(stopped, generation);
-    finish_image(&mut meta, listing)
+    finish_image(&mut meta, stopped, listing)
 }
 
 /// The first part of the image of this stopped process as generation `generation`: its
-/// threads and what of the OS state is its alone (`os::save_own`).
+/// threads and what of the OS state no other process can change (`os::save_own`).
 fn begin_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> zhuque_image::Meta {
     let p = process::get();
     api::note_failure();
@@ -125,18 +126,19 @@ fn begin_image(stopped: &crate::threads::stop::Stopped, generation: u64) -> zhuq
     meta.saved_unix_ns = unix_ns();
     meta.pid = sys::getpid();
     meta.threads = stopped.threads.clone();
-    crate::os::save_own(&mut meta, stopped);
+    crate::os::save_own(&mut meta);
     meta
 }
 
-/// The rest of the image [`begin_image`] began: the fds, the address space, the initial
-/// stack; then `meta` written atomically.
+/// The rest of the image [`begin_image`] began: the rest of the OS state, the address
+/// space, the initial stack; then `meta` written atomically.
 fn finish_image(
     meta: &mut zhuque_image::Meta,
+    stopped: &crate::threads::stop::Stopped,
     listing: Option<crate::os::fds::report::Listing>,
 ) -> Result<(), ()> {
     let p = process::get();
-    let rings = crate::os::save_fds(meta, listing);
+    let rings = crate::os::save_rest(meta, stopped, listing);
     let mut captured = Vec::new();
     meta.regions = record_regions(&mut captured, meta.generation, meta, &rings);
     meta.pool_end = crate::memory::pool::end();

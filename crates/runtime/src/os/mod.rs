@@ -111,23 +111,34 @@ pub fn save(
     stopped: &crate::threads::stop::Stopped,
     listing: Option<fds::report::Listing>,
 ) -> Vec<fds::RingSocket> {
-    save_own(meta, stopped);
-    save_fds(meta, listing)
+    save_own(meta);
+    save_rest(meta, stopped, listing)
 }
 
-/// The part of [`save`] that is this process's alone: its attributes, credentials, limits,
-/// signal dispositions, pending signals and timers. A tree member records it while the init
-/// still plans what the tree's processes share (everything but the fds).
-pub fn save_own(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
-    process_state::save(meta, stopped);
+/// The part of [`save`] no other process can change: each thread's credentials and the
+/// signal dispositions. A tree member records it while the init still waits for the rest of
+/// the tree to stop; everything else waits for that instant ([`save_rest`]).
+pub fn save_own(meta: &mut Meta) {
     credentials::save(meta);
+    signals::save(meta);
+}
+
+/// The rest of [`save`], once the whole tree has stopped: what another process may change
+/// until then (pending signals — a `kill`, a terminal's interrupt —, limits with `prlimit`,
+/// scheduling, `oom_score_adj`, thread names), the timers read with the pending signals,
+/// and the fds (in a tree, after the init's plan of shared fds).
+pub fn save_rest(
+    meta: &mut Meta,
+    stopped: &crate::threads::stop::Stopped,
+    listing: Option<fds::report::Listing>,
+) -> Vec<fds::RingSocket> {
+    process_state::save(meta, stopped);
     rlimits::save(meta);
     // Recorded: from here on the coordinator may use every fd number the process may have
     // (it holds a duplicate of each of the program's open files at once).
     let (_, hard) = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
     let _ = crate::sys::setrlimit(crate::sys::RLIMIT_NOFILE, hard, hard);
     ensure_fd_access();
-    signals::save(meta);
     // Timers, read before and after the signal queues: see `timers::settle`.
     let list = timers::list();
     let before = timers::now(&list);
@@ -136,10 +147,6 @@ pub fn save_own(meta: &mut Meta, stopped: &crate::threads::stop::Stopped) {
     timers::settle(&list, &before, &after, &mut taken);
     taken.save(meta);
     timers::save(meta, list, &after);
-}
-
-/// The rest of [`save`]: the fds (in a tree, after the init's plan of shared fds).
-pub fn save_fds(meta: &mut Meta, listing: Option<fds::report::Listing>) -> Vec<fds::RingSocket> {
     let mut files = image_files::ImageFiles::for_save(meta.generation);
     let rings = fds::save(meta, &mut files, listing);
     files.clean();
