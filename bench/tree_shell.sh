@@ -19,10 +19,13 @@ work=$(mktemp -d)
 image=$BENCH_IMAGES/zhuque-bench-tree-shell
 trap 'rm -rf "$work" "$image"' EXIT
 
+printf '#!/bin/sh\n:\n' > "$work/noop.sh"
+chmod +x "$work/noop.sh"
 loops=(
     "for i in \$(seq $iterations); do /bin/true; done"
     "for i in \$(seq $iterations); do echo \$i | tr a-z A-Z >/dev/null; done"
     "cd /usr/bin && for i in \$(seq $iterations); do ./true; done"
+    "for i in \$(seq $iterations); do $work/noop.sh; done"
 )
 
 now_ns() { date +%s%N; }

@@ -43,6 +43,7 @@ pub mod procfs;
 pub mod resume;
 pub mod runtime;
 pub mod save;
+pub mod shebang;
 pub mod signals;
 pub mod sys;
 pub mod threads;

@@ -188,7 +188,7 @@ fn program_to_be(
     let target =
         match &before {
             Some(Ok(m)) if saved => {
-                if m.program.argv != launch.argv {
+                if !argv_matches(&m.program, &launch.argv) {
                     diag::refuse(Line::new().str("image ").push(dir).str(
                         " holds a saved run of a different command; use --fresh to discard it",
                     ));
@@ -288,11 +288,19 @@ fn require_private_root(root: &[u8]) {
 /// The canonical form of this launch (see docs/internals.md).
 fn fresh_program(launch: &Launch, dir: &[u8], runtime: &[u8], fail_after: Option<f64>) -> Program {
     // Keep the filename the launcher used when it names this executable (a symlink such as
-    // /usr/bin/python3 is fine), so canonical launches need no re-execution.
-    let exe = if launch.execfn.first() == Some(&b'/') && same_file(&launch.execfn, &launch.exe) {
-        launch.execfn.clone()
+    // /usr/bin/python3 is fine), or the script it ran by its absolute path, so canonical
+    // launches need no re-execution.
+    let absolute = launch.execfn.first() == Some(&b'/');
+    let (exe, argv) = if absolute && same_file(&launch.execfn, &launch.exe) {
+        (launch.execfn.clone(), launch.argv.clone())
+    } else if let Some(args) = absolute.then(|| script_args(launch)).flatten() {
+        // The caller's first argument is gone (the kernel dropped it): the script's path
+        // stands in for it.
+        let mut argv = vec![launch.execfn.clone()];
+        argv.extend_from_slice(args);
+        (launch.execfn.clone(), argv)
     } else {
-        launch.exe.clone()
+        (launch.exe.clone(), launch.argv.clone())
     };
     let mut cr = dir.to_vec();
     if cr.is_empty() {
@@ -300,7 +308,7 @@ fn fresh_program(launch: &Launch, dir: &[u8], runtime: &[u8], fail_after: Option
     }
     Program {
         exe,
-        argv: launch.argv.clone(),
+        argv,
         env: image::canonical_env(&launch.env, &cr, runtime, fail_after),
         cwd: launch.cwd.clone(),
         rlimit_stack: sys::getrlimit(sys::RLIMIT_STACK),
@@ -317,9 +325,28 @@ fn same_file(a: &[u8], b: &[u8]) -> bool {
 pub fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
     sys::personality_get() & sys::ADDR_NO_RANDOMIZE != 0
         && launch.execfn == target.exe
-        && launch.argv == target.argv
+        && argv_matches(target, &launch.argv)
         && launch.env == target.env
         && (!resuming || sys::getrlimit(sys::RLIMIT_STACK) == target.rlimit_stack)
+}
+
+/// Whether `argv` is what executing `target` gives the new program: its arguments, or, when
+/// it is a script, the interpreter's arguments the kernel builds from them (`shebang`).
+pub fn argv_matches(target: &Program, argv: &[Vec<u8>]) -> bool {
+    target.argv == argv
+        || crate::shebang::read(&target.exe)
+            .is_some_and(|s| s.argv(&target.exe, &target.argv) == argv)
+}
+
+/// The caller's arguments after the first, when this launch is the interpreter of a script
+/// (`launch.execfn`) the kernel started: the script's `#!` line names this executable and
+/// the arguments are the ones the kernel builds from it.
+fn script_args(launch: &Launch) -> Option<&[Vec<u8>]> {
+    let script = crate::shebang::read(&launch.execfn)?;
+    if !same_file(&script.name, &launch.exe) {
+        return None;
+    }
+    script.args_after_path(&launch.execfn, &launch.argv)
 }
 
 /// Executes `target` in place of this process, with ASLR off: the one re-execution that makes a
