@@ -342,6 +342,12 @@ pub fn argv_matches(target: &Program, argv: &[Vec<u8>]) -> bool {
 /// (`launch.execfn`) the kernel started: the script's `#!` line names this executable and
 /// the arguments are the ones the kernel builds from it.
 fn script_args(launch: &Launch) -> Option<&[Vec<u8>]> {
+    // A script executed through an fd (`fexecve`, `execveat`) is named `/dev/fd/N/...` or
+    // `/proc/...`: a path that leads to it only while this process holds that fd, which a
+    // resume could not execute again.
+    if launch.execfn.starts_with(b"/dev/fd/") || launch.execfn.starts_with(b"/proc/") {
+        return None;
+    }
     let script = crate::shebang::read(&launch.execfn)?;
     if !same_file(&script.name, &launch.exe) {
         return None;
