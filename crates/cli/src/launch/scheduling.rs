@@ -45,6 +45,33 @@ pub fn raise_init() {
     }
 }
 
+/// Runs `f`, which reaps ended processes, at a normal policy when [`raise_init`] made the init
+/// real-time. Reaping a process releases its `/proc` entries (`release_task` →
+/// `d_invalidate` → `shrink_dcache_parent`), and that loop spins until other tasks let go of
+/// the dentries it must free: a real-time init spinning there on each CPU kept them from
+/// running, and the machine livelocked (seen in CI: the inits of two concurrent tests at 94 %
+/// CPU each for minutes in `shrink_dcache_parent`, until their policy was changed by hand;
+/// `SCHED_FIFO` has no time slice, and the real-time throttle's 5 % did not free them). Two
+/// system calls per reaping round, only for a raised init.
+pub fn reaping<T>(f: impl FnOnce() -> T) -> T {
+    if ORIGINAL_NICE.load(Ordering::Relaxed) == NOT_RAISED {
+        return f();
+    }
+    set_policy(libc::SCHED_OTHER, 0);
+    let r = f();
+    set_policy(libc::SCHED_FIFO, INIT_PRIORITY);
+    r
+}
+
+/// This process's policy (with `SCHED_RESET_ON_FORK`); a failure leaves it as it was.
+fn set_policy(policy: libc::c_int, priority: libc::c_int) {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: changes only this process's scheduling; the pointer is valid.
+    unsafe { libc::sched_setscheduler(0, policy | libc::SCHED_RESET_ON_FORK, &param) };
+}
+
 /// In a child of the init, before it executes a program: the scheduling `zhuque run` was
 /// started with. (`SCHED_RESET_ON_FORK` already made it normal; a negative nice value was
 /// reset to 0 and is given back here.) Only system calls: it runs between fork and exec.

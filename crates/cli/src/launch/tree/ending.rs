@@ -135,6 +135,10 @@ fn wind_down(init: &mut TreeInit) {
 /// `kill(-1)` from a namespace's init reaches every other process of the namespace and
 /// nothing outside it. Repeated until no child is left, in case one was being forked.
 fn kill_everything(init: &mut TreeInit) {
+    crate::launch::scheduling::reaping(|| kill_and_reap(init));
+}
+
+fn kill_and_reap(init: &mut TreeInit) {
     loop {
         // SAFETY: plain system calls.
         unsafe { libc::kill(-1, libc::SIGKILL) };

@@ -318,8 +318,13 @@ impl TreeInit {
         }
     }
 
-    /// Collects every child that has ended (the root, and orphans the init inherited).
+    /// Collects every child that has ended (the root, and orphans the init inherited), at a
+    /// normal policy (`scheduling::reaping`).
     pub fn reap(&mut self) {
+        crate::launch::scheduling::reaping(|| self.reap_ended());
+    }
+
+    fn reap_ended(&mut self) {
         loop {
             let mut status = 0;
             // SAFETY: plain system call with a valid out-pointer.
