@@ -46,6 +46,15 @@
  * script it writes, which prints its $0 (natively the path as given). The runtime gives the
  * kernel an ELF program's relative path in its absolute form (the new program's runtime
  * would execute itself again otherwise), and must not change anything the program sees.
+ *
+ * fd: the program executes itself through an fd it holds open (fexecve, no close-on-exec:
+ * the kernel names the new program /dev/fd/N, a path that leads to it only while N is open),
+ * and the new program (`fd_root`) starts ROUNDS children that do the same, in turn with
+ * fexecve and execveat(AT_EMPTY_PATH), of an fd with and without close-on-exec. Each exec'd
+ * child (`fd_child`) computes for about 150 ms in steps, printing each, and reports whether
+ * the fd it came through is still open (exactly when it was not close-on-exec). A failure
+ * while such a program runs must resume it: its launch names a path a resume cannot execute
+ * again, so the runtime must not save that path as the program.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -54,6 +63,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -325,8 +335,69 @@ static int relative(int argc, char **argv)
     return 0;
 }
 
+/* Executes this program through an fd (`how`: 0 fexecve, 1 execveat) opened with `cloexec`
+ * or not, as `tree_exec MODE ROUND FD CLOEXEC`. */
+static void exec_through_fd(const char *mode, unsigned long round, int how, int cloexec)
+{
+    int fd = open("/proc/self/exe", O_RDONLY | (cloexec ? O_CLOEXEC : 0));
+    TL_CHECK(fd >= 0, "open /proc/self/exe");
+    char r[32], n[32];
+    snprintf(r, sizeof r, "%lu", round);
+    snprintf(n, sizeof n, "%d", fd);
+    char *const args[] = {"tree_exec", (char *)mode, r, n, cloexec ? "cloexec" : "kept", NULL};
+    if (how == 0)
+        fexecve(fd, args, environ);
+    else
+        syscall(SYS_execveat, fd, "", args, environ, AT_EMPTY_PATH);
+    TL_CHECK(0, "exec through an fd");
+}
+
+static int fd_child(int argc, char **argv)
+{
+    unsigned long round = tl_arg(argc, argv, 2, 0);
+    int fd = (int)tl_arg(argc, argv, 3, 0);
+    int open_now = fcntl(fd, F_GETFD) >= 0;
+    for (int step = 1; step <= 6; step++) {
+        spin_ms(25);
+        printf("fd child %lu: step %d\n", round, step);
+        fflush(stdout);
+    }
+    printf("fd child %lu: came through a %s fd, %s now\n", round, argv[4],
+           open_now ? "open" : "closed");
+    return (int)(round % 50);
+}
+
+static int fd_root(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 2, 8);
+    int fd = (int)tl_arg(argc, argv, 3, 0);
+    printf("fd root: the fd it came through is %s\n", fcntl(fd, F_GETFD) >= 0 ? "open" : "closed");
+    for (unsigned long r = 1; r <= rounds; r++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        TL_CHECK(pid >= 0, "fork");
+        if (pid == 0)
+            exec_through_fd("fd_child", r, (int)(r % 2), (int)(r / 2 % 2));
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+            TL_CHECK(errno == EINTR, "waitpid");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != (int)(r % 50)) {
+            printf("round %lu: the child ended with status %#x\n", r, status);
+            return 99;
+        }
+    }
+    printf("fd: %lu programs executed through fds\n", rounds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "fd"))
+        exec_through_fd("fd_root", tl_arg(argc, argv, 2, 8), 0, 0);
+    if (argc > 1 && !strcmp(argv[1], "fd_root"))
+        return fd_root(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "fd_child"))
+        return fd_child(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "relative"))
         return relative(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "lists"))
@@ -339,6 +410,6 @@ int main(int argc, char **argv)
         return stage2(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "static"))
         return run_static(argc, argv);
-    fprintf(stderr, "usage: tree_exec chain|stage2|static|lists|relative ...\n");
+    fprintf(stderr, "usage: tree_exec chain|stage2|static|lists|relative|fd ...\n");
     return 2;
 }

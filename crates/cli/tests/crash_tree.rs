@@ -241,12 +241,13 @@ fn exec_chain(prog: &Program) -> Tree {
             script.display()
         );
     }
-    Tree::new(
-        "tree_exec_chain",
-        &prog.path,
-        [os("chain"), os("30000000"), os(stage3)],
-    )
-    .compare_files(&[])
+    exec_mode(prog, "chain", [os("30000000"), os(stage3)])
+}
+
+/// `tree_exec MODE ARGS...` (tree_exec.c), as the tree `tree_exec_MODE`.
+fn exec_mode(prog: &Program, mode: &str, args: impl IntoIterator<Item = OsString>) -> Tree {
+    let argv = std::iter::once(os(mode)).chain(args);
+    Tree::new(&format!("tree_exec_{mode}"), &prog.path, argv).compare_files(&[])
 }
 
 /// Whether an ELF64 executable names a program interpreter (PT_INTERP): a dynamically
@@ -268,19 +269,12 @@ fn has_interpreter(elf: &[u8]) -> bool {
 const STARTING_STATIC: &str = "tree_exec: starting the static child";
 const STATIC_KILLED: &str = "tree_exec: the static child was killed by SIGKILL, starting it again";
 
-/// `tree_exec static` with a statically linked child; checks that zhuque printed exactly
-/// one `zhuque:` line naming the static program per start of it.
 /// Rounds of `tree_exec.c lists`: fork children that compute around the grace before they
 /// would copy their parent's pool, then `execl`/`execle`/`execlp`.
 const LIST_ROUNDS: &str = "120";
 
 fn exec_lists(prog: &Program) -> Tree {
-    Tree::new(
-        "tree_exec_lists",
-        &prog.path,
-        [os("lists"), os(LIST_ROUNDS)],
-    )
-    .compare_files(&[])
+    exec_mode(prog, "lists", [os(LIST_ROUNDS)])
 }
 
 /// Rounds of `tree_exec.c relative`: programs started through paths relative to the
@@ -288,14 +282,18 @@ fn exec_lists(prog: &Program) -> Tree {
 const RELATIVE_ROUNDS: &str = "60";
 
 fn exec_relative(prog: &Program) -> Tree {
-    Tree::new(
-        "tree_exec_relative",
-        &prog.path,
-        [os("relative"), os(RELATIVE_ROUNDS)],
-    )
-    .compare_files(&[])
+    exec_mode(prog, "relative", [os(RELATIVE_ROUNDS)])
 }
 
+/// Rounds of `tree_exec.c fd`: programs executed through an fd (`fexecve`, `execveat`).
+const FD_ROUNDS: &str = "8";
+
+fn exec_fd(prog: &Program) -> Tree {
+    exec_mode(prog, "fd", [os(FD_ROUNDS)])
+}
+
+/// `tree_exec static` with a statically linked child; checks that zhuque printed exactly
+/// one `zhuque:` line naming the static program per start of it.
 fn exec_static(prog: &Program) -> Tree {
     let exe = compile_static("tree_static.c", &prog.dir.path);
     assert!(
@@ -303,9 +301,8 @@ fn exec_static(prog: &Program) -> Tree {
         "{} is not statically linked",
         exe.display()
     );
-    Tree::new("tree_exec_static", &prog.path, ["static", "4", "5000000"])
+    exec_mode(prog, "static", [os("4"), os("5000000")])
         .env("TREE_STATIC", &exe)
-        .compare_files(&[])
         .check(|end| {
             let starts = count_stderr_lines(end.launches, STARTING_STATIC);
             let warnings: Vec<String> = zhuque_lines_with(end.launches, "tree_static")
@@ -769,6 +766,25 @@ fn programs_started_through_relative_paths() {
     crash(&exec_relative(&prog), 0, &CrashPlan::default());
 }
 
+/// Programs executed through an fd (`fexecve`, `execveat` with `AT_EMPTY_PATH`), the root
+/// and its children, through fds with and without close-on-exec: the kernel names such a
+/// program `/dev/fd/N`, which leads to it only while that fd is open, so the runtime must
+/// not save that path as the program (a resume could not execute it: it refused with
+/// "cannot execute"); the fd a program came through is open after a resume exactly when it
+/// was not close-on-exec.
+#[test]
+fn programs_executed_through_fds() {
+    let prog = Program::compile("tree_exec.c");
+    let plan = CrashPlan::default();
+    let (_, report) = crash(&exec_fd(&prog), 0, &plan);
+    let in_children = failures_after(&report, "fd child 1: step 1");
+    println!("[tree_exec_fd] failures while children executed through fds ran: {in_children}");
+    assert!(
+        in_children >= plan.runs / 2,
+        "only {in_children} failures landed while children executed through fds ran"
+    );
+}
+
 #[test]
 fn a_static_child_is_killed_and_reported() {
     let prog = Program::compile("tree_exec.c");
@@ -996,6 +1012,20 @@ fn exec_relative_natively() {
         out.contains("echo: relative 4 (TREE_EXEC_LIST=unset)")
             && out.contains("script: ./rel_script.sh 5\n")
             && out.ends_with(&format!("relative: {RELATIVE_ROUNDS} programs started\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn exec_fd_natively() {
+    let prog = Program::compile("tree_exec.c");
+    let (first, _) = native_check(&exec_fd(&prog), 0);
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        out.starts_with("fd root: the fd it came through is open\n")
+            && out.contains("fd child 1: came through a kept fd, open now\n")
+            && out.contains("fd child 2: came through a cloexec fd, closed now\n")
+            && out.ends_with(&format!("fd: {FD_ROUNDS} programs executed through fds\n")),
         "{out}"
     );
 }

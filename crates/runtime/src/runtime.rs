@@ -199,7 +199,9 @@ fn program_to_be(
             }
             _ => fresh_program(launch, dir, runtime_path, fail_after),
         };
-    if !launch_matches(launch, &target, saved) {
+    // The arguments match: a saved program's were checked above, a fresh one is built from
+    // this launch's.
+    if !runs_as(launch, &target, saved) {
         reexec(&target);
     }
     target
@@ -290,7 +292,7 @@ fn fresh_program(launch: &Launch, dir: &[u8], runtime: &[u8], fail_after: Option
     // Keep the filename the launcher used when it names this executable (a symlink such as
     // /usr/bin/python3 is fine), or the script it ran by its absolute path, so canonical
     // launches need no re-execution.
-    let absolute = launch.execfn.first() == Some(&b'/');
+    let absolute = launch.execfn.first() == Some(&b'/') && !through_fd(&launch.execfn);
     let (exe, argv) = if absolute && same_file(&launch.execfn, &launch.exe) {
         (launch.execfn.clone(), launch.argv.clone())
     } else if let Some(args) = absolute.then(|| script_args(launch)).flatten() {
@@ -315,6 +317,14 @@ fn fresh_program(launch: &Launch, dir: &[u8], runtime: &[u8], fail_after: Option
     }
 }
 
+/// Whether the kernel was given a program through an fd (`fexecve`, `execveat`: it names it
+/// `/dev/fd/N[/...]`, or `/proc/...` when glibc's `fexecve` falls back to it): a path that
+/// leads to the program only while this process holds that fd (one without close-on-exec
+/// survives the `exec`), which a resume could not execute again.
+fn through_fd(execfn: &[u8]) -> bool {
+    execfn.starts_with(b"/dev/fd/") || execfn.starts_with(b"/proc/")
+}
+
 fn same_file(a: &[u8], b: &[u8]) -> bool {
     match (image_io::file_id(a), image_io::file_id(b)) {
         (Some(x), Some(y)) => x.dev == y.dev && x.ino == y.ino,
@@ -322,10 +332,18 @@ fn same_file(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Whether this launch is `target`'s canonical launch (docs/internals.md).
 pub fn launch_matches(launch: &Launch, target: &Program, resuming: bool) -> bool {
+    runs_as(launch, target, resuming) && argv_matches(target, &launch.argv)
+}
+
+/// `launch_matches` for a `target` whose arguments are known to match the launch's: a
+/// fresh program (`fresh_program` builds them from the launch), or a saved one checked with
+/// `argv_matches`. A script's check reads its `#!` line again, which a script's start need
+/// not pay twice.
+pub fn runs_as(launch: &Launch, target: &Program, resuming: bool) -> bool {
     sys::personality_get() & sys::ADDR_NO_RANDOMIZE != 0
         && launch.execfn == target.exe
-        && argv_matches(target, &launch.argv)
         && launch.env == target.env
         && (!resuming || sys::getrlimit(sys::RLIMIT_STACK) == target.rlimit_stack)
 }
@@ -342,12 +360,6 @@ pub fn argv_matches(target: &Program, argv: &[Vec<u8>]) -> bool {
 /// (`launch.execfn`) the kernel started: the script's `#!` line names this executable and
 /// the arguments are the ones the kernel builds from it.
 fn script_args(launch: &Launch) -> Option<&[Vec<u8>]> {
-    // A script executed through an fd (`fexecve`, `execveat`) is named `/dev/fd/N/...` or
-    // `/proc/...`: a path that leads to it only while this process holds that fd, which a
-    // resume could not execute again.
-    if launch.execfn.starts_with(b"/dev/fd/") || launch.execfn.starts_with(b"/proc/") {
-        return None;
-    }
     let script = crate::shebang::read(&launch.execfn)?;
     if !same_file(&script.name, &launch.exe) {
         return None;

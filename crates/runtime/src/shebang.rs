@@ -64,27 +64,44 @@ pub fn read(path: &[u8]) -> Option<Shebang> {
     parse(&head[..n])
 }
 
-/// The kernel's reading of `head` (the file's first bytes). A line without its newline in
-/// the first 256 bytes is left alone (`None`): the kernel's rules for a truncated line are
-/// not worth repeating for the one exec they would save.
+/// The kernel's reading of `head` (the file's first bytes), step by step as
+/// `load_script` does it: the buffer is the first 256 bytes, zero-padded; the line ends at
+/// its newline (searched as C's `strnchr`, so not past a NUL) or, without one, at the
+/// buffer's last byte, provided the interpreter's name ends inside the buffer (the kernel
+/// will not run a truncated name; an argument may be truncated).
 pub fn parse(head: &[u8]) -> Option<Shebang> {
-    let line = head.strip_prefix(b"#!")?;
-    let line = &line[..line.iter().position(|c| *c == b'\n')?];
-    let blank = |c: &u8| *c == b' ' || *c == b'\t';
-    let end = line.iter().rposition(|c| !blank(c)).map_or(0, |i| i + 1);
-    let line = &line[..end];
-    let start = line.iter().position(|c| !blank(c))?;
-    let line = &line[start..];
-    let sep = line
+    let mut buf = [0u8; HEAD];
+    let n = head.len().min(HEAD);
+    buf[..n].copy_from_slice(&head[..n]);
+    if !buf.starts_with(b"#!") {
+        return None;
+    }
+    let blank = |c: u8| c == b' ' || c == b'\t';
+    let text = buf.iter().position(|c| *c == 0).unwrap_or(HEAD);
+    let end = match buf[..text].iter().position(|c| *c == b'\n') {
+        Some(i) => i,
+        None => {
+            let last = HEAD - 1;
+            let name = (2..=last).find(|&i| !blank(buf[i]))?;
+            (name..=last).find(|&i| blank(buf[i]) || buf[i] == 0)?;
+            last
+        }
+    };
+    // Blanks before the end become NULs; then everything is a C string.
+    let end = buf[..end]
         .iter()
-        .position(|c| blank(c) || *c == 0)
-        .unwrap_or(line.len());
+        .rposition(|c| !blank(*c))
+        .map_or(0, |i| i + 1);
+    let line = &buf[2..end];
+    let line = &line[..line.iter().position(|c| *c == 0).unwrap_or(line.len())];
+    let start = line.iter().position(|c| !blank(*c))?;
+    let line = &line[start..];
+    let sep = line.iter().position(|c| blank(*c)).unwrap_or(line.len());
     let name = line[..sep].to_vec();
-    // The kernel hands on C strings: a NUL ends each.
-    let arg = (line.get(sep) != Some(&0))
-        .then(|| &line[sep..])
-        .and_then(|rest| rest.iter().position(|c| !blank(c)).map(|i| &rest[i..]))
-        .map(|a| a[..a.iter().position(|c| *c == 0).unwrap_or(a.len())].to_vec());
+    let arg = line[sep..]
+        .iter()
+        .position(|c| !blank(*c))
+        .map(|i| line[sep + i..].to_vec());
     Some(Shebang { name, arg })
 }
 
@@ -115,8 +132,26 @@ mod tests {
         assert_eq!(parse(b"#!/bin/sh\0junk\n"), sb("/bin/sh", None));
         assert_eq!(parse(b"#!/bin/sh -e\0x\n"), sb("/bin/sh", Some("-e")));
         assert_eq!(parse(b"#!   \n"), None);
-        assert_eq!(parse(b"#!/bin/sh"), None); // no newline in the head
+        // A file shorter than the buffer, without its newline: zero-padded, so the name
+        // ends inside the buffer.
+        assert_eq!(parse(b"#!/bin/sh"), sb("/bin/sh", None));
+        assert_eq!(parse(b"#!/bin/sh -e"), sb("/bin/sh", Some("-e")));
         assert_eq!(parse(b"\x7fELF"), None);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_keeps_its_name_and_loses_its_arguments_end() {
+        let mut long = b"#!/bin/sh -c ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 400));
+        long.push(b'\n');
+        let s = parse(&long).unwrap();
+        assert_eq!(s.name, b"/bin/sh");
+        // Bytes 2..255 of the buffer: "/bin/sh " then the argument, the last byte dropped.
+        assert_eq!(s.arg.unwrap().len(), 255 - 2 - 8);
+        // A name the buffer cuts is refused by the kernel.
+        let mut name = b"#!/".to_vec();
+        name.extend(std::iter::repeat_n(b'n', 400));
+        assert_eq!(parse(&name), None);
     }
 
     #[test]

@@ -35,16 +35,14 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Program {
     let mut head = [0u8; 256];
     let n = sys::pread(fd.raw(), &mut head, 0).unwrap_or(0);
     if head[..n].starts_with(b"#!") {
-        // A script: its interpreter decides (one level: an interpreter is no script).
-        let line = head[2..n].split(|c| *c == b'\n').next().unwrap_or_default();
-        let interp = line
-            .split(|c| *c == b' ' || *c == b'\t')
-            .find(|w| !w.is_empty())
-            .unwrap_or_default();
-        let why_not = if depth == 0 && interp.first() == Some(&b'/') {
-            check(sys::AT_FDCWD, interp, depth + 1).why_not
-        } else {
-            None
+        // A script: its interpreter decides (one level: an interpreter is no script). One
+        // the kernel would not run (`None`) is the `exec`'s to report.
+        let interp = crate::shebang::parse(&head[..n]).map(|s| s.name);
+        let why_not = match interp {
+            Some(name) if depth == 0 && name.first() == Some(&b'/') => {
+                check(sys::AT_FDCWD, &name, depth + 1).why_not
+            }
+            _ => None,
         };
         Program {
             elf: false,

@@ -51,7 +51,8 @@ pub fn start(s: Start) -> Option<Launch> {
     let pdir = own_dir(s.dir, pid);
     match role {
         Role::Fresh => {
-            if !crate::runtime::launch_matches(&s.launch, &s.fresh, false) {
+            // `fresh_program` built `s.fresh`'s arguments from the launch's.
+            if !crate::runtime::runs_as(&s.launch, &s.fresh, false) {
                 exec_again(&s.fresh);
             }
             let fd = open_own_dir(&pdir, true);

@@ -130,18 +130,23 @@ impl Info {
     fn at(path: Vec<u8>) -> Info {
         Info::At(path, core::cell::OnceCell::new())
     }
-}
 
-impl Desc {
-    /// Its `/proc/.../fdinfo/N` text (read once: every program thread is stopped, so it
-    /// cannot change during the save).
-    pub fn info(&self) -> &[u8] {
-        match &self.info {
+    /// The text, read on first use (every program thread is stopped, so it cannot change
+    /// during the save).
+    fn text(&self) -> &[u8] {
+        match self {
             Info::At(path, text) => {
                 text.get_or_init(|| crate::procfs::read(path).unwrap_or_default())
             }
             Info::Read(text) => text,
         }
+    }
+}
+
+impl Desc {
+    /// Its `/proc/.../fdinfo/N` text.
+    pub fn info(&self) -> &[u8] {
+        self.info.text()
     }
 }
 
@@ -572,11 +577,7 @@ fn collect(
         let flags = sys::fcntl(local, sys::F_GETFL, 0).unwrap_or(0) as u32;
         let info = Info::at(task.fdinfo_path(fd));
         let cloexec = cloexec_here.unwrap_or_else(|| {
-            let text = match &info {
-                Info::At(path, _) => crate::procfs::read(path).unwrap_or_default(),
-                Info::Read(text) => text.clone(),
-            };
-            procfd::field(&text, b"flags")
+            procfd::field(info.text(), b"flags")
                 .and_then(procfd::oct)
                 .is_some_and(|f| f & sys::O_CLOEXEC as u64 != 0)
         });
