@@ -26,6 +26,9 @@
  * stderr (not stdout), so stdout is the same whether or not failures hit the static child.
  * Before each start the program writes "tree_exec: starting the static child" on stderr: a
  * test counts them against zhuque's warnings. Any other status ends the program with 99.
+ * With TREE_STATIC_MEMFD=1 the child copies STATIC_PROG (then a dynamically linked build)
+ * into a memfd named "tree_static" and executes that (fexecve): a program with no path a
+ * resume could execute, which zhuque runs natively with a warning, as a static one.
  *
  * lists: ROUNDS times, the program forks a child that computes for a moment (0 to 20 ms,
  * around the runtime's grace before a fork child copies its parent's pool, which stops its
@@ -63,6 +66,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -151,6 +155,23 @@ static int stage2(int argc, char **argv)
     return 99;
 }
 
+extern char **environ;
+
+/* Executes a copy of `prog` in a memfd named "tree_static"; returns only on failure. */
+static void exec_from_memfd(const char *prog, char **args)
+{
+    int src = open(prog, O_RDONLY | O_CLOEXEC);
+    int m = memfd_create("tree_static", MFD_CLOEXEC);
+    if (src < 0 || m < 0)
+        return;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(src, buf, sizeof buf)) > 0)
+        if (write(m, buf, (size_t)n) != n)
+            return;
+    fexecve(m, args, environ);
+}
+
 static int run_static(int argc, char **argv)
 {
     TL_CHECK(argc == 4, "usage: TREE_STATIC=STATIC_PROG tree_exec static ROUNDS WORK");
@@ -172,6 +193,8 @@ static int run_static(int argc, char **argv)
             TL_CHECK(c >= 0, "fork: %s", strerror(errno));
             if (c == 0) {
                 char *args[] = {"tree_static", arg, NULL};
+                if (getenv("TREE_STATIC_MEMFD"))
+                    exec_from_memfd(prog, args);
                 execv(prog, args);
                 _exit(127);
             }
@@ -264,8 +287,6 @@ static int lists(int argc, char **argv)
     printf("lists: %lu children executed\n", rounds);
     return 0;
 }
-
-extern char **environ;
 
 /* Starts round `r`'s program through a relative path; returns its pid. */
 static pid_t start_relative(unsigned long r, const char *round, const char *from_root)

@@ -301,8 +301,19 @@ fn exec_static(prog: &Program) -> Tree {
         "{} is not statically linked",
         exe.display()
     );
+    exec_unkeepable(prog, &exe)
+}
+
+/// `tree_exec static` whose child, a dynamically linked build of `tree_static.c`, runs from
+/// a memfd named `tree_static` (`TREE_STATIC_MEMFD`): a program with no path.
+fn exec_memfd(prog: &Program, child: &Program) -> Tree {
+    exec_unkeepable(prog, &child.path).env("TREE_STATIC_MEMFD", "1")
+}
+
+/// `tree_exec static` with `exe` as the child zhuque cannot keep.
+fn exec_unkeepable(prog: &Program, exe: &std::path::Path) -> Tree {
     exec_mode(prog, "static", [os("4"), os("5000000")])
-        .env("TREE_STATIC", &exe)
+        .env("TREE_STATIC", exe)
         .check(|end| {
             let starts = count_stderr_lines(end.launches, STARTING_STATIC);
             let warnings: Vec<String> = zhuque_lines_with(end.launches, "tree_static")
@@ -788,15 +799,33 @@ fn programs_executed_through_fds() {
 #[test]
 fn a_static_child_is_killed_and_reported() {
     let prog = Program::compile("tree_exec.c");
-    let (_, report) = crash(&exec_static(&prog), 0, &CrashPlan::default());
+    unkept_children_are_killed(&exec_static(&prog), "static");
+}
+
+/// A child that runs a program from a memfd (`fexecve`; or a program whose file was deleted):
+/// a resume could not execute it again, so it runs natively with one warning per start,
+/// as a static one does, and a failure while it runs ends it with `SIGKILL` for its parent
+/// (it used to refuse to start: "cannot re-execute /memfd:...", status 125; and the init
+/// waited 3 s at a failure for it to connect).
+#[test]
+fn a_child_run_from_a_memfd_is_killed_and_reported() {
+    let prog = Program::compile("tree_exec.c");
+    let child = Program::compile("tree_static.c");
+    unkept_children_are_killed(&exec_memfd(&prog, &child), "memfd");
+}
+
+/// Crash-tests `tree` (`tree_exec static` with a child zhuque cannot keep) and requires that
+/// failures landed while that child ran.
+fn unkept_children_are_killed(tree: &Tree, what: &str) {
+    let (_, report) = crash(tree, 0, &CrashPlan::default());
     let kills: usize = report
         .launches()
         .map(|l| count_stderr_lines(std::slice::from_ref(l), STATIC_KILLED))
         .sum();
-    println!("[tree_exec_static] the parent saw its static child killed by SIGKILL {kills} times");
+    println!("[tree_exec {what}] the parent saw its child killed by SIGKILL {kills} times");
     assert!(
         kills >= 3,
-        "a failure landed while the static child ran only {kills} times in 20 runs: the \
+        "a failure landed while the {what} child ran only {kills} times in 20 runs: the \
          SIGKILL path was not shown"
     );
 }
@@ -1027,6 +1056,19 @@ fn exec_fd_natively() {
             && out.contains("fd child 2: came through a cloexec fd, closed now\n")
             && out.ends_with(&format!("fd: {FD_ROUNDS} programs executed through fds\n")),
         "{out}"
+    );
+}
+
+#[test]
+fn exec_memfd_natively() {
+    let prog = Program::compile("tree_exec.c");
+    let child = Program::compile("tree_static.c");
+    let (first, _) = native_check(&exec_memfd(&prog, &child), 0);
+    assert_eq!(count_stderr_lines_of(&first.stderr, STARTING_STATIC), 4);
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("round 4: the static child says"),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
     );
 }
 

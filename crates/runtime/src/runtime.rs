@@ -45,6 +45,31 @@ pub fn active() -> bool {
 /// variable is taken out of its environment. At a failure the tree's init finds it
 /// unconnected, and after the resume its parent sees it killed by `SIGKILL`.
 fn run_unprotected(dir: &[u8]) {
+    run_natively(
+        Line::new()
+            .str("it runs as uid ")
+            .num(rustix::process::geteuid().as_raw() as u64)
+            .str(", which cannot reach the image ")
+            .push(dir)
+            .str(" (a program started after dropping privileges)"),
+    );
+}
+
+/// A program inside a process tree whose executable has no path a resume could execute
+/// (`fexecve` of a memfd, a file deleted since): it runs natively, saying so once, as a
+/// statically linked one does; at a failure the init finds it unconnected.
+fn run_pathless(exe: &[u8]) {
+    run_natively(
+        Line::new()
+            .str("its program ")
+            .push(exe)
+            .str(" has no path a resume could execute (run from a memfd or a deleted file)"),
+    );
+}
+
+/// Why this process of a tree runs natively: said once; its own children start natively
+/// without a word (zhuque's variable is taken out of its environment).
+fn run_natively(why: &Line) {
     unsafe extern "C" {
         fn unsetenv(name: *const core::ffi::c_char) -> core::ffi::c_int;
     }
@@ -52,11 +77,9 @@ fn run_unprotected(dir: &[u8]) {
     Line::new()
         .str("warning: process ")
         .num(sys::getpid() as u64)
-        .str(" is not crash-resistant: it runs as uid ")
-        .num(rustix::process::geteuid().as_raw() as u64)
-        .str(", which cannot reach the image ")
-        .push(dir)
-        .str(" (a program started after dropping privileges); at a failure it is lost and its parent sees it killed by SIGKILL")
+        .str(" is not crash-resistant: ")
+        .push(why.text())
+        .str("; at a failure it is lost and its parent sees it killed by SIGKILL")
         .emit();
     let mut name = image::ENV_CRASH_RESISTANT.as_bytes().to_vec();
     name.push(0);
@@ -100,9 +123,18 @@ fn init() {
         _ => open_image_dir(cr, &launch, &dir),
     };
 
+    let fresh = fresh_program(&launch, &dir, &runtime_path, fail_after);
+    if !runs_as(&launch, &fresh, false)
+        && !same_file(&fresh.exe, b"/proc/self/exe")
+        && in_zhuque_namespace()
+    {
+        // Executing it again is how a launch is made canonical, and how a resume starts it.
+        run_pathless(&fresh.exe);
+        return;
+    }
     // In a process tree, the init says what this process is (tree::member).
     let launch = match crate::tree::member::start(crate::tree::member::Start {
-        fresh: fresh_program(&launch, &dir, &runtime_path, fail_after),
+        fresh,
         launch,
         dir: &dir,
         dir_fd: dir_fd.as_fd(),

@@ -170,10 +170,21 @@ pub fn shares_memory_with_parent(pid: i32) -> bool {
 /// Whether `pid` may still connect to the init: its runtime is loaded (a fork child copying
 /// its memory, a program whose runtime starts), or it will be (a dynamically linked program
 /// whose environment preloads the runtime, between `execve` and the loading of its
-/// libraries). A static program, one started without zhuque's environment, or one whose
-/// credentials cannot reach the image, never will.
+/// libraries). A static program, one started without zhuque's environment, one whose
+/// credentials cannot reach the image, or one run from a file with no path, never will.
 pub fn may_connect(pid: i32, runtime: &[u8]) -> bool {
-    reaches_image(pid) && (maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime)))
+    reaches_image(pid)
+        && !runs_pathless(pid)
+        && (maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime)))
+}
+
+/// Whether the program `pid` runs has no path (run from a memfd, or its file deleted since):
+/// its runtime cannot make its launch canonical, which executes the program by its path, and
+/// runs it natively, saying so (the runtime's `run_pathless`).
+fn runs_pathless(pid: i32) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| exe.as_os_str().as_bytes().ends_with(b" (deleted)"))
 }
 
 /// Whether `pid`'s credentials reach the tree's image, which belongs to the init's user and
