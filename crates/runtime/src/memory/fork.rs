@@ -95,6 +95,7 @@ fn privatize_mappings() -> Result<(), Errno> {
                     v.offset,
                 )?
             };
+            pool::no_readaround(v.start, v.len());
         }
     }
     Ok(())
@@ -164,8 +165,9 @@ fn map_shared(fd: i32, v: &Vma) -> Result<(), Errno> {
             fd,
             v.offset,
         )
-    }
-    .map(|_| ())
+    }?;
+    pool::no_readaround(v.start, v.len());
+    Ok(())
 }
 
 /// Step 3, child: writes the memory this process sees into `new_fd` (an empty file) at the

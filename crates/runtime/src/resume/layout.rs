@@ -86,7 +86,7 @@ fn map_region(r: &Region, before: &[Vma]) -> Result<(), Errno> {
         // SAFETY (all arms): MAP_FIXED over the new process's memory is the point of a resume;
         // nothing else runs.
         Backing::Pool { offset } => {
-            unsafe { pool::map(start, len, prot, sys::MAP_FIXED, *offset) }.map(|_| ())
+            unsafe { pool::map_saved(start, len, prot, sys::MAP_FIXED, *offset) }.map(|_| ())
         }
         Backing::Anon => unsafe {
             sys::mmap(

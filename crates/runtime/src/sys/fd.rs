@@ -470,6 +470,8 @@ pub fn fs_type(fd: i32) -> Result<i64> {
 }
 
 pub const TMPFS_MAGIC: i64 = g::TMPFS_MAGIC as i64;
+pub const RAMFS_MAGIC: i64 = g::RAMFS_MAGIC as i64;
+pub const HUGETLBFS_MAGIC: i64 = g::HUGETLBFS_MAGIC as i64;
 
 /// The options of the mount `fd`'s file lives on, comma separated (`statmount` with
 /// `STATMOUNT_MNT_OPTS`, Linux 6.11), in `buf` (its first 512 bytes hold the fixed part of the
