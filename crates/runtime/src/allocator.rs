@@ -21,6 +21,22 @@ unsafe extern "C" {
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 enums).
 const PURGE_DELAY: mi::mi_option_t = 15;
 
+/// mimalloc's `mi_option_allow_thp` in its v3 enum (the version `libmimalloc-sys` builds by
+/// default; v2 has it at 37). `tests::option_indices_name_the_options` checks both indices.
+const ALLOW_THP: mi::mi_option_t = 43;
+
+/// Stops mimalloc from advising `MADV_HUGEPAGE` on the heaps it reserves from now on (it
+/// reads the option at each reservation). On a pool whose filesystem reads around faults (a
+/// disk: see `memory::pool::no_readaround`), a fault in a mapping with that advice reads a
+/// whole 2 MiB folio, zero-filled in the holes of the sparse pool file and written back to
+/// the disk once dirty, for each first touch of a heap's page: glibc's malloc, which this
+/// allocator stands in for, gives no such advice. (Setting the option at mimalloc's start
+/// would also disable transparent huge pages for the whole process: `PR_SET_THP_DISABLE`.)
+pub fn no_huge_page_advice() {
+    // SAFETY: a plain option write, no allocation (called inside mimalloc's own `mmap`).
+    unsafe { mi::mi_option_set(ALLOW_THP, 0) };
+}
+
 /// The purge delay to give back in [`release_purges`]. Persistent, like all of this library's
 /// statics.
 static PURGE_DELAY_HELD: core::sync::atomic::AtomicI64 = core::sync::atomic::AtomicI64::new(0);
@@ -161,4 +177,20 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: forwarded contract.
     unsafe { free(p) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option indices are mimalloc's enum positions, which a new mimalloc could move:
+    /// their defaults tell them apart (a purge delay of 1000 ms, transparent huge pages
+    /// allowed).
+    #[test]
+    fn option_indices_name_the_options() {
+        // SAFETY: plain option reads.
+        let (purge, thp) =
+            unsafe { (mi::mi_option_get(PURGE_DELAY), mi::mi_option_get(ALLOW_THP)) };
+        assert_eq!((purge, thp), (1000, 1));
+    }
 }

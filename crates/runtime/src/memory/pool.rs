@@ -452,6 +452,9 @@ fn reads_around() -> bool {
                     t != sys::TMPFS_MAGIC && t != sys::HUGETLBFS_MAGIC && t != sys::RAMFS_MAGIC
                 });
             READS_AROUND.store(if around { YES } else { NO }, Ordering::Relaxed);
+            if around {
+                crate::allocator::no_huge_page_advice();
+            }
             around
         }
         v => v == YES,
