@@ -81,6 +81,18 @@
 //!   at a failure is seen by its parent as killed by SIGKILL after the resume (the parent
 //!   starts it again, so stdout is the same either way); this must have happened at least 3
 //!   times over the 20 runs, and the parent never sees any other status.
+//! - `programs_executed_through_fds` (`tree_exec.c fd`): the root and its children execute
+//!   this program through an fd (`fexecve`, `execveat`), with and without close-on-exec;
+//!   failures while they run resume them (the kernel names them `/dev/fd/N`).
+//! - `a_child_run_from_a_memfd_is_killed_and_reported` (`tree_exec.c static` with
+//!   `TREE_STATIC_MEMFD`): a child run from a memfd (no path a resume could execute) is
+//!   treated as a static one: one warning per start, killed by SIGKILL at a failure.
+//! - `an_image_replaced_while_its_tree_ran_is_left_alone`: a detached tree's init does not
+//!   remove the image of a launch started at its path after its directory was removed.
+//! - `fds_in_flight_on_a_connection_not_yet_accepted` (`tree_pending_fds.c`): a pipe's write
+//!   end sent on a connection the child's listener has not accepted yet comes back with it.
+//! - `a_script_keeps_the_dollar_zero_it_was_started_with`: `zhuque run -- ./count.sh` and a
+//!   script found through `PATH` print the `$0` they print natively, through two failures.
 //! - `a_sleeping_fork_child_joins_the_tree_by_itself` (`tree_lazy_join.c`): a fork child
 //!   that sleeps in a blocking `read` joins the tree at the end of its grace period with no
 //!   save to wake it, and its own first POSIX timer still gets id 0 (not a crash test).
@@ -520,6 +532,31 @@ fn unix_connections_between_processes_pending_and_accepted() {
     assert!(out.ends_with("done\n"), "{out}");
 }
 
+/// Fds in flight on a Unix connection its listener has not accepted yet (`tree_pending_fds.c`:
+/// the parent connects to its child's listener, sends a request with a pipe's write end in
+/// flight, closes its copy; two fail points exactly then, random failures besides): the
+/// child's answer comes through that pipe. Before, those fds were dropped at a save, with a
+/// warning, and the parent read end-of-file.
+#[test]
+fn fds_in_flight_on_a_connection_not_yet_accepted() {
+    let prog = Program::compile("tree_pending_fds.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_pending_fds", &prog.path, ["1000", "2"]).compare_files(&[]);
+    let (oracle, report) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("done\n"), "{out}");
+    let warned: Vec<String> = report
+        .launches()
+        .flat_map(|l| zhuque_lines_with(std::slice::from_ref(l), "in flight"))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
 #[test]
 fn terminal_session_over_a_pseudo_terminal() {
     let prog = Program::compile("tree_pty.c");
@@ -794,6 +831,121 @@ fn programs_executed_through_fds() {
         in_children >= plan.runs / 2,
         "only {in_children} failures landed while children executed through fds ran"
     );
+}
+
+/// A script started as `./count.sh` or found through `PATH` (`count.sh`) prints the `$0` it
+/// prints natively (`./count.sh`, `DIR/count.sh`) before and after two failures: the CLI
+/// gives the kernel the file name `execvp` would, where it gave the script's canonical path
+/// (and `$0` was that absolute path).
+#[test]
+fn a_script_keeps_the_dollar_zero_it_was_started_with() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("script_dollar_zero");
+    let script = dir.path.join("count.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nfor i in $(seq 1 16); do echo \"$0 $i $(echo external)\"; sleep 0.04; done\n",
+    )
+    .expect("write count.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:/usr/bin:/bin", dir.path.display());
+    let zq = Zhuque::real();
+    for prog in ["./count.sh", "count.sh"] {
+        let mut native = Command::new("/bin/sh");
+        native
+            .args(["-c", &format!("exec {prog}")])
+            .current_dir(&dir.path)
+            .env("PATH", &path);
+        let native = run_to_end(native, None, "count.sh natively");
+        assert_eq!(
+            native.status,
+            0,
+            "{}",
+            String::from_utf8_lossy(&native.stderr)
+        );
+        let image = ImageDir::new();
+        let (mut out, mut failures) = (Vec::new(), 0);
+        for launch in 0.. {
+            assert!(launch < 10, "{prog}: still not finished after 10 launches");
+            let mut args: Vec<String> = vec!["run".into(), "--image".into()];
+            args.push(image.path.display().to_string());
+            if launch < 2 {
+                args.extend(["--fail-after".into(), "0.25".into()]);
+            }
+            args.extend(["--".into(), prog.into()]);
+            let mut cmd = zq.command(&args, &dir.path);
+            cmd.env("PATH", &path);
+            let end = run_to_end(cmd, None, prog);
+            out.extend_from_slice(&end.stdout);
+            match end.status {
+                75 => failures += 1,
+                0 => break,
+                s => panic!(
+                    "{prog}: status {s}: {}",
+                    String::from_utf8_lossy(&end.stderr)
+                ),
+            }
+        }
+        assert_eq!(failures, 2, "{prog}: the failures did not land");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&native.stdout),
+            "{prog}"
+        );
+    }
+}
+
+/// A tree whose root ended while a child runs on keeps its image until the child ends, and
+/// then removes it. If someone removed that directory meanwhile and started another launch
+/// there, the first tree's init must leave the new image alone: it used to write its
+/// FINISHED `meta` into it and remove it, under the running launch.
+#[test]
+fn an_image_replaced_while_its_tree_ran_is_left_alone() {
+    let dir = TempDir::new("image_replaced");
+    let image = ImageDir::new();
+    let zq = Zhuque::real();
+    let args = |keep: bool, script: &str| {
+        let mut v = vec!["run".to_string(), "--image".into()];
+        v.push(image.path.display().to_string());
+        if keep {
+            v.push("--keep".into());
+        }
+        v.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
+        v
+    };
+    // The root ends at once; its child runs on until the file `go` exists.
+    let first = zq.exec(
+        args(
+            false,
+            "(while [ ! -e go ]; do sleep 0.02; done) & echo first",
+        ),
+        &dir.path,
+        None,
+    );
+    assert_eq!(
+        first.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    std::fs::remove_dir_all(&image.path).expect("the first tree's image, kept while it runs");
+    let mut second = zq.command(args(true, "sleep 1.5; echo second"), &dir.path);
+    second.stdin(std::process::Stdio::null());
+    let second = spawn(second, "the second launch");
+    // The first tree's last process ends while the second launch runs.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(dir.path.join("go"), b"").expect("write go");
+    let second = second.wait(std::time::Duration::from_secs(60));
+    assert_eq!(
+        (
+            second.status,
+            String::from_utf8_lossy(&second.stdout).into_owned()
+        ),
+        (0, "second\n".to_string()),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(image.meta().state(), zhuque_image::State::Finished);
 }
 
 #[test]

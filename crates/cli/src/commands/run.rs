@@ -20,7 +20,8 @@ use crate::paths;
 /// `zhuque run [--image DIR] [--fresh] [--keep] [--fail-after SECS] [--] PROG [ARGS...]`.
 pub fn run(args: RunArgs) -> Result<i32> {
     let runtime = paths::find_runtime()?;
-    let exe = exec_plan::resolve_program(&args.program, env::var_os("PATH").as_deref())?;
+    let found = exec_plan::find_program(&args.program, env::var_os("PATH").as_deref())?;
+    let exe = exec_plan::canonical(&found)?;
     refuse_static(&exe)?;
     let argv: Vec<Vec<u8>> = std::iter::once(&args.program)
         .chain(&args.args)
@@ -63,7 +64,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     match condition {
         Condition::Empty => {
-            let plan = ExecPlan::fresh(
+            let mut plan = ExecPlan::fresh(
                 &exe,
                 argv,
                 &user_environment(),
@@ -71,6 +72,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 &runtime,
                 args.fail_after,
             );
+            plan.filename = exec_plan::filename_for(&exe, &found);
             if tree::enabled() {
                 let record = launch_meta(&plan);
                 let start = TreeStart::Fresh { root: plan, record };

@@ -19,8 +19,11 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Everything needed to execute the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecPlan {
-    /// Absolute, symlink-free path given to `execve` (it must equal `/proc/self/exe`).
+    /// The program: absolute and symlink-free (`/proc/self/exe`); a fresh start records it.
     pub exe: Vec<u8>,
+    /// The file name given to `execve`: `exe`, but for a script the path `execvp` would
+    /// give the kernel ([`filename_for`]).
+    pub filename: Vec<u8>,
     pub argv: Vec<Vec<u8>>,
     pub env: Vec<Vec<u8>>,
     /// Directory to enter before `execve` (resume: the saved cwd).
@@ -48,6 +51,7 @@ impl ExecPlan {
     ) -> Self {
         ExecPlan {
             exe: exe.as_os_str().as_bytes().to_vec(),
+            filename: exe.as_os_str().as_bytes().to_vec(),
             argv,
             env: zhuque_image::canonical_env(
                 user_env,
@@ -69,6 +73,7 @@ impl ExecPlan {
         let p = &meta.program;
         ExecPlan {
             exe: p.exe.clone(),
+            filename: p.exe.clone(),
             argv: p.argv.clone(),
             env: zhuque_image::with_fail_after(&p.env, fail_after),
             cwd: Some(p.cwd.clone()),
@@ -113,21 +118,41 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-/// Resolves PROG as `execvp` would (a name with a `/` is a path, otherwise it is searched in
-/// `PATH`), then makes it absolute and symlink-free: `/proc/self/exe` is symlink-free, and the
-/// filename given to `execve` must equal it for the launch to be canonical.
-pub fn resolve_program(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf> {
+/// Finds PROG as `execvp` would: a name with a `/` is a path, otherwise it is searched in
+/// `PATH`. The result is the file name `execvp` would give the kernel.
+pub fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf> {
     let name = Path::new(program);
-    let found = if program.as_bytes().contains(&b'/') {
+    if program.as_bytes().contains(&b'/') {
         check_executable(name)?;
-        name.to_path_buf()
+        Ok(name.to_path_buf())
     } else {
         search_path(name, path_var.unwrap_or(OsStr::new(DEFAULT_PATH)))
-            .ok_or_else(|| Failure::refused(format!("{}: command not found", name.display())))?
-    };
+            .ok_or_else(|| Failure::refused(format!("{}: command not found", name.display())))
+    }
+}
+
+/// What [`find_program`] found, made absolute and symlink-free: `/proc/self/exe` is
+/// symlink-free, and the filename given to `execve` must equal it for an ELF program's launch
+/// to be canonical.
+pub fn canonical(found: &Path) -> Result<PathBuf> {
     found
         .canonicalize()
-        .map_err(|e| Failure::io("cannot resolve", &found, &e))
+        .map_err(|e| Failure::io("cannot resolve", found, &e))
+}
+
+/// The file name to give `execve` for the program `exe` (resolved) that `execvp` would find
+/// as `found`: `exe` for an ELF program, `found` for a script, whose interpreter gets that
+/// name as the script's path (its `$0`: `zhuque run ./x.sh` must show `./x.sh`, as natively).
+/// The runtime makes such a launch canonical itself (docs/internals.md): a script by an
+/// absolute path is canonical as it is; by a relative one, its interpreter executes itself
+/// once more at its start.
+pub fn filename_for(exe: &Path, found: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let script = std::fs::File::open(exe).is_ok_and(|mut f| f.read_exact(&mut head).is_ok())
+        && &head == b"#!";
+    let chosen = if script { found } else { exe };
+    chosen.as_os_str().as_bytes().to_vec()
 }
 
 fn search_path(name: &Path, path_var: &OsStr) -> Option<PathBuf> {
@@ -261,17 +286,36 @@ mod tests {
     }
 
     #[test]
+    fn a_script_is_executed_by_the_name_execvp_would_use() {
+        let dir = std::env::temp_dir().join(format!("zq-filename-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("x.sh");
+        std::fs::write(&script, "#!/bin/sh\necho $0\n").unwrap();
+        let found = Path::new("./x.sh");
+        assert_eq!(filename_for(&script, found), b"./x.sh");
+        // An ELF program is executed by its canonical path, whatever found it.
+        let sh = canonical(Path::new("/bin/sh")).unwrap();
+        assert_eq!(
+            filename_for(&sh, Path::new("sh")),
+            sh.as_os_str().as_bytes()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn resolves_through_path_and_canonicalizes() {
-        let sh = resolve_program(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin"))).unwrap();
+        let resolve_program = |p: &str, path: Option<&str>| {
+            find_program(OsStr::new(p), path.map(OsStr::new)).and_then(|f| canonical(&f))
+        };
+        let sh = resolve_program("sh", Some("/nonexistent:/bin")).unwrap();
         assert!(sh.is_absolute());
         assert_eq!(sh, Path::new("/bin/sh").canonicalize().unwrap());
-        assert_eq!(resolve_program(OsStr::new("/bin/sh"), None).unwrap(), sh);
-        let err =
-            resolve_program(OsStr::new("no-such-prog-zq"), Some(OsStr::new("/bin"))).unwrap_err();
+        assert_eq!(resolve_program("/bin/sh", None).unwrap(), sh);
+        let err = resolve_program("no-such-prog-zq", Some("/bin")).unwrap_err();
         assert_eq!(err.message, "no-such-prog-zq: command not found");
         assert_eq!(err.status, 125);
-        assert!(resolve_program(OsStr::new("/etc/passwd"), None).is_err());
-        assert!(resolve_program(OsStr::new("/bin"), None).is_err());
+        assert!(resolve_program("/etc/passwd", None).is_err());
+        assert!(resolve_program("/bin", None).is_err());
     }
 
     #[test]

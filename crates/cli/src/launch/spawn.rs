@@ -39,7 +39,7 @@ impl Prepared {
             })
         };
         Ok(Prepared {
-            exe: c(&plan.exe, "the program path")?,
+            exe: c(&plan.filename, "the program path")?,
             argv: plan
                 .argv
                 .iter()

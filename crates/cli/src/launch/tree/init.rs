@@ -84,7 +84,7 @@ pub struct TreeInit {
     /// The root's command name and the free space of the image's filesystem when its
     /// connection closed (before its pool was removed), for `lifecycle::report_crash`.
     pub root_gone: Option<(String, Option<u64>)>,
-    _lock: File,
+    lock: File,
 }
 
 /// Environment variable that turns the init's trace on.
@@ -207,7 +207,7 @@ impl TreeInit {
             warned_garbage: false,
             root_signal: None,
             root_gone: None,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -429,6 +429,16 @@ impl TreeInit {
 
     pub fn process_path(&self, pid: i32) -> PathBuf {
         self.dir.join(process_dir(pid))
+    }
+
+    /// Whether the image's path still names the directory this init locked: someone may have
+    /// removed it while the tree ran (`rm -rf`) and started another launch there, whose image
+    /// this init must not write or remove.
+    pub fn dir_is_ours(&self) -> bool {
+        match (fs::metadata(&self.dir), self.lock.metadata()) {
+            (Ok(now), Ok(ours)) => (now.dev(), now.ino()) == (ours.dev(), ours.ino()),
+            _ => false,
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -174,17 +174,33 @@ fn crash_signal_name(signo: i32) -> Option<&'static str> {
 /// The tree ended with the root: the record says FINISHED, `zhuque run` does the rest
 /// (removes the image or keeps it) from the init's status.
 fn finish(init: &mut TreeInit, status: i32) -> ! {
-    write_finished(init, status);
+    if image_still_ours(init) {
+        write_finished(init, status);
+    }
     std::process::exit(status)
 }
 
 /// The last process of a detached tree ended: nobody waits for the init any more.
 fn finish_detached(init: &mut TreeInit, status: i32) -> ! {
-    write_finished(init, status);
-    if !init.keep {
-        let _ = ImageDir::new(init.dir()).and_then(|image| image.remove());
+    if image_still_ours(init) {
+        write_finished(init, status);
+        if !init.keep {
+            let _ = ImageDir::new(init.dir()).and_then(|image| image.remove());
+        }
     }
     std::process::exit(0)
+}
+
+/// Whether the image's path still names this tree's directory; says so when it does not.
+fn image_still_ours(init: &TreeInit) -> bool {
+    let ours = init.dir_is_ours();
+    if !ours {
+        say!(
+            "zhuque: {} was removed or replaced while its tree ran: left as it is",
+            init.dir().display()
+        );
+    }
+    ours
 }
 
 fn write_finished(init: &mut TreeInit, status: i32) {

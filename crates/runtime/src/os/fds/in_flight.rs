@@ -29,6 +29,11 @@ pub struct InFlight {
     /// A datagram socket's: the credentials each message came with (see [`with_credentials`]).
     pub credentials: Vec<sys::Ucred>,
     pub passed: Vec<(u32, Vec<usize>)>,
+    /// A client whose connection waited in a listener's queue: the listener's inode and the
+    /// connection's place in that queue (its messages are what the client had sent).
+    pub pending_on: Option<(u64, u32)>,
+    /// That connection's other end, accepted by the save and held until its end.
+    pub accepted: Option<sys::Fd>,
 }
 
 /// Step 1b of a save: drains the queue of every Unix socket among `descs` that this process
@@ -36,16 +41,33 @@ pub struct InFlight {
 /// flight not found among them. `not_ours[k]`: description `k` is saved by another process of
 /// the tree or is the launch's standard stream (its queue is not this save's to take).
 pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
+    let first_adopted = descs.len();
+    take_queues(descs, not_ours);
+    warn_split_pipes(descs, first_adopted, not_ours);
+}
+
+fn take_queues(descs: &mut Vec<Desc>, not_ours: &[bool]) {
     let me = Task::thread(sys::gettid());
     let mut buf: Vec<u8> = Vec::new();
     let mut k = 0;
     while k < descs.len() {
         if descs[k].class == Class::Socket
+            // Taken already: a client whose connection waited in a listener's queue.
+            && descs[k].in_flight.is_none()
             && !not_ours.get(k).copied().unwrap_or(false)
             && sys::getsockopt_int(descs[k].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
                 == Ok(sys::AF_UNIX)
         {
             let local = descs[k].local;
+            if sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_ACCEPTCONN) == Ok(1) {
+                if buf.is_empty() {
+                    buf = vec![0u8; 1 << 20];
+                }
+                take_waiting_clients(descs, k, &mut buf, me);
+                descs[k].in_flight = Some(InFlight::default());
+                k += 1;
+                continue;
+            }
             let ty = sys::getsockopt_int(local, sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
             if ty == sys::SOCK_STREAM && sys::bytes_queued(local) == Ok(0) {
                 // Nothing queued: no fds either (on a stream they travel with at least one
@@ -75,9 +97,100 @@ pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
                 senders,
                 credentials,
                 passed,
+                pending_on: None,
+                accepted: None,
             });
         }
         k += 1;
+    }
+}
+
+/// The connections waiting in the queue of Unix listener `descs[l]` (`sockets::take_waiting`):
+/// what each client had sent, with its fds in flight, becomes the client's record, as a
+/// connection's queue does (the client is one of `descs`: this process's socket, or another
+/// process's that this one saves). A connection from elsewhere is dropped, as natively when
+/// the listener goes.
+fn take_waiting_clients(descs: &mut Vec<Desc>, l: usize, buf: &mut [u8], me: Task) {
+    let listener = descs[l].st.ino;
+    let waiting = super::sockets::take_waiting(descs[l].local, buf);
+    for (at, w) in waiting.into_iter().enumerate() {
+        let client = (w.client != 0)
+            .then(|| {
+                // Its own queue is empty (nothing can reach a client before the accept),
+                // whether or not it was looked at already.
+                descs
+                    .iter()
+                    .position(|d| d.class == Class::Socket && d.st.ino == w.client)
+            })
+            .flatten();
+        let Some(c) = client else {
+            dropped(&w);
+            continue;
+        };
+        let passed = w
+            .fds
+            .into_iter()
+            .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
+            .collect();
+        descs[c].in_flight = Some(InFlight {
+            messages: w.messages,
+            passed,
+            pending_on: Some((listener, at as u32)),
+            accepted: Some(w.accepted),
+            ..InFlight::default()
+        });
+    }
+}
+
+/// Says when a pipe end in flight (adopted from `first_adopted` on) comes back split from its
+/// other end: that end is not among the descriptions this process saves, yet it is open
+/// (another process of the tree holds it, which saves it on its own; the kernel's poll tells:
+/// a write end without readers reports `POLLERR`, a read end without writers `POLLHUP`).
+/// The resume makes each a pipe of its own, so what one writes the other never reads.
+fn warn_split_pipes(descs: &[Desc], first_adopted: usize, not_ours: &[bool]) {
+    let ours = |j: usize| !not_ours.get(j).copied().unwrap_or(false);
+    let split = (first_adopted..descs.len())
+        .filter(|&k| descs[k].class == Class::Pipe && descs[k].link.starts_with(b"pipe:"))
+        .filter(|&k| {
+            !descs
+                .iter()
+                .enumerate()
+                .any(|(j, e)| j != k && ours(j) && e.st.ino == descs[k].st.ino)
+        })
+        .filter(|&k| {
+            let write = descs[k].flags & sys::O_ACCMODE == sys::O_WRONLY;
+            let gone = if write { sys::POLLERR } else { sys::POLLHUP };
+            sys::poll_one(descs[k].local, 0, 0).is_ok_and(|r| r & gone == 0)
+        })
+        .count();
+    if split > 0 {
+        crate::diag::Line::new()
+            .str("warning: ")
+            .num(split as u64)
+            .str(" pipe end(s) in flight on a Unix socket come back apart from their other ends, which another process holds (README, limits)")
+            .emit();
+    }
+}
+
+/// A connection that waited in a listener's queue whose client is not kept (it closed after
+/// sending, or is outside the tree): dropped, said when it carried anything. (Keeping it
+/// would need the files in flight to stay one with their other ends, which other processes
+/// may hold: python's `forkserver` start method, failed in the instant a worker is asked
+/// for, loses that worker's start so; README, limits.)
+fn dropped(w: &super::sockets::Waiting) {
+    let fds: usize = w.fds.iter().map(|(_, f)| f.len()).sum();
+    for f in w.fds.iter().flat_map(|(_, f)| f) {
+        let _ = sys::close(*f);
+    }
+    let bytes: usize = w.messages.iter().map(Vec::len).sum();
+    if bytes > 0 || fds > 0 {
+        crate::diag::Line::new()
+            .str("warning: a connection waiting to be accepted, whose client has closed or is outside the tree, is dropped with the ")
+            .num(bytes as u64)
+            .str(" bytes and ")
+            .num(fds as u64)
+            .str(" fd(s) it had sent")
+            .emit();
     }
 }
 
@@ -236,10 +349,15 @@ pub fn send_again(r: &mut Restorer) {
             continue;
         }
         // A socketpair's end is refilled from its other end; a connection whose peer is gone,
-        // from the other end of the socketpair it came back as, kept until now.
+        // from the other end of the socketpair it came back as, kept until now; a client
+        // that waited in a listener's queue sends what it had sent again itself.
         let (from, peer) = match s.state {
             SockState::Pair { peer } => match r.staged(peer as usize) {
                 Some(from) => (from, Some(peer)),
+                None => continue,
+            },
+            SockState::Pending { .. } => match r.staged(i) {
+                Some(from) => (from, Some(i as u32)),
                 None => continue,
             },
             SockState::Outside { .. } | SockState::Datagram { .. } => match r.take_peer_end(i) {

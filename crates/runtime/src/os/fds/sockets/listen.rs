@@ -4,93 +4,99 @@
 use super::super::{Restorer, SaveCtx};
 use super::inet::linger_zero;
 use super::options::apply_options;
-use super::queues::{drain, refill};
+use super::queues::{drain, drain_keeping_fds, refill};
 use super::unix::{bind_holding_file, describe, rebind};
-use super::unix_diag::UnixInfo;
 use super::{SEND_SHUTDOWN, is_tcp, new_socket, unix_diag};
 use crate::sys;
 use zhuque_image::os::{FileKind, SockState, Socket};
 
+/// A connection that waited in a Unix listener's queue, taken at step 1b of a save
+/// ([`take_waiting`]): its client's inode (0 when unknown), what the client had sent, and the
+/// fds in flight with each message (the caller's to keep or close).
+pub(in crate::os::fds) struct Waiting {
+    pub client: u64,
+    pub messages: Vec<Vec<u8>>,
+    pub fds: Vec<(u32, Vec<i32>)>,
+    /// The accepted socket, held until the save is over: closing it would shut the client
+    /// down both ways (its peer gone), and the save reads the client's state after this.
+    pub accepted: sys::Fd,
+}
+
+/// Step 1b of a save, for a Unix listener `lfd`: accepts every connection waiting in its
+/// queue (the process is about to end) and takes what each client had sent, fds in flight
+/// included (python's `forkserver` start method passes its pipes so, before the server has
+/// accepted), in queue order. The clients are connected again at the resume
+/// ([`reconnect_pending`]) and send it again (`in_flight::send_again`).
+pub(in crate::os::fds) fn take_waiting(lfd: i32, buf: &mut [u8]) -> Vec<Waiting> {
+    // (accepted fd, its inode), in queue order.
+    let mut accepted: Vec<(sys::Fd, u64)> = Vec::new();
+    while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
+        let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
+            break;
+        };
+        let ino = sys::fstat(e.raw()).map(|st| st.ino).unwrap_or(0);
+        accepted.push((e, ino));
+    }
+    if accepted.is_empty() {
+        return Vec::new();
+    }
+    let peers = unix_diag::query(&accepted.iter().map(|(_, ino)| *ino).collect::<Vec<_>>());
+    accepted
+        .into_iter()
+        .map(|(e, ino)| {
+            let client = peers
+                .iter()
+                .find(|(k, _)| *k == ino)
+                .map_or(0, |(_, info)| info.peer);
+            let ty = sys::getsockopt_int(e.raw(), sys::SOL_SOCKET, sys::SO_TYPE).unwrap_or(0);
+            let mut fds = Vec::new();
+            let messages = drain_keeping_fds(e.raw(), ty, buf, None, None, &mut fds);
+            Waiting {
+                client,
+                messages,
+                fds,
+                accepted: e,
+            }
+        })
+        .collect()
+}
+
 /// Connections the program made to its own listeners (Unix or TCP) and that were not accepted
 /// yet: the client's peer is a socket waiting in the listener's queue, which no fd reaches.
-/// The coordinator accepts them (the process is about to end), learns from each accepted
-/// socket which program socket is its client (sock_diag's peer inode for Unix, the addresses
-/// for TCP) and takes what that client sent; the resume connects the clients again, in queue
-/// order, and resends it. Connections from outside the process are dropped, as before.
-pub(super) fn pending_connections(
-    ctx: &SaveCtx,
-    diag: &[(u64, UnixInfo)],
-    out: &mut [(usize, FileKind)],
-    buf: &mut [u8],
-) {
+/// A Unix listener's were accepted at step 1b ([`take_waiting`]; each client's description
+/// says so: `in_flight::InFlight::pending_on`); a TCP listener's are accepted here, and each
+/// accepted socket's addresses tell which program socket is its client, whose bytes it takes.
+/// The resume connects the clients again, in queue order, and resends what they had sent.
+/// Connections from outside the process are dropped.
+pub(super) fn pending_connections(ctx: &SaveCtx, out: &mut [(usize, FileKind)], buf: &mut [u8]) {
     let listeners: Vec<usize> = out
         .iter()
         .enumerate()
-        .filter(|(_, (i, k))| match k {
-            FileKind::Socket(s) if matches!(s.state, SockState::Listening { .. }) => {
-                if s.domain == sys::AF_UNIX {
-                    diag.iter()
-                        .any(|(ino, info)| *ino == ctx.descs[*i].st.ino && info.rqueue > 0)
-                } else {
-                    is_tcp(s)
-                }
-            }
-            _ => false,
+        .filter(|(_, (_, k))| {
+            matches!(k, FileKind::Socket(s) if matches!(s.state, SockState::Listening { .. }))
         })
         .map(|(k, _)| k)
         .collect();
     for l in listeners {
         let li = out[l].0;
-        let lfd = ctx.descs[li].local;
         let unix = matches!(&out[l].1, FileKind::Socket(s) if s.domain == sys::AF_UNIX);
-        // (accepted fd, its inode), in queue order.
-        let mut accepted: Vec<(i32, u64)> = Vec::new();
-        while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
-            let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
-                break;
-            };
-            let ino = sys::fstat(e.raw()).map(|st| st.ino).unwrap_or(0);
-            accepted.push((e.into_raw(), ino));
-        }
-        if accepted.is_empty() {
-            continue;
-        }
-        // Who is at the other end of each: sock_diag for Unix, the addresses for TCP.
-        let peers = if unix {
-            unix_diag::query(&accepted.iter().map(|(_, ino)| *ino).collect::<Vec<_>>())
+        let clients = if unix {
+            waiting_clients(ctx, out, ctx.descs[li].st.ino)
+        } else if matches!(&out[l].1, FileKind::Socket(s) if is_tcp(s)) {
+            tcp_clients(ctx.descs[li].local, out, buf)
         } else {
             Vec::new()
         };
         let mut pending = Vec::new();
-        for (e, ino) in accepted {
-            let client = if unix {
-                peers
-                    .iter()
-                    .find(|(k, _)| *k == ino)
-                    .map(|(_, info)| info.peer)
-                    .and_then(|peer| out.iter().position(|(i, _)| ctx.descs[*i].st.ino == peer))
-            } else {
-                let (theirs, ours) = (sys::getpeername(e), sys::getsockname(e));
-                out.iter().position(|(_, k)| {
-                    matches!(k, FileKind::Socket(c) if is_tcp(c)
-                        && matches!(&c.state, SockState::Outside { peer } if Ok(peer) == ours.as_ref())
-                        && Ok(&c.local) == theirs.as_ref())
-                })
-            };
-            if let Some(c) = client
-                && let FileKind::Socket(cs) = &mut out[c].1
+        for c in clients {
+            if let FileKind::Socket(cs) = &mut out[c].1
                 && matches!(cs.state, SockState::Outside { .. })
             {
                 cs.state = SockState::Pending {
                     listener: li as u32,
                 };
-                cs.queue = drain(e, cs.ty, buf, None);
                 pending.push(out[c].0 as u32);
             }
-            if !unix {
-                linger_zero(e);
-            }
-            let _ = sys::close(e);
         }
         if let FileKind::Socket(ls) = &mut out[l].1
             && let SockState::Listening { pending: p, .. } = &mut ls.state
@@ -98,6 +104,47 @@ pub(super) fn pending_connections(
             *p = pending;
         }
     }
+}
+
+/// The positions in `out` of the clients that waited in the queue of the Unix listener of
+/// inode `listener` (taken at step 1b, with their queues), in queue order.
+fn waiting_clients(ctx: &SaveCtx, out: &[(usize, FileKind)], listener: u64) -> Vec<usize> {
+    let mut clients: Vec<(u32, usize)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(c, (i, _))| {
+            let on = ctx.descs[*i].in_flight.as_ref()?.pending_on?;
+            (on.0 == listener).then_some((on.1, c))
+        })
+        .collect();
+    clients.sort_unstable();
+    clients.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Accepts the connections waiting on TCP listener `lfd` and finds each one's client among
+/// the program's sockets by the addresses; takes what the client had sent. Positions in `out`,
+/// in queue order.
+fn tcp_clients(lfd: i32, out: &mut [(usize, FileKind)], buf: &mut [u8]) -> Vec<usize> {
+    let mut clients = Vec::new();
+    while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
+        let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
+            break;
+        };
+        let (theirs, ours) = (sys::getpeername(e.raw()), sys::getsockname(e.raw()));
+        let client = out.iter().position(|(_, k)| {
+            matches!(k, FileKind::Socket(c) if is_tcp(c)
+                && matches!(&c.state, SockState::Outside { peer } if Ok(peer) == ours.as_ref())
+                && Ok(&c.local) == theirs.as_ref())
+        });
+        if let Some(c) = client
+            && let FileKind::Socket(cs) = &mut out[c].1
+        {
+            cs.queue = drain(e.raw(), cs.ty, buf, None);
+            clients.push(c);
+        }
+        linger_zero(e.raw());
+    }
+    clients
 }
 
 /// Connects the program's not-yet-accepted clients to their recreated listener `s` (bound
@@ -119,6 +166,12 @@ pub(super) fn reconnect_pending(r: &mut Restorer, s: &Socket, pending: &[u32]) {
             }
         });
         match made {
+            // With fds in flight, what it had sent follows once every file exists
+            // (`in_flight::send_again`).
+            Ok(fd) if !c.passed.is_empty() => {
+                r.set_status_flags(fd, p);
+                r.put(p, fd);
+            }
             Ok(fd) => {
                 let lost = refill(fd, &c.queue);
                 if lost > 0 {

@@ -39,6 +39,7 @@ mod unix;
 mod unix_diag;
 
 use inet::{dead_connection, linger_zero, tcp_pairs, udp_shutdowns};
+pub(super) use listen::{Waiting, take_waiting};
 use listen::{pending_connections, plain, plain_then, reconnect_pending};
 use options::{Probe, differing_options};
 use pairs::restore_pair;
@@ -127,7 +128,7 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
         }
         out.push((i, kind));
     }
-    pending_connections(ctx, &diag, &mut out, &mut buf);
+    pending_connections(ctx, &mut out, &mut buf);
     tcp_pairs(ctx, &mut out, &mut buf);
     // The process ends right after the save: its TCP connections are reset rather than closed
     // (no FIN_WAIT/TIME_WAIT left behind on the program's ports, which would keep a listener

@@ -11,8 +11,7 @@ pub struct UnixInfo {
     pub state: u8,
     /// Inode of the peer socket, 0 when none.
     pub peer: u64,
-    /// For a listening socket: queued connections and the backlog.
-    pub rqueue: u32,
+    /// For a listening socket: its backlog.
     pub wqueue: u32,
     /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2).
     pub shutdown: u8,
@@ -64,7 +63,6 @@ pub fn query(want: &[u64]) -> Vec<(u64, UnixInfo)> {
             peer: attr(UNIX_DIAG_PEER)
                 .filter(|v| v.len() >= 4)
                 .map_or(0, |v| u32_at(v, 0) as u64),
-            rqueue: rqlen.map_or(0, |v| u32_at(v, 0)),
             wqueue: rqlen.map_or(0, |v| u32_at(v, 4)),
             shutdown: attr(UNIX_DIAG_SHUTDOWN)
                 .and_then(|v| v.first().copied())

@@ -1,0 +1,130 @@
+/*
+ * tree_pending_fds ROUNDS FAIL_POINTS
+ *
+ * Fds in flight on a Unix connection not accepted yet (python's forkserver start method asks
+ * for a worker so): a child listens on a Unix socket; every round the parent connects, sends
+ * a request with the write end of a new pipe in flight (SCM_RIGHTS), closes its own copy of
+ * that end, and only then tells the child to accept (FAIL_POINTS rounds call
+ * zhuque_fail_now() just before, with the connection and its fd waiting in the listener's
+ * queue; random failures besides). The child accepts, takes the request and the fd, and
+ * writes its answer into that pipe, whose read end the parent reads. Before, the fds in
+ * flight on a connection not yet accepted were dropped at a save, with a warning: the parent
+ * read end-of-file from the pipe.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+#include "zhuque.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
+
+/* Sends `len` bytes of `buf` on `s` with `fd` in flight on them. */
+static void send_with_fd(int s, const char *buf, int len, int fd, unsigned long r)
+{
+    struct iovec io = {(void *)buf, (size_t)len};
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = control,
+                       .msg_controllen = sizeof control};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    CHECK(sendmsg(s, &m, 0) == len, "round %lu: sendmsg: %s", r, strerror(errno));
+}
+
+/* Reads up to `cap` bytes from `s`; the fd in flight on them, if any, goes to `*fd`. */
+static ssize_t recv_with_fd(int s, char *buf, size_t cap, int *fd)
+{
+    struct iovec io = {buf, cap};
+    char control[CMSG_SPACE(sizeof(int))];
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = control,
+                       .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        memcpy(fd, CMSG_DATA(c), sizeof *fd);
+    return n;
+}
+
+static void server(int l, int go, unsigned long rounds)
+{
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char x;
+        CHECK(read(go, &x, 1) == 1, "round %lu: go", r);
+        int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        CHECK(a >= 0, "round %lu: accept: %s", r, strerror(errno));
+        char req[32], got[32], ans[32];
+        int n = snprintf(req, sizeof req, "request %06lu", r);
+        ssize_t k = 0, got_n;
+        int piped = -1;
+        while (k < n && (got_n = recv_with_fd(a, got + k, sizeof got - k, &piped)) > 0)
+            k += got_n;
+        CHECK(k == n && !memcmp(got, req, n), "round %lu: request (%zd bytes)", r, k);
+        CHECK(piped >= 0, "round %lu: no fd came with the request", r);
+        int m = snprintf(ans, sizeof ans, "piped %06lu", r);
+        CHECK(write(piped, ans, m) == m, "round %lu: answer: %s", r, strerror(errno));
+        close(piped);
+        close(a);
+    }
+    _exit(0);
+}
+
+int main(int argc, char **argv)
+{
+    unsigned long rounds = tl_arg(argc, argv, 1, 1000);
+    unsigned long points = tl_arg(argc, argv, 2, 2);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "srv.sock");
+    unlink(addr.sun_path);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(l >= 0 && bind(l, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(l, 16) == 0,
+          "listen: %s", strerror(errno));
+    int go[2];
+    CHECK(pipe2(go, O_CLOEXEC) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        close(go[1]);
+        server(l, go[0], rounds);
+    }
+    close(go[0]);
+    close(l);
+    unsigned long every = rounds / (points + 1);
+    for (unsigned long r = 1; r <= rounds; r++) {
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(c >= 0 && connect(c, (struct sockaddr *)&addr, sizeof addr) == 0,
+              "round %lu: connect: %s", r, strerror(errno));
+        char req[32], ans[32], got[32];
+        int n = snprintf(req, sizeof req, "request %06lu", r);
+        int q[2];
+        CHECK(pipe2(q, O_CLOEXEC) == 0, "round %lu: pipe", r);
+        send_with_fd(c, req, n, q[1], r);
+        close(q[1]);
+        if (every && r % every == 0 && r / every <= points)
+            zq_fail_now(); /* the connection and its fd wait in the listener's queue */
+        CHECK(write(go[1], "g", 1) == 1, "round %lu: go", r);
+        int m = snprintf(ans, sizeof ans, "piped %06lu", r);
+        ssize_t k = 0, got_n;
+        while (k < m && (got_n = read(q[0], got + k, sizeof got - k)) > 0)
+            k += got_n;
+        CHECK(k == m && !memcmp(got, ans, m), "round %lu: answer (%zd bytes)", r, k);
+        close(q[0]);
+        close(c);
+        if (r % 250 == 0)
+            printf("round %lu: the answer came through the pipe in flight\n", r);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
+    unlink(addr.sun_path);
+    printf("done\n");
+    return 0;
+}
