@@ -422,9 +422,12 @@ impl TreeInit {
         }
     }
 
-    /// A process ended: its image (`p/<pid>/`) is of no use any more.
+    /// A process ended: its image (`p/<pid>/`) is of no use any more (unless the image's
+    /// path names another launch's directory now: [`TreeInit::dir_is_ours`]).
     pub fn remove_process_image(&self, pid: i32) {
-        let _ = fs::remove_dir_all(self.process_path(pid));
+        if self.dir_is_ours() {
+            let _ = fs::remove_dir_all(self.process_path(pid));
+        }
     }
 
     pub fn process_path(&self, pid: i32) -> PathBuf {
