@@ -178,10 +178,7 @@ fn warn_split_pipes(descs: &[Desc], first_adopted: usize, not_ours: &[bool]) {
 /// may hold: python's `forkserver` start method, failed in the instant a worker is asked
 /// for, loses that worker's start so; README, limits.)
 fn dropped(w: &super::sockets::Waiting) {
-    let fds: usize = w.fds.iter().map(|(_, f)| f.len()).sum();
-    for f in w.fds.iter().flat_map(|(_, f)| f) {
-        let _ = sys::close(*f);
-    }
+    let fds = super::sockets::close_passed(&w.fds);
     let bytes: usize = w.messages.iter().map(Vec::len).sum();
     if bytes > 0 || fds > 0 {
         crate::diag::Line::new()

@@ -29,14 +29,13 @@ pub(in crate::os::fds) struct Waiting {
 /// ([`reconnect_pending`]) and send it again (`in_flight::send_again`).
 pub(in crate::os::fds) fn take_waiting(lfd: i32, buf: &mut [u8]) -> Vec<Waiting> {
     // (accepted fd, its inode), in queue order.
-    let mut accepted: Vec<(sys::Fd, u64)> = Vec::new();
-    while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
-        let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
-            break;
-        };
-        let ino = sys::fstat(e.raw()).map(|st| st.ino).unwrap_or(0);
-        accepted.push((e, ino));
-    }
+    let accepted: Vec<(sys::Fd, u64)> = accept_waiting(lfd)
+        .into_iter()
+        .map(|e| {
+            let ino = sys::fstat(e.raw()).map(|st| st.ino).unwrap_or(0);
+            (e, ino)
+        })
+        .collect();
     if accepted.is_empty() {
         return Vec::new();
     }
@@ -59,6 +58,18 @@ pub(in crate::os::fds) fn take_waiting(lfd: i32, buf: &mut [u8]) -> Vec<Waiting>
             }
         })
         .collect()
+}
+
+/// Accepts every connection waiting on listener `lfd`, in queue order.
+fn accept_waiting(lfd: i32) -> Vec<sys::Fd> {
+    let mut accepted = Vec::new();
+    while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
+        let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
+            break;
+        };
+        accepted.push(e);
+    }
+    accepted
 }
 
 /// Connections the program made to its own listeners (Unix or TCP) and that were not accepted
@@ -126,10 +137,7 @@ fn waiting_clients(ctx: &SaveCtx, out: &[(usize, FileKind)], listener: u64) -> V
 /// in queue order.
 fn tcp_clients(lfd: i32, out: &mut [(usize, FileKind)], buf: &mut [u8]) -> Vec<usize> {
     let mut clients = Vec::new();
-    while sys::poll_one(lfd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0) {
-        let Ok(e) = sys::accept4(lfd, sys::SOCK_NONBLOCK | sys::SOCK_CLOEXEC) else {
-            break;
-        };
+    for e in accept_waiting(lfd) {
         let (theirs, ours) = (sys::getpeername(e.raw()), sys::getsockname(e.raw()));
         let client = out.iter().position(|(_, k)| {
             matches!(k, FileKind::Socket(c) if is_tcp(c)

@@ -44,7 +44,7 @@ use listen::{pending_connections, plain, plain_then, reconnect_pending};
 use options::{Probe, differing_options};
 use pairs::restore_pair;
 use queues::requeue;
-pub(super) use queues::{drain_keeping_fds, has_datagram_queue, refill};
+pub(super) use queues::{close_passed, drain_keeping_fds, has_datagram_queue, refill};
 pub use raw::{AF_PACKET, restore_ring_bytes};
 use unix::{describe, socket_file};
 

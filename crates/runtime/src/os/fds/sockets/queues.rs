@@ -25,12 +25,7 @@ pub(super) fn drain(
 ) -> Vec<Vec<u8>> {
     let mut passed = Vec::new();
     let out = drain_keeping_fds(fd, ty, buf, senders, None, &mut passed);
-    let lost: usize = passed.iter().map(|(_, fds)| fds.len()).sum();
-    for (_, fds) in passed {
-        for f in fds {
-            let _ = sys::close(f);
-        }
-    }
+    let lost = close_passed(&passed);
     if lost > 0 {
         crate::diag::Line::new()
             .str("warning: ")
@@ -39,6 +34,17 @@ pub(super) fn drain(
             .emit();
     }
     out
+}
+
+/// Closes the fds in flight [`drain_keeping_fds`] took (per message); returns how many.
+pub(in crate::os::fds) fn close_passed(passed: &[(u32, Vec<i32>)]) -> usize {
+    passed
+        .iter()
+        .flat_map(|(_, fds)| fds)
+        .map(|f| {
+            let _ = sys::close(*f);
+        })
+        .count()
 }
 
 /// [`drain`], keeping the fds in flight: each message's go to `passed` with the message's
