@@ -8,6 +8,10 @@
  *   dgram:  a datagram socket bound to dgram.sock, unlinked the same way;
  *   old:    a listener bound to taken.sock, unlinked, after which another listener of the
  *           program (new) was bound to taken.sock: a connection to taken.sock reaches new.
+ *   indir:  a listener bound to gonedir/in.sock, whose file and directory were removed
+ *           (python's forkserver listens in a temporary directory, which its parent may
+ *           remove first), with a client of its own pending: the resume used to fail to bind
+ *           it (ENOENT), and the listener came back closed.
  * A client connected to gone before the unlink, with "hello" sent, is never accepted until
  * the end: each round gone must show a pending connection (poll), and at the end accepting
  * it gives the client's bytes (a resume used to reconnect it by path, which is gone).
@@ -59,6 +63,16 @@ int main(int argc, char **argv)
     unlink("gone.sock");
     unlink("dgram.sock");
     unlink("taken.sock");
+    unlink("gonedir/in.sock");
+    rmdir("gonedir");
+    TL_CHECK(mkdir("gonedir", 0700) == 0, "mkdir gonedir: %s", strerror(errno));
+    int indir = bound_to("gonedir/in.sock", SOCK_STREAM);
+    int pend_in = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un ia = {.sun_family = AF_UNIX, .sun_path = "gonedir/in.sock"};
+    TL_CHECK(pend_in >= 0 && connect(pend_in, (struct sockaddr *)&ia, sizeof ia) == 0 &&
+                 write(pend_in, "there", 5) == 5,
+             "connect to gonedir/in.sock: %s", strerror(errno));
+    TL_CHECK(unlink("gonedir/in.sock") == 0 && rmdir("gonedir") == 0, "rmdir gonedir");
     int gone = bound_to("gone.sock", SOCK_STREAM);
     int dgram = bound_to("dgram.sock", SOCK_DGRAM);
     int old = bound_to("taken.sock", SOCK_STREAM);
@@ -79,8 +93,10 @@ int main(int argc, char **argv)
         check_name(new, "taken.sock", r);
         check_absent("gone.sock", r);
         check_absent("dgram.sock", r);
-        struct pollfd pf = {.fd = gone, .events = POLLIN};
-        TL_CHECK(poll(&pf, 1, 0) == 1, "round %lu: no connection pending on gone.sock", r);
+        check_name(indir, "gonedir/in.sock", r);
+        check_absent("gonedir", r);
+        struct pollfd pf[2] = {{.fd = gone, .events = POLLIN}, {.fd = indir, .events = POLLIN}};
+        TL_CHECK(poll(pf, 2, 0) == 2, "round %lu: no connection pending on gone.sock or in.sock", r);
         int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "taken.sock"};
         TL_CHECK(connect(c, (struct sockaddr *)&a, sizeof a) == 0, "round %lu: connect: %s", r,
@@ -103,6 +119,9 @@ int main(int argc, char **argv)
              "the pending connection's bytes: '%s'", got);
     TL_CHECK(write(pend, "!", 1) == 1 && read(s, got, 1) == 1 && got[0] == '!',
              "the pending client is not connected to its listener");
+    s = accept4(indir, NULL, NULL, SOCK_CLOEXEC);
+    TL_CHECK(s >= 0 && read(s, got, sizeof got) == 5 && !memcmp(got, "there", 5),
+             "the pending connection to gonedir/in.sock: %s", strerror(errno));
     unlink("taken.sock");
     printf("done h=%016llx\n", (unsigned long long)h);
     return 0;

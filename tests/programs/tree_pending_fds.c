@@ -1,5 +1,5 @@
 /*
- * tree_pending_fds ROUNDS FAIL_POINTS
+ * tree_pending_fds ROUNDS FAIL_POINTS [forkserver]
  *
  * Fds in flight on a Unix connection not accepted yet (python's forkserver start method asks
  * for a worker so): a child listens on a Unix socket; every round the parent connects, sends
@@ -10,6 +10,13 @@
  * writes its answer into that pipe, whose read end the parent reads. Before, the fds in
  * flight on a connection not yet accepted were dropped at a save, with a warning: the parent
  * read end-of-file from the pipe.
+ *
+ * `forkserver`: as python's forkserver start method asks for a worker: the parent writes the
+ * request into a pipe, sends that pipe's read end and the write end of a second pipe, and
+ * closes its connection and both ends at once; the child reads the request from the first
+ * pipe and answers into the second, whose read end the parent holds. Each pipe then has one
+ * end in the parent and the other in flight on a connection whose client is gone, in the
+ * child's listener. Before, both were dropped or came back apart from their other ends.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -24,37 +31,50 @@
 
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
 
-/* Sends `len` bytes of `buf` on `s` with `fd` in flight on them. */
-static void send_with_fd(int s, const char *buf, int len, int fd, unsigned long r)
+/* Sends `len` bytes of `buf` on `s` with the `n` fds of `fds` in flight on them. */
+static void send_with_fds(int s, const char *buf, int len, const int *fds, int n, unsigned long r)
 {
     struct iovec io = {(void *)buf, (size_t)len};
-    char control[CMSG_SPACE(sizeof(int))];
+    char control[CMSG_SPACE(2 * sizeof(int))];
     memset(control, 0, sizeof control);
     struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = control,
-                       .msg_controllen = sizeof control};
+                       .msg_controllen = CMSG_SPACE(n * sizeof(int))};
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
     CHECK(sendmsg(s, &m, 0) == len, "round %lu: sendmsg: %s", r, strerror(errno));
 }
 
-/* Reads up to `cap` bytes from `s`; the fd in flight on them, if any, goes to `*fd`. */
-static ssize_t recv_with_fd(int s, char *buf, size_t cap, int *fd)
+/* Reads up to `cap` bytes from `s`; the fds in flight on them, if any, go to `fds` (two at
+ * most), their number to `*n`. */
+static ssize_t recv_with_fds(int s, char *buf, size_t cap, int *fds, int *n)
 {
     struct iovec io = {buf, cap};
-    char control[CMSG_SPACE(sizeof(int))];
+    char control[CMSG_SPACE(2 * sizeof(int))];
     struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = control,
                        .msg_controllen = sizeof control};
-    ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
-    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
-    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        memcpy(fd, CMSG_DATA(c), sizeof *fd);
-    return n;
+    ssize_t k = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+    struct cmsghdr *c = k > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        *n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        memcpy(fds, CMSG_DATA(c), *n * sizeof(int));
+    }
+    return k;
 }
 
-static void server(int l, int go, unsigned long rounds)
+/* Reads exactly `len` bytes from `fd` (fewer at end-of-file). */
+static ssize_t read_all(int fd, char *buf, size_t len)
+{
+    size_t k = 0;
+    ssize_t got;
+    while (k < len && (got = read(fd, buf + k, len - k)) > 0)
+        k += got;
+    return k;
+}
+
+static void server(int l, int go, unsigned long rounds, int forkserver)
 {
     for (unsigned long r = 1; r <= rounds; r++) {
         char x;
@@ -63,15 +83,23 @@ static void server(int l, int go, unsigned long rounds)
         CHECK(a >= 0, "round %lu: accept: %s", r, strerror(errno));
         char req[32], got[32], ans[32];
         int n = snprintf(req, sizeof req, "request %06lu", r);
+        int fds[2] = {-1, -1}, nfds = 0;
+        int want = forkserver ? 1 : n;
         ssize_t k = 0, got_n;
-        int piped = -1;
-        while (k < n && (got_n = recv_with_fd(a, got + k, sizeof got - k, &piped)) > 0)
+        while (k < want && (got_n = recv_with_fds(a, got + k, sizeof got - k, fds, &nfds)) > 0)
             k += got_n;
+        CHECK(k == want, "round %lu: message (%zd bytes)", r, k);
+        CHECK(nfds == (forkserver ? 2 : 1), "round %lu: %d fds came with the message", r, nfds);
+        int answer = fds[nfds - 1];
+        if (forkserver) {
+            CHECK(read(a, &x, 1) == 0, "round %lu: the client had closed", r);
+            k = read_all(fds[0], got, n);
+            close(fds[0]);
+        }
         CHECK(k == n && !memcmp(got, req, n), "round %lu: request (%zd bytes)", r, k);
-        CHECK(piped >= 0, "round %lu: no fd came with the request", r);
         int m = snprintf(ans, sizeof ans, "piped %06lu", r);
-        CHECK(write(piped, ans, m) == m, "round %lu: answer: %s", r, strerror(errno));
-        close(piped);
+        CHECK(write(answer, ans, m) == m, "round %lu: answer: %s", r, strerror(errno));
+        close(answer);
         close(a);
     }
     _exit(0);
@@ -81,6 +109,7 @@ int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 1000);
     unsigned long points = tl_arg(argc, argv, 2, 2);
+    int forkserver = argc > 3 && !strcmp(argv[3], "forkserver");
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     snprintf(addr.sun_path, sizeof addr.sun_path, "srv.sock");
@@ -94,7 +123,7 @@ int main(int argc, char **argv)
     CHECK(pid >= 0, "fork");
     if (pid == 0) {
         close(go[1]);
-        server(l, go[0], rounds);
+        server(l, go[0], rounds, forkserver);
     }
     close(go[0]);
     close(l);
@@ -105,20 +134,31 @@ int main(int argc, char **argv)
               "round %lu: connect: %s", r, strerror(errno));
         char req[32], ans[32], got[32];
         int n = snprintf(req, sizeof req, "request %06lu", r);
-        int q[2];
-        CHECK(pipe2(q, O_CLOEXEC) == 0, "round %lu: pipe", r);
-        send_with_fd(c, req, n, q[1], r);
+        int q[2], req_pipe[2];
+        CHECK(pipe2(q, O_CLOEXEC) == 0 && pipe2(req_pipe, O_CLOEXEC) == 0, "round %lu: pipe", r);
+        if (forkserver) {
+            /* The request goes through a pipe; the connection carries the ends alone. */
+            CHECK(write(req_pipe[1], req, n) == n, "round %lu: request", r);
+            close(req_pipe[1]);
+            int fds[2] = {req_pipe[0], q[1]};
+            send_with_fds(c, "x", 1, fds, 2, r);
+            close(c);
+            close(req_pipe[0]);
+        } else {
+            close(req_pipe[0]);
+            close(req_pipe[1]);
+            send_with_fds(c, req, n, &q[1], 1, r);
+        }
         close(q[1]);
         if (every && r % every == 0 && r / every <= points)
-            zq_fail_now(); /* the connection and its fd wait in the listener's queue */
+            zq_fail_now(); /* the connection and its fds wait in the listener's queue */
         CHECK(write(go[1], "g", 1) == 1, "round %lu: go", r);
         int m = snprintf(ans, sizeof ans, "piped %06lu", r);
-        ssize_t k = 0, got_n;
-        while (k < m && (got_n = read(q[0], got + k, sizeof got - k)) > 0)
-            k += got_n;
+        ssize_t k = read_all(q[0], got, m);
         CHECK(k == m && !memcmp(got, ans, m), "round %lu: answer (%zd bytes)", r, k);
         close(q[0]);
-        close(c);
+        if (!forkserver)
+            close(c);
         if (r % 250 == 0)
             printf("round %lu: the answer came through the pipe in flight\n", r);
     }

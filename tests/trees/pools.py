@@ -7,6 +7,10 @@ Worker pools of python3's standard library, for the process-tree crash test (iss
     spawn     multiprocessing.Pool(2) with the "spawn" start method (each worker is a new
               python3 started by fork+exec, talking to the parent over pipes); workers are
               replaced every 6 tasks
+    forkserver  multiprocessing.Pool(2) with the "forkserver" start method (python 3.14's
+              default): a server process forks each worker when the parent asks over a
+              Unix socket, sending the worker's pipe ends with it; workers are replaced every
+              4 tasks, so workers are asked for all along the run
     executor  concurrent.futures.ProcessPoolExecutor(2), results collected with map() and
               with as_completed() (sorted, so the output is deterministic)
 
@@ -47,9 +51,9 @@ def main():
     rounds = int(sys.argv[3])
     jobs = [(n, rounds) for n in range(tasks)]
     print("mode %s: %d tasks of %d rounds" % (mode, tasks, rounds), flush=True)
-    if mode in ("fork", "spawn"):
+    if mode in ("fork", "spawn", "forkserver"):
         ctx = multiprocessing.get_context(mode)
-        per_child = 4 if mode == "fork" else 6
+        per_child = 6 if mode == "spawn" else 4
         with ctx.Pool(2, maxtasksperchild=per_child) as pool:
             results = list(pool.imap(work, jobs, chunksize=1))
             report(results, tasks)

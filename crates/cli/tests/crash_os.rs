@@ -913,7 +913,8 @@ fn shared_file_mappings_keep_their_write_permission() {
 /// socket whose files were unlinked keep their addresses with no file coming back, and a
 /// listener whose path another listener of the program took since leaves that one reachable
 /// (the resume used to bind them all again: the files reappeared, and the other listener's
-/// was unlinked).
+/// was unlinked); a listener whose directory is gone too keeps its pending connection (its
+/// bind used to fail with ENOENT, and it came back closed).
 #[test]
 fn unix_sockets_whose_file_is_gone() {
     let case = Case {

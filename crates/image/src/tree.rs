@@ -144,12 +144,15 @@ pub enum Share {
     /// resuming launch's.
     Stdio { fd: i32, stream: i32 },
     /// `fd` is a description that process `owner` saves (it holds it at `owner_fd`): at the
-    /// resume this process takes it from the owner.
+    /// resume this process takes it from the owner. A negative `fd` is one in flight that
+    /// this process's report took ([`in_flight_fd`]): it goes back into its message.
     Borrowed { fd: i32, owner: i32, owner_fd: i32 },
     /// This process is the owner of a description it does not hold itself (the other end of
     /// a pipe whose one end it holds): it takes `from_fd` of process `from` into its table
     /// at number `at` for the save, so the object is saved whole, and holds it there at the
-    /// resume until every process has taken its fds (`Borrowed { owner_fd: at }`).
+    /// resume until every process has taken its fds (`Borrowed { owner_fd: at }`). `from`
+    /// may be a thread, not a process: the coordinator of a process whose report took the
+    /// description in flight, holding it at `from_fd` ([`FdReport::in_flight`]).
     Import { from: i32, from_fd: i32, at: i32 },
 }
 
@@ -364,7 +367,7 @@ pub const FD_REPORT_FILE: &str = "fd-report";
 /// before its [`Msg::Unsaveable`].
 pub const UNSAVEABLE_FILE: &str = "unsaveable";
 /// Version of the [`FdReport`] encoding.
-pub const FD_REPORT_VERSION: u32 = 1;
+pub const FD_REPORT_VERSION: u32 = 2;
 
 /// The `dev` of the file identity of pseudo-terminals (no real device has it): a master and
 /// its slaves are different files (`/dev/ptmx`, `/dev/pts/N`) but one object, saved by one
@@ -395,6 +398,28 @@ pub struct FdReport {
     pub task: i32,
     /// Each fd, ascending, with its file (`None`: it could not be examined).
     pub fds: Vec<(i32, Option<FdFile>)>,
+    /// The thread that holds [`FdReport::in_flight`]'s fds (the process's coordinator, whose
+    /// fd table is its own during a save): other processes take them from it.
+    pub coordinator: i32,
+    /// Descriptions in flight on connections that waited in this process's Unix listeners,
+    /// which it accepted for the save (python's `forkserver` passes its pipes so): each a
+    /// duplicate the coordinator holds until the process ends, at this number, with its
+    /// file. In the plan, process `p`'s in-flight description at `n` is fd `-n - 1` of `p`.
+    pub in_flight: Vec<(i32, FdFile)>,
+    /// The connections it accepted so: the listener's fd and the client's inode (0: the
+    /// client had closed), in queue order. The process saves those listeners.
+    pub waiting: Vec<(i32, u64)>,
+}
+
+/// The fd number a plan gives a description in flight that a report holds at `local`
+/// ([`FdReport::in_flight`]), and back: negative, so it is never a real fd.
+pub fn in_flight_fd(local: i32) -> i32 {
+    -local - 1
+}
+
+/// The coordinator's number of in-flight fd `fd` ([`in_flight_fd`]), if it is one.
+pub fn in_flight_local(fd: i32) -> Option<i32> {
+    (fd < 0).then(|| -fd - 1)
 }
 
 impl FdReport {
@@ -406,14 +431,18 @@ impl FdReport {
         w.u64(self.fds.len() as u64);
         for (fd, file) in &self.fds {
             w.i32(*fd);
-            match file {
-                None => w.u8(0),
-                Some(f) => {
-                    w.u8(1 | (f.fifo as u8) << 1 | (f.socket as u8) << 2);
-                    w.u64(f.dev);
-                    w.u64(f.ino);
-                }
-            }
+            put_file(&mut w, file.as_ref());
+        }
+        w.i32(self.coordinator);
+        w.u64(self.in_flight.len() as u64);
+        for (local, file) in &self.in_flight {
+            w.i32(*local);
+            put_file(&mut w, Some(file));
+        }
+        w.u64(self.waiting.len() as u64);
+        for (fd, client) in &self.waiting {
+            w.i32(*fd);
+            w.u64(*client);
         }
         w.into_bytes()
     }
@@ -430,18 +459,18 @@ impl FdReport {
         let mut fds = Vec::new();
         for _ in 0..n {
             let fd = r.i32()?;
-            let flags = r.u8()?;
-            let file = if flags & 1 == 0 {
-                None
-            } else {
-                Some(FdFile {
-                    dev: r.u64()?,
-                    ino: r.u64()?,
-                    fifo: flags & 2 != 0,
-                    socket: flags & 4 != 0,
-                })
-            };
-            fds.push((fd, file));
+            fds.push((fd, get_file(&mut r)?));
+        }
+        let coordinator = r.i32()?;
+        let mut in_flight = Vec::new();
+        for _ in 0..r.len_prefix()? {
+            let local = r.i32()?;
+            let file = get_file(&mut r)?.ok_or(Error::Invalid("fd report: file in flight"))?;
+            in_flight.push((local, file));
+        }
+        let mut waiting = Vec::new();
+        for _ in 0..r.len_prefix()? {
+            waiting.push((r.i32()?, r.u64()?));
         }
         if !r.is_empty() {
             return Err(Error::Invalid("fd report: trailing bytes"));
@@ -450,8 +479,36 @@ impl FdReport {
             generation,
             task,
             fds,
+            coordinator,
+            in_flight,
+            waiting,
         })
     }
+}
+
+fn put_file(w: &mut Writer, file: Option<&FdFile>) {
+    match file {
+        None => w.u8(0),
+        Some(f) => {
+            w.u8(1 | (f.fifo as u8) << 1 | (f.socket as u8) << 2);
+            w.u64(f.dev);
+            w.u64(f.ino);
+        }
+    }
+}
+
+fn get_file(r: &mut Reader) -> Result<Option<FdFile>, Error> {
+    let flags = r.u8()?;
+    Ok(if flags & 1 == 0 {
+        None
+    } else {
+        Some(FdFile {
+            dev: r.u64()?,
+            ino: r.u64()?,
+            fifo: flags & 2 != 0,
+            socket: flags & 4 != 0,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -545,6 +602,17 @@ mod tests {
                     }),
                 ),
             ],
+            coordinator: 13,
+            in_flight: vec![(
+                1021,
+                FdFile {
+                    dev: 5,
+                    ino: 78,
+                    fifo: true,
+                    socket: false,
+                },
+            )],
+            waiting: vec![(4, 0), (4, 991)],
         };
         assert_eq!(FdReport::decode(&r.encode()), Ok(r.clone()));
         assert!(FdReport::decode(&r.encode()[..20]).is_err());

@@ -55,6 +55,18 @@ fn run_unprotected(dir: &[u8]) {
     );
 }
 
+/// A program inside a process tree whose image directory does not exist: removed while the
+/// tree ran (or named anew in the program's environment). Making it again would give this
+/// process an image of its own that no init saves, nor `zhuque resume` finds as the tree's.
+fn run_imageless(dir: &[u8]) {
+    run_natively(
+        Line::new()
+            .str("its image directory ")
+            .push(dir)
+            .str(" does not exist (removed while the tree ran?)"),
+    );
+}
+
 /// A program inside a process tree whose executable has no path a resume could execute
 /// (`fexecve` of a memfd, a file deleted since): it runs natively, saying so once, as a
 /// statically linked one does; at a failure the init finds it unconnected.
@@ -118,6 +130,11 @@ fn init() {
         Ok(fd) if default_root_in_use(cr, &launch).is_none() => fd,
         Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) if in_zhuque_namespace() => {
             run_unprotected(&dir);
+            return;
+        }
+        // `zhuque run` makes a tree's image directory before its first process starts.
+        Err(rustix::io::Errno::NOENT) if in_zhuque_namespace() => {
+            run_imageless(&dir);
             return;
         }
         _ => open_image_dir(cr, &launch, &dir),

@@ -40,9 +40,15 @@ pub type FdRef = (i32, i32);
 /// shared; `stdio(pid, fd, key)` says which of the launch's standard streams (0-2) the fd's
 /// description is, if any; `cmp` orders two fds of the same file by description (`Equal`:
 /// the same description), as `kcmp(KCMP_FILE)` does.
+///
+/// A negative fd is a description in flight that the member's report took (`FdReport`,
+/// `in_flight_fd`): it holds it, but at no number, so it owns only when no holder has one at
+/// a number, and then imports it at a fresh number to lend it. `claimed` are the listeners
+/// whose waiting connections a member took for the save: it owns them.
 pub fn plan(
     members: &[i32],
     facts: &[FdFact],
+    claimed: &[FdRef],
     stdio: &dyn Fn(FdRef, FileKey) -> Option<i32>,
     cmp: &dyn Fn(FdRef, FdRef) -> Ordering,
 ) -> BTreeMap<i32, SharePlan> {
@@ -54,10 +60,10 @@ pub fn plan(
     for (key, refs) in group_by_file(facts, stdio, &mut plans) {
         let descriptions = split_descriptions(refs, cmp);
         if key.ends_together {
-            plan_pipe(&descriptions, &mut fresh, &mut plans);
+            plan_pipe(&descriptions, claimed, &mut fresh, &mut plans);
         } else {
             for d in &descriptions {
-                plan_description(d, &mut plans);
+                plan_description(d, claimed, &mut fresh, &mut plans);
             }
         }
     }
@@ -108,38 +114,70 @@ fn split_descriptions(
 }
 
 /// Rule (b): a description several members hold is saved by its lowest-pid holder, at its
-/// lowest fd for it; every other holder borrows it, for each of its fds on it.
-fn plan_description(holders: &[FdRef], plans: &mut BTreeMap<i32, SharePlan>) {
-    let (owner, owner_fd) = holders[0]; // sorted: lowest pid, then its lowest fd
+/// lowest fd for it; every other holder borrows it, for each of its fds on it (and for its
+/// copies in flight). ([`owner_of`] says which holder when some hold it only in flight.)
+fn plan_description(
+    holders: &[FdRef],
+    claimed: &[FdRef],
+    fresh: &mut FreshNumbers,
+    plans: &mut BTreeMap<i32, SharePlan>,
+) {
+    let owner = owner_of(holders.iter().copied(), claimed);
     if holders.iter().all(|r| r.0 == owner) {
         return;
     }
+    let owner_fd = at_a_number(holders, owner, fresh, plans);
     lend(holders, owner, owner_fd, plans);
 }
 
 /// Rule (c): the ends of one pipe (or the opens of one FIFO, or the two ends of a Unix
-/// socketpair or connection) held by different members are saved together by one owner, the lowest-pid member holding any of them. A description the
-/// owner does not hold is imported into its table at a fresh number for the save, and lent
-/// from there to its holders at the resume.
+/// socketpair or connection, or a listener and its waiting clients) held by different
+/// members are saved together by one owner, the lowest-pid member holding any of them. A
+/// description the owner does not hold is imported into its table at a fresh number for the
+/// save, and lent from there to its holders at the resume.
 fn plan_pipe(
     descriptions: &[Vec<FdRef>],
+    claimed: &[FdRef],
     fresh: &mut FreshNumbers,
     plans: &mut BTreeMap<i32, SharePlan>,
 ) {
-    let Some(owner) = descriptions.iter().map(|d| d[0].0).min() else {
-        return;
-    };
+    let all = descriptions.iter().flatten().copied();
+    let owner = owner_of(all, claimed);
     for d in descriptions {
-        match d.iter().find(|r| r.0 == owner) {
-            Some(&(_, owner_fd)) => lend(d, owner, owner_fd, plans),
-            None => {
-                let (from, from_fd) = d[0];
-                let at = fresh.next(owner);
-                push(plans, owner, Share::Import { from, from_fd, at });
-                lend(d, owner, at, plans);
-            }
+        if d.iter().all(|r| r.0 == owner) {
+            continue; // the owner's alone: saved with the rest as its own
         }
+        let owner_fd = at_a_number(d, owner, fresh, plans);
+        lend(d, owner, owner_fd, plans);
     }
+}
+
+/// The owner of what `refs` hold: the holder of a claimed listener among them (it took their
+/// waiting connections), else the lowest pid holding one at a number, else the lowest pid.
+fn owner_of(refs: impl Iterator<Item = FdRef> + Clone, claimed: &[FdRef]) -> i32 {
+    let lowest = |it: &mut dyn Iterator<Item = FdRef>| it.map(|r| r.0).min();
+    lowest(&mut refs.clone().filter(|r| claimed.contains(r)))
+        .or_else(|| lowest(&mut refs.clone().filter(|r| r.1 >= 0)))
+        .or_else(|| lowest(&mut refs.clone()))
+        .unwrap_or(0)
+}
+
+/// The number at which `owner` holds description `d` for its other holders: its lowest fd on
+/// it, or (it holds it only in flight, or not at all) a fresh number it imports it at, from
+/// a holder that has it at a number if one does.
+fn at_a_number(
+    d: &[FdRef],
+    owner: i32,
+    fresh: &mut FreshNumbers,
+    plans: &mut BTreeMap<i32, SharePlan>,
+) -> i32 {
+    if let Some(&(_, fd)) = d.iter().find(|r| r.0 == owner && r.1 >= 0) {
+        return fd; // sorted: its lowest
+    }
+    let (from, from_fd) = d.iter().copied().find(|r| r.1 >= 0).unwrap_or(d[0]);
+    let at = fresh.next(owner);
+    push(plans, owner, Share::Import { from, from_fd, at });
+    at
 }
 
 /// Every fd of `holders` that is not the owner's gets `Borrowed` from (owner, owner_fd).
@@ -194,6 +232,7 @@ mod tests {
     struct World {
         fds: Vec<(FdRef, FileKey, u32)>,
         stdio: HashMap<u32, i32>,
+        claimed: Vec<FdRef>,
     }
 
     const FILE: FileKey = FileKey {
@@ -208,6 +247,12 @@ mod tests {
         ends_together: true,
         socket: false,
     };
+    const SOCKET: FileKey = FileKey {
+        dev: 0,
+        ino: 55,
+        ends_together: false,
+        socket: true,
+    };
     const TTY: FileKey = FileKey {
         dev: 5,
         ino: 3,
@@ -220,11 +265,17 @@ mod tests {
             World {
                 fds: Vec::new(),
                 stdio: HashMap::new(),
+                claimed: Vec::new(),
             }
         }
 
         fn fd(mut self, pid: i32, fd: i32, key: FileKey, description: u32) -> Self {
             self.fds.push(((pid, fd), key, description));
+            self
+        }
+
+        fn claim(mut self, pid: i32, fd: i32) -> Self {
+            self.claimed.push((pid, fd));
             self
         }
 
@@ -249,7 +300,7 @@ mod tests {
                 .collect();
             let stdio = |r: FdRef, _key: FileKey| self.stdio.get(&self.description(r)).copied();
             let cmp = |a: FdRef, b: FdRef| self.description(a).cmp(&self.description(b));
-            plan(members, &facts, &stdio, &cmp)
+            plan(members, &facts, &self.claimed, &stdio, &cmp)
         }
     }
 
@@ -451,13 +502,109 @@ mod tests {
             },
         ];
         let desc = |r: FdRef| r.0; // each process holds its own end
-        let plans = plan(&[2, 3], &facts, &|_, _| None, &|a, b| desc(a).cmp(&desc(b)));
+        let plans = plan(&[2, 3], &facts, &[], &|_, _| None, &|a, b| {
+            desc(a).cmp(&desc(b))
+        });
         assert_eq!(
             plans[&2].entries,
             vec![Share::Import {
                 from: 3,
                 from_fd: 4,
                 at: 91
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pipe_end_in_flight_is_saved_by_the_holder_of_the_other_end() {
+        // python's forkserver: the parent (4) keeps one end, the other is in flight on a
+        // connection waiting in the server's (9) listener, which took it (at its fd 30).
+        let inflight = -31;
+        let w = World::new()
+            .fd(4, 5, PIPE, 1)
+            .fd(9, inflight, PIPE, 2)
+            .fd(9, 3, SOCKET, 7)
+            .claim(9, 3);
+        let plans = w.plan(&[4, 9]);
+        assert_eq!(
+            entries(&plans, 4),
+            vec![Share::Import {
+                from: 9,
+                from_fd: inflight,
+                at: 6
+            }]
+        );
+        assert_eq!(
+            entries(&plans, 9),
+            vec![Share::Borrowed {
+                fd: inflight,
+                owner: 4,
+                owner_fd: 6
+            }]
+        );
+    }
+
+    #[test]
+    fn a_description_in_flight_is_owned_by_a_holder_at_a_number() {
+        // A lower pid holds it only in flight: the higher one that holds it at a number saves.
+        let w = World::new().fd(3, -8, FILE, 1).fd(6, 4, FILE, 1);
+        let plans = w.plan(&[3, 6]);
+        assert!(entries(&plans, 6).is_empty());
+        assert_eq!(
+            entries(&plans, 3),
+            vec![Share::Borrowed {
+                fd: -8,
+                owner: 6,
+                owner_fd: 4
+            }]
+        );
+        // Only in flight, in two processes: the lower imports its own at a number to lend it.
+        let w = World::new().fd(3, -8, FILE, 1).fd(6, -2, FILE, 1);
+        let plans = w.plan(&[3, 6]);
+        assert_eq!(
+            entries(&plans, 3),
+            vec![Share::Import {
+                from: 3,
+                from_fd: -8,
+                at: 0
+            }]
+        );
+        assert_eq!(
+            entries(&plans, 6),
+            vec![Share::Borrowed {
+                fd: -2,
+                owner: 3,
+                owner_fd: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_claimed_listener_and_its_clients_are_saved_by_the_claimant() {
+        // The listener (9:3) took the waiting connection of a client a lower pid holds (4:5).
+        let listener = FileKey {
+            ends_together: true,
+            ..SOCKET
+        };
+        let w = World::new()
+            .fd(4, 5, listener, 1)
+            .fd(9, 3, listener, 2)
+            .claim(9, 3);
+        let plans = w.plan(&[4, 9]);
+        assert_eq!(
+            entries(&plans, 9),
+            vec![Share::Import {
+                from: 4,
+                from_fd: 5,
+                at: 4
+            }]
+        );
+        assert_eq!(
+            entries(&plans, 4),
+            vec![Share::Borrowed {
+                fd: 5,
+                owner: 9,
+                owner_fd: 4
             }]
         );
     }

@@ -8,7 +8,9 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use zhuque_image::tree::{FdReport, PTY_KEY_DEV, SharePlan};
+use zhuque_image::tree::{
+    FdFile, FdReport, PTY_KEY_DEV, Share, SharePlan, in_flight_fd, in_flight_local,
+};
 
 use super::plan::{self, FdFact, FdRef, FileKey};
 use super::snapshot::{self, ProcFact};
@@ -355,32 +357,30 @@ pub fn kcmp_file(a: FdRef, b: FdRef) -> Option<Ordering> {
 
 /// The plans of `members` (stopped), from their fd tables.
 /// `reports` are the fd tables members reported themselves (`FdReport`); the others' are
-/// read from `/proc`.
+/// read from `/proc`. A report's descriptions in flight (`FdReport::in_flight`) are fds of
+/// the member at negative numbers (`in_flight_fd`), which its coordinator holds.
 pub fn share_plans(members: &[i32], reports: &BTreeMap<i32, FdReport>) -> BTreeMap<i32, SharePlan> {
     let mut tasks: BTreeMap<i32, i32> = BTreeMap::new();
     let mut facts: Vec<FdFact> = Vec::new();
+    let mut claimed: Vec<FdRef> = Vec::new();
     for pid in members {
         match reports.get(pid) {
             Some(r) => {
                 tasks.insert(*pid, r.task);
-                let reported: Vec<FdFact> = r
-                    .fds
-                    .iter()
-                    .map(|(fd, file)| FdFact {
-                        pid: *pid,
-                        fd: *fd,
-                        key: file.map(|f| FileKey {
-                            dev: f.dev,
-                            ino: f.ino,
-                            ends_together: f.fifo || f.dev == PTY_KEY_DEV,
-                            socket: f.socket,
-                        }),
-                    })
-                    .collect();
+                let fact = |fd: i32, file: Option<&FdFile>| FdFact {
+                    pid: *pid,
+                    fd,
+                    key: file.map(key_of),
+                };
+                let reported: Vec<FdFact> =
+                    r.fds.iter().map(|(fd, f)| fact(*fd, f.as_ref())).collect();
                 // The report says what `/proc` says (checked in builds with debug assertions,
                 // which CI runs its single-program crash tests with: each is a tree).
                 debug_assert_eq!(reported, fd_facts(*pid, r.task), "fd report of {pid}");
                 facts.extend(reported);
+                let in_flight = r.in_flight.iter();
+                facts.extend(in_flight.map(|(l, f)| fact(in_flight_fd(*l), Some(f))));
+                claimed.extend(r.waiting.iter().map(|(fd, _)| (*pid, *fd)));
             }
             None => {
                 let task = fd_task(*pid);
@@ -389,9 +389,14 @@ pub fn share_plans(members: &[i32], reports: &BTreeMap<i32, FdReport>) -> BTreeM
             }
         }
     }
-    join_connected_sockets(&mut facts);
-    // kcmp looks at the given task's fd table: the live one.
-    let task = |r: FdRef| (tasks.get(&r.0).copied().unwrap_or(r.0), r.1);
+    let taken = taken_clients(&facts, reports);
+    join_connected_sockets(&mut facts, &taken);
+    // kcmp looks at the given task's fd table: the live one, or the coordinator's for an fd
+    // in flight.
+    let task = |r: FdRef| match in_flight_local(r.1) {
+        Some(local) => (reports.get(&r.0).map_or(r.0, |p| p.coordinator), local),
+        None => (tasks.get(&r.0).copied().unwrap_or(r.0), r.1),
+    };
     let kcmp_file = |a: FdRef, b: FdRef| kcmp_file(task(a), task(b));
     let me = std::process::id() as i32;
     let stdio_keys = own_stdio();
@@ -411,7 +416,42 @@ pub fn share_plans(members: &[i32], reports: &BTreeMap<i32, FdReport>) -> BTreeM
     // Without an answer, two fds are different descriptions, ordered by (pid, fd) so the
     // order stays total; sharing is then lost, never invented.
     let cmp = |a: FdRef, b: FdRef| kcmp_file(a, b).unwrap_or_else(|| a.cmp(&b));
-    plan::plan(members, &facts, &stdio, &cmp)
+    let mut plans = plan::plan(members, &facts, &claimed, &stdio, &cmp);
+    // An import of a description in flight takes it from the coordinator that holds it.
+    for e in plans.values_mut().flat_map(|p| p.entries.iter_mut()) {
+        if let Share::Import { from, from_fd, .. } = e
+            && let Some(local) = in_flight_local(*from_fd)
+        {
+            (*from, *from_fd) = task((*from, *from_fd));
+            debug_assert_eq!(*from_fd, local);
+        }
+    }
+    plans
+}
+
+/// The plan's key of a reported file.
+fn key_of(f: &FdFile) -> FileKey {
+    FileKey {
+        dev: f.dev,
+        ino: f.ino,
+        ends_together: f.fifo || f.dev == PTY_KEY_DEV,
+        socket: f.socket,
+    }
+}
+
+/// The clients whose waiting connections a member took for the save (`FdReport::waiting`),
+/// each with the inode of the listener it waited on: they are its pending clients still.
+fn taken_clients(facts: &[FdFact], reports: &BTreeMap<i32, FdReport>) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for (pid, r) in reports {
+        for (fd, client) in r.waiting.iter().filter(|(_, c)| *c != 0) {
+            let listener = facts.iter().find(|f| f.pid == *pid && f.fd == *fd);
+            if let Some(k) = listener.and_then(|f| f.key) {
+                out.insert(*client, k.ino);
+            }
+        }
+    }
+    out
 }
 
 /// Gives both ends of each Unix connection whose ends members hold (a socketpair shared
@@ -420,7 +460,7 @@ pub fn share_plans(members: &[i32], reports: &BTreeMap<i32, FdReport>) -> BTreeM
 /// do a listener and the clients whose connections it has not accepted yet (the key is the
 /// listener's): its owner makes them again in queue order. Only when sockets are held by two
 /// members or more (the kernel is asked once then).
-fn join_connected_sockets(facts: &mut [FdFact]) {
+fn join_connected_sockets(facts: &mut [FdFact], taken: &BTreeMap<u64, u64>) {
     let sockets: Vec<(i32, u64)> = facts
         .iter()
         .filter_map(|f| f.key.filter(|k| k.socket).map(|k| (f.pid, k.ino)))
@@ -431,7 +471,8 @@ fn join_connected_sockets(facts: &mut [FdFact]) {
     let mut inodes: Vec<u64> = sockets.iter().map(|(_, ino)| *ino).collect();
     inodes.sort_unstable();
     inodes.dedup();
-    let links = super::unix_peers::links(&inodes);
+    let mut links = super::unix_peers::links(&inodes);
+    links.pending_on.extend(taken);
     let listeners: Vec<u64> = links.pending_on.values().copied().collect();
     for f in facts.iter_mut() {
         let Some(k) = &mut f.key else { continue };
@@ -531,7 +572,7 @@ mod tests {
                 .iter()
                 .all(|f| f.key.is_some_and(|k| k.socket && !k.ends_together))
         );
-        join_connected_sockets(&mut facts);
+        join_connected_sockets(&mut facts, &BTreeMap::new());
         let (ka, kb) = (facts[0].key.unwrap(), facts[2].key.unwrap());
         assert_eq!(ka, kb, "both ends: one key");
         assert!(ka.ends_together);

@@ -13,12 +13,19 @@
 //! message with its fds, from the other end (for a connection whose peer is gone, from the
 //! other end of the socketpair it comes back as, which then closes); then those files are
 //! closed again, and live on only in the message, as they did.
+//!
+//! In a tree, a pipe end in flight must come back one pipe with its other end, which another
+//! process may hold: the fd report (`report.rs`) takes the connections waiting on the
+//! process's Unix listeners before the init plans, and reports their fds in flight, so the
+//! plan can give such an end to the owner of its pipe ([`Planned`]: this process then only
+//! borrows it for the message).
 
 use super::procfd::Task;
-use super::sockets::drain_keeping_fds;
+use super::sockets::{Waiting, drain_keeping_fds};
 use super::{Class, Desc, Restorer};
 use crate::sys;
 use zhuque_image::os::{FileKind, PassedFds, SockState, Socket};
+use zhuque_image::tree::{Share, SharePlan, in_flight_local};
 
 /// What a Unix socket's queue held at the save: its messages (with their senders), and the
 /// descriptions (indexes of the save's description list, then of the table) sent with each.
@@ -40,13 +47,78 @@ pub struct InFlight {
 /// saves, including sockets that were themselves in flight, and adds each description in
 /// flight not found among them. `not_ours[k]`: description `k` is saved by another process of
 /// the tree or is the launch's standard stream (its queue is not this save's to take).
-pub fn take(descs: &mut Vec<Desc>, not_ours: &[bool]) {
+/// `taken`: the connections the fd report took from listeners already, by listener inode
+/// (`report::Listing::waiting`); `planned`: what the plan says of descriptions in flight.
+pub fn take(
+    descs: &mut Vec<Desc>,
+    not_ours: &[bool],
+    mut taken: Vec<(u64, Vec<Waiting>)>,
+    planned: &Planned,
+) {
     let first_adopted = descs.len();
-    take_queues(descs, not_ours);
-    warn_split_pipes(descs, first_adopted, not_ours);
+    take_queues(descs, not_ours, &mut taken, planned);
+    // A listener another process saves after all (two took connections from it at once).
+    for w in taken.into_iter().flat_map(|(_, w)| w) {
+        dropped(&w, "taken from a listener another process saves");
+    }
+    warn_split_pipes(descs, first_adopted, not_ours, planned);
 }
 
-fn take_queues(descs: &mut Vec<Desc>, not_ours: &[bool]) {
+/// What a tree's plan says of descriptions in flight that this process's fd report took
+/// (`Share` entries with a negative fd: `in_flight_fd`): another process saves them (or they
+/// are the launch's standard streams). Each by the coordinator's copy the report kept.
+#[derive(Default)]
+pub struct Planned {
+    entries: Vec<(i32, FileKind)>,
+}
+
+impl Planned {
+    pub fn new(plan: Option<&SharePlan>) -> Planned {
+        let entries = plan
+            .into_iter()
+            .flat_map(|p| p.entries.iter())
+            .filter_map(|e| match *e {
+                Share::Borrowed {
+                    fd,
+                    owner,
+                    owner_fd,
+                } => Some((in_flight_local(fd)?, FileKind::Borrowed { owner, owner_fd })),
+                Share::Stdio { fd, stream } => {
+                    Some((in_flight_local(fd)?, FileKind::Stdio { fd: stream }))
+                }
+                Share::Import { .. } => None,
+            })
+            .collect();
+        Planned { entries }
+    }
+
+    /// The kind the plan gives description `d`, if it is one of those.
+    fn kind_of(&self, d: &Desc) -> Option<&FileKind> {
+        let me = sys::gettid();
+        self.entries.iter().find_map(|(kept, kind)| {
+            let same = sys::compare_files(me, d.local, *kept);
+            (same == Ok(Some(core::cmp::Ordering::Equal))).then_some(kind)
+        })
+    }
+
+    /// The descriptions of `descs` the plan gives a kind, with it.
+    pub fn kinds(&self, descs: &[Desc]) -> Vec<(usize, FileKind)> {
+        if self.entries.is_empty() {
+            return Vec::new();
+        }
+        let found = descs.iter().enumerate().filter(|(_, d)| d.fd < 0);
+        found
+            .filter_map(|(i, d)| Some((i, self.kind_of(d)?.clone())))
+            .collect()
+    }
+}
+
+fn take_queues(
+    descs: &mut Vec<Desc>,
+    not_ours: &[bool],
+    taken: &mut Vec<(u64, Vec<Waiting>)>,
+    planned: &Planned,
+) {
     let me = Task::thread(sys::gettid());
     let mut buf: Vec<u8> = Vec::new();
     let mut k = 0;
@@ -55,6 +127,7 @@ fn take_queues(descs: &mut Vec<Desc>, not_ours: &[bool]) {
             // Taken already: a client whose connection waited in a listener's queue.
             && descs[k].in_flight.is_none()
             && !not_ours.get(k).copied().unwrap_or(false)
+            && (k < not_ours.len() || planned.kind_of(&descs[k]).is_none())
             && sys::getsockopt_int(descs[k].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
                 == Ok(sys::AF_UNIX)
         {
@@ -63,7 +136,12 @@ fn take_queues(descs: &mut Vec<Desc>, not_ours: &[bool]) {
                 if buf.is_empty() {
                     buf = vec![0u8; 1 << 20];
                 }
-                take_waiting_clients(descs, k, &mut buf, me);
+                let ino = descs[k].st.ino;
+                let before = match taken.iter().position(|(l, _)| *l == ino) {
+                    Some(t) => taken.swap_remove(t).1,
+                    None => Vec::new(),
+                };
+                take_waiting_clients(descs, k, before, &mut buf, me);
                 descs[k].in_flight = Some(InFlight::default());
                 k += 1;
                 continue;
@@ -105,15 +183,24 @@ fn take_queues(descs: &mut Vec<Desc>, not_ours: &[bool]) {
     }
 }
 
-/// The connections waiting in the queue of Unix listener `descs[l]` (`sockets::take_waiting`):
-/// what each client had sent, with its fds in flight, becomes the client's record, as a
-/// connection's queue does (the client is one of `descs`: this process's socket, or another
-/// process's that this one saves). A connection from elsewhere is dropped, as natively when
-/// the listener goes.
-fn take_waiting_clients(descs: &mut Vec<Desc>, l: usize, buf: &mut [u8], me: Task) {
+/// The connections waiting in the queue of Unix listener `descs[l]` (`sockets::take_waiting`),
+/// after those the fd report took from it (`before`): what each client had sent, with its fds
+/// in flight, becomes the client's record, as a connection's queue does (the client is one of
+/// `descs`: this process's socket, or another process's that this one saves; or, when it has
+/// closed, one made for it: [`orphan`]). A connection from elsewhere is dropped, as natively
+/// when the listener goes.
+fn take_waiting_clients(
+    descs: &mut Vec<Desc>,
+    l: usize,
+    before: Vec<Waiting>,
+    buf: &mut [u8],
+    me: Task,
+) {
     let listener = descs[l].st.ino;
-    let waiting = super::sockets::take_waiting(descs[l].local, buf);
+    let mut waiting = before;
+    waiting.extend(super::sockets::take_waiting(descs[l].local, buf));
     for (at, w) in waiting.into_iter().enumerate() {
+        let pending_on = Some((listener, at as u32));
         let client = (w.client != 0)
             .then(|| {
                 // Its own queue is empty (nothing can reach a client before the accept),
@@ -124,7 +211,11 @@ fn take_waiting_clients(descs: &mut Vec<Desc>, l: usize, buf: &mut [u8], me: Tas
             })
             .flatten();
         let Some(c) = client else {
-            dropped(&w);
+            if client_closed(&w) {
+                orphan(descs, w, pending_on, me);
+            } else {
+                dropped(&w, "from a client outside the tree");
+            }
             continue;
         };
         let passed = w
@@ -135,11 +226,42 @@ fn take_waiting_clients(descs: &mut Vec<Desc>, l: usize, buf: &mut [u8], me: Tas
         descs[c].in_flight = Some(InFlight {
             messages: w.messages,
             passed,
-            pending_on: Some((listener, at as u32)),
+            pending_on,
             accepted: Some(w.accepted),
             ..InFlight::default()
         });
     }
+}
+
+/// Whether the client of waiting connection `w` has closed: its accepted end hangs up
+/// (sock_diag may still name the dead client's inode).
+fn client_closed(w: &Waiting) -> bool {
+    w.client == 0 || sys::poll_one(w.accepted.raw(), 0, 0).is_ok_and(|r| r & sys::POLLHUP != 0)
+}
+
+/// A connection that waited in a listener's queue whose client has closed (python's
+/// `forkserver` closes its end right after sending a worker's pipes): it comes back as a
+/// client of its own, a file no fd holds, which connects again at the resume, sends what the
+/// client had sent with its fds, and closes. The accepted end stands in for the client in the
+/// save: a Unix connection of the client's type whose peer is gone.
+fn orphan(descs: &mut Vec<Desc>, w: Waiting, pending_on: Option<(u64, u32)>, me: Task) {
+    let c = sys::dup_at_least(w.accepted.raw(), 3).map_or(usize::MAX, |s| adopt(descs, s, me));
+    if c == usize::MAX {
+        dropped(&w, "whose client has closed (it cannot be examined)");
+        return;
+    }
+    let passed = w
+        .fds
+        .into_iter()
+        .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
+        .collect();
+    descs[c].in_flight = Some(InFlight {
+        messages: w.messages,
+        passed,
+        pending_on,
+        accepted: Some(w.accepted),
+        ..InFlight::default()
+    });
 }
 
 /// Says when a pipe end in flight (adopted from `first_adopted` on) comes back split from its
@@ -147,10 +269,12 @@ fn take_waiting_clients(descs: &mut Vec<Desc>, l: usize, buf: &mut [u8], me: Tas
 /// (another process of the tree holds it, which saves it on its own; the kernel's poll tells:
 /// a write end without readers reports `POLLERR`, a read end without writers `POLLHUP`).
 /// The resume makes each a pipe of its own, so what one writes the other never reads.
-fn warn_split_pipes(descs: &[Desc], first_adopted: usize, not_ours: &[bool]) {
+fn warn_split_pipes(descs: &[Desc], first_adopted: usize, not_ours: &[bool], planned: &Planned) {
     let ours = |j: usize| !not_ours.get(j).copied().unwrap_or(false);
     let split = (first_adopted..descs.len())
         .filter(|&k| descs[k].class == Class::Pipe && descs[k].link.starts_with(b"pipe:"))
+        // The plan has it saved with its other end, by another process.
+        .filter(|&k| planned.kind_of(&descs[k]).is_none())
         .filter(|&k| {
             !descs
                 .iter()
@@ -172,17 +296,16 @@ fn warn_split_pipes(descs: &[Desc], first_adopted: usize, not_ours: &[bool]) {
     }
 }
 
-/// A connection that waited in a listener's queue whose client is not kept (it closed after
-/// sending, or is outside the tree): dropped, said when it carried anything. (Keeping it
-/// would need the files in flight to stay one with their other ends, which other processes
-/// may hold: python's `forkserver` start method, failed in the instant a worker is asked
-/// for, loses that worker's start so; README, limits.)
-fn dropped(w: &super::sockets::Waiting) {
+/// A connection that waited in a listener's queue and is not kept (`why`): dropped, said when
+/// it carried anything.
+fn dropped(w: &Waiting, why: &str) {
     let fds = super::sockets::close_passed(&w.fds);
     let bytes: usize = w.messages.iter().map(Vec::len).sum();
     if bytes > 0 || fds > 0 {
         crate::diag::Line::new()
-            .str("warning: a connection waiting to be accepted, whose client has closed or is outside the tree, is dropped with the ")
+            .str("warning: a connection waiting to be accepted, ")
+            .str(why)
+            .str(", is dropped with the ")
             .num(bytes as u64)
             .str(" bytes and ")
             .num(fds as u64)
@@ -248,6 +371,14 @@ pub fn needed(descs: &[Desc]) -> Vec<usize> {
         .flat_map(|f| f.passed.iter().flat_map(|(_, files)| files.iter().copied()))
         .filter(|&i| i != usize::MAX)
         .collect();
+    // The clients made for waiting connections whose own had closed ([`orphan`]).
+    v.extend((0..descs.len()).filter(|&i| {
+        descs[i].fd < 0
+            && descs[i]
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.pending_on.is_some())
+    }));
     v.sort_unstable();
     v.dedup();
     v

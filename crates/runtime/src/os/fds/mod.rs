@@ -428,14 +428,32 @@ pub fn save(
     if let Some(p) = pidfd {
         sync_runtime_fds(p);
     }
-    let listed = listing.filter(|(t, _)| *t == task.id()).map(|(_, fds)| fds);
+    let (listed, taken) = match listing {
+        Some(l) => ((l.task == task.id()).then_some(l.fds), l.waiting),
+        None => (None, Vec::new()),
+    };
     let (mut descs, fds) = collect(task, pidfd, plan.as_ref(), listed);
     let not_ours = not_ours(&descs, &fds, plan.as_ref());
-    in_flight::take(&mut descs, &not_ours);
+    let planned = in_flight::Planned::new(plan.as_ref());
+    in_flight::take(&mut descs, &not_ours, taken, &planned);
+    let planned = planned.kinds(&descs);
     let extra = in_flight::needed(&descs);
     let (mut used, descs_left, table_fds, index) = order(descs, &fds, &extra);
     in_flight::renumber(&mut used, &index);
-    let table = describe(meta, files, task, &used, &table_fds, plan.as_ref());
+    // The plan's kinds of descriptions in flight, by their place in the table.
+    let planned: Vec<(usize, FileKind)> = planned
+        .into_iter()
+        .filter_map(|(i, k)| Some((index.get(i).copied().flatten()? as usize, k)))
+        .collect();
+    let table = describe(
+        meta,
+        files,
+        task,
+        &used,
+        &table_fds,
+        plan.as_ref(),
+        &planned,
+    );
     unkeepable::refuse_save(&used, &table.files);
     meta.set_section(TAG_FDS, table.encode());
     let rings = ring_sockets(&used, &table);
@@ -668,6 +686,7 @@ fn describe(
     used: &[Desc],
     table_fds: &[Fd],
     plan: Option<&SharePlan>,
+    planned: &[(usize, FileKind)],
 ) -> FdTable {
     let mut kinds: Vec<Option<FileKind>> = vec![None; used.len()];
     let mut table = FdTable::default();
@@ -686,6 +705,9 @@ fn describe(
             generation: meta.generation,
             task,
         };
+        for (i, kind) in planned {
+            kinds[*i] = Some(kind.clone());
+        }
         match plan {
             Some(plan) => apply_plan(plan, table_fds, &mut kinds),
             None => {
@@ -778,8 +800,10 @@ fn import_for_others(plan: &SharePlan, descs: &mut Vec<Desc>, fds: &mut Vec<Foun
         let Share::Import { from, from_fd, at } = *e else {
             continue;
         };
-        let local =
-            sys::pidfd_open(from, 0).and_then(|pidfd| sys::pidfd_getfd(pidfd.raw(), from_fd));
+        // `from` may be the coordinator thread of a process that holds the description in
+        // flight (its fd report took it).
+        let pidfd = sys::pidfd_open(from, 0).or_else(|_| sys::pidfd_open(from, sys::PIDFD_THREAD));
+        let local = pidfd.and_then(|pidfd| sys::pidfd_getfd(pidfd.raw(), from_fd));
         // Closed with the other descriptions' duplicates at the end of the save.
         let local = local.map_or_else(|e| save_failed(from_fd, e), sys::Fd::into_raw);
         let proc_path = |kind: &str| {

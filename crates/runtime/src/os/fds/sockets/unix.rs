@@ -125,17 +125,49 @@ pub(super) fn bind_holding_file(
     aside.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
     let aside = CString::new(aside).map_err(|_| crate::sys::Errno::EINVAL)?;
     let moved = sys::renameat(&path, &aside).is_ok();
-    let held = HeldPath { path, aside, moved };
-    match sys::bind(fd, &s.local) {
+    let mut held = HeldPath {
+        path,
+        aside,
+        moved,
+        made: Vec::new(),
+    };
+    let mut bound = sys::bind(fd, &s.local);
+    if bound == Err(crate::sys::Errno::ENOENT) {
+        // Its directory is gone too (a program's temporary directory, removed while the
+        // socket lived on): made for the moment of the bind.
+        held.made = make_parents(held.path.as_bytes());
+        bound = sys::bind(fd, &s.local);
+    }
+    match bound {
         Ok(()) => Ok(Some(held)),
         Err(e) => {
             // Nothing of ours at the path: only put back what was there.
+            held.release_dirs();
             if held.moved {
                 let _ = sys::renameat(&held.aside, &held.path);
             }
             Err(e)
         }
     }
+}
+
+/// Makes the directories missing on the way to `path` (owner-only), outermost first; returns
+/// those it made.
+fn make_parents(path: &[u8]) -> Vec<CString> {
+    let mut made = Vec::new();
+    let ends = path.iter().enumerate().skip(1).filter(|(_, b)| **b == b'/');
+    for (i, _) in ends {
+        let Ok(dir) = CString::new(&path[..i]) else {
+            break;
+        };
+        let mode = rustix::fs::Mode::RWXU;
+        match rustix::fs::mkdirat(rustix::fs::CWD, dir.as_c_str(), mode) {
+            Ok(()) => made.push(dir),
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(_) => break,
+        }
+    }
+    made
 }
 
 /// The socket file a `bind` of a socket whose own file is gone made, and whatever was at the
@@ -145,14 +177,24 @@ pub(super) struct HeldPath {
     path: CString,
     aside: CString,
     moved: bool,
+    /// Directories made for the bind, which were gone ([`make_parents`]).
+    made: Vec<CString>,
 }
 
 impl HeldPath {
     /// Removes the new socket file and puts back what was at the path.
     pub(super) fn release(self) {
         let _ = sys::unlinkat(sys::AT_FDCWD, &self.path, 0);
+        self.release_dirs();
         if self.moved {
             let _ = sys::renameat(&self.aside, &self.path);
+        }
+    }
+
+    /// Removes the directories made for the bind, innermost first.
+    fn release_dirs(&self) {
+        for dir in self.made.iter().rev() {
+            let _ = sys::unlinkat(sys::AT_FDCWD, dir, sys::AT_REMOVEDIR);
         }
     }
 }
