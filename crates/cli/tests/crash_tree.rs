@@ -95,6 +95,10 @@
 //! - `programs_started_after_the_image_was_removed_say_they_run_natively`: a tree whose
 //!   image directory is removed while it runs: the programs it starts after run natively,
 //!   each saying so, and none makes the directory again.
+//! - `threads_keep_their_ids_when_other_processes_run_on_first` (`tree_tids.c`): a root's
+//!   threads keep their tids through resumes while its children fork all along.
+//! - `a_failure_after_the_image_was_removed_says_nothing_was_saved`: the save of a tree whose
+//!   image directory was removed fails with one line, and makes nothing again.
 //! - `fds_in_flight_on_a_connection_not_yet_accepted` (`tree_pending_fds.c`): a pipe's write
 //!   end sent on a connection the child's listener has not accepted yet comes back with it.
 //! - `pipes_in_flight_on_a_connection_whose_client_closed` (`tree_pending_fds.c forkserver`):
@@ -554,6 +558,31 @@ fn unix_connections_between_processes_pending_and_accepted() {
 /// flight, closes its copy; two fail points exactly then, random failures besides): the
 /// child's answer comes through that pipe. Before, those fds were dropped at a save, with a
 /// warning, and the parent read end-of-file.
+/// Thread ids through resumes of a tree (`tree_tids.c`): the root's 12 threads, started
+/// first, check their `gettid()` every round while two children fork a grandchild each round.
+/// Before, a process recreated its threads only once the tree ran on, and a child running on
+/// first (its coordinator, its next fork) took an id one of the root's threads still needed:
+/// in every run the root's threads came back with other ids.
+#[test]
+fn threads_keep_their_ids_when_other_processes_run_on_first() {
+    let prog = Program::compile("tree_tids.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror", "-pthread"]);
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_tids", &prog.path, ["2000", "2"]).compare_files(&[]);
+    let (oracle, report) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.contains("same tids throughout"), "{out}");
+    let warned: Vec<String> = report
+        .launches()
+        .flat_map(|l| zhuque_lines_with(std::slice::from_ref(l), "thread ids change"))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
 #[test]
 fn fds_in_flight_on_a_connection_not_yet_accepted() {
     let prog = Program::compile("tree_pending_fds.c");
@@ -1037,6 +1066,44 @@ fn programs_started_after_the_image_was_removed_say_they_run_natively() {
     assert!(!image.path.exists(), "the image directory was made again");
 }
 
+/// A failure after a running tree's image directory was removed saves nothing, and says why
+/// in one line: before, the init made the directory again to write its plans of shared fds
+/// into, and every member failed, saying the plan was missing.
+#[test]
+fn a_failure_after_the_image_was_removed_says_nothing_was_saved() {
+    let dir = TempDir::new("image_removed_fail");
+    let image = ImageDir::new();
+    let zq = Zhuque::real();
+    let mut run = zq.command(
+        [
+            "run".to_string(),
+            "--image".into(),
+            image.path.display().to_string(),
+            "--fail-after".into(),
+            "1.5".into(),
+            "--".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            "/bin/sleep 5; echo never".into(),
+        ],
+        &dir.path,
+    );
+    run.stdin(std::process::Stdio::null());
+    let run = spawn(run, "zhuque run");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_dir_all(&image.path).expect("the running tree's image");
+    let done = run.wait(std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(done.status, 125, "{stderr}");
+    assert!(done.stdout.is_empty(), "{stderr}");
+    assert!(
+        stderr.contains("was removed while the tree ran"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("plan of shared fds"), "{stderr}");
+    assert!(!image.path.exists(), "the image directory was made again");
+}
+
 #[test]
 fn a_static_child_is_killed_and_reported() {
     let prog = Program::compile("tree_exec.c");
@@ -1305,20 +1372,19 @@ fn exec_fd_natively() {
 fn exec_memfd_natively() {
     let prog = Program::compile("tree_exec.c");
     let child = Program::compile("tree_static.c");
-    let (first, _) = native_check(&exec_memfd(&prog, &child), 0);
-    assert_eq!(count_stderr_lines_of(&first.stderr, STARTING_STATIC), 4);
-    assert!(
-        String::from_utf8_lossy(&first.stdout).contains("round 4: the static child says"),
-        "{}",
-        String::from_utf8_lossy(&first.stdout)
-    );
+    static_children_run_natively(&exec_memfd(&prog, &child));
 }
 
 #[test]
 fn exec_static_natively() {
     let prog = Program::compile("tree_exec.c");
-    let tree = exec_static(&prog);
-    let (first, _) = native_check(&tree, 0);
+    static_children_run_natively(&exec_static(&prog));
+}
+
+/// A tree starting a static child every round (from a file or a memfd), natively: each start
+/// says so on stderr, and the child answers.
+fn static_children_run_natively(tree: &Tree) {
+    let (first, _) = native_check(tree, 0);
     assert_eq!(count_stderr_lines_of(&first.stderr, STARTING_STATIC), 4);
     assert!(
         String::from_utf8_lossy(&first.stdout).contains("round 4: the static child says"),

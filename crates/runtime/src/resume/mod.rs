@@ -4,9 +4,11 @@
 //! 2. Switch to a volatile stack, block every signal, unregister rseq.
 //! 3. Lay the saved address space over this one (`layout`); private mappings of unlinked
 //!    files and packet socket rings wait for the fds those files and sockets come back as.
-//! 4. Reinstall the runtime's signal handlers; mark the image RUNNING.
-//! 5. Recreate every other thread, parked on a trampoline (`threads`), and the coordinator,
-//!    held; then what needs them (timers aimed at threads, their pending signals).
+//! 4. Recreate every other thread, parked on a trampoline (`threads`), with its saved id; in
+//!    a tree before this process answers the init, so that every saved id is taken before
+//!    any process of the tree runs on (docs/process-trees.md, "A resume").
+//! 5. Reinstall the runtime's signal handlers; mark the image RUNNING; start the coordinator,
+//!    held; then what needs the threads (timers aimed at them, their pending signals).
 //! 6. Every thread takes back its saved credentials (`os::credentials`): the last step, as
 //!    the others may need the privileges of the user who resumes.
 //! 7. Run the program's recovery handlers, release every thread at once, let the
@@ -111,6 +113,16 @@ extern "C" fn run(ctx: usize) -> ! {
         tree
     });
     crate::os::restore(meta);
+    // Every saved thread exists, held, before this process answers the init: once the tree
+    // runs on, the kernel hands out ids to its programs' new threads and children (and to
+    // each process's coordinator), and none may be an id another process of the tree has
+    // yet to recreate a thread with (its threads would come back with new ids).
+    let gate = threads::Gate::new(&meta.threads);
+    let keep_ids = sys::getpid() == meta.pid;
+    if !keep_ids {
+        threads::warn_ids_not_kept();
+    }
+    let (kept, mut tids) = threads::recreate(&meta.threads, gate, keep_ids);
     if let Some(tree) = &tree {
         // Nothing of the program runs, and nothing is written, before every process of the
         // tree is back (docs/process-trees.md, "A resume").
@@ -136,12 +148,6 @@ extern "C" fn run(ctx: usize) -> ! {
     }
     crate::os::credentials::prepare(meta);
     crate::os::process_state::prepare(meta);
-    let gate = threads::Gate::new(&meta.threads);
-    let keep_ids = sys::getpid() == meta.pid;
-    if !keep_ids {
-        threads::warn_ids_not_kept();
-    }
-    let (kept, mut tids) = threads::recreate(&meta.threads, gate, keep_ids);
     tids.push((meta.pid, sys::getpid()));
     p.ids_kept.store(kept, Ordering::Relaxed);
     p.set_tids(tids);

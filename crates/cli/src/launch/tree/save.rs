@@ -60,6 +60,15 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     stop(init)?;
     check_ends(init)?;
     init.note(format_args!("save: every process stopped"));
+    if !init.dir_is_ours() {
+        // Removed while the tree ran (`rm -rf`), perhaps another launch's now: what the
+        // members would write goes nowhere, or into another image.
+        return Err(Why::Failed(format!(
+            "the save failed: the image directory {} was removed while the tree ran; the \
+             tree is stopped unsaved",
+            init.dir().display()
+        )));
+    }
     let members = init.reg.begin_save();
     let unsaveable = unsaveable(init);
     if let Some((_, why)) = unsaveable.iter().find(|(pid, _)| *pid == init.root_pid) {
