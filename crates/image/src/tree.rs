@@ -401,10 +401,11 @@ pub struct FdReport {
     /// The thread that holds [`FdReport::in_flight`]'s fds (the process's coordinator, whose
     /// fd table is its own during a save): other processes take them from it.
     pub coordinator: i32,
-    /// Descriptions in flight on connections that waited in this process's Unix listeners,
-    /// which it accepted for the save (python's `forkserver` passes its pipes so): each a
-    /// duplicate the coordinator holds until the process ends, at this number, with its
-    /// file. In the plan, process `p`'s in-flight description at `n` is fd `-n - 1` of `p`.
+    /// Descriptions in flight on this process's Unix sockets: on connections that waited in
+    /// its listeners, which it accepted for the save (python's `forkserver` passes its pipes
+    /// so), and with the first message queued on each connection (looked at, not taken):
+    /// each a duplicate the coordinator holds until the process ends, at this number, with
+    /// its file. In the plan, process `p`'s in-flight description at `n` is fd `-n - 1` of `p`.
     pub in_flight: Vec<(i32, FdFile)>,
     /// The connections it accepted so: the listener's fd and the client's inode (0: the
     /// client had closed), in queue order. The process saves those listeners.

@@ -375,7 +375,13 @@ impl Harness {
                     None,
                 )
             } else {
-                let inject = rng.chance(plan.resume_fail_chance).then(|| delay(&mut rng));
+                // Every launch so far ended in a failure (k of them): until the run has the
+                // failures it promised, every resume gets one (a run ending short because
+                // the dice skipped a resume proves nothing, and retrying it with earlier
+                // failures does not help: six attempts in a row so once failed a test).
+                let short = k < plan.min_failures_per_run;
+                let inject =
+                    (short || rng.chance(plan.resume_fail_chance)).then(|| delay(&mut rng));
                 if (run + k) % 2 == 1 {
                     (Via::Resume, inject)
                 } else if inject.is_some() && rng.chance(plan.external_fail_chance) {
@@ -541,7 +547,8 @@ pub struct CrashPlan {
     pub window: (f64, f64),
     /// Shortest random delay, seconds.
     pub min_delay_secs: f64,
-    /// Chance of injecting another failure on a resume.
+    /// Chance of injecting another failure on a resume, once the run has gone through
+    /// `min_failures_per_run` (before, every resume gets one).
     pub resume_fail_chance: f64,
     /// When set, the first resume is made with `zhuque run --fail-after` this many seconds.
     pub first_resume_fail_after: Option<f64>,

@@ -81,6 +81,8 @@ pub struct TreeInit {
     pub warned_garbage: bool,
     /// The signal that killed the root, when it died of one.
     pub root_signal: Option<i32>,
+    /// When the root ended (`lifecycle`: the rest of the tree gets a moment to end too).
+    pub root_ended_at: Option<std::time::Instant>,
     /// The root's command name and the free space of the image's filesystem when its
     /// connection closed (before its pool was removed), for `lifecycle::report_crash`.
     pub root_gone: Option<(String, Option<u64>)>,
@@ -206,6 +208,7 @@ impl TreeInit {
             trace: Trace::from_env(),
             warned_garbage: false,
             root_signal: None,
+            root_ended_at: None,
             root_gone: None,
             lock,
         })
@@ -339,6 +342,7 @@ impl TreeInit {
             self.reaped.insert(pid, status);
             if self.root == Root::Running(pid) {
                 self.root = Root::Ended(exit_code(status));
+                self.root_ended_at = Some(std::time::Instant::now());
                 self.root_signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
             }
         }

@@ -17,6 +17,11 @@ use crate::image_dir::ImageDir;
 
 /// How often a tree waiting for processes it is not the parent of looks again.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the init waits, once the root has ended, for the rest of the tree to end too
+/// before it detaches: helpers that end when the root does (python multiprocessing's
+/// resource tracker and forkserver, which see their pipe from the root close) would
+/// otherwise make every such program's end say that processes keep running.
+const DETACH_GRACE: Duration = Duration::from_millis(300);
 
 /// Serves the running tree until it ends or is saved (a save that returns found the tree
 /// ended); never returns.
@@ -24,12 +29,12 @@ pub fn serve(init: &mut TreeInit) -> ! {
     loop {
         // A failure requested while the tree was being resumed is served first.
         if init.reg.take_fail() {
-            save::run(init);
+            save_detached(init);
         }
         init.pump(idle_timeout(init));
         init.failure_due();
         if init.reg.take_fail() {
-            save::run(init);
+            save_detached(init);
         }
         init.reap();
         forget_exec_gone(init);
@@ -37,9 +42,24 @@ pub fn serve(init: &mut TreeInit) -> ! {
     }
 }
 
+/// A save; a root that ended within [`DETACH_GRACE`] has its status returned by `zhuque run`
+/// first, as it would have without the grace (the save is then a detached tree's).
+fn save_detached(init: &mut TreeInit) {
+    if let Root::Ended(status) = init.root
+        && init.detach_fd.is_some()
+    {
+        report_crash(init, Fate::StaysFor(procs::live().len()));
+        detach(init, status);
+    }
+    save::run(init);
+}
+
 /// Nothing to watch but events, unless something ends without telling the init, or a
-/// failure is due.
+/// failure is due, or the root's end is in its [`DETACH_GRACE`].
 fn idle_timeout(init: &TreeInit) -> Option<Duration> {
+    if let Some(left) = grace_left(init) {
+        return Some(left.min(POLL));
+    }
     let waiting = !init.exec_gone.is_empty() || !matches!(init.root, Root::Running(_));
     let fail_in = init
         .fail_at
@@ -79,7 +99,7 @@ fn follow_root(init: &mut TreeInit) {
             finish(init, status)
         }
         Root::Ended(status) => {
-            if init.detach_fd.is_some() {
+            if init.detach_fd.is_some() && grace_left(init).is_none() {
                 report_crash(init, Fate::StaysFor(procs::live().len()));
                 detach(init, status);
             }
@@ -88,6 +108,15 @@ fn follow_root(init: &mut TreeInit) {
         Root::Rootless if !procs::anyone_left() => finish(init, 0),
         Root::Detached(_) | Root::Rootless => {}
     }
+}
+
+/// What is left of [`DETACH_GRACE`] after the root's end, while it has not been told.
+fn grace_left(init: &TreeInit) -> Option<Duration> {
+    if !matches!(init.root, Root::Ended(_)) || init.detach_fd.is_none() {
+        return None;
+    }
+    let since = init.root_ended_at?.elapsed();
+    (since < DETACH_GRACE).then(|| DETACH_GRACE - since)
 }
 
 /// What becomes of the image when the root has ended.

@@ -186,9 +186,8 @@ fn take_queues(
 /// The connections waiting in the queue of Unix listener `descs[l]` (`sockets::take_waiting`),
 /// after those the fd report took from it (`before`): what each client had sent, with its fds
 /// in flight, becomes the client's record, as a connection's queue does (the client is one of
-/// `descs`: this process's socket, or another process's that this one saves; or, when it has
-/// closed, one made for it: [`orphan`]). A connection from elsewhere is dropped, as natively
-/// when the listener goes.
+/// `descs`: this process's socket, or another process's that this one saves; else one made
+/// for it: [`orphan`]).
 fn take_waiting_clients(
     descs: &mut Vec<Desc>,
     l: usize,
@@ -211,11 +210,7 @@ fn take_waiting_clients(
             })
             .flatten();
         let Some(c) = client else {
-            if client_closed(&w) {
-                orphan(descs, w, pending_on, me);
-            } else {
-                dropped(&w, "from a client outside the tree");
-            }
+            orphan(descs, w, pending_on, me);
             continue;
         };
         let passed = w
@@ -233,17 +228,13 @@ fn take_waiting_clients(
     }
 }
 
-/// Whether the client of waiting connection `w` has closed: its accepted end hangs up
-/// (sock_diag may still name the dead client's inode).
-fn client_closed(w: &Waiting) -> bool {
-    w.client == 0 || sys::poll_one(w.accepted.raw(), 0, 0).is_ok_and(|r| r & sys::POLLHUP != 0)
-}
-
-/// A connection that waited in a listener's queue whose client has closed (python's
-/// `forkserver` closes its end right after sending a worker's pipes): it comes back as a
+/// A connection that waited in a listener's queue whose client no process of the tree holds:
+/// it had closed (python's `forkserver` closes its end right after sending a worker's pipes;
+/// a member's coordinator may still hold a copy made as the save began, so the kernel cannot
+/// tell), or it is outside the tree, gone as after a real power failure. It comes back as a
 /// client of its own, a file no fd holds, which connects again at the resume, sends what the
 /// client had sent with its fds, and closes. The accepted end stands in for the client in the
-/// save: a Unix connection of the client's type whose peer is gone.
+/// save: a Unix connection of the client's type.
 fn orphan(descs: &mut Vec<Desc>, w: Waiting, pending_on: Option<(u64, u32)>, me: Task) {
     let c = sys::dup_at_least(w.accepted.raw(), 3).map_or(usize::MAX, |s| adopt(descs, s, me));
     if c == usize::MAX {

@@ -68,7 +68,7 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
         .collect();
     let mut in_flight = Vec::new();
     let mut waiting = Vec::new();
-    let taken = take_waiting_connections(&listed, &mut in_flight, &mut waiting);
+    let taken = find_in_flight(&listed, &mut in_flight, &mut waiting);
     let report = FdReport {
         generation,
         task,
@@ -94,15 +94,18 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
     }
 }
 
-/// Takes the connections waiting in the program's Unix listeners (python's `forkserver`
-/// passes a worker's pipes on one before the server accepts it, then closes its end): the
-/// fds in flight on them must be known to the init's plan, which saves a pipe whose one end
-/// is in flight with its other end, held by another process. Accepting changes nothing the
-/// program can see: after the save it never runs again, unless it is resumed from the image,
-/// which has the connections back in its listener's queue. Each fd in flight goes into
-/// `in_flight` (a duplicate kept open for other processes to take), each connection into
-/// `waiting` (the listener's fd, the client's inode).
-fn take_waiting_connections(
+/// The fds in flight on the program's Unix sockets, which the init's plan must know to save a
+/// pipe end among them with its other end, held by another process (python's `forkserver`:
+/// the parent sends a worker's pipe ends to the server's listener, closes its connection, and
+/// keeps the pipes' other ends). Each goes into `in_flight` (a copy kept open for other
+/// processes to take).
+/// - A listener's waiting connections are taken (accepted, their queues read): accepting
+///   changes nothing the program can see, as after the save it never runs again unless it is
+///   resumed from the image, which has them back in its queue. Each goes into `waiting` (the
+///   listener's fd, the client's inode); the save takes them from the returned list.
+/// - A connection's queue is only looked at ([`peek_fds`]): another member may hold the socket
+///   and save it.
+fn find_in_flight(
     listed: &[Listed],
     in_flight: &mut InFlight,
     waiting: &mut Vec<(i32, u64)>,
@@ -127,9 +130,14 @@ fn take_waiting_connections(
     for ((fd, d, ino), p) in sockets.iter().zip(&polled) {
         if sys::revents(p) & sys::POLLIN == 0
             || out.iter().any(|(i, _)| i == ino)
-            || sys::getsockopt_int(*d, sys::SOL_SOCKET, sys::SO_ACCEPTCONN) != Ok(1)
             || sys::getsockopt_int(*d, sys::SOL_SOCKET, sys::SO_DOMAIN) != Ok(sys::AF_UNIX)
         {
+            continue;
+        }
+        if sys::getsockopt_int(*d, sys::SOL_SOCKET, sys::SO_ACCEPTCONN) != Ok(1) {
+            // A connection's queue may be another member's to save: only looked at.
+            let peeked = peek_fds(*d);
+            in_flight.extend(peeked.into_iter().filter_map(reported));
             continue;
         }
         if buf.is_empty() {
@@ -149,12 +157,38 @@ fn take_waiting_connections(
 
 /// Reports fd in flight `f` (the save's own copy is the caller's): a duplicate of it, kept.
 fn keep_in_flight(f: i32, in_flight: &mut InFlight) {
-    let Ok(st) = sys::fstat(f) else { return };
     // (A number the program's table does not use: the coordinator's is a copy of it.)
-    let Ok(kept) = sys::dup_at_least(f, 3) else {
-        return;
-    };
-    in_flight.push((kept, file_of(kept, &st)));
+    if let Some(kept) = sys::dup_at_least(f, 3).ok().and_then(reported) {
+        in_flight.push(kept);
+    }
+}
+
+/// Fd `kept` (kept open for the rest of the save) as the report gives it.
+fn reported(kept: i32) -> Option<(i32, FdFile)> {
+    match sys::fstat(kept) {
+        Ok(st) => Some((kept, file_of(kept, &st))),
+        Err(_) => {
+            let _ = sys::close(kept);
+            None
+        }
+    }
+}
+
+/// The fds in flight with the first message queued on Unix socket `fd` (python's forkserver
+/// has accepted a worker's connection but not read its pipe ends yet), received with
+/// `MSG_PEEK`: the queue stays as it is for whichever member saves the socket, and the
+/// fds, the caller's, let the plan save a pipe end among them with its other end. (Only
+/// the first: a later message is reached only with `SO_PEEK_OFF`, the socket's own state,
+/// which two members holding it would move at once.)
+fn peek_fds(fd: i32) -> Vec<i32> {
+    let mut byte = [0u8; 1];
+    // Room for the most fds one message carries (`SCM_MAX_FD`, 253) and credentials.
+    let mut control = [0u8; 1280];
+    let flags = sys::MSG_PEEK | sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC;
+    match sys::recvmsg(fd, &mut byte, &mut control, flags) {
+        Ok((_, _, len)) => sys::passed_fds(&control[..len.min(control.len())]),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The program's fd `fd`, taken into the coordinator's table and examined (`fstat`). The
