@@ -42,6 +42,18 @@ static int bound_to(const char *path, int type)
     return fd;
 }
 
+/* A client connected to the listener at `path` that sent `bytes`, never accepted. */
+static int pending_client(const char *path, const char *bytes)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, path);
+    TL_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                 write(fd, bytes, strlen(bytes)) == (ssize_t)strlen(bytes),
+             "connect to %s: %s", path, strerror(errno));
+    return fd;
+}
+
 static void check_name(int fd, const char *path, unsigned long r)
 {
     struct sockaddr_un a;
@@ -67,20 +79,12 @@ int main(int argc, char **argv)
     rmdir("gonedir");
     TL_CHECK(mkdir("gonedir", 0700) == 0, "mkdir gonedir: %s", strerror(errno));
     int indir = bound_to("gonedir/in.sock", SOCK_STREAM);
-    int pend_in = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un ia = {.sun_family = AF_UNIX, .sun_path = "gonedir/in.sock"};
-    TL_CHECK(pend_in >= 0 && connect(pend_in, (struct sockaddr *)&ia, sizeof ia) == 0 &&
-                 write(pend_in, "there", 5) == 5,
-             "connect to gonedir/in.sock: %s", strerror(errno));
+    pending_client("gonedir/in.sock", "there");
     TL_CHECK(unlink("gonedir/in.sock") == 0 && rmdir("gonedir") == 0, "rmdir gonedir");
     int gone = bound_to("gone.sock", SOCK_STREAM);
     int dgram = bound_to("dgram.sock", SOCK_DGRAM);
     int old = bound_to("taken.sock", SOCK_STREAM);
-    int pend = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un ga = {.sun_family = AF_UNIX, .sun_path = "gone.sock"};
-    TL_CHECK(pend >= 0 && connect(pend, (struct sockaddr *)&ga, sizeof ga) == 0 &&
-                 write(pend, "hello", 5) == 5,
-             "connect to gone.sock: %s", strerror(errno));
+    int pend = pending_client("gone.sock", "hello");
     TL_CHECK(unlink("gone.sock") == 0 && unlink("dgram.sock") == 0 && unlink("taken.sock") == 0,
              "unlink");
     int new = bound_to("taken.sock", SOCK_STREAM);

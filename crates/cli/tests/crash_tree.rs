@@ -1038,28 +1038,10 @@ fn an_image_replaced_while_its_tree_ran_is_left_alone() {
 /// find it, and its children said "process trees need `zhuque run`".
 #[test]
 fn programs_started_after_the_image_was_removed_say_they_run_natively() {
-    let dir = TempDir::new("image_removed");
-    let image = ImageDir::new();
-    let zq = Zhuque::real();
     let script = "while [ ! -e removed ]; do sleep 0.02; done; /bin/echo after; /bin/true";
-    let mut run = zq.command(
-        [
-            "run".to_string(),
-            "--image".into(),
-            image.path.display().to_string(),
-            "--".into(),
-            "/bin/sh".into(),
-            "-c".into(),
-            script.into(),
-        ],
-        &dir.path,
-    );
-    run.stdin(std::process::Stdio::null());
-    let run = spawn(run, "zhuque run");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    std::fs::remove_dir_all(&image.path).expect("the running tree's image");
-    std::fs::write(dir.path.join("removed"), b"").expect("write removed");
-    let done = run.wait(std::time::Duration::from_secs(60));
+    let (done, image) = run_removing_the_image("image_removed", &[], script, 300, |dir| {
+        std::fs::write(dir.join("removed"), b"").expect("write removed");
+    });
     let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
     assert_eq!(
         (
@@ -1082,28 +1064,14 @@ fn programs_started_after_the_image_was_removed_say_they_run_natively() {
 /// into, and every member failed, saying the plan was missing.
 #[test]
 fn a_failure_after_the_image_was_removed_says_nothing_was_saved() {
-    let dir = TempDir::new("image_removed_fail");
-    let image = ImageDir::new();
-    let zq = Zhuque::real();
-    let mut run = zq.command(
-        [
-            "run".to_string(),
-            "--image".into(),
-            image.path.display().to_string(),
-            "--fail-after".into(),
-            "1.5".into(),
-            "--".into(),
-            "/bin/sh".into(),
-            "-c".into(),
-            "/bin/sleep 5; echo never".into(),
-        ],
-        &dir.path,
+    let script = "/bin/sleep 5; echo never";
+    let (done, image) = run_removing_the_image(
+        "image_removed_fail",
+        &["--fail-after", "1.5"],
+        script,
+        500,
+        |_| {},
     );
-    run.stdin(std::process::Stdio::null());
-    let run = spawn(run, "zhuque run");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    std::fs::remove_dir_all(&image.path).expect("the running tree's image");
-    let done = run.wait(std::time::Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
     assert_eq!(done.status, 125, "{stderr}");
     assert!(done.stdout.is_empty(), "{stderr}");
@@ -1113,6 +1081,31 @@ fn a_failure_after_the_image_was_removed_says_nothing_was_saved() {
     );
     assert!(!stderr.contains("plan of shared fds"), "{stderr}");
     assert!(!image.path.exists(), "the image directory was made again");
+}
+
+/// `zhuque run --image IMAGE OPTIONS -- /bin/sh -c SCRIPT` in a working directory of its own;
+/// `after_ms` into the run, its image directory is removed and `then` runs (given the working
+/// directory); returns the run's end and the image.
+fn run_removing_the_image(
+    name: &str,
+    options: &[&str],
+    script: &str,
+    after_ms: u64,
+    then: impl FnOnce(&std::path::Path),
+) -> (Finished, ImageDir) {
+    let dir = TempDir::new(name);
+    let image = ImageDir::new();
+    let mut args = vec!["run".to_string(), "--image".into()];
+    args.push(image.path.display().to_string());
+    args.extend(options.iter().map(|o| o.to_string()));
+    args.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
+    let mut run = Zhuque::real().command(args, &dir.path);
+    run.stdin(std::process::Stdio::null());
+    let run = spawn(run, "zhuque run");
+    std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    std::fs::remove_dir_all(&image.path).expect("the running tree's image");
+    then(&dir.path);
+    (run.wait(std::time::Duration::from_secs(60)), image)
 }
 
 #[test]

@@ -166,10 +166,7 @@ fn take_queues(
                 let creds = (ty == sys::SOCK_DGRAM).then_some(&mut credentials);
                 drain_keeping_fds(local, ty, &mut buf, Some(&mut senders), creds, &mut raw)
             });
-            let passed = raw
-                .into_iter()
-                .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
-                .collect();
+            let passed = adopt_passed(descs, raw, me);
             descs[k].in_flight = Some(InFlight {
                 messages,
                 senders,
@@ -209,15 +206,11 @@ fn take_waiting_clients(
                     .position(|d| d.class == Class::Socket && d.st.ino == w.client)
             })
             .flatten();
-        let Some(c) = client else {
-            orphan(descs, w, pending_on, me);
+        let Some(c) = client.or_else(|| orphan(descs, &w, me)) else {
+            dropped(&w, "whose client's stand-in could not be made");
             continue;
         };
-        let passed = w
-            .fds
-            .into_iter()
-            .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
-            .collect();
+        let passed = adopt_passed(descs, w.fds, me);
         descs[c].in_flight = Some(InFlight {
             messages: w.messages,
             passed,
@@ -234,25 +227,23 @@ fn take_waiting_clients(
 /// tell), or it is outside the tree, gone as after a real power failure. It comes back as a
 /// client of its own, a file no fd holds, which connects again at the resume, sends what the
 /// client had sent with its fds, and closes. The accepted end stands in for the client in the
-/// save: a Unix connection of the client's type.
-fn orphan(descs: &mut Vec<Desc>, w: Waiting, pending_on: Option<(u64, u32)>, me: Task) {
-    let c = sys::dup_at_least(w.accepted.raw(), 3).map_or(usize::MAX, |s| adopt(descs, s, me));
-    if c == usize::MAX {
-        dropped(&w, "whose client has closed (it cannot be examined)");
-        return;
-    }
-    let passed = w
-        .fds
-        .into_iter()
+/// save (a Unix connection of the client's type): the index of its description.
+fn orphan(descs: &mut Vec<Desc>, w: &Waiting, me: Task) -> Option<usize> {
+    let stand_in = sys::dup_at_least(w.accepted.raw(), 3).ok()?;
+    let c = adopt(descs, stand_in, me);
+    (c != usize::MAX).then_some(c)
+}
+
+/// The fds in flight with each message (`drain_keeping_fds`, `take_waiting`), each adopted:
+/// the index of its description.
+fn adopt_passed(
+    descs: &mut Vec<Desc>,
+    raw: Vec<(u32, Vec<i32>)>,
+    me: Task,
+) -> Vec<(u32, Vec<usize>)> {
+    raw.into_iter()
         .map(|(m, fds)| (m, fds.into_iter().map(|f| adopt(descs, f, me)).collect()))
-        .collect();
-    descs[c].in_flight = Some(InFlight {
-        messages: w.messages,
-        passed,
-        pending_on,
-        accepted: Some(w.accepted),
-        ..InFlight::default()
-    });
+        .collect()
 }
 
 /// Says when a pipe end in flight (adopted from `first_adopted` on) comes back split from its
