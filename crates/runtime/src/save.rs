@@ -58,6 +58,9 @@ pub fn save_member(generation: u64) -> ! {
         left_out(&what);
     }
     let listing = found.listing;
+    if let Some(l) = &listing {
+        crate::os::fds::ptys::settle_typed(&l.fds);
+    }
     let _ = control::send(Msg::Stopped);
     // While the init waits for the rest of the tree to stop and plans the fds its processes
     // share (a round trip of about 0.2 ms): what no other process can change. (The rest of

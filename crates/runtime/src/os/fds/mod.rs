@@ -39,7 +39,7 @@ mod namespace;
 mod pidfd;
 mod pipes;
 mod procfd;
-mod ptys;
+pub mod ptys;
 pub mod report;
 mod restorer;
 mod signalfd;

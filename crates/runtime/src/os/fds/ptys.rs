@@ -165,6 +165,55 @@ fn termios_from(bytes: &[u8]) -> sys::Termios {
     }
 }
 
+/// Has the kernel process what was typed at each pseudo-terminal master among `listed` (a
+/// stopped tree member's fds) and not yet seen by the line discipline, so that the signals it
+/// makes (`^C`, `^Z`, `^\`) are pending in their process group before any process of the tree
+/// takes its pending signals. The kernel hands bytes written to a master to the slave's line
+/// discipline later, from a work queue; the save's own read of the input ([`save`]) made it
+/// happen, but only once the tree had stopped, in the process that saves the terminal,
+/// possibly after the foreground group's processes had taken their signals: an interrupt
+/// typed just before a failure was lost (the program's `^C` counted one short). Every writer
+/// to a master holds an fd of it, so each member settling its own masters once its threads
+/// have stopped covers everything typed before the save.
+pub fn settle_typed(listed: &[super::report::Listed]) {
+    let ptmx = crate::procfs::makedev(5, 2);
+    let mut held = None;
+    for (master, st) in listed.iter().filter_map(|l| l.dup.as_ref()) {
+        if st.mode & sys::S_IFMT != sys::S_IFCHR || st.rdev != ptmx {
+            continue;
+        }
+        held.get_or_insert_with(JobControlHeld::new);
+        let flags = sys::O_RDWR | sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
+        if let Ok(slave) = sys::open_pty_peer(master.raw(), flags) {
+            settle_slave(slave);
+            let _ = sys::close(slave);
+        }
+    }
+}
+
+/// `poll` on a slave waits for the line discipline to take what is on its way only when
+/// nothing is ready to read yet; when something is (a whole line in canonical mode), the
+/// slave is made non-canonical with a minimum count beyond what a read could find for one
+/// more `poll`. (Leaving canonical mode makes what was read one line: the save of the
+/// terminal reads it all in non-canonical mode anyway, and the process ends with the save.)
+fn settle_slave(slave: i32) {
+    let ready = |fd| sys::poll_one(fd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0);
+    if !ready(slave) {
+        return;
+    }
+    let Ok(saved) = sys::termios(slave) else {
+        return;
+    };
+    let mut wide = saved;
+    wide.c_lflag &= !sys::ICANON;
+    wide.c_cc[sys::VMIN] = u8::MAX;
+    wide.c_cc[sys::VTIME] = 0;
+    if sys::set_termios(slave, &wide).is_ok() {
+        ready(slave);
+        let _ = sys::set_termios(slave, &saved);
+    }
+}
+
 /// Records every pseudo-terminal whose master is in the table, with its slaves.
 pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], ptys: &mut Vec<Pty>) {
     let _held = JobControlHeld::new();
