@@ -247,8 +247,15 @@ pub enum Msg {
     /// A failure was requested in this process (`SIGPWR`, `zhuque_fail_now`, the
     /// `ZHUQUE_FAIL_AFTER` delay): the whole tree must be saved.
     Fail,
-    /// Every thread of the process is stopped (answer to [`Msg::Stop`]).
-    Stopped,
+    /// Every thread of the process is stopped (answer to [`Msg::Stop`]). `unix`: it holds
+    /// Unix sockets, on which fds may be in flight: its report of them waits for
+    /// [`Msg::Report`], once every process has stopped (one stopping later may still send).
+    Stopped {
+        unix: bool,
+    },
+    /// The fds in flight on the process's Unix sockets are in its report (answer to
+    /// [`Msg::Report`]).
+    Reported,
     /// Every thread of the process is stopped, but it holds an object zhuque cannot keep
     /// (an io_uring instance...; what, in [`UNSAVEABLE_FILE`]): it is left out of the save,
     /// lost as a statically linked program is (answer to [`Msg::Stop`]).
@@ -270,6 +277,11 @@ pub enum Msg {
     Role(Role),
     /// Stop every thread of the process for the save of `generation`.
     Stop {
+        generation: u64,
+    },
+    /// Every process of the tree has stopped: report the fds in flight on your Unix sockets
+    /// for the save of `generation` (to a process whose `Stopped` said it holds some).
+    Report {
         generation: u64,
     },
     /// Write the process's image for `generation`.
@@ -304,7 +316,8 @@ impl Msg {
         let (kind, arg): (u32, u64) = match *self {
             Msg::Hello => (1, 0),
             Msg::Fail => (2, 0),
-            Msg::Stopped => (3, 0),
+            Msg::Stopped { unix } => (3, unix as u64),
+            Msg::Reported => (10, 0),
             Msg::Saved { ok } => (4, ok as u64),
             Msg::Exec => (5, 0),
             Msg::ExecFailed => (6, 0),
@@ -319,6 +332,7 @@ impl Msg {
             Msg::Abort => (25, 0),
             Msg::Fetch => (26, 0),
             Msg::Go => (27, 0),
+            Msg::Report { generation } => (28, generation),
         };
         let mut b = [0u8; MSG_LEN];
         b[..4].copy_from_slice(&0x7a71_7472u32.to_le_bytes());
@@ -338,7 +352,8 @@ impl Msg {
         Ok(match kind {
             1 => Msg::Hello,
             2 => Msg::Fail,
-            3 => Msg::Stopped,
+            3 => Msg::Stopped { unix: arg != 0 },
+            10 => Msg::Reported,
             4 => Msg::Saved { ok: arg != 0 },
             5 => Msg::Exec,
             6 => Msg::ExecFailed,
@@ -353,13 +368,15 @@ impl Msg {
             25 => Msg::Abort,
             26 => Msg::Fetch,
             27 => Msg::Go,
+            28 => Msg::Report { generation: arg },
             _ => return Err(Error::Invalid("control message kind")),
         })
     }
 }
 
 /// File in a process image (`p/<pid>/`) in which a stopped process reports its fd table to
-/// the init, for the save under way ([`FdReport`]): written before its [`Msg::Stopped`].
+/// the init, for the save under way ([`FdReport`]): written before its [`Msg::Stopped`], or,
+/// by a process holding Unix sockets, before its [`Msg::Reported`].
 pub const FD_REPORT_FILE: &str = "fd-report";
 
 /// File in a process image (`p/<pid>/`) in which a stopped process says, in words, what it
@@ -627,7 +644,10 @@ mod tests {
         let all = [
             Msg::Hello,
             Msg::Fail,
-            Msg::Stopped,
+            Msg::Stopped { unix: false },
+            Msg::Stopped { unix: true },
+            Msg::Reported,
+            Msg::Report { generation: 5 },
             Msg::Saved { ok: true },
             Msg::Saved { ok: false },
             Msg::Exec,

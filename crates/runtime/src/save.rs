@@ -48,26 +48,38 @@ pub fn save_member(generation: u64) -> ! {
     // Memory in this process's own pool, shared (children stop at the same time, each
     // copying what it still read of its parent's pool).
     let ready = crate::tree::fork::prepare_save(&stopped);
-    let found = if ready {
+    let mut found = if ready {
         let tids: Vec<i32> = stopped.threads.iter().map(|t| t.tid).collect();
-        crate::os::fds::report::write(generation, &tids)
+        crate::os::fds::report::examine(generation, &tids)
     } else {
         Default::default()
     };
-    if let Some(what) = found.unkeepable {
+    if let Some(what) = found.unkeepable.take() {
         left_out(&what);
     }
-    let listing = found.listing;
-    if let Some(l) = &listing {
+    // A process holding Unix sockets reports what is in flight on them once the whole tree
+    // has stopped (`Report`): one that stops later may still send it fds.
+    let unix = found.holds_unix_sockets();
+    if !unix {
+        found.write();
+    }
+    if let Some(l) = &found.listing {
         crate::os::fds::ptys::settle_typed(&l.fds);
     }
-    let _ = control::send(Msg::Stopped);
+    let _ = control::send(Msg::Stopped { unix });
     // While the init waits for the rest of the tree to stop and plans the fds its processes
     // share (a round trip of about 0.2 ms): what no other process can change. (The rest of
     // the state waits for `Save`: until every process of the tree has stopped, another may
     // still send this one a signal, or change its limits.)
     let mut meta = ready.then(|| begin_image(&stopped, generation));
-    let ok = match control::recv() {
+    let mut msg = control::recv();
+    if unix && msg == Some(Msg::Report { generation }) {
+        found.write();
+        let _ = control::send(Msg::Reported);
+        msg = control::recv();
+    }
+    let listing = found.listing;
+    let ok = match msg {
         Some(Msg::Save { generation: g }) if g == generation => {
             let written = match meta.as_mut() {
                 Some(meta) => finish_image(meta, &stopped, listing),

@@ -931,7 +931,10 @@ pub fn messages(rng: &mut Rng) -> Vec<Msg> {
     vec![
         Msg::Hello,
         Msg::Fail,
-        Msg::Stopped,
+        Msg::Stopped { unix: false },
+        Msg::Stopped { unix: true },
+        Msg::Reported,
+        Msg::Report { generation: g },
         Msg::Saved { ok: true },
         Msg::Saved { ok: false },
         Msg::Exec,

@@ -33,6 +33,11 @@ pub struct Peer {
     /// It announced an `exec`: its connection closing means a new program, not an end.
     pub exec_pending: bool,
     pub stopped: bool,
+    /// It stopped holding Unix sockets: it reports the fds in flight on them when asked
+    /// (`Report`), once every process has stopped.
+    pub unix: bool,
+    /// It answered `Report`.
+    pub reported: bool,
     /// It stopped holding an object zhuque cannot keep: never a member of this save.
     pub unsaveable: bool,
     /// A member of the save under way (stopped when the members were decided).
@@ -132,7 +137,11 @@ impl Registry {
             return Reaction::Unexpected;
         };
         match msg {
-            Msg::Stopped => p.stopped = true,
+            Msg::Stopped { unix } => {
+                p.stopped = true;
+                p.unix = unix;
+            }
+            Msg::Reported => p.reported = true,
             Msg::Unsaveable => {
                 p.stopped = true;
                 p.unsaveable = true;
@@ -242,9 +251,35 @@ impl Registry {
         self.phase = Some(Phase::Running);
         for p in self.peers.values_mut() {
             p.stopped = false;
+            p.unix = false;
+            p.reported = false;
             p.unsaveable = false;
             p.member = false;
         }
+    }
+
+    /// The members whose report of the fds in flight on their Unix sockets waits for
+    /// `Report`.
+    pub fn to_report(&self) -> Vec<i32> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.member && p.unix)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+
+    /// `Some(Ok)` once every member asked to `Report` answered; `Some(Err(pid))` when one
+    /// ended first.
+    pub fn report_result(&self) -> Option<Result<(), i32>> {
+        if let Some(pid) = self.broken {
+            return Some(Err(pid));
+        }
+        let done = self
+            .peers
+            .values()
+            .filter(|p| p.member && p.unix)
+            .all(|p| p.reported);
+        done.then_some(Ok(()))
     }
 
     /// `Some(Ok)` once every member saved; `Some(Err(pid))` when one failed or ended first.
@@ -332,7 +367,10 @@ mod tests {
         let gone = r.closed(2).unwrap();
         assert!(gone.exec_pending && r.cleanup_allowed());
         assert_eq!(r.closed(2), None);
-        assert_eq!(r.message(9, Msg::Stopped), Reaction::Unexpected);
+        assert_eq!(
+            r.message(9, Msg::Stopped { unix: false }),
+            Reaction::Unexpected
+        );
         assert_eq!(r.message(2, Msg::Go), Reaction::Unexpected);
     }
 
@@ -357,7 +395,7 @@ mod tests {
         r.connected(6);
         assert_eq!(r.not_stopped(), vec![2, 3, 4, 6]);
         for pid in [2, 3, 4] {
-            r.message(pid, Msg::Stopped);
+            r.message(pid, Msg::Stopped { unix: false });
         }
         // 6 never says Hello: it is not a member.
         assert_eq!(r.begin_save(), vec![2, 3, 4]);
@@ -381,7 +419,7 @@ mod tests {
             r.message(pid, Msg::Hello);
         }
         r.begin_stop(4);
-        r.message(2, Msg::Stopped);
+        r.message(2, Msg::Stopped { unix: false });
         assert_eq!(r.not_stopped(), vec![3]);
         r.message(3, Msg::Unsaveable);
         assert!(r.not_stopped().is_empty());
@@ -391,6 +429,36 @@ mod tests {
         assert_eq!(r.save_result(), Some(Ok(())));
         r.cancel_save();
         assert!(r.unsaveable().is_empty());
+    }
+
+    #[test]
+    fn members_holding_unix_sockets_report_once_all_have_stopped() {
+        let mut r = Registry::new();
+        for pid in [2, 3, 4] {
+            r.connected(pid);
+            r.message(pid, Msg::Hello);
+        }
+        r.begin_stop(7);
+        r.message(2, Msg::Stopped { unix: true });
+        r.message(3, Msg::Stopped { unix: false });
+        r.message(4, Msg::Stopped { unix: true });
+        r.begin_save();
+        assert_eq!(r.to_report(), vec![2, 4]);
+        assert_eq!(r.report_result(), None);
+        r.message(4, Msg::Reported);
+        assert_eq!(r.report_result(), None);
+        r.message(2, Msg::Reported);
+        assert_eq!(r.report_result(), Some(Ok(())));
+        // One that ends before it reports breaks the save.
+        r.cancel_save();
+        r.begin_stop(8);
+        r.message(2, Msg::Stopped { unix: true });
+        r.message(3, Msg::Stopped { unix: false });
+        r.message(4, Msg::Stopped { unix: false });
+        r.begin_save();
+        assert_eq!(r.to_report(), vec![2]);
+        r.closed(2);
+        assert_eq!(r.report_result(), Some(Err(2)));
     }
 
     #[test]
@@ -414,8 +482,8 @@ mod tests {
             r.message(pid, Msg::Hello);
         }
         r.begin_stop(1);
-        r.message(2, Msg::Stopped);
-        r.message(3, Msg::Stopped);
+        r.message(2, Msg::Stopped { unix: false });
+        r.message(3, Msg::Stopped { unix: false });
         r.begin_save();
         r.message(3, Msg::Saved { ok: false });
         assert_eq!(r.save_result(), Some(Err(3)));
@@ -433,7 +501,7 @@ mod tests {
         r.begin_stop(1);
         // A process that ends while stopping is simply not a member.
         r.closed(3);
-        r.message(2, Msg::Stopped);
+        r.message(2, Msg::Stopped { unix: false });
         assert_eq!(r.begin_save(), vec![2]);
         r.closed(2);
         assert_eq!(r.save_result(), Some(Err(2)));
@@ -483,7 +551,7 @@ mod tests {
         let mut r = Registry::new();
         r.connected(3);
         r.message(3, Msg::Hello);
-        r.message(3, Msg::Stopped);
+        r.message(3, Msg::Stopped { unix: false });
         r.connected(3);
         assert_eq!(r.peer(3), Some(&Peer::default()));
         r.begin_end();

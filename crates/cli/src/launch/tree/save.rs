@@ -6,8 +6,9 @@
 //!    that nothing they do lands in the middle of the save. So is a process that answers
 //!    `Unsaveable` (it holds an object zhuque cannot keep), unless it is the tree's first
 //!    process: then the save fails.
-//! 2. **Record**: the tree from `/proc`, and each member's plan of shared fds, written to
-//!    `p/<pid>/shared`.
+//! 2. **Record**: the tree from `/proc`; the fds in flight on the members' Unix sockets
+//!    (`Report` to each member holding some, now that nothing of the tree runs); each
+//!    member's plan of shared fds, written to `p/<pid>/shared`.
 //! 3. **Save**: `Save` to every member, each writes its image and answers.
 //! 4. **IPC objects** (`ipc.rs`): the init keeps the namespace's System V objects and POSIX
 //!    message queues, now that nothing of the tree runs (whether there are any at all it
@@ -92,6 +93,7 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
         init.let_go(*pid);
     }
     init.note(format_args!("save: tree recorded"));
+    report_in_flight(init, generation)?;
     write_plans(init, &members, generation)?;
     init.note(format_args!("save: shared-fd plans written"));
     init.send_all(&members, Msg::Save { generation });
@@ -318,6 +320,36 @@ fn write_plan(dir: &std::path::Path, plan: &SharePlan) -> std::io::Result<()> {
     let tmp = dir.join(format!("{SHARE_PLAN_FILE}.tmp"));
     fs::File::create(&tmp)?.write_all(&plan.encode())?;
     fs::rename(&tmp, dir.join(SHARE_PLAN_FILE))
+}
+
+/// Asks the members holding Unix sockets for their reports of the fds in flight on them, now
+/// that no process of the tree runs (one that stopped after another had reported may have
+/// sent it fds meanwhile), and waits for every answer.
+fn report_in_flight(init: &mut TreeInit, generation: u64) -> Result<(), Why> {
+    let asked = init.reg.to_report();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    init.send_all(&asked, Msg::Report { generation });
+    let start = Instant::now();
+    loop {
+        match init.reg.report_result() {
+            Some(Ok(())) => break,
+            Some(Err(pid)) => return Err(Why::ended(init, pid, What::Save)),
+            None => {}
+        }
+        if start.elapsed() > SAVE_QUIET {
+            return Err(Why::Timeout(format!(
+                "the save failed: process{} {} did not report within {} s",
+                if asked.len() == 1 { "" } else { "es" },
+                list(&asked),
+                SAVE_QUIET.as_secs()
+            )));
+        }
+        init.pump(Some(TICK));
+    }
+    init.note(format_args!("save: fds in flight reported"));
+    Ok(())
 }
 
 /// Waits for every member's `Saved`.

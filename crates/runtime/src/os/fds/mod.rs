@@ -412,7 +412,7 @@ fn same_in_both(pidfd: i32, fd: i32) -> bool {
 /// coordinator may have an fd table of its own by now (`os::detach_fd_table`): program fds
 /// are listed through a program thread's `/proc` entry and duplicated into the coordinator's
 /// table with `pidfd_getfd`; without a pidfd (old kernel), the table is the shared one.
-/// `listing`: the program's fds as this save already listed them (`report::write`), if it
+/// `listing`: the program's fds as this save already listed them (`report::examine`), if it
 /// did.
 pub fn save(
     meta: &mut Meta,

@@ -43,17 +43,19 @@ pub struct Listed {
 /// What a stopped member found in its own fd table.
 #[derive(Default)]
 pub struct Found {
-    /// The listing [`write`] made, for the image the same save writes next (listing a table
-    /// through `/proc` again took 45–60 µs).
+    /// The listing [`examine`] made, for the image the same save writes next (listing a
+    /// table through `/proc` again took 45–60 µs).
     pub listing: Option<Listing>,
     /// An fd of a kind zhuque cannot keep, in words (`unkeepable::check_fd`): the process
     /// is left out of the save.
     pub unkeepable: Option<Line>,
+    /// The report, written by [`Found::write`] once the fds in flight are known.
+    report: Option<FdReport>,
 }
 
-/// Writes this stopped process's report for the save of `generation`. `tids` are its
-/// program threads. Best effort: the init does without it.
-pub fn write(generation: u64, tids: &[i32]) -> Found {
+/// Lists and examines this stopped process's fd table for the save of `generation`. `tids`
+/// are its program threads. Best effort: without a report the init looks itself.
+pub fn examine(generation: u64, tids: &[i32]) -> Found {
     let Some((task, pidfd)) = super::program_task_of(tids) else {
         return Found::default();
     };
@@ -63,12 +65,10 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
         .into_iter()
         .map(|fd| Listed {
             fd,
-            dup: examine(pidfd, fd, &mut unkeepable),
+            dup: examine_fd(pidfd, fd, &mut unkeepable),
         })
         .collect();
-    let mut in_flight = Vec::new();
-    let mut waiting = Vec::new();
-    let taken = find_in_flight(&listed, &mut in_flight, &mut waiting);
+    let _ = sys::close(pidfd);
     let report = FdReport {
         generation,
         task,
@@ -77,20 +77,48 @@ pub fn write(generation: u64, tids: &[i32]) -> Found {
             .map(|l| (l.fd, l.dup.as_ref().map(|(d, st)| file_of(d.raw(), st))))
             .collect(),
         coordinator: sys::gettid(),
-        in_flight,
-        waiting,
+        in_flight: Vec::new(),
+        waiting: Vec::new(),
     };
-    let _ = sys::close(pidfd);
-    let p = process::get();
-    let dir = crate::image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
-    let _ = crate::image_io::write_report(dir, FD_REPORT_FILE, &report.encode());
     Found {
         listing: Some(Listing {
             task,
             fds: listed,
-            waiting: taken,
+            waiting: Vec::new(),
         }),
         unkeepable,
+        report: Some(report),
+    }
+}
+
+impl Found {
+    /// Whether the process holds a Unix socket, on which fds may be in flight: its report
+    /// waits until the whole tree has stopped (a process still running may send it some).
+    pub fn holds_unix_sockets(&self) -> bool {
+        let Some(listing) = &self.listing else {
+            return false;
+        };
+        listing
+            .fds
+            .iter()
+            .filter_map(|l| l.dup.as_ref())
+            .any(|(d, st)| {
+                st.mode & sys::S_IFMT == sys::S_IFSOCK
+                    && sys::getsockopt_int(d.raw(), sys::SOL_SOCKET, sys::SO_DOMAIN)
+                        == Ok(sys::AF_UNIX)
+            })
+    }
+
+    /// Finds the fds in flight on the program's Unix sockets ([`find_in_flight`]) and writes
+    /// the report where the init reads it.
+    pub fn write(&mut self) {
+        let (Some(listing), Some(report)) = (self.listing.as_mut(), self.report.as_mut()) else {
+            return;
+        };
+        listing.waiting = find_in_flight(&listing.fds, &mut report.in_flight, &mut report.waiting);
+        let p = process::get();
+        let dir = crate::image_io::borrow(p.dir_fd.load(Ordering::Relaxed));
+        let _ = crate::image_io::write_report(dir, FD_REPORT_FILE, &report.encode());
     }
 }
 
@@ -193,7 +221,7 @@ fn peek_fds(fd: i32) -> Vec<i32> {
 
 /// The program's fd `fd`, taken into the coordinator's table and examined (`fstat`). The
 /// first fd of a kind zhuque cannot keep goes to `unkeepable`.
-fn examine(pidfd: i32, fd: i32, unkeepable: &mut Option<Line>) -> Option<(sys::Fd, sys::Stat)> {
+fn examine_fd(pidfd: i32, fd: i32, unkeepable: &mut Option<Line>) -> Option<(sys::Fd, sys::Stat)> {
     let local = sys::pidfd_getfd(pidfd, fd).ok()?;
     let st = sys::fstat(local.raw()).ok()?;
     if unkeepable.is_none() {
