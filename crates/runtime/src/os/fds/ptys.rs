@@ -182,6 +182,12 @@ pub fn settle_typed(listed: &[super::report::Listed]) {
         if st.mode & sys::S_IFMT != sys::S_IFCHR || st.rdev != ptmx {
             continue;
         }
+        // Only a terminal with a foreground group can make signals. Others are left alone:
+        // opening the slave of a master whose slave was never opened would make it look
+        // hung up once closed again (`ptys::save` tells the two apart).
+        if !sys::foreground_group(master.raw()).is_ok_and(|pgrp| pgrp > 0) {
+            continue;
+        }
         held.get_or_insert_with(JobControlHeld::new);
         let flags = sys::O_RDWR | sys::O_NOCTTY | sys::O_NONBLOCK | sys::O_CLOEXEC;
         if let Ok(slave) = sys::open_pty_peer(master.raw(), flags) {
@@ -196,6 +202,9 @@ pub fn settle_typed(listed: &[super::report::Listed]) {
 /// slave is made non-canonical with a minimum count beyond what a read could find for one
 /// more `poll`. (Leaving canonical mode makes what was read one line: the save of the
 /// terminal reads it all in non-canonical mode anyway, and the process ends with the save.)
+/// Not settled: what waits behind a full line buffer (4 KiB of whole lines, or 255 bytes
+/// ready in non-canonical mode): the kernel takes it only as a reader makes room, which
+/// the save's read does, too late for the signals (README, limits).
 fn settle_slave(slave: i32) {
     let ready = |fd| sys::poll_one(fd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0);
     if !ready(slave) {
