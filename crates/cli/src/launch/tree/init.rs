@@ -181,9 +181,13 @@ impl TreeInit {
         })?;
         let hub = Hub::new(&signals::watched_set(), listener)
             .map_err(|e| format!("cannot watch signals: {e}"))?;
+        let record_dir = lock
+            .try_clone()
+            .map_err(|e| format!("cannot open {shown}: {e}"))?
+            .into();
         let record = match &plan.tree {
-            None => Record::fresh(dir, plan.record.clone()),
-            Some(_) => Record::resumed(dir, plan.record.clone()),
+            None => Record::fresh(record_dir, plan.record.clone()),
+            Some(_) => Record::resumed(record_dir, plan.record.clone()),
         };
         Ok(TreeInit {
             hub,

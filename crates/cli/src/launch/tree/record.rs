@@ -4,11 +4,15 @@
 //!
 //! Replaced atomically (`meta.tmp`, rename), with `fsync` when the directory is not on tmpfs
 //! (as the runtime does for its own images): the rename of a SAVED record is the instant a
-//! save exists.
+//! save exists. Written through the fd of the directory the init locked, never by its path:
+//! a directory renamed or replaced while the tree runs is not another image to overwrite (a
+//! removed one takes no new file: the write fails).
 
-use std::fs;
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
 
 use zhuque_image::ipc::{IpcState, TAG_IPC};
 use zhuque_image::streams::{LaunchStreams, TAG_STREAMS};
@@ -16,7 +20,8 @@ use zhuque_image::tree::{TAG_TREE, Tree};
 use zhuque_image::{META_FILE, META_TMP_FILE, Meta, State};
 
 pub struct Record {
-    dir: PathBuf,
+    /// The image directory (an fd of it).
+    dir: OwnedFd,
     meta: Meta,
     /// The init wrote `meta` in this launch: it is the init's to finish.
     written: bool,
@@ -43,24 +48,25 @@ impl Record {
 
     /// A fresh tree: `meta` holds the command `zhuque run` started; the root's pid is known
     /// once it runs.
-    pub fn fresh(dir: &Path, mut meta: Meta) -> Record {
+    /// `dir`: an fd of the image directory.
+    pub fn fresh(dir: OwnedFd, mut meta: Meta) -> Record {
         meta.namespaced = true;
         meta.state = Some(State::Running);
-        Record {
-            dir: dir.to_path_buf(),
-            meta,
-            written: false,
-            sync: needs_sync(dir),
-        }
+        Record::new(dir, meta)
     }
 
     /// A resumed tree: `meta` is the SAVED record read before the launch.
-    pub fn resumed(dir: &Path, meta: Meta) -> Record {
+    pub fn resumed(dir: OwnedFd, meta: Meta) -> Record {
+        Record::new(dir, meta)
+    }
+
+    fn new(dir: OwnedFd, meta: Meta) -> Record {
+        let sync = needs_sync(&dir);
         Record {
-            dir: dir.to_path_buf(),
+            dir,
             meta,
             written: false,
-            sync: needs_sync(dir),
+            sync,
         }
     }
 
@@ -133,16 +139,17 @@ impl Record {
     }
 
     fn write(&mut self) -> io::Result<()> {
-        let tmp = self.dir.join(META_TMP_FILE);
-        let mut file = fs::File::create(&tmp)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+        let tmp = rustix::fs::openat(&self.dir, META_TMP_FILE, flags, Mode::from(0o666))?;
+        let mut file = File::from(tmp);
         file.write_all(&zhuque_image::encode(&self.meta))?;
         if self.sync {
             file.sync_all()?;
         }
         drop(file);
-        fs::rename(&tmp, self.dir.join(META_FILE))?;
+        rustix::fs::renameat(&self.dir, META_TMP_FILE, &self.dir, META_FILE)?;
         if self.sync {
-            fs::File::open(&self.dir)?.sync_all()?;
+            rustix::fs::fsync(&self.dir)?;
         }
         self.written = true;
         Ok(())
@@ -150,9 +157,9 @@ impl Record {
 }
 
 /// Whether stores are lost on power failure unless synced (anything but tmpfs).
-fn needs_sync(dir: &Path) -> bool {
+fn needs_sync(dir: &OwnedFd) -> bool {
     const TMPFS_MAGIC: u32 = 0x0102_1994;
-    rustix::fs::statfs(dir).map_or(true, |s| s.f_type as u32 != TMPFS_MAGIC)
+    rustix::fs::fstatfs(dir).map_or(true, |s| s.f_type as u32 != TMPFS_MAGIC)
 }
 
 fn now_ns() -> u64 {
@@ -164,7 +171,30 @@ fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use zhuque_image::tree::{Proc, ProcKind};
+
+    #[test]
+    fn a_record_stays_in_the_directory_it_was_opened_in() {
+        let base = std::env::temp_dir().join(format!("zhuque-record-moved-{}", std::process::id()));
+        let (dir, moved) = (base.join("image"), base.join("moved"));
+        fs::create_dir_all(&dir).unwrap();
+        let mut r = Record::fresh(File::open(&dir).unwrap().into(), Meta::default());
+        r.set_root(2);
+        r.running().unwrap();
+        // Renamed, and another image directory made at the old path: the record's writes go
+        // on into the directory it has, never into the new one.
+        fs::rename(&dir, &moved).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        r.finished(0).unwrap();
+        assert!(!dir.join(META_FILE).exists());
+        let m = zhuque_image::decode(&fs::read(moved.join(META_FILE)).unwrap()).unwrap();
+        assert_eq!(m.state(), State::Finished);
+        // Removed: nothing can be written, and nothing is.
+        fs::remove_dir_all(&moved).unwrap();
+        assert!(r.finished(1).is_err());
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn a_record_goes_running_saved_finished() {
@@ -172,7 +202,8 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let read = || zhuque_image::decode(&fs::read(dir.join(META_FILE)).unwrap()).unwrap();
 
-        let mut r = Record::fresh(&dir, Meta::default());
+        let open = || OwnedFd::from(File::open(&dir).unwrap());
+        let mut r = Record::fresh(open(), Meta::default());
         r.finished(3).unwrap();
         assert!(
             !dir.join(META_FILE).exists(),
@@ -204,7 +235,7 @@ mod tests {
         assert_eq!(Tree::decode(m.section(TAG_TREE).unwrap()).unwrap(), tree);
         assert!(!dir.join(META_TMP_FILE).exists());
 
-        let mut again = Record::resumed(&dir, m);
+        let mut again = Record::resumed(open(), m);
         again.running().unwrap();
         again.finished(7).unwrap();
         let m = read();
