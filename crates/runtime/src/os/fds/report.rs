@@ -98,9 +98,12 @@ impl Found {
         let Some(listing) = &self.listing else {
             return false;
         };
+        // (The runtime's connection to the init is one, and no program's.)
+        let own = super::runtime_fds();
         listing
             .fds
             .iter()
+            .filter(|l| !own.contains(&l.fd))
             .filter_map(|l| l.dup.as_ref())
             .any(|(d, st)| {
                 st.mode & sys::S_IFMT == sys::S_IFSOCK
@@ -138,8 +141,10 @@ fn find_in_flight(
     in_flight: &mut InFlight,
     waiting: &mut Vec<(i32, u64)>,
 ) -> Vec<(u64, Vec<Waiting>)> {
+    let own = super::runtime_fds();
     let sockets: Vec<(i32, i32, u64)> = listed
         .iter()
+        .filter(|l| !own.contains(&l.fd))
         .filter_map(|l| {
             let (d, st) = l.dup.as_ref()?;
             (st.mode & sys::S_IFMT == sys::S_IFSOCK).then_some((l.fd, d.raw(), st.ino))
