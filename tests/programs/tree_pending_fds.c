@@ -1,5 +1,5 @@
 /*
- * tree_pending_fds ROUNDS FAIL_POINTS [forkserver]
+ * tree_pending_fds ROUNDS FAIL_POINTS [forkserver|queued]
  *
  * Fds in flight on a Unix connection not accepted yet (python's forkserver start method asks
  * for a worker so): a child listens on a Unix socket; every round the parent connects, sends
@@ -17,6 +17,15 @@
  * pipe and answers into the second, whose read end the parent holds. Each pipe then has one
  * end in the parent and the other in flight on a connection whose client is gone, in the
  * child's listener. Before, both were dropped or came back apart from their other ends.
+ *
+ * `queued`: the other way round, on one connection for the whole run: the parent listens and
+ * accepts once, the child connects; every round the child sends two messages, the first with
+ * the read end of a pipe holding the request, the second with the write end of the answer
+ * pipe, closes both ends (it keeps the answer pipe's read end), and the parent reads the two
+ * messages only when told. At the fail points both messages wait in the parent's accepted
+ * connection, which the parent saves: the pipe end in the second one has its other end in
+ * the child. Before, that end came back apart from it (only the first message queued on a
+ * connection was looked at), and the child read end-of-file instead of the answer.
  */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -105,6 +114,82 @@ static void server(int l, int go, unsigned long rounds, int forkserver)
     _exit(0);
 }
 
+/* `queued` mode's server: the two messages of each round on connection `a`. */
+static void serve_queued(int a, int go, unsigned long rounds)
+{
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char x, got[32], ans[32], want[32];
+        CHECK(read(go, &x, 1) == 1, "round %lu: go", r);
+        int req = -1, answer = -1, n1 = 0, n2 = 0;
+        CHECK(recv_with_fds(a, got, 1, &req, &n1) == 1 && n1 == 1 && got[0] == 'a',
+              "round %lu: first message (%d fds)", r, n1);
+        CHECK(recv_with_fds(a, got, 1, &answer, &n2) == 1 && n2 == 1 && got[0] == 'b',
+              "round %lu: second message (%d fds)", r, n2);
+        int n = snprintf(want, sizeof want, "request %06lu", r);
+        ssize_t k = read_all(req, got, n);
+        CHECK(k == n && !memcmp(got, want, n), "round %lu: request (%zd bytes)", r, k);
+        close(req);
+        int m = snprintf(ans, sizeof ans, "piped %06lu", r);
+        CHECK(write(answer, ans, m) == m, "round %lu: answer: %s", r, strerror(errno));
+        close(answer);
+    }
+}
+
+/* `queued` mode's client: sends each round's two messages on connection `c`. */
+static void ask_queued(int c, int go, unsigned long rounds, unsigned long points)
+{
+    unsigned long every = rounds / (points + 1);
+    for (unsigned long r = 1; r <= rounds; r++) {
+        char req[32], ans[32], got[32];
+        int n = snprintf(req, sizeof req, "request %06lu", r);
+        int q[2], req_pipe[2];
+        CHECK(pipe2(q, O_CLOEXEC) == 0 && pipe2(req_pipe, O_CLOEXEC) == 0, "round %lu: pipe", r);
+        CHECK(write(req_pipe[1], req, n) == n, "round %lu: request", r);
+        close(req_pipe[1]);
+        send_with_fds(c, "a", 1, &req_pipe[0], 1, r);
+        send_with_fds(c, "b", 1, &q[1], 1, r);
+        close(req_pipe[0]);
+        close(q[1]);
+        if (every && r % every == 0 && r / every <= points)
+            zq_fail_now(); /* both messages wait in the server's connection */
+        CHECK(write(go, "g", 1) == 1, "round %lu: go", r);
+        int m = snprintf(ans, sizeof ans, "piped %06lu", r);
+        ssize_t k = read_all(q[0], got, m);
+        CHECK(k == m && !memcmp(got, ans, m), "round %lu: answer (%zd bytes)", r, k);
+        close(q[0]);
+        if (r % 250 == 0)
+            printf("round %lu: the answer came through the pipe in flight\n", r);
+    }
+}
+
+/* `queued` mode: the parent serves, its child asks. */
+static int run_queued(int l, struct sockaddr_un *addr, unsigned long rounds, unsigned long points)
+{
+    int go[2];
+    CHECK(pipe2(go, O_CLOEXEC) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        close(go[0]);
+        close(l);
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(c >= 0 && connect(c, (struct sockaddr *)addr, sizeof *addr) == 0,
+              "connect: %s", strerror(errno));
+        ask_queued(c, go[1], rounds, points);
+        _exit(0);
+    }
+    close(go[1]);
+    int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(a >= 0, "accept: %s", strerror(errno));
+    close(l);
+    serve_queued(a, go[0], rounds);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
+    unlink(addr->sun_path);
+    printf("done\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     unsigned long rounds = tl_arg(argc, argv, 1, 1000);
@@ -117,6 +202,8 @@ int main(int argc, char **argv)
     int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(l >= 0 && bind(l, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(l, 16) == 0,
           "listen: %s", strerror(errno));
+    if (argc > 3 && !strcmp(argv[3], "queued"))
+        return run_queued(l, &addr, rounds, points);
     int go[2];
     CHECK(pipe2(go, O_CLOEXEC) == 0, "pipe");
     pid_t pid = fork();

@@ -57,6 +57,9 @@ pub fn save_member(generation: u64) -> ! {
     if let Some(what) = found.unkeepable.take() {
         left_out(&what);
     }
+    if let Some(l) = &found.listing {
+        crate::os::fds::report::drop_stale_copies(l);
+    }
     // A process holding Unix sockets reports what is in flight on them once the whole tree
     // has stopped (`Report`): one that stops later may still send it fds.
     let unix = found.holds_unix_sockets();

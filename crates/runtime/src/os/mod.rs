@@ -66,6 +66,11 @@ pub fn detach_fd_table() {
 /// The coordinator has an fd table of its own for this save (set by every save).
 static DETACHED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
+/// Whether this save's coordinator has an fd table of its own ([`detach_fd_table`]).
+pub fn fd_table_detached() -> bool {
+    DETACHED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// With an fd table of its own, the coordinator reaches every program fd with pidfd_getfd
 /// (Linux 5.6) through a program thread: makes sure that works, or fails the save. The leader
 /// may have ended (`pthread_exit` from main): then any other thread will do (a thread pidfd,

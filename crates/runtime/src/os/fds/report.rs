@@ -91,6 +91,52 @@ pub fn examine(generation: u64, tids: &[i32]) -> Found {
     }
 }
 
+/// Closes the coordinator's copies of fds the program closed while it was being stopped.
+/// The coordinator's table is a copy of the program's made as the save began
+/// ([`crate::os::detach_fd_table`]), before the program's threads had stopped: a file the
+/// program closed in between (a pipe end it had just sent to another process) stayed open
+/// here, and looked held by someone (a reader saw no end of file, a pipe end in flight looked
+/// apart from its other end). Once the program's table is listed, every number of the
+/// coordinator's below the runtime's own fds that is neither one of the program's (for the
+/// same file) nor one of the listing's duplicates is such a copy.
+pub fn drop_stale_copies(listing: &Listing) {
+    if !crate::os::fd_table_detached() {
+        return; // one table: these are the program's fds
+    }
+    let own = super::runtime_fds();
+    let floor = own
+        .iter()
+        .copied()
+        .filter(|f| *f >= 0)
+        .min()
+        .unwrap_or(i32::MAX)
+        .min(sys::runtime_fd_top() - 64);
+    let me = sys::gettid();
+    let mut keep: Vec<i32> = Vec::with_capacity(listing.fds.len() * 2);
+    for l in &listing.fds {
+        let Some((dup, _)) = &l.dup else {
+            continue;
+        };
+        keep.push(dup.raw());
+        // The same number may hold another file here, when the program closed it and opened
+        // another: then this one is a stale copy too.
+        let same = sys::compare_files(me, l.fd, dup.raw());
+        if same == Ok(Some(core::cmp::Ordering::Equal)) {
+            keep.push(l.fd);
+        }
+    }
+    keep.retain(|f| (0..floor).contains(f));
+    keep.sort_unstable();
+    keep.dedup();
+    let mut next = 0;
+    for k in keep.into_iter().chain([floor]) {
+        if k > next {
+            let _ = sys::close_range(next as u32, (k - 1) as u32, 0);
+        }
+        next = k + 1;
+    }
+}
+
 impl Found {
     /// Whether the process holds a Unix socket, on which fds may be in flight: its report
     /// waits until the whole tree has stopped (a process still running may send it some).
@@ -169,7 +215,7 @@ fn find_in_flight(
         }
         if sys::getsockopt_int(*d, sys::SOL_SOCKET, sys::SO_ACCEPTCONN) != Ok(1) {
             // A connection's queue may be another member's to save: only looked at.
-            let peeked = peek_fds(*d);
+            let peeked = peek_fds(*d, &mut buf);
             in_flight.extend(peeked.into_iter().filter_map(reported));
             continue;
         }
@@ -207,21 +253,75 @@ fn reported(kept: i32) -> Option<(i32, FdFile)> {
     }
 }
 
-/// The fds in flight with the first message queued on Unix socket `fd` (python's forkserver
+/// The fds in flight with the messages queued on Unix connection `fd` (python's forkserver
 /// has accepted a worker's connection but not read its pipe ends yet), received with
-/// `MSG_PEEK`: the queue stays as it is for whichever member saves the socket, and the
-/// fds, the caller's, let the plan save a pipe end among them with its other end. (Only
-/// the first: a later message is reached only with `SO_PEEK_OFF`, the socket's own state,
-/// which two members holding it would move at once.)
-fn peek_fds(fd: i32) -> Vec<i32> {
-    let mut byte = [0u8; 1];
+/// `MSG_PEEK`: the queue stays as it is for whichever member saves the socket, and the fds,
+/// the caller's, let the plan save a pipe end among them with its other end. The first
+/// message's fds come with one peek; when the socket's fdinfo counts more fds queued
+/// (`scm_fds`), the whole queue is peeked through with the socket's peek offset
+/// ([`peek_all_fds`]). `buf`: room for a datagram, allocated when first needed.
+fn peek_fds(fd: i32, buf: &mut Vec<u8>) -> Vec<i32> {
+    let first = peek_one(fd, &mut [0u8; 1]);
+    let info = super::procfd::fdinfo_of(fd);
+    let queued = super::procfd::field(&info, b"scm_fds")
+        .and_then(|n| core::str::from_utf8(n).ok()?.trim().parse::<usize>().ok());
+    if queued.is_none_or(|q| q <= first.len()) {
+        return first;
+    }
+    if buf.is_empty() {
+        *buf = vec![0u8; 1 << 20]; // a datagram can be as large as a socket buffer
+    }
+    match peek_all_fds(fd, buf) {
+        Some(all) => {
+            for f in first {
+                let _ = sys::close(f);
+            }
+            all
+        }
+        None => first,
+    }
+}
+
+/// The fds of the first message queued on `fd` (peeked with `buf`'s room).
+fn peek_one(fd: i32, buf: &mut [u8]) -> Vec<i32> {
     // Room for the most fds one message carries (`SCM_MAX_FD`, 253) and credentials.
     let mut control = [0u8; 1280];
     let flags = sys::MSG_PEEK | sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC;
-    match sys::recvmsg(fd, &mut byte, &mut control, flags) {
+    match sys::recvmsg(fd, buf, &mut control, flags) {
         Ok((_, _, len)) => sys::passed_fds(&control[..len.min(control.len())]),
         Err(_) => Vec::new(),
     }
+}
+
+/// The fds of every message queued on `fd`, peeked one message after another with the
+/// socket's peek offset (`SO_PEEK_OFF`) from 0, then given back its value (`None`: the
+/// socket has none). Two members holding the socket may peek at once: each peek moves the
+/// one offset, so between them they see every message (the plan takes the union), and
+/// whatever offset is left goes nowhere (the process ends with the save, and an image keeps
+/// no peek offset). A stream's peek stops after the bytes sent with fds; one of `buf`'s size
+/// takes a datagram whole.
+fn peek_all_fds(fd: i32, buf: &mut [u8]) -> Option<Vec<i32>> {
+    let (level, name) = (sys::SOL_SOCKET, sys::SO_PEEK_OFF);
+    let saved = sys::getsockopt_int(fd, level, name).ok()?;
+    sys::setsockopt_int(fd, level, name, 0).ok()?;
+    // A stream's peek past its last byte reads 0 once its peer has closed; a datagram may be
+    // empty (a peeked one is passed over the next time).
+    let stream = sys::getsockopt_int(fd, level, sys::SO_TYPE) == Ok(sys::SOCK_STREAM);
+    let mut all = Vec::new();
+    // Bounded: a socket's queue holds a bounded number of messages, but another member's
+    // reset of the offset could start this one over.
+    for _ in 0..1 << 16 {
+        let mut control = [0u8; 1280];
+        let flags = sys::MSG_PEEK | sys::MSG_DONTWAIT | sys::MSG_CMSG_CLOEXEC;
+        match sys::recvmsg(fd, buf, &mut control, flags) {
+            Ok((n, _, len)) if n > 0 || !stream => {
+                all.extend(sys::passed_fds(&control[..len.min(control.len())]));
+            }
+            _ => break,
+        }
+    }
+    let _ = sys::setsockopt_int(fd, level, name, saved);
+    Some(all)
 }
 
 /// The program's fd `fd`, taken into the coordinator's table and examined (`fstat`). The
