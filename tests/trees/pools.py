@@ -57,8 +57,12 @@ def main():
         with ctx.Pool(2, maxtasksperchild=per_child) as pool:
             results = list(pool.imap(work, jobs, chunksize=1))
             report(results, tasks)
-            # A second, smaller batch through map_async on the same (renewed) workers.
-            again = pool.map_async(work, jobs[: tasks // 4]).get()
+            # A second, smaller batch through map_async on the same (renewed) workers. With
+            # its chunk size given: map_async divides by len(pool._pool) to choose one, and
+            # the pool's handler thread empties that list for a moment while it replaces
+            # workers that ended (maxtasksperchild), a CPython race that raised
+            # ZeroDivisionError here (natively too, rarely; more often where forks are slower).
+            again = pool.map_async(work, jobs[: tasks // 4], chunksize=1).get()
             print("again: %s" % ("same" if again == results[: tasks // 4] else "DIFFERENT"))
     elif mode == "executor":
         with concurrent.futures.ProcessPoolExecutor(max_workers=2) as ex:

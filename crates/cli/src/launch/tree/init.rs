@@ -442,6 +442,13 @@ impl TreeInit {
         self.dir.join(process_dir(pid))
     }
 
+    /// The image directory this init locked (an fd of it): files written into it through
+    /// this never land in another image made at the same path meanwhile.
+    pub fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.lock.as_fd()
+    }
+
     /// Whether the image's path still names the directory this init locked: someone may have
     /// removed it while the tree ran (`rm -rf`) and started another launch there, whose image
     /// this init must not write or remove.

@@ -297,11 +297,10 @@ fn write_plans(init: &TreeInit, members: &[i32], generation: u64) -> Result<(), 
         .filter_map(|pid| Some((*pid, read_report(&init.process_path(*pid), generation)?)))
         .collect();
     for (pid, plan) in procs::share_plans(members, &reports) {
-        let dir = init.process_path(pid);
-        write_plan(&dir, &plan).map_err(|e| {
+        write_plan(init, pid, &plan).map_err(|e| {
             Why::Failed(format!(
                 "the save failed: cannot write {}/{SHARE_PLAN_FILE}: {e}",
-                dir.display()
+                init.process_path(pid).display()
             ))
         })?;
     }
@@ -315,11 +314,20 @@ fn read_report(dir: &std::path::Path, generation: u64) -> Option<FdReport> {
     (report.generation == generation).then_some(report)
 }
 
-fn write_plan(dir: &std::path::Path, plan: &SharePlan) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{SHARE_PLAN_FILE}.tmp"));
-    fs::File::create(&tmp)?.write_all(&plan.encode())?;
-    fs::rename(&tmp, dir.join(SHARE_PLAN_FILE))
+/// Member `pid`'s plan, `p/<pid>/shared`, written through the image directory's fd (every
+/// member has made its directory there when it joined).
+fn write_plan(init: &TreeInit, pid: i32, plan: &SharePlan) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = zhuque_image::tree::process_dir(pid);
+    let (tmp, done) = (
+        format!("{dir}/{SHARE_PLAN_FILE}.tmp"),
+        format!("{dir}/{SHARE_PLAN_FILE}"),
+    );
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(init.dir_fd(), tmp.as_str(), flags, Mode::from(0o600))?;
+    fs::File::from(fd).write_all(&plan.encode())?;
+    rustix::fs::renameat(init.dir_fd(), tmp.as_str(), init.dir_fd(), done.as_str())?;
+    Ok(())
 }
 
 /// Asks the members holding Unix sockets for their reports of the fds in flight on them, now
