@@ -137,12 +137,7 @@ fn stop(init: &mut TreeInit) -> Result<(), Why> {
             return Ok(());
         }
         if start.elapsed() > STOP_TIMEOUT {
-            return Err(Why::Timeout(format!(
-                "the save failed: process{} {} did not stop within {} s",
-                if stopping.len() == 1 { "" } else { "es" },
-                list(&stopping),
-                STOP_TIMEOUT.as_secs()
-            )));
+            return Err(too_slow(&stopping, "stop", STOP_TIMEOUT));
         }
         init.pump(Some(TICK));
     }
@@ -224,11 +219,16 @@ fn wake_lazy_children(unconnected: &[i32], pools: &[u8], woken: &mut BTreeMap<i3
 /// How often a save wakes a fork child that has not connected yet ([`wake_lazy_children`]).
 const WAKE_AGAIN: Duration = Duration::from_millis(100);
 
-/// Live processes of the namespace that are not connected and may still connect.
+/// Live processes of the namespace that are not connected and may still connect. The pids
+/// come from listing `/proc`, and only those without a connection have their `stat` read:
+/// this runs at every message of the stop phase, and reading every process's `stat` each
+/// time cost the init (a real-time process) about 0.2 ms per `Stopped` answer of a
+/// 16-process tree, on the CPUs the members needed to stop.
 fn unconnected(init: &TreeInit, elapsed: Duration) -> Vec<i32> {
-    procs::live()
+    procs::pids()
         .into_iter()
         .filter(|pid| init.reg.peer(*pid).is_none())
+        .filter(|pid| procs::fact(*pid).is_some_and(|f| !f.is_zombie() && !f.is_dead()))
         .filter(|pid| elapsed < SHORT_GRACE || procs::may_connect(*pid, &init.runtime))
         .collect()
 }
@@ -347,12 +347,7 @@ fn report_in_flight(init: &mut TreeInit, generation: u64) -> Result<(), Why> {
             None => {}
         }
         if start.elapsed() > SAVE_QUIET {
-            return Err(Why::Timeout(format!(
-                "the save failed: process{} {} did not report within {} s",
-                if asked.len() == 1 { "" } else { "es" },
-                list(&asked),
-                SAVE_QUIET.as_secs()
-            )));
+            return Err(too_slow(&asked, "report", SAVE_QUIET));
         }
         init.pump(Some(TICK));
     }
@@ -385,6 +380,16 @@ fn wait_saved(init: &mut TreeInit) -> Result<(), Why> {
         }
         init.pump(Some(TICK));
     }
+}
+
+/// The save's failure when processes `pids` did not `what` (stop, report) within `limit`.
+fn too_slow(pids: &[i32], what: &str, limit: Duration) -> Why {
+    Why::Timeout(format!(
+        "the save failed: process{} {} did not {what} within {} s",
+        if pids.len() == 1 { "" } else { "es" },
+        list(pids),
+        limit.as_secs()
+    ))
 }
 
 fn list(pids: &[i32]) -> String {
