@@ -162,6 +162,16 @@ static void ask_queued(int c, int go, unsigned long rounds, unsigned long points
     }
 }
 
+/* The end of a run: the child ended well, the socket's name is gone. */
+static int finish(pid_t pid, const struct sockaddr_un *addr)
+{
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
+    unlink(addr->sun_path);
+    printf("done\n");
+    return 0;
+}
+
 /* `queued` mode: the parent serves, its child asks. */
 static int run_queued(int l, struct sockaddr_un *addr, unsigned long rounds, unsigned long points)
 {
@@ -183,11 +193,7 @@ static int run_queued(int l, struct sockaddr_un *addr, unsigned long rounds, uns
     CHECK(a >= 0, "accept: %s", strerror(errno));
     close(l);
     serve_queued(a, go[0], rounds);
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
-    unlink(addr->sun_path);
-    printf("done\n");
-    return 0;
+    return finish(pid, addr);
 }
 
 int main(int argc, char **argv)
@@ -249,9 +255,5 @@ int main(int argc, char **argv)
         if (r % 250 == 0)
             printf("round %lu: the answer came through the pipe in flight\n", r);
     }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
-    unlink(addr.sun_path);
-    printf("done\n");
-    return 0;
+    return finish(pid, &addr);
 }

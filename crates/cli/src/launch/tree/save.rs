@@ -94,9 +94,10 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     }
     init.note(format_args!("save: tree recorded"));
     report_in_flight(init, generation)?;
-    write_plans(init, &members, generation)?;
+    let told = write_plans(init, &members, generation)?;
     init.note(format_args!("save: shared-fd plans written"));
-    init.send_all(&members, Msg::Save { generation });
+    let untold: Vec<i32> = members.iter().copied().filter(|m| !told.contains(m)).collect();
+    init.send_all(&untold, Msg::Save { generation });
     // While the members write their images: most trees hold no IPC object.
     let no_ipc = super::ipc::none_exist();
     wait_saved(init)?;
@@ -291,11 +292,16 @@ fn unsaveable(init: &TreeInit) -> Vec<(i32, String)> {
 
 /// Every member's plan of shared fds, in `p/<pid>/shared` (an empty plan too: the runtime
 /// relies on the file).
-fn write_plans(init: &TreeInit, members: &[i32], generation: u64) -> Result<(), Why> {
+/// Writes each member's plan of shared fds and tells it to save (`Save`) as soon as its plan is
+/// written: every plan is made before the first is written, and a member reads only its own,
+/// so the first members write their images while the init writes the others' plans (16 of
+/// them take the init about 0.3 ms). Returns the members told.
+fn write_plans(init: &TreeInit, members: &[i32], generation: u64) -> Result<Vec<i32>, Why> {
     let reports: BTreeMap<i32, FdReport> = members
         .iter()
         .filter_map(|pid| Some((*pid, read_report(&init.process_path(*pid), generation)?)))
         .collect();
+    let mut told = Vec::with_capacity(members.len());
     for (pid, plan) in procs::share_plans(members, &reports) {
         write_plan(init, pid, &plan).map_err(|e| {
             Why::Failed(format!(
@@ -303,8 +309,10 @@ fn write_plans(init: &TreeInit, members: &[i32], generation: u64) -> Result<(), 
                 init.process_path(pid).display()
             ))
         })?;
+        init.send(pid, Msg::Save { generation });
+        told.push(pid);
     }
-    Ok(())
+    Ok(told)
 }
 
 /// The fd table member `dir` reported for the save of `generation`, if it did (a process

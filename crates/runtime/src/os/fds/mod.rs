@@ -247,7 +247,7 @@ fn classify(d: &Desc) -> Class {
         return Class::Pipe;
     }
     // /dev/ptmx: opening it again would make a new pseudo-terminal, not the program's.
-    if fmt == sys::S_IFCHR && d.st.rdev == crate::procfs::makedev(5, 2) {
+    if fmt == sys::S_IFCHR && ptys::is_master_device(d.st.rdev) {
         return Class::PtyMaster;
     }
     if fmt == sys::S_IFCHR && ptys::is_slave_device(d.st.rdev) {

@@ -53,13 +53,18 @@ pub(super) fn is_slave_device(rdev: u64) -> bool {
     (SLAVE_MAJOR..SLAVE_MAJOR + 8).contains(&major(rdev))
 }
 
-/// The number of the pseudo-terminal a character device fd is the master of (`/dev/ptmx`,
-/// device 5:2: `TIOCGPTN`) or a slave of (its minor number), `None` for other devices.
+/// Whether a character device is a pseudo-terminal master: `/dev/ptmx`, device 5:2 (every
+/// master opened through it reports that device).
+pub(super) fn is_master_device(rdev: u64) -> bool {
+    (major(rdev), minor(rdev)) == (5, 2)
+}
+
+/// The number of the pseudo-terminal a character device fd is the master of (`TIOCGPTN`) or
+/// a slave of (its minor number), `None` for other devices.
 pub(super) fn index_of(fd: i32, rdev: u64) -> Option<u64> {
-    const PTMX: (u64, u64) = (5, 2);
     if is_slave_device(rdev) {
         Some(minor(rdev))
-    } else if (major(rdev), minor(rdev)) == PTMX {
+    } else if is_master_device(rdev) {
         sys::pty_number(fd).ok().map(u64::from)
     } else {
         None
@@ -176,10 +181,9 @@ fn termios_from(bytes: &[u8]) -> sys::Termios {
 /// to a master holds an fd of it, so each member settling its own masters once its threads
 /// have stopped covers everything typed before the save.
 pub fn settle_typed(listed: &[super::report::Listed]) {
-    let ptmx = crate::procfs::makedev(5, 2);
     let mut held = None;
     for (master, st) in listed.iter().filter_map(|l| l.dup.as_ref()) {
-        if st.mode & sys::S_IFMT != sys::S_IFCHR || st.rdev != ptmx {
+        if st.mode & sys::S_IFMT != sys::S_IFCHR || !is_master_device(st.rdev) {
             continue;
         }
         // Only a terminal with a foreground group can make signals. Others are left alone:
@@ -671,10 +675,12 @@ mod tests {
     use crate::procfs::makedev;
 
     #[test]
-    fn slaves_are_told_by_their_device_number() {
+    fn terminal_ends_are_told_by_their_device_number() {
         assert!(is_slave_device(makedev(136, 0)));
         assert!(is_slave_device(makedev(136, 70000)));
         assert!(!is_slave_device(makedev(5, 2)));
+        assert!(is_master_device(makedev(5, 2)));
+        assert!(!is_master_device(makedev(136, 2)));
         assert!(!is_slave_device(makedev(4, 1)));
         assert_eq!(slave_path(12), b"/dev/pts/12\0");
     }

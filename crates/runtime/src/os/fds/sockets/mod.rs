@@ -88,24 +88,21 @@ pub fn save(ctx: &mut SaveCtx, kinds: &mut [Option<FileKind>], is_socket: impl F
     let socks: Vec<usize> = (0..ctx.descs.len())
         .filter(|i| kinds[*i].is_none() && is_socket(&ctx.descs[*i]))
         .collect();
-    let unix: Vec<u64> = socks
+    // The inodes of the sockets of one domain, for the kernel's diagnostic queries.
+    let domains: Vec<Option<i32>> = socks
         .iter()
-        .filter(|i| {
-            sys::getsockopt_int(ctx.descs[**i].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
-                == Ok(sys::AF_UNIX)
-        })
-        .map(|i| ctx.descs[*i].st.ino)
+        .map(|i| sys::getsockopt_int(ctx.descs[*i].local, sys::SOL_SOCKET, sys::SO_DOMAIN).ok())
         .collect();
-    let diag = unix_diag::query(&unix);
-    let packets: Vec<u64> = socks
-        .iter()
-        .filter(|i| {
-            sys::getsockopt_int(ctx.descs[**i].local, sys::SOL_SOCKET, sys::SO_DOMAIN)
-                == Ok(raw::AF_PACKET)
-        })
-        .map(|i| ctx.descs[*i].st.ino)
-        .collect();
-    let rings = packet_diag::query(&packets);
+    let inodes_of = |domain: i32| -> Vec<u64> {
+        socks
+            .iter()
+            .zip(&domains)
+            .filter(|(_, d)| **d == Some(domain))
+            .map(|(i, _)| ctx.descs[*i].st.ino)
+            .collect()
+    };
+    let diag = unix_diag::query(&inodes_of(sys::AF_UNIX));
+    let rings = packet_diag::query(&inodes_of(raw::AF_PACKET));
     let udp_shutdowns = udp_shutdowns(ctx, &socks);
     let mut probes: Vec<Probe> = Vec::new();
     // One receive buffer for the whole save (a datagram can be as large as a socket buffer).
