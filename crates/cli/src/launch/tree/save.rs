@@ -8,8 +8,10 @@
 //!    process: then the save fails.
 //! 2. **Record**: the tree from `/proc`; the fds in flight on the members' Unix sockets
 //!    (`Report` to each member holding some, now that nothing of the tree runs); each
-//!    member's plan of shared fds, written to `p/<pid>/shared`.
-//! 3. **Save**: `Save` to every member, each writes its image and answers.
+//!    member's plan of shared fds, written to `p/<pid>/shared` (the members' fd reports are
+//!    read during step 1, as their `Stopped` answers come in).
+//! 3. **Save**: `Save` to every member, as soon as its plan is written; each writes its image
+//!    and answers.
 //! 4. **IPC objects** (`ipc.rs`): the init keeps the namespace's System V objects and POSIX
 //!    message queues, now that nothing of the tree runs (whether there are any at all it
 //!    looks while the members write).
