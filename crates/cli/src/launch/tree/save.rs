@@ -342,12 +342,11 @@ fn unsaveable(init: &TreeInit) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// Every member's plan of shared fds, in `p/<pid>/shared` (an empty plan too: the runtime
-/// relies on the file).
-/// Writes each member's plan of shared fds and tells it to save (`Save`) as soon as its plan is
-/// written: every plan is made before the first is written, and a member reads only its own,
-/// so the first members write their images while the init writes the others' plans (16 of
-/// them take the init about 0.3 ms). Returns the members told.
+/// Writes every member's plan of shared fds, `p/<pid>/shared` (an empty plan too: the runtime
+/// relies on the file), and tells each to save (`Save`) as soon as its own is written: every
+/// plan is made before the first is written, and a member reads only its own, so the first
+/// members write their images while the init writes the others' plans. Returns the members
+/// told.
 fn write_plans(
     init: &TreeInit,
     members: &[i32],
