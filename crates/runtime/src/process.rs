@@ -70,8 +70,11 @@ pub struct Process {
     pub coordinator_tid: AtomicI32,
     /// 0 while the coordinator is held (see `coordinator::spawn`), 1 once it may work.
     pub coordinator_gate: AtomicU32,
-    /// Threads that reached the stop handler during the current save (futex word).
+    /// Bumped by the last thread of a stop to reach the stop handler (futex word).
     pub stopped: AtomicU32,
+    /// Signalled threads of the current stop that have not reached the stop handler yet
+    /// (`threads::stop`); wrapping, read as signed.
+    pub stop_outstanding: AtomicU32,
     /// A failure was requested before the coordinator existed.
     pub failure_pending: AtomicBool,
     /// The coordinator is saving this process: an `exec` waits to be stopped instead of

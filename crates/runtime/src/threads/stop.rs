@@ -100,7 +100,8 @@ impl StopSlot {
     }
 }
 
-/// Incremented by every thread that has stopped; the coordinator futex-waits on it.
+/// Bumped when the last of the signalled threads has stopped ([`count_in`]); the coordinator
+/// futex-waits on it.
 /// It lives in the volatile process state, so every process starts at 0.
 pub fn stopped_counter() -> &'static AtomicU32 {
     &crate::process::get().stopped
@@ -147,9 +148,7 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
         sys::set_tid_address(0);
     }
     slot.done.store(1, Ordering::Release);
-    let counter = stopped_counter();
-    counter.fetch_add(1, Ordering::AcqRel);
-    sys::futex_wake(counter, 1);
+    count_in();
     // Parked until the process ends (exit_group) — or until the coordinator abandons this
     // round, in which case the thread simply continues. A resume re-enters the thread through
     // its signal frame, never through this function. Meanwhile the coordinator may ask the
@@ -161,7 +160,7 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
                 drain_own(slot);
                 slot.release.store(PARKED, Ordering::Release);
                 slot.drained.store(1, Ordering::Release);
-                sys::futex_wake(&slot.drained, 1);
+                count_in();
             }
             CLOSE => {
                 // SAFETY: the coordinator lent a list of close_len fds for this request.
@@ -189,6 +188,21 @@ pub unsafe extern "C" fn handler(_sig: i32, info: *mut SigInfo, uc: *mut core::f
     // The last touch of the slot: whoever released it may free it now.
     slot.done.store(LEFT, Ordering::Release);
     sys::futex_wake(&slot.done, 1);
+}
+
+/// Tells the coordinator this thread has stopped, or has answered a request made of every
+/// thread at once (its slot says so already), waking it only when no other thread is still
+/// on its way: a wake per thread would run the real-time coordinator once per thread, two
+/// context switches each, to find the others still running. (A late thread of an abandoned
+/// round may count in here too: the count then only reaches its end early, and the
+/// coordinator, which checks every slot, waits again.)
+fn count_in() {
+    let p = crate::process::get();
+    let before = p.stop_outstanding.fetch_sub(1, Ordering::AcqRel) as i32;
+    if before <= 1 {
+        p.stopped.fetch_add(1, Ordering::AcqRel);
+        sys::futex_wake(&p.stopped, 1);
+    }
 }
 
 /// [`StopSlot::done`] once a released thread no longer uses its slot.
@@ -282,14 +296,16 @@ fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<S
     let pid = sys::getpid();
     let me = sys::gettid();
     let counter = stopped_counter();
+    let outstanding = &crate::process::get().stop_outstanding;
+    outstanding.store(0, Ordering::Release);
     let started = now_ns();
     let mut slots: Vec<Box<StopSlot>> = Vec::new();
     let mut known: Vec<i32> = Vec::new();
     let mut leader_alive = true;
     loop {
-        let mut new = 0;
         let mut tids = task_ids();
         tids.sort_unstable();
+        let mut new = Vec::new();
         for tid in tids {
             if tid == me || tid == spared || known.binary_search(&tid).is_ok() {
                 continue;
@@ -301,16 +317,21 @@ fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<S
                 leader_alive = false;
                 continue;
             }
+            new.push(tid);
+        }
+        if new.is_empty() {
+            break;
+        }
+        // Counted before any is signalled: the first to stop must not think itself the last.
+        outstanding.fetch_add(new.len() as u32, Ordering::AcqRel);
+        for tid in new {
             let mut slot = Box::new(StopSlot::new(tid));
             let ptr = &*slot as *const StopSlot as usize;
             if sys::tgsigqueue(pid, tid, signals::STOP_SIGNAL, ptr).is_err() {
                 slot.gone = true;
+                outstanding.fetch_sub(1, Ordering::AcqRel);
             }
             slots.push(slot);
-            new += 1;
-        }
-        if new == 0 {
-            break;
         }
         // Wait until every signalled thread has stopped or is gone.
         let mut next_check = now_ns() + CHECK_EVERY_NS;
@@ -326,6 +347,7 @@ fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<S
                     match examine(pid, s.tid) {
                         Task::Gone => {
                             s.gone = true;
+                            outstanding.fetch_sub(1, Ordering::AcqRel);
                             if s.tid == pid {
                                 leader_alive = false;
                             }
@@ -407,7 +429,11 @@ impl Stopped {
         let mut asks: Vec<(usize, Vec<SigInfo>)> = (0..self.threads.len())
             .map(|at| (at, vec![SigInfo::zeroed(); 4]))
             .collect();
+        let p = crate::process::get();
         while !asks.is_empty() {
+            // Counted before any is asked (`count_in`).
+            p.stop_outstanding
+                .store(asks.len() as u32, Ordering::Release);
             for (at, buf) in &mut asks {
                 let slot = self.slot(*at);
                 slot.drain_set = set;
@@ -418,12 +444,19 @@ impl Stopped {
                 slot.release.store(DRAIN, Ordering::Release);
                 sys::futex_wake(&slot.release, 1);
             }
+            loop {
+                let seen = p.stopped.load(Ordering::Acquire);
+                if asks
+                    .iter()
+                    .all(|(at, _)| self.slot(*at).drained.load(Ordering::Acquire) != 0)
+                {
+                    break;
+                }
+                sys::futex_wait(&p.stopped, seen, None);
+            }
             let mut again = Vec::new();
             for (at, buf) in asks {
                 let slot = self.slot(at);
-                while slot.drained.load(Ordering::Acquire) == 0 {
-                    sys::futex_wait(&slot.drained, 0, None);
-                }
                 let n = slot.drain_len;
                 if n == 0 {
                     continue;
