@@ -3,8 +3,8 @@
  *
  * A program that treats every fd number as its own, as daemons do: it closes everything above
  * 2 (closefrom, close_range, and close() of every fd /proc/self/fd lists), then puts a file of
- * its own on the 100 highest numbers its RLIMIT_NOFILE allows and on the 100 below 65536 with
- * dup2/dup3 (where the runtime keeps its own fds: at the top of the limit, or under 65536 when
+ * its own on the 100 highest numbers its RLIMIT_NOFILE allows and on the 100 below 8192 with
+ * dup2/dup3 (where the runtime keeps its own fds: at the top of the limit, or under 8192 when
  * the limit is higher, sys::RUNTIME_FD_CEILING), and works on them: each round writes a record
  * through one of them and checks that every one of them still is its file. The runtime must
  * keep working (failures are saved and resumed) without the program ever seeing a foreign fd or
@@ -22,7 +22,7 @@
 
 #define HIGH 100
 /* The runtime's fds stay below this when the limit is higher (sys::RUNTIME_FD_CEILING). */
-#define CEILING 65536
+#define CEILING 8192
 
 int main(int argc, char **argv)
 {

@@ -160,13 +160,16 @@ pub fn dup_at_least(fd: i32, min: i32) -> Result<i32> {
 
 /// The highest numbers the runtime's own fds take. They sit at the top of the soft
 /// `RLIMIT_NOFILE` (where the program's `open` reaches last), but the kernel sizes a process's
-/// fd table to its highest open fd and allocates and copies the whole table at every `fork`
-/// and every `unshare(CLONE_FILES)` (each save): with the 1048576 of many containers that is
-/// an 8 MiB table per fork. Below this the table stays at most 512 KiB. (On the test VM, whose
-/// limit is 20000, a save with a 1100 limit was about 10 % faster: a table of 9 KiB instead of
-/// 160 KiB.) A program that holds more fds than this finds a few numbers under it taken (its
-/// `open` skips them; `dup2` onto one moves the runtime's fd away first: `fds::interpose`).
-pub const RUNTIME_FD_CEILING: u64 = 65536;
+/// fd table to its highest open fd (a power of two) and allocates and copies the whole table
+/// at every `fork` and every `unshare(CLONE_FILES)` (each save), and walks it whenever
+/// `/proc/PID/fd` is listed (each save, twice): with the 1048576 of many containers that is an
+/// 8 MiB table per fork, with this VM's 20000 a 256 KiB one (about 100 µs per save, 50 µs per
+/// fork). Below this the table stays at 64 KiB. A program that holds more fds than this finds
+/// a few numbers under it taken (its `open` skips them, so its later fds are numbered a few
+/// higher than natively; `dup2` onto one moves the runtime's fd away first: `fds::interpose`).
+/// 4096 measured a little faster still, but `crash_os`'s program with 4500 fds saw its
+/// numbers shift. (It was 65536 until 2026-12-07: docs/benchmarks.md.)
+pub const RUNTIME_FD_CEILING: u64 = 8192;
 
 /// Below which number the runtime's fds go when they cannot sit above the soft limit: the
 /// soft `RLIMIT_NOFILE`, at most [`RUNTIME_FD_CEILING`].
