@@ -91,7 +91,7 @@ fn exec_again(target: &Program) -> ! {
 }
 
 /// `DIR/p/<pid>`.
-pub(super) fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
+pub(crate) fn own_dir(dir: &[u8], pid: i32) -> Vec<u8> {
     let mut d = dir.to_vec();
     d.push(b'/');
     d.extend_from_slice(process_dir(pid).as_bytes());
@@ -154,7 +154,7 @@ pub fn rejoin(tree: &zhuque_image::tree::Tree, meta: &zhuque_image::Meta) {
     };
     expect(Msg::Fetch);
     join_group(tree, meta.pid);
-    crate::os::fds::fetch_shared();
+    crate::os::fds::fetch_shared(tree);
     expect(Msg::Go);
     crate::os::fds::release_held(meta);
 }

@@ -1108,14 +1108,17 @@ static PENDING: core::sync::atomic::AtomicPtr<Restorer<'static>> =
 
 /// In a tree, at a resume, once every process has restored the fds it owns: takes the
 /// descriptions this process shares with others from the processes that saved them
-/// (`pidfd_getfd`), puts them at their numbers, then fills epoll sets and takes file locks.
-pub fn fetch_shared() {
+/// (`pidfd_getfd`), puts them at their numbers, sends again the datagrams other processes'
+/// sockets had sent to its own, then fills epoll sets and takes file locks.
+pub fn fetch_shared(tree: &zhuque_image::tree::Tree) {
     let r = PENDING.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if r.is_null() {
         return;
     }
     // SAFETY: leaked by `restore` in this process for this call.
     let r = unsafe { &mut *r };
+    let others = tree.members().map(|p| p.pid).filter(|p| *p != r.saved_pid);
+    r.members = Some(sockets::member_senders::Members::new(others.collect()));
     let mut owners: Vec<(i32, Result<i32, crate::sys::Errno>)> = Vec::new();
     for i in 0..r.table.files.len() {
         let FileKind::Borrowed { owner, owner_fd } = r.table.files[i].kind else {
@@ -1154,6 +1157,7 @@ pub fn fetch_shared() {
     pidfd::restore_rest(r);
     // Once the files other processes saved are here too: a message's fds (or the end that
     // sends it again, or a datagram socket's peer) may be one of them.
+    sockets::requeue_for_members(r);
     sockets::connect_unix_datagrams(r);
     in_flight::send_again(r);
     finish(r);

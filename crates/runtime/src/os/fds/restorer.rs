@@ -29,6 +29,9 @@ pub struct Restorer<'a> {
     /// The other end of each connection whose peer was gone with fds in flight on it (file
     /// index, fd): it sends the queue again once every file exists, then closes.
     peer_ends: Vec<(usize, i32)>,
+    /// In a tree, from `Fetch` on: the other processes, whose sockets may have sent datagrams
+    /// queued here (`sockets::member_senders`).
+    pub(super) members: Option<super::sockets::member_senders::Members>,
 }
 
 impl<'a> Restorer<'a> {
@@ -52,6 +55,7 @@ impl<'a> Restorer<'a> {
             down: soft_limit.min(1 << 20) as i32 - 1,
             saved_pid,
             peer_ends: Vec::new(),
+            members: None,
         }
     }
 

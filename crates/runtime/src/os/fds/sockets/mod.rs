@@ -28,6 +28,7 @@ use zhuque_image::os::{FileKind, SockState, Socket};
 mod inet;
 mod inet_diag;
 mod listen;
+pub(super) mod member_senders;
 mod netlink;
 mod options;
 mod packet_diag;
@@ -225,8 +226,9 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Outside { .. } => dead_connection(r, i, s),
         SockState::Unconnected => plain(s, None).inspect(|fd| {
             // With fds in flight, its queue comes once every file exists
-            // (`in_flight::send_again`, then `requeue_with_fds`).
-            if s.passed.is_empty() {
+            // (`in_flight::send_again`, then `requeue_with_fds`); in a tree, with messages
+            // from another address, once every process's sockets exist (`requeue_for_members`).
+            if s.passed.is_empty() && !member_senders::waits_for_members(s) {
                 requeue(r, i, *fd, s, &|_| Vec::new());
                 shut_down(*fd, s);
             }
@@ -251,8 +253,10 @@ pub fn restore(r: &mut Restorer, i: usize) {
         SockState::Datagram { .. } if orphaned_pair_end(s) => closed_unix_connection(r, i, s),
         SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
             // With fds in flight, its queue comes once every file exists
-            // (`in_flight::send_again`, then `requeue_with_fds`), and the connect after it.
-            if s.passed.is_empty() {
+            // (`in_flight::send_again`, then `requeue_with_fds`), and the connect after it;
+            // in a tree, with messages from another address, once every process's sockets
+            // exist (`requeue_for_members`).
+            if s.passed.is_empty() && !member_senders::waits_for_members(s) {
                 // Before the connect: a connected socket takes datagrams from its peer only.
                 requeue(r, i, *fd, s, &|_| Vec::new());
                 // A Unix peer may be a socket not made yet: [`connect_unix_datagrams`].
@@ -315,6 +319,38 @@ pub(super) fn requeue_with_fds(r: &Restorer, i: usize, fds_of: &dyn Fn(usize) ->
         reconnect(r, i, fd, peer);
     }
     shut_down(fd, s);
+}
+
+/// In a tree, once every process has recreated the fds it owns (`Fetch`): the queues that
+/// waited for their senders' sockets ([`member_senders`]), then what follows a queue in
+/// [`restore`]: the connect of a datagram socket that is not a Unix one
+/// ([`connect_unix_datagrams`], which comes next, connects those) and the shutdown state.
+pub fn requeue_for_members(r: &Restorer) {
+    for (i, f) in r.table.files.iter().enumerate() {
+        let FileKind::Socket(s) = &f.kind else {
+            continue;
+        };
+        if !member_senders::waits_for_members(s) {
+            continue;
+        }
+        let Some(fd) = r.staged(i) else {
+            continue;
+        };
+        match &s.state {
+            SockState::Unconnected => {
+                requeue(r, i, fd, s, &|_| Vec::new());
+                shut_down(fd, s);
+            }
+            SockState::Datagram { peer } if !orphaned_pair_end(s) => {
+                requeue(r, i, fd, s, &|_| Vec::new());
+                if s.domain != sys::AF_UNIX {
+                    reconnect(r, i, fd, peer);
+                    shut_down(fd, s);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Resume, once every file exists: connects each Unix datagram socket that was connected

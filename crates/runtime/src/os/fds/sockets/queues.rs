@@ -265,8 +265,10 @@ pub(super) fn peer_hung_up(fd: i32) -> bool {
 }
 
 /// Sends a datagram socket's saved queue to its recreated self, in order, each message from
-/// a socket bound to its sender's address where one can be (the sender's socket is gone or
-/// not recreated yet; with `CAP_NET_ADMIN` also a remote address), so `recvfrom` reports the
+/// its sender's socket when the program holds it (in a tree, once every process has recreated
+/// its sockets, when any of them does: [`member_senders`](super::member_senders)), else from a
+/// socket bound to its sender's address where one can be (the sender's socket is gone; with
+/// `CAP_NET_ADMIN` also a remote address), so `recvfrom` reports the
 /// same sender and a reply goes where it went. Otherwise it comes from an unnamed socket:
 /// the message is kept, its sender is not (one warning). `fds_of(k)`: the fds that travel
 /// with message `k` (`SCM_RIGHTS`; recreated files of the table, see `in_flight`).
@@ -323,7 +325,7 @@ pub(in crate::os::fds) fn requeue(
         } else {
             if sender.as_ref().is_none_or(|(a, _)| *a != from) {
                 sender = None; // drops (closes) the previous one first: it may hold the address
-                match Sender::new(s, from) {
+                match Sender::new(r, s, from) {
                     Ok(snd) => sender = Some((from, snd)),
                     Err(_) => {
                         lost += 1;
@@ -404,8 +406,9 @@ pub(super) fn reachable(addr: &[u8]) -> Vec<u8> {
     a
 }
 
-/// A socket that re-sends queued datagrams, bound to their sender's address when it could be.
-/// Dropping it closes it and removes a Unix socket file it made.
+/// A socket that re-sends queued datagrams: their sender's own, another process's of the tree,
+/// or a new one bound to their sender's address when it could be. Dropping it closes this
+/// process's fd and removes a Unix socket file it made.
 pub(super) struct Sender {
     fd: sys::Fd,
     named: bool,
@@ -413,7 +416,16 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    fn new(s: &Socket, from: &[u8]) -> Result<Sender, crate::sys::Errno> {
+    /// Another process's socket bound to `from` when one of the tree is
+    /// ([`member_senders`](super::member_senders)), or a new socket bound there if it can be.
+    fn new(r: &Restorer, s: &Socket, from: &[u8]) -> Result<Sender, crate::sys::Errno> {
+        if let Some(fd) = r.members.as_ref().and_then(|m| m.sender(s, from)) {
+            return Ok(Sender {
+                fd,
+                named: true,
+                made_path: None,
+            });
+        }
         let fd = sys::socket(s.domain, s.ty | sys::SOCK_CLOEXEC, s.protocol)?;
         let mut snd = Sender {
             fd,
