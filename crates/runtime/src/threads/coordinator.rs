@@ -24,7 +24,7 @@ use crate::os::sigev_thread;
 use crate::process::{self, now_ns};
 use crate::sys;
 use crate::{signals, vmem};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 const STACK_SIZE: usize = 256 << 10;
 
@@ -66,6 +66,10 @@ static ON_DEMAND: AtomicBool = AtomicBool::new(false);
 /// Something asked for the coordinator before [`prepare`] (a `SIGPWR` delivered as soon as
 /// the runtime's handler existed).
 static WANTED: AtomicBool = AtomicBool::new(false);
+/// When [`release`] let the coordinator run (`now_ns`): a single program's
+/// `ZHUQUE_FAIL_AFTER` counts from then, not from the coordinator's first instruction, which
+/// a loaded machine can delay (a new thread waits its turn behind every runnable one).
+static RELEASED_NS: AtomicU64 = AtomicU64::new(0);
 
 /// The coordinator's tid, started first if it does not run yet and may ([`prepare`] was
 /// called); 0 when it may not. Async-signal-safe: a program thread that starts it does so
@@ -144,6 +148,7 @@ pub fn spawn() {
 /// Lets the coordinator [`spawn`] created do its work; the failure-injection clock starts now.
 pub fn release() {
     let gate = &process::get().coordinator_gate;
+    RELEASED_NS.store(now_ns(), Ordering::Relaxed);
     gate.store(1, Ordering::Release);
     sys::futex_wake(gate, 1);
 }
@@ -203,7 +208,8 @@ extern "C" fn run(_: usize) -> ! {
     let in_tree = crate::tree::in_tree();
     // In a tree the init injects `ZHUQUE_FAIL_AFTER` failures, counted from the launch (a
     // program's own timer would start again at every exec).
-    let mut deadline = p.fail_after_ns().filter(|_| !in_tree).map(|d| now_ns() + d);
+    let released = RELEASED_NS.load(Ordering::Relaxed);
+    let mut deadline = p.fail_after_ns().filter(|_| !in_tree).map(|d| released + d);
     let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     loop {
         // The init's messages first (one may have come before this thread existed). Not while
