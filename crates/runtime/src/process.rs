@@ -70,7 +70,9 @@ pub struct Process {
     pub coordinator_tid: AtomicI32,
     /// 0 while the coordinator is held (see `coordinator::spawn`), 1 once it may work.
     pub coordinator_gate: AtomicU32,
-    /// Bumped by the last thread of a stop to reach the stop handler (futex word).
+    /// Bumped by the last thread of a stop (or of a drain) to reach the stop handler
+    /// (`threads::stop::count_in`); the coordinator futex-waits on it. Volatile, so every
+    /// process starts at 0.
     pub stopped: AtomicU32,
     /// Signalled threads of the current stop that have not reached the stop handler yet
     /// (`threads::stop`); wrapping, read as signed.

@@ -100,13 +100,6 @@ impl StopSlot {
     }
 }
 
-/// Bumped when the last of the signalled threads has stopped ([`count_in`]); the coordinator
-/// futex-waits on it.
-/// It lives in the volatile process state, so every process starts at 0.
-pub fn stopped_counter() -> &'static AtomicU32 {
-    &crate::process::get().stopped
-}
-
 /// The stop signal's handler (`SA_SIGINFO | SA_RESTART`, every signal blocked while it runs).
 ///
 /// # Safety
@@ -295,8 +288,9 @@ pub fn stop_all_but(spared: i32) -> Stopped {
 fn round(deadline: u64, patience: u64, spared: i32) -> Result<Stopped, Vec<Box<StopSlot>>> {
     let pid = sys::getpid();
     let me = sys::gettid();
-    let counter = stopped_counter();
-    let outstanding = &crate::process::get().stop_outstanding;
+    let p = crate::process::get();
+    let counter = &p.stopped;
+    let outstanding = &p.stop_outstanding;
     outstanding.store(0, Ordering::Release);
     let started = now_ns();
     let mut slots: Vec<Box<StopSlot>> = Vec::new();
