@@ -529,10 +529,9 @@ pub fn current_layout(launch: &Launch) -> Layout {
     layout
 }
 
-/// [`current_layout`] without the CPU's vector state format, which cannot change while the
-/// process runs: a fresh start leaves it to its first save ([`complete_layout`]). Most
-/// programs a shell runs end before any, and reading it takes CPUID queries, which trap in a
-/// virtual machine (about 15 µs here).
+/// [`current_layout`] without what cannot change while the process runs and costs to read (the
+/// vdso's hash, the CPU's vector state format): a fresh start leaves those to its first save
+/// ([`complete_layout`]).
 fn launch_layout(launch: &Launch) -> Layout {
     let maps = &launch.maps;
     let mut layout = Layout {
@@ -545,9 +544,6 @@ fn launch_layout(launch: &Launch) -> Layout {
             b"[vdso]" => {
                 layout.vdso_start = v.start as u64;
                 layout.vdso_end = v.end as u64;
-                // SAFETY: the vdso is mapped readable for its whole length.
-                let bytes = unsafe { core::slice::from_raw_parts(v.start as *const u8, v.len()) };
-                layout.vdso_hash = image::fnv1a(bytes);
             }
             b"[vvar]" => {
                 layout.vvar_start = v.start as u64;
@@ -565,15 +561,30 @@ fn launch_layout(launch: &Launch) -> Layout {
     layout
 }
 
-/// Adds the CPU's vector state format to a layout [`launch_layout`] made (again, harmlessly,
-/// on a CPU without `XSAVE`, whose XCR0 reads 0).
+/// Adds to a layout [`launch_layout`] made what cannot change while the process runs and
+/// costs to read: the hash of the kernel's vdso (about 20 µs: 8 KiB hashed a byte at a
+/// time) and the CPU's vector state format (CPUID queries, which trap in a virtual machine).
+/// Done once, at the first save (again, harmlessly, on a CPU without `XSAVE`, whose XCR0
+/// reads 0): most programs a shell runs end before any.
 pub fn complete_layout(layout: &mut Layout) {
-    if layout.xcr0 != 0 {
-        return;
+    if layout.vdso_hash == 0 && layout.vdso_end > layout.vdso_start {
+        layout.vdso_hash = vdso_hash(layout.vdso_start as usize, layout.vdso_end as usize);
     }
-    let (size, xcr0) = machine_facts();
-    layout.xsave_size = size;
-    layout.xcr0 = xcr0;
+    if layout.xcr0 == 0 {
+        let (size, xcr0) = machine_facts();
+        layout.xsave_size = size;
+        layout.xcr0 = xcr0;
+    }
+}
+
+/// The hash of the vdso at `start..end`, read through the kernel: a program may have unmapped
+/// it since it started (0 then, which no resume's vdso matches).
+fn vdso_hash(start: usize, end: usize) -> u64 {
+    let mut bytes = vec![0u8; end - start];
+    match sys::read_own_memory(start, &mut bytes) {
+        Ok(n) if n == bytes.len() => image::fnv1a(&bytes),
+        _ => 0,
+    }
 }
 
 /// [`xsave_facts`], read once per process: by its coordinator when it starts

@@ -258,3 +258,21 @@ pub fn mlock_on_fault(addr: usize, len: usize) -> Result<()> {
 pub fn membarrier(cmd: usize) -> Result<usize> {
     call(nr::MEMBARRIER, cmd, 0, 0, 0, 0, 0)
 }
+
+/// Copies this process's memory at `addr` into `buf` through the kernel (`process_vm_readv`
+/// of itself): a range the program has unmapped or made unreadable is an error (`EFAULT`),
+/// never a fault. Returns how many bytes were copied.
+pub fn read_own_memory(addr: usize, buf: &mut [u8]) -> Result<usize> {
+    let local = [buf.as_mut_ptr() as usize, buf.len()];
+    let remote = [addr, buf.len()];
+    // The iovecs are valid for the call: `local` is `buf`, `remote` is checked by the kernel.
+    call(
+        nr::PROCESS_VM_READV,
+        super::getpid() as usize,
+        local.as_ptr() as usize,
+        1,
+        remote.as_ptr() as usize,
+        1,
+        0,
+    )
+}

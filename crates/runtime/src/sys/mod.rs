@@ -150,6 +150,7 @@ pub mod nr {
     pub const MLOCK: usize = g::__NR_mlock as usize;
     pub const MLOCKALL: usize = g::__NR_mlockall as usize;
     pub const MLOCK2: usize = g::__NR_mlock2 as usize;
+    pub const PROCESS_VM_READV: usize = g::__NR_process_vm_readv as usize;
     pub const FANOTIFY_INIT: usize = g::__NR_fanotify_init as usize;
     pub const IO_SETUP: usize = g::__NR_io_setup as usize;
     pub const IO_DESTROY: usize = g::__NR_io_destroy as usize;
