@@ -540,6 +540,28 @@ fn queued_datagrams_keep_their_senders_credentials() {
     assert!(out.ends_with("done: 9000 datagrams\n"), "{out}");
 }
 
+/// The same with the sender the reader's nephew, its socket unnamed: at a resume the reader
+/// restores its fds while the sender's parent is still laying its memory back, and its queue
+/// is sent again in the sender's name once every process of the tree is back (before, the
+/// sender often did not exist yet and the datagrams came with the reader's own pid).
+#[test]
+fn queued_datagrams_from_another_branch_keep_their_senders_credentials() {
+    let prog = Program::compile("tree_passcred.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_passcred", &prog.path, ["3000", "2", "1"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(
+        out.ends_with("done: 9000 datagrams from another branch of the tree\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn unix_connections_between_processes_pending_and_accepted() {
     let prog = Program::compile("tree_pending.c");

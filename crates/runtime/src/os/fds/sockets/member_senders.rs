@@ -7,7 +7,9 @@
 //! receiver saw another sender); if not, the stand-in sender held the address for a moment and
 //! the sender's own `bind` could fail. So such a queue waits until every process has recreated
 //! the fds it owns (`Fetch`), and each message is then sent from its sender's own socket, taken
-//! with `pidfd_getfd` from the process that saved it (its image says at which number).
+//! with `pidfd_getfd` from the process that saved it (its image says at which number). A
+//! message with another process's credentials waits too: sending it again in that process's
+//! name needs the process back (`ESRCH` otherwise, and the message went with the resume's).
 
 use core::cell::OnceCell;
 
@@ -53,13 +55,18 @@ impl Members {
 
 /// Whether socket `s`'s queue waits until every process of the tree has recreated its sockets:
 /// a message of it came from an address that is not the socket's own (which a socket of any
-/// process of the tree may hold). Fds in flight wait anyway (`in_flight::send_again`).
+/// process of the tree may hold), or carries another process's credentials (sent again in
+/// that process's name, which needs it back). Fds in flight wait anyway
+/// (`in_flight::send_again`).
 pub(super) fn waits_for_members(s: &Socket) -> bool {
-    crate::tree::in_tree()
-        && s.passed.is_empty()
-        && s.senders
-            .iter()
-            .any(|from| from.len() > 2 && from.as_slice() != s.local.as_slice())
+    if !crate::tree::in_tree() || !s.passed.is_empty() {
+        return false;
+    }
+    let me = sys::getpid();
+    s.senders
+        .iter()
+        .any(|from| from.len() > 2 && from.as_slice() != s.local.as_slice())
+        || s.credentials.iter().any(|c| c.pid != 0 && c.pid != me)
 }
 
 /// `o`'s socket, taken from its process, if it is bound to `from` there.
