@@ -562,6 +562,26 @@ fn queued_datagrams_from_another_branch_keep_their_senders_credentials() {
     );
 }
 
+/// Datagrams queued from a child's socket that has shut down its sending side since
+/// (`tree_dgram_shutdown.c`: a child per round sends three and shuts down; two fail points
+/// exactly then, random failures besides): a resume sends them again from the child's own
+/// socket, which no longer sends, and then from an unnamed one. Before, they were lost and
+/// the parent blocked in `recvfrom`.
+#[test]
+fn queued_datagrams_whose_sender_shut_down_its_sending_side() {
+    let prog = Program::compile("tree_dgram_shutdown.c");
+    prog.build(&["-Wall", "-Wextra", "-Werror"]);
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new("tree_dgram_shutdown", &prog.path, ["200", "2"]).compare_files(&[]);
+    let (oracle, _) = crash(&tree, 0, &plan);
+    let out = String::from_utf8_lossy(&oracle.outcome.stdout);
+    assert!(out.ends_with("round 200 datagram 2\ndone\n"), "{out}");
+}
+
 #[test]
 fn unix_connections_between_processes_pending_and_accepted() {
     let prog = Program::compile("tree_pending.c");

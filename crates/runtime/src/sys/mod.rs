@@ -64,6 +64,7 @@ impl Errno {
     pub const ENOTTY: Errno = Errno(e::ENOTTY as i32);
     pub const EFBIG: Errno = Errno(e::EFBIG as i32);
     pub const ENOSPC: Errno = Errno(e::ENOSPC as i32);
+    pub const EPIPE: Errno = Errno(e::EPIPE as i32);
     pub const ENOSYS: Errno = Errno(e::ENOSYS as i32);
     pub const EADDRINUSE: Errno = Errno(e::EADDRINUSE as i32);
     pub const ETIMEDOUT: Errno = Errno(e::ETIMEDOUT as i32);

@@ -310,7 +310,7 @@ pub(in crate::os::fds) fn requeue(
             Some(Err(e)) => Err(e),
             None => sys::send_with_fds_to(from, msg, &fds, flags, &to).map(drop),
         };
-        (sent.is_ok(), fds.len() as u64)
+        (sent, fds.len() as u64)
     };
     let mut sender: Option<(&[u8], Sender)> = None;
     for (k, msg) in s.queue.iter().enumerate() {
@@ -340,7 +340,16 @@ pub(in crate::os::fds) fn requeue(
             }
             snd.fd.raw()
         };
-        if let (false, n) = send(via, msg, k) {
+        let (mut sent, n) = send(via, msg, k);
+        if sent == Err(sys::Errno::EPIPE) {
+            // Its sender's socket has shut down its sending side since it sent this (`SHUT_WR`):
+            // the message comes from an unnamed socket, without its sender's address.
+            sent = Sender::new(r, s, &[]).and_then(|u| send(u.fd.raw(), msg, k).0);
+            if sent.is_ok() && from.len() > 2 {
+                unnamed += 1;
+            }
+        }
+        if sent.is_err() {
             lost += 1;
             lost_fds += n;
         }
@@ -349,7 +358,7 @@ pub(in crate::os::fds) fn requeue(
     if unnamed > 0 {
         r.warning(i)
             .num(unnamed)
-            .str(" queued datagram(s) come back from another sender address (theirs is in use)")
+            .str(" queued datagram(s) come back from another sender address (theirs is in use, or its socket no longer sends)")
             .emit();
     }
     if uncredited.get() > 0 {
