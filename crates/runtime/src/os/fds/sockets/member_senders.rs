@@ -45,6 +45,9 @@ impl Members {
     /// The socket of another process that is bound to `from` (of `s`'s family and type),
     /// as a new fd of this process, once checked to be bound there.
     pub(super) fn sender(&self, s: &Socket, from: &[u8]) -> Option<sys::Fd> {
+        if from.len() <= 2 {
+            return None; // unnamed: no socket to look for (and no images to read)
+        }
         let sockets = self.sockets.get_or_init(|| saved_sockets(&self.pids));
         sockets
             .iter()

@@ -224,15 +224,6 @@ pub fn restore(r: &mut Restorer, i: usize) {
             closed_unix_connection(r, i, s)
         }
         SockState::Outside { .. } => dead_connection(r, i, s),
-        SockState::Unconnected => plain(s, None).inspect(|fd| {
-            // With fds in flight, its queue comes once every file exists
-            // (`in_flight::send_again`, then `requeue_with_fds`); in a tree, with messages
-            // from another address, once every process's sockets exist (`requeue_for_members`).
-            if s.passed.is_empty() && !member_senders::waits_for_members(s) {
-                requeue(r, i, *fd, s, &|_| Vec::new());
-                shut_down(*fd, s);
-            }
-        }),
         SockState::Listening { backlog, pending } => {
             plain_then(s, Some(*backlog), |_| reconnect_pending(r, s, pending))
         }
@@ -251,19 +242,13 @@ pub fn restore(r: &mut Restorer, i: usize) {
         }
         // The surviving end of a datagram socketpair: comes back as one again.
         SockState::Datagram { .. } if orphaned_pair_end(s) => closed_unix_connection(r, i, s),
-        SockState::Datagram { peer } => plain(s, None).inspect(|fd| {
+        SockState::Unconnected | SockState::Datagram { .. } => plain(s, None).inspect(|fd| {
             // With fds in flight, its queue comes once every file exists
             // (`in_flight::send_again`, then `requeue_with_fds`), and the connect after it;
-            // in a tree, with messages from another address, once every process's sockets
-            // exist (`requeue_for_members`).
+            // in a tree, with messages from another address or in another process's name,
+            // once every process's sockets exist (`requeue_for_members`).
             if s.passed.is_empty() && !member_senders::waits_for_members(s) {
-                // Before the connect: a connected socket takes datagrams from its peer only.
-                requeue(r, i, *fd, s, &|_| Vec::new());
-                // A Unix peer may be a socket not made yet: [`connect_unix_datagrams`].
-                if s.domain != sys::AF_UNIX {
-                    reconnect(r, i, *fd, peer);
-                    shut_down(*fd, s);
-                }
+                requeue_then_settle(r, i, *fd, s);
             }
         }),
     };
@@ -336,20 +321,26 @@ pub fn requeue_for_members(r: &Restorer) {
         let Some(fd) = r.staged(i) else {
             continue;
         };
-        match &s.state {
-            SockState::Unconnected => {
-                requeue(r, i, fd, s, &|_| Vec::new());
-                shut_down(fd, s);
-            }
-            SockState::Datagram { peer } if !orphaned_pair_end(s) => {
-                requeue(r, i, fd, s, &|_| Vec::new());
-                if s.domain != sys::AF_UNIX {
-                    reconnect(r, i, fd, peer);
-                    shut_down(fd, s);
-                }
-            }
-            _ => {}
+        let datagram = matches!(s.state, SockState::Datagram { .. }) && !orphaned_pair_end(s);
+        if datagram || matches!(s.state, SockState::Unconnected) {
+            requeue_then_settle(r, i, fd, s);
         }
+    }
+}
+
+/// Sends bound socket `i` (new fd `fd`, with no fds in flight) its queue again, then connects
+/// it to its peer, if it had one and that is not a Unix socket, and gives it its shutdown
+/// state: before the connect, since a connected socket takes datagrams from its peer only; a
+/// Unix peer may be a socket not made yet ([`connect_unix_datagrams`] connects those).
+fn requeue_then_settle(r: &Restorer, i: usize, fd: i32, s: &Socket) {
+    requeue(r, i, fd, s, &|_| Vec::new());
+    match &s.state {
+        SockState::Datagram { .. } if s.domain == sys::AF_UNIX => {}
+        SockState::Datagram { peer } => {
+            reconnect(r, i, fd, peer);
+            shut_down(fd, s);
+        }
+        _ => shut_down(fd, s),
     }
 }
 
