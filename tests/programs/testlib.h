@@ -6,10 +6,14 @@
 #ifndef ZHUQUE_TESTLIB_H
 #define ZHUQUE_TESTLIB_H
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "zhuque.h"
@@ -127,5 +131,24 @@ static inline void tl_proc_close(FILE *f, char *buf)
             exit(99);                                                                    \
         }                                                                                \
     } while (0)
+
+/* `a` set to the abstract Unix socket address `name`; returns its length. */
+static inline socklen_t tl_abstract_address(struct sockaddr_un *a, const char *name)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    size_t n = strlen(name);
+    memcpy(a->sun_path + 1, name, n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* A Unix datagram socket bound to `a` (ends the program if it cannot be). */
+static inline int tl_bound_datagram_socket(const struct sockaddr_un *a, socklen_t len)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    TL_CHECK(fd >= 0 && bind(fd, (const struct sockaddr *)a, len) == 0, "bind: %s",
+             strerror(errno));
+    return fd;
+}
 
 #endif

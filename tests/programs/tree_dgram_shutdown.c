@@ -27,22 +27,6 @@
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
 #define PER_ROUND 3
 
-static socklen_t abstract(struct sockaddr_un *a, const char *name)
-{
-    memset(a, 0, sizeof *a);
-    a->sun_family = AF_UNIX;
-    size_t n = strlen(name);
-    memcpy(a->sun_path + 1, name, n);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
-static int bound_socket(const struct sockaddr_un *a, socklen_t len)
-{
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0 && bind(fd, (const struct sockaddr *)a, len) == 0, "bind: %s", strerror(errno));
-    return fd;
-}
-
 static void wait_byte(int fd, const char *what)
 {
     char b;
@@ -56,7 +40,7 @@ static void wait_byte(int fd, const char *what)
 static void child(unsigned long r, const struct sockaddr_un *to, socklen_t to_len,
                   const struct sockaddr_un *me, socklen_t me_len, int sent, int go)
 {
-    int fd = bound_socket(me, me_len);
+    int fd = tl_bound_datagram_socket(me, me_len);
     for (int i = 0; i < PER_ROUND; i++) {
         char text[32];
         int len = snprintf(text, sizeof text, "round %lu datagram %d", r, i);
@@ -80,12 +64,12 @@ int main(int argc, char **argv)
     char name[64];
     struct sockaddr_un me, them;
     snprintf(name, sizeof name, "zq-shutwr-parent-%lx", nonce);
-    socklen_t me_len = abstract(&me, name);
-    int fd = bound_socket(&me, me_len);
+    socklen_t me_len = tl_abstract_address(&me, name);
+    int fd = tl_bound_datagram_socket(&me, me_len);
     unsigned long every = rounds / (points + 1);
     for (unsigned long r = 1; r <= rounds; r++) {
         snprintf(name, sizeof name, "zq-shutwr-child-%lx-%lu", nonce, r);
-        socklen_t them_len = abstract(&them, name);
+        socklen_t them_len = tl_abstract_address(&them, name);
         /* Failures before the child sent: a resume after that may change its address. */
         unsigned long failures = zq_failures();
         int sent[2], go[2];

@@ -35,28 +35,12 @@
 #define CHECK(c, ...) TL_CHECK(c, __VA_ARGS__)
 #define PER_ROUND 3
 
-static socklen_t abstract(struct sockaddr_un *a, const char *name)
-{
-    memset(a, 0, sizeof *a);
-    a->sun_family = AF_UNIX;
-    size_t n = strlen(name);
-    memcpy(a->sun_path + 1, name, n);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
-static int bound_socket(const struct sockaddr_un *a, socklen_t len)
-{
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0 && bind(fd, (const struct sockaddr *)a, len) == 0, "bind: %s", strerror(errno));
-    return fd;
-}
-
 static void child(int go, const struct sockaddr_un *to, socklen_t to_len,
                   const struct sockaddr_un *me, socklen_t me_len, unsigned long rounds)
 {
     int fd;
     if (me_len) {
-        fd = bound_socket(me, me_len);
+        fd = tl_bound_datagram_socket(me, me_len);
     } else {
         fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         CHECK(fd >= 0, "socket: %s", strerror(errno));
@@ -149,10 +133,10 @@ int main(int argc, char **argv)
     CHECK(getrandom(&nonce, sizeof nonce, 0) == sizeof nonce, "getrandom: %s", strerror(errno));
     struct sockaddr_un daemon_addr, client_addr;
     snprintf(name, sizeof name, "zq-passcred-daemon-%d-%lx", (int)getpid(), nonce);
-    socklen_t daemon_len = abstract(&daemon_addr, name);
+    socklen_t daemon_len = tl_abstract_address(&daemon_addr, name);
     snprintf(name, sizeof name, "zq-passcred-client-%d-%lx", (int)getpid(), nonce);
-    socklen_t client_len = abstract(&client_addr, name);
-    int fd = bound_socket(&daemon_addr, daemon_len);
+    socklen_t client_len = tl_abstract_address(&client_addr, name);
+    int fd = tl_bound_datagram_socket(&daemon_addr, daemon_len);
     int one = 1;
     CHECK(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0, "SO_PASSCRED: %s",
           strerror(errno));

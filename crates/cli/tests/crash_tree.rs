@@ -164,6 +164,23 @@ fn crash(tree: &Tree, status: i32, plan: &CrashPlan) -> (Oracle, CrashReport) {
     (oracle, report)
 }
 
+/// A crash test of the C program `file` (built with warnings as errors, and `flags`), run as
+/// tree `name` with `args`: ten runs, each with at least two failures (the program's own fail
+/// points, random ones besides), its files not compared. The oracle and the report.
+fn fail_points(name: &str, file: &str, args: &[&str], flags: &[&str]) -> (Oracle, CrashReport) {
+    let prog = Program::compile(file);
+    let mut all = vec!["-Wall", "-Wextra", "-Werror"];
+    all.extend_from_slice(flags);
+    prog.build(&all);
+    let plan = CrashPlan {
+        runs: 10,
+        min_failures_per_run: 2,
+        ..CrashPlan::default()
+    };
+    let tree = Tree::new(name, &prog.path, args.iter().copied()).compare_files(&[]);
+    crash(&tree, 0, &plan)
+}
+
 fn os(p: impl Into<OsString>) -> OsString {
     p.into()
 }
@@ -501,41 +518,25 @@ fn system_v_ipc_and_message_queues_between_processes() {
 
 #[test]
 fn socketpair_between_processes_with_fds_in_flight() {
-    let prog = Program::compile("tree_in_flight.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
     // A parent sends its child a pipe, a memfd and a socket end over a socketpair whose ends
     // the two hold; the child takes them 2 ms later, so failures land while they are in
     // flight (two fail points in the parent with fds in flight, random failures besides).
     // The connection, its unread bytes and the fds come back (before: the ends came
     // back unconnected and the fds were closed); the child checks each fd, and answers on
     // the socket end it was sent.
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_in_flight", &prog.path, ["300", "2"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_in_flight", "tree_in_flight.c", &["300", "2"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
 }
 
 #[test]
 fn queued_datagrams_keep_their_senders_credentials() {
-    let prog = Program::compile("tree_passcred.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
     // A child sends its parent's Unix datagram socket (SO_PASSCRED on, a log daemon's way)
     // three datagrams a round; the parent leaves one or two queued (two fail points exactly
     // then, random failures besides) and checks every datagram's text, sender address and
     // credentials. Before, the queue came back from a socket of the resume's, and the parent
     // read its own pid as the sender's.
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_passcred", &prog.path, ["3000", "2"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_passcred", "tree_passcred.c", &["3000", "2"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done: 9000 datagrams\n"), "{out}");
 }
@@ -546,15 +547,7 @@ fn queued_datagrams_keep_their_senders_credentials() {
 /// sender often did not exist yet and the datagrams came with the reader's own pid).
 #[test]
 fn queued_datagrams_from_another_branch_keep_their_senders_credentials() {
-    let prog = Program::compile("tree_passcred.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_passcred", &prog.path, ["3000", "2", "1"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_passcred", "tree_passcred.c", &["3000", "2", "1"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(
         out.ends_with("done: 9000 datagrams from another branch of the tree\n"),
@@ -569,34 +562,23 @@ fn queued_datagrams_from_another_branch_keep_their_senders_credentials() {
 /// the parent blocked in `recvfrom`.
 #[test]
 fn queued_datagrams_whose_sender_shut_down_its_sending_side() {
-    let prog = Program::compile("tree_dgram_shutdown.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_dgram_shutdown", &prog.path, ["200", "2"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points(
+        "tree_dgram_shutdown",
+        "tree_dgram_shutdown.c",
+        &["200", "2"],
+        &[],
+    );
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("round 200 datagram 2\ndone\n"), "{out}");
 }
 
 #[test]
 fn unix_connections_between_processes_pending_and_accepted() {
-    let prog = Program::compile("tree_pending.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
     // A child connects to its parent's Unix listener every round; the parent accepts only
     // once told (two fail points exactly then, with the connection in the listener's queue,
     // random failures besides), reads the request, answers. Before, the child read
     // end-of-file and the parent blocked in accept().
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_pending", &prog.path, ["1000", "2"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_pending", "tree_pending.c", &["1000", "2"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
 }
@@ -613,15 +595,7 @@ fn unix_connections_between_processes_pending_and_accepted() {
 /// in every run the root's threads came back with other ids.
 #[test]
 fn threads_keep_their_ids_when_other_processes_run_on_first() {
-    let prog = Program::compile("tree_tids.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror", "-pthread"]);
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_tids", &prog.path, ["2000", "2"]).compare_files(&[]);
-    let (oracle, report) = crash(&tree, 0, &plan);
+    let (oracle, report) = fail_points("tree_tids", "tree_tids.c", &["2000", "2"], &["-pthread"]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.contains("same tids throughout"), "{out}");
     let warned: Vec<String> = report
@@ -633,15 +607,12 @@ fn threads_keep_their_ids_when_other_processes_run_on_first() {
 
 #[test]
 fn fds_in_flight_on_a_connection_not_yet_accepted() {
-    let prog = Program::compile("tree_pending_fds.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_pending_fds", &prog.path, ["1000", "2"]).compare_files(&[]);
-    let (oracle, report) = crash(&tree, 0, &plan);
+    let (oracle, report) = fail_points(
+        "tree_pending_fds",
+        "tree_pending_fds.c",
+        &["1000", "2"],
+        &[],
+    );
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
     let warned: Vec<String> = report
@@ -680,16 +651,8 @@ fn pipes_in_flight_in_every_message_queued_on_a_connection() {
 /// `tree_pending_fds.c MODE`: two fail points with fds in flight, random failures besides;
 /// identical output, and no pipe end said to come back apart.
 fn pipes_in_flight(mode: &str) {
-    let prog = Program::compile("tree_pending_fds.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
     let name = format!("tree_pending_fds_{mode}");
-    let tree = Tree::new(&name, &prog.path, ["1000", "2", mode]).compare_files(&[]);
-    let (oracle, report) = crash(&tree, 0, &plan);
+    let (oracle, report) = fail_points(&name, "tree_pending_fds.c", &["1000", "2", mode], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
     let warned: Vec<String> = report
@@ -701,37 +664,21 @@ fn pipes_in_flight(mode: &str) {
 
 #[test]
 fn terminal_session_over_a_pseudo_terminal() {
-    let prog = Program::compile("tree_pty.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
     // forkpty(): the parent types requests, ^C and window changes at the master; the child
     // leads a session whose controlling terminal is the slave and answers with what it sees
     // (signals, rows, /dev/tty, foreground group). Two fail points with a request queued,
     // random failures besides.
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_pty", &prog.path, ["600", "2"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_pty", "tree_pty.c", &["600", "2"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
 }
 
 #[test]
 fn terminal_session_whose_leader_holds_no_fd_of_it() {
-    let prog = Program::compile("tree_pty.c");
-    prog.build(&["-Wall", "-Wextra", "-Werror"]);
     // As `terminal_session_over_a_pseudo_terminal`, but the child, a session leader, keeps no
     // fd of its terminal (0-2 are /dev/null) and opens /dev/tty for each request. Before, its
     // session came back without a controlling terminal: /dev/tty failed and the child died.
-    let plan = CrashPlan {
-        runs: 10,
-        min_failures_per_run: 2,
-        ..CrashPlan::default()
-    };
-    let tree = Tree::new("tree_pty_nofd", &prog.path, ["600", "2", "nofd"]).compare_files(&[]);
-    let (oracle, _) = crash(&tree, 0, &plan);
+    let (oracle, _) = fail_points("tree_pty_nofd", "tree_pty.c", &["600", "2", "nofd"], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
 }
