@@ -325,7 +325,11 @@ fn an_unstoppable_thread_fails_the_save_clearly() {
 #[test]
 fn resume_without_a_pid_namespace() {
     let prog = Program::compile(THR_PRODCONS.file);
-    let args: Vec<String> = vec!["30000".into()];
+    // Long enough that the failure 0.1 s in always lands: 30000 items ran 0.12-0.18 s here,
+    // and a loaded machine that runs the eight threads on one CPU makes the program faster
+    // (less contention), so it sometimes ended first (exit 0 instead of 75, seen in CI).
+    // 150000 items take 0.5-0.9 s.
+    let args: Vec<String> = vec!["150000".into()];
     let native = run_native(&prog, &args, &prog.workdir(), None);
     let image = ImageDir::new();
     let launch = |fail_after: Option<&str>| run_by_hand(&prog, &args, &image.path, fail_after);
