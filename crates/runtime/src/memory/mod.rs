@@ -148,14 +148,35 @@ pub fn map(
         // reserve natively would at worst be reclaimed; here it would be a SIGBUS.
         backing::admit(len)?;
     }
-    let (pool_off, resident) = pool::alloc_recycled(len as u64, addr)?;
+    let unzeroed = pool::zeroed_through_mapping(len as u64, prot);
+    let (pool_off, taken) = pool::alloc_recycled(len as u64, addr, unzeroed)?;
+    let extra = if taken == pool::Taken::Unzeroed {
+        pool::unzeroed_map_flags(len as u64)
+    } else {
+        0
+    };
     // SAFETY: with MAP_FIXED the caller asked to replace what is there, as with plain mmap.
-    let at = unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS, pool_off)? };
-    if resident && prot & sys::PROT_WRITE != 0 {
-        // Storage taken back whole: its pages exist, so one call maps them all writable
-        // (cheaper than a fault per page; nothing is allocated). Best effort.
-        // SAFETY: populating page tables of our own fresh mapping changes no contents.
-        let _ = unsafe { sys::madvise(at, len, sys::MADV_POPULATE_WRITE) };
+    let at = match unsafe { pool::map(addr, len, prot, flags & KEPT_FLAGS | extra, pool_off) } {
+        Ok(at) => at,
+        Err(e) => {
+            // The storage goes back where a later mapping may take it (its pages still
+            // allocated would otherwise be lost to the process until it ends).
+            pool::release(pool_off, len as u64);
+            return Err(e);
+        }
+    };
+    match taken {
+        // SAFETY: the mapping was just made, writable, over storage no other mapping uses,
+        // with the flags asked for; the memory lock is held, and the caller's critical
+        // section keeps a save from seeing it before it reads zeros.
+        pool::Taken::Unzeroed => unsafe { pool::zero_taken_back(at, len, pool_off) },
+        pool::Taken::Resident if prot & sys::PROT_WRITE != 0 => {
+            // Storage taken back whole: its pages exist, so one call maps them all writable
+            // (cheaper than a fault per page; nothing is allocated). Best effort.
+            // SAFETY: populating page tables of our own fresh mapping changes no contents.
+            let _ = unsafe { sys::madvise(at, len, sys::MADV_POPULATE_WRITE) };
+        }
+        _ => {}
     }
     // With MAP_FIXED the mapping replaced what was there; without, the kernel chose free
     // addresses, where the table may still list memory ld.so unmapped.

@@ -99,6 +99,19 @@ pub unsafe fn madvise(addr: usize, len: usize, advice: i32) -> Result<()> {
     check(unsafe { syscall3(nr::MADVISE, addr, len, advice as usize) }).map(|_| ())
 }
 
+/// How many pages of `[addr, addr + len)` are in memory (`mincore`; `vec` holds a byte per
+/// page): for a file mapping, whether the file's page is in the page cache, mapped here or
+/// not (a swapped-out page is not).
+pub fn pages_in_memory(addr: usize, len: usize, vec: &mut [u8]) -> Result<usize> {
+    let pages = len.div_ceil(super::PAGE);
+    let Some(vec) = vec.get_mut(..pages) else {
+        return Err(super::Errno::EINVAL);
+    };
+    // SAFETY: `vec` holds a byte for each page of the range; the kernel only writes it.
+    check(unsafe { syscall3(nr::MINCORE, addr, len, vec.as_mut_ptr() as usize) })?;
+    Ok(vec.iter().filter(|b| *b & 1 != 0).count())
+}
+
 /// # Safety
 /// As [`mmap`].
 #[inline]

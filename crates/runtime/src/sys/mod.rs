@@ -98,6 +98,7 @@ pub mod nr {
     pub const SCHED_YIELD: usize = g::__NR_sched_yield as usize;
     pub const MREMAP: usize = g::__NR_mremap as usize;
     pub const MADVISE: usize = g::__NR_madvise as usize;
+    pub const MINCORE: usize = g::__NR_mincore as usize;
     pub const STATMOUNT: usize = g::__NR_statmount as usize;
     pub const SHMAT: usize = g::__NR_shmat as usize;
     pub const SHMCTL: usize = g::__NR_shmctl as usize;
