@@ -21,10 +21,12 @@ fn hide(fd: OwnedFd) -> OwnedFd {
 /// higher — below the program's own when it holds the top ones (daemons `dup2` onto them);
 /// `None` when no number but low ones is free.
 pub fn dup_high(fd: BorrowedFd) -> Option<OwnedFd> {
-    let n = match crate::sys::dup_above_soft_limit(fd.as_raw_fd()) {
+    // Read once: every runtime fd of a starting program comes here (a system call each).
+    let limits = crate::sys::getrlimit(crate::sys::RLIMIT_NOFILE);
+    let n = match crate::sys::dup_above(fd.as_raw_fd(), limits) {
         Some(n) => n,
         None => {
-            let min = (crate::sys::runtime_fd_top() - 64).max(64);
+            let min = (crate::sys::fd_top_under(limits.0) - 64).max(64);
             match crate::sys::dup_at_least(fd.as_raw_fd(), min) {
                 Ok(n) => n,
                 Err(_) => crate::os::fds::highest_free_dup(fd.as_raw_fd(), &[])?,

@@ -174,7 +174,12 @@ pub const RUNTIME_FD_CEILING: u64 = 8192;
 /// Below which number the runtime's fds go when they cannot sit above the soft limit: the
 /// soft `RLIMIT_NOFILE`, at most [`RUNTIME_FD_CEILING`].
 pub fn runtime_fd_top() -> i32 {
-    getrlimit(RLIMIT_NOFILE).0.min(RUNTIME_FD_CEILING) as i32
+    fd_top_under(getrlimit(RLIMIT_NOFILE).0)
+}
+
+/// [`runtime_fd_top`] for a soft `RLIMIT_NOFILE` of `soft`.
+pub fn fd_top_under(soft: u64) -> i32 {
+    soft.min(RUNTIME_FD_CEILING) as i32
 }
 
 /// A close-on-exec duplicate of `fd` at or above the soft `RLIMIT_NOFILE`, where the
@@ -183,7 +188,11 @@ pub fn runtime_fd_top() -> i32 {
 /// when the hard limit leaves no room, or the soft limit is at [`RUNTIME_FD_CEILING`] or
 /// above (the fd table would grow with it).
 pub fn dup_above_soft_limit(fd: i32) -> Option<i32> {
-    let (soft, hard) = getrlimit(RLIMIT_NOFILE);
+    dup_above(fd, getrlimit(RLIMIT_NOFILE))
+}
+
+/// [`dup_above_soft_limit`] with the `RLIMIT_NOFILE` limits (soft, hard) already read.
+pub fn dup_above(fd: i32, (soft, hard): (u64, u64)) -> Option<i32> {
     let cap = RUNTIME_FD_CEILING + 64;
     if hard <= soft || soft >= RUNTIME_FD_CEILING {
         return None;
