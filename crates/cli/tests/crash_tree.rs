@@ -583,11 +583,6 @@ fn unix_connections_between_processes_pending_and_accepted() {
     assert!(out.ends_with("done\n"), "{out}");
 }
 
-/// Fds in flight on a Unix connection its listener has not accepted yet (`tree_pending_fds.c`:
-/// the parent connects to its child's listener, sends a request with a pipe's write end in
-/// flight, closes its copy; two fail points exactly then, random failures besides): the
-/// child's answer comes through that pipe. Before, those fds were dropped at a save, with a
-/// warning, and the parent read end-of-file.
 /// Thread ids through resumes of a tree (`tree_tids.c`): the root's 12 threads, started
 /// first, check their `gettid()` every round while two children fork a grandchild each round.
 /// Before, a process recreated its threads only once the tree ran on, and a child running on
@@ -598,13 +593,15 @@ fn threads_keep_their_ids_when_other_processes_run_on_first() {
     let (oracle, report) = fail_points("tree_tids", "tree_tids.c", &["2000", "2"], &["-pthread"]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.contains("same tids throughout"), "{out}");
-    let warned: Vec<String> = report
-        .launches()
-        .flat_map(|l| zhuque_lines_with(std::slice::from_ref(l), "thread ids change"))
-        .collect();
+    let warned = zhuque_lines_with(report.launches(), "thread ids change");
     assert!(warned.is_empty(), "{warned:?}");
 }
 
+/// Fds in flight on a Unix connection its listener has not accepted yet (`tree_pending_fds.c`:
+/// the parent connects to its child's listener, sends a request with a pipe's write end in
+/// flight, closes its copy; two fail points exactly then, random failures besides): the
+/// child's answer comes through that pipe. Before, those fds were dropped at a save, with a
+/// warning, and the parent read end-of-file.
 #[test]
 fn fds_in_flight_on_a_connection_not_yet_accepted() {
     let (oracle, report) = fail_points(
@@ -615,10 +612,7 @@ fn fds_in_flight_on_a_connection_not_yet_accepted() {
     );
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
-    let warned: Vec<String> = report
-        .launches()
-        .flat_map(|l| zhuque_lines_with(std::slice::from_ref(l), "in flight"))
-        .collect();
+    let warned = zhuque_lines_with(report.launches(), "in flight");
     assert!(warned.is_empty(), "{warned:?}");
 }
 
@@ -655,10 +649,7 @@ fn pipes_in_flight(mode: &str) {
     let (oracle, report) = fail_points(&name, "tree_pending_fds.c", &["1000", "2", mode], &[]);
     let out = String::from_utf8_lossy(&oracle.outcome.stdout);
     assert!(out.ends_with("done\n"), "{out}");
-    let warned: Vec<String> = report
-        .launches()
-        .flat_map(|l| zhuque_lines_with(std::slice::from_ref(l), "warning"))
-        .collect();
+    let warned = zhuque_lines_with(report.launches(), "warning");
     assert!(warned.is_empty(), "{warned:?}");
 }
 

@@ -415,10 +415,14 @@ impl FileState {
     }
 }
 
-/// `zhuque:` lines of every launch's stderr that contain `needle`.
-pub fn zhuque_lines_with(launches: &[Launch], needle: &str) -> Vec<String> {
+/// `zhuque:` lines of every launch's stderr that contain `needle` (a slice of launches, or
+/// `CrashReport::launches`).
+pub fn zhuque_lines_with<'a>(
+    launches: impl IntoIterator<Item = &'a Launch>,
+    needle: &str,
+) -> Vec<String> {
     launches
-        .iter()
+        .into_iter()
         .flat_map(|l| l.result.zhuque_lines())
         .filter(|l| l.contains(needle))
         .collect()
