@@ -412,20 +412,44 @@ unsafe fn c_string_array(p: usize) -> (Vec<Vec<u8>>, usize) {
 
 const AT_EXECFN: usize = 31;
 
+/// Where the kernel laid out `argc`, `argv[]`, `envp[]` and the auxiliary vector: the stack
+/// pointer the program started with. ld.so keeps it in `__libc_stack_end` from its first
+/// instruction on (`_dl_sysdep_start`), which saves every starting process a read of
+/// `/proc/self/stat` (whose `startstack` is the same address), about 10 µs; that read stays
+/// the fallback.
+fn initial_stack() -> usize {
+    unsafe extern "C" {
+        /// ld.so's (GLIBC_2.2.5): the address of `argc` on the initial stack.
+        static __libc_stack_end: usize;
+    }
+    // SAFETY: a word ld.so sets before any library code runs and never changes afterwards.
+    let sp = unsafe { core::ptr::read_volatile(&raw const __libc_stack_end) };
+    if sp != 0 {
+        debug_assert_eq!(sp, stack_from_proc(), "__libc_stack_end is not startstack");
+        return sp;
+    }
+    stack_from_proc()
+}
+
+/// `startstack` of `/proc/self/stat`.
+fn stack_from_proc() -> usize {
+    let stat = crate::procfs::read(b"/proc/self/stat\0")
+        .unwrap_or_else(|_| crate::diag::fatal("cannot read /proc/self/stat (is /proc mounted?)"));
+    let sp = crate::procfs::stat_field(&stat, 28).unwrap_or(0) as usize;
+    if sp == 0 {
+        crate::diag::fatal("cannot find the initial stack in /proc/self/stat");
+    }
+    sp
+}
+
 impl Launch {
-    /// Reads argv, the environment and the auxiliary vector from the initial stack, whose
-    /// address the kernel publishes in `/proc/self/stat`. This works before libc has set
-    /// `environ`, which matters because the first `malloc` can precede libc's initialisation.
-    /// Enough to tell whether the runtime has anything to do in this process; the rest of
-    /// the facts come with [`Launch::read_process`].
+    /// Reads argv, the environment and the auxiliary vector from the initial stack
+    /// ([`initial_stack`]). This works before libc has set `environ`, which matters because the
+    /// first `malloc` can precede libc's initialisation. Enough to tell whether the runtime has
+    /// anything to do in this process; the rest of the facts come with
+    /// [`Launch::read_process`].
     pub fn read() -> Launch {
-        let stat = crate::procfs::read(b"/proc/self/stat\0").unwrap_or_else(|_| {
-            crate::diag::fatal("cannot read /proc/self/stat (is /proc mounted?)")
-        });
-        let initial_sp = crate::procfs::stat_field(&stat, 28).unwrap_or(0) as usize;
-        if initial_sp == 0 {
-            crate::diag::fatal("cannot find the initial stack in /proc/self/stat");
-        }
+        let initial_sp = initial_stack();
         // SAFETY: the kernel laid out argc, argv[], NULL, envp[], NULL, auxv[] at start_stack.
         let (argv, envp, env, auxv) = unsafe {
             let argv_at = initial_sp + 8;

@@ -70,6 +70,8 @@ pub struct TreeInit {
     pub names: BTreeMap<i32, String>,
     /// Some process has connected: from then on `SIGPWR` to the init saves the tree.
     pub ever_connected: bool,
+    /// `p/` exists (made before the first process got its role).
+    processes_dir_made: bool,
     /// `ZHUQUE_TREE_TRACE`: every event and message, on stderr (`1`) or appended to a file
     /// (an absolute path), a debugging aid.
     pub trace: Option<Trace>,
@@ -207,6 +209,7 @@ impl TreeInit {
             runtime: runtime_path(&plan.record),
             names: BTreeMap::new(),
             ever_connected: false,
+            processes_dir_made: false,
             fail_after: plan.fail_after,
             fail_at: None,
             trace: Trace::from_env(),
@@ -360,6 +363,10 @@ impl TreeInit {
                 for m in msgs {
                     self.send(pid, m);
                 }
+                // After the answer, which the process waits for (its start is a shell
+                // command's critical path). The init runs `SCHED_FIFO`: nothing preempts it
+                // between the two, and the process has the whole of its start ahead.
+                self.names.insert(pid, procs::comm(pid));
             }
             Reaction::Unexpected => self.garbage(pid),
         }
@@ -369,10 +376,13 @@ impl TreeInit {
     /// is written when its root first connects (a root that refuses before that leaves the
     /// image untouched, which `zhuque run` reports as a refusal).
     fn before_role(&mut self, pid: i32) {
-        self.names.insert(pid, procs::comm(pid));
-        let _ = fs::DirBuilder::new()
-            .mode(0o700)
-            .create(self.dir.join(PROCESSES_DIR));
+        if !self.processes_dir_made {
+            let made = fs::DirBuilder::new()
+                .mode(0o700)
+                .create(self.dir.join(PROCESSES_DIR));
+            self.processes_dir_made =
+                made.is_ok() || made.is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists);
+        }
         let resuming = matches!(self.reg.phase(), Phase::Resuming { .. });
         if pid == self.root_pid
             && !resuming

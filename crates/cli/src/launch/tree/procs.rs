@@ -47,6 +47,11 @@ pub fn fact(pid: i32) -> Option<ProcFact> {
 /// grows from there: six system calls for a `stat` line; the init reads one for every process
 /// at every save).
 fn read_small(path: &str) -> Option<String> {
+    String::from_utf8(read_small_bytes(path)?).ok()
+}
+
+/// [`read_small`], as bytes.
+fn read_small_bytes(path: &str) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut f = fs::File::open(path).ok()?;
     let mut buf = vec![0u8; 4096];
@@ -63,7 +68,7 @@ fn read_small(path: &str) -> Option<String> {
         }
     }
     buf.truncate(len);
-    String::from_utf8(buf).ok()
+    Some(buf)
 }
 
 /// A pidfd of process `pid`: it keeps naming that process after the pid is given to another.
@@ -261,9 +266,11 @@ pub fn elf_is_static(elf: &[u8]) -> bool {
 
 /// The command name of `pid`, for messages.
 pub fn comm(pid: i32) -> String {
-    fact(pid).map_or_else(
+    // `comm` rather than `stat`: the kernel formats one field, not fifty (the init reads it
+    // for every process that starts).
+    read_small_bytes(&format!("/proc/{pid}/comm")).map_or_else(
         || "?".to_string(),
-        |f| String::from_utf8_lossy(&f.comm).into_owned(),
+        |c| String::from_utf8_lossy(c.strip_suffix(b"\n").unwrap_or(&c)).into_owned(),
     )
 }
 
