@@ -29,6 +29,9 @@
  * With TREE_STATIC_MEMFD=1 the child copies STATIC_PROG (then a dynamically linked build)
  * into a memfd named "tree_static" and executes that (fexecve): a program with no path a
  * resume could execute, which zhuque runs natively with a warning, as a static one.
+ * With TREE_STATIC_LOADER=LD_SO the child executes the dynamic loader LD_SO with STATIC_PROG
+ * (then a dynamically linked build) as its argument (`ld.so PROG ARG`), which zhuque runs
+ * natively with a warning too.
  *
  * lists: ROUNDS times, the program forks a child that computes for a moment (0 to 20 ms,
  * around the runtime's grace before a fork child copies its parent's pool, which stops its
@@ -195,6 +198,11 @@ static int run_static(int argc, char **argv)
                 char *args[] = {"tree_static", arg, NULL};
                 if (getenv("TREE_STATIC_MEMFD"))
                     exec_from_memfd(prog, args);
+                const char *loader = getenv("TREE_STATIC_LOADER");
+                if (loader) {
+                    char *largs[] = {"ld.so", (char *)prog, arg, NULL};
+                    execv(loader, largs);
+                }
                 execv(prog, args);
                 _exit(127);
             }

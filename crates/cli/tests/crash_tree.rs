@@ -358,6 +358,16 @@ fn exec_memfd(prog: &Program, child: &Program) -> Tree {
     exec_unkeepable(prog, &child.path).env("TREE_STATIC_MEMFD", "1")
 }
 
+/// `tree_exec static` whose child executes the dynamic loader with a dynamically linked
+/// build of `tree_static.c` as its argument (`ld.so tree_static ROUND`,
+/// `TREE_STATIC_LOADER`).
+fn exec_through_loader(prog: &Program, child: &Program) -> Tree {
+    exec_unkeepable(prog, &child.path).env("TREE_STATIC_LOADER", LOADER)
+}
+
+/// The dynamic loader of x86_64 glibc, as programs name it.
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
 /// `tree_exec static` with `exe` as the child zhuque cannot keep.
 fn exec_unkeepable(prog: &Program, exe: &std::path::Path) -> Tree {
     exec_mode(prog, "static", [os("4"), os("5000000")])
@@ -1122,6 +1132,19 @@ fn a_child_run_from_a_memfd_is_killed_and_reported() {
     unkept_children_are_killed(&exec_memfd(&prog, &child), "memfd");
 }
 
+/// A child that runs a program by executing the dynamic loader (`ld.so PROG ARG`, as `ldd`
+/// and some launchers do): the loader shifts the arguments in place, so a resume could not
+/// execute it again as started; it runs natively with one warning per start, and a failure
+/// while it runs ends it with `SIGKILL` for its parent (it used to fail at once: its runtime
+/// executed the loader again without the program's path, "tree_static: cannot open shared
+/// object file").
+#[test]
+fn a_child_run_through_the_dynamic_loader_is_killed_and_reported() {
+    let prog = Program::compile("tree_exec.c");
+    let child = Program::compile("tree_static.c");
+    unkept_children_are_killed(&exec_through_loader(&prog, &child), "loader");
+}
+
 /// Crash-tests `tree` (`tree_exec static` with a child zhuque cannot keep) and requires that
 /// failures landed while that child ran.
 fn unkept_children_are_killed(tree: &Tree, what: &str) {
@@ -1409,6 +1432,13 @@ fn exec_memfd_natively() {
     let prog = Program::compile("tree_exec.c");
     let child = Program::compile("tree_static.c");
     static_children_run_natively(&exec_memfd(&prog, &child));
+}
+
+#[test]
+fn exec_through_loader_natively() {
+    let prog = Program::compile("tree_exec.c");
+    let child = Program::compile("tree_static.c");
+    static_children_run_natively(&exec_through_loader(&prog, &child));
 }
 
 #[test]

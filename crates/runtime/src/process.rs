@@ -34,6 +34,10 @@ pub struct Launch {
     pub envp: usize,
     /// The filename given to `execve` (`AT_EXECFN`).
     pub execfn: Vec<u8>,
+    /// Where the kernel loaded the program's interpreter (`AT_BASE`): 0 when the executable
+    /// had none, which for a process that loaded this library means the dynamic loader was
+    /// itself executed (`ld.so PROGRAM`): [`Launch::through_loader`].
+    pub at_base: usize,
     /// `/proc/self/exe`.
     pub exe: Vec<u8>,
     pub cwd: Vec<u8>,
@@ -242,6 +246,11 @@ impl Process {
             .store(Box::into_raw(Box::new(d)), Ordering::Release);
     }
 
+    /// Whether [`Process::launch`] is set (a fresh start or a resume set it).
+    pub fn has_launch(&self) -> bool {
+        !self.launch.load(Ordering::Acquire).is_null()
+    }
+
     pub fn launch(&self) -> &'static Launch {
         // SAFETY: set once during init to a leaked Box in volatile memory.
         unsafe { &*self.launch.load(Ordering::Acquire) }
@@ -411,6 +420,7 @@ unsafe fn c_string_array(p: usize) -> (Vec<Vec<u8>>, usize) {
 }
 
 const AT_EXECFN: usize = 31;
+const AT_BASE: usize = 7;
 
 /// Where the kernel laid out `argc`, `argv[]`, `envp[]` and the auxiliary vector: the stack
 /// pointer the program started with. ld.so keeps it in `__libc_stack_end` from its first
@@ -458,12 +468,16 @@ impl Launch {
             (argv, envp, env, auxv)
         };
         let mut execfn = Vec::new();
+        let mut at_base = 0;
         let mut at = auxv;
         loop {
             // SAFETY: auxv is a list of (type, value) pairs ending with AT_NULL.
             let (t, v) = unsafe { (*(at as *const usize), *((at + 8) as *const usize)) };
             if t == 0 {
                 break;
+            }
+            if t == AT_BASE {
+                at_base = v;
             }
             if t == AT_EXECFN {
                 // SAFETY: AT_EXECFN points to the filename string on the stack.
@@ -478,6 +492,7 @@ impl Launch {
             env,
             envp,
             execfn,
+            at_base,
             exe: Vec::new(),
             cwd: Vec::new(),
             maps: Vec::new(),
@@ -493,6 +508,14 @@ impl Launch {
             .unwrap_or_default();
         self.maps = crate::procfs::maps();
         self.stack_top = crate::procfs::stack_top(&self.maps).unwrap_or(0);
+    }
+
+    /// Whether the dynamic loader was executed with the program as its argument
+    /// (`ld.so PROGRAM ARGS`, how `ldd` and some launchers run programs): the loader has
+    /// shifted the arguments in place, so the launch as the kernel saw it is gone, and a
+    /// resume could not execute it again.
+    pub fn through_loader(&self) -> bool {
+        self.at_base == 0
     }
 
     pub fn env_get(&self, name: &str) -> Option<&[u8]> {

@@ -12,6 +12,7 @@ use crate::memory;
 use crate::process::{self, Launch, Mode};
 use crate::procfs;
 use crate::sys;
+use crate::tree::member::Greeting;
 use core::sync::atomic::Ordering;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use zhuque_image::{self as image, Layout, Meta, Program, State};
@@ -79,6 +80,25 @@ fn run_pathless(exe: &[u8]) {
     );
 }
 
+/// A program run by executing the dynamic loader (`ld.so PROGRAM ARGS`) runs natively, saying
+/// so: the loader shifted its arguments in place, so neither the canonical launch nor a resume
+/// could execute it again as it was started (executing the program directly would drop the
+/// loader's options, such as `--library-path`). At a failure the tree's init finds it
+/// unconnected (`procs::may_connect`), and its parent sees it killed by `SIGKILL`.
+fn run_through_loader(launch: &Launch) {
+    let program = launch.argv.first().map_or(&b"?"[..], |a| a.as_slice());
+    // (`AT_EXECFN` names the program too: the loader rewrote it.)
+    let loader = crate::procfs::readlink(b"/proc/self/exe\0").unwrap_or_default();
+    run_natively(
+        Line::new()
+            .str("its program ")
+            .push(program)
+            .str(" was started by executing the dynamic loader ")
+            .push(&loader)
+            .str(", which a resume cannot repeat"),
+    );
+}
+
 /// Why this process of a tree runs natively: said once; its own children start natively
 /// without a word (zhuque's variable is taken out of its environment).
 fn run_natively(why: &Line) {
@@ -116,28 +136,26 @@ fn init() {
         p.set_mode(Mode::Inert);
         return;
     };
-    launch.read_process();
     let cr = cr.as_slice();
-    let dir = image_dir(cr, &launch);
     let fail_after = fail_after_setting(&launch);
     p.fail_after_ns.store(
         fail_after.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
+    if launch.through_loader() {
+        run_through_loader(&launch);
+        return;
+    }
+    let early = greet_early(cr, &launch);
+    launch.read_process();
+    let dir = image_dir(cr, &launch);
     let runtime_path = own_path(&launch.maps);
-    // Usually (a program of a tree) the directory exists: one `open`.
-    let dir_fd = match image_io::open_dir(&dir) {
-        Ok(fd) if default_root_in_use(cr, &launch).is_none() => fd,
-        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) if in_zhuque_namespace() => {
-            run_unprotected(&dir);
-            return;
-        }
-        // `zhuque run` makes a tree's image directory before its first process starts.
-        Err(rustix::io::Errno::NOENT) if in_zhuque_namespace() => {
-            run_imageless(&dir);
-            return;
-        }
-        _ => open_image_dir(cr, &launch, &dir),
+    let (dir_fd, greeting) = match early {
+        Some((fd, greeting)) => (fd, greeting),
+        None => match open_launch_dir(cr, &launch, &dir) {
+            Some(fd) => (fd, Greeting::NotYet),
+            None => return,
+        },
     };
 
     let fresh = fresh_program(&launch, &dir, &runtime_path, fail_after);
@@ -146,6 +164,7 @@ fn init() {
         && in_zhuque_namespace()
     {
         // Executing it again is how a launch is made canonical, and how a resume starts it.
+        crate::tree::member::leave(greeting);
         run_pathless(&fresh.exe);
         return;
     }
@@ -157,6 +176,7 @@ fn init() {
         dir_fd: dir_fd.as_fd(),
         fail_after,
         runtime: &runtime_path,
+        greeting,
     }) {
         None => return,
         Some(launch) => launch,
@@ -176,6 +196,39 @@ fn init() {
                 Line::new().str("image ").push(&dir).str(" was left RUNNING by a process that died without saving; use --fresh to discard it"),
             ),
         },
+    }
+}
+
+/// A program of a tree (its image directory named by an absolute path that exists) opens the
+/// directory and greets the tree's init first of all (`tree::member::greet`): the init's
+/// answer comes while this process reads the rest of its launch. `None` for anything else,
+/// which [`open_launch_dir`] handles once the launch is known.
+fn greet_early(cr: &[u8], launch: &Launch) -> Option<(OwnedFd, Greeting)> {
+    if cr.first() != Some(&b'/') {
+        return None;
+    }
+    // An absolute directory needs nothing `read_process` reads.
+    let fd = image_io::open_dir(&image_dir(cr, launch)).ok()?;
+    let greeting = crate::tree::member::greet(fd.as_fd());
+    Some((fd, greeting))
+}
+
+/// Opens the launch's image directory `dir`, or says why this process runs natively (and
+/// returns `None`), or refuses.
+fn open_launch_dir(cr: &[u8], launch: &Launch, dir: &[u8]) -> Option<OwnedFd> {
+    // Usually (a program of a tree) the directory exists: one `open`.
+    match image_io::open_dir(dir) {
+        Ok(fd) if default_root_in_use(cr, launch).is_none() => Some(fd),
+        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) if in_zhuque_namespace() => {
+            run_unprotected(dir);
+            None
+        }
+        // `zhuque run` makes a tree's image directory before its first process starts.
+        Err(rustix::io::Errno::NOENT) if in_zhuque_namespace() => {
+            run_imageless(dir);
+            None
+        }
+        _ => Some(open_image_dir(cr, launch, dir)),
     }
 }
 

@@ -92,7 +92,17 @@ fn recv_with(flags: i32) -> Option<Msg> {
 
 /// Introduces this process to the init and returns what it is to be.
 pub fn hello() -> Option<Role> {
-    send(Msg::Hello).ok()?;
+    say_hello().ok()?;
+    role()
+}
+
+/// Introduces this process to the init; [`role`] reads the answer.
+pub fn say_hello() -> Result<(), Errno> {
+    send(Msg::Hello)
+}
+
+/// The init's answer to [`say_hello`]: what this process is to be.
+pub fn role() -> Option<Role> {
     match answer()? {
         Msg::Role(r) => Some(r),
         _ => None,

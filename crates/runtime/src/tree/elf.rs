@@ -49,12 +49,32 @@ fn check(dirfd: i32, path: &[u8], depth: u32) -> Program {
             why_not,
         }
     } else if head[..n].starts_with(b"\x7fELF") && n >= 64 && head[4] == 2 {
+        // The dynamic loader has no interpreter either, but the program it runs loads the
+        // runtime, which says itself why it runs natively (`runtime::run_through_loader`).
+        let unkeepable = !has_interpreter(fd.raw(), &head) && !is_own_loader(fd.raw());
         Program {
             elf: true,
-            why_not: (!has_interpreter(fd.raw(), &head)).then_some("is statically linked"),
+            why_not: unkeepable.then_some("is statically linked"),
         }
     } else {
         Program::default()
+    }
+}
+
+/// Whether `fd` is the dynamic loader this process was loaded by (the mapping at its
+/// `AT_BASE`).
+fn is_own_loader(fd: i32) -> bool {
+    let p = crate::process::get();
+    if !p.has_launch() {
+        return false;
+    }
+    let launch = p.launch();
+    let Some(loader) = launch.maps.iter().find(|v| v.start == launch.at_base) else {
+        return false;
+    };
+    match (sys::fstat(fd), crate::image_io::file_id(&loader.name)) {
+        (Ok(a), Some(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
     }
 }
 

@@ -11,6 +11,47 @@ use rustix::fd::{AsRawFd, BorrowedFd};
 use zhuque_image::tree::{Msg, Role, process_dir};
 use zhuque_image::{Program, State};
 
+/// Whether this process has already introduced itself to an init ([`greet`]).
+pub enum Greeting {
+    /// Not tried yet: [`start`] connects.
+    NotYet,
+    /// No init listens for the image directory: a single program.
+    Solo,
+    /// Connected, `Hello` sent; `mask` is the signal mask from before (`SIGPWR` is held
+    /// from the connection on).
+    Sent { mask: u64 },
+}
+
+/// Connects to the init of the tree whose image directory `dir_fd` is and says `Hello`, as
+/// early in the start as the directory is known: the init's answer (a round trip of some
+/// tens of microseconds, most of it another CPU waking up) comes while this process reads the
+/// rest of its launch from `/proc`.
+pub fn greet(dir_fd: BorrowedFd) -> Greeting {
+    // Once connected, the init may wake this process with SIGPWR at any moment, and the
+    // runtime's handler does not exist yet: held back until it does (the fresh start and
+    // the resume unblock it then).
+    let mask =
+        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL)).unwrap_or(0);
+    if !control::connect(dir_fd.as_raw_fd()) {
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
+        return Greeting::Solo;
+    }
+    if control::say_hello().is_err() {
+        diag::refuse(Line::new().str("the zhuque init of this process tree did not answer"))
+    }
+    Greeting::Sent { mask }
+}
+
+/// Undoes [`greet`] for a process that will not be a member after all (it runs natively):
+/// its connection ends, which the init takes as the end of the process it greeted.
+pub fn leave(greeting: Greeting) {
+    if let Greeting::Sent { mask } = greeting {
+        let fd = control::take();
+        let _ = sys::close(fd);
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
+    }
+}
+
 /// Everything start-up needs to become a member.
 pub struct Start<'a> {
     pub launch: Launch,
@@ -22,19 +63,19 @@ pub struct Start<'a> {
     pub fail_after: Option<f64>,
     /// This runtime's path.
     pub runtime: &'a [u8],
+    /// What [`greet`] did, if it was called.
+    pub greeting: Greeting,
 }
 
 /// Joins the tree whose init listens for `s.dir`, if there is one, and gives the launch
 /// back when there is none (solo mode). A fresh member returns `None` once started; a
 /// resumed one never returns.
 pub fn start(s: Start) -> Option<Launch> {
-    // Once connected, the init may wake this process with SIGPWR at any moment, and the
-    // runtime's handler does not exist yet: held back until it does (the fresh start and
-    // the resume unblock it then).
-    let mask =
-        sys::sigprocmask(sys::SIG_BLOCK, sys::sig_bit(crate::signals::FAIL_SIGNAL)).unwrap_or(0);
-    if !control::connect(s.dir_fd.as_raw_fd()) {
-        let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
+    let greeting = match s.greeting {
+        Greeting::NotYet => greet(s.dir_fd),
+        g => g,
+    };
+    if let Greeting::Solo = greeting {
         return Some(s.launch);
     }
     let p = process::get();
@@ -44,7 +85,7 @@ pub fn start(s: Start) -> Option<Launch> {
         runtime: s.runtime.to_vec(),
         fail_after: s.fail_after,
     });
-    let role = control::hello().unwrap_or_else(|| {
+    let role = control::role().unwrap_or_else(|| {
         diag::refuse(Line::new().str("the zhuque init of this process tree did not answer"))
     });
     let pid = sys::getpid();

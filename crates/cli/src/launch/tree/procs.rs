@@ -178,11 +178,14 @@ pub fn shares_memory_with_parent(pid: i32) -> bool {
 /// its memory, a program whose runtime starts), or it will be (a dynamically linked program
 /// whose environment preloads the runtime, between `execve` and the loading of its
 /// libraries). A static program, one started without zhuque's environment, one whose
-/// credentials cannot reach the image, or one run from a file with no path, never will.
+/// credentials cannot reach the image, or one run from a file with no path, never will; nor
+/// will the dynamic loader executed by itself (`ld.so PROGRAM`: its executable is static to
+/// the kernel, and the runtime the program loads runs it natively, `run_through_loader`).
 pub fn may_connect(pid: i32, runtime: &[u8]) -> bool {
     reaches_image(pid)
         && !runs_pathless(pid)
-        && (maps_file(pid, runtime) || (!is_static(pid) && preloads(pid, runtime)))
+        && (maps_file(pid, runtime) || preloads(pid, runtime))
+        && !is_static(pid)
 }
 
 /// Whether the program `pid` runs has no path (run from a memfd, or its file deleted since):
