@@ -27,45 +27,84 @@ fn crash_resistant() -> bool {
     process::get().mode() == Mode::Active && !process::get().detached.load(Ordering::Acquire)
 }
 
-/// Reads a NULL-terminated array of C strings.
-///
-/// # Safety
-/// `a` must be null or such an array.
-unsafe fn read_list(a: CStrArray) -> Vec<Vec<u8>> {
-    let mut v = Vec::new();
-    if a.is_null() {
-        return v;
-    }
-    let mut i = 0;
-    loop {
-        // SAFETY: forwarded contract.
-        let s = unsafe { *a.add(i) };
-        if s.is_null() {
-            return v;
-        }
-        // SAFETY: each entry is a C string.
-        v.push(unsafe { core::ffi::CStr::from_ptr(s) }.to_bytes().to_vec());
-        i += 1;
-    }
-}
-
-/// An environment as the kernel takes it: NUL-terminated strings and a NULL-terminated
-/// array of pointers to them (which point into `strings`).
+/// An environment as the kernel takes it: a NULL-terminated array of pointers to
+/// NUL-terminated strings, most of them the caller's own (only strings that change are
+/// made here, and kept in `_strings`).
 pub struct Env {
     _strings: Vec<Vec<u8>>,
     ptrs: Vec<*const c_char>,
 }
 
 impl Env {
-    fn new(list: Vec<Vec<u8>>) -> Env {
-        let strings: Vec<Vec<u8>> = list
-            .into_iter()
-            .map(|mut s| {
-                s.push(0);
-                s
-            })
-            .collect();
-        let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr().cast()).collect();
+    /// `envp` in the canonical form `zhuque_image::canonical_env` gives (zhuque's variables
+    /// dropped from where they are and appended: `LD_PRELOAD` with `runtime` first, then
+    /// `CRASH_RESISTANT` with `dir`, then the fixed-width `ZHUQUE_FAIL_AFTER`), pointing at the
+    /// caller's strings wherever they are already right. A shell executes every command with
+    /// an environment of its own making, already canonical but in its own order: copying each
+    /// of its dozens of strings cost the new program's `exec` about a hundred allocations.
+    ///
+    /// # Safety
+    /// `envp` must be null or a NULL-terminated array of C strings, alive until the `exec`.
+    unsafe fn canonical(
+        envp: CStrArray,
+        dir: &[u8],
+        runtime: &[u8],
+        fail_after: Option<f64>,
+    ) -> Env {
+        let cr = [zhuque_image::ENV_CRASH_RESISTANT.as_bytes(), b"="].concat();
+        let fa = [zhuque_image::ENV_FAIL_AFTER.as_bytes(), b"="].concat();
+        let mut ptrs: Vec<*const c_char> = Vec::new();
+        let mut preload = [b"LD_PRELOAD=", runtime].concat();
+        // zhuque's entries as the caller has them: reused when they are what they must be.
+        let mut given_preload: Vec<*const c_char> = Vec::new();
+        let (mut given_cr, mut given_fa) = (None, None);
+        let mut i = 0;
+        while !envp.is_null() {
+            // SAFETY: a NULL-terminated array (the caller's contract).
+            let p = unsafe { *envp.add(i) };
+            if p.is_null() {
+                break;
+            }
+            i += 1;
+            // SAFETY: each entry is a C string.
+            let e = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+            if e.starts_with(&cr) {
+                given_cr = Some((p, e));
+            } else if e.starts_with(&fa) {
+                given_fa = Some((p, e));
+            } else if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
+                given_preload.push(p);
+                let items = list.split(|c| *c == b':' || *c == b' ');
+                for item in items.filter(|s| !s.is_empty() && *s != runtime) {
+                    preload.push(b':');
+                    preload.extend_from_slice(item);
+                }
+            } else {
+                ptrs.push(p);
+            }
+        }
+        let mut strings = Vec::new();
+        let mut add = |wanted: Vec<u8>, given: Option<*const c_char>| {
+            // SAFETY: `given` is one of the caller's C strings.
+            match given.filter(|g| unsafe { core::ffi::CStr::from_ptr(*g) }.to_bytes() == wanted) {
+                Some(g) => ptrs.push(g),
+                None => {
+                    let mut s = wanted;
+                    s.push(0);
+                    ptrs.push(s.as_ptr().cast());
+                    strings.push(s); // the heap buffer does not move with the Vec
+                }
+            }
+        };
+        add(
+            preload,
+            (given_preload.len() == 1).then(|| given_preload[0]),
+        );
+        add([&cr[..], dir].concat(), given_cr.map(|(p, _)| p));
+        add(
+            zhuque_image::fail_after_entry(fail_after),
+            given_fa.map(|(p, _)| p),
+        );
         ptrs.push(core::ptr::null());
         Env {
             _strings: strings,
@@ -86,13 +125,7 @@ impl Env {
 unsafe fn environment_for(envp: CStrArray) -> Option<Env> {
     let target = process::get().exec_target()?;
     // SAFETY: forwarded contract.
-    let list = unsafe { read_list(envp) };
-    Some(Env::new(zhuque_image::canonical_env(
-        &list,
-        &target.dir,
-        &target.runtime,
-        target.fail_after,
-    )))
+    Some(unsafe { Env::canonical(envp, &target.dir, &target.runtime, target.fail_after) })
 }
 
 /// Says once, outside a tree, that executed programs are not crash-resistant.
@@ -488,4 +521,86 @@ pub unsafe extern "C" fn posix_spawnp(
     let absolute = check_path(file, true);
     // SAFETY: forwarded contract.
     unsafe { spawn_with(real, pid, file, absolute, actions, attr, argv, envp) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings an `Env` points to.
+    fn strings(e: &Env) -> Vec<Vec<u8>> {
+        e.ptrs
+            .iter()
+            .take_while(|p| !p.is_null())
+            // SAFETY: every pointer of an `Env` is a C string while the `Env` and its
+            // source live.
+            .map(|p| unsafe { core::ffi::CStr::from_ptr(*p) }.to_bytes().to_vec())
+            .collect()
+    }
+
+    /// `Env::canonical` gives what `canonical_env` gives, from environments in any order,
+    /// canonical already or not, and reuses the caller's strings that are right.
+    #[test]
+    fn canonical_env_by_pointers_matches_canonical_env() {
+        let dir = b"/dev/shm/img";
+        let rt = b"/r/libzhuque.so";
+        let fa = zhuque_image::fail_after_entry(Some(0.25));
+        let fa = String::from_utf8(fa).unwrap();
+        let cases: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["A=1".into(), "B=2".into()],
+            vec![
+                "A=1".into(),
+                "LD_PRELOAD=/r/libzhuque.so".into(),
+                "CRASH_RESISTANT=/dev/shm/img".into(),
+                fa.clone(),
+            ],
+            // A shell's order: zhuque's variables among the others.
+            vec![
+                fa.clone(),
+                "HOME=/root".into(),
+                "CRASH_RESISTANT=/dev/shm/img".into(),
+                "LD_PRELOAD=/r/libzhuque.so".into(),
+                "PATH=/bin".into(),
+            ],
+            // Other libraries preloaded, twice, the runtime in the middle; an old image.
+            vec![
+                "LD_PRELOAD=/x.so /r/libzhuque.so:/y.so".into(),
+                "CRASH_RESISTANT=/elsewhere".into(),
+                "LD_PRELOAD=:/z.so:".into(),
+                "ZHUQUE_FAIL_AFTER=3".into(),
+                "X=".into(),
+            ],
+        ];
+        for case in cases {
+            let owned: Vec<std::ffi::CString> = case
+                .iter()
+                .map(|s| std::ffi::CString::new(s.as_str()).unwrap())
+                .collect();
+            let mut arr: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+            arr.push(core::ptr::null());
+            // SAFETY: a NULL-terminated array of C strings that outlives the `Env`.
+            let env = unsafe { Env::canonical(arr.as_ptr(), dir, rt, Some(0.25)) };
+            let list: Vec<Vec<u8>> = case.iter().map(|s| s.as_bytes().to_vec()).collect();
+            let want = zhuque_image::canonical_env(&list, dir, rt, Some(0.25));
+            assert_eq!(strings(&env), want, "from {case:?}");
+            // A canonical environment, in any order, is passed on as it is: no copy.
+            let again: Vec<std::ffi::CString> = want
+                .iter()
+                .rev()
+                .map(|s| std::ffi::CString::new(s.clone()).unwrap())
+                .collect();
+            let mut arr: Vec<*const c_char> = again.iter().map(|c| c.as_ptr()).collect();
+            arr.push(core::ptr::null());
+            // SAFETY: as above.
+            let env = unsafe { Env::canonical(arr.as_ptr(), dir, rt, Some(0.25)) };
+            assert!(env._strings.is_empty(), "copied strings of {want:?}");
+        }
+        // SAFETY: a null environment is allowed.
+        let empty = unsafe { Env::canonical(core::ptr::null(), dir, rt, None) };
+        assert_eq!(
+            strings(&empty),
+            zhuque_image::canonical_env(&[], dir, rt, None)
+        );
+    }
 }
