@@ -55,8 +55,9 @@ impl Env {
         let fa = [zhuque_image::ENV_FAIL_AFTER.as_bytes(), b"="].concat();
         let mut ptrs: Vec<*const c_char> = Vec::new();
         let mut preload = [b"LD_PRELOAD=", runtime].concat();
-        // zhuque's entries as the caller has them: reused when they are what they must be.
-        let mut given_preload: Vec<*const c_char> = Vec::new();
+        // zhuque's entries as the caller has them (pointer and bytes): reused when they are
+        // what they must be.
+        let mut given_preload = Vec::new();
         let (mut given_cr, mut given_fa) = (None, None);
         let mut i = 0;
         while !envp.is_null() {
@@ -73,7 +74,7 @@ impl Env {
             } else if e.starts_with(&fa) {
                 given_fa = Some((p, e));
             } else if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
-                given_preload.push(p);
+                given_preload.push((p, e));
                 let items = list.split(|c| *c == b':' || *c == b' ');
                 for item in items.filter(|s| !s.is_empty() && *s != runtime) {
                     preload.push(b':');
@@ -84,10 +85,9 @@ impl Env {
             }
         }
         let mut strings = Vec::new();
-        let mut add = |wanted: Vec<u8>, given: Option<*const c_char>| {
-            // SAFETY: `given` is one of the caller's C strings.
-            match given.filter(|g| unsafe { core::ffi::CStr::from_ptr(*g) }.to_bytes() == wanted) {
-                Some(g) => ptrs.push(g),
+        let mut add = |wanted: Vec<u8>, given: Option<(*const c_char, &[u8])>| {
+            match given.filter(|(_, bytes)| *bytes == wanted) {
+                Some((g, _)) => ptrs.push(g),
                 None => {
                     let mut s = wanted;
                     s.push(0);
@@ -100,11 +100,8 @@ impl Env {
             preload,
             (given_preload.len() == 1).then(|| given_preload[0]),
         );
-        add([&cr[..], dir].concat(), given_cr.map(|(p, _)| p));
-        add(
-            zhuque_image::fail_after_entry(fail_after),
-            given_fa.map(|(p, _)| p),
-        );
+        add([&cr[..], dir].concat(), given_cr);
+        add(zhuque_image::fail_after_entry(fail_after), given_fa);
         ptrs.push(core::ptr::null());
         Env {
             _strings: strings,
@@ -527,6 +524,23 @@ pub unsafe extern "C" fn posix_spawnp(
 mod tests {
     use super::*;
 
+    /// `Env::canonical` of `list`, with the C strings it points to (keep them alive).
+    fn canonical_of<S: AsRef<[u8]>>(list: &[S]) -> (Env, Vec<std::ffi::CString>) {
+        let owned: Vec<std::ffi::CString> = list
+            .iter()
+            .map(|s| std::ffi::CString::new(s.as_ref()).unwrap())
+            .collect();
+        let mut arr: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        arr.push(core::ptr::null());
+        // SAFETY: a NULL-terminated array of C strings; the `Env` copies the array's pointers,
+        // which the returned `CString`s keep valid.
+        let env = unsafe { Env::canonical(arr.as_ptr(), DIR, RT, Some(0.25)) };
+        (env, owned)
+    }
+
+    const DIR: &[u8] = b"/dev/shm/img";
+    const RT: &[u8] = b"/r/libzhuque.so";
+
     /// The strings an `Env` points to.
     fn strings(e: &Env) -> Vec<Vec<u8>> {
         e.ptrs
@@ -542,8 +556,7 @@ mod tests {
     /// canonical already or not, and reuses the caller's strings that are right.
     #[test]
     fn canonical_env_by_pointers_matches_canonical_env() {
-        let dir = b"/dev/shm/img";
-        let rt = b"/r/libzhuque.so";
+        let (dir, rt) = (DIR, RT);
         let fa = zhuque_image::fail_after_entry(Some(0.25));
         let fa = String::from_utf8(fa).unwrap();
         let cases: Vec<Vec<String>> = vec![
@@ -573,27 +586,13 @@ mod tests {
             ],
         ];
         for case in cases {
-            let owned: Vec<std::ffi::CString> = case
-                .iter()
-                .map(|s| std::ffi::CString::new(s.as_str()).unwrap())
-                .collect();
-            let mut arr: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
-            arr.push(core::ptr::null());
-            // SAFETY: a NULL-terminated array of C strings that outlives the `Env`.
-            let env = unsafe { Env::canonical(arr.as_ptr(), dir, rt, Some(0.25)) };
+            let (env, _keep) = canonical_of(&case);
             let list: Vec<Vec<u8>> = case.iter().map(|s| s.as_bytes().to_vec()).collect();
             let want = zhuque_image::canonical_env(&list, dir, rt, Some(0.25));
             assert_eq!(strings(&env), want, "from {case:?}");
             // A canonical environment, in any order, is passed on as it is: no copy.
-            let again: Vec<std::ffi::CString> = want
-                .iter()
-                .rev()
-                .map(|s| std::ffi::CString::new(s.clone()).unwrap())
-                .collect();
-            let mut arr: Vec<*const c_char> = again.iter().map(|c| c.as_ptr()).collect();
-            arr.push(core::ptr::null());
-            // SAFETY: as above.
-            let env = unsafe { Env::canonical(arr.as_ptr(), dir, rt, Some(0.25)) };
+            let reversed: Vec<&Vec<u8>> = want.iter().rev().collect();
+            let (env, _keep) = canonical_of(&reversed);
             assert!(env._strings.is_empty(), "copied strings of {want:?}");
         }
         // SAFETY: a null environment is allowed.
