@@ -272,6 +272,12 @@ pub enum Msg {
     Restored,
     /// Resume: the fds it shares with others are back (answer to [`Msg::Fetch`]).
     Fetched,
+    /// The process's coordinator runs as thread `tid` (sent once per connection, when it
+    /// starts): the init's wake-ups go to that thread itself rather than to the process,
+    /// where they would wake a program thread to pass them on.
+    Coordinator {
+        tid: i32,
+    },
     // ---- from the init to a process
     /// The answer to [`Msg::Hello`].
     Role(Role),
@@ -324,6 +330,7 @@ impl Msg {
             Msg::Restored => (7, 0),
             Msg::Fetched => (8, 0),
             Msg::Unsaveable => (9, 0),
+            Msg::Coordinator { tid } => (11, tid as u32 as u64),
             Msg::Role(Role::Fresh) => (20, 0),
             Msg::Role(Role::Resume { generation }) => (21, generation),
             Msg::Stop { generation } => (22, generation),
@@ -360,6 +367,9 @@ impl Msg {
             7 => Msg::Restored,
             8 => Msg::Fetched,
             9 => Msg::Unsaveable,
+            11 => Msg::Coordinator {
+                tid: i32::try_from(arg).map_err(|_| Error::Invalid("coordinator tid"))?,
+            },
             20 => Msg::Role(Role::Fresh),
             21 => Msg::Role(Role::Resume { generation: arg }),
             22 => Msg::Stop { generation: arg },
@@ -655,6 +665,7 @@ mod tests {
             Msg::Restored,
             Msg::Fetched,
             Msg::Unsaveable,
+            Msg::Coordinator { tid: 4242 },
             Msg::Role(Role::Fresh),
             Msg::Role(Role::Resume { generation: 7 }),
             Msg::Stop { generation: 3 },

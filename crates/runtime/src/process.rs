@@ -126,6 +126,9 @@ pub struct Process {
     dependents_lock: crate::futex_lock::FutexLock,
     /// The control connection to the zhuque init, plus one (0: none; see `tree::control`).
     ctl_fd_plus_one: AtomicI32,
+    /// The coordinator thread the init was told of on this connection (0: none yet; see
+    /// `threads::coordinator::announce`).
+    pub coordinator_announced: AtomicI32,
     /// A child of a crash-resistant program that cannot be protected itself (no process
     /// tree to belong to): its memory is its own, but failures do not save it.
     pub detached: AtomicBool,
@@ -314,6 +317,8 @@ impl Process {
 
     /// Replaces the control connection (-1: none); returns the previous one.
     pub fn swap_ctl_fd(&self, fd: i32) -> i32 {
+        // A new connection (a fork child's, a resumed process's) has been told nothing.
+        self.coordinator_announced.store(0, Ordering::Release);
         self.ctl_fd_plus_one.swap(fd + 1, Ordering::AcqRel) - 1
     }
 

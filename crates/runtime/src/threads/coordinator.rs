@@ -215,6 +215,7 @@ extern "C" fn run(_: usize) -> ! {
         // The init's messages first (one may have come before this thread existed). Not while
         // a lazy fork child joins: the answer to its `Hello` is the joining thread's.
         if in_tree && !crate::tree::join::lazy() {
+            announce(p);
             while let Some(m) = crate::tree::control::try_recv() {
                 if let zhuque_image::tree::Msg::Stop { generation } = m {
                     p.fork_lock();
@@ -266,6 +267,20 @@ extern "C" fn run(_: usize) -> ! {
     // A fork under way finishes first (it maps the pool privately for a moment).
     p.fork_lock();
     crate::save::save_and_exit()
+}
+
+/// Tells the init which thread this coordinator is, once per connection, so that its wake-ups
+/// come here directly (`Msg::Coordinator`) instead of through a program thread's handler.
+/// Nothing is lost when this fails or races with a new connection: the init then signals the
+/// process, as it does before the announcement.
+fn announce(p: &process::Process) {
+    let tid = sys::gettid();
+    if p.coordinator_announced.load(Ordering::Acquire) != tid
+        && crate::tree::control::connected()
+        && crate::tree::control::send(zhuque_image::tree::Msg::Coordinator { tid }).is_ok()
+    {
+        p.coordinator_announced.store(tid, Ordering::Release);
+    }
 }
 
 /// A coordinator started after the program changed its credentials behind glibc's back (an

@@ -20,6 +20,8 @@ pub struct Listener {
 pub struct Conn {
     fd: OwnedFd,
     pub pid: i32,
+    /// The thread of the process's coordinator, once it said which ([`Msg::Coordinator`]).
+    pub coordinator: Option<i32>,
 }
 
 /// What reading a connection gave.
@@ -87,7 +89,11 @@ impl Listener {
             match peer_credentials(&fd) {
                 // SAFETY: plain system call.
                 Ok(cred) if cred.pid > 0 && cred.uid == unsafe { libc::getuid() } => {
-                    return Ok(Some(Conn { fd, pid: cred.pid }));
+                    return Ok(Some(Conn {
+                        fd,
+                        pid: cred.pid,
+                        coordinator: None,
+                    }));
                 }
                 _ => continue, // dropped: closed
             }
@@ -141,7 +147,7 @@ impl Conn {
         };
         let sent = n == bytes.len() as isize;
         if sent && needs_wake(msg) {
-            wake(self.pid);
+            wake(self.pid, self.coordinator);
         }
         sent
     }
@@ -156,13 +162,61 @@ pub fn needs_wake(msg: Msg) -> bool {
 }
 
 /// `SIGPWR` with [`WAKE_VALUE`]: the runtime's coordinator reads the channel instead of
-/// treating the signal as a failure request.
-pub fn wake(pid: i32) {
+/// treating the signal as a failure request. Sent to the coordinator's thread when it is known:
+/// a signal for the process goes to a program thread first (the main one, when it does not
+/// block `SIGPWR`), whose handler then passes it on, a second wake-up; and on a busy machine
+/// that program thread waits for a CPU behind every real-time coordinator of the tree before
+/// its process can even begin to stop. The process as a whole gets it when the thread is
+/// unknown or gone (its runtime then starts or finds its coordinator itself).
+pub fn wake(pid: i32, coordinator: Option<i32>) {
+    if coordinator.is_some_and(|tid| wake_thread(pid, tid)) {
+        return;
+    }
     let value = libc::sigval {
         sival_ptr: WAKE_VALUE as usize as *mut libc::c_void,
     };
     // SAFETY: plain system call; a process that is gone is not an error here.
     unsafe { libc::sigqueue(pid, libc::SIGPWR, value) };
+}
+
+/// `rt_tgsigqueueinfo`: the `SI_QUEUE` signal `sigqueue` sends, to one thread. The kernel
+/// takes the sender fields as given (`sigqueue` fills them in the same way).
+fn wake_thread(pid: i32, tid: i32) -> bool {
+    /// `siginfo_t` of an `SI_QUEUE` signal (`_rt`: pid, uid, value), padded to its 128 bytes.
+    #[repr(C)]
+    struct QueuedInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        _pad: i32,
+        pid: i32,
+        uid: u32,
+        value: u64,
+        _rest: [u64; 12],
+    }
+    let info = QueuedInfo {
+        signo: libc::SIGPWR,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _pad: 0,
+        // SAFETY: plain system calls without arguments.
+        pid: unsafe { libc::getpid() },
+        uid: unsafe { libc::getuid() },
+        value: WAKE_VALUE,
+        _rest: [0; 12],
+    };
+    // SAFETY: `info` is a complete, readable `siginfo_t`; only this thread of `pid` is
+    // signalled, and only when it still belongs to `pid`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid,
+            libc::SIGPWR,
+            &info as *const QueuedInfo,
+        )
+    };
+    r == 0
 }
 
 fn seqpacket_socket() -> io::Result<OwnedFd> {

@@ -148,6 +148,13 @@ impl Hub {
         self.conns.get(&pid).is_some_and(|c| c.send(msg))
     }
 
+    /// Records which thread of `pid` is its coordinator (for the wake-ups of [`Hub::send`]).
+    pub fn set_coordinator(&mut self, pid: i32, tid: i32) {
+        if let Some(c) = self.conns.get_mut(&pid) {
+            c.coordinator = Some(tid);
+        }
+    }
+
     /// Drops the connection of `pid` (it sees its channel close).
     pub fn disconnect(&mut self, pid: i32) {
         self.conns.remove(&pid);

@@ -356,6 +356,10 @@ impl TreeInit {
     }
 
     fn message(&mut self, pid: i32, msg: Msg) {
+        if let Msg::Coordinator { tid } = msg {
+            self.hub.set_coordinator(pid, tid);
+            return;
+        }
         match self.reg.message(pid, msg) {
             Reaction::Nothing => {}
             Reaction::Reply(msgs) => {

@@ -265,7 +265,7 @@ fn wake_lazy_children(unconnected: &[i32], pools: &[u8], woken: &mut BTreeMap<i3
             continue;
         }
         woken.insert(pid, Instant::now());
-        super::control::wake(pid);
+        super::control::wake(pid, None);
     }
 }
 
