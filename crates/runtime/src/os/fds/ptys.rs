@@ -587,13 +587,7 @@ fn take_terminal_by_number(t: ControllingTerminal) {
         Ok(fd) => fd,
         Err(e) => return warn(&format!("errno {}", e.0)),
     };
-    let saved_at = process::get().meta().saved_unix_ns;
-    let made_at = rustix::fs::fstat(crate::image_io::borrow(fd.raw())).map_or(0, |st| {
-        (st.st_ctime as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(st.st_ctime_nsec)
-    });
-    if made_at < saved_at {
+    if made_before_the_save(fd.raw()) {
         return warn("that number is another terminal's now");
     }
     let _held = JobControlHeld::new();
@@ -601,6 +595,33 @@ fn take_terminal_by_number(t: ControllingTerminal) {
         return warn(&format!("errno {}", e.0));
     }
     give_foreground(fd.raw(), t.foreground);
+}
+
+/// Whether pseudo-terminal slave `fd` was made before this process's save (so it is another
+/// program's terminal, not the one the tree made again). The kernel stamps a new `/dev/pts`
+/// node from its coarse clock, which lags the precise time the save recorded by up to one
+/// tick (4 ms here): a resume that follows its save that closely made the tree's own new node
+/// look older than the save (`crash_tree::terminal_session_whose_leader_holds_no_fd_of_it`,
+/// with saves a little faster). A node made within a tick of the save counts as made after.
+fn made_before_the_save(fd: i32) -> bool {
+    let saved_at = process::get().meta().saved_unix_ns;
+    let Ok(st) = rustix::fs::fstat(crate::image_io::borrow(fd)) else {
+        return true;
+    };
+    let made_at = (st.st_ctime as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_ctime_nsec);
+    let tick = rustix::time::clock_getres(rustix::time::ClockId::RealtimeCoarse);
+    let tick = (tick.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(tick.tv_nsec as u64);
+    older_by_more_than_a_tick(made_at, saved_at, tick)
+}
+
+/// Whether coarse timestamp `made_at` is before precise time `saved_at` by more than one
+/// `tick` of the coarse clock (all in nanoseconds).
+fn older_by_more_than_a_tick(made_at: u64, saved_at: u64, tick: u64) -> bool {
+    made_at.saturating_add(tick) < saved_at
 }
 
 /// The numbers pseudo-terminals of a tree came back under when their saved one was taken
@@ -683,6 +704,27 @@ mod tests {
         assert!(!is_master_device(makedev(136, 2)));
         assert!(!is_slave_device(makedev(4, 1)));
         assert_eq!(slave_path(12), b"/dev/pts/12\0");
+    }
+
+    /// The numbers of the failure this guards against: a resume 8.8 ms after its save made the
+    /// slave again, and the kernel's coarse clock (4 ms ticks) stamped it 0.19 ms before the
+    /// save's precise time; a terminal made well before the save is still another program's.
+    #[test]
+    fn a_slave_stamped_within_a_tick_of_the_save_is_the_trees_own() {
+        const MS: u64 = 1_000_000;
+        let saved_at = 1_796_656_318_476_452_289;
+        assert!(!older_by_more_than_a_tick(
+            saved_at - 190_000,
+            saved_at,
+            4 * MS
+        ));
+        assert!(!older_by_more_than_a_tick(saved_at + MS, saved_at, 4 * MS));
+        assert!(older_by_more_than_a_tick(
+            saved_at - 10 * MS,
+            saved_at,
+            4 * MS
+        ));
+        assert!(older_by_more_than_a_tick(saved_at - 190_000, saved_at, 0));
     }
 
     #[test]
