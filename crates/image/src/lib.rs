@@ -174,36 +174,67 @@ pub fn canonical_env(
     runtime: &[u8],
     fail_after: Option<f64>,
 ) -> Vec<Vec<u8>> {
-    let cr = format!("{ENV_CRASH_RESISTANT}=");
-    let fa = format!("{ENV_FAIL_AFTER}=");
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 3);
-    let mut preload = runtime.to_vec();
+    let mut preload = [b"LD_PRELOAD=", runtime].concat();
     for e in env {
-        if e.starts_with(cr.as_bytes()) || e.starts_with(fa.as_bytes()) {
-            continue;
+        match EnvEntry::of(e) {
+            EnvEntry::CrashResistant | EnvEntry::FailAfter => {}
+            EnvEntry::Preload(list) => append_preloads(&mut preload, list, runtime),
+            EnvEntry::Other => out.push(e.clone()),
         }
-        if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
-            for item in list
-                .split(|c| *c == b':' || *c == b' ')
-                .filter(|s| !s.is_empty())
-            {
-                if item != runtime {
-                    preload.push(b':');
-                    preload.extend_from_slice(item);
-                }
-            }
-            continue;
-        }
-        out.push(e.clone());
     }
-    let mut p = b"LD_PRELOAD=".to_vec();
-    p.extend_from_slice(&preload);
-    out.push(p);
-    let mut c = cr.into_bytes();
-    c.extend_from_slice(image_dir);
-    out.push(c);
+    out.push(preload);
+    out.push(crash_resistant_entry(image_dir));
     out.push(fail_after_entry(fail_after));
     out
+}
+
+/// What an environment entry is to the canonical environment ([`canonical_env`]; the runtime
+/// builds the same one from the caller's pointers when a program of a tree executes another).
+pub enum EnvEntry<'a> {
+    /// `CRASH_RESISTANT=...`: replaced.
+    CrashResistant,
+    /// `ZHUQUE_FAIL_AFTER=...`: replaced.
+    FailAfter,
+    /// `LD_PRELOAD=<list>`: merged after the runtime ([`append_preloads`]).
+    Preload(&'a [u8]),
+    /// Kept as it is, where it is.
+    Other,
+}
+
+impl<'a> EnvEntry<'a> {
+    pub fn of(e: &'a [u8]) -> EnvEntry<'a> {
+        let named = |name: &str| {
+            e.strip_prefix(name.as_bytes())
+                .is_some_and(|rest| rest.first() == Some(&b'='))
+        };
+        if named(ENV_CRASH_RESISTANT) {
+            EnvEntry::CrashResistant
+        } else if named(ENV_FAIL_AFTER) {
+            EnvEntry::FailAfter
+        } else if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
+            EnvEntry::Preload(list)
+        } else {
+            EnvEntry::Other
+        }
+    }
+}
+
+/// Appends to canonical entry `preload` (`LD_PRELOAD=<runtime>...`) the libraries of a given
+/// `LD_PRELOAD` value `list` (separated by `:` or spaces), but the runtime itself.
+pub fn append_preloads(preload: &mut Vec<u8>, list: &[u8], runtime: &[u8]) {
+    for item in list
+        .split(|c| *c == b':' || *c == b' ')
+        .filter(|s| !s.is_empty() && *s != runtime)
+    {
+        preload.push(b':');
+        preload.extend_from_slice(item);
+    }
+}
+
+/// `CRASH_RESISTANT=<image_dir>`.
+pub fn crash_resistant_entry(image_dir: &[u8]) -> Vec<u8> {
+    [ENV_CRASH_RESISTANT.as_bytes(), b"=", image_dir].concat()
 }
 
 /// Replaces the failure entry of a canonical environment (same width, so the same layout).

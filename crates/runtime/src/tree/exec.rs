@@ -51,8 +51,7 @@ impl Env {
         runtime: &[u8],
         fail_after: Option<f64>,
     ) -> Env {
-        let cr = [zhuque_image::ENV_CRASH_RESISTANT.as_bytes(), b"="].concat();
-        let fa = [zhuque_image::ENV_FAIL_AFTER.as_bytes(), b"="].concat();
+        use zhuque_image::EnvEntry;
         let mut ptrs: Vec<*const c_char> = Vec::new();
         let mut preload = [b"LD_PRELOAD=", runtime].concat();
         // zhuque's entries as the caller has them (pointer and bytes): reused when they are
@@ -69,19 +68,14 @@ impl Env {
             i += 1;
             // SAFETY: each entry is a C string.
             let e = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
-            if e.starts_with(&cr) {
-                given_cr = Some((p, e));
-            } else if e.starts_with(&fa) {
-                given_fa = Some((p, e));
-            } else if let Some(list) = e.strip_prefix(b"LD_PRELOAD=") {
-                given_preload.push((p, e));
-                let items = list.split(|c| *c == b':' || *c == b' ');
-                for item in items.filter(|s| !s.is_empty() && *s != runtime) {
-                    preload.push(b':');
-                    preload.extend_from_slice(item);
+            match EnvEntry::of(e) {
+                EnvEntry::CrashResistant => given_cr = Some((p, e)),
+                EnvEntry::FailAfter => given_fa = Some((p, e)),
+                EnvEntry::Preload(list) => {
+                    given_preload.push((p, e));
+                    zhuque_image::append_preloads(&mut preload, list, runtime);
                 }
-            } else {
-                ptrs.push(p);
+                EnvEntry::Other => ptrs.push(p),
             }
         }
         let mut strings = Vec::new();
@@ -100,7 +94,7 @@ impl Env {
             preload,
             (given_preload.len() == 1).then(|| given_preload[0]),
         );
-        add([&cr[..], dir].concat(), given_cr);
+        add(zhuque_image::crash_resistant_entry(dir), given_cr);
         add(zhuque_image::fail_after_entry(fail_after), given_fa);
         ptrs.push(core::ptr::null());
         Env {

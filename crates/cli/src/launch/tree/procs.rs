@@ -132,7 +132,12 @@ pub fn fd_task(pid: i32) -> i32 {
 
 /// Every process of the namespace but the init.
 pub fn facts() -> Vec<ProcFact> {
-    pids().into_iter().filter_map(fact).collect()
+    facts_of(&pids())
+}
+
+/// What `/proc` says of each of `pids` that still exists.
+pub fn facts_of(pids: &[i32]) -> Vec<ProcFact> {
+    pids.iter().copied().filter_map(fact).collect()
 }
 
 /// Processes that still run (not zombies): those a save must stop, those that keep a

@@ -96,9 +96,10 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     // their images (reading every process's `stat`, about 0.2 ms for 16, was a step during
     // which no member worked). Otherwise it is recorded now, and the lost processes frozen
     // before any member writes.
-    let only_members = unsaveable.is_empty() && procs::pids().iter().eq(member_set.iter());
+    let pids = procs::pids();
+    let only_members = unsaveable.is_empty() && pids.iter().eq(member_set.iter());
     let recorded = (!only_members).then(|| {
-        let tree = snapshot::build(init.root_pid, &procs::facts(), &member_set);
+        let tree = snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set);
         freeze_lost(&tree, &unsaveable);
         tree
     });
@@ -117,8 +118,8 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     init.send_all(&untold, Msg::Save { generation });
     // While the members write their images: most trees hold no IPC object.
     let no_ipc = super::ipc::none_exist();
-    let tree =
-        recorded.unwrap_or_else(|| snapshot::build(init.root_pid, &procs::facts(), &member_set));
+    let tree = recorded
+        .unwrap_or_else(|| snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set));
     init.note(format_args!("save: tree recorded"));
     wait_saved(init)?;
     init.note(format_args!("save: every member saved"));
