@@ -46,7 +46,8 @@
  * path relative to its working directory, in turn: a fork child's execv("./tree_exec_here")
  * (a symbolic link to this program it makes there), execv("tree_exec_here") (no slash: still
  * the working directory's, execv does not search), execvp("./tree_exec_here") (a slash: no
- * search), posix_spawn("./tree_exec_here"), posix_spawn of a path relative to "/" with a file
+ * search), posix_spawn("./tree_exec_here") (without file actions, or every other time with
+ * one that leaves the directory alone, a dup2 of fd 1 onto itself), posix_spawn of a path relative to "/" with a file
  * action that changes the child's directory to "/" (relative to the parent's directory it
  * names nothing: the exec must resolve it in the child's), and execv("./rel_script.sh"), a
  * script it writes, which prints its $0 (natively the path as given). The runtime gives the
@@ -307,8 +308,13 @@ static pid_t start_relative(unsigned long r, const char *round, const char *from
         TL_CHECK(posix_spawn_file_actions_init(&fa) == 0, "file actions");
         if (r % 6 == 4)
             TL_CHECK(posix_spawn_file_actions_addchdir_np(&fa, "/") == 0, "addchdir");
+        /* File actions that leave the directory alone (Rust's Command passes its stdio so),
+         * every other such round; none at all in the rest. */
+        else if (r % 12 == 9)
+            TL_CHECK(posix_spawn_file_actions_adddup2(&fa, 1, 1) == 0, "adddup2");
         int e = r % 6 == 3
-                    ? posix_spawn(&pid, "./tree_exec_here", NULL, NULL, echo_args, environ)
+                    ? posix_spawn(&pid, "./tree_exec_here", r % 12 == 9 ? &fa : NULL, NULL,
+                                  echo_args, environ)
                     : posix_spawn(&pid, from_root, &fa, NULL, echo_args, environ);
         posix_spawn_file_actions_destroy(&fa);
         TL_CHECK(e == 0, "posix_spawn");

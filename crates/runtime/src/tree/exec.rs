@@ -10,6 +10,7 @@
 //! A statically linked program cannot run under the runtime: exec'ing one says so once.
 //! Outside a tree, the executed program is not crash-resistant: that is said once too.
 
+use super::spawn_actions::may_change_directory;
 use crate::diag::Line;
 use crate::process::{self, Mode};
 use crate::sys;
@@ -397,8 +398,9 @@ unsafe fn spawn_with(
     // SAFETY: forwarded contract.
     let env = unsafe { environment_for(envp) };
     let envp = env.as_ref().map_or(envp, Env::as_ptr);
-    // Not with file actions: one may change the child's working directory (`addchdir_np`).
-    let abs = if absolute && actions.is_null() && env.is_some() {
+    // Not when a file action changes the child's working directory first (`addchdir_np`).
+    // SAFETY: forwarded contract (`actions` is null or initialized).
+    let abs = if absolute && env.is_some() && !unsafe { may_change_directory(actions) } {
         absolute_path(path)
     } else {
         None

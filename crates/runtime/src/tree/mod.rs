@@ -21,6 +21,7 @@ pub mod exec_list;
 pub mod fork;
 pub mod join;
 pub mod member;
+mod spawn_actions;
 
 use crate::diag::Line;
 use crate::image_io;
