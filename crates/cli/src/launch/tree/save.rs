@@ -101,12 +101,12 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     let recorded = (!only_members).then(|| {
         let tree = snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set);
         freeze_lost(&tree, &unsaveable);
+        init.note(format_args!("save: tree recorded, lost processes frozen"));
         tree
     });
     for (pid, _) in &unsaveable {
         init.let_go(*pid);
     }
-    init.note(format_args!("save: lost processes frozen"));
     report_in_flight(init, generation)?;
     let told = write_plans(init, &members, generation, reports)?;
     init.note(format_args!("save: shared-fd plans written"));
@@ -118,9 +118,11 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     init.send_all(&untold, Msg::Save { generation });
     // While the members write their images: most trees hold no IPC object.
     let no_ipc = super::ipc::none_exist();
-    let tree = recorded
-        .unwrap_or_else(|| snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set));
-    init.note(format_args!("save: tree recorded"));
+    let tree = recorded.unwrap_or_else(|| {
+        let tree = snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set);
+        init.note(format_args!("save: tree recorded (members only)"));
+        tree
+    });
     wait_saved(init)?;
     init.note(format_args!("save: every member saved"));
     let ipc = if no_ipc {
