@@ -93,6 +93,8 @@
 //! - `a_child_run_from_a_memfd_is_killed_and_reported` (`tree_exec.c static` with
 //!   `TREE_STATIC_MEMFD`): a child run from a memfd (no path a resume could execute) is
 //!   treated as a static one: one warning per start, killed by SIGKILL at a failure.
+//! - `a_program_started_by_hand_through_the_loader_says_a_failure_ends_it`: the same launch
+//!   outside a tree (solo mode) runs natively, and its warning says a failure ends it.
 //! - `an_image_replaced_while_its_tree_ran_is_left_alone`: a detached tree's init does not
 //!   remove the image of a launch started at its path after its directory was removed.
 //! - `programs_started_after_the_image_was_removed_say_they_run_natively`: a tree whose
@@ -1439,6 +1441,34 @@ fn exec_through_loader_natively() {
     let prog = Program::compile("tree_exec.c");
     let child = Program::compile("tree_static.c");
     static_children_run_natively(&exec_through_loader(&prog, &child));
+}
+
+/// The same launch by hand, without `zhuque run` (solo mode: `CRASH_RESISTANT` and
+/// `LD_PRELOAD` set by the user): the program runs natively and its one warning says what a
+/// failure does to it there — nothing saves it, the signal ends it — not the tree's "its
+/// parent sees it killed by SIGKILL".
+#[test]
+fn a_program_started_by_hand_through_the_loader_says_a_failure_ends_it() {
+    let dir = TempDir::new("solo_loader");
+    let out = Command::new(LOADER)
+        .args(["/bin/echo", "through the loader"])
+        .env("CRASH_RESISTANT", &dir.path)
+        .env("LD_PRELOAD", runtime_lib())
+        .output()
+        .expect("run the loader");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through the loader\n");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("zhuque:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("is not crash-resistant: its program /bin/echo was started by executing the dynamic loader")
+            && lines[0].ends_with("; a failure ends it unsaved"),
+        "{stderr}"
+    );
 }
 
 #[test]

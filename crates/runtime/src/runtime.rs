@@ -99,8 +99,11 @@ fn run_through_loader(launch: &Launch) {
     );
 }
 
-/// Why this process of a tree runs natively: said once; its own children start natively
-/// without a word (zhuque's variable is taken out of its environment).
+/// Why this process runs natively: said once; its own children start natively without a
+/// word (zhuque's variable is taken out of its environment). What a failure does to it
+/// depends on the mode: in a tree the init finds it unconnected (lost, its parent sees it
+/// killed); a program started by hand (solo mode, only [`run_through_loader`] gets here so)
+/// has no one to save it and ends with the signal.
 fn run_natively(why: &Line) {
     unsafe extern "C" {
         fn unsetenv(name: *const core::ffi::c_char) -> core::ffi::c_int;
@@ -111,7 +114,11 @@ fn run_natively(why: &Line) {
         .num(sys::getpid() as u64)
         .str(" is not crash-resistant: ")
         .push(why.text())
-        .str("; at a failure it is lost and its parent sees it killed by SIGKILL")
+        .str(if in_zhuque_namespace() {
+            "; at a failure it is lost and its parent sees it killed by SIGKILL"
+        } else {
+            "; a failure ends it unsaved"
+        })
         .emit();
     let mut name = image::ENV_CRASH_RESISTANT.as_bytes().to_vec();
     name.push(0);
