@@ -1450,19 +1450,15 @@ fn exec_through_loader_natively() {
 #[test]
 fn a_program_started_by_hand_through_the_loader_says_a_failure_ends_it() {
     let dir = TempDir::new("solo_loader");
-    let out = Command::new(LOADER)
-        .args(["/bin/echo", "through the loader"])
+    let mut cmd = Command::new(LOADER);
+    cmd.args(["/bin/echo", "through the loader"])
         .env("CRASH_RESISTANT", &dir.path)
-        .env("LD_PRELOAD", runtime_lib())
-        .output()
-        .expect("run the loader");
+        .env("LD_PRELOAD", runtime_lib());
+    let out = run_to_end(cmd, None, "the loader by hand");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status, 0, "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through the loader\n");
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("zhuque:"))
-        .collect();
+    let lines = out.zhuque_lines();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
         lines[0].contains("is not crash-resistant: its program /bin/echo was started by executing the dynamic loader")

@@ -99,10 +99,9 @@ fn save(init: &mut TreeInit, generation: u64) -> Result<Option<Tree>, Why> {
     // The stop's last listing of `/proc` still holds when it showed the members and nothing
     // else: nothing of the namespace runs then (a process that ended since is no member, and
     // its pid makes the two differ). One listing less, about 30 µs of the init's serial step.
-    let pids = match last_listing {
-        Some(pids) if pids.iter().eq(member_set.iter()) => pids,
-        _ => procs::pids(),
-    };
+    let pids = last_listing
+        .filter(|pids| pids.iter().eq(member_set.iter()))
+        .unwrap_or_else(procs::pids);
     let only_members = unsaveable.is_empty() && pids.iter().eq(member_set.iter());
     let recorded = (!only_members).then(|| {
         let tree = snapshot::build(init.root_pid, &procs::facts_of(&pids), &member_set);
