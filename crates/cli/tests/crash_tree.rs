@@ -117,6 +117,10 @@
 //! - `a_sleeping_fork_child_joins_the_tree_by_itself` (`tree_lazy_join.c`): a fork child
 //!   that sleeps in a blocking `read` joins the tree at the end of its grace period with no
 //!   save to wake it, and its own first POSIX timer still gets id 0 (not a crash test).
+//! - `commands_a_shell_runs_keep_their_standard_streams`: filters in pipelines (programs a
+//!   shell's fork children execute, started without the init) read and close their
+//!   standard input as natively, one of them joining while blocked in `read` (not a crash
+//!   test).
 //!
 //! The tests `*_natively` run every command natively three times and require the same
 //! stdout, status and files each time (the oracle of a crash test is one native run), so a
@@ -1266,6 +1270,48 @@ fn a_sleeping_fork_child_joins_the_tree_by_itself() {
         String::from_utf8_lossy(&native.stdout)
     );
     assert_eq!(String::from_utf8_lossy(&f.stdout), expected);
+}
+
+/// Filters that read their standard input to its end and close it as they exit (`cat`,
+/// `tr`, `wc`, `sort`, coreutils all check that close), each a program a shell's fork child
+/// executes (the runtime starts those without the init, `tree::member::lazy_pool`), one of
+/// them blocked in `read` past its grace period (it joins the tree then, in the
+/// background): every stage of every pipeline ends with status 0, prints what it prints
+/// natively, and nothing is said on standard error.
+#[test]
+fn commands_a_shell_runs_keep_their_standard_streams() {
+    let script = r#"
+        printf 'b\na\nc\n' | cat | tr a-z A-Z | sort | wc -l
+        echo "status ${PIPESTATUS[*]}"
+        x=$(printf 'one two\n' | tr o 0 | cat)
+        echo "substituted $x"
+        (sleep 0.2; echo late) | cat | tr a-z A-Z
+        echo "status ${PIPESTATUS[*]}"
+        cat </dev/null
+        echo "empty input: $?"
+    "#;
+    let dir = TempDir::new("shell_streams");
+    let native = Command::new("/bin/bash")
+        .args(["-c", script])
+        .current_dir(&dir.path)
+        .output()
+        .expect("run bash");
+    assert!(
+        native.status.success() && native.stderr.is_empty(),
+        "{native:?}"
+    );
+    let image = ImageDir::new();
+    let zq = Zhuque::real();
+    let mut args: Vec<OsString> = vec!["run".into(), "--image".into(), image.path.clone().into()];
+    args.extend(["--".into(), "/bin/bash".into(), "-c".into(), script.into()]);
+    let f = run_to_end(zq.command(args, &dir.path), None, "zhuque run bash");
+    let stderr = String::from_utf8_lossy(&f.stderr);
+    assert_eq!(f.status, 0, "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        String::from_utf8_lossy(&native.stdout)
+    );
+    assert!(f.stderr.is_empty(), "{stderr}");
 }
 
 // ---- natively: the commands are deterministic ----

@@ -113,10 +113,20 @@ pub fn create_dir_all(dir: &[u8]) -> Result<(), Errno> {
 /// there belongs to an earlier process with the same pid, such as the program before an
 /// `exec`). A directory it created itself it need not list.
 pub fn create_empty_dir(dir: &[u8]) -> Result<OwnedFd, Errno> {
+    create_empty(dir, true)
+}
+
+/// [`create_empty_dir`] in a parent that must exist (`ENOENT` when it does not): a process
+/// joining a tree whose image directory was removed must not make it again.
+pub fn create_empty_subdir(dir: &[u8]) -> Result<OwnedFd, Errno> {
+    create_empty(dir, false)
+}
+
+fn create_empty(dir: &[u8], parents: bool) -> Result<OwnedFd, Errno> {
     let created = match fs::mkdirat(fs::CWD, as_cstr(&cstr(dir)), Mode::from_raw_mode(0o700)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
-        Err(Errno::NOENT) => {
+        Err(Errno::NOENT) if parents => {
             create_dir_all(dir)?;
             false
         }
@@ -316,6 +326,36 @@ pub fn create_memory(dir: BorrowedFd) -> Result<OwnedFd, Errno> {
         )
     })?;
     Ok(hide(fd))
+}
+
+/// A pool file without a name, in the tree's processes directory `p/` (of the tree's image
+/// directory `tree`): the pool of a program a lazy process executed, named in its image
+/// directory only if it joins ([`link_memory`]), and gone with the process otherwise. Its
+/// mappings show as `<tree>/p/#<inode> (deleted)`, under `p/` as the init looks for pools.
+pub fn create_unnamed_memory(tree: BorrowedFd) -> Result<OwnedFd, Errno> {
+    let fd = crate::sys::with_fd_room(|| {
+        fs::openat(
+            tree,
+            zhuque_image::tree::PROCESSES_DIR,
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
+    Ok(hide(fd))
+}
+
+/// Names the unnamed pool file `mem` (open as that fd) `memory` in the image directory `dir`
+/// (through `/proc/self/fd`, which needs no privilege, unlike `AT_EMPTY_PATH`).
+pub fn link_memory(mem: i32, dir: BorrowedFd) -> Result<(), Errno> {
+    let mut path = b"/proc/self/fd/".to_vec();
+    path.extend_from_slice(mem.to_string().as_bytes());
+    fs::linkat(
+        fs::CWD,
+        path.as_slice(),
+        dir,
+        c"memory",
+        fs::AtFlags::SYMLINK_FOLLOW,
+    )
 }
 
 /// Opens the existing pool file (resume).

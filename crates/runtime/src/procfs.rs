@@ -36,16 +36,15 @@ fn open(path: &[u8]) -> rustix::io::Result<OwnedFd> {
 /// [`task_ids`] and [`leader_is_zombie`]: the coordinator lists threads to stop them while
 /// program threads still run, and an fd it opened for that would appear for a moment in the
 /// table they share (a program closing "its" fds, or counting on the lowest free number, would
-/// meet it). Call when no program thread runs: before the coordinator starts, in a fresh
-/// program, a fork child (whose inherited ones describe the parent) and a resume.
+/// meet it). Called when no other program thread runs: by the thread that starts the
+/// coordinator, which is the program's only one then (a second thread starts it first:
+/// `threads::coordinator`), and by a resume. Async-signal-safe (that thread may be in the
+/// runtime's `SIGPWR` handler): no allocation.
 pub fn open_task_fds() {
     let p = crate::process::get();
     let dir = open_hidden(c"/proc/self/task", OFlags::DIRECTORY);
-    let mut stat = b"/proc/self/task/".to_vec();
-    stat.extend_from_slice(crate::sys::getpid().to_string().as_bytes());
-    stat.extend_from_slice(b"/stat\0");
-    let stat = core::ffi::CStr::from_bytes_with_nul(&stat)
-        .ok()
+    let mut buf = [0u8; 40];
+    let stat = leader_stat_path(&mut buf, crate::sys::getpid())
         .and_then(|c| open_hidden(c, OFlags::empty()));
     for (old, new) in [
         (p.swap_task_dir_fd(dir.unwrap_or(-1)), dir),
@@ -55,6 +54,31 @@ pub fn open_task_fds() {
             let _ = crate::sys::close(old);
         }
     }
+}
+
+/// `/proc/self/task/<pid>/stat`, NUL-terminated, written into `buf`.
+fn leader_stat_path(buf: &mut [u8; 40], pid: i32) -> Option<&core::ffi::CStr> {
+    const HEAD: &[u8] = b"/proc/self/task/";
+    const TAIL: &[u8] = b"/stat\0";
+    let mut digits = [0u8; 10];
+    let mut n = pid.max(0) as u32;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = HEAD.len();
+    buf[..at].copy_from_slice(HEAD);
+    for d in digits[..len].iter().rev() {
+        buf[at] = *d;
+        at += 1;
+    }
+    buf[at..at + TAIL.len()].copy_from_slice(TAIL);
+    core::ffi::CStr::from_bytes_with_nul(&buf[..at + TAIL.len()]).ok()
 }
 
 fn open_hidden(path: &core::ffi::CStr, flags: OFlags) -> Option<i32> {
@@ -436,6 +460,18 @@ pub fn stack_top(maps: &[Vma]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_leaders_stat_path_is_written_without_allocating() {
+        let mut buf = [0u8; 40];
+        for pid in [1, 7, 10, 4_194_304, i32::MAX] {
+            let path = super::leader_stat_path(&mut buf, pid).unwrap();
+            assert_eq!(
+                path.to_str().unwrap(),
+                format!("/proc/self/task/{pid}/stat")
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -216,7 +216,10 @@ fn greet_early(cr: &[u8], launch: &Launch) -> Option<(OwnedFd, Greeting)> {
     }
     // An absolute directory needs nothing `read_process` reads.
     let fd = image_io::open_dir(&image_dir(cr, launch)).ok()?;
-    let greeting = crate::tree::member::greet(fd.as_fd());
+    let greeting = match crate::tree::member::lazy_pool(fd.as_fd()) {
+        Some(pool) => Greeting::Lazy { pool },
+        None => crate::tree::member::greet(fd.as_fd()),
+    };
     Some((fd, greeting))
 }
 
@@ -541,15 +544,11 @@ pub fn fresh_start(program: Program, launch: Launch) {
     });
     adopt_memory(mem);
     memory::reset();
-    let meta = Meta {
-        state: Some(State::Running),
-        created_unix_ns: process::unix_ns(),
-        pid: sys::getpid(),
-        namespaced: crate::tree::in_tree() || in_zhuque_namespace(),
+    let meta = fresh_meta(
         program,
-        layout: launch_layout(&launch),
-        ..Meta::default()
-    };
+        &launch,
+        crate::tree::in_tree() || in_zhuque_namespace(),
+    );
     if let Err(e) = image_io::write_meta(dir, &meta, p.mem_needs_sync.load(Ordering::Relaxed)) {
         diag::refuse(
             Line::new()
@@ -559,6 +558,39 @@ pub fn fresh_start(program: Program, launch: Launch) {
                 .str(&e.to_string()),
         );
     }
+    start_on(meta, launch);
+}
+
+/// A fresh start of a program a lazy process of a tree executed (`tree::member::lazy_pool`):
+/// its pool has no name yet, and its `meta` is written when it joins (`tree::join`).
+pub fn fresh_lazy_start(program: Program, launch: Launch, pool: OwnedFd) {
+    adopt_memory(pool);
+    memory::reset();
+    let meta = fresh_meta(program, &launch, true);
+    // Its grace period runs from now, as a fork child's from its fork.
+    process::get()
+        .forked_at_ns
+        .store(process::now_ns(), Ordering::Relaxed);
+    crate::tree::join::start_lazy_exec();
+    start_on(meta, launch);
+    crate::tree::join::arm_grace_timer();
+}
+
+fn fresh_meta(program: Program, launch: &Launch, namespaced: bool) -> Meta {
+    Meta {
+        state: Some(State::Running),
+        created_unix_ns: process::unix_ns(),
+        pid: sys::getpid(),
+        namespaced,
+        program,
+        layout: launch_layout(launch),
+        ..Meta::default()
+    }
+}
+
+/// The rest of a fresh start, its pool adopted.
+fn start_on(meta: Meta, launch: Launch) {
+    let p = process::get();
     p.set_meta(meta);
     p.set_launch(launch);
     crate::signals::install();

@@ -108,6 +108,7 @@ pub mod nr {
     pub const GETITIMER: usize = g::__NR_getitimer as usize;
     pub const SETITIMER: usize = g::__NR_setitimer as usize;
     pub const GETPID: usize = g::__NR_getpid as usize;
+    pub const GETPPID: usize = g::__NR_getppid as usize;
     pub const SOCKET: usize = g::__NR_socket as usize;
     pub const CONNECT: usize = g::__NR_connect as usize;
     pub const ACCEPT: usize = g::__NR_accept as usize;

@@ -8,6 +8,12 @@ pub fn getpid() -> i32 {
     unsafe { syscall1(nr::GETPID, 0) as i32 }
 }
 
+/// The calling process's parent (0 when the parent is outside its pid namespace).
+pub fn getppid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { syscall1(nr::GETPPID, 0) as i32 }
+}
+
 /// The calling process's session id.
 pub fn getsid() -> i32 {
     // SAFETY: `getsid(0)`: the caller's own.

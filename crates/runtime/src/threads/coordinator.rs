@@ -41,7 +41,6 @@ pub fn prepare() {
 /// [`prepare`], told whether the program's mask blocks `SIGPWR` (a fork child's is held for
 /// the moment: the fork's own).
 pub fn prepare_with(failure_signal_blocked: bool) {
-    crate::procfs::open_task_fds();
     ON_DEMAND.store(true, Ordering::Release);
     let p = process::get();
     if WANTED.load(Ordering::Acquire)
@@ -95,6 +94,11 @@ pub fn ensure() -> i32 {
             .compare_exchange(NONE, SPAWNING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if claimed {
+            // Its `/proc` fds first, while this thread is the program's only one (most
+            // processes never start a coordinator, and never open them).
+            if p.task_dir_fd() < 0 {
+                crate::procfs::open_task_fds();
+            }
             spawn();
             release();
         }
@@ -212,6 +216,17 @@ extern "C" fn run(_: usize) -> ! {
     let mut deadline = p.fail_after_ns().filter(|_| !in_tree).map(|d| released + d);
     let wanted = sys::sig_bit(signals::FAIL_SIGNAL) | sys::sig_bit(sigev_thread::SIGTIMER);
     loop {
+        // A program a lazy process executed joins once its coordinator runs (something needed
+        // one: a thread, a timer, the end of its grace period, a save's wake-up), with its
+        // threads stopped: joining opens files, and a number it held for an instant must not
+        // be taken from the program's `open`.
+        if crate::tree::join::exec_lazy() {
+            p.fork_lock();
+            let stopped = super::stop::stop_all();
+            crate::tree::join::join_if_exec_lazy();
+            stopped.release();
+            p.fork_unlock();
+        }
         // The init's messages first (one may have come before this thread existed). Not while
         // a lazy fork child joins: the answer to its `Hello` is the joining thread's.
         if in_tree && !crate::tree::join::lazy() {

@@ -13,11 +13,17 @@ use zhuque_image::tree::{MSG_LEN, Msg, Role, control_address};
 /// Connects to the control channel of the image directory `dir_fd` belongs to, if its init
 /// listens (tree mode). The connection becomes this process's ([`process::Process::ctl_fd`]).
 pub fn connect(dir_fd: i32) -> bool {
+    note_address(dir_fd) && reconnect()
+}
+
+/// Notes the address of the control channel of the image directory `dir_fd`, for
+/// [`reconnect`]; false when the directory cannot be looked at.
+pub fn note_address(dir_fd: i32) -> bool {
     let Ok(st) = sys::fstat(dir_fd) else {
         return false;
     };
     process::get().set_ctl_address(control_address(st.dev, st.ino));
-    reconnect()
+    true
 }
 
 /// Connects again, to the channel [`connect`] found (a fork child's own connection).

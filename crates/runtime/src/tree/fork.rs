@@ -114,6 +114,8 @@ fn before_fork() {
         // A child that still reads its parent's pool copies it first: its own child would
         // depend on a pool that is not its own.
         let _c = crate::signals::critical();
+        // A program a lazy process executed joins: a fork child needs a member for a parent.
+        crate::tree::join::join_if_exec_lazy();
         ensure_own_pool();
     }
     let p = process::get();

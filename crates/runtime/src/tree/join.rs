@@ -1,4 +1,6 @@
-//! A fork child joins the tree when it must, not when it is born.
+//! A fork child joins the tree when it must, not when it is born — and so does a program
+//! such a child executes (`tree::member::lazy_pool`: its pool is its own already, unnamed
+//! until it joins; [`become_exec_member`]).
 //!
 //! Joining — an image directory `p/<pid>/` with a pool file, a connection to the init, its
 //! `Hello`, a first `meta` — costs a child about a quarter of a millisecond (and the init as
@@ -38,7 +40,7 @@ use crate::diag::Line;
 use crate::image_io;
 use crate::process;
 use crate::sys;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use zhuque_image::State;
 use zhuque_image::tree::{Msg, Role};
 
@@ -67,9 +69,37 @@ pub fn executing() -> bool {
     STATE.load(Ordering::Acquire) == EXECUTING
 }
 
+/// Whether the lazy process is a program started by an `exec` of a lazy process (its pool
+/// is its own already, unnamed: [`become_exec_member`]) rather than a fork child (on its
+/// parent's pool). Persistent like [`STATE`]; set by every start of either kind.
+static EXEC_LAZY: AtomicBool = AtomicBool::new(false);
+
 /// In a fork child of a tree, right after the fork (one thread).
 pub fn start_lazy() {
+    EXEC_LAZY.store(false, Ordering::Relaxed);
     STATE.store(LAZY, Ordering::Release);
+}
+
+/// In a program a lazy process executed (`tree::member::lazy_pool`), at its fresh start (one
+/// thread): it joins as a fork child does, when it must, or at the end of its grace period.
+pub fn start_lazy_exec() {
+    EXEC_LAZY.store(true, Ordering::Relaxed);
+    STATE.store(LAZY, Ordering::Release);
+}
+
+/// Whether this process is an executed program that has not joined yet, and may join now
+/// (it is not about to `exec` again).
+pub fn exec_lazy() -> bool {
+    STATE.load(Ordering::Acquire) == LAZY && EXEC_LAZY.load(Ordering::Relaxed)
+}
+
+/// Joins now if this is an executed program that has not joined (before its first fork: a
+/// fork child needs a member for a parent; and by its coordinator when it starts). A fork
+/// child joins on its own terms (`memory::fork::own_pool_now`).
+pub fn join_if_exec_lazy() {
+    if exec_lazy() {
+        join();
+    }
 }
 
 /// Joins the tree if this process is lazy. False when it cannot now: it is about to `exec`
@@ -240,6 +270,9 @@ pub fn exec_failed() {
 /// A child whose credentials cannot write the tree's image (its parent dropped its privileges)
 /// gets a pool of its own outside the image and runs unprotected, as it says.
 fn become_member(executing: bool) {
+    if EXEC_LAZY.load(Ordering::Relaxed) {
+        return become_exec_member(executing);
+    }
     let p = process::get();
     let pool = match super::member::fork_child_dir() {
         Ok(dir) => {
@@ -253,6 +286,11 @@ fn become_member(executing: bool) {
         Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
             super::outside_pool()
         }
+        Err(rustix::io::Errno::NOENT) => {
+            p.own_pool.store(super::outside_pool(), Ordering::Relaxed);
+            on_without_image(image_removed);
+            return done();
+        }
         Err(e) => refuse("cannot create the child's image", &e.to_string()),
     };
     p.own_pool.store(pool, Ordering::Relaxed);
@@ -260,7 +298,58 @@ fn become_member(executing: bool) {
     super::detach(super::Outside::NoAccess);
 }
 
+/// [`become_member`] for an executed program: its pool file, unnamed in the tree's `p/`
+/// since its start, gets its name in the new image directory.
+fn become_exec_member(executing: bool) {
+    let dir = match super::member::fork_child_dir() {
+        Ok(dir) => dir,
+        // Its credentials changed behind glibc's back since its start (`os::setid` joins
+        // before the calls it sees): its memory is its own, but no image can hold it.
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
+            on_without_image(|l| {
+                l.str("it runs as uid ")
+                    .num(rustix::process::geteuid().as_raw() as u64)
+                    .str(", which cannot write the tree's image (its credentials changed by a system call the runtime does not see)");
+            });
+            return done();
+        }
+        Err(rustix::io::Errno::NOENT) => {
+            on_without_image(image_removed);
+            return done();
+        }
+        Err(e) => refuse("cannot create the program's image", &e.to_string()),
+    };
+    if let Err(e) = image_io::link_memory(process::get().mem_fd(), image_io::borrow(dir)) {
+        refuse("cannot name the program's pool", &e.to_string());
+    }
+    connect(dir, executing);
+    done();
+}
+
+/// A process that found it cannot join after all runs on, unprotected (its memory is its
+/// own by now), and says so once, with `why`; the processes it starts are not warned again
+/// (a program it executes says so itself when the image is gone).
+fn on_without_image(why: impl FnOnce(&mut Line)) {
+    process::get().detached.store(true, Ordering::Release);
+    super::CHILD_WARNED.store(true, Ordering::Relaxed);
+    let mut l = Line::new();
+    l.str("warning: process ")
+        .num(sys::getpid() as u64)
+        .str(" is not crash-resistant from now on: ");
+    why(&mut l);
+    l.str("; at a failure it is lost and its parent sees it killed by SIGKILL")
+        .emit();
+}
+
+/// [`on_without_image`]'s reason when the tree's image directory is gone.
+fn image_removed(l: &mut Line) {
+    l.str("its tree's image directory ")
+        .push(process::get().tree_dir().unwrap_or_default())
+        .str(" does not exist (removed while the tree ran?)");
+}
+
 fn done() {
+    EXEC_LAZY.store(false, Ordering::Relaxed);
     disarm_grace_timer(false);
     STATE.store(JOINED, Ordering::Release);
     sys::futex_wake(&STATE, u32::MAX);
@@ -303,7 +392,12 @@ fn connect(dir: i32, executing: bool) {
 
 fn refuse(what: &str, why: &str) -> ! {
     let mut l = Line::new();
-    l.str("fork: ").str(what);
+    l.str(if EXEC_LAZY.load(Ordering::Relaxed) {
+        "exec: "
+    } else {
+        "fork: "
+    })
+    .str(what);
     if !why.is_empty() {
         l.str(": ").str(why);
     }

@@ -7,7 +7,7 @@ use crate::image_io;
 use crate::process::{self, Launch};
 use crate::sys;
 use core::sync::atomic::Ordering;
-use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use zhuque_image::tree::{Msg, Role, process_dir};
 use zhuque_image::{Program, State};
 
@@ -20,6 +20,36 @@ pub enum Greeting {
     /// Connected, `Hello` sent; `mask` is the signal mask from before (`SIGPWR` is held
     /// from the connection on).
     Sent { mask: u64 },
+    /// A program a lazy process executed ([`lazy_pool`]): not connected, its pool made.
+    Lazy { pool: OwnedFd },
+}
+
+/// The pool of a program that starts lazy, as a fork child does (`tree::join`), or `None`
+/// when it must connect now. A program a lazy process of the tree executed (a shell's fork
+/// child running a command: the common case by far) is a fresh member the init knows nothing
+/// of, and most such programs end within a millisecond; connecting, its image directory and
+/// its first `meta` cost it more than a tenth of a millisecond, on the shell's critical
+/// path. It is recognised without asking the init: it runs in the tree's pid namespace
+/// (whose init keeps the tree of `dir_fd`), its parent is not the init (which starts the
+/// tree's first process and, at a resume, the members it recreates), and no image directory
+/// exists for its pid (a member that executes keeps its own, and the init waits for the same
+/// pid to connect again; a member recreated at a resume finds its saved image there).
+pub fn lazy_pool(dir_fd: BorrowedFd) -> Option<OwnedFd> {
+    let pid = sys::getpid();
+    if sys::getppid() <= 1 || !crate::runtime::in_zhuque_namespace() {
+        return None;
+    }
+    match rustix::fs::statat(
+        dir_fd,
+        process_dir(pid).as_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Err(rustix::io::Errno::NOENT) => {}
+        _ => return None,
+    }
+    // Not where it cannot be made (no `O_TMPFILE` on the image's file system, credentials
+    // that cannot write the image): the eager start says what to do then.
+    image_io::create_unnamed_memory(dir_fd).ok()
 }
 
 /// Connects to the init of the tree whose image directory `dir_fd` is and says `Hello`, as
@@ -50,6 +80,7 @@ pub fn leave(greeting: Greeting) {
         let _ = sys::close(fd);
         let _ = sys::sigprocmask(sys::SIG_SETMASK, mask);
     }
+    // A lazy start's pool is closed with `greeting`.
 }
 
 /// Everything start-up needs to become a member.
@@ -85,6 +116,10 @@ pub fn start(s: Start) -> Option<Launch> {
         runtime: s.runtime.to_vec(),
         fail_after: s.fail_after,
     });
+    if let Greeting::Lazy { pool } = greeting {
+        start_lazy(s.launch, s.fresh, s.dir, s.dir_fd, pool);
+        return None;
+    }
     let role = control::role().unwrap_or_else(|| {
         diag::refuse(Line::new().str("the zhuque init of this process tree did not answer"))
     });
@@ -122,6 +157,22 @@ pub fn start(s: Start) -> Option<Launch> {
             crate::resume::resume(meta, s.launch)
         }
     }
+}
+
+/// A fresh start without the init ([`lazy_pool`]): the channel's address is noted for the
+/// join, the image directory's path is the one the join makes.
+fn start_lazy(launch: Launch, fresh: Program, dir: &[u8], dir_fd: BorrowedFd, pool: OwnedFd) {
+    if !crate::runtime::runs_as(&launch, &fresh, false) {
+        // Not connected: nothing to announce.
+        crate::runtime::reexec(&fresh);
+    }
+    control::note_address(dir_fd.as_raw_fd());
+    let p = process::get();
+    // No image directory until it joins (0, the field's start value, would name stdin).
+    p.dir_fd.store(-1, Ordering::Relaxed);
+    p.set_dir(own_dir(dir, sys::getpid()));
+    process::set_pid();
+    crate::runtime::fresh_lazy_start(fresh, launch, pool);
 }
 
 /// Executes this process again as `target` (the one re-execution that makes a hand-started
@@ -172,7 +223,7 @@ fn adopt_dir(fd: i32, pdir: Vec<u8>) {
 pub fn fork_child_dir() -> Result<i32, rustix::io::Errno> {
     let dir = process::get().tree_dir().ok_or(rustix::io::Errno::IO)?;
     let pdir = own_dir(dir, sys::getpid());
-    Ok(image_io::leak(image_io::create_empty_dir(&pdir)?))
+    Ok(image_io::leak(image_io::create_empty_subdir(&pdir)?))
 }
 
 /// The end of a resume in a tree: says this process is back, takes the fds it shares with

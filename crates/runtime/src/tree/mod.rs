@@ -116,7 +116,8 @@ fn detach(why: Outside) {
 }
 
 /// Set (persistently) once a process has had a child that said it is not protected.
-static CHILD_WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+pub(crate) static CHILD_WARNED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// Values of `child_outside`: see [`before_fork`].
 const MEMBER: u8 = 0;
