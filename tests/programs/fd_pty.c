@@ -3,11 +3,13 @@
  *
  * Pseudo-terminals the program opened itself (issue 12):
  *  - A: openpty(), canonical mode with echo, a 33x101 window: every round the master types
- *    a line and half of the next, the slave reads the line (one read, one line) and writes a
- *    line of output; then the master types the rest, the slave reads it whole (one read),
- *    and the master reads the echo and the output, byte for byte. FAIL_POINTS rounds call
- *    zhuque_fail_now(): the odd ones with the line and a half queued, the even ones with
- *    half a line, its echo and the output queued.
+ *    a line ended by an end of file (^D; every 5th round after an empty one), a line and half
+ *    of the next; the slave reads the end-of-file line (one read, without its end; the empty
+ *    one reads 0 bytes) and the line (one read, one line) and writes a line of output; then
+ *    the master types the rest, the slave reads it whole (one read), and the master reads the
+ *    echo and the output, byte for byte. FAIL_POINTS rounds call zhuque_fail_now(): the odd
+ *    ones with all of that queued, the even ones with half a line, its echo and the output
+ *    queued. Before, an end of file came back as a NUL byte inside the next line.
  *  - B: posix_openpt() in packet mode, its slave raw, exclusive, 10x20: bytes each way with
  *    the packet byte in front of what the master reads.
  *  - C: posix_openpt() never unlocked: its slave stays locked (opening it fails with EIO).
@@ -69,12 +71,12 @@ static void expect(int fd, const char *want, unsigned long r)
  * typed after, with the slave's `out` somewhere after the echo of the line and before that of
  * " rest" (see the caller): "line N\r\n" + a head of half + "out N\r\n" + the rest of half +
  * " rest\r\n", NLs as CR NL. */
-static void expect_echo_and_output(int fd, const char *line, const char *half, const char *out,
-                                   unsigned long r)
+static void expect_echo_and_output(int fd, const char *before, const char *line, const char *half,
+                                   const char *out, unsigned long r)
 {
-    char buf[256], echo_line[64], echo_out[64], want[256];
+    char buf[256], echo_line[96], echo_out[64], want[256];
     size_t n = strlen(line), m = strlen(out);
-    snprintf(echo_line, sizeof echo_line, "%.*s\r\n", (int)(n - 1), line);
+    snprintf(echo_line, sizeof echo_line, "%s%.*s\r\n", before, (int)(n - 1), line);
     snprintf(echo_out, sizeof echo_out, "%.*s\r\n", (int)(m - 1), out);
     size_t total = strlen(echo_line) + strlen(half) + strlen(echo_out) + strlen(" rest\r\n");
     get(fd, buf, total, r);
@@ -86,6 +88,23 @@ static void expect_echo_and_output(int fd, const char *line, const char *half, c
     }
     CHECK(0, "round %lu: fd %d read \"%s\", not the echo of \"%s%s rest\" with \"%s\" after its "
              "first line", r, fd, buf, line, half, out);
+}
+
+/* One read of a canonical slave returns the line `want` ended by an end of file, without its
+ * end ("" for an end of file on an empty line: the read returns 0). */
+static void expect_eof_line(int fd, const char *want, unsigned long r)
+{
+    char buf[256];
+    struct pollfd p = {fd, POLLIN, 0};
+    CHECK(poll(&p, 1, 10000) == 1, "round %lu: no end of file on fd %d", r, fd);
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    CHECK(n >= 0, "round %lu: read %d: %s", r, fd, strerror(errno));
+    buf[n] = 0;
+    CHECK((size_t)n == strlen(want) && !memcmp(buf, want, (size_t)n),
+          "round %lu: fd %d read \"%s\" (%zd bytes) at the end of file, not \"%s\"", r, fd, buf,
+          n, want);
 }
 
 /* One read of a canonical slave returns one whole line, as natively. */
@@ -202,7 +221,8 @@ int main(int argc, char **argv)
         char x;
         CHECK(read(md, &x, 1) < 0 && errno == EIO, "round %lu: D's master did not read EIO", r);
 
-        char line[64], half[64], out[64], in_b[64], out_b[64], want[160];
+        char eof[64], line[64], half[64], out[64], in_b[64], out_b[64], want[320];
+        snprintf(eof, sizeof eof, "eof %lu", r);
         snprintf(line, sizeof line, "line %lu\n", r);
         snprintf(half, sizeof half, "half %lu", r);
         snprintf(out, sizeof out, "out %lu\n", r);
@@ -210,13 +230,17 @@ int main(int argc, char **argv)
         snprintf(out_b, sizeof out_b, "back-%lu", r);
         /* One write: the line discipline takes (and echoes) it at once, so the echo comes
          * before the output the slave writes once it has read the line. */
-        snprintf(want, sizeof want, "%s%s", line, half);
+        snprintf(want, sizeof want, "%s%s\x04%s%s", r % 5 ? "" : "\x04", eof, line, half);
         put(ma, want, r);
         put(mb, in_b, r);
         put(sb, out_b, r);
         int point = every && r % every == 0 && r / every <= points ? (int)(r / every) : 0;
         if (point % 2 == 1)
-            zq_fail_now(); /* a line and a half and their echo queued; bytes both ways on B */
+            zq_fail_now(); /* ends of file, a line and a half and their echo queued; bytes both
+                              ways on B */
+        if (r % 5 == 0)
+            expect_eof_line(sa, "", r);
+        expect_eof_line(sa, eof, r);
         expect_line(sa, line, r);
         put(sa, out, r);
         if (point && point % 2 == 0)
@@ -231,7 +255,7 @@ int main(int argc, char **argv)
          * reader, so when "line N\nhalf N" straddles two chunks the slave may read the line
          * and write its output before the rest of the half line is echoed (seen once in
          * CI: "half 182", the output, "1"). */
-        expect_echo_and_output(ma, line, half, out, r);
+        expect_echo_and_output(ma, eof, line, half, out, r);
         expect(sb, in_b, r);
         char pkt[64];
         get(mb, pkt, 1 + strlen(out_b), r);

@@ -19,6 +19,7 @@ pub const VMIN: usize = g::VMIN as usize;
 pub const VTIME: usize = g::VTIME as usize;
 pub const VEOL: usize = g::VEOL as usize;
 pub const VEOL2: usize = g::VEOL2 as usize;
+pub const VEOF: usize = g::VEOF as usize;
 /// Input flags that change bytes on their way in (CR/NL mapping, stripping, flow control).
 pub const INPUT_CHANGES: u32 =
     g::ICRNL | g::INLCR | g::IGNCR | g::ISTRIP | g::IXON | g::IXOFF | g::IUCLC | g::BRKINT;

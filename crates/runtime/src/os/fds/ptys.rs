@@ -7,8 +7,9 @@
 //! slaves one key, so the process holding any of them saves them all: `launch/tree/procs.rs`).
 //! Recorded: the slave's `termios2`, window size, lock, packet and exclusive modes, then the
 //! unread bytes each way, taken out (the process is about to end): the output waiting at the
-//! master, read from the master; the input waiting at the slave, read from a slave switched to
-//! non-canonical mode so that a line being typed is taken too.
+//! master, read from the master; the input waiting at the slave, its whole lines read in the
+//! program's settings (so that bytes still on their way are processed as natively), then the
+//! rest from the slave switched to non-canonical mode so that a line being typed is taken too.
 //!
 //! **Resume.** `/dev/ptmx` is opened until the kernel hands out the saved number (it gives the
 //! lowest free one; the extra masters are closed), so the slave keeps its name when it is
@@ -16,8 +17,8 @@
 //! non-canonical mode but otherwise raw (no echo, no signals, no input or output processing:
 //! they were processed once already), so lines are lines again and a line being typed stays
 //! half typed; then the saved settings are set. Slaves are opened with `TIOCGPTPEER` (never
-//! becoming a controlling terminal by accident). What differs: an end of file typed (`^D`)
-//! and not yet read comes back as a NUL byte.
+//! becoming a controlling terminal by accident). An end of file typed (`^D`) and not yet read
+//! is written back as the `VEOF` character, which ends its line again.
 //!
 //! **Controlling terminal.** A session leader whose controlling terminal is a pseudo-terminal
 //! slave it holds records that fd and the foreground process group; once its fds (and in a
@@ -125,17 +126,21 @@ fn take_readable(fd: i32) -> Vec<u8> {
     out
 }
 
-/// The input queued at the slave: read through `slave` with the line discipline
-/// non-canonical and non-blocking for the moment (a line being typed is taken too).
+/// The input queued at the slave: in canonical mode its whole lines ([`take_lines`]), then
+/// what is left (a line being typed, or everything in non-canonical mode) read through `slave`
+/// made non-canonical and non-blocking for the moment.
 fn take_input(slave: i32, saved: &sys::Termios) -> Vec<u8> {
+    let mut out = Vec::new();
+    if saved.c_lflag & sys::ICANON != 0 {
+        take_lines(slave, saved, &mut out);
+    }
     let mut now = *saved;
     now.c_lflag &= !sys::ICANON;
     now.c_cc[sys::VMIN] = 0;
     now.c_cc[sys::VTIME] = 0;
     if sys::set_termios(slave, &now).is_err() {
-        return Vec::new();
+        return out;
     }
-    let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match sys::read(slave, &mut buf) {
@@ -147,6 +152,45 @@ fn take_input(slave: i32, saved: &sys::Termios) -> Vec<u8> {
     }
     let _ = sys::set_termios(slave, saved);
     out
+}
+
+/// Reads the whole lines waiting at a canonical slave, one per `read`, in the program's own
+/// settings. A `read` that finds no whole line first has the kernel process what was written
+/// to the master and not yet taken by the line discipline (it takes it later, from a work
+/// queue), so those bytes are processed as the program set the terminal up: echoed, erased,
+/// turned into lines and signals as natively, not under the non-canonical settings the rest
+/// is read with (CI once saw a newline typed just before a failure echoed as `^J`). A line
+/// ended by an end of file (`^D`) reads without its end; it is kept with the `VEOF`
+/// character, which ends it the same way when the resume writes it back in canonical mode
+/// (a NUL byte when the program disabled `VEOF` since).
+fn take_lines(slave: i32, saved: &sys::Termios, out: &mut Vec<u8>) {
+    let eof = saved.c_cc[sys::VEOF];
+    let ends = line_ends(saved);
+    let mut buf = [0u8; 4096];
+    // The line discipline holds at most 4 KiB and the kernel 64 KiB more on their way to it:
+    // far fewer reads than this, which only guards against a terminal that keeps answering.
+    for _ in 0..1 << 17 {
+        match sys::read(slave, &mut buf) {
+            // Longer than the buffer: the rest of the line comes with the next read.
+            Ok(n) if n == buf.len() => out.extend_from_slice(&buf),
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                let ended = n > 0 && buf[n - 1] != 0 && ends.contains(&buf[n - 1]);
+                if !ended {
+                    out.push(eof);
+                }
+            }
+            Err(sys::Errno::EINTR) => {}
+            // No whole line left (`EAGAIN`), with everything written so far processed.
+            Err(_) => break,
+        }
+    }
+}
+
+/// The characters that end a line in canonical mode and stay in it (`VEOF` ends one too but
+/// is not read).
+fn line_ends(t: &sys::Termios) -> [u8; 3] {
+    [b'\n', t.c_cc[sys::VEOL], t.c_cc[sys::VEOL2]]
 }
 
 fn termios_bytes(t: &sys::Termios) -> Vec<u8> {
@@ -201,14 +245,16 @@ pub fn settle_typed(listed: &[super::report::Listed]) {
     }
 }
 
-/// `poll` on a slave waits for the line discipline to take what is on its way only when
-/// nothing is ready to read yet; when something is (a whole line in canonical mode), the
-/// slave is made non-canonical with a minimum count beyond what a read could find for one
-/// more `poll`. (Leaving canonical mode makes what was read one line: the save of the
-/// terminal reads it all in non-canonical mode anyway, and the process ends with the save.)
-/// Not settled: what waits behind a full line buffer (4 KiB of whole lines, or 255 bytes
-/// ready in non-canonical mode): the kernel takes it only as a reader makes room, which
-/// the save's read does, too late for the signals (README, limits).
+/// `poll` on a slave has the line discipline take what is on its way only when nothing is
+/// ready to read yet. When something is, in non-canonical mode the minimum count is raised
+/// beyond what a read could find for one more `poll` (the bytes are processed the same way
+/// under any minimum). In canonical mode a whole line waiting keeps what follows it on its
+/// way: leaving canonical mode for the moment would have the kernel process those bytes
+/// without erasing, echo them differently and make one line of everything, so the save's
+/// own read takes them ([`take_lines`]), possibly too late for a signal they make. Not
+/// settled either: what waits behind a full line buffer (4 KiB of whole lines, or 255 bytes
+/// ready in non-canonical mode): the kernel takes it only as a reader makes room, which the
+/// save's read does, too late for the signals (README, limits).
 fn settle_slave(slave: i32) {
     let ready = |fd| sys::poll_one(fd, sys::POLLIN, 0).is_ok_and(|r| r & sys::POLLIN != 0);
     if !ready(slave) {
@@ -217,8 +263,10 @@ fn settle_slave(slave: i32) {
     let Ok(saved) = sys::termios(slave) else {
         return;
     };
+    if saved.c_lflag & sys::ICANON != 0 {
+        return;
+    }
     let mut wide = saved;
-    wide.c_lflag &= !sys::ICANON;
     wide.c_cc[sys::VMIN] = u8::MAX;
     wide.c_cc[sys::VTIME] = 0;
     if sys::set_termios(slave, &wide).is_ok() {
@@ -378,16 +426,27 @@ fn open_master(want: u32) -> Result<(i32, u32), sys::Errno> {
 }
 
 /// How many bytes of `input` a reader can have once the line discipline took them: in
-/// canonical mode only whole lines (`FIONREAD` counts those), up to the last line end.
+/// canonical mode only whole lines, up to the last line end, without the `VEOF` characters
+/// that ended some of them (`FIONREAD` counts neither the line being typed nor those).
 fn readable_input(t: &sys::Termios, input: &[u8]) -> usize {
     if t.c_lflag & sys::ICANON == 0 {
         return input.len();
     }
-    let ends = [b'\n', t.c_cc[sys::VEOL], t.c_cc[sys::VEOL2]];
-    input
+    let eof = t.c_cc[sys::VEOF];
+    let ends = line_ends(t);
+    let Some(last) = input
         .iter()
-        .rposition(|c| *c != 0 && ends.contains(c))
-        .map_or(0, |at| at + 1)
+        .rposition(|c| *c != 0 && (ends.contains(c) || *c == eof))
+    else {
+        return 0;
+    };
+    let whole = &input[..=last];
+    let eofs = if eof == 0 {
+        0
+    } else {
+        whole.iter().filter(|c| **c == eof).count()
+    };
+    whole.len() - eofs
 }
 
 /// Makes sure the line discipline of slave `anchor` took the `total` bytes of input written
@@ -725,6 +784,26 @@ mod tests {
             4 * MS
         ));
         assert!(older_by_more_than_a_tick(saved_at - 190_000, saved_at, 0));
+    }
+
+    /// What a resume waits to see queued after writing back the saved input: whole lines,
+    /// without the `VEOF` characters that ended some of them (the kernel drops those).
+    #[test]
+    fn readable_input_counts_whole_lines_without_their_end_of_file_characters() {
+        // SAFETY: all-zero is a valid termios2.
+        let mut t: sys::Termios = unsafe { core::mem::zeroed() };
+        t.c_lflag = sys::ICANON;
+        t.c_cc[sys::VEOF] = 4;
+        assert_eq!(readable_input(&t, b"line 1\nhalf"), 7);
+        assert_eq!(readable_input(&t, b"eof 1\x04line 1\nhalf"), 12);
+        assert_eq!(readable_input(&t, b"\x04\x04half"), 0);
+        assert_eq!(readable_input(&t, b"half"), 0);
+        t.c_cc[sys::VEOF] = 0;
+        assert_eq!(readable_input(&t, b"eof 1\0line 1\nhalf"), 13);
+        t.c_cc[sys::VEOL] = b';';
+        assert_eq!(readable_input(&t, b"a;b"), 2);
+        t.c_lflag = 0;
+        assert_eq!(readable_input(&t, b"a;b\x04"), 4);
     }
 
     #[test]
