@@ -261,3 +261,24 @@ fn five_failures_in_one_run_are_counted() {
     let report = h.crash_test(&prog, &oracle, &plan);
     assert!(report.failures() >= 10);
 }
+
+/// A launch that does not end in time is reported with what each of its processes was
+/// doing: here a shell waiting for its `sleep`, both asleep in the kernel.
+#[test]
+fn a_hang_is_reported_with_every_process_below_the_launch() {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "sleep 30 & wait"]);
+    let spawned = spawn(cmd, "sh waiting for sleep");
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spawned.wait(Duration::from_millis(300))
+    }))
+    .expect_err("the launch must time out");
+    let text = report
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("did not finish within"), "{text}");
+    assert!(text.contains("\"sh\" S wchan"), "{text}");
+    assert!(text.contains("\"sleep\" S wchan"), "{text}");
+    assert!(text.contains("syscall "), "{text}");
+}

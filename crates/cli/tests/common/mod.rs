@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 mod crash;
+mod hang;
 mod image;
 mod report;
 mod rng;
@@ -439,11 +440,13 @@ impl Spawned {
                 Err(e) => panic!("waiting for {}: {e}", self.what),
             }
             if Instant::now() > deadline {
+                let processes = hang::snapshot(self.child.id());
                 self.kill();
                 let _ = self.child.wait();
                 let stderr = self.stderr.join().unwrap_or_default();
                 panic!(
-                    "{} did not finish within {timeout:?} (killed); stderr:\n{}",
+                    "{} did not finish within {timeout:?} (killed); its processes then:\n\
+                     {processes}stderr:\n{}",
                     self.what,
                     tail_lines(&stderr, 20)
                 );
