@@ -300,6 +300,27 @@ fn removed_device_nodes() {
     crash_case("fd_removed_dev", &case, plan);
 }
 
+/// A process with the runtime loaded but not crash-resistant (`LD_PRELOAD` alone, as `perf`
+/// or a tool run with the runtime in its environment has it) has no save to lose: making those
+/// objects says nothing (it used to warn that a failure could not save it).
+#[test]
+fn objects_zhuque_cannot_keep_are_not_announced_in_a_process_zhuque_does_not_keep() {
+    let prog = Program::compile("fd_unkeepable.c");
+    let mut cmd = std::process::Command::new(&prog.path);
+    cmd.args(["probe", "10"])
+        .env_remove("CRASH_RESISTANT")
+        .env("LD_PRELOAD", runtime_lib());
+    let out = run_to_end(cmd, None, "fd_unkeepable with the runtime inert");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status, 0, "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("probed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(out.zhuque_lines(), Vec::<String>::new(), "{stderr}");
+}
+
 /// Objects no resume can make again (an io_uring instance, a userfaultfd, a perf event
 /// counter, a BPF map; `fd_unkeepable.c`) are announced when the program makes one (one
 /// warning per kind), and a program that made and closed them (as libuv and feature probes do)

@@ -273,10 +273,7 @@ fn a_hang_is_reported_with_every_process_below_the_launch() {
         spawned.wait(Duration::from_millis(300))
     }))
     .expect_err("the launch must time out");
-    let text = report
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let text = report.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("did not finish within"), "{text}");
     assert!(text.contains("\"sh\" S wchan"), "{text}");
     assert!(text.contains("\"sleep\" S wchan"), "{text}");

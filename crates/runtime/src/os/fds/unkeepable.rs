@@ -192,7 +192,9 @@ pub extern "C" fn creating_call(
         return r;
     }
     let makes_fd = number as usize != sys::nr::BPF || BPF_FD_COMMANDS.contains(&a1);
-    if makes_fd {
+    // Only a crash-resistant process has a save to lose: one that runs natively (the runtime
+    // loaded but inert, as `perf` with the runtime in `LD_PRELOAD` is) says nothing.
+    if makes_fd && crate::runtime::active() {
         warn_created(number as usize, r as i32);
     }
     r
