@@ -460,19 +460,19 @@ pub fn stack_top(maps: &[Vma]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_leaders_stat_path_is_written_without_allocating() {
         let mut buf = [0u8; 40];
         for pid in [1, 7, 10, 4_194_304, i32::MAX] {
-            let path = super::leader_stat_path(&mut buf, pid).unwrap();
+            let path = leader_stat_path(&mut buf, pid).unwrap();
             assert_eq!(
                 path.to_str().unwrap(),
                 format!("/proc/self/task/{pid}/stat")
             );
         }
     }
-
-    use super::*;
 
     #[test]
     fn stat_fields_after_comm() {

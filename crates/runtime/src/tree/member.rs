@@ -35,17 +35,21 @@ pub enum Greeting {
 /// exists for its pid (a member that executes keeps its own, and the init waits for the same
 /// pid to connect again; a member recreated at a resume finds its saved image there).
 pub fn lazy_pool(dir_fd: BorrowedFd) -> Option<OwnedFd> {
-    let pid = sys::getpid();
-    if sys::getppid() <= 1 || !crate::runtime::in_zhuque_namespace() {
+    if sys::getppid() <= 1 {
         return None;
     }
+    // The image directory first: one `stat` settles a member that executes, before the
+    // namespace's check reads `/proc`.
     match rustix::fs::statat(
         dir_fd,
-        process_dir(pid).as_str(),
+        process_dir(sys::getpid()).as_str(),
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     ) {
         Err(rustix::io::Errno::NOENT) => {}
         _ => return None,
+    }
+    if !crate::runtime::in_zhuque_namespace() {
+        return None;
     }
     // Not where it cannot be made (no `O_TMPFILE` on the image's file system, credentials
     // that cannot write the image): the eager start says what to do then.
