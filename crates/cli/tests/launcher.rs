@@ -314,8 +314,21 @@ struct Running {
 
 impl Running {
     fn start(sb: &Sandbox, image: &Path, script: &str) -> Running {
-        let mut child = sb
-            .zhuque(sh_args(image, &[], script))
+        use std::os::unix::process::CommandExt;
+        let mut cmd = sb.zhuque(sh_args(image, &[], script));
+        // As a shell with job control starts a program: `SIGINT` and `SIGQUIT` at their
+        // defaults. A test run from a script in the background inherits both ignored, a shell
+        // cannot trap a signal ignored at its start, and the program (natively too) would
+        // never see the `SIGINT` the test sends.
+        // SAFETY: `signal` is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -343,11 +356,16 @@ impl Running {
     }
 
     /// The status, the rest of stdout and the `zhuque:` lines of stderr.
-    fn finish_all(mut self) -> (i32, String, Vec<String>) {
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
+    /// (Within [`finish`]'s time limit: the rest of stdout is read beside it.)
+    fn finish_all(self) -> (i32, String, Vec<String>) {
+        let mut stdout = self.stdout;
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+            rest
+        });
         let out = finish(self.child);
-        (status(&out), rest, zhuque_lines(&out))
+        (status(&out), rest.join().unwrap(), zhuque_lines(&out))
     }
 }
 
