@@ -32,7 +32,8 @@ pub struct ImageDir {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
     Free,
-    /// Held by this pid; `None` when the pid cannot be seen (`/proc/locks` unreadable).
+    /// Held by this pid; `None` when the pid cannot be seen (`/proc/locks` unreadable, or
+    /// not listing the holder: a process outside this one's pid namespace).
     Held(Option<i32>),
 }
 
@@ -51,6 +52,9 @@ pub fn take_lock(dir: &fs::File) -> rustix::io::Result<()> {
         }
     }
 }
+
+/// How many times [`ImageDir::lock`] reads `/proc/locks` for the holder of a held lock.
+const LOCK_LOOKUPS: usize = 5;
 
 /// What an image directory holds, as far as launching it is concerned.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,21 +174,32 @@ impl ImageDir {
 
     /// Who holds the directory's lock: a probe first ([`Self::probe_lock`]), and the holder's
     /// pid from `/proc/locks` only when it is held.
+    ///
+    /// A held lock whose holder `/proc/locks` does not list is looked up again a few times
+    /// (a few milliseconds apart; each read of `/proc/locks` takes some anyway): the lock may
+    /// have changed hands between the probe and the read, or the directory may have been
+    /// replaced by another at the same path (CI once saw `zhuque fail DIR` refuse a running
+    /// tree this way, right after it was resumed).
     pub fn lock(&self) -> Result<Lock> {
-        let meta = match fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Free),
-            Err(e) => return Err(Failure::io("cannot open image", &self.path, &e)),
-        };
-        if self.probe_lock()? == Lock::Free {
-            return Ok(Lock::Free);
+        for _ in 0..LOCK_LOOKUPS {
+            let meta = match fs::metadata(&self.path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Free),
+                Err(e) => return Err(Failure::io("cannot open image", &self.path, &e)),
+            };
+            if self.probe_lock()? == Lock::Free {
+                return Ok(Lock::Free);
+            }
+            let Some(locks) = procfs::read_locks() else {
+                return Ok(Lock::Held(None));
+            };
+            if let Some(pid) = procfs::flock_owner(&locks, &meta) {
+                return Ok(Lock::Held(Some(pid)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let owner = procfs::read_locks().and_then(|locks| procfs::flock_owner(&locks, &meta));
-        match owner {
-            Some(pid) => Ok(Lock::Held(Some(pid))),
-            // Let go of meanwhile, or held by a process this one cannot see.
-            None => self.probe_lock(),
-        }
+        // Let go of meanwhile, or held by a process this one cannot see.
+        self.probe_lock()
     }
 
     /// Tries a shared lock without waiting and drops it at once. Shared, so that concurrent

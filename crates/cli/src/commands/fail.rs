@@ -204,8 +204,8 @@ fn lock_owner(image: &ImageDir, lock: Lock) -> Result<i32> {
     match lock {
         Lock::Held(Some(pid)) => Ok(pid),
         Lock::Held(None) => Err(Failure::refused(format!(
-            "{} is running, but its owner cannot be found (/proc/locks is unreadable); \
-             pass the program's pid instead",
+            "{} is running, but its owner cannot be found (/proc/locks is unreadable or \
+             does not show it); pass the program's pid instead",
             image.path().display()
         ))),
         Lock::Free => {
