@@ -90,18 +90,26 @@ static void expect_echo_and_output(int fd, const char *before, const char *line,
              "first line", r, fd, buf, line, half, out);
 }
 
+/* What one read of a canonical slave returns once it has something (NUL-terminated in buf,
+ * which holds 256 bytes): a line, or 0 bytes for an end of file on an empty line. */
+static ssize_t read_once(int fd, char *buf, const char *what, unsigned long r)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    CHECK(poll(&p, 1, 10000) == 1, "round %lu: no %s on fd %d", r, what, fd);
+    ssize_t n;
+    while ((n = read(fd, buf, 255)) < 0 && errno == EINTR)
+        ;
+    CHECK(n >= 0, "round %lu: read %d: %s", r, fd, strerror(errno));
+    buf[n] = 0;
+    return n;
+}
+
 /* One read of a canonical slave returns the line `want` ended by an end of file, without its
  * end ("" for an end of file on an empty line: the read returns 0). */
 static void expect_eof_line(int fd, const char *want, unsigned long r)
 {
     char buf[256];
-    struct pollfd p = {fd, POLLIN, 0};
-    CHECK(poll(&p, 1, 10000) == 1, "round %lu: no end of file on fd %d", r, fd);
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
-        ;
-    CHECK(n >= 0, "round %lu: read %d: %s", r, fd, strerror(errno));
-    buf[n] = 0;
+    ssize_t n = read_once(fd, buf, "end of file", r);
     CHECK((size_t)n == strlen(want) && !memcmp(buf, want, (size_t)n),
           "round %lu: fd %d read \"%s\" (%zd bytes) at the end of file, not \"%s\"", r, fd, buf,
           n, want);
@@ -111,13 +119,8 @@ static void expect_eof_line(int fd, const char *want, unsigned long r)
 static void expect_line(int fd, const char *want, unsigned long r)
 {
     char buf[256];
-    struct pollfd p = {fd, POLLIN, 0};
-    CHECK(poll(&p, 1, 10000) == 1, "round %lu: no line on fd %d", r, fd);
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
-        ;
-    CHECK(n > 0, "round %lu: read %d: %s", r, fd, strerror(errno));
-    buf[n] = 0;
+    ssize_t n = read_once(fd, buf, "line", r);
+    CHECK(n > 0, "round %lu: fd %d read nothing, not the line \"%s\"", r, fd, want);
     CHECK(!strcmp(buf, want), "round %lu: fd %d read the line \"%s\", not \"%s\"", r, fd, buf,
           want);
 }
